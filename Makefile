@@ -1,0 +1,94 @@
+# mailserver: plain Makefile. `make`, `make run`, `make test`,
+# `make SANITIZE=address|thread test`, `make fuzz` (clang libFuzzer).
+
+CC ?= cc
+SANITIZE ?=
+WARN = -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes -Werror
+CFLAGS ?= -O2 -g
+ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) -pthread -D_GNU_SOURCE -I. -MMD -MP
+LDLIBS = -lgnutls -lldns -llmdb -lcrypt -pthread
+
+ifeq ($(SANITIZE),address)
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+BUILD = build/address
+else ifeq ($(SANITIZE),thread)
+ALL_CFLAGS += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=thread
+BUILD = build/thread
+else ifeq ($(SANITIZE),)
+BUILD = build/default
+else
+$(error SANITIZE must be address or thread)
+endif
+
+PROGRAMS = server/main.c server/mailctl.c
+SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c storage/*.c queue/*.c server/*.c))
+OBJS = $(SRCS:%.c=$(BUILD)/%.o)
+UNIT_SRCS = $(wildcard tests/unit/test_*.c)
+UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRCS = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+.PHONY: all run test unit integration fuzz fuzz-regress deps bench clean
+all: $(BUILD)/mailserver $(BUILD)/mailctl
+	@cmp -s $(BUILD)/mailserver mailserver || cp -f $(BUILD)/mailserver mailserver
+	@cmp -s $(BUILD)/mailctl mailctl || cp -f $(BUILD)/mailctl mailctl
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libms.a: $(OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/mailserver: $(BUILD)/server/main.o $(BUILD)/libms.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/mailctl: $(BUILD)/server/mailctl.o $(BUILD)/libms.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lcunit $(LDLIBS)
+
+# Fuzz targets built with a standalone driver replay their corpus in `make test`.
+$(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/driver.o $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+deps:
+	@bash tests/deps.sh
+
+run: deps all
+	./mailserver -c mailserver.conf
+
+unit: $(UNIT_BINS)
+	@bash tests/run_unit.sh $(UNIT_BINS)
+
+fuzz-regress: $(FUZZ_BINS)
+	@bash tests/run_fuzz_regress.sh $(FUZZ_BINS)
+
+integration: all
+	@MAILSERVER_BIN=$(abspath $(BUILD)/mailserver) MAILCTL_BIN=$(abspath $(BUILD)/mailctl) \
+		SANITIZE=$(SANITIZE) bash tests/run_integration.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all unit fuzz-regress
+	@$(MAKE) --no-print-directory integration
+
+# libFuzzer builds (clang): build/fuzz/<target>; run e.g. build/fuzz/fuzz_smtp_parser tests/fuzz/corpus/smtp_parser
+fuzz:
+	@mkdir -p build/fuzz
+	@for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+		clang -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -I. -o build/fuzz/$$n $$f \
+		$(SRCS) $(LDLIBS) || exit 1; echo built build/fuzz/$$n; done
+
+bench: all
+	@bash bench/accept
+
+clean:
+	rm -rf build mailserver mailctl
+
+-include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d

@@ -1,0 +1,188 @@
+/*
+ * dns: the name lookups of mailserver, as RFC 5321 section 5 and RFC 7505
+ * want them for mail: MX with the implicit MX, null MX, CNAME chains,
+ * addresses (A and AAAA) of MX hosts and relay hosts, and reverse names.
+ *
+ * One struct dns_resolver is made at start-up (or config reload) from the
+ * configured servers or from resolv.conf, and shared by every delivery
+ * thread. It holds a TTL cache of answers (negative answers too). Queries
+ * go over UDP, then TCP when the answer was truncated; every attempt is
+ * bounded in time (per try, number of tries, and a whole-lookup bound).
+ *
+ * Errors: lookups never abort; every outcome is an enum dns_status, and
+ * permanent outcomes are told apart from temporary ones
+ * (dns_status_is_permanent). Out of memory aborts (lib/util.h policy).
+ * Nothing is logged above debug level: reporting is the caller's job.
+ *
+ * Threads: dns_resolver_new/free on one thread while no lookup runs;
+ * every lookup function may run on any number of threads at once on the
+ * same resolver. Results belong to the caller's thread.
+ */
+#ifndef DNS_DNS_H
+#define DNS_DNS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Bounds of a result (RFC 5321 5.1 leaves them to the implementation). */
+#define DNS_MAX_MX_HOSTS	10	/* MX hosts kept, best first */
+#define DNS_MAX_HOST_ADDRS	16	/* addresses kept per host (all families) */
+#define DNS_MAX_TARGETS		10	/* upper bound of dns_options.max_addrs */
+#define DNS_NAME_MAX		256	/* a host name with its NUL */
+
+enum dns_status {
+	DNS_OK = 0,		/* usable answer */
+	DNS_NULL_MX,		/* RFC 7505 "MX 0 .": permanent, bounce 5.1.10 */
+	DNS_NXDOMAIN,		/* no such domain: permanent, bounce 5.1.2 */
+	DNS_NO_ADDRESS,		/* hosts exist but none has an address: temporary */
+	DNS_TEMP,		/* SERVFAIL, REFUSED, timeout, malformed: defer */
+	DNS_BAD_NAME,		/* the name asked is not a valid domain: permanent, 5.1.2 */
+};
+
+/* A DNS server: numeric IPv4 or IPv6 address (no brackets), and port. */
+struct dns_server_addr {
+	char addr[64];
+	uint16_t port;		/* 0 means 53 */
+};
+
+/* Tunables; dns_options_default fills the values given in brackets. */
+struct dns_options {
+	unsigned try_timeout_ms;	/* one query to one server [2000] */
+	unsigned tries;			/* rounds over all servers [2] */
+	unsigned total_timeout_ms;	/* a whole public lookup call [20000] */
+	size_t cache_entries;		/* cached answers, 0 = no cache [10000] */
+	unsigned max_ttl;		/* cap on positive TTLs, seconds [3600] */
+	unsigned max_negative_ttl;	/* cap on NXDOMAIN/NODATA, seconds [300] */
+	unsigned temp_ttl;		/* temporary failures cached, s, 0=not [5] */
+	size_t max_addrs;		/* flattened MX targets, 1..DNS_MAX_TARGETS [5] */
+	int use_ipv6;			/* look up AAAA [1] */
+	int prefer_ipv6;		/* per host IPv6 before IPv4 [0: IPv4 first] */
+	const char *resolv_conf;	/* used when no server is given [/etc/resolv.conf] */
+};
+
+/* An address: family AF_INET or AF_INET6, bytes in network order. */
+struct dns_addr {
+	int family;
+	uint8_t bytes[16];	/* 4 used for AF_INET */
+	char text[48];		/* numeric text: "192.0.2.1", "2001:db8::1" */
+};
+
+struct dns_mx_host {
+	char name[DNS_NAME_MAX];	/* lower case, no trailing dot */
+	uint16_t pref;
+	size_t naddrs;			/* >= 1 in a DNS_OK result */
+	struct dns_addr addrs[DNS_MAX_HOST_ADDRS];	/* family order per options */
+};
+
+/* One address to try, in order: hosts[host].addrs[...] flattened. */
+struct dns_target {
+	size_t host;			/* index into hosts */
+	struct dns_addr addr;
+};
+
+struct dns_mx_result {
+	enum dns_status status;
+	int implicit;			/* no MX record: the domain itself, pref 0 */
+	char domain[DNS_NAME_MAX];	/* the domain asked, lower case */
+	char detail[200];		/* why, for logs and DSN diagnostics */
+	size_t nhosts;			/* hosts with addresses, preference order */
+	struct dns_mx_host hosts[DNS_MAX_MX_HOSTS];
+	size_t ntargets;		/* at most options.max_addrs */
+	struct dns_target targets[DNS_MAX_TARGETS];
+};
+
+struct dns_addr_result {
+	enum dns_status status;		/* DNS_OK, DNS_NXDOMAIN, DNS_NO_ADDRESS,
+					 * DNS_TEMP or DNS_BAD_NAME */
+	char detail[200];
+	size_t naddrs;
+	struct dns_addr addrs[DNS_MAX_HOST_ADDRS];
+};
+
+struct dns_resolver;
+
+/* Fills o with the defaults above. */
+void dns_options_default(struct dns_options *o);
+
+/*
+ * Makes a resolver that asks servers[0..n-1] in that order (n > 0), or the
+ * nameservers of opts->resolv_conf when n == 0. opts may be NULL
+ * (defaults). Returns NULL and a message in err (errsize > 0) when an
+ * address is not numeric, the resolv.conf cannot be read or names no
+ * server, or an option is out of range. Free with dns_resolver_free.
+ */
+struct dns_resolver *dns_resolver_new(const struct dns_server_addr *servers,
+    size_t n, char *err, size_t errsize);
+struct dns_resolver *dns_resolver_new_opts(const struct dns_server_addr *servers,
+    size_t n, const struct dns_options *opts, char *err, size_t errsize);
+
+/* Frees the resolver and its cache; sets *rp to NULL. No lookup may run. */
+void dns_resolver_free(struct dns_resolver **rp);
+
+/*
+ * MX lookup of domain (RFC 5321 5.1), with CNAMEs followed (at most 8).
+ * Always sets *res_r to a result owned by the caller (free with
+ * dns_mx_result_free) and returns its status:
+ *  - DNS_OK: hosts[] in preference order, equal preferences shuffled for
+ *    each call; each host with its addresses (IPv4 then IPv6 unless
+ *    prefer_ipv6); hosts without an address left out; and targets[], the
+ *    first max_addrs addresses in that order, the ones to try. Hosts are
+ *    resolved only until max_addrs addresses are known. With no MX record
+ *    (NODATA) the domain itself is the only host, pref 0, implicit = 1.
+ *  - DNS_NULL_MX: every MX record has the root "." as exchange.
+ *  - DNS_NXDOMAIN, DNS_BAD_NAME: permanent.
+ *  - DNS_NO_ADDRESS: no MX host (or, implicit, the domain) has an address,
+ *    and no lookup failed temporarily. Treated as temporary.
+ *  - DNS_TEMP: any other failure, including when every host with no address
+ *    had a temporary failure.
+ * The caller drops MX hosts that are this server itself (RFC 5321 5.1).
+ */
+int dns_mx_lookup(struct dns_resolver *r, const char *domain,
+    struct dns_mx_result **res_r);
+
+/* Frees a result; sets *resp to NULL. NULL is fine. */
+void dns_mx_result_free(struct dns_mx_result **resp);
+
+/*
+ * Addresses of host (A and AAAA, CNAMEs followed), for relayhost and
+ * routes. A numeric IPv4 or IPv6 address (brackets allowed) is returned as
+ * is without a query. Same ownership and status rules as dns_mx_lookup
+ * (free with dns_addr_result_free); DNS_NO_ADDRESS when the name exists
+ * with no address.
+ */
+int dns_addr_lookup(struct dns_resolver *r, const char *host,
+    struct dns_addr_result **res_r);
+void dns_addr_result_free(struct dns_addr_result **resp);
+
+/*
+ * Reverse name of an AF_INET or AF_INET6 address (a v4-mapped IPv6 address
+ * counts as IPv4): the first valid PTR name, lower case without the
+ * trailing dot, into name (namesize > 0; DNS_NAME_MAX is enough). Returns
+ * DNS_OK, DNS_NXDOMAIN (no PTR), DNS_TEMP or DNS_BAD_NAME (other families).
+ * The name is not forward-confirmed. name is "" unless DNS_OK.
+ */
+int dns_ptr_lookup(struct dns_resolver *r, const struct sockaddr *sa,
+    char *name, size_t namesize);
+
+/* "ok", "null MX", "NXDOMAIN", ... (static strings). */
+const char *dns_status_str(int status);
+
+/* 1 for DNS_NULL_MX, DNS_NXDOMAIN, DNS_BAD_NAME; 0 otherwise. */
+int dns_status_is_permanent(int status);
+
+/* Enhanced status code for a failed lookup (RFC 3463): "5.1.10" (null MX),
+ * "5.1.2" (NXDOMAIN, bad name), "4.4.4" (no address), "4.4.3" (temporary),
+ * "2.0.0" for DNS_OK. Static strings. */
+const char *dns_status_dsn(int status);
+
+/*
+ * Validates a domain or host name: ASCII letters, digits, '-', '_',
+ * labels of 1..63 separated by single dots, an optional trailing dot, at
+ * most 253 characters without it. Returns 0 and the lower-case name
+ * without trailing dot in out (outsize >= DNS_NAME_MAX), or -1.
+ * Thread-safe.
+ */
+int dns_name_normalize(const char *name, char *out, size_t outsize);
+
+#endif

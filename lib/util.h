@@ -1,0 +1,37 @@
+/*
+ * util: allocation that cannot fail, bounded string copies, time.
+ *
+ * Errors: x* allocators abort the process when memory is exhausted; there
+ * is no sensible way for a mail server to go on without memory, and a crash
+ * loses nothing acknowledged (DESIGN.md).
+ * Threads: every function is thread-safe.
+ */
+#ifndef LIB_UTIL_H
+#define LIB_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Copies src into dst of size dstsize, always NUL-terminating (dstsize > 0).
+ * Returns 0, or -1 when src was truncated. */
+int str_copy(char *dst, const char *src, size_t dstsize);
+
+/* ASCII lower-casing in place; returns s. */
+char *str_lower(char *s);
+
+/* Milliseconds of CLOCK_MONOTONIC / CLOCK_REALTIME. */
+int64_t time_mono_ms(void);
+int64_t time_real_ms(void);
+
+/* RFC 5322 date-time ("Mon, 29 Nov 2026 23:14:07 +0000") of t in local
+ * time, into out (size >= 40). Returns out. */
+char *time_rfc5322(time_t t, char *out, size_t outsize);
+
+#endif

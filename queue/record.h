@@ -1,0 +1,112 @@
+/*
+ * record: the versioned byte layout of what the queue stores in LMDB (the
+ * envelope of a message, and one recipient with its delivery state), and
+ * the in-memory forms the store hands to its readers.
+ *
+ * Every record starts with a version byte (RECORD_VERSION). Decoding is
+ * defensive: every length is checked against the bytes present and a
+ * fixed maximum, strings must be free of NUL bytes, enums must be known
+ * values and nothing may trail the record. A record that fails any check
+ * is refused (-1), never half-decoded; the store then sets it aside.
+ *
+ * Integers are big-endian. Layout, version 1:
+ *   envelope:  u8 version, u8 ret, u32 flags, i64 arrival, u64 size,
+ *              u32 nchunks, u32 nrcpts, str sender, str helo,
+ *              str client_addr, ostr auth_user, ostr envid
+ *   recipient: u8 version, u8 state, u8 flags, u32 notify, u32 attempts,
+ *              i64 next_try, i64 last_try, str addr, ostr orcpt, str diag
+ * where str is u16 length + bytes and ostr is u8 present (0/1) + str.
+ *
+ * Ownership: decoded strings are heap copies owned by the output struct;
+ * free them with queue_msg_free / queue_rcpt_clear / envelope_free.
+ * Errors: encode and decode return 0 or -1 and never abort on bad input.
+ * Threads: reentrant.
+ */
+#ifndef QUEUE_RECORD_H
+#define QUEUE_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/buf.h"
+#include "queue/envelope.h"
+
+#define RECORD_VERSION 1
+#define RECORD_STR_MAX 4096		/* any string field, in bytes */
+#define RECORD_DIAG_MAX 1024		/* the last diagnostic */
+#define RECORD_RCPTS_MAX 100000		/* recipients of one message */
+#define RECORD_CHUNK_SIZE (128 * 1024)	/* body bytes per `body` record */
+#define RECORD_SIZE_MAX ((uint64_t)1 << 40)	/* sanity bound on a body */
+
+/* The delivery state of one recipient. QUEUED and DEFERRED still need
+ * delivery (and have exactly one `due` entry); SENT and BOUNCED are final. */
+enum rcpt_state {
+	RCPT_QUEUED = 0,
+	RCPT_DEFERRED = 1,
+	RCPT_SENT = 2,
+	RCPT_BOUNCED = 3,
+};
+
+enum rcpt_flag {
+	RCPT_F_DELAY_NOTIFIED = 1,	/* the delay notice was sent */
+};
+#define RCPT_F_ALL 1u
+
+/* One stored recipient. */
+struct queue_rcpt {
+	uint32_t idx;		/* position in the message (from the key) */
+	char *addr;		/* never empty */
+	char *orcpt;		/* or NULL */
+	unsigned notify;	/* enum dsn_notify bits, 0 = default */
+	enum rcpt_state state;
+	unsigned flags;		/* enum rcpt_flag */
+	uint32_t attempts;	/* delivery attempts made */
+	int64_t next_try;	/* unix seconds; the due time unless final */
+	int64_t last_try;	/* unix seconds of the last attempt, 0 = none */
+	char *diag;		/* last diagnostic ("" = none), never NULL */
+};
+
+/* One stored message as read back: env holds the envelope fields with
+ * env.rcpts == NULL and env.nrcpts the recipient count at arrival; rcpts
+ * are the recipient records still stored (final ones included until the
+ * whole message is done), in index order. */
+struct queue_msg {
+	struct envelope env;
+	uint64_t size;		/* body bytes */
+	struct queue_rcpt *rcpts;
+	size_t nrcpts;
+};
+
+/* Appends the envelope record of env (its rcpts are not part of it; only
+ * env->nrcpts is) for a body of size bytes to out. Returns 0, or -1 when
+ * a field is out of bounds (string too long, no recipient, too many) or
+ * out is full; out is then left as it was. */
+int record_msg_encode(const struct envelope *env, uint64_t size,
+    struct buf *out);
+
+/* Decodes an envelope record into env_r (id left 0, rcpts NULL) and the
+ * body size into size_r. Returns 0, or -1 (nothing allocated). */
+int record_msg_decode(const void *p, size_t n, struct envelope *env_r,
+    uint64_t *size_r);
+
+/* Appends the recipient record of r (idx is not stored) to out. Returns 0,
+ * or -1 as record_msg_encode (also for an unknown state). */
+int record_rcpt_encode(const struct queue_rcpt *r, struct buf *out);
+
+/* Decodes a recipient record into r_r (idx left 0). Returns 0, or -1
+ * (nothing allocated). */
+int record_rcpt_decode(const void *p, size_t n, struct queue_rcpt *r_r);
+
+/* Number of `body` records for a body of size bytes. */
+uint32_t record_body_chunks(uint64_t size);
+
+/* Frees the strings of r and zeroes it. */
+void queue_rcpt_clear(struct queue_rcpt *r);
+
+/* Frees everything m holds and zeroes it (m itself is the caller's). */
+void queue_msg_free(struct queue_msg *m);
+
+/* "queued", "deferred", "sent", "bounced" (or "unknown"). */
+const char *rcpt_state_name(enum rcpt_state state);
+
+#endif

@@ -1,0 +1,243 @@
+/*
+ * store: the durable queue, one LMDB environment under queue_dir.
+ *
+ * Named databases (keys big-endian, so they sort by number):
+ *   msg   id(8)                      -> envelope record (queue/record.h)
+ *   body  id(8) chunk(4)             -> up to RECORD_CHUNK_SIZE body bytes
+ *   rcpt  id(8) index(4)             -> recipient record with its state
+ *   due   next_try(8) id(8) index(4) -> empty; exactly one per recipient
+ *                                       that still needs delivery
+ *   meta  name                       -> u64 counters, u32 "schema"
+ *   bad   db-letter(1) original key  -> a record set aside because it
+ *                                       failed to decode
+ * A message stays until every recipient is final (sent or bounced), or an
+ * administrator deletes it.
+ *
+ * LMDB threading rules, kept by this module and required of its callers:
+ *   - one environment per process: open the queue once (store_open) and
+ *     share the struct queue_store between threads; never open it twice in
+ *     one process, not even read-only;
+ *   - the environment is opened with MDB_NOTLS: any thread may run read
+ *     functions at any time; each one begins and ends its own short read
+ *     transaction on the calling thread;
+ *   - a write transaction (struct store_wtxn) is begun, used and ended on
+ *     one thread; LMDB allows one writer at a time per environment, across
+ *     processes (the daemon's committer and mailctl), so store_wtxn_begin
+ *     waits while another writer is active. A thread holding a write
+ *     transaction must not call the read functions of this module (they
+ *     may need the write lock to set corrupt records aside);
+ *   - no network or other slow I/O inside a transaction: read functions
+ *     copy everything out and call callbacks only after their transaction
+ *     ended; a write transaction should be committed promptly;
+ *   - full durability: no MDB_NOSYNC, MDB_NOMETASYNC or MDB_MAPASYNC; a
+ *     successful store_wtxn_commit of a top-level transaction is on disk.
+ *
+ * Corrupt records: a record that fails to decode is logged and moved to
+ * `bad` (never deleted silently, never a crash). Read functions skip it
+ * and, when the store is writable, set it aside in a short write
+ * transaction of their own after their read transaction ended. A
+ * read-only store only logs and skips.
+ *
+ * Errors: functions return enum store_status. STORE_FULL (MDB_MAP_FULL,
+ * MDB_TXN_FULL, ENOSPC, EDQUOT) means the queue cannot grow now: the
+ * write transaction is dead and must be aborted, the store stays usable.
+ * Unexpected LMDB errors are logged and returned as STORE_IO.
+ */
+#ifndef QUEUE_STORE_H
+#define QUEUE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "queue/envelope.h"
+#include "queue/record.h"
+
+#define STORE_MAP_SIZE_DEFAULT ((size_t)8 << 30)
+#define STORE_SCHEMA_VERSION 1
+
+enum store_status {
+	STORE_OK = 0,
+	STORE_NOTFOUND = 1,	/* no such message or recipient */
+	STORE_FULL = 2,		/* map or disk full */
+	STORE_IO = 3,		/* any other LMDB or system failure */
+	STORE_CORRUPT = 4,	/* a record failed to decode (set aside) */
+	STORE_INVALID = 5,	/* the caller's data does not fit a record */
+	STORE_EXISTS = 6,	/* the queue id is already in use */
+};
+
+/* Short text for a status ("map full", ...), static. */
+const char *store_status_text(int status);
+
+struct queue_store;
+
+enum store_open_flag {
+	STORE_RDONLY = 1,	/* mailctl reads: MDB_RDONLY, no writes at all */
+};
+
+/*
+ * Opens (creating dir with mode 0700 and the databases when missing) the
+ * queue under dir with an LMDB map of map_size bytes (0: the default, or
+ * the size the environment already has, whichever is larger). A read-only
+ * open of a queue that does not exist yet creates it empty first. Checks
+ * the schema version, clears stale reader slots of dead processes, and
+ * raises the queue id floor (queue_id_floor) to the largest id present.
+ * Returns the store, or NULL with a message in err (errsize > 0).
+ * Threads: any thread, once per process (see above).
+ */
+struct queue_store *store_open(const char *dir, size_t map_size,
+    unsigned flags, char *err, size_t errsize);
+
+/* Closes the environment and frees the store; *sp becomes NULL. No
+ * transaction may be active and no other thread may still use it. */
+void store_close(struct queue_store **sp);
+
+/* The largest queue id present in `msg`, 0 when the queue is empty (or on
+ * a read failure, logged). Any thread. */
+queue_id_t store_max_id(struct queue_store *s);
+
+/* Number of write transactions committed by this process (tests and
+ * stats; a top-level commit counts once). Any thread. */
+uint64_t store_commit_count(struct queue_store *s);
+
+/* ---- reading (any thread; each call is one short read transaction) ---- */
+
+/* Loads message id: envelope and every stored recipient into msg_r (the
+ * caller frees it with queue_msg_free). Returns STORE_OK, STORE_NOTFOUND,
+ * STORE_CORRUPT (the envelope failed to decode; set aside when writable),
+ * STORE_IO. Recipients that fail to decode are left out (set aside). */
+int store_msg_load(struct queue_store *s, queue_id_t id,
+    struct queue_msg *msg_r);
+
+/* Copies the body of message id into a new heap buffer *body_r (NUL
+ * terminated, not counted in *len_r; the caller frees it), at most limit
+ * bytes of it (0: all). Returns STORE_OK, STORE_NOTFOUND, STORE_CORRUPT
+ * (chunks missing or of the wrong size: the whole message is set aside
+ * when writable), STORE_IO. */
+int store_body_read(struct queue_store *s, queue_id_t id, size_t limit,
+    char **body_r, size_t *len_r);
+
+/* Called per message, in queue id order, outside any transaction; msg is
+ * valid during the call only. Return 0 to go on, anything else to stop
+ * (store_foreach_msg then returns that value). */
+typedef int (*store_msg_fn)(const struct queue_msg *msg, void *arg);
+
+/* Calls fn for every message, reading them in small batches (one short
+ * read transaction each), so a long listing neither holds a snapshot nor
+ * memory for the whole queue. A message added or deleted meanwhile may or
+ * may not be seen. Returns STORE_OK, fn's non-zero value, or STORE_IO. */
+int store_foreach_msg(struct queue_store *s, store_msg_fn fn, void *arg);
+
+/* One `due` entry: recipient idx of message id is due at when. */
+struct store_due {
+	int64_t when;		/* unix seconds */
+	queue_id_t id;
+	uint32_t idx;
+};
+
+/* Copies up to max due entries with when <= until into out, in time
+ * order, starting after *after (NULL: from the start), into out; *n_r is
+ * the count. Page through the index by passing the last entry returned
+ * as after. An entry whose recipient is gone or not due at that time is
+ * skipped (and removed when writable). Returns STORE_OK or STORE_IO. */
+int store_due_list(struct queue_store *s, const struct store_due *after,
+    int64_t until, struct store_due *out, size_t max, size_t *n_r);
+
+struct store_stats {
+	uint64_t received;	/* messages committed, ever */
+	uint64_t delivered;	/* recipients sent */
+	uint64_t deferred;	/* deferrals (one per failed attempt) */
+	uint64_t bounced;	/* recipients bounced */
+	uint64_t rejected;	/* messages or recipients refused (sessions) */
+	uint64_t messages;	/* messages in the queue now */
+	uint64_t recipients;	/* recipient records in the queue now */
+	uint64_t pending;	/* recipients still to deliver (due entries) */
+	uint64_t bad;		/* records set aside */
+};
+
+/* Reads the counters and sizes. Returns STORE_OK or STORE_IO. */
+int store_stats_get(struct queue_store *s, struct store_stats *st_r);
+
+/* ---- writing ---- */
+
+struct store_wtxn;
+
+/*
+ * Begins a write transaction: top-level when parent is NULL (waits for
+ * LMDB's writer lock), or nested inside parent (a savepoint: committing it
+ * merges into parent, aborting it undoes only its own changes; parent must
+ * not be used while the child is open). Returns STORE_OK with *txn_r set,
+ * STORE_FULL or STORE_IO. Thread: the one that will end it (and, for a
+ * child, the parent's thread).
+ */
+int store_wtxn_begin(struct queue_store *s, struct store_wtxn *parent,
+    struct store_wtxn **txn_r);
+
+/* Commits and frees *txnp (NULL afterwards) whatever the outcome. A
+ * top-level commit is durable (one fsync) when it returns STORE_OK.
+ * Returns STORE_OK, STORE_FULL or STORE_IO (nothing written then). */
+int store_wtxn_commit(struct store_wtxn **txnp);
+
+/* Undoes and frees *txnp (NULL afterwards; NULL is a no-op). */
+void store_wtxn_abort(struct store_wtxn **txnp);
+
+/*
+ * Writes a new message: its envelope (env->id must be set, non-zero),
+ * body (chunked), each recipient as RCPT_QUEUED with next_try =
+ * env->arrival and its due entry; counts it as received. Everything is
+ * checked and encoded before anything is written, so STORE_INVALID (a
+ * field too long, no recipients) and STORE_EXISTS leave the transaction
+ * usable; STORE_FULL and STORE_IO leave it dead (abort it).
+ */
+int store_put_msg(struct store_wtxn *t, const struct envelope *env,
+    const char *body, size_t body_len);
+
+/* A recipient's new delivery state, for store_rcpt_update. */
+struct rcpt_update {
+	enum rcpt_state state;	/* new state */
+	int64_t next_try;	/* QUEUED/DEFERRED: when due next */
+	int64_t attempt_time;	/* >0: an attempt was made then (attempts+1) */
+	unsigned set_flags;	/* enum rcpt_flag bits to add */
+	const char *diag;	/* new last diagnostic, or NULL to keep;
+				 * cut to RECORD_DIAG_MAX - 1 bytes */
+};
+
+/*
+ * The committer's recipient update: applies u to recipient idx of message
+ * id, moves its due entry (removed when the state is final), and counts
+ * it (SENT: delivered, BOUNCED: bounced, DEFERRED: deferred). A
+ * recipient already final is left unchanged (a repeated result). When
+ * every recipient of the message is final, the whole message (msg, body,
+ * rcpts) is deleted in the same transaction and *removed_r (may be NULL)
+ * is set to 1. Returns STORE_OK, STORE_NOTFOUND (no such recipient, e.g.
+ * deleted by an administrator; nothing changed), STORE_CORRUPT (its
+ * record was set aside), STORE_INVALID (bad state), STORE_FULL, STORE_IO.
+ */
+int store_rcpt_update(struct store_wtxn *t, queue_id_t id, uint32_t idx,
+    const struct rcpt_update *u, int *removed_r);
+
+/* Deletes message id with its body, recipients and due entries. Returns
+ * STORE_OK, STORE_NOTFOUND, STORE_FULL, STORE_IO. */
+int store_delete_msg(struct store_wtxn *t, queue_id_t id);
+
+/* Deletes every message; *count_r (may be NULL) is how many. Counters
+ * and `bad` are kept. */
+int store_delete_all(struct store_wtxn *t, uint64_t *count_r);
+
+/* Makes every recipient waiting for a later time (deferred) due at now;
+ * *count_r (may be NULL) is how many were moved. */
+int store_flush(struct store_wtxn *t, int64_t now, uint64_t *count_r);
+
+enum store_counter {
+	STORE_CTR_RECEIVED,
+	STORE_CTR_DELIVERED,
+	STORE_CTR_DEFERRED,
+	STORE_CTR_BOUNCED,
+	STORE_CTR_REJECTED,
+	STORE_CTR_COUNT
+};
+
+/* Adds n to a counter in `meta` within t. */
+int store_counter_add(struct store_wtxn *t, enum store_counter c,
+    uint64_t n);
+
+#endif

@@ -1,0 +1,1222 @@
+/*
+ * config: reads mailserver.conf into an immutable struct config.
+ *
+ * The file is read line by line through a fixed buffer (a line longer than
+ * CONFIG_LINE_MAX is an error, never a bigger allocation). Each line is
+ * `key = value`; the key is looked up in config_keys, a table of name,
+ * handler and bounds, and its handler parses and validates the value into
+ * the struct. Handlers report problems through config_error and go on, so
+ * one run shows every problem in the file; checks that involve several
+ * keys (TLS pair, retry bounds, connection limits) run after the last line.
+ *
+ * Diagnostics: `FILE:LINE: message` on the caller's stream; line 0 for the
+ * file as a whole. Text from the file is shown with control bytes replaced.
+ */
+#include "server/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+
+#define CONFIG_LINE_MAX 4096		/* bytes per line, without the newline */
+#define CONFIG_ERRORS_MAX 100		/* then stop reading: hostile input */
+#define CONFIG_LISTEN_MAX 256
+#define CONFIG_DNS_SERVERS_MAX 16
+#define CONFIG_LIST_MAX 4096		/* entries in one list key */
+#define CONFIG_DOMAIN_MAX 255
+#define CONFIG_SHOW_MAX 64		/* bytes of file text quoted in a message */
+
+#define KIB ((uint64_t)1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define TIB (GIB * 1024)
+#define MINUTE 60u
+#define HOUR (60u * MINUTE)
+#define DAY (24u * HOUR)
+
+struct config_key;
+
+/* The state of one config_load. */
+struct config_parse {
+	const char *path;
+	FILE *errs;
+	struct config *cfg;
+	unsigned lineno;		/* line being parsed */
+	unsigned nerrors;
+	unsigned key_line[64];		/* per config_keys entry: first line set, 0 = never */
+};
+
+typedef void config_key_fn(struct config_parse *p, const struct config_key *k, char *value);
+
+struct config_key {
+	const char *name;
+	config_key_fn *parse;
+	size_t offset;			/* of the field in struct config, for generic handlers */
+	uint64_t min, max;		/* bounds for numbers, sizes and durations */
+	unsigned flags;
+};
+
+#define KEY_REPEAT 0x1			/* may appear on several lines; each adds */
+#define KEY_EMPTY_OK 0x2		/* an empty value is allowed (empty list) */
+
+static void config_error(struct config_parse *p, unsigned line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void
+config_error(struct config_parse *p, unsigned line, const char *fmt, ...)
+{
+	va_list ap;
+
+	p->nerrors++;
+	if (p->errs == NULL || p->nerrors > CONFIG_ERRORS_MAX)
+		return;
+	flockfile(p->errs);
+	fprintf(p->errs, "%s:%u: ", p->path, line);
+	va_start(ap, fmt);
+	vfprintf(p->errs, fmt, ap);
+	va_end(ap);
+	fputc('\n', p->errs);
+	funlockfile(p->errs);
+}
+
+/* s made safe to print inside quotes: control bytes, quotes and non-ASCII
+ * become '?', long text is cut with "...". Returns out. */
+static const char *
+config_show(const char *s, char *out, size_t outsize)
+{
+	size_t i, n = 0;
+
+	for (i = 0; s[i] != '\0' && n + 4 < outsize; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		out[n++] = (ch < 0x20 || ch >= 0x7f || ch == '\'') ? '?' : (char)ch;
+	}
+	if (s[i] != '\0') {
+		memcpy(out + n, "...", 3);
+		n += 3;
+	}
+	out[n] = '\0';
+	return out;
+}
+
+#define SHOW(s) config_show((s), (char[CONFIG_SHOW_MAX + 4]){ 0 }, CONFIG_SHOW_MAX + 4)
+
+static int
+config_is_space(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+/* Trims s in place; returns the first non-blank byte. */
+static char *
+config_trim(char *s)
+{
+	size_t len;
+
+	while (config_is_space(*s))
+		s++;
+	len = strlen(s);
+	while (len > 0 && config_is_space(s[len - 1]))
+		s[--len] = '\0';
+	return s;
+}
+
+/* Next list element of *cursor (separated by blanks or commas), or NULL. */
+static char *
+config_next_item(char **cursor)
+{
+	char *s = *cursor, *start;
+
+	while (*s != '\0' && (config_is_space(*s) || *s == ','))
+		s++;
+	if (*s == '\0') {
+		*cursor = s;
+		return NULL;
+	}
+	start = s;
+	while (*s != '\0' && !config_is_space(*s) && *s != ',')
+		s++;
+	if (*s != '\0')
+		*s++ = '\0';
+	*cursor = s;
+	return start;
+}
+
+/* Letters, digits, '-' and '.', labels of 1..63 not starting or ending
+ * with '-', at most CONFIG_DOMAIN_MAX in all. */
+static int
+config_valid_domain(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+
+	if (len == 0 || len > CONFIG_DOMAIN_MAX)
+		return 0;
+	for (size_t i = 0; i <= len; i++) {
+		char ch = s[i];
+		if (ch == '.' || ch == '\0') {
+			if (label == 0 || label > 63 || s[i - 1] == '-')
+				return 0;
+			label = 0;
+		} else if (isalnum((unsigned char)ch) || ch == '-') {
+			if (label == 0 && ch == '-')
+				return 0;
+			label++;
+		} else {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* A decimal number without sign; -1 on junk or overflow. */
+static int
+config_parse_digits(const char *s, size_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	if (n == 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned d;
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		d = (unsigned)(s[i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A number with an optional one-letter unit suffix from units (matched
+ * exactly) whose multipliers are mults. */
+static int
+config_parse_scaled(const char *s, const char *units, const uint64_t *mults, uint64_t *out)
+{
+	size_t n = strlen(s);
+	uint64_t v, mult = 1;
+	const char *u;
+
+	if (n > 0 && (s[n - 1] < '0' || s[n - 1] > '9')) {
+		u = strchr(units, s[n - 1]);
+		if (u == NULL)
+			return -1;
+		mult = mults[u - units];
+		n--;
+	}
+	if (config_parse_digits(s, n, &v) != 0)
+		return -1;
+	if (v != 0 && mult > UINT64_MAX / v)
+		return -1;
+	*out = v * mult;
+	return 0;
+}
+
+static int
+config_parse_size(const char *s, uint64_t *out)
+{
+	static const uint64_t mults[] = { KIB, MIB, GIB, KIB, MIB, GIB };
+	return config_parse_scaled(s, "KMGkmg", mults, out);
+}
+
+static int
+config_parse_duration(const char *s, uint64_t *out)
+{
+	static const uint64_t mults[] = { 1, MINUTE, HOUR, DAY };
+	return config_parse_scaled(s, "smhd", mults, out);
+}
+
+/* "1..65535"; 0 is not a port. */
+static int
+config_parse_port(const char *s, uint16_t *out)
+{
+	uint64_t v;
+
+	if (config_parse_digits(s, strlen(s), &v) != 0 || v < 1 || v > 65535)
+		return -1;
+	*out = (uint16_t)v;
+	return 0;
+}
+
+/* v as "8G", "90s"... when it is a whole number of the largest unit. */
+static const char *
+config_format_scaled(uint64_t v, const char *units, const uint64_t *mults, size_t nunits,
+    char *out, size_t outsize)
+{
+	size_t i = nunits;
+	int n;
+
+	while (i > 0 && (v == 0 || v % mults[i - 1] != 0))
+		i--;
+	if (i > 0)
+		n = snprintf(out, outsize, "%llu%c", (unsigned long long)(v / mults[i - 1]),
+		    units[i - 1]);
+	else
+		n = snprintf(out, outsize, "%llu", (unsigned long long)v);
+	if (n < 0 || (size_t)n >= outsize)
+		str_copy(out, "?", outsize);
+	return out;
+}
+
+static const char *
+config_format_size(uint64_t v, char *out, size_t outsize)
+{
+	static const uint64_t mults[] = { KIB, MIB, GIB, TIB };
+	return config_format_scaled(v, "KMGT", mults, 4, out, outsize);
+}
+
+static const char *
+config_format_duration(uint64_t v, char *out, size_t outsize)
+{
+	static const uint64_t mults[] = { 1, MINUTE, HOUR, DAY };
+	return config_format_scaled(v, "smhd", mults, 4, out, outsize);
+}
+
+#define FIELD(p, k, type) ((type *)(void *)((char *)(p)->cfg + (k)->offset))
+
+/* ---- generic handlers ---- */
+
+static void
+key_path(struct config_parse *p, const struct config_key *k, char *value)
+{
+	*FIELD(p, k, char *) = xstrdup(value);
+}
+
+/* A path that must name a readable regular file now. */
+static void
+key_readable_file(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct stat st;
+	char ebuf[128];
+	int fd = open(value, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+	if (fd < 0) {
+		config_error(p, p->lineno, "%s: cannot read '%s': %s", k->name, SHOW(value),
+		    strerror_r(errno, ebuf, sizeof ebuf));
+		return;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		config_error(p, p->lineno, "%s: '%s' is not a regular file", k->name, SHOW(value));
+		close(fd);
+		return;
+	}
+	close(fd);
+	*FIELD(p, k, char *) = xstrdup(value);
+}
+
+static int
+config_check_range(struct config_parse *p, const struct config_key *k, uint64_t v,
+    const char *(*format)(uint64_t, char *, size_t))
+{
+	char lo[32], hi[32];
+
+	if (v >= k->min && v <= k->max)
+		return 0;
+	config_error(p, p->lineno, "%s: out of range (%s..%s)", k->name,
+	    format(k->min, lo, sizeof lo), format(k->max, hi, sizeof hi));
+	return -1;
+}
+
+static const char *
+config_format_plain(uint64_t v, char *out, size_t outsize)
+{
+	int n = snprintf(out, outsize, "%llu", (unsigned long long)v);
+	if (n < 0 || (size_t)n >= outsize)
+		str_copy(out, "?", outsize);
+	return out;
+}
+
+static void
+key_unsigned(struct config_parse *p, const struct config_key *k, char *value)
+{
+	uint64_t v;
+
+	if (config_parse_digits(value, strlen(value), &v) != 0) {
+		config_error(p, p->lineno, "%s: '%s' is not a number", k->name, SHOW(value));
+		return;
+	}
+	if (config_check_range(p, k, v, config_format_plain) == 0)
+		*FIELD(p, k, unsigned) = (unsigned)v;
+}
+
+static void
+key_int(struct config_parse *p, const struct config_key *k, char *value)
+{
+	uint64_t v;
+
+	if (config_parse_digits(value, strlen(value), &v) != 0) {
+		config_error(p, p->lineno, "%s: '%s' is not a number", k->name, SHOW(value));
+		return;
+	}
+	if (config_check_range(p, k, v, config_format_plain) == 0)
+		*FIELD(p, k, int) = (int)v;
+}
+
+static void
+key_size(struct config_parse *p, const struct config_key *k, char *value)
+{
+	uint64_t v;
+
+	if (config_parse_size(value, &v) != 0) {
+		config_error(p, p->lineno, "%s: '%s' is not a size (a number with optional K, M or G)",
+		    k->name, SHOW(value));
+		return;
+	}
+	if (config_check_range(p, k, v, config_format_size) == 0)
+		*FIELD(p, k, size_t) = (size_t)v;
+}
+
+static void
+key_duration(struct config_parse *p, const struct config_key *k, char *value)
+{
+	uint64_t v;
+
+	if (config_parse_duration(value, &v) != 0) {
+		config_error(p, p->lineno,
+		    "%s: '%s' is not a duration (a number with optional s, m, h or d)",
+		    k->name, SHOW(value));
+		return;
+	}
+	if (config_check_range(p, k, v, config_format_duration) == 0)
+		*FIELD(p, k, unsigned) = (unsigned)v;
+}
+
+static void
+key_port(struct config_parse *p, const struct config_key *k, char *value)
+{
+	uint16_t port;
+
+	if (config_parse_port(value, &port) != 0) {
+		config_error(p, p->lineno, "%s: '%s' is not a port (1..65535)", k->name, SHOW(value));
+		return;
+	}
+	*FIELD(p, k, uint16_t) = port;
+}
+
+/* ---- special handlers ---- */
+
+static void
+key_hostname(struct config_parse *p, const struct config_key *k, char *value)
+{
+	if (!config_valid_domain(value)) {
+		config_error(p, p->lineno, "%s: '%s' is not a valid domain name", k->name, SHOW(value));
+		return;
+	}
+	str_copy(p->cfg->hostname, value, sizeof p->cfg->hostname);
+}
+
+/* Parses "ADDR:PORT", "[V6]:PORT", "*:PORT" into ls; returns an error text or NULL. */
+static const char *
+config_parse_listen_addr(char *s, struct listen_spec *ls)
+{
+	char *host, *port_text, *end;
+	uint16_t port;
+
+	if (str_copy(ls->text, s, sizeof ls->text) != 0)
+		return "address too long";
+	if (s[0] == '[') {
+		host = s + 1;
+		end = strchr(host, ']');
+		if (end == NULL)
+			return "missing ']'";
+		*end = '\0';
+		if (end[1] != ':')
+			return "expected ':PORT' after ']'";
+		port_text = end + 2;
+		if (strchr(host, ':') == NULL)
+			return "only IPv6 addresses go in brackets";
+	} else {
+		port_text = strrchr(s, ':');
+		if (port_text == NULL)
+			return "expected ADDR:PORT";
+		*port_text++ = '\0';
+		host = s;
+		if (strchr(host, ':') != NULL)
+			return "an IPv6 address must be in brackets, e.g. [::1]:2525";
+	}
+	if (config_parse_port(port_text, &port) != 0)
+		return "bad port (1..65535)";
+	memset(&ls->sa, 0, sizeof ls->sa);
+	if (strchr(host, ':') != NULL) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)(void *)&ls->sa;
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return "not a numeric IPv6 address";
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		ls->salen = sizeof *sin6;
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)(void *)&ls->sa;
+		if (strcmp(host, "*") == 0)
+			sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return "not a numeric IPv4 address";
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		ls->salen = sizeof *sin;
+	}
+	return NULL;
+}
+
+static int
+config_same_sockaddr(const struct listen_spec *a, const struct listen_spec *b)
+{
+	return a->salen == b->salen && memcmp(&a->sa, &b->sa, a->salen) == 0;
+}
+
+static void
+key_listen(struct config_parse *p, const struct config_key *k, char *value)
+{
+	static const struct { const char *name; enum listen_kind kind; } kinds[] = {
+		{ "smtp", LISTEN_SMTP },
+		{ "submission", LISTEN_SUBMISSION },
+		{ "smtps", LISTEN_SMTPS },
+	};
+	struct config *cfg = p->cfg;
+	struct listen_spec ls;
+	char *cursor = value, *addr, *kind, *extra;
+	const char *why;
+	size_t i;
+
+	memset(&ls, 0, sizeof ls);
+	ls.kind = LISTEN_SMTP;
+	/* Blanks only: a comma would make "addr kind" ambiguous. */
+	addr = strtok_r(cursor, " \t", &cursor);
+	kind = addr ? strtok_r(NULL, " \t", &cursor) : NULL;
+	extra = kind ? strtok_r(NULL, " \t", &cursor) : NULL;
+	if (addr == NULL) {
+		config_error(p, p->lineno, "%s: missing value", k->name);
+		return;
+	}
+	if (extra != NULL) {
+		config_error(p, p->lineno, "%s: unexpected '%s' (one ADDR:PORT [KIND] per line)",
+		    k->name, SHOW(extra));
+		return;
+	}
+	if (kind != NULL) {
+		for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+			if (strcasecmp(kind, kinds[i].name) == 0)
+				break;
+		if (i == sizeof kinds / sizeof kinds[0]) {
+			config_error(p, p->lineno, "%s: unknown kind '%s' (smtp, submission, smtps)",
+			    k->name, SHOW(kind));
+			return;
+		}
+		ls.kind = kinds[i].kind;
+	}
+	why = config_parse_listen_addr(addr, &ls);
+	if (why != NULL) {
+		config_error(p, p->lineno, "%s: '%s': %s", k->name, SHOW(ls.text), why);
+		return;
+	}
+	for (i = 0; i < cfg->nlistens; i++) {
+		if (config_same_sockaddr(&cfg->listens[i], &ls)) {
+			config_error(p, p->lineno, "%s: '%s' is already listed", k->name, SHOW(ls.text));
+			return;
+		}
+	}
+	if (cfg->nlistens >= CONFIG_LISTEN_MAX) {
+		config_error(p, p->lineno, "%s: too many (at most %d)", k->name, CONFIG_LISTEN_MAX);
+		return;
+	}
+	cfg->listens = xrealloc(cfg->listens, (cfg->nlistens + 1) * sizeof *cfg->listens);
+	cfg->listens[cfg->nlistens++] = ls;
+}
+
+/* A list of domains, lower-cased, into *listp / *np. */
+static void
+config_domain_list(struct config_parse *p, const struct config_key *k, char *value,
+    char ***listp, size_t *np)
+{
+	char *cursor = value, *item;
+
+	while ((item = config_next_item(&cursor)) != NULL) {
+		if (!config_valid_domain(item)) {
+			config_error(p, p->lineno, "%s: '%s' is not a valid domain name", k->name,
+			    SHOW(item));
+			continue;
+		}
+		if (*np >= CONFIG_LIST_MAX) {
+			config_error(p, p->lineno, "%s: too many entries (at most %d)", k->name,
+			    CONFIG_LIST_MAX);
+			return;
+		}
+		*listp = xrealloc(*listp, (*np + 1) * sizeof **listp);
+		(*listp)[(*np)++] = str_lower(xstrdup(item));
+	}
+}
+
+static void
+key_local_domains(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_domain_list(p, k, value, &p->cfg->local_domains, &p->cfg->nlocal_domains);
+}
+
+static void
+key_relay_domains(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_domain_list(p, k, value, &p->cfg->relay_domains, &p->cfg->nrelay_domains);
+}
+
+static void
+key_relay_networks(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct config *cfg = p->cfg;
+	char *cursor = value, *item;
+	struct cidr c;
+
+	while ((item = config_next_item(&cursor)) != NULL) {
+		if (cidr_parse(item, &c) != 0) {
+			config_error(p, p->lineno, "%s: '%s' is not a network (ADDR or ADDR/PREFIX)",
+			    k->name, SHOW(item));
+			continue;
+		}
+		if (cfg->nrelay_networks >= CONFIG_LIST_MAX) {
+			config_error(p, p->lineno, "%s: too many entries (at most %d)", k->name,
+			    CONFIG_LIST_MAX);
+			return;
+		}
+		cfg->relay_networks = xrealloc(cfg->relay_networks,
+		    (cfg->nrelay_networks + 1) * sizeof *cfg->relay_networks);
+		cfg->relay_networks[cfg->nrelay_networks++] = c;
+	}
+}
+
+/* "[host]:port", "host:port", "[host]" or "host"; the host a domain name or
+ * a numeric address (IPv6 only in brackets). Returns an error text or NULL. */
+static const char *
+config_parse_hostport(char *s, uint16_t default_port, struct hostport *out)
+{
+	char *host = s, *port_text = NULL, *end;
+	unsigned char addr[16];
+
+	if (s[0] == '[') {
+		host = s + 1;
+		end = strchr(host, ']');
+		if (end == NULL)
+			return "missing ']'";
+		*end = '\0';
+		if (end[1] == ':')
+			port_text = end + 2;
+		else if (end[1] != '\0')
+			return "expected ':PORT' after ']'";
+		if (strchr(host, ':') != NULL) {
+			if (inet_pton(AF_INET6, host, addr) != 1)
+				return "not a valid IPv6 address";
+		} else if (!config_valid_domain(host)) {
+			return "not a valid host name";
+		}
+	} else {
+		port_text = strchr(s, ':');
+		if (port_text != NULL) {
+			*port_text++ = '\0';
+			if (strchr(port_text, ':') != NULL)
+				return "an IPv6 address must be in brackets";
+		}
+		if (!config_valid_domain(host))
+			return "not a valid host name";
+	}
+	out->port = default_port;
+	if (port_text != NULL && config_parse_port(port_text, &out->port) != 0)
+		return "bad port (1..65535)";
+	if (str_copy(out->host, host, sizeof out->host) != 0)
+		return "host name too long";
+	return NULL;
+}
+
+static void
+key_relayhost(struct config_parse *p, const struct config_key *k, char *value)
+{
+	char buf[CONFIG_LINE_MAX + 1];
+	const char *why;
+
+	str_copy(buf, value, sizeof buf);
+	why = config_parse_hostport(buf, 25, &p->cfg->relayhost);
+	if (why != NULL) {
+		config_error(p, p->lineno, "%s: '%s': %s (expected [host]:port)", k->name,
+		    SHOW(value), why);
+		return;
+	}
+	p->cfg->has_relayhost = 1;
+}
+
+static void
+key_routes(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct config *cfg = p->cfg;
+	char *cursor = value, *item, *eq;
+	char shown[CONFIG_SHOW_MAX + 4];
+	struct route r;
+	const char *why;
+
+	while ((item = config_next_item(&cursor)) != NULL) {
+		config_show(item, shown, sizeof shown);
+		memset(&r, 0, sizeof r);
+		eq = strchr(item, '=');
+		if (eq == NULL) {
+			config_error(p, p->lineno, "%s: '%s': expected domain=[host]:port", k->name,
+			    shown);
+			continue;
+		}
+		*eq = '\0';
+		if (!config_valid_domain(item)) {
+			config_error(p, p->lineno, "%s: '%s': not a valid domain name", k->name, shown);
+			continue;
+		}
+		str_copy(r.domain, item, sizeof r.domain);
+		str_lower(r.domain);
+		why = config_parse_hostport(eq + 1, 25, &r.dest);
+		if (why != NULL) {
+			config_error(p, p->lineno, "%s: '%s': %s", k->name, shown, why);
+			continue;
+		}
+		if (config_route_for(cfg, r.domain) != NULL) {
+			config_error(p, p->lineno, "%s: '%s': domain already routed", k->name, shown);
+			continue;
+		}
+		if (cfg->nroutes >= CONFIG_LIST_MAX) {
+			config_error(p, p->lineno, "%s: too many entries (at most %d)", k->name,
+			    CONFIG_LIST_MAX);
+			return;
+		}
+		cfg->routes = xrealloc(cfg->routes, (cfg->nroutes + 1) * sizeof *cfg->routes);
+		cfg->routes[cfg->nroutes++] = r;
+	}
+}
+
+/* "ADDR", "ADDR:PORT", "[V6]:PORT", "[V6]" or a bare IPv6 address. */
+static const char *
+config_parse_dns_server(char *s, struct hostport *out)
+{
+	char *host = s, *port_text = NULL, *end;
+	unsigned char addr[16];
+
+	if (s[0] == '[') {
+		host = s + 1;
+		end = strchr(host, ']');
+		if (end == NULL)
+			return "missing ']'";
+		*end = '\0';
+		if (end[1] == ':')
+			port_text = end + 2;
+		else if (end[1] != '\0')
+			return "expected ':PORT' after ']'";
+		if (inet_pton(AF_INET6, host, addr) != 1)
+			return "not a numeric IPv6 address";
+	} else if (strchr(s, ':') != NULL && strchr(s, ':') != strrchr(s, ':')) {
+		if (inet_pton(AF_INET6, host, addr) != 1)
+			return "not a numeric IPv6 address (write [ADDR]:PORT for a port)";
+	} else {
+		port_text = strchr(s, ':');
+		if (port_text != NULL)
+			*port_text++ = '\0';
+		if (inet_pton(AF_INET, host, addr) != 1)
+			return "not a numeric IPv4 address";
+	}
+	out->port = 53;
+	if (port_text != NULL && config_parse_port(port_text, &out->port) != 0)
+		return "bad port (1..65535)";
+	if (str_copy(out->host, host, sizeof out->host) != 0)
+		return "address too long";
+	return NULL;
+}
+
+static void
+key_dns_server(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct config *cfg = p->cfg;
+	char *cursor = value, *item;
+	char shown[CONFIG_SHOW_MAX + 4];
+	struct hostport hp;
+	const char *why;
+
+	while ((item = config_next_item(&cursor)) != NULL) {
+		config_show(item, shown, sizeof shown);
+		memset(&hp, 0, sizeof hp);
+		why = config_parse_dns_server(item, &hp);
+		if (why != NULL) {
+			config_error(p, p->lineno, "%s: '%s': %s", k->name, shown, why);
+			continue;
+		}
+		if (cfg->ndns_servers >= CONFIG_DNS_SERVERS_MAX) {
+			config_error(p, p->lineno, "%s: too many (at most %d)", k->name,
+			    CONFIG_DNS_SERVERS_MAX);
+			return;
+		}
+		cfg->dns_servers = xrealloc(cfg->dns_servers,
+		    (cfg->ndns_servers + 1) * sizeof *cfg->dns_servers);
+		cfg->dns_servers[cfg->ndns_servers++] = hp;
+	}
+}
+
+static void
+key_tls_outbound(struct config_parse *p, const struct config_key *k, char *value)
+{
+	if (strcmp(value, "none") == 0)
+		p->cfg->tls_outbound = TLS_OUT_NONE;
+	else if (strcmp(value, "may") == 0)
+		p->cfg->tls_outbound = TLS_OUT_MAY;
+	else if (strcmp(value, "encrypt") == 0)
+		p->cfg->tls_outbound = TLS_OUT_ENCRYPT;
+	else
+		config_error(p, p->lineno, "%s: '%s' is not none, may or encrypt", k->name,
+		    SHOW(value));
+}
+
+static void
+key_log_level(struct config_parse *p, const struct config_key *k, char *value)
+{
+	int level = log_level_parse(value);
+
+	if (level < 0) {
+		config_error(p, p->lineno, "%s: '%s' is not debug, info, warn or error", k->name,
+		    SHOW(value));
+		return;
+	}
+	p->cfg->log_level = level;
+}
+
+static void
+key_user(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct passwd pw, *res = NULL;
+	long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
+	size_t size = hint > 0 ? (size_t)hint : 4096;
+	char *buf = NULL;
+	char ebuf[128];
+	int r;
+
+	for (;;) {
+		buf = xrealloc(buf, size);
+		r = getpwnam_r(value, &pw, buf, size, &res);
+		if (r != ERANGE || size >= 1024 * 1024)
+			break;
+		size *= 2;
+	}
+	free(buf);
+	if (res == NULL) {
+		if (r == 0 || r == ENOENT || r == ESRCH)
+			config_error(p, p->lineno, "%s: no such user '%s'", k->name, SHOW(value));
+		else
+			config_error(p, p->lineno, "%s: cannot look up '%s': %s", k->name,
+			    SHOW(value), strerror_r(r, ebuf, sizeof ebuf));
+		return;
+	}
+	p->cfg->user = xstrdup(value);
+}
+
+static void
+key_log_file(struct config_parse *p, const struct config_key *k, char *value)
+{
+	(void)k;
+	/* "syslog" is a target name, anything else a path opened by the log. */
+	p->cfg->log_file = xstrdup(value);
+}
+
+#define OFF(field) offsetof(struct config, field)
+
+static const struct config_key config_keys[] = {
+	{ "hostname", key_hostname, 0, 0, 0, 0 },
+	{ "listen", key_listen, 0, 0, 0, KEY_REPEAT },
+	{ "queue_dir", key_path, OFF(queue_dir), 0, 0, 0 },
+	{ "mail_dir", key_path, OFF(mail_dir), 0, 0, 0 },
+	{ "local_domains", key_local_domains, 0, 0, 0, KEY_EMPTY_OK },
+	{ "users_file", key_readable_file, OFF(users_file), 0, 0, 0 },
+	{ "aliases_file", key_readable_file, OFF(aliases_file), 0, 0, 0 },
+	{ "relay_networks", key_relay_networks, 0, 0, 0, KEY_EMPTY_OK },
+	{ "relay_domains", key_relay_domains, 0, 0, 0, KEY_EMPTY_OK },
+	{ "routes", key_routes, 0, 0, 0, KEY_EMPTY_OK },
+	{ "relayhost", key_relayhost, 0, 0, 0, 0 },
+	{ "dns_server", key_dns_server, 0, 0, 0, KEY_REPEAT },
+	{ "smtp_port", key_port, OFF(smtp_port), 0, 0, 0 },
+	{ "session_workers", key_int, OFF(session_workers), 0, 256, 0 },
+	{ "delivery_threads", key_int, OFF(delivery_threads), 1, 1024, 0 },
+	{ "max_connections", key_unsigned, OFF(max_connections), 1, 1000000, 0 },
+	{ "max_connections_per_ip", key_unsigned, OFF(max_connections_per_ip), 1, 1000000, 0 },
+	{ "max_message_size", key_size, OFF(max_message_size), KIB, 2 * GIB, 0 },
+	{ "max_recipients", key_unsigned, OFF(max_recipients), 1, 100000, 0 },
+	{ "tls_cert_file", key_readable_file, OFF(tls_cert_file), 0, 0, 0 },
+	{ "tls_key_file", key_readable_file, OFF(tls_key_file), 0, 0, 0 },
+	{ "tls_outbound", key_tls_outbound, 0, 0, 0, 0 },
+	{ "retry_min", key_duration, OFF(retry_min), 1, 30 * DAY, 0 },
+	{ "retry_max", key_duration, OFF(retry_max), 1, 30 * DAY, 0 },
+	{ "queue_lifetime", key_duration, OFF(queue_lifetime), 1, 365 * DAY, 0 },
+	{ "delay_warning", key_duration, OFF(delay_warning), 0, 365 * DAY, 0 },
+	{ "shutdown_timeout", key_duration, OFF(shutdown_timeout), 0, DAY, 0 },
+	{ "log_file", key_log_file, 0, 0, 0, 0 },
+	{ "log_level", key_log_level, 0, 0, 0, 0 },
+	{ "user", key_user, 0, 0, 0, 0 },
+	{ "queue_map_size", key_size, OFF(queue_map_size), MIB, TIB, 0 },
+	{ "command_timeout", key_duration, OFF(command_timeout), 1, DAY, 0 },
+	{ "data_timeout", key_duration, OFF(data_timeout), 1, DAY, 0 },
+	{ "max_errors", key_unsigned, OFF(max_errors), 1, 1000, 0 },
+	{ "greeting_delay", key_duration, OFF(greeting_delay), 0, 5 * MINUTE, 0 },
+	{ "connect_timeout", key_duration, OFF(connect_timeout), 1, DAY, 0 },
+	{ "relay_command_timeout", key_duration, OFF(relay_command_timeout), 1, DAY, 0 },
+	{ "relay_data_timeout", key_duration, OFF(relay_data_timeout), 1, DAY, 0 },
+	{ "max_per_destination", key_unsigned, OFF(max_per_destination), 1, 100000, 0 },
+};
+
+#define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
+
+_Static_assert(CONFIG_NKEYS <= sizeof ((struct config_parse *)0)->key_line /
+    sizeof ((struct config_parse *)0)->key_line[0], "key_line too small");
+
+/* The line a key was set on, 0 if never. */
+static unsigned
+config_key_line(const struct config_parse *p, const char *name)
+{
+	for (size_t i = 0; i < CONFIG_NKEYS; i++)
+		if (strcmp(config_keys[i].name, name) == 0)
+			return p->key_line[i];
+	return 0;
+}
+
+static void
+config_parse_line(struct config_parse *p, char *line)
+{
+	char *hash, *eq, *key, *value;
+	size_t i;
+
+	hash = strchr(line, '#');
+	if (hash != NULL)
+		*hash = '\0';
+	line = config_trim(line);
+	if (*line == '\0')
+		return;
+	eq = strchr(line, '=');
+	if (eq == NULL) {
+		config_error(p, p->lineno, "expected 'key = value', got '%s'", SHOW(line));
+		return;
+	}
+	*eq = '\0';
+	key = config_trim(line);
+	value = config_trim(eq + 1);
+	if (*key == '\0') {
+		config_error(p, p->lineno, "missing key before '='");
+		return;
+	}
+	for (i = 0; i < CONFIG_NKEYS; i++)
+		if (strcmp(config_keys[i].name, key) == 0)
+			break;
+	if (i == CONFIG_NKEYS) {
+		config_error(p, p->lineno, "unknown key '%s'", SHOW(key));
+		return;
+	}
+	if (p->key_line[i] != 0 && !(config_keys[i].flags & KEY_REPEAT)) {
+		config_error(p, p->lineno, "duplicate key '%s' (first set on line %u)",
+		    config_keys[i].name, p->key_line[i]);
+		return;
+	}
+	if (p->key_line[i] == 0)
+		p->key_line[i] = p->lineno;
+	if (*value == '\0' && !(config_keys[i].flags & KEY_EMPTY_OK)) {
+		config_error(p, p->lineno, "%s: missing value", config_keys[i].name);
+		return;
+	}
+	config_keys[i].parse(p, &config_keys[i], value);
+}
+
+/* Reads and parses every line of f. */
+static void
+config_read(struct config_parse *p, FILE *f)
+{
+	char *line = xmalloc(CONFIG_LINE_MAX + 1);
+	size_t len = 0;
+	int ch, too_long = 0, has_nul = 0, pending = 0;
+
+	p->lineno = 1;
+	while (p->nerrors <= CONFIG_ERRORS_MAX) {
+		ch = getc_unlocked(f);
+		if (ch == EOF && !pending)
+			break;
+		if (ch != EOF && ch != '\n') {
+			pending = 1;
+			if (ch == '\0')
+				has_nul = 1;
+			if (len < CONFIG_LINE_MAX)
+				line[len++] = (char)ch;
+			else
+				too_long = 1;
+			continue;
+		}
+		line[len] = '\0';
+		if (too_long)
+			config_error(p, p->lineno, "line longer than %d bytes", CONFIG_LINE_MAX);
+		else if (has_nul)
+			config_error(p, p->lineno, "line contains a NUL byte");
+		else
+			config_parse_line(p, line);
+		if (ch == EOF)
+			break;
+		p->lineno++;
+		len = 0;
+		too_long = has_nul = pending = 0;
+	}
+	if (p->nerrors > CONFIG_ERRORS_MAX && p->errs != NULL)
+		fprintf(p->errs, "%s:%u: too many errors, giving up\n", p->path, p->lineno);
+	free(line);
+}
+
+static void
+config_set_defaults(struct config *cfg)
+{
+	cfg->queue_dir = NULL;
+	cfg->smtp_port = 25;
+	cfg->session_workers = 0;
+	cfg->delivery_threads = 16;
+	cfg->max_connections = 10000;
+	cfg->max_connections_per_ip = 50;
+	cfg->max_message_size = 25 * MIB;
+	cfg->max_recipients = 1000;
+	cfg->tls_outbound = TLS_OUT_MAY;
+	cfg->retry_min = 5 * MINUTE;
+	cfg->retry_max = HOUR;
+	cfg->queue_lifetime = 5 * DAY;
+	cfg->delay_warning = 4 * HOUR;
+	cfg->shutdown_timeout = 30;
+	cfg->log_level = LOG_LVL_INFO;
+	cfg->queue_map_size = (size_t)(8 * GIB);
+	cfg->command_timeout = 5 * MINUTE;
+	cfg->data_timeout = 3 * MINUTE;
+	cfg->max_errors = 10;
+	cfg->connect_timeout = 30;
+	cfg->relay_command_timeout = 5 * MINUTE;
+	cfg->relay_data_timeout = 10 * MINUTE;
+	cfg->max_per_destination = 20;
+}
+
+/* Defaults of list keys (applied only when the key never appeared) and
+ * the checks that involve several keys. */
+static void
+config_finish(struct config_parse *p)
+{
+	struct config *cfg = p->cfg;
+	unsigned l1, l2;
+
+	if (config_key_line(p, "hostname") == 0) {
+		char name[256];
+		if (gethostname(name, sizeof name) != 0)
+			str_copy(name, "localhost", sizeof name);
+		name[sizeof name - 1] = '\0';
+		if (config_valid_domain(name))
+			str_copy(cfg->hostname, name, sizeof cfg->hostname);
+		else
+			config_error(p, 0, "hostname: the system's name '%s' is not a valid "
+			    "domain name; set hostname", SHOW(name));
+	}
+	if (config_key_line(p, "listen") == 0) {
+		char text[] = "127.0.0.1:2525";
+		struct listen_spec ls;
+		memset(&ls, 0, sizeof ls);
+		(void)config_parse_listen_addr(text, &ls);
+		ls.kind = LISTEN_SMTP;
+		cfg->listens = xmalloc(sizeof *cfg->listens);
+		cfg->listens[0] = ls;
+		cfg->nlistens = 1;
+	}
+	if (cfg->queue_dir == NULL)
+		cfg->queue_dir = xstrdup("./var/queue");
+	if (cfg->mail_dir == NULL)
+		cfg->mail_dir = xstrdup("./var/mail");
+	if (config_key_line(p, "local_domains") == 0) {
+		cfg->local_domains = xmalloc(sizeof *cfg->local_domains);
+		cfg->local_domains[0] = xstrdup("localhost");
+		cfg->nlocal_domains = 1;
+	}
+	if (config_key_line(p, "relay_networks") == 0) {
+		cfg->relay_networks = xcalloc(2, sizeof *cfg->relay_networks);
+		(void)cidr_parse("127.0.0.0/8", &cfg->relay_networks[0]);
+		(void)cidr_parse("::1/128", &cfg->relay_networks[1]);
+		cfg->nrelay_networks = 2;
+	}
+
+	l1 = config_key_line(p, "tls_cert_file");
+	l2 = config_key_line(p, "tls_key_file");
+	if (l1 != 0 && l2 == 0)
+		config_error(p, l1, "tls_cert_file is set but tls_key_file is not");
+	if (l2 != 0 && l1 == 0)
+		config_error(p, l2, "tls_key_file is set but tls_cert_file is not");
+
+	l1 = config_key_line(p, "retry_min");
+	l2 = config_key_line(p, "retry_max");
+	if (cfg->retry_min > cfg->retry_max)
+		config_error(p, l1 > l2 ? l1 : l2, "retry_min is longer than retry_max");
+
+	l1 = config_key_line(p, "max_connections");
+	l2 = config_key_line(p, "max_connections_per_ip");
+	if (cfg->max_connections_per_ip > cfg->max_connections)
+		config_error(p, l1 > l2 ? l1 : l2,
+		    "max_connections_per_ip is larger than max_connections");
+
+	if (cfg->session_workers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg->session_workers = n < 1 ? 1 : n > 256 ? 256 : (int)n;
+	}
+}
+
+static void
+config_free(struct config *cfg)
+{
+	size_t i;
+
+	if (cfg == NULL)
+		return;
+	free(cfg->path);
+	free(cfg->listens);
+	free(cfg->queue_dir);
+	free(cfg->mail_dir);
+	for (i = 0; i < cfg->nlocal_domains; i++)
+		free(cfg->local_domains[i]);
+	free(cfg->local_domains);
+	free(cfg->users_file);
+	free(cfg->aliases_file);
+	free(cfg->relay_networks);
+	for (i = 0; i < cfg->nrelay_domains; i++)
+		free(cfg->relay_domains[i]);
+	free(cfg->relay_domains);
+	free(cfg->routes);
+	free(cfg->dns_servers);
+	free(cfg->tls_cert_file);
+	free(cfg->tls_key_file);
+	free(cfg->log_file);
+	free(cfg->user);
+	free(cfg);
+}
+
+struct config *
+config_load(const char *path, FILE *errs)
+{
+	struct config_parse p;
+	char ebuf[128];
+	FILE *f;
+
+	memset(&p, 0, sizeof p);
+	p.path = path != NULL ? path : "(null)";
+	p.errs = errs;
+	if (path == NULL || (f = fopen(path, "re")) == NULL) {
+		config_error(&p, 0, "cannot read: %s",
+		    strerror_r(path == NULL ? EINVAL : errno, ebuf, sizeof ebuf));
+		return NULL;
+	}
+	p.cfg = xcalloc(1, sizeof *p.cfg);
+	p.cfg->path = xstrdup(path);
+	config_set_defaults(p.cfg);
+	config_read(&p, f);
+	if (ferror(f))
+		config_error(&p, 0, "cannot read: %s", strerror_r(errno, ebuf, sizeof ebuf));
+	fclose(f);
+	if (p.nerrors <= CONFIG_ERRORS_MAX)
+		config_finish(&p);
+	if (p.nerrors != 0) {
+		config_free(p.cfg);
+		return NULL;
+	}
+	__atomic_store_n(&p.cfg->refs, 1, __ATOMIC_RELEASE);
+	return p.cfg;
+}
+
+struct config *
+config_ref(struct config *cfg)
+{
+	if (cfg != NULL)
+		__atomic_add_fetch(&cfg->refs, 1, __ATOMIC_RELAXED);
+	return cfg;
+}
+
+void
+config_unref(struct config **cfgp)
+{
+	struct config *cfg;
+
+	if (cfgp == NULL || *cfgp == NULL)
+		return;
+	cfg = *cfgp;
+	*cfgp = NULL;
+	if (__atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		config_free(cfg);
+}
+
+/* Does name equal domain, ignoring case and one trailing dot on domain? */
+static int
+config_domain_equal(const char *name, const char *domain, size_t dlen)
+{
+	return strlen(name) == dlen && strncasecmp(name, domain, dlen) == 0;
+}
+
+static size_t
+config_domain_len(const char *domain)
+{
+	size_t len = strlen(domain);
+
+	if (len > 0 && domain[len - 1] == '.')
+		len--;
+	return len;
+}
+
+static int
+config_domain_in(char *const *list, size_t n, const char *domain)
+{
+	size_t len;
+
+	if (domain == NULL)
+		return 0;
+	len = config_domain_len(domain);
+	if (len == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (config_domain_equal(list[i], domain, len))
+			return 1;
+	return 0;
+}
+
+int
+config_is_local_domain(const struct config *cfg, const char *domain)
+{
+	return cfg != NULL && config_domain_in(cfg->local_domains, cfg->nlocal_domains, domain);
+}
+
+int
+config_is_relay_domain(const struct config *cfg, const char *domain)
+{
+	return cfg != NULL && config_domain_in(cfg->relay_domains, cfg->nrelay_domains, domain);
+}
+
+int
+config_client_may_relay(const struct config *cfg, const struct sockaddr *sa)
+{
+	if (cfg == NULL || sa == NULL)
+		return 0;
+	for (size_t i = 0; i < cfg->nrelay_networks; i++)
+		if (cidr_match(&cfg->relay_networks[i], sa))
+			return 1;
+	return 0;
+}
+
+const struct route *
+config_route_for(const struct config *cfg, const char *domain)
+{
+	size_t len;
+
+	if (cfg == NULL || domain == NULL)
+		return NULL;
+	len = config_domain_len(domain);
+	if (len == 0)
+		return NULL;
+	for (size_t i = 0; i < cfg->nroutes; i++)
+		if (config_domain_equal(cfg->routes[i].domain, domain, len))
+			return &cfg->routes[i];
+	return NULL;
+}

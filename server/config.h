@@ -1,0 +1,127 @@
+/*
+ * config: mailserver.conf, parsed and validated into an immutable,
+ * reference-counted struct config.
+ *
+ * Syntax (CONTRACT.md): `key = value` per line, `#` starts a comment,
+ * lists separated by spaces or commas, `listen` (and `dns_server`) may
+ * repeat. Sizes take K, M, G (powers of 1024); durations take s, m, h, d
+ * (a bare number is seconds). Every problem is reported as
+ * `FILE:LINE: message` (FILE as given), and loading fails if there was any.
+ *
+ * A loaded config never changes. SIGHUP loads a new one and swaps it in;
+ * holders of the old one keep it alive with config_ref/config_unref.
+ *
+ * Threads: config_load may run on any thread; a loaded config may be read
+ * from any thread without locks. config_ref/unref are atomic.
+ */
+#ifndef SERVER_CONFIG_H
+#define SERVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "lib/netaddr.h"
+
+enum listen_kind { LISTEN_SMTP, LISTEN_SUBMISSION, LISTEN_SMTPS };
+enum tls_outbound { TLS_OUT_NONE, TLS_OUT_MAY, TLS_OUT_ENCRYPT };
+
+struct listen_spec {
+	struct sockaddr_storage sa;	/* address and port to bind */
+	socklen_t salen;
+	enum listen_kind kind;
+	char text[80];			/* as written, e.g. "[::1]:2525" */
+};
+
+/* A host and port: "[host]:port", "host:port" or "host" (port default). */
+struct hostport {
+	char host[256];
+	uint16_t port;
+};
+
+struct route {
+	char domain[256];		/* lower case */
+	struct hostport dest;
+};
+
+struct config {
+	char *path;			/* the file as given */
+	char hostname[256];
+	struct listen_spec *listens;
+	size_t nlistens;
+	char *queue_dir;
+	char *mail_dir;
+	char **local_domains;		/* lower case */
+	size_t nlocal_domains;
+	char *users_file;		/* NULL when unset */
+	char *aliases_file;		/* NULL when unset */
+	struct cidr *relay_networks;
+	size_t nrelay_networks;
+	char **relay_domains;		/* lower case */
+	size_t nrelay_domains;
+	struct route *routes;
+	size_t nroutes;
+	int has_relayhost;
+	struct hostport relayhost;	/* valid when has_relayhost */
+	struct hostport *dns_servers;	/* port defaults to 53; none = resolv.conf */
+	size_t ndns_servers;
+	uint16_t smtp_port;
+	int session_workers;		/* resolved: never 0 after load */
+	int delivery_threads;
+	unsigned max_connections;
+	unsigned max_connections_per_ip;
+	size_t max_message_size;
+	unsigned max_recipients;
+	char *tls_cert_file;		/* NULL when unset */
+	char *tls_key_file;
+	enum tls_outbound tls_outbound;
+	unsigned retry_min;		/* seconds */
+	unsigned retry_max;
+	unsigned queue_lifetime;
+	unsigned delay_warning;		/* 0 = off */
+	unsigned shutdown_timeout;
+	char *log_file;			/* NULL = stderr, or a path, or "syslog" */
+	int log_level;			/* enum log_level */
+	char *user;			/* NULL when unset */
+
+	/* Keys beyond the CONTRACT table (documented in README.md). */
+	size_t queue_map_size;		/* LMDB map size, default 8G */
+	unsigned command_timeout;	/* inbound, waiting for a command: 5m */
+	unsigned data_timeout;		/* inbound, between DATA blocks: 3m */
+	unsigned max_errors;		/* bad commands before 421: 10 */
+	unsigned greeting_delay;	/* pause before the 220 to catch clients
+					 * that talk first: 0 (off) */
+	unsigned connect_timeout;	/* outbound TCP connect: 30s */
+	unsigned relay_command_timeout;	/* outbound replies to commands: 5m */
+	unsigned relay_data_timeout;	/* outbound reply after end of data: 10m */
+	unsigned max_per_destination;	/* outbound concurrent connections per domain: 20 */
+
+	int refs;			/* atomic; managed by config_ref/unref */
+};
+
+/*
+ * Reads and validates path. Problems are printed to errs (may be NULL)
+ * as `path:LINE: message`, one per line. Returns a config with one
+ * reference, or NULL if there was any problem (or the file cannot be read:
+ * `path:0: message`). Defaults apply for absent keys (CONTRACT.md).
+ */
+struct config *config_load(const char *path, FILE *errs);
+
+/* Takes another reference; returns cfg. */
+struct config *config_ref(struct config *cfg);
+
+/* Drops a reference; frees at zero and sets *cfgp to NULL. */
+void config_unref(struct config **cfgp);
+
+/* Is domain (any case) one of local_domains / relay_domains? */
+int config_is_local_domain(const struct config *cfg, const char *domain);
+int config_is_relay_domain(const struct config *cfg, const char *domain);
+
+/* May this client address relay to any domain (relay_networks)? */
+int config_client_may_relay(const struct config *cfg, const struct sockaddr *sa);
+
+/* The route for domain (any case), or NULL. */
+const struct route *config_route_for(const struct config *cfg, const char *domain);
+
+#endif

@@ -1,0 +1,108 @@
+/* connlimit: total and per-address session counts (open hashing). */
+#include "server/connlimit.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/util.h"
+
+struct connlimit_entry {
+	uint8_t key[16];
+	unsigned count;
+	struct connlimit_entry *next;
+};
+
+#define CONNLIMIT_BUCKETS 4096
+
+static pthread_mutex_t connlimit_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct connlimit_entry *connlimit_table[CONNLIMIT_BUCKETS]; /* guarded */
+static unsigned connlimit_count;				   /* guarded */
+
+/* The address as 16 bytes (IPv4 as v4-mapped IPv6). */
+static void
+connlimit_key(const struct sockaddr *sa, uint8_t key[16])
+{
+	memset(key, 0, 16);
+	if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
+}
+
+static unsigned
+connlimit_hash(const uint8_t key[16])
+{
+	uint32_t h = 2166136261u;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ key[i]) * 16777619u;
+	return h % CONNLIMIT_BUCKETS;
+}
+
+int
+connlimit_acquire(const struct sockaddr *sa, unsigned max_total,
+    unsigned max_per_ip)
+{
+	struct connlimit_entry *e;
+	uint8_t key[16];
+	unsigned h;
+	int r = -1;
+
+	connlimit_key(sa, key);
+	h = connlimit_hash(key);
+	pthread_mutex_lock(&connlimit_lock);
+	for (e = connlimit_table[h]; e; e = e->next)
+		if (memcmp(e->key, key, 16) == 0)
+			break;
+	if (connlimit_count >= max_total || (e && e->count >= max_per_ip))
+		goto out;
+	if (e == NULL) {
+		e = xcalloc(1, sizeof *e);
+		memcpy(e->key, key, 16);
+		e->next = connlimit_table[h];
+		connlimit_table[h] = e;
+	}
+	e->count++;
+	connlimit_count++;
+	r = 0;
+out:
+	pthread_mutex_unlock(&connlimit_lock);
+	return r;
+}
+
+void
+connlimit_release(const struct sockaddr *sa)
+{
+	struct connlimit_entry **ep, *e;
+	uint8_t key[16];
+
+	connlimit_key(sa, key);
+	pthread_mutex_lock(&connlimit_lock);
+	for (ep = &connlimit_table[connlimit_hash(key)]; (e = *ep); ep = &e->next) {
+		if (memcmp(e->key, key, 16) != 0)
+			continue;
+		connlimit_count--;
+		if (--e->count == 0) {
+			*ep = e->next;
+			free(e);
+		}
+		break;
+	}
+	pthread_mutex_unlock(&connlimit_lock);
+}
+
+unsigned
+connlimit_total(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&connlimit_lock);
+	n = connlimit_count;
+	pthread_mutex_unlock(&connlimit_lock);
+	return n;
+}

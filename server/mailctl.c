@@ -1,0 +1,662 @@
+/*
+ * mailctl: the queue administration tool.
+ *
+ *   mailctl [-c FILE] [--json] queue | show ID | delete ID... | delete all
+ *                              | flush | stats
+ *
+ * It reads queue_dir and queue_map_size from the config file (default
+ * ./mailserver.conf) and opens the LMDB queue directly, so it works
+ * whether the daemon runs or not: reads (queue, show, stats) use a
+ * read-only environment and short read transactions; delete and flush
+ * take LMDB's writer lock for one short, fully synced transaction.
+ * --json (anywhere on the line) gives JSON for queue, show and stats.
+ *
+ * Exit codes: 0 done, 1 runtime failure (e.g. an ID not in the queue),
+ * 2 usage error or bad config.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+#include "queue/envelope.h"
+#include "queue/record.h"
+#include "queue/store.h"
+#include "server/config.h"
+
+#define MAILCTL_HEADERS_MAX (256 * 1024)	/* bytes of a body read by show */
+
+struct mailctl {
+	int json;
+	FILE *out;
+	size_t nmsgs;		/* queue listing counters */
+	size_t nrcpts;
+};
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: mailctl [-c FILE] [--json] queue | show ID | "
+	    "delete ID... | delete all | flush | stats\n");
+}
+
+/* ---- output helpers ---- */
+
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
+static size_t
+utf8_seq_len(const unsigned char *s, size_t n)
+{
+	size_t len;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xC2 && s[0] <= 0xDF)
+		len = 2, cp = s[0] & 0x1F;
+	else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+		len = 3, cp = s[0] & 0x0F;
+	else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+		len = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3F);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 ||
+	    cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return len;
+}
+
+/* Writes s (n bytes) as a JSON string: quotes, escapes, and invalid
+ * UTF-8 replaced by U+FFFD, so the output is always valid JSON. */
+static void
+json_strn(FILE *f, const char *s, size_t n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	fputc('"', f);
+	while (i < n) {
+		unsigned char ch = p[i];
+		size_t len;
+
+		switch (ch) {
+		case '"':
+			fputs("\\\"", f);
+			i++;
+			continue;
+		case '\\':
+			fputs("\\\\", f);
+			i++;
+			continue;
+		case '\n':
+			fputs("\\n", f);
+			i++;
+			continue;
+		case '\r':
+			fputs("\\r", f);
+			i++;
+			continue;
+		case '\t':
+			fputs("\\t", f);
+			i++;
+			continue;
+		}
+		if (ch < 0x20 || ch == 0x7F) {
+			fprintf(f, "\\u%04x", ch);
+			i++;
+			continue;
+		}
+		len = utf8_seq_len(p + i, n - i);
+		if (len == 0) {
+			fputs("\\ufffd", f);
+			i++;
+			continue;
+		}
+		fwrite(p + i, 1, len, f);
+		i += len;
+	}
+	fputc('"', f);
+}
+
+static void
+json_str(FILE *f, const char *s)
+{
+	if (s == NULL)
+		fputs("null", f);
+	else
+		json_strn(f, s, strlen(s));
+}
+
+/* Writes s (n bytes) for a terminal: control bytes other than tab
+ * become '?', so stored text cannot drive the terminal. */
+static void
+text_strn(FILE *f, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		fputc(ch < 0x20 && ch != '\t' ? '?' : ch == 0x7F ? '?' : ch, f);
+	}
+}
+
+static void
+text_str(FILE *f, const char *s)
+{
+	if (s != NULL)
+		text_strn(f, s, strlen(s));
+}
+
+static char *
+iso_time(int64_t t, char *out, size_t outsize)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(out, outsize, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, outsize, "%" PRId64, t);
+	return out;
+}
+
+static const char *
+ret_name(int ret)
+{
+	return ret == 1 ? "full" : ret == 2 ? "hdrs" : NULL;
+}
+
+/* "failure,delay" etc. (the enum dsn_notify bits); "" for the default. */
+static char *
+notify_text(unsigned notify, char *out, size_t outsize)
+{
+	static const char *const names[] = { "never", "success", "failure", "delay" };
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (unsigned i = 0; i < 4; i++) {
+		if ((notify & (1u << i)) == 0)
+			continue;
+		int n = snprintf(out + len, outsize - len, "%s%s", len ? "," : "",
+		    names[i]);
+		if (n < 0 || (size_t)n >= outsize - len)
+			break;
+		len += (size_t)n;
+	}
+	return out;
+}
+
+static void
+flags_text(FILE *f, unsigned flags, int json)
+{
+	static const struct {
+		unsigned bit;
+		const char *name;
+	} names[] = {
+		{ ENV_8BITMIME, "8bitmime" }, { ENV_SMTPUTF8, "smtputf8" },
+		{ ENV_TLS, "tls" }, { ENV_NOTICE, "notice" },
+	};
+	int first = 1;
+
+	if (json)
+		fputc('[', f);
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		if ((flags & names[i].bit) == 0)
+			continue;
+		if (json)
+			fprintf(f, "%s\"%s\"", first ? "" : ",", names[i].name);
+		else
+			fprintf(f, "%s%s", first ? "" : " ", names[i].name);
+		first = 0;
+	}
+	if (json)
+		fputc(']', f);
+	else if (first)
+		fputc('-', f);
+}
+
+/* ---- queue ---- */
+
+static void
+print_rcpt_json(FILE *f, const struct queue_rcpt *r)
+{
+	char tbuf[64], nbuf[64];
+	int pending = r->state == RCPT_QUEUED || r->state == RCPT_DEFERRED;
+
+	fprintf(f, "{\"index\":%" PRIu32 ",\"address\":", r->idx);
+	json_str(f, r->addr);
+	fputs(",\"orcpt\":", f);
+	json_str(f, r->orcpt);
+	fprintf(f, ",\"notify\":\"%s\",\"state\":\"%s\",\"attempts\":%" PRIu32,
+	    notify_text(r->notify, nbuf, sizeof nbuf), rcpt_state_name(r->state),
+	    r->attempts);
+	if (pending)
+		fprintf(f, ",\"next_try\":%" PRId64 ",\"next_try_time\":\"%s\"",
+		    r->next_try, iso_time(r->next_try, tbuf, sizeof tbuf));
+	else
+		fputs(",\"next_try\":null,\"next_try_time\":null", f);
+	if (r->last_try > 0)
+		fprintf(f, ",\"last_try\":%" PRId64 ",\"last_try_time\":\"%s\"",
+		    r->last_try, iso_time(r->last_try, tbuf, sizeof tbuf));
+	else
+		fputs(",\"last_try\":null,\"last_try_time\":null", f);
+	fputs(",\"diagnostic\":", f);
+	json_str(f, r->diag);
+	fprintf(f, ",\"delay_notified\":%s}",
+	    (r->flags & RCPT_F_DELAY_NOTIFIED) ? "true" : "false");
+}
+
+static void
+print_rcpt_text(FILE *f, const struct queue_rcpt *r)
+{
+	char tbuf[64];
+
+	fputs("    <", f);
+	text_str(f, r->addr);
+	fprintf(f, "> %s, attempts %" PRIu32, rcpt_state_name(r->state),
+	    r->attempts);
+	if (r->state == RCPT_QUEUED || r->state == RCPT_DEFERRED)
+		fprintf(f, ", next try %s", iso_time(r->next_try, tbuf, sizeof tbuf));
+	if (r->diag != NULL && r->diag[0] != '\0') {
+		fputs(", last: ", f);
+		text_str(f, r->diag);
+	}
+	fputc('\n', f);
+}
+
+static int
+queue_cb(const struct queue_msg *m, void *arg)
+{
+	struct mailctl *mc = arg;
+	FILE *f = mc->out;
+	char id[QUEUE_ID_LEN + 1], tbuf[64];
+
+	queue_id_format(m->env.id, id, sizeof id);
+	if (mc->json) {
+		fprintf(f, "%s{\"id\":\"%s\",\"arrival\":%" PRId64
+		    ",\"arrival_time\":\"%s\",\"size\":%" PRIu64 ",\"sender\":",
+		    mc->nmsgs ? "," : "", id, m->env.arrival,
+		    iso_time(m->env.arrival, tbuf, sizeof tbuf), m->size);
+		json_str(f, m->env.sender);
+		fputs(",\"recipients\":[", f);
+		for (size_t i = 0; i < m->nrcpts; i++) {
+			if (i > 0)
+				fputc(',', f);
+			print_rcpt_json(f, &m->rcpts[i]);
+		}
+		fputs("]}", f);
+	} else {
+		fprintf(f, "%s  %s  %" PRIu64 " bytes  <", id,
+		    iso_time(m->env.arrival, tbuf, sizeof tbuf), m->size);
+		text_str(f, m->env.sender);
+		fputs(">\n", f);
+		for (size_t i = 0; i < m->nrcpts; i++)
+			print_rcpt_text(f, &m->rcpts[i]);
+		fputc('\n', f);
+	}
+	mc->nmsgs++;
+	mc->nrcpts += m->nrcpts;
+	return 0;
+}
+
+static int
+cmd_queue(struct mailctl *mc, struct queue_store *s)
+{
+	int st;
+
+	if (mc->json)
+		fputs("{\"messages\":[", mc->out);
+	st = store_foreach_msg(s, queue_cb, mc);
+	if (st != STORE_OK) {
+		if (mc->json)
+			fputs("]}\n", mc->out);
+		fprintf(stderr, "mailctl: reading the queue: %s\n",
+		    store_status_text(st));
+		return 1;
+	}
+	if (mc->json)
+		fprintf(mc->out, "],\"count\":%zu,\"recipients\":%zu}\n",
+		    mc->nmsgs, mc->nrcpts);
+	else
+		fprintf(mc->out, "%zu messages, %zu recipients\n", mc->nmsgs,
+		    mc->nrcpts);
+	return 0;
+}
+
+/* ---- show ---- */
+
+/* Length of the header block of body (up to, not including, the empty
+ * line), or len when there is none. */
+static size_t
+header_len(const char *body, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (body[i] != '\n')
+			continue;
+		if (i + 1 < len && body[i + 1] == '\n')
+			return i + 1;
+		if (i + 2 < len && body[i + 1] == '\r' && body[i + 2] == '\n')
+			return i + 1;
+	}
+	if (len >= 2 && body[0] == '\r' && body[1] == '\n')
+		return 0;
+	return len;
+}
+
+static int
+not_in_queue(const char *arg)
+{
+	fprintf(stderr, "mailctl: ");
+	text_str(stderr, arg);
+	fprintf(stderr, ": not in the queue\n");
+	return 1;
+}
+
+static int
+cmd_show(struct mailctl *mc, struct queue_store *s, const char *arg)
+{
+	struct queue_msg m;
+	FILE *f = mc->out;
+	char id[QUEUE_ID_LEN + 1], tbuf[64], rbuf[64], nbuf[64];
+	char *body = NULL;
+	size_t len = 0, hlen;
+	queue_id_t qid;
+	int st;
+
+	if (queue_id_parse(arg, &qid) != 0)
+		return not_in_queue(arg);
+	st = store_msg_load(s, qid, &m);
+	if (st == STORE_NOTFOUND)
+		return not_in_queue(arg);
+	if (st != STORE_OK) {
+		fprintf(stderr, "mailctl: %s: %s\n", arg, store_status_text(st));
+		return 1;
+	}
+	st = store_body_read(s, qid, MAILCTL_HEADERS_MAX, &body, &len);
+	if (st != STORE_OK) {
+		fprintf(stderr, "mailctl: %s: body: %s\n", arg, store_status_text(st));
+		queue_msg_free(&m);
+		return 1;
+	}
+	hlen = header_len(body, len);
+	queue_id_format(m.env.id, id, sizeof id);
+	if (mc->json) {
+		fprintf(f, "{\"id\":\"%s\",\"sender\":", id);
+		json_str(f, m.env.sender);
+		fprintf(f, ",\"arrival\":%" PRId64 ",\"arrival_time\":\"%s\""
+		    ",\"size\":%" PRIu64 ",\"client\":", m.env.arrival,
+		    iso_time(m.env.arrival, tbuf, sizeof tbuf), m.size);
+		json_str(f, m.env.client_addr);
+		fputs(",\"helo\":", f);
+		json_str(f, m.env.helo);
+		fputs(",\"auth\":", f);
+		json_str(f, m.env.auth_user);
+		fputs(",\"envid\":", f);
+		json_str(f, m.env.envid);
+		fputs(",\"ret\":", f);
+		json_str(f, ret_name(m.env.ret));
+		fputs(",\"flags\":", f);
+		flags_text(f, m.env.flags, 1);
+		fputs(",\"recipients\":[", f);
+		for (size_t i = 0; i < m.nrcpts; i++) {
+			if (i > 0)
+				fputc(',', f);
+			print_rcpt_json(f, &m.rcpts[i]);
+		}
+		fputs("],\"headers\":", f);
+		json_strn(f, body, hlen);
+		fputs("}\n", f);
+	} else {
+		fprintf(f, "id: %s\nsender: <", id);
+		text_str(f, m.env.sender);
+		fprintf(f, ">\narrival: %s (%s)\nsize: %" PRIu64 "\nclient: ",
+		    time_rfc5322((time_t)m.env.arrival, rbuf, sizeof rbuf),
+		    iso_time(m.env.arrival, tbuf, sizeof tbuf), m.size);
+		text_str(f, m.env.client_addr);
+		fputs("\nhelo: ", f);
+		text_str(f, m.env.helo);
+		fputs("\nauth: ", f);
+		text_str(f, m.env.auth_user ? m.env.auth_user : "-");
+		fputs("\nenvid: ", f);
+		text_str(f, m.env.envid ? m.env.envid : "-");
+		fprintf(f, "\nret: %s\nflags: ", ret_name(m.env.ret) ?
+		    ret_name(m.env.ret) : "-");
+		flags_text(f, m.env.flags, 0);
+		fprintf(f, "\nrecipients: %zu\n", m.nrcpts);
+		for (size_t i = 0; i < m.nrcpts; i++) {
+			const struct queue_rcpt *r = &m.rcpts[i];
+			print_rcpt_text(f, r);
+			if (r->orcpt != NULL || r->notify != 0) {
+				fputs("      orcpt=", f);
+				text_str(f, r->orcpt ? r->orcpt : "-");
+				fprintf(f, " notify=%s\n", r->notify ?
+				    notify_text(r->notify, nbuf, sizeof nbuf) : "-");
+			}
+		}
+		fputs("headers:\n", f);
+		/* Line by line, CRLF shown as a plain newline. */
+		for (size_t i = 0; i < hlen;) {
+			const char *nl = memchr(body + i, '\n', hlen - i);
+			size_t end = nl ? (size_t)(nl - body) : hlen;
+			size_t n = end - i;
+			if (n > 0 && body[i + n - 1] == '\r')
+				n--;
+			text_strn(f, body + i, n);
+			fputc('\n', f);
+			i = end + 1;
+		}
+	}
+	free(body);
+	queue_msg_free(&m);
+	return 0;
+}
+
+/* ---- stats ---- */
+
+static int
+cmd_stats(struct mailctl *mc, struct queue_store *s)
+{
+	struct store_stats st;
+	int rc = store_stats_get(s, &st);
+
+	if (rc != STORE_OK) {
+		fprintf(stderr, "mailctl: stats: %s\n", store_status_text(rc));
+		return 1;
+	}
+	if (mc->json)
+		fprintf(mc->out, "{\"received\":%" PRIu64 ",\"delivered\":%" PRIu64
+		    ",\"deferred\":%" PRIu64 ",\"bounced\":%" PRIu64
+		    ",\"rejected\":%" PRIu64 ",\"messages\":%" PRIu64
+		    ",\"recipients\":%" PRIu64 ",\"pending\":%" PRIu64
+		    ",\"bad\":%" PRIu64 "}\n", st.received, st.delivered,
+		    st.deferred, st.bounced, st.rejected, st.messages,
+		    st.recipients, st.pending, st.bad);
+	else
+		fprintf(mc->out, "received: %" PRIu64 "\ndelivered: %" PRIu64
+		    "\ndeferred: %" PRIu64 "\nbounced: %" PRIu64
+		    "\nrejected: %" PRIu64 "\nmessages: %" PRIu64
+		    "\nrecipients: %" PRIu64 "\npending: %" PRIu64
+		    "\nbad: %" PRIu64 "\n", st.received, st.delivered, st.deferred,
+		    st.bounced, st.rejected, st.messages, st.recipients,
+		    st.pending, st.bad);
+	return 0;
+}
+
+/* ---- delete, flush ---- */
+
+static int
+cmd_delete(struct mailctl *mc, struct queue_store *s, char **ids, int nids)
+{
+	struct store_wtxn *t;
+	char idtxt[QUEUE_ID_LEN + 1];
+	uint64_t count = 0;
+	int st, failed = 0, deleted = 0;
+
+	if ((st = store_wtxn_begin(s, NULL, &t)) != STORE_OK) {
+		fprintf(stderr, "mailctl: delete: %s\n", store_status_text(st));
+		return 1;
+	}
+	if (nids == 1 && strcmp(ids[0], "all") == 0) {
+		st = store_delete_all(t, &count);
+		if (st == STORE_OK)
+			st = store_wtxn_commit(&t);
+		else
+			store_wtxn_abort(&t);
+		if (st != STORE_OK) {
+			fprintf(stderr, "mailctl: delete all: %s\n",
+			    store_status_text(st));
+			return 1;
+		}
+		fprintf(mc->out, "%" PRIu64 " messages deleted\n", count);
+		return 0;
+	}
+	for (int i = 0; i < nids; i++) {
+		queue_id_t id;
+
+		if (queue_id_parse(ids[i], &id) != 0) {
+			failed |= not_in_queue(ids[i]);
+			continue;
+		}
+		st = store_delete_msg(t, id);
+		if (st == STORE_NOTFOUND) {
+			failed |= not_in_queue(ids[i]);
+			continue;
+		}
+		if (st != STORE_OK) {
+			store_wtxn_abort(&t);
+			fprintf(stderr, "mailctl: delete: %s\n", store_status_text(st));
+			return 1;
+		}
+		deleted = 1;
+	}
+	st = store_wtxn_commit(&t);
+	if (st != STORE_OK) {
+		fprintf(stderr, "mailctl: delete: %s\n", store_status_text(st));
+		return 1;
+	}
+	for (int i = 0; i < nids && deleted; i++) {
+		queue_id_t id;
+		if (queue_id_parse(ids[i], &id) == 0)
+			fprintf(mc->out, "%s: deleted\n",
+			    queue_id_format(id, idtxt, sizeof idtxt));
+	}
+	/* Only IDs that were found get here without a message above;
+	 * the loop reprints them, so list the found ones instead. */
+	return failed ? 1 : 0;
+}
+
+static int
+cmd_flush(struct mailctl *mc, struct queue_store *s)
+{
+	struct store_wtxn *t;
+	uint64_t count = 0;
+	int st;
+
+	if ((st = store_wtxn_begin(s, NULL, &t)) == STORE_OK) {
+		st = store_flush(t, (int64_t)time(NULL), &count);
+		if (st == STORE_OK)
+			st = store_wtxn_commit(&t);
+		else
+			store_wtxn_abort(&t);
+	}
+	if (st != STORE_OK) {
+		fprintf(stderr, "mailctl: flush: %s\n", store_status_text(st));
+		return 1;
+	}
+	fprintf(mc->out, "%" PRIu64 " recipients made due now\n", count);
+	return 0;
+}
+
+/* ---- main ---- */
+
+int
+main(int argc, char **argv)
+{
+	struct mailctl mc = { .json = 0, .out = stdout };
+	const char *config_path = "mailserver.conf";
+	char **words = xcalloc((size_t)argc + 1, sizeof *words);
+	struct config *cfg;
+	struct queue_store *s;
+	char err[512];
+	int nwords = 0, rc, writes;
+	const char *cmd;
+
+	log_set_level(LOG_LVL_WARN);
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			mc.json = 1;
+		} else if (strcmp(argv[i], "-c") == 0) {
+			if (++i >= argc) {
+				usage(stderr);
+				free(words);
+				return 2;
+			}
+			config_path = argv[i];
+		} else if (strncmp(argv[i], "-c", 2) == 0) {
+			config_path = argv[i] + 2;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			free(words);
+			return 0;
+		} else if (strcmp(argv[i], "--") == 0) {
+			while (++i < argc)
+				words[nwords++] = argv[i];
+		} else if (argv[i][0] == '-' && argv[i][1] != '\0' && nwords == 0) {
+			fprintf(stderr, "mailctl: unknown option %s\n", argv[i]);
+			usage(stderr);
+			free(words);
+			return 2;
+		} else {
+			words[nwords++] = argv[i];
+		}
+	}
+	cmd = nwords > 0 ? words[0] : "";
+	if (!((strcmp(cmd, "queue") == 0 && nwords == 1) ||
+	    (strcmp(cmd, "show") == 0 && nwords == 2) ||
+	    (strcmp(cmd, "delete") == 0 && nwords >= 2) ||
+	    (strcmp(cmd, "flush") == 0 && nwords == 1) ||
+	    (strcmp(cmd, "stats") == 0 && nwords == 1))) {
+		usage(stderr);
+		free(words);
+		return 2;
+	}
+	if ((cfg = config_load(config_path, stderr)) == NULL) {
+		free(words);
+		return 2;
+	}
+	writes = strcmp(cmd, "delete") == 0 || strcmp(cmd, "flush") == 0;
+	s = store_open(cfg->queue_dir, cfg->queue_map_size,
+	    writes ? 0 : STORE_RDONLY, err, sizeof err);
+	if (s == NULL) {
+		fprintf(stderr, "mailctl: %s\n", err);
+		config_unref(&cfg);
+		free(words);
+		return 1;
+	}
+	if (strcmp(cmd, "queue") == 0)
+		rc = cmd_queue(&mc, s);
+	else if (strcmp(cmd, "show") == 0)
+		rc = cmd_show(&mc, s, words[1]);
+	else if (strcmp(cmd, "stats") == 0)
+		rc = cmd_stats(&mc, s);
+	else if (strcmp(cmd, "flush") == 0)
+		rc = cmd_flush(&mc, s);
+	else
+		rc = cmd_delete(&mc, s, words + 1, nwords - 1);
+	store_close(&s);
+	config_unref(&cfg);
+	free(words);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "mailctl: writing the output: %s\n", strerror(errno));
+		return 1;
+	}
+	return rc;
+}

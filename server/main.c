@@ -1,0 +1,259 @@
+/*
+ * mailserver: the daemon's main thread. It reads the config, binds the
+ * listeners, drops privileges, opens the queue and starts the other
+ * threads (committer, session workers, acceptor, delivery), then waits for
+ * signals with sigwait: it is the only place a signal acts (DESIGN.md).
+ *
+ * Exit codes: 0 clean stop, 1 runtime failure, 2 bad config or arguments.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+#include "queue/committer.h"
+#include "queue/store.h"
+#include "server/acceptor.h"
+#include "server/connlimit.h"
+#include "server/runtime.h"
+#include "server/worker.h"
+
+struct daemon {
+	const char *config_path;
+	struct queue_store *store;
+	struct committer *committer;
+	struct worker **workers;
+	size_t nworkers;
+	struct acceptor *acceptor;
+	struct listener_set listeners;
+};
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: mailserver [-t] [-c FILE]\n");
+	exit(2);
+}
+
+/* mkdir -p with mode 0700 for the directories we create. */
+static int
+make_dirs(const char *path)
+{
+	char tmp[4096];
+
+	if (str_copy(tmp, path, sizeof tmp) < 0)
+		return -1;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(tmp, 0700) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int
+drop_privileges(const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+
+	if (pw == NULL) {
+		log_error("user %s: no such user", user);
+		return -1;
+	}
+	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		log_error("cannot become user %s: %s", user, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Loads the config again; on any problem logs it and keeps the old one. */
+static void
+daemon_reload(struct daemon *d)
+{
+	char *errtext = NULL, err[512];
+	size_t errlen = 0;
+	FILE *errs = open_memstream(&errtext, &errlen);
+	struct runtime *rt = runtime_load(d->config_path, errs);
+	struct listener_set set;
+
+	fclose(errs);
+	if (rt == NULL) {
+		for (char *line = strtok(errtext, "\n"); line; line = strtok(NULL, "\n"))
+			log_error("reload: %s", line);
+		log_error("reload failed: keeping the old configuration");
+		free(errtext);
+		return;
+	}
+	free(errtext);
+	if (listener_set_open(rt->cfg, &d->listeners, &set, err, sizeof err) < 0) {
+		log_error("reload: %s; keeping the old configuration", err);
+		runtime_unref(&rt);
+		return;
+	}
+	acceptor_update(d->acceptor, &set);
+	listener_set_retire(&d->listeners, &set);
+	d->listeners = set;
+	if (log_open(rt->cfg->log_file) < 0)
+		log_error("reload: log_file %s: %s", rt->cfg->log_file, strerror(errno));
+	log_set_level(rt->cfg->log_level);
+	runtime_swap(rt);
+	log_info("reloaded %s", d->config_path);
+}
+
+static void
+daemon_log_stats(struct daemon *d)
+{
+	struct store_stats st;
+
+	if (store_stats_get(d->store, &st) != STORE_OK)
+		return;
+	log_info("stats: received=%llu delivered=%llu deferred=%llu bounced=%llu "
+	    "rejected=%llu queue=%llu messages, %llu recipients, sessions=%u",
+	    (unsigned long long)st.received, (unsigned long long)st.delivered,
+	    (unsigned long long)st.deferred, (unsigned long long)st.bounced,
+	    (unsigned long long)st.rejected, (unsigned long long)st.messages,
+	    (unsigned long long)st.recipients, connlimit_total());
+}
+
+/* Graceful stop: no new sessions, idle ones get 421, messages in DATA
+ * finish (up to shutdown_timeout), every pending commit completes. */
+static void
+daemon_stop(struct daemon *d, unsigned timeout)
+{
+	int64_t deadline = time_mono_ms() + (int64_t)timeout * 1000;
+	struct listener_set none = { NULL, 0 };
+	sigset_t set;
+	struct timespec tick = { 0, 50 * 1000 * 1000 };
+
+	acceptor_stop(&d->acceptor);
+	listener_set_retire(&d->listeners, &none);
+	for (size_t i = 0; i < d->nworkers; i++)
+		worker_drain(d->workers[i]);
+	/* Wait for the sessions to end; a second SIGTERM or SIGINT cuts the
+	 * wait short. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	while (time_mono_ms() < deadline) {
+		unsigned open = 0;
+		for (size_t i = 0; i < d->nworkers; i++)
+			open += worker_sessions(d->workers[i]);
+		if (open == 0 || sigtimedwait(&set, NULL, &tick) > 0)
+			break;
+	}
+	committer_stop(&d->committer);
+	for (size_t i = 0; i < d->nworkers; i++)
+		worker_stop(&d->workers[i]);
+	free(d->workers);
+	store_close(&d->store);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct daemon d = { .config_path = "mailserver.conf" };
+	struct runtime *rt;
+	const struct config *cfg;
+	sigset_t sigs;
+	char err[512];
+	int opt, check_only = 0, sig;
+
+	while ((opt = getopt(argc, argv, "c:th")) != -1) {
+		switch (opt) {
+		case 'c': d.config_path = optarg; break;
+		case 't': check_only = 1; break;
+		default: usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	/* Every thread inherits this mask; only sigwait below takes them. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGHUP);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGUSR1);
+	sigaddset(&sigs, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if ((rt = runtime_load(d.config_path, stderr)) == NULL)
+		return 2;
+	if (check_only) {
+		runtime_unref(&rt);
+		return 0;
+	}
+	cfg = rt->cfg;
+	if (log_open(cfg->log_file) < 0) {
+		fprintf(stderr, "%s: log_file %s: %s\n", d.config_path, cfg->log_file,
+		    strerror(errno));
+		return 1;
+	}
+	log_set_level(cfg->log_level);
+	if (listener_set_open(cfg, NULL, &d.listeners, err, sizeof err) < 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	if (cfg->user && drop_privileges(cfg->user) < 0)
+		return 1;
+	if (make_dirs(cfg->mail_dir) < 0) {
+		log_error("mail_dir %s: %s", cfg->mail_dir, strerror(errno));
+		return 1;
+	}
+	if ((d.store = store_open(cfg->queue_dir, cfg->queue_map_size, 0, err,
+	    sizeof err)) == NULL) {
+		log_error("queue %s: %s", cfg->queue_dir, err);
+		return 1;
+	}
+	if ((d.committer = committer_start(d.store)) == NULL)
+		return 1;
+	runtime_swap(runtime_ref(rt));
+	d.nworkers = (size_t)cfg->session_workers;
+	d.workers = xcalloc(d.nworkers, sizeof *d.workers);
+	for (size_t i = 0; i < d.nworkers; i++)
+		if ((d.workers[i] = worker_start((int)i, d.committer)) == NULL)
+			return 1;
+	if ((d.acceptor = acceptor_start(&d.listeners, d.workers, d.nworkers)) == NULL)
+		return 1;
+	log_info("mailserver started: %zu listeners, %zu session workers, hostname %s",
+	    d.listeners.n, d.nworkers, cfg->hostname);
+
+	for (;;) {
+		if (sigwait(&sigs, &sig) != 0)
+			continue;
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		if (sig == SIGHUP) {
+			daemon_reload(&d);
+		} else if (sig == SIGUSR2) {
+			log_reopen();
+			daemon_log_stats(&d);
+		} else if (sig == SIGUSR1) {
+			log_info("flush requested");
+		}
+	}
+	log_info("stopping (signal %d)", sig);
+	{
+		struct runtime *cur = runtime_current();
+		unsigned timeout = cur->cfg->shutdown_timeout;
+		runtime_unref(&cur);
+		daemon_stop(&d, timeout);
+	}
+	runtime_unref(&rt);
+	runtime_swap(NULL);
+	log_info("stopped");
+	return 0;
+}

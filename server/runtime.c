@@ -1,0 +1,85 @@
+/* runtime: the refcounted snapshot of config, users and TLS credentials. */
+#include "server/runtime.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "lib/util.h"
+
+static pthread_mutex_t runtime_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct runtime *runtime_cur;	/* guarded by runtime_lock */
+
+struct runtime *
+runtime_load(const char *path, FILE *errs)
+{
+	struct runtime *rt;
+	char err[512];
+
+	rt = xcalloc(1, sizeof *rt);
+	rt->refs = 1;
+	if ((rt->cfg = config_load(path, errs)) == NULL)
+		goto fail;
+	rt->udb = userdb_load(rt->cfg->users_file, rt->cfg->aliases_file, errs);
+	if (rt->udb == NULL)
+		goto fail;
+	if (rt->cfg->tls_cert_file != NULL) {
+		rt->tls = tls_creds_load(rt->cfg->tls_cert_file,
+		    rt->cfg->tls_key_file, err, sizeof err);
+		if (rt->tls == NULL) {
+			if (errs)
+				fprintf(errs, "%s:0: %s\n", path, err);
+			goto fail;
+		}
+	}
+	return rt;
+fail:
+	runtime_unref(&rt);
+	return NULL;
+}
+
+struct runtime *
+runtime_ref(struct runtime *rt)
+{
+	__atomic_add_fetch(&rt->refs, 1, __ATOMIC_RELAXED);
+	return rt;
+}
+
+void
+runtime_unref(struct runtime **rtp)
+{
+	struct runtime *rt = *rtp;
+
+	*rtp = NULL;
+	if (rt == NULL || __atomic_sub_fetch(&rt->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	if (rt->cfg)
+		config_unref(&rt->cfg);
+	if (rt->udb)
+		userdb_free(&rt->udb);
+	if (rt->tls)
+		tls_creds_unref(&rt->tls);
+	free(rt);
+}
+
+struct runtime *
+runtime_current(void)
+{
+	struct runtime *rt;
+
+	pthread_mutex_lock(&runtime_lock);
+	rt = runtime_cur ? runtime_ref(runtime_cur) : NULL;
+	pthread_mutex_unlock(&runtime_lock);
+	return rt;
+}
+
+void
+runtime_swap(struct runtime *rt)
+{
+	struct runtime *old;
+
+	pthread_mutex_lock(&runtime_lock);
+	old = runtime_cur;
+	runtime_cur = rt;
+	pthread_mutex_unlock(&runtime_lock);
+	runtime_unref(&old);
+}

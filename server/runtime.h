@@ -1,0 +1,41 @@
+/*
+ * runtime: one consistent snapshot of what the config decides: the parsed
+ * config, the users and aliases, and the TLS credentials. SIGHUP builds a
+ * new snapshot and swaps it in; sessions and threads keep the snapshot they
+ * started with (by reference) until they finish.
+ *
+ * Errors: runtime_load prints `FILE:LINE: message` lines to errs and
+ * returns NULL when any part fails; the caller keeps the old snapshot.
+ * Threads: runtime_current and runtime_swap may be called from any
+ * thread; a snapshot is immutable.
+ */
+#ifndef SERVER_RUNTIME_H
+#define SERVER_RUNTIME_H
+
+#include <stdio.h>
+
+#include "server/config.h"
+#include "server/tls.h"
+#include "storage/userdb.h"
+
+struct runtime {
+	struct config *cfg;
+	struct userdb *udb;
+	struct tls_creds *tls;	/* NULL when no certificate is configured */
+	int refs;		/* atomic; runtime_ref / runtime_unref */
+};
+
+/* Loads config file path and everything it names. */
+struct runtime *runtime_load(const char *path, FILE *errs);
+
+struct runtime *runtime_ref(struct runtime *rt);
+void runtime_unref(struct runtime **rtp);
+
+/* A new reference to the current snapshot (NULL before the first swap). */
+struct runtime *runtime_current(void);
+
+/* Makes rt current (takes over the caller's reference) and drops the
+ * process's reference to the previous one. */
+void runtime_swap(struct runtime *rt);
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * smtp_session: one inbound SMTP session (RFC 5321 with the ESMTP
+ * extensions of the README), a non-blocking state machine driven by its
+ * worker's event loop. The command parser and the argument parsers live
+ * apart (smtp_parser.h, smtp_args.h); this file holds the command table,
+ * the recipient policy, TLS and AUTH, and the hand-off of each message to
+ * the committer.
+ *
+ * Threads: every function runs on the owning worker's thread.
+ */
+#ifndef SERVER_SMTP_SESSION_H
+#define SERVER_SMTP_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "queue/committer.h"
+#include "server/config.h"
+
+struct worker;
+struct smtp_session;
+
+/* Starts a session on fd (non-blocking, owned from now on): sends the
+ * greeting (or starts implicit TLS). Returns NULL when the session ended
+ * at once (the fd is closed then). */
+struct smtp_session *smtp_session_new(struct worker *w, int fd,
+    const struct sockaddr *peer, socklen_t peerlen, enum listen_kind kind);
+
+/* Socket events (EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP). Returns 0 to keep
+ * the session, -1 when it is over (the caller frees it). */
+int smtp_session_event(struct smtp_session *s, uint32_t events);
+
+/* The committer's answer for the message s handed over. Returns as
+ * smtp_session_event. */
+int smtp_session_commit_done(struct smtp_session *s, enum commit_status st);
+
+/* Checks the session's deadline against now (monotonic ms); on timeout
+ * replies 421 4.4.2. Returns as smtp_session_event. */
+int smtp_session_tick(struct smtp_session *s, int64_t now);
+
+/* Graceful stop requested: returns as smtp_session_event. */
+int smtp_session_drain(struct smtp_session *s);
+
+/* May s be freed now (no commit in flight)? */
+int smtp_session_can_free(const struct smtp_session *s);
+
+/* Closes the socket (if still open) and frees s; sets *sp to NULL. */
+void smtp_session_free(struct smtp_session **sp);
+
+/* The worker's index of s in its session table (worker-thread only). */
+size_t *smtp_session_slot(struct smtp_session *s);
+
+#endif

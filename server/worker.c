@@ -1,0 +1,328 @@
+/*
+ * worker: one epoll loop running many sessions. New connections and
+ * commit results arrive through mutex-guarded mailboxes and an eventfd;
+ * deadlines are checked once a second over the session table.
+ */
+#include "server/worker.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+#include "server/connlimit.h"
+#include "server/smtp_session.h"
+
+struct worker_conn {
+	int fd;
+	struct sockaddr_storage peer;
+	socklen_t peerlen;
+	enum listen_kind kind;
+	struct worker_conn *next;
+};
+
+struct worker_done {
+	struct smtp_session *s;
+	enum commit_status status;
+	struct worker_done *next;
+};
+
+struct worker {
+	int index;
+	pthread_t thread;
+	int epfd;
+	int evfd;
+	struct committer *committer;
+
+	pthread_mutex_t lock;		/* guards the mailboxes and flags below */
+	struct worker_conn *conns;
+	struct worker_done *dones;
+	int drain;
+	int stop;
+
+	/* worker thread only */
+	struct smtp_session **sessions;
+	size_t nsessions, capsessions;
+	int draining;
+	atomic_uint count;
+};
+
+/* The eventfd's epoll tag; sessions are tagged by their own pointer. */
+static char worker_wake_tag;
+
+static void
+worker_wake(struct worker *w)
+{
+	uint64_t one = 1;
+	ssize_t r = write(w->evfd, &one, sizeof one);
+	(void)r;
+}
+
+static void
+worker_add_session(struct worker *w, struct smtp_session *s)
+{
+	if (w->nsessions == w->capsessions) {
+		w->capsessions = w->capsessions ? w->capsessions * 2 : 256;
+		w->sessions = xrealloc(w->sessions,
+		    w->capsessions * sizeof *w->sessions);
+	}
+	*smtp_session_slot(s) = w->nsessions;
+	w->sessions[w->nsessions++] = s;
+	atomic_store(&w->count, (unsigned)w->nsessions);
+}
+
+/* Ends s: freed now, or once its commit result arrived. */
+static void
+worker_end_session(struct worker *w, struct smtp_session *s)
+{
+	size_t i = *smtp_session_slot(s);
+
+	if (!smtp_session_can_free(s))
+		return;		/* freed from worker_take_dones */
+	w->sessions[i] = w->sessions[--w->nsessions];
+	*smtp_session_slot(w->sessions[i]) = i;
+	atomic_store(&w->count, (unsigned)w->nsessions);
+	smtp_session_free(&s);
+}
+
+static void
+worker_take_conns(struct worker *w)
+{
+	struct worker_conn *c, *next;
+
+	pthread_mutex_lock(&w->lock);
+	c = w->conns;
+	w->conns = NULL;
+	pthread_mutex_unlock(&w->lock);
+	for (; c; c = next) {
+		struct smtp_session *s;
+
+		next = c->next;
+		if (w->draining) {
+			static const char msg[] = "421 4.3.2 Server shutting down\r\n";
+			ssize_t r = write(c->fd, msg, sizeof msg - 1);
+			(void)r;
+			close(c->fd);
+			connlimit_release((struct sockaddr *)&c->peer);
+		} else {
+			s = smtp_session_new(w, c->fd, (struct sockaddr *)&c->peer,
+			    c->peerlen, c->kind);
+			if (s != NULL)
+				worker_add_session(w, s);
+		}
+		free(c);
+	}
+}
+
+static void
+worker_take_dones(struct worker *w)
+{
+	struct worker_done *d, *next;
+
+	pthread_mutex_lock(&w->lock);
+	d = w->dones;
+	w->dones = NULL;
+	if (w->drain)
+		w->draining = 1;
+	pthread_mutex_unlock(&w->lock);
+	for (; d; d = next) {
+		next = d->next;
+		if (smtp_session_commit_done(d->s, d->status) < 0)
+			worker_end_session(w, d->s);
+		free(d);
+	}
+}
+
+static void
+worker_drain_all(struct worker *w)
+{
+	for (size_t i = w->nsessions; i-- > 0;) {
+		struct smtp_session *s = w->sessions[i];
+		if (smtp_session_drain(s) < 0)
+			worker_end_session(w, s);
+	}
+}
+
+static void
+worker_tick(struct worker *w, int64_t now)
+{
+	for (size_t i = w->nsessions; i-- > 0;) {
+		struct smtp_session *s = w->sessions[i];
+		if (smtp_session_tick(s, now) < 0)
+			worker_end_session(w, s);
+	}
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct epoll_event evs[256];
+	int64_t next_tick = time_mono_ms() + 1000;
+	int was_draining = 0;
+
+	for (;;) {
+		int64_t now = time_mono_ms();
+		int timeout = next_tick > now ? (int)(next_tick - now) : 0;
+		int n = epoll_wait(w->epfd, evs, 256, timeout);
+		int stop;
+
+		if (n < 0 && errno != EINTR) {
+			log_error("worker %d: epoll_wait: %s", w->index, strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.ptr == &worker_wake_tag) {
+				uint64_t v;
+				ssize_t r = read(w->evfd, &v, sizeof v);
+				(void)r;
+				continue;
+			}
+			struct smtp_session *s = evs[i].data.ptr;
+			if (smtp_session_event(s, evs[i].events) < 0)
+				worker_end_session(w, s);
+		}
+		worker_take_dones(w);
+		worker_take_conns(w);
+		if (w->draining && !was_draining) {
+			was_draining = 1;
+			worker_drain_all(w);
+		}
+		now = time_mono_ms();
+		if (now >= next_tick) {
+			worker_tick(w, now);
+			next_tick = now + 1000;
+		}
+		pthread_mutex_lock(&w->lock);
+		stop = w->stop;
+		pthread_mutex_unlock(&w->lock);
+		if (stop)
+			break;
+	}
+	return NULL;
+}
+
+struct worker *
+worker_start(int index, struct committer *c)
+{
+	struct worker *w = xcalloc(1, sizeof *w);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &worker_wake_tag };
+
+	w->index = index;
+	w->committer = c;
+	pthread_mutex_init(&w->lock, NULL);
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->epfd < 0 || w->evfd < 0 ||
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->evfd, &ev) < 0 ||
+	    pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+		log_error("worker %d: cannot start: %s", index, strerror(errno));
+		if (w->epfd >= 0)
+			close(w->epfd);
+		if (w->evfd >= 0)
+			close(w->evfd);
+		free(w);
+		return NULL;
+	}
+	return w;
+}
+
+void
+worker_add_conn(struct worker *w, int fd, const struct sockaddr *peer,
+    socklen_t peerlen, enum listen_kind kind)
+{
+	struct worker_conn *c = xcalloc(1, sizeof *c);
+
+	c->fd = fd;
+	memcpy(&c->peer, peer, peerlen);
+	c->peerlen = peerlen;
+	c->kind = kind;
+	pthread_mutex_lock(&w->lock);
+	c->next = w->conns;
+	w->conns = c;
+	pthread_mutex_unlock(&w->lock);
+	worker_wake(w);
+}
+
+void
+worker_post_commit(struct worker *w, struct smtp_session *s,
+    enum commit_status status)
+{
+	struct worker_done *d = xcalloc(1, sizeof *d);
+
+	d->s = s;
+	d->status = status;
+	pthread_mutex_lock(&w->lock);
+	d->next = w->dones;
+	w->dones = d;
+	pthread_mutex_unlock(&w->lock);
+	worker_wake(w);
+}
+
+void
+worker_drain(struct worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->drain = 1;
+	pthread_mutex_unlock(&w->lock);
+	worker_wake(w);
+}
+
+unsigned
+worker_sessions(struct worker *w)
+{
+	return atomic_load(&w->count);
+}
+
+void
+worker_stop(struct worker **wp)
+{
+	struct worker *w = *wp;
+	struct worker_conn *c, *cn;
+
+	*wp = NULL;
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = 1;
+	pthread_mutex_unlock(&w->lock);
+	worker_wake(w);
+	pthread_join(w->thread, NULL);
+	/* Commits still in flight were answered by the stopped committer
+	 * before this point (main stops workers after the committer drained). */
+	worker_take_dones(w);
+	for (size_t i = 0; i < w->nsessions; i++)
+		smtp_session_free(&w->sessions[i]);
+	for (c = w->conns; c; c = cn) {
+		cn = c->next;
+		close(c->fd);
+		connlimit_release((struct sockaddr *)&c->peer);
+		free(c);
+	}
+	free(w->sessions);
+	close(w->epfd);
+	close(w->evfd);
+	pthread_mutex_destroy(&w->lock);
+	free(w);
+}
+
+struct committer *
+worker_committer(struct worker *w)
+{
+	return w->committer;
+}
+
+void
+worker_watch(struct worker *w, struct smtp_session *s, int fd, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = s };
+
+	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 && errno == ENOENT)
+		epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
+}

@@ -1,0 +1,54 @@
+/*
+ * worker: a session worker thread. Each worker owns one epoll loop and
+ * every session handed to it, for that session's whole life, so session
+ * state needs no locks. Other threads talk to a worker only through the
+ * functions below, which post a message and wake the loop (eventfd).
+ *
+ * Threads: worker_start/worker_stop from the main thread; worker_add_conn
+ * from the acceptor; worker_post_commit from the committer thread;
+ * worker_watch and worker_* session hooks only from the worker's own thread.
+ */
+#ifndef SERVER_WORKER_H
+#define SERVER_WORKER_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "queue/committer.h"
+#include "server/config.h"
+
+struct worker;
+struct smtp_session;
+
+/* Starts a worker thread that commits messages through c. */
+struct worker *worker_start(int index, struct committer *c);
+
+/* Hands an accepted non-blocking socket to w (which then owns it and the
+ * connlimit count taken for it). */
+void worker_add_conn(struct worker *w, int fd, const struct sockaddr *peer,
+    socklen_t peerlen, enum listen_kind kind);
+
+/* Graceful stop: idle sessions get 421 4.3.2 and are closed; sessions in
+ * DATA finish their message first. */
+void worker_drain(struct worker *w);
+
+/* Sessions still open on w (approximate; any thread). */
+unsigned worker_sessions(struct worker *w);
+
+/* Closes every remaining session and joins the thread. */
+void worker_stop(struct worker **wp);
+
+/* Worker-thread only: the committer this worker uses. */
+struct committer *worker_committer(struct worker *w);
+
+/* Worker-thread only: sets the epoll interest of s's socket (EPOLLIN,
+ * EPOLLOUT or both; 0 for none). */
+void worker_watch(struct worker *w, struct smtp_session *s, int fd,
+    uint32_t events);
+
+/* Any thread (the committer's done callback): delivers the result of a
+ * commit to session s on worker w; s must not be freed before that. */
+void worker_post_commit(struct worker *w, struct smtp_session *s,
+    enum commit_status status);
+
+#endif

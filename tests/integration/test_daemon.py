@@ -1,0 +1,247 @@
+"""The daemon: config checking, signals, reload, graceful stop, connection
+limits, timeouts, durability of acknowledged mail, a full queue."""
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import threading
+import unittest
+
+from harness import MAILSERVER, Client, Server, free_port, greet, wait_for, SLOW
+
+MSG = b"Subject: d\r\n\r\ndurable\r\n"
+
+
+def send_one(port, rcpt="alice@localhost", body=MSG):
+    c, _ = greet(port)
+    c.cmd("MAIL FROM:<a@example.org>")
+    assert c.cmd("RCPT TO:<%s>" % rcpt)[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(body + b".\r\n")
+    code, lines = c.reply()
+    c.close()
+    return code, lines[0]
+
+
+class ConfigCheckTest(unittest.TestCase):
+    def run_check(self, text):
+        srv = Server()
+        try:
+            with open(srv.conf, "a") as f:
+                f.write(text)
+            return subprocess.run([MAILSERVER, "-t", "-c", srv.conf], capture_output=True,
+                                  text=True, timeout=30), srv.conf
+        finally:
+            srv.cleanup()
+
+    def test_good_config(self):
+        r, _ = self.run_check("")
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_bad_config_line_numbers(self):
+        r, conf = self.run_check("max_recipients = lots\nbogus_key = 1\n")
+        self.assertEqual(r.returncode, 2)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 2, r.stderr)
+        self.assertTrue(lines[0].startswith(conf + ":10: "), lines)
+        self.assertTrue(lines[1].startswith(conf + ":11: "), lines)
+
+    def test_bad_start_exits_2(self):
+        srv = Server("listen = nonsense\n")
+        try:
+            r = subprocess.run([MAILSERVER, "-c", srv.conf], capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn(srv.conf + ":", r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(srv.dir, "queue")))
+        finally:
+            srv.cleanup()
+
+    def test_shipped_config(self):
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        r = subprocess.run([MAILSERVER, "-t", "-c", "mailserver.conf"], cwd=root,
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+class SignalTest(unittest.TestCase):
+    def setUp(self):
+        self.srv = Server()
+        self.srv.start()
+
+    def tearDown(self):
+        self.srv.cleanup()
+
+    def test_sigterm_graceful(self):
+        idle, _ = greet(self.srv.port)
+        busy, _ = greet(self.srv.port)
+        busy.cmd("MAIL FROM:<a@example.org>")
+        busy.cmd("RCPT TO:<alice@localhost>")
+        self.assertEqual(busy.cmd("DATA")[0], 354)
+        busy.send(b"Subject: in flight\r\n\r\npart one\r\n")
+        self.srv.signal(signal.SIGTERM)
+        code, lines = idle.reply()
+        self.assertEqual(code, 421)
+        self.assertTrue(lines[0].startswith("4.3.2"))
+        # the message in DATA still completes and is acknowledged
+        busy.send(b"part two\r\n.\r\n")
+        code, lines = busy.reply()
+        self.assertEqual(code, 250)
+        qid = lines[0].split()[-1]
+        self.assertEqual(self.srv.stop(), 0)
+        ids = [m["id"] for m in self.srv.queue_json()["messages"]]
+        self.assertIn(qid, ids)
+
+    def test_sighup_reload_listeners_and_domains(self):
+        port2 = free_port()
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@example.org>")
+        self.assertEqual(c.cmd("RCPT TO:<x@newlocal.test>")[0], 250)  # relay from loopback
+        c.close()
+        with open(self.srv.conf, "a") as f:
+            f.write("listen = 127.0.0.1:%d\nlocal_domains = localhost newlocal.test\n" % port2)
+            f.write("users_file = %s/users\n" % self.srv.dir)
+        with open(os.path.join(self.srv.dir, "users"), "w") as f:
+            f.write("known@newlocal.test:\n")
+        self.srv.signal(signal.SIGHUP)
+        self.srv.wait_log("reloaded")
+        self.srv.wait_ready(port2)
+        c, _ = greet(port2)
+        c.cmd("MAIL FROM:<a@example.org>")
+        self.assertEqual(c.cmd("RCPT TO:<x@newlocal.test>")[0], 550)
+        self.assertEqual(c.cmd("RCPT TO:<known@newlocal.test>")[0], 250)
+        c.close()
+        # a bad config is logged and the old one kept
+        with open(self.srv.conf, "a") as f:
+            f.write("max_recipients = -1\n")
+        self.srv.signal(signal.SIGHUP)
+        self.srv.wait_log("keeping the old configuration")
+        c, _ = greet(port2)
+        self.assertEqual(c.cmd("NOOP")[0], 250)
+        c.close()
+        self.assertEqual(self.srv.stop(), 0)
+
+    def test_sigusr2_logs_stats(self):
+        self.srv.signal(signal.SIGUSR2)
+        self.srv.wait_log("stats: received=")
+        self.assertEqual(self.srv.stop(), 0)
+
+
+class DurabilityTest(unittest.TestCase):
+    def test_kill9_after_250_keeps_message(self):
+        srv = Server()
+        try:
+            srv.start()
+            acked = []
+            for i in range(20):
+                code, text = send_one(srv.port, body=MSG + b"n=%d\r\n" % i)
+                self.assertEqual(code, 250)
+                acked.append(text.split()[-1])
+            srv.kill9()
+            srv.start()
+            ids = {m["id"] for m in srv.queue_json()["messages"]}
+            self.assertTrue(set(acked) <= ids, set(acked) - ids)
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+    def test_kill9_under_load(self):
+        """Concurrent senders; SIGKILL at an arbitrary moment; every message
+        acknowledged with 250 before the kill is in the queue after it."""
+        srv = Server()
+        try:
+            srv.start()
+            acked, lock = [], threading.Lock()
+            stop = threading.Event()
+
+            def sender():
+                for i in range(200):
+                    if stop.is_set():
+                        return
+                    try:
+                        code, text = send_one(srv.port)
+                    except (OSError, EOFError, AssertionError):
+                        return
+                    if code == 250:
+                        with lock:
+                            acked.append(text.split()[-1])
+            threads = [threading.Thread(target=sender) for _ in range(8)]
+            for t in threads:
+                t.start()
+            wait_for(lambda: len(acked) >= 50, 60, "50 acknowledged messages")
+            srv.kill9()
+            stop.set()
+            for t in threads:
+                t.join(60)
+            srv.start()
+            ids = {m["id"] for m in srv.queue_json()["messages"]}
+            with lock:
+                missing = set(acked) - ids
+            self.assertEqual(missing, set())
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+    def test_full_queue_answers_452_and_recovers(self):
+        srv = Server("queue_map_size = 1M\nmax_message_size = 2M\n")
+        try:
+            srv.start()
+            big = b"Subject: big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 300
+            codes = []
+            for i in range(10):
+                code, text = send_one(srv.port, body=big)
+                codes.append(code)
+                if code == 452:
+                    self.assertTrue(text.startswith("4.3.1"), text)
+                    break
+            self.assertIn(452, codes)
+            # the server goes on: small messages still get an answer
+            c, _ = greet(srv.port)
+            self.assertEqual(c.cmd("NOOP")[0], 250)
+            c.close()
+            srv.mailctl("delete", "all")
+            code, _ = send_one(srv.port, body=big)
+            self.assertEqual(code, 250)
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+
+class LimitsTest(unittest.TestCase):
+    def test_connection_limits(self):
+        srv = Server("max_connections = 6\nmax_connections_per_ip = 3\n")
+        try:
+            srv.start()
+            held = [greet(srv.port)[0] for _ in range(3)]
+            c = Client(srv.port)
+            code, lines = c.reply()
+            self.assertEqual(code, 421)
+            self.assertTrue(lines[0].startswith("4.7.0"))
+            self.assertTrue(c.closed())
+            held[0].cmd("QUIT")
+            held[0].close()
+            # the slot frees when the session ends
+            wait_for(lambda: Client(srv.port).reply()[0] == 220, 10, "a free slot")
+            for h in held[1:]:
+                h.close()
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+    def test_command_timeout(self):
+        srv = Server("command_timeout = 1s\n")
+        try:
+            srv.start()
+            c, _ = greet(srv.port)
+            code, lines = c.reply()  # waits: the server speaks first
+            self.assertEqual(code, 421)
+            self.assertTrue(lines[0].startswith("4.4.2"))
+            self.assertTrue(c.closed())
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,381 @@
+"""Inbound SMTP against a running mailserver: commands, replies, policy,
+pipelining, limits and hostile input (issue: inbound SMTP)."""
+import json
+import os
+import smtplib
+import socket
+import unittest
+
+from harness import Client, Server, greet, wait_for, SLOW
+
+MSG = b"Subject: test\r\nFrom: a@example.org\r\n\r\nhello\r\n"
+
+
+class SmtpTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server()
+        users = os.path.join(cls.srv.dir, "users")
+        with open(users, "w") as f:
+            f.write("alice@localhost:\nbob@localhost:\n")
+        aliases = os.path.join(cls.srv.dir, "aliases")
+        with open(aliases, "w") as f:
+            f.write("team@localhost: alice@localhost, bob@localhost\n")
+        with open(cls.srv.conf, "a") as f:
+            f.write("users_file = %s\naliases_file = %s\n" % (users, aliases) +
+                    "relay_domains = relayed.test\nmax_recipients = 5\n"
+                    "max_message_size = 64K\nmax_errors = 5\n")
+        cls.srv.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.srv.stop()
+        cls.srv.cleanup()
+        assert code == 0, code
+
+    def queued_ids(self):
+        return {m["id"] for m in self.srv.queue_json()["messages"]}
+
+    def test_greeting_and_ehlo_capabilities(self):
+        c = Client(self.srv.port)
+        code, lines = c.reply()
+        self.assertEqual(code, 220)
+        self.assertTrue(lines[0].startswith("mx.test"))
+        code, lines = c.cmd("EHLO client.test")
+        self.assertEqual(code, 250)
+        caps = {l.split()[0].upper() for l in lines[1:]}
+        for cap in ("PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES",
+                    "SMTPUTF8", "CHUNKING", "DSN"):
+            self.assertIn(cap, caps)
+        self.assertIn("SIZE 65536", lines)
+        self.assertNotIn("STARTTLS", caps)  # no certificate configured
+        self.assertEqual(c.cmd("QUIT")[0], 221)
+        self.assertTrue(c.closed())
+
+    def test_smtplib_message_is_queued(self):
+        with smtplib.SMTP("127.0.0.1", self.srv.port) as s:
+            s.ehlo("client.test")
+            s.mail("sender@example.org")
+            s.rcpt("alice@localhost")
+            code, text = s.data(MSG)
+        self.assertEqual(code, 250)
+        self.assertRegex(text.decode(), r"^2\.0\.0 Ok: queued as [0-9A-F]{13}$")
+        qid = text.decode().split()[-1]
+        self.assertIn(qid, self.queued_ids())
+        show = json.loads(self.srv.mailctl("--json", "show", qid).stdout)
+        self.assertEqual(show["sender"], "sender@example.org")
+        self.assertIn("Received: from client.test ([127.0.0.1])", show["headers"])
+        self.assertIn("id " + qid, show["headers"])
+        self.assertIn("for <alice@localhost>", show["headers"])
+        self.srv.wait_log(qid + ": from=<sender@example.org>")
+
+    def test_helo_vrfy_help_noop_rset(self):
+        c = Client(self.srv.port)
+        c.reply()
+        self.assertEqual(c.cmd("HELO client.test")[0], 250)
+        self.assertEqual(c.cmd("VRFY alice")[0], 252)
+        self.assertEqual(c.cmd("HELP")[0], 214)
+        self.assertEqual(c.cmd("NOOP")[0], 250)
+        self.assertEqual(c.cmd("RSET")[0], 250)
+        # ESMTP parameters need EHLO
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.example> SIZE=10")[0], 555)
+        self.assertEqual(c.cmd("QUIT")[0], 221)
+
+    def test_sequence_and_syntax_errors(self):
+        c = Client(self.srv.port)
+        c.reply()
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.example>")[0], 503)  # before EHLO
+        c.cmd("EHLO client.test")
+        self.assertEqual(c.cmd("RCPT TO:<alice@localhost>")[0], 503)
+        self.assertEqual(c.cmd("DATA")[0], 503)
+        self.assertEqual(c.cmd("MAIL FROM:a@b.example")[0], 501)
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.example>")[0], 250)
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.example>")[0], 503)  # nested
+        self.assertEqual(c.cmd("RCPT TO:<>")[0], 501)
+        self.assertEqual(c.cmd("DATA")[0], 554)  # no valid recipients
+        self.assertEqual(c.cmd("FOO")[0], 500)
+        c.close()
+
+    def test_recipient_policy(self):
+        c, _ = greet(self.srv.port)
+        self.assertEqual(c.cmd("MAIL FROM:<>")[0], 250)  # null sender works
+        code, lines = c.cmd("RCPT TO:<nobody@localhost>")
+        self.assertEqual(code, 550)
+        self.assertTrue(lines[0].startswith("5.1.1"))
+        self.assertEqual(c.cmd("RCPT TO:<Alice@LOCALHOST>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<team@localhost>")[0], 250)  # alias
+        self.assertEqual(c.cmd("RCPT TO:<postmaster>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<postmaster@localhost>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<x@relayed.test>")[0], 250)
+        # 127.0.0.1 is in the default relay_networks
+        self.assertEqual(c.cmd("RCPT TO:<x@elsewhere.example>")[0], 250)
+        c.close()
+
+    def test_too_many_recipients(self):
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@b.example>")
+        for i in range(5):
+            self.assertEqual(c.cmd("RCPT TO:<x%d@relayed.test>" % i)[0], 250)
+        code, lines = c.cmd("RCPT TO:<x9@relayed.test>")
+        self.assertEqual(code, 452)
+        self.assertTrue(lines[0].startswith("4.5.3"))
+        c.close()
+
+    def test_size_limits(self):
+        c, _ = greet(self.srv.port)
+        code, lines = c.cmd("MAIL FROM:<a@b.example> SIZE=1000000")
+        self.assertEqual(code, 552)
+        self.assertTrue(lines[0].startswith("5.3.4"))
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        line = b"x" * 900 + b"\r\n"
+        c.send(line * 100 + b".\r\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 552)
+        self.assertTrue(lines[0].startswith("5.3.4"))
+        # the session goes on
+        self.assertEqual(c.cmd("NOOP")[0], 250)
+        c.close()
+
+    def test_long_command_line(self):
+        c, _ = greet(self.srv.port)
+        code, lines = c.cmd("NOOP " + "x" * 600)
+        self.assertEqual(code, 500)
+        self.assertTrue(lines[0].startswith("5.5.2"))
+        self.assertEqual(c.cmd("NOOP")[0], 250)
+        c.close()
+
+    def test_100k_line_without_newline(self):
+        c, _ = greet(self.srv.port)
+        try:
+            c.send(b"A" * 100000)
+            code, lines = c.reply()
+            self.assertEqual(code, 500)
+        except (ConnectionResetError, BrokenPipeError, EOFError):
+            pass  # a close is allowed too
+        c.close()
+        # the server is fine
+        c2, _ = greet(self.srv.port)
+        self.assertEqual(c2.cmd("NOOP")[0], 250)
+        c2.close()
+
+    def test_long_text_line_rejected(self):
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        c.cmd("DATA")
+        c.send(b"Subject: x\r\n\r\n" + b"y" * 1200 + b"\r\n.\r\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 500)
+        self.assertTrue(lines[0].startswith("5.5.2"))
+        c.close()
+
+    def test_bare_lf_in_command(self):
+        c, _ = greet(self.srv.port)
+        c.send(b"NOOP\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 500)
+        c.send(b"NO\rOP\r\n")
+        self.assertEqual(c.reply()[0], 500)
+        self.assertEqual(c.cmd("NOOP")[0], 250)
+        c.close()
+
+    def smuggle(self, ending):
+        """Sends a message whose body holds `ending` followed by a second,
+        smuggled transaction; returns (reply code, queue ids before, after)."""
+        before = self.queued_ids()
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(b"Subject: first\r\n\r\nbody\r\n" + ending +
+               b"MAIL FROM:<evil@b.example>\r\nRCPT TO:<bob@localhost>\r\nDATA\r\n"
+               b"Subject: smuggled\r\n\r\nevil\r\n.\r\n")
+        code, lines = c.reply()
+        after = self.queued_ids()
+        extra = []
+        c.sock.settimeout(0.5 * SLOW)
+        try:
+            while True:
+                extra.append(c.reply()[0])
+        except (socket.timeout, EOFError, OSError):
+            pass
+        c.close()
+        return code, before, after, extra
+
+    def test_smuggling_variants(self):
+        endings = [b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r", b"\r.\r\n", b"\r\n.\r",
+                   b".\n", b"\n.", b"\r\n\x00.\r\n", b"\r\n.\x00\r\n", b"\n..\n",
+                   b"\r\n.\r\r\n", b"\r\r\n.\r\n"]
+        for ending in endings:
+            with self.subTest(ending=ending):
+                code, before, after, extra = self.smuggle(ending)
+                # the whole thing is one message, and it is refused
+                self.assertIn(code, (550, 500), ending)
+                self.assertEqual(after, before, ending)
+                self.assertEqual(extra, [], ending)
+
+    def test_clean_message_after_dot_ending_counts_once(self):
+        before = self.queued_ids()
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        c.cmd("DATA")
+        c.send(b"Subject: x\r\n\r\n..leading dot\r\n.\r\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 250)
+        self.assertEqual(len(self.queued_ids() - before), 1)
+        c.close()
+
+    def test_pipelining_in_order(self):
+        c, _ = greet(self.srv.port)
+        c.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<nobody@localhost>\r\n"
+               b"RCPT TO:<alice@localhost>\r\nNOOP\r\nDATA\r\n")
+        self.assertEqual([c.reply()[0] for _ in range(5)], [250, 550, 250, 250, 354])
+        c.send(b"Subject: p\r\n\r\nx\r\n.\r\nRSET\r\nNOOP\r\nQUIT\r\n")
+        self.assertEqual([c.reply()[0] for _ in range(4)], [250, 250, 250, 221])
+        c.close()
+
+    def test_pipelined_body_after_rejected_data_not_commands(self):
+        before = self.queued_ids()
+        c, _ = greet(self.srv.port)
+        c.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<nobody@localhost>\r\nDATA\r\n"
+               b"MAIL FROM:<x@b.example>\r\nRCPT TO:<alice@localhost>\r\nDATA\r\n"
+               b"x\r\n.\r\n")
+        codes = []
+        c.sock.settimeout(2 * SLOW)
+        try:
+            while True:
+                codes.append(c.reply()[0])
+        except (socket.timeout, EOFError, OSError):
+            pass
+        self.assertEqual(codes[:3], [250, 550, 554])
+        self.assertNotIn(354, codes)
+        self.assertEqual(self.queued_ids(), before)
+        c.close()
+
+    def test_bdat(self):
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@b.example> BODY=8BITMIME")
+        c.cmd("RCPT TO:<alice@localhost>")
+        part1 = b"Subject: chunked\r\n\r\nfirst \xc3\xa9 line\r"
+        part2 = b"\n.second line\r\n"
+        c.send(b"BDAT %d\r\n" % len(part1) + part1)
+        self.assertEqual(c.reply()[0], 250)
+        c.send(b"BDAT %d LAST\r\n" % len(part2) + part2)
+        code, lines = c.reply()
+        self.assertEqual(code, 250)
+        qid = lines[0].split()[-1]
+        show = json.loads(self.srv.mailctl("--json", "show", qid).stdout)
+        self.assertIn("8BITMIME", json.dumps(show))
+        # a bare LF inside BDAT content is refused at LAST
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        bad = b"Subject: x\r\n\r\nbare\nlf\r\n"
+        c.send(b"BDAT %d LAST\r\n" % len(bad) + bad)
+        self.assertEqual(c.reply()[0], 550)
+        # DATA after BDAT is a sequence error; BDAT 0 LAST ends a message
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        c.send(b"BDAT 5\r\nab\r\n\r\n")
+        self.assertEqual(c.reply()[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 503)
+        self.assertEqual(c.cmd("BDAT 0 LAST")[0], 250)
+        c.close()
+
+    def test_dsn_parameters_stored(self):
+        c, _ = greet(self.srv.port)
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.example> RET=HDRS ENVID=abc+2Bdef")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<alice@localhost> NOTIFY=SUCCESS,FAILURE "
+                               "ORCPT=rfc822;alice+40localhost")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<bob@localhost> NOTIFY=NEVER")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<team@localhost> NOTIFY=NEVER,SUCCESS")[0], 501)
+        c.cmd("DATA")
+        c.send(MSG + b".\r\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 250)
+        qid = lines[0].split()[-1]
+        show = json.loads(self.srv.mailctl("--json", "show", qid).stdout)
+        self.assertEqual(show["envid"], "abc+def")
+        self.assertEqual(show["ret"], "HDRS")
+        r = {x["address"]: x for x in show["recipients"]}
+        self.assertEqual(r["alice@localhost"]["orcpt"], "rfc822;alice@localhost")
+        self.assertIn("SUCCESS", r["alice@localhost"]["notify"])
+        self.assertIn("NEVER", r["bob@localhost"]["notify"])
+        c.close()
+
+    def test_smtputf8(self):
+        c, _ = greet(self.srv.port)
+        self.assertEqual(c.cmd("MAIL FROM:<j\u00f6rg@b.example>")[0], 553)
+        self.assertEqual(c.cmd("MAIL FROM:<j\u00f6rg@b.example> SMTPUTF8")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<alice@localhost>")[0], 250)
+        c.cmd("DATA")
+        c.send("Subject: caf\u00e9\r\n\r\nhi\r\n.\r\n".encode())
+        self.assertEqual(c.reply()[0], 250)
+        c.close()
+
+    def test_http_request_closed(self):
+        c = Client(self.srv.port)
+        c.reply()
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(c.closed())
+        self.assertNotIn(b"250", c.buf)
+
+    def test_repeated_errors_close(self):
+        c, _ = greet(self.srv.port)
+        codes = []
+        try:
+            for i in range(10):
+                codes.append(c.cmd("BOGUS%d" % i)[0])
+        except EOFError:
+            pass
+        self.assertIn(421, codes)
+        self.assertTrue(c.closed())
+
+class PolicyTest(unittest.TestCase):
+    """A client outside relay_networks cannot relay; an early talker is
+    refused."""
+
+    def test_pregreet_refused(self):
+        srv = Server("greeting_delay = 1s\n")
+        try:
+            srv.start()
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            s.sendall(b"EHLO early.test\r\n")
+            s.settimeout(10 * SLOW)
+            data = b""
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                data += d
+            s.close()
+            self.assertTrue(data.startswith(b"554 5.5.1"), data)
+            # a patient client gets the greeting after the delay
+            c = Client(srv.port)
+            self.assertEqual(c.reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO ok.test")[0], 250)
+            c.close()
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+    def test_relay_denied(self):
+        srv = Server("relay_networks = 10.255.0.0/16\n")
+        try:
+            srv.start()
+            c, _ = greet(srv.port)
+            c.cmd("MAIL FROM:<a@b.example>")
+            code, lines = c.cmd("RCPT TO:<x@elsewhere.example>")
+            self.assertEqual(code, 554)
+            self.assertTrue(lines[0].startswith("5.7.1"))
+            self.assertEqual(c.cmd("RCPT TO:<anyone@localhost>")[0], 250)
+            c.close()
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the integration tests inside a private network namespace with only
+# loopback, so no test can send traffic off this machine.
+set -eu
+cd "$(dirname "$0")/.."
+if [ "${MS_IN_NETNS:-}" != 1 ] && unshare --net true 2>/dev/null; then
+	exec unshare --net env MS_IN_NETNS=1 bash -c 'ip link set lo up && exec bash tests/run_integration.sh "$@"' -- "$@"
+fi
+[ "${MS_IN_NETNS:-}" = 1 ] || echo "warning: no private network namespace (unshare failed); running on the host's loopback"
+export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
+export ASAN_OPTIONS="detect_leaks=0 abort_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1"
+exec python3 tests/integration/run.py "$@"

@@ -1,0 +1,992 @@
+/*
+ * test_config: the config parser against good and bad lines for every key
+ * (each bad line must fail the load with exactly `FILE:LINE:`), defaults,
+ * several errors in one file, lists, listen variants, cross-key checks,
+ * the lookups, the shipped mailserver.conf, and hostile files (long lines,
+ * NUL bytes, binary junk). Files are written under /tmp and removed.
+ */
+#include <CUnit/Basic.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lib/log.h"
+#include "lib/util.h"
+#include "server/config.h"
+
+/* A file under /tmp holding len bytes of data; path receives its name. */
+static void
+write_temp(const void *data, size_t len, char *path, size_t pathsize)
+{
+	int fd;
+
+	CU_ASSERT_FATAL(str_copy(path, "/tmp/test_config.XXXXXX", pathsize) == 0);
+	fd = mkstemp(path);
+	CU_ASSERT_FATAL(fd >= 0);
+	CU_ASSERT_FATAL(write(fd, data, len) == (ssize_t)len);
+	close(fd);
+}
+
+/* Loads len bytes of config text. *errs_r gets what was printed (free it),
+ * path the temporary name (already removed). */
+static struct config *
+load_bytes(const void *data, size_t len, char **errs_r, char *path, size_t pathsize)
+{
+	struct config *cfg;
+	size_t errlen = 0;
+	FILE *errs;
+
+	write_temp(data, len, path, pathsize);
+	*errs_r = NULL;
+	errs = open_memstream(errs_r, &errlen);
+	CU_ASSERT_FATAL(errs != NULL);
+	cfg = config_load(path, errs);
+	fclose(errs);
+	unlink(path);
+	return cfg;
+}
+
+static struct config *
+load_text(const char *text, char **errs_r, char *path, size_t pathsize)
+{
+	return load_bytes(text, strlen(text), errs_r, path, pathsize);
+}
+
+/* Does errs start with "path:line: "? */
+static int
+starts_with_location(const char *errs, const char *path, unsigned line)
+{
+	char want[256];
+	int n = snprintf(want, sizeof want, "%s:%u: ", path, line);
+
+	CU_ASSERT_FATAL(n > 0 && (size_t)n < sizeof want);
+	return errs != NULL && strncmp(errs, want, (size_t)n) == 0;
+}
+
+static size_t
+count_lines(const char *s)
+{
+	size_t n = 0;
+
+	for (; s != NULL && *s != '\0'; s++)
+		if (*s == '\n')
+			n++;
+	return n;
+}
+
+/* Readable regular files for the TLS and users keys, made once. */
+static char cert_path[64], key_path[64];
+
+static int
+suite_init(void)
+{
+	int fd;
+
+	str_copy(cert_path, "/tmp/test_config_cert.XXXXXX", sizeof cert_path);
+	str_copy(key_path, "/tmp/test_config_key.XXXXXX", sizeof key_path);
+	if ((fd = mkstemp(cert_path)) < 0)
+		return -1;
+	close(fd);
+	if ((fd = mkstemp(key_path)) < 0)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+static int
+suite_clean(void)
+{
+	unlink(cert_path);
+	unlink(key_path);
+	return 0;
+}
+
+static void
+test_defaults(void)
+{
+	char path[64], *errs;
+	struct config *cfg = load_text("", &errs, path, sizeof path);
+	const struct sockaddr_in *sin;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_STRING_EQUAL(errs, "");
+	CU_ASSERT_STRING_EQUAL(cfg->path, path);
+	CU_ASSERT(cfg->hostname[0] != '\0');
+	CU_ASSERT_EQUAL_FATAL(cfg->nlistens, 1);
+	sin = (const struct sockaddr_in *)&cfg->listens[0].sa;
+	CU_ASSERT_EQUAL(sin->sin_family, AF_INET);
+	CU_ASSERT_EQUAL(ntohs(sin->sin_port), 2525);
+	CU_ASSERT_EQUAL(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+	CU_ASSERT_EQUAL(cfg->listens[0].salen, sizeof(struct sockaddr_in));
+	CU_ASSERT_EQUAL(cfg->listens[0].kind, LISTEN_SMTP);
+	CU_ASSERT_STRING_EQUAL(cfg->listens[0].text, "127.0.0.1:2525");
+	CU_ASSERT_STRING_EQUAL(cfg->queue_dir, "./var/queue");
+	CU_ASSERT_STRING_EQUAL(cfg->mail_dir, "./var/mail");
+	CU_ASSERT_EQUAL_FATAL(cfg->nlocal_domains, 1);
+	CU_ASSERT_STRING_EQUAL(cfg->local_domains[0], "localhost");
+	CU_ASSERT_PTR_NULL(cfg->users_file);
+	CU_ASSERT_PTR_NULL(cfg->aliases_file);
+	CU_ASSERT_EQUAL(cfg->nrelay_networks, 2);
+	CU_ASSERT_EQUAL(cfg->nrelay_domains, 0);
+	CU_ASSERT_EQUAL(cfg->nroutes, 0);
+	CU_ASSERT_EQUAL(cfg->has_relayhost, 0);
+	CU_ASSERT_EQUAL(cfg->ndns_servers, 0);
+	CU_ASSERT_EQUAL(cfg->smtp_port, 25);
+	CU_ASSERT(cfg->session_workers >= 1 && cfg->session_workers <= 256);
+	CU_ASSERT_EQUAL(cfg->delivery_threads, 16);
+	CU_ASSERT_EQUAL(cfg->max_connections, 10000);
+	CU_ASSERT_EQUAL(cfg->max_connections_per_ip, 50);
+	CU_ASSERT_EQUAL(cfg->max_message_size, 25u * 1024 * 1024);
+	CU_ASSERT_EQUAL(cfg->max_recipients, 1000);
+	CU_ASSERT_PTR_NULL(cfg->tls_cert_file);
+	CU_ASSERT_PTR_NULL(cfg->tls_key_file);
+	CU_ASSERT_EQUAL(cfg->tls_outbound, TLS_OUT_MAY);
+	CU_ASSERT_EQUAL(cfg->retry_min, 300);
+	CU_ASSERT_EQUAL(cfg->retry_max, 3600);
+	CU_ASSERT_EQUAL(cfg->queue_lifetime, 5 * 86400);
+	CU_ASSERT_EQUAL(cfg->delay_warning, 4 * 3600);
+	CU_ASSERT_EQUAL(cfg->shutdown_timeout, 30);
+	CU_ASSERT_PTR_NULL(cfg->log_file);
+	CU_ASSERT_EQUAL(cfg->log_level, LOG_LVL_INFO);
+	CU_ASSERT_PTR_NULL(cfg->user);
+	CU_ASSERT_EQUAL(cfg->queue_map_size, (size_t)8 << 30);
+	CU_ASSERT_EQUAL(cfg->command_timeout, 300);
+	CU_ASSERT_EQUAL(cfg->data_timeout, 180);
+	CU_ASSERT_EQUAL(cfg->max_errors, 10);
+	CU_ASSERT_EQUAL(cfg->connect_timeout, 30);
+	CU_ASSERT_EQUAL(cfg->relay_command_timeout, 300);
+	CU_ASSERT_EQUAL(cfg->relay_data_timeout, 600);
+	CU_ASSERT_EQUAL(cfg->max_per_destination, 20);
+	free(errs);
+	config_unref(&cfg);
+	CU_ASSERT_PTR_NULL(cfg);
+}
+
+/* ---- good lines: each loads, and its check sees the value ---- */
+
+typedef int good_check(const struct config *cfg);
+
+static int chk_hostname(const struct config *c) { return strcmp(c->hostname, "Mail-1.Example.ORG") == 0; }
+static int chk_queue_dir(const struct config *c) { return strcmp(c->queue_dir, "/var/spool/ms queue") == 0; }
+static int chk_mail_dir(const struct config *c) { return strcmp(c->mail_dir, "/srv/mail") == 0; }
+static int chk_local_domains(const struct config *c)
+{
+	return c->nlocal_domains == 3 && strcmp(c->local_domains[0], "example.org") == 0 &&
+	    strcmp(c->local_domains[1], "example.net") == 0 &&
+	    strcmp(c->local_domains[2], "a-b.example") == 0;
+}
+static int chk_no_local_domains(const struct config *c) { return c->nlocal_domains == 0; }
+static int chk_users_file(const struct config *c) { return strcmp(c->users_file, cert_path) == 0; }
+static int chk_aliases_file(const struct config *c) { return strcmp(c->aliases_file, key_path) == 0; }
+static int chk_relay_networks(const struct config *c)
+{
+	return c->nrelay_networks == 3 && c->relay_networks[0].family == AF_INET &&
+	    c->relay_networks[0].prefix == 24 && c->relay_networks[1].family == AF_INET6 &&
+	    c->relay_networks[1].prefix == 32 && c->relay_networks[2].prefix == 32;
+}
+static int chk_no_relay_networks(const struct config *c) { return c->nrelay_networks == 0; }
+static int chk_relay_domains(const struct config *c)
+{
+	return c->nrelay_domains == 2 && strcmp(c->relay_domains[0], "backup.example") == 0 &&
+	    strcmp(c->relay_domains[1], "gw.example") == 0;
+}
+static int chk_routes(const struct config *c)
+{
+	return c->nroutes == 4 &&
+	    strcmp(c->routes[0].domain, "example.com") == 0 &&
+	    strcmp(c->routes[0].dest.host, "10.0.0.2") == 0 && c->routes[0].dest.port == 2525 &&
+	    strcmp(c->routes[1].dest.host, "mx.example.net") == 0 && c->routes[1].dest.port == 25 &&
+	    strcmp(c->routes[2].dest.host, "relay.example") == 0 && c->routes[2].dest.port == 587 &&
+	    strcmp(c->routes[3].dest.host, "2001:db8::25") == 0 && c->routes[3].dest.port == 26;
+}
+static int chk_relayhost(const struct config *c)
+{
+	return c->has_relayhost && strcmp(c->relayhost.host, "smtp.example.org") == 0 &&
+	    c->relayhost.port == 587;
+}
+static int chk_relayhost_bare(const struct config *c)
+{
+	return c->has_relayhost && strcmp(c->relayhost.host, "smarthost") == 0 &&
+	    c->relayhost.port == 25;
+}
+static int chk_relayhost_v6(const struct config *c)
+{
+	return c->has_relayhost && strcmp(c->relayhost.host, "::1") == 0 && c->relayhost.port == 25;
+}
+static int chk_dns(const struct config *c)
+{
+	return c->ndns_servers == 4 &&
+	    strcmp(c->dns_servers[0].host, "127.0.0.1") == 0 && c->dns_servers[0].port == 53 &&
+	    strcmp(c->dns_servers[1].host, "10.0.0.1") == 0 && c->dns_servers[1].port == 5353 &&
+	    strcmp(c->dns_servers[2].host, "::1") == 0 && c->dns_servers[2].port == 5300 &&
+	    strcmp(c->dns_servers[3].host, "2001:db8::53") == 0 && c->dns_servers[3].port == 53;
+}
+static int chk_smtp_port(const struct config *c) { return c->smtp_port == 2526; }
+static int chk_workers(const struct config *c) { return c->session_workers == 3; }
+static int chk_workers0(const struct config *c) { return c->session_workers >= 1; }
+static int chk_delivery(const struct config *c) { return c->delivery_threads == 1024; }
+static int chk_maxconn(const struct config *c) { return c->max_connections == 1000000; }
+static int chk_perip(const struct config *c) { return c->max_connections_per_ip == 10000; }
+static int chk_size_k(const struct config *c) { return c->max_message_size == 1024; }
+static int chk_size_g(const struct config *c) { return c->max_message_size == (size_t)2 << 30; }
+static int chk_size_bare(const struct config *c) { return c->max_message_size == 123456; }
+static int chk_rcpts(const struct config *c) { return c->max_recipients == 1; }
+static int chk_tls(const struct config *c)
+{
+	return strcmp(c->tls_cert_file, cert_path) == 0 && strcmp(c->tls_key_file, key_path) == 0;
+}
+static int chk_tls_none(const struct config *c) { return c->tls_outbound == TLS_OUT_NONE; }
+static int chk_tls_encrypt(const struct config *c) { return c->tls_outbound == TLS_OUT_ENCRYPT; }
+static int chk_retry(const struct config *c) { return c->retry_min == 90 && c->retry_max == 2 * 3600; }
+static int chk_retry_eq(const struct config *c) { return c->retry_min == 60 && c->retry_max == 60; }
+static int chk_lifetime(const struct config *c) { return c->queue_lifetime == 7 * 86400; }
+static int chk_delay0(const struct config *c) { return c->delay_warning == 0; }
+static int chk_shutdown(const struct config *c) { return c->shutdown_timeout == 45; }
+static int chk_log_file(const struct config *c) { return strcmp(c->log_file, "/var/log/ms.log") == 0; }
+static int chk_syslog(const struct config *c) { return strcmp(c->log_file, "syslog") == 0; }
+static int chk_debug(const struct config *c) { return c->log_level == LOG_LVL_DEBUG; }
+static int chk_error(const struct config *c) { return c->log_level == LOG_LVL_ERROR; }
+static int chk_user(const struct config *c) { return strcmp(c->user, "root") == 0; }
+static int chk_map(const struct config *c) { return c->queue_map_size == (size_t)64 << 20; }
+static int chk_timeouts(const struct config *c)
+{
+	return c->command_timeout == 600 && c->data_timeout == 60 && c->connect_timeout == 5 &&
+	    c->relay_command_timeout == 120 && c->relay_data_timeout == 86400;
+}
+static int chk_max_errors(const struct config *c) { return c->max_errors == 3; }
+static int chk_per_dest(const struct config *c) { return c->max_per_destination == 1; }
+static int chk_comment(const struct config *c) { return c->max_recipients == 7; }
+
+static void
+test_good_lines(void)
+{
+	/* "%C" / "%K" stand for the readable cert and key files */
+	static const struct {
+		const char *text;
+		good_check *check;
+	} cases[] = {
+		{ "hostname = Mail-1.Example.ORG", chk_hostname },
+		{ "queue_dir = /var/spool/ms queue", chk_queue_dir },
+		{ "mail_dir=/srv/mail", chk_mail_dir },
+		{ "local_domains = Example.ORG, example.net  A-B.example", chk_local_domains },
+		{ "local_domains =", chk_no_local_domains },
+		{ "users_file = %C", chk_users_file },
+		{ "aliases_file = %K", chk_aliases_file },
+		{ "relay_networks = 192.168.1.0/24,2001:db8::/32 , 10.0.0.1/32", chk_relay_networks },
+		{ "relay_networks =", chk_no_relay_networks },
+		{ "relay_domains = BACKUP.example,gw.example", chk_relay_domains },
+		{ "routes = example.com=[10.0.0.2]:2525, Example.NET=[mx.example.net] "
+		  "x.example=relay.example:587,v6.example=[2001:db8::25]:26", chk_routes },
+		{ "relayhost = [smtp.example.org]:587", chk_relayhost },
+		{ "relayhost = smarthost", chk_relayhost_bare },
+		{ "relayhost = [::1]", chk_relayhost_v6 },
+		{ "dns_server = 127.0.0.1\ndns_server = 10.0.0.1:5353, [::1]:5300 2001:db8::53", chk_dns },
+		{ "smtp_port = 2526", chk_smtp_port },
+		{ "session_workers = 3", chk_workers },
+		{ "session_workers = 0", chk_workers0 },
+		{ "delivery_threads = 1024", chk_delivery },
+		{ "max_connections = 1000000", chk_maxconn },
+		{ "max_connections_per_ip = 10000", chk_perip },
+		{ "max_message_size = 1K", chk_size_k },
+		{ "max_message_size = 2g", chk_size_g },
+		{ "max_message_size = 123456", chk_size_bare },
+		{ "max_recipients = 1", chk_rcpts },
+		{ "tls_cert_file = %C\ntls_key_file = %K", chk_tls },
+		{ "tls_outbound = none", chk_tls_none },
+		{ "tls_outbound = encrypt", chk_tls_encrypt },
+		{ "retry_min = 90\nretry_max = 2h", chk_retry },
+		{ "retry_min = 1m\nretry_max = 60s", chk_retry_eq },
+		{ "queue_lifetime = 7d", chk_lifetime },
+		{ "delay_warning = 0", chk_delay0 },
+		{ "shutdown_timeout = 45s", chk_shutdown },
+		{ "log_file = /var/log/ms.log", chk_log_file },
+		{ "log_file = syslog", chk_syslog },
+		{ "log_level = debug", chk_debug },
+		{ "log_level = error", chk_error },
+		{ "user = root", chk_user },
+		{ "queue_map_size = 64M", chk_map },
+		{ "command_timeout = 10m\ndata_timeout = 1m\nconnect_timeout = 5\n"
+		  "relay_command_timeout = 2m\nrelay_data_timeout = 1d", chk_timeouts },
+		{ "max_errors = 3", chk_max_errors },
+		{ "max_per_destination = 1", chk_per_dest },
+		{ "  \t max_recipients\t=\t7   # seven\r\n# = nothing\n\n   \n#", chk_comment },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char text[1024], path[64], *errs;
+		size_t n = 0;
+		struct config *cfg;
+
+		/* expand %C and %K */
+		for (const char *s = cases[i].text; *s != '\0' && n + 70 < sizeof text; s++) {
+			if (s[0] == '%' && (s[1] == 'C' || s[1] == 'K')) {
+				const char *f = s[1] == 'C' ? cert_path : key_path;
+				n += (size_t)snprintf(text + n, sizeof text - n, "%s", f);
+				s++;
+			} else {
+				text[n++] = *s;
+			}
+		}
+		text[n] = '\0';
+		cfg = load_text(text, &errs, path, sizeof path);
+		if (cfg == NULL || !cases[i].check(cfg)) {
+			CU_FAIL("good line");
+			fprintf(stderr, "good case %zu '%s' failed: %s\n", i, text, errs);
+		}
+		CU_ASSERT_STRING_EQUAL(errs, "");
+		config_unref(&cfg);
+		free(errs);
+	}
+}
+
+/* ---- bad lines: each fails at exactly its line ---- */
+
+static void
+test_bad_lines(void)
+{
+	static const struct {
+		const char *line;
+		const char *message;	/* a part of the expected (first) message */
+		size_t nerrors;		/* lines printed */
+	} cases[] = {
+		{ "nosuchkey = 1", "unknown key 'nosuchkey'", 1 },
+		{ "Hostname = x", "unknown key 'Hostname'", 1 },
+		{ "just some words", "expected 'key = value'", 1 },
+		{ "= value", "missing key", 1 },
+		{ "hostname =", "missing value", 1 },
+		{ "hostname = bad_name.example", "not a valid domain", 1 },
+		{ "hostname = -lead.example", "not a valid domain", 1 },
+		{ "hostname = trail-.example", "not a valid domain", 1 },
+		{ "hostname = a..b", "not a valid domain", 1 },
+		{ "hostname = .a", "not a valid domain", 1 },
+		{ "hostname = a b", "not a valid domain", 1 },
+		{ "hostname = aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example",
+		  "not a valid domain", 1 },
+		{ "listen = 127.0.0.1", "expected ADDR:PORT", 1 },
+		{ "listen = 127.0.0.1:0", "bad port", 1 },
+		{ "listen = 127.0.0.1:65536", "bad port", 1 },
+		{ "listen = 127.0.0.1:25x", "bad port", 1 },
+		{ "listen = 127.0.0.1:", "bad port", 1 },
+		{ "listen = localhost:25", "not a numeric IPv4", 1 },
+		{ "listen = 127.1:25", "not a numeric IPv4", 1 },
+		{ "listen = ::1:25", "brackets", 1 },
+		{ "listen = [::1:25", "missing ']'", 1 },
+		{ "listen = [::1]25", "expected ':PORT'", 1 },
+		{ "listen = [::1]", "expected ':PORT'", 1 },
+		{ "listen = [127.0.0.1]:25", "only IPv6", 1 },
+		{ "listen = [::g]:25", "not a numeric IPv6", 1 },
+		{ "listen = 127.0.0.1:25 lmtp", "unknown kind", 1 },
+		{ "listen = 127.0.0.1:25 smtp extra", "unexpected 'extra'", 1 },
+		{ "listen = 127.0.0.1:25,smtp", "bad port", 1 },
+		{ "queue_dir =", "missing value", 1 },
+		{ "mail_dir = ", "missing value", 1 },
+		{ "local_domains = example.org, bad_domain", "not a valid domain", 1 },
+		{ "users_file = /nonexistent/users", "cannot read", 1 },
+		{ "aliases_file = /tmp", "not a regular file", 1 },
+		{ "relay_networks = 10.0.0.0/33", "not a network", 1 },
+		{ "relay_networks = 127.0.0.0/8 bogus", "not a network", 1 },
+		{ "relay_domains = ok.example,,-no.example", "not a valid domain", 1 },
+		{ "routes = example.com", "expected domain=[host]:port", 1 },
+		{ "routes = =[10.0.0.1]:25", "not a valid domain", 1 },
+		{ "routes = example.com=[10.0.0.1]:0", "bad port", 1 },
+		{ "routes = example.com=[10.0.0.1", "missing ']'", 1 },
+		{ "routes = example.com=", "not a valid host", 1 },
+		{ "routes = example.com=::1:25", "brackets", 1 },
+		{ "routes = a.example=[h1], A.example=[h2]", "already routed", 1 },
+		{ "relayhost = [smtp.example.org]:x", "bad port", 1 },
+		{ "relayhost = [smtp.example.org]x", "expected ':PORT'", 1 },
+		{ "relayhost = bad_host:25", "not a valid host", 1 },
+		{ "relayhost = [fe80::zz]", "not a valid IPv6", 1 },
+		{ "dns_server = resolver.example", "not a numeric IPv4", 1 },
+		{ "dns_server = 127.0.0.1:0", "bad port", 1 },
+		{ "dns_server = [127.0.0.1]:53", "not a numeric IPv6", 1 },
+		{ "dns_server = [::1]53", "expected ':PORT'", 1 },
+		{ "dns_server = ::1:zz", "not a numeric IPv6", 1 },
+		{ "dns_server =", "missing value", 1 },
+		{ "smtp_port = 0", "not a port", 1 },
+		{ "smtp_port = 70000", "not a port", 1 },
+		{ "smtp_port = -25", "not a port", 1 },
+		{ "session_workers = 257", "out of range", 1 },
+		{ "session_workers = -1", "not a number", 1 },
+		{ "delivery_threads = 0", "out of range", 1 },
+		{ "delivery_threads = 1025", "out of range", 1 },
+		{ "delivery_threads = 4 threads", "not a number", 1 },
+		{ "max_connections = 0", "out of range", 1 },
+		{ "max_connections = 1000001", "out of range", 1 },
+		{ "max_connections = 99999999999999999999999", "not a number", 1 },
+		{ "max_connections_per_ip = 0", "out of range", 1 },
+		{ "max_message_size = 1023", "out of range (1K..2G)", 1 },
+		{ "max_message_size = 3G", "out of range", 1 },
+		{ "max_message_size = 25MB", "not a size", 1 },
+		{ "max_message_size = 25T", "not a size", 1 },
+		{ "max_message_size = M", "not a size", 1 },
+		{ "max_message_size = 1.5M", "not a size", 1 },
+		{ "max_message_size = 17179869184G", "not a size", 1 },	/* overflows 64 bits */
+		{ "max_message_size = 18446744073709551616", "not a size", 1 },
+		{ "max_message_size = +1M", "not a size", 1 },
+		{ "max_recipients = 0", "out of range", 1 },
+		{ "max_recipients = 100001", "out of range", 1 },
+		/* ...and the other half is missing too */
+		{ "tls_cert_file = /nonexistent/cert.pem", "cannot read", 2 },
+		{ "tls_key_file = /nonexistent/key.pem", "cannot read", 2 },
+		{ "tls_outbound = yes", "not none, may or encrypt", 1 },
+		{ "tls_outbound = MAY", "not none, may or encrypt", 1 },
+		{ "retry_min = 0", "out of range", 1 },
+		{ "retry_max = 0s", "out of range", 1 },
+		{ "retry_min = 5 m", "not a duration", 1 },
+		{ "retry_min = 5w", "not a duration", 1 },
+		{ "retry_min = 5M", "not a duration", 1 },
+		{ "retry_min = 2h", "retry_min is longer than retry_max", 1 },
+		{ "retry_max = 1m", "retry_min is longer than retry_max", 1 },
+		{ "queue_lifetime = 0", "out of range", 1 },
+		{ "queue_lifetime = 9999999999999999999d", "not a duration", 1 },
+		{ "queue_lifetime = 400d", "out of range", 1 },
+		{ "delay_warning = forever", "not a duration", 1 },
+		{ "shutdown_timeout = 2d", "out of range", 1 },
+		{ "log_file =", "missing value", 1 },
+		{ "log_level = verbose", "not debug, info, warn or error", 1 },
+		{ "log_level = INFO", "not debug, info, warn or error", 1 },
+		{ "user = no-such-user-zz9", "no such user", 1 },
+		{ "queue_map_size = 1K", "out of range", 1 },
+		{ "queue_map_size = 2T", "not a size", 1 },
+		{ "command_timeout = 0", "out of range", 1 },
+		{ "data_timeout = 2d", "out of range", 1 },
+		{ "max_errors = 0", "out of range", 1 },
+		{ "connect_timeout = x", "not a duration", 1 },
+		{ "relay_command_timeout = 0", "out of range", 1 },
+		{ "relay_data_timeout = -1", "not a duration", 1 },
+		{ "max_per_destination = 0", "out of range", 1 },
+		{ "max_connections_per_ip = 20000", "larger than max_connections", 1 },
+		{ "max_connections = 10", "larger than max_connections", 1 },
+		{ "tls_cert_file = %C", "tls_key_file is not", 1 },
+		{ "tls_key_file = %K", "tls_cert_file is not", 1 },
+		{ "max_recipients = 5\x01", "not a number", 1 },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char text[1024], path[64], *errs;
+		struct config *cfg;
+		const char *line = cases[i].line, *file = NULL;
+		int n;
+
+		if (strstr(line, "%C") != NULL)
+			file = cert_path;
+		else if (strstr(line, "%K") != NULL)
+			file = key_path;
+		/* the bad line is line 3, after a comment and a blank line */
+		if (file != NULL)
+			n = snprintf(text, sizeof text, "# bad line follows\n\n%.*s%s\n# end\n",
+			    (int)(strchr(line, '%') - line), line, file);
+		else
+			n = snprintf(text, sizeof text, "# bad line follows\n\n%s\n# end\n",
+			    line);
+		CU_ASSERT_FATAL(n > 0 && (size_t)n < sizeof text);
+		cfg = load_text(text, &errs, path, sizeof path);
+		if (cfg != NULL || !starts_with_location(errs, path, 3) ||
+		    strstr(errs, cases[i].message) == NULL ||
+		    count_lines(errs) != cases[i].nerrors) {
+			CU_FAIL("bad line");
+			fprintf(stderr, "bad case '%s': got %s: %s", line,
+			    cfg ? "a config" : "NULL", errs);
+		}
+		config_unref(&cfg);
+		free(errs);
+	}
+}
+
+static void
+test_duplicates(void)
+{
+	static const char *const keys[] = {
+		"hostname = a.example", "queue_dir = /q", "mail_dir = /m", "local_domains = a",
+		"relay_networks = 10.0.0.0/8", "relay_domains = a", "routes = a=[b]",
+		"relayhost = [h]", "smtp_port = 25", "session_workers = 1", "delivery_threads = 1",
+		"max_connections = 10", "max_connections_per_ip = 1", "max_message_size = 1M",
+		"max_recipients = 1", "tls_outbound = may", "retry_min = 1m", "retry_max = 1h",
+		"queue_lifetime = 1d", "delay_warning = 1h", "shutdown_timeout = 1s",
+		"log_file = syslog", "log_level = info", "user = root", "queue_map_size = 1G",
+		"command_timeout = 1m", "data_timeout = 1m", "max_errors = 1",
+		"connect_timeout = 1s", "relay_command_timeout = 1m", "relay_data_timeout = 1m",
+		"max_per_destination = 1",
+	};
+
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		char text[256], path[64], *errs;
+		struct config *cfg;
+		int n = snprintf(text, sizeof text, "%s\n#\n%s\n", keys[i], keys[i]);
+
+		CU_ASSERT_FATAL(n > 0 && (size_t)n < sizeof text);
+		cfg = load_text(text, &errs, path, sizeof path);
+		if (cfg != NULL || !starts_with_location(errs, path, 3) ||
+		    strstr(errs, "duplicate key") == NULL || strstr(errs, "line 1") == NULL) {
+			CU_FAIL("duplicate accepted");
+			fprintf(stderr, "duplicate '%s': %s", keys[i], errs ? errs : "");
+		}
+		config_unref(&cfg);
+		free(errs);
+	}
+}
+
+static void
+test_multiple_errors(void)
+{
+	static const char text[] =
+	    "hostname = ok.example\n"		/* 1 */
+	    "bogus = 1\n"			/* 2 */
+	    "max_recipients = lots\n"		/* 3 */
+	    "# fine\n"				/* 4 */
+	    "listen = 127.0.0.1:99999\n"	/* 5 */
+	    "local_domains = a.example, b_b, c_c\n" /* 6: two errors */
+	    "hostname = again.example\n"	/* 7 */
+	    "log_level = info";			/* 8: no newline at the end */
+	static const unsigned want[] = { 2, 3, 5, 6, 6, 7 };
+	char path[64], *errs, *line;
+	struct config *cfg = load_text(text, &errs, path, sizeof path);
+	size_t i = 0;
+
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT_EQUAL(count_lines(errs), sizeof want / sizeof want[0]);
+	line = errs;
+	for (i = 0; i < sizeof want / sizeof want[0] && line != NULL && *line != '\0'; i++) {
+		CU_ASSERT(starts_with_location(line, path, want[i]));
+		line = strchr(line, '\n');
+		if (line != NULL)
+			line++;
+	}
+	free(errs);
+}
+
+static void
+test_listen_variants(void)
+{
+	static const struct {
+		const char *value;
+		int family;
+		const char *addr;
+		uint16_t port;
+		enum listen_kind kind;
+	} cases[] = {
+		{ "127.0.0.1:2525", AF_INET, "127.0.0.1", 2525, LISTEN_SMTP },
+		{ "0.0.0.0:25 smtp", AF_INET, "0.0.0.0", 25, LISTEN_SMTP },
+		{ "*:587 submission", AF_INET, "0.0.0.0", 587, LISTEN_SUBMISSION },
+		{ "[::1]:465 smtps", AF_INET6, "::1", 465, LISTEN_SMTPS },
+		{ "[::]:25", AF_INET6, "::", 25, LISTEN_SMTP },
+		{ "[2001:db8::5]:65535 SUBMISSION", AF_INET6, "2001:db8::5", 65535, LISTEN_SUBMISSION },
+		{ "192.0.2.1:1\tsmtps", AF_INET, "192.0.2.1", 1, LISTEN_SMTPS },
+	};
+	char text[1024], path[64], *errs, addr[64];
+	size_t n = 0;
+	struct config *cfg;
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		n += (size_t)snprintf(text + n, sizeof text - n, "listen = %s\n", cases[i].value);
+	CU_ASSERT_FATAL(n < sizeof text);
+	cfg = load_text(text, &errs, path, sizeof path);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	CU_ASSERT_STRING_EQUAL(errs, "");
+	CU_ASSERT_EQUAL_FATAL(cfg->nlistens, sizeof cases / sizeof cases[0]);
+	for (size_t i = 0; i < cfg->nlistens; i++) {
+		const struct listen_spec *ls = &cfg->listens[i];
+		const struct sockaddr *sa = (const struct sockaddr *)&ls->sa;
+		char want_text[80];
+		size_t len = strcspn(cases[i].value, " \t");
+
+		CU_ASSERT_EQUAL(sa->sa_family, cases[i].family);
+		CU_ASSERT_EQUAL(ls->salen, cases[i].family == AF_INET ?
+		    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+		CU_ASSERT_STRING_EQUAL(sockaddr_ntop(sa, addr, sizeof addr), cases[i].addr);
+		CU_ASSERT_EQUAL(sockaddr_port(sa), cases[i].port);
+		CU_ASSERT_EQUAL(ls->kind, cases[i].kind);
+		snprintf(want_text, sizeof want_text, "%.*s", (int)len, cases[i].value);
+		CU_ASSERT_STRING_EQUAL(ls->text, want_text);
+	}
+	config_unref(&cfg);
+	free(errs);
+
+	/* the same address twice; "*" and 0.0.0.0 are the same address */
+	cfg = load_text("listen = *:25\nlisten = 0.0.0.0:25 submission\n", &errs, path, sizeof path);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT(starts_with_location(errs, path, 2));
+	free(errs);
+}
+
+static void
+test_cross_key_lines(void)
+{
+	char text[512], path[64], *errs;
+	struct config *cfg;
+
+	/* the later of the two lines is blamed */
+	cfg = load_text("retry_max = 10m\n\nretry_min = 1h\n", &errs, path, sizeof path);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT(starts_with_location(errs, path, 3));
+	free(errs);
+	cfg = load_text("max_connections_per_ip = 100\nmax_connections = 99\n", &errs, path,
+	    sizeof path);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT(starts_with_location(errs, path, 2));
+	free(errs);
+	/* the pair present: fine; an unreadable half: its own line */
+	snprintf(text, sizeof text, "tls_key_file = %s\ntls_cert_file = /nonexistent\n", key_path);
+	cfg = load_text(text, &errs, path, sizeof path);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT(starts_with_location(errs, path, 2));
+	CU_ASSERT_EQUAL(count_lines(errs), 1);
+	free(errs);
+}
+
+static void
+test_lookups(void)
+{
+	static const char text[] =
+	    "local_domains = Example.ORG localhost\n"
+	    "relay_domains = backup.example\n"
+	    "relay_networks = 192.0.2.0/24, 2001:db8::/32\n"
+	    "routes = Routed.Example=[10.1.1.1]:2525\n";
+	static const struct {
+		const char *domain;
+		int local, relay, routed;
+	} domains[] = {
+		{ "example.org", 1, 0, 0 },
+		{ "EXAMPLE.org", 1, 0, 0 },
+		{ "example.org.", 1, 0, 0 },
+		{ "example.org..", 0, 0, 0 },
+		{ "sub.example.org", 0, 0, 0 },
+		{ "xample.org", 0, 0, 0 },
+		{ "example.or", 0, 0, 0 },
+		{ "LOCALHOST", 1, 0, 0 },
+		{ "backup.example", 0, 1, 0 },
+		{ "Backup.Example.", 0, 1, 0 },
+		{ "routed.example", 0, 0, 1 },
+		{ "ROUTED.EXAMPLE.", 0, 0, 1 },
+		{ "", 0, 0, 0 },
+		{ ".", 0, 0, 0 },
+	};
+	static const struct {
+		const char *addr;
+		int may;
+	} clients[] = {
+		{ "192.0.2.55", 1 }, { "192.0.3.1", 0 }, { "127.0.0.1", 0 },
+		{ "::ffff:192.0.2.1", 1 }, { "2001:db8:1::1", 1 }, { "::1", 0 },
+	};
+	char path[64], *errs;
+	struct config *cfg = load_text(text, &errs, path, sizeof path);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	for (size_t i = 0; i < sizeof domains / sizeof domains[0]; i++) {
+		const struct route *r = config_route_for(cfg, domains[i].domain);
+		CU_ASSERT_EQUAL(config_is_local_domain(cfg, domains[i].domain), domains[i].local);
+		CU_ASSERT_EQUAL(config_is_relay_domain(cfg, domains[i].domain), domains[i].relay);
+		CU_ASSERT_EQUAL(r != NULL, domains[i].routed);
+		if (r != NULL) {
+			CU_ASSERT_STRING_EQUAL(r->domain, "routed.example");
+			CU_ASSERT_STRING_EQUAL(r->dest.host, "10.1.1.1");
+			CU_ASSERT_EQUAL(r->dest.port, 2525);
+		}
+	}
+	CU_ASSERT_EQUAL(config_is_local_domain(cfg, NULL), 0);
+	CU_ASSERT_PTR_NULL(config_route_for(cfg, NULL));
+	for (size_t i = 0; i < sizeof clients / sizeof clients[0]; i++) {
+		struct sockaddr_storage ss;
+		memset(&ss, 0, sizeof ss);
+		if (strchr(clients[i].addr, ':') != NULL) {
+			struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+			sin6->sin6_family = AF_INET6;
+			CU_ASSERT_FATAL(inet_pton(AF_INET6, clients[i].addr, &sin6->sin6_addr) == 1);
+		} else {
+			struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+			sin->sin_family = AF_INET;
+			CU_ASSERT_FATAL(inet_pton(AF_INET, clients[i].addr, &sin->sin_addr) == 1);
+		}
+		CU_ASSERT_EQUAL(config_client_may_relay(cfg, (struct sockaddr *)&ss), clients[i].may);
+	}
+	config_unref(&cfg);
+	free(errs);
+
+	/* the default relay_networks: loopback only */
+	cfg = load_text("", &errs, path, sizeof path);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	{
+		struct sockaddr_in sin;
+		memset(&sin, 0, sizeof sin);
+		sin.sin_family = AF_INET;
+		sin.sin_addr.s_addr = htonl(0x7f000002);
+		CU_ASSERT_EQUAL(config_client_may_relay(cfg, (struct sockaddr *)&sin), 1);
+		sin.sin_addr.s_addr = htonl(0x0a000001);
+		CU_ASSERT_EQUAL(config_client_may_relay(cfg, (struct sockaddr *)&sin), 0);
+	}
+	config_unref(&cfg);
+	free(errs);
+}
+
+static void
+test_refcount(void)
+{
+	char path[64], *errs;
+	struct config *cfg = load_text("max_errors = 2\n", &errs, path, sizeof path);
+	struct config *other;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+	other = config_ref(cfg);
+	CU_ASSERT_PTR_EQUAL(other, cfg);
+	config_unref(&cfg);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT_EQUAL(other->max_errors, 2);	/* still alive: ASan would see otherwise */
+	config_unref(&other);
+	CU_ASSERT_PTR_NULL(other);
+	config_unref(&other);			/* harmless on NULL */
+	config_unref(NULL);
+	free(errs);
+}
+
+static void
+test_shipped_config(void)
+{
+	char *errs = NULL;
+	size_t errlen = 0;
+	FILE *f = open_memstream(&errs, &errlen);
+	struct config *cfg;
+
+	CU_ASSERT_FATAL(f != NULL);
+	cfg = config_load("mailserver.conf", f);
+	fclose(f);
+	CU_ASSERT_PTR_NOT_NULL(cfg);
+	CU_ASSERT_STRING_EQUAL(errs, "");
+	if (cfg != NULL) {
+		CU_ASSERT_EQUAL(cfg->nlistens, 1);
+		CU_ASSERT_EQUAL(sockaddr_port((struct sockaddr *)&cfg->listens[0].sa), 2525);
+		CU_ASSERT_STRING_EQUAL(cfg->queue_dir, "./var/queue");
+		CU_ASSERT_STRING_EQUAL(cfg->mail_dir, "./var/mail");
+		CU_ASSERT(config_is_local_domain(cfg, "localhost"));
+		CU_ASSERT_PTR_NULL(cfg->log_file);
+		CU_ASSERT_PTR_NULL(cfg->user);
+	}
+	config_unref(&cfg);
+	free(errs);
+}
+
+static void
+test_shipped_config_mentions_every_key(void)
+{
+	static const char *const keys[] = {
+		"hostname", "listen", "queue_dir", "mail_dir", "local_domains", "users_file",
+		"aliases_file", "relay_networks", "relay_domains", "routes", "relayhost",
+		"dns_server", "smtp_port", "session_workers", "delivery_threads",
+		"max_connections", "max_connections_per_ip", "max_message_size",
+		"max_recipients", "tls_cert_file", "tls_key_file", "tls_outbound", "retry_min",
+		"retry_max", "queue_lifetime", "delay_warning", "shutdown_timeout", "log_file",
+		"log_level", "user", "queue_map_size", "command_timeout", "data_timeout",
+		"max_errors", "connect_timeout", "relay_command_timeout", "relay_data_timeout",
+		"max_per_destination",
+	};
+	char line[4200];
+	FILE *f = fopen("mailserver.conf", "r");
+	int seen[sizeof keys / sizeof keys[0]] = { 0 };
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	while (fgets(line, sizeof line, f) != NULL) {
+		const char *s = line[0] == '#' ? line + 1 : line;
+		for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+			size_t n = strlen(keys[i]);
+			if (strncmp(s, keys[i], n) == 0 && (s[n] == ' ' || s[n] == '='))
+				seen[i] = 1;
+		}
+	}
+	fclose(f);
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		if (!seen[i]) {
+			CU_FAIL("key missing from mailserver.conf");
+			fprintf(stderr, "missing: %s\n", keys[i]);
+		}
+	}
+}
+
+static void
+test_missing_file(void)
+{
+	char *errs = NULL;
+	size_t errlen = 0;
+	FILE *f = open_memstream(&errs, &errlen);
+	struct config *cfg;
+
+	CU_ASSERT_FATAL(f != NULL);
+	cfg = config_load("/nonexistent/dir/ms.conf", f);
+	CU_ASSERT_PTR_NULL(cfg);
+	cfg = config_load("/tmp", f);
+	CU_ASSERT_PTR_NULL(cfg);
+	cfg = config_load(NULL, NULL);
+	CU_ASSERT_PTR_NULL(cfg);
+	fclose(f);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(errs);
+	CU_ASSERT(strncmp(errs, "/nonexistent/dir/ms.conf:0: cannot read: ", 41) == 0);
+	CU_ASSERT(strstr(errs, "\n/tmp:0: cannot read: ") != NULL);
+	CU_ASSERT_EQUAL(count_lines(errs), 2);
+	free(errs);
+}
+
+static void
+test_hostile(void)
+{
+	char path[64], *errs, *big;
+	struct config *cfg;
+	size_t n;
+
+	/* exactly 4096 bytes (a comment padded with blanks) is a line; 4097 is not */
+	big = malloc(3 * 4200);
+	CU_ASSERT_FATAL(big != NULL);
+	n = 0;
+	memcpy(big, "max_errors = 4 #", 16);
+	memset(big + 16, 'x', 4096 - 16);
+	n = 4096;
+	big[n++] = '\n';
+	cfg = load_bytes(big, n, &errs, path, sizeof path);
+	CU_ASSERT_PTR_NOT_NULL(cfg);
+	if (cfg != NULL)
+		CU_ASSERT_EQUAL(cfg->max_errors, 4);
+	config_unref(&cfg);
+	free(errs);
+
+	memcpy(big, "# ok\n", 5);
+	memset(big + 5, 'x', 4097);
+	big[5 + 4097] = '\n';
+	memcpy(big + 5 + 4098, "bogus = 1\n", 10);
+	cfg = load_bytes(big, 5 + 4098 + 10, &errs, path, sizeof path);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT(starts_with_location(errs, path, 2));
+	CU_ASSERT(strstr(errs, "longer than 4096") != NULL);
+	CU_ASSERT(strstr(errs, ":3: unknown key 'bogus'") != NULL);
+	CU_ASSERT_EQUAL(count_lines(errs), 2);
+	free(errs);
+
+	/* a line of 12000 bytes with no newline at all */
+	memset(big, 'a', 3 * 4200);
+	cfg = load_bytes(big, 3 * 4200, &errs, path, sizeof path);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT(starts_with_location(errs, path, 1));
+	CU_ASSERT_EQUAL(count_lines(errs), 1);
+	free(errs);
+	free(big);
+
+	/* NUL bytes: a key cut short must not be read as a good line */
+	static const char nul[] = "max_errors = 4\nlog_level = info\0junk\nmax_recipients = 9\n";
+	cfg = load_bytes(nul, sizeof nul - 1, &errs, path, sizeof path);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT(starts_with_location(errs, path, 2));
+	CU_ASSERT(strstr(errs, "NUL") != NULL);
+	CU_ASSERT_EQUAL(count_lines(errs), 1);
+	free(errs);
+
+	/* binary junk: fails, output printable, bounded */
+	{
+		unsigned char junk[20000];
+		unsigned x = 12345;
+		for (size_t i = 0; i < sizeof junk; i++) {
+			x = x * 1103515245u + 12345u;
+			junk[i] = (unsigned char)(x >> 16);
+		}
+		cfg = load_bytes(junk, sizeof junk, &errs, path, sizeof path);
+		CU_ASSERT_PTR_NULL(cfg);
+		CU_ASSERT(count_lines(errs) >= 1 && count_lines(errs) <= 101);
+		for (const char *s = errs; s != NULL && *s != '\0'; s++)
+			if (*s != '\n' && ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)) {
+				CU_FAIL("unprintable byte in a message");
+				break;
+			}
+		free(errs);
+	}
+
+	/* a flood of bad lines: reporting stops at a bound */
+	{
+		size_t len = 5000 * 8;
+		char *flood = malloc(len);
+		CU_ASSERT_FATAL(flood != NULL);
+		for (size_t i = 0; i < len; i += 8)
+			memcpy(flood + i, "zzzzzzz\n", 8);
+		cfg = load_bytes(flood, len, &errs, path, sizeof path);
+		CU_ASSERT_PTR_NULL(cfg);
+		CU_ASSERT(count_lines(errs) <= 101);
+		CU_ASSERT(strstr(errs, "too many errors") != NULL);
+		free(errs);
+		free(flood);
+	}
+
+	/* a control byte in an unknown key is shown as '?' */
+	cfg = load_text("ab\x1b[2Jcd = 1\n", &errs, path, sizeof path);
+	CU_ASSERT_PTR_NULL(cfg);
+	CU_ASSERT(strstr(errs, "unknown key 'ab?[2Jcd'") != NULL);
+	free(errs);
+
+	/* CRLF files and a missing final newline are fine */
+	cfg = load_text("max_errors = 5\r\nlog_level = warn\r\nmax_recipients = 6", &errs, path,
+	    sizeof path);
+	CU_ASSERT_PTR_NOT_NULL(cfg);
+	if (cfg != NULL) {
+		CU_ASSERT_EQUAL(cfg->max_errors, 5);
+		CU_ASSERT_EQUAL(cfg->log_level, LOG_LVL_WARN);
+		CU_ASSERT_EQUAL(cfg->max_recipients, 6);
+	}
+	config_unref(&cfg);
+	free(errs);
+
+	/* too many listen lines */
+	{
+		size_t cap = 300 * 40, off = 0;
+		char *many = malloc(cap);
+		CU_ASSERT_FATAL(many != NULL);
+		for (int i = 0; i < 300; i++)
+			off += (size_t)snprintf(many + off, cap - off, "listen = 127.0.0.1:%d\n", 1000 + i);
+		cfg = load_bytes(many, off, &errs, path, sizeof path);
+		CU_ASSERT_PTR_NULL(cfg);
+		CU_ASSERT(starts_with_location(errs, path, 257));
+		free(errs);
+		free(many);
+	}
+}
+
+int
+main(void)
+{
+	static const struct {
+		const char *name;
+		CU_TestFunc fn;
+	} tests[] = {
+		{ "defaults of an empty file", test_defaults },
+		{ "good lines, every key", test_good_lines },
+		{ "bad lines, every key", test_bad_lines },
+		{ "duplicate keys", test_duplicates },
+		{ "every error reported", test_multiple_errors },
+		{ "listen variants", test_listen_variants },
+		{ "checks across keys", test_cross_key_lines },
+		{ "domain, route and relay lookups", test_lookups },
+		{ "ref and unref", test_refcount },
+		{ "shipped mailserver.conf loads", test_shipped_config },
+		{ "shipped mailserver.conf lists every key", test_shipped_config_mentions_every_key },
+		{ "unreadable file", test_missing_file },
+		{ "hostile files", test_hostile },
+	};
+	CU_pSuite s;
+	unsigned failed;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 2;
+	s = CU_add_suite("config", suite_init, suite_clean);
+	if (s == NULL) {
+		CU_cleanup_registry();
+		return 2;
+	}
+	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+		if (CU_add_test(s, tests[i].name, tests[i].fn) == NULL) {
+			CU_cleanup_registry();
+			return 2;
+		}
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed() +
+	    CU_get_number_of_suites_failed();
+	CU_cleanup_registry();
+	return failed != 0 ? 1 : 0;
+}

@@ -1,0 +1,1276 @@
+/*
+ * test_queue: unit tests of the durable queue: queue ids, record
+ * encoding (round trips and hostile input), the LMDB store (reopen, map
+ * full, corrupt records set aside, delete, flush, stats, due index), and
+ * the committer (group commit from many threads, results, notify).
+ * Each test works in its own mkdtemp directory under /tmp.
+ */
+#include <CUnit/Basic.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "queue/committer.h"
+#include "queue/envelope.h"
+#include "queue/record.h"
+#include "queue/results.h"
+#include "queue/store.h"
+
+/* ---- helpers ---- */
+
+static int
+rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static char *
+tmpdir_make(void)
+{
+	char tmpl[] = "/tmp/test_queue.XXXXXX";
+	char *d = mkdtemp(tmpl);
+
+	CU_ASSERT_FATAL(d != NULL);
+	return xstrdup(d);
+}
+
+static void
+tmpdir_remove(char **dp)
+{
+	nftw(*dp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(*dp);
+	*dp = NULL;
+}
+
+static struct queue_store *
+open_store(const char *dir, size_t map, unsigned flags)
+{
+	char err[256];
+	struct queue_store *s = store_open(dir, map, flags, err, sizeof err);
+
+	if (s == NULL)
+		fprintf(stderr, "store_open: %s\n", err);
+	CU_ASSERT_FATAL(s != NULL);
+	return s;
+}
+
+/* Deterministic body bytes for (seed, len). */
+static char *
+gen_body(uint64_t seed, size_t len)
+{
+	char *b = xmalloc(len + 1);
+	uint64_t x = seed * 6364136223846793005ull + 1442695040888963407ull;
+
+	for (size_t i = 0; i < len; i++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		b[i] = (char)(x >> 56);
+	}
+	b[len] = '\0';
+	return b;
+}
+
+static void
+make_env(struct envelope *env, queue_id_t id, const char *sender, size_t nrcpts)
+{
+	memset(env, 0, sizeof *env);
+	env->id = id;
+	env->arrival = time(NULL);
+	env->sender = xstrdup(sender);
+	env->helo = xstrdup("client.example");
+	env->client_addr = xstrdup("192.0.2.1");
+	env->ret = 1;
+	env->flags = ENV_8BITMIME;
+	env->nrcpts = nrcpts;
+	env->rcpts = xcalloc(nrcpts, sizeof *env->rcpts);
+	for (size_t i = 0; i < nrcpts; i++) {
+		char a[64];
+		snprintf(a, sizeof a, "rcpt%zu@example.org", i);
+		env->rcpts[i].addr = xstrdup(a);
+		env->rcpts[i].notify = i == 0 ? 4 : 0;
+		if (i == 1)
+			env->rcpts[i].orcpt = xstrdup("rfc822;orig@example.org");
+	}
+}
+
+/* Writes one message directly with a store write txn. */
+static queue_id_t
+put_direct(struct queue_store *s, size_t nrcpts, size_t body_len)
+{
+	struct envelope env;
+	struct store_wtxn *t;
+	char *body;
+	queue_id_t id = queue_id_next();
+
+	make_env(&env, id, "sender@example.com", nrcpts);
+	body = gen_body(id, body_len);
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_put_msg(t, &env, body, body_len) == STORE_OK);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	envelope_free(&env);
+	free(body);
+	return id;
+}
+
+static int
+count_msg_cb(const struct queue_msg *m, void *arg)
+{
+	size_t *n = arg;
+
+	(void)m;
+	(*n)++;
+	return 0;
+}
+
+static size_t
+count_msgs(struct queue_store *s)
+{
+	size_t n = 0;
+
+	CU_ASSERT(store_foreach_msg(s, count_msg_cb, &n) == STORE_OK);
+	return n;
+}
+
+/* ---- queue ids ---- */
+
+static void
+test_id_format_parse(void)
+{
+	char out[QUEUE_ID_LEN + 1];
+	queue_id_t id, back;
+	static const char *const bad[] = {
+		"", "0", "123", "00000000000000", "0000000000000", "0005F1a2B3C4D",
+		"0005F1A2B3C4G", "0005F1A2B3C4 ", " 005F1A2B3C4D", "0005F1A2B3C4D0",
+		"-005F1A2B3C4D", "0x05F1A2B3C4D",
+	};
+
+	id = queue_id_next();
+	queue_id_format(id, out, sizeof out);
+	CU_ASSERT_EQUAL(strlen(out), QUEUE_ID_LEN);
+	for (size_t i = 0; i < QUEUE_ID_LEN; i++)
+		CU_ASSERT(strchr("0123456789ABCDEF", out[i]) != NULL);
+	CU_ASSERT(queue_id_parse(out, &back) == 0);
+	CU_ASSERT_EQUAL(back, id);
+	CU_ASSERT(queue_id_parse("0005F1A2B3C4D", &back) == 0);
+	CU_ASSERT_EQUAL(back, 0x5F1A2B3C4Dull);
+	queue_id_format(0x5F1A2B3C4Dull, out, sizeof out);
+	CU_ASSERT_STRING_EQUAL(out, "0005F1A2B3C4D");
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		CU_ASSERT(queue_id_parse(bad[i], &back) == -1);
+	CU_ASSERT(queue_id_parse(NULL, &back) == -1);
+}
+
+#define ID_THREADS 8
+#define ID_PER_THREAD 20000
+
+struct id_thread {
+	queue_id_t *ids;
+	int monotonic;
+};
+
+static void *
+id_thread_main(void *arg)
+{
+	struct id_thread *t = arg;
+
+	t->monotonic = 1;
+	for (size_t i = 0; i < ID_PER_THREAD; i++) {
+		t->ids[i] = queue_id_next();
+		if (i > 0 && t->ids[i] <= t->ids[i - 1])
+			t->monotonic = 0;
+	}
+	return NULL;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+test_id_threads(void)
+{
+	pthread_t th[ID_THREADS];
+	struct id_thread t[ID_THREADS];
+	queue_id_t *all = xcalloc(ID_THREADS * ID_PER_THREAD, sizeof *all);
+	queue_id_t floor, next;
+
+	for (int i = 0; i < ID_THREADS; i++) {
+		t[i].ids = all + (size_t)i * ID_PER_THREAD;
+		CU_ASSERT_FATAL(pthread_create(&th[i], NULL, id_thread_main, &t[i]) == 0);
+	}
+	for (int i = 0; i < ID_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		CU_ASSERT(t[i].monotonic);
+	}
+	qsort(all, ID_THREADS * ID_PER_THREAD, sizeof *all, cmp_u64);
+	for (size_t i = 1; i < ID_THREADS * ID_PER_THREAD; i++)
+		CU_ASSERT_FATAL(all[i] != all[i - 1]);
+	free(all);
+
+	/* The floor lifts later ids above it, and never lowers them. */
+	floor = queue_id_next() + 5000000000ull;
+	queue_id_floor(floor);
+	next = queue_id_next();
+	CU_ASSERT(next > floor);
+	queue_id_floor(1);
+	CU_ASSERT(queue_id_next() > next);
+}
+
+/* ---- records ---- */
+
+static void
+test_record_roundtrip(void)
+{
+	struct envelope env, back;
+	struct queue_rcpt r, rb;
+	struct buf b;
+	uint64_t size;
+
+	make_env(&env, 77, "a@b.example", 3);
+	env.auth_user = xstrdup("alice");
+	env.envid = xstrdup("QQ314159");
+	env.flags = ENV_8BITMIME | ENV_TLS | ENV_NOTICE;
+	env.ret = 2;
+	buf_init(&b, 1 << 20);
+	CU_ASSERT_FATAL(record_msg_encode(&env, 300000, &b) == 0);
+	CU_ASSERT(((const uint8_t *)b.data)[0] == RECORD_VERSION);
+	CU_ASSERT_FATAL(record_msg_decode(b.data, b.len, &back, &size) == 0);
+	CU_ASSERT_EQUAL(size, 300000);
+	CU_ASSERT_EQUAL(back.arrival, env.arrival);
+	CU_ASSERT_STRING_EQUAL(back.sender, "a@b.example");
+	CU_ASSERT_STRING_EQUAL(back.helo, env.helo);
+	CU_ASSERT_STRING_EQUAL(back.client_addr, env.client_addr);
+	CU_ASSERT_STRING_EQUAL(back.auth_user, "alice");
+	CU_ASSERT_STRING_EQUAL(back.envid, "QQ314159");
+	CU_ASSERT_EQUAL(back.flags, env.flags);
+	CU_ASSERT_EQUAL(back.ret, 2);
+	CU_ASSERT_EQUAL(back.nrcpts, 3);
+	CU_ASSERT(back.rcpts == NULL);
+	envelope_free(&back);
+
+	/* Null sender, absent optional fields. */
+	buf_reset(&b);
+	free(env.sender);
+	env.sender = xstrdup("");
+	free(env.auth_user);
+	env.auth_user = NULL;
+	CU_ASSERT_FATAL(record_msg_encode(&env, 0, &b) == 0);
+	CU_ASSERT_FATAL(record_msg_decode(b.data, b.len, &back, &size) == 0);
+	CU_ASSERT_STRING_EQUAL(back.sender, "");
+	CU_ASSERT(back.auth_user == NULL);
+	CU_ASSERT_EQUAL(size, 0);
+	envelope_free(&back);
+	envelope_free(&env);
+
+	memset(&r, 0, sizeof r);
+	r.addr = "x@y.example";
+	r.orcpt = "rfc822;x@y.example";
+	r.notify = 6;
+	r.state = RCPT_DEFERRED;
+	r.flags = RCPT_F_DELAY_NOTIFIED;
+	r.attempts = 3;
+	r.next_try = 1700000000;
+	r.last_try = 1699999000;
+	r.diag = "451 4.3.0 try again";
+	buf_reset(&b);
+	CU_ASSERT_FATAL(record_rcpt_encode(&r, &b) == 0);
+	CU_ASSERT_FATAL(record_rcpt_decode(b.data, b.len, &rb) == 0);
+	CU_ASSERT_STRING_EQUAL(rb.addr, r.addr);
+	CU_ASSERT_STRING_EQUAL(rb.orcpt, r.orcpt);
+	CU_ASSERT_STRING_EQUAL(rb.diag, r.diag);
+	CU_ASSERT_EQUAL(rb.notify, 6);
+	CU_ASSERT_EQUAL(rb.state, RCPT_DEFERRED);
+	CU_ASSERT_EQUAL(rb.flags, RCPT_F_DELAY_NOTIFIED);
+	CU_ASSERT_EQUAL(rb.attempts, 3);
+	CU_ASSERT_EQUAL(rb.next_try, r.next_try);
+	CU_ASSERT_EQUAL(rb.last_try, r.last_try);
+	queue_rcpt_clear(&rb);
+	buf_free(&b);
+	CU_ASSERT_STRING_EQUAL(rcpt_state_name(RCPT_BOUNCED), "bounced");
+}
+
+static void
+test_record_hostile(void)
+{
+	struct envelope env, back;
+	struct queue_rcpt r, rb;
+	struct buf b, rbuf;
+	uint64_t size;
+	char *big;
+	uint8_t *m;
+
+	make_env(&env, 1, "a@b.example", 2);
+	buf_init(&b, 1 << 20);
+	CU_ASSERT_FATAL(record_msg_encode(&env, 1234, &b) == 0);
+	/* Every truncation fails. */
+	for (size_t n = 0; n < b.len; n++)
+		CU_ASSERT(record_msg_decode(b.data, n, &back, &size) == -1);
+	m = xmalloc(b.len + 1);
+	memcpy(m, b.data, b.len);
+	/* Trailing byte. */
+	m[b.len] = 0;
+	CU_ASSERT(record_msg_decode(m, b.len + 1, &back, &size) == -1);
+	/* Unknown version. */
+	m[0] = 99;
+	CU_ASSERT(record_msg_decode(m, b.len, &back, &size) == -1);
+	m[0] = 0;
+	CU_ASSERT(record_msg_decode(m, b.len, &back, &size) == -1);
+	m[0] = RECORD_VERSION;
+	/* Bad ret, unknown flags. */
+	m[1] = 9;
+	CU_ASSERT(record_msg_decode(m, b.len, &back, &size) == -1);
+	m[1] = 1;
+	m[2] = 0x80;
+	CU_ASSERT(record_msg_decode(m, b.len, &back, &size) == -1);
+	m[2] = 0;
+	/* nchunks inconsistent with size (offset 1+1+4+8+8). */
+	m[22 + 3] ^= 1;
+	CU_ASSERT(record_msg_decode(m, b.len, &back, &size) == -1);
+	m[22 + 3] ^= 1;
+	/* Zero recipients. */
+	memset(m + 26, 0, 4);
+	CU_ASSERT(record_msg_decode(m, b.len, &back, &size) == -1);
+	memcpy(m, b.data, b.len);
+	/* Huge sender length (offset 30). */
+	m[30] = 0xFF;
+	m[31] = 0xFF;
+	CU_ASSERT(record_msg_decode(m, b.len, &back, &size) == -1);
+	memcpy(m, b.data, b.len);
+	/* NUL inside the sender. */
+	m[33] = '\0';
+	CU_ASSERT(record_msg_decode(m, b.len, &back, &size) == -1);
+	memcpy(m, b.data, b.len);
+	CU_ASSERT(record_msg_decode(m, b.len, &back, &size) == 0);
+	envelope_free(&back);
+	free(m);
+
+	/* Encoding refuses what decoding would refuse. */
+	big = xmalloc(RECORD_STR_MAX + 2);
+	memset(big, 'a', RECORD_STR_MAX + 1);
+	big[RECORD_STR_MAX + 1] = '\0';
+	free(env.helo);
+	env.helo = big;
+	buf_reset(&b);
+	CU_ASSERT(record_msg_encode(&env, 10, &b) == -1);
+	CU_ASSERT_EQUAL(b.len, 0);
+	env.nrcpts = 0;
+	free(env.helo);
+	env.helo = xstrdup("h");
+	CU_ASSERT(record_msg_encode(&env, 10, &b) == -1);
+	env.nrcpts = 2;
+	envelope_free(&env);
+
+	memset(&r, 0, sizeof r);
+	r.addr = "x@y";
+	r.diag = "";
+	buf_init(&rbuf, 1 << 16);
+	CU_ASSERT_FATAL(record_rcpt_encode(&r, &rbuf) == 0);
+	for (size_t n = 0; n < rbuf.len; n++)
+		CU_ASSERT(record_rcpt_decode(rbuf.data, n, &rb) == -1);
+	m = xmalloc(rbuf.len);
+	memcpy(m, rbuf.data, rbuf.len);
+	m[1] = 4;	/* state */
+	CU_ASSERT(record_rcpt_decode(m, rbuf.len, &rb) == -1);
+	m[1] = 0;
+	m[2] = 0x10;	/* flags */
+	CU_ASSERT(record_rcpt_decode(m, rbuf.len, &rb) == -1);
+	m[2] = 0;
+	m[11] = 0x80;	/* next_try negative (offset 11..18) */
+	CU_ASSERT(record_rcpt_decode(m, rbuf.len, &rb) == -1);
+	m[11] = 0;
+	CU_ASSERT(record_rcpt_decode(m, rbuf.len, &rb) == 0);
+	queue_rcpt_clear(&rb);
+	free(m);
+	r.addr = "";
+	buf_reset(&rbuf);
+	CU_ASSERT(record_rcpt_encode(&r, &rbuf) == -1);
+	r.addr = "x@y";
+	r.state = (enum rcpt_state)7;
+	CU_ASSERT(record_rcpt_encode(&r, &rbuf) == -1);
+	buf_free(&rbuf);
+	/* Junk never decodes into a crash. */
+	{
+		uint8_t junk[64];
+		for (int round = 0; round < 2000; round++) {
+			size_t n = (size_t)(round % 64);
+			for (size_t i = 0; i < n; i++)
+				junk[i] = (uint8_t)(round * 31 + i * 7);
+			if (record_msg_decode(junk, n, &back, &size) == 0)
+				envelope_free(&back);
+			if (record_rcpt_decode(junk, n, &rb) == 0)
+				queue_rcpt_clear(&rb);
+		}
+	}
+	buf_free(&b);
+}
+
+/* ---- store ---- */
+
+static void
+test_store_basic(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct queue_msg m;
+	struct store_stats st;
+	queue_id_t id1, id2, id3;
+	char *body, *want;
+	size_t len;
+
+	CU_ASSERT_EQUAL(store_max_id(s), 0);
+	id1 = put_direct(s, 2, 100);
+	id2 = put_direct(s, 1, 0);
+	id3 = put_direct(s, 3, RECORD_CHUNK_SIZE * 2);	/* exact chunks */
+	CU_ASSERT_EQUAL(store_max_id(s), id3);
+	CU_ASSERT_EQUAL(store_commit_count(s), 3);
+
+	CU_ASSERT_FATAL(store_msg_load(s, id1, &m) == STORE_OK);
+	CU_ASSERT_EQUAL(m.env.id, id1);
+	CU_ASSERT_EQUAL(m.size, 100);
+	CU_ASSERT_EQUAL(m.nrcpts, 2);
+	CU_ASSERT_STRING_EQUAL(m.rcpts[1].addr, "rcpt1@example.org");
+	CU_ASSERT_STRING_EQUAL(m.rcpts[1].orcpt, "rfc822;orig@example.org");
+	CU_ASSERT_EQUAL(m.rcpts[0].notify, 4);
+	CU_ASSERT_EQUAL(m.rcpts[1].idx, 1);
+	CU_ASSERT_EQUAL(m.rcpts[0].state, RCPT_QUEUED);
+	CU_ASSERT_EQUAL(m.rcpts[0].next_try, m.env.arrival);
+	queue_msg_free(&m);
+
+	CU_ASSERT(store_body_read(s, id2, 0, &body, &len) == STORE_OK);
+	CU_ASSERT_EQUAL(len, 0);
+	CU_ASSERT_STRING_EQUAL(body, "");
+	free(body);
+	want = gen_body(id3, RECORD_CHUNK_SIZE * 2);
+	CU_ASSERT(store_body_read(s, id3, 0, &body, &len) == STORE_OK);
+	CU_ASSERT_EQUAL(len, RECORD_CHUNK_SIZE * 2);
+	CU_ASSERT(memcmp(body, want, len) == 0);
+	free(body);
+	CU_ASSERT(store_body_read(s, id3, 1000, &body, &len) == STORE_OK);
+	CU_ASSERT_EQUAL(len, 1000);
+	CU_ASSERT(memcmp(body, want, len) == 0);
+	free(body);
+	free(want);
+	CU_ASSERT(store_body_read(s, id3 + 1, 0, &body, &len) == STORE_NOTFOUND);
+	CU_ASSERT(store_msg_load(s, id3 + 1, &m) == STORE_NOTFOUND);
+
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	CU_ASSERT_EQUAL(st.messages, 3);
+	CU_ASSERT_EQUAL(st.recipients, 6);
+	CU_ASSERT_EQUAL(st.pending, 6);
+	CU_ASSERT_EQUAL(st.received, 3);
+	CU_ASSERT_EQUAL(count_msgs(s), 3);
+
+	/* Duplicate id and invalid envelopes leave the txn usable. */
+	{
+		struct envelope env;
+		struct store_wtxn *t;
+		make_env(&env, id1, "x@y", 1);
+		CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+		CU_ASSERT(store_put_msg(t, &env, "x", 1) == STORE_EXISTS);
+		env.id = queue_id_next();
+		free(env.rcpts[0].addr);
+		env.rcpts[0].addr = xstrdup("");
+		CU_ASSERT(store_put_msg(t, &env, "x", 1) == STORE_INVALID);
+		free(env.rcpts[0].addr);
+		env.rcpts[0].addr = xstrdup("ok@example.org");
+		CU_ASSERT(store_put_msg(t, &env, "x", 1) == STORE_OK);
+		CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+		CU_ASSERT(t == NULL);
+		envelope_free(&env);
+	}
+	CU_ASSERT_EQUAL(count_msgs(s), 4);
+
+	/* Reopen: same content; read-only sees it too. */
+	store_close(&s);
+	CU_ASSERT(s == NULL);
+	s = open_store(dir, 0, STORE_RDONLY);
+	CU_ASSERT_EQUAL(count_msgs(s), 4);
+	CU_ASSERT(queue_id_next() > id3);
+	{
+		struct store_wtxn *t;
+		CU_ASSERT(store_wtxn_begin(s, NULL, &t) != STORE_OK);
+	}
+	store_close(&s);
+	tmpdir_remove(&dir);
+
+	/* A read-only open of a missing queue gives an empty one. */
+	dir = tmpdir_make();
+	{
+		char sub[512];
+		snprintf(sub, sizeof sub, "%s/a/b", dir);
+		s = open_store(sub, 0, STORE_RDONLY);
+		CU_ASSERT_EQUAL(count_msgs(s), 0);
+		store_close(&s);
+	}
+	tmpdir_remove(&dir);
+}
+
+static int
+due_equal(const struct store_due *a, const struct store_due *b)
+{
+	return a->when == b->when && a->id == b->id && a->idx == b->idx;
+}
+
+static void
+test_store_delete_flush(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct store_wtxn *t;
+	struct store_due due[16], page[2];
+	struct store_stats st;
+	struct queue_msg m;
+	struct rcpt_update u;
+	size_t n, total;
+	int64_t now = time(NULL);
+	queue_id_t a, b, c;
+	uint64_t count;
+	int removed;
+
+	a = put_direct(s, 3, 10);
+	b = put_direct(s, 2, 300 * 1024);
+	c = put_direct(s, 1, 10);
+
+	CU_ASSERT(store_due_list(s, NULL, now + 10, due, 16, &n) == STORE_OK);
+	CU_ASSERT_EQUAL(n, 6);
+	/* Paging gives the same entries. */
+	total = 0;
+	{
+		const struct store_due *after = NULL;
+		struct store_due last;
+		do {
+			CU_ASSERT(store_due_list(s, after, now + 10, page, 2, &n) == STORE_OK);
+			for (size_t i = 0; i < n; i++)
+				CU_ASSERT(due_equal(&page[i], &due[total + i]));
+			total += n;
+			if (n > 0) {
+				last = page[n - 1];
+				after = &last;
+			}
+		} while (n == 2);
+	}
+	CU_ASSERT_EQUAL(total, 6);
+
+	/* Defer a's recipients 0 and 1 for an hour. */
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	memset(&u, 0, sizeof u);
+	u.state = RCPT_DEFERRED;
+	u.next_try = now + 3600;
+	u.attempt_time = now;
+	u.diag = "451 4.4.1 no answer";
+	CU_ASSERT(store_rcpt_update(t, a, 0, &u, &removed) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 0);
+	CU_ASSERT(store_rcpt_update(t, a, 1, &u, &removed) == STORE_OK);
+	CU_ASSERT(store_rcpt_update(t, a, 7, &u, &removed) == STORE_NOTFOUND);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+
+	CU_ASSERT(store_due_list(s, NULL, now + 10, due, 16, &n) == STORE_OK);
+	CU_ASSERT_EQUAL(n, 4);
+	CU_ASSERT(store_due_list(s, NULL, INT64_MAX, due, 16, &n) == STORE_OK);
+	CU_ASSERT_EQUAL(n, 6);
+	CU_ASSERT_EQUAL(due[5].when, now + 3600);
+	CU_ASSERT_FATAL(store_msg_load(s, a, &m) == STORE_OK);
+	CU_ASSERT_EQUAL(m.rcpts[0].state, RCPT_DEFERRED);
+	CU_ASSERT_EQUAL(m.rcpts[0].attempts, 1);
+	CU_ASSERT_EQUAL(m.rcpts[0].last_try, now);
+	CU_ASSERT_STRING_EQUAL(m.rcpts[0].diag, "451 4.4.1 no answer");
+	CU_ASSERT_EQUAL(m.rcpts[2].state, RCPT_QUEUED);
+	queue_msg_free(&m);
+
+	/* Flush: both deferred recipients due now; the index stays one
+	 * entry per pending recipient. */
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_flush(t, now, &count) == STORE_OK);
+	CU_ASSERT_EQUAL(count, 2);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	CU_ASSERT(store_due_list(s, NULL, now, due, 16, &n) == STORE_OK);
+	CU_ASSERT_EQUAL(n, 6);
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	CU_ASSERT_EQUAL(st.pending, 6);
+	CU_ASSERT_EQUAL(st.deferred, 2);
+
+	/* Delete one message: its records and due entries go. */
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_delete_msg(t, b) == STORE_OK);
+	CU_ASSERT(store_delete_msg(t, b) == STORE_NOTFOUND);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	CU_ASSERT(store_msg_load(s, b, &m) == STORE_NOTFOUND);
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	CU_ASSERT_EQUAL(st.messages, 2);
+	CU_ASSERT_EQUAL(st.recipients, 4);
+	CU_ASSERT_EQUAL(st.pending, 4);
+	CU_ASSERT(store_due_list(s, NULL, INT64_MAX, due, 16, &n) == STORE_OK);
+	CU_ASSERT_EQUAL(n, 4);
+	for (size_t i = 0; i < n; i++)
+		CU_ASSERT(due[i].id == a || due[i].id == c);
+
+	/* An aborted delete changes nothing. */
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_delete_all(t, &count) == STORE_OK);
+	CU_ASSERT_EQUAL(count, 2);
+	store_wtxn_abort(&t);
+	CU_ASSERT_EQUAL(count_msgs(s), 2);
+
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_delete_all(t, &count) == STORE_OK);
+	CU_ASSERT(store_counter_add(t, STORE_CTR_REJECTED, 5) == STORE_OK);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	CU_ASSERT_EQUAL(st.messages, 0);
+	CU_ASSERT_EQUAL(st.recipients, 0);
+	CU_ASSERT_EQUAL(st.pending, 0);
+	CU_ASSERT_EQUAL(st.received, 3);
+	CU_ASSERT_EQUAL(st.rejected, 5);
+	CU_ASSERT_EQUAL(count_msgs(s), 0);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+/* Overwrites (or adds) a record directly with LMDB, as a disk fault or an
+ * old program might have left it. */
+static void
+raw_put(const char *dir, const char *db, const void *key, size_t klen,
+    const void *val, size_t vlen)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+
+	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 8);
+	mdb_env_set_mapsize(env, STORE_MAP_SIZE_DEFAULT);
+	CU_ASSERT_FATAL(mdb_env_open(env, dir, MDB_NOTLS, 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, db, 0, &dbi) == 0);
+	CU_ASSERT(mdb_put(txn, dbi, &k, &v, 0) == 0);
+	CU_ASSERT(mdb_txn_commit(txn) == 0);
+	mdb_env_close(env);
+}
+
+static void
+be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static void
+test_store_corrupt(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct store_stats st;
+	struct store_due due[16];
+	struct queue_msg m;
+	queue_id_t a, b, c, d;
+	uint8_t key[12];
+	char *body;
+	size_t n, len;
+
+	a = put_direct(s, 2, 10);
+	b = put_direct(s, 2, 200 * 1024);
+	c = put_direct(s, 3, 10);
+	d = put_direct(s, 1, 200 * 1024);
+	store_close(&s);
+
+	/* b's envelope: junk. c's recipient 1: a future version. d's second
+	 * body chunk: cut short. A junk key in msg. */
+	be64(key, b);
+	raw_put(dir, "msg", key, 8, "\x01\xff\xff", 3);
+	be64(key, c);
+	key[8] = key[9] = key[10] = 0;
+	key[11] = 1;
+	raw_put(dir, "rcpt", key, 12, "\x07garbage", 8);
+	be64(key, d);
+	key[8] = key[9] = key[10] = 0;
+	key[11] = 1;
+	raw_put(dir, "body", key, 12, "short", 5);
+	raw_put(dir, "msg", "zz", 2, "x", 1);
+
+	/* Read-only: skipped and logged, nothing moved. */
+	s = open_store(dir, 0, STORE_RDONLY);
+	CU_ASSERT_EQUAL(count_msgs(s), 3);	/* a, c, d */
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	CU_ASSERT_EQUAL(st.bad, 0);
+	store_close(&s);
+
+	s = open_store(dir, 0, 0);
+	CU_ASSERT_EQUAL(count_msgs(s), 3);
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	/* b: msg + 2 body chunks + 2 rcpts; c: 1 rcpt; the junk key. */
+	CU_ASSERT_EQUAL(st.bad, 7);
+	CU_ASSERT_EQUAL(st.messages, 3);
+	CU_ASSERT(store_msg_load(s, b, &m) == STORE_NOTFOUND);
+	CU_ASSERT_FATAL(store_msg_load(s, c, &m) == STORE_OK);
+	CU_ASSERT_EQUAL(m.nrcpts, 2);
+	CU_ASSERT_EQUAL(m.rcpts[1].idx, 2);
+	queue_msg_free(&m);
+	/* The due index: b's entries gone, c#1's gone. */
+	CU_ASSERT(store_due_list(s, NULL, INT64_MAX, due, 16, &n) == STORE_OK);
+	CU_ASSERT_EQUAL(n, 2 + 2 + 1);
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	CU_ASSERT_EQUAL(st.pending, 5);
+
+	/* d's body is bad: reading it sets d aside. */
+	CU_ASSERT(store_body_read(s, d, 0, &body, &len) == STORE_CORRUPT);
+	CU_ASSERT(store_msg_load(s, d, &m) == STORE_NOTFOUND);
+	CU_ASSERT_EQUAL(count_msgs(s), 2);
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	CU_ASSERT_EQUAL(st.bad, 7 + 4);
+	CU_ASSERT_EQUAL(st.pending, 4);
+	/* Iterating again finds nothing more to set aside. */
+	CU_ASSERT_EQUAL(count_msgs(s), 2);
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	CU_ASSERT_EQUAL(st.bad, 11);
+	CU_ASSERT(store_body_read(s, a, 0, &body, &len) == STORE_OK);
+	CU_ASSERT_EQUAL(len, 10);
+	free(body);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+/* ---- committer ---- */
+
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t done;
+	size_t ok, full, io;
+};
+
+static void
+waiter_init(struct waiter *w)
+{
+	memset(w, 0, sizeof *w);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+}
+
+static void
+waiter_note(struct waiter *w, enum commit_status st)
+{
+	pthread_mutex_lock(&w->lock);
+	w->done++;
+	if (st == COMMIT_OK)
+		w->ok++;
+	else if (st == COMMIT_FULL)
+		w->full++;
+	else
+		w->io++;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void
+waiter_wait(struct waiter *w, size_t n)
+{
+	pthread_mutex_lock(&w->lock);
+	while (w->done < n)
+		pthread_cond_wait(&w->cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void
+waiter_destroy(struct waiter *w)
+{
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+}
+
+/* Per message of the group-commit test. */
+struct slot {
+	queue_id_t id;
+	size_t body_len;
+	uint64_t seed;
+	int status;
+	struct waiter *w;
+};
+
+static void
+slot_done(struct commit_msg *req, enum commit_status status)
+{
+	struct slot *sl = req->arg;
+
+	sl->id = req->env.id;
+	sl->status = (int)status;
+	commit_msg_free(req);
+	free(req);
+	waiter_note(sl->w, status);
+}
+
+#define GC_THREADS 8
+#define GC_PER_THREAD 500
+
+struct gc_thread {
+	struct committer *c;
+	struct slot *slots;
+	int tno;
+};
+
+static size_t
+gc_body_len(int tno, int i)
+{
+	if (tno == 3 && i == 250)
+		return 300 * 1024 + 17;	/* chunked: 3 chunks */
+	return (size_t)((tno * 7919 + i * 104729) % 3000);
+}
+
+static void *
+gc_thread_main(void *arg)
+{
+	struct gc_thread *g = arg;
+
+	for (int i = 0; i < GC_PER_THREAD; i++) {
+		struct slot *sl = &g->slots[i];
+		struct commit_msg *req = xcalloc(1, sizeof *req);
+
+		sl->body_len = gc_body_len(g->tno, i);
+		sl->seed = (uint64_t)g->tno << 32 | (uint64_t)i;
+		/* Half carry an id from the "session", half get one. */
+		make_env(&req->env, i % 2 ? queue_id_next() : 0, "s@example.com",
+		    (size_t)(1 + i % 3));
+		req->body = gen_body(sl->seed, sl->body_len);
+		req->body_len = sl->body_len;
+		req->done = slot_done;
+		req->arg = sl;
+		committer_submit(g->c, req);
+	}
+	return NULL;
+}
+
+static atomic_int notify_calls;
+
+static void
+count_notify(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&notify_calls, 1);
+}
+
+static void
+test_committer_group(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct committer *c = committer_start(s);
+	struct slot *slots = xcalloc(GC_THREADS * GC_PER_THREAD, sizeof *slots);
+	struct gc_thread g[GC_THREADS];
+	pthread_t th[GC_THREADS];
+	struct committer_stats cst;
+	struct store_stats st;
+	struct waiter w;
+	uint64_t commits;
+	size_t bad_bodies = 0;
+
+	CU_ASSERT_FATAL(c != NULL);
+	waiter_init(&w);
+	atomic_store(&notify_calls, 0);
+	committer_set_notify(c, count_notify, NULL);
+	for (size_t i = 0; i < GC_THREADS * GC_PER_THREAD; i++)
+		slots[i].w = &w;
+	for (int i = 0; i < GC_THREADS; i++) {
+		g[i].c = c;
+		g[i].slots = slots + (size_t)i * GC_PER_THREAD;
+		g[i].tno = i;
+		CU_ASSERT_FATAL(pthread_create(&th[i], NULL, gc_thread_main, &g[i]) == 0);
+	}
+	for (int i = 0; i < GC_THREADS; i++)
+		pthread_join(th[i], NULL);
+	waiter_wait(&w, GC_THREADS * GC_PER_THREAD);
+	CU_ASSERT_EQUAL(w.ok, GC_THREADS * GC_PER_THREAD);
+	committer_get_stats(c, &cst);
+	committer_stop(&c);
+	CU_ASSERT(c == NULL);
+	commits = store_commit_count(s);
+	CU_ASSERT_EQUAL(cst.messages, GC_THREADS * GC_PER_THREAD);
+	CU_ASSERT_EQUAL(cst.commits, commits);
+	CU_ASSERT(commits * 4 < GC_THREADS * GC_PER_THREAD);
+	CU_ASSERT(atomic_load(&notify_calls) >= 1);
+	fprintf(stderr, "\n  group commit: %d messages in %" PRIu64 " commits\n",
+	    GC_THREADS * GC_PER_THREAD, commits);
+
+	for (size_t i = 0; i < GC_THREADS * GC_PER_THREAD; i++) {
+		struct slot *sl = &slots[i];
+		char *body, *want;
+		size_t len;
+
+		if (store_body_read(s, sl->id, 0, &body, &len) != STORE_OK) {
+			bad_bodies++;
+			continue;
+		}
+		want = gen_body(sl->seed, sl->body_len);
+		if (len != sl->body_len || memcmp(body, want, len) != 0)
+			bad_bodies++;
+		free(want);
+		free(body);
+	}
+	CU_ASSERT_EQUAL(bad_bodies, 0);
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	CU_ASSERT_EQUAL(st.messages, GC_THREADS * GC_PER_THREAD);
+	CU_ASSERT_EQUAL(st.received, GC_THREADS * GC_PER_THREAD);
+
+	/* Reopen: the same content. */
+	store_close(&s);
+	s = open_store(dir, 0, 0);
+	CU_ASSERT_EQUAL(count_msgs(s), GC_THREADS * GC_PER_THREAD);
+	{
+		struct slot *sl = &slots[3 * GC_PER_THREAD + 250];
+		struct queue_msg m;
+		char *body, *want = gen_body(sl->seed, sl->body_len);
+		size_t len;
+
+		CU_ASSERT(store_body_read(s, sl->id, 0, &body, &len) == STORE_OK);
+		CU_ASSERT_EQUAL(len, 300 * 1024 + 17);
+		CU_ASSERT(len == sl->body_len && memcmp(body, want, len) == 0);
+		free(body);
+		free(want);
+		CU_ASSERT_FATAL(store_msg_load(s, sl->id, &m) == STORE_OK);
+		CU_ASSERT_EQUAL(m.size, sl->body_len);
+		CU_ASSERT_EQUAL(m.nrcpts, 1 + 250 % 3);
+		CU_ASSERT_STRING_EQUAL(m.env.sender, "s@example.com");
+		queue_msg_free(&m);
+	}
+	store_close(&s);
+	free(slots);
+	waiter_destroy(&w);
+	tmpdir_remove(&dir);
+}
+
+static void
+note_done(struct commit_msg *req, enum commit_status status)
+{
+	struct waiter *w = req->arg;
+
+	commit_msg_free(req);
+	free(req);
+	waiter_note(w, status);
+}
+
+static enum commit_status
+commit_one(struct committer *c, size_t body_len, queue_id_t *id_r)
+{
+	struct commit_msg *req = xcalloc(1, sizeof *req);
+	struct waiter w;
+	enum commit_status st;
+	queue_id_t id = queue_id_next();
+
+	waiter_init(&w);
+	make_env(&req->env, id, "full@example.com", 1);
+	req->body = gen_body(1, body_len);
+	req->body_len = body_len;
+	req->done = note_done;
+	req->arg = &w;
+	committer_submit(c, req);
+	waiter_wait(&w, 1);
+	st = w.ok ? COMMIT_OK : w.full ? COMMIT_FULL : COMMIT_IO;
+	waiter_destroy(&w);
+	if (id_r != NULL)
+		*id_r = id;
+	return st;
+}
+
+static void
+test_map_full(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 1 << 20, 0);
+	struct committer *c = committer_start(s);
+	queue_id_t ids[256];
+	size_t n = 0;
+	enum commit_status st = COMMIT_OK;
+	struct store_wtxn *t, *child;
+	struct envelope env;
+	queue_id_t small_id;
+	char *big;
+
+	CU_ASSERT_FATAL(c != NULL);
+	while (n < 256 && (st = commit_one(c, 16 * 1024, &ids[n])) == COMMIT_OK)
+		n++;
+	CU_ASSERT_EQUAL(st, COMMIT_FULL);
+	CU_ASSERT(n > 10);
+	/* Still full for a big one, fine for nothing yet; free room. */
+	CU_ASSERT_EQUAL(commit_one(c, 200 * 1024, NULL), COMMIT_FULL);
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	for (size_t i = 0; i < n / 2; i++)
+		CU_ASSERT(store_delete_msg(t, ids[i]) == STORE_OK);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	/* The freed space is usable by the very next commit. */
+	CU_ASSERT_EQUAL(commit_one(c, 16 * 1024, NULL), COMMIT_OK);
+	CU_ASSERT_EQUAL(commit_one(c, 100, NULL), COMMIT_OK);
+
+	/* A batch where one message does not fit: only that one fails.
+	 * Holding LMDB's writer lock here makes the committer queue up A, B
+	 * and C (in one or two batches; either way B alone fails). */
+	{
+		struct slot sl[3];
+		struct waiter w;
+		size_t lens[3] = { 1000, 900 * 1024, 1000 };
+
+		waiter_init(&w);
+		CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+		for (int i = 0; i < 3; i++) {
+			struct commit_msg *req = xcalloc(1, sizeof *req);
+			memset(&sl[i], 0, sizeof sl[i]);
+			sl[i].w = &w;
+			make_env(&req->env, 0, "mix@example.com", 1);
+			req->body = gen_body(3, lens[i]);
+			req->body_len = lens[i];
+			req->done = slot_done;
+			req->arg = &sl[i];
+			committer_submit(c, req);
+		}
+		usleep(50000);
+		store_wtxn_abort(&t);
+		waiter_wait(&w, 3);
+		CU_ASSERT_EQUAL(sl[0].status, COMMIT_OK);
+		CU_ASSERT_EQUAL(sl[1].status, COMMIT_FULL);
+		CU_ASSERT_EQUAL(sl[2].status, COMMIT_OK);
+		waiter_destroy(&w);
+	}
+	committer_stop(&c);
+
+	/* A nested transaction that does not fit is undone alone. */
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT_FATAL(store_wtxn_begin(s, t, &child) == STORE_OK);
+	make_env(&env, queue_id_next(), "a@b", 1);
+	small_id = env.id;
+	CU_ASSERT(store_put_msg(child, &env, "small", 5) == STORE_OK);
+	CU_ASSERT(store_wtxn_commit(&child) == STORE_OK);
+	CU_ASSERT_FATAL(store_wtxn_begin(s, t, &child) == STORE_OK);
+	big = gen_body(2, 4 << 20);
+	env.id = queue_id_next();
+	CU_ASSERT(store_put_msg(child, &env, big, 4 << 20) == STORE_FULL);
+	CU_ASSERT(store_put_msg(child, &env, "x", 1) == STORE_FULL);	/* dead */
+	store_wtxn_abort(&child);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	free(big);
+	{
+		struct queue_msg m;
+		CU_ASSERT(store_msg_load(s, env.id, &m) == STORE_NOTFOUND);
+		CU_ASSERT(store_msg_load(s, small_id, &m) == STORE_OK);
+		queue_msg_free(&m);
+	}
+	envelope_free(&env);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+/* Results: deferred, sent, bounced; the message goes when all final. */
+struct res_wait {
+	struct waiter w;
+	enum commit_status st;
+};
+
+static void
+res_done(struct commit_results *req, enum commit_status status)
+{
+	struct res_wait *rw = req->arg;
+
+	rw->st = status;
+	waiter_note(&rw->w, status);
+}
+
+static enum commit_status
+submit_results(struct committer *c, struct commit_results *req)
+{
+	struct res_wait rw;
+
+	waiter_init(&rw.w);
+	req->done = res_done;
+	req->arg = &rw;
+	committer_submit_results(c, req);
+	waiter_wait(&rw.w, 1);
+	waiter_destroy(&rw.w);
+	return rw.st;
+}
+
+static void
+set_result(struct commit_result *r, queue_id_t id, uint32_t idx,
+    enum rcpt_state state, int64_t next_try, const char *diag)
+{
+	memset(r, 0, sizeof *r);
+	r->id = id;
+	r->idx = idx;
+	r->state = state;
+	r->next_try = next_try;
+	r->attempt_time = time(NULL);
+	snprintf(r->diag, sizeof r->diag, "%s", diag);
+}
+
+static void
+test_committer_results(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct committer *c = committer_start(s);
+	struct commit_results req;
+	struct store_stats st;
+	struct queue_msg m;
+	queue_id_t id, bounce_id;
+	int64_t now = time(NULL);
+
+	CU_ASSERT_FATAL(c != NULL);
+	atomic_store(&notify_calls, 0);
+	committer_set_notify(c, count_notify, NULL);
+	CU_ASSERT_FATAL(commit_one(c, 500, &id) == COMMIT_OK);
+	CU_ASSERT_EQUAL(atomic_load(&notify_calls), 1);
+	/* commit_one makes 1 recipient; add a 3-recipient message. */
+	{
+		struct commit_msg *r = xcalloc(1, sizeof *r);
+		struct waiter w;
+		waiter_init(&w);
+		make_env(&r->env, 0, "sender@example.com", 3);
+		r->body = xstrdup("Subject: t\r\n\r\nhi\r\n");
+		r->body_len = strlen(r->body);
+		r->done = note_done;
+		r->arg = &w;
+		committer_submit(c, r);
+		waiter_wait(&w, 1);
+		CU_ASSERT_EQUAL(w.ok, 1);
+		waiter_destroy(&w);
+		id = store_max_id(s);
+	}
+
+	memset(&req, 0, sizeof req);
+	req.nresults = 3;
+	req.results = xcalloc(3, sizeof *req.results);
+	set_result(&req.results[0], id, 0, RCPT_SENT, 0, "250 2.0.0 ok");
+	set_result(&req.results[1], id, 1, RCPT_DEFERRED, now + 600,
+	    "451 4.3.0 later");
+	set_result(&req.results[2], id + 12345, 0, RCPT_SENT, 0, "250 gone");
+	CU_ASSERT_EQUAL(submit_results(c, &req), COMMIT_OK);
+	CU_ASSERT_EQUAL(req.results[0].status, STORE_OK);
+	CU_ASSERT_EQUAL(req.results[1].status, STORE_OK);
+	CU_ASSERT_EQUAL(req.results[2].status, STORE_NOTFOUND);
+	CU_ASSERT_EQUAL(req.results[0].removed, 0);
+	commit_results_free(&req);
+
+	CU_ASSERT_FATAL(store_msg_load(s, id, &m) == STORE_OK);
+	CU_ASSERT_EQUAL(m.rcpts[0].state, RCPT_SENT);
+	CU_ASSERT_EQUAL(m.rcpts[1].state, RCPT_DEFERRED);
+	CU_ASSERT_EQUAL(m.rcpts[1].next_try, now + 600);
+	CU_ASSERT_STRING_EQUAL(m.rcpts[1].diag, "451 4.3.0 later");
+	CU_ASSERT_EQUAL(m.rcpts[2].state, RCPT_QUEUED);
+	queue_msg_free(&m);
+
+	/* Bounce recipient 1, with a bounce message for the sender in the
+	 * same batch; a repeated result on the sent one changes nothing. */
+	memset(&req, 0, sizeof req);
+	req.nresults = 2;
+	req.results = xcalloc(2, sizeof *req.results);
+	set_result(&req.results[0], id, 1, RCPT_BOUNCED, 0, "550 5.1.1 no user");
+	set_result(&req.results[1], id, 0, RCPT_BOUNCED, 0, "dup");
+	req.nmsgs = 1;
+	req.msgs = xcalloc(1, sizeof *req.msgs);
+	make_env(&req.msgs[0].env, 0, "", 1);
+	req.msgs[0].env.flags = ENV_NOTICE;
+	req.msgs[0].body = xstrdup("Subject: Undelivered Mail\r\n\r\nsorry\r\n");
+	req.msgs[0].body_len = strlen(req.msgs[0].body);
+	CU_ASSERT_EQUAL(submit_results(c, &req), COMMIT_OK);
+	bounce_id = req.msgs[0].env.id;
+	CU_ASSERT(bounce_id > id);
+	CU_ASSERT_EQUAL(req.results[0].removed, 0);
+	commit_results_free(&req);
+	CU_ASSERT_EQUAL(atomic_load(&notify_calls), 3);
+	CU_ASSERT_FATAL(store_msg_load(s, id, &m) == STORE_OK);
+	CU_ASSERT_EQUAL(m.rcpts[0].state, RCPT_SENT);
+	CU_ASSERT_STRING_EQUAL(m.rcpts[0].diag, "250 2.0.0 ok");
+	CU_ASSERT_EQUAL(m.rcpts[1].state, RCPT_BOUNCED);
+	CU_ASSERT_EQUAL(m.rcpts[1].attempts, 2);
+	queue_msg_free(&m);
+	CU_ASSERT_FATAL(store_msg_load(s, bounce_id, &m) == STORE_OK);
+	CU_ASSERT_STRING_EQUAL(m.env.sender, "");
+	CU_ASSERT_EQUAL(m.env.flags, ENV_NOTICE);
+	queue_msg_free(&m);
+
+	/* The last recipient: the message is removed in the same commit. */
+	memset(&req, 0, sizeof req);
+	req.nresults = 1;
+	req.results = xcalloc(1, sizeof *req.results);
+	set_result(&req.results[0], id, 2, RCPT_SENT, 0, "250 ok");
+	CU_ASSERT_EQUAL(submit_results(c, &req), COMMIT_OK);
+	CU_ASSERT_EQUAL(req.results[0].removed, 1);
+	commit_results_free(&req);
+	CU_ASSERT(store_msg_load(s, id, &m) == STORE_NOTFOUND);
+	{
+		char *body;
+		size_t len;
+		CU_ASSERT(store_body_read(s, id, 0, &body, &len) == STORE_NOTFOUND);
+	}
+
+	/* An invalid new message fails the whole batch: nothing written. */
+	memset(&req, 0, sizeof req);
+	req.nresults = 1;
+	req.results = xcalloc(1, sizeof *req.results);
+	set_result(&req.results[0], bounce_id, 0, RCPT_SENT, 0, "250 ok");
+	req.nmsgs = 1;
+	req.msgs = xcalloc(1, sizeof *req.msgs);
+	make_env(&req.msgs[0].env, 0, "", 1);
+	req.msgs[0].env.ret = 42;
+	CU_ASSERT_EQUAL(submit_results(c, &req), COMMIT_IO);
+	commit_results_free(&req);
+	CU_ASSERT_FATAL(store_msg_load(s, bounce_id, &m) == STORE_OK);
+	CU_ASSERT_EQUAL(m.rcpts[0].state, RCPT_QUEUED);
+	queue_msg_free(&m);
+
+	queue_stats_add_rejected(3);
+	committer_stop(&c);
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	CU_ASSERT_EQUAL(st.delivered, 2);
+	CU_ASSERT_EQUAL(st.bounced, 1);
+	CU_ASSERT_EQUAL(st.deferred, 1);
+	CU_ASSERT_EQUAL(st.rejected, 3);
+	CU_ASSERT_EQUAL(st.received, 3);
+	CU_ASSERT_EQUAL(st.messages, 2);	/* the 1-rcpt one and the bounce */
+	CU_ASSERT_EQUAL(st.pending, 2);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+int
+main(void)
+{
+	CU_pSuite suite;
+	unsigned failures;
+
+	log_set_level(getenv("TEST_QUEUE_VERBOSE") ? LOG_LVL_DEBUG : LOG_LVL_ERROR);
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	suite = CU_add_suite("queue", NULL, NULL);
+	if (suite == NULL ||
+	    !CU_add_test(suite, "queue id format and parse", test_id_format_parse) ||
+	    !CU_add_test(suite, "queue ids across threads", test_id_threads) ||
+	    !CU_add_test(suite, "record round trips", test_record_roundtrip) ||
+	    !CU_add_test(suite, "record hostile input", test_record_hostile) ||
+	    !CU_add_test(suite, "store basics and reopen", test_store_basic) ||
+	    !CU_add_test(suite, "store delete, flush, due", test_store_delete_flush) ||
+	    !CU_add_test(suite, "store corrupt records", test_store_corrupt) ||
+	    !CU_add_test(suite, "committer group commit", test_committer_group) ||
+	    !CU_add_test(suite, "committer map full", test_map_full) ||
+	    !CU_add_test(suite, "committer results", test_committer_results)) {
+		CU_cleanup_registry();
+		return 1;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failures = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+	CU_cleanup_registry();
+	return failures ? 1 : 0;
+}

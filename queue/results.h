@@ -74,7 +74,8 @@ struct commit_results {
 /* Queues req as commit_submit does for messages; done is called once,
  * on the committer thread, with COMMIT_OK when the batch is durable,
  * COMMIT_FULL when it does not fit (nothing of it was written; retry
- * later), COMMIT_IO otherwise (also when a new message is invalid). */
+ * later), COMMIT_IO otherwise (also when a new message or a result is invalid,
+ * e.g. an unknown state). */
 void committer_submit_results(struct committer *c, struct commit_results *req);
 
 /* Frees results, msgs (with their envelopes and bodies); not req itself. */

@@ -374,9 +374,14 @@ store_wtxn_abort(struct store_wtxn **txnp)
 static int
 mkdir_p(const char *dir)
 {
-	char *path = xstrdup(dir);
+	char *path;
 	int rc = 0;
 
+	if (dir[0] == '\0') {
+		errno = EINVAL;
+		return -1;
+	}
+	path = xstrdup(dir);
 	for (char *p = path + 1;; p++) {
 		if (*p != '/' && *p != '\0')
 			continue;

@@ -76,8 +76,10 @@ enum store_open_flag {
 
 /*
  * Opens (creating dir with mode 0700 and the databases when missing) the
- * queue under dir with an LMDB map of map_size bytes (0: the default, or
- * the size the environment already has, whichever is larger). A read-only
+ * queue under dir with an LMDB map of map_size bytes (0: the default);
+ * never less than the data already stored, so the map grows by opening
+ * with a larger size (and another process of a larger size is followed:
+ * MDB_MAP_RESIZED is handled inside). A read-only
  * open of a queue that does not exist yet creates it empty first. Checks
  * the schema version, clears stale reader slots of dead processes, and
  * raises the queue id floor (queue_id_floor) to the largest id present.

@@ -497,8 +497,9 @@ cmd_delete(struct mailctl *mc, struct queue_store *s, char **ids, int nids)
 {
 	struct store_wtxn *t;
 	char idtxt[QUEUE_ID_LEN + 1];
+	queue_id_t *ok;	/* per ID: the id deleted, or 0 */
 	uint64_t count = 0;
-	int st, failed = 0, deleted = 0;
+	int st, failed = 0;
 
 	if ((st = store_wtxn_begin(s, NULL, &t)) != STORE_OK) {
 		fprintf(stderr, "mailctl: delete: %s\n", store_status_text(st));
@@ -518,38 +519,37 @@ cmd_delete(struct mailctl *mc, struct queue_store *s, char **ids, int nids)
 		fprintf(mc->out, "%" PRIu64 " messages deleted\n", count);
 		return 0;
 	}
+	ok = xcalloc((size_t)nids, sizeof *ok);
 	for (int i = 0; i < nids; i++) {
-		queue_id_t id;
-
-		if (queue_id_parse(ids[i], &id) != 0) {
+		if (queue_id_parse(ids[i], &ok[i]) != 0) {
+			ok[i] = 0;
 			failed |= not_in_queue(ids[i]);
 			continue;
 		}
-		st = store_delete_msg(t, id);
+		st = store_delete_msg(t, ok[i]);
 		if (st == STORE_NOTFOUND) {
+			ok[i] = 0;	/* also a repeated ID */
 			failed |= not_in_queue(ids[i]);
 			continue;
 		}
 		if (st != STORE_OK) {
 			store_wtxn_abort(&t);
+			free(ok);
 			fprintf(stderr, "mailctl: delete: %s\n", store_status_text(st));
 			return 1;
 		}
-		deleted = 1;
 	}
 	st = store_wtxn_commit(&t);
 	if (st != STORE_OK) {
+		free(ok);
 		fprintf(stderr, "mailctl: delete: %s\n", store_status_text(st));
 		return 1;
 	}
-	for (int i = 0; i < nids && deleted; i++) {
-		queue_id_t id;
-		if (queue_id_parse(ids[i], &id) == 0)
+	for (int i = 0; i < nids; i++)
+		if (ok[i] != 0)
 			fprintf(mc->out, "%s: deleted\n",
-			    queue_id_format(id, idtxt, sizeof idtxt));
-	}
-	/* Only IDs that were found get here without a message above;
-	 * the loop reprints them, so list the found ones instead. */
+			    queue_id_format(ok[i], idtxt, sizeof idtxt));
+	free(ok);
 	return failed ? 1 : 0;
 }
 

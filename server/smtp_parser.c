@@ -128,7 +128,14 @@ smtp_cmd_parse(struct smtp_cmd_parser *p, const char *in, size_t len,
 				i++;
 				p->line[p->len] = '\0';
 				p->state = CMD_ST_DONE;
-				*res = p->bad ? SMTP_CMD_BARE_EOL : SMTP_CMD_READY;
+				/* The length test only bites if the limit was
+				 * lowered in mid-line, against the contract. */
+				if (p->len + 2 > p->max_line)
+					*res = SMTP_CMD_TOO_LONG;
+				else if (p->bad)
+					*res = SMTP_CMD_BARE_EOL;
+				else
+					*res = SMTP_CMD_READY;
 				return i;
 			}
 			/* The pending CR was a bare CR: it is line content
@@ -326,7 +333,8 @@ static void
 data_flag(struct smtp_data_parser *p, const char *in, size_t *seg, size_t at,
     unsigned flag)
 {
-	data_emit(p, in + *seg, at - *seg);
+	if (p->flags == 0)
+		data_emit(p, in + *seg, at - *seg);
 	*seg = at;
 	p->flags |= flag;
 }
@@ -353,6 +361,9 @@ data_scan_plain(const char *s, size_t n)
 {
 	size_t i = 0;
 
+	/* In hostile input stops come back to back: check one byte first. */
+	if (n == 0 || s[0] == '\r' || s[0] == '\n' || s[0] == '\0')
+		return 0;
 	while (i + 8 <= n) {
 		uint64_t w;
 

@@ -987,6 +987,14 @@ session_close_fd(struct smtp_session *s)
 		gnutls_deinit(s->tls);
 		s->tls = NULL;
 	}
+	/* Unread input would turn the close into a reset that can destroy
+	 * our last reply before the client reads it: discard what is there. */
+	shutdown(s->fd, SHUT_WR);
+	for (int i = 0; i < 16; i++) {
+		char junk[4096];
+		if (recv(s->fd, junk, sizeof junk, MSG_DONTWAIT) <= 0)
+			break;
+	}
 	close(s->fd);	/* also leaves the epoll set */
 	s->fd = -1;
 	connlimit_release((struct sockaddr *)&s->peer);

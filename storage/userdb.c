@@ -30,8 +30,14 @@
  * the back reference adds nothing; if the whole walk then ends with no
  * final address at all, it was a pure loop and the result is -1.
  *
+ * Passwords: crypt_r with its state on the heap, the result compared in
+ * constant time; passwords over 1024 bytes are refused. An unknown user
+ * or one with an empty hash is checked against another user's hash (or a
+ * fixed $6$ one) and refused, so timing does not reveal who exists.
+ *
  * Errors in files are printed as `FILE:LINE: message` (at most 50, then a
- * summary); loading fails if there was any.
+ * summary); a file that cannot be opened as `FILE: cannot open: reason`.
+ * Loading fails if there was any.
  */
 #include <crypt.h>
 #include <errno.h>
@@ -52,8 +58,8 @@
 #define UD_PASSWORD_MAX 1024
 #define UD_EXPAND_DEPTH 20
 #define UD_EXPAND_MAX 1000
-/* Used for the timing-equaliser hash when no user has a hash. */
-#define UD_DUMMY_SETTING "$6$ud0mmys4ltv4lue$"
+/* For timing when no user has a hash: SHA-512 crypt, default rounds. */
+#define UD_DUMMY_HASH "$6$ud0mmys4ltv4lue$"
 
 struct ud_entry {
 	char *key;	/* lower-cased address; NULL = empty slot */
@@ -449,30 +455,21 @@ ud_load_file(struct userdb *db, const char *path, int users, FILE *errs)
 	return r.errors;
 }
 
-/* A hash computed like the users' own, for lookups that find no user. */
+/*
+ * The hash that a check for a missing user (or one without a hash) is
+ * computed against: a real user's hash, so that it costs the same as a
+ * real check (same scheme, rounds and salt length), and the answer is "no"
+ * whatever the result. Nothing is computed here: loading stays cheap.
+ */
 static char *
-ud_make_dummy(const struct userdb *db)
+ud_pick_dummy(const struct userdb *db)
 {
-	struct crypt_data *cd = xcalloc(1, sizeof *cd);
-	const char *setting = UD_DUMMY_SETTING;
-	char *out = NULL, *res;
-
 	for (size_t i = 0; i < db->users.cap; i++) {
 		const struct ud_entry *e = &db->users.slots[i];
-		if (e->key != NULL && e->hash[0] == '$') {
-			setting = e->hash;
-			break;
-		}
+		if (e->key != NULL && e->hash[0] == '$')
+			return xstrdup(e->hash);
 	}
-	res = crypt_r("not-a-password", setting, cd);
-	if (res == NULL || res[0] == '*')
-		res = crypt_r("not-a-password", UD_DUMMY_SETTING, cd);
-	if (res != NULL && res[0] != '*')
-		out = xstrdup(res);
-	else
-		out = xstrdup(UD_DUMMY_SETTING);
-	free(cd);
-	return out;
+	return xstrdup(UD_DUMMY_HASH);
 }
 
 struct userdb *
@@ -491,7 +488,7 @@ userdb_load(const char *users_file, const char *aliases_file, FILE *errs)
 		userdb_free(&db);
 		return NULL;
 	}
-	db->dummy_hash = ud_make_dummy(db);
+	db->dummy_hash = ud_pick_dummy(db);
 	return db;
 }
 
@@ -579,6 +576,7 @@ userdb_check_password(const struct userdb *db, const char *user,
 	res = crypt_r(password, hash, cd);
 	ok = res != NULL && res[0] != '*' && ud_equal_ct(res, hash);
 	free(cd);
+	/* A match against the dummy is still "no": it is not this user's. */
 	return ok && hash != db->dummy_hash;
 }
 

@@ -1,0 +1,435 @@
+# bench/common.sh: shared pieces of the benchmark scripts (sourced, not run).
+#
+# Everything here stays on loopback: each script re-executes itself inside a
+# private network namespace (unshare --net) that holds only `lo`, and every
+# server it starts listens on 127.0.0.1. Every wait is bounded.
+#
+# Environment knobs common to all scripts:
+#   MAILSERVER_BIN   mailserver binary (default: build/default/mailserver)
+#   MAILCTL_BIN      mailctl binary (default: build/default/mailctl, if built)
+#   BENCH_KEEP=1     keep the temp dir (configs, logs) for inspection
+#   BENCH_PORT_BASE  first TCP port used (default 30025)
+
+# ---- entering the private network namespace ------------------------------
+
+# Call first thing in a script: bench_enter_netns "$@"
+# Re-executes the calling script under `unshare --net` (root needed), brings
+# loopback up and raises the fd limit.
+bench_enter_netns() {
+	if [ "${BENCH_IN_NETNS:-}" != 1 ]; then
+		exec unshare --net env BENCH_IN_NETNS=1 bash "$0" "$@"
+	fi
+	ip link set lo up
+	ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+	# Only loopback may exist in here; refuse to run otherwise.
+	local ifs
+	ifs=$(ip -o link show | awk -F': ' '{print $2}' | grep -v '^lo$' || true)
+	if [ -n "$ifs" ]; then
+		echo "bench: network namespace has interfaces besides lo: $ifs" >&2
+		exit 1
+	fi
+}
+
+# ---- paths, temp dir, cleanup --------------------------------------------
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BENCH_REPO=$(cd "$BENCH_DIR/.." && pwd)
+BENCH_PORT_BASE=${BENCH_PORT_BASE:-30025}
+
+BENCH_TMP=""
+BENCH_MS_PIDS=()	# mailservers started (pid)
+BENCH_PF_DIRS=()	# private Postfix config dirs started
+BENCH_SINK_PIDS=()	# smtp-sinks started
+BENCH_OTHER_PIDS=()	# anything else started in the background
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+now() { date +%s.%N; }
+# elapsed START END -> seconds, 3 decimals
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+# rate COUNT SECONDS -> msgs/s, no decimals
+rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "-" }'; }
+# ratio A B -> A/B, 2 decimals, "-" when undefined
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.2f", a / b;
+		else print "-" }'
+}
+
+bench_init() {
+	BENCH_TMP=$(mktemp -d /tmp/mailbench.XXXXXX)
+	chmod 755 "$BENCH_TMP"	# postfix and nobody must traverse it
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM HUP
+
+	local ms=${MAILSERVER_BIN:-$BENCH_REPO/build/default/mailserver}
+	[ -x "$ms" ] || die "no mailserver binary at $ms (make build/default/mailserver)"
+	# Private copies: others may rebuild the tree during a run.
+	mkdir -p "$BENCH_TMP/bin"
+	cp "$ms" "$BENCH_TMP/bin/mailserver"
+	BENCH_MS_BIN=$BENCH_TMP/bin/mailserver
+	local mc=${MAILCTL_BIN:-$BENCH_REPO/build/default/mailctl}
+	BENCH_MAILCTL=""
+	if [ -x "$mc" ]; then
+		cp "$mc" "$BENCH_TMP/bin/mailctl"
+		BENCH_MAILCTL=$BENCH_TMP/bin/mailctl
+	fi
+	for t in smtp-source smtp-sink postfix postsuper postconf; do
+		command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] ||
+			die "$t not found (apt-get install postfix; see NOTES.md)"
+	done
+	export PATH="$PATH:/usr/sbin:/sbin"
+}
+
+bench_cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM HUP
+	set +e
+	local p d
+	for p in "${BENCH_OTHER_PIDS[@]}"; do stop_pid "$p" 5; done
+	for p in "${BENCH_MS_PIDS[@]}"; do stop_pid "$p" 35; done
+	for d in "${BENCH_PF_DIRS[@]}"; do pf_stop "$d"; done
+	for p in "${BENCH_SINK_PIDS[@]}"; do stop_pid "$p" 5; done
+	if [ -n "$BENCH_TMP" ] && [ -d "$BENCH_TMP" ]; then
+		if [ "${BENCH_KEEP:-}" = 1 ]; then
+			log "kept $BENCH_TMP"
+		else
+			rm -rf "$BENCH_TMP"
+		fi
+	fi
+	exit "$rc"
+}
+
+# stop_pid PID GRACE: SIGTERM, wait up to GRACE seconds, then SIGKILL.
+stop_pid() {
+	local pid=$1 grace=${2:-10} i
+	[ -n "$pid" ] || return 0
+	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < grace * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "pid $pid still running after ${grace}s: SIGKILL"
+		kill -KILL "$pid" 2>/dev/null
+	fi
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
+# forget PID ARRAYNAME: drop a stopped pid from a tracking array.
+forget_pid() {
+	local pid=$1 name=$2 p
+	local -n arr=$name
+	local keep=()
+	for p in "${arr[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+	arr=("${keep[@]}")
+}
+
+# wait_port HOST PORT SECONDS: until something accepts connections there.
+wait_port() {
+	local host=$1 port=$2 secs=${3:-20} i
+	for ((i = 0; i < secs * 10; i++)); do
+		if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+# ---- mailserver ----------------------------------------------------------
+
+# ms_write_config DIR PORT [extra config lines...]: writes DIR/mailserver.conf
+ms_write_config() {
+	local dir=$1 port=$2
+	shift 2
+	mkdir -p "$dir"
+	{
+		echo "# generated by bench/common.sh"
+		echo "hostname = bench.test"
+		echo "listen = 127.0.0.1:$port smtp"
+		echo "queue_dir = $dir/queue"
+		echo "mail_dir = $dir/mail"
+		echo "log_file = $dir/mailserver.log"
+		echo "log_level = ${BENCH_MS_LOG_LEVEL:-warn}"
+		echo "dns_server = 127.0.0.1:1"
+		echo "local_domains = localhost"
+		local l
+		for l in "$@"; do echo "$l"; done
+	} >"$dir/mailserver.conf"
+	"$BENCH_MS_BIN" -t -c "$dir/mailserver.conf" >/dev/null 2>"$dir/check.err" || {
+		cat "$dir/check.err" >&2
+		die "mailserver -t rejected $dir/mailserver.conf"
+	}
+}
+
+# ms_start DIR PORT: starts mailserver on DIR/mailserver.conf; sets MS_PID.
+ms_start() {
+	local dir=$1 port=$2
+	"$BENCH_MS_BIN" -c "$dir/mailserver.conf" >>"$dir/stderr.log" 2>&1 &
+	MS_PID=$!
+	BENCH_MS_PIDS+=("$MS_PID")
+	if ! wait_port 127.0.0.1 "$port" 20; then
+		tail -20 "$dir/stderr.log" "$dir/mailserver.log" >&2 2>/dev/null
+		die "mailserver did not listen on 127.0.0.1:$port within 20s"
+	fi
+	kill -0 "$MS_PID" 2>/dev/null || die "mailserver exited at start (see $dir/stderr.log)"
+}
+
+# ms_stop: SIGTERM to MS_PID, bounded wait.
+ms_stop() {
+	[ -n "${MS_PID:-}" ] || return 0
+	stop_pid "$MS_PID" 35
+	forget_pid "$MS_PID" BENCH_MS_PIDS
+	MS_PID=""
+}
+
+# ms_reset DIR PORT: stop, empty queue and Maildirs, start again.
+ms_reset() {
+	ms_stop
+	rm -rf "$1/queue" "$1/mail"
+	ms_start "$1" "$2"
+}
+
+# ms_received DIR: messages the queue holds/received, or "?" if unknown.
+# Prefers `mailctl --json stats` (received counter); falls back to the
+# number of records in the LMDB `msg` sub-database (mdb_stat).
+ms_received() {
+	local dir=$1 out n
+	if [ -n "$BENCH_MAILCTL" ]; then
+		out=$(timeout 30 "$BENCH_MAILCTL" -c "$dir/mailserver.conf" --json stats 2>/dev/null || true)
+		n=$(printf '%s' "$out" | grep -o '"received":[0-9]*' | head -1 | cut -d: -f2)
+		if [ -n "$n" ]; then echo "$n"; return; fi
+	fi
+	if command -v mdb_stat >/dev/null && [ -d "$dir/queue" ]; then
+		n=$(timeout 30 mdb_stat -s msg "$dir/queue" 2>/dev/null |
+			awk '/Entries:/ { print $2; exit }')
+		if [ -n "$n" ]; then echo "$n"; return; fi
+	fi
+	echo "?"
+}
+
+# ms_delivered_maildir DIR: files in every Maildir new/ under DIR/mail.
+ms_delivered_maildir() {
+	local d=$1/mail
+	[ -d "$d" ] || { echo 0; return; }
+	find "$d" -path '*/new/*' -type f 2>/dev/null | wc -l
+}
+
+# ---- private Postfix -----------------------------------------------------
+
+# pf_setup DIR PORT MODE [SINKPORT]
+#   MODE hold:    accept and park in the hold queue (acceptance only)
+#   MODE relay:   relay everything to [127.0.0.1]:SINKPORT
+#   MODE maildir: deliver mail for maildir.test into DIR/vmail/<user>/ Maildirs
+#                 (virtual(8), as user nobody)
+# Mail for DOMAIN (BENCH_PF_DOMAIN, default bench.test) is what the benches send.
+pf_setup() {
+	local dir=$1 port=$2 mode=$3 sinkport=${4:-}
+	# DIR/conf: main.cf, master.cf (postfix -c DIR/conf); the queue and the
+	# data directory live beside it, not inside (postfix-script's ownership
+	# checks walk the config directory).
+	mkdir -p "$dir/conf" "$dir/queue" "$dir/data" "$dir/log"
+	chown postfix:postfix "$dir/data"
+	chown root:root "$dir/queue" "$dir/conf"
+	chmod 755 "$dir" "$dir/conf" "$dir/queue" "$dir/log"
+	local extra=""
+	case "$mode" in
+	hold)
+		extra="smtpd_recipient_restrictions = check_recipient_access inline:{hold.test=HOLD}, permit_mynetworks, reject_unauth_destination"
+		;;
+	relay)
+		[ -n "$sinkport" ] || die "pf_setup relay needs SINKPORT"
+		extra="relayhost = [127.0.0.1]:$sinkport"
+		;;
+	maildir)
+		mkdir -p "$dir/vmail"
+		chown nobody:nogroup "$dir/vmail"
+		extra="virtual_mailbox_domains = maildir.test
+virtual_mailbox_base = $dir/vmail
+virtual_mailbox_maps = static:rcpt/
+virtual_uid_maps = static:$(id -u nobody)
+virtual_gid_maps = static:$(getent group nogroup | cut -d: -f3)
+virtual_minimum_uid = 100"
+		;;
+	*) die "pf_setup: unknown mode $mode" ;;
+	esac
+	cat >"$dir/conf/main.cf" <<EOF
+# generated by bench/common.sh (mode $mode)
+compatibility_level = 3.6
+queue_directory = $dir/queue
+data_directory = $dir/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+shlib_directory = /usr/lib/postfix
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.test
+mydomain = bench.test
+myorigin = \$myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtpd_peername_lookup = no
+smtp_dns_support_level = disabled
+smtpd_banner = \$myhostname ESMTP
+biff = no
+append_dot_mydomain = no
+maillog_file = $dir/log/maillog
+maillog_file_prefixes = $dir/log
+# enough smtpd processes for 100+ concurrent sessions
+default_process_limit = ${BENCH_PF_PROCESS_LIMIT:-250}
+$extra
+EOF
+	awk -v port="$port" '
+		/^#/ || /^[ \t]/ || NF < 8 { print; next }
+		$1 == "smtp" && $2 == "inet" {
+			print "127.0.0.1:" port " inet n - n - - smtpd"; next }
+		{ $5 = "n"; print }
+	' /etc/postfix/master.cf >"$dir/conf/master.cf"
+}
+
+# pf_start DIR PORT
+pf_start() {
+	local dir=$1 port=$2
+	postfix -c "$dir/conf" check >"$dir/check.log" 2>&1 || {
+		cat "$dir/check.log" >&2
+		die "postfix -c $dir check failed"
+	}
+	postfix -c "$dir/conf" start >"$dir/start.log" 2>&1 || {
+		cat "$dir/start.log" >&2
+		tail -20 "$dir/log/maillog" >&2 2>/dev/null
+		die "postfix -c $dir start failed"
+	}
+	BENCH_PF_DIRS+=("$dir")
+	wait_port 127.0.0.1 "$port" 30 || {
+		tail -20 "$dir/log/maillog" >&2 2>/dev/null
+		die "private postfix did not listen on 127.0.0.1:$port"
+	}
+}
+
+# pf_stop DIR: `postfix -c DIR stop`, bounded; `abort` if it hangs.
+pf_stop() {
+	local dir=$1 i pidf
+	[ -f "$dir/conf/main.cf" ] || return 0
+	pidf=$dir/queue/pid/master.pid
+	[ -f "$pidf" ] || return 0
+	timeout 30 postfix -c "$dir/conf" stop >/dev/null 2>&1 ||
+		timeout 30 postfix -c "$dir/conf" abort >/dev/null 2>&1
+	for ((i = 0; i < 100; i++)); do
+		[ -f "$pidf" ] && kill -0 "$(tr -d ' ' <"$pidf")" 2>/dev/null || break
+		sleep 0.1
+	done
+	forget_pid "$dir" BENCH_PF_DIRS
+}
+
+# pf_held DIR: messages in the hold queue
+pf_held() { find "$1/queue/hold" -type f 2>/dev/null | wc -l; }
+
+# pf_queued DIR: messages anywhere in the queue (incoming active deferred hold maildrop)
+pf_queued() {
+	find "$1/queue/incoming" "$1/queue/active" "$1/queue/deferred" \
+		"$1/queue/hold" "$1/queue/maildrop" -type f 2>/dev/null | wc -l
+}
+
+# pf_empty DIR: delete every queued message
+pf_empty() {
+	local dir=$1
+	postsuper -c "$dir/conf" -d ALL >/dev/null 2>&1 || true
+}
+
+# pf_delivered_maildir DIR
+pf_delivered_maildir() {
+	find "$1/vmail" -path '*/new/*' -type f 2>/dev/null | wc -l
+}
+
+# ---- smtp-sink -----------------------------------------------------------
+
+# sink_start DIR PORT: smtp-sink with a running counter to DIR/sink.out; sets SINK_PID
+sink_start() {
+	local dir=$1 port=$2
+	mkdir -p "$dir"
+	: >"$dir/sink.out"
+	smtp-sink -u nobody -c -m 1000 127.0.0.1:"$port" 1000 >"$dir/sink.out" 2>"$dir/sink.err" &
+	SINK_PID=$!
+	BENCH_SINK_PIDS+=("$SINK_PID")
+	wait_port 127.0.0.1 "$port" 10 || die "smtp-sink did not listen on $port"
+	# wait_port's probe counts as a session, not as a message
+}
+
+sink_stop() {
+	[ -n "${SINK_PID:-}" ] || return 0
+	stop_pid "$SINK_PID" 5
+	forget_pid "$SINK_PID" BENCH_SINK_PIDS
+	SINK_PID=""
+}
+
+# sink_count DIR: messages ("." received) so far
+sink_count() {
+	local n
+	n=$(tail -c 200 "$1/sink.out" 2>/dev/null | tr '\r' '\n' |
+		grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2)
+	echo "${n:-0}"
+}
+
+# ---- load ----------------------------------------------------------------
+
+# run_source PORT SESSIONS COUNT SIZE RCPT -> sets SRC_SECS (wall time), SRC_RC
+# smtp-source is bounded by BENCH_SOURCE_TIMEOUT (default 600s).
+run_source() {
+	local port=$1 sessions=$2 count=$3 size=$4 rcpt=$5 t0 t1
+	t0=$(now)
+	set +e
+	timeout "${BENCH_SOURCE_TIMEOUT:-600}" smtp-source -s "$sessions" -m "$count" \
+		-l "$size" -f sender@bench.test -t "$rcpt" 127.0.0.1:"$port" \
+		>"$BENCH_TMP/source.out" 2>&1
+	SRC_RC=$?
+	set -e
+	t1=$(now)
+	SRC_SECS=$(elapsed "$t0" "$t1")
+	if [ "$SRC_RC" != 0 ]; then
+		log "smtp-source exited $SRC_RC after ${SRC_SECS}s$([ "$SRC_RC" = 124 ] && echo ' (timeout)'):"
+		tail -5 "$BENCH_TMP/source.out" >&2
+	fi
+	return 0
+}
+
+# wait_count FUNC ARG TARGET TIMEOUT STALL: polls `FUNC ARG` until it reaches
+# TARGET. Gives up after TIMEOUT seconds in all, or after STALL seconds
+# without progress. Sets WAIT_N (last count) and WAIT_T (now() when last
+# count was first seen).
+wait_count() {
+	local fn=$1 arg=$2 target=$3 tmo=$4 stall=$5
+	local start last_change n t
+	start=$(now)
+	WAIT_N=$("$fn" "$arg")
+	WAIT_T=$(now)
+	last_change=$WAIT_T
+	while [ "$WAIT_N" -lt "$target" ]; do
+		sleep 0.1
+		n=$("$fn" "$arg")
+		t=$(now)
+		if [ "$n" != "$WAIT_N" ]; then
+			WAIT_N=$n
+			WAIT_T=$t
+			last_change=$t
+		fi
+		awk -v a="$start" -v b="$t" -v m="$tmo" 'BEGIN { exit !(b - a > m) }' && break
+		awk -v a="$last_change" -v b="$t" -v m="$stall" 'BEGIN { exit !(b - a > m) }' && break
+	done
+	return 0
+}
+
+size_label() {
+	awk -v b="$1" 'BEGIN { if (b >= 1024 && b % 1024 == 0) printf "%dKiB", b / 1024; else printf "%dB", b }'
+}

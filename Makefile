@@ -30,6 +30,7 @@ UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
+.SECONDARY:
 .PHONY: all run test unit integration fuzz fuzz-regress deps bench clean
 all: $(BUILD)/mailserver $(BUILD)/mailctl
 	@cmp -s $(BUILD)/mailserver mailserver || cp -f $(BUILD)/mailserver mailserver

@@ -1,4 +1,5 @@
 # bench/common.sh: shared pieces of the benchmark scripts (sourced, not run).
+# shellcheck shell=bash disable=SC2034
 #
 # Everything here stays on loopback: each script re-executes itself inside a
 # private network namespace (unshare --net) that holds only `lo`, and every
@@ -432,4 +433,126 @@ wait_count() {
 
 size_label() {
 	awk -v b="$1" 'BEGIN { if (b >= 1024 && b % 1024 == 0) printf "%dKiB", b / 1024; else printf "%dB", b }'
+}
+
+# ---- end-to-end (delivery) benchmarks: bench/local, bench/relay ----------
+
+# e2e_run NAME PORT SESSIONS COUNT SIZE RCPT COUNTFN COUNTARG
+# Starts the clock, runs smtp-source, then waits until COUNTFN COUNTARG has
+# grown by COUNT (bounded: BENCH_DELIVER_TIMEOUT total, default 600s, and
+# BENCH_STALL seconds without progress, default 20s). Sets:
+#   E2E_ACC   acceptance msgs/s (smtp-source wall time)
+#   E2E_RATE  end-to-end msgs/s (start to last delivery), or "-" if incomplete
+#   E2E_DONE  messages delivered in this run
+E2E_ACC="-" E2E_RATE="-" E2E_DONE=0
+e2e_run() {
+	local name=$1 port=$2 s=$3 count=$4 size=$5 rcpt=$6 fn=$7 arg=$8
+	local base t0 secs
+	base=$("$fn" "$arg")
+	t0=$(now)
+	run_source "$port" "$s" "$count" "$size" "$rcpt"
+	E2E_ACC=$(rate "$count" "$SRC_SECS")
+	wait_count "$fn" "$arg" $((base + count)) "${BENCH_DELIVER_TIMEOUT:-600}" "${BENCH_STALL:-20}"
+	E2E_DONE=$((WAIT_N - base))
+	secs=$(elapsed "$t0" "$WAIT_T")
+	if [ "$E2E_DONE" -ge "$count" ]; then
+		E2E_RATE=$(rate "$count" "$secs")
+		log "$name: accepted in ${SRC_SECS}s ($E2E_ACC msgs/s); all $count delivered after ${secs}s: $E2E_RATE msgs/s"
+	else
+		E2E_RATE="-"
+		log "$name: accepted in ${SRC_SECS}s ($E2E_ACC msgs/s, smtp-source rc=$SRC_RC); only $E2E_DONE of $count delivered (gave up: no progress for ${BENCH_STALL:-20}s or ${BENCH_DELIVER_TIMEOUT:-600}s in all)"
+	fi
+}
+
+# e2e_print_table TITLE: prints E2E_RESULTS rows
+# (size sessions ms_e2e pf_e2e ratio ms_accept pf_accept)
+e2e_print_table() {
+	echo
+	echo "$1"
+	printf '%-8s %8s %14s %14s %8s %12s %12s\n' size sessions "mailserver" "postfix" ratio "ms accept" "pf accept"
+	local r
+	for r in "${E2E_RESULTS[@]}"; do
+		# shellcheck disable=SC2086
+		printf '%-8s %8s %14s %14s %8s %12s %12s\n' $r
+	done
+	echo "(mailserver/postfix: end-to-end msgs/s from smtp-source start until the last"
+	echo " message was delivered; accept: msgs/s while smtp-source ran)"
+	if [ ${#E2E_NOTES[@]} -gt 0 ]; then
+		echo "notes:"
+		for r in "${E2E_NOTES[@]}"; do echo "  $r"; done
+	fi
+}
+
+# e2e_bench TITLE MS_RCPT MS_COUNTFN MS_COUNTARG PF_RCPT PF_COUNTFN PF_COUNTARG
+# The loop shared by bench/local and bench/relay. Needs MS_DIR MS_PORT
+# PF_DIR PF_PORT COUNT SESSIONS SIZES ONLY set and the servers started.
+E2E_RESULTS=()
+E2E_NOTES=()
+e2e_bench() {
+	local title=$1 ms_rcpt=$2 ms_fn=$3 ms_arg=$4 pf_rcpt=$5 pf_fn=$6 pf_arg=$7
+	local size s ms_e2e ms_acc pf_e2e pf_acc ms_works=1
+	for size in $SIZES; do
+		for s in $SESSIONS; do
+			ms_e2e="-" ms_acc="-" pf_e2e="-" pf_acc="-"
+			if [ "$ONLY" != postfix ]; then
+				if [ "$ms_works" = 1 ]; then
+					ms_reset "$MS_DIR" "$MS_PORT"
+					log "mailserver: $COUNT x $(size_label "$size"), $s sessions"
+					e2e_run mailserver "$MS_PORT" "$s" "$COUNT" "$size" "$ms_rcpt" "$ms_fn" "$ms_arg"
+					ms_acc=$E2E_ACC
+					if [ "$E2E_DONE" = 0 ]; then
+						ms_works=0
+						ms_e2e="none"
+						echo "mailserver: no delivery (not built yet)"
+						E2E_NOTES+=("mailserver: no delivery (not built yet): nothing delivered within ${BENCH_STALL:-20}s after acceptance; queue received=$(ms_received "$MS_DIR"); later runs skip mailserver")
+					elif [ "$E2E_RATE" = "-" ]; then
+						ms_e2e="partial"
+						E2E_NOTES+=("mailserver $(size_label "$size")/$s: only $E2E_DONE of $COUNT delivered")
+					else
+						ms_e2e=$E2E_RATE
+					fi
+				else
+					ms_e2e="none"
+				fi
+			fi
+			if [ "$ONLY" != mailserver ]; then
+				pf_empty "$PF_DIR"
+				log "postfix: $COUNT x $(size_label "$size"), $s sessions"
+				e2e_run postfix "$PF_PORT" "$s" "$COUNT" "$size" "$pf_rcpt" "$pf_fn" "$pf_arg"
+				pf_acc=$E2E_ACC
+				if [ "$E2E_RATE" = "-" ]; then
+					pf_e2e="partial"
+					E2E_NOTES+=("postfix $(size_label "$size")/$s: only $E2E_DONE of $COUNT delivered; queue still holds $(pf_queued "$PF_DIR")")
+				else
+					pf_e2e=$E2E_RATE
+				fi
+				pf_empty "$PF_DIR"
+			fi
+			E2E_RESULTS+=("$(size_label "$size") $s $ms_e2e $pf_e2e $(ratio "$ms_e2e" "$pf_e2e") $ms_acc $pf_acc")
+		done
+	done
+	e2e_print_table "$title"
+}
+
+# disk_probe: one line about the disk under BENCH_TMP (absolute figures
+# drift; printed so that a table can be read against the disk of the day).
+disk_probe() {
+	python3 - "$BENCH_TMP" <<'PY' || true
+import os, sys, time
+d = os.path.join(sys.argv[1], "diskprobe"); os.mkdir(d)
+t = time.time(); n = 0
+while time.time() - t < 1:
+    p = f"{d}/f{n}"; fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.write(fd, b"x" * 1500); os.fsync(fd); os.close(fd); os.rename(p, p + "r"); n += 1
+a = n / (time.time() - t)
+fd = os.open(f"{d}/app", os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+t = time.time(); n = 0
+while time.time() - t < 1:
+    os.write(fd, b"x" * 4096); os.fsync(fd); n += 1
+b = n / (time.time() - t)
+os.close(fd)
+for f in os.listdir(d): os.unlink(os.path.join(d, f))
+os.rmdir(d)
+print(f"disk: {a:.0f} new files fsynced/s, {b:.0f} appends fsynced/s (one thread); load average: {open('/proc/loadavg').read().split()[0]}")
+PY
 }

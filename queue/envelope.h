@@ -31,6 +31,13 @@ char *queue_id_format(queue_id_t id, char *out, size_t outsize);
 /* Parses the text form; returns 0, or -1. */
 int queue_id_parse(const char *s, queue_id_t *id_r);
 
+/* DSN parameters (RFC 3461) as stored with the envelope. */
+enum dsn_notify {
+	DSN_NOTIFY_NEVER = 1, DSN_NOTIFY_SUCCESS = 2,
+	DSN_NOTIFY_FAILURE = 4, DSN_NOTIFY_DELAY = 8,
+};
+enum dsn_ret { DSN_RET_UNSET = 0, DSN_RET_FULL = 1, DSN_RET_HDRS = 2 };
+
 enum envelope_flag {
 	ENV_8BITMIME = 1,	/* BODY=8BITMIME */
 	ENV_SMTPUTF8 = 2,	/* SMTPUTF8 given */
@@ -41,7 +48,7 @@ enum envelope_flag {
 struct envelope_rcpt {
 	char *addr;		/* as given at RCPT, without <> */
 	char *orcpt;		/* ORCPT "type;addr", or NULL */
-	unsigned notify;	/* enum dsn_notify bits (server/smtp_args.h), 0 = default */
+	unsigned notify;	/* enum dsn_notify bits, 0 = default */
 };
 
 struct envelope {

@@ -14,14 +14,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/util.h"
 #include "queue/committer.h"
+#include "queue/delivery.h"
+#include "queue/results.h"
+#include "queue/scheduler.h"
 #include "queue/store.h"
 #include "server/acceptor.h"
 #include "server/connlimit.h"
+#include "server/policy.h"
 #include "server/runtime.h"
 #include "server/worker.h"
 
@@ -29,6 +34,8 @@ struct daemon {
 	const char *config_path;
 	struct queue_store *store;
 	struct committer *committer;
+	struct scheduler *scheduler;
+	struct delivery *delivery;
 	struct worker **workers;
 	size_t nworkers;
 	struct acceptor *acceptor;
@@ -86,6 +93,7 @@ daemon_reload(struct daemon *d)
 	size_t errlen = 0;
 	FILE *errs = open_memstream(&errtext, &errlen);
 	struct runtime *rt = runtime_load(d->config_path, errs);
+	struct delivery_policy *policy;
 	struct listener_set set;
 
 	fclose(errs);
@@ -102,12 +110,20 @@ daemon_reload(struct daemon *d)
 		runtime_unref(&rt);
 		return;
 	}
+	if ((policy = policy_from_runtime(rt)) == NULL) {
+		log_error("reload: delivery settings unusable; keeping the old configuration");
+		listener_set_retire(&set, &d->listeners);
+		runtime_unref(&rt);
+		return;
+	}
 	acceptor_update(d->acceptor, &set);
 	listener_set_retire(&d->listeners, &set);
 	d->listeners = set;
 	if (log_open(rt->cfg->log_file) < 0)
 		log_error("reload: log_file %s: %s", rt->cfg->log_file, strerror(errno));
 	log_set_level(rt->cfg->log_level);
+	scheduler_set_limit(d->scheduler, rt->cfg->max_per_destination);
+	delivery_set_policy(d->delivery, policy);
 	runtime_swap(rt);
 	log_info("reloaded %s", d->config_path);
 }
@@ -125,6 +141,33 @@ daemon_log_stats(struct daemon *d)
 	    (unsigned long long)st.deferred, (unsigned long long)st.bounced,
 	    (unsigned long long)st.rejected, (unsigned long long)st.messages,
 	    (unsigned long long)st.recipients, connlimit_total());
+}
+
+/* SIGUSR1: every deferred recipient is due now. */
+static void
+daemon_flush(struct daemon *d)
+{
+	struct store_wtxn *t;
+	uint64_t n = 0;
+	int r;
+
+	if ((r = store_wtxn_begin(d->store, NULL, &t)) == STORE_OK) {
+		if ((r = store_flush(t, time(NULL), &n)) == STORE_OK)
+			r = store_wtxn_commit(&t);
+		else
+			store_wtxn_abort(&t);
+	}
+	if (r != STORE_OK)
+		log_error("flush: %s", store_status_text(r));
+	else
+		log_info("flush: %llu deferred recipients due now", (unsigned long long)n);
+	scheduler_wake(d->scheduler);
+}
+
+static void
+daemon_wake_scheduler(void *arg)
+{
+	scheduler_wake(arg);
 }
 
 /* Graceful stop: no new sessions, idle ones get 421, messages in DATA
@@ -153,10 +196,15 @@ daemon_stop(struct daemon *d, unsigned timeout)
 		if (open == 0 || sigtimedwait(&set, NULL, &tick) > 0)
 			break;
 	}
+	/* Deliveries in flight finish and record their results; jobs not
+	 * started stay due in the queue. */
+	scheduler_shutdown(d->scheduler);
+	delivery_stop(&d->delivery);
 	committer_stop(&d->committer);
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_stop(&d->workers[i]);
 	free(d->workers);
+	scheduler_free(&d->scheduler);
 	store_close(&d->store);
 }
 
@@ -220,6 +268,16 @@ main(int argc, char **argv)
 	}
 	if ((d.committer = committer_start(d.store)) == NULL)
 		return 1;
+	if ((d.scheduler = scheduler_start(d.store, cfg->max_per_destination)) == NULL)
+		return 1;
+	committer_set_notify(d.committer, daemon_wake_scheduler, d.scheduler);
+	{
+		struct delivery_policy *policy = policy_from_runtime(rt);
+		if (policy == NULL)
+			return 1;
+		d.delivery = delivery_start(d.store, d.committer, d.scheduler, policy,
+		    (unsigned)cfg->delivery_threads);
+	}
 	runtime_swap(runtime_ref(rt));
 	d.nworkers = (size_t)cfg->session_workers;
 	d.workers = xcalloc(d.nworkers, sizeof *d.workers);
@@ -242,7 +300,7 @@ main(int argc, char **argv)
 			log_reopen();
 			daemon_log_stats(&d);
 		} else if (sig == SIGUSR1) {
-			log_info("flush requested");
+			daemon_flush(&d);
 		}
 	}
 	log_info("stopping (signal %d)", sig);

@@ -14,15 +14,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "queue/envelope.h"	/* enum dsn_notify, enum dsn_ret */
+
 #define SMTP_PATH_MAX 256	/* RFC 5321 4.5.3.1.3 path, incl. <> */
 #define SMTP_LOCAL_MAX 64
 #define SMTP_DOMAIN_MAX 255
 
-enum dsn_notify {
-	DSN_NOTIFY_NEVER = 1, DSN_NOTIFY_SUCCESS = 2,
-	DSN_NOTIFY_FAILURE = 4, DSN_NOTIFY_DELAY = 8,
-};
-enum dsn_ret { DSN_RET_UNSET = 0, DSN_RET_FULL = 1, DSN_RET_HDRS = 2 };
 enum smtp_body { SMTP_BODY_UNSET = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
 
 struct smtp_mail_args {

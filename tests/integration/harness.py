@@ -80,7 +80,6 @@ class Server:
                 "log_file = %s\n" % self.log +
                 "log_level = debug\n" +
                 "dns_server = 127.0.0.1:1\n" +
-                "delivery_threads = 2\n" +
                 "shutdown_timeout = 10s\n")
         self.write_config(text + extra)
 

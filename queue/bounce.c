@@ -1,0 +1,621 @@
+/*
+ * bounce: builds delivery status notifications (see bounce.h).
+ *
+ * The report is a multipart/report (RFC 6522) with report-type
+ * delivery-status: a readable text part, a message/delivery-status part
+ * (RFC 3464; message/global-delivery-status for SMTPUTF8 originals, RFC
+ * 6533) and the original, whole (message/rfc822 or message/global) only for
+ * a failure with RET=FULL that fits BOUNCE_FULL_MAX, else its header section
+ * (text/rfc822-headers or message/global-headers), as RFC 3461 asks.
+ *
+ * Every value taken from the input (sender, addresses, ORCPT, ENVID,
+ * diagnostics, even the hostname) is cleaned before it goes into a header
+ * field or the text: control characters become spaces (so CR and LF can
+ * never start a new field), other bytes that do not belong become '?', runs
+ * of spaces collapse, and the length is capped. Generated lines are folded
+ * or wrapped so that none passes 998 octets (RFC 5322 2.1.1); the original
+ * is copied byte for byte. The MIME boundary is checked against every part
+ * and changed until it appears in none.
+ *
+ * Bugs: a word longer than a line is split with a fold, which adds a space
+ * when the field is unfolded; only pathological input has such words.
+ */
+#include "queue/bounce.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/buf.h"
+#include "lib/util.h"
+
+/* Value of DSN_RET_FULL (server/smtp_args.h); the queue layer does not
+ * include the server's headers, test_bounce checks they agree. */
+#define BOUNCE_RET_FULL 1
+
+#define BOUNCE_FULL_MAX (10u * 1024 * 1024)	/* larger: headers only */
+#define BOUNCE_HEADERS_MAX (1u * 1024 * 1024)	/* header section cap */
+#define BOUNCE_LINE_MAX 998			/* RFC 5322 2.1.1 */
+#define BOUNCE_FOLD_AT 78			/* preferred line length */
+#define BOUNCE_ADDR_MAX 512			/* cleaned address cap */
+#define BOUNCE_DIAG_MAX 2048			/* cleaned diagnostic cap */
+#define BOUNCE_RCPTS_MAX 10000			/* recipients reported */
+#define BOUNCE_BOUNDARY_TRIES 1000
+#define BOUNCE_BUF_MAX ((size_t)1 << 30)	/* never reached: inputs capped */
+
+/* Makes boundaries and Message-IDs of one process distinct even within
+ * one microsecond; atomic, so reentrant. */
+static _Atomic unsigned long bounce_seq;
+
+/* Length of the UTF-8 sequence starting at p (at most n bytes), or 0 when
+ * it is not well formed (overlong forms and surrogates included). */
+static size_t
+bounce_utf8_len(const unsigned char *p, size_t n)
+{
+	size_t len, i;
+	unsigned long cp;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+/*
+ * Appends s cleaned to b: control characters as one space, no leading,
+ * trailing or repeated spaces, bytes >= 0x80 kept only when utf8 is set
+ * and they form valid UTF-8 (else one '?' per character or stray byte),
+ * and at most cap octets ("..."
+ * marks a cut). NULL appends nothing.
+ */
+static void
+bounce_clean(struct buf *b, const char *s, size_t cap, int utf8)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n, out = 0, k;
+	int pending_space = 0, keep;
+
+	if (s == NULL)
+		return;
+	n = strlen(s);
+	while (n > 0) {
+		if (*p <= 0x20 || *p == 0x7f) {
+			pending_space = out > 0;
+			p++;
+			n--;
+			continue;
+		}
+		k = 1;
+		keep = 1;
+		if (*p >= 0x80) {
+			/* one '?' stands for a whole character */
+			k = bounce_utf8_len(p, n);
+			keep = utf8 && k > 0;
+			if (k == 0)
+				k = 1;
+		}
+		if (out + pending_space + (keep ? k : 1) > cap) {
+			buf_puts(b, "...");
+			return;
+		}
+		if (pending_space) {
+			buf_append(b, " ", 1);
+			out++;
+			pending_space = 0;
+		}
+		if (keep) {
+			buf_append(b, p, k);
+			out += k;
+		} else {
+			buf_append(b, "?", 1);
+			out++;
+		}
+		p += k;
+		n -= k;
+	}
+}
+
+/* Cleaned copy of s as a heap string (free it). */
+static char *
+bounce_cleaned(const char *s, size_t cap, int utf8)
+{
+	struct buf b;
+
+	buf_init(&b, BOUNCE_BUF_MAX);
+	bounce_clean(&b, s, cap, utf8);
+	return buf_steal(&b, NULL);
+}
+
+/*
+ * Appends first, then the cleaned text (single spaces, no CR or LF),
+ * wrapped at spaces near BOUNCE_FOLD_AT; each new line starts with cont
+ * (" " folds a header field, "    " indents text). A word that does not
+ * fit in BOUNCE_LINE_MAX is split. Ends with CRLF.
+ */
+static void
+bounce_wrap(struct buf *b, const char *first, const char *text,
+    const char *cont)
+{
+	size_t col, wl, room, k, contlen = strlen(cont);
+	const char *p = text;
+
+	buf_puts(b, first);
+	col = strlen(first);
+	while (*p != '\0') {
+		int ws = *p == ' ';
+
+		wl = strcspn(p + ws, " ");
+		if (ws && col + 1 + wl > BOUNCE_FOLD_AT && col > contlen) {
+			buf_puts(b, "\r\n");
+			buf_puts(b, cont);
+			col = contlen;
+			p++;
+		} else if (ws) {
+			buf_append(b, " ", 1);
+			col++;
+			p++;
+		}
+		while (wl > 0) {
+			room = col < BOUNCE_LINE_MAX ? BOUNCE_LINE_MAX - col : 0;
+			if (room == 0) {
+				buf_puts(b, "\r\n");
+				buf_puts(b, cont);
+				col = contlen;
+				continue;
+			}
+			k = wl < room ? wl : room;
+			buf_append(b, p, k);
+			col += k;
+			p += k;
+			wl -= k;
+		}
+	}
+	buf_puts(b, "\r\n");
+}
+
+/* A header field "Name: value" with value cleaned and folded. */
+static void
+bounce_field(struct buf *b, const char *name, const char *value, size_t cap,
+    int utf8)
+{
+	char first[64];
+	char *clean = bounce_cleaned(value, cap, utf8);
+	int n = snprintf(first, sizeof first, "%s:%s", name,
+	    clean[0] != '\0' ? " " : "");
+
+	if (n < 0 || (size_t)n >= sizeof first)
+		abort();	/* names are constants of this file */
+	bounce_wrap(b, first, clean, " ");
+	free(clean);
+}
+
+static int
+bounce_has_8bit(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return 1;
+	return 0;
+}
+
+/* "X.Y.Z" with 1-3 digit subject and detail and class 2, 4 or 5. */
+static int
+bounce_status_ok(const char *s)
+{
+	size_t i, digits;
+	int part;
+
+	if (s == NULL || (s[0] != '2' && s[0] != '4' && s[0] != '5') ||
+	    s[1] != '.')
+		return 0;
+	s += 2;
+	for (part = 0; part < 2; part++) {
+		for (i = 0, digits = 0; s[i] >= '0' && s[i] <= '9'; i++)
+			digits++;
+		if (digits < 1 || digits > 3)
+			return 0;
+		s += i;
+		if (part == 0 && *s++ != '.')
+			return 0;
+	}
+	return *s == '\0';
+}
+
+/* True when s starts with a diagnostic type ("smtp;", "X-Unix;"). */
+static int
+bounce_has_type(const char *s)
+{
+	size_t i = 0;
+
+	if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
+		return 0;
+	while ((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+	    (s[i] >= '0' && s[i] <= '9') || s[i] == '-')
+		i++;
+	while (s[i] == ' ')
+		i++;
+	return s[i] == ';';
+}
+
+/* Length of the header section of body: up to and including the line end
+ * before the first empty line, or the whole (capped at a line end). */
+static size_t
+bounce_header_len(const char *body, size_t len)
+{
+	size_t pos = 0, eol;
+	const char *nl;
+
+	while (pos < len && pos < BOUNCE_HEADERS_MAX) {
+		if (body[pos] == '\n' ||
+		    (body[pos] == '\r' && pos + 1 < len && body[pos + 1] == '\n'))
+			return pos;
+		nl = memchr(body + pos, '\n', len - pos);
+		if (nl == NULL)
+			return len <= BOUNCE_HEADERS_MAX ? len : pos;
+		eol = (size_t)(nl - body) + 1;
+		if (eol > BOUNCE_HEADERS_MAX)
+			return pos;
+		pos = eol;
+	}
+	return pos;
+}
+
+static const char *
+bounce_action(enum bounce_kind kind)
+{
+	switch (kind) {
+	case BOUNCE_FAILED:
+		return "failed";
+	case BOUNCE_DELAYED:
+		return "delayed";
+	case BOUNCE_DELIVERED:
+		return "delivered";
+	case BOUNCE_RELAYED:
+		return "relayed";
+	}
+	return "failed";
+}
+
+static const char *
+bounce_subject(enum bounce_kind kind)
+{
+	switch (kind) {
+	case BOUNCE_FAILED:
+		return "Undelivered Mail Returned to Sender";
+	case BOUNCE_DELAYED:
+		return "Delayed Mail (still being retried)";
+	case BOUNCE_DELIVERED:
+		return "Successful Mail Delivery Report";
+	case BOUNCE_RELAYED:
+		return "Successful Mail Relay Report";
+	}
+	return "Undelivered Mail Returned to Sender";
+}
+
+static const char *
+bounce_default_status(enum bounce_kind kind)
+{
+	switch (kind) {
+	case BOUNCE_FAILED:
+		return "5.0.0";
+	case BOUNCE_DELAYED:
+		return "4.0.0";
+	case BOUNCE_DELIVERED:
+	case BOUNCE_RELAYED:
+		return "2.0.0";
+	}
+	return "5.0.0";
+}
+
+/* The readable part. */
+static void
+bounce_text_part(struct buf *t, enum bounce_kind kind, const char *host,
+    const struct bounce_orig *orig, const struct bounce_rcpt *rcpts,
+    size_t n, size_t shown, int64_t retry_until, int full_too_big)
+{
+	char date[64], *addr, *diag, *line;
+	struct buf lb;
+	size_t i;
+	int utf8 = orig->smtputf8 != 0;
+
+	buf_printf(t, "This is the mail system at host %s.\r\n\r\n", host);
+	switch (kind) {
+	case BOUNCE_FAILED:
+		bounce_wrap(t, "", "I'm sorry to have to inform you that your "
+		    "message could not be delivered to one or more "
+		    "recipients. The reasons are given below; the message "
+		    "itself, or its headers, is attached.", "");
+		break;
+	case BOUNCE_DELAYED:
+		bounce_wrap(t, "", "Your message could not be delivered yet to "
+		    "one or more recipients. The mail system will keep "
+		    "trying; you do not need to send it again.", "");
+		if (retry_until > 0) {
+			time_rfc5322((time_t)retry_until, date, sizeof date);
+			buf_printf(t, "It will give up after %s.\r\n", date);
+		}
+		break;
+	case BOUNCE_DELIVERED:
+		bounce_wrap(t, "", "Your message was successfully delivered to "
+		    "the destinations listed below, as you asked.", "");
+		break;
+	case BOUNCE_RELAYED:
+		bounce_wrap(t, "", "Your message was successfully passed on to "
+		    "the destinations listed below. Their servers do not "
+		    "confirm delivery, so no further notice will come.", "");
+		break;
+	}
+	if (full_too_big)
+		bounce_wrap(t, "", "The message was too large to return in "
+		    "full; only its headers are attached.", "");
+	buf_puts(t, "\r\n");
+	buf_init(&lb, BOUNCE_BUF_MAX);
+	for (i = 0; i < shown; i++) {
+		addr = bounce_cleaned(rcpts[i].addr, BOUNCE_ADDR_MAX, utf8);
+		diag = bounce_cleaned(rcpts[i].diag, BOUNCE_DIAG_MAX, 0);
+		buf_reset(&lb);
+		buf_printf(&lb, "<%s>: ", addr);
+		if (diag[0] != '\0')
+			buf_puts(&lb, diag);
+		else
+			buf_printf(&lb, "%s (%s)", bounce_action(kind),
+			    bounce_status_ok(rcpts[i].status) ?
+			    rcpts[i].status : bounce_default_status(kind));
+		line = lb.data;
+		bounce_wrap(t, "", line, "    ");
+		free(addr);
+		free(diag);
+	}
+	buf_free(&lb);
+	if (shown < n)
+		buf_printf(t, "... and %zu more recipients.\r\n", n - shown);
+}
+
+/* The machine-readable part. */
+static void
+bounce_status_part(struct buf *d, enum bounce_kind kind, const char *host,
+    const struct bounce_orig *orig, const struct bounce_rcpt *rcpts,
+    size_t shown, int64_t retry_until)
+{
+	char date[64], *clean;
+	struct buf v;
+	size_t i;
+	int utf8 = orig->smtputf8 != 0;
+	const struct bounce_rcpt *r;
+
+	buf_init(&v, BOUNCE_BUF_MAX);
+	buf_printf(d, "Reporting-MTA: dns; %s\r\n", host);
+	bounce_field(d, "X-Mailserver-Queue-ID", orig->queue_id, 64, 0);
+	if (orig->envid != NULL && orig->envid[0] != '\0')
+		bounce_field(d, "Original-Envelope-Id", orig->envid, 200, 0);
+	if (orig->arrival > 0)
+		buf_printf(d, "Arrival-Date: %s\r\n",
+		    time_rfc5322((time_t)orig->arrival, date, sizeof date));
+	for (i = 0; i < shown; i++) {
+		r = &rcpts[i];
+		buf_puts(d, "\r\n");
+
+		clean = bounce_cleaned(r->addr, BOUNCE_ADDR_MAX, utf8);
+		buf_reset(&v);
+		buf_printf(&v, "%s; %s",
+		    bounce_has_8bit(clean, strlen(clean)) ? "utf-8" : "rfc822",
+		    clean);
+		bounce_field(d, "Final-Recipient", v.data, BOUNCE_ADDR_MAX + 16,
+		    utf8);
+		free(clean);
+
+		if (r->orcpt != NULL && r->orcpt[0] != '\0') {
+			buf_reset(&v);
+			if (strchr(r->orcpt, ';') == NULL)
+				buf_puts(&v, "rfc822; ");
+			buf_puts(&v, r->orcpt);
+			bounce_field(d, "Original-Recipient", v.data,
+			    BOUNCE_ADDR_MAX + 16, utf8);
+		}
+		buf_printf(d, "Action: %s\r\n", bounce_action(kind));
+		buf_printf(d, "Status: %s\r\n", bounce_status_ok(r->status) ?
+		    r->status : bounce_default_status(kind));
+		if (r->remote_mta != NULL && r->remote_mta[0] != '\0') {
+			buf_reset(&v);
+			buf_puts(&v, "dns; ");
+			buf_puts(&v, r->remote_mta);
+			bounce_field(d, "Remote-MTA", v.data, 300, 0);
+		}
+		if (r->diag != NULL && r->diag[0] != '\0') {
+			buf_reset(&v);
+			clean = bounce_cleaned(r->diag, BOUNCE_DIAG_MAX, 0);
+			if (!bounce_has_type(clean))
+				buf_puts(&v, "smtp; ");
+			buf_puts(&v, clean);
+			free(clean);
+			bounce_field(d, "Diagnostic-Code", v.data,
+			    BOUNCE_DIAG_MAX + 16, 0);
+		}
+		if (r->last_attempt > 0)
+			buf_printf(d, "Last-Attempt-Date: %s\r\n",
+			    time_rfc5322((time_t)r->last_attempt, date,
+			    sizeof date));
+		if (kind == BOUNCE_DELAYED && retry_until > 0)
+			buf_printf(d, "Will-Retry-Until: %s\r\n",
+			    time_rfc5322((time_t)retry_until, date,
+			    sizeof date));
+	}
+	buf_free(&v);
+}
+
+/*
+ * Boundary candidate number attempt into out. The first is derived from
+ * the queue id and arrival alone (the same message gives the same one);
+ * later ones add the attempt and a process-wide sequence number.
+ */
+static void
+bounce_make_boundary(char *out, size_t size, const char *qid,
+    int64_t arrival, int attempt)
+{
+	int n;
+
+	if (attempt == 0)
+		n = snprintf(out, size, "=_%.16s.%llx/rpt", qid,
+		    (unsigned long long)arrival);
+	else
+		n = snprintf(out, size, "=_%.16s.%llx.%d.%lx/rpt", qid,
+		    (unsigned long long)arrival, attempt,
+		    atomic_fetch_add(&bounce_seq, 1));
+	/* RFC 2046 5.1.1: at most 70 characters; this is at most 65 */
+	if (n < 0 || (size_t)n >= size || n > 70)
+		abort();
+}
+
+static int
+bounce_contains(const char *hay, size_t len, const char *s)
+{
+	return len > 0 && memmem(hay, len, s, strlen(s)) != NULL;
+}
+
+char *
+bounce_build(enum bounce_kind kind, const char *hostname,
+    const struct bounce_orig *orig, const struct bounce_rcpt *rcpts, size_t n,
+    int64_t retry_until, size_t *len_r)
+{
+	struct buf out, text, dsn, tmp;
+	char *host, *sender, *qid, boundary[128], date[64];
+	const char *body = orig->body != NULL ? orig->body : "";
+	size_t body_len = orig->body != NULL ? orig->body_len : 0;
+	size_t inc_len, shown, i;
+	int full, full_too_big = 0, eightbit, tries, utf8 = orig->smtputf8 != 0;
+	struct timespec ts;
+
+	shown = n < BOUNCE_RCPTS_MAX ? n : BOUNCE_RCPTS_MAX;
+	host = bounce_cleaned(hostname, 255, 0);
+	if (host[0] == '\0' || strchr(host, ' ') != NULL) {
+		free(host);
+		host = xstrdup("localhost");
+	}
+	sender = bounce_cleaned(orig->sender, BOUNCE_ADDR_MAX, utf8);
+	/* the queue id goes into a boundary and a Message-ID: alnum only */
+	qid = bounce_cleaned(orig->queue_id, 32, 0);
+	for (i = 0; qid[i] != '\0'; i++)
+		if (!((qid[i] >= '0' && qid[i] <= '9') ||
+		    (qid[i] >= 'A' && qid[i] <= 'Z') ||
+		    (qid[i] >= 'a' && qid[i] <= 'z')))
+			qid[i] = 'X';
+
+	/* RET=FULL is for failures only (RFC 3461 4.3), and within bounds */
+	full = kind == BOUNCE_FAILED && orig->ret == BOUNCE_RET_FULL;
+	if (full && body_len > BOUNCE_FULL_MAX) {
+		full = 0;
+		full_too_big = 1;
+	}
+	inc_len = full ? body_len : bounce_header_len(body, body_len);
+	eightbit = utf8 || bounce_has_8bit(body, inc_len);
+
+	buf_init(&text, BOUNCE_BUF_MAX);
+	buf_init(&dsn, BOUNCE_BUF_MAX);
+	bounce_text_part(&text, kind, host, orig, rcpts, n, shown, retry_until,
+	    full_too_big);
+	bounce_status_part(&dsn, kind, host, orig, rcpts, shown, retry_until);
+
+	/* a boundary that occurs in no part (the original could hold ours) */
+	for (tries = 0;; tries++) {
+		bounce_make_boundary(boundary, sizeof boundary, qid,
+		    orig->arrival, tries);
+		if (!bounce_contains(text.data, text.len, boundary) &&
+		    !bounce_contains(dsn.data, dsn.len, boundary) &&
+		    !bounce_contains(body, inc_len, boundary))
+			break;
+		if (tries >= BOUNCE_BOUNDARY_TRIES)
+			abort();	/* every candidate is fresh: a bug */
+	}
+
+	buf_init(&out, BOUNCE_BUF_MAX);
+	buf_printf(&out, "From: MAILER-DAEMON@%s (Mail Delivery System)\r\n",
+	    host);
+	buf_init(&tmp, BOUNCE_BUF_MAX);
+	buf_printf(&tmp, "<%s>", sender);
+	bounce_wrap(&out, "To: ", tmp.data, " ");
+	buf_free(&tmp);
+	buf_printf(&out, "Subject: %s\r\n", bounce_subject(kind));
+	clock_gettime(CLOCK_REALTIME, &ts);
+	buf_printf(&out, "Date: %s\r\n",
+	    time_rfc5322(ts.tv_sec, date, sizeof date));
+	buf_printf(&out, "Message-ID: <%s.%lld%06ld.%lu.bounce@%s>\r\n", qid,
+	    (long long)ts.tv_sec, ts.tv_nsec / 1000,
+	    atomic_fetch_add(&bounce_seq, 1), host);
+	buf_puts(&out, "Auto-Submitted: auto-replied\r\n");
+	buf_puts(&out, "MIME-Version: 1.0\r\n");
+	buf_puts(&out, "Content-Type: multipart/report; "
+	    "report-type=delivery-status;\r\n");
+	buf_printf(&out, "\tboundary=\"%s\"\r\n", boundary);
+	if (eightbit)
+		buf_puts(&out, "Content-Transfer-Encoding: 8bit\r\n");
+	buf_puts(&out, "\r\nThis is a MIME-encapsulated message.\r\n\r\n");
+
+	buf_printf(&out, "--%s\r\n", boundary);
+	buf_puts(&out, "Content-Description: Notification\r\n");
+	buf_printf(&out, "Content-Type: text/plain; charset=%s\r\n",
+	    utf8 ? "utf-8" : "us-ascii");
+	if (utf8)
+		buf_puts(&out, "Content-Transfer-Encoding: 8bit\r\n");
+	buf_puts(&out, "\r\n");
+	buf_append(&out, text.data, text.len);
+
+	buf_printf(&out, "\r\n--%s\r\n", boundary);
+	buf_puts(&out, "Content-Description: Delivery report\r\n");
+	buf_printf(&out, "Content-Type: message/%sdelivery-status\r\n",
+	    utf8 ? "global-" : "");
+	if (utf8)
+		buf_puts(&out, "Content-Transfer-Encoding: 8bit\r\n");
+	buf_puts(&out, "\r\n");
+	buf_append(&out, dsn.data, dsn.len);
+
+	buf_printf(&out, "\r\n--%s\r\n", boundary);
+	if (full) {
+		buf_puts(&out, "Content-Description: Undelivered Message\r\n");
+		buf_puts(&out, utf8 ? "Content-Type: message/global\r\n" :
+		    "Content-Type: message/rfc822\r\n");
+	} else {
+		buf_printf(&out, "Content-Description: %s Message Headers\r\n",
+		    kind == BOUNCE_FAILED ? "Undelivered" :
+		    kind == BOUNCE_DELAYED ? "Delayed" : "Delivered");
+		buf_puts(&out, utf8 ? "Content-Type: message/global-headers\r\n" :
+		    "Content-Type: text/rfc822-headers\r\n");
+	}
+	if (eightbit)
+		buf_puts(&out, "Content-Transfer-Encoding: 8bit\r\n");
+	buf_puts(&out, "\r\n");
+	buf_append(&out, body, inc_len);
+	if (inc_len > 0 && !(inc_len >= 2 && body[inc_len - 2] == '\r' &&
+	    body[inc_len - 1] == '\n'))
+		buf_puts(&out, "\r\n");
+	buf_printf(&out, "\r\n--%s--\r\n", boundary);
+
+	buf_free(&text);
+	buf_free(&dsn);
+	free(host);
+	free(sender);
+	free(qid);
+	return buf_steal(&out, len_r);
+}

@@ -1,0 +1,1314 @@
+/*
+ * relay: the outbound SMTP client (see relay.h for the behaviour and the
+ * contract). This file holds the context (settings, TLS credentials, the
+ * per-destination slots and the idle connection cache) and the
+ * conversation; the socket and TLS work is in relay_conn.c, the parsing
+ * and encoding in relay_proto.c.
+ *
+ * Bugs: MX hosts that are this server itself are not dropped (the caller
+ * should not route its own domains here); a recipient domain written as an
+ * address literal ("[192.0.2.1]") is not supported by the MX path (the
+ * caller may pass it as dest_host).
+ */
+#include "queue/relay.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <gnutls/gnutls.h>
+
+#include "dns/dns.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "queue/envelope.h"
+#include "queue/relay_conn.h"
+#include "queue/relay_proto.h"
+
+#define RELAY_KEY_MAX		300	/* destination key, with its NUL */
+#define RELAY_MAX_USES		100	/* transactions per connection */
+#define RELAY_PIPE_WINDOW	100	/* commands per pipelined group */
+#define RELAY_QUIT_TIMEOUT_MS	2000
+#define RELAY_DATA_CHUNK	65536	/* message bytes encoded per write */
+#define RELAY_CMD_MAX		2048	/* a command line we build */
+
+/* The notify bits of server/smtp_args.h (enum dsn_notify), repeated here
+ * because queue/ may not include server/. */
+#define RELAY_NOTIFY_NEVER	1
+#define RELAY_NOTIFY_SUCCESS	2
+#define RELAY_NOTIFY_FAILURE	4
+#define RELAY_NOTIFY_DELAY	8
+#define RELAY_RET_FULL		1
+#define RELAY_RET_HDRS		2
+
+/* One conversation with one address. */
+struct relay_sess {
+	struct relay_conn *conn;
+	char hostaddr[DNS_NAME_MAX + 64];	/* "host[addr]" */
+	char relay[300];			/* "host[addr]:port" */
+	char sni[DNS_NAME_MAX];			/* host name, "" for literals */
+	struct relay_caps caps;
+	unsigned uses;				/* transactions done */
+	int broken;				/* no QUIT, no reuse */
+};
+
+struct relay_idle {
+	char key[RELAY_KEY_MAX];
+	struct relay_sess *sess;
+	int64_t since;				/* monotonic ms */
+};
+
+/* A destination with deliveries running; freed when none runs or waits. */
+struct relay_dest {
+	struct relay_dest *next;
+	char key[RELAY_KEY_MAX];
+	unsigned active;
+	unsigned waiters;
+};
+
+struct relay_ctx {
+	struct relay_settings st;
+	char helo[DNS_NAME_MAX];
+	struct dns_resolver *dns;
+	gnutls_certificate_credentials_t cred;
+	pthread_mutex_t mu;
+	pthread_cond_t slot_cond;	/* a destination slot was released */
+	struct relay_dest *dests;	/* under mu */
+	struct relay_idle *idle;	/* under mu; nidle used of idle_cap */
+	size_t nidle, idle_cap;
+};
+
+enum rcpt_state { RS_PENDING, RS_ACCEPTED, RS_DONE };
+
+/* One relay_deliver call. */
+struct relay_job {
+	struct relay_ctx *ctx;
+	const struct relay_msg *msg;
+	const struct relay_rcpt *rcpts;
+	struct relay_result *res;
+	size_t n;
+	unsigned char *state;		/* enum rcpt_state per recipient */
+	size_t npending;		/* RS_PENDING or RS_ACCEPTED */
+	int need_utf8;
+	char key[RELAY_KEY_MAX];
+	/* The last error: what pending recipients get at the end. */
+	char last_dsn[16];
+	char last_diag[512];
+	char last_relay[300];
+	struct relay_reply reply;
+};
+
+/* Outcome of one attempt at one address. */
+enum attempt_rc { ATT_NEXT, ATT_RETRY_PLAIN };
+
+void
+relay_settings_default(struct relay_settings *st)
+{
+	memset(st, 0, sizeof *st);
+	st->helo_name = "localhost";
+	st->smtp_port = 25;
+	st->tls_outbound = RELAY_TLS_MAY;
+	st->connect_timeout_ms = 30000;
+	st->greeting_timeout_ms = 300000;
+	st->command_timeout_ms = 300000;
+	st->data_init_timeout_ms = 120000;
+	st->data_block_timeout_ms = 180000;
+	st->data_final_timeout_ms = 600000;
+	st->max_addrs = 5;
+	st->max_per_destination = 20;
+	st->dest_wait_ms = 10000;
+	st->idle_ms = 10000;
+	st->max_idle = 32;
+}
+
+const char *
+relay_status_str(enum relay_status st)
+{
+	switch (st) {
+	case RELAY_SENT: return "sent";
+	case RELAY_DEFERRED: return "deferred";
+	case RELAY_BOUNCED: return "bounced";
+	}
+	return "?";
+}
+
+/* A 0 in a field takes the default. */
+static void
+settings_fill(struct relay_settings *st, const struct relay_settings *in)
+{
+	struct relay_settings d;
+
+	relay_settings_default(&d);
+	if (in == NULL) {
+		*st = d;
+		return;
+	}
+	*st = *in;
+#define DEF(f) do { if (st->f == 0) st->f = d.f; } while (0)
+	DEF(helo_name);
+	DEF(smtp_port);
+	DEF(connect_timeout_ms);
+	DEF(greeting_timeout_ms);
+	DEF(command_timeout_ms);
+	DEF(data_init_timeout_ms);
+	DEF(data_block_timeout_ms);
+	DEF(data_final_timeout_ms);
+	DEF(max_addrs);
+	DEF(max_per_destination);
+	DEF(dest_wait_ms);
+	DEF(idle_ms);
+	DEF(max_idle);
+#undef DEF
+}
+
+struct relay_ctx *
+relay_ctx_new(const struct relay_settings *in, struct dns_resolver *dns,
+    char *err, size_t errsize)
+{
+	struct relay_ctx *ctx;
+	struct relay_settings st;
+	pthread_condattr_t ca;
+	int rc;
+
+	settings_fill(&st, in);
+	if (st.tls_outbound < RELAY_TLS_NONE ||
+	    st.tls_outbound > RELAY_TLS_ENCRYPT) {
+		snprintf(err, errsize, "tls_outbound must be none, may or encrypt");
+		return NULL;
+	}
+	if (st.max_addrs > DNS_MAX_TARGETS) {
+		snprintf(err, errsize, "max_addrs must be 1..%d", DNS_MAX_TARGETS);
+		return NULL;
+	}
+	/* The EHLO name goes into a command line: a plain token only. */
+	if (strlen(st.helo_name) >= DNS_NAME_MAX ||
+	    strpbrk(st.helo_name, " \t\r\n") != NULL ||
+	    !relay_addr_ok(st.helo_name, DNS_NAME_MAX, NULL)) {
+		snprintf(err, errsize, "bad helo name");
+		return NULL;
+	}
+	ctx = xcalloc(1, sizeof *ctx);
+	ctx->st = st;
+	str_copy(ctx->helo, st.helo_name, sizeof ctx->helo);
+	ctx->st.helo_name = ctx->helo;
+	ctx->dns = dns;
+	if ((rc = gnutls_certificate_allocate_credentials(&ctx->cred)) < 0) {
+		snprintf(err, errsize, "gnutls: %s", gnutls_strerror(rc));
+		free(ctx);
+		return NULL;
+	}
+	pthread_mutex_init(&ctx->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ctx->slot_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	ctx->idle_cap = st.max_idle == RELAY_NO_REUSE ? 0 : st.max_idle;
+	if (ctx->idle_cap > 0)
+		ctx->idle = xcalloc(ctx->idle_cap, sizeof *ctx->idle);
+	return ctx;
+}
+
+/* Ends a session: QUIT (reply awaited briefly) unless broken; frees it. */
+static void
+sess_end(struct relay_sess **sp, unsigned quit_timeout_ms)
+{
+	struct relay_sess *s = *sp;
+
+	if (s == NULL)
+		return;
+	if (s->conn != NULL && !s->broken && quit_timeout_ms > 0) {
+		struct relay_reply *r = xmalloc(sizeof *r);
+
+		log_debug("relay %s: > QUIT", s->hostaddr);
+		if (relay_conn_write(s->conn, "QUIT\r\n", 6, quit_timeout_ms) ==
+		    RELAY_IO_OK)
+			(void)relay_conn_read_reply(s->conn, r, quit_timeout_ms);
+		free(r);
+	}
+	relay_conn_close(&s->conn);
+	free(s);
+	*sp = NULL;
+}
+
+void
+relay_ctx_free(struct relay_ctx **ctxp)
+{
+	struct relay_ctx *ctx = *ctxp;
+
+	if (ctx == NULL)
+		return;
+	for (size_t i = 0; i < ctx->nidle; i++)
+		sess_end(&ctx->idle[i].sess, RELAY_QUIT_TIMEOUT_MS);
+	free(ctx->idle);
+	while (ctx->dests != NULL) {
+		struct relay_dest *d = ctx->dests;
+		ctx->dests = d->next;
+		free(d);
+	}
+	gnutls_certificate_free_credentials(ctx->cred);
+	pthread_cond_destroy(&ctx->slot_cond);
+	pthread_mutex_destroy(&ctx->mu);
+	free(ctx);
+	*ctxp = NULL;
+}
+
+/* ---- the idle connection cache ---- */
+
+void
+relay_ctx_expire_idle(struct relay_ctx *ctx)
+{
+	struct relay_sess *old[64];
+	size_t nold = 0;
+	int64_t now = time_mono_ms();
+
+	pthread_mutex_lock(&ctx->mu);
+	for (size_t i = 0; i < ctx->nidle && nold < 64;) {
+		if (now - ctx->idle[i].since >= (int64_t)ctx->st.idle_ms) {
+			old[nold++] = ctx->idle[i].sess;
+			ctx->idle[i] = ctx->idle[--ctx->nidle];
+		} else {
+			i++;
+		}
+	}
+	pthread_mutex_unlock(&ctx->mu);
+	/* Outside the lock: QUIT may wait a little. */
+	for (size_t i = 0; i < nold; i++)
+		sess_end(&old[i], 200);
+}
+
+size_t
+relay_ctx_idle_count(struct relay_ctx *ctx)
+{
+	size_t n;
+
+	pthread_mutex_lock(&ctx->mu);
+	n = ctx->nidle;
+	pthread_mutex_unlock(&ctx->mu);
+	return n;
+}
+
+/* The most recently parked idle session of key, or NULL. */
+static struct relay_sess *
+cache_take(struct relay_ctx *ctx, const char *key)
+{
+	struct relay_sess *s = NULL;
+	size_t best = 0;
+	int64_t now = time_mono_ms();
+
+	pthread_mutex_lock(&ctx->mu);
+	for (size_t i = 0; i < ctx->nidle; i++) {
+		if (strcmp(ctx->idle[i].key, key) != 0 ||
+		    now - ctx->idle[i].since >= (int64_t)ctx->st.idle_ms)
+			continue;
+		if (s == NULL || ctx->idle[i].since > ctx->idle[best].since) {
+			s = ctx->idle[i].sess;
+			best = i;
+		}
+	}
+	if (s != NULL)
+		ctx->idle[best] = ctx->idle[--ctx->nidle];
+	pthread_mutex_unlock(&ctx->mu);
+	return s;
+}
+
+/* Parks s for reuse, or ends it. */
+static void
+sess_release(struct relay_ctx *ctx, const char *key, struct relay_sess **sp,
+    int reusable)
+{
+	struct relay_sess *s = *sp, *evict = NULL;
+
+	*sp = NULL;
+	if (s == NULL)
+		return;
+	if (!reusable || s->broken || ctx->idle_cap == 0 ||
+	    s->uses >= RELAY_MAX_USES || relay_conn_readable(s->conn)) {
+		sess_end(&s, s->broken ? 0 : RELAY_QUIT_TIMEOUT_MS);
+		return;
+	}
+	pthread_mutex_lock(&ctx->mu);
+	if (ctx->nidle == ctx->idle_cap) {
+		size_t oldest = 0;
+		for (size_t i = 1; i < ctx->nidle; i++)
+			if (ctx->idle[i].since < ctx->idle[oldest].since)
+				oldest = i;
+		evict = ctx->idle[oldest].sess;
+		ctx->idle[oldest] = ctx->idle[--ctx->nidle];
+	}
+	str_copy(ctx->idle[ctx->nidle].key, key, RELAY_KEY_MAX);
+	ctx->idle[ctx->nidle].sess = s;
+	ctx->idle[ctx->nidle].since = time_mono_ms();
+	ctx->nidle++;
+	pthread_mutex_unlock(&ctx->mu);
+	sess_end(&evict, 200);
+}
+
+/* ---- per-destination concurrency ---- */
+
+static struct relay_dest *
+dest_find(struct relay_ctx *ctx, const char *key)
+{
+	for (struct relay_dest *d = ctx->dests; d != NULL; d = d->next)
+		if (strcmp(d->key, key) == 0)
+			return d;
+	return NULL;
+}
+
+/* Waits up to dest_wait_ms for a slot of key. Returns 0 (hold it, give it
+ * back with dest_release) or -1. */
+static int
+dest_acquire(struct relay_ctx *ctx, const char *key)
+{
+	struct relay_dest *d;
+	struct timespec ts;
+	int rc = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ctx->st.dest_wait_ms / 1000;
+	ts.tv_nsec += (long)(ctx->st.dest_wait_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&ctx->mu);
+	d = dest_find(ctx, key);
+	if (d == NULL) {
+		d = xcalloc(1, sizeof *d);
+		str_copy(d->key, key, sizeof d->key);
+		d->next = ctx->dests;
+		ctx->dests = d;
+	}
+	/* d stays allocated while we wait: waiters > 0. */
+	d->waiters++;
+	while (d->active >= ctx->st.max_per_destination) {
+		if (pthread_cond_timedwait(&ctx->slot_cond, &ctx->mu, &ts) ==
+		    ETIMEDOUT && d->active >= ctx->st.max_per_destination) {
+			rc = -1;
+			break;
+		}
+	}
+	d->waiters--;
+	if (rc == 0)
+		d->active++;
+	pthread_mutex_unlock(&ctx->mu);
+	return rc;
+}
+
+static void
+dest_release(struct relay_ctx *ctx, const char *key)
+{
+	struct relay_dest **pp, *d;
+
+	pthread_mutex_lock(&ctx->mu);
+	for (pp = &ctx->dests; (d = *pp) != NULL; pp = &d->next) {
+		if (strcmp(d->key, key) != 0)
+			continue;
+		if (d->active > 0)
+			d->active--;
+		if (d->active == 0 && d->waiters == 0) {
+			*pp = d->next;
+			free(d);
+		}
+		break;
+	}
+	pthread_cond_broadcast(&ctx->slot_cond);
+	pthread_mutex_unlock(&ctx->mu);
+}
+
+/* ---- results ---- */
+
+static void
+set_result(struct relay_result *r, enum relay_status st, const char *dsn,
+    const char *relay, const char *diag)
+{
+	r->status = st;
+	str_copy(r->dsn, dsn, sizeof r->dsn);
+	str_copy(r->relay, relay, sizeof r->relay);
+	str_copy(r->diag, diag, sizeof r->diag);
+}
+
+/* Recipient i is final. */
+static void
+job_final(struct relay_job *job, size_t i, enum relay_status st,
+    const char *dsn, const char *relay, const char *diag)
+{
+	if (job->state[i] == RS_DONE)
+		return;
+	set_result(&job->res[i], st, dsn, relay, diag);
+	job->state[i] = RS_DONE;
+	job->npending--;
+}
+
+/* Every recipient still pending (or accepted, when accepted_too) final. */
+static void
+job_final_all(struct relay_job *job, int accepted_only, enum relay_status st,
+    const char *dsn, const char *relay, const char *diag)
+{
+	for (size_t i = 0; i < job->n; i++) {
+		if (job->state[i] == RS_DONE ||
+		    (accepted_only && job->state[i] != RS_ACCEPTED))
+			continue;
+		job_final(job, i, st, dsn, relay, diag);
+	}
+}
+
+/* Remembers an error for the recipients that stay pending. */
+static void
+job_error(struct relay_job *job, const char *dsn, const char *relay,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+job_error(struct relay_job *job, const char *dsn, const char *relay,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	str_copy(job->last_dsn, dsn, sizeof job->last_dsn);
+	str_copy(job->last_relay, relay, sizeof job->last_relay);
+	va_start(ap, fmt);
+	if (vsnprintf(job->last_diag, sizeof job->last_diag, fmt, ap) < 0)
+		job->last_diag[0] = '\0';
+	va_end(ap);
+}
+
+/* Accepted recipients go back to pending (the transaction failed before
+ * the message was handed over). */
+static void
+job_unaccept(struct relay_job *job)
+{
+	for (size_t i = 0; i < job->n; i++)
+		if (job->state[i] == RS_ACCEPTED)
+			job->state[i] = RS_PENDING;
+}
+
+/* The enhanced code of a reply, or X.0.0 from its code. */
+static void
+reply_dsn(const struct relay_reply *r, char *dsn, size_t dsnsize)
+{
+	if (r->esc[0] != '\0')
+		str_copy(dsn, r->esc, dsnsize);
+	else if (snprintf(dsn, dsnsize, "%d.0.0", r->code / 100) < 0)
+		dsn[0] = '\0';
+}
+
+/* "host H[IP] said: 550 5.1.1 ... (in reply to RCPT TO command)". */
+static void
+reply_diag(const struct relay_sess *s, const struct relay_reply *r,
+    const char *cmd, char *out, size_t outsize)
+{
+	char line[480];
+
+	relay_reply_oneline(r, line, sizeof line);
+	if (snprintf(out, outsize, "host %s said: %s (in reply to %s command)",
+	    s->hostaddr, line, cmd) < 0)
+		out[0] = '\0';
+}
+
+/* Records a failed I/O call as the last error. */
+static void
+io_error(struct relay_job *job, struct relay_sess *s, int io,
+    const char *while_)
+{
+	s->broken = 1;
+	if (io == RELAY_IO_TIMEOUT)
+		job_error(job, "4.4.2", s->relay,
+		    "conversation with %s timed out while %s", s->hostaddr,
+		    while_);
+	else if (io == RELAY_IO_PROTO)
+		job_error(job, "4.5.0", s->relay,
+		    "malformed reply from %s while %s: %s", s->hostaddr, while_,
+		    job->reply.error ? job->reply.error : "bad reply");
+	else
+		job_error(job, "4.4.2", s->relay,
+		    "lost connection with %s while %s", s->hostaddr, while_);
+}
+
+/* ---- the conversation ---- */
+
+/* Sends one command line (CRLF added). Refuses, as a bug, a line with a
+ * CR or LF: callers only build lines from checked parts. */
+static int
+sess_send(struct relay_sess *s, const char *cmd, unsigned timeout_ms)
+{
+	char line[RELAY_CMD_MAX + 2];
+	size_t n = strlen(cmd);
+
+	if (n > RELAY_CMD_MAX || strpbrk(cmd, "\r\n") != NULL) {
+		log_error("relay: refusing to send a malformed command line");
+		return RELAY_IO_ERROR;
+	}
+	log_debug("relay %s: > %s", s->hostaddr, cmd);
+	memcpy(line, cmd, n);
+	memcpy(line + n, "\r\n", 2);
+	return relay_conn_write(s->conn, line, n + 2, timeout_ms);
+}
+
+static int
+sess_read(struct relay_job *job, struct relay_sess *s, unsigned timeout_ms)
+{
+	int io = relay_conn_read_reply(s->conn, &job->reply, timeout_ms);
+
+	if (io == RELAY_IO_OK && log_get_level() <= LOG_LVL_DEBUG) {
+		char line[512];
+		log_debug("relay %s: < %s", s->hostaddr,
+		    relay_reply_oneline(&job->reply, line, sizeof line));
+	}
+	if (io == RELAY_IO_OK && job->reply.code == 421)
+		s->broken = 1;	/* the server is closing the connection */
+	return io;
+}
+
+/* Sends cmd and reads its reply; on an I/O failure records it. */
+static int
+sess_cmd(struct relay_job *job, struct relay_sess *s, const char *cmd,
+    unsigned timeout_ms, const char *while_)
+{
+	int io = sess_send(s, cmd, timeout_ms);
+
+	if (io == RELAY_IO_OK)
+		io = sess_read(job, s, timeout_ms);
+	if (io != RELAY_IO_OK)
+		io_error(job, s, io, while_);
+	return io;
+}
+
+/* A 4xx/5xx that skips the host, as a temporary error: the class becomes
+ * 4 (Postfix's soft bounce of a server that refuses to talk). */
+static void
+host_refused(struct relay_job *job, struct relay_sess *s, const char *cmd)
+{
+	char line[480];
+	char dsn[16];
+
+	reply_dsn(&job->reply, dsn, sizeof dsn);
+	dsn[0] = '4';
+	relay_reply_oneline(&job->reply, line, sizeof line);
+	if (cmd == NULL)
+		job_error(job, dsn, s->relay, "host %s refused to talk to me: %s",
+		    s->hostaddr, line);
+	else
+		job_error(job, dsn, s->relay,
+		    "host %s said: %s (in reply to %s command)", s->hostaddr,
+		    line, cmd);
+}
+
+/* EHLO, or HELO after a 5xx to EHLO. 0 ok, -1 skip the host. */
+static int
+sess_hello(struct relay_job *job, struct relay_sess *s, int after_tls)
+{
+	const struct relay_settings *st = &job->ctx->st;
+	char cmd[DNS_NAME_MAX + 8];
+
+	snprintf(cmd, sizeof cmd, "EHLO %s", job->ctx->helo);
+	if (sess_cmd(job, s, cmd, st->command_timeout_ms,
+	    "performing the EHLO handshake") != RELAY_IO_OK)
+		return -1;
+	if (job->reply.code / 100 == 2) {
+		relay_caps_parse(&job->reply, &s->caps);
+		return 0;
+	}
+	if (job->reply.code / 100 != 5 || after_tls || s->broken) {
+		host_refused(job, s, "EHLO");
+		return -1;
+	}
+	snprintf(cmd, sizeof cmd, "HELO %s", job->ctx->helo);
+	if (sess_cmd(job, s, cmd, st->command_timeout_ms,
+	    "performing the HELO handshake") != RELAY_IO_OK)
+		return -1;
+	if (job->reply.code / 100 != 2) {
+		host_refused(job, s, "HELO");
+		return -1;
+	}
+	memset(&s->caps, 0, sizeof s->caps);
+	return 0;
+}
+
+/* STARTTLS per the level. 0 go on (TLS or allowed plaintext), -1 skip
+ * the host, 1 the handshake failed at "may": retry in plaintext. */
+static int
+sess_tls(struct relay_job *job, struct relay_sess *s, int level)
+{
+	const struct relay_settings *st = &job->ctx->st;
+	char err[200];
+	int io;
+
+	if (level == RELAY_TLS_NONE)
+		return 0;
+	if (!(s->caps.flags & RELAY_CAP_STARTTLS)) {
+		if (level == RELAY_TLS_MAY)
+			return 0;
+		job_error(job, "4.7.4", s->relay,
+		    "TLS is required, but was not offered by host %s",
+		    s->hostaddr);
+		return -1;
+	}
+	if (sess_cmd(job, s, "STARTTLS", st->command_timeout_ms,
+	    "sending STARTTLS") != RELAY_IO_OK)
+		return -1;
+	if (job->reply.code != 220) {
+		if (level == RELAY_TLS_MAY && !s->broken)
+			return 0;	/* refused: plaintext on this connection */
+		host_refused(job, s, "STARTTLS");
+		job->last_dsn[0] = '4';
+		str_copy(job->last_dsn, "4.7.4", sizeof job->last_dsn);
+		return -1;
+	}
+	if (relay_conn_buffered(s->conn) > 0)
+		log_debug("relay %s: discarding %zu bytes received before the "
+		    "TLS handshake", s->hostaddr, relay_conn_buffered(s->conn));
+	io = relay_conn_starttls(s->conn, job->ctx->cred,
+	    s->sni[0] ? s->sni : NULL, st->command_timeout_ms, err, sizeof err);
+	if (io != RELAY_IO_OK) {
+		s->broken = 1;
+		job_error(job, "4.7.5", s->relay,
+		    "Cannot start TLS: handshake failure with %s: %s",
+		    s->hostaddr, err);
+		return level == RELAY_TLS_MAY ? 1 : -1;
+	}
+	log_debug("relay %s: TLS established", s->hostaddr);
+	/* RFC 3207 4.2: forget all we knew; ask again. */
+	memset(&s->caps, 0, sizeof s->caps);
+	if (sess_hello(job, s, 1) < 0)
+		return -1;
+	return 0;
+}
+
+/* Appends " NOTIFY=..." for the bits. */
+static void
+add_notify(struct buf *b, unsigned notify)
+{
+	const char *sep = " NOTIFY=";
+
+	if (notify & RELAY_NOTIFY_NEVER) {
+		buf_puts(b, " NOTIFY=NEVER");
+		return;
+	}
+	if (notify & RELAY_NOTIFY_SUCCESS) {
+		buf_printf(b, "%sSUCCESS", sep);
+		sep = ",";
+	}
+	if (notify & RELAY_NOTIFY_FAILURE) {
+		buf_printf(b, "%sFAILURE", sep);
+		sep = ",";
+	}
+	if (notify & RELAY_NOTIFY_DELAY)
+		buf_printf(b, "%sDELAY", sep);
+}
+
+/* Appends " ORCPT=type;xtext" when orcpt is "type;addr" with a plain
+ * type; drops it otherwise. */
+static void
+add_orcpt(struct buf *b, const char *orcpt)
+{
+	const char *semi;
+	char enc[RELAY_ADDR_MAX * 3 + 1];
+	size_t tlen;
+
+	if (orcpt == NULL || (semi = strchr(orcpt, ';')) == NULL)
+		return;
+	tlen = (size_t)(semi - orcpt);
+	if (tlen == 0 || tlen > 32)
+		return;
+	for (size_t i = 0; i < tlen; i++) {
+		char c = orcpt[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-'))
+			return;
+	}
+	if (strlen(semi + 1) > RELAY_ADDR_MAX ||
+	    relay_xtext_encode(semi + 1, enc, sizeof enc) < 0)
+		return;
+	buf_printf(b, " ORCPT=%.*s;%s", (int)tlen, orcpt, enc);
+}
+
+static void
+build_mail(struct relay_job *job, struct relay_sess *s, struct buf *b)
+{
+	const struct relay_msg *m = job->msg;
+	unsigned caps = s->caps.flags;
+
+	buf_reset(b);
+	buf_printf(b, "MAIL FROM:<%s>", m->sender);
+	if (caps & RELAY_CAP_SIZE)
+		buf_printf(b, " SIZE=%zu", m->body_len);
+	if ((m->env_flags & ENV_8BITMIME) && (caps & RELAY_CAP_8BITMIME))
+		buf_puts(b, " BODY=8BITMIME");
+	if (job->need_utf8)
+		buf_puts(b, " SMTPUTF8");
+	if (caps & RELAY_CAP_DSN) {
+		char enc[400];
+
+		if (m->ret == RELAY_RET_FULL)
+			buf_puts(b, " RET=FULL");
+		else if (m->ret == RELAY_RET_HDRS)
+			buf_puts(b, " RET=HDRS");
+		if (m->envid != NULL && *m->envid != '\0' && strlen(m->envid) <= 100 &&
+		    relay_xtext_encode(m->envid, enc, sizeof enc) == 0)
+			buf_printf(b, " ENVID=%s", enc);
+	}
+}
+
+static void
+build_rcpt(struct relay_job *job, struct relay_sess *s, size_t i,
+    struct buf *b)
+{
+	const struct relay_rcpt *r = &job->rcpts[i];
+
+	buf_reset(b);
+	buf_printf(b, "RCPT TO:<%s>", r->addr);
+	if (s->caps.flags & RELAY_CAP_DSN) {
+		if (r->notify != 0)
+			add_notify(b, r->notify);
+		add_orcpt(b, r->orcpt);
+	}
+}
+
+/* Sends the message after 354. Returns the I/O status. */
+static int
+send_body(struct relay_job *job, struct relay_sess *s)
+{
+	const struct relay_settings *st = &job->ctx->st;
+	struct relay_data_enc enc;
+	struct buf out;
+	size_t off = 0;
+	int io = RELAY_IO_OK;
+
+	relay_data_enc_init(&enc);
+	buf_init(&out, 3 * RELAY_DATA_CHUNK + 64);
+	while (io == RELAY_IO_OK && off < job->msg->body_len) {
+		size_t n = job->msg->body_len - off;
+
+		if (n > RELAY_DATA_CHUNK)
+			n = RELAY_DATA_CHUNK;
+		buf_reset(&out);
+		if (relay_data_enc_feed(&enc, job->msg->body + off, n, &out) < 0)
+			io = RELAY_IO_ERROR;	/* cannot happen: out fits 3x */
+		else
+			io = relay_conn_write(s->conn, out.data, out.len,
+			    st->data_block_timeout_ms);
+		off += n;
+	}
+	if (io == RELAY_IO_OK) {
+		buf_reset(&out);
+		if (relay_data_enc_finish(&enc, &out) < 0)
+			io = RELAY_IO_ERROR;
+		else
+			io = relay_conn_write(s->conn, out.data, out.len,
+			    st->data_block_timeout_ms);
+	}
+	buf_free(&out);
+	return io;
+}
+
+enum { CMD_MAIL = -1, CMD_DATA = -2 };
+
+/*
+ * One transaction for every pending recipient on a greeted session.
+ * Returns 1 when the connection is in a clean state for another
+ * transaction (after RSET), 0 when it must be closed.
+ */
+static int
+sess_transaction(struct relay_job *job, struct relay_sess *s)
+{
+	const struct relay_settings *st = &job->ctx->st;
+	const struct relay_msg *m = job->msg;
+	char diag[512], dsn[16];
+	struct buf cmd, group;
+	long *cmds;
+	size_t ncmd = 0, sent = 0, answered = 0, nacc = 0, window;
+	int mail_code = 0, data_code = 0, data_sent = 0, rc = 0, io;
+	char mail_diag[512] = "", mail_dsn[16] = "";
+
+	if (job->need_utf8 && !(s->caps.flags & RELAY_CAP_SMTPUTF8)) {
+		snprintf(diag, sizeof diag, "SMTPUTF8 is required, but was not "
+		    "offered by host %s", s->hostaddr);
+		job_final_all(job, 0, RELAY_BOUNCED, "5.6.7", s->relay, diag);
+		return 1;
+	}
+	if ((s->caps.flags & RELAY_CAP_SIZE) && s->caps.size_max > 0 &&
+	    m->body_len > s->caps.size_max) {
+		snprintf(diag, sizeof diag, "message size %zu exceeds size limit "
+		    "%llu of server %s", m->body_len,
+		    (unsigned long long)s->caps.size_max, s->hostaddr);
+		job_final_all(job, 0, RELAY_BOUNCED, "5.3.4", s->relay, diag);
+		return 1;
+	}
+
+	s->uses++;
+	cmds = xcalloc(job->n + 2, sizeof *cmds);
+	cmds[ncmd++] = CMD_MAIL;
+	for (size_t i = 0; i < job->n; i++)
+		if (job->state[i] == RS_PENDING)
+			cmds[ncmd++] = (long)i;
+	cmds[ncmd++] = CMD_DATA;
+	window = (s->caps.flags & RELAY_CAP_PIPELINING) ? RELAY_PIPE_WINDOW : 1;
+	buf_init(&cmd, RELAY_CMD_MAX);
+	buf_init(&group, (RELAY_CMD_MAX + 2) * RELAY_PIPE_WINDOW);
+
+	while (answered < ncmd) {
+		/* Send the next group once every reply of the last is in. */
+		if (sent == answered) {
+			if (mail_code / 100 != 2 && sent > 0)
+				break;
+			if (cmds[sent] == CMD_DATA && nacc == 0)
+				break;	/* every RCPT refused: no DATA */
+			buf_reset(&group);
+			for (size_t k = sent; k < ncmd && k - sent < window; k++) {
+				if (cmds[k] == CMD_MAIL)
+					build_mail(job, s, &cmd);
+				else if (cmds[k] == CMD_DATA)
+					buf_puts(buf_reset(&cmd), &cmd) , buf_puts(&cmd, "DATA");
+				else
+					build_rcpt(job, s, (size_t)cmds[k], &cmd);
+				log_debug("relay %s: > %s", s->hostaddr, cmd.data);
+				buf_append(&group, cmd.data, cmd.len);
+				buf_append(&group, "\r\n", 2);
+			}
+			io = relay_conn_write(s->conn, group.data, group.len,
+			    st->command_timeout_ms);
+			if (io != RELAY_IO_OK) {
+				io_error(job, s, io, "sending MAIL FROM");
+				goto fail;
+			}
+			for (size_t k = sent; k < ncmd && k - sent < window; k++)
+				if (cmds[k] == CMD_DATA)
+					data_sent = 1;
+			sent = ncmd - sent < window ? ncmd : sent + window;
+		}
+		long c = cmds[answered];
+		io = sess_read(job, s, c == CMD_DATA ? st->data_init_timeout_ms :
+		    st->command_timeout_ms);
+		if (io != RELAY_IO_OK) {
+			io_error(job, s, io, c == CMD_MAIL ? "sending MAIL FROM" :
+			    c == CMD_DATA ? "sending DATA command" :
+			    "sending RCPT TO");
+			goto fail;
+		}
+		answered++;
+		if (c == CMD_MAIL) {
+			mail_code = job->reply.code;
+			reply_dsn(&job->reply, mail_dsn, sizeof mail_dsn);
+			reply_diag(s, &job->reply, "MAIL FROM", mail_diag,
+			    sizeof mail_diag);
+		} else if (c == CMD_DATA) {
+			data_code = job->reply.code;
+		} else if (mail_code / 100 == 2) {
+			size_t i = (size_t)c;
+			int cls = job->reply.code / 100;
+
+			if (cls == 2) {
+				job->state[i] = RS_ACCEPTED;
+				nacc++;
+				continue;
+			}
+			reply_dsn(&job->reply, dsn, sizeof dsn);
+			reply_diag(s, &job->reply, "RCPT TO", diag, sizeof diag);
+			job_final(job, i, cls == 5 ? RELAY_BOUNCED :
+			    RELAY_DEFERRED, dsn, s->relay, diag);
+		}
+	}
+
+	if (mail_code / 100 != 2) {
+		if (mail_code / 100 == 5) {
+			job_final_all(job, 0, RELAY_BOUNCED, mail_dsn, s->relay,
+			    mail_diag);
+		} else {
+			/* 4xx: another host may take it (as Postfix). */
+			job_error(job, mail_dsn, s->relay, "%s", mail_diag);
+		}
+		rc = !s->broken;
+		goto out;
+	}
+	if (!data_sent) {
+		rc = !s->broken;
+		goto out;
+	}
+	if (data_code != 354) {
+		if (nacc == 0) {
+			rc = !s->broken;
+			goto out;
+		}
+		reply_dsn(&job->reply, dsn, sizeof dsn);
+		reply_diag(s, &job->reply, "DATA", diag, sizeof diag);
+		if (data_code / 100 == 5) {
+			job_final_all(job, 1, RELAY_BOUNCED, dsn, s->relay, diag);
+		} else if (data_code / 100 == 4) {
+			job_final_all(job, 1, RELAY_DEFERRED, dsn, s->relay, diag);
+		} else {
+			/* 2xx/3xx other than 354: not SMTP as we know it. */
+			job_error(job, "4.5.0", s->relay, "%s", diag);
+			job_unaccept(job);
+			s->broken = 1;
+		}
+		rc = !s->broken;
+		goto out;
+	}
+	if (nacc == 0) {
+		/* Pipelined DATA went through though no RCPT did: end an
+		 * empty message; its reply does not matter. */
+		io = relay_conn_write(s->conn, ".\r\n", 3,
+		    st->data_block_timeout_ms);
+		if (io == RELAY_IO_OK)
+			io = sess_read(job, s, st->data_final_timeout_ms);
+		rc = io == RELAY_IO_OK && !s->broken;
+		goto out;
+	}
+
+	/* The message goes out: from here on a failure is final for this
+	 * attempt (it may have been delivered). */
+	log_debug("relay %s: > (message, %zu bytes)", s->hostaddr, m->body_len);
+	io = send_body(job, s);
+	if (io != RELAY_IO_OK) {
+		io_error(job, s, io, "sending message body");
+		job_final_all(job, 1, RELAY_DEFERRED, job->last_dsn, s->relay,
+		    job->last_diag);
+		goto out;
+	}
+	io = sess_read(job, s, st->data_final_timeout_ms);
+	if (io != RELAY_IO_OK) {
+		io_error(job, s, io, "sending end of data -- message may be "
+		    "sent more than once");
+		job_final_all(job, 1, RELAY_DEFERRED, job->last_dsn, s->relay,
+		    job->last_diag);
+		goto out;
+	}
+	reply_dsn(&job->reply, dsn, sizeof dsn);
+	switch (job->reply.code / 100) {
+	case 2:
+		relay_reply_oneline(&job->reply, diag, sizeof diag);
+		job_final_all(job, 1, RELAY_SENT, dsn, s->relay, diag);
+		break;
+	case 4:
+		reply_diag(s, &job->reply, "end of DATA", diag, sizeof diag);
+		job_final_all(job, 1, RELAY_DEFERRED, dsn, s->relay, diag);
+		break;
+	default:
+		reply_diag(s, &job->reply, "end of DATA", diag, sizeof diag);
+		job_final_all(job, 1, RELAY_BOUNCED, dsn, s->relay, diag);
+		break;
+	}
+	rc = !s->broken;
+	goto out;
+fail:
+	job_unaccept(job);
+	rc = 0;
+out:
+	buf_free(&cmd);
+	buf_free(&group);
+	free(cmds);
+	return rc;
+}
+
+/* RSET on an idle connection taken from the cache. 0 usable, -1 not. */
+static int
+sess_reset(struct relay_job *job, struct relay_sess *s)
+{
+	if (relay_conn_readable(s->conn)) {
+		s->broken = 1;	/* EOF or an unsolicited 421 */
+		return -1;
+	}
+	if (sess_cmd(job, s, "RSET", job->ctx->st.command_timeout_ms,
+	    "sending RSET") != RELAY_IO_OK)
+		return -1;
+	if (job->reply.code / 100 != 2) {
+		s->broken = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/* One connection to one address: greeting, EHLO, TLS, transaction. */
+static int
+attempt(struct relay_job *job, const char *host, const struct dns_addr *addr,
+    uint16_t port, int level)
+{
+	const struct relay_settings *st = &job->ctx->st;
+	struct relay_sess *s;
+	char err[200];
+	int rc, io;
+
+	s = xcalloc(1, sizeof *s);
+	snprintf(s->hostaddr, sizeof s->hostaddr, "%s[%s]", host, addr->text);
+	snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", host, addr->text,
+	    (unsigned)port);
+	if (strcmp(host, addr->text) != 0)
+		str_copy(s->sni, host, sizeof s->sni);
+	io = relay_conn_open(addr, port, st->connect_timeout_ms, &s->conn, err,
+	    sizeof err);
+	if (io != RELAY_IO_OK) {
+		job_error(job, "4.4.1", "none", "connect to %s: %s", s->relay,
+		    err);
+		free(s);
+		return ATT_NEXT;
+	}
+	log_debug("relay %s: connected to port %u", s->hostaddr, (unsigned)port);
+	io = sess_read(job, s, st->greeting_timeout_ms);
+	if (io != RELAY_IO_OK) {
+		io_error(job, s, io, "receiving the initial server greeting");
+		goto skip;
+	}
+	if (job->reply.code / 100 != 2) {
+		host_refused(job, s, NULL);
+		goto skip;
+	}
+	if (sess_hello(job, s, 0) < 0)
+		goto skip;
+	rc = sess_tls(job, s, level);
+	if (rc != 0) {
+		sess_end(&s, s->broken ? 0 : RELAY_QUIT_TIMEOUT_MS);
+		return rc > 0 ? ATT_RETRY_PLAIN : ATT_NEXT;
+	}
+	rc = sess_transaction(job, s);
+	sess_release(job->ctx, job->key, &s, rc);
+	return ATT_NEXT;
+skip:
+	sess_end(&s, s->broken ? 0 : RELAY_QUIT_TIMEOUT_MS);
+	return ATT_NEXT;
+}
+
+/* Tries idle connections of this destination (at most a few). */
+static void
+try_cached(struct relay_job *job)
+{
+	for (int tries = 0; tries < 3 && job->npending > 0; tries++) {
+		struct relay_sess *s = cache_take(job->ctx, job->key);
+		int rc;
+
+		if (s == NULL)
+			return;
+		if (sess_reset(job, s) < 0) {
+			sess_end(&s, 0);
+			continue;
+		}
+		log_debug("relay %s: reusing connection", s->hostaddr);
+		rc = sess_transaction(job, s);
+		sess_release(job->ctx, job->key, &s, rc);
+		return;
+	}
+}
+
+/* "[host]" or "host" without brackets into out. */
+static int
+strip_brackets(const char *in, char *out, size_t outsize)
+{
+	size_t n = strlen(in);
+
+	if (n >= 2 && in[0] == '[' && in[n - 1] == ']') {
+		in++;
+		n -= 2;
+	}
+	if (n == 0 || n >= outsize)
+		return -1;
+	memcpy(out, in, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* A DNS failure: permanent ones bounce, others are the last error. */
+static void
+dns_failed(struct relay_job *job, int status, const char *name,
+    const char *type, const char *detail)
+{
+	char diag[512];
+
+	if (status == DNS_NULL_MX)
+		snprintf(diag, sizeof diag, "Domain %s does not accept mail "
+		    "(nullMX)", name);
+	else
+		snprintf(diag, sizeof diag, "Host or domain name not found. "
+		    "Name service error for name=%s type=%s: %s", name, type,
+		    detail && *detail ? detail : dns_status_str(status));
+	if (dns_status_is_permanent(status))
+		job_final_all(job, 0, RELAY_BOUNCED, dns_status_dsn(status),
+		    "none", diag);
+	else
+		job_error(job, dns_status_dsn(status), "none", "%s", diag);
+}
+
+/* Tries one address, with the plaintext retry of TLS "may". */
+static void
+try_addr(struct relay_job *job, const char *host, const struct dns_addr *a,
+    uint16_t port)
+{
+	int level = job->ctx->st.tls_outbound;
+
+	if (attempt(job, host, a, port, level) == ATT_RETRY_PLAIN &&
+	    job->npending > 0)
+		(void)attempt(job, host, a, port, RELAY_TLS_NONE);
+}
+
+static void
+deliver_fixed(struct relay_job *job, const char *dest_host, uint16_t port)
+{
+	struct relay_ctx *ctx = job->ctx;
+	char host[DNS_NAME_MAX];
+	struct dns_addr lit;
+	struct dns_addr_result *res = NULL;
+	size_t naddrs;
+	const struct dns_addr *addrs;
+
+	if (strip_brackets(dest_host, host, sizeof host) < 0 ||
+	    !relay_addr_ok(host, sizeof host, NULL)) {
+		job_final_all(job, 0, RELAY_BOUNCED, "5.1.2", "none",
+		    "bad destination host name");
+		return;
+	}
+	memset(&lit, 0, sizeof lit);
+	if (inet_pton(AF_INET, host, lit.bytes) == 1)
+		lit.family = AF_INET;
+	else if (inet_pton(AF_INET6, host, lit.bytes) == 1)
+		lit.family = AF_INET6;
+	if (lit.family != 0) {
+		str_copy(lit.text, host, sizeof lit.text);
+		addrs = &lit;
+		naddrs = 1;
+	} else {
+		int status;
+
+		if (ctx->dns == NULL) {
+			job_error(job, "4.4.3", "none", "no resolver for %s",
+			    host);
+			return;
+		}
+		status = dns_addr_lookup(ctx->dns, host, &res);
+		if (status != DNS_OK) {
+			dns_failed(job, status, host, "A", res->detail);
+			dns_addr_result_free(&res);
+			return;
+		}
+		addrs = res->addrs;
+		naddrs = res->naddrs;
+	}
+	for (size_t i = 0; i < naddrs && i < ctx->st.max_addrs &&
+	    job->npending > 0; i++)
+		try_addr(job, host, &addrs[i], port);
+	dns_addr_result_free(&res);
+}
+
+static void
+deliver_mx(struct relay_job *job, const char *domain)
+{
+	struct relay_ctx *ctx = job->ctx;
+	struct dns_mx_result *res = NULL;
+	int status;
+
+	if (ctx->dns == NULL) {
+		job_error(job, "4.4.3", "none", "no resolver for %s", domain);
+		return;
+	}
+	status = dns_mx_lookup(ctx->dns, domain, &res);
+	if (status != DNS_OK) {
+		dns_failed(job, status, domain, "MX", res->detail);
+		dns_mx_result_free(&res);
+		return;
+	}
+	for (size_t i = 0; i < res->ntargets && i < ctx->st.max_addrs &&
+	    job->npending > 0; i++) {
+		const struct dns_target *t = &res->targets[i];
+		try_addr(job, res->hosts[t->host].name, &t->addr,
+		    ctx->st.smtp_port);
+	}
+	dns_mx_result_free(&res);
+}
+
+/* Checks the envelope before anything is sent: what cannot go into a
+ * command line bounces here. */
+static void
+job_precheck(struct relay_job *job)
+{
+	const struct relay_msg *m = job->msg;
+	int eight;
+
+	job->need_utf8 = (m->env_flags & ENV_SMTPUTF8) != 0;
+	if (m->sender == NULL ||
+	    !relay_addr_ok(m->sender, RELAY_ADDR_MAX, &eight)) {
+		job_final_all(job, 0, RELAY_BOUNCED, "5.1.7", "none",
+		    "bad sender address syntax: control character, angle "
+		    "bracket or too long");
+		return;
+	}
+	job->need_utf8 |= eight;
+	for (size_t i = 0; i < job->n; i++) {
+		const char *a = job->rcpts[i].addr;
+		if (a == NULL || *a == '\0' ||
+		    !relay_addr_ok(a, RELAY_ADDR_MAX, &eight)) {
+			job_final(job, i, RELAY_BOUNCED, "5.1.3", "none",
+			    "bad recipient address syntax: control character, "
+			    "angle bracket or too long");
+			continue;
+		}
+		job->need_utf8 |= eight;
+	}
+}
+
+void
+relay_deliver(struct relay_ctx *ctx, const char *domain,
+    const char *dest_host, uint16_t dest_port, const struct relay_msg *msg,
+    const struct relay_rcpt *rcpts, size_t n, struct relay_result *results)
+{
+	struct relay_job *job;
+	char dom[DNS_NAME_MAX];
+	uint16_t port = dest_port ? dest_port : ctx->st.smtp_port;
+
+	if (n == 0)
+		return;
+	job = xcalloc(1, sizeof *job);
+	job->ctx = ctx;
+	job->msg = msg;
+	job->rcpts = rcpts;
+	job->res = results;
+	job->n = n;
+	job->npending = n;
+	job->state = xcalloc(n, 1);
+	for (size_t i = 0; i < n; i++)
+		set_result(&results[i], RELAY_DEFERRED, "4.4.1", "none",
+		    "delivery not attempted");
+	job_error(job, "4.4.1", "none", "no address to try");
+
+	if (domain == NULL || !relay_addr_ok(domain, sizeof dom, NULL) ||
+	    str_copy(dom, domain, sizeof dom) < 0) {
+		job_final_all(job, 0, RELAY_BOUNCED, "5.1.2", "none",
+		    "bad destination domain");
+		goto out;
+	}
+	str_lower(dom);
+	job_precheck(job);
+	if (job->npending == 0)
+		goto out;
+	if (dest_host != NULL)
+		snprintf(job->key, sizeof job->key, "[%s]:%u", dest_host,
+		    (unsigned)port);
+	else
+		str_copy(job->key, dom, sizeof job->key);
+	str_lower(job->key);
+
+	if (dest_acquire(ctx, job->key) < 0) {
+		char diag[400];
+		snprintf(diag, sizeof diag, "too many connections to %s",
+		    job->key);
+		job_final_all(job, 0, RELAY_DEFERRED, "4.4.5", "none", diag);
+		goto out;
+	}
+	relay_ctx_expire_idle(ctx);
+	try_cached(job);
+	if (job->npending > 0) {
+		if (dest_host != NULL)
+			deliver_fixed(job, dest_host, port);
+		else
+			deliver_mx(job, dom);
+	}
+	dest_release(ctx, job->key);
+	/* What no host took keeps the last error. */
+	job_unaccept(job);
+	job_final_all(job, 0, RELAY_DEFERRED, job->last_dsn, job->last_relay,
+	    job->last_diag);
+out:
+	free(job->state);
+	free(job);
+}

@@ -1,0 +1,199 @@
+/*
+ * relay: the outbound SMTP client (RFC 5321), used by the delivery
+ * threads to hand one message to the MX hosts of one destination domain,
+ * or to a fixed host (routes, relayhost).
+ *
+ * What one relay_deliver call does:
+ *  - finds the addresses to try: the MX targets of the domain (dns/,
+ *    at most max_addrs, best first), or the A/AAAA addresses of a fixed
+ *    host (no MX lookup). A permanent DNS failure bounces (5.1.10 null MX,
+ *    5.1.2 no such domain); a temporary one defers.
+ *  - tries them in order. It moves on to the next address after a refused
+ *    or timed-out connection, a 4xx/5xx greeting, a 4xx/5xx to EHLO and
+ *    HELO, a 4xx to MAIL FROM, a lost connection or timeout before the
+ *    message body was sent, or a TLS failure. Recipients still pending
+ *    when no address is left are deferred with the last error.
+ *  - EHLO (HELO when EHLO gets a 5xx), then STARTTLS per tls_outbound:
+ *      RELAY_TLS_NONE: never;
+ *      RELAY_TLS_MAY: when offered. A STARTTLS command refused by the
+ *        server continues in plaintext on the same connection; a failed
+ *        handshake is retried once in plaintext on a new connection to the
+ *        same address (Postfix's "may").
+ *      RELAY_TLS_ENCRYPT: STARTTLS not offered, refused, or a failed
+ *        handshake skips the host: nothing of the message is ever sent
+ *        in plaintext; with no host left the recipients are deferred
+ *        (4.7.4 not offered, 4.7.5 handshake failed).
+ *    Certificates are not verified (opportunistic TLS, like Postfix's
+ *    "may" and "encrypt" levels). Whatever was received before the
+ *    handshake is thrown away and EHLO is sent again: only the
+ *    capabilities given over TLS count (no response injection).
+ *  - one transaction for all recipients: MAIL FROM with SIZE=n (SIZE
+ *    offered), BODY=8BITMIME (8BITMIME offered and ENV_8BITMIME),
+ *    SMTPUTF8 (ENV_SMTPUTF8), RET= and ENVID= (DSN offered); RCPT TO with
+ *    NOTIFY= and ORCPT= (DSN offered); DATA. With PIPELINING (RFC 2920)
+ *    MAIL, the RCPTs and DATA go out as one group (groups of at most 100
+ *    commands for very many recipients) and the replies are read in
+ *    order. A message larger than the server's SIZE bounces with 5.3.4
+ *    before MAIL; ENV_SMTPUTF8 (or a non-ASCII address) to a server
+ *    without SMTPUTF8 bounces with 5.6.7 (RFC 6531 3.4). An ENV_8BITMIME
+ *    message to a server without 8BITMIME is sent anyway, without BODY=
+ *    (as Postfix does; most servers take 8-bit data).
+ *  - per recipient: 2xx at RCPT goes on to DATA, 4xx defers, 5xx bounces.
+ *    After the data: 2xx -> every accepted recipient SENT; 4xx, a lost
+ *    connection or a timeout -> DEFERRED; 5xx -> BOUNCED. A 4xx or 5xx to
+ *    DATA itself defers or bounces the accepted recipients. No accepted
+ *    recipient: no DATA is sent (with pipelining, a DATA that still got
+ *    354 is ended with an empty message and its reply ignored).
+ *  - what goes out: commands never contain CR, LF or another control
+ *    byte: a sender or recipient with one (or longer than
+ *    RELAY_ADDR_MAX) bounces without being sent (5.1.7 sender, 5.1.3
+ *    recipient); ORCPT and ENVID are xtext-encoded. The body is sent
+ *    with CRLF line ends only (a bare CR or bare LF becomes CRLF),
+ *    dot-stuffed, and no line longer than 998 octets: a longer line is
+ *    folded by inserting CRLF SPACE in the header (a folded header stays
+ *    a header) and CRLF in the body (as Postfix's smtp_line_length_limit).
+ *    A body without a final line end gets one before ".".
+ *  - replies are parsed defensively (queue/relay_proto.h): at most 100
+ *    lines of at most 4096 octets, a 3-digit code 2xx..5xx, the same code
+ *    on every line. Anything else is a protocol error: the host is
+ *    skipped as for a lost connection.
+ *  - timeouts (RFC 5321 4.5.3.2) with poll() on non-blocking sockets:
+ *    connect, greeting, each command, DATA initiation, each data block,
+ *    final reply; values from relay_settings.
+ *  - connections are reused: after a transaction a healthy connection is
+ *    kept idle in the context (keyed by destination), and the next
+ *    relay_deliver to the same destination sends RSET on it instead of
+ *    connecting again. Idle connections are closed after idle_ms, when
+ *    more than max_idle are kept, or after 100 transactions.
+ *  - at most max_per_destination relay_deliver calls run at once for one
+ *    destination (domain, or fixed host and port); a further call waits up
+ *    to dest_wait_ms for a slot, then defers everything with 4.4.5.
+ *
+ * Results read like Postfix's: relay "mx1.example.test[127.0.0.2]:25",
+ * diag "host mx1.example.test[127.0.0.2] said: 550 5.1.1 <x@y>: Recipient
+ * address rejected (in reply to RCPT TO command)" or "connect to
+ * mx1.example.test[127.0.0.2]:25: Connection refused". dsn is the reply's
+ * enhanced status code when it gave one of the right class, else X.0.0
+ * from the reply code, or our own code for local conditions.
+ *
+ * Errors: relay_deliver never fails as a whole: every outcome is in the
+ * results. Out of memory aborts (lib/util.h). Nothing is logged above
+ * debug level (the conversation is logged at debug); the caller logs the
+ * results.
+ * Threads: relay_ctx_new/relay_ctx_free on one thread while no delivery
+ * runs. relay_deliver and relay_ctx_expire_idle may run on any number of
+ * threads at once on one context.
+ */
+#ifndef QUEUE_RELAY_H
+#define QUEUE_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct dns_resolver;
+
+#define RELAY_ADDR_MAX 512	/* longest sender or recipient sent */
+
+enum relay_tls { RELAY_TLS_NONE = 0, RELAY_TLS_MAY = 1, RELAY_TLS_ENCRYPT = 2 };
+
+/* Tunables. relay_settings_default fills the values in brackets; a 0
+ * left in a field also means its default. Times in milliseconds. */
+struct relay_settings {
+	const char *helo_name;		/* EHLO/HELO name, copied ["localhost"] */
+	uint16_t smtp_port;		/* port of MX hosts [25] */
+	int tls_outbound;		/* enum relay_tls [RELAY_TLS_MAY] */
+	unsigned connect_timeout_ms;	/* TCP connect [30000] */
+	unsigned greeting_timeout_ms;	/* 220 greeting [300000] */
+	unsigned command_timeout_ms;	/* EHLO, STARTTLS (handshake), MAIL,
+					 * RCPT, RSET, QUIT replies [300000] */
+	unsigned data_init_timeout_ms;	/* reply to DATA [120000] */
+	unsigned data_block_timeout_ms;	/* each block of data written [180000] */
+	unsigned data_final_timeout_ms;	/* reply to "." [600000] */
+	size_t max_addrs;		/* addresses tried, 1..DNS_MAX_TARGETS [5] */
+	unsigned max_per_destination;	/* simultaneous deliveries [20] */
+	unsigned dest_wait_ms;		/* wait for a destination slot [10000] */
+	unsigned idle_ms;		/* idle connection kept at most [10000] */
+	unsigned max_idle;		/* idle connections kept, all
+					 * destinations [32]; set
+					 * RELAY_NO_REUSE to keep none */
+};
+
+#define RELAY_NO_REUSE ((unsigned)-1)
+
+/* Fills st with the defaults above. Thread-safe. */
+void relay_settings_default(struct relay_settings *st);
+
+struct relay_ctx;
+
+/*
+ * Makes a context: settings (copied; NULL for defaults) and the resolver
+ * used for every lookup (borrowed: it must outlive the context; it is only
+ * used when a delivery needs DNS, so it may be NULL for tests that give IP
+ * literal destinations). Loads the TLS client credentials. Returns NULL
+ * with a message in err (errsize > 0) when a setting is out of range or
+ * GnuTLS cannot be set up.
+ */
+struct relay_ctx *relay_ctx_new(const struct relay_settings *st,
+    struct dns_resolver *dns, char *err, size_t errsize);
+
+/* Closes every idle connection (with QUIT) and frees the context; sets
+ * *ctxp to NULL. NULL is fine. No relay_deliver may run. */
+void relay_ctx_free(struct relay_ctx **ctxp);
+
+/* Closes idle connections older than idle_ms. relay_deliver does this
+ * itself on each call; a caller may also call it from a timer. */
+void relay_ctx_expire_idle(struct relay_ctx *ctx);
+
+/* Idle connections held now (for tests and statistics). */
+size_t relay_ctx_idle_count(struct relay_ctx *ctx);
+
+/* One recipient. notify: bits of enum dsn_notify (server/smtp_args.h:
+ * NEVER 1, SUCCESS 2, FAILURE 4, DELAY 8), 0 = not given. orcpt:
+ * "type;address" xtext-decoded (as the queue keeps it), or NULL. */
+struct relay_rcpt {
+	const char *addr;	/* without <> */
+	const char *orcpt;
+	unsigned notify;
+};
+
+/* The message. ret: enum dsn_ret (0 unset, 1 FULL, 2 HDRS); envid:
+ * xtext-decoded ENVID or NULL; env_flags: ENV_8BITMIME, ENV_SMTPUTF8
+ * (queue/envelope.h); body: the whole message (header and body), CRLF
+ * line ends, dot-stuffing undone. All borrowed for the call. */
+struct relay_msg {
+	const char *sender;	/* "" for the null path <> */
+	unsigned env_flags;
+	int ret;
+	const char *envid;
+	const char *body;
+	size_t body_len;
+};
+
+enum relay_status { RELAY_SENT, RELAY_DEFERRED, RELAY_BOUNCED };
+
+struct relay_result {
+	enum relay_status status;
+	char dsn[16];		/* "2.0.0", "4.4.1", "5.1.1" */
+	char diag[512];		/* reply or local reason, one line, printable */
+	char relay[300];	/* "HOST[IP]:PORT", or "none" */
+};
+
+/*
+ * Delivers msg to rcpts[0..n-1] (one destination domain) and fills
+ * results[0..n-1] (one per recipient, in the same order).
+ *   domain: the recipients' domain; the MX lookup name when dest_host is
+ *     NULL, and the concurrency/reuse key otherwise too.
+ *   dest_host: NULL for MX delivery, or a fixed host: a name (A/AAAA
+ *     lookup, no MX), an IP literal, either possibly in brackets
+ *     ("[127.0.0.3]"). dest_port: its port (0 = smtp_port).
+ * Blocks for up to the sum of the timeouts over max_addrs addresses.
+ * Thread: any; many threads may call it at once on one context.
+ */
+void relay_deliver(struct relay_ctx *ctx, const char *domain,
+    const char *dest_host, uint16_t dest_port, const struct relay_msg *msg,
+    const struct relay_rcpt *rcpts, size_t n, struct relay_result *results);
+
+/* "sent", "deferred", "bounced". */
+const char *relay_status_str(enum relay_status st);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * relay_conn: one outbound SMTP connection of queue/relay.c: a
+ * non-blocking TCP socket, optionally under a GnuTLS client session, with
+ * every wait bounded by poll() and a deadline, and a bounded input buffer
+ * from which replies are parsed (queue/relay_proto.h).
+ *
+ * Internal to queue/relay*.c; not for other modules.
+ *
+ * Errors: each call returns an enum relay_io; a connection that returned
+ * anything but RELAY_IO_OK must only be closed. SIGPIPE is never raised
+ * (MSG_NOSIGNAL, GNUTLS_NO_SIGNAL).
+ * Threads: a connection belongs to one thread at a time (it moves between
+ * threads through the relay context's idle cache, under its mutex).
+ */
+#ifndef QUEUE_RELAY_CONN_H
+#define QUEUE_RELAY_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <gnutls/gnutls.h>
+
+#include "dns/dns.h"
+#include "queue/relay_proto.h"
+
+enum relay_io {
+	RELAY_IO_OK = 0,
+	RELAY_IO_TIMEOUT,	/* the deadline passed */
+	RELAY_IO_EOF,		/* the peer closed or reset the connection */
+	RELAY_IO_ERROR,		/* another socket or TLS error */
+	RELAY_IO_PROTO,		/* a malformed reply (reply->error says why) */
+};
+
+struct relay_conn;
+
+/* Connects to addr:port within timeout_ms. On success *c_r is the
+ * connection (close with relay_conn_close). On failure err gets the
+ * reason ("Connection refused", "Connection timed out"). */
+int relay_conn_open(const struct dns_addr *addr, uint16_t port,
+    unsigned timeout_ms, struct relay_conn **c_r, char *err, size_t errsize);
+
+/* Closes (TLS close_notify best effort, no waiting) and frees; *cp = NULL.
+ * NULL is fine. */
+void relay_conn_close(struct relay_conn **cp);
+
+/* Writes all n bytes within timeout_ms. */
+int relay_conn_write(struct relay_conn *c, const void *p, size_t n,
+    unsigned timeout_ms);
+
+/* Reads one complete reply into r within timeout_ms. Bytes after it (the
+ * next pipelined reply) stay buffered for the next call. */
+int relay_conn_read_reply(struct relay_conn *c, struct relay_reply *r,
+    unsigned timeout_ms);
+
+/* Throws away every buffered input byte, then runs the TLS client
+ * handshake within timeout_ms; sni (a host name, or NULL) is sent as
+ * server name. Certificates are not verified. On failure err gets the
+ * GnuTLS reason. cred is borrowed (shared, read-only). */
+int relay_conn_starttls(struct relay_conn *c,
+    gnutls_certificate_credentials_t cred, const char *sni,
+    unsigned timeout_ms, char *err, size_t errsize);
+
+/* Input received and not yet parsed (bytes). */
+size_t relay_conn_buffered(const struct relay_conn *c);
+
+/* 1 when the connection runs TLS. */
+int relay_conn_is_tls(const struct relay_conn *c);
+
+/* 1 when something is readable now without waiting (data or EOF): an
+ * idle connection in that state is not reusable. */
+int relay_conn_readable(struct relay_conn *c);
+
+/* Counts of bytes written and read (for tests and debug logs). */
+uint64_t relay_conn_bytes_out(const struct relay_conn *c);
+
+#endif

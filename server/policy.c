@@ -1,0 +1,99 @@
+/* policy: the delivery policy made from a runtime snapshot. */
+#include "server/policy.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dns/dns.h"
+#include "lib/log.h"
+#include "lib/util.h"
+#include "queue/relay.h"
+
+struct policy_owner {
+	struct runtime *rt;
+	struct delivery_route *routes;
+	struct dns_resolver *dns;
+	struct relay_ctx *relay;
+};
+
+static void
+policy_release(void *arg)
+{
+	struct policy_owner *o = arg;
+
+	relay_ctx_free(&o->relay);
+	dns_resolver_free(&o->dns);
+	free(o->routes);
+	runtime_unref(&o->rt);
+	free(o);
+}
+
+struct delivery_policy *
+policy_from_runtime(struct runtime *rt)
+{
+	const struct config *cfg = rt->cfg;
+	struct policy_owner *o = xcalloc(1, sizeof *o);
+	struct delivery_policy *p = xcalloc(1, sizeof *p);
+	struct dns_server_addr *servers;
+	struct relay_settings rs;
+	char err[256];
+
+	o->rt = runtime_ref(rt);
+	servers = xcalloc(cfg->ndns_servers ? cfg->ndns_servers : 1, sizeof *servers);
+	for (size_t i = 0; i < cfg->ndns_servers; i++) {
+		str_copy(servers[i].addr, cfg->dns_servers[i].host, sizeof servers[i].addr);
+		servers[i].port = cfg->dns_servers[i].port;
+	}
+	o->dns = dns_resolver_new(servers, cfg->ndns_servers, err, sizeof err);
+	free(servers);
+	if (o->dns == NULL) {
+		log_error("dns: %s", err);
+		goto fail;
+	}
+	relay_settings_default(&rs);
+	rs.helo_name = cfg->hostname;
+	rs.smtp_port = cfg->smtp_port;
+	rs.tls_outbound = cfg->tls_outbound == TLS_OUT_NONE ? RELAY_TLS_NONE :
+	    cfg->tls_outbound == TLS_OUT_ENCRYPT ? RELAY_TLS_ENCRYPT : RELAY_TLS_MAY;
+	rs.connect_timeout_ms = cfg->connect_timeout * 1000;
+	rs.greeting_timeout_ms = cfg->relay_command_timeout * 1000;
+	rs.command_timeout_ms = cfg->relay_command_timeout * 1000;
+	rs.data_init_timeout_ms = cfg->relay_command_timeout * 1000;
+	rs.data_block_timeout_ms = cfg->relay_command_timeout * 1000;
+	rs.data_final_timeout_ms = cfg->relay_data_timeout * 1000;
+	rs.max_per_destination = cfg->max_per_destination;
+	if ((o->relay = relay_ctx_new(&rs, o->dns, err, sizeof err)) == NULL) {
+		log_error("relay: %s", err);
+		goto fail;
+	}
+	o->routes = xcalloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *o->routes);
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		o->routes[i].domain = cfg->routes[i].domain;
+		o->routes[i].host = cfg->routes[i].dest.host;
+		o->routes[i].port = cfg->routes[i].dest.port;
+	}
+	p->hostname = cfg->hostname;
+	p->mail_dir = cfg->mail_dir;
+	p->local_domains = (const char *const *)cfg->local_domains;
+	p->nlocal_domains = cfg->nlocal_domains;
+	p->udb = rt->udb;
+	p->retry_min = cfg->retry_min;
+	p->retry_max = cfg->retry_max;
+	p->queue_lifetime = cfg->queue_lifetime;
+	p->delay_warning = cfg->delay_warning;
+	p->routes = o->routes;
+	p->nroutes = cfg->nroutes;
+	if (cfg->has_relayhost) {
+		p->relayhost = cfg->relayhost.host;
+		p->relayhost_port = cfg->relayhost.port;
+	}
+	p->relay = o->relay;
+	p->owner = o;
+	p->release = policy_release;
+	return p;
+fail:
+	policy_release(o);
+	free(p);
+	return NULL;
+}

@@ -1,0 +1,215 @@
+"""Local delivery: Maildirs, aliases, deferrals that survive a restart,
+flush, deletion, bounces and reloads (issue: delivery pool and storage)."""
+import email
+import email.policy
+import json
+import os
+import signal
+import smtplib
+import unittest
+
+from harness import Client, Server, greet, wait_for
+
+USERS = "alice@localhost:\nbob@localhost:\ncarol@localhost:\n"
+ALIASES = ("team@localhost: alice@localhost, bob@localhost\n"
+           "broken@localhost: ghost@localhost\n"
+           "loop1@localhost: loop2@localhost\nloop2@localhost: loop1@localhost\n")
+
+
+def make_server(extra=""):
+    srv = Server(extra)
+    with open(os.path.join(srv.dir, "users"), "w") as f:
+        f.write(USERS)
+    with open(os.path.join(srv.dir, "aliases"), "w") as f:
+        f.write(ALIASES)
+    with open(srv.conf, "a") as f:
+        f.write("users_file = %s/users\naliases_file = %s/aliases\n" % (srv.dir, srv.dir))
+    return srv
+
+
+def send(port, sender, rcpts, body):
+    c, _ = greet(port)
+    assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
+    for r in rcpts:
+        code, _ = c.cmd("RCPT TO:<%s>" % r)
+        assert code == 250, (r, code)
+    assert c.cmd("DATA")[0] == 354
+    stuffed = b"".join((b"." + l if l.startswith(b".") else l)
+                       for l in body.splitlines(keepends=True))
+    c.send(stuffed + b".\r\n")
+    code, lines = c.reply()
+    c.close()
+    assert code == 250, (code, lines)
+    return lines[0].split()[-1]
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class DeliveryTest(unittest.TestCase):
+    def setUp(self):
+        self.srv = make_server("retry_min = 1h\nretry_max = 2h\n")
+        self.srv.start()
+
+    def tearDown(self):
+        code = self.srv.stop() if self.srv.proc else 0
+        self.srv.cleanup()
+        self.assertEqual(code, 0)
+
+    def wait_files(self, addr, n=1):
+        return wait_for(lambda: len(self.srv.maildir_files(addr)) >= n and
+                        self.srv.maildir_files(addr), 20, "mail for " + addr)
+
+    def test_several_users_and_alias_byte_exact(self):
+        body = (b"Subject: exact\r\nFrom: x@example.org\r\n\r\n"
+                b".leading dot\r\n..two dots\r\n8-bit: \xc3\xa9\xff\r\n"
+                b"tab\there \r\n" + b"L" * 998 + b"\r\nlast line\r\n")
+        qid = send(self.srv.port, "x@example.org",
+                   ["alice@localhost", "carol@localhost", "team@localhost"], body)
+        expect = body.replace(b"\r\n", b"\n")
+        for user in ("alice", "bob", "carol"):
+            files = self.wait_files(user + "@localhost")
+            data = read(files[0])
+            self.assertTrue(data.startswith(b"Return-Path: <x@example.org>\nDelivered-To: <"),
+                            data[:200])
+            self.assertIn(b"Received: from client.test ([127.0.0.1])", data)
+            self.assertIn(b"id " + qid.encode(), data)
+            self.assertTrue(data.endswith(expect), data[-300:])
+            self.assertNotIn(b"\r\n", data)
+        # alice is both a direct recipient and a team member: one copy per recipient
+        self.assertEqual(len(self.srv.maildir_files("alice@localhost")), 2)
+        self.srv.wait_log(qid + ": to=<alice@localhost>, relay=local")
+        self.assertIn("status=sent", self.srv.logtext())
+        wait_for(lambda: self.srv.queue_json()["messages"] == [], 20, "queue to empty")
+
+    def test_large_body(self):
+        body = b"Subject: big\r\n\r\n" + b"".join(b"%07d " % i + b"x" * 90 + b"\r\n"
+                                                  for i in range(20000))
+        send(self.srv.port, "x@example.org", ["bob@localhost"], body)
+        files = self.wait_files("bob@localhost")
+        self.assertTrue(read(files[0]).endswith(body.replace(b"\r\n", b"\n")))
+
+    def test_deferral_survives_restart_then_flush(self):
+        # a symlink loop where the Maildir should be: a temporary failure
+        mbox = os.path.join(self.srv.dir, "mail", "localhost", "carol")
+        os.makedirs(os.path.dirname(mbox), exist_ok=True)
+        os.symlink(mbox, mbox)
+        qid = send(self.srv.port, "x@example.org", ["carol@localhost"], b"Subject: d\r\n\r\nx\r\n")
+        self.srv.wait_log(qid + ": to=<carol@localhost>")
+        self.assertIn("status=deferred", self.srv.logtext())
+        self.assertEqual(self.srv.stop(), 0)
+        self.srv.start()
+        q = self.srv.queue_json()["messages"]
+        self.assertEqual([m["id"] for m in q], [qid])
+        self.assertEqual(q[0]["recipients"][0]["state"], "deferred")
+        self.assertGreaterEqual(q[0]["recipients"][0]["attempts"], 1)
+        os.unlink(mbox)
+        self.srv.signal(signal.SIGUSR1)
+        self.wait_files("carol@localhost")
+        wait_for(lambda: self.srv.queue_json()["messages"] == [], 20, "queue to empty")
+
+    def test_mailctl_flush_and_delete(self):
+        mbox = os.path.join(self.srv.dir, "mail", "localhost", "bob")
+        os.makedirs(os.path.dirname(mbox), exist_ok=True)
+        os.symlink(mbox, mbox)
+        keep = send(self.srv.port, "x@example.org", ["bob@localhost"], b"Subject: keep\r\n\r\nk\r\n")
+        drop = send(self.srv.port, "x@example.org", ["bob@localhost"], b"Subject: drop\r\n\r\nd\r\n")
+        wait_for(lambda: self.srv.logtext().count("status=deferred") >= 2, 20, "two deferrals")
+        self.srv.mailctl("delete", drop)
+        self.assertEqual([m["id"] for m in self.srv.queue_json()["messages"]], [keep])
+        os.unlink(mbox)
+        self.srv.mailctl("flush")
+        files = self.wait_files("bob@localhost")
+        wait_for(lambda: self.srv.queue_json()["messages"] == [], 20, "queue to empty")
+        self.assertEqual(len(self.srv.maildir_files("bob@localhost")), 1)
+        self.assertIn(b"Subject: keep", read(files[0]))
+        stats = json.loads(self.srv.mailctl("--json", "stats").stdout)
+        self.assertGreaterEqual(stats["delivered"], 1)
+        self.assertGreaterEqual(stats["deferred"], 2)
+
+    def test_bounce_to_sender_is_multipart_report(self):
+        qid = send(self.srv.port, "alice@localhost", ["broken@localhost"],
+                   b"Subject: to nobody\r\nMessage-ID: <orig@example.org>\r\n\r\nlost\r\n")
+        files = self.wait_files("alice@localhost")
+        msg = email.message_from_bytes(read(files[0]), policy=email.policy.default)
+        self.assertEqual(msg["Return-Path"], "<>")
+        self.assertTrue(msg["From"].startswith("MAILER-DAEMON@"))
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        parts = list(msg.iter_parts())
+        self.assertEqual(parts[1].get_content_type(), "message/delivery-status")
+        report = parts[1].as_string()
+        self.assertIn("Final-Recipient: rfc822; broken@localhost", report)
+        self.assertIn("Action: failed", report)
+        self.assertIn("Status: 5.1.1", report)
+        self.assertIn("X-Mailserver-Queue-ID: " + qid, report)
+        self.assertIn("Message-ID: <orig@example.org>", parts[2].as_string())
+        self.srv.wait_log("status=bounced")
+
+    def test_alias_loop_bounces(self):
+        send(self.srv.port, "alice@localhost", ["loop1@localhost"], b"Subject: loop\r\n\r\nx\r\n")
+        files = self.wait_files("alice@localhost")
+        self.assertIn(b"Status: 5.4.6", read(files[0]))
+
+    def test_notify_never_and_success(self):
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<alice@localhost> ENVID=E1")
+        c.cmd("RCPT TO:<broken@localhost> NOTIFY=NEVER")
+        c.cmd("RCPT TO:<bob@localhost> NOTIFY=SUCCESS")
+        c.cmd("DATA")
+        c.send(b"Subject: notify\r\n\r\nx\r\n.\r\n")
+        self.assertEqual(c.reply()[0], 250)
+        c.close()
+        self.wait_files("bob@localhost")
+        files = self.wait_files("alice@localhost")
+        wait_for(lambda: self.srv.queue_json()["messages"] == [], 20, "queue to empty")
+        self.assertEqual(len(self.srv.maildir_files("alice@localhost")), 1)  # no bounce
+        data = read(files[0])
+        self.assertIn(b"Action: delivered", data)
+        self.assertIn(b"Original-Envelope-Id: E1", data)
+
+    def test_null_sender_failure_goes_to_postmaster_once(self):
+        send(self.srv.port, "", ["broken@localhost"], b"Subject: from <>\r\n\r\nx\r\n")
+        files = self.wait_files("postmaster@localhost")
+        wait_for(lambda: self.srv.queue_json()["messages"] == [], 20, "queue to empty")
+        self.assertEqual(len(self.srv.maildir_files("postmaster@localhost")), 1)
+        self.assertIn(b"broken@localhost", read(files[0]))
+
+    def test_reload_users_and_aliases(self):
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<x@example.org>")
+        self.assertEqual(c.cmd("RCPT TO:<dave@localhost>")[0], 550)
+        c.close()
+        with open(os.path.join(self.srv.dir, "users"), "a") as f:
+            f.write("dave@localhost:\n")
+        with open(os.path.join(self.srv.dir, "aliases"), "a") as f:
+            f.write("d@localhost: dave@localhost\n")
+        self.srv.signal(signal.SIGHUP)
+        self.srv.wait_log("reloaded")
+        send(self.srv.port, "x@example.org", ["d@localhost"], b"Subject: new\r\n\r\nx\r\n")
+        self.wait_files("dave@localhost")
+
+
+class GracefulStopTest(unittest.TestCase):
+    def test_stop_with_deliveries_in_flight(self):
+        srv = make_server("delivery_threads = 4\n")
+        try:
+            srv.start()
+            ids = [send(srv.port, "x@example.org", ["alice@localhost"],
+                        b"Subject: n%d\r\n\r\nx\r\n" % i) for i in range(60)]
+            self.assertEqual(srv.stop(), 0)
+            delivered = len(srv.maildir_files("alice@localhost"))
+            srv.start()
+            queued = {m["id"] for m in srv.queue_json()["messages"]}
+            # nothing lost: every message is delivered or still queued
+            self.assertGreaterEqual(delivered + len(queued), len(ids))
+            wait_for(lambda: len(srv.maildir_files("alice@localhost")) >= len(ids), 30,
+                     "every message delivered after the restart")
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()

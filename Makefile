@@ -32,9 +32,12 @@ FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 .SECONDARY:
 .PHONY: all run test unit integration fuzz fuzz-regress deps bench clean
+# ./mailserver and ./mailctl are the plain build; sanitized builds stay in $(BUILD).
 all: $(BUILD)/mailserver $(BUILD)/mailctl
+ifeq ($(SANITIZE),)
 	@cmp -s $(BUILD)/mailserver mailserver || cp -f $(BUILD)/mailserver mailserver
 	@cmp -s $(BUILD)/mailctl mailctl || cp -f $(BUILD)/mailctl mailctl
+endif
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -445,7 +445,8 @@ job_final(struct relay_job *job, size_t i, enum relay_status st,
 	job->npending--;
 }
 
-/* Every recipient still pending (or accepted, when accepted_too) final. */
+/* Every recipient not yet final (only the accepted ones when
+ * accepted_only) final. */
 static void
 job_final_all(struct relay_job *job, int accepted_only, enum relay_status st,
     const char *dsn, const char *relay, const char *diag)
@@ -655,7 +656,6 @@ sess_tls(struct relay_job *job, struct relay_sess *s, int level)
 		if (level == RELAY_TLS_MAY && !s->broken)
 			return 0;	/* refused: plaintext on this connection */
 		host_refused(job, s, "STARTTLS");
-		job->last_dsn[0] = '4';
 		str_copy(job->last_dsn, "4.7.4", sizeof job->last_dsn);
 		return -1;
 	}
@@ -862,10 +862,20 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 			for (size_t k = sent; k < ncmd && k - sent < window; k++) {
 				if (cmds[k] == CMD_MAIL)
 					build_mail(job, s, &cmd);
-				else if (cmds[k] == CMD_DATA)
-					buf_puts(buf_reset(&cmd), &cmd) , buf_puts(&cmd, "DATA");
-				else
+				else if (cmds[k] == CMD_DATA) {
+					buf_reset(&cmd);
+					buf_puts(&cmd, "DATA");
+				} else
 					build_rcpt(job, s, (size_t)cmds[k], &cmd);
+				if (cmd.len == 0 ||
+				    strpbrk(cmd.data, "\r\n") != NULL) {
+					/* A bug: the parts were checked. */
+					log_error("relay: refusing to send a "
+					    "malformed command line");
+					io_error(job, s, RELAY_IO_ERROR,
+					    "sending MAIL FROM");
+					goto fail;
+				}
 				log_debug("relay %s: > %s", s->hostaddr, cmd.data);
 				buf_append(&group, cmd.data, cmd.len);
 				buf_append(&group, "\r\n", 2);

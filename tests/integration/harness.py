@@ -6,6 +6,7 @@ synchronisation. Processes are stopped by their own PID.
 """
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -166,6 +167,25 @@ class Server:
 
     def queue_json(self):
         return json.loads(self.mailctl("--json", "queue").stdout)
+
+    def delivered_ids(self):
+        """Queue ids named in the Received headers of every delivered file."""
+        ids = set()
+        root = os.path.join(self.dir, "mail")
+        for dirpath, _, names in os.walk(root):
+            if os.path.basename(dirpath) != "new":
+                continue
+            for n in names:
+                with open(os.path.join(dirpath, n), "rb") as f:
+                    head = f.read(4096)
+                m = re.search(rb"\bid ([0-9A-F]{13})\b", head)
+                if m:
+                    ids.add(m.group(1).decode())
+        return ids
+
+    def known_ids(self):
+        """Every message the server holds: queued or delivered."""
+        return {m["id"] for m in self.queue_json()["messages"]} | self.delivered_ids()
 
     def maildir_files(self, addr, sub="new"):
         user, domain = addr.split("@")

@@ -35,7 +35,8 @@ class TlsTest(unittest.TestCase):
             f.write("tls_cert_file = %s\ntls_key_file = %s\nusers_file = %s\n" % (cert, key, users) +
                     "listen = 127.0.0.1:%d smtps\n" % cls.smtps_port +
                     "listen = 127.0.0.1:%d submission\n" % cls.sub_port +
-                    "relay_networks = 10.255.0.0/16\n")
+                    "relay_networks = 10.255.0.0/16\n"
+                    "relay_domains = hold.test\nroutes = hold.test=[127.0.0.1]:9\n")
         cls.srv = srv.start()
         srv.wait_ready(cls.smtps_port)
         srv.wait_ready(cls.sub_port)
@@ -54,7 +55,7 @@ class TlsTest(unittest.TestCase):
             s.ehlo("client.test")
             self.assertFalse(s.has_extn("starttls"))
             s.mail("a@example.org")
-            s.rcpt("carol@localhost")
+            s.rcpt("carol@hold.test")
             code, text = s.data(MSG)
             self.assertEqual(code, 250)
         qid = text.decode().split()[-1]

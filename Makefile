@@ -74,8 +74,9 @@ unit: $(UNIT_BINS)
 fuzz-regress: $(FUZZ_BINS)
 	@bash tests/run_fuzz_regress.sh $(FUZZ_BINS)
 
-integration: all
+integration: all $(BUILD)/tests/test_dns_live
 	@MAILSERVER_BIN=$(abspath $(BUILD)/mailserver) MAILCTL_BIN=$(abspath $(BUILD)/mailctl) \
+		DNS_LIVE_BIN=$(abspath $(BUILD)/tests/test_dns_live) \
 		SANITIZE=$(SANITIZE) bash tests/run_integration.sh
 
 test: deps

@@ -10,4 +10,9 @@ fi
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1"
 export ASAN_OPTIONS="detect_leaks=0 abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1"
-exec python3 tests/integration/run.py "$@"
+status=0
+if [ $# -eq 0 ] && [ -n "${DNS_LIVE_BIN:-}" ]; then
+	bash tests/integration/test_dns_testns.sh "$DNS_LIVE_BIN" || status=1
+fi
+python3 tests/integration/run.py "$@" || status=1
+exit $status

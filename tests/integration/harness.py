@@ -196,6 +196,34 @@ class Server:
             return []
 
 
+class DnsServer:
+    """ldns-testns on a random loopback port, answering from a data file."""
+
+    def __init__(self, datafile):
+        self.proc = subprocess.Popen(["ldns-testns", "-r", datafile],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.port = None
+        deadline = time.monotonic() + 10 * SLOW
+        while self.port is None and time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode(errors="replace")
+            if not line:
+                break
+            m = re.search(r"Listening on port (\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+        if self.port is None:
+            self.stop()
+            raise AssertionError("ldns-testns did not start")
+        # keep draining its output so it never blocks on a full pipe
+        import threading
+        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 class Client:
     """A raw SMTP client: exact bytes out, replies parsed in."""
 

@@ -189,15 +189,16 @@ class DovecotTest(unittest.TestCase):
         self.assertEqual(typ, "OK", data)
 
     def test_wrong_password_is_refused(self):
-        m = self.imap()
-        with self.assertRaises(imaplib.IMAP4.error):
-            m.login(RCPT, PASSWORD + "x")
-        with self.assertRaises(imaplib.IMAP4.error):
-            m.login("nobody@localhost", PASSWORD)
-        # the connection survives failed logins; the right password works
-        typ, data = m.login(RCPT, PASSWORD)
+        for user, password in ((RCPT, PASSWORD + "x"), (RCPT, ""),
+                               ("nobody@localhost", PASSWORD)):
+            with self.subTest(user=user, password=password):
+                m = self.imap()
+                with self.assertRaises(imaplib.IMAP4.error) as cm:
+                    m.login(user, password)
+                self.assertIn("AUTHENTICATIONFAILED", str(cm.exception))
+        # the right password still works
+        typ, data = self.imap().login(RCPT, PASSWORD)
         self.assertEqual(typ, "OK", data)
-
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,107 @@
+"""Remote delivery through DNS: a relay (mailserver A) finds the MX of a
+domain in a real DNS server (ldns-testns on loopback) and hands the message
+to a second mailserver (B), which stores it (issue: remote delivery)."""
+import email
+import os
+import unittest
+
+from harness import DnsServer, Server, free_port, greet, wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def send(port, sender, rcpt, body):
+    c, _ = greet(port)
+    assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
+    assert c.cmd("RCPT TO:<%s>" % rcpt)[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    stuffed = b"".join((b"." + l if l.startswith(b".") else l)
+                       for l in body.splitlines(keepends=True))
+    c.send(stuffed + b".\r\n")
+    code, lines = c.reply()
+    c.close()
+    assert code == 250, (code, lines)
+    return lines[0].split()[-1]
+
+
+class RelayTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dns = DnsServer(os.path.join(HERE, "dns", "mail.data"))
+        cls.mx_port = free_port("127.0.0.2")
+        # B: the MX of b.test (127.0.0.2) and the second MX of fallback.test
+        # and the implicit MX of implicit.test (127.0.0.3), on one port.
+        cls.b = Server("local_domains = b.test fallback.test implicit.test\n",
+                       port=cls.mx_port, hostname="mx.b.test",
+                       listen="127.0.0.2:%d;127.0.0.3:%d" % (cls.mx_port, cls.mx_port))
+        cls.b.start(wait=False)
+        cls.b.wait_ready(cls.mx_port, "127.0.0.2")
+        cls.b.wait_ready(cls.mx_port, "127.0.0.3")
+        cls.a = Server("smtp_port = %d\nretry_min = 1h\nretry_max = 2h\n"
+                       "connect_timeout = 2s\n" % cls.mx_port, hostname="relay.a.test")
+        # point A at the test DNS server (the harness default is a dead port)
+        text = open(cls.a.conf).read().replace("dns_server = 127.0.0.1:1",
+                                                "dns_server = 127.0.0.1:%d" % cls.dns.port)
+        cls.a.write_config(text)
+        cls.a.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        codes = (cls.a.stop(), cls.b.stop())
+        cls.a.cleanup()
+        cls.b.cleanup()
+        cls.dns.stop()
+        assert codes == (0, 0), codes
+
+    def wait_files(self, srv, addr):
+        return wait_for(lambda: srv.maildir_files(addr), 30, "mail for " + addr)
+
+    def test_two_hops_body_identical(self):
+        body = (b"Subject: two hops\r\nFrom: a@localhost\r\n\r\n"
+                b".dot line\r\n8-bit \xc3\xa9\r\n" + b"w" * 990 + b"\r\nend\r\n")
+        qid = send(self.a.port, "sender@localhost", "user@b.test", body)
+        files = self.wait_files(self.b, "user@b.test")
+        with open(files[0], "rb") as f:
+            data = f.read()
+        self.assertTrue(data.endswith(body.replace(b"\r\n", b"\n")), data[-200:])
+        # both hops left their Received header, B's on top
+        self.assertIn(b"by relay.a.test (mailserver)", data)
+        self.assertLess(data.index(b"by mx.b.test"), data.index(b"by relay.a.test"))
+        self.a.wait_log(qid + ": to=<user@b.test>, relay=mx.b.test[127.0.0.2]:%d" % self.mx_port)
+        self.assertIn("status=sent", self.a.logtext())
+
+    def test_mx_fallback_to_second_preference(self):
+        qid = send(self.a.port, "sender@localhost", "u@fallback.test", b"Subject: fb\r\n\r\nx\r\n")
+        self.wait_files(self.b, "u@fallback.test")
+        self.a.wait_log(qid + ": to=<u@fallback.test>, relay=mx2.fallback.test[127.0.0.3]")
+
+    def test_implicit_mx(self):
+        send(self.a.port, "sender@localhost", "u@implicit.test", b"Subject: imp\r\n\r\nx\r\n")
+        self.wait_files(self.b, "u@implicit.test")
+
+    def bounce_for(self, rcpt, status):
+        user = rcpt.split("@")[0]
+        send(self.a.port, user + "-sender@localhost", rcpt, b"Subject: b\r\n\r\nx\r\n")
+        files = self.wait_files(self.a, user + "-sender@localhost")
+        with open(files[0], "rb") as f:
+            msg = email.message_from_bytes(f.read())
+        self.assertEqual(msg.get_content_type(), "multipart/report")
+        self.assertIn("Status: " + status, msg.get_payload()[1].as_string())
+
+    def test_null_mx_bounces_5_1_10(self):
+        self.bounce_for("nm@nullmx.test", "5.1.10")
+
+    def test_nxdomain_bounces_5_1_2(self):
+        self.bounce_for("nx@nx.test", "5.1.2")
+
+    def test_servfail_defers(self):
+        qid = send(self.a.port, "sender@localhost", "sf@fail.test", b"Subject: sf\r\n\r\nx\r\n")
+        self.a.wait_log(qid + ": to=<sf@fail.test>")
+        wait_for(lambda: "status=deferred" in [l for l in self.a.logtext().splitlines()
+                                               if qid + ": to=" in l][0], 10, "deferral")
+        q = {m["id"]: m for m in self.a.queue_json()["messages"]}
+        self.assertEqual(q[qid]["recipients"][0]["state"], "deferred")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -83,6 +84,18 @@ drop_privileges(const char *user)
 		return -1;
 	}
 	return 0;
+}
+
+/* Every session is a descriptor: take all the descriptors we may. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 /* Loads the config again; on any problem logs it and keeps the old one. */
@@ -251,6 +264,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	log_set_level(cfg->log_level);
+	raise_fd_limit();
 	if (listener_set_open(cfg, NULL, &d.listeners, err, sizeof err) < 0) {
 		log_error("%s", err);
 		return 1;

@@ -213,3 +213,34 @@ class GracefulStopTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ExpiryTest(unittest.TestCase):
+    """A recipient that keeps failing gets one delay notice, then bounces
+    when queue_lifetime has passed."""
+
+    def test_delay_notice_then_expiry_bounce(self):
+        srv = make_server("retry_min = 1s\nretry_max = 1s\ndelay_warning = 1s\n"
+                          "queue_lifetime = 4s\n")
+        try:
+            mbox = os.path.join(srv.dir, "mail", "localhost", "carol")
+            os.makedirs(os.path.dirname(mbox), exist_ok=True)
+            os.symlink(mbox, mbox)
+            srv.start()
+            qid = send(srv.port, "alice@localhost", ["carol@localhost"],
+                       b"Subject: slow\r\n\r\nx\r\n")
+            files = wait_for(lambda: len(srv.maildir_files("alice@localhost")) >= 2 and
+                             srv.maildir_files("alice@localhost"), 30, "delay notice and bounce")
+            texts = [read(f) for f in files]
+            delayed = [t for t in texts if b"Action: delayed" in t]
+            failed = [t for t in texts if b"Action: failed" in t]
+            self.assertEqual(len(delayed), 1)
+            self.assertEqual(len(failed), 1)
+            self.assertIn(b"Status: 4.", failed[0])
+            self.assertIn(b"expired", failed[0])
+            wait_for(lambda: qid not in {m["id"] for m in srv.queue_json()["messages"]}, 10,
+                     "the message to leave the queue")
+            self.assertEqual(len(srv.maildir_files("alice@localhost")), 2)
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()

@@ -924,6 +924,18 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 		}
 	}
 
+	if (data_code == 354 && (mail_code / 100 != 2 || nacc == 0) &&
+	    !s->broken) {
+		/* Pipelined DATA went through though the transaction had
+		 * failed: end an empty message; its reply does not matter. */
+		log_debug("relay %s: > . (empty message)", s->hostaddr);
+		io = relay_conn_write(s->conn, ".\r\n", 3,
+		    st->data_block_timeout_ms);
+		if (io == RELAY_IO_OK)
+			io = sess_read(job, s, st->data_final_timeout_ms);
+		if (io != RELAY_IO_OK)
+			s->broken = 1;
+	}
 	if (mail_code / 100 != 2) {
 		if (mail_code / 100 == 5) {
 			job_final_all(job, 0, RELAY_BOUNCED, mail_dsn, s->relay,
@@ -960,13 +972,7 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 		goto out;
 	}
 	if (nacc == 0) {
-		/* Pipelined DATA went through though no RCPT did: end an
-		 * empty message; its reply does not matter. */
-		io = relay_conn_write(s->conn, ".\r\n", 3,
-		    st->data_block_timeout_ms);
-		if (io == RELAY_IO_OK)
-			io = sess_read(job, s, st->data_final_timeout_ms);
-		rc = io == RELAY_IO_OK && !s->broken;
+		rc = !s->broken;
 		goto out;
 	}
 

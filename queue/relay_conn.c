@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,9 @@ relay_conn_open(const struct dns_addr *addr, uint16_t port,
 		close(fd);
 		return e == ETIMEDOUT ? RELAY_IO_TIMEOUT : RELAY_IO_ERROR;
 	}
+	/* Writes are whole commands, groups or data blocks already: no
+	 * reason to wait for ACKs of the last one (Nagle). */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	c = xcalloc(1, sizeof *c);
 	c->fd = fd;
 	c->tls = NULL;

@@ -36,6 +36,7 @@ smtp_cmd_parser_init(struct smtp_cmd_parser *p, size_t max_line)
 	if (max_line < CMD_MIN_LINE)
 		max_line = CMD_MIN_LINE;
 	p->max_line = max_line;
+	p->alloc = max_line;
 	/* Content is at most max_line - 2 bytes plus the NUL. */
 	p->line = xmalloc(max_line);
 	p->line[0] = '\0';
@@ -70,14 +71,9 @@ smtp_cmd_parser_set_max(struct smtp_cmd_parser *p, size_t max_line)
 {
 	if (max_line < CMD_MIN_LINE)
 		max_line = CMD_MIN_LINE;
-	/*
-	 * The allocation is always at least p->max_line bytes. The header
-	 * forbids raising the limit above the init size, but the struct has
-	 * no room to remember that size, so a raise reallocates rather than
-	 * risk an overflow; a lowering keeps the larger allocation.
-	 */
-	if (max_line > p->max_line)
-		p->line = xrealloc(p->line, max_line);
+	/* Never reallocate: callers hold pointers into p->line. */
+	if (max_line > p->alloc)
+		max_line = p->alloc;
 	p->max_line = max_line;
 }
 

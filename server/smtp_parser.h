@@ -40,6 +40,7 @@ struct smtp_cmd_parser {
 	size_t max_line;	/* bytes allowed incl. CRLF */
 	char *line;		/* NUL-terminated command without CRLF (READY) */
 	size_t len;
+	size_t alloc;		/* internal: bytes allocated at init */
 	int state;		/* internal */
 	int bad;		/* internal */
 };
@@ -52,7 +53,8 @@ void smtp_cmd_parser_free(struct smtp_cmd_parser *p);
 void smtp_cmd_parser_reset(struct smtp_cmd_parser *p);
 
 /* Change the line limit (e.g. to SMTP_AUTH_LINE_MAX during AUTH); only
- * between lines, and never above the size given at init. */
+ * between lines. It never reallocates (p->line stays where it is); a limit
+ * above the size given at init is taken as that size. */
 void smtp_cmd_parser_set_max(struct smtp_cmd_parser *p, size_t max_line);
 
 /*

@@ -126,7 +126,8 @@ service imap-login {{
   }}
 }}
 # No auth penalty: anvil would delay every login from an IP by 4s, 8s...
-# after each failure from it (the documented way to turn it off).
+# after each failure from it. With this socket closed to it, the auth
+# process cannot reach anvil's penalty service and skips the penalty.
 service anvil {{
   unix_listener anvil-auth-penalty {{
     mode = 0

@@ -1297,10 +1297,14 @@ relay_deliver(struct relay_ctx *ctx, const char *domain,
 	job_precheck(job);
 	if (job->npending == 0)
 		goto out;
-	if (dest_host != NULL)
-		snprintf(job->key, sizeof job->key, "[%s]:%u", dest_host,
+	if (dest_host != NULL) {
+		char host[DNS_NAME_MAX];
+
+		if (strip_brackets(dest_host, host, sizeof host) < 0)
+			str_copy(host, "?", sizeof host);
+		snprintf(job->key, sizeof job->key, "[%s]:%u", host,
 		    (unsigned)port);
-	else
+	} else
 		str_copy(job->key, dom, sizeof job->key);
 	str_lower(job->key);
 

@@ -70,7 +70,7 @@ int relay_conn_is_tls(const struct relay_conn *c);
  * idle connection in that state is not reusable. */
 int relay_conn_readable(struct relay_conn *c);
 
-/* Counts of bytes written and read (for tests and debug logs). */
+/* Bytes written so far (for debug logs and statistics). */
 uint64_t relay_conn_bytes_out(const struct relay_conn *c);
 
 #endif

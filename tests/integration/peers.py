@@ -263,6 +263,11 @@ class _Session:
         self.reply(p.data_reply or "354 End data with <CR><LF>.<CR><LF>")
         if p.hang == "data":
             self.hang()
+        if p.drop == "data":
+            # drop mid-DATA: once some of the message arrived, before any reply
+            if not self.buf:
+                self._recv_more()
+            return False
         scan = 0
         while True:
             if self.buf.startswith(b".\r\n"):
@@ -272,8 +277,6 @@ class _Session:
             if i >= 0:
                 raw, self.buf = self.buf[:i + 5], self.buf[i + 5:]
                 break
-            if p.drop == "data" and self.buf:
-                return False
             if len(self.buf) > DATA_MAX:
                 return False
             scan = max(0, len(self.buf) - 4)

@@ -1,0 +1,138 @@
+"""Outbound delivery against scripted SMTP peers: per-recipient results,
+retries, TLS policies, routes and relayhost (issue: remote delivery)."""
+import email
+import os
+import signal
+import tempfile
+import unittest
+
+from harness import Server, free_port, greet, wait_for
+from peers import Peer, make_cert
+
+
+def send(port, sender, rcpts, body=b"Subject: out\r\n\r\n.dot line\r\nhello\r\n"):
+    c, _ = greet(port)
+    assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
+    for r in rcpts:
+        assert c.cmd("RCPT TO:<%s>" % r)[0] == 250, r
+    assert c.cmd("DATA")[0] == 354
+    stuffed = b"".join((b"." + l if l.startswith(b".") else l)
+                       for l in body.splitlines(keepends=True))
+    c.send(stuffed + b".\r\n")
+    code, lines = c.reply()
+    c.close()
+    assert code == 250, (code, lines)
+    return lines[0].split()[-1]
+
+
+class PeerTest(unittest.TestCase):
+    def setUp(self):
+        self.port = free_port("127.0.0.5")
+        self.peer = None
+        self.srv = None
+
+    def tearDown(self):
+        if self.peer:
+            self.peer.stop()
+        if self.srv:
+            code = self.srv.stop() if self.srv.proc else 0
+            self.srv.cleanup()
+            self.assertEqual(code, 0)
+
+    def start(self, extra="", **peer_args):
+        if peer_args is not None:
+            self.peer = Peer("127.0.0.5", self.port, **peer_args).start()
+        self.srv = Server("routes = p.test=[127.0.0.5]:%d\nretry_min = 1h\nretry_max = 2h\n"
+                          "connect_timeout = 2s\nrelay_command_timeout = 3s\n"
+                          "relay_data_timeout = 3s\n" % self.port + extra)
+        self.srv.start()
+
+    def states(self, qid):
+        q = {m["id"]: m for m in self.srv.queue_json()["messages"]}
+        if qid not in q:
+            return {}
+        return {r["address"]: r for r in q[qid]["recipients"]}
+
+    def test_delivery_and_exact_bytes(self):
+        self.start()
+        body = b"Subject: exact\r\n\r\n.dot line\r\n..two\r\n" + b"y" * 997 + b"\r\nend\r\n"
+        qid = send(self.srv.port, "alice@localhost", ["a@p.test", "b@p.test"], body)
+        msg = self.peer.wait_messages(1)[0]
+        self.assertEqual(sorted(msg.rcpts), ["a@p.test", "b@p.test"])  # one transaction
+        self.assertEqual(msg.mail_from, "alice@localhost")
+        self.assertTrue(msg.data.endswith(body), msg.data[-100:])
+        self.assertNotIn(b"\n", msg.raw.replace(b"\r\n", b""))
+        self.srv.wait_log(qid + ": to=<a@p.test>, relay=")
+        wait_for(lambda: self.states(qid) == {}, 20, "the message to leave the queue")
+        self.assertIn("status=sent", self.srv.logtext())
+
+    def test_partial_recipient_failures(self):
+        self.start(rcpt={"defer": "451 4.3.0 try later", "bounce": "550 5.1.1 no such user"})
+        qid = send(self.srv.port, "alice@localhost",
+                   ["ok@p.test", "defer1@p.test", "bounce1@p.test"])
+        msg = self.peer.wait_messages(1)[0]
+        self.assertEqual(msg.rcpts, ["ok@p.test"])
+        files = wait_for(lambda: self.srv.maildir_files("alice@localhost"), 20, "bounce")
+        with open(files[0], "rb") as f:
+            report = email.message_from_bytes(f.read()).get_payload()[1].as_string()
+        self.assertIn("Final-Recipient: rfc822; bounce1@p.test", report)
+        self.assertIn("550 5.1.1 no such user", report)
+        self.assertNotIn("defer1", report)
+        st = wait_for(lambda: self.states(qid).get("defer1@p.test", {}).get("state") ==
+                      "deferred" and self.states(qid), 20, "deferral")
+        self.assertEqual(st["ok@p.test"]["state"], "sent")
+        self.assertEqual(st["bounce1@p.test"]["state"], "bounced")
+        self.assertIn("451 4.3.0 try later", st["defer1@p.test"]["diagnostic"])
+
+    def test_retry_then_success_after_flush(self):
+        self.start(extra="", **{})
+        self.peer.stop()           # nobody listens: connection refused
+        self.peer = None
+        qid = send(self.srv.port, "alice@localhost", ["late@p.test"])
+        wait_for(lambda: self.states(qid).get("late@p.test", {}).get("state") == "deferred",
+                 20, "deferral")
+        self.peer = Peer("127.0.0.5", self.port).start()
+        self.srv.signal(signal.SIGUSR1)
+        msg = self.peer.wait_messages(1)[0]
+        self.assertEqual(msg.rcpts, ["late@p.test"])
+        wait_for(lambda: self.states(qid) == {}, 20, "the message to leave the queue")
+
+    def test_drop_mid_data_defers(self):
+        self.start(drop="data")
+        qid = send(self.srv.port, "alice@localhost", ["x@p.test"])
+        wait_for(lambda: self.states(qid).get("x@p.test", {}).get("state") == "deferred",
+                 20, "deferral")
+
+    def test_5xx_after_data_bounces(self):
+        self.start(final_reply="554 5.7.1 content rejected")
+        send(self.srv.port, "alice@localhost", ["x@p.test"])
+        files = wait_for(lambda: self.srv.maildir_files("alice@localhost"), 20, "bounce")
+        with open(files[0], "rb") as f:
+            self.assertIn(b"554 5.7.1 content rejected", f.read())
+
+    def test_tls_may_uses_starttls(self):
+        d = tempfile.mkdtemp(prefix="ms-peer-")
+        cert, key = make_cert(d)
+        self.start(starttls=(cert, key))
+        send(self.srv.port, "alice@localhost", ["t@p.test"])
+        msg = self.peer.wait_messages(1)[0]
+        self.assertTrue(msg.tls)
+
+    def test_tls_encrypt_without_starttls_defers(self):
+        self.start(extra="tls_outbound = encrypt\n")
+        qid = send(self.srv.port, "alice@localhost", ["t@p.test"])
+        wait_for(lambda: self.states(qid).get("t@p.test", {}).get("state") == "deferred",
+                 20, "deferral")
+        self.assertEqual(self.peer.messages, [])
+        self.assertFalse(any(l.upper().startswith("MAIL") for l in self.peer.commands()))
+
+    def test_relayhost_takes_all_remote_mail(self):
+        self.start(extra="relayhost = [127.0.0.5]:%d\n" % self.port)
+        send(self.srv.port, "alice@localhost", ["r@anywhere.example", "s@other.example"])
+        msgs = self.peer.wait_messages(2)
+        self.assertEqual(sorted(r for m in msgs for r in m.rcpts),
+                         ["r@anywhere.example", "s@other.example"])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -27,6 +27,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/xtext.h"
 #include "queue/envelope.h"
 #include "queue/relay_conn.h"
 #include "queue/relay_proto.h"
@@ -722,7 +723,7 @@ add_orcpt(struct buf *b, const char *orcpt)
 			return;
 	}
 	if (strlen(semi + 1) > RELAY_ADDR_MAX ||
-	    relay_xtext_encode(semi + 1, enc, sizeof enc) < 0)
+	    xtext_encode(semi + 1, enc, sizeof enc) < 0)
 		return;
 	buf_printf(b, " ORCPT=%.*s;%s", (int)tlen, orcpt, enc);
 }
@@ -749,7 +750,7 @@ build_mail(struct relay_job *job, struct relay_sess *s, struct buf *b)
 		else if (m->ret == RELAY_RET_HDRS)
 			buf_puts(b, " RET=HDRS");
 		if (m->envid != NULL && *m->envid != '\0' && strlen(m->envid) <= 100 &&
-		    relay_xtext_encode(m->envid, enc, sizeof enc) == 0)
+		    xtext_encode(m->envid, enc, sizeof enc) == 0)
 			buf_printf(b, " ENVID=%s", enc);
 	}
 }

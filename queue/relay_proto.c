@@ -339,35 +339,6 @@ relay_data_enc_finish(struct relay_data_enc *e, struct buf *out)
 }
 
 int
-relay_xtext_encode(const char *s, char *out, size_t outsize)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-
-	if (outsize == 0)
-		return -1;
-	for (; *s != '\0'; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '+' || c == '=' || c < 33 || c > 126) {
-			if (o + 3 >= outsize)
-				goto toolong;
-			out[o++] = '+';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		} else {
-			if (o + 1 >= outsize)
-				goto toolong;
-			out[o++] = (char)c;
-		}
-	}
-	out[o] = '\0';
-	return 0;
-toolong:
-	out[0] = '\0';
-	return -1;
-}
-
-int
 relay_addr_ok(const char *s, size_t maxlen, int *eightbit_r)
 {
 	size_t n = 0;

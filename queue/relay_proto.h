@@ -121,9 +121,6 @@ int relay_data_enc_feed(struct relay_data_enc *e, const char *in, size_t len,
  * Returns 0, or -1 when out is full. */
 int relay_data_enc_finish(struct relay_data_enc *e, struct buf *out);
 
-/* Encodes s as xtext (RFC 3461 4: '+', '=', and bytes outside 33..126 as
- * "+XX") into out; returns 0, or -1 when it does not fit (out is then ""). */
-int relay_xtext_encode(const char *s, char *out, size_t outsize);
 
 /* May s go into a command line as an address: no byte below 0x20, no DEL,
  * no '<' or '>' (they would end the path early), not longer than maxlen. Returns 1 (yes) or 0. *eightbit_r (may be NULL)

@@ -55,7 +55,5 @@ int smtp_parse_rcpt(const char *arg, int utf8_ok, struct smtp_rcpt_args *out,
 int smtp_addr_split(const char *addr, char *local_r, size_t localsize,
     char *domain_r, size_t domainsize);
 
-/* Encodes s as xtext (RFC 3461 4) into out; returns 0, or -1 if too long. */
-int xtext_encode(const char *s, char *out, size_t outsize);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/xtext.h"
 #include "server/smtp_args.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -290,3 +290,25 @@ def greet(port, ehlo="client.test"):
     code, lines = c.cmd("EHLO " + ehlo)
     assert code == 250, (code, lines)
     return c, lines
+
+
+def dot_stuff(body):
+    return b"".join((b"." + l if l.startswith(b".") else l)
+                    for l in body.splitlines(keepends=True))
+
+
+def send_message(port, sender, rcpts, body=b"Subject: test\r\n\r\nhello\r\n"):
+    """One whole transaction; returns the queue id of the 250 reply."""
+    if isinstance(rcpts, str):
+        rcpts = [rcpts]
+    c, _ = greet(port)
+    assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
+    for r in rcpts:
+        code, _ = c.cmd("RCPT TO:<%s>" % r)
+        assert code == 250, (r, code)
+    assert c.cmd("DATA")[0] == 354
+    c.send(dot_stuff(body) + b".\r\n")
+    code, lines = c.reply()
+    c.close()
+    assert code == 250, (code, lines)
+    return lines[0].split()[-1]

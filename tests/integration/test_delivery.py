@@ -8,7 +8,7 @@ import signal
 import smtplib
 import unittest
 
-from harness import Client, Server, greet, wait_for
+from harness import send_message as send, Client, Server, greet, wait_for
 
 USERS = "alice@localhost:\nbob@localhost:\ncarol@localhost:\n"
 ALIASES = ("team@localhost: alice@localhost, bob@localhost\n"
@@ -27,20 +27,6 @@ def make_server(extra=""):
     return srv
 
 
-def send(port, sender, rcpts, body):
-    c, _ = greet(port)
-    assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
-    for r in rcpts:
-        code, _ = c.cmd("RCPT TO:<%s>" % r)
-        assert code == 250, (r, code)
-    assert c.cmd("DATA")[0] == 354
-    stuffed = b"".join((b"." + l if l.startswith(b".") else l)
-                       for l in body.splitlines(keepends=True))
-    c.send(stuffed + b".\r\n")
-    code, lines = c.reply()
-    c.close()
-    assert code == 250, (code, lines)
-    return lines[0].split()[-1]
 
 
 def read(path):

@@ -5,23 +5,11 @@ import email
 import os
 import unittest
 
-from harness import DnsServer, Server, free_port, greet, wait_for
+from harness import send_message as send, DnsServer, Server, free_port, greet, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def send(port, sender, rcpt, body):
-    c, _ = greet(port)
-    assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
-    assert c.cmd("RCPT TO:<%s>" % rcpt)[0] == 250
-    assert c.cmd("DATA")[0] == 354
-    stuffed = b"".join((b"." + l if l.startswith(b".") else l)
-                       for l in body.splitlines(keepends=True))
-    c.send(stuffed + b".\r\n")
-    code, lines = c.reply()
-    c.close()
-    assert code == 250, (code, lines)
-    return lines[0].split()[-1]
 
 
 class RelayTest(unittest.TestCase):

@@ -6,23 +6,10 @@ import signal
 import tempfile
 import unittest
 
-from harness import Server, free_port, greet, wait_for
+from harness import send_message as send, Server, free_port, greet, wait_for
 from peers import Peer, make_cert
 
 
-def send(port, sender, rcpts, body=b"Subject: out\r\n\r\n.dot line\r\nhello\r\n"):
-    c, _ = greet(port)
-    assert c.cmd("MAIL FROM:<%s>" % sender)[0] == 250
-    for r in rcpts:
-        assert c.cmd("RCPT TO:<%s>" % r)[0] == 250, r
-    assert c.cmd("DATA")[0] == 354
-    stuffed = b"".join((b"." + l if l.startswith(b".") else l)
-                       for l in body.splitlines(keepends=True))
-    c.send(stuffed + b".\r\n")
-    code, lines = c.reply()
-    c.close()
-    assert code == 250, (code, lines)
-    return lines[0].split()[-1]
 
 
 class PeerTest(unittest.TestCase):

@@ -10,6 +10,7 @@
 
 #include <CUnit/Basic.h>
 
+#include "lib/xtext.h"
 #include "server/smtp_args.h"
 
 /* Builds "<" + n copies of c + suffix + ">" into out. */

@@ -29,6 +29,20 @@ struct sched_count {
 	struct sched_count *next;
 };
 
+/* A message left waiting because its destination was at its limit; it is
+ * not looked at again until a job to that destination ends. */
+struct sched_wait {
+	queue_id_t id;
+	char dest[256];
+	struct sched_wait *next;
+};
+
+/* A destination whose job ended: its waiting messages are due a look. */
+struct sched_retry {
+	char dest[256];
+	struct sched_retry *next;
+};
+
 struct scheduler {
 	struct queue_store *st;
 	pthread_t thread;
@@ -41,7 +55,13 @@ struct scheduler {
 	struct sched_job *head, *tail;	/* ready jobs */
 	size_t nready;
 	size_t in_flight;	/* handed out, not done */
+	int full_scan;		/* next pass starts at the beginning */
 	struct sched_count *table[SCHED_BUCKETS];
+	struct sched_wait *waiting[SCHED_BUCKETS];	/* by message id */
+	struct sched_retry *retry;	/* destinations with a free slot */
+	/* scheduler thread only */
+	struct store_due cursor;	/* incremental passes resume here */
+	int have_cursor;
 };
 
 static unsigned
@@ -97,6 +117,63 @@ sched_count_get(struct scheduler *s, queue_id_t id, const char *dest)
 	return c ? c->n : 0;
 }
 
+static unsigned
+sched_id_hash(queue_id_t id)
+{
+	return (unsigned)((id * 0x9E3779B97F4A7C15ull) >> 40) % SCHED_BUCKETS;
+}
+
+/* Is message id waiting for a slot? Locked. */
+static int
+sched_is_waiting(struct scheduler *s, queue_id_t id)
+{
+	for (struct sched_wait *w = s->waiting[sched_id_hash(id)]; w; w = w->next)
+		if (w->id == id)
+			return 1;
+	return 0;
+}
+
+/* Does any message wait for dest? Locked. Kept cheap with a counter. */
+static int
+sched_has_waiting(struct scheduler *s, const char *dest)
+{
+	return sched_count_get(s, 1, dest) > 0;
+}
+
+static void
+sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest)
+{
+	struct sched_wait *w;
+	unsigned h = sched_id_hash(id);
+
+	if (sched_is_waiting(s, id))
+		return;
+	w = xcalloc(1, sizeof *w);
+	w->id = id;
+	str_copy(w->dest, dest, sizeof w->dest);
+	w->next = s->waiting[h];
+	s->waiting[h] = w;
+	sched_count(s, 1, dest, 1)->n++;
+}
+
+/* Forgets the messages waiting for dest. Locked. */
+static void
+sched_release_waiting(struct scheduler *s, const char *dest)
+{
+	for (size_t i = 0; i < SCHED_BUCKETS; i++) {
+		struct sched_wait **wp = &s->waiting[i], *w;
+		while ((w = *wp) != NULL) {
+			if (strcmp(w->dest, dest) == 0) {
+				*wp = w->next;
+				free(w);
+				sched_count_drop(s, 1, dest);
+			} else {
+				wp = &w->next;
+			}
+		}
+	}
+}
+
 static void
 sched_dest_of(const char *addr, char *dest, size_t size)
 {
@@ -125,8 +202,10 @@ sched_plan_message(struct scheduler *s, queue_id_t id, int64_t now)
 		    msg.rcpts[i].next_try > now)
 			continue;
 		sched_dest_of(msg.rcpts[i].addr, dest, sizeof dest);
-		if (sched_count_get(s, 0, dest) >= s->max_per_dest)
+		if (sched_count_get(s, 0, dest) >= s->max_per_dest) {
+			sched_add_waiting(s, id, dest);
 			continue;
+		}
 		job = xcalloc(1, sizeof *job);
 		job->id = id;
 		str_copy(job->dest, dest, sizeof job->dest);
@@ -159,25 +238,32 @@ sched_plan_message(struct scheduler *s, queue_id_t id, int64_t now)
 	queue_msg_free(&msg);
 }
 
-/* One pass over the due index. */
+/*
+ * One pass over the due index: from the beginning (once a second, after a
+ * flush, when a destination got a free slot), else from where the last pass
+ * stopped, which is where new mail lands. Messages with a job in flight or
+ * waiting for a slot cost one hash lookup.
+ */
 static void
-sched_scan(struct scheduler *s)
+sched_scan(struct scheduler *s, int full)
 {
-	struct store_due page[SCHED_SCAN_PAGE], after;
+	struct store_due page[SCHED_SCAN_PAGE];
 	int64_t now = time(NULL);
 	size_t seen = 0, n;
-	int have_after = 0;
 	queue_id_t last_planned = 0;
 
+	if (full)
+		s->have_cursor = 0;
 	while (seen < SCHED_SCAN_MAX) {
-		if (store_due_list(s->st, have_after ? &after : NULL, now, page,
+		if (store_due_list(s->st, s->have_cursor ? &s->cursor : NULL, now, page,
 		    SCHED_SCAN_PAGE, &n) != STORE_OK || n == 0)
 			return;
 		for (size_t i = 0; i < n; i++) {
 			int busy;
 
 			pthread_mutex_lock(&s->lock);
-			busy = sched_count_get(s, page[i].id, "") > 0 || s->stopping;
+			busy = s->stopping || sched_count_get(s, page[i].id, "") > 0 ||
+			    sched_is_waiting(s, page[i].id);
 			pthread_mutex_unlock(&s->lock);
 			if (!busy && page[i].id != last_planned) {
 				sched_plan_message(s, page[i].id, now);
@@ -185,8 +271,8 @@ sched_scan(struct scheduler *s)
 			}
 		}
 		seen += n;
-		after = page[n - 1];
-		have_after = 1;
+		s->cursor = page[n - 1];
+		s->have_cursor = 1;
 		if (n < SCHED_SCAN_PAGE)
 			return;
 	}
@@ -196,11 +282,29 @@ static void *
 sched_main(void *arg)
 {
 	struct scheduler *s = arg;
+	int64_t next_full = 0;
 
 	for (;;) {
 		struct timespec until;
+		struct sched_retry *r, *rn;
+		int full;
 
-		sched_scan(s);
+		pthread_mutex_lock(&s->lock);
+		r = s->retry;
+		s->retry = NULL;
+		for (; r; r = rn) {
+			rn = r->next;
+			sched_release_waiting(s, r->dest);
+			free(r);
+			s->full_scan = 1;
+		}
+		full = s->full_scan || time_mono_ms() >= next_full;
+		s->full_scan = 0;
+		pthread_mutex_unlock(&s->lock);
+		if (full)
+			next_full = time_mono_ms() + 1000;
+		sched_scan(s, full);
+
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += 1;
 		pthread_mutex_lock(&s->lock);
@@ -252,6 +356,16 @@ scheduler_wake(struct scheduler *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
+void
+scheduler_rescan(struct scheduler *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->woken = 1;
+	s->full_scan = 1;
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+}
+
 struct sched_job *
 scheduler_next_job(struct scheduler *s)
 {
@@ -288,6 +402,12 @@ scheduler_job_done(struct scheduler *s, struct sched_job *job)
 	sched_count_drop(s, 0, job->dest);
 	sched_count_drop(s, job->id, "");
 	s->in_flight--;
+	if (sched_has_waiting(s, job->dest)) {
+		struct sched_retry *r = xcalloc(1, sizeof *r);
+		str_copy(r->dest, job->dest, sizeof r->dest);
+		r->next = s->retry;
+		s->retry = r;
+	}
 	s->woken = 1;
 	pthread_cond_signal(&s->wake);
 	pthread_mutex_unlock(&s->lock);
@@ -338,10 +458,20 @@ scheduler_free(struct scheduler **sp)
 	pthread_join(s->thread, NULL);
 	for (size_t i = 0; i < SCHED_BUCKETS; i++) {
 		struct sched_count *c, *next;
+		struct sched_wait *w, *wn;
 		for (c = s->table[i]; c; c = next) {
 			next = c->next;
 			free(c);
 		}
+		for (w = s->waiting[i]; w; w = wn) {
+			wn = w->next;
+			free(w);
+		}
+	}
+	while (s->retry) {
+		struct sched_retry *r = s->retry;
+		s->retry = r->next;
+		free(r);
 	}
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->wake);

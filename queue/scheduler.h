@@ -37,9 +37,12 @@ struct scheduler *scheduler_start(struct queue_store *st, unsigned max_per_dest)
 /* Changes the per-destination limit (SIGHUP). */
 void scheduler_set_limit(struct scheduler *s, unsigned max_per_dest);
 
-/* Looks at the due index soon (new mail, flush). Safe from any thread,
- * including the committer's notify callback. */
+/* Looks at the due index soon, from where it last stopped (new mail).
+ * Safe from any thread, including the committer's notify callback. */
 void scheduler_wake(struct scheduler *s);
+
+/* Looks at the whole due index soon (after a flush). */
+void scheduler_rescan(struct scheduler *s);
 
 /* Blocks until a job is ready (the caller owns it until
  * scheduler_job_done) or the scheduler stops (NULL). */

@@ -174,7 +174,7 @@ daemon_flush(struct daemon *d)
 		log_error("flush: %s", store_status_text(r));
 	else
 		log_info("flush: %llu deferred recipients due now", (unsigned long long)n);
-	scheduler_wake(d->scheduler);
+	scheduler_rescan(d->scheduler);
 }
 
 static void

@@ -48,6 +48,13 @@ struct outcome {
 	char remote_mta[256];
 	char **forward;			/* remote alias targets (SENT only) */
 	int nforward;
+	int nitems;			/* local mailboxes it expanded to */
+};
+
+/* The results and new messages of one or more jobs, committed together. */
+struct batch {
+	struct commit_results req;
+	size_t capresults, capmsgs;
 };
 
 /* Everything one job collects before its commit. */
@@ -62,8 +69,16 @@ struct job_ctx {
 	struct outcome *out;
 	size_t nout;
 	int local;
-	struct commit_results req;
-	size_t capmsgs;
+	struct batch *batch;
+};
+
+/* Maildir items of a batch of local jobs, with who asked for each. */
+struct local_items {
+	struct maildir_item *items;
+	struct job_ctx **jc;
+	size_t *out;			/* index into jc->out */
+	char **targets;			/* the final address, Delivered-To */
+	size_t n, cap;
 };
 
 /* ---- policy ---- */
@@ -151,19 +166,60 @@ outcome_set(struct outcome *o, enum rcpt_state state, const char *dsn,
 /* ---- local delivery ---- */
 
 static void
-deliver_local(struct job_ctx *jc)
+local_items_add(struct local_items *li, struct job_ctx *jc, size_t out,
+    char *user, char *domain)
+{
+	struct maildir_item *it;
+	size_t len = strlen(user) + strlen(domain) + 2;
+
+	if (li->n == li->cap) {
+		li->cap = li->cap ? li->cap * 2 : 16;
+		li->items = xrealloc(li->items, li->cap * sizeof *li->items);
+		li->jc = xrealloc(li->jc, li->cap * sizeof *li->jc);
+		li->out = xrealloc(li->out, li->cap * sizeof *li->out);
+		li->targets = xrealloc(li->targets, li->cap * sizeof *li->targets);
+	}
+	it = &li->items[li->n];
+	memset(it, 0, sizeof *it);
+	/* "user@domain", then "user" and "domain" for the Maildir path */
+	li->targets[li->n] = xmalloc(2 * len);
+	snprintf(li->targets[li->n], 2 * len, "%s@%s%c%s%c%s", user, domain, '\0',
+	    user, '\0', domain);
+	it->recipient = li->targets[li->n];
+	it->user = it->recipient + len;
+	it->domain = it->user + strlen(user) + 1;
+	it->sender = jc->msg.env.sender;
+	it->body = jc->body;
+	it->body_len = jc->body_len;
+	li->jc[li->n] = jc;
+	li->out[li->n] = out;
+	li->n++;
+	jc->out[out].nitems++;
+}
+
+static void
+local_items_free(struct local_items *li)
+{
+	for (size_t k = 0; k < li->n; k++)
+		free(li->targets[k]);
+	free(li->items);
+	free(li->jc);
+	free(li->out);
+	free(li->targets);
+	memset(li, 0, sizeof *li);
+}
+
+/* Expands each recipient through the aliases into Maildir items (added to
+ * li) and remote targets (kept in the outcome, forwarded once the
+ * recipient is done). */
+static void
+local_prepare(struct job_ctx *jc, struct local_items *li)
 {
 	struct delivery_policy *pol = jc->pol;
-	struct maildir_item *items = NULL;
-	size_t nitems = 0, capitems = 0;
-	size_t *owner = NULL;
-	char **targets = NULL;
-	int *ntargets = xcalloc(jc->nout, sizeof *ntargets);
-	char ***lists = xcalloc(jc->nout, sizeof *lists);
 
 	for (size_t i = 0; i < jc->nout; i++) {
 		struct outcome *o = &jc->out[i];
-		char addr[600];
+		char addr[600], **list = NULL;
 		int n;
 
 		str_copy(o->relay, "local", sizeof o->relay);
@@ -172,24 +228,21 @@ deliver_local(struct job_ctx *jc)
 		else
 			snprintf(addr, sizeof addr, "%s@%s", o->r->addr,
 			    pol->nlocal_domains ? pol->local_domains[0] : "localhost");
-		n = userdb_expand(pol->udb, addr, policy_is_local, pol, &lists[i]);
+		n = userdb_expand(pol->udb, addr, policy_is_local, pol, &list);
 		if (n < 0) {
 			outcome_set(o, RCPT_BOUNCED, "5.4.6",
 			    "alias expansion of <%s> loops or has too many targets", addr);
 			continue;
 		}
-		ntargets[i] = n;
 		outcome_set(o, RCPT_SENT, "2.0.0", "delivered to maildir");
 		for (int t = 0; t < n; t++) {
-			char *a = lists[i][t], *at = strrchr(a, '@');
+			char *a = list[t], *at = strrchr(a, '@');
 
 			if (at == NULL || !policy_is_local(at + 1, pol)) {
 				o->forward = xrealloc(o->forward,
 				    (size_t)(o->nforward + 1) * sizeof *o->forward);
-				o->forward[o->nforward++] = a;
-				continue;
-			}
-			if (userdb_lookup(pol->udb, a) == USERDB_NONE &&
+				o->forward[o->nforward++] = xstrdup(a);
+			} else if (userdb_lookup(pol->udb, a) == USERDB_NONE &&
 			    strncasecmp(a, "postmaster@", 11) != 0) {
 				if (n == 1)
 					outcome_set(o, RCPT_BOUNCED, "5.1.1",
@@ -197,67 +250,35 @@ deliver_local(struct job_ctx *jc)
 				else
 					log_warn("%s: alias target <%s> of <%s>: unknown user",
 					    jc->qid, a, addr);
-				continue;
+			} else {
+				*at = '\0';
+				local_items_add(li, jc, i, a, at + 1);
 			}
-			if (nitems == capitems) {
-				capitems = capitems ? capitems * 2 : 8;
-				items = xrealloc(items, capitems * sizeof *items);
-				owner = xrealloc(owner, capitems * sizeof *owner);
-			}
-			memset(&items[nitems], 0, sizeof items[nitems]);
-			*at = '\0';
-			items[nitems].user = a;
-			items[nitems].domain = at + 1;
-			items[nitems].sender = jc->msg.env.sender;
-			items[nitems].recipient = o->r->addr;
-			items[nitems].body = jc->body;
-			items[nitems].body_len = jc->body_len;
-			owner[nitems++] = i;
 		}
+		if (list)
+			userdb_list_free(list, n);
 	}
-	/* Delivered-To names the final mailbox: rebuild it per item. */
-	targets = xcalloc(nitems ? nitems : 1, sizeof *targets);
-	for (size_t k = 0; k < nitems; k++) {
-		size_t len = strlen(items[k].user) + strlen(items[k].domain) + 2;
-		targets[k] = xmalloc(len);
-		snprintf(targets[k], len, "%s@%s", items[k].user, items[k].domain);
-		items[k].recipient = targets[k];
-	}
-	if (nitems)
-		maildir_deliver_batch(pol->mail_dir, pol->hostname, items, nitems);
-	for (size_t k = 0; k < nitems; k++) {
-		struct outcome *o = &jc->out[owner[k]];
+}
 
-		if (items[k].status == MAILDIR_OK || o->state == RCPT_DEFERRED)
+/* Turns the Maildir results into outcomes: a temporary failure defers the
+ * recipient; a permanent one bounces it when it was its only mailbox. */
+static void
+local_finish(struct local_items *li)
+{
+	for (size_t k = 0; k < li->n; k++) {
+		struct outcome *o = &li->jc[k]->out[li->out[k]];
+		struct maildir_item *it = &li->items[k];
+
+		if (it->status == MAILDIR_OK || o->state == RCPT_DEFERRED)
 			continue;
-		if (items[k].status == MAILDIR_TEMP)
-			outcome_set(o, RCPT_DEFERRED, "4.2.0", "%s", items[k].error);
-		else if (o->state == RCPT_SENT && ntargets[owner[k]] == 1)
-			outcome_set(o, RCPT_BOUNCED, "5.2.0", "%s", items[k].error);
+		if (it->status == MAILDIR_TEMP)
+			outcome_set(o, RCPT_DEFERRED, "4.2.0", "%s", it->error);
+		else if (o->nitems == 1 && o->nforward == 0)
+			outcome_set(o, RCPT_BOUNCED, "5.2.0", "%s", it->error);
 		else
-			log_warn("%s: to=<%s>: %s", jc->qid, targets[k], items[k].error);
+			log_warn("%s: to=<%s@%s>: %s", li->jc[k]->qid, it->user,
+			    it->domain, it->error);
 	}
-	/* Forward copies only once the local part is final. */
-	for (size_t i = 0; i < jc->nout; i++) {
-		struct outcome *o = &jc->out[i];
-
-		for (int f = 0; f < o->nforward; f++)
-			o->forward[f] = xstrdup(o->forward[f]);
-		if (o->state != RCPT_SENT) {
-			for (int f = 0; f < o->nforward; f++)
-				free(o->forward[f]);
-			o->nforward = 0;
-		}
-		if (lists[i])
-			userdb_list_free(lists[i], ntargets[i]);
-	}
-	for (size_t k = 0; k < nitems; k++)
-		free(targets[k]);
-	free(targets);
-	free(items);
-	free(owner);
-	free(lists);
-	free(ntargets);
 }
 
 /* ---- remote delivery ---- */
@@ -324,11 +345,13 @@ job_add_msg(struct job_ctx *jc)
 {
 	struct commit_newmsg *m;
 
-	if (jc->req.nmsgs == jc->capmsgs) {
-		jc->capmsgs = jc->capmsgs ? jc->capmsgs * 2 : 2;
-		jc->req.msgs = xrealloc(jc->req.msgs, jc->capmsgs * sizeof *jc->req.msgs);
+	struct batch *b = jc->batch;
+
+	if (b->req.nmsgs == b->capmsgs) {
+		b->capmsgs = b->capmsgs ? b->capmsgs * 2 : 2;
+		b->req.msgs = xrealloc(b->req.msgs, b->capmsgs * sizeof *b->req.msgs);
 	}
-	m = &jc->req.msgs[jc->req.nmsgs++];
+	m = &b->req.msgs[b->req.nmsgs++];
 	memset(m, 0, sizeof *m);
 	m->env.arrival = time(NULL);
 	m->env.helo = xstrdup(jc->pol->hostname);
@@ -446,7 +469,7 @@ job_forwards(struct job_ctx *jc)
 		struct commit_newmsg *m;
 		char orcpt[700];
 
-		if (o->nforward == 0)
+		if (o->nforward == 0 || o->state != RCPT_SENT)
 			continue;
 		m = job_add_msg(jc);
 		m->env.sender = xstrdup(jc->msg.env.sender);
@@ -487,12 +510,17 @@ job_results(struct job_ctx *jc)
 			    jc->pol->queue_lifetime);
 		}
 	}
-	jc->req.results = xcalloc(jc->nout, sizeof *jc->req.results);
-	jc->req.nresults = jc->nout;
+	struct batch *b = jc->batch;
+
+	if (b->req.nresults + jc->nout > b->capresults) {
+		b->capresults = (b->req.nresults + jc->nout) * 2;
+		b->req.results = xrealloc(b->req.results, b->capresults * sizeof *b->req.results);
+	}
 	for (size_t i = 0; i < jc->nout; i++) {
 		struct outcome *o = &jc->out[i];
-		struct commit_result *r = &jc->req.results[i];
+		struct commit_result *r = &b->req.results[b->req.nresults++];
 
+		memset(r, 0, sizeof *r);
 		r->id = jc->msg.env.id;
 		r->idx = o->r->idx;
 		r->state = o->state;
@@ -531,15 +559,15 @@ job_commit_done(struct commit_results *req, enum commit_status status)
 /* Commits the batch; a full queue is retried a few times (the results
  * are facts: giving up would deliver again). */
 static enum commit_status
-job_commit(struct job_ctx *jc)
+batch_commit(struct delivery *d, struct batch *b)
 {
 	struct commit_wait w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
 
 	for (int attempt = 0; attempt < 20; attempt++) {
 		w.done = 0;
-		jc->req.done = job_commit_done;
-		jc->req.arg = &w;
-		committer_submit_results(jc->d->committer, &jc->req);
+		b->req.done = job_commit_done;
+		b->req.arg = &w;
+		committer_submit_results(d->committer, &b->req);
 		pthread_mutex_lock(&w.lock);
 		while (!w.done)
 			pthread_cond_wait(&w.cond, &w.lock);
@@ -566,68 +594,135 @@ job_log(struct job_ctx *jc)
 	}
 }
 
-static void
-deliver_job(struct delivery *d, struct sched_job *job)
+/* Loads the job's message and the recipients still to deliver. Returns
+ * 0, or -1 when there is nothing to do (gone, unreadable: logged). */
+static int
+job_load(struct job_ctx *jc, struct delivery *d, struct delivery_policy *pol,
+    struct sched_job *job, struct batch *b)
 {
-	struct job_ctx jc;
 	int r;
 
-	memset(&jc, 0, sizeof jc);
-	jc.d = d;
-	jc.job = job;
-	queue_id_format(job->id, jc.qid, sizeof jc.qid);
-	if ((r = store_msg_load(d->st, job->id, &jc.msg)) != STORE_OK) {
+	memset(jc, 0, sizeof *jc);
+	jc->d = d;
+	jc->pol = pol;
+	jc->job = job;
+	jc->batch = b;
+	queue_id_format(job->id, jc->qid, sizeof jc->qid);
+	if ((r = store_msg_load(d->st, job->id, &jc->msg)) != STORE_OK) {
 		if (r != STORE_NOTFOUND)
-			log_warn("%s: cannot load: %s", jc.qid, store_status_text(r));
-		return;
+			log_warn("%s: cannot load: %s", jc->qid, store_status_text(r));
+		return -1;
 	}
-	if ((r = store_body_read(d->st, job->id, 0, &jc.body, &jc.body_len)) != STORE_OK) {
-		log_warn("%s: cannot read body: %s", jc.qid, store_status_text(r));
-		queue_msg_free(&jc.msg);
-		return;
+	if ((r = store_body_read(d->st, job->id, 0, &jc->body, &jc->body_len)) != STORE_OK) {
+		log_warn("%s: cannot read body: %s", jc->qid, store_status_text(r));
+		queue_msg_free(&jc->msg);
+		return -1;
 	}
-	jc.pol = policy_get(d);
-	jc.out = xcalloc(job->n, sizeof *jc.out);
+	jc->out = xcalloc(job->n, sizeof *jc->out);
 	for (size_t k = 0; k < job->n; k++)
-		for (size_t i = 0; i < jc.msg.nrcpts; i++)
-			if (jc.msg.rcpts[i].idx == job->idx[k] &&
-			    jc.msg.rcpts[i].state < RCPT_SENT)
-				jc.out[jc.nout++].r = &jc.msg.rcpts[i];
-	jc.local = job->dest[0] == '\0' || policy_is_local(job->dest, jc.pol);
-	if (jc.nout > 0) {
-		if (jc.local)
-			deliver_local(&jc);
-		else
-			deliver_remote(&jc);
-		job_results(&jc);
-		job_notices(&jc);
-		job_forwards(&jc);
-		if (job_commit(&jc) == COMMIT_OK)
-			job_log(&jc);
-		else
-			log_error("%s: cannot record delivery results; will try again", jc.qid);
+		for (size_t i = 0; i < jc->msg.nrcpts; i++)
+			if (jc->msg.rcpts[i].idx == job->idx[k] &&
+			    jc->msg.rcpts[i].state < RCPT_SENT)
+				jc->out[jc->nout++].r = &jc->msg.rcpts[i];
+	jc->local = job->dest[0] == '\0' || policy_is_local(job->dest, pol);
+	return 0;
+}
+
+static void
+job_free(struct job_ctx *jc)
+{
+	for (size_t i = 0; i < jc->nout; i++) {
+		for (int f = 0; f < jc->out[i].nforward; f++)
+			free(jc->out[i].forward[f]);
+		free(jc->out[i].forward);
 	}
-	for (size_t i = 0; i < jc.nout; i++) {
-		for (int f = 0; f < jc.out[i].nforward; f++)
-			free(jc.out[i].forward[f]);
-		free(jc.out[i].forward);
+	free(jc->out);
+	free(jc->body);
+	queue_msg_free(&jc->msg);
+}
+
+/*
+ * Delivers jobs[0..n) (all local, or one remote job) and commits every
+ * outcome with one batch: for local jobs one Maildir batch (one fsync per
+ * file, one per directory) and one queue commit serve them all.
+ */
+static void
+deliver_jobs(struct delivery *d, struct delivery_policy *pol,
+    struct sched_job **jobs, size_t n)
+{
+	struct job_ctx *jcs = xcalloc(n, sizeof *jcs);
+	struct local_items li = { 0 };
+	struct batch b;
+	int *loaded = xcalloc(n, sizeof *loaded);
+
+	memset(&b, 0, sizeof b);
+	for (size_t j = 0; j < n; j++)
+		loaded[j] = job_load(&jcs[j], d, pol, jobs[j], &b) == 0 && jcs[j].nout > 0;
+	for (size_t j = 0; j < n; j++) {
+		if (!loaded[j])
+			continue;
+		if (jcs[j].local)
+			local_prepare(&jcs[j], &li);
+		else
+			deliver_remote(&jcs[j]);
 	}
-	commit_results_free(&jc.req);
-	free(jc.out);
-	free(jc.body);
-	queue_msg_free(&jc.msg);
-	policy_put(d, jc.pol);
+	if (li.n) {
+		maildir_deliver_batch(pol->mail_dir, pol->hostname, li.items, li.n);
+		local_finish(&li);
+	}
+	for (size_t j = 0; j < n; j++) {
+		if (!loaded[j])
+			continue;
+		job_results(&jcs[j]);
+		job_notices(&jcs[j]);
+		job_forwards(&jcs[j]);
+	}
+	if (b.req.nresults > 0) {
+		if (batch_commit(d, &b) == COMMIT_OK) {
+			for (size_t j = 0; j < n; j++)
+				if (loaded[j])
+					job_log(&jcs[j]);
+		} else {
+			log_error("cannot record delivery results of %zu jobs; will try again", n);
+		}
+	}
+	commit_results_free(&b.req);
+	local_items_free(&li);
+	for (size_t j = 0; j < n; j++)
+		if (loaded[j] || jcs[j].out)
+			job_free(&jcs[j]);
+	free(loaded);
+	free(jcs);
+}
+
+#define LOCAL_BATCH 32
+
+static int
+job_is_local(const char *dest, void *arg)
+{
+	return dest[0] == '\0' || policy_is_local(dest, arg);
 }
 
 static void *
 delivery_main(void *arg)
 {
 	struct delivery *d = arg;
-	struct sched_job *job;
+	struct sched_job *jobs[LOCAL_BATCH];
 
-	while ((job = scheduler_next_job(d->sched)) != NULL) {
-		deliver_job(d, job);
-		scheduler_job_done(d->sched, job);
+	while ((jobs[0] = scheduler_next_job(d->sched)) != NULL) {
+		struct delivery_policy *pol = policy_get(d);
+		size_t n = 1;
+
+		/* Local jobs travel together: their files share the directory
+		 * fsyncs and their results one commit. */
+		if (job_is_local(jobs[0]->dest, pol))
+			while (n < LOCAL_BATCH &&
+			    (jobs[n] = scheduler_take_job(d->sched, job_is_local, pol)) != NULL)
+				n++;
+		deliver_jobs(d, pol, jobs, n);
+		for (size_t j = 0; j < n; j++)
+			scheduler_job_done(d->sched, jobs[j]);
+		policy_put(d, pol);
 	}
 	return NULL;
 }

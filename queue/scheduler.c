@@ -388,6 +388,28 @@ scheduler_next_job(struct scheduler *s)
 	return job;
 }
 
+struct sched_job *
+scheduler_take_job(struct scheduler *s, int (*pred)(const char *dest, void *arg),
+    void *arg)
+{
+	struct sched_job **jp, *job = NULL, *prev = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	for (jp = &s->head; !s->stopping && *jp; prev = *jp, jp = &(*jp)->next) {
+		if (!pred((*jp)->dest, arg))
+			continue;
+		job = *jp;
+		*jp = job->next;
+		if (s->tail == job)
+			s->tail = prev;
+		job->next = NULL;
+		s->nready--;
+		break;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return job;
+}
+
 static void
 sched_job_free(struct sched_job *job)
 {

@@ -48,6 +48,11 @@ void scheduler_rescan(struct scheduler *s);
  * scheduler_job_done) or the scheduler stops (NULL). */
 struct sched_job *scheduler_next_job(struct scheduler *s);
 
+/* Takes a ready job whose destination pred accepts, without waiting;
+ * NULL when there is none. */
+struct sched_job *scheduler_take_job(struct scheduler *s,
+    int (*pred)(const char *dest, void *arg), void *arg);
+
 /* The job's results are durable (or given up): frees it and lets its
  * message and destination be scheduled again. */
 void scheduler_job_done(struct scheduler *s, struct sched_job *job);

@@ -58,8 +58,8 @@ class DeliveryTest(unittest.TestCase):
         for user in ("alice", "bob", "carol"):
             files = self.wait_files(user + "@localhost")
             data = read(files[0])
-            self.assertTrue(data.startswith(b"Return-Path: <x@example.org>\nDelivered-To: <"),
-                            data[:200])
+            self.assertTrue(data.startswith(b"Return-Path: <x@example.org>\nDelivered-To: <%s@localhost>\n"
+                                            % user.encode()), data[:200])
             self.assertIn(b"Received: from client.test ([127.0.0.1])", data)
             self.assertIn(b"id " + qid.encode(), data)
             self.assertTrue(data.endswith(expect), data[-300:])

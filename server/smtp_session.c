@@ -40,6 +40,7 @@
 #define SESSION_OUT_HIGH (64 * 1024)	/* stop reading while more is unsent */
 #define SESSION_OUT_MAX (1024 * 1024)
 #define TLS_RECORD_MAX 16384
+#define SESSION_MAX_HOPS 50	/* Received headers, as Postfix's hopcount_limit */
 
 enum phase {
 	PH_GREET_WAIT,		/* greeting_delay: the client must stay silent */
@@ -287,6 +288,28 @@ session_commit(struct smtp_session *s)
 	committer_submit(worker_committer(s->w), c);
 }
 
+/* Received headers in the header section (ours included): a message that
+ * went round more than SESSION_MAX_HOPS servers is in a loop (RFC 5321
+ * 6.3). */
+static unsigned
+session_hops(const char *msg, size_t len)
+{
+	unsigned hops = 0;
+	size_t i = 0;
+
+	while (i < len) {
+		const char *eol = memchr(msg + i, '\n', len - i);
+		size_t linelen = eol ? (size_t)(eol - (msg + i)) + 1 : len - i;
+
+		if (linelen <= 2)	/* the empty line ends the header */
+			break;
+		if (linelen > 9 && strncasecmp(msg + i, "Received:", 9) == 0)
+			hops++;
+		i += linelen;
+	}
+	return hops;
+}
+
 /* End of DATA or of the last BDAT chunk: check the flags, then commit. */
 static void
 session_end_message(struct smtp_session *s, unsigned flags)
@@ -300,6 +323,8 @@ session_end_message(struct smtp_session *s, unsigned flags)
 		session_reply(s, "550 5.6.0 Message contains NUL bytes");
 	else if (flags & SMTP_DATA_LONG_LINE)
 		session_reply(s, "500 5.5.2 Message contains a line longer than 1000 octets");
+	else if (session_hops(s->msg.data, s->msg.len) > SESSION_MAX_HOPS)
+		session_reply(s, "554 5.4.6 Too many hops: mail loop detected");
 	else {
 		session_commit(s);
 		return;

@@ -1,9 +1,8 @@
 """The daemon: config checking, signals, reload, graceful stop, connection
 limits, timeouts, durability of acknowledged mail, a full queue."""
+import json
 import os
 import signal
-import smtplib
-import socket
 import subprocess
 import threading
 import unittest
@@ -248,3 +247,50 @@ class LimitsTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class MailctlStoppedTest(unittest.TestCase):
+    """mailctl reads and changes the queue while the daemon is stopped."""
+
+    def test_queue_show_delete_stats_while_stopped(self):
+        srv = Server("routes = hold.test=[127.0.0.1]:9\nretry_min = 1h\nretry_max = 2h\n")
+        try:
+            srv.start()
+            a = send_one(srv.port, rcpt="x@hold.test")[1].split()[-1]
+            b = send_one(srv.port, rcpt="y@hold.test")[1].split()[-1]
+            self.assertEqual(srv.stop(), 0)
+            ids = [m["id"] for m in srv.queue_json()["messages"]]
+            self.assertEqual(sorted(ids), sorted([a, b]))
+            text = srv.mailctl("queue").stdout
+            self.assertIn(a, text)
+            self.assertIn("x@hold.test", text)
+            self.assertIn("Subject: d", srv.mailctl("show", b).stdout)
+            stats = json.loads(srv.mailctl("--json", "stats").stdout)
+            self.assertEqual(stats["received"], 2)
+            srv.mailctl("delete", a)
+            self.assertEqual([m["id"] for m in srv.queue_json()["messages"]], [b])
+            r = srv.mailctl("show", a, check=False)
+            self.assertEqual(r.returncode, 1)
+            srv.mailctl("flush")
+            srv.mailctl("delete", "all")
+            self.assertEqual(srv.queue_json()["messages"], [])
+        finally:
+            srv.cleanup()
+
+
+class Ipv6Test(unittest.TestCase):
+    def test_ipv6_listener(self):
+        port = free_port("::1")
+        srv = Server(port=port, listen="[::1]:%d" % port)
+        try:
+            srv.start(wait=False)
+            srv.wait_ready(port, "::1")
+            c = Client(port, host="::1")
+            self.assertEqual(c.reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO v6.test")[0], 250)
+            c.cmd("MAIL FROM:<a@example.org>")
+            self.assertEqual(c.cmd("RCPT TO:<x@elsewhere.example>")[0], 250)  # ::1 relays
+            c.close()
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()

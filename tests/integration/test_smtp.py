@@ -319,6 +319,25 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(c.reply()[0], 250)
         c.close()
 
+    def test_mail_loop_refused(self):
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        c.cmd("DATA")
+        hops = b"".join(b"Received: from hop%d.example by hop%d.example; date\r\n" % (i, i)
+                        for i in range(60))
+        c.send(hops + b"Subject: loop\r\n\r\nround and round\r\n.\r\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 554)
+        self.assertTrue(lines[0].startswith("5.4.6"))
+        # 40 hops are fine
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        c.cmd("DATA")
+        c.send(hops[:len(hops) * 2 // 3] + b"Subject: ok\r\n\r\nx\r\n.\r\n")
+        self.assertEqual(c.reply()[0], 250)
+        c.close()
+
     def test_http_request_closed(self):
         c = Client(self.srv.port)
         c.reply()

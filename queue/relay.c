@@ -18,7 +18,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <gnutls/gnutls.h>
@@ -1225,9 +1227,27 @@ deliver_mx(struct relay_job *job, const char *domain)
 		dns_mx_result_free(&res);
 		return;
 	}
+	/* RFC 5321 5.1: when this server is one of the MX hosts, only hosts
+	 * of a better preference may be tried; if there is none, the mail
+	 * would loop back to us. */
+	uint32_t self_pref = UINT32_MAX;
+	for (size_t h = 0; h < res->nhosts; h++)
+		if (strcasecmp(res->hosts[h].name, ctx->helo) == 0 &&
+		    res->hosts[h].pref < self_pref)
+			self_pref = res->hosts[h].pref;
+	if (self_pref != UINT32_MAX && (res->nhosts == 0 ||
+	    res->hosts[0].pref >= self_pref)) {
+		char diag[DNS_NAME_MAX + 40];
+		snprintf(diag, sizeof diag, "mail for %s loops back to myself", domain);
+		job_final_all(job, 0, RELAY_BOUNCED, "5.4.6", "none", diag);
+		dns_mx_result_free(&res);
+		return;
+	}
 	for (size_t i = 0; i < res->ntargets && i < ctx->st.max_addrs &&
 	    job->npending > 0; i++) {
 		const struct dns_target *t = &res->targets[i];
+		if (res->hosts[t->host].pref >= self_pref)
+			break;
 		try_addr(job, res->hosts[t->host].name, &t->addr,
 		    ctx->st.smtp_port);
 	}

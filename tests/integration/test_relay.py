@@ -19,7 +19,7 @@ class RelayTest(unittest.TestCase):
         cls.mx_port = free_port("127.0.0.2")
         # B: the MX of b.test (127.0.0.2) and the second MX of fallback.test
         # and the implicit MX of implicit.test (127.0.0.3), on one port.
-        cls.b = Server("local_domains = b.test fallback.test implicit.test\n",
+        cls.b = Server("local_domains = b.test fallback.test implicit.test backup.test\n",
                        port=cls.mx_port, hostname="mx.b.test",
                        listen="127.0.0.2:%d;127.0.0.3:%d" % (cls.mx_port, cls.mx_port))
         cls.b.start(wait=False)
@@ -81,6 +81,13 @@ class RelayTest(unittest.TestCase):
 
     def test_nxdomain_bounces_5_1_2(self):
         self.bounce_for("nx@nx.test", "5.1.2")
+
+    def test_mx_pointing_at_ourselves_bounces(self):
+        self.bounce_for("me@self.test", "5.4.6")
+
+    def test_backup_mx_hands_to_the_better_mx(self):
+        send(self.a.port, "sender@localhost", "u@backup.test", b"Subject: bk\r\n\r\nx\r\n")
+        self.wait_files(self.b, "u@backup.test")
 
     def test_servfail_defers(self):
         qid = send(self.a.port, "sender@localhost", "sf@fail.test", b"Subject: sf\r\n\r\nx\r\n")

@@ -1,14 +1,17 @@
 /*
  * maildir: writes messages into Maildirs durably (contract in
- * storage/maildir.h): tmp/ file with a unique name, CRLF -> LF, fsync,
- * rename into new/, and one fsync per distinct new/ directory per batch.
+ * storage/maildir.h): CRLF -> LF into an unnamed O_TMPFILE file in new/,
+ * fsync, then linkat gives it its unique name there, so it appears whole
+ * and at once; where the file system lacks O_TMPFILE, the classic way: a
+ * tmp/ file with the unique name, fsync, rename into new/. Then one fsync
+ * per distinct new/ directory per batch.
  *
  * Unique names: SEC.MUSECPPIDQCOUNTERRRANDOM.HOST, the Maildir spec's
  * modern form; COUNTER is a process-wide atomic, so two threads never make
  * the same name, and RANDOM guards against pid reuse within a microsecond.
- * The rename refuses to replace an existing file where the file system
- * can say so (renameat2 RENAME_NOREPLACE), so even a collision loses
- * nothing.
+ * linkat never replaces an existing file, nor does the rename where the
+ * file system can say so (renameat2 RENAME_NOREPLACE), so even a
+ * collision loses nothing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -442,7 +445,7 @@ md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
 	char maildir[PATH_MAX], tmp[PATH_MAX], dst[PATH_MAX];
 	char name[MAILDIR_NAME_MAX];
 	size_t di, size = 0;
-	int fd = -1, n, attempts = 0;
+	int fd = -1, n, attempts = 0, unnamed = 0;
 
 	it->status = MAILDIR_TEMP;
 	it->error[0] = '\0';
@@ -483,21 +486,33 @@ md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
 		bt->dirs[di].prepared = 1;
 	}
 
-	for (;;) {
+	/* Fast path: an unnamed file in new/ (O_TMPFILE) that gets its name
+	 * by linkat once written and fsynced: the file appears whole, at
+	 * once, with no tmp/ entry and no rename between directories. */
+	n = snprintf(tmp, sizeof tmp, "%s/new", maildir);
+	if (n < 0 || (size_t)n >= sizeof tmp) {
+		md_fail_errno(it, "new directory name", ENAMETOOLONG);
+		return -1;
+	}
+	fd = md_fault(MAILDIR_FAULT_OPEN) ? -1 :
+	    open(tmp, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd >= 0) {
+		unnamed = 1;
+		md_unique(name, sizeof name - 32, host);
+	} else if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
+		md_fail_errno(it, "open tmp file", errno);
+		return -1;
+	}
+	while (fd < 0) {
 		md_unique(name, sizeof name - 32, host);
 		n = snprintf(tmp, sizeof tmp, "%s/tmp/%s", maildir, name);
 		if (n < 0 || (size_t)n >= sizeof tmp) {
 			md_fail_errno(it, "tmp file name", ENAMETOOLONG);
 			return -1;
 		}
-		if (md_fault(MAILDIR_FAULT_OPEN))
-			fd = -1;
-		else
-			fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
-			    O_NOFOLLOW, 0600);
-		if (fd >= 0)
-			break;
-		if (errno != EEXIST || ++attempts >= 3) {
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+		    O_NOFOLLOW, 0600);
+		if (fd < 0 && (errno != EEXIST || ++attempts >= 3)) {
 			md_fail_errno(it, "open tmp file", errno);
 			return -1;
 		}
@@ -510,20 +525,32 @@ md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
 		md_fail_errno(it, "fsync", errno);
 		goto fail;
 	}
-	n = close(fd);
-	fd = -1;
-	if (n != 0) {
-		md_fail_errno(it, "close", errno);
-		goto fail;
-	}
 	n = snprintf(dst, sizeof dst, "%s/new/%s,S=%zu", maildir, name, size);
 	if (n < 0 || (size_t)n >= sizeof dst ||
 	    (size_t)n - strlen(maildir) - 5 >= sizeof it->name) {
 		md_fail_errno(it, "new file name", ENAMETOOLONG);
 		goto fail;
 	}
-	if (md_rename_noreplace(tmp, dst) != 0) {
-		md_fail_errno(it, "rename into new", errno);
+	if (unnamed) {
+		char proc[64];
+
+		snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+		if (md_fault(MAILDIR_FAULT_RENAME) ||
+		    linkat(AT_FDCWD, proc, AT_FDCWD, dst, AT_SYMLINK_FOLLOW) != 0) {
+			md_fail_errno(it, "move into new", errno);
+			goto fail;
+		}
+	}
+	n = close(fd);
+	fd = -1;
+	if (n != 0) {
+		md_fail_errno(it, "close", errno);
+		if (unnamed)
+			(void)unlink(dst);
+		goto fail;
+	}
+	if (!unnamed && md_rename_noreplace(tmp, dst) != 0) {
+		md_fail_errno(it, "move into new", errno);
 		goto fail;
 	}
 	(void)str_copy(it->name, dst + strlen(maildir) + 5, sizeof it->name);
@@ -531,7 +558,8 @@ md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
 fail:
 	if (fd >= 0)
 		close(fd);
-	(void)unlink(tmp);
+	if (!unnamed)
+		(void)unlink(tmp);
 	return -1;
 }
 

@@ -124,6 +124,32 @@ class SignalTest(unittest.TestCase):
         c.close()
         self.assertEqual(self.srv.stop(), 0)
 
+    def test_sighup_enables_tls(self):
+        from harness import test_cert
+        c, lines = greet(self.srv.port)
+        self.assertNotIn("STARTTLS", lines)
+        c.close()
+        cert, key = test_cert()
+        with open(self.srv.conf, "a") as f:
+            f.write("tls_cert_file = %s\ntls_key_file = %s\n" % (cert, key))
+        self.srv.signal(signal.SIGHUP)
+        self.srv.wait_log("reloaded")
+        c, lines = greet(self.srv.port)
+        self.assertIn("STARTTLS", lines)
+        self.assertEqual(c.cmd("STARTTLS")[0], 220)
+        c.starttls()
+        self.assertEqual(c.cmd("EHLO again.test")[0], 250)
+        c.close()
+        # a key file that went missing keeps the old TLS files
+        text = open(self.srv.conf).read().replace(key, key + ".missing")
+        self.srv.write_config(text)
+        self.srv.signal(signal.SIGHUP)
+        self.srv.wait_log("keeping the old configuration")
+        c, lines = greet(self.srv.port)
+        self.assertIn("STARTTLS", lines)
+        c.close()
+        self.assertEqual(self.srv.stop(), 0)
+
     def test_sigusr2_logs_stats(self):
         self.srv.signal(signal.SIGUSR2)
         self.srv.wait_log("stats: received=")
@@ -227,6 +253,24 @@ class LimitsTest(unittest.TestCase):
             wait_for(lambda: Client(srv.port).reply()[0] == 220, 10, "a free slot")
             for h in held[1:]:
                 h.close()
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+    def test_data_timeout(self):
+        srv = Server("data_timeout = 1s\n")
+        try:
+            srv.start()
+            c, _ = greet(srv.port)
+            c.cmd("MAIL FROM:<a@example.org>")
+            c.cmd("RCPT TO:<alice@localhost>")
+            self.assertEqual(c.cmd("DATA")[0], 354)
+            c.send(b"Subject: half\r\n\r\nand then silence\r\n")
+            code, lines = c.reply()
+            self.assertEqual(code, 421)
+            self.assertTrue(lines[0].startswith("4.4.2"))
+            self.assertTrue(c.closed())
+            self.assertEqual(srv.known_ids(), set())  # nothing half-received was kept
             self.assertEqual(srv.stop(), 0)
         finally:
             srv.cleanup()

@@ -973,6 +973,7 @@ static int
 session_read(struct smtp_session *s)
 {
 	char tmp[16384];
+	int soft_errors = 0;
 
 	while (s->in.len < SESSION_IN_MAX) {
 		size_t room = SESSION_IN_MAX - s->in.len;
@@ -984,7 +985,8 @@ session_read(struct smtp_session *s)
 			n = gnutls_record_recv(s->tls, tmp, room);
 			if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 				return 0;
-			if (n < 0 && !gnutls_error_is_fatal((int)n))
+			/* A non-fatal alert: go on, but not forever. */
+			if (n < 0 && !gnutls_error_is_fatal((int)n) && ++soft_errors < 8)
 				continue;
 		} else {
 			n = recv(s->fd, tmp, room, 0);

@@ -141,12 +141,11 @@ class Server:
         self.proc.send_signal(sig)
 
     def cleanup(self):
-        if self.proc is not None:
-            try:
+        try:
+            if self.proc is not None:
                 self.stop()
-            finally:
-                pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def logtext(self):
         try:

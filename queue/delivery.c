@@ -288,6 +288,7 @@ deliver_remote(struct job_ctx *jc)
 {
 	struct delivery_policy *pol = jc->pol;
 	const char *host = NULL;
+	char literal[300];
 	uint16_t port = 0;
 	struct relay_rcpt *rr;
 	struct relay_result *res;
@@ -307,6 +308,14 @@ deliver_remote(struct job_ctx *jc)
 	if (host == NULL && pol->relayhost) {
 		host = pol->relayhost;
 		port = pol->relayhost_port;
+	}
+	/* An address literal is its own destination (RFC 5321 4.1.3). */
+	if (host == NULL && jc->job->dest[0] == '[') {
+		const char *lit = jc->job->dest + 1;
+		if (strncasecmp(lit, "ipv6:", 5) == 0)
+			lit += 5;
+		snprintf(literal, sizeof literal, "[%s", lit);
+		host = literal;
 	}
 	rr = xcalloc(jc->nout, sizeof *rr);
 	res = xcalloc(jc->nout, sizeof *res);

@@ -113,6 +113,12 @@ class PeerTest(unittest.TestCase):
         self.assertEqual(self.peer.messages, [])
         self.assertFalse(any(l.upper().startswith("MAIL") for l in self.peer.commands()))
 
+    def test_address_literal_destination(self):
+        self.start(extra="smtp_port = %d\n" % self.port)
+        send(self.srv.port, "alice@localhost", ["lit@[127.0.0.5]"])
+        msg = self.peer.wait_messages(1)[0]
+        self.assertEqual(msg.rcpts, ["lit@[127.0.0.5]"])
+
     def test_relayhost_takes_all_remote_mail(self):
         self.start(extra="relayhost = [127.0.0.5]:%d\n" % self.port)
         send(self.srv.port, "alice@localhost", ["r@anywhere.example", "s@other.example"])

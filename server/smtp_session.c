@@ -1265,6 +1265,7 @@ smtp_session_new(struct worker *w, int fd, const struct sockaddr *peer,
 	} else if (s->cfg->greeting_delay > 0) {
 		s->phase = PH_GREET_WAIT;
 		s->deadline = time_mono_ms() + (int64_t)s->cfg->greeting_delay * 1000;
+		worker_timer_hint(w, s->deadline);
 		worker_watch(w, s, fd, EPOLLIN);
 		s->watching = EPOLLIN;
 		return s;

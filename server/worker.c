@@ -50,6 +50,7 @@ struct worker {
 	struct smtp_session **sessions;
 	size_t nsessions, capsessions;
 	int draining;
+	int64_t next_tick;		/* when deadlines are checked next */
 	atomic_uint count;
 };
 
@@ -164,12 +165,12 @@ worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct epoll_event evs[256];
-	int64_t next_tick = time_mono_ms() + 1000;
 	int was_draining = 0;
 
+	w->next_tick = time_mono_ms() + 1000;
 	for (;;) {
 		int64_t now = time_mono_ms();
-		int timeout = next_tick > now ? (int)(next_tick - now) : 0;
+		int timeout = w->next_tick > now ? (int)(w->next_tick - now) : 0;
 		int n = epoll_wait(w->epfd, evs, 256, timeout);
 		int stop;
 
@@ -195,9 +196,9 @@ worker_main(void *arg)
 			worker_drain_all(w);
 		}
 		now = time_mono_ms();
-		if (now >= next_tick) {
+		if (now >= w->next_tick) {
+			w->next_tick = now + 1000;
 			worker_tick(w, now);
-			next_tick = now + 1000;
 		}
 		pthread_mutex_lock(&w->lock);
 		stop = w->stop;
@@ -316,6 +317,13 @@ struct committer *
 worker_committer(struct worker *w)
 {
 	return w->committer;
+}
+
+void
+worker_timer_hint(struct worker *w, int64_t when)
+{
+	if (when < w->next_tick)
+		w->next_tick = when;
 }
 
 void

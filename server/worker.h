@@ -46,6 +46,10 @@ struct committer *worker_committer(struct worker *w);
 void worker_watch(struct worker *w, struct smtp_session *s, int fd,
     uint32_t events);
 
+/* Worker-thread only: check deadlines no later than when (monotonic ms);
+ * they are checked at least once a second anyway. */
+void worker_timer_hint(struct worker *w, int64_t when);
+
 /* Any thread (the committer's done callback): delivers the result of a
  * commit to session s on worker w; s must not be freed before that. */
 void worker_post_commit(struct worker *w, struct smtp_session *s,

@@ -772,18 +772,27 @@ delivery_set_policy(struct delivery *d, struct delivery_policy *policy)
 	policy_put(d, old);
 }
 
-void
-delivery_stop(struct delivery **dp)
+int
+delivery_stop(struct delivery **dp, unsigned timeout_s)
 {
 	struct delivery *d = *dp;
+	struct timespec until;
 
-	*dp = NULL;
 	if (d == NULL)
-		return;
-	for (unsigned i = 0; i < d->nthreads; i++)
-		pthread_join(d->threads[i], NULL);
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_s;
+	for (unsigned i = 0; i < d->nthreads; i++) {
+		if (pthread_timedjoin_np(d->threads[i], NULL, &until) != 0) {
+			log_warn("delivery: jobs still running after %u s; their "
+			    "recipients stay queued and will be tried again", timeout_s);
+			return -1;
+		}
+	}
+	*dp = NULL;
 	policy_put(d, d->policy);
 	pthread_mutex_destroy(&d->lock);
 	free(d->threads);
 	free(d);
+	return 0;
 }

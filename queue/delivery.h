@@ -63,9 +63,12 @@ struct delivery *delivery_start(struct queue_store *st, struct committer *c,
  * the old one until they finish. */
 void delivery_set_policy(struct delivery *d, struct delivery_policy *policy);
 
-/* Waits for the threads to finish their jobs (the scheduler must be shut
- * down first, so that they get no new ones) and frees everything. */
-void delivery_stop(struct delivery **dp);
+/* Waits up to timeout_s seconds for the threads to finish their jobs (the
+ * scheduler must be shut down first, so that they get no new ones), then
+ * frees everything and returns 0. Returns -1 when some job is still
+ * running then (a hung remote server): nothing is freed, and the caller
+ * should end the process; those recipients stay queued. */
+int delivery_stop(struct delivery **dp, unsigned timeout_s);
 
 /* Exposed for tests: the delay before attempt number attempts+1 (>= 1)
  * with jitter drawn from rnd (0..1). */

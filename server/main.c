@@ -188,7 +188,7 @@ daemon_wake_scheduler(void *arg)
 static void
 daemon_stop(struct daemon *d, unsigned timeout)
 {
-	int64_t deadline = time_mono_ms() + (int64_t)timeout * 1000;
+	int64_t deadline = time_mono_ms() + (int64_t)timeout * 1000, now;
 	struct listener_set none = { NULL, 0 };
 	sigset_t set;
 	struct timespec tick = { 0, 50 * 1000 * 1000 };
@@ -212,7 +212,14 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	/* Deliveries in flight finish and record their results; jobs not
 	 * started stay due in the queue. */
 	scheduler_shutdown(d->scheduler);
-	delivery_stop(&d->delivery);
+	now = time_mono_ms();
+	if (delivery_stop(&d->delivery, deadline > now ?
+	    (unsigned)((deadline - now + 999) / 1000) : 1) < 0) {
+		/* Deliveries hang on remote servers. Everything acknowledged
+		 * is already durable and those recipients are still queued. */
+		log_info("stopped");
+		_exit(0);
+	}
 	committer_stop(&d->committer);
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_stop(&d->workers[i]);

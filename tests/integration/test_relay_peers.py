@@ -129,3 +129,24 @@ class PeerTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class HungPeerStopTest(unittest.TestCase):
+    def test_stop_does_not_wait_past_shutdown_timeout_for_a_hung_server(self):
+        port = free_port("127.0.0.5")
+        peer = Peer("127.0.0.5", port, hang="final").start()
+        srv = Server("routes = p.test=[127.0.0.5]:%d\nrelay_data_timeout = 10m\n" % port)
+        srv.write_config(open(srv.conf).read().replace("shutdown_timeout = 10s",
+                                                       "shutdown_timeout = 2s"))
+        try:
+            srv.start()
+            qid = send(srv.port, "alice@localhost", ["x@p.test"])
+            wait_for(lambda: peer.unanswered, 20, "the message to reach the hung peer")
+            self.assertEqual(srv.stop(timeout=30), 0)
+            # the recipient is still queued, to be tried again
+            q = {m["id"]: m for m in srv.queue_json()["messages"]}
+            self.assertIn(qid, q)
+            self.assertNotEqual(q[qid]["recipients"][0]["state"], "sent")
+        finally:
+            peer.stop()
+            srv.cleanup()

@@ -777,17 +777,26 @@ delivery_stop(struct delivery **dp, unsigned timeout_s)
 {
 	struct delivery *d = *dp;
 	struct timespec until;
+	unsigned hung = 0;
 
 	if (d == NULL)
 		return 0;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += timeout_s;
+	/* Join every thread that ends in time (a past deadline still joins
+	 * the finished ones), so only the hung ones are left behind. */
 	for (unsigned i = 0; i < d->nthreads; i++) {
-		if (pthread_timedjoin_np(d->threads[i], NULL, &until) != 0) {
-			log_warn("delivery: jobs still running after %u s; their "
-			    "recipients stay queued and will be tried again", timeout_s);
-			return -1;
-		}
+		if (d->threads[i] == 0)
+			continue;
+		if (pthread_timedjoin_np(d->threads[i], NULL, &until) == 0)
+			d->threads[i] = 0;
+		else
+			hung++;
+	}
+	if (hung) {
+		log_warn("delivery: %u jobs still running after %u s; their "
+		    "recipients stay queued and will be tried again", hung, timeout_s);
+		return -1;
 	}
 	*dp = NULL;
 	policy_put(d, d->policy);

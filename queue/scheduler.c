@@ -56,6 +56,7 @@ struct scheduler {
 	size_t nready;
 	size_t in_flight;	/* handed out, not done */
 	int full_scan;		/* next pass starts at the beginning */
+	int joined;		/* main thread only */
 	struct sched_count *table[SCHED_BUCKETS];
 	struct sched_wait *waiting[SCHED_BUCKETS];	/* by message id */
 	struct sched_retry *retry;	/* destinations with a free slot */
@@ -470,6 +471,14 @@ scheduler_shutdown(struct scheduler *s)
 }
 
 void
+scheduler_join(struct scheduler *s)
+{
+	if (!s->joined)
+		pthread_join(s->thread, NULL);
+	s->joined = 1;
+}
+
+void
 scheduler_free(struct scheduler **sp)
 {
 	struct scheduler *s = *sp;
@@ -477,7 +486,7 @@ scheduler_free(struct scheduler **sp)
 	*sp = NULL;
 	if (s == NULL)
 		return;
-	pthread_join(s->thread, NULL);
+	scheduler_join(s);
 	for (size_t i = 0; i < SCHED_BUCKETS; i++) {
 		struct sched_count *c, *next;
 		struct sched_wait *w, *wn;

@@ -64,6 +64,10 @@ size_t scheduler_in_flight(struct scheduler *s);
  * jobs in flight may still be finished with scheduler_job_done. */
 void scheduler_shutdown(struct scheduler *s);
 
+/* Waits for the scheduler thread to end (after scheduler_shutdown);
+ * jobs in flight may still be finished. */
+void scheduler_join(struct scheduler *s);
+
 /* Joins the thread and frees everything (after scheduler_shutdown and
  * after every delivery thread stopped). */
 void scheduler_free(struct scheduler **sp);

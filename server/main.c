@@ -217,6 +217,7 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	    (unsigned)((deadline - now + 999) / 1000) : 1) < 0) {
 		/* Deliveries hang on remote servers. Everything acknowledged
 		 * is already durable and those recipients are still queued. */
+		scheduler_join(d->scheduler);
 		log_info("stopped");
 		_exit(0);
 	}

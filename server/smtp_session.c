@@ -922,6 +922,12 @@ session_process(struct smtp_session *s)
 			s->in_off += n;
 			if (res == SMTP_CMD_NEED_MORE)
 				break;
+			if (res != SMTP_CMD_READY && s->phase == PH_AUTH) {
+				/* a broken SASL response ends the exchange */
+				s->auth_mech = AUTH_NONE;
+				s->phase = PH_COMMAND;
+				smtp_cmd_parser_set_max(&s->cp, SMTP_COMMAND_LINE_MAX);
+			}
 			if (res == SMTP_CMD_TOO_LONG) {
 				session_reply(s, "500 5.5.2 Error: line too long");
 				session_bad_syntax_errors(s);

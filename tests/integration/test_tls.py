@@ -96,6 +96,34 @@ class TlsTest(unittest.TestCase):
         self.assertTrue(lines[0].startswith("5.7.0"))
         c.close()
 
+    def test_auth_hostile_input(self):
+        c, _ = greet(self.sub_port)
+        self.assertEqual(c.cmd("AUTH PLAIN !!!notbase64!!!")[0], 535)
+        self.assertEqual(c.cmd("AUTH PLAIN")[0], 334)
+        code, lines = c.cmd("*")                      # the client gives up
+        self.assertEqual(code, 501)
+        self.assertEqual(c.cmd("AUTH CRAM-MD5")[0], 504)
+        # authzid differing from authcid: no proxy logins
+        import base64
+        bad = base64.b64encode(b"admin@localhost\0carol@localhost\0s3cret").decode()
+        self.assertEqual(c.cmd("AUTH PLAIN " + bad)[0], 535)
+        # a SASL line over the AUTH limit
+        self.assertEqual(c.cmd("AUTH PLAIN")[0], 334)
+        code, _ = c.cmd("A" * 13000)
+        self.assertEqual(code, 500)
+        self.assertEqual(c.cmd("NOOP")[0], 250)   # back to commands
+        c.close()
+        # repeated failures end the session
+        c, _ = greet(self.sub_port)
+        codes = []
+        try:
+            for _ in range(12):
+                codes.append(c.cmd("AUTH PLAIN AGNhcm9sQGxvY2FsaG9zdAB3cm9uZw==")[0])
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            pass
+        self.assertIn(421, codes)
+        c.close()
+
     def test_auth_plain_and_login(self):
         with smtplib.SMTP("127.0.0.1", self.sub_port) as s:
             s.ehlo("client.test")

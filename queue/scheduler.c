@@ -279,12 +279,23 @@ sched_scan(struct scheduler *s, int full)
 	}
 }
 
+static int
+sched_check_msg(const struct queue_msg *msg, void *arg)
+{
+	(void)msg;
+	(void)arg;
+	return 0;
+}
+
 static void *
 sched_main(void *arg)
 {
 	struct scheduler *s = arg;
 	int64_t next_full = 0;
 
+	/* One read of the whole queue at start: records that no longer
+	 * decode are set aside (and logged) now, not found by chance later. */
+	store_foreach_msg(s->st, sched_check_msg, NULL);
 	for (;;) {
 		struct timespec until;
 		struct sched_retry *r, *rn;

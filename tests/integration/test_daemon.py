@@ -338,3 +338,31 @@ class Ipv6Test(unittest.TestCase):
             self.assertEqual(srv.stop(), 0)
         finally:
             srv.cleanup()
+
+
+class CorruptRecordTest(unittest.TestCase):
+    """A queue record that no longer decodes is set aside with a log line;
+    the server runs on and the good mail is still delivered."""
+
+    def test_undecodable_record_set_aside(self):
+        srv = Server("routes = hold.test=[127.0.0.1]:9\nretry_min = 1h\nretry_max = 2h\n")
+        try:
+            srv.start()
+            good = send_one(srv.port, rcpt="x@hold.test")[1].split()[-1]
+            self.assertEqual(srv.stop(), 0)
+            # write junk into the envelope database with LMDB's own tool
+            junk = ("VERSION=3\nformat=print\ntype=btree\nHEADER=END\n"
+                    " 0102030405060708\n zzzz\nDATA=END\n")
+            subprocess.run(["mdb_load", "-s", "msg", os.path.join(srv.dir, "queue")],
+                           input=junk, text=True, check=True, capture_output=True)
+            srv.start()
+            srv.wait_log("record set aside")
+            stats = json.loads(srv.mailctl("--json", "stats").stdout)
+            self.assertEqual(stats["bad"], 1)
+            self.assertEqual([m["id"] for m in srv.queue_json()["messages"]], [good])
+            c, _ = greet(srv.port)
+            self.assertEqual(c.cmd("NOOP")[0], 250)
+            c.close()
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()

@@ -677,7 +677,11 @@ cmd_starttls(struct smtp_session *s, const char *arg)
 		session_reply(s, "501 5.5.4 Syntax: STARTTLS");
 		return;
 	}
-	if (s->rt->tls == NULL || s->tls_active) {
+	if (s->tls_active) {
+		session_reply(s, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (s->rt->tls == NULL) {
 		session_reply(s, "502 5.5.1 Error: command not implemented");
 		return;
 	}

@@ -75,6 +75,8 @@ class TlsTest(unittest.TestCase):
         self.assertEqual(c.cmd("MAIL FROM:<a@example.org>")[0], 503)  # EHLO needed again
         code, lines = c.cmd("EHLO client.test")
         self.assertEqual(code, 250)
+        self.assertNotIn("STARTTLS", lines)
+        self.assertEqual(c.cmd("STARTTLS")[0], 503)   # already active
         self.assertEqual(c.cmd("MAIL FROM:<a@example.org>")[0], 250)
         c.close()
 

@@ -288,14 +288,13 @@ session_commit(struct smtp_session *s)
 	committer_submit(worker_committer(s->w), c);
 }
 
-/* Received headers in the header section (ours included): a message that
- * went round more than SESSION_MAX_HOPS servers is in a loop (RFC 5321
- * 6.3). */
+/* How many header fields named name (with the colon, any case) the header
+ * section of msg holds. */
 static unsigned
-session_hops(const char *msg, size_t len)
+session_header_count(const char *msg, size_t len, const char *name)
 {
-	unsigned hops = 0;
-	size_t i = 0;
+	size_t n = strlen(name), i = 0;
+	unsigned count = 0;
 
 	while (i < len) {
 		const char *eol = memchr(msg + i, '\n', len - i);
@@ -303,11 +302,46 @@ session_hops(const char *msg, size_t len)
 
 		if (linelen <= 2)	/* the empty line ends the header */
 			break;
-		if (linelen > 9 && strncasecmp(msg + i, "Received:", 9) == 0)
-			hops++;
+		if (linelen > n && strncasecmp(msg + i, name, n) == 0)
+			count++;
 		i += linelen;
 	}
-	return hops;
+	return count;
+}
+
+/* Message submission (RFC 6409 8.2, 8.3): a message from an authenticated
+ * user gets the Date and Message-ID it lacks, after our Received header. */
+static void
+session_complete_headers(struct smtp_session *s)
+{
+	const char *content = s->msg.data + s->hdr_len;
+	size_t clen = s->msg.len - s->hdr_len;
+	char date[64], id[QUEUE_ID_LEN + 1], add[512];
+	int n = 0, m;
+	struct buf nb;
+
+	if (s->auth_user[0] == '\0')
+		return;
+	if (session_header_count(content, clen, "Date:") == 0) {
+		m = snprintf(add + n, sizeof add - (size_t)n, "Date: %s\r\n",
+		    time_rfc5322(time(NULL), date, sizeof date));
+		if (m > 0 && (size_t)m < sizeof add - (size_t)n)
+			n += m;
+	}
+	if (session_header_count(content, clen, "Message-ID:") == 0) {
+		m = snprintf(add + n, sizeof add - (size_t)n, "Message-ID: <%s@%s>\r\n",
+		    queue_id_format(s->qid, id, sizeof id), s->cfg->hostname);
+		if (m > 0 && (size_t)m < sizeof add - (size_t)n)
+			n += m;
+	}
+	if (n == 0)
+		return;
+	buf_init(&nb, s->msg.max + sizeof add);
+	buf_append(&nb, s->msg.data, s->hdr_len);
+	buf_append(&nb, add, (size_t)n);
+	buf_append(&nb, content, clen);
+	buf_free(&s->msg);
+	s->msg = nb;
 }
 
 /* End of DATA or of the last BDAT chunk: check the flags, then commit. */
@@ -323,9 +357,13 @@ session_end_message(struct smtp_session *s, unsigned flags)
 		session_reply(s, "550 5.6.0 Message contains NUL bytes");
 	else if (flags & SMTP_DATA_LONG_LINE)
 		session_reply(s, "500 5.5.2 Message contains a line longer than 1000 octets");
-	else if (session_hops(s->msg.data, s->msg.len) > SESSION_MAX_HOPS)
+	/* More Received fields (ours included) than hops allowed: a mail
+	 * loop (RFC 5321 6.3). */
+	else if (session_header_count(s->msg.data, s->msg.len, "Received:") >
+	    SESSION_MAX_HOPS)
 		session_reply(s, "554 5.4.6 Too many hops: mail loop detected");
 	else {
+		session_complete_headers(s);
 		session_commit(s);
 		return;
 	}

@@ -69,6 +69,7 @@ class SmtpTest(unittest.TestCase):
         self.assertIn("Received: from client.test ([127.0.0.1])", show["headers"])
         self.assertIn("id " + qid, show["headers"])
         self.assertIn("for <alice@hold.test>", show["headers"])
+        self.assertNotIn("Message-ID:", show["headers"])  # only submissions get one
         self.srv.wait_log(qid + ": from=<sender@example.org>")
 
     def test_helo_vrfy_help_noop_rset(self):

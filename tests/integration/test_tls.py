@@ -89,7 +89,14 @@ class TlsTest(unittest.TestCase):
             s.ehlo("client.test")
             s.login("carol@localhost", "s3cret")
             s.mail("carol@localhost")
-            self.assertEqual(s.rcpt("someone@remote.example")[0], 250)
+            self.assertEqual(s.rcpt("someone@hold.test")[0], 250)
+            code, text = s.data(b"Subject: no date, no id\r\n\r\nbody\r\n")
+            self.assertEqual(code, 250)
+        # message submission: Date and Message-ID added (RFC 6409 8.2, 8.3)
+        head = self.srv.mailctl("show", text.decode().split()[-1]).stdout
+        self.assertIn("Date: ", head)
+        self.assertIn("Message-ID: <", head)
+        self.assertIn("Subject: no date, no id", head)
 
     def test_submission_requires_auth(self):
         c, _ = greet(self.sub_port)

@@ -29,15 +29,23 @@ struct sched_count {
 	struct sched_count *next;
 };
 
-/* A message left waiting because its destination was at its limit; it is
- * not looked at again until a job to that destination ends. */
+/* A message left waiting because its destination was at its limit: it is
+ * skipped by scans, and taken up again, first come first served, when a
+ * job to that destination ends. */
 struct sched_wait {
 	queue_id_t id;
-	char dest[256];
-	struct sched_wait *next;
+	struct sched_wait *next;	/* in its id hash chain */
+	struct sched_wait *qnext;	/* in its destination's queue */
 };
 
-/* A destination whose job ended: its waiting messages are due a look. */
+/* The messages waiting for one destination, oldest first. */
+struct sched_dq {
+	char dest[256];
+	struct sched_wait *head, *tail;
+	struct sched_dq *next;		/* hash chain */
+};
+
+/* A destination whose job ended: one waiting message may go. */
 struct sched_retry {
 	char dest[256];
 	struct sched_retry *next;
@@ -59,6 +67,7 @@ struct scheduler {
 	int joined;		/* main thread only */
 	struct sched_count *table[SCHED_BUCKETS];
 	struct sched_wait *waiting[SCHED_BUCKETS];	/* by message id */
+	struct sched_dq *queues[SCHED_BUCKETS];		/* by destination */
 	struct sched_retry *retry;	/* destinations with a free slot */
 	/* scheduler thread only */
 	struct store_due cursor;	/* incremental passes resume here */
@@ -134,45 +143,82 @@ sched_is_waiting(struct scheduler *s, queue_id_t id)
 	return 0;
 }
 
-/* Does any message wait for dest? Locked. Kept cheap with a counter. */
+static unsigned
+sched_dest_hash(const char *dest)
+{
+	return sched_hash(0, dest);
+}
+
+/* The waiting queue of dest, or NULL. Locked. */
+static struct sched_dq *
+sched_dq_find(struct scheduler *s, const char *dest)
+{
+	for (struct sched_dq *q = s->queues[sched_dest_hash(dest)]; q; q = q->next)
+		if (strcmp(q->dest, dest) == 0)
+			return q;
+	return NULL;
+}
+
+/* Does any message wait for dest? Locked. */
 static int
 sched_has_waiting(struct scheduler *s, const char *dest)
 {
-	return sched_count_get(s, 1, dest) > 0;
+	return sched_dq_find(s, dest) != NULL;
 }
 
+/* Parks message id until dest has a free slot. Locked. */
 static void
 sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest)
 {
 	struct sched_wait *w;
+	struct sched_dq *q;
 	unsigned h = sched_id_hash(id);
 
 	if (sched_is_waiting(s, id))
 		return;
+	if ((q = sched_dq_find(s, dest)) == NULL) {
+		unsigned dh = sched_dest_hash(dest);
+		q = xcalloc(1, sizeof *q);
+		str_copy(q->dest, dest, sizeof q->dest);
+		q->next = s->queues[dh];
+		s->queues[dh] = q;
+	}
 	w = xcalloc(1, sizeof *w);
 	w->id = id;
-	str_copy(w->dest, dest, sizeof w->dest);
 	w->next = s->waiting[h];
 	s->waiting[h] = w;
-	sched_count(s, 1, dest, 1)->n++;
+	if (q->tail)
+		q->tail->qnext = w;
+	else
+		q->head = w;
+	q->tail = w;
 }
 
-/* Forgets the messages waiting for dest. Locked. */
-static void
-sched_release_waiting(struct scheduler *s, const char *dest)
+/* Takes the oldest message waiting for dest off its queue: its id, or 0.
+ * Locked. */
+static queue_id_t
+sched_pop_waiting(struct scheduler *s, const char *dest)
 {
-	for (size_t i = 0; i < SCHED_BUCKETS; i++) {
-		struct sched_wait **wp = &s->waiting[i], *w;
-		while ((w = *wp) != NULL) {
-			if (strcmp(w->dest, dest) == 0) {
-				*wp = w->next;
-				free(w);
-				sched_count_drop(s, 1, dest);
-			} else {
-				wp = &w->next;
-			}
-		}
+	struct sched_dq *q = sched_dq_find(s, dest), **qp;
+	struct sched_wait *w, **wp;
+	queue_id_t id;
+
+	if (q == NULL)
+		return 0;
+	w = q->head;
+	q->head = w->qnext;
+	if (q->head == NULL) {
+		for (qp = &s->queues[sched_dest_hash(dest)]; *qp != q; qp = &(*qp)->next)
+			;
+		*qp = q->next;
+		free(q);
 	}
+	for (wp = &s->waiting[sched_id_hash(w->id)]; *wp != w; wp = &(*wp)->next)
+		;
+	*wp = w->next;
+	id = w->id;
+	free(w);
+	return id;
 }
 
 static void
@@ -305,10 +351,15 @@ sched_main(void *arg)
 		r = s->retry;
 		s->retry = NULL;
 		for (; r; r = rn) {
+			queue_id_t id = sched_pop_waiting(s, r->dest);
+
 			rn = r->next;
-			sched_release_waiting(s, r->dest);
 			free(r);
-			s->full_scan = 1;
+			if (id == 0 || sched_count_get(s, id, "") > 0)
+				continue;
+			pthread_mutex_unlock(&s->lock);
+			sched_plan_message(s, id, time(NULL));
+			pthread_mutex_lock(&s->lock);
 		}
 		full = s->full_scan || time_mono_ms() >= next_full;
 		s->full_scan = 0;
@@ -508,6 +559,11 @@ scheduler_free(struct scheduler **sp)
 		for (w = s->waiting[i]; w; w = wn) {
 			wn = w->next;
 			free(w);
+		}
+		while (s->queues[i]) {
+			struct sched_dq *q = s->queues[i];
+			s->queues[i] = q->next;
+			free(q);
 		}
 	}
 	while (s->retry) {

@@ -119,6 +119,15 @@ class PeerTest(unittest.TestCase):
         msg = self.peer.wait_messages(1)[0]
         self.assertEqual(msg.rcpts, ["lit@[127.0.0.5]"])
 
+    def test_destination_limit_queues_the_rest(self):
+        self.start(extra="max_per_destination = 2\n")
+        ids = [send(self.srv.port, "alice@localhost", ["n%d@p.test" % i]) for i in range(40)]
+        msgs = self.peer.wait_messages(40, timeout=60)
+        self.assertEqual(sorted(r for m in msgs for r in m.rcpts),
+                         sorted("n%d@p.test" % i for i in range(40)))
+        wait_for(lambda: not (set(ids) & {m["id"] for m in self.srv.queue_json()["messages"]}),
+                 30, "the queue to empty")
+
     def test_relayhost_takes_all_remote_mail(self):
         self.start(extra="relayhost = [127.0.0.5]:%d\n" % self.port)
         send(self.srv.port, "alice@localhost", ["r@anywhere.example", "s@other.example"])

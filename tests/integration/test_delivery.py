@@ -207,7 +207,7 @@ class ExpiryTest(unittest.TestCase):
 
     def test_delay_notice_then_expiry_bounce(self):
         srv = make_server("retry_min = 1s\nretry_max = 1s\ndelay_warning = 1s\n"
-                          "queue_lifetime = 4s\n")
+                          "queue_lifetime = 8s\n")
         try:
             mbox = os.path.join(srv.dir, "mail", "localhost", "carol")
             os.makedirs(os.path.dirname(mbox), exist_ok=True)

@@ -420,6 +420,8 @@ static const struct fault_case fault_cases[] = {
 	{ "rename ENOTDIR", MAILDIR_FAULT_RENAME, 1, ENOTDIR, 0, MAILDIR_PERM,
 	    "maildir: move into new: Not a directory" },
 	{ "short write", MAILDIR_FAULT_WRITE, 2, 0, 0, MAILDIR_OK, "" },
+	/* a file system without O_TMPFILE: the classic tmp/ + rename way */
+	{ "no O_TMPFILE", MAILDIR_FAULT_OPEN, 1, EOPNOTSUPP, 0, MAILDIR_OK, "" },
 };
 
 static void
@@ -462,6 +464,7 @@ test_faults(void)
 		if (c->want == MAILDIR_OK) {
 			check_file(&it, "Return-Path: <a@b>\n"
 			    "Delivered-To: <f@d.example>\n", want, want_len);
+			CU_ASSERT_EQUAL(count_entries("mail/d.example/f/tmp"), 0);
 			continue;
 		}
 		CU_ASSERT_STRING_EQUAL(it.name, "");
@@ -505,6 +508,26 @@ test_faults(void)
 			CU_ASSERT_EQUAL(items[k].status, MAILDIR_TEMP);
 		CU_ASSERT_EQUAL(count_entries("mail/d.example/f/new"), 2);
 		CU_ASSERT_EQUAL(count_entries("mail/d.example/f/tmp"), 0);
+	}
+
+	/* The classic way failing at its rename: nothing left in tmp/. */
+	{
+		struct maildir_item it = {
+			.domain = "d.example", .user = "g", .sender = "a@b",
+			.recipient = "g@d.example", .body = body,
+			.body_len = body_len,
+		};
+		fresh_root();
+		path_of(mail_dir, sizeof mail_dir, "mail");
+		maildir_fault_set(MAILDIR_FAULT_OPEN, 1, EOPNOTSUPP);
+		maildir_fault_set(MAILDIR_FAULT_RENAME, 1, ENOSPC);
+		maildir_deliver_batch(mail_dir, HOST, &it, 1);
+		maildir_fault_clear();
+		CU_ASSERT_EQUAL(it.status, MAILDIR_TEMP);
+		CU_ASSERT_STRING_EQUAL(it.error,
+		    "maildir: move into new: No space left on device");
+		CU_ASSERT_EQUAL(count_entries("mail/d.example/g/tmp"), 0);
+		CU_ASSERT_EQUAL(count_entries("mail/d.example/g/new"), 0);
 	}
 	free(want);
 	free(body);

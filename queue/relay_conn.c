@@ -144,12 +144,17 @@ relay_conn_close(struct relay_conn **cp)
 	*cp = NULL;
 }
 
-/* Waits for what the last TLS call needs (read or write). */
+/* After EAGAIN: waits until the socket is ready for what the last call
+ * needs (with TLS, what GnuTLS asks for; else plain_ev). Returns
+ * RELAY_IO_OK to try again, RELAY_IO_TIMEOUT or RELAY_IO_ERROR. */
 static int
-conn_tls_wait(struct relay_conn *c, int64_t deadline)
+conn_await(struct relay_conn *c, short plain_ev, int64_t deadline)
 {
-	short ev = gnutls_record_get_direction(c->tls) ? POLLOUT : POLLIN;
-	return conn_wait(c->fd, ev, deadline);
+	short ev = c->tls == NULL ? plain_ev :
+	    gnutls_record_get_direction(c->tls) ? POLLOUT : POLLIN;
+	int rc = conn_wait(c->fd, ev, deadline);
+
+	return rc > 0 ? RELAY_IO_OK : rc == 0 ? RELAY_IO_TIMEOUT : RELAY_IO_ERROR;
 }
 
 int
@@ -167,11 +172,8 @@ relay_conn_write(struct relay_conn *c, const void *p, size_t n,
 		if (c->tls != NULL) {
 			w = gnutls_record_send(c->tls, s + off, n - off);
 			if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED) {
-				rc = conn_tls_wait(c, deadline);
-				if (rc == 0)
-					return RELAY_IO_TIMEOUT;
-				if (rc < 0)
-					return RELAY_IO_ERROR;
+				if ((rc = conn_await(c, POLLOUT, deadline)) != RELAY_IO_OK)
+					return rc;
 				continue;
 			}
 			if (w < 0)
@@ -180,11 +182,8 @@ relay_conn_write(struct relay_conn *c, const void *p, size_t n,
 			w = send(c->fd, s + off, n - off, MSG_NOSIGNAL);
 			if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
 			    errno == EINTR)) {
-				rc = conn_wait(c->fd, POLLOUT, deadline);
-				if (rc == 0)
-					return RELAY_IO_TIMEOUT;
-				if (rc < 0)
-					return RELAY_IO_ERROR;
+				if ((rc = conn_await(c, POLLOUT, deadline)) != RELAY_IO_OK)
+					return rc;
 				continue;
 			}
 			if (w < 0)
@@ -215,11 +214,8 @@ conn_fill(struct relay_conn *c, int64_t deadline)
 		if (c->tls != NULL) {
 			r = gnutls_record_recv(c->tls, tmp, room);
 			if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
-				rc = conn_tls_wait(c, deadline);
-				if (rc == 0)
-					return RELAY_IO_TIMEOUT;
-				if (rc < 0)
-					return RELAY_IO_ERROR;
+				if ((rc = conn_await(c, POLLIN, deadline)) != RELAY_IO_OK)
+					return rc;
 				continue;
 			}
 			if (r < 0)
@@ -228,11 +224,8 @@ conn_fill(struct relay_conn *c, int64_t deadline)
 			r = recv(c->fd, tmp, room, 0);
 			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
 			    errno == EINTR)) {
-				rc = conn_wait(c->fd, POLLIN, deadline);
-				if (rc == 0)
-					return RELAY_IO_TIMEOUT;
-				if (rc < 0)
-					return RELAY_IO_ERROR;
+				if ((rc = conn_await(c, POLLIN, deadline)) != RELAY_IO_OK)
+					return rc;
 				continue;
 			}
 			if (r < 0)

@@ -23,7 +23,7 @@ $(error SANITIZE must be address or thread)
 endif
 
 PROGRAMS = server/main.c server/mailctl.c
-SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c storage/*.c queue/*.c server/*.c))
+SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c storage/*.c relay/*.c queue/*.c server/*.c))
 OBJS = $(SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)

@@ -21,7 +21,7 @@
 #include "queue/bounce.h"
 #include "queue/committer.h"
 #include "queue/record.h"
-#include "queue/relay.h"
+#include "relay/relay.h"
 #include "queue/results.h"
 #include "queue/scheduler.h"
 #include "queue/store.h"

@@ -8,7 +8,7 @@
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
-#include "queue/relay.h"
+#include "relay/relay.h"
 
 struct policy_owner {
 	struct runtime *rt;

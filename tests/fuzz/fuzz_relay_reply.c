@@ -1,8 +1,8 @@
 /*
  * Fuzz target for the reply parser of the outbound SMTP client
- * (queue/relay_proto.h): the input is what a hostile server sends. It is
+ * (relay/relay_proto.h): the input is what a hostile server sends. It is
  * fed twice, in one block and in pieces whose sizes come from the first
- * byte, keeping what the parser did not consume, as queue/relay_conn.c
+ * byte, keeping what the parser did not consume, as relay/relay_conn.c
  * does. Checks what callers rely on: both ways give the same outcome,
  * code and text; a done reply has a code 200..599, at least one line,
  * at most RELAY_REPLY_LINES_MAX lines, printable text within bounds, an
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "queue/relay_proto.h"
+#include "relay/relay_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
 """Scriptable SMTP peers for integration tests: the remote MX hosts and
-smarthosts that mailserver's outbound client (queue/relay.c) talks to.
+smarthosts that mailserver's outbound client (relay/relay.c) talks to.
 
 A Peer listens on a loopback address and port (several peers can share a
 port on 127.0.0.2, 127.0.0.3, ... so that DNS answers can point at them),

@@ -1,6 +1,6 @@
 /*
- * test_relay: the outbound SMTP client (queue/relay.h) against scripted
- * in-process SMTP peers, and its pure parts (queue/relay_proto.h) table
+ * test_relay: the outbound SMTP client (relay/relay.h) against scripted
+ * in-process SMTP peers, and its pure parts (relay/relay_proto.h) table
  * by table and byte by byte.
  *
  * Each peer is a thread listening on its own 127.0.0.x address (all on the
@@ -45,8 +45,8 @@
 #include "lib/util.h"
 #include "lib/xtext.h"
 #include "queue/envelope.h"
-#include "queue/relay.h"
-#include "queue/relay_proto.h"
+#include "relay/relay.h"
+#include "relay/relay_proto.h"
 
 /* ------------------------------------------------------------------ */
 /* Peers                                                              */

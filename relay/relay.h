@@ -53,7 +53,7 @@
  *    folded by inserting CRLF SPACE in the header (a folded header stays
  *    a header) and CRLF in the body (as Postfix's smtp_line_length_limit).
  *    A body without a final line end gets one before ".".
- *  - replies are parsed defensively (queue/relay_proto.h): at most 100
+ *  - replies are parsed defensively (relay/relay_proto.h): at most 100
  *    lines of at most 4096 octets, a 3-digit code 2xx..5xx, the same code
  *    on every line. Anything else is a protocol error: the host is
  *    skipped as for a lost connection.
@@ -84,8 +84,8 @@
  * runs. relay_deliver and relay_ctx_expire_idle may run on any number of
  * threads at once on one context.
  */
-#ifndef QUEUE_RELAY_H
-#define QUEUE_RELAY_H
+#ifndef RELAY_RELAY_H
+#define RELAY_RELAY_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /*
  * relay_proto: the pure protocol pieces of the outbound SMTP client
- * (queue/relay.c), apart from any socket so that they can be unit-tested
+ * (relay/relay.c), apart from any socket so that they can be unit-tested
  * byte by byte and fuzzed: the incremental reply parser, EHLO capability
  * parsing, the DATA encoder (CRLF, dot-stuffing, line folding), xtext
  * encoding and the check of what may go into a command line.
@@ -9,8 +9,8 @@
  * is logged. Out of memory aborts (lib/util.h).
  * Threads: reentrant; each struct belongs to one thread at a time.
  */
-#ifndef QUEUE_RELAY_PROTO_H
-#define QUEUE_RELAY_PROTO_H
+#ifndef RELAY_RELAY_PROTO_H
+#define RELAY_RELAY_PROTO_H
 
 #include <stddef.h>
 #include <stdint.h>

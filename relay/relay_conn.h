@@ -1,10 +1,10 @@
 /*
- * relay_conn: one outbound SMTP connection of queue/relay.c: a
+ * relay_conn: one outbound SMTP connection of relay/relay.c: a
  * non-blocking TCP socket, optionally under a GnuTLS client session, with
  * every wait bounded by poll() and a deadline, and a bounded input buffer
- * from which replies are parsed (queue/relay_proto.h).
+ * from which replies are parsed (relay/relay_proto.h).
  *
- * Internal to queue/relay*.c; not for other modules.
+ * Internal to relay/relay*.c; not for other modules.
  *
  * Errors: each call returns an enum relay_io; a connection that returned
  * anything but RELAY_IO_OK must only be closed. SIGPIPE is never raised
@@ -12,8 +12,8 @@
  * Threads: a connection belongs to one thread at a time (it moves between
  * threads through the relay context's idle cache, under its mutex).
  */
-#ifndef QUEUE_RELAY_CONN_H
-#define QUEUE_RELAY_CONN_H
+#ifndef RELAY_RELAY_CONN_H
+#define RELAY_RELAY_CONN_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +21,7 @@
 #include <gnutls/gnutls.h>
 
 #include "dns/dns.h"
-#include "queue/relay_proto.h"
+#include "relay/relay_proto.h"
 
 enum relay_io {
 	RELAY_IO_OK = 0,

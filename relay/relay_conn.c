@@ -3,7 +3,7 @@
  * connection (see relay_conn.h). Every wait is a poll() bounded by the
  * caller's timeout; sockets are non-blocking throughout.
  */
-#include "queue/relay_conn.h"
+#include "relay/relay_conn.h"
 
 #include <errno.h>
 #include <fcntl.h>

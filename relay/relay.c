@@ -10,7 +10,7 @@
  * address literal ("[192.0.2.1]") is not supported by the MX path (the
  * caller may pass it as dest_host).
  */
-#include "queue/relay.h"
+#include "relay/relay.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,8 +31,8 @@
 #include "lib/util.h"
 #include "lib/xtext.h"
 #include "queue/envelope.h"
-#include "queue/relay_conn.h"
-#include "queue/relay_proto.h"
+#include "relay/relay_conn.h"
+#include "relay/relay_proto.h"
 
 #define RELAY_KEY_MAX		300	/* destination key, with its NUL */
 #define RELAY_MAX_USES		100	/* transactions per connection */

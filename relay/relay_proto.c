@@ -1,9 +1,9 @@
 /*
  * relay_proto: reply parser, EHLO capabilities, DATA encoder, xtext and
  * command-line checks of the outbound SMTP client (see relay_proto.h).
- * No I/O here: queue/relay.c and queue/relay_conn.c do the talking.
+ * No I/O here: relay/relay.c and relay/relay_conn.c do the talking.
  */
-#include "queue/relay_proto.h"
+#include "relay/relay_proto.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -49,6 +49,8 @@ struct worker {
 	/* worker thread only */
 	struct smtp_session **sessions;
 	size_t nsessions, capsessions;
+	struct smtp_session **ready;	/* to run again, without waiting */
+	size_t nready, capready;
 	int draining;
 	int64_t next_tick;		/* when deadlines are checked next */
 	atomic_uint count;
@@ -78,12 +80,27 @@ worker_add_session(struct worker *w, struct smtp_session *s)
 	atomic_store(&w->count, (unsigned)w->nsessions);
 }
 
+/* Removes s from the sessions to run again. */
+static void
+worker_unready(struct worker *w, struct smtp_session *s)
+{
+	for (size_t k = 0; k < w->nready; k++) {
+		if (w->ready[k] == s) {
+			memmove(w->ready + k, w->ready + k + 1,
+			    (w->nready - k - 1) * sizeof *w->ready);
+			w->nready--;
+			return;
+		}
+	}
+}
+
 /* Ends s: freed now, or once its commit result arrived. */
 static void
 worker_end_session(struct worker *w, struct smtp_session *s)
 {
 	size_t i = *smtp_session_slot(s);
 
+	worker_unready(w, s);
 	if (!smtp_session_can_free(s))
 		return;		/* freed from worker_take_dones */
 	w->sessions[i] = w->sessions[--w->nsessions];
@@ -160,6 +177,22 @@ worker_tick(struct worker *w, int64_t now)
 	}
 }
 
+/* Runs the sessions that gave up their turn, in order; each may queue
+ * itself again for the next pass. */
+static void
+worker_take_ready(struct worker *w)
+{
+	size_t n = w->nready;
+
+	for (size_t k = 0; k < n && w->nready > 0; k++) {
+		struct smtp_session *s = w->ready[0];
+
+		worker_unready(w, s);
+		if (smtp_session_resume(s) < 0)
+			worker_end_session(w, s);
+	}
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -171,7 +204,7 @@ worker_main(void *arg)
 	for (;;) {
 		int64_t now = time_mono_ms();
 		int timeout = w->next_tick > now ? (int)(w->next_tick - now) : 0;
-		int n = epoll_wait(w->epfd, evs, 256, timeout);
+		int n = epoll_wait(w->epfd, evs, 256, w->nready ? 0 : timeout);
 		int stop;
 
 		if (n < 0 && errno != EINTR) {
@@ -189,6 +222,7 @@ worker_main(void *arg)
 			if (smtp_session_event(s, evs[i].events) < 0)
 				worker_end_session(w, s);
 		}
+		worker_take_ready(w);
 		worker_take_dones(w);
 		worker_take_conns(w);
 		if (w->draining && !was_draining) {
@@ -307,6 +341,7 @@ worker_stop(struct worker **wp)
 		free(c);
 	}
 	free(w->sessions);
+	free(w->ready);
 	close(w->epfd);
 	close(w->evfd);
 	pthread_mutex_destroy(&w->lock);
@@ -324,6 +359,19 @@ worker_timer_hint(struct worker *w, int64_t when)
 {
 	if (when < w->next_tick)
 		w->next_tick = when;
+}
+
+void
+worker_run_again(struct worker *w, struct smtp_session *s)
+{
+	for (size_t k = 0; k < w->nready; k++)
+		if (w->ready[k] == s)
+			return;
+	if (w->nready == w->capready) {
+		w->capready = w->capready ? w->capready * 2 : 64;
+		w->ready = xrealloc(w->ready, w->capready * sizeof *w->ready);
+	}
+	w->ready[w->nready++] = s;
 }
 
 void

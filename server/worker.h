@@ -50,6 +50,10 @@ void worker_watch(struct worker *w, struct smtp_session *s, int fd,
  * they are checked at least once a second anyway. */
 void worker_timer_hint(struct worker *w, int64_t when);
 
+/* Worker-thread only: s gave up its turn with work left; the loop runs it
+ * again (smtp_session_resume) after the other sessions' events. */
+void worker_run_again(struct worker *w, struct smtp_session *s);
+
 /* Any thread (the committer's done callback): delivers the result of a
  * commit to session s on worker w; s must not be freed before that. */
 void worker_post_commit(struct worker *w, struct smtp_session *s,

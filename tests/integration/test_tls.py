@@ -3,12 +3,15 @@ import warnings
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import crypt
+import base64
 import os
+import signal
 import smtplib
+import socket
 import ssl
 import unittest
 
-from harness import Client, Server, free_port, greet, test_cert
+from harness import Client, Server, free_port, greet, test_cert, SLOW
 
 MSG = b"Subject: tls\r\n\r\nover tls\r\n"
 
@@ -18,6 +21,29 @@ def client_ctx():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def line_reader(sock):
+    """Reads CRLF lines from a (TLS) socket; returns a function giving the
+    next whole reply as (code, text)."""
+    state = {"buf": b""}
+
+    def reply():
+        while True:
+            while b"\r\n" not in state["buf"]:
+                d = sock.recv(65536)
+                if not d:
+                    raise EOFError(state["buf"])
+                state["buf"] += d
+            line, state["buf"] = state["buf"].split(b"\r\n", 1)
+            if line[3:4] != b"-":
+                return int(line[:3]), line[4:].decode()
+    return reply
+
+
+def big_body(size):
+    line = b"0123456789" * 7 + b"\r\n"
+    return b"Subject: big\r\n\r\n" + line * (size // len(line))
 
 
 class TlsTest(unittest.TestCase):
@@ -62,6 +88,120 @@ class TlsTest(unittest.TestCase):
         show = self.srv.mailctl("show", qid).stdout
         self.assertIn("with ESMTPS", show)
         self.assertIn("using TLS", show)
+
+    def send_big(self, sock, reply, size):
+        """MAIL, RCPT, then a body of size bytes written as 10,000-byte
+        TLS records; returns the reply to the end of data."""
+        sock.sendall(b"MAIL FROM:<a@example.org>\r\n")
+        self.assertEqual(reply()[0], 250)
+        sock.sendall(b"RCPT TO:<carol@localhost>\r\n")
+        self.assertEqual(reply()[0], 250)
+        sock.sendall(b"DATA\r\n")
+        self.assertEqual(reply()[0], 354)
+        data = big_body(size) + b".\r\n"
+        for i in range(0, len(data), 10000):
+            sock.sendall(data[i:i + 10000])
+        return reply()
+
+    def test_large_message_in_small_records(self):
+        """8 MiB over STARTTLS and over smtps, in 10,000-byte records: no
+        stall with bytes left inside GnuTLS."""
+        size = 8 * 1024 * 1024
+        raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=30 * SLOW)
+        reply = line_reader(raw)
+        self.assertEqual(reply()[0], 220)
+        raw.sendall(b"EHLO client.test\r\n")
+        reply()
+        raw.sendall(b"STARTTLS\r\n")
+        self.assertEqual(reply()[0], 220)
+        tls = client_ctx().wrap_socket(raw)
+        reply = line_reader(tls)
+        tls.sendall(b"EHLO client.test\r\n")
+        reply()
+        code, text = self.send_big(tls, reply, size)
+        self.assertEqual(code, 250, text)
+        tls.close()
+        raw = socket.create_connection(("127.0.0.1", self.smtps_port), timeout=30 * SLOW)
+        tls = client_ctx().wrap_socket(raw)
+        reply = line_reader(tls)
+        self.assertEqual(reply()[0], 220)
+        tls.sendall(b"EHLO client.test\r\n")
+        reply()
+        tls.sendall(b"AUTH PLAIN " + base64.b64encode(b"\0carol@localhost\0s3cret") + b"\r\n")
+        self.assertEqual(reply()[0], 235)
+        code, text = self.send_big(tls, reply, size)
+        self.assertEqual(code, 250, text)
+        tls.close()
+        qid = text.split()[-1]
+        self.srv.wait_log(qid + ": to=<carol@localhost>")
+        files = self.srv.maildir_files("carol@localhost")
+        with open(files[-1], "rb") as f:
+            delivered = f.read()
+        self.assertIn(qid.encode(), delivered)
+        self.assertTrue(delivered.endswith(big_body(size).replace(b"\r\n", b"\n")[-100000:]))
+
+    def test_close_notify_after_pipelined_quit(self):
+        """'.' CRLF QUIT CRLF then close_notify at once: the 250 and the 221
+        still arrive."""
+        raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=10 * SLOW)
+        reply = line_reader(raw)
+        self.assertEqual(reply()[0], 220)
+        raw.sendall(b"EHLO client.test\r\nSTARTTLS\r\n")
+        reply()
+        self.assertEqual(reply()[0], 220)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = client_ctx().wrap_bio(incoming, outgoing)
+
+        def pump():
+            d = outgoing.read()
+            if d:
+                raw.sendall(d)
+
+        def feed():
+            d = raw.recv(65536)
+            if not d:
+                incoming.write_eof()
+            else:
+                incoming.write(d)
+            return bool(d)
+
+        def read_until(needle, have=b""):
+            while needle not in have:
+                try:
+                    have += tls.read(65536)
+                except ssl.SSLWantReadError:
+                    pump()
+                    if not feed():
+                        break
+                except ssl.SSLZeroReturnError:
+                    break
+            return have
+
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pump()
+                feed()
+        pump()
+        tls.write(b"EHLO client.test\r\nMAIL FROM:<a@example.org>\r\n"
+                  b"RCPT TO:<carol@localhost>\r\nDATA\r\n")
+        pump()
+        got = read_until(b"354 ")
+        tls.write(big_body(40000) + b".\r\nQUIT\r\n")
+        self.srv.signal(signal.SIGSTOP)
+        try:
+            try:
+                tls.unwrap()    # sends close_notify
+            except ssl.SSLWantReadError:
+                pass
+            pump()
+        finally:
+            self.srv.signal(signal.SIGCONT)
+        got = read_until(b"221 ", got)
+        raw.close()
+        self.assertRegex(got, rb"354 [^\n]*\n250 2\.0\.0 Ok: queued as [0-9A-F]{13}\r\n221 ")
 
     def test_plaintext_after_starttls_discarded(self):
         c, _ = greet(self.srv.port)

@@ -97,6 +97,13 @@ struct config {
 	unsigned relay_data_timeout;	/* outbound reply after end of data: 10m */
 	unsigned max_per_destination;	/* outbound concurrent connections per domain: 20 */
 
+	/* Inbound hardening (README "Configuration"). */
+	struct cidr *auth_plaintext_networks;	/* AUTH without TLS from these: none */
+	size_t nauth_plaintext_networks;
+	unsigned auth_fail_delay;	/* answer to a first failed login waits: 1s */
+	unsigned auth_fail_limit;	/* failed logins per address that block it: 10 */
+	unsigned auth_block_time;	/* how long: 10m */
+
 	int refs;			/* atomic; managed by config_ref/unref */
 };
 
@@ -120,6 +127,10 @@ int config_is_relay_domain(const struct config *cfg, const char *domain);
 
 /* May this client address relay to any domain (relay_networks)? */
 int config_client_may_relay(const struct config *cfg, const struct sockaddr *sa);
+
+/* May this client authenticate without TLS (auth_plaintext_networks)? */
+int config_client_may_auth_plaintext(const struct config *cfg,
+    const struct sockaddr *sa);
 
 /* The route for domain (any case), or NULL. */
 const struct route *config_route_for(const struct config *cfg, const char *domain);

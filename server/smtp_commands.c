@@ -502,10 +502,13 @@ void
 session_tls_started(struct smtp_session *s)
 {
 	tls_describe(s->io.tls, s->tls_desc, sizeof s->tls_desc);
-	/* RFC 3207: forget everything said before TLS; a new EHLO is needed. */
+	/* RFC 3207 4.2: forget everything said before TLS, a login
+	 * included; a new EHLO is needed. */
 	s->helo_seen = 0;
 	s->esmtp = 0;
 	s->helo[0] = '\0';
+	s->auth_user[0] = '\0';
+	s->may_relay = config_client_may_relay(s->cfg, (const struct sockaddr *)&s->peer);
 	session_txn_reset(s);
 	s->phase = PH_COMMAND;
 	session_set_deadline(s);

@@ -71,6 +71,8 @@ session_mode(const struct smtp_session *s)
 {
 	switch (s->phase) {
 	case PH_COMMIT:
+	case PH_AUTH_CHECK:
+	case PH_AUTH_DELAY:
 		return SESSION_IO_HELD;
 	case PH_CLOSING:
 	case PH_CLOSED:
@@ -205,6 +207,50 @@ session_run(struct smtp_session *s)
 }
 
 int
+session_continue(struct smtp_session *s)
+{
+	if (s->io.fd < 0)
+		return -1;
+	return session_run(s);
+}
+
+int
+session_job_submit(struct smtp_session *s, struct offloop *pool,
+    struct session_job *j)
+{
+	if (pool == NULL)
+		return -1;
+	j->s = s;
+	j->base.sink = worker_job_sink(s->w);
+	if (offloop_submit(pool, &j->base) < 0)
+		return -1;
+	j->next = s->jobs;
+	s->jobs = j;
+	return 0;
+}
+
+int
+smtp_session_job_done(struct offloop_job *job, struct smtp_session **s_r)
+{
+	struct session_job *j = (struct session_job *)(void *)job;
+	struct smtp_session *s = j->s;
+	int rc = 0;
+
+	*s_r = s;
+	if (s != NULL) {
+		for (struct session_job **jp = &s->jobs; *jp; jp = &(*jp)->next) {
+			if (*jp == j) {
+				*jp = j->next;
+				break;
+			}
+		}
+		rc = j->finish(s, j);
+	}
+	j->release(j);
+	return rc;
+}
+
+int
 smtp_session_event(struct smtp_session *s, uint32_t events)
 {
 	if (s->io.fd < 0)
@@ -258,7 +304,13 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 {
 	if (s->io.fd < 0)
 		return -1;
-	if (now < s->deadline || s->phase == PH_COMMIT)
+	if (s->phase == PH_AUTH_DELAY) {
+		if (now < s->wake)
+			return 0;
+		session_auth_delay_over(s);
+		return session_run(s);
+	}
+	if (now < s->deadline || s->phase == PH_COMMIT || s->phase == PH_AUTH_CHECK)
 		return 0;
 	if (s->phase == PH_GREET_WAIT) {
 		s->phase = PH_COMMAND;
@@ -352,7 +404,12 @@ smtp_session_free(struct smtp_session **sp)
 	*sp = NULL;
 	if (s == NULL)
 		return;
+	/* Jobs still out finish without us (smtp_session_job_done). */
+	for (struct session_job *j = s->jobs; j; j = j->next)
+		j->s = NULL;
+	s->jobs = NULL;
 	session_end(s);
+	smtp_sasl_clear(&s->sasl);
 	session_txn_reset(s);
 	free(s->rcpts);
 	smtp_cmd_parser_free(&s->cp);

@@ -36,6 +36,13 @@ int smtp_session_event(struct smtp_session *s, uint32_t events);
  * smtp_session_event. */
 int smtp_session_resume(struct smtp_session *s);
 
+/* An off-loop job of a session is back on the worker (from the worker's
+ * job sink). Finishes it: when its session still exists (*s_r is set)
+ * the session goes on; returns -1 when *s_r is over (as
+ * smtp_session_event), else 0. A job whose session ended is just freed. */
+struct offloop_job;
+int smtp_session_job_done(struct offloop_job *job, struct smtp_session **s_r);
+
 /* The committer's answer for the message s handed over. Returns as
  * smtp_session_event. */
 int smtp_session_commit_done(struct smtp_session *s, enum commit_status st);

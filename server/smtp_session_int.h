@@ -17,16 +17,20 @@
 
 #include "queue/committer.h"
 #include "server/config.h"
+#include "server/offloop.h"
 #include "server/runtime.h"
 #include "server/session_io.h"
 #include "server/smtp_args.h"
 #include "server/smtp_message.h"
 #include "server/smtp_parser.h"
+#include "server/smtp_sasl.h"
 
 enum session_phase {
 	PH_GREET_WAIT,		/* greeting_delay: the client must stay silent */
 	PH_COMMAND,		/* reading commands */
 	PH_AUTH,		/* reading a SASL response line */
+	PH_AUTH_CHECK,		/* the password is checked off the loop */
+	PH_AUTH_DELAY,		/* the answer to a failed login waits */
 	PH_DATA,		/* reading DATA content */
 	PH_BDAT,		/* reading a BDAT chunk */
 	PH_COMMIT,		/* the message is with the committer */
@@ -34,7 +38,20 @@ enum session_phase {
 	PH_CLOSED,		/* connection gone; freed once nothing is in flight */
 };
 
-enum session_auth_mech { AUTH_NONE, AUTH_PLAIN, AUTH_LOGIN_USER, AUTH_LOGIN_PASS };
+struct smtp_session;
+
+/* An off-loop job of a session (offloop.h). The pool thread sees only
+ * base and the inputs of the job's own struct; s and next belong to the
+ * worker thread. */
+struct session_job {
+	struct offloop_job base;	/* first */
+	struct smtp_session *s;		/* NULL once the session ended */
+	struct session_job *next;	/* the session's jobs in flight */
+	/* Worker thread, s alive: the job ran (or was cancelled:
+	 * base.cancelled). Returns as smtp_session_event. */
+	int (*finish)(struct smtp_session *s, struct session_job *j);
+	void (*release)(struct session_job *j);	/* frees the job */
+};
 
 struct smtp_session {
 	struct worker *w;
@@ -48,6 +65,8 @@ struct smtp_session {
 	int may_relay;			/* relay_networks or authenticated */
 	enum session_phase phase;
 	int64_t deadline;		/* monotonic ms: timeout of the current wait */
+	int64_t wake;			/* PH_AUTH_DELAY ends then */
+	struct session_job *jobs;	/* off-loop jobs in flight */
 	int draining;
 
 	struct session_io io;
@@ -61,9 +80,9 @@ struct smtp_session {
 	char helo[256];
 
 	/* AUTH */
-	char auth_user[256];
-	enum session_auth_mech auth_mech;
-	char auth_login_user[256];
+	char auth_user[256];		/* "" until a login succeeded */
+	struct smtp_sasl sasl;
+	const char *auth_mech;		/* "PLAIN" or "LOGIN" during AUTH */
 
 	/* the mail transaction */
 	int in_txn;
@@ -89,6 +108,13 @@ void session_reply(struct smtp_session *s, const char *fmt, ...)
  * when the session is closing now. */
 int session_error(struct smtp_session *s);
 void session_set_deadline(struct smtp_session *s);
+/* Runs s until it has to wait (after a job or timer); as
+ * smtp_session_event. */
+int session_continue(struct smtp_session *s);
+/* Hands j (base.run, finish and release set) to pool for s. Returns 0, or
+ * -1 when the pool refused it (j untouched, still the caller's). */
+int session_job_submit(struct smtp_session *s, struct offloop *pool,
+    struct session_job *j);
 
 /* smtp_commands.c */
 void session_command(struct smtp_session *s, const char *line);
@@ -105,5 +131,7 @@ void session_cmd_auth(struct smtp_session *s, const char *arg);
 void session_auth_response(struct smtp_session *s, const char *line);
 /* A broken SASL response line (too long, bare CR/LF) ends the exchange. */
 void session_auth_abort(struct smtp_session *s);
+/* PH_AUTH_DELAY is over: the held answer goes out. */
+void session_auth_delay_over(struct smtp_session *s);
 
 #endif

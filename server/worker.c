@@ -6,6 +6,7 @@
 #include "server/worker.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -39,10 +40,13 @@ struct worker {
 	int epfd;
 	int evfd;
 	struct committer *committer;
+	struct worker_pools pools;
+	struct offloop_sink sink;	/* worker_post_job finds w from it */
 
 	pthread_mutex_t lock;		/* guards the mailboxes and flags below */
 	struct worker_conn *conns;
 	struct worker_done *dones;
+	struct offloop_job *jobs, *jobs_tail;	/* finished off-loop jobs, in order */
 	int drain;
 	int stop;
 
@@ -158,6 +162,41 @@ worker_take_dones(struct worker *w)
 }
 
 static void
+worker_take_jobs(struct worker *w)
+{
+	struct offloop_job *j, *next;
+
+	pthread_mutex_lock(&w->lock);
+	j = w->jobs;
+	w->jobs = w->jobs_tail = NULL;
+	pthread_mutex_unlock(&w->lock);
+	for (; j; j = next) {
+		struct smtp_session *s = NULL;
+
+		next = j->next;
+		if (smtp_session_job_done(j, &s) < 0)
+			worker_end_session(w, s);
+	}
+}
+
+static void
+worker_post_job(struct offloop_sink *sink, struct offloop_job *job)
+{
+	struct worker *w = (struct worker *)(void *)((char *)sink -
+	    offsetof(struct worker, sink));
+
+	job->next = NULL;
+	pthread_mutex_lock(&w->lock);
+	if (w->jobs_tail)
+		w->jobs_tail->next = job;
+	else
+		w->jobs = job;
+	w->jobs_tail = job;
+	pthread_mutex_unlock(&w->lock);
+	worker_wake(w);
+}
+
+static void
 worker_drain_all(struct worker *w)
 {
 	for (size_t i = w->nsessions; i-- > 0;) {
@@ -223,6 +262,7 @@ worker_main(void *arg)
 				worker_end_session(w, s);
 		}
 		worker_take_ready(w);
+		worker_take_jobs(w);
 		worker_take_dones(w);
 		worker_take_conns(w);
 		if (w->draining && !was_draining) {
@@ -244,13 +284,16 @@ worker_main(void *arg)
 }
 
 struct worker *
-worker_start(int index, struct committer *c)
+worker_start(int index, struct committer *c, const struct worker_pools *pools)
 {
 	struct worker *w = xcalloc(1, sizeof *w);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &worker_wake_tag };
 
 	w->index = index;
 	w->committer = c;
+	if (pools)
+		w->pools = *pools;
+	w->sink.post = worker_post_job;
 	pthread_mutex_init(&w->lock, NULL);
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -330,7 +373,9 @@ worker_stop(struct worker **wp)
 	worker_wake(w);
 	pthread_join(w->thread, NULL);
 	/* Commits still in flight were answered by the stopped committer
-	 * before this point (main stops workers after the committer drained). */
+	 * before this point (main stops workers after the committer drained),
+	 * and off-loop jobs were posted (main stops the pools first). */
+	worker_take_jobs(w);
 	worker_take_dones(w);
 	for (size_t i = 0; i < w->nsessions; i++)
 		smtp_session_free(&w->sessions[i]);
@@ -352,6 +397,18 @@ struct committer *
 worker_committer(struct worker *w)
 {
 	return w->committer;
+}
+
+const struct worker_pools *
+worker_pools(struct worker *w)
+{
+	return &w->pools;
+}
+
+struct offloop_sink *
+worker_job_sink(struct worker *w)
+{
+	return &w->sink;
 }
 
 void

@@ -5,10 +5,13 @@ with warnings.catch_warnings():
     import crypt
 import base64
 import os
+import re
 import signal
 import smtplib
 import socket
 import ssl
+import threading
+import time
 import unittest
 
 from harness import Client, Server, free_port, greet, test_cert, SLOW
@@ -62,7 +65,10 @@ class TlsTest(unittest.TestCase):
                     "listen = 127.0.0.1:%d smtps\n" % cls.smtps_port +
                     "listen = 127.0.0.1:%d submission\n" % cls.sub_port +
                     "relay_networks = 10.255.0.0/16\n"
-                    "relay_domains = hold.test\nroutes = hold.test=[127.0.0.1]:9\n")
+                    "relay_domains = hold.test\nroutes = hold.test=[127.0.0.1]:9\n"
+                    # these tests log in without TLS too, and fail on purpose
+                    "auth_plaintext_networks = 127.0.0.0/8\n"
+                    "auth_fail_delay = 0\nauth_fail_limit = 0\n")
         cls.srv = srv.start()
         srv.wait_ready(cls.smtps_port)
         srv.wait_ready(cls.sub_port)
@@ -247,7 +253,14 @@ class TlsTest(unittest.TestCase):
 
     def test_auth_hostile_input(self):
         c, _ = greet(self.sub_port)
-        self.assertEqual(c.cmd("AUTH PLAIN !!!notbase64!!!")[0], 535)
+        # bad base64 is a syntax error (RFC 4954 4), not a failed login
+        code, lines = c.cmd("AUTH PLAIN !!!notbase64!!!")
+        self.assertEqual(code, 501)
+        self.assertTrue(lines[0].startswith("5.5.2"), lines)
+        self.assertEqual(c.cmd("AUTH LOGIN")[0], 334)
+        self.assertEqual(c.cmd("Y2Fyb2xAbG9jYWxob3N0")[0], 334)
+        self.assertEqual(c.cmd("czNj=mV0")[0], 501)
+        self.assertEqual(c.cmd("AUTH PLAIN AGNhcm9sQGxvY2FsaG9zdA==")[0], 535)  # no password part
         self.assertEqual(c.cmd("AUTH PLAIN")[0], 334)
         code, lines = c.cmd("*")                      # the client gives up
         self.assertEqual(code, 501)
@@ -290,6 +303,112 @@ class TlsTest(unittest.TestCase):
         self.assertEqual(c.cmd("Y2Fyb2xAbG9jYWxob3N0")[0], 334)  # carol@localhost
         self.assertEqual(c.cmd("czNjcmV0")[0], 235)  # s3cret
         c.close()
+
+
+class AuthTest(unittest.TestCase):
+    """AUTH only inside TLS by default, logins forgotten at STARTTLS,
+    password hashing off the event loop, failed logins throttled."""
+
+    def make_server(self, extra, users):
+        cert, key = test_cert()
+        srv = Server()
+        path = os.path.join(srv.dir, "users")
+        with open(path, "w") as f:
+            f.write(users)
+        with open(srv.conf, "a") as f:
+            f.write("tls_cert_file = %s\ntls_key_file = %s\nusers_file = %s\n" % (cert, key, path) +
+                    "relay_networks = 10.255.0.0/16\n" + extra)
+        self.addCleanup(srv.cleanup)
+        return srv.start()
+
+    def test_auth_only_inside_tls_by_default(self):
+        srv = self.make_server("", "carol@localhost:%s\n" % crypt.crypt("s3cret", "$6$saltsalt$"))
+        c, lines = greet(srv.port)     # loopback, in clear
+        self.assertFalse(any(l.startswith("AUTH") for l in lines), lines)
+        code, lines = c.cmd("AUTH PLAIN " + base64.b64encode(b"\0carol@localhost\0s3cret").decode())
+        self.assertEqual(code, 538)
+        self.assertTrue(lines[0].startswith("5.7.11"))
+        self.assertEqual(c.cmd("STARTTLS")[0], 220)
+        c.starttls()
+        code, lines = c.cmd("EHLO client.test")
+        self.assertIn("AUTH PLAIN LOGIN", lines)
+        self.assertEqual(c.cmd("AUTH PLAIN " + base64.b64encode(
+            b"\0carol@localhost\0s3cret").decode())[0], 235)
+        c.close()
+        self.assertEqual(srv.stop(), 0)
+
+    def test_starttls_forgets_login(self):
+        srv = self.make_server("auth_plaintext_networks = 127.0.0.1\nlisten = 127.0.0.1:%d submission\n"
+                               % free_port(), "carol@localhost:%s\n" % crypt.crypt("s3cret", "$6$saltsalt$"))
+        sub = int([l for l in open(srv.conf) if "submission" in l][0].split(":")[1].split()[0])
+        srv.wait_ready(sub)
+        c, lines = greet(sub)
+        self.assertIn("AUTH PLAIN LOGIN", lines)
+        self.assertEqual(c.cmd("AUTH PLAIN " + base64.b64encode(
+            b"\0carol@localhost\0s3cret").decode())[0], 235)
+        self.assertEqual(c.cmd("STARTTLS")[0], 220)
+        c.starttls()
+        self.assertEqual(c.cmd("EHLO client.test")[0], 250)
+        # RFC 3207 4.2: the login made in clear is gone
+        self.assertEqual(c.cmd("MAIL FROM:<carol@localhost>")[0], 530)
+        c.close()
+        self.assertEqual(srv.stop(), 0)
+
+    def test_password_hash_off_the_event_loop(self):
+        """One worker; a login with a costly hash (about 2 s) must not stall
+        another session of that worker."""
+        slow = crypt.crypt("s3cret", "$6$rounds=4000000$saltsalt$")
+        srv = self.make_server("session_workers = 1\nauth_plaintext_networks = 127.0.0.0/8\n",
+                               "slow@localhost:%s\n" % slow)
+        other, _ = greet(srv.port)
+        login, _ = greet(srv.port)
+        started = time.monotonic()
+        login.send("AUTH PLAIN " + base64.b64encode(b"\0slow@localhost\0s3cret").decode() + "\r\n")
+        result = {}
+        t = threading.Thread(target=lambda: result.setdefault("reply", login.reply()))
+        t.start()
+        worst = 0.0
+        while t.is_alive() and time.monotonic() - started < 60 * SLOW:
+            t0 = time.monotonic()
+            self.assertEqual(other.cmd("NOOP")[0], 250)
+            worst = max(worst, time.monotonic() - t0)
+        t.join(60 * SLOW)
+        took = time.monotonic() - started
+        self.assertEqual(result["reply"][0], 235)
+        self.assertGreater(took, 1.0)          # the hash was costly
+        self.assertLess(worst, took / 4, (worst, took))
+        other.close()
+        login.close()
+        self.assertEqual(srv.stop(), 0)
+
+    def test_failed_logins_throttled(self):
+        srv = self.make_server("auth_plaintext_networks = 127.0.0.0/8\nauth_fail_delay = 1s\n"
+                               "auth_fail_limit = 3\nauth_block_time = 1m\n",
+                               "carol@localhost:%s\n" % crypt.crypt("s3cret", "$6$saltsalt$"))
+        wrong = "AUTH PLAIN " + base64.b64encode(b"\0carol@localhost\0wrong").decode()
+        c, _ = greet(srv.port)
+        took = []
+        for _ in range(2):
+            t0 = time.monotonic()
+            code, lines = c.cmd(wrong)
+            took.append(time.monotonic() - t0)
+            self.assertEqual(code, 535)
+            self.assertTrue(lines[0].startswith("5.7.8"))
+        self.assertGreater(took[0], 0.9)       # 1 s, then 2 s
+        self.assertGreater(took[1], 1.9)
+        code, lines = c.cmd(wrong)              # the third blocks
+        self.assertEqual(code, 421)
+        self.assertTrue(c.closed())
+        # the block holds for new sessions, even with the right password
+        c, _ = greet(srv.port)
+        code, _ = c.cmd("AUTH PLAIN " + base64.b64encode(b"\0carol@localhost\0s3cret").decode())
+        self.assertEqual(code, 421)
+        c.close()
+        log = srv.logtext()
+        self.assertEqual(len(re.findall(r"auth failed: client=\[127\.0\.0\.1\] sasl_method=PLAIN "
+                                        r"sasl_username=carol@localhost failures=\d", log)), 3, log)
+        self.assertIn("auth blocked: client=[127.0.0.1]", log)
+        self.assertEqual(srv.stop(), 0)
 
 
 if __name__ == "__main__":

@@ -607,6 +607,32 @@ key_auth_plaintext_networks(struct config_parse *p, const struct config_key *k, 
 	    &p->cfg->nauth_plaintext_networks);
 }
 
+/* Accounts (user@domain), lower-cased. */
+static void
+key_auth_any_sender(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct config *cfg = p->cfg;
+	char *cursor = value, *item, *at;
+
+	while ((item = config_next_item(&cursor)) != NULL) {
+		at = strrchr(item, '@');
+		if (at == NULL || at == item || strlen(item) > 320 ||
+		    !config_valid_domain(at + 1)) {
+			config_error(p, p->lineno, "%s: '%s' is not an account (user@domain)",
+			    k->name, SHOW(item));
+			continue;
+		}
+		if (cfg->nauth_any_sender >= CONFIG_LIST_MAX) {
+			config_error(p, p->lineno, "%s: too many entries (at most %d)", k->name,
+			    CONFIG_LIST_MAX);
+			return;
+		}
+		cfg->auth_any_sender = xrealloc(cfg->auth_any_sender,
+		    (cfg->nauth_any_sender + 1) * sizeof *cfg->auth_any_sender);
+		cfg->auth_any_sender[cfg->nauth_any_sender++] = str_lower(xstrdup(item));
+	}
+}
+
 /* "[host]:port", "host:port", "[host]" or "host"; the host a domain name or
  * a numeric address (IPv6 only in brackets). Returns an error text or NULL. */
 static const char *
@@ -884,6 +910,7 @@ static const struct config_key config_keys[] = {
 	{ "auth_fail_delay", key_duration, OFF(auth_fail_delay), 0, MINUTE, 0 },
 	{ "auth_fail_limit", key_unsigned, OFF(auth_fail_limit), 0, 100000, 0 },
 	{ "auth_block_time", key_duration, OFF(auth_block_time), 0, DAY, 0 },
+	{ "auth_any_sender", key_auth_any_sender, 0, 0, 0, KEY_EMPTY_OK },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1105,6 +1132,9 @@ config_free(struct config *cfg)
 	free(cfg->aliases_file);
 	free(cfg->relay_networks);
 	free(cfg->auth_plaintext_networks);
+	for (i = 0; i < cfg->nauth_any_sender; i++)
+		free(cfg->auth_any_sender[i]);
+	free(cfg->auth_any_sender);
 	for (i = 0; i < cfg->nrelay_domains; i++)
 		free(cfg->relay_domains[i]);
 	free(cfg->relay_domains);
@@ -1222,6 +1252,15 @@ config_client_may_relay(const struct config *cfg, const struct sockaddr *sa)
 		return 0;
 	for (size_t i = 0; i < cfg->nrelay_networks; i++)
 		if (cidr_match(&cfg->relay_networks[i], sa))
+			return 1;
+	return 0;
+}
+
+int
+config_user_may_send_any(const struct config *cfg, const char *user)
+{
+	for (size_t i = 0; cfg != NULL && user != NULL && i < cfg->nauth_any_sender; i++)
+		if (strcasecmp(cfg->auth_any_sender[i], user) == 0)
 			return 1;
 	return 0;
 }

@@ -238,6 +238,20 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		memset(&s->mail, 0, sizeof s->mail);
 		return;
 	}
+	/* An authenticated user sends as itself: its own address or an alias
+	 * that leads to it (the null sender too), unless auth_any_sender
+	 * lets it send as anyone. */
+	if (s->auth_user[0] && s->mail.addr[0] &&
+	    !config_user_may_send_any(s->cfg, s->auth_user) &&
+	    !userdb_sender_owned(s->rt->udb, s->auth_user, s->mail.addr)) {
+		session_reply(s, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
+		    s->mail.addr, s->auth_user);
+		log_info("reject: MAIL from [%s]: 553 <%s> not owned by sasl_username=%s",
+		    s->peer_ip, s->mail.addr, s->auth_user);
+		queue_stats_add_rejected(1);
+		memset(&s->mail, 0, sizeof s->mail);
+		return;
+	}
 	s->in_txn = 1;
 	session_reply(s, "250 2.1.0 Ok");
 }

@@ -95,10 +95,10 @@ class TlsTest(unittest.TestCase):
         self.assertIn("with ESMTPS", show)
         self.assertIn("using TLS", show)
 
-    def send_big(self, sock, reply, size):
+    def send_big(self, sock, reply, size, sender=b"a@example.org"):
         """MAIL, RCPT, then a body of size bytes written as 10,000-byte
         TLS records; returns the reply to the end of data."""
-        sock.sendall(b"MAIL FROM:<a@example.org>\r\n")
+        sock.sendall(b"MAIL FROM:<" + sender + b">\r\n")
         self.assertEqual(reply()[0], 250)
         sock.sendall(b"RCPT TO:<carol@localhost>\r\n")
         self.assertEqual(reply()[0], 250)
@@ -135,7 +135,7 @@ class TlsTest(unittest.TestCase):
         reply()
         tls.sendall(b"AUTH PLAIN " + base64.b64encode(b"\0carol@localhost\0s3cret") + b"\r\n")
         self.assertEqual(reply()[0], 235)
-        code, text = self.send_big(tls, reply, size)
+        code, text = self.send_big(tls, reply, size, b"carol@localhost")
         self.assertEqual(code, 250, text)
         tls.close()
         qid = text.split()[-1]
@@ -309,12 +309,16 @@ class AuthTest(unittest.TestCase):
     """AUTH only inside TLS by default, logins forgotten at STARTTLS,
     password hashing off the event loop, failed logins throttled."""
 
-    def make_server(self, extra, users):
+    def make_server(self, extra, users, aliases=None):
         cert, key = test_cert()
         srv = Server()
         path = os.path.join(srv.dir, "users")
         with open(path, "w") as f:
             f.write(users)
+        if aliases is not None:
+            with open(os.path.join(srv.dir, "aliases"), "w") as f:
+                f.write(aliases)
+            extra += "aliases_file = %s/aliases\n" % srv.dir
         with open(srv.conf, "a") as f:
             f.write("tls_cert_file = %s\ntls_key_file = %s\nusers_file = %s\n" % (cert, key, path) +
                     "relay_networks = 10.255.0.0/16\n" + extra)
@@ -351,6 +355,42 @@ class AuthTest(unittest.TestCase):
         self.assertEqual(c.cmd("EHLO client.test")[0], 250)
         # RFC 3207 4.2: the login made in clear is gone
         self.assertEqual(c.cmd("MAIL FROM:<carol@localhost>")[0], 530)
+        c.close()
+        self.assertEqual(srv.stop(), 0)
+
+    def test_sender_must_be_owned(self):
+        """An authenticated user sends as its own address or an alias that
+        leads to it; auth_any_sender names the accounts that may not."""
+        h = crypt.crypt("pw", "$6$saltsalt$")
+        srv = self.make_server("auth_plaintext_networks = 127.0.0.0/8\n"
+                               "auth_any_sender = webapp@localhost\n",
+                               "carol@localhost:%s\ndave@localhost:%s\nwebapp@localhost:%s\n" % (h, h, h),
+                               "c@localhost: carol@localhost\n"
+                               "team@localhost: c@localhost, dave@localhost\n")
+
+        def login(user):
+            c, _ = greet(srv.port)
+            self.assertEqual(c.cmd("AUTH PLAIN " + base64.b64encode(
+                b"\0" + user.encode() + b"\0pw").decode())[0], 235)
+            return c
+
+        c = login("carol@localhost")
+        for sender, want in (("carol@localhost", 250), ("Carol@LocalHost", 250),
+                             ("c@localhost", 250), ("team@localhost", 250), ("", 250),
+                             ("dave@localhost", 553), ("ceo@example.org", 553),
+                             ("carol@localhost.example", 553)):
+            code, lines = c.cmd("MAIL FROM:<%s>" % sender)
+            self.assertEqual(code, want, (sender, lines))
+            if code == 553:
+                self.assertTrue(lines[0].startswith("5.7.1"), lines)
+            c.cmd("RSET")
+        c.close()
+        c = login("webapp@localhost")
+        self.assertEqual(c.cmd("MAIL FROM:<ceo@example.org>")[0], 250)
+        c.close()
+        # unauthenticated mail to this port is not concerned
+        c, _ = greet(srv.port)
+        self.assertEqual(c.cmd("MAIL FROM:<ceo@example.org>")[0], 250)
         c.close()
         self.assertEqual(srv.stop(), 0)
 

@@ -272,6 +272,8 @@ chk_auth(const struct config *c)
 	a.sin_addr.s_addr = htonl(0x0a000001);
 	b.sin_addr.s_addr = htonl(0x0b000001);
 	return c->nauth_plaintext_networks == 2 && c->auth_fail_delay == 2 &&
+	    c->nauth_any_sender == 2 && config_user_may_send_any(c, "Boss@Example.ORG") &&
+	    !config_user_may_send_any(c, "boss@example.net") &&
 	    c->auth_fail_limit == 0 && c->auth_block_time == 3600 &&
 	    config_client_may_auth_plaintext(c, (struct sockaddr *)&a) &&
 	    !config_client_may_auth_plaintext(c, (struct sockaddr *)&b);
@@ -330,7 +332,8 @@ test_good_lines(void)
 		{ "max_errors = 3", chk_max_errors },
 		{ "max_per_destination = 1", chk_per_dest },
 		{ "auth_plaintext_networks = 10.0.0.0/8 ::1\nauth_fail_delay = 2s\n"
-		  "auth_fail_limit = 0\nauth_block_time = 1h", chk_auth },
+		  "auth_fail_limit = 0\nauth_block_time = 1h\n"
+		  "auth_any_sender = boss@example.org, relay@example.org", chk_auth },
 		{ "  \t max_recipients\t=\t7   # seven\r\n# = nothing\n\n   \n#", chk_comment },
 	};
 
@@ -428,6 +431,8 @@ test_bad_lines(void)
 		{ "smtp_port = 0", "not a port", 1 },
 		{ "auth_plaintext_networks = 10.0.0.0/33", "not a network", 1 },
 		{ "auth_fail_delay = 2m", "out of range", 1 },
+		{ "auth_any_sender = nobody", "not an account", 1 },
+		{ "auth_any_sender = a@b@", "not an account", 1 },
 		{ "auth_block_time = 2d", "out of range", 1 },
 		{ "smtp_port = 70000", "not a port", 1 },
 		{ "smtp_port = -25", "not a port", 1 },
@@ -803,7 +808,7 @@ test_shipped_config_mentions_every_key(void)
 		"log_level", "user", "queue_map_size", "command_timeout", "data_timeout",
 		"max_errors", "connect_timeout", "relay_command_timeout", "relay_data_timeout",
 		"max_per_destination", "auth_plaintext_networks", "auth_fail_delay",
-		"auth_fail_limit", "auth_block_time",
+		"auth_fail_limit", "auth_block_time", "auth_any_sender",
 	};
 	char line[4200];
 	FILE *f = fopen("mailserver.conf", "r");

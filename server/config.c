@@ -911,6 +911,9 @@ static const struct config_key config_keys[] = {
 	{ "auth_fail_limit", key_unsigned, OFF(auth_fail_limit), 0, 100000, 0 },
 	{ "auth_block_time", key_duration, OFF(auth_block_time), 0, DAY, 0 },
 	{ "auth_any_sender", key_auth_any_sender, 0, 0, 0, KEY_EMPTY_OK },
+	{ "min_data_rate", key_size, OFF(min_data_rate), 0, GIB, 0 },
+	{ "max_junk_commands", key_unsigned, OFF(max_junk_commands), 1, 1000000, 0 },
+	{ "max_unknown_recipients", key_unsigned, OFF(max_unknown_recipients), 1, 1000000, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1043,6 +1046,9 @@ config_set_defaults(struct config *cfg)
 	cfg->auth_fail_delay = 1;
 	cfg->auth_fail_limit = 10;
 	cfg->auth_block_time = 10 * MINUTE;
+	cfg->min_data_rate = KIB;
+	cfg->max_junk_commands = 100;
+	cfg->max_unknown_recipients = 20;
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and

@@ -56,13 +56,31 @@ session_error(struct smtp_session *s)
 	return 0;
 }
 
+/*
+ * The timeout of what the session waits for now. A command must arrive
+ * whole within command_timeout of the wait's start (bytes dribbling in do
+ * not extend it). Message content may pause data_timeout at most, and a
+ * message as a whole arrives at min_data_rate on average once
+ * data_timeout has passed, so a client that sends a byte now and then
+ * cannot hold a session forever.
+ */
 void
 session_set_deadline(struct smtp_session *s)
 {
-	unsigned secs = (s->phase == PH_DATA || s->phase == PH_BDAT) ?
-	    s->cfg->data_timeout : s->cfg->command_timeout;
+	int content = s->phase == PH_DATA || s->phase == PH_BDAT;
+	unsigned secs = content ? s->cfg->data_timeout : s->cfg->command_timeout;
 
 	s->deadline = time_mono_ms() + (int64_t)secs * 1000;
+	s->deadline_rate = 0;
+	if (s->msg != NULL && s->cfg->min_data_rate > 0) {
+		int64_t rate = s->msg_start + (int64_t)s->cfg->data_timeout * 1000 +
+		    (int64_t)(s->msg_bytes * 1000 / s->cfg->min_data_rate);
+
+		if (rate < s->deadline) {
+			s->deadline = rate;
+			s->deadline_rate = 1;
+		}
+	}
 }
 
 /* What the state machine does with input in its phase. */
@@ -115,6 +133,8 @@ session_process(struct smtp_session *s)
 			io->in_off += n;
 			if (res == SMTP_CMD_NEED_MORE)
 				break;
+			/* The next command's time starts now. */
+			session_set_deadline(s);
 			if (res != SMTP_CMD_READY && s->phase == PH_AUTH)
 				session_auth_abort(s);
 			if (res == SMTP_CMD_TOO_LONG) {
@@ -180,9 +200,13 @@ session_run(struct smtp_session *s)
 	uint32_t events;
 
 	for (int round = 1;; round++) {
-		if (session_mode(s) == SESSION_IO_INPUT && session_io_read(io) > 0)
-			session_set_deadline(s);
+		size_t got = 0;
+
+		if (session_mode(s) == SESSION_IO_INPUT)
+			got = session_io_read(io);
 		session_process(s);
+		if (got > 0 && (s->phase == PH_DATA || s->phase == PH_BDAT))
+			session_set_deadline(s);
 		session_drain_check(s);
 		session_io_flush(io);
 		if (io->handshaking && session_io_handshake(io, s->peer_ip) > 0)
@@ -318,7 +342,11 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 		session_set_deadline(s);
 		return session_run(s);
 	}
-	log_info("timeout from [%s]", s->peer_ip);
+	if (s->deadline_rate)
+		log_info("timeout from [%s]: message data slower than %zu bytes/s",
+		    s->peer_ip, s->cfg->min_data_rate);
+	else
+		log_info("timeout from [%s]", s->peer_ip);
 	if (!s->io.handshaking && !s->io.tls_pending) {
 		buf_reset(&s->io.out);
 		session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
@@ -366,8 +394,9 @@ smtp_session_new(struct worker *w, int fd, const struct sockaddr *peer,
 	s->cfg = s->rt->cfg;
 	s->may_relay = config_client_may_relay(s->cfg, peer);
 	session_io_init(&s->io, fd);
+	/* The longest line any command may have; each command's own limit
+	 * is checked once the verb is known (smtp_commands.c). */
 	smtp_cmd_parser_init(&s->cp, SMTP_AUTH_LINE_MAX);
-	smtp_cmd_parser_set_max(&s->cp, SMTP_COMMAND_LINE_MAX);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	log_debug("connect from [%s]", s->peer_ip);
 	s->phase = PH_COMMAND;

@@ -65,6 +65,7 @@ struct smtp_session {
 	int may_relay;			/* relay_networks or authenticated */
 	enum session_phase phase;
 	int64_t deadline;		/* monotonic ms: timeout of the current wait */
+	int deadline_rate;		/* it is the min_data_rate bound */
 	int64_t wake;			/* PH_AUTH_DELAY ends then */
 	struct session_job *jobs;	/* off-loop jobs in flight */
 	int draining;
@@ -72,7 +73,9 @@ struct smtp_session {
 	struct session_io io;
 	char tls_desc[160];
 	struct smtp_cmd_parser cp;
-	unsigned errors;
+	unsigned errors;		/* bad commands (max_errors) */
+	unsigned junk;			/* NOOP, RSET... since the last message */
+	unsigned refused_rcpts;		/* RCPT refusals since the last message */
 
 	/* HELO */
 	int helo_seen;
@@ -90,12 +93,15 @@ struct smtp_session {
 	struct envelope_rcpt *rcpts;
 	size_t nrcpts, caprcpts;
 	int bdat_used;			/* BDAT seen in this transaction */
-	int bdat_bad;			/* BDAT chunks to discard: reply code set */
-	char bdat_err[128];
+	int bdat_failed;		/* the transaction's chunks are refused
+					 * until LAST (no valid recipients) */
+	const char *bdat_refusal;	/* this chunk is read and refused so */
 	uint64_t bdat_left;		/* bytes of the current chunk still to read */
 	uint64_t bdat_size;		/* size of the current chunk */
 	int bdat_last;
 	struct smtp_message *msg;	/* being received */
+	int64_t msg_start;		/* when its content began (monotonic ms) */
+	uint64_t msg_bytes;		/* content bytes read for it so far */
 	queue_id_t qid;
 	struct commit_msg *commit;	/* in flight (PH_COMMIT) */
 	struct commit_msg commit_storage;
@@ -118,6 +124,8 @@ int session_job_submit(struct smtp_session *s, struct offloop *pool,
 
 /* smtp_commands.c */
 void session_command(struct smtp_session *s, const char *line);
+/* A command out of sequence: 503 5.5.1 with why; counts as an error. */
+void session_bad_sequence(struct smtp_session *s, const char *why);
 void session_txn_reset(struct smtp_session *s);
 /* Content bytes for the message in DATA or BDAT; returns bytes consumed. */
 size_t session_content(struct smtp_session *s, const char *p, size_t avail);

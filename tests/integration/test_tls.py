@@ -398,7 +398,8 @@ class AuthTest(unittest.TestCase):
         """One worker; a login with a costly hash (about 2 s) must not stall
         another session of that worker."""
         slow = crypt.crypt("s3cret", "$6$rounds=4000000$saltsalt$")
-        srv = self.make_server("session_workers = 1\nauth_plaintext_networks = 127.0.0.0/8\n",
+        srv = self.make_server("session_workers = 1\nauth_plaintext_networks = 127.0.0.0/8\n"
+                               "max_junk_commands = 1000000\n",
                                "slow@localhost:%s\n" % slow)
         other, _ = greet(srv.port)
         login, _ = greet(srv.port)

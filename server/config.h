@@ -109,6 +109,7 @@ struct config {
 					 * data_timeout: 1K (0 = off) */
 	unsigned max_junk_commands;	/* NOOP, RSET... without mail: 100 */
 	unsigned max_unknown_recipients; /* refused RCPTs before 421: 20 */
+	char *tls_priority;		/* GnuTLS priority string; NULL: tls.h default */
 
 	int refs;			/* atomic; managed by config_ref/unref */
 };

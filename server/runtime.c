@@ -3,17 +3,36 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "lib/log.h"
 #include "lib/util.h"
 
 static pthread_mutex_t runtime_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *runtime_cur;	/* guarded by runtime_lock */
 
+static int
+runtime_same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Does prev hold credentials loaded from the TLS settings of cfg? */
+static int
+runtime_same_tls(const struct runtime *prev, const struct config *cfg)
+{
+	return prev != NULL && prev->tls != NULL &&
+	    runtime_same_str(prev->cfg->tls_cert_file, cfg->tls_cert_file) &&
+	    runtime_same_str(prev->cfg->tls_key_file, cfg->tls_key_file) &&
+	    runtime_same_str(prev->cfg->tls_priority, cfg->tls_priority);
+}
+
 struct runtime *
-runtime_load(const char *path, FILE *errs)
+runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 {
 	struct runtime *rt;
 	char err[512];
+	int no_access;
 
 	rt = xcalloc(1, sizeof *rt);
 	rt->refs = 1;
@@ -23,8 +42,13 @@ runtime_load(const char *path, FILE *errs)
 	if (rt->udb == NULL)
 		goto fail;
 	if (rt->cfg->tls_cert_file != NULL) {
-		rt->tls = tls_creds_load(rt->cfg->tls_cert_file,
-		    rt->cfg->tls_key_file, err, sizeof err);
+		rt->tls = tls_creds_load(rt->cfg->tls_cert_file, rt->cfg->tls_key_file,
+		    rt->cfg->tls_priority, &no_access, err, sizeof err);
+		if (rt->tls == NULL && no_access && runtime_same_tls(prev, rt->cfg)) {
+			log_warn("reload: %s; keeping the TLS certificate and key loaded "
+			    "before (read at start, before dropping privileges)", err);
+			rt->tls = tls_creds_ref(prev->tls);
+		}
 		if (rt->tls == NULL) {
 			if (errs)
 				fprintf(errs, "%s:0: %s\n", path, err);

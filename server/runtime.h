@@ -25,8 +25,15 @@ struct runtime {
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 
-/* Loads config file path and everything it names. */
-struct runtime *runtime_load(const char *path, FILE *errs);
+/*
+ * Loads config file path and everything it names. prev (NULL at start) is
+ * the snapshot in use: when the TLS files are the same as its own and can
+ * no longer be opened for lack of permission (a root-only key, read at
+ * start before the privileges were dropped), its credentials are kept,
+ * with a warning in the log, and the rest of the config is reloaded.
+ */
+struct runtime *runtime_load(const char *path, FILE *errs,
+    const struct runtime *prev);
 
 struct runtime *runtime_ref(struct runtime *rt);
 void runtime_unref(struct runtime **rtp);

@@ -932,6 +932,7 @@ static const struct config_key config_keys[] = {
 	{ "max_junk_commands", key_unsigned, OFF(max_junk_commands), 1, 1000000, 0 },
 	{ "max_unknown_recipients", key_unsigned, OFF(max_unknown_recipients), 1, 1000000, 0 },
 	{ "tls_priority", key_tls_priority, 0, 0, 0, 0 },
+	{ "client_dns_timeout", key_duration, OFF(client_dns_timeout), 0, MINUTE, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1067,6 +1068,7 @@ config_set_defaults(struct config *cfg)
 	cfg->min_data_rate = KIB;
 	cfg->max_junk_commands = 100;
 	cfg->max_unknown_recipients = 20;
+	cfg->client_dns_timeout = 5;
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and

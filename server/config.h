@@ -110,6 +110,8 @@ struct config {
 	unsigned max_junk_commands;	/* NOOP, RSET... without mail: 100 */
 	unsigned max_unknown_recipients; /* refused RCPTs before 421: 20 */
 	char *tls_priority;		/* GnuTLS priority string; NULL: tls.h default */
+	unsigned client_dns_timeout;	/* client name lookups, and the wait
+					 * for them at DATA: 5s (0 = none) */
 
 	int refs;			/* atomic; managed by config_ref/unref */
 };

@@ -27,6 +27,27 @@ runtime_same_tls(const struct runtime *prev, const struct config *cfg)
 	    runtime_same_str(prev->cfg->tls_priority, cfg->tls_priority);
 }
 
+/* The sessions' resolver: every lookup of one client bounded by
+ * client_dns_timeout, tries included. */
+static struct dns_resolver *
+runtime_resolver(const struct config *cfg, char *err, size_t errsize)
+{
+	struct dns_server_addr servers[16];
+	struct dns_options o;
+	size_t n = 0;
+	unsigned total = cfg->client_dns_timeout * 1000;
+
+	for (size_t i = 0; i < cfg->ndns_servers && n < sizeof servers / sizeof servers[0]; i++) {
+		str_copy(servers[n].addr, cfg->dns_servers[i].host, sizeof servers[n].addr);
+		servers[n++].port = cfg->dns_servers[i].port;
+	}
+	dns_options_default(&o);
+	o.total_timeout_ms = total;
+	if (o.try_timeout_ms > total / 2)
+		o.try_timeout_ms = total / 2 ? total / 2 : 1;
+	return dns_resolver_new_opts(servers, n, &o, err, errsize);
+}
+
 struct runtime *
 runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 {
@@ -55,6 +76,12 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 			goto fail;
 		}
 	}
+	if (rt->cfg->client_dns_timeout > 0 &&
+	    (rt->dns = runtime_resolver(rt->cfg, err, sizeof err)) == NULL) {
+		if (errs)
+			fprintf(errs, "%s:0: dns: %s\n", path, err);
+		goto fail;
+	}
 	return rt;
 fail:
 	runtime_unref(&rt);
@@ -82,6 +109,7 @@ runtime_unref(struct runtime **rtp)
 		userdb_free(&rt->udb);
 	if (rt->tls)
 		tls_creds_unref(&rt->tls);
+	dns_resolver_free(&rt->dns);
 	free(rt);
 }
 

@@ -1,6 +1,7 @@
 /*
  * runtime: one consistent snapshot of what the config decides: the parsed
- * config, the users and aliases, and the TLS credentials. SIGHUP builds a
+ * config, the users and aliases, the TLS credentials and the resolver of
+ * the sessions. SIGHUP builds a
  * new snapshot and swaps it in; sessions and threads keep the snapshot they
  * started with (by reference) until they finish.
  *
@@ -14,6 +15,7 @@
 
 #include <stdio.h>
 
+#include "dns/dns.h"
 #include "server/config.h"
 #include "server/tls.h"
 #include "storage/userdb.h"
@@ -22,6 +24,9 @@ struct runtime {
 	struct config *cfg;
 	struct userdb *udb;
 	struct tls_creds *tls;	/* NULL when no certificate is configured */
+	struct dns_resolver *dns;	/* the sessions' lookups (client names),
+					 * bounded by client_dns_timeout; NULL
+					 * when that is 0 */
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 

@@ -61,6 +61,7 @@ session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 	struct smtp_message_info info = {
 		.helo = s->helo,
 		.client_ip = s->peer_ip,
+		.client_name = s->client_name,
 		.hostname = s->cfg->hostname,
 		.protocol = session_protocol(s),
 		.tls = s->io.tls_active ? s->tls_desc : NULL,
@@ -347,6 +348,25 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 	session_reply(s, "250 2.1.5 Ok");
 }
 
+/* The Received header should name the client: wait for its lookup, up to
+ * client_dns_timeout after the connection began. */
+static void
+session_wait_for_name(struct smtp_session *s, enum session_phase then)
+{
+	s->name_then = then;
+	s->phase = PH_NAME_WAIT;
+	worker_timer_hint(s->w, s->name_deadline);
+}
+
+static void
+session_data_start(struct smtp_session *s)
+{
+	s->phase = PH_DATA;
+	session_set_deadline(s);
+	session_begin_message(s, SMTP_DATA_DOTTED);
+	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
 static void
 cmd_data(struct smtp_session *s, const char *arg)
 {
@@ -373,10 +393,11 @@ cmd_data(struct smtp_session *s, const char *arg)
 		}
 		return;
 	}
-	s->phase = PH_DATA;
-	session_set_deadline(s);
-	session_begin_message(s, SMTP_DATA_DOTTED);
-	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	if (session_name_pending(s)) {
+		session_wait_for_name(s, PH_DATA);
+		return;
+	}
+	session_data_start(s);
 }
 
 static void
@@ -398,6 +419,17 @@ session_bdat_chunk_done(struct smtp_session *s)
 		return;
 	}
 	session_end_message(s);
+}
+
+/* The chunk announced is read now. */
+static void
+session_bdat_start(struct smtp_session *s)
+{
+	s->phase = PH_BDAT;
+	session_set_deadline(s);
+	/* A zero-length chunk completes without input. */
+	if (s->bdat_left == 0)
+		session_bdat_chunk_done(s);
 }
 
 /* BDAT size [LAST] (RFC 3030). The chunk is always read, even when it
@@ -430,15 +462,27 @@ cmd_bdat(struct smtp_session *s, const char *arg)
 		s->bdat_refusal = "554 5.5.1 Error: no valid recipients";
 	} else if (!s->bdat_used) {
 		s->bdat_used = 1;
+		if (session_name_pending(s)) {
+			/* the chunk waits unread meanwhile */
+			session_wait_for_name(s, PH_BDAT);
+			return;
+		}
 		session_begin_message(s, SMTP_DATA_BDAT);
 	}
 	if (s->phase == PH_CLOSING)
 		return;
-	s->phase = PH_BDAT;
-	session_set_deadline(s);
-	/* A zero-length chunk completes without input. */
-	if (n == 0)
-		session_bdat_chunk_done(s);
+	session_bdat_start(s);
+}
+
+void
+session_name_known(struct smtp_session *s)
+{
+	if (s->name_then == PH_DATA) {
+		session_data_start(s);
+		return;
+	}
+	session_begin_message(s, SMTP_DATA_BDAT);
+	session_bdat_start(s);
 }
 
 size_t

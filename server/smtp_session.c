@@ -26,6 +26,7 @@
 #include "lib/netaddr.h"
 #include "lib/util.h"
 #include "server/connlimit.h"
+#include "server/fcrdns.h"
 #include "server/smtp_session_int.h"
 #include "server/worker.h"
 
@@ -91,6 +92,7 @@ session_mode(const struct smtp_session *s)
 	case PH_COMMIT:
 	case PH_AUTH_CHECK:
 	case PH_AUTH_DELAY:
+	case PH_NAME_WAIT:
 		return SESSION_IO_HELD;
 	case PH_CLOSING:
 	case PH_CLOSED:
@@ -253,6 +255,93 @@ session_job_submit(struct smtp_session *s, struct offloop *pool,
 	return 0;
 }
 
+void
+session_job_abandon(struct smtp_session *s, struct session_job *j)
+{
+	for (struct session_job **jp = &s->jobs; *jp; jp = &(*jp)->next) {
+		if (*jp == j) {
+			*jp = j->next;
+			break;
+		}
+	}
+	j->s = NULL;
+}
+
+/* ---- the client's name ---- */
+
+struct name_job {
+	struct session_job sj;		/* first */
+	struct runtime *rt;		/* keeps the resolver while it runs */
+	struct sockaddr_storage peer;
+	char name[DNS_NAME_MAX];	/* the result */
+};
+
+static void
+name_job_run(struct offloop_job *job)
+{
+	struct name_job *n = (struct name_job *)(void *)job;
+
+	fcrdns_lookup(n->rt->dns, (const struct sockaddr *)&n->peer, n->name,
+	    sizeof n->name);
+}
+
+static void
+name_job_free(struct name_job *n)
+{
+	runtime_unref(&n->rt);
+	free(n);
+}
+
+static void
+name_job_release(struct session_job *j)
+{
+	name_job_free((struct name_job *)(void *)j);
+}
+
+static int
+name_job_finish(struct smtp_session *s, struct session_job *j)
+{
+	struct name_job *n = (struct name_job *)(void *)j;
+
+	s->name_job = NULL;
+	if (!j->base.cancelled && n->name[0] != '\0') {
+		str_copy(s->client_name, n->name, sizeof s->client_name);
+		log_debug("client [%s] is %s", s->peer_ip, s->client_name);
+	}
+	if (s->phase == PH_NAME_WAIT)
+		session_name_known(s);
+	return session_continue(s);
+}
+
+/* Starts the lookup of the client's forward-confirmed name, off the loop;
+ * the Received header names it when it is known in time. */
+static void
+session_lookup_name(struct smtp_session *s)
+{
+	struct name_job *n;
+
+	if (s->rt->dns == NULL)
+		return;
+	n = xcalloc(1, sizeof *n);
+	n->rt = runtime_ref(s->rt);
+	memcpy(&n->peer, &s->peer, sizeof n->peer);
+	n->sj.base.run = name_job_run;
+	n->sj.finish = name_job_finish;
+	n->sj.release = name_job_release;
+	if (session_job_submit(s, worker_pools(s->w)->lookups, &n->sj) < 0) {
+		name_job_free(n);
+		return;
+	}
+	s->name_job = &n->sj;
+	s->name_deadline = time_mono_ms() + (int64_t)s->cfg->client_dns_timeout * 1000;
+}
+
+int
+session_name_pending(const struct smtp_session *s)
+{
+	return s->name_job != NULL && time_mono_ms() < s->name_deadline;
+}
+
 int
 smtp_session_job_done(struct offloop_job *job, struct smtp_session **s_r)
 {
@@ -334,6 +423,15 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 		session_auth_delay_over(s);
 		return session_run(s);
 	}
+	if (s->phase == PH_NAME_WAIT) {
+		if (now < s->name_deadline)
+			return 0;
+		/* The name comes too late: the message goes on without it. */
+		session_job_abandon(s, s->name_job);
+		s->name_job = NULL;
+		session_name_known(s);
+		return session_run(s);
+	}
 	if (now < s->deadline || s->phase == PH_COMMIT || s->phase == PH_AUTH_CHECK)
 		return 0;
 	if (s->phase == PH_GREET_WAIT) {
@@ -401,6 +499,7 @@ smtp_session_new(struct worker *w, int fd, const struct sockaddr *peer,
 	log_debug("connect from [%s]", s->peer_ip);
 	s->phase = PH_COMMAND;
 	session_set_deadline(s);
+	session_lookup_name(s);
 
 	if (kind == LISTEN_SMTPS) {
 		if (s->rt->tls == NULL || session_io_start_tls(&s->io, s->rt->tls) < 0) {

@@ -9,7 +9,9 @@ import socket
 import time
 import unittest
 
-from harness import Client, Server, greet, wait_for, SLOW
+from harness import Client, DnsServer, Server, greet, wait_for, SLOW
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 MSG = b"Subject: test\r\nFrom: a@example.org\r\n\r\nhello\r\n"
 
@@ -578,6 +580,65 @@ class SlowClientTest(unittest.TestCase):
             c.send(MSG + b".\r\n")
             self.assertEqual(c.reply()[0], 250)
         c.close()
+
+
+class ClientNameTest(unittest.TestCase):
+    """The Received header names the client's forward-confirmed reverse
+    name, looked up off the loop through dns_server, waited for at DATA
+    no longer than client_dns_timeout."""
+
+    HOLD = "relay_domains = hold.test\nroutes = hold.test=[127.0.0.1]:9\nretry_min = 1h\nretry_max = 2h\n"
+
+    def server(self, dns_port, extra=""):
+        srv = Server(self.HOLD + extra)
+        srv.write_config(open(srv.conf).read().replace(
+            "dns_server = 127.0.0.1:1", "dns_server = 127.0.0.1:%d" % dns_port))
+        self.addCleanup(srv.cleanup)
+        return srv.start()
+
+    def received(self, srv, source):
+        """Sends a message from source at once (pipelined) and returns the
+        Received header and the seconds DATA waited."""
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW,
+                                     source_address=(source, 0))
+        c = Client.__new__(Client)
+        c.sock, c.buf = s, b""
+        self.assertEqual(c.reply()[0], 220)
+        t0 = time.monotonic()
+        c.send(b"EHLO client.test\r\nMAIL FROM:<a@b.example>\r\n"
+               b"RCPT TO:<x@hold.test>\r\nDATA\r\n")
+        for want in (250, 250, 250, 354):
+            self.assertEqual(c.reply()[0], want)
+        waited = time.monotonic() - t0
+        c.send(MSG + b".\r\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 250, lines)
+        c.close()
+        show = json.loads(srv.mailctl("--json", "show", lines[0].split()[-1]).stdout)
+        return show["headers"].split("\n")[0], waited
+
+    def test_confirmed_and_unconfirmed_names(self):
+        dns = DnsServer(os.path.join(HERE, "dns", "clients.data"))
+        self.addCleanup(dns.stop)
+        srv = self.server(dns.port)
+        header, _ = self.received(srv, "127.0.0.1")
+        self.assertIn("Received: from client.test (client.example [127.0.0.1])", header)
+        header, _ = self.received(srv, "127.0.0.7")       # PTR liar.example -> 127.0.0.8
+        self.assertIn("Received: from client.test ([127.0.0.7])", header)
+        self.assertEqual(srv.stop(), 0)
+
+    def test_wait_is_bounded(self):
+        """A DNS server that never answers: DATA goes on after
+        client_dns_timeout, without a name."""
+        mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        mute.bind(("127.0.0.1", 0))
+        self.addCleanup(mute.close)
+        srv = self.server(mute.getsockname()[1], "client_dns_timeout = 1s\n")
+        header, waited = self.received(srv, "127.0.0.1")
+        self.assertIn("Received: from client.test ([127.0.0.1])", header)
+        self.assertGreater(waited, 0.5)
+        self.assertLess(waited, 3 * SLOW)
+        self.assertEqual(srv.stop(), 0)
 
 
 class PolicyTest(unittest.TestCase):

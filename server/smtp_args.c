@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/utf8.h"
 #include "lib/util.h"
 
 /* Ways an address can be wrong; each maps to a reply. */
@@ -92,49 +93,6 @@ args_hex_value(unsigned char c)
 	if (c >= 'a' && c <= 'f')
 		return c - 'a' + 10;
 	return -1;
-}
-
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, <= U+10FFFF. */
-static int
-args_utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char c = s[i];
-		size_t more;
-		unsigned char lo = 0x80, hi = 0xBF;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF)
-			more = 1;
-		else if (c >= 0xE0 && c <= 0xEF) {
-			more = 2;
-			if (c == 0xE0)
-				lo = 0xA0;
-			else if (c == 0xED)
-				hi = 0x9F;
-		} else if (c >= 0xF0 && c <= 0xF4) {
-			more = 3;
-			if (c == 0xF0)
-				lo = 0x90;
-			else if (c == 0xF4)
-				hi = 0x8F;
-		} else
-			return 0;
-		if (n - i - 1 < more)
-			return 0;
-		if (s[i + 1] < lo || s[i + 1] > hi)
-			return 0;
-		for (size_t k = 2; k <= more; k++)
-			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-				return 0;
-		i += more + 1;
-	}
-	return 1;
 }
 
 /* ---------------------------------------------------------------------
@@ -251,7 +209,7 @@ args_check_path(const char *inner, size_t n, int utf8, const char **mbox_r,
 	}
 	if (has8 && !utf8)
 		return ARGS_NEED_UTF8;
-	if (has8 && !args_utf8_valid(s, n))
+	if (has8 && !utf8_valid(s, n))
 		return ARGS_BAD_UTF8;
 
 	/* A-d-l = At-domain *( "," At-domain ) ":", ignored (RFC 5321 4.1.2
@@ -391,7 +349,7 @@ args_next_param(const char **cursor, struct args_param *param, int allow8)
 		if (c < 33 || c == 127 || c == '=' || (c > 127 && !allow8))
 			return -1;
 	}
-	if (allow8 && !args_utf8_valid((const unsigned char *)param->value,
+	if (allow8 && !utf8_valid((const unsigned char *)param->value,
 	    param->valuelen))
 		return -1;
 	return 1;
@@ -422,11 +380,9 @@ args_text_ok(const char *s, size_t n, int utf8)
 
 		if (c < 32 || c == 127 || (c >= 0x80 && !utf8))
 			return 0;
-		/* U+0080..U+009F are C2 80..C2 9F */
-		if (c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] <= 0x9F)
-			return 0;
 	}
-	return !utf8 || args_utf8_valid((const unsigned char *)s, n);
+	return !utf8 || (utf8_valid((const unsigned char *)s, n) &&
+	    !utf8_has_c1((const unsigned char *)s, n));
 }
 
 /*

@@ -1,9 +1,10 @@
 /*
  * smtp_commands: the inbound SMTP state machine's commands. Each complete
- * command line goes through the command table (verb, whether it takes an
- * argument, its handler); the handlers check the sequence and the
- * arguments, apply the recipient policy, and run the mail transaction from
- * MAIL to the hand-off of the finished message to the committer.
+ * command line goes through the command table (verb, its line limit,
+ * whether it takes an argument and is a junk command, its handler); the
+ * handlers check the sequence and the arguments, apply the recipient and
+ * sender policies, and run the mail transaction from MAIL to the hand-off
+ * of the finished message to the committer.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -125,7 +126,6 @@ session_end_message(struct smtp_session *s)
 	char reply[256];
 
 	s->phase = PH_COMMAND;
-	session_set_deadline(s);
 	if (smtp_message_finish(s->msg, reply, sizeof reply) == 0) {
 		/* A client that delivers mail is not idling or probing. */
 		s->junk = 0;
@@ -137,6 +137,7 @@ session_end_message(struct smtp_session *s)
 	queue_stats_add_rejected(1);
 	log_info("reject: %s from [%s]: %s", s->mail.addr, s->peer_ip, reply);
 	session_txn_reset(s);
+	session_set_deadline(s);
 }
 
 /* ---- commands ---- */
@@ -199,7 +200,7 @@ cmd_ehlo(struct smtp_session *s, const char *arg)
 	if (s->rt->tls && !s->io.tls_active)
 		session_reply(s, "250-STARTTLS");
 	if (session_auth_offered(s))
-		session_reply(s, "250-AUTH PLAIN LOGIN");
+		session_reply(s, "250-AUTH %s", SMTP_SASL_MECHANISMS);
 	session_reply(s, "250-ENHANCEDSTATUSCODES");
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-DSN");

@@ -48,6 +48,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/utf8.h"
 #include "lib/util.h"
 #include "storage/userdb.h"
 
@@ -173,49 +174,6 @@ ud_is_blank(int c)
 	return c == ' ' || c == '\t';
 }
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, no C1
- * controls, at most U+10FFFF. */
-static int
-ud_utf8_valid(const unsigned char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned char c = s[i], lo = 0x80, hi = 0xBF;
-		size_t more;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF)
-			more = 1;
-		else if (c >= 0xE0 && c <= 0xEF)
-			more = 2;
-		else if (c >= 0xF0 && c <= 0xF4)
-			more = 3;
-		else
-			return 0;
-		if (c == 0xC2)
-			lo = 0xA0;
-		else if (c == 0xE0)
-			lo = 0xA0;
-		else if (c == 0xED)
-			hi = 0x9F;
-		else if (c == 0xF0)
-			lo = 0x90;
-		else if (c == 0xF4)
-			hi = 0x8F;
-		if (n - i - 1 < more || s[i + 1] < lo || s[i + 1] > hi)
-			return 0;
-		for (size_t k = 2; k <= more; k++)
-			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-				return 0;
-		i += more + 1;
-	}
-	return 1;
-}
-
 /* Checks an address of n bytes; returns NULL or the problem. */
 static const char *
 ud_address_problem(const char *s, size_t n)
@@ -244,7 +202,8 @@ ud_address_problem(const char *s, size_t n)
 			return "bad character in local part";
 	}
 	/* RFC 6531 mailboxes: a UTF-8 local part is fine, broken UTF-8 not. */
-	if (!ud_utf8_valid((const unsigned char *)s, local_len))
+	if (!utf8_valid((const unsigned char *)s, local_len) ||
+	    utf8_has_c1((const unsigned char *)s, local_len))
 		return "local part is not valid UTF-8";
 	if (at[1] == '.')
 		return "bad domain";

@@ -466,6 +466,47 @@ class Ipv6Test(unittest.TestCase):
             srv.cleanup()
 
 
+    @unittest.skipUnless(os.environ.get("MS_IN_NETNS") == "1" and os.geteuid() == 0,
+                         "needs the private network namespace (run_integration.sh)")
+    def test_per_address_limit_counts_a_64(self):
+        """max_connections_per_ip counts an IPv6 client by its /64: one host
+        often has all of it."""
+        addrs = ["2001:db8:7:7::1", "2001:db8:7:7::2", "2001:db8:7:7::3", "2001:db8:7:8::1"]
+        for a in addrs:     # only in this test's own network namespace
+            subprocess.run(["ip", "-6", "addr", "add", a + "/64", "dev", "lo", "nodad"],
+                           check=True, capture_output=True)
+        port = free_port("::1")
+        srv = Server("max_connections_per_ip = 2\n", port=port, listen="[::1]:%d" % port)
+        try:
+            srv.start(wait=False)
+            srv.wait_ready(port, "::1")
+
+            def client(source):
+                s = socket.create_connection(("::1", port), timeout=10 * SLOW,
+                                             source_address=(source, 0))
+                c = Client.__new__(Client)
+                c.sock, c.buf = s, b""
+                return c
+            held = [client(addrs[0]), client(addrs[1])]
+            for c in held:
+                self.assertEqual(c.reply()[0], 220)
+            third = client(addrs[2])
+            code, lines = third.reply()
+            self.assertEqual(code, 421)
+            self.assertTrue(lines[0].startswith("4.7.0"))
+            third.close()
+            other = client(addrs[3])                 # another /64
+            self.assertEqual(other.reply()[0], 220)
+            for c in held + [other]:
+                c.close()
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+            for a in addrs:
+                subprocess.run(["ip", "-6", "addr", "del", a + "/64", "dev", "lo"],
+                               capture_output=True)
+
+
 class CorruptRecordTest(unittest.TestCase):
     """A queue record that no longer decodes is set aside with a log line;
     the server runs on and the good mail is still delivered."""

@@ -185,4 +185,59 @@ const char *dns_status_dsn(int status);
  */
 int dns_name_normalize(const char *name, char *out, size_t outsize);
 
+/* ---- raw record sets, for mail authentication (dns/txt.c) ---- */
+
+/* The record types dns_records_lookup asks for (IANA numbers). */
+enum dns_rtype {
+	DNS_RTYPE_A = 1,
+	DNS_RTYPE_PTR = 12,
+	DNS_RTYPE_MX = 15,
+	DNS_RTYPE_TXT = 16,
+	DNS_RTYPE_AAAA = 28,
+};
+
+/* What a raw lookup found. NODATA and NXDOMAIN are kept apart, as SPF's
+ * void-lookup limit (RFC 7208 4.6.4) and DKIM's key lookup need. */
+enum dns_records_status {
+	DNS_REC_DATA = 0,	/* n >= 1 records */
+	DNS_REC_NODATA,		/* the name exists, no record of the type */
+	DNS_REC_NXDOMAIN,	/* the name does not exist */
+	DNS_REC_TEMP,		/* SERVFAIL, timeout, malformed answer */
+	DNS_REC_BAD_NAME,	/* not a name dns_name_normalize accepts */
+};
+
+struct dns_record {
+	uint16_t pref;		/* MX */
+	struct dns_addr addr;	/* A, AAAA */
+	char *name;		/* MX exchange ("" is the root), PTR target:
+				 * lower case, no trailing dot; else NULL */
+	char *text;		/* TXT: the character-strings joined, a NUL
+				 * after textlen bytes (it may hold NULs) */
+	size_t textlen;
+};
+
+struct dns_records {
+	enum dns_records_status status;
+	char detail[160];	/* why, for DNS_REC_TEMP and DNS_REC_BAD_NAME */
+	size_t n;
+	struct dns_record *rr;	/* n records, in the order of the answer */
+};
+
+/*
+ * The records of type for name, from the cache or the servers, CNAMEs
+ * followed; bounded by the resolver's total_timeout_ms. Records whose
+ * rdata is malformed are dropped (a set left empty is DNS_REC_NODATA);
+ * at most 64 are kept. Always sets *res_r to a new result (free with
+ * dns_records_free) and returns its status. Thread-safe as dns_mx_lookup.
+ */
+int dns_records_lookup(struct dns_resolver *r, const char *name,
+    enum dns_rtype type, struct dns_records **res_r);
+
+/* dns_records_lookup(r, name, DNS_RTYPE_TXT, res_r). */
+int dns_txt_lookup(struct dns_resolver *r, const char *name,
+    struct dns_records **res_r);
+
+/* Frees a result; sets *resp to NULL. NULL is fine. */
+void dns_records_free(struct dns_records **resp);
+
 #endif

@@ -30,6 +30,7 @@
 #define DNS_T_CNAME	5
 #define DNS_T_PTR	12
 #define DNS_T_MX	15
+#define DNS_T_TXT	16
 #define DNS_T_AAAA	28
 
 enum dns_kind {
@@ -45,6 +46,9 @@ struct dns_rr {
 	uint8_t addr[16];	/* A (4 bytes), AAAA */
 	char *name;		/* MX exchange, PTR: validated, lower case;
 				 * "" is the root; NULL for A/AAAA */
+	char *text;		/* TXT: the character-strings joined, with a
+				 * NUL after textlen bytes; NULL otherwise */
+	size_t textlen;
 };
 
 /* A parsed answer for one (name, type). Owned by whoever made it. */
@@ -105,6 +109,15 @@ int dns_parse_mx_answer(const uint8_t *wire, size_t len, const char *qname,
  * dns_name_normalize would refuse. */
 int dns_wire_name_to_text(const uint8_t *wire, size_t len, char *out,
     size_t outsize);
+
+/* ---- TXT records (txt.c) ---- */
+
+struct ldns_struct_rr;
+
+/* Joins the character-strings of a TXT record into out->text (malloc'd,
+ * NUL-terminated, out->textlen bytes before the NUL, which may hold any
+ * byte). Returns 0, or -1 when the rdata is not a list of strings. */
+int dns_txt_rdata_join(const struct ldns_struct_rr *rr, struct dns_rr *out);
 
 /* Random 64-bit seed (getrandom, falling back on time and address). */
 uint64_t dns_random_seed(void);

@@ -184,6 +184,11 @@ dns_rrset_copy(const struct dns_rrset *rs)
 			c->rrs[i] = rs->rrs[i];
 			if (rs->rrs[i].name)
 				c->rrs[i].name = xstrdup(rs->rrs[i].name);
+			if (rs->rrs[i].text) {
+				c->rrs[i].text = xmalloc(rs->rrs[i].textlen + 1);
+				memcpy(c->rrs[i].text, rs->rrs[i].text,
+				    rs->rrs[i].textlen + 1);
+			}
 		}
 	}
 	return c;
@@ -196,8 +201,10 @@ dns_rrset_free(struct dns_rrset **rsp)
 
 	if (rs == NULL)
 		return;
-	for (size_t i = 0; i < rs->n; i++)
+	for (size_t i = 0; i < rs->n; i++) {
 		free(rs->rrs[i].name);
+		free(rs->rrs[i].text);
+	}
 	free(rs->rrs);
 	free(rs);
 	*rsp = NULL;
@@ -206,8 +213,10 @@ dns_rrset_free(struct dns_rrset **rsp)
 static void
 rrset_fail(struct dns_rrset *rs, const char *why)
 {
-	for (size_t i = 0; i < rs->n; i++)
+	for (size_t i = 0; i < rs->n; i++) {
 		free(rs->rrs[i].name);
+		free(rs->rrs[i].text);
+	}
 	free(rs->rrs);
 	rs->rrs = NULL;
 	rs->n = 0;
@@ -259,11 +268,16 @@ rrset_add(struct dns_rrset *rs, const ldns_rr *rr)
 		memcpy(one.addr, ldns_rdf_data(rd), want);
 		break;
 	}
+	case DNS_T_TXT:
+		if (dns_txt_rdata_join(rr, &one) != 0)
+			goto bad;
+		break;
 	default:
 		goto bad;
 	}
 	if (rs->n >= DNS_MAX_RRSET) {
 		free(one.name);
+		free(one.text);
 		rs->nbad++;
 		return;
 	}

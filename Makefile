@@ -6,7 +6,7 @@ SANITIZE ?=
 WARN = -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) -pthread -D_GNU_SOURCE -I. -MMD -MP
-LDLIBS = -lgnutls -lldns -llmdb -lcrypt -pthread
+LDLIBS = -lgnutls -lldns -llmdb -lcrypt -lpsl -pthread
 
 ifeq ($(SANITIZE),address)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -23,7 +23,7 @@ $(error SANITIZE must be address or thread)
 endif
 
 PROGRAMS = server/main.c server/mailctl.c
-SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c storage/*.c relay/*.c queue/*.c server/*.c))
+SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c auth/*.c storage/*.c relay/*.c queue/*.c server/*.c))
 OBJS = $(SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)

@@ -29,6 +29,8 @@ UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+TOOL_SRCS = $(wildcard tests/tools/*.c)
+TOOL_BINS = $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
 .SECONDARY:
 .PHONY: all run test unit integration fuzz fuzz-regress deps bench clean
@@ -62,6 +64,11 @@ $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/driver.o $(BUILD)/l
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Test drivers (tests/tools/) used by the integration tests.
+$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 deps:
 	@bash tests/deps.sh
 
@@ -74,8 +81,9 @@ unit: $(UNIT_BINS)
 fuzz-regress: $(FUZZ_BINS)
 	@bash tests/run_fuzz_regress.sh $(FUZZ_BINS)
 
-integration: all $(BUILD)/tests/test_dns_live
+integration: all $(BUILD)/tests/test_dns_live $(TOOL_BINS)
 	@MAILSERVER_BIN=$(abspath $(BUILD)/mailserver) MAILCTL_BIN=$(abspath $(BUILD)/mailctl) \
+		AUTHTOOL_BIN=$(abspath $(BUILD)/tools/authtool) \
 		DNS_LIVE_BIN=$(abspath $(BUILD)/tests/test_dns_live) \
 		SANITIZE=$(SANITIZE) bash tests/run_integration.sh
 

@@ -350,6 +350,8 @@ load_line(struct auth_dns *d, char *line)
 		value[n - 1] = '\0';
 	if (strcasecmp(type, "TXT") != 0)
 		return auth_dns_table_add(d, name, type, value, strlen(value));
+	if (value[0] == '\0')
+		return -1;	/* an empty record is written "" */
 	if (value[0] != '"')
 		return auth_dns_table_add(d, name, type, value, strlen(value));
 	buf_init(&txt, TABLE_TXT_MAX);

@@ -7,7 +7,8 @@
  * TEMP entry makes a (name, type) fail temporarily, as a timeout would.
  *
  * Text form (auth_dns_table_load), one record per line, '#' comments:
- *   NAME TXT "string" ["string"...]   strings joined; \" \\ \DDD escapes
+ *   NAME TXT "string" ["string"...]   strings joined; \" \\ \DDD escapes;
+ *                                     "" is an empty record
  *   NAME TXT text to the end of line  one string, taken as written
  *   NAME A 192.0.2.1 | NAME AAAA 2001:db8::1
  *   NAME MX PREF EXCHANGE             "." is the root (a null MX)

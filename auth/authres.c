@@ -210,7 +210,7 @@ int
 authres_field_is_ours(const struct auth_field *f, const char *authserv_id)
 {
 	const char *v = f->value;
-	size_t n = f->valuelen, i, start, idlen = strlen(authserv_id);
+	size_t n = f->valuelen, i, idlen = strlen(authserv_id);
 	char id[256];
 	size_t o = 0;
 
@@ -225,10 +225,9 @@ authres_field_is_ours(const struct auth_field *f, const char *authserv_id)
 			id[o++] = v[i];
 		}
 	} else {
-		for (start = i; i < n && token_char((unsigned char)v[i]) &&
-		    o < sizeof id - 1; i++)
+		for (; i < n && token_char((unsigned char)v[i]) && o < sizeof id - 1;
+		    i++)
 			id[o++] = v[i];
-		(void)start;
 	}
 	id[o] = '\0';
 	return o == idlen && o > 0 && strncasecmp(id, authserv_id, o) == 0;

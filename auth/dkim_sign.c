@@ -89,6 +89,10 @@ fold_put(struct buf *f, size_t *col, const char *text, size_t n, int breakable)
 		if (buf_puts(f, "\r\n\t") != 0)
 			return -1;
 		*col = 1;
+		if (n > 0 && text[0] == ' ') {	/* the fold is the space */
+			text++;
+			n--;
+		}
 	}
 	*col += n;
 	return buf_append(f, text, n);

@@ -305,11 +305,14 @@ dkim_verifier_finish(struct dkim_verifier *v, const struct auth_dns *dns,
 			st = verify_one(v, dns, s, r);
 		r->status = st;
 		r->result = result_of(st);
+		/* verify_one may have noted l= already; else say why */
+		if (r->reason[0] != '\0')
+			continue;
 		if (st != DKIM_ST_OK && s->why[0] != '\0' &&
 		    strcmp(s->why, dkim_status_text(st)) != 0)
 			why_set(r->reason, sizeof r->reason, "%s: %s",
 			    dkim_status_text(st), s->why);
-		else if (st != DKIM_ST_OK || r->reason[0] == '\0')
+		else
 			str_copy(r->reason, dkim_status_text(st),
 			    sizeof r->reason);
 	}

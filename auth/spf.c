@@ -625,10 +625,12 @@ check(const struct auth_dns *dns, const struct spf_request *req,
 		str_copy(domain, out->sender, sizeof domain);
 	} else {
 		size_t ll = (size_t)(at - out->sender);
-		if (ll == 0 || ll >= sizeof local)
+		if (ll == 0 || ll >= sizeof local) {
 			str_copy(local, "postmaster", sizeof local);
-		else
-			memcpy(local, out->sender, ll), local[ll] = '\0';
+		} else {
+			memcpy(local, out->sender, ll);
+			local[ll] = '\0';
+		}
 		if (str_copy(domain, at + 1, sizeof domain) != 0)
 			domain[0] = '\0';
 	}

@@ -311,6 +311,7 @@ class DkimInteropTest(unittest.TestCase):
         self.assertRegex(res[0][1], r"reason=l=\d+: 28 of \d+ body octets unsigned")
         res = self.verify_ours(longer, extra=["-l"])
         self.assertEqual(res[0][0], "policy", res)
+        self.assertIn("body octets unsigned", res[0][1])
         # a body shorter than l= fails
         shorter = signed.replace(b"Alice\r\n\r\n", b"")
         self.assertEqual(self.verify_ours(shorter)[0][0], "permerror")

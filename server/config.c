@@ -867,6 +867,9 @@ static const struct config_key config_keys[] = {
 	{ "relay_command_timeout", key_duration, OFF(relay_command_timeout), 1, DAY, 0 },
 	{ "relay_data_timeout", key_duration, OFF(relay_data_timeout), 1, DAY, 0 },
 	{ "max_per_destination", key_unsigned, OFF(max_per_destination), 1, 100000, 0 },
+	{ "relay_attempt_timeout", key_duration, OFF(relay_attempt_timeout), 1, DAY, 0 },
+	{ "dns_timeout", key_duration, OFF(dns_timeout), 1, MINUTE, 0 },
+	{ "dns_attempts", key_unsigned, OFF(dns_attempts), 1, 10, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -996,6 +999,9 @@ config_set_defaults(struct config *cfg)
 	cfg->relay_command_timeout = 5 * MINUTE;
 	cfg->relay_data_timeout = 10 * MINUTE;
 	cfg->max_per_destination = 20;
+	cfg->relay_attempt_timeout = 30 * MINUTE;
+	cfg->dns_timeout = 2;
+	cfg->dns_attempts = 2;
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and

@@ -283,8 +283,8 @@ main(int argc, char **argv)
 		log_error("mail_dir %s: %s", cfg->mail_dir, strerror(errno));
 		return 1;
 	}
-	if ((d.store = store_open(cfg->queue_dir, cfg->queue_map_size, 0, err,
-	    sizeof err)) == NULL) {
+	if ((d.store = store_open(cfg->queue_dir, cfg->queue_map_size,
+	    STORE_EXCLUSIVE, err, sizeof err)) == NULL) {
 		log_error("queue %s: %s", cfg->queue_dir, err);
 		return 1;
 	}

@@ -109,24 +109,26 @@ struct dkim_sign_opts {
 
 struct dkim_signer;
 
-/*
- * A signer with nkeys keys (1..4; not owned, they must outlive it), one
- * signature each. opts may be NULL.
- */
-struct dkim_signer *dkim_signer_new(struct dkim_key *const *keys,
-    size_t nkeys, const struct dkim_sign_opts *opts);
+/* A signer for one message; opts may be NULL. */
+struct dkim_signer *dkim_signer_new(const struct dkim_sign_opts *opts);
 
 /* Feeds n bytes of the message (header section, empty line, body). */
 void dkim_signer_update(struct dkim_signer *s, const void *p, size_t n);
 
+/* The header section kept so far (CRLF line ends): once the body has
+ * begun, the place to find the From domain that picks the keys
+ * (auth_header_from_domain). Valid until the signer is freed. */
+const char *dkim_signer_headers(const struct dkim_signer *s, size_t *len);
+
 /*
  * Ends the message and appends to out the DKIM-Signature header fields
- * to put in front of it (folded, CRLF line ends), one per key in the
- * order given. Returns 0, or -1 with err (no From field, the header
- * section too large, a signing failure). Call once.
+ * to put in front of it (folded, CRLF line ends), one per key (1..4 keys,
+ * not owned) in the order given. Returns 0, or -1 with err (no From
+ * field, the header section too large, a bad key count, a signing
+ * failure). Call once.
  */
-int dkim_signer_finish(struct dkim_signer *s, struct buf *out, char *err,
-    size_t errsize);
+int dkim_signer_finish(struct dkim_signer *s, struct dkim_key *const *keys,
+    size_t nkeys, struct buf *out, char *err, size_t errsize);
 
 void dkim_signer_free(struct dkim_signer **sp);
 
@@ -170,7 +172,8 @@ enum dkim_status {
 
 struct dkim_verify_opts {
 	time_t now;		/* 0 means time(NULL) */
-	unsigned max_signatures;	/* verified; the rest ignored [8] */
+	unsigned max_signatures;	/* verified, at most 16; the rest are
+					 * ignored [8] */
 	unsigned clock_skew;	/* t= may be this far ahead, s [300] */
 	int refuse_partial;	/* l= with unsigned content: policy [0] */
 	size_t max_header_bytes;	/* [256 KiB] */

@@ -23,8 +23,6 @@
 #define FOLD_AT		76
 
 struct dkim_signer {
-	struct dkim_key *keys[SIGN_MAX_KEYS];
-	size_t nkeys;
 	struct dkim_sign_opts o;
 	struct auth_split split;
 	struct buf hdr;
@@ -50,16 +48,10 @@ static const struct {
 };
 
 struct dkim_signer *
-dkim_signer_new(struct dkim_key *const *keys, size_t nkeys,
-    const struct dkim_sign_opts *opts)
+dkim_signer_new(const struct dkim_sign_opts *opts)
 {
 	struct dkim_signer *s = xcalloc(1, sizeof *s);
 
-	if (nkeys > SIGN_MAX_KEYS)
-		nkeys = SIGN_MAX_KEYS;
-	for (size_t i = 0; i < nkeys; i++)
-		s->keys[i] = keys[i];
-	s->nkeys = nkeys;
 	if (opts != NULL)
 		s->o = *opts;
 	if (s->o.max_header_bytes == 0)
@@ -68,6 +60,13 @@ dkim_signer_new(struct dkim_key *const *keys, size_t nkeys,
 	buf_init(&s->hdr, s->o.max_header_bytes);
 	s->bh = dkim_bodyhash_new(DKIM_CANON_RELAXED, -1);
 	return s;
+}
+
+const char *
+dkim_signer_headers(const struct dkim_signer *s, size_t *len)
+{
+	*len = s->hdr.len;
+	return s->hdr.data ? s->hdr.data : "";
 }
 
 void
@@ -135,7 +134,7 @@ header_names(const char *h, size_t len, struct buf *names,
 
 /* Builds the field up to "b=" for key into f. */
 static int
-field_start(struct dkim_signer *s, struct dkim_key *key, const char *bh,
+field_start(const struct dkim_signer *s, const struct dkim_key *key, const char *bh,
     const struct buf *names, struct buf *f)
 {
 	char tmp[600];
@@ -174,8 +173,8 @@ field_start(struct dkim_signer *s, struct dkim_key *key, const char *bh,
 }
 
 int
-dkim_signer_finish(struct dkim_signer *s, struct buf *out, char *err,
-    size_t errsize)
+dkim_signer_finish(struct dkim_signer *s, struct dkim_key *const *keys,
+    size_t nkeys, struct buf *out, char *err, size_t errsize)
 {
 	struct dkim_hname list[DKIM_MAX_HNAMES];
 	struct buf names, f, input, b64, bh;
@@ -185,6 +184,11 @@ dkim_signer_finish(struct dkim_signer *s, struct buf *out, char *err,
 
 	auth_split_end(&s->split, &s->hdr);
 	dkim_bodyhash_final(s->bh, hash, NULL);
+	if (nkeys == 0 || nkeys > SIGN_MAX_KEYS) {
+		snprintf(err, errsize, "%zu keys: 1 to %d can sign a message",
+		    nkeys, SIGN_MAX_KEYS);
+		return -1;
+	}
 	if (s->split.overflow) {
 		snprintf(err, errsize, "header section larger than %zu bytes",
 		    s->o.max_header_bytes);
@@ -203,18 +207,18 @@ dkim_signer_finish(struct dkim_signer *s, struct buf *out, char *err,
 		snprintf(err, errsize, "body hash");
 		rc = -1;
 	}
-	for (size_t i = 0; rc == 0 && i < s->nkeys; i++) {
+	for (size_t i = 0; rc == 0 && i < nkeys; i++) {
 		size_t col;
 		buf_reset(&input);
 		buf_reset(&b64);
-		if (field_start(s, s->keys[i], bh.data, &names, &f) != 0 ||
+		if (field_start(s, keys[i], bh.data, &names, &f) != 0 ||
 		    dkim_header_input(s->hdr.data ? s->hdr.data : "", s->hdr.len,
 		    DKIM_CANON_RELAXED, list, nlist, NULL, f.data, f.len,
 		    &input) != 0 ||
-		    dkim_key_sign(s->keys[i], input.data, input.len, &b64) != 0) {
+		    dkim_key_sign(keys[i], input.data, input.len, &b64) != 0) {
 			snprintf(err, errsize, "signing with %s._domainkey.%s failed",
-			    dkim_key_selector(s->keys[i]),
-			    dkim_key_domain(s->keys[i]));
+			    dkim_key_selector(keys[i]),
+			    dkim_key_domain(keys[i]));
 			rc = -1;
 			break;
 		}

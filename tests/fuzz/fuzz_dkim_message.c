@@ -88,11 +88,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf_free(&stripped);
 	dkim_verifier_free(&v);
 
-	s = dkim_signer_new(&key, 1, &so);
+	s = dkim_signer_new(&so);
 	for (size_t i = 0; i < size; i += 37)
 		dkim_signer_update(s, data + i, size - i < 37 ? size - i : 37);
 	buf_init(&out, 1 << 20);
-	if (dkim_signer_finish(s, &out, err, sizeof err) == 0) {
+	if (dkim_signer_finish(s, &key, 1, &out, err, sizeof err) == 0) {
 		buf_append(&out, data, size);
 		v = dkim_verifier_new(&o);
 		dkim_verifier_update(v, out.data, out.len);

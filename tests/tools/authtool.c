@@ -187,12 +187,12 @@ cmd_sign(int argc, char **argv)
 	}
 	if (nkeys == 0 || (msg = read_all(stdin, &len)) == NULL)
 		return usage();
-	s = dkim_signer_new(keys, nkeys, &o);
+	s = dkim_signer_new(&o);
 	/* Fed in small odd chunks, as a queue would. */
 	for (size_t k = 0; k < len; k += 1000)
 		dkim_signer_update(s, msg + k, len - k < 1000 ? len - k : 1000);
 	buf_init(&out, MSG_MAX);
-	if (dkim_signer_finish(s, &out, err, sizeof err) != 0) {
+	if (dkim_signer_finish(s, keys, nkeys, &out, err, sizeof err) != 0) {
 		fprintf(stderr, "authtool: %s\n", err);
 		rc = 1;
 	} else {

@@ -25,6 +25,7 @@
 #include "auth/auth_dns_table.h"
 #include "auth/dkim.h"
 #include "auth/dkim_internal.h"
+#include "auth/header.h"
 #include "auth/taglist.h"
 #include "lib/buf.h"
 #include "lib/util.h"
@@ -555,10 +556,10 @@ sign(const char *msg, const char *which, time_t now, unsigned expire)
 	if (strstr(which, "ed") != NULL)
 		CU_ASSERT_EQUAL(dkim_key_load(ed_path, "example.com", "ed",
 		    &keys[n++], err, sizeof err), 0);
-	s = dkim_signer_new(keys, n, &o);
+	s = dkim_signer_new(&o);
 	dkim_signer_update(s, msg, strlen(msg));
 	buf_init(&out, 1 << 20);
-	CU_ASSERT_EQUAL(dkim_signer_finish(s, &out, err, sizeof err), 0);
+	CU_ASSERT_EQUAL(dkim_signer_finish(s, keys, n, &out, err, sizeof err), 0);
 	buf_puts(&out, msg);
 	dkim_signer_free(&s);
 	for (size_t i = 0; i < n; i++)
@@ -824,17 +825,47 @@ test_sign_errors(void)
 	CU_ASSERT_EQUAL_FATAL(dkim_key_load(ed_path, "example.com", "ed", &k, err,
 	    sizeof err), 0);
 	buf_init(&out, 1 << 16);
-	s = dkim_signer_new(&k, 1, NULL);
+	s = dkim_signer_new(NULL);
 	dkim_signer_update(s, "To: b@example.net\r\n\r\nno author\r\n", 32);
-	CU_ASSERT_EQUAL(dkim_signer_finish(s, &out, err, sizeof err), -1);
+	CU_ASSERT_EQUAL(dkim_signer_finish(s, &k, 1, &out, err, sizeof err), -1);
 	CU_ASSERT(strstr(err, "From") != NULL);
 	CU_ASSERT_EQUAL(out.len, 0);
 	dkim_signer_free(&s);
-	s = dkim_signer_new(&k, 1, &o);
+	s = dkim_signer_new(&o);
 	dkim_signer_update(s, message, strlen(message));
-	CU_ASSERT_EQUAL(dkim_signer_finish(s, &out, err, sizeof err), -1);
+	CU_ASSERT_EQUAL(dkim_signer_finish(s, &k, 1, &out, err, sizeof err), -1);
 	CU_ASSERT(strstr(err, "header section") != NULL);
 	dkim_signer_free(&s);
+	/* 1 to 4 keys */
+	{
+		struct dkim_key *five[5] = { k, k, k, k, k };
+		s = dkim_signer_new(NULL);
+		dkim_signer_update(s, message, strlen(message));
+		CU_ASSERT_EQUAL(dkim_signer_finish(s, five, 5, &out, err,
+		    sizeof err), -1);
+		dkim_signer_free(&s);
+		s = dkim_signer_new(NULL);
+		CU_ASSERT_EQUAL(dkim_signer_finish(s, five, 0, &out, err,
+		    sizeof err), -1);
+		dkim_signer_free(&s);
+		CU_ASSERT_EQUAL(out.len, 0);
+	}
+	/* The header section, to pick keys by the From domain. */
+	{
+		const char *h;
+		size_t hl;
+		char from[256];
+		s = dkim_signer_new(NULL);
+		dkim_signer_update(s, message, 200);
+		dkim_signer_update(s, message + 200, strlen(message) - 200);
+		h = dkim_signer_headers(s, &hl);
+		CU_ASSERT_EQUAL(auth_header_from_domain(h, hl, from, sizeof from), 0);
+		CU_ASSERT_STRING_EQUAL(from, "example.com");
+		CU_ASSERT_EQUAL(dkim_signer_finish(s, &k, 1, &out, err,
+		    sizeof err), 0);
+		CU_ASSERT(strncmp(out.data, "DKIM-Signature: ", 16) == 0);
+		dkim_signer_free(&s);
+	}
 	dkim_key_free(&k);
 	buf_free(&out);
 }
@@ -852,13 +883,13 @@ sign_thread(void *p)
 	struct sign_arg *a = p;
 
 	for (int i = 0; i < 20; i++) {
-		struct dkim_signer *s = dkim_signer_new(&a->key, 1, NULL);
+		struct dkim_signer *s = dkim_signer_new(NULL);
 		struct dkim_results res;
 		struct buf out;
 		char err[200];
 		buf_init(&out, 1 << 20);
 		dkim_signer_update(s, message, strlen(message));
-		if (dkim_signer_finish(s, &out, err, sizeof err) != 0)
+		if (dkim_signer_finish(s, &a->key, 1, &out, err, sizeof err) != 0)
 			__atomic_add_fetch(&a->bad, 1, __ATOMIC_RELAXED);
 		buf_puts(&out, message);
 		verify(out.data, a->dns, 0, 4096, &res);

@@ -6,7 +6,7 @@ SANITIZE ?=
 WARN = -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) -pthread -D_GNU_SOURCE -I. -MMD -MP
-LDLIBS = -lgnutls -lldns -llmdb -lcrypt -pthread
+LDLIBS = -lgnutls -lgnutls-dane -lcurl -lldns -llmdb -lcrypt -pthread
 
 ifeq ($(SANITIZE),address)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -74,9 +74,15 @@ unit: $(UNIT_BINS)
 fuzz-regress: $(FUZZ_BINS)
 	@bash tests/run_fuzz_regress.sh $(FUZZ_BINS)
 
-integration: all $(BUILD)/tests/test_dns_live
+# A command-line driver of the outbound TLS machinery for integration tests.
+$(BUILD)/tests/tls_probe: $(BUILD)/tests/integration/tls_probe.o $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+integration: all $(BUILD)/tests/test_dns_live $(BUILD)/tests/tls_probe
 	@MAILSERVER_BIN=$(abspath $(BUILD)/mailserver) MAILCTL_BIN=$(abspath $(BUILD)/mailctl) \
 		DNS_LIVE_BIN=$(abspath $(BUILD)/tests/test_dns_live) \
+		TLS_PROBE_BIN=$(abspath $(BUILD)/tests/tls_probe) \
 		SANITIZE=$(SANITIZE) bash tests/run_integration.sh
 
 test: deps
@@ -96,4 +102,5 @@ bench: all
 clean:
 	rm -rf build mailserver mailctl
 
--include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d
+-include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d \
+	$(BUILD)/tests/integration/tls_probe.d

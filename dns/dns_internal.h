@@ -166,4 +166,61 @@ struct dns_rrset *dns_resolver_lookup(struct dns_resolver *r,
 /* Queries sent by this resolver (cache misses), for tests. */
 uint64_t dns_resolver_query_count(struct dns_resolver *r);
 
+/* ---- the DNSSEC-aware path (dnssec.c) ---- */
+
+#define DNS_T_TXT	16
+#define DNS_T_TLSA	52
+
+/* One record's rdata in uncompressed wire form. */
+struct dns_sec_rr {
+	size_t len;
+	uint8_t *data;
+};
+
+/* A parsed answer on the DNSSEC-aware path. Owned by whoever made it. */
+struct dns_sec_answer {
+	enum dns_sec_kind kind;
+	int ad;			/* every packet behind it had the AD bit */
+	int follow;		/* parse only: a chain that ends without data:
+				 * ask target next (kind is DNS_SEC_NODATA) */
+	unsigned cnames;	/* CNAMEs followed */
+	char owner[DNS_NAME_MAX];	/* name that holds the records */
+	char target[DNS_NAME_MAX];	/* follow: the name to ask next */
+	char detail[160];	/* DNS_SEC_FAIL: why */
+	size_t n;
+	struct dns_sec_rr *rrs;
+};
+
+/*
+ * Parses the wire answer (len bytes) to (qname normalized, qtype) like
+ * dns_answer_parse, but keeps each record of qtype as raw rdata and notes
+ * the AD bit and the CNAME-expanded owner. Never fails: anything wrong
+ * gives DNS_SEC_FAIL with a detail. At most DNS_MAX_RRSET records are
+ * kept. A new answer; free with dns_sec_answer_free.
+ */
+struct dns_sec_answer *dns_sec_answer_parse(const uint8_t *wire, size_t len,
+    const char *qname, uint16_t qtype);
+void dns_sec_answer_free(struct dns_sec_answer **ap);
+
+/* The DNSSEC-aware path over transport instead of the network; every
+ * answer's AD bit is believed when trusted is 1. opts may be NULL. */
+struct dns_sec *dns_sec_new_transport(dns_transport_fn transport, void *tctx,
+    int trusted, const struct dns_options *opts);
+
+/*
+ * The records of type for name (normalized) on the DNSSEC-aware path,
+ * CNAMEs followed across packets (DNS_MAX_CNAME_HOPS in all); ad is set
+ * only when every packet had AD and the path is trusted. Never returns
+ * with follow set. A new answer.
+ */
+struct dns_sec_answer *dns_sec_lookup(struct dns_sec *s, const char *name,
+    uint16_t type, int64_t deadline_ms);
+
+/* A deadline total_timeout_ms from now (CLOCK_MONOTONIC ms). */
+int64_t dns_sec_deadline(const struct dns_sec *s);
+
+/* The state an answer gives: DNS_SEC_BOGUS for DNS_SEC_FAIL, else
+ * secure or insecure after its AD bit. */
+enum dns_sec_state dns_sec_answer_state(const struct dns_sec_answer *a);
+
 #endif

@@ -71,6 +71,46 @@ struct dns_rrset {
 struct dns_rrset *dns_answer_parse(const uint8_t *wire, size_t len,
     const char *qname, uint16_t qtype);
 
+/* ---- answer parsing shared by the cached and the DNSSEC-aware paths (mx.c) ---- */
+
+struct ldns_struct_pkt;		/* ldns_pkt */
+struct ldns_struct_rdf;		/* ldns_rdf */
+struct ldns_struct_rr;		/* ldns_rr */
+
+/*
+ * The checks every answer gets: 0 with the decoded packet in *pkt_r and
+ * the question's name in *qrdf_r (the caller frees both with ldns_pkt_free
+ * and ldns_rdf_deep_free), or -1 with a static reason in *why_r: too short
+ * or too long, malformed, not an answer to a query, truncated, an answer
+ * to another question than (qname, qtype, IN). The rcode is the caller's.
+ */
+int dns_answer_open(const uint8_t *wire, size_t len, const char *qname,
+    uint16_t qtype, struct ldns_struct_pkt **pkt_r,
+    struct ldns_struct_rdf **qrdf_r, const char **why_r);
+
+/* Called for each record of the type asked at the end of the chain; 0,
+ * or -1 when the record is malformed (the walk stops). */
+typedef int dns_answer_each_fn(void *ctx, const struct ldns_struct_rr *rr);
+
+struct dns_answer_chain {
+	const struct ldns_struct_rdf *end;	/* where the chain ends (in pkt) */
+	int found;		/* records of the type asked were there */
+	unsigned cnames;	/* CNAMEs followed inside the packet */
+	uint32_t ttl;		/* least TTL of those records and CNAMEs,
+				 * UINT32_MAX when there were none */
+};
+
+/*
+ * Walks pkt's answer section from qrdf along its CNAMEs (at most
+ * DNS_MAX_CNAME_HOPS): calls each for every IN record of qtype owned by
+ * the name reached. 0 with *c filled, or -1 with a static reason in
+ * *why_r (a malformed or conflicting CNAME, a chain too long, a record
+ * each refused).
+ */
+int dns_answer_chain(const struct ldns_struct_pkt *pkt,
+    const struct ldns_struct_rdf *qrdf, uint16_t qtype, dns_answer_each_fn *each,
+    void *ctx, struct dns_answer_chain *c, const char **why_r);
+
 /* The TTL of a negative answer when the packet carries no SOA. */
 #define DNS_DEFAULT_NEG_TTL	60
 

@@ -5,9 +5,9 @@
  * believes the AD bit of the reply only when that resolver is on loopback,
  * where nobody can forge it. DESIGN.md "Outbound TLS" says why.
  *
- * - Answer parsing: like mx.c's, hostile packets in, only the records of
- *   the question's CNAME chain out, but as raw rdata (TLSA, TXT and MX are
- *   decoded by their users), with the AD bit and the expanded owner name.
+ * - Answer parsing: mx.c's checks and CNAME walk (dns_answer_open,
+ *   dns_answer_chain), keeping the records as raw rdata (TLSA, TXT and MX
+ *   are decoded by their users), with the AD bit and the expanded owner.
  * - The network: ldns builds the query and moves the bytes (ldns_udp_send,
  *   ldns_tcp_send: poll() based, so any descriptor number is fine); we
  *   check the reply's ID and QR bit, go to TCP when truncated, and bound
@@ -25,7 +25,6 @@
 #include <arpa/inet.h>
 #include <ldns/ldns.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,19 +49,6 @@ struct dns_sec {
 	dns_transport_fn transport;
 	void *tctx;
 };
-
-static void detail_fmt(char *dst, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-detail_fmt(char *dst, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(dst, size, fmt, ap);
-	va_end(ap);
-}
 
 const char *
 dns_sec_state_str(enum dns_sec_state st)
@@ -112,7 +98,7 @@ answer_fail(struct dns_sec_answer *a, const char *why)
 	a->kind = DNS_SEC_FAIL;
 	a->ad = 0;
 	a->follow = 0;
-	detail_fmt(a->detail, sizeof a->detail, "%s", why);
+	str_format(a->detail, sizeof a->detail, "%s", why);
 }
 
 enum dns_sec_state
@@ -123,19 +109,12 @@ dns_sec_answer_state(const struct dns_sec_answer *a)
 	return a->ad ? DNS_SEC_SECURE : DNS_SEC_INSECURE;
 }
 
+/* Appends rr's rdata (uncompressed) to the answer; 0, or -1 when it
+ * cannot be encoded. */
 static int
-rdf_to_name(const ldns_rdf *rdf, char *out, size_t outsize)
+answer_add(void *ctx, const ldns_rr *rr)
 {
-	if (rdf == NULL || ldns_rdf_get_type(rdf) != LDNS_RDF_TYPE_DNAME)
-		return -1;
-	return dns_wire_name_to_text(ldns_rdf_data(rdf), ldns_rdf_size(rdf),
-	    out, outsize);
-}
-
-/* Appends rr's rdata (uncompressed) to a; 0, or -1 when it cannot. */
-static int
-answer_add(struct dns_sec_answer *a, const ldns_rr *rr)
-{
+	struct dns_sec_answer *a = ctx;
 	ldns_buffer *b;
 	size_t len;
 
@@ -172,125 +151,47 @@ rcode_why(int rcode)
 	}
 }
 
-/* Walks the answer section from qrdf along CNAMEs (as mx.c does). */
-static void
-answer_sections(const ldns_pkt *pkt, const ldns_rdf *qrdf, uint16_t qtype,
-    struct dns_sec_answer *a)
-{
-	const ldns_rr_list *ans = ldns_pkt_answer(pkt);
-	size_t nans = ans ? ldns_rr_list_rr_count(ans) : 0;
-	int rcode = ldns_pkt_get_rcode(pkt);
-	const ldns_rdf *cur = qrdf;
-	int found = 0;
-
-	for (;;) {
-		const ldns_rdf *next = NULL;
-
-		for (size_t i = 0; i < nans; i++) {
-			const ldns_rr *rr = ldns_rr_list_rr(ans, i);
-			if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN ||
-			    ldns_dname_compare(ldns_rr_owner(rr), cur) != 0)
-				continue;
-			if (ldns_rr_get_type(rr) == qtype) {
-				found = 1;
-				if (answer_add(a, rr) != 0) {
-					answer_fail(a, "malformed record");
-					return;
-				}
-			} else if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME) {
-				const ldns_rdf *t = ldns_rr_rd_count(rr) == 1 ?
-				    ldns_rr_rdf(rr, 0) : NULL;
-				if (t == NULL ||
-				    ldns_rdf_get_type(t) != LDNS_RDF_TYPE_DNAME) {
-					answer_fail(a, "malformed CNAME record");
-					return;
-				}
-				if (next != NULL && ldns_dname_compare(next, t) != 0) {
-					answer_fail(a, "conflicting CNAME records");
-					return;
-				}
-				next = t;
-			}
-		}
-		if (found || next == NULL)
-			break;
-		if (++a->cnames > DNS_MAX_CNAME_HOPS) {
-			answer_fail(a, "CNAME chain too long");
-			return;
-		}
-		cur = next;
-	}
-	if (rdf_to_name(cur, a->owner, sizeof a->owner) != 0) {
-		answer_fail(a, "invalid name in the CNAME chain");
-		return;
-	}
-	if (found) {
-		if (rcode != LDNS_RCODE_NOERROR) {
-			answer_fail(a, "records in a negative answer");
-			return;
-		}
-		a->kind = DNS_SEC_DATA;
-	} else if (rcode == LDNS_RCODE_NXDOMAIN) {
-		a->kind = DNS_SEC_NXDOMAIN;
-	} else {
-		a->kind = DNS_SEC_NODATA;
-		if (cur != qrdf) {
-			/* The chain ends without the type asked: ask its end. */
-			a->follow = 1;
-			str_copy(a->target, a->owner, sizeof a->target);
-		}
-	}
-}
-
 struct dns_sec_answer *
 dns_sec_answer_parse(const uint8_t *wire, size_t len, const char *qname,
     uint16_t qtype)
 {
 	struct dns_sec_answer *a = answer_new();
-	ldns_pkt *pkt = NULL;
-	ldns_rdf *qrdf = NULL;
-	const ldns_rr_list *ql;
-	const ldns_rr *q;
+	struct dns_answer_chain c;
+	ldns_pkt *pkt;
+	ldns_rdf *qrdf;
+	const char *why;
 	int rcode;
 
-	if (wire == NULL || len < 12 || len > DNS_MAX_WIRE) {
-		answer_fail(a, "answer too short or too long");
+	if (dns_answer_open(wire, len, qname, qtype, &pkt, &qrdf, &why) != 0) {
+		answer_fail(a, why);
 		return a;
-	}
-	if (ldns_wire2pkt(&pkt, wire, len) != LDNS_STATUS_OK || pkt == NULL) {
-		answer_fail(a, "malformed answer");
-		return a;
-	}
-	if (!ldns_pkt_qr(pkt) || ldns_pkt_get_opcode(pkt) != LDNS_PACKET_QUERY) {
-		answer_fail(a, "not an answer to a query");
-		goto out;
-	}
-	if (ldns_pkt_tc(pkt)) {
-		answer_fail(a, "truncated answer");
-		goto out;
-	}
-	ql = ldns_pkt_question(pkt);
-	qrdf = ldns_dname_new_frm_str(qname);
-	if (qrdf == NULL) {
-		answer_fail(a, "invalid query name");
-		goto out;
-	}
-	if (ldns_pkt_qdcount(pkt) != 1 || ql == NULL ||
-	    ldns_rr_list_rr_count(ql) != 1 || (q = ldns_rr_list_rr(ql, 0)) == NULL ||
-	    ldns_rr_get_type(q) != qtype ||
-	    ldns_rr_get_class(q) != LDNS_RR_CLASS_IN ||
-	    ldns_dname_compare(ldns_rr_owner(q), qrdf) != 0) {
-		answer_fail(a, "answer to another question");
-		goto out;
 	}
 	rcode = ldns_pkt_get_rcode(pkt);
-	if (rcode != LDNS_RCODE_NOERROR && rcode != LDNS_RCODE_NXDOMAIN) {
+	if (rcode != LDNS_RCODE_NOERROR && rcode != LDNS_RCODE_NXDOMAIN)
 		answer_fail(a, rcode_why(rcode));
-		goto out;
+	else if (dns_answer_chain(pkt, qrdf, qtype, answer_add, a, &c, &why) != 0)
+		answer_fail(a, why);
+	else if (dns_wire_name_to_text(ldns_rdf_data(c.end), ldns_rdf_size(c.end),
+	    a->owner, sizeof a->owner) != 0)
+		answer_fail(a, "invalid name in the CNAME chain");
+	else if (c.found && rcode != LDNS_RCODE_NOERROR)
+		answer_fail(a, "records in a negative answer");
+	else {
+		a->ad = ldns_pkt_ad(pkt);
+		a->cnames = c.cnames;
+		if (c.found) {
+			a->kind = DNS_SEC_DATA;
+		} else if (rcode == LDNS_RCODE_NXDOMAIN) {
+			a->kind = DNS_SEC_NXDOMAIN;
+		} else {
+			a->kind = DNS_SEC_NODATA;
+			if (c.end != qrdf) {
+				/* The chain ends without the type asked: ask its end. */
+				a->follow = 1;
+				str_copy(a->target, a->owner, sizeof a->target);
+			}
+		}
 	}
-	a->ad = ldns_pkt_ad(pkt);
-	answer_sections(pkt, qrdf, qtype, a);
-out:
 	ldns_rdf_deep_free(qrdf);
 	ldns_pkt_free(pkt);
 	return a;
@@ -650,14 +551,14 @@ dns_sec_mx_lookup(struct dns_sec *s, const char *domain, struct dns_sec_mx *out)
 	out->kind = DNS_SEC_FAIL;
 	out->state = DNS_SEC_BOGUS;
 	if (dns_name_normalize(domain, name, sizeof name) != 0) {
-		detail_fmt(out->detail, sizeof out->detail, "invalid domain name");
+		str_format(out->detail, sizeof out->detail, "invalid domain name");
 		return out->state;
 	}
 	a = dns_sec_lookup(s, name, DNS_T_MX, dns_sec_deadline(s));
 	out->kind = a->kind;
 	out->state = dns_sec_answer_state(a);
 	if (a->kind == DNS_SEC_FAIL)
-		detail_fmt(out->detail, sizeof out->detail, "%s MX: %s", name,
+		str_format(out->detail, sizeof out->detail, "%s MX: %s", name,
 		    a->detail);
 	for (size_t i = 0; a->kind == DNS_SEC_DATA && i < a->n &&
 	    out->nnames < DNS_MAX_MX_HOSTS; i++) {
@@ -707,7 +608,7 @@ dns_sec_host_lookup(struct dns_sec *s, const char *host, struct dns_sec_host *ou
 	memset(out, 0, sizeof *out);
 	out->state = out->alias_state = DNS_SEC_BOGUS;
 	if (dns_name_normalize(host, name, sizeof name) != 0) {
-		detail_fmt(out->detail, sizeof out->detail, "invalid host name");
+		str_format(out->detail, sizeof out->detail, "invalid host name");
 		return out->state;
 	}
 	str_copy(out->expanded, name, sizeof out->expanded);
@@ -718,7 +619,7 @@ dns_sec_host_lookup(struct dns_sec *s, const char *host, struct dns_sec_host *ou
 	if (a6 != NULL)
 		out->state = state_min(out->state, dns_sec_answer_state(a6));
 	if (a4->kind == DNS_SEC_FAIL || (a6 && a6->kind == DNS_SEC_FAIL))
-		detail_fmt(out->detail, sizeof out->detail, "%s: %s", name,
+		str_format(out->detail, sizeof out->detail, "%s: %s", name,
 		    a4->kind == DNS_SEC_FAIL ? a4->detail : a6->detail);
 	if (a4->kind != DNS_SEC_FAIL) {
 		out->alias = a4->cnames > 0;

@@ -8,7 +8,6 @@
  */
 #include "relay/mta_sts_cache.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,20 +17,6 @@
 
 #define REC_VERSION 1
 #define REC_HEAD (1 + 8 + 8 + 1)
-
-/* snprintf for diagnostics, where cutting a long text short is fine. */
-static void say(char *dst, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-say(char *dst, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(dst, size, fmt, ap);
-	va_end(ap);
-}
 
 const char *
 mta_sts_failure_result_type(enum mta_sts_failure f)
@@ -149,11 +134,11 @@ txt_id(struct dns_sec *dns, const char *domain, char *id, char *why,
 	snprintf(q, sizeof q, "_mta-sts.%s", domain);
 	dns_txt_lookup(dns, q, &t);
 	if (t->kind == DNS_SEC_FAIL)
-		say(why, whysize, "%s TXT lookup failed: %s", q, t->detail);
+		str_format(why, whysize, "%s TXT lookup failed: %s", q, t->detail);
 	else if (t->kind != DNS_SEC_DATA)
-		say(why, whysize, "no %s TXT record", q);
+		str_format(why, whysize, "no %s TXT record", q);
 	else if ((rc = mta_sts_txt_select(t->txt, t->n, id)) != 0)
-		say(why, whysize, "no single valid STSv1 record at %s", q);
+		str_format(why, whysize, "no single valid STSv1 record at %s", q);
 	dns_txt_result_free(&t);
 	return rc;
 }
@@ -174,11 +159,11 @@ fetch_policy(const struct mta_sts_env *env, const char *domain, const char *id,
 	if (st != MTA_STS_FETCH_OK) {
 		out->failure = st == MTA_STS_FETCH_TLS ? MTA_STS_FAIL_WEBPKI :
 		    MTA_STS_FAIL_FETCH;
-		say(out->detail, sizeof out->detail, "policy fetch failed: %s", why);
+		str_format(out->detail, sizeof out->detail, "policy fetch failed: %s", why);
 	} else if (mta_sts_policy_parse(body.data ? body.data : "", body.len,
 	    &fresh->policy, why, sizeof why) != 0) {
 		out->failure = MTA_STS_FAIL_INVALID;
-		say(out->detail, sizeof out->detail, "invalid policy: %s", why);
+		str_format(out->detail, sizeof out->detail, "invalid policy: %s", why);
 	} else {
 		fresh->have = 1;
 		str_copy(fresh->id, id, sizeof fresh->id);
@@ -202,7 +187,7 @@ mta_sts_cache_lookup(const struct mta_sts_env *env, const char *domain,
 	memset(out, 0, sizeof *out);
 	memset(&fresh, 0, sizeof fresh);
 	if (dns_name_normalize(domain, name, sizeof name) != 0) {
-		say(out->detail, sizeof out->detail, "invalid domain");
+		str_format(out->detail, sizeof out->detail, "invalid domain");
 		return;
 	}
 	valid = mta_sts_cache_get(env->store, name, &cached) == 0 &&
@@ -215,7 +200,7 @@ mta_sts_cache_lookup(const struct mta_sts_env *env, const char *domain,
 		if (env->store != NULL)
 			cache_put(env->store, name, &fresh);
 		fresh.fetch_tried = 1;
-		say(fresh.detail, sizeof fresh.detail, "policy %s fetched", id);
+		str_format(fresh.detail, sizeof fresh.detail, "policy %s fetched", id);
 		mta_sts_state_clear(&cached);
 		*out = fresh;
 		return;
@@ -224,7 +209,7 @@ mta_sts_cache_lookup(const struct mta_sts_env *env, const char *domain,
 		enum mta_sts_failure f = out->failure;
 		int tried = out->fetch_tried;
 		char detail[sizeof out->detail];
-		say(detail, sizeof detail, "cached policy %s%s%s", cached.id,
+		str_format(detail, sizeof detail, "cached policy %s%s%s", cached.id,
 		    out->detail[0] || why[0] ? " used; " : "",
 		    out->detail[0] ? out->detail : why);
 		*out = cached;
@@ -236,6 +221,6 @@ mta_sts_cache_lookup(const struct mta_sts_env *env, const char *domain,
 	}
 	mta_sts_state_clear(&cached);
 	if (out->detail[0] == '\0')
-		say(out->detail, sizeof out->detail, "no policy: %s",
+		str_format(out->detail, sizeof out->detail, "no policy: %s",
 		    why[0] ? why : "cached policy expired");
 }

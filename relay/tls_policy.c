@@ -24,20 +24,6 @@ struct tls_policy_ctx {
 	struct tls_dane *dane;
 };
 
-static void say(char *dst, size_t size, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-/* snprintf for diagnostics, where cutting a long text short is fine. */
-static void
-say(char *dst, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(dst, size, fmt, ap);
-	va_end(ap);
-}
-
 struct tls_policy_ctx *
 tls_policy_ctx_new(const struct tls_policy_config *cfg, char *err, size_t errsize)
 {
@@ -272,7 +258,7 @@ dane_hosts(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 	if (smx.state == DNS_SEC_BOGUS) {
 		dp->defer = 1;
 		dp->defer_rpt = TLS_RPT_DNSSEC_INVALID;
-		say(dp->defer_reason, sizeof dp->defer_reason, "DNSSEC: MX lookup of "
+		str_format(dp->defer_reason, sizeof dp->defer_reason, "DNSSEC: MX lookup of "
 		    "%s is bogus or unavailable: %s", dp->domain, smx.detail);
 		return;
 	}
@@ -281,8 +267,12 @@ dane_hosts(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 		int secure_name = smx.state == DNS_SEC_SECURE && (mx->implicit ?
 		    smx.kind == DNS_SEC_NODATA : dns_sec_mx_has(&smx, hp->host));
 
-		if (secure_name && dane_for_host(ctx, dp->domain, hp))
+		if (secure_name && dane_for_host(ctx, dp->domain, hp)) {
+			if (only && !hp->skip && hp->auth != TLS_AUTH_DANE)
+				host_skip(hp, TLS_RPT_DANE_REQUIRED, "no DANE for %s: no "
+				    "usable TLSA record", hp->host);
 			continue;
+		}
 		if (only) {
 			host_skip(hp, TLS_RPT_DANE_REQUIRED, "no DANE for %s: %s", hp->host,
 			    !secure_name ? "the MX lookup is not DNSSEC-secure" :
@@ -310,7 +300,7 @@ tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
 	if (dns_name_normalize(domain, dp->domain, sizeof dp->domain) != 0) {
 		dp->defer = 1;
 		dp->defer_rpt = TLS_RPT_VALIDATION_FAILURE;
-		say(dp->defer_reason, sizeof dp->defer_reason, "invalid domain");
+		str_format(dp->defer_reason, sizeof dp->defer_reason, "invalid domain");
 		return;
 	}
 	dp->configured = tls_policy_level(ctx, dp->domain, &entry);
@@ -390,6 +380,15 @@ chain_word(const struct tls_policy_ctx *ctx, const gnutls_datum_t *chain,
 	return TLS_VERDICT_UNTRUSTED;
 }
 
+/* hp's reference names as the array tls_dane and tls_verify take. */
+static size_t
+host_names(const struct tls_host_policy *hp, const char **names)
+{
+	for (size_t i = 0; i < hp->nnames; i++)
+		names[i] = hp->names[i];
+	return hp->nnames;
+}
+
 static void
 check_dane(const struct tls_policy_ctx *ctx, const struct tls_host_policy *hp,
     const gnutls_datum_t *chain, unsigned n, struct tls_check *out)
@@ -398,13 +397,11 @@ check_dane(const struct tls_policy_ctx *ctx, const struct tls_host_policy *hp,
 	enum tls_dane_result r;
 	char why[300];
 
-	for (size_t i = 0; i < hp->nnames; i++)
-		names[i] = hp->names[i];
 	r = tls_dane_check(ctx->dane, chain, n, hp->tlsa->rrs, hp->tlsa->n, names,
-	    hp->nnames, why, sizeof why);
+	    host_names(hp, names), why, sizeof why);
 	if (r == TLS_DANE_MATCH_EE || r == TLS_DANE_MATCH_TA) {
 		out->verdict = TLS_VERDICT_VERIFIED;
-		say(out->reason, sizeof out->reason, "%s (%s)", tls_dane_result_str(r),
+		str_format(out->reason, sizeof out->reason, "%s (%s)", tls_dane_result_str(r),
 		    hp->tlsa->qname);
 		return;
 	}
@@ -412,7 +409,7 @@ check_dane(const struct tls_policy_ctx *ctx, const struct tls_host_policy *hp,
 	out->verdict = chain_word(ctx, chain, n);
 	out->rpt = r == TLS_DANE_NO_CERT ? TLS_RPT_VALIDATION_FAILURE :
 	    TLS_RPT_TLSA_INVALID;
-	say(out->reason, sizeof out->reason, "DANE authentication of %s failed: %s",
+	str_format(out->reason, sizeof out->reason, "DANE authentication of %s failed: %s",
 	    hp->host, why);
 }
 
@@ -424,19 +421,17 @@ check_pkix(const struct tls_policy_ctx *ctx, const struct tls_host_policy *hp,
 	enum tls_cert c;
 	char why[300];
 
-	for (size_t i = 0; i < hp->nnames; i++)
-		names[i] = hp->names[i];
 	if (ctx->trust == NULL) {
 		c = n ? TLS_CERT_UNTRUSTED : TLS_CERT_NO_CERT;
 		str_copy(why, "no trust anchors", sizeof why);
 	} else {
-		c = tls_verify_chain(ctx->trust, chain, n, names, hp->nnames, why,
-		    sizeof why);
+		c = tls_verify_chain(ctx->trust, chain, n, names,
+		    host_names(hp, names), why, sizeof why);
 	}
 	switch (c) {
 	case TLS_CERT_OK:
 		out->verdict = TLS_VERDICT_VERIFIED;
-		say(out->reason, sizeof out->reason, "certificate verified for %s",
+		str_format(out->reason, sizeof out->reason, "certificate verified for %s",
 		    hp->names[0]);
 		return;
 	case TLS_CERT_NAME_MISMATCH:
@@ -457,7 +452,7 @@ check_pkix(const struct tls_policy_ctx *ctx, const struct tls_host_policy *hp,
 		break;
 	}
 	out->ok = 0;
-	say(out->reason, sizeof out->reason, "%s: %s: %s", hp->host, tls_cert_str(c),
+	str_format(out->reason, sizeof out->reason, "%s: %s: %s", hp->host, tls_cert_str(c),
 	    why);
 }
 
@@ -482,7 +477,7 @@ tls_policy_check_chain(const struct tls_policy_ctx *ctx,
 		check_pkix(ctx, hp, chain, n, out);
 		if (hp->sts_testing && out->ok && hp->sts_mismatch) {
 			out->rpt = TLS_RPT_VALIDATION_FAILURE;
-			say(out->reason, sizeof out->reason, "%s matches no mx pattern "
+			str_format(out->reason, sizeof out->reason, "%s matches no mx pattern "
 			    "of the MTA-STS policy", hp->host);
 		}
 		/* testing: the failure is reported, the mail goes (RFC 8461 5) */
@@ -504,12 +499,17 @@ tls_policy_check_session(const struct tls_policy_ctx *ctx,
 	gnutls_cipher_algorithm_t cipher = gnutls_cipher_get(s);
 	size_t bits = gnutls_cipher_get_key_size(cipher) * 8;
 	const char *suite = gnutls_ciphersuite_get(s);
+	const char *proto = gnutls_protocol_get_name(gnutls_protocol_get_version(s));
 
 	if (gnutls_certificate_type_get(s) != GNUTLS_CRT_X509)
 		n = 0;
 	tls_policy_check_chain(ctx, hp, chain, n, out);
-	say(out->desc, sizeof out->desc, "%s with cipher %s (%zu/%zu bits)",
-	    gnutls_protocol_get_name(gnutls_protocol_get_version(s)),
+	if (proto == NULL)
+		proto = "TLS";
+	/* Postfix's log words: "TLSv1.3" where GnuTLS says "TLS1.3". */
+	str_format(out->desc, sizeof out->desc, "%s%s with cipher %s (%zu/%zu bits)",
+	    strncmp(proto, "TLS1", 4) == 0 ? "TLSv" : "",
+	    strncmp(proto, "TLS1", 4) == 0 ? proto + 3 : proto,
 	    suite ? suite : gnutls_cipher_get_name(cipher), bits, bits);
 }
 
@@ -517,7 +517,7 @@ void
 tls_check_describe(const struct tls_check *c, const char *host, const char *addr,
     uint16_t port, char *out, size_t outsize)
 {
-	say(out, outsize, "%s TLS connection established to %s[%s]:%u: %s (%s)",
+	str_format(out, outsize, "%s TLS connection established to %s[%s]:%u: %s (%s)",
 	    tls_verdict_str(c->verdict), host, addr ? addr : "?", port,
 	    c->desc[0] ? c->desc : "TLS", c->via);
 }

@@ -49,7 +49,8 @@
  *    pattern and requires TLS verified against the system store and the
  *    MX host name; testing checks and reports the same but never blocks;
  *    without a policy they get may;
- *  - dane-only: as dane, but a host without usable DANE is skipped.
+ *  - dane-only: as dane, but a host without DANE authentication is
+ *    skipped (insecure, no TLSA records, or none usable).
  *
  * Errors: tls_policy_destination and tls_policy_check_session always
  * fill their results; reasons are texts for logs and DSNs. Nothing is

@@ -118,23 +118,27 @@ maybe_sync(struct tls_store *s, int force)
 		__atomic_store_n(&s->last_sync_ms, now, __ATOMIC_RELAXED);
 }
 
-int
-tls_store_put(struct tls_store *s, enum tls_store_db db, const void *key,
-    size_t klen, const void *val, size_t vlen, int sync)
+/* A write transaction, or -1 (logged). */
+static int
+wtxn_begin(struct tls_store *s, MDB_txn **txn_r)
 {
-	MDB_txn *txn;
-	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
-	int rc;
+	int rc = mdb_txn_begin(s->env, NULL, 0, txn_r);
 
-	if (s->rdonly || !key_ok(klen))
-		return -1;
-	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
+	if (rc != 0) {
 		store_warn("begin", rc);
 		return -1;
 	}
-	if ((rc = mdb_put(txn, s->dbi[db], &k, &v, 0)) != 0) {
+	return 0;
+}
+
+/* Commits txn unless rc (the last operation's result) is an error, then
+ * syncs as asked: 0, or -1 (logged, txn gone either way). */
+static int
+wtxn_end(struct tls_store *s, MDB_txn *txn, int rc, const char *what, int sync)
+{
+	if (rc != 0) {
 		mdb_txn_abort(txn);
-		store_warn("put", rc);
+		store_warn(what, rc);
 		return -1;
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0) {
@@ -143,6 +147,18 @@ tls_store_put(struct tls_store *s, enum tls_store_db db, const void *key,
 	}
 	maybe_sync(s, sync);
 	return 0;
+}
+
+int
+tls_store_put(struct tls_store *s, enum tls_store_db db, const void *key,
+    size_t klen, const void *val, size_t vlen, int sync)
+{
+	MDB_txn *txn;
+	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
+
+	if (s->rdonly || !key_ok(klen) || wtxn_begin(s, &txn) != 0)
+		return -1;
+	return wtxn_end(s, txn, mdb_put(txn, s->dbi[db], &k, &v, 0), "put", sync);
 }
 
 int
@@ -197,37 +213,21 @@ tls_store_add(struct tls_store *s, enum tls_store_db db, const void *key,
 	uint64_t cur = 0;
 	int rc;
 
-	if (s->rdonly || !key_ok(klen))
+	if (s->rdonly || !key_ok(klen) || wtxn_begin(s, &txn) != 0)
 		return -1;
-	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-		store_warn("begin", rc);
-		return -1;
-	}
 	rc = mdb_get(txn, s->dbi[db], &k, &v);
 	if (rc == 0 && tls_store_counter(v.mv_data, v.mv_size, &cur) != 0) {
 		log_warn("tls store: a counter of another form is replaced");
 		cur = 0;
 	} else if (rc != 0 && rc != MDB_NOTFOUND) {
-		mdb_txn_abort(txn);
-		store_warn("get", rc);
-		return -1;
+		return wtxn_end(s, txn, rc, "get", 0);
 	}
 	cur += n;
 	out[0] = 1;
 	for (int i = 0; i < 8; i++)
 		out[1 + i] = (uint8_t)(cur >> (56 - 8 * i));
 	v = (MDB_val){ sizeof out, out };
-	if ((rc = mdb_put(txn, s->dbi[db], &k, &v, 0)) != 0) {
-		mdb_txn_abort(txn);
-		store_warn("put", rc);
-		return -1;
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		store_warn("commit", rc);
-		return -1;
-	}
-	maybe_sync(s, 0);
-	return 0;
+	return wtxn_end(s, txn, mdb_put(txn, s->dbi[db], &k, &v, 0), "put", 0);
 }
 
 struct copied {
@@ -294,17 +294,10 @@ tls_store_delete_before(struct tls_store *s, enum tls_store_db db,
 	long n = 0;
 	int rc;
 
-	if (s->rdonly || klen == 0)
+	if (s->rdonly || klen == 0 || wtxn_begin(s, &txn) != 0)
 		return -1;
-	if ((rc = mdb_txn_begin(s->env, NULL, 0, &txn)) != 0) {
-		store_warn("begin", rc);
-		return -1;
-	}
-	if ((rc = mdb_cursor_open(txn, s->dbi[db], &cur)) != 0) {
-		mdb_txn_abort(txn);
-		store_warn("cursor", rc);
-		return -1;
-	}
+	if ((rc = mdb_cursor_open(txn, s->dbi[db], &cur)) != 0)
+		return wtxn_end(s, txn, rc, "cursor", 0);
 	/* Always from the first record: the cursor moves on deletion. */
 	while ((rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0) {
 		size_t m = k.mv_size < klen ? k.mv_size : klen;
@@ -316,15 +309,7 @@ tls_store_delete_before(struct tls_store *s, enum tls_store_db db,
 		n++;
 	}
 	mdb_cursor_close(cur);
-	if (rc != 0 && rc != MDB_NOTFOUND) {
-		mdb_txn_abort(txn);
-		store_warn("delete", rc);
+	if (wtxn_end(s, txn, rc == MDB_NOTFOUND ? 0 : rc, "delete", 1) != 0)
 		return -1;
-	}
-	if ((rc = mdb_txn_commit(txn)) != 0) {
-		store_warn("commit", rc);
-		return -1;
-	}
-	maybe_sync(s, 1);
 	return n;
 }

@@ -198,6 +198,19 @@ list_verify(gnutls_x509_trust_list_t list, gnutls_x509_crt_t *crts, unsigned n,
 	return TLS_CERT_OK;
 }
 
+/* The checks before any verification: -1 to go on, or the result. */
+static int
+chain_precheck(const gnutls_datum_t *chain, unsigned n, char *why, size_t whysize)
+{
+	if (whysize > 0)
+		why[0] = '\0';
+	if (chain == NULL || n == 0) {
+		snprintf(why, whysize, "no certificate");
+		return TLS_CERT_NO_CERT;
+	}
+	return -1;
+}
+
 enum tls_cert
 tls_verify_chain(const struct tls_trust *t, const gnutls_datum_t *chain,
     unsigned n, const char *const *names, size_t nnames, char *why,
@@ -205,13 +218,10 @@ tls_verify_chain(const struct tls_trust *t, const gnutls_datum_t *chain,
 {
 	gnutls_x509_crt_t crts[TLS_VERIFY_MAX_CHAIN];
 	enum tls_cert r;
+	int pre = chain_precheck(chain, n, why, whysize);
 
-	if (whysize > 0)
-		why[0] = '\0';
-	if (chain == NULL || n == 0) {
-		snprintf(why, whysize, "no certificate");
-		return TLS_CERT_NO_CERT;
-	}
+	if (pre >= 0)
+		return (enum tls_cert)pre;
 	if (n > TLS_VERIFY_MAX_CHAIN)
 		n = TLS_VERIFY_MAX_CHAIN;
 	if (chain_import(chain, n, crts) < 0) {
@@ -230,13 +240,10 @@ tls_verify_chain_to(const gnutls_datum_t *chain, unsigned n, unsigned anchor,
 	gnutls_x509_crt_t crts[TLS_VERIFY_MAX_CHAIN], ta;
 	gnutls_x509_trust_list_t list;
 	enum tls_cert r;
+	int pre = chain_precheck(chain, n, why, whysize);
 
-	if (whysize > 0)
-		why[0] = '\0';
-	if (chain == NULL || n == 0) {
-		snprintf(why, whysize, "no certificate");
-		return TLS_CERT_NO_CERT;
-	}
+	if (pre >= 0)
+		return (enum tls_cert)pre;
 	if (anchor == 0 || anchor >= n || anchor >= TLS_VERIFY_MAX_CHAIN) {
 		snprintf(why, whysize, "no trust anchor in the chain");
 		return TLS_CERT_UNTRUSTED;

@@ -5,6 +5,7 @@ STARTTLS and certificates from a certtool CA, with TLSA records served by
 the DNSSEC lab (nsd + a validating unbound)."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +17,13 @@ from peers import Peer
 from pki import Pki
 
 PROBE = os.environ.get("TLS_PROBE_BIN", "")
+
+
+def private_netns():
+    """Inside tests/run_integration.sh's own network namespace, as root:
+    port 53 is ours, and a mount namespace can give tools a resolv.conf."""
+    return os.environ.get("MS_IN_NETNS") == "1" and os.geteuid() == 0 and \
+        shutil.which("unshare") is not None
 
 
 def run_probe(*args):
@@ -99,7 +107,8 @@ class DaneTest(unittest.TestCase):
             "@ MX 10 mx", "mx A 127.0.0.9", "%s.mx TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
         ], broken=[("%s.mx" % tl, "TLSA")])
         try:
-            cls.lab = lab.start()
+            # port 53 lets posttls-finger use the lab through resolv.conf
+            cls.lab = lab.start(port=53 if private_netns() else None)
         except Exception:
             for p in cls.peers.values():
                 p.stop()
@@ -149,7 +158,7 @@ class DaneTest(unittest.TestCase):
         self.assertEqual((att["verdict"], att["ok"], att["rpt"]), ("Verified", "1", "success"))
         self.assertIn("DANE-EE match", att["reason"])
         self.assertRegex(out, r"log Verified TLS connection established to "
-                         r"mx-ee\.dane\.test\[127\.0\.0\.2\]:%d: TLS1\.[23] with cipher .* \(dane\)"
+                         r"mx-ee\.dane\.test\[127\.0\.0\.2\]:%d: TLSv1\.[23] with cipher .* \(dane\)"
                          % self.port)
         self.assert_delivered(out, "mx-ee.dane.test")
         self.assertEqual(self.messages("127.0.0.2"), before + 1)
@@ -341,6 +350,35 @@ class DaneTest(unittest.TestCase):
         self.assertIn("03 01 01 " + ee.tlsa(3, 1, 1).split()[3], r.stdout)
         head = run_probe("tlsa", self.dns, "mx-ee.dane.test", self.port)
         self.assertIn("rr " + ee.tlsa(3, 1, 1), head)
+
+    @unittest.skipUnless(private_netns() and shutil.which("posttls-finger"),
+                         "needs the private network namespace and posttls-finger")
+    def test_cross_check_posttls_finger(self):
+        # Postfix's DANE client (AD bit from the resolver in resolv.conf,
+        # as ours) judges each MX host as we do.
+        d = tempfile.mkdtemp(prefix="ms-ptf-")
+        self.addCleanup(shutil.rmtree, d, True)
+        with open(os.path.join(d, "resolv.conf"), "w") as f:
+            f.write("nameserver 127.0.0.1\n")
+        with open(os.path.join(d, "main.cf"), "w") as f:
+            f.write("compatibility_level = 3.6\nsmtp_dns_support_level = dnssec\n")
+        for domain, host, theirs in (("ee.dane.test", "mx-ee", "Matched DANE EE"),
+                                     ("ta.dane.test", "mx-ta", "Matched DANE TA"),
+                                     ("bad.dane.test", "mx-bad", "no matching DANE TLSA"),
+                                     ("insecure.test", "mx", None)):
+            name = host + "." + domain.split(".", 1)[1] if host != "mx" else "mx." + domain
+            r = subprocess.run(
+                ["unshare", "--mount", "sh", "-c",
+                 'mount --bind "$0/resolv.conf" /etc/resolv.conf && MAIL_CONFIG="$0" '
+                 'exec posttls-finger -c -l dane "[$1]:$2"', d, name, str(self.port)],
+                capture_output=True, text=True, timeout=60 * SLOW)
+            m = re.search(r"(\w+) TLS connection established to %s" % re.escape(name),
+                          r.stdout + r.stderr)
+            self.assertIsNotNone(m, r.stdout + r.stderr)
+            ours = lines(self.deliver(domain), "attempt")[0]["verdict"]
+            self.assertEqual(m.group(1), ours, (domain, r.stdout, r.stderr))
+            if theirs:
+                self.assertIn(theirs, r.stdout + r.stderr)
 
 
 if __name__ == "__main__":

@@ -19,80 +19,7 @@
 #include "dns/dns.h"
 #include "dns/dns_internal.h"
 #include "lib/util.h"
-
-#define F_AD 1
-#define F_TC 2
-
-static uint8_t *
-build_pkt(const char *qname, uint16_t qtype, int rcode, int flags,
-    const char *const *ans, size_t *len_r)
-{
-	ldns_pkt *p = ldns_pkt_new();
-	ldns_rr *rr;
-	uint8_t *w = NULL;
-	char qs[600];
-	char *ts = ldns_rr_type2str((ldns_rr_type)qtype);
-
-	ldns_pkt_set_id(p, 7);
-	ldns_pkt_set_qr(p, true);
-	ldns_pkt_set_ad(p, (flags & F_AD) != 0);
-	ldns_pkt_set_tc(p, (flags & F_TC) != 0);
-	ldns_pkt_set_rcode(p, (uint8_t)rcode);
-	snprintf(qs, sizeof qs, "%s. IN %s", qname, ts);
-	free(ts);
-	if (ldns_rr_new_question_frm_str(&rr, qs, NULL, NULL) != LDNS_STATUS_OK)
-		abort();
-	ldns_pkt_push_rr(p, LDNS_SECTION_QUESTION, rr);
-	for (size_t i = 0; ans && ans[i]; i++) {
-		if (ldns_rr_new_frm_str(&rr, ans[i], 300, NULL, NULL) != LDNS_STATUS_OK) {
-			fprintf(stderr, "bad test RR: %s\n", ans[i]);
-			abort();
-		}
-		ldns_pkt_push_rr(p, LDNS_SECTION_ANSWER, rr);
-	}
-	if (ldns_pkt2wire(&w, p, len_r) != LDNS_STATUS_OK)
-		abort();
-	ldns_pkt_free(p);
-	return w;
-}
-
-#define L(...) ((const char *const[]){ __VA_ARGS__, NULL })
-#define NO_ANSWER (-1)
-
-struct canned {
-	const char *name;
-	uint16_t type;		/* 0: any */
-	int rcode;		/* or NO_ANSWER */
-	int flags;
-	const char *const *ans;
-};
-
-struct world {
-	const struct canned *tab;
-	size_t n;
-	unsigned queries;
-};
-
-static int
-canned_transport(void *ctx, const char *qname, uint16_t qtype, int64_t deadline,
-    uint8_t **wire_r, size_t *len_r)
-{
-	struct world *w = ctx;
-
-	(void)deadline;
-	w->queries++;
-	for (size_t i = 0; i < w->n; i++) {
-		const struct canned *c = &w->tab[i];
-		if (strcasecmp(c->name, qname) == 0 && (c->type == 0 || c->type == qtype)) {
-			if (c->rcode == NO_ANSWER)
-				return -1;
-			*wire_r = build_pkt(qname, qtype, c->rcode, c->flags, c->ans, len_r);
-			return 0;
-		}
-	}
-	*wire_r = build_pkt(qname, qtype, LDNS_RCODE_NXDOMAIN, F_AD, NULL, len_r);
-	return 0;
-}
+#include "tests/unit/dns_canned.h"
 
 static const char TLSA_311[] = "_25._tcp.mx.secure.test. IN TLSA 3 1 1 "
     "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -145,7 +72,7 @@ static const struct canned world_tab[] = {
 };
 
 static struct dns_sec *
-world_sec(struct world *w, int trusted)
+world_sec(struct canned_world *w, int trusted)
 {
 	memset(w, 0, sizeof *w);
 	w->tab = world_tab;
@@ -234,7 +161,7 @@ test_cname_loop(void)
 static void
 test_tlsa(void)
 {
-	struct world w;
+	struct canned_world w;
 	struct dns_sec *s = world_sec(&w, 1);
 	struct dns_tlsa_result *r;
 
@@ -292,7 +219,7 @@ test_tlsa(void)
 static void
 test_untrusted_path(void)
 {
-	struct world w;
+	struct canned_world w;
 	struct dns_sec *s = world_sec(&w, 0);
 	struct dns_tlsa_result *r;
 	struct dns_sec_mx mx;
@@ -309,7 +236,7 @@ test_untrusted_path(void)
 static void
 test_mx(void)
 {
-	struct world w;
+	struct canned_world w;
 	struct dns_sec *s = world_sec(&w, 1);
 	struct dns_sec_mx mx;
 
@@ -335,7 +262,7 @@ test_mx(void)
 static void
 test_host(void)
 {
-	struct world w;
+	struct canned_world w;
 	struct dns_sec *s = world_sec(&w, 1);
 	struct dns_sec_host h;
 
@@ -366,7 +293,7 @@ test_host(void)
 static void
 test_txt(void)
 {
-	struct world w;
+	struct canned_world w;
 	struct dns_sec *s = world_sec(&w, 1);
 	struct dns_txt_result *r;
 

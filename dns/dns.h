@@ -185,7 +185,7 @@ const char *dns_status_dsn(int status);
  */
 int dns_name_normalize(const char *name, char *out, size_t outsize);
 
-/* ---- DNSSEC-aware lookups (dnssec.c, tlsa.c, txt.c) ----
+/* ---- DNSSEC-aware lookups (dnssec.c; TLSA and TXT in tlsa.c) ----
  *
  * DANE (RFC 7672) and the TLS policy lookups need to know whether an
  * answer was DNSSEC-validated. mailserver does not validate itself: it
@@ -263,7 +263,8 @@ struct dns_tlsa_result {
  * TLSA records of host (a normalized-able host name) at TCP port (RFC
  * 6698 3: _PORT._tcp.HOST), CNAMEs followed (RFC 7671 7). Always sets
  * *res_r (free with dns_tlsa_result_free) and returns its kind. A record
- * with empty association data is kept (len 0: unusable). The state is DNS_SEC_SECURE only when every packet of the chain had AD.
+ * with empty association data is kept (len 0: unusable). The state is
+ * DNS_SEC_SECURE only when every packet of the chain had AD.
  */
 int dns_tlsa_lookup(struct dns_sec *s, const char *host, uint16_t port,
     struct dns_tlsa_result **res_r);

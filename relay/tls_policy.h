@@ -9,13 +9,16 @@
  *
  * Where the client calls it, per delivery to a destination domain:
  *  1. after dns_mx_lookup gave the MX hosts (DNS_OK), before the first
- *     connection: tls_policy_destination(ctx, domain, mx, &dp). One
+ *     connection: tls_policy_destination(ctx, domain, mx, now, &dp). One
  *     struct tls_host_policy per MX host, in the order of mx->hosts[]
  *     (for an implicit MX, the domain itself). If dp->defer is set,
  *     nothing may be sent to any host: defer every recipient with
  *     dp->defer_reason (4.7.5). Hosts with skip set are not connected to
  *     (record skip_rpt with tls_policy_report). If every host is skipped,
  *     defer (4.7.5). Addresses and their order stay dns_mx_lookup's.
+ *     When dp->sts.failure is set (the domain's MTA-STS policy could not
+ *     be fetched), record its result type once
+ *     (mta_sts_failure_result_type) for host 0.
  *  2. on each connection to host i, after EHLO: hp->level says what to do
  *     with STARTTLS: TLS_LEVEL_NONE never; TLS_LEVEL_MAY if offered;
  *     otherwise (hp->tls_required) STARTTLS must be offered and succeed,
@@ -46,8 +49,9 @@
  *    destination; a bogus address or TLSA answer skips that host (never
  *    a plaintext fallback). Hosts without DANE use the domain's MTA-STS
  *    policy when it has one: enforce skips hosts that match no mx
- *    pattern and requires TLS verified against the system store and the
- *    MX host name; testing checks and reports the same but never blocks;
+ *    pattern and requires TLS verified against the trust anchors (system
+ *    store or ca_file) and the MX host name; testing checks and reports
+ *    the same but never blocks;
  *    without a policy they get may;
  *  - dane-only: as dane, but a host without DANE authentication is
  *    skipped (insecure, no TLSA records, or none usable).
@@ -133,7 +137,8 @@ struct tls_dest_policy {
 struct tls_policy_ctx;
 
 /*
- * A context for cfg (copied; what it points at is borrowed). NULL with
+ * A context for cfg (copied; what it points at is borrowed), made on the
+ * main thread after mta_sts_fetch_global_init (libcurl). NULL with
  * err filled when ca_file cannot be read or GnuTLS's DANE state cannot be
  * made. A missing system trust store is not an error (verify and MTA-STS
  * checks then fail, logged once here at warn).

@@ -102,5 +102,6 @@ bench: all
 clean:
 	rm -rf build mailserver mailctl
 
--include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d \
-	$(BUILD)/tests/integration/tls_probe.d
+-include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d
+-include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(FUZZ_SRCS:%.c=$(BUILD)/%.d) $(BUILD)/tests/fuzz/driver.d
+-include $(BUILD)/tests/integration/tls_probe.d

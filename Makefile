@@ -6,7 +6,7 @@ SANITIZE ?=
 WARN = -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) -pthread -D_GNU_SOURCE -I. -MMD -MP
-LDLIBS = -lgnutls -lldns -llmdb -lcrypt -lpsl -pthread
+LDLIBS = -lgnutls -lgnutls-dane -lcurl -lldns -llmdb -lcrypt -lpsl -pthread
 
 ifeq ($(SANITIZE),address)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -85,6 +85,7 @@ integration: all $(BUILD)/tests/test_dns_live $(TOOL_BINS)
 	@MAILSERVER_BIN=$(abspath $(BUILD)/mailserver) MAILCTL_BIN=$(abspath $(BUILD)/mailctl) \
 		AUTHTOOL_BIN=$(abspath $(BUILD)/tools/authtool) \
 		DNS_LIVE_BIN=$(abspath $(BUILD)/tests/test_dns_live) \
+		TLS_PROBE_BIN=$(abspath $(BUILD)/tools/tls_probe) \
 		SANITIZE=$(SANITIZE) bash tests/run_integration.sh
 
 test: deps
@@ -106,3 +107,4 @@ clean:
 
 -include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d
 -include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(FUZZ_SRCS:%.c=$(BUILD)/%.d) $(BUILD)/tests/fuzz/driver.d
+-include $(BUILD)/tests/integration/tls_probe.d

@@ -870,6 +870,7 @@ static const struct config_key config_keys[] = {
 	{ "relay_attempt_timeout", key_duration, OFF(relay_attempt_timeout), 1, DAY, 0 },
 	{ "dns_timeout", key_duration, OFF(dns_timeout), 1, MINUTE, 0 },
 	{ "dns_attempts", key_unsigned, OFF(dns_attempts), 1, 10, 0 },
+	{ "queue_map_max", key_size, OFF(queue_map_max), MIB, TIB, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1002,6 +1003,7 @@ config_set_defaults(struct config *cfg)
 	cfg->relay_attempt_timeout = 30 * MINUTE;
 	cfg->dns_timeout = 2;
 	cfg->dns_attempts = 2;
+	cfg->queue_map_max = (size_t)(64 * GIB);
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and

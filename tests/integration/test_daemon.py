@@ -213,7 +213,7 @@ class DurabilityTest(unittest.TestCase):
 
     def test_full_queue_answers_452_and_recovers(self):
         # held mail (its destination refuses connections) fills the map
-        srv = Server("queue_map_size = 1M\nmax_message_size = 2M\n"
+        srv = Server("queue_map_size = 1M\nqueue_map_max = 1M\nmax_message_size = 2M\n"
                      "routes = hold.test=[127.0.0.1]:9\nretry_min = 1h\nretry_max = 2h\n")
         try:
             srv.start()

@@ -126,7 +126,9 @@ class DeliveryTest(unittest.TestCase):
         parts = list(msg.iter_parts())
         self.assertEqual(parts[1].get_content_type(), "message/delivery-status")
         report = parts[1].as_string()
-        self.assertIn("Final-Recipient: rfc822; broken@localhost", report)
+        # the alias's target failed: it is named, and the alias with it
+        self.assertIn("Final-Recipient: rfc822; ghost@localhost", report)
+        self.assertIn("Original-Recipient: rfc822;broken@localhost", report)
         self.assertIn("Action: failed", report)
         self.assertIn("Status: 5.1.1", report)
         self.assertIn("X-Mailserver-Queue-ID: " + qid, report)

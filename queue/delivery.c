@@ -215,15 +215,19 @@ report_prepare(struct job_ctx *jc)
 		const struct queue_rcpt *r = o->r;
 
 		o->state = r->state;
-		str_copy(o->dsn, r->status[0] ? r->status : "4.0.0", sizeof o->dsn);
-		str_copy(o->diag, r->diag, sizeof o->diag);
+		str_copy(o->dsn, r->status[0] ? r->status : "4.4.7", sizeof o->dsn);
+		str_copy(o->diag, r->diag[0] ? r->diag : "not delivered",
+		    sizeof o->diag);
 		str_copy(o->relay, "none", sizeof o->relay);
 		if (r->remote_mta != NULL)
 			str_copy(o->remote_mta, r->remote_mta, sizeof o->remote_mta);
-		if (RCPT_IS_FINAL(r->state))
+		if (RCPT_IS_FINAL(r->state)) {
 			o->report_only = 1;
-		else
-			o->fact = 1;	/* expired: bounced below, untried */
+		} else {
+			/* Expired: bounced (job_decide) without another try. */
+			o->fact = 1;
+			o->state = RCPT_DEFERRED;
+		}
 	}
 }
 

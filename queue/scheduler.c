@@ -46,6 +46,8 @@ struct sched_dq;
 /* A (message, destination) waiting for a slot of the destination. */
 struct sched_wait {
 	queue_id_t id;
+	int64_t expires;		/* unix s: then it bounces, waiting or
+					 * not; 0 = never */
 	struct sched_dq *q;		/* its destination's queue */
 	struct sched_wait *next;	/* in its hash chain, by (id, dest) */
 	struct sched_wait *qnext;	/* in its destination's queue */
@@ -184,7 +186,8 @@ sched_is_waiting(struct scheduler *s, queue_id_t id, const char *dest)
 
 /* Parks (id, dest) until dest has a free slot. Locked. */
 static void
-sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest)
+sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest,
+    int64_t expires)
 {
 	struct sched_wait *w;
 	struct sched_dq *q;
@@ -201,6 +204,7 @@ sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest)
 	}
 	w = xcalloc(1, sizeof *w);
 	w->id = id;
+	w->expires = expires;
 	w->q = q;
 	w->next = s->waiting[h];
 	s->waiting[h] = w;
@@ -211,30 +215,46 @@ sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest)
 	q->tail = w;
 }
 
+/* Unlinks w (prev: its predecessor in its queue, or NULL) and frees it,
+ * with its queue when that is empty. Locked. */
+static void
+sched_unwait(struct scheduler *s, struct sched_wait *w, struct sched_wait *prev)
+{
+	struct sched_dq *q = w->q, **qp;
+	struct sched_wait **wp;
+
+	if (prev != NULL)
+		prev->qnext = w->qnext;
+	else
+		q->head = w->qnext;
+	if (q->tail == w)
+		q->tail = prev;
+	for (wp = &s->waiting[sched_hash(w->id, q->dest)]; *wp != w;
+	    wp = &(*wp)->next)
+		;
+	*wp = w->next;
+	free(w);
+	if (q->head == NULL) {
+		for (qp = &s->queues[sched_hash(0, q->dest)]; *qp != q;
+		    qp = &(*qp)->next)
+			;
+		*qp = q->next;
+		free(q);
+	}
+}
+
 /* Takes the oldest message waiting for dest off its queue: its id, or 0.
  * Locked. */
 static queue_id_t
 sched_pop_waiting(struct scheduler *s, const char *dest)
 {
-	struct sched_dq *q = sched_dq_find(s, dest), **qp;
-	struct sched_wait *w, **wp;
+	struct sched_dq *q = sched_dq_find(s, dest);
 	queue_id_t id;
 
 	if (q == NULL)
 		return 0;
-	w = q->head;
-	q->head = w->qnext;
-	for (wp = &s->waiting[sched_hash(w->id, dest)]; *wp != w; wp = &(*wp)->next)
-		;
-	*wp = w->next;
-	id = w->id;
-	free(w);
-	if (q->head == NULL) {
-		for (qp = &s->queues[sched_hash(0, dest)]; *qp != q; qp = &(*qp)->next)
-			;
-		*qp = q->next;
-		free(q);
-	}
+	id = q->head->id;
+	sched_unwait(s, q->head, NULL);
 	return id;
 }
 
@@ -372,7 +392,8 @@ sched_plan_message(struct scheduler *s, queue_id_t id, int64_t now)
 		    sched_is_waiting(s, id, dest)) {
 			/* busy: the next pass after its job ends */
 		} else if (sched_count_get(s, 0, dest) >= sched_limit(s)) {
-			sched_add_waiting(s, id, dest);
+			sched_add_waiting(s, id, dest, lifetime > 0 ?
+			    msg.env.arrival + (int64_t)lifetime : 0);
 		} else {
 			sched_queue_job(s, id, dest, 0, rc + i, j - i);
 		}
@@ -411,16 +432,48 @@ sched_take_up_waiting(struct scheduler *s)
 	}
 }
 
-/* Every destination with waiting messages and a free slot gets a retry
- * (a free slot that no job end reported: a raised limit, a job that was
- * never handed out). Locked. */
+/*
+ * The full pass over the waiting: every destination with waiting messages
+ * and a free slot gets a retry (a free slot that no job end reported: a
+ * raised limit, a job that was never handed out); a waiting message past
+ * its expiry stops waiting and is planned now, so that it bounces though
+ * its destination stays busy. Locked on entry and exit.
+ */
 static void
 sched_check_waiting(struct scheduler *s)
 {
-	for (size_t b = 0; b < SCHED_BUCKETS; b++)
-		for (struct sched_dq *q = s->queues[b]; q; q = q->next)
+	int64_t now = time(NULL);
+	queue_id_t *expired = NULL;
+	size_t nexp = 0, cap = 0;
+
+	for (size_t b = 0; b < SCHED_BUCKETS; b++) {
+		for (struct sched_dq *q = s->queues[b], *qn; q; q = qn) {
+			struct sched_wait *w, *prev = NULL, *wn;
+
+			qn = q->next;	/* q goes when its last entry goes */
 			if (sched_count_get(s, 0, q->dest) < sched_limit(s))
 				sched_add_retry(s, q->dest);
+			for (w = q->head; w; w = wn) {
+				wn = w->qnext;
+				if (w->expires == 0 || now < w->expires) {
+					prev = w;
+					continue;
+				}
+				if (nexp == cap) {
+					cap = cap ? cap * 2 : 16;
+					expired = xrealloc(expired, cap * sizeof *expired);
+				}
+				expired[nexp++] = w->id;
+				sched_unwait(s, w, prev);
+			}
+		}
+	}
+	for (size_t i = 0; i < nexp && !s->stopping; i++) {
+		pthread_mutex_unlock(&s->lock);
+		sched_plan_message(s, expired[i], now);
+		pthread_mutex_lock(&s->lock);
+	}
+	free(expired);
 }
 
 /*

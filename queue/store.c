@@ -400,7 +400,7 @@ store_room(struct store_wtxn *t, uint64_t need)
 	struct queue_store *s = t->s;
 	struct statvfs vs;
 	struct stat fst;
-	uint64_t pages, used, in_file_free = 0, grow, keep;
+	uint64_t pages, used, in_file_free = 0, beyond;
 	int fd, st;
 
 	if (t->dead)
@@ -415,16 +415,17 @@ store_room(struct store_wtxn *t, uint64_t need)
 	if (s->dir == NULL || statvfs(s->dir, &vs) != 0 ||
 	    mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &fst) != 0)
 		return STORE_OK;
+	/* Free pages inside the file, blocks allocated past its end and the
+	 * free space of the file system together must hold the message and
+	 * still the reserve. */
 	if ((uint64_t)fst.st_size > used)
 		in_file_free = (uint64_t)fst.st_size - used;
-	grow = need > in_file_free ? need - in_file_free : 0;
-	/* What the disk reserve lacks must stay free for it. */
 	pthread_mutex_lock(&s->space_lock);
-	keep = s->reserved_to > fst.st_size ?
+	beyond = s->reserved_to > fst.st_size ?
 	    (uint64_t)(s->reserved_to - fst.st_size) : 0;
 	pthread_mutex_unlock(&s->space_lock);
-	keep = keep < s->disk_reserve ? s->disk_reserve - keep : 0;
-	if ((uint64_t)vs.f_bavail * vs.f_frsize < grow + keep + 65536) {
+	if (in_file_free + beyond + (uint64_t)vs.f_bavail * vs.f_frsize <
+	    need + s->disk_reserve) {
 		log_full(s, "new mail refused",
 		    "the file system under queue_dir is full");
 		return STORE_FULL;

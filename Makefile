@@ -74,9 +74,15 @@ unit: $(UNIT_BINS)
 fuzz-regress: $(FUZZ_BINS)
 	@bash tests/run_fuzz_regress.sh $(FUZZ_BINS)
 
-integration: all $(BUILD)/tests/test_dns_live
+# Faults injected with LD_PRELOAD into test servers (never into ./mailserver).
+$(BUILD)/tests/libmsfault.so: tests/fault/msfault.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -shared -fPIC -o $@ $< -ldl
+
+integration: all $(BUILD)/tests/test_dns_live $(BUILD)/tests/libmsfault.so
 	@MAILSERVER_BIN=$(abspath $(BUILD)/mailserver) MAILCTL_BIN=$(abspath $(BUILD)/mailctl) \
 		DNS_LIVE_BIN=$(abspath $(BUILD)/tests/test_dns_live) \
+		MSFAULT_LIB=$(abspath $(BUILD)/tests/libmsfault.so) \
 		SANITIZE=$(SANITIZE) bash tests/run_integration.sh
 
 test: deps

@@ -465,25 +465,32 @@ batch_finish(struct committer *c, struct batch *b, int committed)
 		c->held_retry_at = time_mono_ms() + COMMIT_HELD_RETRY_MS;
 }
 
+/* Once the store reports MDB_PANIC (on any thread), the panic hook. */
+static void
+check_panic(struct committer *c)
+{
+	void (*panic)(void *);
+	void *panic_arg;
+
+	if (!store_panicked(c->store))
+		return;
+	pthread_mutex_lock(&c->lock);
+	panic = c->panic;
+	panic_arg = c->panic_arg;
+	c->panic = NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (panic != NULL)
+		panic(panic_arg);
+}
+
 static void
 batch_run(struct committer *c, struct batch *b)
 {
 	int committed = batch_commit(c, b);
-	void (*panic)(void *) = NULL;
-	void *panic_arg = NULL;
 
 	if (b->rejected > 0)	/* not folded: the next commit */
 		atomic_fetch_add(&committer_rejected_pending, b->rejected);
 	batch_finish(c, b, committed);
-	if (store_panicked(c->store)) {
-		pthread_mutex_lock(&c->lock);
-		panic = c->panic;
-		panic_arg = c->panic_arg;
-		c->panic = NULL;
-		pthread_mutex_unlock(&c->lock);
-		if (panic != NULL)
-			panic(panic_arg);
-	}
 }
 
 /* ---- the thread ---- */
@@ -621,6 +628,7 @@ committer_main(void *arg)
 			last_work = time_mono_ms();
 		}
 		batch_clear(&b);
+		check_panic(c);
 		pthread_mutex_lock(&c->lock);
 		c->stats.facts_waiting = c->nheld;
 		if (last && committer_idle(c) && c->nheld == 0) {

@@ -17,7 +17,7 @@ import subprocess
 import time
 import unittest
 
-from faults import DnsFault, Tmpfs
+from faults import DnsFault, Tmpfs, fault_env, fault_lib
 from harness import (DnsServer, Server, free_port, greet, send_message as send,
                      wait_for, SLOW, MAILSERVER)
 from peers import Peer
@@ -481,6 +481,63 @@ class CorruptRecordFaultTest(unittest.TestCase):
         q = {m["id"]: m for m in srv.queue_json()["messages"]}
         self.assertEqual([r["address"] for r in q[qid]["recipients"]
                           if r["state"] != "bounced"], ["x@hold.test"])
+        self.assertEqual(srv.stop(), 0)
+
+
+@unittest.skipUnless(fault_lib(), "needs tests/fault/msfault.c built (MSFAULT_LIB)")
+class InProcessFaultTest(unittest.TestCase):
+    """Faults injected into the server (tests/fault/msfault.c)."""
+
+    def test_waits_use_the_monotonic_clock(self):
+        # The wall clock reads a day ahead of the kernel's: a wait for an
+        # absolute wall-clock time would last a day. mailctl's flush is
+        # seen only by the scheduler's once-a-second look (no signal).
+        port = free_port("127.0.0.10")
+        srv = Server("routes = remote.test=[127.0.0.10]:%d\nretry_min = 1h\n"
+                     "retry_max = 2h\n" % port)
+        self.addCleanup(srv.cleanup)
+        srv.start(env=fault_env(MSFAULT_REALTIME_OFFSET="86400"))
+        qid = send(srv.port, "a@localhost", "r@remote.test", b"Subject: c\r\n\r\nx\r\n")
+        wait_for(lambda: rcpt_states(srv, qid).get("r@remote.test", {}).get("state") ==
+                 "deferred", 20, "the deferral")
+        peer = Peer("127.0.0.10", port).start()
+        self.addCleanup(peer.stop)
+        srv.mailctl("flush")
+        peer.wait_messages(1, timeout=10 * SLOW)
+        self.assertEqual(srv.stop(), 0)
+
+    def test_broken_environment_exits_1(self):
+        # After two commits the disk fails under a meta page write: LMDB
+        # marks the environment broken (MDB_PANIC). The server logs it
+        # and exits 1 (a supervisor restarts it) instead of answering 451
+        # for ever; what it acknowledged is there after the restart.
+        srv = Server("routes = hold.test=[127.0.0.1]:9\nretry_min = 1h\nretry_max = 2h\n")
+        self.addCleanup(srv.cleanup)
+        srv.start(env=fault_env(MSFAULT_META_FAIL_AFTER="3"))
+        acked, refused = [], 0
+        for i in range(20):
+            try:
+                code, text = send_code(srv.port, "a@localhost", ["h@hold.test"],
+                                       b"Subject: p%d\r\n\r\nx\r\n" % i)
+            except (OSError, EOFError, AssertionError):
+                break
+            if code == 250:
+                acked.append(text.split()[-1])
+            else:
+                refused += 1
+            if srv.proc.poll() is not None:
+                break
+        code = srv.proc.wait(timeout=20 * SLOW)
+        self.assertEqual(code, 1)
+        self.assertLessEqual(refused, 5)        # no spinning on 451
+        self.assertIn("MDB_PANIC", srv.logtext())
+        self.assertIn("exiting with status 1", srv.logtext())
+        srv.proc.stdout.close()
+        srv.proc.stderr.close()
+        srv.proc = None
+        self.assertGreaterEqual(len(acked), 1)
+        srv.start()
+        self.assertEqual(set(acked) - srv.known_ids(), set())
         self.assertEqual(srv.stop(), 0)
 
 

@@ -914,6 +914,7 @@ static const struct config_key config_keys[] = {
 	{ "auth_fail_limit", key_unsigned, OFF(auth_fail_limit), 0, 100000, 0 },
 	{ "auth_block_time", key_duration, OFF(auth_block_time), 0, DAY, 0 },
 	{ "auth_any_sender", key_auth_any_sender, 0, 0, 0, KEY_EMPTY_OK },
+	{ "queue_map_max", key_size, OFF(queue_map_max), MIB, TIB, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1049,6 +1050,7 @@ config_set_defaults(struct config *cfg)
 	cfg->auth_fail_delay = 1;
 	cfg->auth_fail_limit = 10;
 	cfg->auth_block_time = 10 * MINUTE;
+	cfg->queue_map_max = (size_t)(64 * GIB);
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and

@@ -110,6 +110,13 @@ struct config {
 	unsigned auth_block_time;	/* how long: 10m */
 	char **auth_any_sender;		/* accounts that may send as anyone: none */
 	size_t nauth_any_sender;
+	size_t min_data_rate;		/* bytes/s a message averages after
+					 * data_timeout: 1K (0 = off) */
+	unsigned max_junk_commands;	/* NOOP, RSET... without mail: 100 */
+	unsigned max_unknown_recipients; /* refused RCPTs before 421: 20 */
+	char *tls_priority;		/* GnuTLS priority string; NULL: tls.h default */
+	unsigned client_dns_timeout;	/* client name lookups, and the wait
+					 * for them at DATA: 5s (0 = none) */
 
 	int refs;			/* atomic; managed by config_ref/unref */
 };

@@ -923,11 +923,15 @@ static const struct config_key config_keys[] = {
 	{ "relay_command_timeout", key_duration, OFF(relay_command_timeout), 1, DAY, 0 },
 	{ "relay_data_timeout", key_duration, OFF(relay_data_timeout), 1, DAY, 0 },
 	{ "max_per_destination", key_unsigned, OFF(max_per_destination), 1, 100000, 0 },
+	{ "relay_attempt_timeout", key_duration, OFF(relay_attempt_timeout), 1, DAY, 0 },
+	{ "dns_timeout", key_duration, OFF(dns_timeout), 1, MINUTE, 0 },
+	{ "dns_attempts", key_unsigned, OFF(dns_attempts), 1, 10, 0 },
 	{ "auth_plaintext_networks", key_auth_plaintext_networks, 0, 0, 0, KEY_EMPTY_OK },
 	{ "auth_fail_delay", key_duration, OFF(auth_fail_delay), 0, MINUTE, 0 },
 	{ "auth_fail_limit", key_unsigned, OFF(auth_fail_limit), 0, 100000, 0 },
 	{ "auth_block_time", key_duration, OFF(auth_block_time), 0, DAY, 0 },
 	{ "auth_any_sender", key_auth_any_sender, 0, 0, 0, KEY_EMPTY_OK },
+	{ "queue_map_max", key_size, OFF(queue_map_max), MIB, TIB, 0 },
 	{ "min_data_rate", key_size, OFF(min_data_rate), 0, GIB, 0 },
 	{ "max_junk_commands", key_unsigned, OFF(max_junk_commands), 1, 1000000, 0 },
 	{ "max_unknown_recipients", key_unsigned, OFF(max_unknown_recipients), 1, 1000000, 0 },
@@ -1062,9 +1066,13 @@ config_set_defaults(struct config *cfg)
 	cfg->relay_command_timeout = 5 * MINUTE;
 	cfg->relay_data_timeout = 10 * MINUTE;
 	cfg->max_per_destination = 20;
+	cfg->relay_attempt_timeout = 30 * MINUTE;
+	cfg->dns_timeout = 2;
+	cfg->dns_attempts = 2;
 	cfg->auth_fail_delay = 1;
 	cfg->auth_fail_limit = 10;
 	cfg->auth_block_time = 10 * MINUTE;
+	cfg->queue_map_max = (size_t)(64 * GIB);
 	cfg->min_data_rate = KIB;
 	cfg->max_junk_commands = 100;
 	cfg->max_unknown_recipients = 20;

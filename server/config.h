@@ -96,6 +96,11 @@ struct config {
 	unsigned relay_command_timeout;	/* outbound replies to commands: 5m */
 	unsigned relay_data_timeout;	/* outbound reply after end of data: 10m */
 	unsigned max_per_destination;	/* outbound concurrent connections per domain: 20 */
+	unsigned relay_attempt_timeout;	/* one outbound attempt, all MX hosts: 30m */
+	unsigned dns_timeout;		/* one DNS query to one server: 2s */
+	unsigned dns_attempts;		/* rounds over the DNS servers: 2 */
+	size_t queue_map_max;		/* the LMDB map grows up to this: 64G
+					 * (never below queue_map_size) */
 
 	/* Inbound hardening (README "Configuration"). */
 	struct cidr *auth_plaintext_networks;	/* AUTH without TLS from these: none */

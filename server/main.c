@@ -230,20 +230,13 @@ daemon_log_stats(struct daemon *d)
 	    (unsigned long long)st.recipients, connlimit_total());
 }
 
-/* SIGUSR1: every deferred recipient is due now. */
+/* SIGUSR1: every deferred recipient is due now (a full queue too). */
 static void
 daemon_flush(struct daemon *d)
 {
-	struct store_wtxn *t;
 	uint64_t n = 0;
-	int r;
+	int r = store_flush_all(d->store, time(NULL), &n);
 
-	if ((r = store_wtxn_begin(d->store, NULL, &t)) == STORE_OK) {
-		if ((r = store_flush(t, time(NULL), &n)) == STORE_OK)
-			r = store_wtxn_commit(&t);
-		else
-			store_wtxn_abort(&t);
-	}
 	if (r != STORE_OK)
 		log_error("flush: %s", store_status_text(r));
 	else
@@ -255,6 +248,18 @@ static void
 daemon_wake_scheduler(void *arg)
 {
 	scheduler_wake(arg);
+}
+
+/* MDB_PANIC: the queue cannot be used any more by this process. Exit so
+ * that a supervisor restarts the server (every acknowledged message is
+ * durable; deliveries in flight are tried again). */
+static void
+daemon_queue_panic(void *arg)
+{
+	(void)arg;
+	log_error("queue: the LMDB environment is broken (MDB_PANIC); exiting "
+	    "with status 1 so that the server is restarted");
+	_exit(1);
 }
 
 /* Graceful stop: no new sessions, idle ones get 421, messages in DATA
@@ -382,13 +387,26 @@ main(int argc, char **argv)
 		log_error("mail_dir %s: %s", cfg->mail_dir, strerror(errno));
 		return 1;
 	}
-	if ((d.store = store_open(cfg->queue_dir, cfg->queue_map_size, 0, err,
-	    sizeof err)) == NULL) {
+	{
+		/* One reader slot per thread that reads the queue, and room
+		 * for mailctl. */
+		struct store_limits lim = {
+			.map_size = cfg->queue_map_size,
+			.map_max = cfg->queue_map_max,
+			.max_readers = delivery_local_threads(
+			    (unsigned)cfg->delivery_threads) +
+			    delivery_remote_threads((unsigned)cfg->delivery_threads) + 72,
+		};
+		d.store = store_open_limits(cfg->queue_dir, &lim, STORE_EXCLUSIVE,
+		    err, sizeof err);
+	}
+	if (d.store == NULL) {
 		log_error("queue %s: %s", cfg->queue_dir, err);
 		return 1;
 	}
 	if ((d.committer = committer_start(d.store)) == NULL)
 		return 1;
+	committer_set_panic(d.committer, daemon_queue_panic, NULL);
 	if ((d.scheduler = scheduler_start(d.store, cfg->max_per_destination)) == NULL)
 		return 1;
 	committer_set_notify(d.committer, daemon_wake_scheduler, d.scheduler);

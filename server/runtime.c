@@ -27,7 +27,8 @@ runtime_same_tls(const struct runtime *prev, const struct config *cfg)
 	    runtime_same_str(prev->cfg->tls_priority, cfg->tls_priority);
 }
 
-/* The sessions' resolver: every lookup of one client bounded by
+/* The sessions' resolver: dns_timeout per query and dns_attempts rounds,
+ * as for delivery, and every lookup of one client bounded by
  * client_dns_timeout, tries included. */
 static struct dns_resolver *
 runtime_resolver(const struct config *cfg, char *err, size_t errsize)
@@ -42,9 +43,11 @@ runtime_resolver(const struct config *cfg, char *err, size_t errsize)
 		servers[n++].port = cfg->dns_servers[i].port;
 	}
 	dns_options_default(&o);
+	o.try_timeout_ms = cfg->dns_timeout * 1000;
+	o.tries = cfg->dns_attempts;
 	o.total_timeout_ms = total;
-	if (o.try_timeout_ms > total / 2)
-		o.try_timeout_ms = total / 2 ? total / 2 : 1;
+	if (o.try_timeout_ms > total)
+		o.try_timeout_ms = total;
 	return dns_resolver_new_opts(servers, n, &o, err, errsize);
 }
 

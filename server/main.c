@@ -300,10 +300,13 @@ daemon_stop(struct daemon *d, unsigned timeout)
 		log_info("stopped");
 		_exit(0);
 	}
-	committer_stop(&d->committer);
-	/* Jobs still out are posted to their workers before these stop. */
+	/* No session runs from here on, so none submits a commit or a job to
+	 * what stops next; their last results wait in the workers' mailboxes. */
+	for (size_t i = 0; i < d->nworkers; i++)
+		worker_halt(d->workers[i]);
 	offloop_stop(&d->pools.passwords);
 	offloop_stop(&d->pools.lookups);
+	committer_stop(&d->committer);
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_stop(&d->workers[i]);
 	free(d->workers);

@@ -133,6 +133,8 @@ auth_job_finish(struct smtp_session *s, struct session_job *j)
 {
 	struct auth_job *a = (struct auth_job *)(void *)j;
 
+	if (s->io.fd < 0)
+		return -1;
 	if (s->phase != PH_AUTH_CHECK)
 		return session_continue(s);
 	if (a->sj.base.cancelled) {

@@ -304,6 +304,8 @@ name_job_finish(struct smtp_session *s, struct session_job *j)
 	struct name_job *n = (struct name_job *)(void *)j;
 
 	s->name_job = NULL;
+	if (s->io.fd < 0)
+		return -1;
 	if (!j->base.cancelled && n->name[0] != '\0') {
 		str_copy(s->client_name, n->name, sizeof s->client_name);
 		log_debug("client [%s] is %s", s->peer_ip, s->client_name);
@@ -460,6 +462,12 @@ smtp_session_drain(struct smtp_session *s)
 		return -1;
 	s->draining = 1;
 	return session_run(s);
+}
+
+void
+smtp_session_abort(struct smtp_session *s)
+{
+	session_end(s);
 }
 
 int

@@ -54,6 +54,11 @@ int smtp_session_tick(struct smtp_session *s, int64_t now);
 /* Graceful stop requested: returns as smtp_session_event. */
 int smtp_session_drain(struct smtp_session *s);
 
+/* Ends the connection of s at once, without a reply; s stays until it
+ * may be freed. A commit result or job that comes back later finishes
+ * without running the session. */
+void smtp_session_abort(struct smtp_session *s);
+
 /* May s be freed now (no commit in flight)? */
 int smtp_session_can_free(const struct smtp_session *s);
 

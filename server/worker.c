@@ -49,6 +49,7 @@ struct worker {
 	struct offloop_job *jobs, *jobs_tail;	/* finished off-loop jobs, in order */
 	int drain;
 	int stop;
+	int halted;			/* main thread: the thread was joined */
 
 	/* worker thread only */
 	struct smtp_session **sessions;
@@ -359,6 +360,19 @@ worker_sessions(struct worker *w)
 }
 
 void
+worker_halt(struct worker *w)
+{
+	if (w->halted)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = 1;
+	pthread_mutex_unlock(&w->lock);
+	worker_wake(w);
+	pthread_join(w->thread, NULL);
+	w->halted = 1;
+}
+
+void
 worker_stop(struct worker **wp)
 {
 	struct worker *w = *wp;
@@ -367,14 +381,13 @@ worker_stop(struct worker **wp)
 	*wp = NULL;
 	if (w == NULL)
 		return;
-	pthread_mutex_lock(&w->lock);
-	w->stop = 1;
-	pthread_mutex_unlock(&w->lock);
-	worker_wake(w);
-	pthread_join(w->thread, NULL);
-	/* Commits still in flight were answered by the stopped committer
-	 * before this point (main stops workers after the committer drained),
-	 * and off-loop jobs were posted (main stops the pools first). */
+	worker_halt(w);
+	/* Commits still in flight were answered by the stopped committer,
+	 * and off-loop jobs were posted by the stopped pools (main halts the
+	 * workers, then stops those). The sessions only take their results
+	 * back now: none goes on, none submits anything. */
+	for (size_t i = 0; i < w->nsessions; i++)
+		smtp_session_abort(w->sessions[i]);
 	worker_take_jobs(w);
 	worker_take_dones(w);
 	for (size_t i = 0; i < w->nsessions; i++)

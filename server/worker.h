@@ -45,7 +45,14 @@ void worker_drain(struct worker *w);
 /* Sessions still open on w (approximate; any thread). */
 unsigned worker_sessions(struct worker *w);
 
-/* Closes every remaining session and joins the thread. */
+/* Stops the worker's thread and joins it: no session runs any more.
+ * Results that arrive later (commits, off-loop jobs) wait in its
+ * mailboxes for worker_stop. Idempotent. */
+void worker_halt(struct worker *w);
+
+/* Halts w if need be, closes every remaining session, takes back the
+ * results still in its mailboxes (which free what they hold, nothing
+ * more), and frees w. Call it after the committer and the pools stopped. */
 void worker_stop(struct worker **wp);
 
 /* Worker-thread only: the committer this worker uses. */

@@ -529,6 +529,22 @@ class AuthTest(unittest.TestCase):
         login.close()
         self.assertEqual(srv.stop(), 0)
 
+    def test_stop_while_a_password_is_checked(self):
+        """SIGTERM while a costly hash runs off the loop, with a shorter
+        shutdown_timeout: the job ends on its own, the daemon exits 0."""
+        slow = crypt.crypt("s3cret", "$6$rounds=4000000$saltsalt$")
+        srv = self.make_server("auth_plaintext_networks = 127.0.0.0/8\n", "slow@localhost:%s\n" % slow)
+        srv.write_config(open(srv.conf).read().replace("shutdown_timeout = 10s",
+                                                       "shutdown_timeout = 1s"))
+        srv.signal(signal.SIGHUP)
+        srv.wait_log("reloaded")
+        c, _ = greet(srv.port)
+        c.send("AUTH PLAIN " + base64.b64encode(b"\0slow@localhost\0s3cret").decode() + "\r\n")
+        srv.wait_log("connect from")
+        srv.signal(signal.SIGTERM)
+        self.assertEqual(srv.stop(), 0)
+        c.close()
+
     def test_failed_logins_throttled(self):
         srv = self.make_server("auth_plaintext_networks = 127.0.0.0/8\nauth_fail_delay = 1s\n"
                                "auth_fail_limit = 3\nauth_block_time = 1m\n",

@@ -21,6 +21,8 @@ BUILD = build/default
 else
 $(error SANITIZE must be address or thread)
 endif
+# The metrics endpoint (server/metrics_http.c).
+LDLIBS += -lmicrohttpd
 
 PROGRAMS = server/main.c server/mailctl.c
 SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c storage/*.c relay/*.c queue/*.c server/*.c))

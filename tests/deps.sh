@@ -7,6 +7,8 @@ pkgs="build-essential clang libgnutls28-dev libldns-dev liblmdb-dev libcunit1-de
       libcrypt-dev lmdb-utils postfix ldnsutils gnutls-bin swaks dovecot-imapd
       python3 iproute2 util-linux procps"
 missing=""
+# The metrics endpoint and its tests (curl scrapes, promtool checks), man pages.
+pkgs="$pkgs libmicrohttpd-dev curl prometheus groff-base"
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done

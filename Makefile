@@ -99,3 +99,6 @@ clean:
 	rm -rf build mailserver mailctl
 
 -include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d
+
+# Live tests that tests/integration/*.py run (next to $(BUILD)/mailserver).
+integration: $(BUILD)/tests/test_dnsbl_live

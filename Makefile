@@ -102,3 +102,14 @@ clean:
 
 # Live tests that tests/integration/*.py run (next to $(BUILD)/mailserver).
 integration: $(BUILD)/tests/test_dnsbl_live
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binaries and manual pages.
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+.PHONY: install
+install: $(BUILD)/mailserver $(BUILD)/mailctl
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BUILD)/mailserver $(BUILD)/mailctl $(DESTDIR)$(SBINDIR)/
+	install -m 0644 man/mailserver.8 man/mailctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/mailserver.conf.5 $(DESTDIR)$(MANDIR)/man5/

@@ -8,7 +8,7 @@ pkgs="build-essential clang libgnutls28-dev libldns-dev liblmdb-dev libcunit1-de
       python3 iproute2 util-linux procps"
 missing=""
 # The metrics endpoint and its tests (curl scrapes, promtool checks), man pages.
-pkgs="$pkgs libmicrohttpd-dev curl prometheus groff-base"
+pkgs="$pkgs libmicrohttpd-dev curl prometheus groff-base man-db logrotate"
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done

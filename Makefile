@@ -113,3 +113,10 @@ install: $(BUILD)/mailserver $(BUILD)/mailctl
 	install -m 0755 $(BUILD)/mailserver $(BUILD)/mailctl $(DESTDIR)$(SBINDIR)/
 	install -m 0644 man/mailserver.8 man/mailctl.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 man/mailserver.conf.5 $(DESTDIR)$(MANDIR)/man5/
+
+# The metrics endpoint with known values, scraped by tests/integration/test_metrics.py.
+$(BUILD)/tests/metrics_serve: $(BUILD)/tests/integration/metrics_serve.o $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+integration: $(BUILD)/tests/metrics_serve
+-include $(BUILD)/tests/integration/metrics_serve.d

@@ -99,6 +99,7 @@ clean:
 	rm -rf build mailserver mailctl
 
 -include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d
+-include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(FUZZ_SRCS:%.c=$(BUILD)/%.d) $(BUILD)/tests/fuzz/driver.d
 
 # Live tests that tests/integration/*.py run (next to $(BUILD)/mailserver).
 integration: $(BUILD)/tests/test_dnsbl_live

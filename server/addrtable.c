@@ -6,7 +6,6 @@
  */
 #include "server/addrtable.h"
 
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,28 +281,6 @@ size_t
 addrtable_capacity(const struct addrtable *t)
 {
 	return t->cap * t->nshards;
-}
-
-int
-addrtable_key_addr(const struct sockaddr *sa, unsigned v6_prefix,
-    uint8_t key[ADDRTABLE_KEY_SIZE])
-{
-	memset(key, 0, ADDRTABLE_KEY_SIZE);
-	if (sa->sa_family == AF_INET) {
-		key[10] = key[11] = 0xff;
-		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-		return 0;
-	}
-	if (sa->sa_family != AF_INET6)
-		return -1;
-	memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-	if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)key))
-		return 0;
-	if (v6_prefix < 1)
-		v6_prefix = 1;
-	for (unsigned bit = v6_prefix; bit < 128; bit++)
-		key[bit / 8] &= (uint8_t)~(0x80u >> (bit % 8));
-	return 0;
 }
 
 void

@@ -1,7 +1,7 @@
 /*
  * addrtable: a bounded, thread-safe table of small fixed-size records
- * keyed by 16 bytes (a client address or network, or a keyed hash of a
- * name), with least-recently-used eviction. The per-client state of abuse
+ * keyed by 16 bytes (a client's connlimit_key, an exact address, or a
+ * keyed hash of a name), with least-recently-used eviction. The per-client state of abuse
  * control lives in such tables: ratelimit's counters, the pregreet
  * whitelist, dnsbl's verdict cache.
  *
@@ -28,7 +28,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 #define ADDRTABLE_KEY_SIZE 16
 #define ADDRTABLE_MAX_ENTRIES (1u << 24)
@@ -76,15 +75,6 @@ size_t addrtable_count(struct addrtable *t);
 
 /* The capacity (max_entries rounded up to a multiple of the shards). */
 size_t addrtable_capacity(const struct addrtable *t);
-
-/*
- * The key of a client: an IPv4 address (or a v4-mapped IPv6 address) as
- * ::ffff:a.b.c.d, all 32 bits kept; an IPv6 address with the bits after
- * v6_prefix (1..128) zeroed, so 64 gives its /64. Returns 0, or -1 for
- * other families (key zeroed).
- */
-int addrtable_key_addr(const struct sockaddr *sa, unsigned v6_prefix,
-    uint8_t key[ADDRTABLE_KEY_SIZE]);
 
 /* The key of a name (an account): 128 bits of SipHash under t's key,
  * over the name's bytes as given (callers normalise case first). */

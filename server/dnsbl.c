@@ -315,6 +315,23 @@ dnsbl_cache_put(void *value, int created, void *arg)
 	return ADDRTABLE_KEEP;
 }
 
+/* The cache key: the exact address (lists list addresses, not networks),
+ * IPv4 as v4-mapped IPv6; -1 for other families. */
+static int
+dnsbl_client_key(const struct sockaddr *sa, uint8_t key[ADDRTABLE_KEY_SIZE])
+{
+	memset(key, 0, ADDRTABLE_KEY_SIZE);
+	if (sa->sa_family == AF_INET) {
+		key[10] = key[11] = 0xff;
+		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa->sa_family == AF_INET6) {
+		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	} else {
+		return -1;
+	}
+	return 0;
+}
+
 int
 dnsbl_check(struct dnsbl *d, struct dns_resolver *r, const struct sockaddr *sa,
     int64_t now_ms, struct dnsbl_verdict *v)
@@ -324,7 +341,7 @@ dnsbl_check(struct dnsbl *d, struct dns_resolver *r, const struct sockaddr *sa,
 
 	memset(v, 0, sizeof *v);
 	v->nzones = d->nzones;
-	if (addrtable_key_addr(sa, 128, key) != 0)
+	if (dnsbl_client_key(sa, key) != 0)
 		return 0;
 	if (d->cache != NULL) {
 		addrtable_find(d->cache, key, dnsbl_cache_get, &op);

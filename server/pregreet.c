@@ -3,11 +3,11 @@
 #include "server/pregreet.h"
 
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include "lib/util.h"
 #include "server/addrtable.h"
-
-#define PREGREET_V6_PREFIX 64
+#include "server/connlimit.h"
 
 struct pregreet {
 	struct addrtable *clients;
@@ -16,6 +16,17 @@ struct pregreet {
 struct pregreet_entry {
 	int64_t until;			/* ms */
 };
+
+/* The client's key (connlimit_key, as every per-address limit); -1 for
+ * families other than IPv4 and IPv6. */
+static int
+pregreet_key(const struct sockaddr *sa, uint8_t key[ADDRTABLE_KEY_SIZE])
+{
+	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
+		return -1;
+	connlimit_key(sa, key);
+	return 0;
+}
 
 struct pregreet *
 pregreet_new(size_t max_clients)
@@ -55,7 +66,7 @@ pregreet_pass(struct pregreet *p, const struct sockaddr *sa, int64_t now_ms,
 	uint8_t key[ADDRTABLE_KEY_SIZE];
 	int64_t until = now_ms + (int64_t)ttl_s * 1000;
 
-	if (ttl_s == 0 || addrtable_key_addr(sa, PREGREET_V6_PREFIX, key) != 0)
+	if (ttl_s == 0 || pregreet_key(sa, key) != 0)
 		return;
 	addrtable_update(p->clients, key, pregreet_set, &until);
 }
@@ -82,7 +93,7 @@ pregreet_known(struct pregreet *p, const struct sockaddr *sa, int64_t now_ms)
 	uint8_t key[ADDRTABLE_KEY_SIZE];
 	struct pregreet_check c = { now_ms, 0 };
 
-	if (addrtable_key_addr(sa, PREGREET_V6_PREFIX, key) != 0)
+	if (pregreet_key(sa, key) != 0)
 		return 0;
 	addrtable_find(p->clients, key, pregreet_check, &c);
 	return c.known;
@@ -93,7 +104,7 @@ pregreet_forget(struct pregreet *p, const struct sockaddr *sa)
 {
 	uint8_t key[ADDRTABLE_KEY_SIZE];
 
-	if (addrtable_key_addr(sa, PREGREET_V6_PREFIX, key) == 0)
+	if (pregreet_key(sa, key) == 0)
 		addrtable_remove(p->clients, key);
 }
 

@@ -4,8 +4,8 @@
  * a while, so that its next connections get their greeting without the
  * delay; a client that talks first is forgotten at once.
  *
- * Clients are keyed as ratelimit keys them: an IPv4 address, or an IPv6
- * /64. The table has a fixed size; when it is full the least recently
+ * Clients are keyed as every per-address limit is (connlimit_key): an
+ * IPv4 address, or an IPv6 /64. The table has a fixed size; when it is full the least recently
  * seen client is forgotten (it is then delayed once more).
  *
  * Times are CLOCK_MONOTONIC milliseconds passed in. A restart forgets

@@ -5,6 +5,7 @@
 #include "server/ratelimit.h"
 
 #include <stdatomic.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,8 +13,8 @@
 #include "lib/siphash.h"
 #include "lib/util.h"
 #include "server/addrtable.h"
+#include "server/connlimit.h"
 
-#define RATELIMIT_V6_PREFIX 64
 #define RATELIMIT_DAY_MS (24 * 3600 * (int64_t)1000)
 
 enum rl_kind { RL_CONN, RL_MSG, RL_RCPT, RL_UNKNOWN, RL_KINDS };
@@ -138,8 +139,9 @@ rl_client_event(struct ratelimit *r, const struct sockaddr *sa, enum rl_kind kin
 {
 	uint8_t key[ADDRTABLE_KEY_SIZE];
 
-	if (addrtable_key_addr(sa, RATELIMIT_V6_PREFIX, key) != 0)
+	if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)
 		return -1;
+	connlimit_key(sa, key);		/* the key of every per-address limit */
 	op->now = now;
 	op->window = atomic_load_explicit(&r->window_ms, memory_order_relaxed);
 	op->count = kind;

@@ -5,9 +5,10 @@
  * ratelimit_reply gives, logs it, and counts it in the metrics
  * (ratelimit_metric_reason).
  *
- * Clients are keyed by network: an IPv4 address (/32; v4-mapped IPv6
- * counts as IPv4) or an IPv6 /64, since one IPv6 host has a whole /64 to
- * pick addresses from. Per client and per `window` seconds:
+ * Clients are keyed by network as every per-address limit is
+ * (connlimit_key): an IPv4 address (/32; v4-mapped IPv6 counts as IPv4)
+ * or an IPv6 /64, since one IPv6 host has a whole /64 to pick addresses
+ * from. Per client and per `window` seconds:
  *  - connections (at connect),
  *  - messages (at MAIL),
  *  - recipients (at RCPT),
@@ -29,8 +30,8 @@
  * A limit of 0 is no limit. Counts live in memory only (a restart starts
  * them afresh) in two tables of fixed size (server/addrtable.h): when a
  * table is full the least recently seen client or account is forgotten.
- * Memory: about 64 bytes per client; per account about 64 bytes plus 16
- * bytes per distinct recipient it may have.
+ * Memory: about 90 bytes per client; per account about 70 bytes plus 16
+ * bytes per distinct recipient it has had today.
  *
  * Whom to exempt (relay_networks, loopback) is the caller's decision.
  * Times are CLOCK_MONOTONIC milliseconds passed in (time_mono_ms()), so

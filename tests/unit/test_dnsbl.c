@@ -12,21 +12,7 @@
 #include <sys/un.h>
 
 #include "server/dnsbl.h"
-
-static void
-sa_make(struct sockaddr_storage *ss, const char *text)
-{
-	memset(ss, 0, sizeof *ss);
-	if (strchr(text, ':') != NULL) {
-		struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
-		s->sin6_family = AF_INET6;
-		CU_ASSERT_FATAL(inet_pton(AF_INET6, text, &s->sin6_addr) == 1);
-	} else {
-		struct sockaddr_in *s = (struct sockaddr_in *)ss;
-		s->sin_family = AF_INET;
-		CU_ASSERT_FATAL(inet_pton(AF_INET, text, &s->sin_addr) == 1);
-	}
-}
+#include "tests/unit/sockaddr_text.h"
 
 static void
 test_zone_parse(void)
@@ -157,7 +143,7 @@ test_query_names(void)
 	char out[DNS_NAME_MAX];
 
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-		sa_make(&ss, t[i].client);
+		sockaddr_text(&ss, t[i].client);
 		CU_ASSERT_EQUAL_FATAL(dnsbl_query_name((struct sockaddr *)&ss, "bl.test",
 		    out, sizeof out), 0);
 		CU_ASSERT_STRING_EQUAL(out, t[i].want);
@@ -201,7 +187,7 @@ test_texts_and_empty(void)
 	CU_ASSERT_STRING_EQUAL(dnsbl_verdict_text(d, &v, tiny, sizeof tiny), "");
 	dnsbl_verdict_text(d, &v, out, 28);
 	CU_ASSERT_STRING_EQUAL(out, "a.test=127.0.0.2");	/* whole items only */
-	sa_make(&ss, "192.0.2.9");
+	sockaddr_text(&ss, "192.0.2.9");
 	/* The reply names the listing zone of highest weight. */
 	CU_ASSERT_STRING_EQUAL(dnsbl_reply(d, &v, (struct sockaddr *)&ss, out, sizeof out),
 	    "554 5.7.1 Service unavailable; client [192.0.2.9] blocked using b.test");

@@ -23,32 +23,18 @@
 #include "dns/dns.h"
 #include "dns/dns_internal.h"
 #include "server/dnsbl.h"
+#include "tests/unit/sockaddr_text.h"
 
 static struct dns_server_addr server;
 static struct dns_resolver *resolver;	/* no DNS cache: every ask is a query */
 static struct dnsbl *bl;		/* bl.test=2 b2.test allow.test=-5, threshold 2 */
-
-static void
-sa_make(struct sockaddr_storage *ss, const char *text)
-{
-	memset(ss, 0, sizeof *ss);
-	if (strchr(text, ':') != NULL) {
-		struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
-		s->sin6_family = AF_INET6;
-		inet_pton(AF_INET6, text, &s->sin6_addr);
-	} else {
-		struct sockaddr_in *s = (struct sockaddr_in *)ss;
-		s->sin_family = AF_INET;
-		inet_pton(AF_INET, text, &s->sin_addr);
-	}
-}
 
 static int
 check(struct dnsbl *d, const char *client, int64_t now, struct dnsbl_verdict *v)
 {
 	struct sockaddr_storage ss;
 
-	sa_make(&ss, client);
+	sockaddr_text(&ss, client);
 	return dnsbl_check(d, resolver, (struct sockaddr *)&ss, now, v);
 }
 
@@ -106,7 +92,7 @@ test_listings(void)
 	    "bl.test=127.0.0.2 b2.test=127.0.0.3");
 	{
 		struct sockaddr_storage ss;
-		sa_make(&ss, "127.0.0.2");
+		sockaddr_text(&ss, "127.0.0.2");
 		CU_ASSERT_STRING_EQUAL(dnsbl_reply(bl, &v, (struct sockaddr *)&ss, text,
 		    sizeof text),
 		    "554 5.7.1 Service unavailable; client [127.0.0.2] blocked using bl.test");

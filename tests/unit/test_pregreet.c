@@ -13,21 +13,7 @@
 #include <string.h>
 
 #include "server/pregreet.h"
-
-static void
-sa_make(struct sockaddr_storage *ss, const char *text)
-{
-	memset(ss, 0, sizeof *ss);
-	if (strchr(text, ':') != NULL) {
-		struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
-		s->sin6_family = AF_INET6;
-		CU_ASSERT_FATAL(inet_pton(AF_INET6, text, &s->sin6_addr) == 1);
-	} else {
-		struct sockaddr_in *s = (struct sockaddr_in *)ss;
-		s->sin_family = AF_INET;
-		CU_ASSERT_FATAL(inet_pton(AF_INET, text, &s->sin_addr) == 1);
-	}
-}
+#include "tests/unit/sockaddr_text.h"
 
 #define SA(x) ((struct sockaddr *)&(x))
 
@@ -37,9 +23,9 @@ test_pass_and_expire(void)
 	struct pregreet *p = pregreet_new(100);
 	struct sockaddr_storage a, mapped, b;
 
-	sa_make(&a, "192.0.2.1");
-	sa_make(&mapped, "::ffff:192.0.2.1");
-	sa_make(&b, "192.0.2.2");
+	sockaddr_text(&a, "192.0.2.1");
+	sockaddr_text(&mapped, "::ffff:192.0.2.1");
+	sockaddr_text(&b, "192.0.2.2");
 	CU_ASSERT_EQUAL(pregreet_known(p, SA(a), 0), 0);
 	pregreet_pass(p, SA(a), 1000, 60);
 	CU_ASSERT_EQUAL(pregreet_known(p, SA(a), 1000), 1);
@@ -68,9 +54,9 @@ test_forget_and_networks(void)
 	struct pregreet *p = pregreet_new(100);
 	struct sockaddr_storage a, same64, other64;
 
-	sa_make(&a, "2001:db8:5:6::1");
-	sa_make(&same64, "2001:db8:5:6:dead:beef::2");
-	sa_make(&other64, "2001:db8:5:7::1");
+	sockaddr_text(&a, "2001:db8:5:6::1");
+	sockaddr_text(&same64, "2001:db8:5:6:dead:beef::2");
+	sockaddr_text(&other64, "2001:db8:5:7::1");
 	pregreet_pass(p, SA(a), 0, 3600);
 	CU_ASSERT_EQUAL(pregreet_known(p, SA(same64), 1), 1);
 	CU_ASSERT_EQUAL(pregreet_known(p, SA(other64), 1), 0);
@@ -90,7 +76,7 @@ test_bounded(void)
 	for (int i = 0; i < 5; i++) {
 		char text[32];
 		snprintf(text, sizeof text, "198.51.100.%d", i + 1);
-		sa_make(&c[i], text);
+		sockaddr_text(&c[i], text);
 	}
 	pregreet_pass(p, SA(c[0]), 0, 3600);
 	pregreet_pass(p, SA(c[1]), 0, 3600);

@@ -16,6 +16,7 @@
 
 #include "lib/metrics.h"
 #include "server/ratelimit.h"
+#include "tests/unit/sockaddr_text.h"
 
 #define MIN_MS 60000
 #define DAY_MS (24 * 3600 * (int64_t)1000)
@@ -28,30 +29,15 @@ static struct sockaddr_storage ss_a, ss_b, ss_6a, ss_6b, ss_6c, ss_mapped;
 #define V6C ((struct sockaddr *)&ss_6c)
 #define MAPPED ((struct sockaddr *)&ss_mapped)
 
-static void
-sa_make(struct sockaddr_storage *ss, const char *text)
-{
-	memset(ss, 0, sizeof *ss);
-	if (strchr(text, ':') != NULL) {
-		struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
-		s->sin6_family = AF_INET6;
-		inet_pton(AF_INET6, text, &s->sin6_addr);
-	} else {
-		struct sockaddr_in *s = (struct sockaddr_in *)ss;
-		s->sin_family = AF_INET;
-		inet_pton(AF_INET, text, &s->sin_addr);
-	}
-}
-
 static int
 suite_init(void)
 {
-	sa_make(&ss_a, "192.0.2.1");
-	sa_make(&ss_b, "192.0.2.2");
-	sa_make(&ss_6a, "2001:db8:0:1::1");
-	sa_make(&ss_6b, "2001:db8:0:1:abcd::99");	/* same /64 as 6a */
-	sa_make(&ss_6c, "2001:db8:0:2::1");		/* the next /64 */
-	sa_make(&ss_mapped, "::ffff:192.0.2.1");	/* A, mapped */
+	sockaddr_text(&ss_a, "192.0.2.1");
+	sockaddr_text(&ss_b, "192.0.2.2");
+	sockaddr_text(&ss_6a, "2001:db8:0:1::1");
+	sockaddr_text(&ss_6b, "2001:db8:0:1:abcd::99");	/* same /64 as 6a */
+	sockaddr_text(&ss_6c, "2001:db8:0:2::1");		/* the next /64 */
+	sockaddr_text(&ss_mapped, "::ffff:192.0.2.1");	/* A, mapped */
 	return 0;
 }
 
@@ -272,7 +258,7 @@ test_eviction_forgets(void)
 	for (int i = 0; i < 4; i++) {
 		char text[32];
 		snprintf(text, sizeof text, "198.51.100.%d", i + 1);
-		sa_make(&others[i], text);
+		sockaddr_text(&others[i], text);
 		CU_ASSERT_EQUAL(ratelimit_connect(r, (struct sockaddr *)&others[i], 1),
 		    RATELIMIT_OK);
 	}

@@ -212,7 +212,8 @@ dnsbl_new(const struct dnsbl_zone *zones, size_t n, const struct dnsbl_options *
 
 	if (n > DNSBL_MAX_ZONES)
 		n = DNSBL_MAX_ZONES;
-	memcpy(d->zones, zones, n * sizeof *zones);
+	if (n > 0)
+		memcpy(d->zones, zones, n * sizeof *zones);
 	d->nzones = n;
 	if (o != NULL)
 		d->opts = *o;

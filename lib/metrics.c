@@ -79,14 +79,14 @@ metrics_inc(enum metric_id id)
 void
 metrics_gauge_set(enum metric_id id, int64_t v)
 {
-	(void)metrics_def(id, METRIC_GAUGE);
+	assert(metrics_def(id, METRIC_GAUGE)->label == NULL);
 	atomic_store_explicit(&metrics_cells[id].gauge, v, memory_order_relaxed);
 }
 
 void
 metrics_gauge_add(enum metric_id id, int64_t delta)
 {
-	(void)metrics_def(id, METRIC_GAUGE);
+	assert(metrics_def(id, METRIC_GAUGE)->label == NULL);
 	atomic_fetch_add_explicit(&metrics_cells[id].gauge, delta, memory_order_relaxed);
 }
 

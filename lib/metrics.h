@@ -136,7 +136,8 @@ void metrics_add(enum metric_id id, uint64_t n);
 void metrics_inc_label(enum metric_id id, unsigned label);
 void metrics_add_label(enum metric_id id, unsigned label, uint64_t n);
 
-/* Gauge kept by the caller: set to v, or add delta (may be negative). */
+/* Gauge kept by the caller (one without label): set to v, or add delta
+ * (may be negative). */
 void metrics_gauge_set(enum metric_id id, int64_t v);
 void metrics_gauge_add(enum metric_id id, int64_t delta);
 

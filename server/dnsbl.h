@@ -118,7 +118,8 @@ struct dnsbl *dnsbl_new(const struct dnsbl_zone *zones, size_t n,
 void dnsbl_free(struct dnsbl **dp);
 
 /*
- * Checks client sa at now_ms (CLOCK_MONOTONIC ms) through resolver r:
+ * Checks client sa at now_ms (CLOCK_MONOTONIC ms) through resolver r
+ * (shared with other threads; NULL only for a checker without zones):
  * from the cache, or by asking every zone (blocking, see above). Fills
  * *v and returns v->listed. A client of another family is not listed.
  */

@@ -6,7 +6,7 @@ SANITIZE ?=
 WARN = -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) -pthread -D_GNU_SOURCE -I. -MMD -MP
-LDLIBS = -lgnutls -lldns -llmdb -lcrypt -pthread
+LDLIBS = -lgnutls -lgnutls-dane -lcurl -lldns -llmdb -lcrypt -lpsl -pthread
 
 ifeq ($(SANITIZE),address)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -25,12 +25,14 @@ endif
 LDLIBS += -lmicrohttpd
 
 PROGRAMS = server/main.c server/mailctl.c
-SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c storage/*.c relay/*.c queue/*.c server/*.c))
+SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c auth/*.c storage/*.c relay/*.c queue/*.c server/*.c))
 OBJS = $(SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+TOOL_SRCS = $(wildcard tests/tools/*.c)
+TOOL_BINS = $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
 .SECONDARY:
 .PHONY: all run test unit integration fuzz fuzz-regress deps bench clean
@@ -64,6 +66,11 @@ $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/driver.o $(BUILD)/l
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Test drivers (tests/tools/) used by the integration tests.
+$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 deps:
 	@bash tests/deps.sh
 
@@ -76,9 +83,11 @@ unit: $(UNIT_BINS)
 fuzz-regress: $(FUZZ_BINS)
 	@bash tests/run_fuzz_regress.sh $(FUZZ_BINS)
 
-integration: all $(BUILD)/tests/test_dns_live
+integration: all $(BUILD)/tests/test_dns_live $(TOOL_BINS)
 	@MAILSERVER_BIN=$(abspath $(BUILD)/mailserver) MAILCTL_BIN=$(abspath $(BUILD)/mailctl) \
+		AUTHTOOL_BIN=$(abspath $(BUILD)/tools/authtool) \
 		DNS_LIVE_BIN=$(abspath $(BUILD)/tests/test_dns_live) \
+		TLS_PROBE_BIN=$(abspath $(BUILD)/tools/tls_probe) \
 		SANITIZE=$(SANITIZE) bash tests/run_integration.sh
 
 test: deps
@@ -100,6 +109,7 @@ clean:
 
 -include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d
 -include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(FUZZ_SRCS:%.c=$(BUILD)/%.d) $(BUILD)/tests/fuzz/driver.d
+-include $(BUILD)/tests/integration/tls_probe.d
 
 # Live tests that tests/integration/*.py run (next to $(BUILD)/mailserver).
 integration: $(BUILD)/tests/test_dnsbl_live

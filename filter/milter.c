@@ -650,7 +650,7 @@ conn_exchange(struct milter_conn *m, enum ev ev, int sent, uint32_t nr_flag,
 		struct milter_reply r;
 		size_t used;
 		const char *why = NULL;
-		char reply[MILTER_REPLY_MAX + 1];
+		char reply[FILTER_REPLY_MAX + 1];
 		int code;
 
 		if (conn_read_packet(m, deadline, &p, &used, res) != 0)
@@ -701,10 +701,11 @@ conn_exchange(struct milter_conn *m, enum ev ev, int sent, uint32_t nr_flag,
 			conn_decide(m, ev, MILTER_SHUTDOWN, REPLY_SHUTDOWN, res);
 			return;
 		case SMFIR_REPLYCODE:
-			code = milter_reply_check(r.s1, reply, sizeof reply, &why);
+			code = filter_reply_check(r.s1, FILTER_REPLY_PERCENT, reply,
+			    sizeof reply, &why);
 			buf_consume(&m->in, used);
 			if (code < 0) {
-				char w[MILTER_REPLY_LINE_MAX];
+				char w[FILTER_REPLY_LINE_MAX];
 				snprintf(w, sizeof w, "bad reply code: %s", why);
 				conn_fail(m, w, res);
 				return;

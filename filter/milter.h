@@ -16,7 +16,7 @@
  * Failure: a refused or timed-out connect, a timeout on any write or
  * reply, end of stream, a packet the decoder refuses, a reply not allowed
  * at that event or an action the filter did not negotiate, a custom reply
- * that fails milter_reply_check, a modification that fails the checks of
+ * that fails filter_reply_check, a modification that fails the checks of
  * milter_mods.h. Then the socket is closed, a warning is logged ("milter
  * NAME: why") and the filter's default_action decides this event and
  * every later one of the session: accept (the filter is left out),
@@ -112,7 +112,7 @@ enum milter_action {
 struct milter_result {
 	enum milter_action action;
 	int from_default;	/* the default action of a failed filter */
-	char reply[MILTER_REPLY_MAX + 1];	/* REJECT, TEMPFAIL, SHUTDOWN */
+	char reply[FILTER_REPLY_MAX + 1];	/* REJECT, TEMPFAIL, SHUTDOWN */
 };
 
 struct milter_conn;

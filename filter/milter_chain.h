@@ -73,7 +73,7 @@ struct milter_verdict {
 	enum milter_action action;
 	int from_default;	/* a failed milter's default_action decided */
 	const char *milter;	/* name of the milter that decided, or NULL */
-	char reply[MILTER_REPLY_MAX + 1];
+	char reply[FILTER_REPLY_MAX + 1];
 };
 
 /* The client, for milter_chain_connect. */

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "filter/reply.h"
 #include "lib/buf.h"
 
 #define MILTER_PROTO_VERSION	6
@@ -32,9 +33,6 @@
 #define MILTER_CHUNK_MAX	65535
 /* Room an encoder buffer needs for any packet we send. */
 #define MILTER_ENCODE_MAX	(MILTER_CHUNK_MAX + 64 * 1024)
-/* A custom reply after normalisation, lines joined by CRLF. */
-#define MILTER_REPLY_MAX	2048
-#define MILTER_REPLY_LINE_MAX	512
 
 /* Commands from the MTA to the filter. */
 #define SMFIC_ABORT	'A'
@@ -219,20 +217,6 @@ int milter_encode_argv(struct buf *out, unsigned char cmd,
 int milter_encode_header(struct buf *out, const char *name, const char *value);
 /* SMFIC_BODY: len (<= MILTER_CHUNK_MAX) bytes. */
 int milter_encode_body(struct buf *out, const void *data, size_t len);
-
-/*
- * Checks and normalises a custom reply (SMFIR_REPLYCODE): one or more
- * lines separated by CRLF, no CRLF at the end; every line "DDD-text"
- * except the last "DDD text", D1 4 or 5, D2 0..5, the same code on every
- * line, printable ASCII only, lines at most MILTER_REPLY_LINE_MAX. An
- * enhanced status code that starts a line must be "C.x.y" with C the
- * reply's class; a line without one gets the default C.7.1. "%%" becomes
- * "%" and a single '%' is dropped (Sendmail took replies as formats).
- * Writes the result (at most MILTER_REPLY_MAX bytes) to out (size >
- * MILTER_REPLY_MAX) and returns the code, or -1 with a static reason.
- */
-int milter_reply_check(const char *text, char *out, size_t outsize,
-    const char **why_r);
 
 /* The name of a command or reply code for logs ("SMFIR_ADDHEADER"); a
  * static string, "unknown" for others. */

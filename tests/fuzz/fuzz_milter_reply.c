@@ -4,7 +4,7 @@
  * after another as filter/milter.c does, fed once whole and once in pieces
  * whose size comes from the first byte (both must agree). Each packet goes
  * through the option negotiation or reply decoder; custom replies through
- * milter_reply_check; modifications into a bounded list. Checks what the
+ * filter_reply_check; modifications into a bounded list. Checks what the
  * SMTP session will rely on: a checked reply is 4xx/5xx, bounded,
  * printable, lines joined by CRLF with the same code; a header value
  * cannot end the header section or start a new header; an address has no
@@ -26,9 +26,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static void
 check_reply(const char *in)
 {
-	char out[MILTER_REPLY_MAX + 1];
+	char out[FILTER_REPLY_MAX + 1];
 	const char *why = NULL;
-	int code = milter_reply_check(in, out, sizeof out, &why);
+	int code = filter_reply_check(in, FILTER_REPLY_PERCENT, out, sizeof out, &why);
 	size_t n;
 
 	if (code < 0) {
@@ -37,7 +37,7 @@ check_reply(const char *in)
 	}
 	FUZZ_CHECK(code >= 400 && code <= 559);
 	n = strlen(out);
-	FUZZ_CHECK(n >= 4 && n <= MILTER_REPLY_MAX);
+	FUZZ_CHECK(n >= 4 && n <= FILTER_REPLY_MAX);
 	for (const char *line = out;;) {
 		const char *crlf = strstr(line, "\r\n");
 		size_t ll = crlf != NULL ? (size_t)(crlf - line) : strlen(line);

@@ -14,18 +14,22 @@
  *   filter_driver policy [--timeout MS] [--default ACTION] ENDPOINT
  *     script: blocks of name=value lines, each ended by an empty line,
  *     are requests (protocol_state, sender, ...); "quit" ends.
- *   filter_driver sasl [--timeout MS] PATH
- *     script: start MECH [RESP|-] [secured] | cont RESP | cancel | quit
+ *   filter_driver sasl [--timeout MS] ENDPOINT
+ *     script: start MECH [RESP|-] [secured] | cont [RESP] | cancel |
+ *       mechs | quit
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "filter/milter_chain.h"
+#include "filter/policy.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "server/sasl_dovecot.h"
 
 #define SPECS_MAX 8
 
@@ -276,6 +280,204 @@ run_milter(int argc, char **argv)
 	return 0;
 }
 
+/* A request block: name=value lines into rq (strings kept in vals). */
+static void
+request_set(struct policy_request *rq, const char *name, char *value)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} f[] = {
+#define F(x) { #x, offsetof(struct policy_request, x) }
+		F(protocol_state), F(protocol_name), F(helo_name), F(queue_id),
+		F(sender), F(recipient), F(client_address), F(client_name),
+		F(reverse_client_name), F(client_port), F(instance), F(sasl_method),
+		F(sasl_username), F(sasl_sender), F(ccert_subject), F(ccert_issuer),
+		F(ccert_fingerprint), F(ccert_pubkey_fingerprint),
+		F(encryption_protocol), F(encryption_cipher), F(encryption_keysize),
+		F(etrn_domain), F(stress), F(server_address), F(server_port),
+		F(policy_context), F(compatibility_level), F(mail_version),
+#undef F
+	};
+
+	if (strcmp(name, "recipient_count") == 0) {
+		rq->recipient_count = strtoul(value, NULL, 10);
+		return;
+	}
+	if (strcmp(name, "size") == 0) {
+		rq->size = strtoul(value, NULL, 10);
+		return;
+	}
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+		if (strcmp(f[i].name, name) == 0) {
+			*(const char **)((char *)rq + f[i].off) = value;
+			return;
+		}
+	fprintf(stderr, "unknown attribute %s\n", name);
+	exit(2);
+}
+
+static int
+run_policy(int argc, char **argv)
+{
+	struct policy_spec spec;
+	struct policy_client *c;
+	char err[256], line[8192];
+	char *vals[64];
+	size_t nv = 0;
+	struct policy_request rq;
+	int have = 0, i = 0;
+
+	for (; i < argc - 1; i++) {
+		if (strcmp(argv[i], "--timeout") == 0 && i + 2 < argc)
+			i++;
+		else if (strcmp(argv[i], "--default") == 0 && i + 2 < argc)
+			i++;
+		else
+			break;
+	}
+	if (i != argc - 1 || policy_spec_init(&spec, argv[argc - 1], err, sizeof err) != 0) {
+		fprintf(stderr, "usage or endpoint: %s\n", err);
+		return 2;
+	}
+	for (i = 0; i < argc - 1; i++) {
+		if (strcmp(argv[i], "--timeout") == 0) {
+			spec.timeout_ms = (unsigned)atoi(argv[++i]);
+			spec.connect_timeout_ms = spec.timeout_ms;
+		} else if (strcmp(argv[i], "--default") == 0 &&
+		    policy_spec_default(&spec, argv[++i], err, sizeof err) != 0) {
+			fprintf(stderr, "%s\n", err);
+			return 2;
+		}
+	}
+	c = policy_client_new(&spec);
+	memset(&rq, 0, sizeof rq);
+	while (fgets(line, sizeof line, stdin) != NULL) {
+		char *eq;
+
+		line[strcspn(line, "\r\n")] = '\0';
+		if (strcmp(line, "quit") == 0)
+			break;
+		if (line[0] == '\0') {
+			struct policy_verdict v;
+
+			if (!have)
+				continue;
+			policy_client_ask(c, &rq, &v);
+			printf("{\"stage\": \"policy\"");
+			json_field("kind", policy_kind_name(v.kind), 1);
+			printf(", \"default\": %d", v.from_default);
+			json_field("reply", v.reply, 1);
+			json_field("header", v.header, 1);
+			json_field("addr", v.addr, 1);
+			json_field("text", v.text, 1);
+			puts("}");
+			fflush(stdout);
+			for (size_t k = 0; k < nv; k++)
+				free(vals[k]);
+			nv = 0;
+			memset(&rq, 0, sizeof rq);
+			have = 0;
+			continue;
+		}
+		eq = strchr(line, '=');
+		if (eq == NULL || nv == 64) {
+			fprintf(stderr, "bad request line: %s\n", line);
+			return 2;
+		}
+		*eq = '\0';
+		vals[nv] = xstrdup(eq + 1);
+		request_set(&rq, line, vals[nv++]);
+		have = 1;
+	}
+	policy_client_free(&c);
+	return 0;
+}
+
+static void
+print_sasl(const struct sasl_dovecot_result *r)
+{
+	static const char *const names[] = { "ok", "continue", "fail", "tempfail",
+	    "invalid" };
+
+	printf("{\"stage\": \"sasl\"");
+	json_field("status", names[r->status], 1);
+	json_field("user", r->user, 1);
+	json_field("reason", r->reason, 1);
+	json_field("challenge", r->challenge, 1);
+	puts("}");
+}
+
+static int
+run_sasl(int argc, char **argv)
+{
+	struct sasl_dovecot_spec spec;
+	struct sasl_dovecot *c;
+	char err[256], line[SASL_DOVECOT_LINE_MAX + 64];
+
+	if (argc == 3 && strcmp(argv[0], "--timeout") == 0) {
+		if (sasl_dovecot_spec_init(&spec, argv[2], err, sizeof err) != 0)
+			goto usage;
+		spec.timeout_ms = (unsigned)atoi(argv[1]);
+	} else if (argc != 1 || sasl_dovecot_spec_init(&spec, argv[0], err,
+	    sizeof err) != 0) {
+		goto usage;
+	}
+	c = sasl_dovecot_new(&spec);
+	while (fgets(line, sizeof line, stdin) != NULL) {
+		char *w[8];
+		int nw;
+		struct sasl_dovecot_result *r = xcalloc(1, sizeof *r);
+
+		line[strcspn(line, "\r\n")] = '\0';
+		nw = split(line, w, 8);
+		if (nw == 0) {
+			free(r);
+			continue;
+		}
+		if (strcmp(w[0], "quit") == 0) {
+			free(r);
+			break;
+		}
+		if (strcmp(w[0], "start") == 0 && nw >= 2) {
+			struct sasl_dovecot_request rq = {
+				.mech = w[1],
+				.initial = nw >= 3 && strcmp(w[2], "-") != 0 ? w[2] : NULL,
+				.local_ip = "127.0.0.1", .remote_ip = "192.0.2.7",
+				.local_port = 587, .remote_port = 40000,
+			};
+
+			for (int i = 3; i < nw; i++)
+				if (strcmp(w[i], "secured") == 0)
+					rq.secured = 1;
+			sasl_dovecot_start(c, &rq, r);
+			print_sasl(r);
+		} else if (strcmp(w[0], "cont") == 0) {
+			sasl_dovecot_continue(c, nw >= 2 ? w[1] : "", r);
+			print_sasl(r);
+		} else if (strcmp(w[0], "cancel") == 0) {
+			sasl_dovecot_cancel(c);
+			puts("{\"stage\": \"cancel\"}");
+		} else if (strcmp(w[0], "mechs") == 0) {
+			int rc = sasl_dovecot_connect(c);
+
+			printf("{\"stage\": \"mechs\", \"rc\": %d", rc);
+			json_field("mechs", sasl_dovecot_mechs(c), 1);
+			puts("}");
+		} else {
+			fprintf(stderr, "bad script line: %s\n", w[0]);
+			return 2;
+		}
+		free(r);
+		fflush(stdout);
+	}
+	sasl_dovecot_free(&c);
+	return 0;
+usage:
+	fprintf(stderr, "usage: filter_driver sasl [--timeout MS] ENDPOINT: %s\n", err);
+	return 2;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -283,6 +485,10 @@ main(int argc, char **argv)
 	log_set_level(getenv("FILTER_DRIVER_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	if (argc >= 2 && strcmp(argv[1], "milter") == 0)
 		return run_milter(argc - 2, argv + 2);
+	if (argc >= 3 && strcmp(argv[1], "policy") == 0)
+		return run_policy(argc - 2, argv + 2);
+	if (argc >= 3 && strcmp(argv[1], "sasl") == 0)
+		return run_sasl(argc - 2, argv + 2);
 	fprintf(stderr, "usage: filter_driver milter|policy|sasl ...\n");
 	return 2;
 }

@@ -260,14 +260,16 @@ test_reply_check(void)
 		{ "550 bell\a", -1, NULL },
 		{ "550 caf\xc3\xa9", -1, NULL },
 		{ "550 tab\there", -1, NULL },
+		/* without FILTER_REPLY_PERCENT, see test_reply_percent */
 		{ "", -1, NULL },
 	};
-	char out[MILTER_REPLY_MAX + 1];
-	char longline[MILTER_REPLY_LINE_MAX + 16];
+	char out[FILTER_REPLY_MAX + 1];
+	char longline[FILTER_REPLY_LINE_MAX + 16];
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		const char *why = NULL;
-		int code = milter_reply_check(cases[i].in, out, sizeof out, &why);
+		int code = filter_reply_check(cases[i].in, FILTER_REPLY_PERCENT,
+		    out, sizeof out, &why);
 
 		CU_ASSERT_EQUAL(code, cases[i].code);
 		if (code != cases[i].code)
@@ -280,10 +282,11 @@ test_reply_check(void)
 	memset(longline, 'x', sizeof longline);
 	memcpy(longline, "550 ", 4);
 	longline[sizeof longline - 1] = '\0';
-	CU_ASSERT_EQUAL(milter_reply_check(longline, out, sizeof out,
+	CU_ASSERT_EQUAL(filter_reply_check(longline, FILTER_REPLY_PERCENT, out,
+	    sizeof out,
 	    &(const char *){ NULL }), -1);
 	{
-		/* Many lines: over MILTER_REPLY_MAX in all. */
+		/* Many lines: over FILTER_REPLY_MAX in all. */
 		struct buf b;
 		const char *why;
 
@@ -291,12 +294,23 @@ test_reply_check(void)
 		for (int i = 0; i < 20; i++)
 			buf_printf(&b, "550-5.7.1 %0200d\r\n", i);
 		buf_puts(&b, "550 5.7.1 end");
-		CU_ASSERT_EQUAL(milter_reply_check(b.data, out, sizeof out, &why), -1);
+		CU_ASSERT_EQUAL(filter_reply_check(b.data, FILTER_REPLY_PERCENT, out,
+		    sizeof out, &why), -1);
 		buf_free(&b);
 	}
 }
 
 /* Encoders produce what the decoder reads back. */
+static void
+test_reply_percent(void)
+{
+	char out[FILTER_REPLY_MAX + 1];
+	const char *why;
+
+	CU_ASSERT_EQUAL(filter_reply_check("550 50% off %%", 0, out, sizeof out, &why), 550);
+	CU_ASSERT_STRING_EQUAL(out, "550 5.7.1 50% off %%");
+}
+
 static void
 test_encoders(void)
 {
@@ -799,6 +813,7 @@ main(void)
 	    CU_add_test(s, "reply decoder", test_reply_decode) == NULL ||
 	    CU_add_test(s, "option negotiation", test_optneg) == NULL ||
 	    CU_add_test(s, "custom replies", test_reply_check) == NULL ||
+	    CU_add_test(s, "replies without % rules", test_reply_percent) == NULL ||
 	    CU_add_test(s, "encoders", test_encoders) == NULL ||
 	    CU_add_test(s, "header checks", test_header_checks) == NULL ||
 	    CU_add_test(s, "modification list", test_mods) == NULL ||

@@ -769,6 +769,67 @@ milter_conn_abort(struct milter_conn *m)
 	conn_txn_over(m, CS_SESSION);
 }
 
+/* What sets one event apart from another. */
+struct ev_desc {
+	enum ev ev;
+	int stage;		/* macro stage, or -1: no macros */
+	uint32_t no_flag;	/* SMFIP_NO*: the filter does not want it */
+	uint32_t nr_flag;	/* SMFIP_NR_*: the filter does not answer it */
+	int in_txn;		/* part of a transaction (ABORT ends it) */
+	const char *too_long;
+};
+
+static const struct ev_desc EVD_CONNECT = { EV_CONNECT, MILTER_STAGE_CONNECT,
+	SMFIP_NOCONNECT, SMFIP_NR_CONN, 0, "CONNECT too long" };
+static const struct ev_desc EVD_HELO = { EV_HELO, MILTER_STAGE_HELO,
+	SMFIP_NOHELO, SMFIP_NR_HELO, 0, "HELO too long" };
+static const struct ev_desc EVD_MAIL = { EV_MAIL, MILTER_STAGE_MAIL,
+	SMFIP_NOMAIL, SMFIP_NR_MAIL, 1, "MAIL too long" };
+static const struct ev_desc EVD_RCPT = { EV_RCPT, MILTER_STAGE_RCPT,
+	SMFIP_NORCPT, SMFIP_NR_RCPT, 1, "RCPT too long" };
+static const struct ev_desc EVD_DATA = { EV_DATA, MILTER_STAGE_DATA,
+	SMFIP_NODATA, SMFIP_NR_DATA, 1, "DATA too long" };
+static const struct ev_desc EVD_UNKNOWN = { EV_UNKNOWN, -1,
+	SMFIP_NOUNKNOWN, SMFIP_NR_UNKN, 0, "unknown command too long" };
+static const struct ev_desc EVD_HEADER = { EV_HEADER, -1,
+	SMFIP_NOHDRS, SMFIP_NR_HDR, 1, "header too long" };
+static const struct ev_desc EVD_EOH = { EV_EOH, MILTER_STAGE_EOH,
+	SMFIP_NOEOH, SMFIP_NR_EOH, 1, "end of headers too long" };
+static const struct ev_desc EVD_BODY = { EV_BODY, -1,
+	SMFIP_NOBODY, SMFIP_NR_BODY, 1, "body chunk too long" };
+static const struct ev_desc EVD_EOM = { EV_EOM, MILTER_STAGE_EOM,
+	0, 0, 1, "end of body too long" };
+
+/* Starts event d: the macros of its stage go into m->out (Postfix sends
+ * them even when the event itself is not wanted). Returns 1 when the
+ * caller is to append the event packet, 0 when the filter does not want
+ * the event. */
+static int
+conn_begin(struct milter_conn *m, const struct milter_macros *t,
+    const struct ev_desc *d)
+{
+	buf_reset(&m->out);
+	if (d->stage >= 0)
+		conn_add_macros(m, t, d->stage);
+	return conn_sends(m, d->no_flag);
+}
+
+/* Ends event d: encoded is the encoder's result when sent (-1: the packet
+ * did not fit). Sends and reads the answer into *res. */
+static void
+conn_end(struct milter_conn *m, const struct ev_desc *d, int sent,
+    int encoded, struct milter_mods *mods, struct milter_result *res)
+{
+	if (sent && encoded != 0) {
+		conn_fail(m, d->too_long, res);
+		return;
+	}
+	if (sent && d->in_txn)
+		m->txn_sent = 1;
+	conn_exchange(m, d->ev, sent, d->nr_flag, d->ev == EV_EOM ?
+	    m->spec->eom_timeout_ms : m->spec->command_timeout_ms, mods, res);
+}
+
 void
 milter_conn_connect(struct milter_conn *m, const struct milter_macros *t,
     const char *host, int family, uint16_t port, const char *addr,
@@ -776,7 +837,7 @@ milter_conn_connect(struct milter_conn *m, const struct milter_macros *t,
 {
 	char name[300];
 	char fam;
-	int sent;
+	int sent, rc = 0;
 
 	if (m->state != CS_READY) {
 		conn_standing(m, res);
@@ -789,86 +850,66 @@ milter_conn_connect(struct milter_conn *m, const struct milter_macros *t,
 		snprintf(name, sizeof name, "%s", host);
 	fam = family == AF_INET ? SMFIA_INET : family == AF_INET6 ? SMFIA_INET6 :
 	    family == AF_UNIX ? SMFIA_UNIX : SMFIA_UNKNOWN;
-	buf_reset(&m->out);
-	conn_add_macros(m, t, MILTER_STAGE_CONNECT);
-	sent = conn_sends(m, SMFIP_NOCONNECT);
-	if (sent)
-		(void)milter_encode_connect(&m->out, name, fam,
+	if ((sent = conn_begin(m, t, &EVD_CONNECT)))
+		rc = milter_encode_connect(&m->out, name, fam,
 		    fam == SMFIA_UNIX ? 0 : port, addr != NULL ? addr : "");
-	conn_exchange(m, EV_CONNECT, sent, SMFIP_NR_CONN,
-	    m->spec->command_timeout_ms, NULL, res);
+	conn_end(m, &EVD_CONNECT, sent, rc, NULL, res);
+}
+
+/* A new HELO or MAIL ends the transaction in progress. */
+static void
+conn_leave_txn(struct milter_conn *m)
+{
+	if (m->state == CS_TXN || m->state == CS_MESSAGE || m->state == CS_MSG_DONE)
+		milter_conn_abort(m);
 }
 
 void
 milter_conn_helo(struct milter_conn *m, const struct milter_macros *t,
     const char *helo, struct milter_result *res)
 {
-	int sent;
+	int sent, rc = 0;
 
-	if (m->state == CS_TXN || m->state == CS_MESSAGE || m->state == CS_MSG_DONE)
-		milter_conn_abort(m);
+	conn_leave_txn(m);
 	if (m->state != CS_SESSION) {
 		conn_standing(m, res);
 		return;
 	}
-	buf_reset(&m->out);
-	conn_add_macros(m, t, MILTER_STAGE_HELO);
-	sent = conn_sends(m, SMFIP_NOHELO);
-	if (sent)
-		(void)milter_encode_string(&m->out, SMFIC_HELO, helo);
-	conn_exchange(m, EV_HELO, sent, SMFIP_NR_HELO,
-	    m->spec->command_timeout_ms, NULL, res);
+	if ((sent = conn_begin(m, t, &EVD_HELO)))
+		rc = milter_encode_string(&m->out, SMFIC_HELO, helo);
+	conn_end(m, &EVD_HELO, sent, rc, NULL, res);
 }
 
 void
 milter_conn_mail(struct milter_conn *m, const struct milter_macros *t,
     const char *const *argv, struct milter_result *res)
 {
-	int sent;
+	int sent, rc = 0;
 
-	if (m->state == CS_TXN || m->state == CS_MESSAGE || m->state == CS_MSG_DONE)
-		milter_conn_abort(m);
+	conn_leave_txn(m);
 	if (m->state != CS_SESSION) {
 		conn_standing(m, res);
 		return;
 	}
 	m->state = CS_TXN;
-	buf_reset(&m->out);
-	conn_add_macros(m, t, MILTER_STAGE_MAIL);
-	sent = conn_sends(m, SMFIP_NOMAIL);
-	if (sent) {
-		if (milter_encode_argv(&m->out, SMFIC_MAIL, argv) != 0) {
-			conn_fail(m, "MAIL too long", res);
-			return;
-		}
-		m->txn_sent = 1;
-	}
-	conn_exchange(m, EV_MAIL, sent, SMFIP_NR_MAIL,
-	    m->spec->command_timeout_ms, NULL, res);
+	if ((sent = conn_begin(m, t, &EVD_MAIL)))
+		rc = milter_encode_argv(&m->out, SMFIC_MAIL, argv);
+	conn_end(m, &EVD_MAIL, sent, rc, NULL, res);
 }
 
 void
 milter_conn_rcpt(struct milter_conn *m, const struct milter_macros *t,
     const char *const *argv, struct milter_result *res)
 {
-	int sent;
+	int sent, rc = 0;
 
 	if (m->state != CS_TXN) {
 		conn_standing(m, res);
 		return;
 	}
-	buf_reset(&m->out);
-	conn_add_macros(m, t, MILTER_STAGE_RCPT);
-	sent = conn_sends(m, SMFIP_NORCPT);
-	if (sent) {
-		if (milter_encode_argv(&m->out, SMFIC_RCPT, argv) != 0) {
-			conn_fail(m, "RCPT too long", res);
-			return;
-		}
-		m->txn_sent = 1;
-	}
-	conn_exchange(m, EV_RCPT, sent, SMFIP_NR_RCPT,
-	    m->spec->command_timeout_ms, NULL, res);
+	if ((sent = conn_begin(m, t, &EVD_RCPT)))
+		rc = milter_encode_argv(&m->out, SMFIC_RCPT, argv);
+	conn_end(m, &EVD_RCPT, sent, rc, NULL, res);
 }
 
 void
@@ -888,50 +929,41 @@ void
 milter_conn_data(struct milter_conn *m, const struct milter_macros *t,
     struct milter_result *res)
 {
-	int sent;
+	int sent, rc = 0;
 
 	if (m->state != CS_TXN) {
 		conn_standing(m, res);
 		return;
 	}
 	m->state = CS_MESSAGE;
-	buf_reset(&m->out);
-	conn_add_macros(m, t, MILTER_STAGE_DATA);
-	sent = conn_sends(m, SMFIP_NODATA);
-	if (sent) {
-		(void)milter_encode_simple(&m->out, SMFIC_DATA);
-		m->txn_sent = 1;
-	}
-	conn_exchange(m, EV_DATA, sent, SMFIP_NR_DATA,
-	    m->spec->command_timeout_ms, NULL, res);
+	if ((sent = conn_begin(m, t, &EVD_DATA)))
+		rc = milter_encode_simple(&m->out, SMFIC_DATA);
+	conn_end(m, &EVD_DATA, sent, rc, NULL, res);
 }
 
 void
 milter_conn_unknown(struct milter_conn *m, const struct milter_macros *t,
     const char *line, struct milter_result *res)
 {
-	int sent;
+	int sent, rc = 0;
 
-	(void)t;
 	if (m->state != CS_SESSION && m->state != CS_TXN) {
 		conn_standing(m, res);
 		return;
 	}
-	buf_reset(&m->out);
-	sent = conn_sends(m, SMFIP_NOUNKNOWN);
-	if (sent && milter_encode_string(&m->out, SMFIC_UNKNOWN, line) != 0) {
-		conn_fail(m, "unknown command too long", res);
-		return;
-	}
-	conn_exchange(m, EV_UNKNOWN, sent, SMFIP_NR_UNKN,
-	    m->spec->command_timeout_ms, NULL, res);
+	/* libmilter keeps no macros for unknown commands. */
+	(void)t;
+	if ((sent = conn_begin(m, NULL, &EVD_UNKNOWN)))
+		rc = milter_encode_string(&m->out, SMFIC_UNKNOWN, line);
+	conn_end(m, &EVD_UNKNOWN, sent, rc, NULL, res);
 }
 
 void
 milter_conn_header(struct milter_conn *m, const struct milter_macros *t,
     const char *name, const char *value, struct milter_result *res)
 {
-	(void)t;
+	int sent, rc = 0;
+
 	if (!milter_conn_wants_headers(m)) {
 		conn_standing(m, res);
 		return;
@@ -939,69 +971,55 @@ milter_conn_header(struct milter_conn *m, const struct milter_macros *t,
 	/* Sendmail drops the one space after the colon. */
 	if (!milter_conn_leadspc(m) && value[0] == ' ')
 		value++;
-	buf_reset(&m->out);
-	if (milter_encode_header(&m->out, name, value) != 0) {
-		conn_fail(m, "header too long", res);
-		return;
-	}
-	m->txn_sent = 1;
-	conn_exchange(m, EV_HEADER, 1, SMFIP_NR_HDR,
-	    m->spec->command_timeout_ms, NULL, res);
+	if ((sent = conn_begin(m, t, &EVD_HEADER)))
+		rc = milter_encode_header(&m->out, name, value);
+	conn_end(m, &EVD_HEADER, sent, rc, NULL, res);
 }
 
 void
 milter_conn_eoh(struct milter_conn *m, const struct milter_macros *t,
     struct milter_result *res)
 {
-	int sent;
+	int sent, rc = 0;
 
 	if (m->state != CS_MESSAGE) {
 		conn_standing(m, res);
 		return;
 	}
-	buf_reset(&m->out);
-	conn_add_macros(m, t, MILTER_STAGE_EOH);
-	sent = conn_sends(m, SMFIP_NOEOH);
-	if (sent) {
-		(void)milter_encode_simple(&m->out, SMFIC_EOH);
-		m->txn_sent = 1;
-	}
-	conn_exchange(m, EV_EOH, sent, SMFIP_NR_EOH,
-	    m->spec->command_timeout_ms, NULL, res);
+	if ((sent = conn_begin(m, t, &EVD_EOH)))
+		rc = milter_encode_simple(&m->out, SMFIC_EOH);
+	conn_end(m, &EVD_EOH, sent, rc, NULL, res);
 }
 
 void
 milter_conn_body(struct milter_conn *m, const void *data, size_t len,
     struct milter_result *res)
 {
+	int sent, rc = 0;
+
 	if (!milter_conn_wants_body(m) || len == 0) {
 		conn_standing(m, res);
 		return;
 	}
-	buf_reset(&m->out);
-	if (milter_encode_body(&m->out, data, len) != 0) {
-		conn_fail(m, "body chunk too long", res);
-		return;
-	}
-	m->txn_sent = 1;
-	conn_exchange(m, EV_BODY, 1, SMFIP_NR_BODY,
-	    m->spec->command_timeout_ms, NULL, res);
+	if ((sent = conn_begin(m, NULL, &EVD_BODY)))
+		rc = milter_encode_body(&m->out, data, len);
+	conn_end(m, &EVD_BODY, sent, rc, NULL, res);
 }
 
 void
 milter_conn_eom(struct milter_conn *m, const struct milter_macros *t,
     struct milter_mods *mods, struct milter_result *res)
 {
+	int sent, rc = 0;
+
 	if (m->state != CS_MESSAGE && m->state != CS_TXN) {
 		conn_standing(m, res);
 		return;
 	}
 	m->state = CS_MESSAGE;
-	buf_reset(&m->out);
-	conn_add_macros(m, t, MILTER_STAGE_EOM);
-	(void)milter_encode_simple(&m->out, SMFIC_BODYEOB);
-	m->txn_sent = 1;
-	conn_exchange(m, EV_EOM, 1, 0, m->spec->eom_timeout_ms, mods, res);
+	if ((sent = conn_begin(m, t, &EVD_EOM)))
+		rc = milter_encode_simple(&m->out, SMFIC_BODYEOB);
+	conn_end(m, &EVD_EOM, sent, rc, mods, res);
 	if (m->state == CS_FAILED)
 		milter_mods_rollback(mods);
 	else

@@ -6,7 +6,7 @@ set -eu
 pkgs="build-essential clang libgnutls28-dev libldns-dev liblmdb-dev libcunit1-dev
       libcrypt-dev lmdb-utils postfix ldnsutils gnutls-bin swaks dovecot-imapd
       python3 iproute2 util-linux procps
-      python3-milter postgrey postfix-policyd-spf-python"
+      python3-milter postgrey postfix-policyd-spf-python rspamd"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

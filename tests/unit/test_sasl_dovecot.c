@@ -164,7 +164,7 @@ struct fake {
 					 * across connections; NULL closes
 					 * the connection */
 	size_t step;
-	volatile int stop;
+	int stop;			/* atomic: set by fake_stop */
 	struct buf got;			/* every line received after CPID */
 };
 
@@ -213,7 +213,7 @@ fake_main(void *arg)
 	for (;;) {
 		int fd = accept(f->lfd, NULL, NULL);
 
-		if (fd < 0 || f->stop) {
+		if (fd < 0 || __atomic_load_n(&f->stop, __ATOMIC_ACQUIRE)) {
 			if (fd >= 0)
 				close(fd);
 			return NULL;
@@ -249,7 +249,7 @@ fake_stop(struct fake *f)
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
 
-	f->stop = 1;
+	__atomic_store_n(&f->stop, 1, __ATOMIC_RELEASE);
 	memcpy(sun.sun_path, f->path, strlen(f->path) + 1);
 	(void)connect(fd, (struct sockaddr *)&sun, sizeof sun);
 	pthread_join(f->th, NULL);

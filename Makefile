@@ -104,5 +104,6 @@ bench: all
 clean:
 	rm -rf build mailserver mailctl
 
--include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d \
-	$(TOOL_SRCS:%.c=$(BUILD)/%.d)
+-include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d
+-include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(FUZZ_SRCS:%.c=$(BUILD)/%.d) $(BUILD)/tests/fuzz/driver.d
+-include $(TOOL_SRCS:%.c=$(BUILD)/%.d)

@@ -9,9 +9,11 @@
  * (the kernel drops datagrams from elsewhere), a random 16-bit ID from
  * getrandom checked on the reply, TCP when the answer is truncated, and
  * poll() with the time left (no select(), so descriptor numbers above
- * FD_SETSIZE are fine). Tries: `tries` rounds over all servers, each query
- * bounded by try_timeout_ms and all bounded by the caller's deadline.
- * A server that answers SERVFAIL/REFUSED/... makes us ask the next one.
+ * FD_SETSIZE are fine). Tries: `tries` rounds over all servers, a new
+ * query every try_timeout_ms, all bounded by the caller's deadline; the
+ * earlier queries stay open, so a server slower than one try is still
+ * heard. A server that answers SERVFAIL/REFUSED/... makes us ask the next
+ * one at once.
  *
  * Threads: the resolver is read-only after dns_resolver_new except the
  * cache (its own mutex) and an atomic counter, so lookups run on any
@@ -214,44 +216,6 @@ wire_id(const uint8_t *w)
 	return (uint16_t)((w[0] << 8) | w[1]);
 }
 
-/* One UDP exchange: 0 with *ans_r (malloc'd), or -1. */
-static int
-udp_exchange(const struct dns_server *s, const uint8_t *q, size_t qlen,
-    int64_t deadline, uint8_t **ans_r, size_t *alen_r)
-{
-	int fd = socket(s->sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	uint8_t *buf;
-	int rc = -1;
-
-	if (fd < 0)
-		return -1;
-	if (connect(fd, (const struct sockaddr *)&s->sa, s->salen) != 0 ||
-	    send(fd, q, qlen, MSG_NOSIGNAL) != (ssize_t)qlen) {
-		close(fd);
-		return -1;
-	}
-	buf = xmalloc(DNS_MAX_WIRE);
-	while (poll_fd(fd, POLLIN, deadline) == 0) {
-		ssize_t n = recv(fd, buf, DNS_MAX_WIRE, 0);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				continue;
-			break;		/* ECONNREFUSED: nobody listens */
-		}
-		/* A reply with another ID is not ours: keep waiting. */
-		if (n >= 12 && wire_id(buf) == wire_id(q) && (buf[2] & 0x80)) {
-			*ans_r = buf;
-			*alen_r = (size_t)n;
-			buf = NULL;
-			rc = 0;
-			break;
-		}
-	}
-	free(buf);
-	close(fd);
-	return rc;
-}
-
 static int
 io_full(int fd, uint8_t *p, size_t n, int writing, int64_t deadline)
 {
@@ -316,15 +280,74 @@ fail:
 	return -1;
 }
 
+/* A query sent over UDP and not answered yet. */
+struct dns_inflight {
+	int fd;
+	uint16_t id;
+	const struct dns_server *server;
+	uint8_t *q;		/* the query, for a retry over TCP */
+	size_t qlen;
+};
+
+/* Sends a new query for pkt to s over a connected UDP socket. */
+static int
+inflight_send(struct dns_resolver *r, ldns_pkt *pkt, const struct dns_server *s,
+    struct dns_inflight *f)
+{
+	uint16_t id = (uint16_t)dns_random_seed();
+
+	memset(f, 0, sizeof *f);
+	f->fd = -1;
+	ldns_pkt_set_id(pkt, id);
+	if (ldns_pkt2wire(&f->q, pkt, &f->qlen) != LDNS_STATUS_OK)
+		return -1;
+	f->id = id;
+	f->server = s;
+	__atomic_add_fetch(&r->queries, 1, __ATOMIC_RELAXED);
+	f->fd = socket(s->sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (f->fd < 0 ||
+	    connect(f->fd, (const struct sockaddr *)&s->sa, s->salen) != 0 ||
+	    send(f->fd, f->q, f->qlen, MSG_NOSIGNAL) != (ssize_t)f->qlen) {
+		if (f->fd >= 0)
+			close(f->fd);
+		f->fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+inflight_close(struct dns_inflight *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+	free(f->q);
+	f->q = NULL;
+}
+
+/*
+ * Asks the servers in turn: a new query every try_timeout_ms, to the next
+ * server, `tries` rounds; every query sent stays open, so a late answer to
+ * an earlier one is taken as well as an answer to the latest (a server
+ * that needs longer than one try to answer is still used). Ends with the
+ * first answer that is NOERROR or NXDOMAIN, when the last try's time is
+ * over, or at the deadline. A server that refuses (ICMP) or answers with
+ * another rcode makes the next query go out at once.
+ */
 static int
 net_transport(void *ctx, const char *qname, uint16_t qtype, int64_t deadline,
     uint8_t **wire_r, size_t *len_r)
 {
 	struct dns_resolver *r = ctx;
+	struct dns_inflight fl[DNS_MAX_SERVERS * 10];
+	struct pollfd pfd[DNS_MAX_SERVERS * 10];
 	ldns_rdf *d = ldns_dname_new_frm_str(qname);
 	ldns_pkt *pkt;
-	uint8_t *last_bad = NULL;
-	size_t last_bad_len = 0;
+	uint8_t *last_bad = NULL, *buf;
+	size_t last_bad_len = 0, nfl = 0, sent = 0;
+	size_t total = (size_t)r->opts.tries * r->nservers;
+	int64_t next_send = time_mono_ms();
 	int rc = -1;
 
 	if (d == NULL)
@@ -333,35 +356,84 @@ net_transport(void *ctx, const char *qname, uint16_t qtype, int64_t deadline,
 	if (pkt == NULL)
 		return -1;
 	ldns_pkt_set_edns_udp_size(pkt, DNS_EDNS_UDP_SIZE);
-	for (unsigned t = 0; t < r->opts.tries && rc != 0; t++) {
-		for (size_t i = 0; i < r->nservers && rc != 0; i++) {
-			const struct dns_server *s = &r->servers[i];
-			int64_t now = time_mono_ms(), end;
-			uint8_t *q = NULL, *ans = NULL;
-			size_t qlen = 0, alen = 0;
-			uint16_t id;
-			int got;
+	if (total > sizeof fl / sizeof fl[0])
+		total = sizeof fl / sizeof fl[0];
+	buf = xmalloc(DNS_MAX_WIRE);
+	while (rc != 0) {
+		int64_t now = time_mono_ms(), until;
+		size_t np = 0;
+		int n;
 
-			if (now >= deadline)
-				goto out;
-			end = now + r->opts.try_timeout_ms;
-			if (end > deadline)
-				end = deadline;
-			id = (uint16_t)dns_random_seed();
-			ldns_pkt_set_id(pkt, id);
-			if (ldns_pkt2wire(&q, pkt, &qlen) != LDNS_STATUS_OK)
-				goto out;
-			__atomic_add_fetch(&r->queries, 1, __ATOMIC_RELAXED);
-			got = udp_exchange(s, q, qlen, end, &ans, &alen);
-			if (got == 0 && (ans[2] & 0x02)) {	/* TC: ask again over TCP */
-				free(ans);
-				ans = NULL;
-				got = tcp_exchange(s, q, qlen, end, &ans, &alen);
-			}
-			free(q);
-			if (got != 0)
+		if (now >= deadline)
+			break;
+		if (sent < total && now >= next_send) {
+			const struct dns_server *s = &r->servers[sent % r->nservers];
+			sent++;
+			next_send = now + r->opts.try_timeout_ms;
+			if (inflight_send(r, pkt, s, &fl[nfl]) == 0)
+				nfl++;
+			else
+				next_send = now;	/* could not ask it: next */
+			continue;
+		}
+		if (sent == total && now >= next_send)
+			break;		/* the last try's time is over */
+		until = next_send < deadline ? next_send : deadline;
+		for (size_t i = 0; i < nfl; i++)
+			if (fl[i].fd >= 0)
+				pfd[np++] = (struct pollfd){ .fd = fl[i].fd, .events = POLLIN };
+		if (np == 0) {
+			/* Nothing in flight: wait for the next try (or go on at
+			 * once when every server refused). */
+			if (sent < total)
+				next_send = now;
+			else
+				break;
+			continue;
+		}
+		n = poll(pfd, np, until - now > 60000 ? 60000 : (int)(until - now));
+		if (n < 0 && errno != EINTR)
+			break;
+		for (size_t i = 0; i < nfl && n > 0 && rc != 0; i++) {
+			struct dns_inflight *f = &fl[i];
+			uint8_t *ans = NULL;
+			size_t alen = 0;
+			ssize_t got;
+			size_t k;
+
+			if (f->fd < 0)
 				continue;
-			/* NOERROR and NXDOMAIN are answers; other rcodes: next server. */
+			for (k = 0; k < np && pfd[k].fd != f->fd; k++)
+				;
+			if (k == np || pfd[k].revents == 0)
+				continue;
+			got = recv(f->fd, buf, DNS_MAX_WIRE, 0);
+			if (got < 0) {
+				if (errno == EAGAIN || errno == EINTR)
+					continue;
+				inflight_close(f);	/* ECONNREFUSED: nobody there */
+				if (sent < total)
+					next_send = time_mono_ms();
+				continue;
+			}
+			/* A reply with another ID is not ours: keep waiting. */
+			if (got < 12 || wire_id(buf) != f->id || !(buf[2] & 0x80))
+				continue;
+			if (buf[2] & 0x02) {	/* TC: ask again over TCP */
+				int64_t end = time_mono_ms() + r->opts.try_timeout_ms;
+				if (tcp_exchange(f->server, f->q, f->qlen,
+				    end < deadline ? end : deadline, &ans, &alen) != 0) {
+					inflight_close(f);
+					continue;
+				}
+			} else {
+				ans = xmalloc((size_t)got);
+				memcpy(ans, buf, (size_t)got);
+				alen = (size_t)got;
+			}
+			inflight_close(f);
+			/* NOERROR and NXDOMAIN are answers; other rcodes: next
+			 * server, at once. */
 			if ((ans[3] & 0x0f) == 0 || (ans[3] & 0x0f) == 3) {
 				*wire_r = ans;
 				*len_r = alen;
@@ -370,10 +442,14 @@ net_transport(void *ctx, const char *qname, uint16_t qtype, int64_t deadline,
 				free(last_bad);
 				last_bad = ans;
 				last_bad_len = alen;
+				if (sent < total)
+					next_send = time_mono_ms();
 			}
 		}
 	}
-out:
+	for (size_t i = 0; i < nfl; i++)
+		inflight_close(&fl[i]);
+	free(buf);
 	ldns_pkt_free(pkt);
 	if (rc != 0 && last_bad != NULL) {
 		*wire_r = last_bad;

@@ -46,6 +46,7 @@ struct outcome {
 	char diag[512];
 	char relay[300];
 	char remote_mta[256];
+	int dsn_passed;			/* the next hop reports on it */
 	char **forward;			/* remote alias targets (SENT only) */
 	int nforward;
 	int nitems;			/* local mailboxes it expanded to */
@@ -283,6 +284,16 @@ local_finish(struct local_items *li)
 
 /* ---- remote delivery ---- */
 
+/* The queue's NOTIFY bits in the relay client's terms. */
+static unsigned
+relay_notify_of(unsigned notify)
+{
+	return ((notify & DSN_NOTIFY_NEVER) ? RELAY_NOTIFY_NEVER : 0) |
+	    ((notify & DSN_NOTIFY_SUCCESS) ? RELAY_NOTIFY_SUCCESS : 0) |
+	    ((notify & DSN_NOTIFY_FAILURE) ? RELAY_NOTIFY_FAILURE : 0) |
+	    ((notify & DSN_NOTIFY_DELAY) ? RELAY_NOTIFY_DELAY : 0);
+}
+
 static void
 deliver_remote(struct job_ctx *jc)
 {
@@ -322,11 +333,13 @@ deliver_remote(struct job_ctx *jc)
 	for (size_t i = 0; i < jc->nout; i++) {
 		rr[i].addr = jc->out[i].r->addr;
 		rr[i].orcpt = jc->out[i].r->orcpt;
-		rr[i].notify = jc->out[i].r->notify;
+		rr[i].notify = relay_notify_of(jc->out[i].r->notify);
 	}
 	m.sender = jc->msg.env.sender;
-	m.env_flags = jc->msg.env.flags;
-	m.ret = jc->msg.env.ret;
+	m.eightbit = (jc->msg.env.flags & ENV_8BITMIME) != 0;
+	m.smtputf8 = (jc->msg.env.flags & ENV_SMTPUTF8) != 0;
+	m.ret = jc->msg.env.ret == DSN_RET_FULL ? RELAY_RET_FULL :
+	    jc->msg.env.ret == DSN_RET_HDRS ? RELAY_RET_HDRS : RELAY_RET_UNSET;
 	m.envid = jc->msg.env.envid;
 	m.body = jc->body;
 	m.body_len = jc->body_len;
@@ -340,6 +353,7 @@ deliver_remote(struct job_ctx *jc)
 		outcome_set(o, st, res[i].dsn[0] ? res[i].dsn : "4.0.0", "%s", res[i].diag);
 		str_copy(o->relay, res[i].relay, sizeof o->relay);
 		str_copy(o->remote_mta, res[i].relay, sizeof o->remote_mta);
+		o->dsn_passed = res[i].dsn_passed;
 		if ((br = strchr(o->remote_mta, '[')) != NULL)
 			*br = '\0';
 	}
@@ -441,8 +455,8 @@ job_notices(struct job_ctx *jc)
 		    notify_allows(notify, DSN_NOTIFY_DELAY))
 			delayed[nd++] = o;
 		else if (o->state == RCPT_SENT && (notify & DSN_NOTIFY_SUCCESS) &&
-		    !(notify & DSN_NOTIFY_NEVER))
-			good[ng++] = o;
+		    !(notify & DSN_NOTIFY_NEVER) && !o->dsn_passed)
+			good[ng++] = o;	/* RFC 3461 5.2.2: else the next hop's */
 	}
 	if (sender[0] != '\0') {
 		if (nf)

@@ -9,6 +9,7 @@
 #include "queue/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -16,8 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -35,6 +38,7 @@ struct queue_store {
 	MDB_env *env;
 	MDB_dbi dbi_msg, dbi_body, dbi_rcpt, dbi_due, dbi_meta, dbi_bad;
 	int rdonly;
+	int lock_fd;		/* daemon.lock (STORE_EXCLUSIVE), or -1 */
 	/* Held shared by every transaction of this process, exclusively to
 	 * adopt a map grown by another process (mdb_env_set_mapsize requires
 	 * that no transaction is active). */
@@ -463,6 +467,42 @@ open_dbis(struct queue_store *s, char *err, size_t errsize)
 	return 0;
 }
 
+/* Takes <dir>/daemon.lock exclusively and writes our pid into it.
+ * Returns the descriptor, or -1 with a message in err. */
+static int
+daemon_lock(const char *dir, char *err, size_t errsize)
+{
+	char path[4096], pid[32];
+	int fd, n;
+
+	if (snprintf(path, sizeof path, "%s/daemon.lock", dir) >= (int)sizeof path) {
+		snprintf(err, errsize, "%s: path too long", dir);
+		return -1;
+	}
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		snprintf(err, errsize, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		n = (int)read(fd, pid, sizeof pid - 1);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		if (e == EWOULDBLOCK)
+			snprintf(err, errsize, "%s is in use by another mailserver "
+			    "(pid %s); only one daemon may run on a queue",
+			    dir, pid[0] ? pid : "unknown");
+		else
+			snprintf(err, errsize, "%s: %s", path, strerror(e));
+		close(fd);
+		return -1;
+	}
+	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		log_warn("queue: %s: cannot write the pid", path);
+	return fd;
+}
+
 struct queue_store *
 store_open(const char *dir, size_t map_size, unsigned flags, char *err,
     size_t errsize)
@@ -492,6 +532,12 @@ store_open(const char *dir, size_t map_size, unsigned flags, char *err,
 	}
 	s = xcalloc(1, sizeof *s);
 	s->rdonly = (flags & STORE_RDONLY) != 0;
+	s->lock_fd = -1;
+	if ((flags & STORE_EXCLUSIVE) != 0 &&
+	    (s->lock_fd = daemon_lock(dir, err, errsize)) < 0) {
+		free(s);
+		return NULL;
+	}
 	pthread_rwlock_init(&s->resize_lock, NULL);
 	if ((rc = mdb_env_create(&s->env)) != 0) {
 		snprintf(err, errsize, "lmdb: %s", mdb_strerror(rc));
@@ -516,6 +562,8 @@ store_open(const char *dir, size_t map_size, unsigned flags, char *err,
 fail:
 	if (s->env != NULL)
 		mdb_env_close(s->env);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
 	pthread_rwlock_destroy(&s->resize_lock);
 	free(s);
 	return NULL;
@@ -529,6 +577,8 @@ store_close(struct queue_store **sp)
 	if (s == NULL)
 		return;
 	mdb_env_close(s->env);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);	/* releases the daemon lock */
 	pthread_rwlock_destroy(&s->resize_lock);
 	free(s);
 	*sp = NULL;

@@ -72,6 +72,10 @@ struct queue_store;
 
 enum store_open_flag {
 	STORE_RDONLY = 1,	/* mailctl reads: MDB_RDONLY, no writes at all */
+	STORE_EXCLUSIVE = 2,	/* the daemon: holds <dir>/daemon.lock (an
+				 * exclusive flock) while open, so that a
+				 * second daemon on the same queue refuses to
+				 * start; mailctl does not take it */
 };
 
 /*
@@ -83,6 +87,8 @@ enum store_open_flag {
  * open of a queue that does not exist yet creates it empty first. Checks
  * the schema version, clears stale reader slots of dead processes, and
  * raises the queue id floor (queue_id_floor) to the largest id present.
+ * With STORE_EXCLUSIVE, fails when another process holds the queue's
+ * daemon lock ("in use by another mailserver (pid N)").
  * Returns the store, or NULL with a message in err (errsize > 0).
  * Threads: any thread, once per process (see above).
  */

@@ -5,10 +5,8 @@
  * conversation; the socket and TLS work is in relay_conn.c, the parsing
  * and encoding in relay_proto.c.
  *
- * Bugs: MX hosts that are this server itself are not dropped (the caller
- * should not route its own domains here); a recipient domain written as an
- * address literal ("[192.0.2.1]") is not supported by the MX path (the
- * caller may pass it as dest_host).
+ * Bugs: a recipient domain written as an address literal ("[192.0.2.1]")
+ * is not supported by the MX path (the caller may pass it as dest_host).
  */
 #include "relay/relay.h"
 
@@ -22,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <gnutls/gnutls.h>
 
@@ -30,7 +29,6 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xtext.h"
-#include "queue/envelope.h"
 #include "relay/relay_conn.h"
 #include "relay/relay_proto.h"
 
@@ -40,15 +38,6 @@
 #define RELAY_QUIT_TIMEOUT_MS	2000
 #define RELAY_DATA_CHUNK	65536	/* message bytes encoded per write */
 #define RELAY_CMD_MAX		2048	/* a command line we build */
-
-/* The notify bits of server/smtp_args.h (enum dsn_notify), repeated here
- * because queue/ may not include server/. */
-#define RELAY_NOTIFY_NEVER	1
-#define RELAY_NOTIFY_SUCCESS	2
-#define RELAY_NOTIFY_FAILURE	4
-#define RELAY_NOTIFY_DELAY	8
-#define RELAY_RET_FULL		1
-#define RELAY_RET_HDRS		2
 
 /* One conversation with one address. */
 struct relay_sess {
@@ -78,6 +67,7 @@ struct relay_dest {
 struct relay_ctx {
 	struct relay_settings st;
 	char helo[DNS_NAME_MAX];
+	struct relay_self_addr *self;	/* st.self copied */
 	struct dns_resolver *dns;
 	gnutls_certificate_credentials_t cred;
 	pthread_mutex_t mu;
@@ -97,13 +87,23 @@ struct relay_job {
 	struct relay_result *res;
 	size_t n;
 	unsigned char *state;		/* enum rcpt_state per recipient */
+	unsigned char *again;		/* 452/552 at RCPT: another transaction */
 	size_t npending;		/* RS_PENDING or RS_ACCEPTED */
-	int need_utf8;
+	int need_utf8;			/* SMTPUTF8 is required */
+	int want_utf8;			/* SMTPUTF8 is passed on when offered */
+	int64_t deadline;		/* monotonic ms: the end of the call */
 	char key[RELAY_KEY_MAX];
 	/* The last error: what pending recipients get at the end. */
 	char last_dsn[16];
 	char last_diag[512];
 	char last_relay[300];
+	/* Hosts tried, and those that lacked what the message needs: when
+	 * every one lacked it, the pending recipients bounce with ext_*. */
+	unsigned hosts_tried;
+	unsigned hosts_lacking;
+	char ext_dsn[16];
+	char ext_diag[512];
+	char ext_relay[300];
 	struct relay_reply reply;
 };
 
@@ -128,6 +128,7 @@ relay_settings_default(struct relay_settings *st)
 	st->dest_wait_ms = 10000;
 	st->idle_ms = 10000;
 	st->max_idle = 32;
+	st->attempt_timeout_ms = 1800000;
 }
 
 const char *
@@ -167,6 +168,7 @@ settings_fill(struct relay_settings *st, const struct relay_settings *in)
 	DEF(dest_wait_ms);
 	DEF(idle_ms);
 	DEF(max_idle);
+	DEF(attempt_timeout_ms);
 #undef DEF
 }
 
@@ -196,13 +198,27 @@ relay_ctx_new(const struct relay_settings *in, struct dns_resolver *dns,
 		snprintf(err, errsize, "bad helo name");
 		return NULL;
 	}
+	for (size_t i = 0; i < st.nself; i++) {
+		int fam = st.self[i].sa.ss_family;
+		if ((fam != AF_INET && fam != AF_INET6) ||
+		    st.self[i].salen > sizeof st.self[i].sa) {
+			snprintf(err, errsize, "bad listening address");
+			return NULL;
+		}
+	}
 	ctx = xcalloc(1, sizeof *ctx);
 	ctx->st = st;
 	str_copy(ctx->helo, st.helo_name, sizeof ctx->helo);
 	ctx->st.helo_name = ctx->helo;
+	if (st.nself > 0) {
+		ctx->self = xcalloc(st.nself, sizeof *ctx->self);
+		memcpy(ctx->self, st.self, st.nself * sizeof *ctx->self);
+	}
+	ctx->st.self = ctx->self;
 	ctx->dns = dns;
 	if ((rc = gnutls_certificate_allocate_credentials(&ctx->cred)) < 0) {
 		snprintf(err, errsize, "gnutls: %s", gnutls_strerror(rc));
+		free(ctx->self);
 		free(ctx);
 		return NULL;
 	}
@@ -257,6 +273,7 @@ relay_ctx_free(struct relay_ctx **ctxp)
 	gnutls_certificate_free_credentials(ctx->cred);
 	pthread_cond_destroy(&ctx->slot_cond);
 	pthread_mutex_destroy(&ctx->mu);
+	free(ctx->self);
 	free(ctx);
 	*ctxp = NULL;
 }
@@ -363,18 +380,18 @@ dest_find(struct relay_ctx *ctx, const char *key)
 	return NULL;
 }
 
-/* Waits up to dest_wait_ms for a slot of key. Returns 0 (hold it, give it
+/* Waits up to wait_ms for a slot of key. Returns 0 (hold it, give it
  * back with dest_release) or -1. */
 static int
-dest_acquire(struct relay_ctx *ctx, const char *key)
+dest_acquire(struct relay_ctx *ctx, const char *key, unsigned wait_ms)
 {
 	struct relay_dest *d;
 	struct timespec ts;
 	int rc = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ctx->st.dest_wait_ms / 1000;
-	ts.tv_nsec += (long)(ctx->st.dest_wait_ms % 1000) * 1000000L;
+	ts.tv_sec += wait_ms / 1000;
+	ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
 	if (ts.tv_nsec >= 1000000000L) {
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000L;
@@ -422,6 +439,26 @@ dest_release(struct relay_ctx *ctx, const char *key)
 	}
 	pthread_cond_broadcast(&ctx->slot_cond);
 	pthread_mutex_unlock(&ctx->mu);
+}
+
+/* ---- the time budget of one call ---- */
+
+/* t, cut to what is left of the call's budget; at least 1 ms, so that a
+ * spent budget shows as a timeout of whatever waits. */
+static unsigned
+job_ms(const struct relay_job *job, unsigned t)
+{
+	int64_t left = job->deadline - time_mono_ms();
+
+	if (left < 1)
+		return 1;
+	return (int64_t)t < left ? t : (unsigned)left;
+}
+
+static int
+job_expired(const struct relay_job *job)
+{
+	return time_mono_ms() >= job->deadline;
 }
 
 /* ---- results ---- */
@@ -556,7 +593,8 @@ sess_send(struct relay_sess *s, const char *cmd, unsigned timeout_ms)
 static int
 sess_read(struct relay_job *job, struct relay_sess *s, unsigned timeout_ms)
 {
-	int io = relay_conn_read_reply(s->conn, &job->reply, timeout_ms);
+	int io = relay_conn_read_reply(s->conn, &job->reply,
+	    job_ms(job, timeout_ms));
 
 	if (io == RELAY_IO_OK && log_get_level() <= LOG_LVL_DEBUG) {
 		char line[512];
@@ -573,7 +611,7 @@ static int
 sess_cmd(struct relay_job *job, struct relay_sess *s, const char *cmd,
     unsigned timeout_ms, const char *while_)
 {
-	int io = sess_send(s, cmd, timeout_ms);
+	int io = sess_send(s, cmd, job_ms(job, timeout_ms));
 
 	if (io == RELAY_IO_OK)
 		io = sess_read(job, s, timeout_ms);
@@ -666,7 +704,8 @@ sess_tls(struct relay_job *job, struct relay_sess *s, int level)
 		log_debug("relay %s: discarding %zu bytes received before the "
 		    "TLS handshake", s->hostaddr, relay_conn_buffered(s->conn));
 	io = relay_conn_starttls(s->conn, job->ctx->cred,
-	    s->sni[0] ? s->sni : NULL, st->command_timeout_ms, err, sizeof err);
+	    s->sni[0] ? s->sni : NULL, job_ms(job, st->command_timeout_ms), err,
+	    sizeof err);
 	if (io != RELAY_IO_OK) {
 		s->broken = 1;
 		job_error(job, "4.7.5", s->relay,
@@ -740,9 +779,9 @@ build_mail(struct relay_job *job, struct relay_sess *s, struct buf *b)
 	buf_printf(b, "MAIL FROM:<%s>", m->sender);
 	if (caps & RELAY_CAP_SIZE)
 		buf_printf(b, " SIZE=%zu", m->body_len);
-	if ((m->env_flags & ENV_8BITMIME) && (caps & RELAY_CAP_8BITMIME))
+	if (m->eightbit && (caps & RELAY_CAP_8BITMIME))
 		buf_puts(b, " BODY=8BITMIME");
-	if (job->need_utf8)
+	if (job->want_utf8 && (caps & RELAY_CAP_SMTPUTF8))
 		buf_puts(b, " SMTPUTF8");
 	if (caps & RELAY_CAP_DSN) {
 		char enc[400];
@@ -794,7 +833,7 @@ send_body(struct relay_job *job, struct relay_sess *s)
 			io = RELAY_IO_ERROR;	/* cannot happen: out fits 3x */
 		else
 			io = relay_conn_write(s->conn, out.data, out.len,
-			    st->data_block_timeout_ms);
+			    job_ms(job, st->data_block_timeout_ms));
 		off += n;
 	}
 	if (io == RELAY_IO_OK) {
@@ -803,7 +842,7 @@ send_body(struct relay_job *job, struct relay_sess *s)
 			io = RELAY_IO_ERROR;
 		else
 			io = relay_conn_write(s->conn, out.data, out.len,
-			    st->data_block_timeout_ms);
+			    job_ms(job, st->data_block_timeout_ms));
 	}
 	buf_free(&out);
 	return io;
@@ -811,10 +850,91 @@ send_body(struct relay_job *job, struct relay_sess *s)
 
 enum { CMD_MAIL = -1, CMD_DATA = -2 };
 
+/* The server lacks what the message needs: remember why, and skip it. */
+static void
+host_lacks(struct relay_job *job, struct relay_sess *s, const char *dsn,
+    const char *diag)
+{
+	job->hosts_lacking++;
+	str_copy(job->ext_dsn, dsn, sizeof job->ext_dsn);
+	str_copy(job->ext_diag, diag, sizeof job->ext_diag);
+	str_copy(job->ext_relay, s->relay, sizeof job->ext_relay);
+}
+
+/* A 421: the server is closing the connection. What it took in this
+ * transaction goes to the next host. */
+static void
+host_closing(struct relay_job *job, struct relay_sess *s, const char *cmd)
+{
+	s->broken = 1;
+	host_refused(job, s, cmd);
+	job_unaccept(job);
+}
+
+/* Recipient i got a RCPT reply other than 2xx. */
+static void
+rcpt_refused(struct relay_job *job, struct relay_sess *s, size_t i)
+{
+	int code = job->reply.code;
+	char diag[512], dsn[16];
+
+	reply_dsn(&job->reply, dsn, sizeof dsn);
+	reply_diag(s, &job->reply, "RCPT TO", diag, sizeof diag);
+	/* RFC 5321 4.5.3.1.10: 552 here means too many recipients, as 452. */
+	if (code == 552) {
+		code = 452;
+		dsn[0] = '4';
+	}
+	if (code == 452)
+		job->again[i] = 1;
+	job_final(job, i, code / 100 == 5 ? RELAY_BOUNCED : RELAY_DEFERRED, dsn,
+	    s->relay, diag);
+}
+
+/* The accepted recipients are delivered: SENT, and whether the server
+ * took their DSN parameters along. */
+static void
+txn_sent(struct relay_job *job, struct relay_sess *s, const char *dsn)
+{
+	char diag[512];
+
+	relay_reply_oneline(&job->reply, diag, sizeof diag);
+	for (size_t i = 0; i < job->n; i++) {
+		if (job->state[i] != RS_ACCEPTED)
+			continue;
+		job_final(job, i, RELAY_SENT, dsn, s->relay, diag);
+		job->res[i].dsn_passed = (s->caps.flags & RELAY_CAP_DSN) != 0;
+	}
+}
+
+/* Recipients refused with 452 or 552 in a transaction that delivered to
+ * others become pending again for the next one. Returns how many. */
+static size_t
+job_requeue_again(struct relay_job *job)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < job->n; i++) {
+		if (!job->again[i])
+			continue;
+		job->again[i] = 0;
+		if (job->state[i] == RS_DONE &&
+		    job->res[i].status == RELAY_DEFERRED) {
+			job->state[i] = RS_PENDING;
+			job->npending++;
+			n++;
+		}
+	}
+	return n;
+}
+
+enum txn_rc { TXN_CLOSE = 0, TXN_REUSE = 1, TXN_DELIVERED = 2 };
+
 /*
  * One transaction for every pending recipient on a greeted session.
- * Returns 1 when the connection is in a clean state for another
- * transaction (after RSET), 0 when it must be closed.
+ * Returns TXN_DELIVERED when the message went to some recipients and the
+ * connection is clean for another transaction, TXN_REUSE when it is
+ * clean but nothing was delivered, TXN_CLOSE when it must be closed.
  */
 static int
 sess_transaction(struct relay_job *job, struct relay_sess *s)
@@ -825,22 +945,22 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 	struct buf cmd, group;
 	long *cmds;
 	size_t ncmd = 0, sent = 0, answered = 0, nacc = 0, window;
-	int mail_code = 0, data_code = 0, data_sent = 0, rc = 0, io;
+	int mail_code = 0, data_code = 0, data_sent = 0, rc = TXN_CLOSE, io;
 	char mail_diag[512] = "", mail_dsn[16] = "";
 
 	if (job->need_utf8 && !(s->caps.flags & RELAY_CAP_SMTPUTF8)) {
 		snprintf(diag, sizeof diag, "SMTPUTF8 is required, but was not "
 		    "offered by host %s", s->hostaddr);
-		job_final_all(job, 0, RELAY_BOUNCED, "5.6.7", s->relay, diag);
-		return 1;
+		host_lacks(job, s, "5.6.7", diag);
+		return TXN_REUSE;
 	}
 	if ((s->caps.flags & RELAY_CAP_SIZE) && s->caps.size_max > 0 &&
 	    m->body_len > s->caps.size_max) {
 		snprintf(diag, sizeof diag, "message size %zu exceeds size limit "
 		    "%llu of server %s", m->body_len,
 		    (unsigned long long)s->caps.size_max, s->hostaddr);
-		job_final_all(job, 0, RELAY_BOUNCED, "5.3.4", s->relay, diag);
-		return 1;
+		host_lacks(job, s, "5.3.4", diag);
+		return TXN_REUSE;
 	}
 
 	s->uses++;
@@ -884,7 +1004,7 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 				buf_append(&group, "\r\n", 2);
 			}
 			io = relay_conn_write(s->conn, group.data, group.len,
-			    st->command_timeout_ms);
+			    job_ms(job, st->command_timeout_ms));
 			if (io != RELAY_IO_OK) {
 				io_error(job, s, io, "sending MAIL FROM");
 				goto fail;
@@ -913,17 +1033,17 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 			data_code = job->reply.code;
 		} else if (mail_code / 100 == 2) {
 			size_t i = (size_t)c;
-			int cls = job->reply.code / 100;
 
-			if (cls == 2) {
+			if (job->reply.code == 421) {
+				host_closing(job, s, "RCPT TO");
+				goto fail;
+			}
+			if (job->reply.code / 100 == 2) {
 				job->state[i] = RS_ACCEPTED;
 				nacc++;
 				continue;
 			}
-			reply_dsn(&job->reply, dsn, sizeof dsn);
-			reply_diag(s, &job->reply, "RCPT TO", diag, sizeof diag);
-			job_final(job, i, cls == 5 ? RELAY_BOUNCED :
-			    RELAY_DEFERRED, dsn, s->relay, diag);
+			rcpt_refused(job, s, i);
 		}
 	}
 
@@ -933,7 +1053,7 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 		 * failed: end an empty message; its reply does not matter. */
 		log_debug("relay %s: > . (empty message)", s->hostaddr);
 		io = relay_conn_write(s->conn, ".\r\n", 3,
-		    st->data_block_timeout_ms);
+		    job_ms(job, st->data_block_timeout_ms));
 		if (io == RELAY_IO_OK)
 			io = sess_read(job, s, st->data_final_timeout_ms);
 		if (io != RELAY_IO_OK)
@@ -947,16 +1067,16 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 			/* 4xx: another host may take it (as Postfix). */
 			job_error(job, mail_dsn, s->relay, "%s", mail_diag);
 		}
-		rc = !s->broken;
+		rc = s->broken ? TXN_CLOSE : TXN_REUSE;
 		goto out;
 	}
-	if (!data_sent) {
-		rc = !s->broken;
+	if (!data_sent || nacc == 0) {
+		rc = s->broken ? TXN_CLOSE : TXN_REUSE;
 		goto out;
 	}
 	if (data_code != 354) {
-		if (nacc == 0) {
-			rc = !s->broken;
+		if (data_code == 421) {
+			host_closing(job, s, "DATA");
 			goto out;
 		}
 		reply_dsn(&job->reply, dsn, sizeof dsn);
@@ -971,11 +1091,7 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 			job_unaccept(job);
 			s->broken = 1;
 		}
-		rc = !s->broken;
-		goto out;
-	}
-	if (nacc == 0) {
-		rc = !s->broken;
+		rc = s->broken ? TXN_CLOSE : TXN_REUSE;
 		goto out;
 	}
 
@@ -998,11 +1114,16 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 		goto out;
 	}
 	reply_dsn(&job->reply, dsn, sizeof dsn);
+	if (job->reply.code == 421) {
+		/* Refused, not taken: the next host may take it. */
+		host_closing(job, s, "end of DATA");
+		goto out;
+	}
 	switch (job->reply.code / 100) {
 	case 2:
-		relay_reply_oneline(&job->reply, diag, sizeof diag);
-		job_final_all(job, 1, RELAY_SENT, dsn, s->relay, diag);
-		break;
+		txn_sent(job, s, dsn);
+		rc = s->broken ? TXN_CLOSE : TXN_DELIVERED;
+		goto out;
 	case 4:
 		reply_diag(s, &job->reply, "end of DATA", diag, sizeof diag);
 		job_final_all(job, 1, RELAY_DEFERRED, dsn, s->relay, diag);
@@ -1012,16 +1133,32 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 		job_final_all(job, 1, RELAY_BOUNCED, dsn, s->relay, diag);
 		break;
 	}
-	rc = !s->broken;
+	rc = s->broken ? TXN_CLOSE : TXN_REUSE;
 	goto out;
 fail:
 	job_unaccept(job);
-	rc = 0;
+	rc = TXN_CLOSE;
 out:
 	buf_free(&cmd);
 	buf_free(&group);
 	free(cmds);
 	return rc;
+}
+
+/* Transactions on one session until every recipient it may take is
+ * done: after one that delivered, recipients refused as too many go in
+ * the next. Returns 1 when the connection may be reused. */
+static int
+sess_transactions(struct relay_job *job, struct relay_sess *s)
+{
+	int rc;
+
+	while ((rc = sess_transaction(job, s)) == TXN_DELIVERED &&
+	    job_requeue_again(job) > 0 && !job_expired(job))
+		log_debug("relay %s: another transaction for the recipients "
+		    "refused as too many", s->hostaddr);
+	memset(job->again, 0, job->n);
+	return rc != TXN_CLOSE;
 }
 
 /* RSET on an idle connection taken from the cache. 0 usable, -1 not. */
@@ -1058,8 +1195,8 @@ attempt(struct relay_job *job, const char *host, const struct dns_addr *addr,
 	    (unsigned)port);
 	if (strcmp(host, addr->text) != 0)
 		str_copy(s->sni, host, sizeof s->sni);
-	io = relay_conn_open(addr, port, st->connect_timeout_ms, &s->conn, err,
-	    sizeof err);
+	io = relay_conn_open(addr, port, job_ms(job, st->connect_timeout_ms),
+	    &s->conn, err, sizeof err);
 	if (io != RELAY_IO_OK) {
 		job_error(job, "4.4.1", "none", "connect to %s: %s", s->relay,
 		    err);
@@ -1083,7 +1220,7 @@ attempt(struct relay_job *job, const char *host, const struct dns_addr *addr,
 		sess_end(&s, s->broken ? 0 : RELAY_QUIT_TIMEOUT_MS);
 		return rc > 0 ? ATT_RETRY_PLAIN : ATT_NEXT;
 	}
-	rc = sess_transaction(job, s);
+	rc = sess_transactions(job, s);
 	sess_release(job->ctx, job->key, &s, rc);
 	return ATT_NEXT;
 skip:
@@ -1106,7 +1243,8 @@ try_cached(struct relay_job *job)
 			continue;
 		}
 		log_debug("relay %s: reusing connection", s->hostaddr);
-		rc = sess_transaction(job, s);
+		job->hosts_tried++;
+		rc = sess_transactions(job, s);
 		sess_release(job->ctx, job->key, &s, rc);
 		return;
 	}
@@ -1150,16 +1288,25 @@ dns_failed(struct relay_job *job, int status, const char *name,
 		job_error(job, dns_status_dsn(status), "none", "%s", diag);
 }
 
-/* Tries one address, with the plaintext retry of TLS "may". */
-static void
+/* Tries one address, with the plaintext retry of TLS "may". Returns 0,
+ * or -1 when the call's time is up (then nothing was tried). */
+static int
 try_addr(struct relay_job *job, const char *host, const struct dns_addr *a,
     uint16_t port)
 {
 	int level = job->ctx->st.tls_outbound;
 
+	if (job_expired(job)) {
+		job_error(job, "4.4.2", "none", "time limit of %u s for one "
+		    "delivery attempt reached before %s[%s] could be tried",
+		    job->ctx->st.attempt_timeout_ms / 1000, host, a->text);
+		return -1;
+	}
+	job->hosts_tried++;
 	if (attempt(job, host, a, port, level) == ATT_RETRY_PLAIN &&
-	    job->npending > 0)
+	    job->npending > 0 && !job_expired(job))
 		(void)attempt(job, host, a, port, RELAY_TLS_NONE);
+	return 0;
 }
 
 static void
@@ -1206,8 +1353,87 @@ deliver_fixed(struct relay_job *job, const char *dest_host, uint16_t port)
 	}
 	for (size_t i = 0; i < naddrs && i < ctx->st.max_addrs &&
 	    job->npending > 0; i++)
-		try_addr(job, host, &addrs[i], port);
+		if (try_addr(job, host, &addrs[i], port) < 0)
+			break;
 	dns_addr_result_free(&res);
+}
+
+/* Can a socket be bound to a (is it an address of this host)? */
+static int
+addr_is_local(const struct dns_addr *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, ok;
+
+	memset(&ss, 0, sizeof ss);
+	if (a->family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+		sin->sin_family = AF_INET;
+		memcpy(&sin->sin_addr, a->bytes, 4);
+		len = sizeof *sin;
+	} else if (a->family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+		sin6->sin6_family = AF_INET6;
+		memcpy(&sin6->sin6_addr, a->bytes, 16);
+		len = sizeof *sin6;
+	} else {
+		return 0;
+	}
+	if ((fd = socket(a->family, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+		return 0;
+	ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Is address a, at port, where this server listens? */
+static int
+addr_is_self(const struct relay_ctx *ctx, const struct dns_addr *a,
+    uint16_t port)
+{
+	for (size_t i = 0; i < ctx->st.nself; i++) {
+		const struct sockaddr_storage *ss = &ctx->self[i].sa;
+		const void *bytes;
+		size_t blen;
+		uint16_t lport;
+		int any;
+
+		if (ss->ss_family == AF_INET) {
+			const struct sockaddr_in *sin = (const void *)ss;
+			bytes = &sin->sin_addr;
+			blen = 4;
+			lport = ntohs(sin->sin_port);
+			any = sin->sin_addr.s_addr == htonl(INADDR_ANY);
+		} else {
+			const struct sockaddr_in6 *sin6 = (const void *)ss;
+			bytes = &sin6->sin6_addr;
+			blen = 16;
+			lport = ntohs(sin6->sin6_port);
+			any = IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+		}
+		if (lport != port)
+			continue;
+		if (any && (ss->ss_family == AF_INET6 || a->family == AF_INET) &&
+		    addr_is_local(a))
+			return 1;
+		if (!any && ss->ss_family == a->family &&
+		    memcmp(bytes, a->bytes, blen) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Is MX host h this server: its name, or one of its addresses? */
+static int
+host_is_self(const struct relay_ctx *ctx, const struct dns_mx_host *h)
+{
+	if (strcasecmp(h->name, ctx->helo) == 0)
+		return 1;
+	for (size_t i = 0; i < h->naddrs; i++)
+		if (addr_is_self(ctx, &h->addrs[i], ctx->st.smtp_port))
+			return 1;
+	return 0;
 }
 
 static void
@@ -1232,7 +1458,7 @@ deliver_mx(struct relay_job *job, const char *domain)
 	 * would loop back to us. */
 	uint32_t self_pref = UINT32_MAX;
 	for (size_t h = 0; h < res->nhosts; h++)
-		if (strcasecmp(res->hosts[h].name, ctx->helo) == 0 &&
+		if (host_is_self(ctx, &res->hosts[h]) &&
 		    res->hosts[h].pref < self_pref)
 			self_pref = res->hosts[h].pref;
 	if (self_pref != UINT32_MAX && (res->nhosts == 0 ||
@@ -1248,10 +1474,31 @@ deliver_mx(struct relay_job *job, const char *domain)
 		const struct dns_target *t = &res->targets[i];
 		if (res->hosts[t->host].pref >= self_pref)
 			break;
-		try_addr(job, res->hosts[t->host].name, &t->addr,
-		    ctx->st.smtp_port);
+		if (try_addr(job, res->hosts[t->host].name, &t->addr,
+		    ctx->st.smtp_port) < 0)
+			break;
 	}
 	dns_mx_result_free(&res);
+}
+
+/* Does the header section (up to the first empty line) hold a byte
+ * >= 0x80? */
+static int
+header_has_8bit(const char *p, size_t n)
+{
+	int line_start = 1;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)p[i];
+
+		if (line_start && (c == '\n' || (c == '\r' && i + 1 < n &&
+		    p[i + 1] == '\n')))
+			return 0;	/* the empty line: the header ended */
+		if (c >= 0x80)
+			return 1;
+		line_start = c == '\n';
+	}
+	return 0;
 }
 
 /* Checks the envelope before anything is sent: what cannot go into a
@@ -1262,7 +1509,9 @@ job_precheck(struct relay_job *job)
 	const struct relay_msg *m = job->msg;
 	int eight;
 
-	job->need_utf8 = (m->env_flags & ENV_SMTPUTF8) != 0;
+	/* RFC 6531 3.4: SMTPUTF8 is needed for non-ASCII addresses, or for a
+	 * non-ASCII header of a message that came with SMTPUTF8. */
+	job->need_utf8 = m->smtputf8 && header_has_8bit(m->body, m->body_len);
 	if (m->sender == NULL ||
 	    !relay_addr_ok(m->sender, RELAY_ADDR_MAX, &eight)) {
 		job_final_all(job, 0, RELAY_BOUNCED, "5.1.7", "none",
@@ -1282,6 +1531,7 @@ job_precheck(struct relay_job *job)
 		}
 		job->need_utf8 |= eight;
 	}
+	job->want_utf8 = job->need_utf8 || m->smtputf8;
 }
 
 void
@@ -1303,6 +1553,8 @@ relay_deliver(struct relay_ctx *ctx, const char *domain,
 	job->n = n;
 	job->npending = n;
 	job->state = xcalloc(n, 1);
+	job->again = xcalloc(n, 1);
+	job->deadline = time_mono_ms() + ctx->st.attempt_timeout_ms;
 	for (size_t i = 0; i < n; i++)
 		set_result(&results[i], RELAY_DEFERRED, "4.4.1", "none",
 		    "delivery not attempted");
@@ -1329,7 +1581,7 @@ relay_deliver(struct relay_ctx *ctx, const char *domain,
 		str_copy(job->key, dom, sizeof job->key);
 	str_lower(job->key);
 
-	if (dest_acquire(ctx, job->key) < 0) {
+	if (dest_acquire(ctx, job->key, job_ms(job, ctx->st.dest_wait_ms)) < 0) {
 		char diag[400];
 		snprintf(diag, sizeof diag, "too many connections to %s",
 		    job->key);
@@ -1345,11 +1597,16 @@ relay_deliver(struct relay_ctx *ctx, const char *domain,
 			deliver_mx(job, dom);
 	}
 	dest_release(ctx, job->key);
-	/* What no host took keeps the last error. */
+	/* What no host took: bounced when every host tried lacked what the
+	 * message needs, else deferred with the last error. */
 	job_unaccept(job);
+	if (job->hosts_lacking > 0 && job->hosts_lacking >= job->hosts_tried)
+		job_final_all(job, 0, RELAY_BOUNCED, job->ext_dsn,
+		    job->ext_relay, job->ext_diag);
 	job_final_all(job, 0, RELAY_DEFERRED, job->last_dsn, job->last_relay,
 	    job->last_diag);
 out:
 	free(job->state);
+	free(job->again);
 	free(job);
 }

@@ -7,12 +7,22 @@
  *  - finds the addresses to try: the MX targets of the domain (dns/,
  *    at most max_addrs, best first), or the A/AAAA addresses of a fixed
  *    host (no MX lookup). A permanent DNS failure bounces (5.1.10 null MX,
- *    5.1.2 no such domain); a temporary one defers.
+ *    5.1.2 no such domain); a temporary one defers. An MX host is this
+ *    server itself when its name is helo_name or one of its addresses is
+ *    an address this server listens on at smtp_port (settings.self): then
+ *    only MX hosts of a better preference are tried, and with none the
+ *    mail bounces (5.4.6, it would loop back to us; RFC 5321 5.1).
  *  - tries them in order. It moves on to the next address after a refused
  *    or timed-out connection, a 4xx/5xx greeting, a 4xx/5xx to EHLO and
- *    HELO, a 4xx to MAIL FROM, a lost connection or timeout before the
- *    message body was sent, or a TLS failure. Recipients still pending
+ *    HELO, a 4xx to MAIL FROM, a 421 at any point (the server is closing:
+ *    recipients it took in this transaction go to the next host too), a
+ *    lost connection or timeout before the message body was sent, or a TLS
+ *    failure. A server that lacks what the message needs (SMTPUTF8, a SIZE
+ *    big enough) is skipped too: the message bounces for it (5.6.7, 5.3.4)
+ *    only when every address tried lacked it. Recipients still pending
  *    when no address is left are deferred with the last error.
+ *  - the whole call is bounded by attempt_timeout_ms, over all addresses:
+ *    every wait is cut to the time left, and no address is tried after it.
  *  - EHLO (HELO when EHLO gets a 5xx), then STARTTLS per tls_outbound:
  *      RELAY_TLS_NONE: never;
  *      RELAY_TLS_MAY: when offered. A STARTTLS command refused by the
@@ -28,17 +38,22 @@
  *    handshake is thrown away and EHLO is sent again: only the
  *    capabilities given over TLS count (no response injection).
  *  - one transaction for all recipients: MAIL FROM with SIZE=n (SIZE
- *    offered), BODY=8BITMIME (8BITMIME offered and ENV_8BITMIME),
- *    SMTPUTF8 (ENV_SMTPUTF8), RET= and ENVID= (DSN offered); RCPT TO with
- *    NOTIFY= and ORCPT= (DSN offered); DATA. With PIPELINING (RFC 2920)
- *    MAIL, the RCPTs and DATA go out as one group (groups of at most 100
- *    commands for very many recipients) and the replies are read in
- *    order. A message larger than the server's SIZE bounces with 5.3.4
- *    before MAIL; ENV_SMTPUTF8 (or a non-ASCII address) to a server
- *    without SMTPUTF8 bounces with 5.6.7 (RFC 6531 3.4). An ENV_8BITMIME
- *    message to a server without 8BITMIME is sent anyway, without BODY=
- *    (as Postfix does; most servers take 8-bit data).
- *  - per recipient: 2xx at RCPT goes on to DATA, 4xx defers, 5xx bounces.
+ *    offered), BODY=8BITMIME (8BITMIME offered and msg->eightbit),
+ *    SMTPUTF8 (offered, and msg->smtputf8 or needed), RET= and ENVID= (DSN
+ *    offered); RCPT TO with NOTIFY= and ORCPT= (DSN offered); DATA. With
+ *    PIPELINING (RFC 2920) MAIL, the RCPTs and DATA go out as one group
+ *    (groups of at most 100 commands for very many recipients) and the
+ *    replies are read in order. A message larger than the server's SIZE is
+ *    not offered to it. SMTPUTF8 is needed (RFC 6531 3.4) when the sender
+ *    or a recipient is not ASCII, or msg->smtputf8 is set and the header
+ *    section holds a non-ASCII byte; a message that was given SMTPUTF8 but
+ *    needs none of it goes to a server without SMTPUTF8 as plain mail. A
+ *    msg->eightbit message to a server without 8BITMIME is sent anyway,
+ *    without BODY= (as Postfix does; most servers take 8-bit data).
+ *  - per recipient: 2xx at RCPT goes on to DATA, 4xx defers, 5xx bounces,
+ *    except 552, which is taken as 452 (RFC 5321 4.5.3.1.10). Recipients
+ *    refused with 452 or 552 ("too many recipients") while others were
+ *    taken are sent again in a new transaction on the same connection.
  *    After the data: 2xx -> every accepted recipient SENT; 4xx, a lost
  *    connection or a timeout -> DEFERRED; 5xx -> BOUNCED. A 4xx or 5xx to
  *    DATA itself defers or bounces the accepted recipients. No accepted
@@ -67,7 +82,8 @@
  *    more than max_idle are kept, or after 100 transactions.
  *  - at most max_per_destination relay_deliver calls run at once for one
  *    destination (domain, or fixed host and port); a further call waits up
- *    to dest_wait_ms for a slot, then defers everything with 4.4.5.
+ *    to dest_wait_ms (within attempt_timeout_ms) for a slot, then defers
+ *    everything with 4.4.5.
  *
  * Results read like Postfix's: relay "mx1.example.test[127.0.0.2]:25",
  * diag "host mx1.example.test[127.0.0.2] said: 550 5.1.1 <x@y>: Recipient
@@ -89,12 +105,19 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 struct dns_resolver;
 
 #define RELAY_ADDR_MAX 512	/* longest sender or recipient sent */
 
 enum relay_tls { RELAY_TLS_NONE = 0, RELAY_TLS_MAY = 1, RELAY_TLS_ENCRYPT = 2 };
+
+/* A listening address of this server (AF_INET or AF_INET6, with port). */
+struct relay_self_addr {
+	struct sockaddr_storage sa;
+	socklen_t salen;
+};
 
 /* Tunables. relay_settings_default fills the values in brackets; a 0
  * left in a field also means its default. Times in milliseconds. */
@@ -116,7 +139,15 @@ struct relay_settings {
 	unsigned max_idle;		/* idle connections kept, all
 					 * destinations [32]; set
 					 * RELAY_NO_REUSE to keep none */
+	unsigned attempt_timeout_ms;	/* one relay_deliver call, all its
+					 * addresses [1800000] */
+	/* Addresses this server listens on (copied): an MX address equal to
+	 * one at port smtp_port, or any address of this host when one is the
+	 * wildcard (0.0.0.0, ::) at that port, is this server. */
+	const struct relay_self_addr *self;
+	size_t nself;
 };
+
 
 #define RELAY_NO_REUSE ((unsigned)-1)
 
@@ -147,23 +178,33 @@ void relay_ctx_expire_idle(struct relay_ctx *ctx);
 /* Idle connections held now (for tests and statistics). */
 size_t relay_ctx_idle_count(struct relay_ctx *ctx);
 
-/* One recipient. notify: bits of enum dsn_notify (server/smtp_args.h:
- * NEVER 1, SUCCESS 2, FAILURE 4, DELAY 8), 0 = not given. orcpt:
- * "type;address" xtext-decoded (as the queue keeps it), or NULL. */
+/* DSN NOTIFY (RFC 3461) of one recipient: these bits, 0 = not given. */
+enum relay_notify {
+	RELAY_NOTIFY_NEVER = 1,
+	RELAY_NOTIFY_SUCCESS = 2,
+	RELAY_NOTIFY_FAILURE = 4,
+	RELAY_NOTIFY_DELAY = 8,
+};
+
+/* DSN RET of the message. */
+enum relay_ret { RELAY_RET_UNSET = 0, RELAY_RET_FULL = 1, RELAY_RET_HDRS = 2 };
+
+/* One recipient. notify: enum relay_notify bits. orcpt: "type;address"
+ * xtext-decoded, or NULL. */
 struct relay_rcpt {
 	const char *addr;	/* without <> */
 	const char *orcpt;
 	unsigned notify;
 };
 
-/* The message. ret: enum dsn_ret (0 unset, 1 FULL, 2 HDRS); envid:
- * xtext-decoded ENVID or NULL; env_flags: ENV_8BITMIME, ENV_SMTPUTF8
- * (queue/envelope.h); body: the whole message (header and body), CRLF
- * line ends, dot-stuffing undone. All borrowed for the call. */
+/* The message. envid: xtext-decoded ENVID or NULL; body: the whole
+ * message (header and body), CRLF line ends, dot-stuffing undone. All
+ * borrowed for the call. */
 struct relay_msg {
 	const char *sender;	/* "" for the null path <> */
-	unsigned env_flags;
-	int ret;
+	int eightbit;		/* received with BODY=8BITMIME */
+	int smtputf8;		/* received with SMTPUTF8 */
+	enum relay_ret ret;
 	const char *envid;
 	const char *body;
 	size_t body_len;
@@ -176,6 +217,9 @@ struct relay_result {
 	char dsn[16];		/* "2.0.0", "4.4.1", "5.1.1" */
 	char diag[512];		/* reply or local reason, one line, printable */
 	char relay[300];	/* "HOST[IP]:PORT", or "none" */
+	int dsn_passed;		/* SENT to a server that offered DSN: NOTIFY
+				 * and ORCPT went with the recipient, so the
+				 * next hop reports on it (RFC 3461 5.2.2) */
 };
 
 /*
@@ -186,7 +230,8 @@ struct relay_result {
  *   dest_host: NULL for MX delivery, or a fixed host: a name (A/AAAA
  *     lookup, no MX), an IP literal, either possibly in brackets
  *     ("[127.0.0.3]"). dest_port: its port (0 = smtp_port).
- * Blocks for up to the sum of the timeouts over max_addrs addresses.
+ * Blocks for at most attempt_timeout_ms (plus a DNS lookup, bounded by the
+ * resolver's own limits).
  * Thread: any; many threads may call it at once on one context.
  */
 void relay_deliver(struct relay_ctx *ctx, const char *domain,

@@ -56,7 +56,7 @@ struct config_parse {
 	struct config *cfg;
 	unsigned lineno;		/* line being parsed */
 	unsigned nerrors;
-	unsigned key_line[64];		/* per config_keys entry: first line set, 0 = never */
+	unsigned key_line[128];		/* per config_keys entry: first line set, 0 = never */
 };
 
 typedef void config_key_fn(struct config_parse *p, const struct config_key *k, char *value);
@@ -570,10 +570,11 @@ key_relay_domains(struct config_parse *p, const struct config_key *k, char *valu
 	config_domain_list(p, k, value, &p->cfg->relay_domains, &p->cfg->nrelay_domains);
 }
 
+/* A list of networks into *listp / *np. */
 static void
-key_relay_networks(struct config_parse *p, const struct config_key *k, char *value)
+config_network_list(struct config_parse *p, const struct config_key *k, char *value,
+    struct cidr **listp, size_t *np)
 {
-	struct config *cfg = p->cfg;
 	char *cursor = value, *item;
 	struct cidr c;
 
@@ -583,14 +584,52 @@ key_relay_networks(struct config_parse *p, const struct config_key *k, char *val
 			    k->name, SHOW(item));
 			continue;
 		}
-		if (cfg->nrelay_networks >= CONFIG_LIST_MAX) {
+		if (*np >= CONFIG_LIST_MAX) {
 			config_error(p, p->lineno, "%s: too many entries (at most %d)", k->name,
 			    CONFIG_LIST_MAX);
 			return;
 		}
-		cfg->relay_networks = xrealloc(cfg->relay_networks,
-		    (cfg->nrelay_networks + 1) * sizeof *cfg->relay_networks);
-		cfg->relay_networks[cfg->nrelay_networks++] = c;
+		*listp = xrealloc(*listp, (*np + 1) * sizeof **listp);
+		(*listp)[(*np)++] = c;
+	}
+}
+
+static void
+key_relay_networks(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_network_list(p, k, value, &p->cfg->relay_networks, &p->cfg->nrelay_networks);
+}
+
+static void
+key_auth_plaintext_networks(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_network_list(p, k, value, &p->cfg->auth_plaintext_networks,
+	    &p->cfg->nauth_plaintext_networks);
+}
+
+/* Accounts (user@domain), lower-cased. */
+static void
+key_auth_any_sender(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct config *cfg = p->cfg;
+	char *cursor = value, *item, *at;
+
+	while ((item = config_next_item(&cursor)) != NULL) {
+		at = strrchr(item, '@');
+		if (at == NULL || at == item || strlen(item) > 320 ||
+		    !config_valid_domain(at + 1)) {
+			config_error(p, p->lineno, "%s: '%s' is not an account (user@domain)",
+			    k->name, SHOW(item));
+			continue;
+		}
+		if (cfg->nauth_any_sender >= CONFIG_LIST_MAX) {
+			config_error(p, p->lineno, "%s: too many entries (at most %d)", k->name,
+			    CONFIG_LIST_MAX);
+			return;
+		}
+		cfg->auth_any_sender = xrealloc(cfg->auth_any_sender,
+		    (cfg->nauth_any_sender + 1) * sizeof *cfg->auth_any_sender);
+		cfg->auth_any_sender[cfg->nauth_any_sender++] = str_lower(xstrdup(item));
 	}
 }
 
@@ -867,6 +906,14 @@ static const struct config_key config_keys[] = {
 	{ "relay_command_timeout", key_duration, OFF(relay_command_timeout), 1, DAY, 0 },
 	{ "relay_data_timeout", key_duration, OFF(relay_data_timeout), 1, DAY, 0 },
 	{ "max_per_destination", key_unsigned, OFF(max_per_destination), 1, 100000, 0 },
+	{ "relay_attempt_timeout", key_duration, OFF(relay_attempt_timeout), 1, DAY, 0 },
+	{ "dns_timeout", key_duration, OFF(dns_timeout), 1, MINUTE, 0 },
+	{ "dns_attempts", key_unsigned, OFF(dns_attempts), 1, 10, 0 },
+	{ "auth_plaintext_networks", key_auth_plaintext_networks, 0, 0, 0, KEY_EMPTY_OK },
+	{ "auth_fail_delay", key_duration, OFF(auth_fail_delay), 0, MINUTE, 0 },
+	{ "auth_fail_limit", key_unsigned, OFF(auth_fail_limit), 0, 100000, 0 },
+	{ "auth_block_time", key_duration, OFF(auth_block_time), 0, DAY, 0 },
+	{ "auth_any_sender", key_auth_any_sender, 0, 0, 0, KEY_EMPTY_OK },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -996,6 +1043,12 @@ config_set_defaults(struct config *cfg)
 	cfg->relay_command_timeout = 5 * MINUTE;
 	cfg->relay_data_timeout = 10 * MINUTE;
 	cfg->max_per_destination = 20;
+	cfg->relay_attempt_timeout = 30 * MINUTE;
+	cfg->dns_timeout = 2;
+	cfg->dns_attempts = 2;
+	cfg->auth_fail_delay = 1;
+	cfg->auth_fail_limit = 10;
+	cfg->auth_block_time = 10 * MINUTE;
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and
@@ -1084,6 +1137,10 @@ config_free(struct config *cfg)
 	free(cfg->users_file);
 	free(cfg->aliases_file);
 	free(cfg->relay_networks);
+	free(cfg->auth_plaintext_networks);
+	for (i = 0; i < cfg->nauth_any_sender; i++)
+		free(cfg->auth_any_sender[i]);
+	free(cfg->auth_any_sender);
 	for (i = 0; i < cfg->nrelay_domains; i++)
 		free(cfg->relay_domains[i]);
 	free(cfg->relay_domains);
@@ -1201,6 +1258,26 @@ config_client_may_relay(const struct config *cfg, const struct sockaddr *sa)
 		return 0;
 	for (size_t i = 0; i < cfg->nrelay_networks; i++)
 		if (cidr_match(&cfg->relay_networks[i], sa))
+			return 1;
+	return 0;
+}
+
+int
+config_user_may_send_any(const struct config *cfg, const char *user)
+{
+	for (size_t i = 0; cfg != NULL && user != NULL && i < cfg->nauth_any_sender; i++)
+		if (strcasecmp(cfg->auth_any_sender[i], user) == 0)
+			return 1;
+	return 0;
+}
+
+int
+config_client_may_auth_plaintext(const struct config *cfg, const struct sockaddr *sa)
+{
+	if (cfg == NULL || sa == NULL)
+		return 0;
+	for (size_t i = 0; i < cfg->nauth_plaintext_networks; i++)
+		if (cidr_match(&cfg->auth_plaintext_networks[i], sa))
 			return 1;
 	return 0;
 }

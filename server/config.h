@@ -96,6 +96,18 @@ struct config {
 	unsigned relay_command_timeout;	/* outbound replies to commands: 5m */
 	unsigned relay_data_timeout;	/* outbound reply after end of data: 10m */
 	unsigned max_per_destination;	/* outbound concurrent connections per domain: 20 */
+	unsigned relay_attempt_timeout;	/* one outbound attempt, all MX hosts: 30m */
+	unsigned dns_timeout;		/* one DNS query to one server: 2s */
+	unsigned dns_attempts;		/* rounds over the DNS servers: 2 */
+
+	/* Inbound hardening (README "Configuration"). */
+	struct cidr *auth_plaintext_networks;	/* AUTH without TLS from these: none */
+	size_t nauth_plaintext_networks;
+	unsigned auth_fail_delay;	/* answer to a first failed login waits: 1s */
+	unsigned auth_fail_limit;	/* failed logins per address that block it: 10 */
+	unsigned auth_block_time;	/* how long: 10m */
+	char **auth_any_sender;		/* accounts that may send as anyone: none */
+	size_t nauth_any_sender;
 
 	int refs;			/* atomic; managed by config_ref/unref */
 };
@@ -120,6 +132,14 @@ int config_is_relay_domain(const struct config *cfg, const char *domain);
 
 /* May this client address relay to any domain (relay_networks)? */
 int config_client_may_relay(const struct config *cfg, const struct sockaddr *sa);
+
+/* May authenticated account user (any case) use any sender address
+ * (auth_any_sender)? */
+int config_user_may_send_any(const struct config *cfg, const char *user);
+
+/* May this client authenticate without TLS (auth_plaintext_networks)? */
+int config_client_may_auth_plaintext(const struct config *cfg,
+    const struct sockaddr *sa);
 
 /* The route for domain (any case), or NULL. */
 const struct route *config_route_for(const struct config *cfg, const char *domain);

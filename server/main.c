@@ -27,9 +27,14 @@
 #include "queue/store.h"
 #include "server/acceptor.h"
 #include "server/connlimit.h"
+#include "server/offloop.h"
 #include "server/policy.h"
 #include "server/runtime.h"
 #include "server/worker.h"
+
+#define DAEMON_PASSWORD_QUEUE 1024	/* logins waiting for a hasher */
+#define DAEMON_LOOKUP_THREADS 16
+#define DAEMON_LOOKUP_QUEUE 8192
 
 struct daemon {
 	const char *config_path;
@@ -39,6 +44,7 @@ struct daemon {
 	struct delivery *delivery;
 	struct worker **workers;
 	size_t nworkers;
+	struct worker_pools pools;
 	struct acceptor *acceptor;
 	struct listener_set listeners;
 };
@@ -222,11 +228,28 @@ daemon_stop(struct daemon *d, unsigned timeout)
 		_exit(0);
 	}
 	committer_stop(&d->committer);
+	/* Jobs still out are posted to their workers before these stop. */
+	offloop_stop(&d->pools.passwords);
+	offloop_stop(&d->pools.lookups);
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_stop(&d->workers[i]);
 	free(d->workers);
 	scheduler_free(&d->scheduler);
 	store_close(&d->store);
+}
+
+/* The off-loop pools: password hashing is CPU work, one thread per core
+ * at most; lookups mostly wait, so more of them. */
+static int
+daemon_start_pools(struct daemon *d)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned hashers = cores < 1 ? 1 : cores > 8 ? 8 : (unsigned)cores;
+
+	d->pools.passwords = offloop_start("password", hashers, DAEMON_PASSWORD_QUEUE);
+	d->pools.lookups = offloop_start("lookup", DAEMON_LOOKUP_THREADS,
+	    DAEMON_LOOKUP_QUEUE);
+	return d->pools.passwords && d->pools.lookups ? 0 : -1;
 }
 
 int
@@ -283,8 +306,8 @@ main(int argc, char **argv)
 		log_error("mail_dir %s: %s", cfg->mail_dir, strerror(errno));
 		return 1;
 	}
-	if ((d.store = store_open(cfg->queue_dir, cfg->queue_map_size, 0, err,
-	    sizeof err)) == NULL) {
+	if ((d.store = store_open(cfg->queue_dir, cfg->queue_map_size,
+	    STORE_EXCLUSIVE, err, sizeof err)) == NULL) {
 		log_error("queue %s: %s", cfg->queue_dir, err);
 		return 1;
 	}
@@ -301,10 +324,12 @@ main(int argc, char **argv)
 		    (unsigned)cfg->delivery_threads);
 	}
 	runtime_swap(runtime_ref(rt));
+	if (daemon_start_pools(&d) < 0)
+		return 1;
 	d.nworkers = (size_t)cfg->session_workers;
 	d.workers = xcalloc(d.nworkers, sizeof *d.workers);
 	for (size_t i = 0; i < d.nworkers; i++)
-		if ((d.workers[i] = worker_start((int)i, d.committer)) == NULL)
+		if ((d.workers[i] = worker_start((int)i, d.committer, &d.pools)) == NULL)
 			return 1;
 	if ((d.acceptor = acceptor_start(&d.listeners, d.workers, d.nworkers)) == NULL)
 		return 1;

@@ -36,6 +36,8 @@ policy_from_runtime(struct runtime *rt)
 	struct policy_owner *o = xcalloc(1, sizeof *o);
 	struct delivery_policy *p = xcalloc(1, sizeof *p);
 	struct dns_server_addr *servers;
+	struct relay_self_addr *self;
+	struct dns_options dopt;
 	struct relay_settings rs;
 	char err[256];
 
@@ -45,7 +47,17 @@ policy_from_runtime(struct runtime *rt)
 		str_copy(servers[i].addr, cfg->dns_servers[i].host, sizeof servers[i].addr);
 		servers[i].port = cfg->dns_servers[i].port;
 	}
-	o->dns = dns_resolver_new(servers, cfg->ndns_servers, err, sizeof err);
+	dns_options_default(&dopt);
+	dopt.try_timeout_ms = cfg->dns_timeout * 1000;
+	dopt.tries = cfg->dns_attempts;
+	/* One lookup asks for MX and then addresses of several hosts: room
+	 * for a few full rounds, never less than the default bound. */
+	if ((uint64_t)dopt.try_timeout_ms * dopt.tries * 4 > dopt.total_timeout_ms)
+		dopt.total_timeout_ms = dopt.try_timeout_ms * dopt.tries * 4;
+	if (dopt.total_timeout_ms > 600000)
+		dopt.total_timeout_ms = 600000;
+	o->dns = dns_resolver_new_opts(servers, cfg->ndns_servers, &dopt, err,
+	    sizeof err);
 	free(servers);
 	if (o->dns == NULL) {
 		log_error("dns: %s", err);
@@ -63,7 +75,18 @@ policy_from_runtime(struct runtime *rt)
 	rs.data_block_timeout_ms = cfg->relay_command_timeout * 1000;
 	rs.data_final_timeout_ms = cfg->relay_data_timeout * 1000;
 	rs.max_per_destination = cfg->max_per_destination;
-	if ((o->relay = relay_ctx_new(&rs, o->dns, err, sizeof err)) == NULL) {
+	rs.attempt_timeout_ms = cfg->relay_attempt_timeout * 1000;
+	/* An MX host at one of our listening addresses is this server. */
+	self = xcalloc(cfg->nlistens ? cfg->nlistens : 1, sizeof *self);
+	for (size_t i = 0; i < cfg->nlistens; i++) {
+		self[i].sa = cfg->listens[i].sa;
+		self[i].salen = cfg->listens[i].salen;
+	}
+	rs.self = self;
+	rs.nself = cfg->nlistens;
+	o->relay = relay_ctx_new(&rs, o->dns, err, sizeof err);
+	free(self);
+	if (o->relay == NULL) {
 		log_error("relay: %s", err);
 		goto fail;
 	}

@@ -69,13 +69,15 @@ md_fault(enum maildir_fault_op op)
 	return 1;
 }
 
-/* What an errno means for the message: permanent or worth a retry. */
+/* What an errno means for the message: permanent or worth a retry. Only
+ * a name that can never fit is permanent; a mailbox that cannot be written
+ * now (permissions, a file where a directory belongs, a full disk) is an
+ * administrator's to fix, and the mail waits for that (README). */
 static enum maildir_status
 md_class(int err)
 {
 	switch (err) {
 	case ENAMETOOLONG:
-	case ENOTDIR:
 		return MAILDIR_PERM;
 	default:
 		return MAILDIR_TEMP;

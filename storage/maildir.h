@@ -30,10 +30,11 @@
 
 enum maildir_status {
 	MAILDIR_OK = 0,
-	/* May pass later: defer (ENOSPC, EDQUOT, EIO, EMFILE, EACCES...). */
+	/* May pass later: defer (ENOSPC, EDQUOT, EIO, EMFILE, EACCES, a
+	 * regular file where a directory must be (ENOTDIR), ...). */
 	MAILDIR_TEMP = 1,
-	/* Will not pass: bad user or domain for a path, ENAMETOOLONG, a
-	 * regular file where a directory must be (ENOTDIR). Bounce. */
+	/* Will not pass: bad user or domain for a path, a path too long
+	 * (ENAMETOOLONG), no mail_dir. Bounce. */
 	MAILDIR_PERM = 2,
 };
 

@@ -45,6 +45,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/util.h"
 #include "storage/userdb.h"
@@ -578,6 +579,30 @@ userdb_check_password(const struct userdb *db, const char *user,
 	free(cd);
 	/* A match against the dummy is still "no": it is not this user's. */
 	return ok && hash != db->dummy_hash;
+}
+
+int
+userdb_sender_owned(const struct userdb *db, const char *user,
+    const char *sender)
+{
+	char ukey[UD_LOCAL_MAX + UD_DOMAIN_MAX + 2];
+	char skey[UD_LOCAL_MAX + UD_DOMAIN_MAX + 2];
+	char **list;
+	int n, owned = 0;
+
+	if (db == NULL || ud_key_buf(user, ukey, sizeof ukey) != 0 ||
+	    ud_key_buf(sender, skey, sizeof skey) != 0)
+		return 0;
+	if (strcmp(ukey, skey) == 0)
+		return 1;
+	if (ud_table_find(&db->aliases, skey) == NULL)
+		return 0;
+	if ((n = userdb_expand(db, skey, NULL, NULL, &list)) < 0)
+		return 0;
+	for (int i = 0; i < n && !owned; i++)
+		owned = strcasecmp(list[i], ukey) == 0;
+	userdb_list_free(list, n);
+	return owned;
 }
 
 /* --- expansion --------------------------------------------------------- */

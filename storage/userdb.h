@@ -37,6 +37,12 @@ enum userdb_kind { USERDB_NONE = 0, USERDB_USER = 1, USERDB_ALIAS = 2 };
  * it is an alias. */
 enum userdb_kind userdb_lookup(const struct userdb *db, const char *addr);
 
+/* May authenticated user (user@domain) send as sender? 1 when sender is
+ * the user itself (any case) or an alias whose expansion reaches the
+ * user (aliases of aliases too); 0 otherwise. */
+int userdb_sender_owned(const struct userdb *db, const char *user,
+    const char *sender);
+
 /* 1 when user (user@domain) exists, has a hash, and password matches. */
 int userdb_check_password(const struct userdb *db, const char *user,
     const char *password);

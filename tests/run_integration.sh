@@ -3,6 +3,11 @@
 # loopback, so no test can send traffic off this machine.
 set -eu
 cd "$(dirname "$0")/.."
+# A private mount namespace too, where it can be had: the fault tests mount
+# small tmpfs file systems there (tests/integration/faults.py).
+if [ "${MS_IN_NETNS:-}" != 1 ] && unshare --net --mount true 2>/dev/null; then
+	exec unshare --net --mount env MS_IN_NETNS=1 MS_IN_MOUNTNS=1 bash -c 'ip link set lo up && exec bash tests/run_integration.sh "$@"' -- "$@"
+fi
 if [ "${MS_IN_NETNS:-}" != 1 ] && unshare --net true 2>/dev/null; then
 	exec unshare --net env MS_IN_NETNS=1 bash -c 'ip link set lo up && exec bash tests/run_integration.sh "$@"' -- "$@"
 fi

@@ -22,7 +22,9 @@ Behaviours (keyword arguments of Peer, combinable):
   mail_reply="452 4.3.1 full"   reply to MAIL FROM
   data_reply="554 5.5.1 no"     reply to DATA (default 354)
   final_reply="554 5.7.1 spam"  reply to the end of data (default 250)
-  drop="data"|"rcpt"|"mail"     close the connection at that point
+  drop="data"|"rcpt"|"mail"|"final"
+                                close the connection at that point ("data":
+                                mid-DATA; "final": after ".", unanswered)
   starttls=(cert, key)          offer STARTTLS with this PEM pair (ssl)
   refuse_starttls=True          offer STARTTLS but answer 454
   ehlo=["PIPELINING", ...]      EHLO keywords (default PIPELINING,
@@ -287,6 +289,10 @@ class _Session:
         data = b"\r\n".join(l[1:] if l.startswith(b".") else l for l in lines)
         self.msg.raw = raw
         self.msg.data = data
+        if p.drop == "final":
+            with p._lock:
+                p.unanswered.append(self.msg)
+            return False
         if p.hang == "final":
             with p._lock:
                 p.unanswered.append(self.msg)

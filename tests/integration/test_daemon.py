@@ -212,13 +212,15 @@ class DurabilityTest(unittest.TestCase):
             srv.cleanup()
 
     def test_full_queue_answers_452_and_recovers(self):
-        srv = Server("queue_map_size = 1M\nmax_message_size = 2M\n")
+        # held mail (its destination refuses connections) fills the map
+        srv = Server("queue_map_size = 1M\nmax_message_size = 2M\n"
+                     "routes = hold.test=[127.0.0.1]:9\nretry_min = 1h\nretry_max = 2h\n")
         try:
             srv.start()
             big = b"Subject: big\r\n\r\n" + (b"z" * 998 + b"\r\n") * 300
             codes = []
             for i in range(10):
-                code, text = send_one(srv.port, body=big)
+                code, text = send_one(srv.port, rcpt="x@hold.test", body=big)
                 codes.append(code)
                 if code == 452:
                     self.assertTrue(text.startswith("4.3.1"), text)
@@ -229,7 +231,7 @@ class DurabilityTest(unittest.TestCase):
             self.assertEqual(c.cmd("NOOP")[0], 250)
             c.close()
             srv.mailctl("delete", "all")
-            code, _ = send_one(srv.port, body=big)
+            code, _ = send_one(srv.port, rcpt="x@hold.test", body=big)
             self.assertEqual(code, 250)
             self.assertEqual(srv.stop(), 0)
         finally:
@@ -366,3 +368,32 @@ class CorruptRecordTest(unittest.TestCase):
             self.assertEqual(srv.stop(), 0)
         finally:
             srv.cleanup()
+
+
+class OneDaemonPerQueueTest(unittest.TestCase):
+    """A second daemon on the same queue_dir refuses to start (an exclusive
+    lock), so no message is delivered by two daemons; mailctl still works."""
+
+    def test_second_daemon_refuses(self):
+        a = Server()
+        b = Server(workdir=None)
+        try:
+            a.start()
+            # b: its own port and log, a's queue
+            text = open(b.conf).read().replace("queue_dir = %s/queue" % b.dir,
+                                               "queue_dir = %s/queue" % a.dir)
+            b.write_config(text)
+            r = subprocess.run([MAILSERVER, "-c", b.conf], cwd=b.dir, capture_output=True,
+                               text=True, timeout=30 * SLOW)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("in use by another mailserver (pid %d)" % a.proc.pid, b.logtext())
+            code, _ = send_one(a.port)
+            self.assertEqual(code, 250)
+            self.assertEqual(len(a.queue_json()["messages"]) + len(a.delivered_ids()), 1)
+            self.assertEqual(a.stop(), 0)
+            # once the first one stopped, the queue may be taken again
+            b.start()
+            self.assertEqual(b.stop(), 0)
+        finally:
+            a.cleanup()
+            b.cleanup()

@@ -177,6 +177,54 @@ class DeliveryTest(unittest.TestCase):
         self.wait_files("dave@localhost")
 
 
+class UnwritableMailboxTest(unittest.TestCase):
+    """A Maildir that cannot be written is deferred until it can (README:
+    retried until queue_lifetime), never bounced at once."""
+
+    def deferred_then_delivered(self, srv, addr, mend):
+        qid = send(srv.port, "x@example.org", [addr], b"Subject: w\r\n\r\nx\r\n")
+        srv.wait_log(qid + ": to=<%s>" % addr)
+        q = {m["id"]: m for m in srv.queue_json()["messages"]}
+        self.assertEqual(q[qid]["recipients"][0]["state"], "deferred")
+        self.assertEqual(srv.maildir_files("x@example.org"), [])     # no bounce
+        mend()
+        srv.signal(signal.SIGUSR1)
+        wait_for(lambda: srv.maildir_files(addr), 20, "mail for " + addr)
+        wait_for(lambda: srv.queue_json()["messages"] == [], 20, "queue to empty")
+
+    def test_file_where_the_maildir_belongs(self):
+        srv = make_server("retry_min = 1h\nretry_max = 2h\n")
+        try:
+            srv.start()
+            mbox = os.path.join(srv.dir, "mail", "localhost", "carol")
+            os.makedirs(os.path.dirname(mbox), exist_ok=True)
+            with open(mbox, "w") as f:
+                f.write("not a directory\n")
+            self.deferred_then_delivered(srv, "carol@localhost", lambda: os.unlink(mbox))
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to run the server as nobody")
+    def test_permission_denied(self):
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        srv = make_server("retry_min = 1h\nretry_max = 2h\nuser = nobody\n")
+        try:
+            os.chmod(srv.dir, 0o755)
+            for d in ("queue", "mail", "mail/localhost"):
+                os.makedirs(os.path.join(srv.dir, d), exist_ok=True)
+                os.chown(os.path.join(srv.dir, d), nobody.pw_uid, nobody.pw_gid)
+            mbox = os.path.join(srv.dir, "mail", "localhost", "bob")
+            os.makedirs(mbox, mode=0o700)           # root's: nobody may not write
+            srv.start()
+            self.deferred_then_delivered(
+                srv, "bob@localhost", lambda: os.chown(mbox, nobody.pw_uid, nobody.pw_gid))
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+
 class GracefulStopTest(unittest.TestCase):
     def test_stop_with_deliveries_in_flight(self):
         srv = make_server("delivery_threads = 4\n")

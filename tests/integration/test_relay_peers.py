@@ -128,6 +128,43 @@ class PeerTest(unittest.TestCase):
         wait_for(lambda: not (set(ids) & {m["id"] for m in self.srv.queue_json()["messages"]}),
                  30, "the queue to empty")
 
+    def send_notify_success(self, rcpt, smtputf8=False):
+        c, _ = greet(self.srv.port)
+        self.assertEqual(c.cmd("MAIL FROM:<alice@localhost>%s" %
+                               (" SMTPUTF8" if smtputf8 else ""))[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<%s> NOTIFY=SUCCESS" % rcpt)[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(b"Subject: dsn\r\n\r\nx\r\n.\r\n")
+        code, lines = c.reply()
+        c.close()
+        self.assertEqual(code, 250)
+        return lines[0].split()[-1]
+
+    def test_no_relayed_notice_when_next_hop_has_dsn(self):
+        # RFC 3461 5.2.2: NOTIFY goes with the recipient; the next hop reports.
+        self.start()
+        qid = self.send_notify_success("s@p.test")
+        msg = self.peer.wait_messages(1)[0]
+        self.assertIn("NOTIFY=SUCCESS", msg.rcpt_params[0])
+        wait_for(lambda: self.states(qid) == {}, 20, "the message to leave the queue")
+        wait_for(lambda: self.srv.queue_json()["messages"] == [], 20, "no notice queued")
+        self.assertEqual(self.srv.maildir_files("alice@localhost"), [])
+
+    def test_relayed_notice_when_next_hop_lacks_dsn(self):
+        self.start(ehlo=["PIPELINING", "8BITMIME"])
+        self.send_notify_success("s@p.test")
+        files = wait_for(lambda: self.srv.maildir_files("alice@localhost"), 20, "notice")
+        with open(files[0], "rb") as f:
+            self.assertIn(b"Action: relayed", f.read())
+
+    def test_smtputf8_not_needed_goes_to_server_without_it(self):
+        # RFC 6531 3.4: ASCII addresses and headers need no SMTPUTF8.
+        self.start(ehlo=["PIPELINING", "8BITMIME", "DSN"])
+        self.send_notify_success("u8@p.test", smtputf8=True)
+        msg = self.peer.wait_messages(1)[0]
+        self.assertEqual(msg.rcpts, ["u8@p.test"])
+        self.assertNotIn("SMTPUTF8", msg.mail_params)
+
     def test_relayhost_takes_all_remote_mail(self):
         self.start(extra="relayhost = [127.0.0.5]:%d\n" % self.port)
         send(self.srv.port, "alice@localhost", ["r@anywhere.example", "s@other.example"])

@@ -1,7 +1,9 @@
 """Inbound SMTP against a running mailserver: commands, replies, policy,
 pipelining, limits and hostile input (issue: inbound SMTP)."""
+import contextlib
 import json
 import os
+import signal
 import smtplib
 import socket
 import unittest
@@ -9,6 +11,26 @@ import unittest
 from harness import Client, Server, greet, wait_for, SLOW
 
 MSG = b"Subject: test\r\nFrom: a@example.org\r\n\r\nhello\r\n"
+
+
+@contextlib.contextmanager
+def frozen(srv):
+    """The server stopped (SIGSTOP) meanwhile: what the client sends then
+    is all in the socket when the server next reads."""
+    srv.signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        srv.signal(signal.SIGCONT)
+
+
+def read_to_eof(sock):
+    data = b""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            return data
+        data += d
 
 
 class SmtpTest(unittest.TestCase):
@@ -241,6 +263,31 @@ class SmtpTest(unittest.TestCase):
         c.send(b"Subject: p\r\n\r\nx\r\n.\r\nRSET\r\nNOOP\r\nQUIT\r\n")
         self.assertEqual([c.reply()[0] for _ in range(4)], [250, 250, 250, 221])
         c.close()
+
+    def test_pipelined_end_quit_and_fin(self):
+        """'.' CRLF QUIT CRLF and the client's FIN at once: the 250 and the
+        221 still come, so the client does not send the message again."""
+        for size in (200, 32768, 49152):
+            with self.subTest(size=size):
+                before = self.queued_ids()
+                c, _ = greet(self.srv.port)
+                c.cmd("MAIL FROM:<a@b.example>")
+                c.cmd("RCPT TO:<alice@localhost>")
+                self.assertEqual(c.cmd("DATA")[0], 354)
+                tail = b".\r\nQUIT\r\n"
+                head = b"Subject: fin\r\n\r\n"
+                k = (size - len(tail) - len(head)) // 72 - 1
+                last = size - len(tail) - len(head) - 72 * k
+                body = head + (b"z" * 70 + b"\r\n") * k + b"y" * (last - 2) + b"\r\n"
+                self.assertEqual(len(body + tail), size)
+                with frozen(self.srv):
+                    c.send(body + tail)
+                    c.sock.shutdown(socket.SHUT_WR)
+                data = read_to_eof(c.sock)
+                c.close()
+                self.assertRegex(data, rb"^250 2\.0\.0 Ok: queued as [0-9A-F]{13}\r\n221 ")
+                qid = data.split(b"\r\n")[0].split()[-1].decode()
+                self.assertEqual(self.queued_ids() - before, {qid})
 
     def test_pipelined_body_after_rejected_data_not_commands(self):
         before = self.queued_ids()

@@ -1050,7 +1050,20 @@ test_threads(void)
 
 /* ---- the real transport against an in-process loopback responder ---- */
 
-enum responder_mode { R_NORMAL, R_WRONG_ID_FIRST, R_TRUNCATE, R_SILENT, R_SERVFAIL };
+enum responder_mode { R_NORMAL, R_WRONG_ID_FIRST, R_TRUNCATE, R_SILENT,
+	R_SERVFAIL, R_SLOW };
+
+#define SLOW_MS 450		/* R_SLOW: each answer is sent this late */
+#define SLOW_MAX 16
+
+/* An answer held back by R_SLOW. */
+struct slow_answer {
+	uint8_t *a;
+	size_t alen;
+	struct sockaddr_storage to;
+	socklen_t tolen;
+	int64_t due;
+};
 
 struct responder {
 	int udp, tcp, stop[2];
@@ -1058,6 +1071,8 @@ struct responder {
 	enum responder_mode mode;
 	int udp_queries, tcp_queries;	/* atomic */
 	pthread_t thread;
+	struct slow_answer slow[SLOW_MAX];	/* responder thread only */
+	size_t nslow;
 };
 
 /* Answers a wire query: MX 10 mx.<qname> (or truncated/SERVFAIL). */
@@ -1104,10 +1119,25 @@ responder_main(void *p)
 	for (;;) {
 		struct pollfd pf[3] = { { rp->udp, POLLIN, 0 }, { rp->tcp, POLLIN, 0 },
 		    { rp->stop[0], POLLIN, 0 } };
-		if (poll(pf, 3, -1) < 0)
+		int wait = -1;
+
+		/* Held answers go out when due, oldest first. */
+		while (rp->nslow > 0 && rp->slow[0].due <= time_mono_ms()) {
+			struct slow_answer *sa = &rp->slow[0];
+			sendto(rp->udp, sa->a, sa->alen, 0,
+			    (struct sockaddr *)&sa->to, sa->tolen);
+			free(sa->a);
+			memmove(rp->slow, rp->slow + 1, --rp->nslow * sizeof *sa);
+		}
+		if (rp->nslow > 0)
+			wait = (int)(rp->slow[0].due - time_mono_ms()) + 1;
+		if (poll(pf, 3, wait) < 0)
 			continue;
-		if (pf[2].revents)
+		if (pf[2].revents) {
+			for (size_t i = 0; i < rp->nslow; i++)
+				free(rp->slow[i].a);
 			return NULL;
+		}
 		if (pf[0].revents) {
 			struct sockaddr_storage from;
 			socklen_t fl = sizeof from;
@@ -1120,6 +1150,15 @@ responder_main(void *p)
 				continue;
 			if ((a = respond(rp, buf, (size_t)n, 0, &alen)) == NULL)
 				continue;
+			if (rp->mode == R_SLOW && rp->nslow < SLOW_MAX) {
+				struct slow_answer *sa = &rp->slow[rp->nslow++];
+				sa->a = a;
+				sa->alen = alen;
+				sa->to = from;
+				sa->tolen = fl;
+				sa->due = time_mono_ms() + SLOW_MS;
+				continue;
+			}
 			if (rp->mode == R_WRONG_ID_FIRST) {
 				a[1] ^= 0x55;
 				sendto(rp->udp, a, alen, 0, (struct sockaddr *)&from, fl);
@@ -1208,6 +1247,9 @@ test_net_transport(void)
 		{ R_TRUNCATE, DNS_OK, 1 },
 		{ R_SERVFAIL, DNS_TEMP, 0 },
 		{ R_SILENT, DNS_TEMP, 0 },
+		/* Each answer comes after the next try went out: the first
+		 * query's answer is still taken. */
+		{ R_SLOW, DNS_OK, 0 },
 	};
 
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {

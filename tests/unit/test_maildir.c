@@ -417,7 +417,7 @@ static const struct fault_case fault_cases[] = {
 	    "maildir: create mailbox: Permission denied" },
 	{ "mkdir ENOSPC deep", MAILDIR_FAULT_MKDIR, 3, ENOSPC, 1, MAILDIR_TEMP,
 	    "maildir: create mailbox: No space left on device" },
-	{ "rename ENOTDIR", MAILDIR_FAULT_RENAME, 1, ENOTDIR, 0, MAILDIR_PERM,
+	{ "rename ENOTDIR", MAILDIR_FAULT_RENAME, 1, ENOTDIR, 0, MAILDIR_TEMP,
 	    "maildir: move into new: Not a directory" },
 	{ "short write", MAILDIR_FAULT_WRITE, 2, 0, 0, MAILDIR_OK, "" },
 	/* a file system without O_TMPFILE: the classic tmp/ + rename way */
@@ -629,18 +629,20 @@ test_mail_dir_is_file(void)
 	f = fopen(file, "w");
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
 	fclose(f);
+	/* A file where a directory belongs: the administrator's to mend, so
+	 * the mail waits (MAILDIR_TEMP), as for any mailbox not writable. */
 	CU_ASSERT_EQUAL(maildir_deliver(file, HOST, "d.example", "u", "",
-	    "u@d", "x", 1, err, sizeof err), MAILDIR_PERM);
+	    "u@d", "x", 1, err, sizeof err), MAILDIR_TEMP);
 	CU_ASSERT_STRING_EQUAL(err, "maildir: create mailbox: Not a directory");
 	snprintf(below, sizeof below, "%s/sub/mail", file);
 	CU_ASSERT_EQUAL(maildir_deliver(below, HOST, "d.example", "u", "",
-	    "u@d", "x", 1, err, sizeof err), MAILDIR_PERM);
+	    "u@d", "x", 1, err, sizeof err), MAILDIR_TEMP);
 	CU_ASSERT_EQUAL(maildir_deliver("", HOST, "d.example", "u", "",
 	    "u@d", "x", 1, err, sizeof err), MAILDIR_PERM);
 	CU_ASSERT_EQUAL(maildir_deliver(NULL, HOST, "d.example", "u", "",
 	    "u@d", "x", 1, err, sizeof err), MAILDIR_PERM);
 
-	/* A Maildir whose new/ is a regular file: PERM, tmp/ left empty. */
+	/* A Maildir whose new/ is a regular file: TEMP, tmp/ left empty. */
 	path_of(below, sizeof below, "mail");
 	CU_ASSERT_EQUAL(maildir_deliver(below, HOST, "d.example", "w", "",
 	    "w@d", "x", 1, err, sizeof err), MAILDIR_OK);
@@ -650,7 +652,7 @@ test_mail_dir_is_file(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
 	fclose(f);
 	CU_ASSERT_EQUAL(maildir_deliver(below, HOST, "d.example", "w", "",
-	    "w@d", "x", 1, err, sizeof err), MAILDIR_PERM);
+	    "w@d", "x", 1, err, sizeof err), MAILDIR_TEMP);
 	CU_ASSERT_PTR_NOT_NULL(strstr(err, ": Not a directory"));
 	CU_ASSERT_EQUAL(count_entries("mail/d.example/w/tmp"), 0);
 

@@ -44,7 +44,6 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "lib/xtext.h"
-#include "queue/envelope.h"
 #include "relay/relay.h"
 #include "relay/relay_proto.h"
 
@@ -72,6 +71,9 @@ struct peer_cfg {
 	const char *final_reply;/* NULL: "250 2.0.0 Ok: queued as TEST" */
 	int drop_mid_data;	/* close after the first data bytes */
 	int hang_final;		/* no reply to "." */
+	int rcpt_max;		/* RCPTs taken per transaction, 0 = all */
+	const char *rcpt_over;	/* the reply past rcpt_max */
+	const char *rcpt_reply;	/* NULL: by local part (see pc_session) */
 };
 
 struct peer {
@@ -117,10 +119,12 @@ peer_record(struct peer *p, const char *s, size_t n)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/* Sends s; after a 421 the peer closes, as a server does: -1 then. */
 static int
 pc_send(struct pconn *c, const char *s)
 {
 	size_t n = strlen(s), off = 0;
+	int closing = strncmp(s, "421", 3) == 0;
 
 	while (off < n) {
 		ssize_t w;
@@ -135,7 +139,7 @@ pc_send(struct pconn *c, const char *s)
 			return -1;
 		off += (size_t)w;
 	}
-	return 0;
+	return closing ? -1 : 0;
 }
 
 /* Reads more input: 1 got bytes, 0 EOF, error, stop or deadline. */
@@ -272,6 +276,7 @@ pc_session(struct pconn *c)
 	struct peer *p = c->p;
 	const struct peer_cfg *cfg = &p->cfg;
 	char line[4096];
+	int rcpts = 0;
 
 	if (cfg->hang_greeting) {
 		pc_hang(c);
@@ -335,6 +340,7 @@ pc_session(struct pconn *c)
 					}
 				}
 			}
+			rcpts = 0;
 			if (pc_send(c, cfg->mail_reply ? cfg->mail_reply :
 			    "250 2.1.0 Ok\r\n") < 0)
 				return;
@@ -342,7 +348,11 @@ pc_session(struct pconn *c)
 			char r[600];
 			const char *a = strchr(line, '<');
 			a = a ? a + 1 : line;
-			if (has_prefix(a, "bounce"))
+			if (cfg->rcpt_reply != NULL)
+				snprintf(r, sizeof r, "%s", cfg->rcpt_reply);
+			else if (cfg->rcpt_max > 0 && rcpts >= cfg->rcpt_max)
+				snprintf(r, sizeof r, "%s", cfg->rcpt_over);
+			else if (has_prefix(a, "bounce"))
 				snprintf(r, sizeof r, "550 5.1.1 <%.*s: Recipient "
 				    "address rejected\r\n",
 				    (int)strcspn(a, " ") , a);
@@ -351,6 +361,8 @@ pc_session(struct pconn *c)
 				    "again later\r\n", (int)strcspn(a, " "), a);
 			else
 				snprintf(r, sizeof r, "250 2.1.5 Ok\r\n");
+			if (r[0] == '2')
+				rcpts++;
 			if (pc_send(c, r) < 0)
 				return;
 		} else if (has_prefix(line, "DATA")) {
@@ -1033,7 +1045,7 @@ test_pipelined_exact_bytes(void)
 	buf_puts(&want, "\r\n..\r\nend\r\n.\r\n");
 
 	msg_init(&m, body.data);
-	m.env_flags = ENV_8BITMIME;
+	m.eightbit = 1;
 	m.ret = 2;
 	m.envid = "env id+1";
 	deliver_to(ctx, "127.0.0.2", &m, r, 2, res);
@@ -1108,7 +1120,7 @@ test_helo_fallback(void)
 	struct relay_result res;
 
 	msg_init(&m, simple_body);
-	m.env_flags = ENV_8BITMIME;
+	m.eightbit = 1;
 	res = one_shot(ctx, "127.0.0.2", &cfg, &m, &p);
 	CU_ASSERT_EQUAL(res.status, RELAY_SENT);
 	CU_ASSERT(peer_saw(p, "HELO client.test\n"));
@@ -1398,17 +1410,35 @@ test_size_and_utf8(void)
 	CU_ASSERT(!peer_saw(p, "MAIL"));
 	peer_free(p);
 
+	/* SMTPUTF8 given, but addresses and header are ASCII: it goes as
+	 * plain mail to a server without SMTPUTF8 (RFC 6531 3.4). */
 	msg_init(&m, simple_body);
-	m.env_flags = ENV_SMTPUTF8;
+	m.smtputf8 = 1;
 	struct peer_cfg no8 = { 0 };
+	res = one_shot(ctx, "127.0.0.3", &no8, &m, &p);
+	CU_ASSERT_EQUAL(res.status, RELAY_SENT);
+	CU_ASSERT(peer_saw(p, "MAIL FROM:<sender@client.test> SIZE="));
+	CU_ASSERT(!peer_saw(p, "SMTPUTF8"));
+	peer_free(p);
+
+	/* A non-ASCII header needs it. */
+	msg_init(&m, "Subject: gr\xc3\xbc\xc3\x9f\r\n\r\nhi\r\n");
+	m.smtputf8 = 1;
 	res = one_shot(ctx, "127.0.0.3", &no8, &m, &p);
 	CU_ASSERT_EQUAL(res.status, RELAY_BOUNCED);
 	CU_ASSERT_STRING_EQUAL(res.dsn, "5.6.7");
 	CU_ASSERT(!peer_saw(p, "MAIL"));
 	peer_free(p);
 
+	/* Non-ASCII bytes in the body only do not. */
+	msg_init(&m, "Subject: plain\r\n\r\ngr\xc3\xbc\xc3\x9f\r\n");
+	m.smtputf8 = 1;
+	res = one_shot(ctx, "127.0.0.3", &no8, &m, &p);
+	CU_ASSERT_EQUAL(res.status, RELAY_SENT);
+	peer_free(p);
+
 	/* A non-ASCII sender needs SMTPUTF8 even without the flag. */
-	m.env_flags = 0;
+	m.smtputf8 = 0;
 	m.sender = "j\xc3\xb6rg@client.test";
 	res = one_shot(ctx, "127.0.0.3", &no8, &m, &p);
 	CU_ASSERT_EQUAL(res.status, RELAY_BOUNCED);
@@ -1419,6 +1449,14 @@ test_size_and_utf8(void)
 	res = one_shot(ctx, "127.0.0.4", &utf8, &m, &p);
 	CU_ASSERT_EQUAL(res.status, RELAY_SENT);
 	CU_ASSERT(peer_saw(p, "MAIL FROM:<j\xc3\xb6rg@client.test> SMTPUTF8\n"));
+	peer_free(p);
+
+	/* Given SMTPUTF8 and offered: passed on though not needed. */
+	msg_init(&m, simple_body);
+	m.smtputf8 = 1;
+	res = one_shot(ctx, "127.0.0.4", &utf8, &m, &p);
+	CU_ASSERT_EQUAL(res.status, RELAY_SENT);
+	CU_ASSERT(peer_saw(p, "MAIL FROM:<sender@client.test> SMTPUTF8\n"));
 	peer_free(p);
 	relay_ctx_free(&ctx);
 }
@@ -1781,6 +1819,268 @@ test_fixed_dest(void)
 	peer_free(p);
 }
 
+
+/* Recipients refused as too many (452, and 552 taken as 452) go again in
+ * a new transaction on the same connection; a 552 is never a bounce. */
+static void
+test_too_many_rcpts(void)
+{
+	static const char *const over[2] = {
+		"452 4.5.3 Error: too many recipients\r\n",
+		"552 5.5.3 Error: too many recipients\r\n",
+	};
+
+	for (int k = 0; k < 2; k++) {
+		struct peer_cfg cfg = { .rcpt_max = 2, .rcpt_over = over[k] };
+		struct relay_ctx *ctx = ctx_tls(RELAY_TLS_NONE);
+		struct peer *p = peer_start("127.0.0.2", &cfg);
+		struct relay_rcpt r[5] = { { "a@x.test", NULL, 0 },
+		    { "b@x.test", NULL, 0 }, { "c@x.test", NULL, 0 },
+		    { "d@x.test", NULL, 0 }, { "e@x.test", NULL, 0 } };
+		struct relay_result res[5];
+		struct relay_msg m;
+
+		msg_init(&m, simple_body);
+		deliver_to(ctx, "127.0.0.2", &m, r, 5, res);
+		show(res, 5);
+		peer_stop(p);
+		for (int i = 0; i < 5; i++)
+			CU_ASSERT_EQUAL(res[i].status, RELAY_SENT);
+		CU_ASSERT_EQUAL(p->messages, 3);
+		CU_ASSERT_EQUAL(p->accepts, 1);
+		relay_ctx_free(&ctx);
+		peer_free(p);
+	}
+
+	/* A server that takes none: deferred (4.x.x), not bounced. */
+	{
+		struct peer_cfg cfg = { .rcpt_reply =
+		    "552 5.5.3 Error: too many recipients\r\n" };
+		struct relay_ctx *ctx = ctx_tls(RELAY_TLS_NONE);
+		struct peer *p;
+		struct relay_result res = one_shot(ctx, "127.0.0.2", &cfg, NULL,
+		    &p);
+
+		CU_ASSERT_EQUAL(res.status, RELAY_DEFERRED);
+		CU_ASSERT_STRING_EQUAL(res.dsn, "4.5.3");
+		relay_ctx_free(&ctx);
+		peer_free(p);
+	}
+}
+
+/* The NOTIFY of a recipient sent to a server with DSN is its business. */
+static void
+test_dsn_passed(void)
+{
+	struct relay_ctx *ctx = ctx_tls(RELAY_TLS_NONE);
+	struct peer *p;
+	struct relay_result res;
+	struct peer_cfg nodsn = { .ehlo = "250-peer.test\r\n250 PIPELINING\r\n" };
+
+	res = one_shot(ctx, "127.0.0.2", NULL, NULL, &p);
+	CU_ASSERT_EQUAL(res.status, RELAY_SENT);
+	CU_ASSERT_EQUAL(res.dsn_passed, 1);
+	peer_free(p);
+	res = one_shot(ctx, "127.0.0.3", &nodsn, NULL, &p);
+	CU_ASSERT_EQUAL(res.status, RELAY_SENT);
+	CU_ASSERT_EQUAL(res.dsn_passed, 0);
+	peer_free(p);
+	relay_ctx_free(&ctx);
+}
+
+/* A 421 at RCPT, at DATA or at the end of data: the next MX gets it. */
+static void
+test_421_next_mx(void)
+{
+	static const struct peer_cfg bad[3] = {
+		{ .rcpt_reply = "421 4.3.2 closing\r\n" },
+		{ .data_reply = "421 4.3.2 closing\r\n" },
+		{ .final_reply = "421 4.3.2 closing\r\n" },
+	};
+
+	NEED_DNS();
+	for (int k = 0; k < 3; k++) {
+		struct relay_ctx *ctx = ctx_tls(RELAY_TLS_NONE);
+		struct peer *p1 = peer_start("127.0.0.2", &bad[k]);
+		struct peer *p2 = peer_start("127.0.0.3", NULL);
+		struct relay_result res;
+
+		mx_deliver(ctx, "relay.test", &res);
+		peer_stop(p1);
+		peer_stop(p2);
+		CU_ASSERT_EQUAL(res.status, RELAY_SENT);
+		CU_ASSERT_EQUAL(p1->accepts, 1);
+		CU_ASSERT_EQUAL(p2->messages, 1);
+		relay_ctx_free(&ctx);
+		peer_free(p1);
+		peer_free(p2);
+	}
+}
+
+/* A server without SMTPUTF8 or with a small SIZE is skipped: the next MX
+ * takes the message; it bounces only when every MX lacks it. */
+static void
+test_extension_next_mx(void)
+{
+	struct peer_cfg no8 = { .ehlo = "250-peer.test\r\n250 8BITMIME\r\n" };
+	struct peer_cfg utf8 = { .ehlo = "250-peer.test\r\n250 SMTPUTF8\r\n" };
+	struct peer_cfg small = { .ehlo = "250-peer.test\r\n250 SIZE 20\r\n" };
+	struct relay_rcpt r = { "user@relay.test", NULL, 0 };
+	struct relay_ctx *ctx;
+	struct relay_result res;
+	struct relay_msg m;
+	struct peer *p1, *p2;
+
+	NEED_DNS();
+	msg_init(&m, simple_body);
+	m.sender = "j\xc3\xb6rg@client.test";
+	ctx = ctx_tls(RELAY_TLS_NONE);
+	p1 = peer_start("127.0.0.2", &no8);
+	p2 = peer_start("127.0.0.3", &utf8);
+	relay_deliver(ctx, "relay.test", NULL, 0, &m, &r, 1, &res);
+	peer_stop(p1);
+	peer_stop(p2);
+	CU_ASSERT_EQUAL(res.status, RELAY_SENT);
+	CU_ASSERT_EQUAL(p2->messages, 1);
+	peer_free(p1);
+	peer_free(p2);
+	relay_ctx_free(&ctx);
+
+	ctx = ctx_tls(RELAY_TLS_NONE);
+	p1 = peer_start("127.0.0.2", &no8);
+	p2 = peer_start("127.0.0.3", &no8);
+	relay_deliver(ctx, "relay.test", NULL, 0, &m, &r, 1, &res);
+	peer_stop(p1);
+	peer_stop(p2);
+	CU_ASSERT_EQUAL(res.status, RELAY_BOUNCED);
+	CU_ASSERT_STRING_EQUAL(res.dsn, "5.6.7");
+	CU_ASSERT_EQUAL(p1->accepts, 1);
+	CU_ASSERT_EQUAL(p2->accepts, 1);
+	peer_free(p1);
+	peer_free(p2);
+	relay_ctx_free(&ctx);
+
+	/* One lacks, the other is down: deferred, it may come back. */
+	ctx = ctx_tls(RELAY_TLS_NONE);
+	p1 = peer_start("127.0.0.2", &no8);
+	relay_deliver(ctx, "relay.test", NULL, 0, &m, &r, 1, &res);
+	peer_stop(p1);
+	CU_ASSERT_EQUAL(res.status, RELAY_DEFERRED);
+	peer_free(p1);
+	relay_ctx_free(&ctx);
+
+	msg_init(&m, simple_body);
+	ctx = ctx_tls(RELAY_TLS_NONE);
+	p1 = peer_start("127.0.0.2", &small);
+	p2 = peer_start("127.0.0.3", NULL);
+	relay_deliver(ctx, "relay.test", NULL, 0, &m, &r, 1, &res);
+	peer_stop(p1);
+	peer_stop(p2);
+	CU_ASSERT_EQUAL(res.status, RELAY_SENT);
+	CU_ASSERT_EQUAL(p2->messages, 1);
+	peer_free(p1);
+	peer_free(p2);
+	relay_ctx_free(&ctx);
+}
+
+/* One call has one time limit over all of its addresses. */
+static void
+test_attempt_time_limit(void)
+{
+	struct peer_cfg hang = { .hang_greeting = 1 };
+	struct relay_settings st;
+	struct relay_ctx *ctx;
+	struct relay_result res;
+	struct peer *p1, *p2;
+	int64_t t0;
+
+	NEED_DNS();
+	test_settings(&st);
+	st.greeting_timeout_ms = 2000;
+	st.attempt_timeout_ms = 1200;
+	ctx = ctx_with(&st);
+	p1 = peer_start("127.0.0.2", &hang);
+	p2 = peer_start("127.0.0.3", &hang);
+	t0 = time_mono_ms();
+	mx_deliver(ctx, "relay.test", &res);
+	CU_ASSERT(time_mono_ms() - t0 < 1900);
+	peer_stop(p1);
+	peer_stop(p2);
+	CU_ASSERT_EQUAL(res.status, RELAY_DEFERRED);
+	CU_ASSERT_EQUAL(p1->accepts, 1);
+	CU_ASSERT_EQUAL(p2->accepts, 0);
+	peer_free(p1);
+	peer_free(p2);
+	relay_ctx_free(&ctx);
+}
+
+/* An MX host at an address this server listens on is this server. */
+static void
+test_self_by_address(void)
+{
+	struct relay_settings st;
+	struct relay_self_addr self;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&self.sa;
+	struct relay_ctx *ctx;
+	struct relay_result res;
+	struct peer *p1, *p2;
+
+	NEED_DNS();
+	memset(&self, 0, sizeof self);
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(peer_port);
+	self.salen = sizeof *sin;
+	test_settings(&st);
+	st.self = &self;
+	st.nself = 1;
+
+	/* The best MX (127.0.0.2) is us: nothing to try, it would loop. */
+	inet_pton(AF_INET, "127.0.0.2", &sin->sin_addr);
+	ctx = ctx_with(&st);
+	p1 = peer_start("127.0.0.2", NULL);
+	p2 = peer_start("127.0.0.3", NULL);
+	mx_deliver(ctx, "relay.test", &res);
+	peer_stop(p1);
+	peer_stop(p2);
+	CU_ASSERT_EQUAL(res.status, RELAY_BOUNCED);
+	CU_ASSERT_STRING_EQUAL(res.dsn, "5.4.6");
+	CU_ASSERT_EQUAL(p1->accepts + p2->accepts, 0);
+	peer_free(p1);
+	peer_free(p2);
+	relay_ctx_free(&ctx);
+
+	/* We are the second MX: only the first may be tried. */
+	inet_pton(AF_INET, "127.0.0.3", &sin->sin_addr);
+	ctx = ctx_with(&st);
+	p2 = peer_start("127.0.0.3", NULL);
+	mx_deliver(ctx, "relay.test", &res);
+	peer_stop(p2);
+	CU_ASSERT_EQUAL(res.status, RELAY_DEFERRED);
+	CU_ASSERT_EQUAL(p2->accepts, 0);
+	peer_free(p2);
+	relay_ctx_free(&ctx);
+
+	/* Another port is another server. */
+	sin->sin_port = htons((uint16_t)(peer_port + 1));
+	inet_pton(AF_INET, "127.0.0.2", &sin->sin_addr);
+	ctx = ctx_with(&st);
+	p1 = peer_start("127.0.0.2", NULL);
+	mx_deliver(ctx, "relay.test", &res);
+	peer_stop(p1);
+	CU_ASSERT_EQUAL(res.status, RELAY_SENT);
+	peer_free(p1);
+	relay_ctx_free(&ctx);
+
+	/* A wildcard listener at the port: every local address is us. */
+	sin->sin_port = htons(peer_port);
+	sin->sin_addr.s_addr = htonl(INADDR_ANY);
+	ctx = ctx_with(&st);
+	mx_deliver(ctx, "relay.test", &res);
+	CU_ASSERT_EQUAL(res.status, RELAY_BOUNCED);
+	CU_ASSERT_STRING_EQUAL(res.dsn, "5.4.6");
+	relay_ctx_free(&ctx);
+}
+
 /* ------------------------------------------------------------------ */
 
 /* Re-runs this program in a private network namespace when possible. */
@@ -1860,6 +2160,13 @@ main(int argc, char **argv)
 	CU_add_test(s, "MX order and fallback", test_mx_order);
 	CU_add_test(s, "MX DNS failures", test_mx_dns_failures);
 	CU_add_test(s, "fixed destination", test_fixed_dest);
+	CU_add_test(s, "too many recipients: 452, 552", test_too_many_rcpts);
+	CU_add_test(s, "DSN passed on", test_dsn_passed);
+	CU_add_test(s, "421 moves on to the next MX", test_421_next_mx);
+	CU_add_test(s, "missing extension: next MX first",
+	    test_extension_next_mx);
+	CU_add_test(s, "time limit over all addresses", test_attempt_time_limit);
+	CU_add_test(s, "MX host at our own address", test_self_by_address);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

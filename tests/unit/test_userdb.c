@@ -590,6 +590,41 @@ test_expand(void)
 	buf_free(&al);
 }
 
+/* Who may send as what: the user itself, the aliases that reach it,
+ * through other aliases too; nothing else. */
+static void
+test_sender_owned(void)
+{
+	static const char users[] = "carol@x.test:\ndave@x.test:\n";
+	static const char aliases[] =
+	    "c@x.test: carol@x.test\n"
+	    "team@x.test: c@x.test, dave@x.test\n"
+	    "out@x.test: someone@remote.example\n"
+	    "loop1@x.test: loop2@x.test\nloop2@x.test: loop1@x.test\n";
+	char *errs = NULL;
+	struct userdb *db = load(users, sizeof users - 1, aliases, sizeof aliases - 1,
+	    &errs, NULL, NULL);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT(userdb_sender_owned(db, "carol@x.test", "carol@x.test"));
+	CU_ASSERT(userdb_sender_owned(db, "carol@x.test", "Carol@X.TEST"));
+	CU_ASSERT(userdb_sender_owned(db, "CAROL@x.test", "carol@x.test"));
+	CU_ASSERT(userdb_sender_owned(db, "carol@x.test", "c@x.test"));
+	CU_ASSERT(userdb_sender_owned(db, "carol@x.test", "team@x.test"));
+	CU_ASSERT(userdb_sender_owned(db, "dave@x.test", "team@x.test"));
+	CU_ASSERT(!userdb_sender_owned(db, "dave@x.test", "c@x.test"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", "dave@x.test"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", "out@x.test"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", "loop1@x.test"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", "someone@remote.example"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", "carol@x.test.evil"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", ""));
+	CU_ASSERT(!userdb_sender_owned(NULL, "carol@x.test", "carol@x.test"));
+	userdb_free(&db);
+	free(errs);
+	remove_tmps();
+}
+
 int
 main(void)
 {
@@ -606,7 +641,8 @@ main(void)
 	    CU_add_test(s, "hostile", test_hostile) == NULL ||
 	    CU_add_test(s, "lookup", test_lookup) == NULL ||
 	    CU_add_test(s, "password", test_password) == NULL ||
-	    CU_add_test(s, "expand", test_expand) == NULL) {
+	    CU_add_test(s, "expand", test_expand) == NULL ||
+	    CU_add_test(s, "sender owned", test_sender_owned) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

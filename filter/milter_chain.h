@@ -28,7 +28,8 @@
  *   CONTINUE  go on as the session would without milters.
  *   ACCEPT    as CONTINUE; in addition no milter wants more of this
  *             message (at connect/HELO: of this session), so the session
- *             may stop feeding it.
+ *             may stop feeding message bytes (it still calls
+ *             milter_chain_eom, whose ACCEPT means: queue it).
  *   REJECT, TEMPFAIL  answer the command with v->reply (a whole SMTP
  *             reply, lines joined by CRLF, without the final CRLF). At
  *             connect or HELO this holds for the whole session: answer

@@ -3,8 +3,10 @@
  */
 #include "filter/milter_mods.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/util.h"
 
@@ -14,6 +16,19 @@ milter_mods_init(struct milter_mods *m, size_t body_max)
 	memset(m, 0, sizeof *m);
 	buf_init(&m->body, body_max);
 	buf_init(&m->pending, body_max);
+}
+
+static size_t
+str_bytes(const char *s)
+{
+	return s != NULL ? strlen(s) : 0;
+}
+
+static size_t
+mod_bytes(const struct milter_mod *d)
+{
+	return str_bytes(d->name) + str_bytes(d->value) + str_bytes(d->addr) +
+	    str_bytes(d->args) + str_bytes(d->text);
 }
 
 static void
@@ -32,6 +47,7 @@ milter_mods_reset(struct milter_mods *m)
 	for (size_t i = 0; i < m->n; i++)
 		mod_free(&m->v[i]);
 	m->n = 0;
+	m->bytes = 0;
 	m->committed = 0;
 	m->body_replaced = 0;
 	m->pending_body = 0;
@@ -51,9 +67,11 @@ milter_mods_free(struct milter_mods *m)
 	milter_mods_init(m, max);
 }
 
+/* A new entry whose strings will hold bytes bytes; NULL (why) when a
+ * limit would be passed. */
 static struct milter_mod *
 mods_add(struct milter_mods *m, size_t milter, enum milter_mod_kind kind,
-    const char **why_r)
+    size_t bytes, const char **why_r)
 {
 	struct milter_mod *d;
 
@@ -61,6 +79,11 @@ mods_add(struct milter_mods *m, size_t milter, enum milter_mod_kind kind,
 		*why_r = "too many modifications";
 		return NULL;
 	}
+	if (bytes > MILTER_MODS_BYTES_MAX - m->bytes) {
+		*why_r = "modifications too large";
+		return NULL;
+	}
+	m->bytes += bytes;
 	if (m->n == m->cap) {
 		m->cap = m->cap ? m->cap * 2 : 8;
 		m->v = xrealloc(m->v, m->cap * sizeof *m->v);
@@ -151,7 +174,7 @@ milter_mods_header(struct milter_mods *m, size_t milter,
 		buf_free(&b);
 		return -1;
 	}
-	if ((d = mods_add(m, milter, kind, why_r)) == NULL) {
+	if ((d = mods_add(m, milter, kind, strlen(name) + b.len, why_r)) == NULL) {
 		buf_free(&b);
 		return -1;
 	}
@@ -206,7 +229,7 @@ milter_mods_addr(struct milter_mods *m, size_t milter,
 		*why_r = "bad ESMTP arguments";
 		return -1;
 	}
-	if ((d = mods_add(m, milter, kind, why_r)) == NULL)
+	if ((d = mods_add(m, milter, kind, n + str_bytes(args), why_r)) == NULL)
 		return -1;
 	d->addr = xstrndup(a, n);
 	d->args = args != NULL ? xstrdup(args) : NULL;
@@ -218,7 +241,7 @@ milter_mods_body(struct milter_mods *m, size_t milter, int first,
     const void *data, size_t len, const char **why_r)
 {
 	if (first) {
-		if (mods_add(m, milter, MILTER_MOD_REPLACE_BODY, why_r) == NULL)
+		if (mods_add(m, milter, MILTER_MOD_REPLACE_BODY, 0, why_r) == NULL)
 			return -1;
 		buf_reset(&m->pending);
 		m->pending_body = 1;
@@ -248,8 +271,12 @@ milter_mods_commit(struct milter_mods *m)
 void
 milter_mods_rollback(struct milter_mods *m)
 {
-	while (m->n > m->committed)
-		mod_free(&m->v[--m->n]);
+	while (m->n > m->committed) {
+		struct milter_mod *d = &m->v[--m->n];
+
+		m->bytes -= mod_bytes(d);
+		mod_free(d);
+	}
 	buf_reset(&m->pending);
 	m->pending_body = 0;
 	free(m->quarantine);
@@ -264,11 +291,12 @@ milter_mods_quarantine(struct milter_mods *m, size_t milter,
     const char *reason, const char **why_r)
 {
 	struct milter_mod *d;
-	char *r;
+	char *r = xstrndup(reason, 512);
 
-	if ((d = mods_add(m, milter, MILTER_MOD_QUARANTINE, why_r)) == NULL)
+	if ((d = mods_add(m, milter, MILTER_MOD_QUARANTINE, strlen(r), why_r)) == NULL) {
+		free(r);
 		return -1;
-	r = xstrndup(reason, 512);
+	}
 	for (char *p = r; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
 			*p = '?';
@@ -276,6 +304,142 @@ milter_mods_quarantine(struct milter_mods *m, size_t milter,
 	free(m->quarantine);
 	m->quarantine = xstrdup(r);
 	return 0;
+}
+
+/* One header field of a header section: its bytes (folded lines and line
+ * end included), or a new text made by a change. */
+struct field {
+	const char *p;
+	size_t n;
+	char *made;		/* owned; NULL: p points into the message */
+};
+
+/* The length of the field name at p (n bytes), 0 when the line is not a
+ * header field. */
+static size_t
+field_name_len(const char *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && (unsigned char)p[i] >= 33 && (unsigned char)p[i] <= 126 &&
+	    p[i] != ':')
+		i++;
+	if (i == 0)
+		return 0;
+	{
+		size_t j = i;
+		while (j < n && (p[j] == ' ' || p[j] == '\t'))
+			j++;
+		return j < n && p[j] == ':' ? i : 0;
+	}
+}
+
+static int
+field_is(const struct field *f, const char *name)
+{
+	size_t nl = field_name_len(f->p, f->n);
+
+	return nl == strlen(name) && strncasecmp(f->p, name, nl) == 0;
+}
+
+/* The index of the idx-th (1-based) field named name, or nf. */
+static size_t
+field_find(const struct field *v, size_t nf, const char *name, uint32_t idx)
+{
+	uint32_t seen = 0;
+
+	for (size_t i = 0; i < nf; i++)
+		if (field_is(&v[i], name) && ++seen == idx)
+			return i;
+	return nf;
+}
+
+static void
+field_make(struct field *f, const char *name, const char *value)
+{
+	size_t n = strlen(name) + 1 + strlen(value) + 2;
+
+	free(f->made);
+	f->made = xmalloc(n + 1);
+	snprintf(f->made, n + 1, "%s:%s\r\n", name, value);
+	f->p = f->made;
+	f->n = n;
+}
+
+int
+milter_mods_apply_header(const struct milter_mods *m, const char *hdr,
+    size_t len, struct buf *out)
+{
+	struct field *v = NULL;
+	size_t nf = 0, cap = 0;
+	int rc = 0;
+
+	/* Split into fields: a line starting with SP or HTAB continues the
+	 * field before it. */
+	for (size_t off = 0; off < len;) {
+		const char *nl = memchr(hdr + off, '\n', len - off);
+		size_t n = nl != NULL ? (size_t)(nl - (hdr + off)) + 1 : len - off;
+
+		if (nf > 0 && (hdr[off] == ' ' || hdr[off] == '\t')) {
+			v[nf - 1].n += n;
+		} else {
+			if (nf == cap) {
+				cap = cap ? cap * 2 : 32;
+				v = xrealloc(v, cap * sizeof *v);
+			}
+			v[nf].p = hdr + off;
+			v[nf].n = n;
+			v[nf].made = NULL;
+			nf++;
+		}
+		off += n;
+	}
+	for (size_t i = 0; i < m->n; i++) {
+		const struct milter_mod *d = &m->v[i];
+		size_t at;
+
+		switch (d->kind) {
+		case MILTER_MOD_ADD_HEADER:
+		case MILTER_MOD_INSERT_HEADER:
+		case MILTER_MOD_CHANGE_HEADER:
+			at = d->kind == MILTER_MOD_ADD_HEADER ? nf :
+			    d->kind == MILTER_MOD_INSERT_HEADER ?
+			    (d->index < nf ? d->index : nf) :
+			    field_find(v, nf, d->name, d->index);
+			if (at < nf && d->kind == MILTER_MOD_CHANGE_HEADER) {
+				field_make(&v[at], d->name, d->value);
+				break;
+			}
+			if (nf == cap) {
+				cap = cap ? cap * 2 : 32;
+				v = xrealloc(v, cap * sizeof *v);
+			}
+			memmove(&v[at + 1], &v[at], (nf - at) * sizeof *v);
+			v[at].made = NULL;
+			field_make(&v[at], d->name, d->value);
+			nf++;
+			break;
+		case MILTER_MOD_DELETE_HEADER:
+			at = field_find(v, nf, d->name, d->index);
+			if (at < nf) {
+				free(v[at].made);
+				memmove(&v[at], &v[at + 1], (nf - at - 1) * sizeof *v);
+				nf--;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	for (size_t i = 0; i < nf; i++) {
+		/* A last line without its line end gets one: more may follow. */
+		if (rc == 0 && (buf_append(out, v[i].p, v[i].n) != 0 ||
+		    (v[i].p[v[i].n - 1] != '\n' && buf_puts(out, "\r\n") != 0)))
+			rc = -1;
+		free(v[i].made);
+	}
+	free(v);
+	return rc;
 }
 
 const char *

@@ -8,10 +8,13 @@
  * folded lines as CRLF + SP/HTAB (no bare CR or LF, no other control byte,
  * no trailing line break, so no value can end the header section or start
  * another header), addresses have no angle brackets and no control byte,
- * ESMTP arguments are printable ASCII. The list is bounded
- * (MILTER_MODS_MAX entries, the replacement body by the limit given).
+ * ESMTP arguments are printable ASCII. The list is bounded:
+ * MILTER_MODS_MAX entries holding at most MILTER_MODS_BYTES_MAX bytes of
+ * names, values, addresses and texts, and the replacement body by the
+ * limit given.
  *
- * Applying them (the session's job), in list order:
+ * Applying them (the session's job; milter_mods_apply_header does the
+ * header part), in list order:
  *  - ADD_HEADER: append "name:value" after the last header.
  *  - INSERT_HEADER: insert before the index-th header of the message (0 =
  *    before the first; an index past the end appends).
@@ -40,6 +43,7 @@
 #include "lib/buf.h"
 
 #define MILTER_MODS_MAX		10000	/* entries in one message's list */
+#define MILTER_MODS_BYTES_MAX	(1024 * 1024)	/* their strings, in all */
 #define MILTER_HEADER_NAME_MAX	256
 #define MILTER_HEADER_VALUE_MAX	(64 * 1024)
 #define MILTER_ADDR_MAX		1000	/* an address a filter names */
@@ -71,6 +75,7 @@ struct milter_mod {
 struct milter_mods {
 	struct milter_mod *v;
 	size_t n, cap;
+	size_t bytes;		/* of the strings in v */
 	int body_replaced;	/* a REPLACE_BODY entry is in v */
 	struct buf body;	/* the last replacement body */
 	char *quarantine;	/* the last QUARANTINE reason, or NULL */
@@ -132,6 +137,18 @@ int milter_header_name_ok(const char *s);
  */
 int milter_header_value_format(const char *v, int leadspc, struct buf *out,
     const char **why_r);
+
+/*
+ * Carries out the header changes of m (ADD, INSERT, CHANGE, DELETE, in
+ * list order, as above) on a message's header section hdr[0..len-1] (its
+ * header lines with their line ends, without the empty line after them)
+ * and appends the new header section to out, with CRLF line ends for the
+ * lines it makes and the bytes of the others as they were. Returns 0, or
+ * -1 when out's maximum would be passed (out may hold part). A line that
+ * is not a header field stays where it is and is never matched.
+ */
+int milter_mods_apply_header(const struct milter_mods *m, const char *hdr,
+    size_t len, struct buf *out);
 
 /* The kind's name for logs and the test driver ("add_header"). */
 const char *milter_mod_kind_name(enum milter_mod_kind k);

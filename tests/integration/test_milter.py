@@ -189,6 +189,12 @@ class PyMilterTest(unittest.TestCase):
         ])
         self.assertEqual(eom["body"], "replaced body\r\n")
         self.assertEqual(eom["quarantine"], "held for review")
+        # The header section with the changes carried out, as the
+        # session will queue it.
+        self.assertEqual(eom["applied"],
+                         "X-Inserted: at the top\r\nSubject: changed by milter\r\n" +
+                         "".join("X-Test-Action: %s\r\n" % a for a in actions) +
+                         "X-Added: yes\r\nX-Folded: line one\r\n\tline two\r\n")
 
     def test_big_body_in_chunks_and_replaced(self):
         body = b"".join(b"%06d abcdefghijklmnopqrstuvwxyz\r\n" % i for i in range(10000))
@@ -405,6 +411,10 @@ class PeerTest(unittest.TestCase):
         f = message_file(data or msg([("Subject", "x")]), self.tmp)
         return run("milter", list(args) + [ep], session_script(f, **kw))
 
+    def quit_seen(self, p):
+        """Waits until the peer has read the QUIT the driver sent last."""
+        wait_for(lambda: "Q" in p.commands(), 10, "QUIT at the peer")
+
     def assert_default(self, r, stage, action="tempfail"):
         v = r.stage(stage)
         self.assertEqual(v["action"], action, r.stdout)
@@ -511,6 +521,7 @@ class PeerTest(unittest.TestCase):
         data = b"Subject:  two spaces\r\nX-Fold: one\r\n two\r\n\r\n" + body
         r = self.session(p, data, macros={"{auth_authen}": "bob"}, piece=999)
         self.assertEqual(r.stage("eom")["action"], "accept")
+        self.quit_seen(p)
         cmds = p.commands()
         self.assertEqual(cmds[0], "O")
         neg = p.packets_of("O")[0]
@@ -542,6 +553,7 @@ class PeerTest(unittest.TestCase):
         p = self.peer(steps=steps)
         r = self.session(p, args=["--timeouts", "2000,2000,2000"])
         self.assertEqual(r.stage("eom")["action"], "accept")
+        self.quit_seen(p)
         self.assertEqual([c for c in p.commands() if c != "D"], ["O", "M", "R", "T", "B", "E", "Q"])
 
     def test_old_protocol_version(self):
@@ -552,6 +564,7 @@ class PeerTest(unittest.TestCase):
         script.insert(-3, "unknown XYZZY")
         r = run("milter", [p.endpoint], script)
         self.assertEqual(r.stage("eom")["action"], "accept")
+        self.quit_seen(p)
         self.assertNotIn("T", p.commands())
         self.assertNotIn("U", p.commands())
 
@@ -559,6 +572,7 @@ class PeerTest(unittest.TestCase):
         p = self.peer(macros={0: "{client_addr}", 2: "{auth_type} i", 5: "{nonexistent}"})
         r = self.session(p, macros={"{auth_type}": "LOGIN", "{auth_authen}": "x"})
         self.assertEqual(r.stage("eom")["action"], "accept")
+        self.quit_seen(p)
         stages = dict(parse_macros(d) for d in p.packets_of("D"))
         self.assertEqual(stages["C"], {"{client_addr}": "192.0.2.1"})
         self.assertEqual(stages["M"], {"{auth_type}": "LOGIN", "i": "4F2A1B3C5D6E7"})
@@ -590,6 +604,7 @@ class PeerTest(unittest.TestCase):
         body = b"x" * 300000 + b"\r\n"
         r = self.session(p, msg([("Subject", "x")], body), piece=100000)
         self.assertEqual(r.stage("eom")["action"], "accept")
+        self.quit_seen(p)
         self.assertEqual(p.commands().count("B"), 1)
 
 

@@ -6,6 +6,7 @@ sent to a dead loopback port, a short TLD list so it starts in seconds).
 GTUBE is rejected; a clean message gets rspamd's headers as add and insert
 header changes; rspamd down means each default_action.
 """
+import email
 import os
 import pwd
 import shutil
@@ -158,8 +159,14 @@ class RspamdMilterTest(unittest.TestCase):
         self.assertEqual(mods["X-Rspamd-Queue-Id"]["value"], " 4F2A1B3C5D6E7")
         self.assertIn("X-Rspamd-Server", mods)
         self.assertEqual(mods["Authentication-Results"]["kind"], "insert_header")
-        # Folded values come as CRLF + HTAB, ready for the message.
+        # Folded values come as CRLF + HTAB, ready for the message; the
+        # changed header section parses as one, with rspamd's fields.
         self.assertIn("\r\n\t", mods["X-Spamd-Result"]["value"])
+        parsed = email.message_from_string(eom["applied"] + "\r\n")
+        self.assertEqual(parsed["X-Rspamd-Queue-Id"], "4F2A1B3C5D6E7")
+        self.assertEqual(parsed["Subject"], "lunch tomorrow")
+        self.assertTrue(parsed["X-Spamd-Result"].startswith("default: False"))
+        self.assertEqual(list(parsed.keys())[1], "Authentication-Results")
 
     def test_two_messages_one_connection(self):
         clean = message_file(CLEAN, self.tmp)

@@ -350,7 +350,8 @@ class PostgreyTest(unittest.TestCase):
             v = ask(self.endpoint, rq).stage("policy")
             return v if v["kind"] != "defer_if_permit" else None
         v = wait_for(passes, 20, "postgrey to let the retry pass")
-        self.assertGreaterEqual(time.monotonic() - t0, self.DELAY - 0.5)
+        # postgrey counts whole seconds from the first try.
+        self.assertGreater(time.monotonic() - t0, self.DELAY - 1)
         self.assertEqual(v["kind"], "prepend")
         self.assertTrue(v["header"].startswith("X-Greylist: delayed "), v["header"])
         self.assertIn("greylist.test", v["header"])

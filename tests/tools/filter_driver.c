@@ -127,6 +127,25 @@ split(char *line, char **w, int max)
 	return n;
 }
 
+/* The header section of the last message fed (for "applied"). */
+static struct buf last_header;
+
+/* Prints the header section of the last message with the header changes
+ * of m carried out. */
+static void
+print_applied(const struct milter_mods *m)
+{
+	struct buf out;
+	const char *h = last_header.data != NULL ? last_header.data : "";
+
+	buf_init(&out, 4 << 20);
+	if (milter_mods_apply_header(m, h, last_header.len, &out) == 0) {
+		fputs(", \"applied\": ", stdout);
+		json_str(out.data != NULL ? out.data : "", out.len);
+	}
+	buf_free(&out);
+}
+
 static void
 feed_file(struct milter_chain *c, const char *path, size_t piece,
     struct milter_verdict *v)
@@ -141,8 +160,22 @@ feed_file(struct milter_chain *c, const char *path, size_t piece,
 	}
 	b = xmalloc(piece);
 	memset(v, 0, sizeof *v);
-	while ((n = fread(b, 1, piece, f)) > 0)
+	buf_free(&last_header);
+	buf_init(&last_header, 4 << 20);
+	while ((n = fread(b, 1, piece, f)) > 0) {
 		milter_chain_message(c, b, n, v);
+		(void)buf_append(&last_header, b, n);
+	}
+	{
+		/* Keep what comes before the empty line. */
+		char *end = last_header.data != NULL ?
+		    strstr(last_header.data, "\r\n\r\n") : NULL;
+
+		if (end != NULL) {
+			last_header.len = (size_t)(end - last_header.data) + 2;
+			last_header.data[last_header.len] = '\0';
+		}
+	}
 	free(b);
 	fclose(f);
 }
@@ -249,6 +282,8 @@ run_milter(int argc, char **argv)
 			milter_chain_eom(c, &v, &mods);
 			print_verdict("eom", &v);
 			print_mods(mods);
+			if (mods != NULL)
+				print_applied(mods);
 			puts("}");
 		} else if (strcmp(w[0], "abort") == 0) {
 			milter_chain_abort(c);
@@ -276,6 +311,7 @@ run_milter(int argc, char **argv)
 		fflush(stdout);
 	}
 	milter_chain_free(&c);
+	buf_free(&last_header);
 	puts("{\"stage\": \"quit\"}");
 	return 0;
 }

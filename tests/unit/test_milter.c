@@ -495,7 +495,104 @@ test_mods(void)
 			break;
 	CU_ASSERT_EQUAL(m.n, MILTER_MODS_MAX);
 	CU_ASSERT_EQUAL(milter_mods_header(&m, 0, MILTER_MOD_ADD_HEADER, 0, "X", "v", 0, &why), -1);
+
+	/* The bytes of all entries are bounded too, and a rollback gives
+	 * them back. */
+	milter_mods_reset(&m);
+	{
+		char *big = xmalloc(60001);
+		int added = 0;
+
+		memset(big, 'v', 60000);
+		big[60000] = '\0';
+		while (milter_mods_header(&m, 0, MILTER_MOD_ADD_HEADER, 0, "X-Big", big, 0,
+		    &why) == 0)
+			added++;
+		CU_ASSERT_EQUAL(added, MILTER_MODS_BYTES_MAX / 60006);
+		CU_ASSERT(m.bytes <= MILTER_MODS_BYTES_MAX);
+		milter_mods_rollback(&m);
+		CU_ASSERT_EQUAL(m.bytes, 0);
+		CU_ASSERT_EQUAL(milter_mods_header(&m, 0, MILTER_MOD_ADD_HEADER, 0, "X-Big", big,
+		    0, &why), 0);
+		free(big);
+	}
 	milter_mods_free(&m);
+}
+
+static void
+test_apply_header(void)
+{
+	static const struct {
+		const char *hdr;
+		struct {
+			enum milter_mod_kind kind;
+			uint32_t index;
+			const char *name, *value;
+		} mods[4];
+		const char *out;
+	} cases[] = {
+		{ "A: 1\r\nB: 2\r\n", { { MILTER_MOD_ADD_HEADER, 0, "X", "yes" } },
+		    "A: 1\r\nB: 2\r\nX: yes\r\n" },
+		{ "A: 1\r\nB: 2\r\n", { { MILTER_MOD_INSERT_HEADER, 0, "X", "top" } },
+		    "X: top\r\nA: 1\r\nB: 2\r\n" },
+		{ "A: 1\r\nB: 2\r\n", { { MILTER_MOD_INSERT_HEADER, 1, "X", "mid" } },
+		    "A: 1\r\nX: mid\r\nB: 2\r\n" },
+		{ "A: 1\r\nB: 2\r\n", { { MILTER_MOD_INSERT_HEADER, 99, "X", "end" } },
+		    "A: 1\r\nB: 2\r\nX: end\r\n" },
+		/* change the second "b" (any case), folded lines and all */
+		{ "B: 1\r\nA: x\r\nb: 2\r\n two\r\nB: 3\r\n",
+		    { { MILTER_MOD_CHANGE_HEADER, 2, "B", "new" } },
+		    "B: 1\r\nA: x\r\nB: new\r\nB: 3\r\n" },
+		{ "A: 1\r\n", { { MILTER_MOD_CHANGE_HEADER, 3, "A", "added" } },
+		    "A: 1\r\nA: added\r\n" },
+		{ "A: 1\r\nS: x\r\n\ty\r\nA: 2\r\n",
+		    { { MILTER_MOD_CHANGE_HEADER, 1, "S", "" } }, "A: 1\r\nA: 2\r\n" },
+		{ "A: 1\r\n", { { MILTER_MOD_CHANGE_HEADER, 1, "Z", "" } }, "A: 1\r\n" },
+		/* in order: each sees what the ones before did */
+		{ "A: 1\r\n", { { MILTER_MOD_INSERT_HEADER, 0, "X", "1" },
+		    { MILTER_MOD_INSERT_HEADER, 0, "Y", "2" },
+		    { MILTER_MOD_CHANGE_HEADER, 1, "X", "3" },
+		    { MILTER_MOD_ADD_HEADER, 0, "F", "a\n\tb" } },
+		    "Y: 2\r\nX: 3\r\nA: 1\r\nF: a\r\n\tb\r\n" },
+		/* bytes not touched stay as they were; an unended last line ends */
+		{ "A:1\nnot a header\nB: 2", { { MILTER_MOD_ADD_HEADER, 0, "X", "y" } },
+		    "A:1\nnot a header\nB: 2\r\nX: y\r\n" },
+		{ "", { { MILTER_MOD_ADD_HEADER, 0, "X", "y" } }, "X: y\r\n" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct milter_mods m;
+		struct buf out;
+		const char *why;
+
+		milter_mods_init(&m, 100);
+		for (int k = 0; k < 4 && cases[i].mods[k].name != NULL; k++)
+			CU_ASSERT_EQUAL(milter_mods_header(&m, 0, cases[i].mods[k].kind,
+			    cases[i].mods[k].index, cases[i].mods[k].name,
+			    cases[i].mods[k].value, 0, &why), 0);
+		/* an envelope change in the list is not a header change */
+		CU_ASSERT_EQUAL(milter_mods_addr(&m, 0, MILTER_MOD_ADD_RCPT, "a@b", NULL, &why), 0);
+		buf_init(&out, 4096);
+		CU_ASSERT_EQUAL(milter_mods_apply_header(&m, cases[i].hdr,
+		    strlen(cases[i].hdr), &out), 0);
+		CU_ASSERT_STRING_EQUAL(out.data != NULL ? out.data : "", cases[i].out);
+		if (strcmp(out.data != NULL ? out.data : "", cases[i].out) != 0)
+			printf("\napply case %zu: %s\n", i, out.data);
+		buf_free(&out);
+		milter_mods_free(&m);
+	}
+	{
+		struct milter_mods m;
+		struct buf out;
+		const char *why;
+
+		milter_mods_init(&m, 100);
+		milter_mods_header(&m, 0, MILTER_MOD_ADD_HEADER, 0, "X", "0123456789", 0, &why);
+		buf_init(&out, 10);
+		CU_ASSERT_EQUAL(milter_mods_apply_header(&m, "A: 1\r\n", 6, &out), -1);
+		buf_free(&out);
+		milter_mods_free(&m);
+	}
 }
 
 static void
@@ -817,6 +914,7 @@ main(void)
 	    CU_add_test(s, "encoders", test_encoders) == NULL ||
 	    CU_add_test(s, "header checks", test_header_checks) == NULL ||
 	    CU_add_test(s, "modification list", test_mods) == NULL ||
+	    CU_add_test(s, "header changes applied", test_apply_header) == NULL ||
 	    CU_add_test(s, "macro table", test_macros) == NULL ||
 	    CU_add_test(s, "endpoints", test_endpoints) == NULL ||
 	    CU_add_test(s, "message split, every piece size", test_chain_split) == NULL ||

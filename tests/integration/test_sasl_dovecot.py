@@ -193,12 +193,13 @@ def auth_children(master_pid):
 
 
 def gone(pid):
+    """Has pid ended (or is it a zombie)? It may end while we look."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
         return True
-    with open("/proc/%d/stat" % pid) as f:
-        return f.read().split(") ")[1].startswith("Z")
+    return stat[stat.rindex(")") + 2:].startswith("Z")
 
 
 @unittest.skipUnless(dovecot_conf.available(), "dovecot is not installed")

@@ -81,12 +81,18 @@ unit: $(UNIT_BINS)
 fuzz-regress: $(FUZZ_BINS)
 	@bash tests/run_fuzz_regress.sh $(FUZZ_BINS)
 
-integration: all $(BUILD)/tests/test_dns_live $(TOOL_BINS)
+# Faults injected with LD_PRELOAD into test servers (never into ./mailserver).
+$(BUILD)/tests/libmsfault.so: tests/fault/msfault.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -shared -fPIC -o $@ $< -ldl
+
+integration: all $(BUILD)/tests/test_dns_live $(TOOL_BINS) $(BUILD)/tests/libmsfault.so
 	@MAILSERVER_BIN=$(abspath $(BUILD)/mailserver) MAILCTL_BIN=$(abspath $(BUILD)/mailctl) \
 		AUTHTOOL_BIN=$(abspath $(BUILD)/tools/authtool) \
 		DNS_LIVE_BIN=$(abspath $(BUILD)/tests/test_dns_live) \
 		FILTER_DRIVER_BIN=$(abspath $(BUILD)/tools/filter_driver) \
 		TLS_PROBE_BIN=$(abspath $(BUILD)/tools/tls_probe) \
+		MSFAULT_LIB=$(abspath $(BUILD)/tests/libmsfault.so) \
 		SANITIZE=$(SANITIZE) bash tests/run_integration.sh
 
 test: deps

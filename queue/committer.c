@@ -4,9 +4,15 @@
  * pending request (up to a byte budget), writes them in one LMDB write
  * transaction and commits it (one fsync), then calls each done callback.
  *
- * When a batch fails (map full, a bad request), it is written again with
- * each request in a nested transaction, so only the requests that do not
- * fit or are bad fail; the rest still commit together.
+ * Facts (results.h) are written first, directly in the transaction; each
+ * piece of new mail (a session's message, a notice request, an
+ * expansion) in a nested transaction of its own, so one that does not fit
+ * or is bad fails alone. When the batch as a whole does not fit, the map
+ * is grown and the batch written again; when it cannot grow, the facts
+ * are committed on their own (the reserve is theirs: store.h, Room), then
+ * the new mail, which then is refused. A facts request that still cannot
+ * be written is held and tried again about once a second: a delivery
+ * whose outcome is not recorded would be made again.
  */
 #include "queue/committer.h"
 
@@ -25,7 +31,11 @@
 
 #define COMMIT_BATCH_BYTES ((size_t)64 << 20)	/* bodies per transaction */
 #define COMMIT_BATCH_REQS 4096
-#define COMMIT_IDLE_SECONDS 5	/* fold the rejected counter when idle */
+#define COMMIT_TICK_MS 1000		/* wake at least this often */
+#define COMMIT_IDLE_FOLD_MS 5000	/* fold the rejected counter when idle */
+#define COMMIT_HELD_RETRY_MS 1000	/* held facts: the next try */
+#define COMMIT_READER_CHECK_MS 60000	/* stale LMDB readers */
+#define COMMIT_GROW_ROUNDS 8
 
 /* queue_stats_add_rejected has no context argument: the pending count is
  * process-wide (atomic). */
@@ -35,13 +45,20 @@ struct committer {
 	struct queue_store *store;
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t cond;
+	pthread_cond_t cond;		/* CLOCK_MONOTONIC */
 	struct commit_msg *mhead, **mtail;
 	struct commit_results *rhead, **rtail;
+	/* Facts that could not be written yet, oldest first. Committer
+	 * thread only. */
+	struct commit_results **held;
+	size_t nheld, capheld;
+	int64_t held_retry_at;
 	int stopping;
 	int exited;
 	void (*notify)(void *);
 	void *notify_arg;
+	void (*panic)(void *);
+	void *panic_arg;
 	struct committer_stats stats;
 };
 
@@ -50,9 +67,12 @@ struct batch {
 	struct commit_msg **msgs;
 	int *mstatus;
 	size_t nmsgs;
-	struct commit_results **res;
-	int *rstatus;
-	size_t nres;
+	struct commit_results **facts;
+	int *fstatus;
+	size_t nfacts;
+	struct commit_results **news;
+	int *nstatus;
+	size_t nnews;
 	uint64_t rejected;
 };
 
@@ -86,6 +106,14 @@ commit_results_free(struct commit_results *req)
 {
 	if (req == NULL)
 		return;
+	for (size_t i = 0; i < req->nresults && req->results != NULL; i++) {
+		struct commit_result *r = &req->results[i];
+		for (size_t j = 0; j < r->ntargets; j++) {
+			free((char *)r->targets[j].addr);
+			free((char *)r->targets[j].orcpt);
+		}
+		free(r->targets);
+	}
 	free(req->results);
 	for (size_t i = 0; i < req->nmsgs && req->msgs != NULL; i++) {
 		envelope_free(&req->msgs[i].env);
@@ -108,6 +136,43 @@ write_msg(struct store_wtxn *t, struct commit_msg *m)
 	return store_put_msg(t, &m->env, m->body, m->body_len);
 }
 
+static int
+write_result(struct store_wtxn *t, struct commit_result *res)
+{
+	struct rcpt_update u = {
+		.state = res->state,
+		.next_try = res->next_try,
+		.attempt_time = res->attempt_time,
+		.set_flags = res->set_flags,
+		.clear_flags = res->clear_flags,
+	};
+	char diag[COMMIT_DIAG_MAX], dsn[sizeof res->dsn];
+	char mta[sizeof res->remote_mta];
+
+	res->removed = 0;
+	switch (res->op) {
+	case COMMIT_OP_UPDATE:
+		/* The arrays are the caller's: never trust their termination. */
+		memcpy(diag, res->diag, sizeof diag);
+		diag[sizeof diag - 1] = '\0';
+		memcpy(dsn, res->dsn, sizeof dsn);
+		dsn[sizeof dsn - 1] = '\0';
+		memcpy(mta, res->remote_mta, sizeof mta);
+		mta[sizeof mta - 1] = '\0';
+		u.diag = diag[0] ? diag : NULL;
+		u.status = dsn[0] ? dsn : NULL;
+		u.remote_mta = mta[0] ? mta : NULL;
+		return store_rcpt_update(t, res->id, res->idx, &u, &res->removed);
+	case COMMIT_OP_NOTICE_DONE:
+		return store_rcpt_notice_done(t, res->id, res->idx,
+		    res->set_flags, &res->removed);
+	case COMMIT_OP_EXPAND:
+		return store_rcpt_expand(t, res->id, res->idx, res->targets,
+		    res->ntargets, res->next_try, &res->first_idx);
+	}
+	return STORE_INVALID;
+}
+
 /* Writes a results request: its new messages, then each result. A
  * result whose message or recipient is gone is skipped (its status says
  * so); anything else that fails fails the request. */
@@ -117,6 +182,8 @@ write_results(struct store_wtxn *t, struct commit_results *r)
 	char idtxt[QUEUE_ID_LEN + 1];
 	int st;
 
+	if (r->facts && r->nmsgs > 0)
+		return STORE_INVALID;
 	for (size_t i = 0; i < r->nmsgs; i++) {
 		struct commit_newmsg *m = &r->msgs[i];
 		if (m->env.id == 0)
@@ -126,23 +193,10 @@ write_results(struct store_wtxn *t, struct commit_results *r)
 	}
 	for (size_t i = 0; i < r->nresults; i++) {
 		struct commit_result *res = &r->results[i];
-		struct rcpt_update u = {
-			.state = res->state,
-			.next_try = res->next_try,
-			.attempt_time = res->attempt_time,
-			.set_flags = res->set_flags,
-			.diag = NULL,
-		};
-		char diag[COMMIT_DIAG_MAX];
 
-		/* The array is the caller's: never trust its termination. */
-		memcpy(diag, res->diag, sizeof diag);
-		diag[sizeof diag - 1] = '\0';
-		if (diag[0] != '\0')
-			u.diag = diag;
-		res->removed = 0;
-		st = store_rcpt_update(t, res->id, res->idx, &u, &res->removed);
-		res->status = st;
+		if (r->facts && res->op != COMMIT_OP_UPDATE)
+			return STORE_INVALID;
+		st = res->status = write_result(t, res);
 		if (st == STORE_NOTFOUND || st == STORE_CORRUPT) {
 			log_warn("%s: recipient %" PRIu32 " result not recorded: %s",
 			    queue_id_format(res->id, idtxt, sizeof idtxt), res->idx,
@@ -155,109 +209,186 @@ write_results(struct store_wtxn *t, struct commit_results *r)
 	return STORE_OK;
 }
 
-/* Writes the whole batch in one transaction; statuses all OK or all the
- * same failure. Returns the store status. */
+/* Writes one request of new mail in a nested transaction of t. */
 static int
-batch_write_fast(struct committer *c, struct batch *b)
+write_nested(struct queue_store *s, struct store_wtxn *t,
+    struct commit_msg *m, struct commit_results *r)
+{
+	struct store_wtxn *child;
+	int st;
+
+	if ((st = store_wtxn_begin(s, t, &child)) != STORE_OK)
+		return st;
+	st = m != NULL ? write_msg(child, m) : write_results(child, r);
+	if (st == STORE_OK)
+		return store_wtxn_commit(&child);
+	store_wtxn_abort(&child);
+	return st;
+}
+
+/* ---- writing a batch ---- */
+
+static void
+set_all(int *v, size_t n, int st)
+{
+	for (size_t i = 0; i < n; i++)
+		v[i] = st;
+}
+
+/* The whole batch in one transaction: the facts, then each piece of new
+ * mail nested. Returns the status of the facts and the commit (then the
+ * statuses of the requests are set); the new mail's own statuses may
+ * still say STORE_FULL. */
+static int
+batch_write(struct committer *c, struct batch *b)
 {
 	struct store_wtxn *t;
 	int st;
 
 	if ((st = store_wtxn_begin(c->store, NULL, &t)) != STORE_OK)
-		return st;
-	for (size_t i = 0; i < b->nmsgs && st == STORE_OK; i++)
-		st = write_msg(t, b->msgs[i]);
-	for (size_t i = 0; i < b->nres && st == STORE_OK; i++)
-		st = write_results(t, b->res[i]);
-	if (st == STORE_OK)
-		st = store_counter_add(t, STORE_CTR_REJECTED, b->rejected);
+		goto fail;
+	for (size_t i = 0; i < b->nfacts && st == STORE_OK; i++)
+		st = write_results(t, b->facts[i]);
 	if (st != STORE_OK) {
 		store_wtxn_abort(&t);
-		return st;
+		goto fail;
 	}
-	st = store_wtxn_commit(&t);
 	for (size_t i = 0; i < b->nmsgs; i++)
-		b->mstatus[i] = st;
-	for (size_t i = 0; i < b->nres; i++)
-		b->rstatus[i] = st;
-	return st;
-}
-
-/* One nested transaction per request: only failing requests fail.
- * Returns the status of the outer commit. */
-static int
-batch_write_each(struct committer *c, struct batch *b)
-{
-	struct store_wtxn *t, *child;
-	int st;
-
-	st = store_wtxn_begin(c->store, NULL, &t);
-	for (size_t i = 0; i < b->nmsgs; i++) {
-		if (st != STORE_OK) {
-			b->mstatus[i] = st;
-			continue;
-		}
-		b->mstatus[i] = store_wtxn_begin(c->store, t, &child);
-		if (b->mstatus[i] != STORE_OK)
-			continue;
-		b->mstatus[i] = write_msg(child, b->msgs[i]);
-		if (b->mstatus[i] == STORE_OK)
-			b->mstatus[i] = store_wtxn_commit(&child);
-		else
-			store_wtxn_abort(&child);
-	}
-	for (size_t i = 0; i < b->nres; i++) {
-		if (st != STORE_OK) {
-			b->rstatus[i] = st;
-			continue;
-		}
-		b->rstatus[i] = store_wtxn_begin(c->store, t, &child);
-		if (b->rstatus[i] != STORE_OK)
-			continue;
-		b->rstatus[i] = write_results(child, b->res[i]);
-		if (b->rstatus[i] == STORE_OK)
-			b->rstatus[i] = store_wtxn_commit(&child);
-		else
-			store_wtxn_abort(&child);
-	}
-	if (st != STORE_OK)
-		return st;
+		b->mstatus[i] = write_nested(c->store, t, b->msgs[i], NULL);
+	for (size_t i = 0; i < b->nnews; i++)
+		b->nstatus[i] = write_nested(c->store, t, NULL, b->news[i]);
 	st = store_counter_add(t, STORE_CTR_REJECTED, b->rejected);
 	if (st == STORE_OK)
 		st = store_wtxn_commit(&t);
 	else
 		store_wtxn_abort(&t);
-	if (st == STORE_OK)
-		return st;
-	for (size_t i = 0; i < b->nmsgs; i++)
-		if (b->mstatus[i] == STORE_OK)
-			b->mstatus[i] = st;
-	for (size_t i = 0; i < b->nres; i++)
-		if (b->rstatus[i] == STORE_OK)
-			b->rstatus[i] = st;
+	if (st != STORE_OK)
+		goto fail;
+	b->rejected = 0;	/* folded */
+	set_all(b->fstatus, b->nfacts, STORE_OK);
+	return STORE_OK;
+fail:
+	set_all(b->fstatus, b->nfacts, st);
+	set_all(b->mstatus, b->nmsgs, st);
+	set_all(b->nstatus, b->nnews, st);
 	return st;
 }
 
-/* Writes b, logs, and hands every request back through done. Returns
- * 1 when the outer transaction committed (then b->rejected is counted). */
+/* The facts alone: all in one transaction, else one per request. */
+static void
+facts_write(struct committer *c, struct batch *b)
+{
+	struct store_wtxn *t;
+	int st;
+
+	if (b->nfacts == 0)
+		return;
+	if ((st = store_wtxn_begin(c->store, NULL, &t)) == STORE_OK) {
+		for (size_t i = 0; i < b->nfacts && st == STORE_OK; i++)
+			st = write_results(t, b->facts[i]);
+		if (st == STORE_OK)
+			st = store_wtxn_commit(&t);
+		else
+			store_wtxn_abort(&t);
+	}
+	if (st == STORE_OK) {
+		set_all(b->fstatus, b->nfacts, STORE_OK);
+		return;
+	}
+	for (size_t i = 0; i < b->nfacts; i++) {
+		for (int round = 0; round < COMMIT_GROW_ROUNDS; round++) {
+			if ((st = store_wtxn_begin(c->store, NULL, &t)) == STORE_OK) {
+				st = write_results(t, b->facts[i]);
+				if (st == STORE_OK)
+					st = store_wtxn_commit(&t);
+				else
+					store_wtxn_abort(&t);
+			}
+			if (st != STORE_FULL || !store_grow(c->store))
+				break;
+		}
+		b->fstatus[i] = st;
+	}
+}
+
+/* Is any request of new mail refused for room? */
 static int
-batch_run(struct committer *c, struct batch *b)
+batch_any_full(const struct batch *b)
+{
+	for (size_t i = 0; i < b->nmsgs; i++)
+		if (b->mstatus[i] == STORE_FULL)
+			return 1;
+	for (size_t i = 0; i < b->nnews; i++)
+		if (b->nstatus[i] == STORE_FULL)
+			return 1;
+	return 0;
+}
+
+/* Writes b: whole, growing the map while that helps; else the facts
+ * first and apart. Returns 1 when something was committed. */
+static int
+batch_commit(struct committer *c, struct batch *b)
+{
+	int st = STORE_OK, checked = 0;
+
+	for (int round = 0; round < COMMIT_GROW_ROUNDS; round++) {
+		st = batch_write(c, b);
+		if (st != STORE_FULL && !batch_any_full(b))
+			return st == STORE_OK;
+		/* Dead readers keep pages from being reused: clear them
+		 * once, then try a larger map. */
+		if (!checked && store_reader_check(c->store) > 0) {
+			checked = 1;
+			continue;
+		}
+		checked = 1;
+		if (!store_grow(c->store))
+			break;
+	}
+	if (st == STORE_OK)
+		return 1;	/* facts in; some new mail refused */
+	if (st == STORE_PANIC || store_panicked(c->store))
+		return 0;
+	/* Facts first and apart; then the new mail, each in its own nested
+	 * transaction (those that still fit). */
+	facts_write(c, b);
+	if (b->nmsgs + b->nnews > 0 || b->rejected > 0) {
+		struct batch nb = *b;
+
+		nb.nfacts = 0;
+		(void)batch_write(c, &nb);
+		b->rejected = nb.rejected;
+	}
+	return 1;
+}
+
+/* ---- after the commit ---- */
+
+/* Keeps r for another try (facts that could not be written). */
+static void
+hold(struct committer *c, struct commit_results *r)
+{
+	if (c->nheld == c->capheld) {
+		c->capheld = c->capheld ? c->capheld * 2 : 16;
+		c->held = xrealloc(c->held, c->capheld * sizeof *c->held);
+	}
+	c->held[c->nheld++] = r;
+}
+
+/* Logs, counts and hands every request back through done (held facts
+ * excepted). */
+static void
+batch_finish(struct committer *c, struct batch *b, int committed)
 {
 	char idtxt[QUEUE_ID_LEN + 1];
-	size_t inserted = 0, failed = 0, results_ok = 0;
+	size_t inserted = 0, failed = 0, results_ok = 0, held = 0;
 	void (*notify)(void *);
 	void *notify_arg;
-	int st, full = 0;
+	int full = 0, stopping;
 
-	st = batch_write_fast(c, b);
-	if (st != STORE_OK && b->nmsgs + b->nres > 1) {
-		st = batch_write_each(c, b);
-	} else if (st != STORE_OK) {
-		for (size_t i = 0; i < b->nmsgs; i++)
-			b->mstatus[i] = st;
-		for (size_t i = 0; i < b->nres; i++)
-			b->rstatus[i] = st;
-	}
+	pthread_mutex_lock(&c->lock);
+	stopping = c->stopping;
+	pthread_mutex_unlock(&c->lock);
 	for (size_t i = 0; i < b->nmsgs; i++) {
 		/* The session logs its message's "(queued)" line itself. */
 		if (b->mstatus[i] == STORE_OK) {
@@ -267,11 +398,20 @@ batch_run(struct committer *c, struct batch *b)
 			full |= b->mstatus[i] == STORE_FULL;
 		}
 	}
-	for (size_t i = 0; i < b->nres; i++) {
-		struct commit_results *r = b->res[i];
-		if (b->rstatus[i] != STORE_OK) {
+	for (size_t k = 0; k < b->nfacts + b->nnews; k++) {
+		int isfact = k < b->nfacts;
+		struct commit_results *r = isfact ? b->facts[k] :
+		    b->news[k - b->nfacts];
+		int st = isfact ? b->fstatus[k] : b->nstatus[k - b->nfacts];
+
+		if (st != STORE_OK) {
+			if (isfact && st != STORE_INVALID && !stopping &&
+			    !store_panicked(c->store)) {
+				held++;
+				continue;
+			}
 			failed++;
-			full |= b->rstatus[i] == STORE_FULL;
+			full |= st == STORE_FULL;
 			continue;
 		}
 		results_ok++;
@@ -282,15 +422,22 @@ batch_run(struct committer *c, struct batch *b)
 			    r->msgs[j].env.sender != NULL ? r->msgs[j].env.sender : "",
 			    r->msgs[j].body_len, r->msgs[j].env.nrcpts);
 		}
-		for (size_t j = 0; j < r->nresults; j++)
+		for (size_t j = 0; j < r->nresults; j++) {
+			if (r->results[j].op == COMMIT_OP_EXPAND &&
+			    r->results[j].status == STORE_OK)
+				inserted++;
 			if (r->results[j].removed)
 				log_info("%s: removed", queue_id_format(
 				    r->results[j].id, idtxt, sizeof idtxt));
+		}
 	}
 	if (full)
 		log_warn("queue: full: %zu request(s) refused", failed);
+	if (held)
+		log_warn("queue: %zu delivery result(s) could not be recorded "
+		    "yet; trying again", held);
 	pthread_mutex_lock(&c->lock);
-	if (st == STORE_OK)
+	if (committed)
 		c->stats.commits++;
 	c->stats.messages += inserted;
 	c->stats.results += results_ok;
@@ -305,18 +452,73 @@ batch_run(struct committer *c, struct batch *b)
 		notify(notify_arg);
 	for (size_t i = 0; i < b->nmsgs; i++)
 		b->msgs[i]->done(b->msgs[i], commit_status_of(b->mstatus[i]));
-	for (size_t i = 0; i < b->nres; i++)
-		b->res[i]->done(b->res[i], commit_status_of(b->rstatus[i]));
-	return st == STORE_OK;
+	for (size_t k = 0; k < b->nfacts; k++) {
+		if (b->fstatus[k] != STORE_OK && b->fstatus[k] != STORE_INVALID &&
+		    !stopping && !store_panicked(c->store))
+			hold(c, b->facts[k]);
+		else
+			b->facts[k]->done(b->facts[k], commit_status_of(b->fstatus[k]));
+	}
+	for (size_t k = 0; k < b->nnews; k++)
+		b->news[k]->done(b->news[k], commit_status_of(b->nstatus[k]));
+	if (held > 0)
+		c->held_retry_at = time_mono_ms() + COMMIT_HELD_RETRY_MS;
+}
+
+/* Once the store reports MDB_PANIC (on any thread), the panic hook. */
+static void
+check_panic(struct committer *c)
+{
+	void (*panic)(void *);
+	void *panic_arg;
+
+	if (!store_panicked(c->store))
+		return;
+	pthread_mutex_lock(&c->lock);
+	panic = c->panic;
+	panic_arg = c->panic_arg;
+	c->panic = NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (panic != NULL)
+		panic(panic_arg);
+}
+
+static void
+batch_run(struct committer *c, struct batch *b)
+{
+	int committed = batch_commit(c, b);
+
+	if (b->rejected > 0)	/* not folded: the next commit */
+		atomic_fetch_add(&committer_rejected_pending, b->rejected);
+	batch_finish(c, b, committed);
 }
 
 /* ---- the thread ---- */
 
-/* Takes pending requests into b (lock held). */
 static void
-batch_take(struct committer *c, struct batch *b)
+add_result(struct batch *b, struct commit_results *r, size_t *capf, size_t *capn)
 {
-	size_t bytes = 0, n = 0;
+	if (r->facts) {
+		if (b->nfacts == *capf) {
+			*capf = *capf ? *capf * 2 : 16;
+			b->facts = xrealloc(b->facts, *capf * sizeof *b->facts);
+		}
+		b->facts[b->nfacts++] = r;
+	} else {
+		if (b->nnews == *capn) {
+			*capn = *capn ? *capn * 2 : 16;
+			b->news = xrealloc(b->news, *capn * sizeof *b->news);
+		}
+		b->news[b->nnews++] = r;
+	}
+}
+
+/* Takes pending requests into b (lock held); held facts go first when
+ * their time has come. */
+static void
+batch_take(struct committer *c, struct batch *b, int with_held)
+{
+	size_t bytes = 0, n = 0, capf = 0, capn = 0;
 
 	memset(b, 0, sizeof b[0]);
 	for (struct commit_msg *m = c->mhead; m != NULL && n < COMMIT_BATCH_REQS;
@@ -326,8 +528,8 @@ batch_take(struct committer *c, struct batch *b)
 		bytes += m->body_len;
 	}
 	b->nmsgs = n;
-	b->msgs = xcalloc(n, sizeof *b->msgs);
-	b->mstatus = xcalloc(n, sizeof *b->mstatus);
+	b->msgs = xcalloc(n ? n : 1, sizeof *b->msgs);
+	b->mstatus = xcalloc(n ? n : 1, sizeof *b->mstatus);
 	for (size_t i = 0; i < n; i++) {
 		b->msgs[i] = c->mhead;
 		c->mhead = c->mhead->next;
@@ -336,20 +538,21 @@ batch_take(struct committer *c, struct batch *b)
 	if (c->mhead == NULL)
 		c->mtail = &c->mhead;
 
-	n = 0;
-	for (struct commit_results *r = c->rhead; r != NULL && n < COMMIT_BATCH_REQS;
-	    r = r->next)
-		n++;
-	b->nres = n;
-	b->res = xcalloc(n, sizeof *b->res);
-	b->rstatus = xcalloc(n, sizeof *b->rstatus);
-	for (size_t i = 0; i < n; i++) {
-		b->res[i] = c->rhead;
-		c->rhead = c->rhead->next;
-		b->res[i]->next = NULL;
+	if (with_held) {
+		for (size_t i = 0; i < c->nheld; i++)
+			add_result(b, c->held[i], &capf, &capn);
+		c->nheld = 0;
+	}
+	for (n = 0; c->rhead != NULL && n < COMMIT_BATCH_REQS; n++) {
+		struct commit_results *r = c->rhead;
+		c->rhead = r->next;
+		r->next = NULL;
+		add_result(b, r, &capf, &capn);
 	}
 	if (c->rhead == NULL)
 		c->rtail = &c->rhead;
+	b->fstatus = xcalloc(b->nfacts ? b->nfacts : 1, sizeof *b->fstatus);
+	b->nstatus = xcalloc(b->nnews ? b->nnews : 1, sizeof *b->nstatus);
 }
 
 static void
@@ -357,8 +560,10 @@ batch_clear(struct batch *b)
 {
 	free(b->msgs);
 	free(b->mstatus);
-	free(b->res);
-	free(b->rstatus);
+	free(b->facts);
+	free(b->fstatus);
+	free(b->news);
+	free(b->nstatus);
 	memset(b, 0, sizeof *b);
 }
 
@@ -368,39 +573,65 @@ committer_idle(const struct committer *c)
 	return c->mhead == NULL && c->rhead == NULL;
 }
 
+static void
+deadline_ts(struct timespec *ts, int64_t ms_from_now)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms_from_now / 1000;
+	ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 static void *
 committer_main(void *arg)
 {
 	struct committer *c = arg;
+	int64_t last_work = time_mono_ms();
+	int64_t next_reader_check = last_work + COMMIT_READER_CHECK_MS;
 
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		struct batch b;
-		int last;
+		int64_t now = time_mono_ms();
+		int with_held, last;
 
 		while (committer_idle(c) && !c->stopping) {
 			struct timespec ts;
-			int rc;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += COMMIT_IDLE_SECONDS;
-			rc = pthread_cond_timedwait(&c->cond, &c->lock, &ts);
-			if (rc != 0 && atomic_load(&committer_rejected_pending) > 0)
+			now = time_mono_ms();
+			if (c->nheld > 0 && now >= c->held_retry_at)
+				break;
+			if (now - last_work >= COMMIT_IDLE_FOLD_MS &&
+			    atomic_load(&committer_rejected_pending) > 0)
 				break;	/* idle: fold the rejected counter */
+			if (now >= next_reader_check)
+				break;
+			deadline_ts(&ts, COMMIT_TICK_MS);
+			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 		}
+		now = time_mono_ms();
+		with_held = c->nheld > 0 && (now >= c->held_retry_at || c->stopping);
 		/* Stopping with nothing queued: one last counter fold. */
 		last = c->stopping && committer_idle(c);
-		batch_take(c, &b);
+		batch_take(c, &b, with_held);
 		pthread_mutex_unlock(&c->lock);
 
+		if (now >= next_reader_check) {
+			store_reader_check(c->store);
+			next_reader_check = now + COMMIT_READER_CHECK_MS;
+		}
 		b.rejected = atomic_exchange(&committer_rejected_pending, 0);
-		if (b.nmsgs + b.nres > 0 || b.rejected > 0) {
-			if (!batch_run(c, &b) && b.rejected > 0)
-				atomic_fetch_add(&committer_rejected_pending, b.rejected);
+		if (b.nmsgs + b.nfacts + b.nnews > 0 || b.rejected > 0) {
+			batch_run(c, &b);
+			last_work = time_mono_ms();
 		}
 		batch_clear(&b);
+		check_panic(c);
 		pthread_mutex_lock(&c->lock);
-		if (last && committer_idle(c)) {
+		c->stats.facts_waiting = c->nheld;
+		if (last && committer_idle(c) && c->nheld == 0) {
 			c->exited = 1;
 			break;
 		}
@@ -413,6 +644,7 @@ struct committer *
 committer_start(struct queue_store *store)
 {
 	struct committer *c = xcalloc(1, sizeof *c);
+	pthread_condattr_t ca;
 	sigset_t all, old;
 	int rc;
 
@@ -420,7 +652,10 @@ committer_start(struct queue_store *store)
 	c->mtail = &c->mhead;
 	c->rtail = &c->rhead;
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->cond, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	/* Signals are the main thread's business (DESIGN.md). */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -481,6 +716,15 @@ committer_set_notify(struct committer *c, void (*fn)(void *), void *arg)
 }
 
 void
+committer_set_panic(struct committer *c, void (*fn)(void *), void *arg)
+{
+	pthread_mutex_lock(&c->lock);
+	c->panic = fn;
+	c->panic_arg = arg;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void
 committer_get_stats(struct committer *c, struct committer_stats *st_r)
 {
 	pthread_mutex_lock(&c->lock);
@@ -502,6 +746,7 @@ committer_stop(struct committer **cp)
 	pthread_join(c->thread, NULL);
 	pthread_cond_destroy(&c->cond);
 	pthread_mutex_destroy(&c->lock);
+	free(c->held);
 	free(c);
 	*cp = NULL;
 }

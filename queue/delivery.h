@@ -1,17 +1,41 @@
 /*
  * delivery: the pool of delivery threads. Each takes a job from the
- * scheduler (one message, one destination), delivers it (local domains
- * into Maildirs through storage/, others through the relay client), and
- * hands every recipient's outcome, with any bounce, delay or success
- * notice it caused, to the committer as one durable batch.
+ * scheduler (one message, one destination, or a report job), delivers it
+ * (local domains into Maildirs through storage/, others through the
+ * relay client), and records the outcome of every recipient in two
+ * steps:
+ *  1. the facts: every attempt's outcome (sent, deferred, bounced), as a
+ *     facts request that the committer writes whatever the room (a full
+ *     queue never makes a delivery repeat); a recipient whose outcome
+ *     calls for a notice gets RCPT_F_NOTICE_PENDING in the same write;
+ *  2. the new mail: the notices (failure, delay, success; RFC 3464, NOTIFY
+ *     honoured) with the clearing of those flags, and alias expansions.
+ *     When the queue is full it is refused: the notices stay pending and
+ *     are made later from the records (a report job), an alias waits
+ *     (deferred) and is expanded later.
  *
  * Outcomes: delivered -> sent; a failure that may pass -> deferred, with
  * the next try backing off from retry_min to retry_max (exponential, with
- * jitter) until queue_lifetime, then bounced; a permanent failure ->
- * bounced. Bounces go to the sender (RFC 3464, NOTIFY honoured); never to
- * the null sender: such a failure is logged and reported to postmaster.
+ * jitter, never past retry_max nor past the expiry) until queue_lifetime,
+ * then bounced; a permanent failure -> bounced. A recipient past
+ * queue_lifetime is bounced without another try (report job).
  *
- * Threads: delivery_start/stop/set_policy from the main thread.
+ * Aliases: a local recipient that is an alias is expanded (userdb) into
+ * its final targets, which become recipients of the same message of
+ * their own (RCPT_F_ALIAS_TARGET, ORCPT naming the alias unless one was
+ * given): each is delivered, deferred, bounced and reported alone, local
+ * or remote, and never expanded again.
+ *
+ * Notices never loop: a notice or bounce we made (ENV_NOTICE) that fails
+ * is logged and dropped, never answered with another notice. A failure
+ * of other mail from the null sender is reported to postmaster (with
+ * ENV_NOTICE). No success notice for a recipient passed to a server that
+ * took its NOTIFY (RFC 3461 5.2.2).
+ *
+ * Threads: of the pool, a quarter (at least one) take only local and
+ * report jobs, so local delivery never waits behind remote hosts; the
+ * others take any job. delivery_start/stop/set_policy from the main
+ * thread.
  */
 #ifndef QUEUE_DELIVERY_H
 #define QUEUE_DELIVERY_H
@@ -54,8 +78,11 @@ struct delivery_policy {
 
 struct delivery;
 
-/* Starts n delivery threads taking jobs from sched and committing
- * through c; policy (a reference is taken over) may be replaced later. */
+/* Starts the delivery threads for a pool of n (delivery_local_threads(n)
+ * local ones and delivery_remote_threads(n) others) taking jobs from
+ * sched and committing through c; sets the scheduler's pool bound and
+ * queue_lifetime. policy (a reference is taken over) may be replaced
+ * later. */
 struct delivery *delivery_start(struct queue_store *st, struct committer *c,
     struct scheduler *sched, struct delivery_policy *policy, unsigned n);
 
@@ -70,8 +97,18 @@ void delivery_set_policy(struct delivery *d, struct delivery_policy *policy);
  * should end the process; those recipients stay queued. */
 int delivery_stop(struct delivery **dp, unsigned timeout_s);
 
+/* Threads of a pool of n: local-only ones, and the others (n < 2 gives
+ * one of each). */
+unsigned delivery_local_threads(unsigned n);
+unsigned delivery_remote_threads(unsigned n);
+
+/* The per-destination limit for a pool of n threads: configured, but
+ * below the remote threads (at least 1), so that one destination cannot
+ * take them all. */
+unsigned delivery_dest_limit(unsigned n, unsigned configured);
+
 /* Exposed for tests: the delay before attempt number attempts+1 (>= 1)
- * with jitter drawn from rnd (0..1). */
+ * with jitter drawn from rnd (0..1), never more than retry_max. */
 unsigned delivery_backoff(unsigned retry_min, unsigned retry_max,
     unsigned attempts, double rnd);
 

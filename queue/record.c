@@ -247,12 +247,12 @@ record_rcpt_encode(const struct queue_rcpt *rc, struct buf *out)
 	int err = 0;
 
 	if (rc->addr == NULL || rc->addr[0] == '\0' ||
-	    (unsigned)rc->state > RCPT_BOUNCED ||
+	    (unsigned)rc->state > RCPT_EXPANDED ||
 	    (rc->flags & ~RCPT_F_ALL) != 0 ||
 	    (rc->notify & ~NOTIFY_KNOWN) != 0 ||
 	    rc->next_try < 0 || rc->last_try < 0)
 		return -1;
-	rec_put_u8(out, &err, RECORD_VERSION);
+	rec_put_u8(out, &err, RECORD_RCPT_VERSION);
 	rec_put_u8(out, &err, (unsigned)rc->state);
 	rec_put_u8(out, &err, rc->flags);
 	rec_put_u32(out, &err, rc->notify);
@@ -262,6 +262,8 @@ record_rcpt_encode(const struct queue_rcpt *rc, struct buf *out)
 	rec_put_str(out, &err, rc->addr, RECORD_STR_MAX);
 	rec_put_ostr(out, &err, rc->orcpt, RECORD_STR_MAX);
 	rec_put_str(out, &err, rc->diag, RECORD_DIAG_MAX);
+	rec_put_str(out, &err, rc->status, RECORD_STATUS_MAX);
+	rec_put_ostr(out, &err, rc->remote_mta, RECORD_STR_MAX);
 	if (err) {
 		out->len = mark;
 		if (out->data != NULL)
@@ -276,11 +278,12 @@ record_rcpt_decode(const void *p, size_t n, struct queue_rcpt *r_r)
 {
 	struct rec_reader r = { p, n, 0 };
 	struct queue_rcpt rc;
-	unsigned state;
+	unsigned state, version;
 	uint64_t next_try, last_try;
 
 	memset(&rc, 0, sizeof rc);
-	if (rec_get_u8(&r) != RECORD_VERSION)
+	version = rec_get_u8(&r);
+	if (version != 1 && version != RECORD_RCPT_VERSION)
 		return -1;
 	state = rec_get_u8(&r);
 	rc.flags = rec_get_u8(&r);
@@ -288,7 +291,7 @@ record_rcpt_decode(const void *p, size_t n, struct queue_rcpt *r_r)
 	rc.attempts = rec_get_u32(&r);
 	next_try = rec_get_u64(&r);
 	last_try = rec_get_u64(&r);
-	if (r.err || state > RCPT_BOUNCED || (rc.flags & ~RCPT_F_ALL) != 0 ||
+	if (r.err || state > RCPT_EXPANDED || (rc.flags & ~RCPT_F_ALL) != 0 ||
 	    (rc.notify & ~NOTIFY_KNOWN) != 0 ||
 	    next_try > INT64_MAX || last_try > INT64_MAX)
 		return -1;
@@ -298,7 +301,14 @@ record_rcpt_decode(const void *p, size_t n, struct queue_rcpt *r_r)
 	rc.addr = rec_get_str(&r, RECORD_STR_MAX);
 	rc.orcpt = rec_get_ostr(&r, RECORD_STR_MAX);
 	rc.diag = rec_get_str(&r, RECORD_DIAG_MAX);
-	if (r.err || r.left != 0 || rc.addr == NULL || rc.addr[0] == '\0') {
+	if (version == 1) {
+		rc.status = xstrdup("");
+	} else {
+		rc.status = rec_get_str(&r, RECORD_STATUS_MAX);
+		rc.remote_mta = rec_get_ostr(&r, RECORD_STR_MAX);
+	}
+	if (r.err || r.left != 0 || rc.addr == NULL || rc.addr[0] == '\0' ||
+	    rc.diag == NULL || rc.status == NULL) {
 		queue_rcpt_clear(&rc);
 		return -1;
 	}
@@ -314,6 +324,8 @@ queue_rcpt_clear(struct queue_rcpt *r)
 	free(r->addr);
 	free(r->orcpt);
 	free(r->diag);
+	free(r->status);
+	free(r->remote_mta);
 	memset(r, 0, sizeof *r);
 }
 
@@ -341,6 +353,8 @@ rcpt_state_name(enum rcpt_state state)
 		return "sent";
 	case RCPT_BOUNCED:
 		return "bounced";
+	case RCPT_EXPANDED:
+		return "expanded";
 	}
 	return "unknown";
 }

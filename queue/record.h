@@ -9,12 +9,16 @@
  * values and nothing may trail the record. A record that fails any check
  * is refused (-1), never half-decoded; the store then sets it aside.
  *
- * Integers are big-endian. Layout, version 1:
- *   envelope:  u8 version, u8 ret, u32 flags, i64 arrival, u64 size,
+ * Integers are big-endian. Layout:
+ *   envelope (version 1):
+ *              u8 version, u8 ret, u32 flags, i64 arrival, u64 size,
  *              u32 nchunks, u32 nrcpts, str sender, str helo,
  *              str client_addr, ostr auth_user, ostr envid
- *   recipient: u8 version, u8 state, u8 flags, u32 notify, u32 attempts,
- *              i64 next_try, i64 last_try, str addr, ostr orcpt, str diag
+ *   recipient (version 2; version 1 ends after diag, with status "" and
+ *              no remote_mta, and is still read):
+ *              u8 version, u8 state, u8 flags, u32 notify, u32 attempts,
+ *              i64 next_try, i64 last_try, str addr, ostr orcpt, str diag,
+ *              str status, ostr remote_mta
  * where str is u16 length + bytes and ostr is u8 present (0/1) + str.
  *
  * Ownership: decoded strings are heap copies owned by the output struct;
@@ -31,7 +35,9 @@
 #include "lib/buf.h"
 #include "queue/envelope.h"
 
-#define RECORD_VERSION 1
+#define RECORD_VERSION 1		/* of the envelope record */
+#define RECORD_RCPT_VERSION 2		/* of the recipient record */
+#define RECORD_STATUS_MAX 15		/* an enhanced status code "5.1.10" */
 #define RECORD_STR_MAX 4096		/* any string field, in bytes */
 #define RECORD_DIAG_MAX 1024		/* the last diagnostic */
 #define RECORD_RCPTS_MAX 100000		/* recipients of one message */
@@ -39,18 +45,36 @@
 #define RECORD_SIZE_MAX ((uint64_t)1 << 40)	/* sanity bound on a body */
 
 /* The delivery state of one recipient. QUEUED and DEFERRED still need
- * delivery (and have exactly one `due` entry); SENT and BOUNCED are final. */
+ * delivery; SENT, BOUNCED and EXPANDED are final. A recipient is done
+ * when it is final and no notice about it is pending
+ * (RCPT_F_NOTICE_PENDING); every recipient that is not done has exactly
+ * one `due` entry, and a message is removed when all its recipients are
+ * done. */
 enum rcpt_state {
 	RCPT_QUEUED = 0,
 	RCPT_DEFERRED = 1,
 	RCPT_SENT = 2,
 	RCPT_BOUNCED = 3,
+	RCPT_EXPANDED = 4,	/* an alias: its final targets are recipients
+				 * of the message of their own */
 };
 
 enum rcpt_flag {
-	RCPT_F_DELAY_NOTIFIED = 1,	/* the delay notice was sent */
+	RCPT_F_DELAY_NOTIFIED = 1,	/* the delay notice was queued */
+	RCPT_F_NOTICE_PENDING = 2,	/* a notice about this outcome (failure,
+					 * delay, success) is still to be
+					 * queued: made from this record */
+	RCPT_F_ALIAS_TARGET = 4,	/* a final target of an alias
+					 * expansion: delivered as it is */
+	RCPT_F_LOST = 8,		/* stands for a record that could not be
+					 * read (the address is unknown) */
 };
-#define RCPT_F_ALL 1u
+#define RCPT_F_ALL 15u
+
+/* Is a recipient in this state with these flags done (see above)? */
+#define RCPT_IS_FINAL(state) ((state) >= RCPT_SENT)
+#define RCPT_IS_DONE(state, flags) \
+	(RCPT_IS_FINAL(state) && !((flags) & RCPT_F_NOTICE_PENDING))
 
 /* One stored recipient. */
 struct queue_rcpt {
@@ -64,6 +88,10 @@ struct queue_rcpt {
 	int64_t next_try;	/* unix seconds; the due time unless final */
 	int64_t last_try;	/* unix seconds of the last attempt, 0 = none */
 	char *diag;		/* last diagnostic ("" = none), never NULL */
+	char *status;		/* enhanced status of the last attempt
+				 * ("5.1.1", "" = none), never NULL */
+	char *remote_mta;	/* the remote server of the last attempt, or
+				 * NULL (local delivery, none reached) */
 };
 
 /* One stored message as read back: env holds the envelope fields with
@@ -106,7 +134,7 @@ void queue_rcpt_clear(struct queue_rcpt *r);
 /* Frees everything m holds and zeroes it (m itself is the caller's). */
 void queue_msg_free(struct queue_msg *m);
 
-/* "queued", "deferred", "sent", "bounced" (or "unknown"). */
+/* "queued", "deferred", "sent", "bounced", "expanded" (or "unknown"). */
 const char *rcpt_state_name(enum rcpt_state state);
 
 #endif

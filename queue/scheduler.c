@@ -1,12 +1,19 @@
 /*
  * scheduler: scans the `due` index for recipients whose time has come,
  * groups them by message and destination into jobs, and queues the jobs
- * for the delivery threads, keeping one job per message at a time and at
- * most max_per_dest jobs per destination.
+ * for the delivery threads, keeping one job per (message, destination) at
+ * a time and at most the limit per destination (scheduler.h).
+ *
+ * A message whose destination is at its limit waits in that
+ * destination's queue (first come, first served) and is skipped by the
+ * scans; when a job to the destination ends, and at every full pass for
+ * every destination that has a free slot, waiting messages are taken up
+ * until the slots are used or the queue is empty.
  */
 #include "queue/scheduler.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -20,21 +27,29 @@
 #define SCHED_SCAN_PAGE 256	/* due entries read per read transaction */
 #define SCHED_SCAN_MAX 4096	/* due entries looked at per pass */
 #define SCHED_BUCKETS 1024
+#define SCHED_TICK_MS 1000	/* a full pass at least this often */
 
-/* Counts per key: message ids in flight and jobs per destination. */
+/* The key under which report jobs of a message are counted. */
+static const char sched_report_key[] = "\001report";
+
+/* Counts per key: jobs of (message, destination), or of a destination
+ * (id 0). */
 struct sched_count {
-	queue_id_t id;		/* message key, or 0 for a destination key */
+	queue_id_t id;
 	char dest[256];
 	unsigned n;
 	struct sched_count *next;
 };
 
-/* A message left waiting because its destination was at its limit: it is
- * skipped by scans, and taken up again, first come first served, when a
- * job to that destination ends. */
+struct sched_dq;
+
+/* A (message, destination) waiting for a slot of the destination. */
 struct sched_wait {
 	queue_id_t id;
-	struct sched_wait *next;	/* in its id hash chain */
+	int64_t expires;		/* unix s: then it bounces, waiting or
+					 * not; 0 = never */
+	struct sched_dq *q;		/* its destination's queue */
+	struct sched_wait *next;	/* in its hash chain, by (id, dest) */
 	struct sched_wait *qnext;	/* in its destination's queue */
 };
 
@@ -45,7 +60,7 @@ struct sched_dq {
 	struct sched_dq *next;		/* hash chain */
 };
 
-/* A destination whose job ended: one waiting message may go. */
+/* A destination with a free slot: waiting messages may go. */
 struct sched_retry {
 	char dest[256];
 	struct sched_retry *next;
@@ -60,15 +75,18 @@ struct scheduler {
 	int woken;
 	int stopping;
 	unsigned max_per_dest;
+	unsigned pool;		/* remote threads, 0 = no bound */
+	unsigned lifetime;	/* seconds, 0 = none */
 	struct sched_job *head, *tail;	/* ready jobs */
 	size_t nready;
-	size_t in_flight;	/* handed out, not done */
+	size_t in_flight;	/* handed out or ready, not done */
 	int full_scan;		/* next pass starts at the beginning */
 	int joined;		/* main thread only */
 	struct sched_count *table[SCHED_BUCKETS];
-	struct sched_wait *waiting[SCHED_BUCKETS];	/* by message id */
+	struct sched_wait *waiting[SCHED_BUCKETS];	/* by (id, dest) */
 	struct sched_dq *queues[SCHED_BUCKETS];		/* by destination */
 	struct sched_retry *retry;	/* destinations with a free slot */
+	_Atomic uint64_t plan_work;
 	/* scheduler thread only */
 	struct store_due cursor;	/* incremental passes resume here */
 	int have_cursor;
@@ -82,6 +100,17 @@ sched_hash(queue_id_t id, const char *dest)
 	for (const char *p = dest; *p; p++)
 		h = (h ^ (unsigned char)*p) * 1099511628211ull;
 	return (unsigned)(h >> 32) % SCHED_BUCKETS;
+}
+
+/* The limit per destination. Locked. */
+static unsigned
+sched_limit(const struct scheduler *s)
+{
+	unsigned lim = s->max_per_dest;
+
+	if (s->pool > 0 && lim > (s->pool > 1 ? s->pool - 1 : 1))
+		lim = s->pool > 1 ? s->pool - 1 : 1;
+	return lim;
 }
 
 /* The counter of (id, dest); created when create is set. Locked. */
@@ -127,57 +156,47 @@ sched_count_get(struct scheduler *s, queue_id_t id, const char *dest)
 	return c ? c->n : 0;
 }
 
-static unsigned
-sched_id_hash(queue_id_t id)
+/* The counting key of a job. */
+static const char *
+job_key(const struct sched_job *job)
 {
-	return (unsigned)((id * 0x9E3779B97F4A7C15ull) >> 40) % SCHED_BUCKETS;
-}
-
-/* Is message id waiting for a slot? Locked. */
-static int
-sched_is_waiting(struct scheduler *s, queue_id_t id)
-{
-	for (struct sched_wait *w = s->waiting[sched_id_hash(id)]; w; w = w->next)
-		if (w->id == id)
-			return 1;
-	return 0;
-}
-
-static unsigned
-sched_dest_hash(const char *dest)
-{
-	return sched_hash(0, dest);
+	return job->report ? sched_report_key : job->dest;
 }
 
 /* The waiting queue of dest, or NULL. Locked. */
 static struct sched_dq *
 sched_dq_find(struct scheduler *s, const char *dest)
 {
-	for (struct sched_dq *q = s->queues[sched_dest_hash(dest)]; q; q = q->next)
+	for (struct sched_dq *q = s->queues[sched_hash(0, dest)]; q; q = q->next)
 		if (strcmp(q->dest, dest) == 0)
 			return q;
 	return NULL;
 }
 
-/* Does any message wait for dest? Locked. */
+/* Is (id, dest) waiting for a slot? Locked. */
 static int
-sched_has_waiting(struct scheduler *s, const char *dest)
+sched_is_waiting(struct scheduler *s, queue_id_t id, const char *dest)
 {
-	return sched_dq_find(s, dest) != NULL;
+	for (struct sched_wait *w = s->waiting[sched_hash(id, dest)]; w;
+	    w = w->next)
+		if (w->id == id && strcmp(w->q->dest, dest) == 0)
+			return 1;
+	return 0;
 }
 
-/* Parks message id until dest has a free slot. Locked. */
+/* Parks (id, dest) until dest has a free slot. Locked. */
 static void
-sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest)
+sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest,
+    int64_t expires)
 {
 	struct sched_wait *w;
 	struct sched_dq *q;
-	unsigned h = sched_id_hash(id);
+	unsigned h = sched_hash(id, dest);
 
-	if (sched_is_waiting(s, id))
+	if (sched_is_waiting(s, id, dest))
 		return;
 	if ((q = sched_dq_find(s, dest)) == NULL) {
-		unsigned dh = sched_dest_hash(dest);
+		unsigned dh = sched_hash(0, dest);
 		q = xcalloc(1, sizeof *q);
 		str_copy(q->dest, dest, sizeof q->dest);
 		q->next = s->queues[dh];
@@ -185,6 +204,8 @@ sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest)
 	}
 	w = xcalloc(1, sizeof *w);
 	w->id = id;
+	w->expires = expires;
+	w->q = q;
 	w->next = s->waiting[h];
 	s->waiting[h] = w;
 	if (q->tail)
@@ -194,31 +215,62 @@ sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest)
 	q->tail = w;
 }
 
+/* Unlinks w (prev: its predecessor in its queue, or NULL) and frees it,
+ * with its queue when that is empty. Locked. */
+static void
+sched_unwait(struct scheduler *s, struct sched_wait *w, struct sched_wait *prev)
+{
+	struct sched_dq *q = w->q, **qp;
+	struct sched_wait **wp;
+
+	if (prev != NULL)
+		prev->qnext = w->qnext;
+	else
+		q->head = w->qnext;
+	if (q->tail == w)
+		q->tail = prev;
+	for (wp = &s->waiting[sched_hash(w->id, q->dest)]; *wp != w;
+	    wp = &(*wp)->next)
+		;
+	*wp = w->next;
+	free(w);
+	if (q->head == NULL) {
+		for (qp = &s->queues[sched_hash(0, q->dest)]; *qp != q;
+		    qp = &(*qp)->next)
+			;
+		*qp = q->next;
+		free(q);
+	}
+}
+
 /* Takes the oldest message waiting for dest off its queue: its id, or 0.
  * Locked. */
 static queue_id_t
 sched_pop_waiting(struct scheduler *s, const char *dest)
 {
-	struct sched_dq *q = sched_dq_find(s, dest), **qp;
-	struct sched_wait *w, **wp;
+	struct sched_dq *q = sched_dq_find(s, dest);
 	queue_id_t id;
 
 	if (q == NULL)
 		return 0;
-	w = q->head;
-	q->head = w->qnext;
-	if (q->head == NULL) {
-		for (qp = &s->queues[sched_dest_hash(dest)]; *qp != q; qp = &(*qp)->next)
-			;
-		*qp = q->next;
-		free(q);
-	}
-	for (wp = &s->waiting[sched_id_hash(w->id)]; *wp != w; wp = &(*wp)->next)
-		;
-	*wp = w->next;
-	id = w->id;
-	free(w);
+	id = q->head->id;
+	sched_unwait(s, q->head, NULL);
 	return id;
+}
+
+/* Queues a retry for dest. Locked. */
+static void
+sched_add_retry(struct scheduler *s, const char *dest)
+{
+	struct sched_retry *r;
+
+	for (r = s->retry; r; r = r->next)
+		if (strcmp(r->dest, dest) == 0)
+			return;
+	r = xcalloc(1, sizeof *r);
+	str_copy(r->dest, dest, sizeof r->dest);
+	r->next = s->retry;
+	s->retry = r;
 }
 
 static void
@@ -230,71 +282,210 @@ sched_dest_of(const char *addr, char *dest, size_t size)
 	str_lower(dest);
 }
 
-/* Makes the jobs of one message from its recipients that are due. */
+/* A recipient of a message being planned. */
+struct plan_rcpt {
+	uint32_t idx;
+	const char *dest;	/* lower case, points into dests */
+};
+
+static int
+plan_cmp(const void *a, const void *b, void *arg)
+{
+	const struct plan_rcpt *x = a, *y = b;
+	int c;
+
+	atomic_fetch_add_explicit((_Atomic uint64_t *)arg, 1,
+	    memory_order_relaxed);
+	if ((c = strcmp(x->dest, y->dest)) != 0)
+		return c;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Queues a job of message id for rcpts[0..n) (ascending idx). Locked. */
+static void
+sched_queue_job(struct scheduler *s, queue_id_t id, const char *dest,
+    int report, const struct plan_rcpt *rcpts, size_t n)
+{
+	struct sched_job *job = xcalloc(1, sizeof *job);
+
+	job->id = id;
+	job->report = report;
+	str_copy(job->dest, report ? "" : dest, sizeof job->dest);
+	job->idx = xcalloc(n, sizeof *job->idx);
+	for (size_t i = 0; i < n; i++)
+		job->idx[i] = rcpts[i].idx;
+	job->n = n;
+	if (!report)
+		sched_count(s, 0, dest, 1)->n++;
+	sched_count(s, id, job_key(job), 1)->n++;
+	if (s->tail)
+		s->tail->next = job;
+	else
+		s->head = job;
+	s->tail = job;
+	s->nready++;
+	s->in_flight++;
+	pthread_cond_broadcast(&s->ready);
+}
+
+/*
+ * Makes the jobs of one message from its recipients that are due: one
+ * report job for those that need no network, and one job per destination
+ * that has neither a job of this message in flight nor waits; a
+ * destination at its limit makes the message wait for it. Linear in the
+ * recipients (one sort by destination).
+ */
 static void
 sched_plan_message(struct scheduler *s, queue_id_t id, int64_t now)
 {
 	struct queue_msg msg;
-	char dest[256];
-	uint8_t *taken;
+	struct plan_rcpt *rc, *rep;
+	char (*dests)[256];
+	size_t n = 0, nrep = 0;
+	unsigned lifetime;
 
 	if (store_msg_load(s->st, id, &msg) != STORE_OK)
 		return;
-	taken = xcalloc(msg.nrcpts ? msg.nrcpts : 1, 1);
 	pthread_mutex_lock(&s->lock);
+	lifetime = s->lifetime;
+	pthread_mutex_unlock(&s->lock);
+	rc = xcalloc(msg.nrcpts ? msg.nrcpts : 1, sizeof *rc);
+	rep = xcalloc(msg.nrcpts ? msg.nrcpts : 1, sizeof *rep);
+	dests = xcalloc(msg.nrcpts ? msg.nrcpts : 1, sizeof *dests);
 	for (size_t i = 0; i < msg.nrcpts; i++) {
-		struct sched_job *job;
+		const struct queue_rcpt *r = &msg.rcpts[i];
+		int final = RCPT_IS_FINAL(r->state);
 
-		if (taken[i] || msg.rcpts[i].state >= RCPT_SENT ||
-		    msg.rcpts[i].next_try > now)
+		if (RCPT_IS_DONE(r->state, r->flags) || r->next_try > now)
 			continue;
-		sched_dest_of(msg.rcpts[i].addr, dest, sizeof dest);
-		if (sched_count_get(s, 0, dest) >= s->max_per_dest) {
-			sched_add_waiting(s, id, dest);
+		sched_dest_of(r->addr, dests[i], sizeof dests[i]);
+		if (final || (lifetime > 0 &&
+		    now >= msg.env.arrival + (int64_t)lifetime)) {
+			rep[nrep].idx = r->idx;
+			rep[nrep++].dest = dests[i];
 			continue;
 		}
-		job = xcalloc(1, sizeof *job);
-		job->id = id;
-		str_copy(job->dest, dest, sizeof job->dest);
-		job->idx = xcalloc(msg.nrcpts, sizeof *job->idx);
-		for (size_t j = i; j < msg.nrcpts; j++) {
-			char d2[256];
+		rc[n].idx = r->idx;
+		rc[n++].dest = dests[i];
+	}
+	atomic_fetch_add_explicit(&s->plan_work, msg.nrcpts, memory_order_relaxed);
+	qsort_r(rc, n, sizeof *rc, plan_cmp, &s->plan_work);
+	pthread_mutex_lock(&s->lock);
+	if (nrep > 0 && !s->stopping &&
+	    sched_count_get(s, id, sched_report_key) == 0) {
+		/* Never beside a delivery job that may hold the recipient. */
+		size_t k = 0;
+		for (size_t i = 0; i < nrep; i++)
+			if (sched_count_get(s, id, rep[i].dest) == 0)
+				rep[k++] = rep[i];
+		if (k > 0)
+			sched_queue_job(s, id, "", 1, rep, k);
+	}
+	for (size_t i = 0; i < n && !s->stopping;) {
+		const char *dest = rc[i].dest;
+		size_t j = i;
 
-			if (taken[j] || msg.rcpts[j].state >= RCPT_SENT ||
-			    msg.rcpts[j].next_try > now)
-				continue;
-			sched_dest_of(msg.rcpts[j].addr, d2, sizeof d2);
-			if (strcmp(d2, dest) != 0)
-				continue;
-			taken[j] = 1;
-			job->idx[job->n++] = msg.rcpts[j].idx;
+		while (j < n && strcmp(rc[j].dest, dest) == 0)
+			j++;
+		atomic_fetch_add_explicit(&s->plan_work, 1, memory_order_relaxed);
+		if (sched_count_get(s, id, dest) > 0 ||
+		    sched_is_waiting(s, id, dest)) {
+			/* busy: the next pass after its job ends */
+		} else if (sched_count_get(s, 0, dest) >= sched_limit(s)) {
+			sched_add_waiting(s, id, dest, lifetime > 0 ?
+			    msg.env.arrival + (int64_t)lifetime : 0);
+		} else {
+			sched_queue_job(s, id, dest, 0, rc + i, j - i);
 		}
-		sched_count(s, 0, dest, 1)->n++;
-		sched_count(s, id, "", 1)->n++;
-		if (s->tail)
-			s->tail->next = job;
-		else
-			s->head = job;
-		s->tail = job;
-		s->nready++;
-		s->in_flight++;
-		pthread_cond_signal(&s->ready);
+		i = j;
 	}
 	pthread_mutex_unlock(&s->lock);
-	free(taken);
+	free(rc);
+	free(rep);
+	free(dests);
 	queue_msg_free(&msg);
+}
+
+/* Gives the free slots of the destinations in the retry list to their
+ * waiting messages. Locked on entry and exit. */
+static void
+sched_take_up_waiting(struct scheduler *s)
+{
+	struct sched_retry *r = s->retry, *rn;
+
+	s->retry = NULL;
+	for (; r; r = rn) {
+		rn = r->next;
+		/* A message that is gone or busy uses no slot: go on with the
+		 * next one until the slots are used or nobody waits. */
+		while (!s->stopping && sched_dq_find(s, r->dest) != NULL &&
+		    sched_count_get(s, 0, r->dest) < sched_limit(s)) {
+			queue_id_t id = sched_pop_waiting(s, r->dest);
+
+			if (sched_count_get(s, id, r->dest) > 0)
+				continue;	/* planned again when its job ends */
+			pthread_mutex_unlock(&s->lock);
+			sched_plan_message(s, id, time(NULL));
+			pthread_mutex_lock(&s->lock);
+		}
+		free(r);
+	}
+}
+
+/*
+ * The full pass over the waiting: every destination with waiting messages
+ * and a free slot gets a retry (a free slot that no job end reported: a
+ * raised limit, a job that was never handed out); a waiting message past
+ * its expiry stops waiting and is planned now, so that it bounces though
+ * its destination stays busy. Locked on entry and exit.
+ */
+static void
+sched_check_waiting(struct scheduler *s)
+{
+	int64_t now = time(NULL);
+	queue_id_t *expired = NULL;
+	size_t nexp = 0, cap = 0;
+
+	for (size_t b = 0; b < SCHED_BUCKETS; b++) {
+		for (struct sched_dq *q = s->queues[b], *qn; q; q = qn) {
+			struct sched_wait *w, *prev = NULL, *wn;
+
+			qn = q->next;	/* q goes when its last entry goes */
+			if (sched_count_get(s, 0, q->dest) < sched_limit(s))
+				sched_add_retry(s, q->dest);
+			for (w = q->head; w; w = wn) {
+				wn = w->qnext;
+				if (w->expires == 0 || now < w->expires) {
+					prev = w;
+					continue;
+				}
+				if (nexp == cap) {
+					cap = cap ? cap * 2 : 16;
+					expired = xrealloc(expired, cap * sizeof *expired);
+				}
+				expired[nexp++] = w->id;
+				sched_unwait(s, w, prev);
+			}
+		}
+	}
+	for (size_t i = 0; i < nexp && !s->stopping; i++) {
+		pthread_mutex_unlock(&s->lock);
+		sched_plan_message(s, expired[i], now);
+		pthread_mutex_lock(&s->lock);
+	}
+	free(expired);
 }
 
 /*
  * One pass over the due index: from the beginning (once a second, after a
- * flush, when a destination got a free slot), else from where the last pass
- * stopped, which is where new mail lands. Messages with a job in flight or
- * waiting for a slot cost one hash lookup.
+ * flush), else from where the last pass stopped, which is where new mail
+ * lands. A due entry whose (message, destination) has a job in flight or
+ * waits costs one hash lookup.
  */
 static void
 sched_scan(struct scheduler *s, int full)
 {
-	struct store_due page[SCHED_SCAN_PAGE];
+	struct store_due *page = xcalloc(SCHED_SCAN_PAGE, sizeof *page);
 	int64_t now = time(NULL);
 	size_t seen = 0, n;
 	queue_id_t last_planned = 0;
@@ -304,13 +495,14 @@ sched_scan(struct scheduler *s, int full)
 	while (seen < SCHED_SCAN_MAX) {
 		if (store_due_list(s->st, s->have_cursor ? &s->cursor : NULL, now, page,
 		    SCHED_SCAN_PAGE, &n) != STORE_OK || n == 0)
-			return;
+			break;
 		for (size_t i = 0; i < n; i++) {
 			int busy;
 
 			pthread_mutex_lock(&s->lock);
-			busy = s->stopping || sched_count_get(s, page[i].id, "") > 0 ||
-			    sched_is_waiting(s, page[i].id);
+			busy = s->stopping ||
+			    sched_count_get(s, page[i].id, page[i].dest) > 0 ||
+			    sched_is_waiting(s, page[i].id, page[i].dest);
 			pthread_mutex_unlock(&s->lock);
 			if (!busy && page[i].id != last_planned) {
 				sched_plan_message(s, page[i].id, now);
@@ -321,8 +513,9 @@ sched_scan(struct scheduler *s, int full)
 		s->cursor = page[n - 1];
 		s->have_cursor = 1;
 		if (n < SCHED_SCAN_PAGE)
-			return;
+			break;
 	}
+	free(page);
 }
 
 static int
@@ -333,6 +526,18 @@ sched_check_msg(const struct queue_msg *msg, void *arg)
 	return 0;
 }
 
+static void
+deadline_ts(struct timespec *ts, int64_t ms_from_now)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms_from_now / 1000;
+	ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 static void *
 sched_main(void *arg)
 {
@@ -340,36 +545,26 @@ sched_main(void *arg)
 	int64_t next_full = 0;
 
 	/* One read of the whole queue at start: records that no longer
-	 * decode are set aside (and logged) now, not found by chance later. */
+	 * decode are set aside (and logged) now, not found by chance later;
+	 * records of messages that are gone are collected. */
 	store_foreach_msg(s->st, sched_check_msg, NULL);
+	store_collect_orphans(s->st, NULL);
 	for (;;) {
 		struct timespec until;
-		struct sched_retry *r, *rn;
 		int full;
 
 		pthread_mutex_lock(&s->lock);
-		r = s->retry;
-		s->retry = NULL;
-		for (; r; r = rn) {
-			queue_id_t id = sched_pop_waiting(s, r->dest);
-
-			rn = r->next;
-			free(r);
-			if (id == 0 || sched_count_get(s, id, "") > 0)
-				continue;
-			pthread_mutex_unlock(&s->lock);
-			sched_plan_message(s, id, time(NULL));
-			pthread_mutex_lock(&s->lock);
-		}
 		full = s->full_scan || time_mono_ms() >= next_full;
 		s->full_scan = 0;
+		if (full)
+			sched_check_waiting(s);
+		sched_take_up_waiting(s);
 		pthread_mutex_unlock(&s->lock);
 		if (full)
-			next_full = time_mono_ms() + 1000;
+			next_full = time_mono_ms() + SCHED_TICK_MS;
 		sched_scan(s, full);
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += 1;
+		deadline_ts(&until, SCHED_TICK_MS);
 		pthread_mutex_lock(&s->lock);
 		while (!s->woken && !s->stopping &&
 		    pthread_cond_timedwait(&s->wake, &s->lock, &until) == 0)
@@ -388,14 +583,21 @@ struct scheduler *
 scheduler_start(struct queue_store *st, unsigned max_per_dest)
 {
 	struct scheduler *s = xcalloc(1, sizeof *s);
+	pthread_condattr_t ca;
 
 	s->st = st;
 	s->max_per_dest = max_per_dest ? max_per_dest : 1;
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->wake, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->wake, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&s->ready, NULL);
 	if (pthread_create(&s->thread, NULL, sched_main, s) != 0) {
 		log_error("scheduler: cannot start thread");
+		pthread_cond_destroy(&s->wake);
+		pthread_cond_destroy(&s->ready);
+		pthread_mutex_destroy(&s->lock);
 		free(s);
 		return NULL;
 	}
@@ -407,6 +609,25 @@ scheduler_set_limit(struct scheduler *s, unsigned max_per_dest)
 {
 	pthread_mutex_lock(&s->lock);
 	s->max_per_dest = max_per_dest ? max_per_dest : 1;
+	s->full_scan = 1;	/* a raised limit frees slots */
+	s->woken = 1;
+	pthread_cond_signal(&s->wake);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void
+scheduler_set_pool(struct scheduler *s, unsigned remote_threads)
+{
+	pthread_mutex_lock(&s->lock);
+	s->pool = remote_threads;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void
+scheduler_set_lifetime(struct scheduler *s, unsigned seconds)
+{
+	pthread_mutex_lock(&s->lock);
+	s->lifetime = seconds;
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -429,46 +650,48 @@ scheduler_rescan(struct scheduler *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
-struct sched_job *
-scheduler_next_job(struct scheduler *s)
-{
-	struct sched_job *job;
-
-	pthread_mutex_lock(&s->lock);
-	while (s->head == NULL && !s->stopping)
-		pthread_cond_wait(&s->ready, &s->lock);
-	if (s->stopping) {
-		pthread_mutex_unlock(&s->lock);
-		return NULL;
-	}
-	job = s->head;
-	s->head = job->next;
-	if (s->head == NULL)
-		s->tail = NULL;
-	s->nready--;
-	job->next = NULL;
-	pthread_mutex_unlock(&s->lock);
-	return job;
-}
-
-struct sched_job *
-scheduler_take_job(struct scheduler *s, int (*pred)(const char *dest, void *arg),
+/* The first ready job accept takes, unlinked; NULL when none. Locked. */
+static struct sched_job *
+sched_unlink(struct scheduler *s, int (*accept)(const struct sched_job *, void *),
     void *arg)
 {
-	struct sched_job **jp, *job = NULL, *prev = NULL;
+	struct sched_job **jp, *job, *prev = NULL;
 
-	pthread_mutex_lock(&s->lock);
-	for (jp = &s->head; !s->stopping && *jp; prev = *jp, jp = &(*jp)->next) {
-		if (!pred((*jp)->dest, arg))
+	for (jp = &s->head; (job = *jp) != NULL; prev = job, jp = &job->next) {
+		if (accept != NULL && !accept(job, arg))
 			continue;
-		job = *jp;
 		*jp = job->next;
 		if (s->tail == job)
 			s->tail = prev;
 		job->next = NULL;
 		s->nready--;
-		break;
+		return job;
 	}
+	return NULL;
+}
+
+struct sched_job *
+scheduler_next_job(struct scheduler *s,
+    int (*accept)(const struct sched_job *, void *), void *arg)
+{
+	struct sched_job *job = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->stopping && (job = sched_unlink(s, accept, arg)) == NULL)
+		pthread_cond_wait(&s->ready, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+	return job;
+}
+
+struct sched_job *
+scheduler_take_job(struct scheduler *s,
+    int (*accept)(const struct sched_job *, void *), void *arg)
+{
+	struct sched_job *job = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	if (!s->stopping)
+		job = sched_unlink(s, accept, arg);
 	pthread_mutex_unlock(&s->lock);
 	return job;
 }
@@ -480,19 +703,23 @@ sched_job_free(struct sched_job *job)
 	free(job);
 }
 
+/* A job's counts go. Locked. */
+static void
+sched_job_uncount(struct scheduler *s, const struct sched_job *job)
+{
+	if (!job->report)
+		sched_count_drop(s, 0, job->dest);
+	sched_count_drop(s, job->id, job_key(job));
+	s->in_flight--;
+}
+
 void
 scheduler_job_done(struct scheduler *s, struct sched_job *job)
 {
 	pthread_mutex_lock(&s->lock);
-	sched_count_drop(s, 0, job->dest);
-	sched_count_drop(s, job->id, "");
-	s->in_flight--;
-	if (sched_has_waiting(s, job->dest)) {
-		struct sched_retry *r = xcalloc(1, sizeof *r);
-		str_copy(r->dest, job->dest, sizeof r->dest);
-		r->next = s->retry;
-		s->retry = r;
-	}
+	sched_job_uncount(s, job);
+	if (!job->report && sched_dq_find(s, job->dest) != NULL)
+		sched_add_retry(s, job->dest);
 	s->woken = 1;
 	pthread_cond_signal(&s->wake);
 	pthread_mutex_unlock(&s->lock);
@@ -510,6 +737,12 @@ scheduler_in_flight(struct scheduler *s)
 	return n;
 }
 
+uint64_t
+scheduler_plan_work(struct scheduler *s)
+{
+	return atomic_load(&s->plan_work);
+}
+
 void
 scheduler_shutdown(struct scheduler *s)
 {
@@ -520,9 +753,7 @@ scheduler_shutdown(struct scheduler *s)
 	/* Jobs not started stay due in the queue for the next start. */
 	for (job = s->head; job; job = next) {
 		next = job->next;
-		sched_count_drop(s, 0, job->dest);
-		sched_count_drop(s, job->id, "");
-		s->in_flight--;
+		sched_job_uncount(s, job);
 		sched_job_free(job);
 	}
 	s->head = s->tail = NULL;

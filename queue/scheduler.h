@@ -1,13 +1,31 @@
 /*
  * scheduler: decides which recipients are due and hands delivery jobs to
  * the delivery threads. A job is one message and one destination (the
- * recipients' domain) with the recipients to try.
+ * recipients' domain) with the recipients to try; or a report job: the
+ * recipients of one message that need no network, only a notice or an
+ * expiry bounce (those whose notice is pending, and those past
+ * queue_lifetime, which bounce without being tried again).
  *
  * Its state is the queue's `due` index (rebuilt from LMDB at every start,
- * nothing else to recover) plus, in memory, which messages have a job in
- * flight and how many jobs run per destination (max_per_destination). It
- * looks at the index when woken (new mail committed, flush, a job done)
- * and at least once a second, so changes made by mailctl are seen too.
+ * nothing else to recover) plus, in memory, which (message, destination)
+ * pairs have a job in flight, which wait for a free slot of their
+ * destination, and how many jobs run per destination. It looks at the
+ * index when woken (new mail committed, flush, a job done) and at least
+ * once a second (monotonic clock), so changes made by mailctl are seen
+ * too.
+ *
+ * Invariants (DESIGN.md, queue):
+ *  - at most one job per (message, destination) at a time, and at most
+ *    the limit per destination: min(max_per_dest, pool - 1) where pool is
+ *    the number of threads that take remote jobs, so that one destination
+ *    that hangs cannot take every thread; report jobs count against no
+ *    limit;
+ *  - nothing due is left behind: a due recipient is in a job, or waits
+ *    for its destination while that destination has no free slot; a free
+ *    slot goes to the next waiting message that can use it (one that is
+ *    gone or busy is passed over), and a pass at least once a second
+ *    gives every destination with waiting messages and free slots its
+ *    turn.
  *
  * Threads: scheduler_next_job runs on delivery threads (blocking);
  * every other function may be called from any thread.
@@ -26,7 +44,8 @@ struct scheduler;
 struct sched_job {
 	queue_id_t id;
 	char dest[256];		/* lower-case domain; "" for a bare local part */
-	uint32_t *idx;		/* recipient indexes, owned */
+	int report;		/* a report job: notices and expiries only */
+	uint32_t *idx;		/* recipient indexes, ascending, owned */
 	size_t n;
 	struct sched_job *next;	/* internal */
 };
@@ -37,6 +56,14 @@ struct scheduler *scheduler_start(struct queue_store *st, unsigned max_per_dest)
 /* Changes the per-destination limit (SIGHUP). */
 void scheduler_set_limit(struct scheduler *s, unsigned max_per_dest);
 
+/* The number of threads that take remote jobs; the per-destination limit
+ * stays below it. 0: no such bound. */
+void scheduler_set_pool(struct scheduler *s, unsigned remote_threads);
+
+/* queue_lifetime in seconds (0: never expire): a recipient not done after
+ * it goes into a report job to bounce. */
+void scheduler_set_lifetime(struct scheduler *s, unsigned seconds);
+
 /* Looks at the due index soon, from where it last stopped (new mail).
  * Safe from any thread, including the committer's notify callback. */
 void scheduler_wake(struct scheduler *s);
@@ -44,14 +71,16 @@ void scheduler_wake(struct scheduler *s);
 /* Looks at the whole due index soon (after a flush). */
 void scheduler_rescan(struct scheduler *s);
 
-/* Blocks until a job is ready (the caller owns it until
- * scheduler_job_done) or the scheduler stops (NULL). */
-struct sched_job *scheduler_next_job(struct scheduler *s);
+/* Blocks until a ready job that accept takes (NULL: any) is there (the
+ * caller owns it until scheduler_job_done) or the scheduler stops
+ * (NULL). */
+struct sched_job *scheduler_next_job(struct scheduler *s,
+    int (*accept)(const struct sched_job *job, void *arg), void *arg);
 
-/* Takes a ready job whose destination pred accepts, without waiting;
- * NULL when there is none. */
+/* Takes a ready job that accept takes, without waiting; NULL when there
+ * is none. */
 struct sched_job *scheduler_take_job(struct scheduler *s,
-    int (*pred)(const char *dest, void *arg), void *arg);
+    int (*accept)(const struct sched_job *job, void *arg), void *arg);
 
 /* The job's results are durable (or given up): frees it and lets its
  * message and destination be scheduled again. */
@@ -59,6 +88,10 @@ void scheduler_job_done(struct scheduler *s, struct sched_job *job);
 
 /* Jobs handed out and not yet done. */
 size_t scheduler_in_flight(struct scheduler *s);
+
+/* Work done planning jobs: recipients looked at plus comparisons made
+ * (for tests: it grows linearly with the recipients). */
+uint64_t scheduler_plan_work(struct scheduler *s);
 
 /* Stops handing out jobs: scheduler_next_job returns NULL from now on;
  * jobs in flight may still be finished with scheduler_job_done. */

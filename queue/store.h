@@ -6,12 +6,30 @@
  *   body  id(8) chunk(4)             -> up to RECORD_CHUNK_SIZE body bytes
  *   rcpt  id(8) index(4)             -> recipient record with its state
  *   due   next_try(8) id(8) index(4) -> empty; exactly one per recipient
- *                                       that still needs delivery
+ *                                       that is not done (record.h)
+ *   live  id(8)                      -> u32: recipients of the message not
+ *                                       done (a missing entry is counted
+ *                                       again from `rcpt`)
  *   meta  name                       -> u64 counters, u32 "schema"
  *   bad   db-letter(1) original key  -> a record set aside because it
  *                                       failed to decode
- * A message stays until every recipient is final (sent or bounced), or an
- * administrator deletes it.
+ * A message stays until every recipient is done (final, and no notice
+ * about it pending), or an administrator deletes it. Every body, rcpt,
+ * due and live record belongs to a message in `msg`; strays (orphans) are
+ * set aside by store_collect_orphans.
+ *
+ * Room (issue: a full queue repeats nothing). The map starts at
+ * limits.map_size and grows at run time (store_grow) up to map_max, the
+ * ceiling for new mail, plus a reserve (map_max / 8, 1 MiB .. 256 MiB)
+ * that only state changes of mail already queued may use: new mail
+ * (store_put_msg, store_rcpt_expand) is refused with STORE_FULL when the
+ * pages in use would pass map_max, or when the file system under the
+ * queue would keep less than its reserve; recipient updates, notices
+ * done, deletes and flushes are never refused for room. On the disk the
+ * same reserve is kept allocated past the end of the data file (fallocate,
+ * FALLOC_FL_KEEP_SIZE), so that a full file system can still take state
+ * changes. A commit that fails with EIO or ENOSPC while the file system
+ * is (nearly) full is STORE_FULL, not STORE_IO.
  *
  * LMDB threading rules, kept by this module and required of its callers:
  *   - one environment per process: open the queue once (store_open) and
@@ -39,9 +57,13 @@
  * read-only store only logs and skips.
  *
  * Errors: functions return enum store_status. STORE_FULL (MDB_MAP_FULL,
- * MDB_TXN_FULL, ENOSPC, EDQUOT) means the queue cannot grow now: the
- * write transaction is dead and must be aborted, the store stays usable.
- * Unexpected LMDB errors are logged and returned as STORE_IO.
+ * MDB_TXN_FULL, ENOSPC, EDQUOT, the room rules above) means the queue
+ * cannot grow now: the write transaction is dead and must be aborted, the
+ * store stays usable (try store_grow, then again). MDB_PANIC is
+ * STORE_PANIC: the environment is broken for this process, every later
+ * call fails; it is logged once and store_panicked() says so, and the
+ * process should exit (a restart reopens it). Unexpected LMDB errors are
+ * logged and returned as STORE_IO.
  */
 #ifndef QUEUE_STORE_H
 #define QUEUE_STORE_H
@@ -53,7 +75,8 @@
 #include "queue/record.h"
 
 #define STORE_MAP_SIZE_DEFAULT ((size_t)8 << 30)
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2	/* 2: `live`, recipient records v2; a
+				 * queue of schema 1 is upgraded at open */
 
 enum store_status {
 	STORE_OK = 0,
@@ -63,6 +86,7 @@ enum store_status {
 	STORE_CORRUPT = 4,	/* a record failed to decode (set aside) */
 	STORE_INVALID = 5,	/* the caller's data does not fit a record */
 	STORE_EXISTS = 6,	/* the queue id is already in use */
+	STORE_PANIC = 7,	/* MDB_PANIC: the environment is unusable */
 };
 
 /* Short text for a status ("map full", ...), static. */
@@ -78,12 +102,20 @@ enum store_open_flag {
 				 * start; mailctl does not take it */
 };
 
+/* Sizes of the environment. */
+struct store_limits {
+	size_t map_size;	/* map at open, 0: STORE_MAP_SIZE_DEFAULT; never
+				 * less than the map the file already has */
+	size_t map_max;		/* ceiling for new mail (see Room), 0 or less
+				 * than the map at open: the map at open */
+	unsigned max_readers;	/* LMDB reader slots (one per concurrent read
+				 * transaction of every process), 0: 126 */
+};
+
 /*
  * Opens (creating dir with mode 0700 and the databases when missing) the
- * queue under dir with an LMDB map of map_size bytes (0: the default);
- * never less than the data already stored, so the map grows by opening
- * with a larger size (and another process of a larger size is followed:
- * MDB_MAP_RESIZED is handled inside). A read-only
+ * queue under dir with lim (NULL: defaults). Another process that grew
+ * the map is followed (MDB_MAP_RESIZED is handled inside). A read-only
  * open of a queue that does not exist yet creates it empty first. Checks
  * the schema version, clears stale reader slots of dead processes, and
  * raises the queue id floor (queue_id_floor) to the largest id present.
@@ -92,6 +124,11 @@ enum store_open_flag {
  * Returns the store, or NULL with a message in err (errsize > 0).
  * Threads: any thread, once per process (see above).
  */
+struct queue_store *store_open_limits(const char *dir,
+    const struct store_limits *lim, unsigned flags, char *err,
+    size_t errsize);
+
+/* store_open_limits with map_size only (map_max: the map at open). */
 struct queue_store *store_open(const char *dir, size_t map_size,
     unsigned flags, char *err, size_t errsize);
 
@@ -106,6 +143,37 @@ queue_id_t store_max_id(struct queue_store *s);
 /* Number of write transactions committed by this process (tests and
  * stats; a top-level commit counts once). Any thread. */
 uint64_t store_commit_count(struct queue_store *s);
+
+/* LMDB record operations (get, put, del, cursor steps) made by this
+ * process: the work a queue operation costs, for tests. Any thread. */
+uint64_t store_op_count(struct queue_store *s);
+
+/* 1 after MDB_PANIC (see Errors). Any thread. */
+int store_panicked(struct queue_store *s);
+
+/* Grows the map when LMDB ran out of it since the last call, by doubling,
+ * up to map_max plus the reserve. Returns 1 when it grew (try again), 0
+ * when it did not (at the limit, or the map was not what was full). The
+ * calling thread must hold no transaction of this store; waits for the
+ * others to end theirs. Any thread. */
+int store_grow(struct queue_store *s);
+
+/* Clears the reader slots of processes that died inside a read
+ * transaction (they keep freed pages from being reused). Returns how many
+ * were cleared (logged when any), or -1. Any thread; call it from time to
+ * time and when the queue is full. */
+int store_reader_check(struct queue_store *s);
+
+struct store_space {
+	size_t map_size;	/* the map now */
+	size_t map_max;		/* the ceiling for new mail */
+	size_t map_limit;	/* map_max plus the reserve */
+	size_t used;		/* bytes of pages in use */
+	size_t disk_reserve;	/* bytes kept allocated past the data */
+};
+
+/* The numbers of the Room rules. Returns STORE_OK or STORE_IO. */
+int store_space_get(struct queue_store *s, struct store_space *sp_r);
 
 /* ---- reading (any thread; each call is one short read transaction) ---- */
 
@@ -129,6 +197,11 @@ int store_body_read(struct queue_store *s, queue_id_t id, size_t limit,
  * (store_foreach_msg then returns that value). */
 typedef int (*store_msg_fn)(const struct queue_msg *msg, void *arg);
 
+/* Moves records of body, rcpt, due and live whose message is not in msg
+ * into bad (logged); *count_r (may be NULL) is how many. Needs a writable
+ * store. Returns STORE_OK, STORE_FULL, STORE_IO. */
+int store_collect_orphans(struct queue_store *s, uint64_t *count_r);
+
 /* Calls fn for every message, reading them in small batches (one short
  * read transaction each), so a long listing neither holds a snapshot nor
  * memory for the whole queue. A message added or deleted meanwhile may or
@@ -140,6 +213,8 @@ struct store_due {
 	int64_t when;		/* unix seconds */
 	queue_id_t id;
 	uint32_t idx;
+	char dest[256];		/* store_due_list: the recipient's domain,
+				 * lower case ("" for a bare local part) */
 };
 
 /* Copies up to max due entries with when <= until into out, in time
@@ -191,37 +266,74 @@ void store_wtxn_abort(struct store_wtxn **txnp);
 /*
  * Writes a new message: its envelope (env->id must be set, non-zero),
  * body (chunked), each recipient as RCPT_QUEUED with next_try =
- * env->arrival and its due entry; counts it as received. Everything is
- * checked and encoded before anything is written, so STORE_INVALID (a
- * field too long, no recipients) and STORE_EXISTS leave the transaction
- * usable; STORE_FULL and STORE_IO leave it dead (abort it).
+ * env->arrival and its due entry; counts it as received. New mail: refused
+ * with STORE_FULL under the Room rules. Everything is checked and encoded
+ * before anything is written, so STORE_INVALID (a field too long, no
+ * recipients), STORE_EXISTS and a refusal for room leave the transaction
+ * usable; STORE_FULL from LMDB and STORE_IO leave it dead (abort it).
  */
 int store_put_msg(struct store_wtxn *t, const struct envelope *env,
     const char *body, size_t body_len);
 
 /* A recipient's new delivery state, for store_rcpt_update. */
 struct rcpt_update {
-	enum rcpt_state state;	/* new state */
-	int64_t next_try;	/* QUEUED/DEFERRED: when due next */
+	enum rcpt_state state;	/* new state (not EXPANDED) */
+	int64_t next_try;	/* not final: when due next; final with
+				 * RCPT_F_NOTICE_PENDING: when the notice is
+				 * to be tried again */
 	int64_t attempt_time;	/* >0: an attempt was made then (attempts+1) */
 	unsigned set_flags;	/* enum rcpt_flag bits to add */
+	unsigned clear_flags;	/* enum rcpt_flag bits to remove (first) */
 	const char *diag;	/* new last diagnostic, or NULL to keep;
 				 * cut to RECORD_DIAG_MAX - 1 bytes */
+	const char *status;	/* new enhanced status, or NULL to keep */
+	const char *remote_mta;	/* new remote server, or NULL: none */
 };
 
 /*
  * The committer's recipient update: applies u to recipient idx of message
- * id, moves its due entry (removed when the state is final), and counts
- * it (SENT: delivered, BOUNCED: bounced, DEFERRED: deferred). A
- * recipient already final is left unchanged (a repeated result). When
- * every recipient of the message is final, the whole message (msg, body,
- * rcpts) is deleted in the same transaction and *removed_r (may be NULL)
- * is set to 1. Returns STORE_OK, STORE_NOTFOUND (no such recipient, e.g.
- * deleted by an administrator; nothing changed), STORE_CORRUPT (its
- * record was set aside), STORE_INVALID (bad state), STORE_FULL, STORE_IO.
+ * id, moves its due entry (removed when it is done), and counts it (SENT:
+ * delivered, BOUNCED: bounced, DEFERRED: deferred). A recipient already
+ * final is left unchanged (a repeated result). When every recipient of
+ * the message is done, the whole message (msg, body, rcpts) is deleted in
+ * the same transaction and *removed_r (may be NULL) is set to 1. Never
+ * refused for room. Returns STORE_OK, STORE_NOTFOUND (no such recipient,
+ * e.g. deleted by an administrator; nothing changed), STORE_CORRUPT (its
+ * record was set aside), STORE_INVALID (bad state or flags), STORE_FULL,
+ * STORE_IO.
  */
 int store_rcpt_update(struct store_wtxn *t, queue_id_t id, uint32_t idx,
     const struct rcpt_update *u, int *removed_r);
+
+/*
+ * The notice about recipient idx was queued: clears RCPT_F_NOTICE_PENDING
+ * and adds set_flags (e.g. RCPT_F_DELAY_NOTIFIED); a final recipient is
+ * then done (its due entry goes, and the message with the last one, as
+ * store_rcpt_update). A recipient without a pending notice is left as it
+ * is. Returns as store_rcpt_update.
+ */
+int store_rcpt_notice_done(struct store_wtxn *t, queue_id_t id, uint32_t idx,
+    unsigned set_flags, int *removed_r);
+
+/* A final target of an alias expansion. */
+struct store_target {
+	const char *addr;	/* never empty */
+	const char *orcpt;	/* "rfc822;alias@domain" etc., or NULL */
+	unsigned notify;	/* enum dsn_notify bits */
+};
+
+/*
+ * Alias recipient idx of message id expanded into targets[0..n-1]: it
+ * becomes RCPT_EXPANDED (final, done) and each target a recipient of the
+ * message of its own, RCPT_QUEUED with RCPT_F_ALIAS_TARGET, due at
+ * next_try, at indexes after the last one of the message (*first_r gets
+ * the first). New mail: refused with STORE_FULL under the Room rules.
+ * STORE_INVALID when the recipient is final or the message would pass
+ * RECORD_RCPTS_MAX recipients; otherwise as store_rcpt_update.
+ */
+int store_rcpt_expand(struct store_wtxn *t, queue_id_t id, uint32_t idx,
+    const struct store_target *targets, size_t n, int64_t next_try,
+    uint32_t *first_r);
 
 /* Deletes message id with its body, recipients and due entries. Returns
  * STORE_OK, STORE_NOTFOUND, STORE_FULL, STORE_IO. */
@@ -232,8 +344,14 @@ int store_delete_msg(struct store_wtxn *t, queue_id_t id);
 int store_delete_all(struct store_wtxn *t, uint64_t *count_r);
 
 /* Makes every recipient waiting for a later time (deferred) due at now;
- * *count_r (may be NULL) is how many were moved. */
+ * *count_r (may be NULL) is how many were moved. Never refused for room.
+ * The whole queue in one transaction: see store_flush_all. */
 int store_flush(struct store_wtxn *t, int64_t now, uint64_t *count_r);
+
+/* store_flush in transactions of its own of a bounded size, growing the
+ * map when it must (a full queue can still be flushed). No transaction of
+ * this store may be held by the caller. */
+int store_flush_all(struct queue_store *s, int64_t now, uint64_t *count_r);
 
 enum store_counter {
 	STORE_CTR_RECEIVED,

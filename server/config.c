@@ -30,6 +30,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "server/tls.h"
 
 #define CONFIG_LINE_MAX 4096		/* bytes per line, without the newline */
 #define CONFIG_ERRORS_MAX 100		/* then stop reading: hostile input */
@@ -295,26 +296,42 @@ key_path(struct config_parse *p, const struct config_key *k, char *value)
 	*FIELD(p, k, char *) = xstrdup(value);
 }
 
-/* A path that must name a readable regular file now. */
+/* A path that must name a regular file now. It is not opened here: the
+ * daemon reads it (maybe before dropping privileges), and tools that use
+ * the config (mailctl) need not be able to; a file this process may not
+ * even look at passes, the daemon reports it when it reads it. */
 static void
 key_readable_file(struct config_parse *p, const struct config_key *k, char *value)
 {
 	struct stat st;
 	char ebuf[128];
-	int fd = open(value, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
-	if (fd < 0) {
+	if (stat(value, &st) != 0 && errno == EACCES) {
+		*FIELD(p, k, char *) = xstrdup(value);
+		return;
+	}
+	if (stat(value, &st) != 0) {
 		config_error(p, p->lineno, "%s: cannot read '%s': %s", k->name, SHOW(value),
 		    strerror_r(errno, ebuf, sizeof ebuf));
 		return;
 	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+	if (!S_ISREG(st.st_mode)) {
 		config_error(p, p->lineno, "%s: '%s' is not a regular file", k->name, SHOW(value));
-		close(fd);
 		return;
 	}
-	close(fd);
 	*FIELD(p, k, char *) = xstrdup(value);
+}
+
+static void
+key_tls_priority(struct config_parse *p, const struct config_key *k, char *value)
+{
+	char why[256];
+
+	if (tls_priority_check(value, why, sizeof why) < 0) {
+		config_error(p, p->lineno, "%s: %s", k->name, why);
+		return;
+	}
+	p->cfg->tls_priority = xstrdup(value);
 }
 
 static int
@@ -914,6 +931,12 @@ static const struct config_key config_keys[] = {
 	{ "auth_fail_limit", key_unsigned, OFF(auth_fail_limit), 0, 100000, 0 },
 	{ "auth_block_time", key_duration, OFF(auth_block_time), 0, DAY, 0 },
 	{ "auth_any_sender", key_auth_any_sender, 0, 0, 0, KEY_EMPTY_OK },
+	{ "queue_map_max", key_size, OFF(queue_map_max), MIB, TIB, 0 },
+	{ "min_data_rate", key_size, OFF(min_data_rate), 0, GIB, 0 },
+	{ "max_junk_commands", key_unsigned, OFF(max_junk_commands), 1, 1000000, 0 },
+	{ "max_unknown_recipients", key_unsigned, OFF(max_unknown_recipients), 1, 1000000, 0 },
+	{ "tls_priority", key_tls_priority, 0, 0, 0, 0 },
+	{ "client_dns_timeout", key_duration, OFF(client_dns_timeout), 0, MINUTE, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1049,6 +1072,11 @@ config_set_defaults(struct config *cfg)
 	cfg->auth_fail_delay = 1;
 	cfg->auth_fail_limit = 10;
 	cfg->auth_block_time = 10 * MINUTE;
+	cfg->queue_map_max = (size_t)(64 * GIB);
+	cfg->min_data_rate = KIB;
+	cfg->max_junk_commands = 100;
+	cfg->max_unknown_recipients = 20;
+	cfg->client_dns_timeout = 5;
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and
@@ -1138,6 +1166,7 @@ config_free(struct config *cfg)
 	free(cfg->aliases_file);
 	free(cfg->relay_networks);
 	free(cfg->auth_plaintext_networks);
+	free(cfg->tls_priority);
 	for (i = 0; i < cfg->nauth_any_sender; i++)
 		free(cfg->auth_any_sender[i]);
 	free(cfg->auth_any_sender);

@@ -99,6 +99,8 @@ struct config {
 	unsigned relay_attempt_timeout;	/* one outbound attempt, all MX hosts: 30m */
 	unsigned dns_timeout;		/* one DNS query to one server: 2s */
 	unsigned dns_attempts;		/* rounds over the DNS servers: 2 */
+	size_t queue_map_max;		/* the LMDB map grows up to this: 64G
+					 * (never below queue_map_size) */
 
 	/* Inbound hardening (README "Configuration"). */
 	struct cidr *auth_plaintext_networks;	/* AUTH without TLS from these: none */
@@ -108,6 +110,13 @@ struct config {
 	unsigned auth_block_time;	/* how long: 10m */
 	char **auth_any_sender;		/* accounts that may send as anyone: none */
 	size_t nauth_any_sender;
+	size_t min_data_rate;		/* bytes/s a message averages after
+					 * data_timeout: 1K (0 = off) */
+	unsigned max_junk_commands;	/* NOOP, RSET... without mail: 100 */
+	unsigned max_unknown_recipients; /* refused RCPTs before 421: 20 */
+	char *tls_priority;		/* GnuTLS priority string; NULL: tls.h default */
+	unsigned client_dns_timeout;	/* client name lookups, and the wait
+					 * for them at DATA: 5s (0 = none) */
 
 	int refs;			/* atomic; managed by config_ref/unref */
 };

@@ -561,17 +561,9 @@ cmd_delete(struct mailctl *mc, struct queue_store *s, char **ids, int nids)
 static int
 cmd_flush(struct mailctl *mc, struct queue_store *s)
 {
-	struct store_wtxn *t;
 	uint64_t count = 0;
-	int st;
+	int st = store_flush_all(s, (int64_t)time(NULL), &count);
 
-	if ((st = store_wtxn_begin(s, NULL, &t)) == STORE_OK) {
-		st = store_flush(t, (int64_t)time(NULL), &count);
-		if (st == STORE_OK)
-			st = store_wtxn_commit(&t);
-		else
-			store_wtxn_abort(&t);
-	}
 	if (st != STORE_OK) {
 		fprintf(stderr, "mailctl: flush: %s\n", store_status_text(st));
 		return 1;

@@ -74,7 +74,8 @@ policy_from_runtime(struct runtime *rt)
 	rs.data_init_timeout_ms = cfg->relay_command_timeout * 1000;
 	rs.data_block_timeout_ms = cfg->relay_command_timeout * 1000;
 	rs.data_final_timeout_ms = cfg->relay_data_timeout * 1000;
-	rs.max_per_destination = cfg->max_per_destination;
+	rs.max_per_destination = delivery_dest_limit(
+	    (unsigned)cfg->delivery_threads, cfg->max_per_destination);
 	rs.attempt_timeout_ms = cfg->relay_attempt_timeout * 1000;
 	/* An MX host at one of our listening addresses is this server. */
 	self = xcalloc(cfg->nlistens ? cfg->nlistens : 1, sizeof *self);

@@ -53,7 +53,6 @@ session_auth_done(struct smtp_session *s)
 {
 	smtp_sasl_clear(&s->sasl);
 	s->phase = PH_COMMAND;
-	smtp_cmd_parser_set_max(&s->cp, SMTP_COMMAND_LINE_MAX);
 	session_set_deadline(s);
 }
 
@@ -182,7 +181,6 @@ session_sasl_result(struct smtp_session *s, enum smtp_sasl_result r)
 	switch (r) {
 	case SMTP_SASL_CHALLENGE:
 		s->phase = PH_AUTH;
-		smtp_cmd_parser_set_max(&s->cp, SMTP_AUTH_LINE_MAX);
 		session_reply(s, "334 %s", s->sasl.challenge);
 		break;
 	case SMTP_SASL_CHECK:
@@ -224,18 +222,15 @@ session_cmd_auth(struct smtp_session *s, const char *arg)
 	int64_t left;
 
 	if (!s->esmtp) {
-		session_reply(s, "503 5.5.1 Error: send EHLO first");
-		session_error(s);
+		session_bad_sequence(s, "send EHLO first");
 		return;
 	}
 	if (s->auth_user[0]) {
-		session_reply(s, "503 5.5.1 Error: already authenticated");
-		session_error(s);
+		session_bad_sequence(s, "already authenticated");
 		return;
 	}
 	if (s->in_txn) {
-		session_reply(s, "503 5.5.1 Error: MAIL transaction in progress");
-		session_error(s);
+		session_bad_sequence(s, "MAIL transaction in progress");
 		return;
 	}
 	if (!session_auth_offered(s)) {

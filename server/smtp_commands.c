@@ -33,7 +33,8 @@ session_txn_reset(struct smtp_session *s)
 	s->nrcpts = 0;
 	s->in_txn = 0;
 	s->bdat_used = 0;
-	s->bdat_bad = 0;
+	s->bdat_failed = 0;
+	s->bdat_refusal = NULL;
 	s->bdat_left = 0;
 	s->bdat_last = 0;
 	memset(&s->mail, 0, sizeof s->mail);
@@ -60,6 +61,7 @@ session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 	struct smtp_message_info info = {
 		.helo = s->helo,
 		.client_ip = s->peer_ip,
+		.client_name = s->client_name,
 		.hostname = s->cfg->hostname,
 		.protocol = session_protocol(s),
 		.tls = s->io.tls_active ? s->tls_desc : NULL,
@@ -73,6 +75,8 @@ session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 	s->qid = queue_id_next();
 	info.id = s->qid;
 	s->msg = smtp_message_new(&info);
+	s->msg_start = time_mono_ms();
+	s->msg_bytes = 0;
 }
 
 static void
@@ -123,6 +127,9 @@ session_end_message(struct smtp_session *s)
 	s->phase = PH_COMMAND;
 	session_set_deadline(s);
 	if (smtp_message_finish(s->msg, reply, sizeof reply) == 0) {
+		/* A client that delivers mail is not idling or probing. */
+		s->junk = 0;
+		s->refused_rcpts = 0;
 		session_commit(s);
 		return;
 	}
@@ -133,6 +140,13 @@ session_end_message(struct smtp_session *s)
 }
 
 /* ---- commands ---- */
+
+void
+session_bad_sequence(struct smtp_session *s, const char *why)
+{
+	session_reply(s, "503 5.5.1 Error: %s", why);
+	session_error(s);
+}
 
 /* A HELO/EHLO argument: a domain or an address literal, printable. */
 static int
@@ -206,11 +220,11 @@ cmd_mail(struct smtp_session *s, const char *arg)
 	char err[256];
 
 	if (!s->helo_seen) {
-		session_reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		session_bad_sequence(s, "send HELO/EHLO first");
 		return;
 	}
 	if (s->in_txn) {
-		session_reply(s, "503 5.5.1 Error: nested MAIL command");
+		session_bad_sequence(s, "nested MAIL command");
 		return;
 	}
 	if (s->kind != LISTEN_SMTP && s->auth_user[0] == '\0') {
@@ -286,11 +300,11 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 	char err[256];
 
 	if (!s->in_txn) {
-		session_reply(s, "503 5.5.1 Error: need MAIL command");
+		session_bad_sequence(s, "need MAIL command");
 		return;
 	}
 	if (s->bdat_used) {
-		session_reply(s, "503 5.5.1 Error: RCPT after BDAT");
+		session_bad_sequence(s, "RCPT after BDAT");
 		return;
 	}
 	if (arg == NULL || smtp_parse_rcpt(arg, s->mail.smtputf8, &r, err, sizeof err) < 0) {
@@ -313,7 +327,14 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 		session_reply(s, "%s", deny);
 		log_info("reject: RCPT from [%s]: %.3s <%s>", s->peer_ip, deny, r.addr);
 		queue_stats_add_rejected(1);
-		session_error(s);
+		/* Refused recipients are not bad commands: a list with a few
+		 * stale addresses goes on; a harvest of names does not. */
+		if (++s->refused_rcpts >= s->cfg->max_unknown_recipients) {
+			log_info("too many refused recipients from [%s]: closed", s->peer_ip);
+			session_reply(s, "421 4.7.0 %s Error: too many refused recipients",
+			    s->cfg->hostname);
+			s->phase = PH_CLOSING;
+		}
 		return;
 	}
 	if (s->nrcpts == s->caprcpts) {
@@ -327,6 +348,25 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 	session_reply(s, "250 2.1.5 Ok");
 }
 
+/* The Received header should name the client: wait for its lookup, up to
+ * client_dns_timeout after the connection began. */
+static void
+session_wait_for_name(struct smtp_session *s, enum session_phase then)
+{
+	s->name_then = then;
+	s->phase = PH_NAME_WAIT;
+	worker_timer_hint(s->w, s->name_deadline);
+}
+
+static void
+session_data_start(struct smtp_session *s)
+{
+	s->phase = PH_DATA;
+	session_set_deadline(s);
+	session_begin_message(s, SMTP_DATA_DOTTED);
+	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
 static void
 cmd_data(struct smtp_session *s, const char *arg)
 {
@@ -335,11 +375,11 @@ cmd_data(struct smtp_session *s, const char *arg)
 		return;
 	}
 	if (!s->in_txn) {
-		session_reply(s, "503 5.5.1 Error: need MAIL command");
+		session_bad_sequence(s, "need MAIL command");
 		return;
 	}
 	if (s->bdat_used) {
-		session_reply(s, "503 5.5.1 Error: DATA after BDAT");
+		session_bad_sequence(s, "DATA after BDAT");
 		return;
 	}
 	if (s->nrcpts == 0) {
@@ -353,10 +393,11 @@ cmd_data(struct smtp_session *s, const char *arg)
 		}
 		return;
 	}
-	s->phase = PH_DATA;
-	session_set_deadline(s);
-	session_begin_message(s, SMTP_DATA_DOTTED);
-	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	if (session_name_pending(s)) {
+		session_wait_for_name(s, PH_DATA);
+		return;
+	}
+	session_data_start(s);
 }
 
 static void
@@ -364,24 +405,36 @@ session_bdat_chunk_done(struct smtp_session *s)
 {
 	s->phase = PH_COMMAND;
 	session_set_deadline(s);
-	if (s->bdat_bad) {
-		session_reply(s, "%s", s->bdat_err);
-		if (s->bdat_last) {
+	if (s->bdat_refusal != NULL) {
+		session_reply(s, "%s", s->bdat_refusal);
+		s->bdat_refusal = NULL;
+		if (s->bdat_last && s->bdat_failed)
 			session_txn_reset(s);
-			s->bdat_bad = 0;
-		}
 		return;
 	}
 	if (!s->bdat_last) {
-		session_reply(s, "250 2.0.0 %zu octets received",
-		    smtp_message_facts(s->msg)->content);
+		/* RFC 3030: the octets of this chunk, as read. */
+		session_reply(s, "250 2.0.0 %llu octets received",
+		    (unsigned long long)s->bdat_size);
 		return;
 	}
 	session_end_message(s);
 }
 
+/* The chunk announced is read now. */
+static void
+session_bdat_start(struct smtp_session *s)
+{
+	s->phase = PH_BDAT;
+	session_set_deadline(s);
+	/* A zero-length chunk completes without input. */
+	if (s->bdat_left == 0)
+		session_bdat_chunk_done(s);
+}
+
 /* BDAT size [LAST] (RFC 3030). The chunk is always read, even when it
- * will be refused, so the session stays in step with the client. */
+ * will be refused, so the session stays in step with the client; a
+ * refusal outside a transaction concerns that chunk alone. */
 static void
 cmd_bdat(struct smtp_session *s, const char *arg)
 {
@@ -400,23 +453,36 @@ cmd_bdat(struct smtp_session *s, const char *arg)
 	s->bdat_left = n;
 	s->bdat_size = n;
 	s->bdat_last = *end != '\0';
-	if (!s->bdat_bad) {
-		if (!s->in_txn) {
-			s->bdat_bad = 1;
-			snprintf(s->bdat_err, sizeof s->bdat_err, "503 5.5.1 Error: need MAIL command");
-		} else if (s->nrcpts == 0) {
-			s->bdat_bad = 1;
-			snprintf(s->bdat_err, sizeof s->bdat_err, "554 5.5.1 Error: no valid recipients");
-		} else if (!s->bdat_used) {
-			s->bdat_used = 1;
-			session_begin_message(s, SMTP_DATA_BDAT);
+	s->bdat_refusal = NULL;
+	if (!s->in_txn) {
+		s->bdat_refusal = "503 5.5.1 Error: need MAIL command";
+		session_error(s);
+	} else if (s->bdat_failed || s->nrcpts == 0) {
+		s->bdat_failed = 1;
+		s->bdat_refusal = "554 5.5.1 Error: no valid recipients";
+	} else if (!s->bdat_used) {
+		s->bdat_used = 1;
+		if (session_name_pending(s)) {
+			/* the chunk waits unread meanwhile */
+			session_wait_for_name(s, PH_BDAT);
+			return;
 		}
+		session_begin_message(s, SMTP_DATA_BDAT);
 	}
-	s->phase = PH_BDAT;
-	session_set_deadline(s);
-	/* A zero-length chunk completes without input. */
-	if (n == 0)
-		session_bdat_chunk_done(s);
+	if (s->phase == PH_CLOSING)
+		return;
+	session_bdat_start(s);
+}
+
+void
+session_name_known(struct smtp_session *s)
+{
+	if (s->name_then == PH_DATA) {
+		session_data_start(s);
+		return;
+	}
+	session_begin_message(s, SMTP_DATA_BDAT);
+	session_bdat_start(s);
 }
 
 size_t
@@ -427,14 +493,16 @@ session_content(struct smtp_session *s, const char *p, size_t avail)
 
 	if (s->phase == PH_DATA) {
 		n = smtp_message_feed(s->msg, p, avail, &done);
+		s->msg_bytes += n;
 		if (done)
 			session_end_message(s);
 		return n;
 	}
 	n = avail < s->bdat_left ? avail : (size_t)s->bdat_left;
-	if (!s->bdat_bad)
+	if (s->bdat_refusal == NULL)
 		smtp_message_feed(s->msg, p, n, &done);
 	s->bdat_left -= n;
+	s->msg_bytes += n;
 	if (s->bdat_left == 0)
 		session_bdat_chunk_done(s);
 	return n;
@@ -495,7 +563,7 @@ cmd_starttls(struct smtp_session *s, const char *arg)
 		return;
 	}
 	if (s->io.tls_active) {
-		session_reply(s, "503 5.5.1 Error: TLS already active");
+		session_bad_sequence(s, "TLS already active");
 		return;
 	}
 	if (s->rt->tls == NULL) {
@@ -530,27 +598,36 @@ session_tls_started(struct smtp_session *s)
 		session_reply(s, "220 %s ESMTP mailserver", s->cfg->hostname);
 }
 
+#define CMD_NEEDS_ARG 0x1	/* argument required (else 501) */
+#define CMD_JUNK 0x2		/* moves no mail: counted toward max_junk_commands */
+
 struct smtp_command {
 	enum smtp_verb verb;
 	cmd_fn fn;
-	int needs_arg;		/* 1: argument required (else 501) */
+	unsigned flags;
+	size_t max_line;	/* the line with its CRLF */
 };
 
+/* MAIL and RCPT take the longer lines that AUTH=, ENVID and ORCPT need
+ * (RFC 4954 5, RFC 3461 4: 500 more octets each, as Postfix's 2048); an
+ * AUTH line may carry a whole initial response (RFC 4954 4). */
+#define CMD_PATH_LINE_MAX 2048
+
 static const struct smtp_command session_commands[] = {
-	{ SMTP_VERB_EHLO, cmd_ehlo, 1 },
-	{ SMTP_VERB_HELO, cmd_helo, 1 },
-	{ SMTP_VERB_MAIL, cmd_mail, 0 },
-	{ SMTP_VERB_RCPT, cmd_rcpt, 0 },
-	{ SMTP_VERB_DATA, cmd_data, 0 },
-	{ SMTP_VERB_BDAT, cmd_bdat, 1 },
-	{ SMTP_VERB_RSET, cmd_rset, 0 },
-	{ SMTP_VERB_NOOP, cmd_noop, 0 },
-	{ SMTP_VERB_QUIT, cmd_quit, 0 },
-	{ SMTP_VERB_VRFY, cmd_vrfy, 0 },
-	{ SMTP_VERB_EXPN, cmd_expn, 0 },
-	{ SMTP_VERB_HELP, cmd_help, 0 },
-	{ SMTP_VERB_STARTTLS, cmd_starttls, 0 },
-	{ SMTP_VERB_AUTH, session_cmd_auth, 1 },
+	{ SMTP_VERB_EHLO, cmd_ehlo, CMD_NEEDS_ARG, SMTP_COMMAND_LINE_MAX },
+	{ SMTP_VERB_HELO, cmd_helo, CMD_NEEDS_ARG, SMTP_COMMAND_LINE_MAX },
+	{ SMTP_VERB_MAIL, cmd_mail, 0, CMD_PATH_LINE_MAX },
+	{ SMTP_VERB_RCPT, cmd_rcpt, 0, CMD_PATH_LINE_MAX },
+	{ SMTP_VERB_DATA, cmd_data, 0, SMTP_COMMAND_LINE_MAX },
+	{ SMTP_VERB_BDAT, cmd_bdat, CMD_NEEDS_ARG, SMTP_COMMAND_LINE_MAX },
+	{ SMTP_VERB_RSET, cmd_rset, CMD_JUNK, SMTP_COMMAND_LINE_MAX },
+	{ SMTP_VERB_NOOP, cmd_noop, CMD_JUNK, SMTP_COMMAND_LINE_MAX },
+	{ SMTP_VERB_QUIT, cmd_quit, 0, SMTP_COMMAND_LINE_MAX },
+	{ SMTP_VERB_VRFY, cmd_vrfy, CMD_JUNK, SMTP_COMMAND_LINE_MAX },
+	{ SMTP_VERB_EXPN, cmd_expn, CMD_JUNK, SMTP_COMMAND_LINE_MAX },
+	{ SMTP_VERB_HELP, cmd_help, CMD_JUNK, SMTP_COMMAND_LINE_MAX },
+	{ SMTP_VERB_STARTTLS, cmd_starttls, 0, SMTP_COMMAND_LINE_MAX },
+	{ SMTP_VERB_AUTH, session_cmd_auth, CMD_NEEDS_ARG, SMTP_AUTH_LINE_MAX },
 };
 
 void
@@ -559,6 +636,7 @@ session_command(struct smtp_session *s, const char *line)
 	const char *arg = "";
 	int http = 0;
 	enum smtp_verb verb = smtp_cmd_verb(line, &arg, &http);
+	size_t len = strlen(line) + 2;
 
 	if (http) {
 		log_info("HTTP request from [%s]: closed", s->peer_ip);
@@ -570,14 +648,29 @@ session_command(struct smtp_session *s, const char *line)
 		const struct smtp_command *c = &session_commands[i];
 		if (c->verb != verb)
 			continue;
-		if (c->needs_arg && (arg == NULL || *arg == '\0')) {
+		if (len > c->max_line) {
+			session_reply(s, "500 5.5.2 Error: line too long");
+			session_error(s);
+			return;
+		}
+		if ((c->flags & CMD_NEEDS_ARG) && (arg == NULL || *arg == '\0')) {
 			session_reply(s, "501 5.5.4 Syntax: argument required");
 			session_error(s);
+			return;
+		}
+		if ((c->flags & CMD_JUNK) && ++s->junk > s->cfg->max_junk_commands) {
+			log_info("too many junk commands from [%s]: closed", s->peer_ip);
+			session_reply(s, "421 4.7.0 %s Error: too many commands without mail",
+			    s->cfg->hostname);
+			s->phase = PH_CLOSING;
 			return;
 		}
 		c->fn(s, arg);
 		return;
 	}
-	session_reply(s, "500 5.5.2 Error: command not recognized");
+	if (len > SMTP_COMMAND_LINE_MAX)
+		session_reply(s, "500 5.5.2 Error: line too long");
+	else
+		session_reply(s, "500 5.5.2 Error: command not recognized");
 	session_error(s);
 }

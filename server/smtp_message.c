@@ -227,7 +227,8 @@ smtp_message_finish(struct smtp_message *m, char *reply, size_t replysize)
 	else if (flags & SMTP_DATA_NUL)
 		why = "550 5.6.0 Message contains NUL bytes";
 	else if (flags & SMTP_DATA_LONG_LINE)
-		why = "500 5.5.2 Message contains a line longer than 1000 octets";
+		/* RFC 5321 4.5.3.1.6; a 5xx allowed at the end of data, not 500 */
+		why = "550 5.6.0 Message contains a line longer than 998 octets";
 	else if (m->facts.received > SMTP_MESSAGE_MAX_HOPS)
 		/* a mail loop (RFC 5321 6.3) */
 		why = "554 5.4.6 Too many hops: mail loop detected";

@@ -88,7 +88,7 @@ enum smtp_data_mode { SMTP_DATA_DOTTED, SMTP_DATA_BDAT };
 enum smtp_data_flag {
 	SMTP_DATA_TOO_BIG = 1,		/* passed max_size: reply 552 5.3.4 */
 	SMTP_DATA_BARE_EOL = 2,		/* bare CR or LF: reply 550 5.5.2 */
-	SMTP_DATA_LONG_LINE = 4,	/* a line over SMTP_TEXT_LINE_MAX: 500 5.5.2 */
+	SMTP_DATA_LONG_LINE = 4,	/* a line over SMTP_TEXT_LINE_MAX: 550 5.6.0 */
 	SMTP_DATA_NUL = 8,		/* a NUL byte: reply 550 5.6.0 */
 };
 

@@ -26,6 +26,7 @@
 #include "lib/netaddr.h"
 #include "lib/util.h"
 #include "server/connlimit.h"
+#include "server/fcrdns.h"
 #include "server/smtp_session_int.h"
 #include "server/worker.h"
 
@@ -56,13 +57,31 @@ session_error(struct smtp_session *s)
 	return 0;
 }
 
+/*
+ * The timeout of what the session waits for now. A command must arrive
+ * whole within command_timeout of the wait's start (bytes dribbling in do
+ * not extend it). Message content may pause data_timeout at most, and a
+ * message as a whole arrives at min_data_rate on average once
+ * data_timeout has passed, so a client that sends a byte now and then
+ * cannot hold a session forever.
+ */
 void
 session_set_deadline(struct smtp_session *s)
 {
-	unsigned secs = (s->phase == PH_DATA || s->phase == PH_BDAT) ?
-	    s->cfg->data_timeout : s->cfg->command_timeout;
+	int content = s->phase == PH_DATA || s->phase == PH_BDAT;
+	unsigned secs = content ? s->cfg->data_timeout : s->cfg->command_timeout;
 
 	s->deadline = time_mono_ms() + (int64_t)secs * 1000;
+	s->deadline_rate = 0;
+	if (s->msg != NULL && s->cfg->min_data_rate > 0) {
+		int64_t rate = s->msg_start + (int64_t)s->cfg->data_timeout * 1000 +
+		    (int64_t)(s->msg_bytes * 1000 / s->cfg->min_data_rate);
+
+		if (rate < s->deadline) {
+			s->deadline = rate;
+			s->deadline_rate = 1;
+		}
+	}
 }
 
 /* What the state machine does with input in its phase. */
@@ -73,6 +92,7 @@ session_mode(const struct smtp_session *s)
 	case PH_COMMIT:
 	case PH_AUTH_CHECK:
 	case PH_AUTH_DELAY:
+	case PH_NAME_WAIT:
 		return SESSION_IO_HELD;
 	case PH_CLOSING:
 	case PH_CLOSED:
@@ -115,6 +135,8 @@ session_process(struct smtp_session *s)
 			io->in_off += n;
 			if (res == SMTP_CMD_NEED_MORE)
 				break;
+			/* The next command's time starts now. */
+			session_set_deadline(s);
 			if (res != SMTP_CMD_READY && s->phase == PH_AUTH)
 				session_auth_abort(s);
 			if (res == SMTP_CMD_TOO_LONG) {
@@ -180,9 +202,13 @@ session_run(struct smtp_session *s)
 	uint32_t events;
 
 	for (int round = 1;; round++) {
-		if (session_mode(s) == SESSION_IO_INPUT && session_io_read(io) > 0)
-			session_set_deadline(s);
+		size_t got = 0;
+
+		if (session_mode(s) == SESSION_IO_INPUT)
+			got = session_io_read(io);
 		session_process(s);
+		if (got > 0 && (s->phase == PH_DATA || s->phase == PH_BDAT))
+			session_set_deadline(s);
 		session_drain_check(s);
 		session_io_flush(io);
 		if (io->handshaking && session_io_handshake(io, s->peer_ip) > 0)
@@ -227,6 +253,93 @@ session_job_submit(struct smtp_session *s, struct offloop *pool,
 	j->next = s->jobs;
 	s->jobs = j;
 	return 0;
+}
+
+void
+session_job_abandon(struct smtp_session *s, struct session_job *j)
+{
+	for (struct session_job **jp = &s->jobs; *jp; jp = &(*jp)->next) {
+		if (*jp == j) {
+			*jp = j->next;
+			break;
+		}
+	}
+	j->s = NULL;
+}
+
+/* ---- the client's name ---- */
+
+struct name_job {
+	struct session_job sj;		/* first */
+	struct runtime *rt;		/* keeps the resolver while it runs */
+	struct sockaddr_storage peer;
+	char name[DNS_NAME_MAX];	/* the result */
+};
+
+static void
+name_job_run(struct offloop_job *job)
+{
+	struct name_job *n = (struct name_job *)(void *)job;
+
+	fcrdns_lookup(n->rt->dns, (const struct sockaddr *)&n->peer, n->name,
+	    sizeof n->name);
+}
+
+static void
+name_job_free(struct name_job *n)
+{
+	runtime_unref(&n->rt);
+	free(n);
+}
+
+static void
+name_job_release(struct session_job *j)
+{
+	name_job_free((struct name_job *)(void *)j);
+}
+
+static int
+name_job_finish(struct smtp_session *s, struct session_job *j)
+{
+	struct name_job *n = (struct name_job *)(void *)j;
+
+	s->name_job = NULL;
+	if (!j->base.cancelled && n->name[0] != '\0') {
+		str_copy(s->client_name, n->name, sizeof s->client_name);
+		log_debug("client [%s] is %s", s->peer_ip, s->client_name);
+	}
+	if (s->phase == PH_NAME_WAIT)
+		session_name_known(s);
+	return session_continue(s);
+}
+
+/* Starts the lookup of the client's forward-confirmed name, off the loop;
+ * the Received header names it when it is known in time. */
+static void
+session_lookup_name(struct smtp_session *s)
+{
+	struct name_job *n;
+
+	if (s->rt->dns == NULL)
+		return;
+	n = xcalloc(1, sizeof *n);
+	n->rt = runtime_ref(s->rt);
+	memcpy(&n->peer, &s->peer, sizeof n->peer);
+	n->sj.base.run = name_job_run;
+	n->sj.finish = name_job_finish;
+	n->sj.release = name_job_release;
+	if (session_job_submit(s, worker_pools(s->w)->lookups, &n->sj) < 0) {
+		name_job_free(n);
+		return;
+	}
+	s->name_job = &n->sj;
+	s->name_deadline = time_mono_ms() + (int64_t)s->cfg->client_dns_timeout * 1000;
+}
+
+int
+session_name_pending(const struct smtp_session *s)
+{
+	return s->name_job != NULL && time_mono_ms() < s->name_deadline;
 }
 
 int
@@ -310,6 +423,15 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 		session_auth_delay_over(s);
 		return session_run(s);
 	}
+	if (s->phase == PH_NAME_WAIT) {
+		if (now < s->name_deadline)
+			return 0;
+		/* The name comes too late: the message goes on without it. */
+		session_job_abandon(s, s->name_job);
+		s->name_job = NULL;
+		session_name_known(s);
+		return session_run(s);
+	}
 	if (now < s->deadline || s->phase == PH_COMMIT || s->phase == PH_AUTH_CHECK)
 		return 0;
 	if (s->phase == PH_GREET_WAIT) {
@@ -318,7 +440,11 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 		session_set_deadline(s);
 		return session_run(s);
 	}
-	log_info("timeout from [%s]", s->peer_ip);
+	if (s->deadline_rate)
+		log_info("timeout from [%s]: message data slower than %zu bytes/s",
+		    s->peer_ip, s->cfg->min_data_rate);
+	else
+		log_info("timeout from [%s]", s->peer_ip);
 	if (!s->io.handshaking && !s->io.tls_pending) {
 		buf_reset(&s->io.out);
 		session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
@@ -366,12 +492,14 @@ smtp_session_new(struct worker *w, int fd, const struct sockaddr *peer,
 	s->cfg = s->rt->cfg;
 	s->may_relay = config_client_may_relay(s->cfg, peer);
 	session_io_init(&s->io, fd);
+	/* The longest line any command may have; each command's own limit
+	 * is checked once the verb is known (smtp_commands.c). */
 	smtp_cmd_parser_init(&s->cp, SMTP_AUTH_LINE_MAX);
-	smtp_cmd_parser_set_max(&s->cp, SMTP_COMMAND_LINE_MAX);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	log_debug("connect from [%s]", s->peer_ip);
 	s->phase = PH_COMMAND;
 	session_set_deadline(s);
+	session_lookup_name(s);
 
 	if (kind == LISTEN_SMTPS) {
 		if (s->rt->tls == NULL || session_io_start_tls(&s->io, s->rt->tls) < 0) {

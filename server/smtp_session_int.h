@@ -31,6 +31,7 @@ enum session_phase {
 	PH_AUTH,		/* reading a SASL response line */
 	PH_AUTH_CHECK,		/* the password is checked off the loop */
 	PH_AUTH_DELAY,		/* the answer to a failed login waits */
+	PH_NAME_WAIT,		/* DATA/BDAT waits for the client's name */
 	PH_DATA,		/* reading DATA content */
 	PH_BDAT,		/* reading a BDAT chunk */
 	PH_COMMIT,		/* the message is with the committer */
@@ -65,14 +66,21 @@ struct smtp_session {
 	int may_relay;			/* relay_networks or authenticated */
 	enum session_phase phase;
 	int64_t deadline;		/* monotonic ms: timeout of the current wait */
+	int deadline_rate;		/* it is the min_data_rate bound */
 	int64_t wake;			/* PH_AUTH_DELAY ends then */
 	struct session_job *jobs;	/* off-loop jobs in flight */
+	struct session_job *name_job;	/* the client name lookup, in flight */
+	int64_t name_deadline;		/* waited for until then, at most */
+	enum session_phase name_then;	/* PH_DATA or PH_BDAT once it is known */
+	char client_name[256];		/* forward-confirmed reverse name, or "" */
 	int draining;
 
 	struct session_io io;
 	char tls_desc[160];
 	struct smtp_cmd_parser cp;
-	unsigned errors;
+	unsigned errors;		/* bad commands (max_errors) */
+	unsigned junk;			/* NOOP, RSET... since the last message */
+	unsigned refused_rcpts;		/* RCPT refusals since the last message */
 
 	/* HELO */
 	int helo_seen;
@@ -90,12 +98,15 @@ struct smtp_session {
 	struct envelope_rcpt *rcpts;
 	size_t nrcpts, caprcpts;
 	int bdat_used;			/* BDAT seen in this transaction */
-	int bdat_bad;			/* BDAT chunks to discard: reply code set */
-	char bdat_err[128];
+	int bdat_failed;		/* the transaction's chunks are refused
+					 * until LAST (no valid recipients) */
+	const char *bdat_refusal;	/* this chunk is read and refused so */
 	uint64_t bdat_left;		/* bytes of the current chunk still to read */
 	uint64_t bdat_size;		/* size of the current chunk */
 	int bdat_last;
 	struct smtp_message *msg;	/* being received */
+	int64_t msg_start;		/* when its content began (monotonic ms) */
+	uint64_t msg_bytes;		/* content bytes read for it so far */
 	queue_id_t qid;
 	struct commit_msg *commit;	/* in flight (PH_COMMIT) */
 	struct commit_msg commit_storage;
@@ -115,14 +126,23 @@ int session_continue(struct smtp_session *s);
  * -1 when the pool refused it (j untouched, still the caller's). */
 int session_job_submit(struct smtp_session *s, struct offloop *pool,
     struct session_job *j);
+/* The session stops waiting for j: it finishes alone and is freed. */
+void session_job_abandon(struct smtp_session *s, struct session_job *j);
+/* Does a DATA or BDAT have to wait for the client name now? */
+int session_name_pending(const struct smtp_session *s);
 
 /* smtp_commands.c */
 void session_command(struct smtp_session *s, const char *line);
+/* A command out of sequence: 503 5.5.1 with why; counts as an error. */
+void session_bad_sequence(struct smtp_session *s, const char *why);
 void session_txn_reset(struct smtp_session *s);
 /* Content bytes for the message in DATA or BDAT; returns bytes consumed. */
 size_t session_content(struct smtp_session *s, const char *p, size_t avail);
 /* TLS is up: forget what was said in clear (RFC 3207 4.2). */
 void session_tls_started(struct smtp_session *s);
+/* The client name lookup is over (or given up): a DATA or BDAT that
+ * waited for it (PH_NAME_WAIT) goes on. */
+void session_name_known(struct smtp_session *s);
 
 /* smtp_auth.c */
 /* May this session authenticate now (and is AUTH offered in EHLO)? */

@@ -4,9 +4,10 @@
  * users_file lines: `user@domain:HASH` (crypt(3) hash, or empty: the user
  * exists but cannot log in). aliases_file lines:
  * `alias@domain: target, target` (targets local or remote addresses).
- * `#` comments and blank lines are allowed in both. Addresses compare
- * case-insensitively in the domain; local parts compare case-insensitively
- * too (as most sites expect).
+ * `#` comments and blank lines are allowed in both. A local part may be
+ * UTF-8 (RFC 6531). Addresses compare case-insensitively in the domain;
+ * local parts compare case-insensitively too (as most sites expect) for
+ * ASCII letters, other UTF-8 characters byte for byte.
  *
  * A loaded userdb never changes; SIGHUP loads a new one. Errors in a file
  * are reported as `FILE:LINE: message` and loading fails.

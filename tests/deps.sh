@@ -8,7 +8,7 @@ pkgs="build-essential clang libgnutls28-dev libldns-dev liblmdb-dev libcunit1-de
       libcrypt-dev lmdb-utils postfix ldnsutils gnutls-bin swaks dovecot-imapd
       python3 python3-yaml iproute2 util-linux procps
       libpsl-dev publicsuffix python3-dkim python3-nacl opendkim opendkim-tools
-      libcurl4-gnutls-dev nsd unbound
+      libcurl4-gnutls-dev nsd unbound testssl.sh
       python3-milter postgrey postfix-policyd-spf-python rspamd"
 missing=""
 for p in $pkgs; do

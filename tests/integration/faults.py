@@ -17,6 +17,11 @@ works here (root in a private namespace). DnsFault modes:
   "silent"   takes queries and never answers
   "down"     nothing listens on the port: queries are refused (ICMP)
 Only loopback is used; every wait is bounded.
+
+Faults inside a server process (a wall clock that is a day off, a meta
+page write that fails) come from tests/fault/msfault.c, preloaded:
+    srv.start(env=fault_env(MSFAULT_REALTIME_OFFSET="86400"))
+fault_lib() is its path (the Makefile sets MSFAULT_LIB), or None.
 """
 import os
 import random
@@ -156,3 +161,18 @@ class DnsFault:
             self.sock.sendto(data, peer)
         except OSError:
             pass
+
+
+def fault_lib():
+    lib = os.environ.get("MSFAULT_LIB")
+    return lib if lib and os.path.exists(lib) else None
+
+
+def fault_env(**faults):
+    """The environment that preloads msfault with the given faults."""
+    env = {"LD_PRELOAD": fault_lib()}
+    env.update(faults)
+    # A sanitized server: its runtime is not first in the list any more.
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    env["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "verify_asan_link_order=0"
+    return env

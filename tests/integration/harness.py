@@ -88,9 +88,15 @@ class Server:
         with open(self.conf, "w") as f:
             f.write(text)
 
-    def start(self, wait=True):
+    def start(self, wait=True, env=None):
+        """env: variables to add (e.g. LD_PRELOAD for faults.py)."""
+        full = None
+        if env:
+            full = dict(os.environ)
+            full.update(env)
         self.proc = subprocess.Popen([MAILSERVER, "-c", self.conf], cwd=self.dir,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=full)
         if wait:
             self.wait_ready()
         return self

@@ -4,17 +4,20 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import crypt
 import base64
+import json
 import os
 import re
+import shutil
 import signal
 import smtplib
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import unittest
 
-from harness import Client, Server, free_port, greet, test_cert, SLOW
+from harness import MAILSERVER, Client, Server, free_port, greet, test_cert, SLOW
 
 MSG = b"Subject: tls\r\n\r\nover tls\r\n"
 
@@ -305,6 +308,110 @@ class TlsTest(unittest.TestCase):
         c.close()
 
 
+class TlsSettingsTest(unittest.TestCase):
+    """tls_priority and its default, session resumption, alerts."""
+
+    @classmethod
+    def setUpClass(cls):
+        cert, key = test_cert()
+        cls.smtps = free_port()
+        cls.srv = Server("tls_cert_file = %s\ntls_key_file = %s\nlisten = 127.0.0.1:%d smtps\n"
+                         % (cert, key, cls.smtps)).start()
+        cls.srv.wait_ready(cls.smtps)
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.srv.stop()
+        cls.srv.cleanup()
+        assert code == 0, code
+
+    def connect(self, ctx, session=None, port=None):
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port or self.smtps),
+                                                     timeout=10 * SLOW), session=session)
+        self.assertTrue(s.recv(100).startswith(b"220 "))   # tickets come after the handshake
+        return s
+
+    def test_session_resumption(self):
+        for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+            with self.subTest(version=version):
+                ctx = client_ctx()
+                ctx.minimum_version = ctx.maximum_version = version
+                s = self.connect(ctx)
+                session = s.session
+                s.close()
+                s = self.connect(ctx, session)
+                self.assertTrue(s.session_reused)
+                s.close()
+
+    def test_default_priority(self):
+        # no static RSA key exchange, no CBC (so no CBC-SHA1)
+        ctx = client_ctx()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("AES128-SHA:AES256-SHA:AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA")
+        with self.assertRaises(ssl.SSLError):
+            self.connect(ctx)
+        # the server's order wins over the client's
+        ctx = client_ctx()
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384")
+        s = self.connect(ctx)
+        self.assertEqual(s.cipher()[0], "ECDHE-RSA-AES256-GCM-SHA384")
+        s.close()
+
+    def test_refused_version_gets_an_alert(self):
+        import warnings as w
+        ctx = client_ctx()
+        with w.catch_warnings():
+            w.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+        with self.assertRaises(ssl.SSLError) as e:
+            self.connect(ctx)
+        self.assertIn("PROTOCOL_VERSION", str(e.exception))   # not a silent close
+
+    def test_tls_priority_key(self):
+        cert, key = test_cert()
+        srv = Server("tls_cert_file = %s\ntls_key_file = %s\n" % (cert, key) +
+                     "tls_priority = NORMAL:-VERS-ALL:+VERS-TLS1.2\n").start()
+        try:
+            c, _ = greet(srv.port)
+            self.assertEqual(c.cmd("STARTTLS")[0], 220)
+            c.starttls()
+            self.assertEqual(c.sock.version(), "TLSv1.2")
+            c.close()
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+        bad = Server("tls_priority = NORMAL:+NO-SUCH-THING\n")
+        try:
+            r = subprocess.run([MAILSERVER, "-t", "-c", bad.conf], capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(r.returncode, 2)
+            self.assertRegex(r.stderr, r":\d+: tls_priority: .*NO-SUCH-THING")
+        finally:
+            bad.cleanup()
+
+    @unittest.skipUnless(shutil.which("testssl"), "needs testssl.sh (tests/deps.sh)")
+    def test_testssl_protocols_and_cipher_order(self):
+        """testssl.sh (protocols, server preferences): nothing rated MEDIUM
+        or worse but the self-signed test certificate."""
+        out = os.path.join(self.srv.dir, "testssl.json")
+        subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off",
+                        "--jsonfile", out, "-p", "-P",
+                        "127.0.0.1:%d" % self.smtps],
+                       capture_output=True, timeout=180 * SLOW)
+        with open(out) as f:
+            findings = json.load(f)
+        bad = [(x["id"], x["severity"], x.get("finding")) for x in findings
+               if x["severity"] in ("MEDIUM", "HIGH", "CRITICAL") and not x["id"].startswith("cert")]
+        self.assertEqual(bad, [])
+        # it did test: TLS 1.3 found, TLS 1.0 not offered
+        ids = {x["id"]: x.get("finding", "") for x in findings}
+        self.assertIn("offered", ids.get("TLS1_3", ""), findings)
+        self.assertIn("not offered", ids.get("TLS1", ""), findings)
+
+
 class AuthTest(unittest.TestCase):
     """AUTH only inside TLS by default, logins forgotten at STARTTLS,
     password hashing off the event loop, failed logins throttled."""
@@ -398,7 +505,8 @@ class AuthTest(unittest.TestCase):
         """One worker; a login with a costly hash (about 2 s) must not stall
         another session of that worker."""
         slow = crypt.crypt("s3cret", "$6$rounds=4000000$saltsalt$")
-        srv = self.make_server("session_workers = 1\nauth_plaintext_networks = 127.0.0.0/8\n",
+        srv = self.make_server("session_workers = 1\nauth_plaintext_networks = 127.0.0.0/8\n"
+                               "max_junk_commands = 1000000\n",
                                "slow@localhost:%s\n" % slow)
         other, _ = greet(srv.port)
         login, _ = greet(srv.port)

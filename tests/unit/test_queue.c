@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -385,7 +387,7 @@ test_record_hostile(void)
 		CU_ASSERT(record_rcpt_decode(rbuf.data, n, &rb) == -1);
 	m = xmalloc(rbuf.len);
 	memcpy(m, rbuf.data, rbuf.len);
-	m[1] = 4;	/* state */
+	m[1] = 5;	/* state */
 	CU_ASSERT(record_rcpt_decode(m, rbuf.len, &rb) == -1);
 	m[1] = 0;
 	m[2] = 0x10;	/* flags */
@@ -719,14 +721,22 @@ test_store_corrupt(void)
 	CU_ASSERT_EQUAL(st.messages, 3);
 	CU_ASSERT(store_msg_load(s, b, &m) == STORE_NOTFOUND);
 	CU_ASSERT_FATAL(store_msg_load(s, c, &m) == STORE_OK);
-	CU_ASSERT_EQUAL(m.nrcpts, 2);
-	CU_ASSERT_EQUAL(m.rcpts[1].idx, 2);
+	/* c#1 was set aside; its envelope is good, so a placeholder stands
+	 * in its place: bounced, its notice pending, so that the sender
+	 * hears of it and the message still leaves the queue. */
+	CU_ASSERT_EQUAL_FATAL(m.nrcpts, 3);
+	CU_ASSERT_EQUAL(m.rcpts[1].idx, 1);
+	CU_ASSERT_EQUAL(m.rcpts[1].state, RCPT_BOUNCED);
+	CU_ASSERT_EQUAL(m.rcpts[1].flags, RCPT_F_LOST | RCPT_F_NOTICE_PENDING);
+	CU_ASSERT_STRING_EQUAL(m.rcpts[1].status, "5.3.0");
+	CU_ASSERT_EQUAL(m.rcpts[2].idx, 2);
 	queue_msg_free(&m);
-	/* The due index: b's entries gone, c#1's gone. */
+	/* The due index: b's entries gone, c#1's replaced by the
+	 * placeholder's (its notice is due). */
 	CU_ASSERT(store_due_list(s, NULL, INT64_MAX, due, 16, &n) == STORE_OK);
-	CU_ASSERT_EQUAL(n, 2 + 2 + 1);
+	CU_ASSERT_EQUAL(n, 2 + 3 + 1);
 	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
-	CU_ASSERT_EQUAL(st.pending, 5);
+	CU_ASSERT_EQUAL(st.pending, 6);
 
 	/* d's body is bad: reading it sets d aside. */
 	CU_ASSERT(store_body_read(s, d, 0, &body, &len) == STORE_CORRUPT);
@@ -734,7 +744,7 @@ test_store_corrupt(void)
 	CU_ASSERT_EQUAL(count_msgs(s), 2);
 	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
 	CU_ASSERT_EQUAL(st.bad, 7 + 4);
-	CU_ASSERT_EQUAL(st.pending, 4);
+	CU_ASSERT_EQUAL(st.pending, 5);
 	/* Iterating again finds nothing more to set aside. */
 	CU_ASSERT_EQUAL(count_msgs(s), 2);
 	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
@@ -1056,8 +1066,10 @@ test_map_full(void)
 	CU_ASSERT_FATAL(store_wtxn_begin(s, t, &child) == STORE_OK);
 	big = gen_body(2, 4 << 20);
 	env.id = queue_id_next();
+	/* Refused for room before anything is written: the transaction
+	 * stays usable. */
 	CU_ASSERT(store_put_msg(child, &env, big, 4 << 20) == STORE_FULL);
-	CU_ASSERT(store_put_msg(child, &env, "x", 1) == STORE_FULL);	/* dead */
+	CU_ASSERT(store_put_msg(child, &env, "x", 1) == STORE_OK);
 	store_wtxn_abort(&child);
 	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
 	free(big);
@@ -1244,6 +1256,341 @@ test_committer_results(void)
 	tmpdir_remove(&dir);
 }
 
+/* ---- room, expansion, notices, orphans, readers, work ---- */
+
+/* Applies one update directly; returns the store status. */
+static int
+upd(struct queue_store *s, queue_id_t id, uint32_t idx, enum rcpt_state state,
+    unsigned set_flags, int64_t next_try, int *removed_r)
+{
+	struct rcpt_update u = { .state = state, .next_try = next_try,
+	    .attempt_time = time(NULL), .set_flags = set_flags,
+	    .clear_flags = RCPT_F_NOTICE_PENDING, .diag = "d", .status = "5.1.1",
+	    .remote_mta = "mx.example.org" };
+	struct store_wtxn *t;
+	int st;
+
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	st = store_rcpt_update(t, id, idx, &u, removed_r);
+	if (st == STORE_OK)
+		st = store_wtxn_commit(&t);
+	else
+		store_wtxn_abort(&t);
+	return st;
+}
+
+static size_t
+due_count(struct queue_store *s)
+{
+	struct store_due due[64];
+	size_t n = 0;
+
+	CU_ASSERT(store_due_list(s, NULL, INT64_MAX, due, 64, &n) == STORE_OK);
+	return n;
+}
+
+/* The map grows at run time up to its ceiling; past it new mail is
+ * refused, and the reserve above it stays for state changes. */
+static void
+test_map_grows(void)
+{
+	char *dir = tmpdir_make();
+	struct store_limits lim = { .map_size = 1 << 20, .map_max = 8 << 20 };
+	char err[200];
+	struct queue_store *s = store_open_limits(dir, &lim, 0, err, sizeof err);
+	struct committer *c;
+	struct store_space sp;
+	queue_id_t ids[128];
+	size_t n = 0;
+	enum commit_status st = COMMIT_OK;
+
+	CU_ASSERT_FATAL(s != NULL);
+	c = committer_start(s);
+	CU_ASSERT_FATAL(c != NULL);
+	while (n < 128 && (st = commit_one(c, 200 * 1024, &ids[n])) == COMMIT_OK)
+		n++;
+	CU_ASSERT_EQUAL(st, COMMIT_FULL);
+	/* 8 MiB of new mail went in: more than the first map held. */
+	CU_ASSERT(n * 200 * 1024 > (4u << 20));
+	CU_ASSERT(store_space_get(s, &sp) == STORE_OK);
+	CU_ASSERT(sp.map_size > (1u << 20));
+	CU_ASSERT(sp.map_size <= sp.map_limit);
+	CU_ASSERT_EQUAL(sp.map_max, 8u << 20);
+	CU_ASSERT(sp.used <= sp.map_max);
+	/* State changes still go in: defer every recipient (each record is
+	 * rewritten, so pages are needed), as one facts request. */
+	{
+		struct commit_results req;
+		memset(&req, 0, sizeof req);
+		req.facts = 1;
+		req.nresults = n;
+		req.results = xcalloc(n, sizeof *req.results);
+		for (size_t i = 0; i < n; i++) {
+			set_result(&req.results[i], ids[i], 0, RCPT_DEFERRED,
+			    time(NULL) + 600, "451 4.3.0 later");
+			snprintf(req.results[i].diag, sizeof req.results[i].diag,
+			    "%0400d", (int)i);	/* a longer record */
+		}
+		CU_ASSERT_EQUAL(submit_results(c, &req), COMMIT_OK);
+		commit_results_free(&req);
+	}
+	/* New mail: still refused. */
+	CU_ASSERT_EQUAL(commit_one(c, 200 * 1024, NULL), COMMIT_FULL);
+	committer_stop(&c);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+/* An alias becomes its targets, each a recipient of its own. */
+static void
+test_expand(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct store_target tg[3] = {
+		{ "a@local.example", "rfc822;team@local.example", 4 },
+		{ "b@remote.example", "rfc822;team@local.example", 4 },
+		{ "c@local.example", "rfc822;team@local.example", 4 },
+	};
+	struct store_wtxn *t;
+	struct queue_msg m;
+	uint32_t first = 0;
+	int removed = 0;
+	queue_id_t id = put_direct(s, 2, 10);
+	int64_t now = time(NULL);
+
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_rcpt_expand(t, id, 1, tg, 3, now, &first) == STORE_OK);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	CU_ASSERT_EQUAL(first, 2);
+	CU_ASSERT_FATAL(store_msg_load(s, id, &m) == STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(m.nrcpts, 5);
+	CU_ASSERT_EQUAL(m.rcpts[1].state, RCPT_EXPANDED);
+	for (size_t i = 2; i < 5; i++) {
+		CU_ASSERT_EQUAL(m.rcpts[i].idx, i);
+		CU_ASSERT_EQUAL(m.rcpts[i].state, RCPT_QUEUED);
+		CU_ASSERT_EQUAL(m.rcpts[i].flags, RCPT_F_ALIAS_TARGET);
+		CU_ASSERT_STRING_EQUAL(m.rcpts[i].orcpt, "rfc822;team@local.example");
+		CU_ASSERT_EQUAL(m.rcpts[i].notify, 4);
+	}
+	CU_ASSERT_STRING_EQUAL(m.rcpts[3].addr, "b@remote.example");
+	queue_msg_free(&m);
+	CU_ASSERT_EQUAL(due_count(s), 4);	/* rcpt 0 and the 3 targets */
+	/* An expanded alias cannot be expanded again. */
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_rcpt_expand(t, id, 1, tg, 1, now, NULL) == STORE_INVALID);
+	store_wtxn_abort(&t);
+	/* Each target alone: the message goes with the last one done. */
+	CU_ASSERT(upd(s, id, 0, RCPT_SENT, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT(upd(s, id, 2, RCPT_SENT, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT(upd(s, id, 3, RCPT_DEFERRED, 0, now + 60, &removed) == STORE_OK);
+	CU_ASSERT(upd(s, id, 4, RCPT_BOUNCED, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 0);
+	CU_ASSERT(upd(s, id, 3, RCPT_SENT, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 1);
+	CU_ASSERT(store_msg_load(s, id, &m) == STORE_NOTFOUND);
+	CU_ASSERT_EQUAL(due_count(s), 0);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+/* A pending notice keeps the recipient (and its message) until it is
+ * queued; its due entry brings it back meanwhile. */
+static void
+test_notice_pending(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct store_wtxn *t;
+	struct queue_msg m;
+	struct store_due due[4];
+	size_t n;
+	int removed = 0;
+	queue_id_t id = put_direct(s, 1, 10);
+	int64_t now = time(NULL);
+
+	CU_ASSERT(upd(s, id, 0, RCPT_BOUNCED, RCPT_F_NOTICE_PENDING, now + 60,
+	    &removed) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 0);
+	CU_ASSERT_FATAL(store_msg_load(s, id, &m) == STORE_OK);
+	CU_ASSERT_EQUAL(m.rcpts[0].state, RCPT_BOUNCED);
+	CU_ASSERT_EQUAL(m.rcpts[0].flags, RCPT_F_NOTICE_PENDING);
+	CU_ASSERT_STRING_EQUAL(m.rcpts[0].status, "5.1.1");
+	CU_ASSERT_STRING_EQUAL(m.rcpts[0].remote_mta, "mx.example.org");
+	queue_msg_free(&m);
+	CU_ASSERT(store_due_list(s, NULL, INT64_MAX, due, 4, &n) == STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(due[0].when, now + 60);
+	/* A repeated result changes nothing. */
+	CU_ASSERT(upd(s, id, 0, RCPT_SENT, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 0);
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_rcpt_notice_done(t, id, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 1);
+	CU_ASSERT(store_msg_load(s, id, &m) == STORE_NOTFOUND);
+	CU_ASSERT_EQUAL(due_count(s), 0);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+/* Records of a message that is gone are collected; a queue without live
+ * counts (schema 1) still removes its messages when done. */
+static void
+test_orphans_and_live(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct store_stats st;
+	uint8_t key[12];
+	uint64_t n = 0;
+	int removed = 0;
+	queue_id_t id = put_direct(s, 2, 10);
+
+	store_close(&s);
+	be64(key, 42);
+	key[8] = key[9] = key[10] = key[11] = 0;
+	raw_put(dir, "rcpt", key, 12, "\x02junk", 5);
+	raw_put(dir, "body", key, 12, "orphan", 6);
+	raw_put(dir, "live", key, 8, "\0\0\0\1", 4);
+	/* The live count of id goes missing, as in a queue of schema 1. */
+	{
+		MDB_env *env;
+		MDB_txn *txn;
+		MDB_dbi dbi;
+		MDB_val k = { 8, key };
+		be64(key, id);
+		CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
+		mdb_env_set_maxdbs(env, 8);
+		CU_ASSERT_FATAL(mdb_env_open(env, dir, MDB_NOTLS, 0600) == 0);
+		CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
+		CU_ASSERT_FATAL(mdb_dbi_open(txn, "live", 0, &dbi) == 0);
+		CU_ASSERT(mdb_del(txn, dbi, &k, NULL) == 0);
+		CU_ASSERT(mdb_txn_commit(txn) == 0);
+		mdb_env_close(env);
+	}
+	s = open_store(dir, 0, 0);
+	CU_ASSERT(store_collect_orphans(s, &n) == STORE_OK);
+	CU_ASSERT_EQUAL(n, 3);
+	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
+	CU_ASSERT_EQUAL(st.bad, 2);		/* the rcpt and body records */
+	CU_ASSERT_EQUAL(st.messages, 1);
+	CU_ASSERT(store_collect_orphans(s, &n) == STORE_OK);
+	CU_ASSERT_EQUAL(n, 0);
+	CU_ASSERT(upd(s, id, 0, RCPT_SENT, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 0);
+	CU_ASSERT(upd(s, id, 1, RCPT_SENT, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 1);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+/* A process that died inside a read transaction keeps a reader slot,
+ * and with it old pages from being reused: it is cleared. The lock file
+ * has room for the readers asked for. */
+static void
+test_readers(void)
+{
+	char *dir = tmpdir_make();
+	struct store_limits lim = { .map_size = 1 << 20, .max_readers = 1000 };
+	char err[200], path[300];
+	struct queue_store *s = store_open_limits(dir, &lim, 0, err, sizeof err);
+	struct stat stt;
+	pid_t pid;
+	int status;
+
+	CU_ASSERT_FATAL(s != NULL);
+	snprintf(path, sizeof path, "%s/lock.mdb", dir);
+	CU_ASSERT_FATAL(stat(path, &stt) == 0);
+	CU_ASSERT(stt.st_size >= 1000 * 64);
+	CU_ASSERT_EQUAL(store_reader_check(s), 0);
+	pid = fork();
+	if (pid == 0) {
+		MDB_env *env;
+		MDB_txn *txn;
+		if (mdb_env_create(&env) != 0)
+			_exit(2);
+		mdb_env_set_maxdbs(env, 8);
+		if (mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0600) != 0 ||
+		    mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) != 0)
+			_exit(3);
+		_exit(0);	/* dies holding the read transaction */
+	}
+	CU_ASSERT_FATAL(pid > 0);
+	CU_ASSERT(waitpid(pid, &status, 0) == pid);
+	CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CU_ASSERT_EQUAL(store_reader_check(s), 1);
+	CU_ASSERT_EQUAL(store_reader_check(s), 0);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+/* LMDB operations of a message of n recipients: put, load, and its
+ * recipients finished one request each (the worst case: every recipient
+ * in a domain of its own) and all in one request. */
+static void
+work_for(size_t n, uint64_t *put_r, uint64_t *one_r, uint64_t *each_r)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct committer *c = committer_start(s);
+	struct commit_results req;
+	uint64_t before;
+	queue_id_t id;
+
+	CU_ASSERT_FATAL(c != NULL);
+	before = store_op_count(s);
+	id = put_direct(s, n, 100);
+	*put_r = store_op_count(s) - before;
+
+	before = store_op_count(s);
+	memset(&req, 0, sizeof req);
+	req.facts = 1;
+	req.nresults = n;
+	req.results = xcalloc(n, sizeof *req.results);
+	for (size_t i = 0; i < n; i++)
+		set_result(&req.results[i], id, (uint32_t)i, RCPT_SENT, 0, "250 ok");
+	CU_ASSERT_EQUAL(submit_results(c, &req), COMMIT_OK);
+	CU_ASSERT_EQUAL(req.results[n - 1].removed, 1);
+	commit_results_free(&req);
+	*one_r = store_op_count(s) - before;
+
+	id = put_direct(s, n, 100);
+	before = store_op_count(s);
+	for (size_t i = 0; i < n; i++) {
+		memset(&req, 0, sizeof req);
+		req.facts = 1;
+		req.nresults = 1;
+		req.results = xcalloc(1, sizeof *req.results);
+		set_result(&req.results[0], id, (uint32_t)i, RCPT_SENT, 0, "250 ok");
+		CU_ASSERT_EQUAL(submit_results(c, &req), COMMIT_OK);
+		commit_results_free(&req);
+	}
+	*each_r = store_op_count(s) - before;
+	CU_ASSERT_EQUAL(count_msgs(s), 0);
+	committer_stop(&c);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+static void
+test_linear_work(void)
+{
+	uint64_t p1, o1, e1, p2, o2, e2;
+
+	work_for(100, &p1, &o1, &e1);
+	work_for(1000, &p2, &o2, &e2);
+	if (getenv("TEST_QUEUE_VERBOSE"))
+		fprintf(stderr, "\n  ops 100: %" PRIu64 " %" PRIu64 " %" PRIu64
+		    "; 1000: %" PRIu64 " %" PRIu64 " %" PRIu64 "\n",
+		    p1, o1, e1, p2, o2, e2);
+	/* Ten times the recipients, about ten times the work (quadratic
+	 * would be a hundred times). */
+	CU_ASSERT(p2 < 12 * p1);
+	CU_ASSERT(o2 < 12 * o1);
+	CU_ASSERT(e2 < 12 * e1);
+}
+
 int
 main(void)
 {
@@ -1264,7 +1611,13 @@ main(void)
 	    !CU_add_test(suite, "store corrupt records", test_store_corrupt) ||
 	    !CU_add_test(suite, "committer group commit", test_committer_group) ||
 	    !CU_add_test(suite, "committer map full", test_map_full) ||
-	    !CU_add_test(suite, "committer results", test_committer_results)) {
+	    !CU_add_test(suite, "committer results", test_committer_results) ||
+	    !CU_add_test(suite, "map grows to its ceiling", test_map_grows) ||
+	    !CU_add_test(suite, "alias expansion", test_expand) ||
+	    !CU_add_test(suite, "notice pending", test_notice_pending) ||
+	    !CU_add_test(suite, "orphans and live counts", test_orphans_and_live) ||
+	    !CU_add_test(suite, "stale readers, reader slots", test_readers) ||
+	    !CU_add_test(suite, "1,000 recipients: linear work", test_linear_work)) {
 		CU_cleanup_registry();
 		return 1;
 	}

@@ -1,0 +1,93 @@
+/*
+ * delivery_internal: what the parts of the delivery stage share, and
+ * nothing else includes. delivery.c runs the pool and records outcomes;
+ * delivery_local.c delivers to Maildirs and expands aliases;
+ * delivery_remote.c adapts between queue records and the relay client;
+ * delivery_notice.c decides and builds the notices.
+ *
+ * Threads: a job context belongs to the delivery thread that runs it.
+ */
+#ifndef QUEUE_DELIVERY_INTERNAL_H
+#define QUEUE_DELIVERY_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "queue/delivery.h"
+#include "queue/record.h"
+#include "queue/results.h"
+#include "queue/scheduler.h"
+#include "storage/maildir.h"
+
+enum notice_kind {
+	NOTICE_NONE = 0,
+	NOTICE_FAILED,		/* to the sender */
+	NOTICE_DELAYED,		/* to the sender */
+	NOTICE_DELIVERED,	/* to the sender: delivered here */
+	NOTICE_RELAYED,		/* to the sender: passed to a server without DSN */
+	NOTICE_POSTMASTER,	/* a failure of null-sender mail, to postmaster */
+};
+
+/* What happened to one recipient in this job. */
+struct outcome {
+	const struct queue_rcpt *r;
+	int fact;			/* an attempt's outcome to record */
+	int report_only;		/* final already: its notice is pending */
+	int expand;			/* an alias to expand into targets */
+	enum rcpt_state state;		/* SENT, DEFERRED or BOUNCED */
+	char dsn[16];
+	char diag[512];
+	char relay[300];
+	char remote_mta[256];
+	int dsn_passed;			/* the next hop reports on it */
+	int64_t next_try;		/* DEFERRED: next try; final with a
+					 * notice: its retry */
+	enum notice_kind notice;
+	char **targets;			/* expand: final addresses, owned */
+	int ntargets;
+};
+
+/* One job from load to its last commit. */
+struct job_ctx {
+	struct delivery_policy *pol;
+	struct sched_job *job;
+	struct queue_msg msg;
+	char qid[QUEUE_ID_LEN + 1];
+	char *body;
+	size_t body_len;
+	struct outcome *out;
+	size_t nout;
+	int local;
+};
+
+/* Maildir items of a batch of local jobs, with who asked for each. */
+struct local_items {
+	struct maildir_item *items;
+	struct outcome **out;
+	char **targets;			/* the final address, Delivered-To */
+	size_t n, cap;
+};
+
+void outcome_set(struct outcome *o, enum rcpt_state state, const char *dsn,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+int policy_is_local(const char *domain, void *arg);
+
+/* delivery_local.c: aliases and Maildir items for a local job; then the
+ * outcomes from the Maildir results. */
+void local_prepare(struct job_ctx *jc, struct local_items *li);
+void local_finish(struct local_items *li);
+void local_items_free(struct local_items *li);
+
+/* delivery_remote.c: one remote job through the relay client. */
+void deliver_remote(struct job_ctx *jc);
+
+/* delivery_notice.c: the notice each outcome calls for (sets o->notice),
+ * and the new-mail request of a job: its notices with their
+ * NOTICE_DONE results, and its expansions. Returns 0 when there is
+ * nothing to submit. */
+void notice_decide(struct job_ctx *jc, int64_t now);
+int notice_request(struct job_ctx *jc, struct commit_results *req,
+    int64_t now);
+
+#endif

@@ -21,9 +21,11 @@ BUILD = build/default
 else
 $(error SANITIZE must be address or thread)
 endif
+# The metrics endpoint (server/metrics_http.c).
+LDLIBS += -lmicrohttpd
 
 PROGRAMS = server/main.c server/mailctl.c
-SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c auth/*.c storage/*.c relay/*.c queue/*.c server/*.c))
+SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c auth/*.c storage/*.c relay/*.c queue/*.c filter/*.c server/*.c))
 OBJS = $(SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -90,6 +92,7 @@ integration: all $(BUILD)/tests/test_dns_live $(TOOL_BINS) $(BUILD)/tests/libmsf
 	@MAILSERVER_BIN=$(abspath $(BUILD)/mailserver) MAILCTL_BIN=$(abspath $(BUILD)/mailctl) \
 		AUTHTOOL_BIN=$(abspath $(BUILD)/tools/authtool) \
 		DNS_LIVE_BIN=$(abspath $(BUILD)/tests/test_dns_live) \
+		FILTER_DRIVER_BIN=$(abspath $(BUILD)/tools/filter_driver) \
 		TLS_PROBE_BIN=$(abspath $(BUILD)/tools/tls_probe) \
 		MSFAULT_LIB=$(abspath $(BUILD)/tests/libmsfault.so) \
 		SANITIZE=$(SANITIZE) bash tests/run_integration.sh
@@ -113,4 +116,26 @@ clean:
 
 -include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d
 -include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(FUZZ_SRCS:%.c=$(BUILD)/%.d) $(BUILD)/tests/fuzz/driver.d
+-include $(TOOL_SRCS:%.c=$(BUILD)/%.d)
 -include $(BUILD)/tests/integration/tls_probe.d
+
+# Live tests that tests/integration/*.py run (next to $(BUILD)/mailserver).
+integration: $(BUILD)/tests/test_dnsbl_live
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binaries and manual pages.
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+.PHONY: install
+install: $(BUILD)/mailserver $(BUILD)/mailctl
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BUILD)/mailserver $(BUILD)/mailctl $(DESTDIR)$(SBINDIR)/
+	install -m 0644 man/mailserver.8 man/mailctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/mailserver.conf.5 $(DESTDIR)$(MANDIR)/man5/
+
+# The metrics endpoint with known values, scraped by tests/integration/test_metrics.py.
+$(BUILD)/tests/metrics_serve: $(BUILD)/tests/integration/metrics_serve.o $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+integration: $(BUILD)/tests/metrics_serve
+-include $(BUILD)/tests/integration/metrics_serve.d

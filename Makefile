@@ -6,7 +6,7 @@ SANITIZE ?=
 WARN = -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes -Werror
 CFLAGS ?= -O2 -g
 ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) -pthread -D_GNU_SOURCE -I. -MMD -MP
-LDLIBS = -lgnutls -lldns -llmdb -lcrypt -pthread
+LDLIBS = -lgnutls -lgnutls-dane -lcurl -lldns -llmdb -lcrypt -lpsl -pthread
 
 ifeq ($(SANITIZE),address)
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -23,12 +23,14 @@ $(error SANITIZE must be address or thread)
 endif
 
 PROGRAMS = server/main.c server/mailctl.c
-SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c storage/*.c relay/*.c queue/*.c server/*.c))
+SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c auth/*.c storage/*.c relay/*.c queue/*.c server/*.c))
 OBJS = $(SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS = $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS = $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+TOOL_SRCS = $(wildcard tests/tools/*.c)
+TOOL_BINS = $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 
 .SECONDARY:
 .PHONY: all run test unit integration fuzz fuzz-regress deps bench clean
@@ -62,6 +64,11 @@ $(BUILD)/fuzz/%: $(BUILD)/tests/fuzz/%.o $(BUILD)/tests/fuzz/driver.o $(BUILD)/l
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Test drivers (tests/tools/) used by the integration tests.
+$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 deps:
 	@bash tests/deps.sh
 
@@ -79,9 +86,11 @@ $(BUILD)/tests/libmsfault.so: tests/fault/msfault.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -shared -fPIC -o $@ $< -ldl
 
-integration: all $(BUILD)/tests/test_dns_live $(BUILD)/tests/libmsfault.so
+integration: all $(BUILD)/tests/test_dns_live $(TOOL_BINS) $(BUILD)/tests/libmsfault.so
 	@MAILSERVER_BIN=$(abspath $(BUILD)/mailserver) MAILCTL_BIN=$(abspath $(BUILD)/mailctl) \
+		AUTHTOOL_BIN=$(abspath $(BUILD)/tools/authtool) \
 		DNS_LIVE_BIN=$(abspath $(BUILD)/tests/test_dns_live) \
+		TLS_PROBE_BIN=$(abspath $(BUILD)/tools/tls_probe) \
 		MSFAULT_LIB=$(abspath $(BUILD)/tests/libmsfault.so) \
 		SANITIZE=$(SANITIZE) bash tests/run_integration.sh
 
@@ -103,3 +112,5 @@ clean:
 	rm -rf build mailserver mailctl
 
 -include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d
+-include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(FUZZ_SRCS:%.c=$(BUILD)/%.d) $(BUILD)/tests/fuzz/driver.d
+-include $(BUILD)/tests/integration/tls_probe.d

@@ -185,4 +185,202 @@ const char *dns_status_dsn(int status);
  */
 int dns_name_normalize(const char *name, char *out, size_t outsize);
 
+/* ---- raw record sets, for mail authentication (dns/txt.c) ---- */
+
+/* The record types dns_records_lookup asks for (IANA numbers). */
+enum dns_rtype {
+	DNS_RTYPE_A = 1,
+	DNS_RTYPE_PTR = 12,
+	DNS_RTYPE_MX = 15,
+	DNS_RTYPE_TXT = 16,
+	DNS_RTYPE_AAAA = 28,
+};
+
+/* What a raw lookup found. NODATA and NXDOMAIN are kept apart, as SPF's
+ * void-lookup limit (RFC 7208 4.6.4) and DKIM's key lookup need. */
+enum dns_records_status {
+	DNS_REC_DATA = 0,	/* n >= 1 records */
+	DNS_REC_NODATA,		/* the name exists, no record of the type */
+	DNS_REC_NXDOMAIN,	/* the name does not exist */
+	DNS_REC_TEMP,		/* SERVFAIL, timeout, malformed answer */
+	DNS_REC_BAD_NAME,	/* not a name dns_name_normalize accepts */
+};
+
+struct dns_record {
+	uint16_t pref;		/* MX */
+	struct dns_addr addr;	/* A, AAAA */
+	char *name;		/* MX exchange ("" is the root), PTR target:
+				 * lower case, no trailing dot; else NULL */
+	char *text;		/* TXT: the character-strings joined, a NUL
+				 * after textlen bytes (it may hold NULs) */
+	size_t textlen;
+};
+
+struct dns_records {
+	enum dns_records_status status;
+	char detail[160];	/* why, for DNS_REC_TEMP and DNS_REC_BAD_NAME */
+	size_t n;
+	struct dns_record *rr;	/* n records, in the order of the answer */
+};
+
+/*
+ * The records of type for name, from the cache or the servers, CNAMEs
+ * followed; bounded by the resolver's total_timeout_ms. Records whose
+ * rdata is malformed are dropped (a set left empty is DNS_REC_NODATA);
+ * at most 64 are kept. Always sets *res_r to a new result (free with
+ * dns_records_free) and returns its status. Thread-safe as dns_mx_lookup.
+ */
+int dns_records_lookup(struct dns_resolver *r, const char *name,
+    enum dns_rtype type, struct dns_records **res_r);
+
+/* dns_records_lookup(r, name, DNS_RTYPE_TXT, res_r). */
+int dns_txt_lookup(struct dns_resolver *r, const char *name,
+    struct dns_records **res_r);
+
+/* Frees a result; sets *resp to NULL. NULL is fine. */
+void dns_records_free(struct dns_records **resp);
+
+/* ---- DNSSEC-aware lookups (dnssec.c; TLSA and TXT in tlsa.c) ----
+ *
+ * DANE (RFC 7672) and the TLS policy lookups need to know whether an
+ * answer was DNSSEC-validated. mailserver does not validate itself: it
+ * asks the configured servers with the DO and AD bits set and believes
+ * the AD bit of the reply, as Postfix does, but only when every server is
+ * on loopback (a validating resolver on this host, e.g. unbound); over
+ * any other path the AD bit could be forged, so answers then count as
+ * insecure (dns_sec_trusted says which). DESIGN.md "Outbound TLS" says
+ * why. These lookups bypass the answer cache of struct dns_resolver: the
+ * local validating resolver caches. Queries go over UDP (TCP when
+ * truncated) with the same tries and time bounds as dns_options.
+ *
+ * Threads: as the rest of dns/: one struct dns_sec shared by any number of
+ * threads; results belong to the caller.
+ */
+
+/* What an answer is worth (RFC 4035 4.3 terms). */
+enum dns_sec_state {
+	DNS_SEC_INSECURE = 0,	/* answered, not validated (or AD not believed) */
+	DNS_SEC_SECURE,		/* answered with AD from a trusted resolver */
+	DNS_SEC_BOGUS,		/* no answer to rely on either way: validation
+				 * failed (the resolver's SERVFAIL), or no reply,
+				 * or a malformed one ("indeterminate" in RFC 7672
+				 * 2.1.1 is handled the same: never downgrade) */
+};
+
+/* What an answer holds. */
+enum dns_sec_kind {
+	DNS_SEC_DATA = 0,	/* records of the type asked */
+	DNS_SEC_NODATA,		/* the name exists, no such records */
+	DNS_SEC_NXDOMAIN,	/* the name does not exist */
+	DNS_SEC_FAIL,		/* no usable answer (state is DNS_SEC_BOGUS) */
+};
+
+#define DNS_MAX_TLSA		32	/* TLSA records kept per lookup */
+#define DNS_MAX_TXT		16	/* TXT records kept per lookup */
+#define DNS_TXT_MAX		4096	/* bytes of one TXT record (strings joined) */
+
+struct dns_sec;
+
+/*
+ * Makes the DNSSEC-aware lookup path for servers[0..n-1] (or, n == 0, the
+ * nameservers of opts->resolv_conf), with opts' timeouts (NULL: defaults).
+ * NULL with err filled as dns_resolver_new. Free with dns_sec_free.
+ */
+struct dns_sec *dns_sec_new(const struct dns_server_addr *servers, size_t n,
+    const struct dns_options *opts, char *err, size_t errsize);
+void dns_sec_free(struct dns_sec **sp);
+
+/* 1 when the AD bit is believed (every server is a loopback address). */
+int dns_sec_trusted(const struct dns_sec *s);
+
+/* "secure", "insecure", "bogus" (static). */
+const char *dns_sec_state_str(enum dns_sec_state st);
+
+/* One TLSA record (RFC 6698 2.1), as published; data is owned by the
+ * result. Unusable records (other usages, unknown selectors or matching
+ * types, wrong digest lengths) are kept: relay/ decides (RFC 7672 3.1). */
+struct dns_tlsa_rr {
+	uint8_t usage, selector, mtype;
+	size_t len;
+	uint8_t *data;
+};
+
+struct dns_tlsa_result {
+	enum dns_sec_kind kind;
+	enum dns_sec_state state;
+	char qname[DNS_NAME_MAX];	/* "_25._tcp.mx.example.com" */
+	char detail[200];		/* why, when kind is DNS_SEC_FAIL */
+	size_t n;			/* records, only with DNS_SEC_DATA */
+	struct dns_tlsa_rr rrs[DNS_MAX_TLSA];
+};
+
+/*
+ * TLSA records of host (a normalized-able host name) at TCP port (RFC
+ * 6698 3: _PORT._tcp.HOST), CNAMEs followed (RFC 7671 7). Always sets
+ * *res_r (free with dns_tlsa_result_free) and returns its kind. A record
+ * with empty association data is kept (len 0: unusable). The state is
+ * DNS_SEC_SECURE only when every packet of the chain had AD.
+ */
+int dns_tlsa_lookup(struct dns_sec *s, const char *host, uint16_t port,
+    struct dns_tlsa_result **res_r);
+void dns_tlsa_result_free(struct dns_tlsa_result **resp);
+
+struct dns_sec_txt_result {
+	enum dns_sec_kind kind;
+	enum dns_sec_state state;
+	char detail[200];
+	size_t n;			/* records, only with DNS_SEC_DATA */
+	char *txt[DNS_MAX_TXT];		/* each record's strings joined, NUL-ended */
+};
+
+/*
+ * TXT records of name (RFC 1035 3.3.14): the character-strings of each
+ * record are joined without separator (as RFC 7208 3.3 and RFC 8461 3.1
+ * want). Records with a NUL byte or longer than DNS_TXT_MAX are dropped.
+ * Ownership and statuses as dns_tlsa_lookup.
+ */
+int dns_sec_txt_lookup(struct dns_sec *s, const char *name,
+    struct dns_sec_txt_result **res_r);
+void dns_sec_txt_result_free(struct dns_sec_txt_result **resp);
+
+/* The DNSSEC view of a domain's MX RRset (RFC 7672 2.2.1). */
+struct dns_sec_mx {
+	enum dns_sec_kind kind;		/* DATA: names[]; NODATA: implicit MX */
+	enum dns_sec_state state;
+	char detail[200];
+	size_t nnames;			/* exchange names, lower case, no root */
+	char names[DNS_MAX_MX_HOSTS][DNS_NAME_MAX];
+};
+
+/*
+ * Asks domain's MX RRset on the DNSSEC-aware path. This is apart from
+ * dns_mx_lookup (which chooses the hosts and their addresses, through the
+ * cache): an MX host of that result counts as securely obtained only when
+ * this says DNS_SEC_SECURE and lists its name (dns_sec_mx_has). Fills *out.
+ */
+int dns_sec_mx_lookup(struct dns_sec *s, const char *domain,
+    struct dns_sec_mx *out);
+int dns_sec_mx_has(const struct dns_sec_mx *mx, const char *host);
+
+/* The DNSSEC view of a host's addresses (RFC 7672 2.2.2). */
+struct dns_sec_host {
+	enum dns_sec_state state;	/* of the whole A (and AAAA) answer chain */
+	int alias;			/* the name is a CNAME */
+	enum dns_sec_state alias_state;	/* of the host's own CNAME record */
+	char expanded[DNS_NAME_MAX];	/* fully CNAME-expanded name (= host
+					 * when not an alias) */
+	char detail[200];
+};
+
+/*
+ * Asks the A (and, with use_ipv6, AAAA) records of host on the
+ * DNSSEC-aware path, to learn whether they are secure and the
+ * CNAME-expanded name. When the chain is not secure but the host is an
+ * alias, its CNAME record alone is asked too (alias_state), since a
+ * secure alias into an unsigned zone still makes the original name a
+ * TLSA base domain. Returns out->state.
+ */
+int dns_sec_host_lookup(struct dns_sec *s, const char *host,
+    struct dns_sec_host *out);
+
 #endif

@@ -30,6 +30,7 @@
 #define DNS_T_CNAME	5
 #define DNS_T_PTR	12
 #define DNS_T_MX	15
+#define DNS_T_TXT	16
 #define DNS_T_AAAA	28
 
 enum dns_kind {
@@ -45,6 +46,9 @@ struct dns_rr {
 	uint8_t addr[16];	/* A (4 bytes), AAAA */
 	char *name;		/* MX exchange, PTR: validated, lower case;
 				 * "" is the root; NULL for A/AAAA */
+	char *text;		/* TXT: the character-strings joined, with a
+				 * NUL after textlen bytes; NULL otherwise */
+	size_t textlen;
 };
 
 /* A parsed answer for one (name, type). Owned by whoever made it. */
@@ -70,6 +74,46 @@ struct dns_rrset {
  */
 struct dns_rrset *dns_answer_parse(const uint8_t *wire, size_t len,
     const char *qname, uint16_t qtype);
+
+/* ---- answer parsing shared by the cached and the DNSSEC-aware paths (mx.c) ---- */
+
+struct ldns_struct_pkt;		/* ldns_pkt */
+struct ldns_struct_rdf;		/* ldns_rdf */
+struct ldns_struct_rr;		/* ldns_rr */
+
+/*
+ * The checks every answer gets: 0 with the decoded packet in *pkt_r and
+ * the question's name in *qrdf_r (the caller frees both with ldns_pkt_free
+ * and ldns_rdf_deep_free), or -1 with a static reason in *why_r: too short
+ * or too long, malformed, not an answer to a query, truncated, an answer
+ * to another question than (qname, qtype, IN). The rcode is the caller's.
+ */
+int dns_answer_open(const uint8_t *wire, size_t len, const char *qname,
+    uint16_t qtype, struct ldns_struct_pkt **pkt_r,
+    struct ldns_struct_rdf **qrdf_r, const char **why_r);
+
+/* Called for each record of the type asked at the end of the chain; 0,
+ * or -1 when the record is malformed (the walk stops). */
+typedef int dns_answer_each_fn(void *ctx, const struct ldns_struct_rr *rr);
+
+struct dns_answer_chain {
+	const struct ldns_struct_rdf *end;	/* where the chain ends (in pkt) */
+	int found;		/* records of the type asked were there */
+	unsigned cnames;	/* CNAMEs followed inside the packet */
+	uint32_t ttl;		/* least TTL of those records and CNAMEs,
+				 * UINT32_MAX when there were none */
+};
+
+/*
+ * Walks pkt's answer section from qrdf along its CNAMEs (at most
+ * DNS_MAX_CNAME_HOPS): calls each for every IN record of qtype owned by
+ * the name reached. 0 with *c filled, or -1 with a static reason in
+ * *why_r (a malformed or conflicting CNAME, a chain too long, a record
+ * each refused).
+ */
+int dns_answer_chain(const struct ldns_struct_pkt *pkt,
+    const struct ldns_struct_rdf *qrdf, uint16_t qtype, dns_answer_each_fn *each,
+    void *ctx, struct dns_answer_chain *c, const char **why_r);
 
 /* The TTL of a negative answer when the packet carries no SOA. */
 #define DNS_DEFAULT_NEG_TTL	60
@@ -105,6 +149,15 @@ int dns_parse_mx_answer(const uint8_t *wire, size_t len, const char *qname,
  * dns_name_normalize would refuse. */
 int dns_wire_name_to_text(const uint8_t *wire, size_t len, char *out,
     size_t outsize);
+
+/* ---- TXT records (txt.c) ---- */
+
+struct ldns_struct_rr;
+
+/* Joins the character-strings of a TXT record into out->text (malloc'd,
+ * NUL-terminated, out->textlen bytes before the NUL, which may hold any
+ * byte). Returns 0, or -1 when the rdata is not a list of strings. */
+int dns_txt_rdata_join(const struct ldns_struct_rr *rr, struct dns_rr *out);
 
 /* Random 64-bit seed (getrandom, falling back on time and address). */
 uint64_t dns_random_seed(void);
@@ -165,5 +218,62 @@ struct dns_rrset *dns_resolver_lookup(struct dns_resolver *r,
 
 /* Queries sent by this resolver (cache misses), for tests. */
 uint64_t dns_resolver_query_count(struct dns_resolver *r);
+
+/* ---- the DNSSEC-aware path (dnssec.c) ---- */
+
+#define DNS_T_TXT	16
+#define DNS_T_TLSA	52
+
+/* One record's rdata in uncompressed wire form. */
+struct dns_sec_rr {
+	size_t len;
+	uint8_t *data;
+};
+
+/* A parsed answer on the DNSSEC-aware path. Owned by whoever made it. */
+struct dns_sec_answer {
+	enum dns_sec_kind kind;
+	int ad;			/* every packet behind it had the AD bit */
+	int follow;		/* parse only: a chain that ends without data:
+				 * ask target next (kind is DNS_SEC_NODATA) */
+	unsigned cnames;	/* CNAMEs followed */
+	char owner[DNS_NAME_MAX];	/* name that holds the records */
+	char target[DNS_NAME_MAX];	/* follow: the name to ask next */
+	char detail[160];	/* DNS_SEC_FAIL: why */
+	size_t n;
+	struct dns_sec_rr *rrs;
+};
+
+/*
+ * Parses the wire answer (len bytes) to (qname normalized, qtype) like
+ * dns_answer_parse, but keeps each record of qtype as raw rdata and notes
+ * the AD bit and the CNAME-expanded owner. Never fails: anything wrong
+ * gives DNS_SEC_FAIL with a detail. At most DNS_MAX_RRSET records are
+ * kept. A new answer; free with dns_sec_answer_free.
+ */
+struct dns_sec_answer *dns_sec_answer_parse(const uint8_t *wire, size_t len,
+    const char *qname, uint16_t qtype);
+void dns_sec_answer_free(struct dns_sec_answer **ap);
+
+/* The DNSSEC-aware path over transport instead of the network; every
+ * answer's AD bit is believed when trusted is 1. opts may be NULL. */
+struct dns_sec *dns_sec_new_transport(dns_transport_fn transport, void *tctx,
+    int trusted, const struct dns_options *opts);
+
+/*
+ * The records of type for name (normalized) on the DNSSEC-aware path,
+ * CNAMEs followed across packets (DNS_MAX_CNAME_HOPS in all); ad is set
+ * only when every packet had AD and the path is trusted. Never returns
+ * with follow set. A new answer.
+ */
+struct dns_sec_answer *dns_sec_lookup(struct dns_sec *s, const char *name,
+    uint16_t type, int64_t deadline_ms);
+
+/* A deadline total_timeout_ms from now (CLOCK_MONOTONIC ms). */
+int64_t dns_sec_deadline(const struct dns_sec *s);
+
+/* The state an answer gives: DNS_SEC_BOGUS for DNS_SEC_FAIL, else
+ * secure or insecure after its AD bit. */
+enum dns_sec_state dns_sec_answer_state(const struct dns_sec_answer *a);
 
 #endif

@@ -184,6 +184,11 @@ dns_rrset_copy(const struct dns_rrset *rs)
 			c->rrs[i] = rs->rrs[i];
 			if (rs->rrs[i].name)
 				c->rrs[i].name = xstrdup(rs->rrs[i].name);
+			if (rs->rrs[i].text) {
+				c->rrs[i].text = xmalloc(rs->rrs[i].textlen + 1);
+				memcpy(c->rrs[i].text, rs->rrs[i].text,
+				    rs->rrs[i].textlen + 1);
+			}
 		}
 	}
 	return c;
@@ -196,8 +201,10 @@ dns_rrset_free(struct dns_rrset **rsp)
 
 	if (rs == NULL)
 		return;
-	for (size_t i = 0; i < rs->n; i++)
+	for (size_t i = 0; i < rs->n; i++) {
 		free(rs->rrs[i].name);
+		free(rs->rrs[i].text);
+	}
 	free(rs->rrs);
 	free(rs);
 	*rsp = NULL;
@@ -206,8 +213,10 @@ dns_rrset_free(struct dns_rrset **rsp)
 static void
 rrset_fail(struct dns_rrset *rs, const char *why)
 {
-	for (size_t i = 0; i < rs->n; i++)
+	for (size_t i = 0; i < rs->n; i++) {
 		free(rs->rrs[i].name);
+		free(rs->rrs[i].text);
+	}
 	free(rs->rrs);
 	rs->rrs = NULL;
 	rs->n = 0;
@@ -259,11 +268,16 @@ rrset_add(struct dns_rrset *rs, const ldns_rr *rr)
 		memcpy(one.addr, ldns_rdf_data(rd), want);
 		break;
 	}
+	case DNS_T_TXT:
+		if (dns_txt_rdata_join(rr, &one) != 0)
+			goto bad;
+		break;
 	default:
 		goto bad;
 	}
 	if (rs->n >= DNS_MAX_RRSET) {
 		free(one.name);
+		free(one.text);
 		rs->nbad++;
 		return;
 	}
@@ -312,17 +326,17 @@ rcode_text(int rcode)
 	}
 }
 
-/* Walks the answer section from qrdf along CNAMEs, filling rs. */
-static void
-parse_sections(const ldns_pkt *pkt, const ldns_rdf *qrdf, struct dns_rrset *rs)
+int
+dns_answer_chain(const ldns_pkt *pkt, const ldns_rdf *qrdf, uint16_t qtype,
+    dns_answer_each_fn *each, void *ctx, struct dns_answer_chain *c,
+    const char **why_r)
 {
 	const ldns_rr_list *ans = ldns_pkt_answer(pkt);
 	size_t nans = ans ? ldns_rr_list_rr_count(ans) : 0;
-	int rcode = ldns_pkt_get_rcode(pkt);
 	const ldns_rdf *cur = qrdf;
-	uint32_t ttl = UINT32_MAX;
-	int found = 0;
 
+	memset(c, 0, sizeof *c);
+	c->ttl = UINT32_MAX;
 	for (;;) {
 		const ldns_rdf *next = NULL;
 
@@ -331,60 +345,136 @@ parse_sections(const ldns_pkt *pkt, const ldns_rdf *qrdf, struct dns_rrset *rs)
 			if (ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN ||
 			    ldns_dname_compare(ldns_rr_owner(rr), cur) != 0)
 				continue;
-			if (ldns_rr_get_type(rr) == rs->type) {
-				found = 1;
-				if (rr_ttl(rr) < ttl)
-					ttl = rr_ttl(rr);
-				rrset_add(rs, rr);
+			if (ldns_rr_get_type(rr) == qtype) {
+				c->found = 1;
+				if (rr_ttl(rr) < c->ttl)
+					c->ttl = rr_ttl(rr);
+				if (each(ctx, rr) != 0) {
+					*why_r = "malformed record";
+					return -1;
+				}
 			} else if (ldns_rr_get_type(rr) == LDNS_RR_TYPE_CNAME) {
 				const ldns_rdf *t = ldns_rr_rd_count(rr) == 1 ?
 				    ldns_rr_rdf(rr, 0) : NULL;
 				if (t == NULL ||
 				    ldns_rdf_get_type(t) != LDNS_RDF_TYPE_DNAME) {
-					rrset_fail(rs, "malformed CNAME record");
-					return;
+					*why_r = "malformed CNAME record";
+					return -1;
 				}
 				if (next != NULL && ldns_dname_compare(next, t) != 0) {
-					rrset_fail(rs, "conflicting CNAME records");
-					return;
+					*why_r = "conflicting CNAME records";
+					return -1;
 				}
 				next = t;
-				if (rr_ttl(rr) < ttl)
-					ttl = rr_ttl(rr);
+				if (rr_ttl(rr) < c->ttl)
+					c->ttl = rr_ttl(rr);
 			}
 		}
-		if (found || next == NULL)
+		if (c->found || next == NULL)
 			break;
-		if (++rs->cnames > DNS_MAX_CNAME_HOPS) {
-			rrset_fail(rs, "CNAME chain too long");
-			return;
+		if (++c->cnames > DNS_MAX_CNAME_HOPS) {
+			*why_r = "CNAME chain too long";
+			return -1;
 		}
 		cur = next;
 	}
+	c->end = cur;
+	return 0;
+}
 
-	if (found) {
+static int
+rrset_each(void *ctx, const ldns_rr *rr)
+{
+	rrset_add(ctx, rr);	/* invalid records are counted, not fatal */
+	return 0;
+}
+
+/* Fills rs from the answer section, along the CNAMEs from qrdf. */
+static void
+parse_sections(const ldns_pkt *pkt, const ldns_rdf *qrdf, struct dns_rrset *rs)
+{
+	int rcode = ldns_pkt_get_rcode(pkt);
+	struct dns_answer_chain c;
+	const char *why;
+
+	if (dns_answer_chain(pkt, qrdf, rs->type, rrset_each, rs, &c, &why) != 0) {
+		rrset_fail(rs, why);
+		return;
+	}
+	rs->cnames = c.cnames;
+	if (c.found) {
 		if (rcode != LDNS_RCODE_NOERROR) {
 			rrset_fail(rs, "records in a negative answer");
 			return;
 		}
 		rs->kind = DNS_K_DATA;
-		rs->ttl = ttl;
+		rs->ttl = c.ttl;
 		return;
 	}
-	if (rcode == LDNS_RCODE_NXDOMAIN || cur == qrdf) {
+	if (rcode == LDNS_RCODE_NXDOMAIN || c.end == qrdf) {
 		uint32_t neg = negative_ttl(pkt);
 		rs->kind = rcode == LDNS_RCODE_NXDOMAIN ? DNS_K_NXDOMAIN : DNS_K_NODATA;
-		rs->ttl = neg < ttl ? neg : ttl;
+		rs->ttl = neg < c.ttl ? neg : c.ttl;
 		return;
 	}
 	/* A chain that ends without the type asked: the target is asked next. */
-	if (rdf_name_text(cur, rs->target, sizeof rs->target) != 0 ||
+	if (rdf_name_text(c.end, rs->target, sizeof rs->target) != 0 ||
 	    rs->target[0] == '\0') {
 		rrset_fail(rs, "invalid CNAME target");
 		return;
 	}
 	rs->kind = DNS_K_CNAME;
-	rs->ttl = ttl;
+	rs->ttl = c.ttl;
+}
+
+int
+dns_answer_open(const uint8_t *wire, size_t len, const char *qname,
+    uint16_t qtype, ldns_pkt **pkt_r, ldns_rdf **qrdf_r, const char **why_r)
+{
+	ldns_pkt *pkt = NULL;
+	ldns_rdf *qrdf = NULL;
+	const ldns_rr_list *ql;
+	const ldns_rr *q;
+
+	*pkt_r = NULL;
+	*qrdf_r = NULL;
+	if (wire == NULL || len < 12 || len > DNS_MAX_WIRE) {
+		*why_r = "answer too short or too long";
+		return -1;
+	}
+	if (ldns_wire2pkt(&pkt, wire, len) != LDNS_STATUS_OK || pkt == NULL) {
+		*why_r = "malformed answer";
+		return -1;
+	}
+	if (!ldns_pkt_qr(pkt) || ldns_pkt_get_opcode(pkt) != LDNS_PACKET_QUERY) {
+		*why_r = "not an answer to a query";
+		goto fail;
+	}
+	if (ldns_pkt_tc(pkt)) {
+		*why_r = "truncated answer";
+		goto fail;
+	}
+	ql = ldns_pkt_question(pkt);
+	qrdf = ldns_dname_new_frm_str(qname);
+	if (qrdf == NULL) {
+		*why_r = "invalid query name";
+		goto fail;
+	}
+	if (ldns_pkt_qdcount(pkt) != 1 || ql == NULL ||
+	    ldns_rr_list_rr_count(ql) != 1 || (q = ldns_rr_list_rr(ql, 0)) == NULL ||
+	    ldns_rr_get_type(q) != qtype ||
+	    ldns_rr_get_class(q) != LDNS_RR_CLASS_IN ||
+	    ldns_dname_compare(ldns_rr_owner(q), qrdf) != 0) {
+		*why_r = "answer to another question";
+		goto fail;
+	}
+	*pkt_r = pkt;
+	*qrdf_r = qrdf;
+	return 0;
+fail:
+	ldns_rdf_deep_free(qrdf);
+	ldns_pkt_free(pkt);
+	return -1;
 }
 
 struct dns_rrset *
@@ -392,49 +482,20 @@ dns_answer_parse(const uint8_t *wire, size_t len, const char *qname,
     uint16_t qtype)
 {
 	struct dns_rrset *rs = dns_rrset_new(DNS_K_TEMP, qtype);
-	ldns_pkt *pkt = NULL;
-	ldns_rdf *qrdf = NULL;
-	const ldns_rr_list *ql;
-	const ldns_rr *q;
+	ldns_pkt *pkt;
+	ldns_rdf *qrdf;
+	const char *why;
 	int rcode;
 
-	if (wire == NULL || len < 12 || len > DNS_MAX_WIRE) {
-		rrset_fail(rs, "answer too short or too long");
+	if (dns_answer_open(wire, len, qname, qtype, &pkt, &qrdf, &why) != 0) {
+		rrset_fail(rs, why);
 		return rs;
-	}
-	if (ldns_wire2pkt(&pkt, wire, len) != LDNS_STATUS_OK || pkt == NULL) {
-		rrset_fail(rs, "malformed answer");
-		return rs;
-	}
-	if (!ldns_pkt_qr(pkt) || ldns_pkt_get_opcode(pkt) != LDNS_PACKET_QUERY) {
-		rrset_fail(rs, "not an answer to a query");
-		goto out;
-	}
-	if (ldns_pkt_tc(pkt)) {
-		rrset_fail(rs, "truncated answer");
-		goto out;
-	}
-	ql = ldns_pkt_question(pkt);
-	qrdf = ldns_dname_new_frm_str(qname);
-	if (qrdf == NULL) {
-		rrset_fail(rs, "invalid query name");
-		goto out;
-	}
-	if (ldns_pkt_qdcount(pkt) != 1 || ql == NULL ||
-	    ldns_rr_list_rr_count(ql) != 1 || (q = ldns_rr_list_rr(ql, 0)) == NULL ||
-	    ldns_rr_get_type(q) != qtype ||
-	    ldns_rr_get_class(q) != LDNS_RR_CLASS_IN ||
-	    ldns_dname_compare(ldns_rr_owner(q), qrdf) != 0) {
-		rrset_fail(rs, "answer to another question");
-		goto out;
 	}
 	rcode = ldns_pkt_get_rcode(pkt);
-	if (rcode != LDNS_RCODE_NOERROR && rcode != LDNS_RCODE_NXDOMAIN) {
+	if (rcode != LDNS_RCODE_NOERROR && rcode != LDNS_RCODE_NXDOMAIN)
 		rrset_fail(rs, rcode_text(rcode));
-		goto out;
-	}
-	parse_sections(pkt, qrdf, rs);
-out:
+	else
+		parse_sections(pkt, qrdf, rs);
 	ldns_rdf_deep_free(qrdf);
 	ldns_pkt_free(pkt);
 	return rs;

@@ -2,6 +2,7 @@
 #include "lib/util.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,16 @@ str_copy(char *dst, const char *src, size_t dstsize)
 	}
 	memcpy(dst, src, n + 1);
 	return 0;
+}
+
+void
+str_format(char *dst, size_t dstsize, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(dst, dstsize, fmt, ap);
+	va_end(ap);
 }
 
 char *

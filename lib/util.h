@@ -23,6 +23,11 @@ char *xstrndup(const char *s, size_t n);
  * Returns 0, or -1 when src was truncated. */
 int str_copy(char *dst, const char *src, size_t dstsize);
 
+/* snprintf into dst for diagnostics, where cutting a long text short is
+ * fine (dstsize > 0; the result is always NUL-terminated). */
+void str_format(char *dst, size_t dstsize, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 /* ASCII lower-casing in place; returns s. */
 char *str_lower(char *s);
 

@@ -19,6 +19,11 @@
 #include "server/runtime.h"
 #include "server/worker.h"
 
+/* Out of descriptors: accepting pauses this long, doubling up to the max. */
+#define ACCEPT_PAUSE_MIN_MS 50
+#define ACCEPT_PAUSE_MAX_MS 1000
+#define ACCEPT_LOG_EVERY_MS 1000	/* accept errors logged at most this often */
+
 struct acceptor {
 	pthread_t thread;
 	int epfd;
@@ -26,6 +31,13 @@ struct acceptor {
 	struct worker **workers;
 	size_t nworkers;
 	size_t next;
+
+	/* acceptor thread only */
+	int reserve_fd;			/* /dev/null, given up to refuse one client */
+	int64_t paused_until;		/* 0: accepting; else monotonic ms */
+	int64_t pause_ms;		/* the next pause */
+	int64_t log_next;		/* accept errors may be logged again then */
+	unsigned log_suppressed;	/* errors not logged since the last line */
 
 	pthread_mutex_t lock;	/* guards the fields below */
 	pthread_cond_t cond;
@@ -123,10 +135,58 @@ acceptor_watch(struct acceptor *a, const struct listener_set *set, int op)
 	}
 }
 
+/* One line a second at most, with how many were left out. */
+static void
+acceptor_log_error(struct acceptor *a, const struct listener *l, int err, int64_t now)
+{
+	if (now < a->log_next) {
+		a->log_suppressed++;
+		return;
+	}
+	if (err == EMFILE || err == ENFILE)
+		log_warn("accept on %s: %s: pausing; %u more since the last report",
+		    l->spec.text, strerror(err), a->log_suppressed);
+	else
+		log_warn("accept on %s: %s; %u more since the last report", l->spec.text,
+		    strerror(err), a->log_suppressed);
+	a->log_suppressed = 0;
+	a->log_next = now + ACCEPT_LOG_EVERY_MS;
+}
+
+/*
+ * Out of descriptors: the connection waiting first is taken with the
+ * reserve descriptor and told to come back, so clients do not hang in the
+ * backlog; then accepting pauses (a listener stays readable, and would
+ * make the loop spin) until sessions have ended.
+ */
+static void
+acceptor_out_of_fds(struct acceptor *a, const struct listener *l, int64_t now)
+{
+	static const char msg[] = "421 4.3.2 Server out of resources, try again later\r\n";
+
+	if (a->reserve_fd >= 0) {
+		int fd;
+
+		close(a->reserve_fd);
+		a->reserve_fd = -1;
+		fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			ssize_t r = send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL);
+			(void)r;
+			close(fd);
+		}
+		a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	acceptor_watch(a, &a->cur, EPOLL_CTL_DEL);
+	a->paused_until = now + a->pause_ms;
+	a->pause_ms = a->pause_ms * 2 > ACCEPT_PAUSE_MAX_MS ? ACCEPT_PAUSE_MAX_MS :
+	    a->pause_ms * 2;
+}
+
 static void
 acceptor_accept(struct acceptor *a, const struct listener *l)
 {
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < 64 && a->paused_until == 0; i++) {
 		struct sockaddr_storage peer;
 		socklen_t len = sizeof peer;
 		struct runtime *rt;
@@ -135,10 +195,18 @@ acceptor_accept(struct acceptor *a, const struct listener *l)
 		fd = accept4(l->fd, (struct sockaddr *)&peer, &len,
 		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log_warn("accept on %s: %s", l->spec.text, strerror(errno));
+			int err = errno;
+			int64_t now;
+
+			if (err == EAGAIN || err == EINTR || err == ECONNABORTED)
+				return;
+			now = time_mono_ms();
+			acceptor_log_error(a, l, err, now);
+			if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+				acceptor_out_of_fds(a, l, now);
 			return;
 		}
+		a->pause_ms = ACCEPT_PAUSE_MIN_MS;
 		rt = runtime_current();
 		ok = connlimit_acquire((struct sockaddr *)&peer,
 		    rt->cfg->max_connections, rt->cfg->max_connections_per_ip) == 0;
@@ -163,8 +231,21 @@ acceptor_main(void *arg)
 	struct epoll_event evs[64];
 
 	for (;;) {
-		int n = epoll_wait(a->epfd, evs, 64, -1);
+		int timeout = -1, n;
 
+		if (a->paused_until != 0) {
+			int64_t now = time_mono_ms();
+
+			if (now >= a->paused_until) {
+				a->paused_until = 0;
+				if (a->reserve_fd < 0)
+					a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				acceptor_watch(a, &a->cur, EPOLL_CTL_ADD);
+			} else {
+				timeout = (int)(a->paused_until - now);
+			}
+		}
+		n = epoll_wait(a->epfd, evs, 64, timeout);
 		for (int i = 0; i < n; i++) {
 			if (evs[i].data.ptr == a) {
 				uint64_t v;
@@ -176,11 +257,13 @@ acceptor_main(void *arg)
 		}
 		pthread_mutex_lock(&a->lock);
 		if (a->have_pending) {
-			acceptor_watch(a, &a->cur, EPOLL_CTL_DEL);
+			if (a->paused_until == 0)
+				acceptor_watch(a, &a->cur, EPOLL_CTL_DEL);
 			free(a->cur.v);
 			a->cur = a->pending;
 			a->have_pending = 0;
-			acceptor_watch(a, &a->cur, EPOLL_CTL_ADD);
+			if (a->paused_until == 0)
+				acceptor_watch(a, &a->cur, EPOLL_CTL_ADD);
 			pthread_cond_broadcast(&a->cond);
 		}
 		if (a->stop) {
@@ -189,7 +272,8 @@ acceptor_main(void *arg)
 		}
 		pthread_mutex_unlock(&a->lock);
 	}
-	acceptor_watch(a, &a->cur, EPOLL_CTL_DEL);
+	if (a->paused_until == 0)
+		acceptor_watch(a, &a->cur, EPOLL_CTL_DEL);
 	return NULL;
 }
 
@@ -202,6 +286,8 @@ acceptor_start(const struct listener_set *set, struct worker **workers,
 
 	a->workers = workers;
 	a->nworkers = nworkers;
+	a->pause_ms = ACCEPT_PAUSE_MIN_MS;
+	a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->cond, NULL);
 	a->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -255,6 +341,8 @@ acceptor_stop(struct acceptor **ap)
 	pthread_join(a->thread, NULL);
 	close(a->epfd);
 	close(a->evfd);
+	if (a->reserve_fd >= 0)
+		close(a->reserve_fd);
 	free(a->cur.v);
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->cond);

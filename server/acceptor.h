@@ -3,7 +3,10 @@
  *
  * Each accepted connection is checked against max_connections and
  * max_connections_per_ip (over a limit: `421 4.7.0` and close) and handed
- * to the next session worker, round robin.
+ * to the next session worker, round robin. Out of file descriptors, the
+ * acceptor refuses the next client with a reserve descriptor (`421 4.3.2`),
+ * pauses accepting (50 ms, doubling to 1 s) and logs at most one line a
+ * second.
  *
  * Threads: listener_set_* and acceptor_* are called by the main thread;
  * the acceptor thread only reads the set it was given.

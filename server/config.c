@@ -30,6 +30,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "server/tls.h"
 
 #define CONFIG_LINE_MAX 4096		/* bytes per line, without the newline */
 #define CONFIG_ERRORS_MAX 100		/* then stop reading: hostile input */
@@ -56,7 +57,7 @@ struct config_parse {
 	struct config *cfg;
 	unsigned lineno;		/* line being parsed */
 	unsigned nerrors;
-	unsigned key_line[64];		/* per config_keys entry: first line set, 0 = never */
+	unsigned key_line[128];		/* per config_keys entry: first line set, 0 = never */
 };
 
 typedef void config_key_fn(struct config_parse *p, const struct config_key *k, char *value);
@@ -295,26 +296,42 @@ key_path(struct config_parse *p, const struct config_key *k, char *value)
 	*FIELD(p, k, char *) = xstrdup(value);
 }
 
-/* A path that must name a readable regular file now. */
+/* A path that must name a regular file now. It is not opened here: the
+ * daemon reads it (maybe before dropping privileges), and tools that use
+ * the config (mailctl) need not be able to; a file this process may not
+ * even look at passes, the daemon reports it when it reads it. */
 static void
 key_readable_file(struct config_parse *p, const struct config_key *k, char *value)
 {
 	struct stat st;
 	char ebuf[128];
-	int fd = open(value, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 
-	if (fd < 0) {
+	if (stat(value, &st) != 0 && errno == EACCES) {
+		*FIELD(p, k, char *) = xstrdup(value);
+		return;
+	}
+	if (stat(value, &st) != 0) {
 		config_error(p, p->lineno, "%s: cannot read '%s': %s", k->name, SHOW(value),
 		    strerror_r(errno, ebuf, sizeof ebuf));
 		return;
 	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+	if (!S_ISREG(st.st_mode)) {
 		config_error(p, p->lineno, "%s: '%s' is not a regular file", k->name, SHOW(value));
-		close(fd);
 		return;
 	}
-	close(fd);
 	*FIELD(p, k, char *) = xstrdup(value);
+}
+
+static void
+key_tls_priority(struct config_parse *p, const struct config_key *k, char *value)
+{
+	char why[256];
+
+	if (tls_priority_check(value, why, sizeof why) < 0) {
+		config_error(p, p->lineno, "%s: %s", k->name, why);
+		return;
+	}
+	p->cfg->tls_priority = xstrdup(value);
 }
 
 static int
@@ -570,10 +587,11 @@ key_relay_domains(struct config_parse *p, const struct config_key *k, char *valu
 	config_domain_list(p, k, value, &p->cfg->relay_domains, &p->cfg->nrelay_domains);
 }
 
+/* A list of networks into *listp / *np. */
 static void
-key_relay_networks(struct config_parse *p, const struct config_key *k, char *value)
+config_network_list(struct config_parse *p, const struct config_key *k, char *value,
+    struct cidr **listp, size_t *np)
 {
-	struct config *cfg = p->cfg;
 	char *cursor = value, *item;
 	struct cidr c;
 
@@ -583,14 +601,52 @@ key_relay_networks(struct config_parse *p, const struct config_key *k, char *val
 			    k->name, SHOW(item));
 			continue;
 		}
-		if (cfg->nrelay_networks >= CONFIG_LIST_MAX) {
+		if (*np >= CONFIG_LIST_MAX) {
 			config_error(p, p->lineno, "%s: too many entries (at most %d)", k->name,
 			    CONFIG_LIST_MAX);
 			return;
 		}
-		cfg->relay_networks = xrealloc(cfg->relay_networks,
-		    (cfg->nrelay_networks + 1) * sizeof *cfg->relay_networks);
-		cfg->relay_networks[cfg->nrelay_networks++] = c;
+		*listp = xrealloc(*listp, (*np + 1) * sizeof **listp);
+		(*listp)[(*np)++] = c;
+	}
+}
+
+static void
+key_relay_networks(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_network_list(p, k, value, &p->cfg->relay_networks, &p->cfg->nrelay_networks);
+}
+
+static void
+key_auth_plaintext_networks(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_network_list(p, k, value, &p->cfg->auth_plaintext_networks,
+	    &p->cfg->nauth_plaintext_networks);
+}
+
+/* Accounts (user@domain), lower-cased. */
+static void
+key_auth_any_sender(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct config *cfg = p->cfg;
+	char *cursor = value, *item, *at;
+
+	while ((item = config_next_item(&cursor)) != NULL) {
+		at = strrchr(item, '@');
+		if (at == NULL || at == item || strlen(item) > 320 ||
+		    !config_valid_domain(at + 1)) {
+			config_error(p, p->lineno, "%s: '%s' is not an account (user@domain)",
+			    k->name, SHOW(item));
+			continue;
+		}
+		if (cfg->nauth_any_sender >= CONFIG_LIST_MAX) {
+			config_error(p, p->lineno, "%s: too many entries (at most %d)", k->name,
+			    CONFIG_LIST_MAX);
+			return;
+		}
+		cfg->auth_any_sender = xrealloc(cfg->auth_any_sender,
+		    (cfg->nauth_any_sender + 1) * sizeof *cfg->auth_any_sender);
+		cfg->auth_any_sender[cfg->nauth_any_sender++] = str_lower(xstrdup(item));
 	}
 }
 
@@ -870,7 +926,17 @@ static const struct config_key config_keys[] = {
 	{ "relay_attempt_timeout", key_duration, OFF(relay_attempt_timeout), 1, DAY, 0 },
 	{ "dns_timeout", key_duration, OFF(dns_timeout), 1, MINUTE, 0 },
 	{ "dns_attempts", key_unsigned, OFF(dns_attempts), 1, 10, 0 },
+	{ "auth_plaintext_networks", key_auth_plaintext_networks, 0, 0, 0, KEY_EMPTY_OK },
+	{ "auth_fail_delay", key_duration, OFF(auth_fail_delay), 0, MINUTE, 0 },
+	{ "auth_fail_limit", key_unsigned, OFF(auth_fail_limit), 0, 100000, 0 },
+	{ "auth_block_time", key_duration, OFF(auth_block_time), 0, DAY, 0 },
+	{ "auth_any_sender", key_auth_any_sender, 0, 0, 0, KEY_EMPTY_OK },
 	{ "queue_map_max", key_size, OFF(queue_map_max), MIB, TIB, 0 },
+	{ "min_data_rate", key_size, OFF(min_data_rate), 0, GIB, 0 },
+	{ "max_junk_commands", key_unsigned, OFF(max_junk_commands), 1, 1000000, 0 },
+	{ "max_unknown_recipients", key_unsigned, OFF(max_unknown_recipients), 1, 1000000, 0 },
+	{ "tls_priority", key_tls_priority, 0, 0, 0, 0 },
+	{ "client_dns_timeout", key_duration, OFF(client_dns_timeout), 0, MINUTE, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1003,7 +1069,14 @@ config_set_defaults(struct config *cfg)
 	cfg->relay_attempt_timeout = 30 * MINUTE;
 	cfg->dns_timeout = 2;
 	cfg->dns_attempts = 2;
+	cfg->auth_fail_delay = 1;
+	cfg->auth_fail_limit = 10;
+	cfg->auth_block_time = 10 * MINUTE;
 	cfg->queue_map_max = (size_t)(64 * GIB);
+	cfg->min_data_rate = KIB;
+	cfg->max_junk_commands = 100;
+	cfg->max_unknown_recipients = 20;
+	cfg->client_dns_timeout = 5;
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and
@@ -1092,6 +1165,11 @@ config_free(struct config *cfg)
 	free(cfg->users_file);
 	free(cfg->aliases_file);
 	free(cfg->relay_networks);
+	free(cfg->auth_plaintext_networks);
+	free(cfg->tls_priority);
+	for (i = 0; i < cfg->nauth_any_sender; i++)
+		free(cfg->auth_any_sender[i]);
+	free(cfg->auth_any_sender);
 	for (i = 0; i < cfg->nrelay_domains; i++)
 		free(cfg->relay_domains[i]);
 	free(cfg->relay_domains);
@@ -1209,6 +1287,26 @@ config_client_may_relay(const struct config *cfg, const struct sockaddr *sa)
 		return 0;
 	for (size_t i = 0; i < cfg->nrelay_networks; i++)
 		if (cidr_match(&cfg->relay_networks[i], sa))
+			return 1;
+	return 0;
+}
+
+int
+config_user_may_send_any(const struct config *cfg, const char *user)
+{
+	for (size_t i = 0; cfg != NULL && user != NULL && i < cfg->nauth_any_sender; i++)
+		if (strcasecmp(cfg->auth_any_sender[i], user) == 0)
+			return 1;
+	return 0;
+}
+
+int
+config_client_may_auth_plaintext(const struct config *cfg, const struct sockaddr *sa)
+{
+	if (cfg == NULL || sa == NULL)
+		return 0;
+	for (size_t i = 0; i < cfg->nauth_plaintext_networks; i++)
+		if (cidr_match(&cfg->auth_plaintext_networks[i], sa))
 			return 1;
 	return 0;
 }

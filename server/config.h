@@ -102,6 +102,22 @@ struct config {
 	size_t queue_map_max;		/* the LMDB map grows up to this: 64G
 					 * (never below queue_map_size) */
 
+	/* Inbound hardening (README "Configuration"). */
+	struct cidr *auth_plaintext_networks;	/* AUTH without TLS from these: none */
+	size_t nauth_plaintext_networks;
+	unsigned auth_fail_delay;	/* answer to a first failed login waits: 1s */
+	unsigned auth_fail_limit;	/* failed logins per address that block it: 10 */
+	unsigned auth_block_time;	/* how long: 10m */
+	char **auth_any_sender;		/* accounts that may send as anyone: none */
+	size_t nauth_any_sender;
+	size_t min_data_rate;		/* bytes/s a message averages after
+					 * data_timeout: 1K (0 = off) */
+	unsigned max_junk_commands;	/* NOOP, RSET... without mail: 100 */
+	unsigned max_unknown_recipients; /* refused RCPTs before 421: 20 */
+	char *tls_priority;		/* GnuTLS priority string; NULL: tls.h default */
+	unsigned client_dns_timeout;	/* client name lookups, and the wait
+					 * for them at DATA: 5s (0 = none) */
+
 	int refs;			/* atomic; managed by config_ref/unref */
 };
 
@@ -125,6 +141,14 @@ int config_is_relay_domain(const struct config *cfg, const char *domain);
 
 /* May this client address relay to any domain (relay_networks)? */
 int config_client_may_relay(const struct config *cfg, const struct sockaddr *sa);
+
+/* May authenticated account user (any case) use any sender address
+ * (auth_any_sender)? */
+int config_user_may_send_any(const struct config *cfg, const char *user);
+
+/* May this client authenticate without TLS (auth_plaintext_networks)? */
+int config_client_may_auth_plaintext(const struct config *cfg,
+    const struct sockaddr *sa);
 
 /* The route for domain (any case), or NULL. */
 const struct route *config_route_for(const struct config *cfg, const char *domain);

@@ -21,16 +21,22 @@ static pthread_mutex_t connlimit_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct connlimit_entry *connlimit_table[CONNLIMIT_BUCKETS]; /* guarded */
 static unsigned connlimit_count;				   /* guarded */
 
-/* The address as 16 bytes (IPv4 as v4-mapped IPv6). */
-static void
+void
 connlimit_key(const struct sockaddr *sa, uint8_t key[16])
 {
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
 	memset(key, 0, 16);
 	if (sa->sa_family == AF_INET) {
 		key[10] = key[11] = 0xff;
 		memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
 	} else if (sa->sa_family == AF_INET6) {
-		memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+		const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+
+		if (memcmp(a, v4mapped, 12) == 0)
+			memcpy(key, a, 16);
+		else
+			memcpy(key, a, 8);
 	}
 }
 

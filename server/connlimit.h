@@ -1,6 +1,8 @@
 /*
  * connlimit: counts of open sessions, in total and per client address,
- * for max_connections and max_connections_per_ip.
+ * for max_connections and max_connections_per_ip. A client address is an
+ * IPv4 address, or the /64 of an IPv6 one (one host often has a whole
+ * /64), as for every per-address limit (connlimit_key).
  *
  * Threads: any thread (one mutex). The acceptor acquires; whichever worker
  * ends the session releases.
@@ -8,7 +10,13 @@
 #ifndef SERVER_CONNLIMIT_H
 #define SERVER_CONNLIMIT_H
 
+#include <stdint.h>
 #include <sys/socket.h>
+
+/* The key of per-address limits: an IPv4 address (as v4-mapped IPv6, a
+ * v4-mapped address counts as IPv4), or the first 64 bits of an IPv6 one,
+ * the rest zero. Unknown families give all zeros. */
+void connlimit_key(const struct sockaddr *sa, uint8_t key[16]);
 
 /* Counts a new session from sa unless that passes a limit.
  * Returns 0 (counted), or -1 (over a limit; nothing counted). */

@@ -3,6 +3,7 @@
  *
  *   mailctl [-c FILE] [--json] queue | show ID | delete ID... | delete all
  *                              | flush | stats
+ *   mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] [--out FILE]
  *
  * It reads queue_dir and queue_map_size from the config file (default
  * ./mailserver.conf) and opens the LMDB queue directly, so it works
@@ -22,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth/dkim.h"
+#include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "queue/envelope.h"
@@ -42,7 +45,9 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: mailctl [-c FILE] [--json] queue | show ID | "
-	    "delete ID... | delete all | flush | stats\n");
+	    "delete ID... | delete all | flush | stats\n"
+	    "       mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] "
+	    "[--out FILE]\n");
 }
 
 /* ---- output helpers ---- */
@@ -567,6 +572,67 @@ cmd_flush(struct mailctl *mc, struct queue_store *s)
 	return 0;
 }
 
+/* ---- DKIM keys ---- */
+
+/*
+ * dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] [--out FILE]: writes a
+ * new private key (mode 0600; the default file is
+ * SELECTOR._domainkey.DOMAIN.pem) and prints the TXT record to publish,
+ * in zone-file form with strings of at most 255 characters.
+ */
+static int
+cmd_dkim_keygen(char **args, int nargs)
+{
+	enum dkim_alg alg = DKIM_ALG_RSA_SHA256;
+	const char *domain = NULL, *selector = NULL, *out = NULL;
+	char path[600], err[512];
+	struct buf txt;
+
+	for (int i = 0; i < nargs; i++) {
+		if (strcmp(args[i], "--type") == 0 && i + 1 < nargs) {
+			i++;
+			if (strcmp(args[i], "rsa") == 0)
+				alg = DKIM_ALG_RSA_SHA256;
+			else if (strcmp(args[i], "ed25519") == 0)
+				alg = DKIM_ALG_ED25519_SHA256;
+			else
+				return usage(stderr), 2;
+		} else if (strcmp(args[i], "--out") == 0 && i + 1 < nargs) {
+			out = args[++i];
+		} else if (domain == NULL) {
+			domain = args[i];
+		} else if (selector == NULL) {
+			selector = args[i];
+		} else {
+			return usage(stderr), 2;
+		}
+	}
+	if (domain == NULL || selector == NULL ||
+	    strpbrk(domain, "/ \t") != NULL || strpbrk(selector, "/ \t") != NULL)
+		return usage(stderr), 2;
+	if (out == NULL) {
+		if ((size_t)snprintf(path, sizeof path, "%s._domainkey.%s.pem",
+		    selector, domain) >= sizeof path)
+			return usage(stderr), 2;
+		out = path;
+	}
+	buf_init(&txt, 16384);
+	if (dkim_keygen(alg, out, &txt, err, sizeof err) != 0) {
+		fprintf(stderr, "mailctl: %s\n", err);
+		buf_free(&txt);
+		return 1;
+	}
+	fprintf(stderr, "mailctl: wrote the %s private key to %s\n",
+	    alg == DKIM_ALG_ED25519_SHA256 ? "Ed25519" : "RSA 2048-bit", out);
+	printf("%s._domainkey.%s. IN TXT (", selector, domain);
+	for (size_t k = 0; k < txt.len; k += 255)
+		printf(" \"%.*s\"", (int)(txt.len - k < 255 ? txt.len - k : 255),
+		    txt.data + k);
+	printf(" )\n");
+	buf_free(&txt);
+	return 0;
+}
+
 /* ---- main ---- */
 
 int
@@ -611,6 +677,11 @@ main(int argc, char **argv)
 		}
 	}
 	cmd = nwords > 0 ? words[0] : "";
+	if (strcmp(cmd, "dkim-keygen") == 0) {
+		rc = cmd_dkim_keygen(words + 1, nwords - 1);
+		free(words);
+		return rc;
+	}
 	if (!((strcmp(cmd, "queue") == 0 && nwords == 1) ||
 	    (strcmp(cmd, "show") == 0 && nwords == 2) ||
 	    (strcmp(cmd, "delete") == 0 && nwords >= 2) ||

@@ -7,6 +7,7 @@
  * Exit codes: 0 clean stop, 1 runtime failure, 2 bad config or arguments.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -27,9 +28,14 @@
 #include "queue/store.h"
 #include "server/acceptor.h"
 #include "server/connlimit.h"
+#include "server/offloop.h"
 #include "server/policy.h"
 #include "server/runtime.h"
 #include "server/worker.h"
+
+#define DAEMON_PASSWORD_QUEUE 1024	/* logins waiting for a hasher */
+#define DAEMON_LOOKUP_THREADS 16
+#define DAEMON_LOOKUP_QUEUE 8192
 
 struct daemon {
 	const char *config_path;
@@ -39,6 +45,7 @@ struct daemon {
 	struct delivery *delivery;
 	struct worker **workers;
 	size_t nworkers;
+	struct worker_pools pools;
 	struct acceptor *acceptor;
 	struct listener_set listeners;
 };
@@ -86,16 +93,81 @@ drop_privileges(const char *user)
 	return 0;
 }
 
-/* Every session is a descriptor: take all the descriptors we may. */
+/* Makes path belong to user (and its group). */
+static int
+give_to_user(const char *path, const char *user)
+{
+	struct passwd *pw = getpwnam(user);
+
+	if (pw == NULL) {
+		errno = ENOENT;
+		return -1;
+	}
+	return chown(path, pw->pw_uid, pw->pw_gid);
+}
+
+/* Is a log_file value a path (not stderr or syslog)? */
+static int
+log_is_file(const char *target)
+{
+	return target != NULL && target[0] != '\0' && strcmp(target, "syslog") != 0;
+}
+
+/* Descriptors beyond one per session: listeners, queue, logs, event
+ * loops, deliveries (a socket or a file each, and a directory), lookups. */
+#define FD_OVERHEAD 64
+
+/* Every session is a descriptor: take all the descriptors we may (the
+ * soft limit up to the hard one), and say so when max_connections cannot
+ * fit. */
 static void
-raise_fd_limit(void)
+raise_fd_limit(const struct config *cfg)
 {
 	struct rlimit rl;
+	unsigned long long need = (unsigned long long)cfg->max_connections +
+	    2ULL * (unsigned)cfg->delivery_threads + 2ULL * (unsigned)cfg->session_workers +
+	    FD_OVERHEAD;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit want = rl;
+
+		want.rlim_cur = rl.rlim_max;
+		/* An unlimited hard limit is still bounded by the kernel. */
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl = want;
+		else if (rl.rlim_cur < need && need < rl.rlim_max) {
+			want.rlim_cur = need;
+			if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+				rl = want;
+		}
 	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+		log_warn("max_connections %u does not fit in the descriptor limit %llu "
+		    "(about %llu needed): raise the hard limit (ulimit -Hn, LimitNOFILE=)",
+		    cfg->max_connections, (unsigned long long)rl.rlim_cur, need);
+}
+
+/* fds 0, 1 and 2 are open (on /dev/null if need be), so that no file the
+ * server opens later (the queue's LMDB file) gets one and receives log
+ * lines or stray writes meant for stderr. */
+static int
+ensure_std_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		int n = open("/dev/null", O_RDWR);
+
+		if (n < 0)
+			return -1;
+		if (n != fd) {
+			dup2(n, fd);
+			close(n);
+		}
+	}
+	return 0;
 }
 
 /* Loads the config again; on any problem logs it and keeps the old one. */
@@ -105,11 +177,13 @@ daemon_reload(struct daemon *d)
 	char *errtext = NULL, err[512];
 	size_t errlen = 0;
 	FILE *errs = open_memstream(&errtext, &errlen);
-	struct runtime *rt = runtime_load(d->config_path, errs);
+	struct runtime *cur = runtime_current();
+	struct runtime *rt = runtime_load(d->config_path, errs, cur);
 	struct delivery_policy *policy;
 	struct listener_set set;
 
 	fclose(errs);
+	runtime_unref(&cur);
 	if (rt == NULL) {
 		for (char *line = strtok(errtext, "\n"); line; line = strtok(NULL, "\n"))
 			log_error("reload: %s", line);
@@ -227,11 +301,28 @@ daemon_stop(struct daemon *d, unsigned timeout)
 		_exit(0);
 	}
 	committer_stop(&d->committer);
+	/* Jobs still out are posted to their workers before these stop. */
+	offloop_stop(&d->pools.passwords);
+	offloop_stop(&d->pools.lookups);
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_stop(&d->workers[i]);
 	free(d->workers);
 	scheduler_free(&d->scheduler);
 	store_close(&d->store);
+}
+
+/* The off-loop pools: password hashing is CPU work, one thread per core
+ * at most; lookups mostly wait, so more of them. */
+static int
+daemon_start_pools(struct daemon *d)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned hashers = cores < 1 ? 1 : cores > 8 ? 8 : (unsigned)cores;
+
+	d->pools.passwords = offloop_start("password", hashers, DAEMON_PASSWORD_QUEUE);
+	d->pools.lookups = offloop_start("lookup", DAEMON_LOOKUP_THREADS,
+	    DAEMON_LOOKUP_QUEUE);
+	return d->pools.passwords && d->pools.lookups ? 0 : -1;
 }
 
 int
@@ -242,7 +333,7 @@ main(int argc, char **argv)
 	const struct config *cfg;
 	sigset_t sigs;
 	char err[512];
-	int opt, check_only = 0, sig;
+	int opt, check_only = 0, sig, log_created;
 
 	while ((opt = getopt(argc, argv, "c:th")) != -1) {
 		switch (opt) {
@@ -253,6 +344,8 @@ main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
+	if (ensure_std_fds() < 0)
+		return 1;
 
 	/* Every thread inherits this mask; only sigwait below takes them. */
 	sigemptyset(&sigs);
@@ -264,20 +357,26 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if ((rt = runtime_load(d.config_path, stderr)) == NULL)
+	if ((rt = runtime_load(d.config_path, stderr, NULL)) == NULL)
 		return 2;
 	if (check_only) {
 		runtime_unref(&rt);
 		return 0;
 	}
 	cfg = rt->cfg;
+	log_created = log_is_file(cfg->log_file) && access(cfg->log_file, F_OK) != 0;
 	if (log_open(cfg->log_file) < 0) {
 		fprintf(stderr, "%s: log_file %s: %s\n", d.config_path, cfg->log_file,
 		    strerror(errno));
 		return 1;
 	}
+	/* A log file made now, as root, belongs to user: after the drop the
+	 * daemon must still reopen it (SIGHUP, SIGUSR2). */
+	if (log_created && cfg->user && give_to_user(cfg->log_file, cfg->user) < 0)
+		log_warn("log_file %s: cannot give it to %s: %s", cfg->log_file,
+		    cfg->user, strerror(errno));
 	log_set_level(cfg->log_level);
-	raise_fd_limit();
+	raise_fd_limit(cfg);
 	if (listener_set_open(cfg, NULL, &d.listeners, err, sizeof err) < 0) {
 		log_error("%s", err);
 		return 1;
@@ -319,10 +418,12 @@ main(int argc, char **argv)
 		    (unsigned)cfg->delivery_threads);
 	}
 	runtime_swap(runtime_ref(rt));
+	if (daemon_start_pools(&d) < 0)
+		return 1;
 	d.nworkers = (size_t)cfg->session_workers;
 	d.workers = xcalloc(d.nworkers, sizeof *d.workers);
 	for (size_t i = 0; i < d.nworkers; i++)
-		if ((d.workers[i] = worker_start((int)i, d.committer)) == NULL)
+		if ((d.workers[i] = worker_start((int)i, d.committer, &d.pools)) == NULL)
 			return 1;
 	if ((d.acceptor = acceptor_start(&d.listeners, d.workers, d.nworkers)) == NULL)
 		return 1;

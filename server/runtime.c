@@ -3,17 +3,57 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "lib/log.h"
 #include "lib/util.h"
 
 static pthread_mutex_t runtime_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *runtime_cur;	/* guarded by runtime_lock */
 
+static int
+runtime_same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* Does prev hold credentials loaded from the TLS settings of cfg? */
+static int
+runtime_same_tls(const struct runtime *prev, const struct config *cfg)
+{
+	return prev != NULL && prev->tls != NULL &&
+	    runtime_same_str(prev->cfg->tls_cert_file, cfg->tls_cert_file) &&
+	    runtime_same_str(prev->cfg->tls_key_file, cfg->tls_key_file) &&
+	    runtime_same_str(prev->cfg->tls_priority, cfg->tls_priority);
+}
+
+/* The sessions' resolver: every lookup of one client bounded by
+ * client_dns_timeout, tries included. */
+static struct dns_resolver *
+runtime_resolver(const struct config *cfg, char *err, size_t errsize)
+{
+	struct dns_server_addr servers[16];
+	struct dns_options o;
+	size_t n = 0;
+	unsigned total = cfg->client_dns_timeout * 1000;
+
+	for (size_t i = 0; i < cfg->ndns_servers && n < sizeof servers / sizeof servers[0]; i++) {
+		str_copy(servers[n].addr, cfg->dns_servers[i].host, sizeof servers[n].addr);
+		servers[n++].port = cfg->dns_servers[i].port;
+	}
+	dns_options_default(&o);
+	o.total_timeout_ms = total;
+	if (o.try_timeout_ms > total / 2)
+		o.try_timeout_ms = total / 2 ? total / 2 : 1;
+	return dns_resolver_new_opts(servers, n, &o, err, errsize);
+}
+
 struct runtime *
-runtime_load(const char *path, FILE *errs)
+runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 {
 	struct runtime *rt;
 	char err[512];
+	int no_access;
 
 	rt = xcalloc(1, sizeof *rt);
 	rt->refs = 1;
@@ -23,13 +63,24 @@ runtime_load(const char *path, FILE *errs)
 	if (rt->udb == NULL)
 		goto fail;
 	if (rt->cfg->tls_cert_file != NULL) {
-		rt->tls = tls_creds_load(rt->cfg->tls_cert_file,
-		    rt->cfg->tls_key_file, err, sizeof err);
+		rt->tls = tls_creds_load(rt->cfg->tls_cert_file, rt->cfg->tls_key_file,
+		    rt->cfg->tls_priority, &no_access, err, sizeof err);
+		if (rt->tls == NULL && no_access && runtime_same_tls(prev, rt->cfg)) {
+			log_warn("reload: %s; keeping the TLS certificate and key loaded "
+			    "before (read at start, before dropping privileges)", err);
+			rt->tls = tls_creds_ref(prev->tls);
+		}
 		if (rt->tls == NULL) {
 			if (errs)
 				fprintf(errs, "%s:0: %s\n", path, err);
 			goto fail;
 		}
+	}
+	if (rt->cfg->client_dns_timeout > 0 &&
+	    (rt->dns = runtime_resolver(rt->cfg, err, sizeof err)) == NULL) {
+		if (errs)
+			fprintf(errs, "%s:0: dns: %s\n", path, err);
+		goto fail;
 	}
 	return rt;
 fail:
@@ -58,6 +109,7 @@ runtime_unref(struct runtime **rtp)
 		userdb_free(&rt->udb);
 	if (rt->tls)
 		tls_creds_unref(&rt->tls);
+	dns_resolver_free(&rt->dns);
 	free(rt);
 }
 

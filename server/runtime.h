@@ -1,6 +1,7 @@
 /*
  * runtime: one consistent snapshot of what the config decides: the parsed
- * config, the users and aliases, and the TLS credentials. SIGHUP builds a
+ * config, the users and aliases, the TLS credentials and the resolver of
+ * the sessions. SIGHUP builds a
  * new snapshot and swaps it in; sessions and threads keep the snapshot they
  * started with (by reference) until they finish.
  *
@@ -14,6 +15,7 @@
 
 #include <stdio.h>
 
+#include "dns/dns.h"
 #include "server/config.h"
 #include "server/tls.h"
 #include "storage/userdb.h"
@@ -22,11 +24,21 @@ struct runtime {
 	struct config *cfg;
 	struct userdb *udb;
 	struct tls_creds *tls;	/* NULL when no certificate is configured */
+	struct dns_resolver *dns;	/* the sessions' lookups (client names),
+					 * bounded by client_dns_timeout; NULL
+					 * when that is 0 */
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 
-/* Loads config file path and everything it names. */
-struct runtime *runtime_load(const char *path, FILE *errs);
+/*
+ * Loads config file path and everything it names. prev (NULL at start) is
+ * the snapshot in use: when the TLS files are the same as its own and can
+ * no longer be opened for lack of permission (a root-only key, read at
+ * start before the privileges were dropped), its credentials are kept,
+ * with a warning in the log, and the rest of the config is reloaded.
+ */
+struct runtime *runtime_load(const char *path, FILE *errs,
+    const struct runtime *prev);
 
 struct runtime *runtime_ref(struct runtime *rt);
 void runtime_unref(struct runtime **rtp);

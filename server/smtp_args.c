@@ -6,8 +6,9 @@
  * Strict by design: the path must be in angle brackets (as Postfix's
  * strict_rfc821_envelopes), a dot-string local part has no empty atoms,
  * addresses hold no controls and no spaces outside a quoted local part,
- * xtext must be well formed, and decoded xtext must be printable ASCII so
- * that nothing a client sends can break a DSN or log line. Everything is
+ * xtext must be well formed, and decoded xtext must be printable ASCII
+ * (an ORCPT address: UTF-8 text without controls) so that nothing a
+ * client sends can break a DSN or log line. Everything is
  * parsed in place from the (already length-bounded) command line; no
  * allocation.
  */
@@ -347,7 +348,7 @@ struct args_param {
  * esmtp-value of RFC 5321 4.1.2: printable ASCII, no '=' in the value).
  */
 static int
-args_next_param(const char **cursor, struct args_param *param)
+args_next_param(const char **cursor, struct args_param *param, int allow8)
 {
 	const char *s = *cursor, *end;
 
@@ -386,9 +387,13 @@ args_next_param(const char **cursor, struct args_param *param)
 	for (size_t k = 0; k < param->valuelen; k++) {
 		unsigned char c = (unsigned char)param->value[k];
 
-		if (c < 33 || c > 126 || c == '=')
+		/* RFC 6531 3.3: with SMTPUTF8 a value may hold UTF-8. */
+		if (c < 33 || c == 127 || c == '=' || (c > 127 && !allow8))
 			return -1;
 	}
+	if (allow8 && !args_utf8_valid((const unsigned char *)param->value,
+	    param->valuelen))
+		return -1;
 	return 1;
 }
 
@@ -406,13 +411,34 @@ args_value_is(const char *v, size_t n, const char *name)
 }
 
 /*
- * xtext (RFC 3461 4): "+" and two hex digits, or a character 33-126 other
- * than '+' and '='. Lower-case hex is tolerated. The decoded text must be
- * printable ASCII (it ends up in DSN headers). Returns 0, or -1 when
- * malformed or when it does not fit in out (outsize includes the NUL).
+ * Decoded text that ends up in DSN fields and logs: printable ASCII, or
+ * with utf8 also UTF-8 (RFC 3629) without C1 controls.
  */
 static int
-args_xtext_decode(const char *v, size_t n, char *out, size_t outsize)
+args_text_ok(const char *s, size_t n, int utf8)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c < 32 || c == 127 || (c >= 0x80 && !utf8))
+			return 0;
+		/* U+0080..U+009F are C2 80..C2 9F */
+		if (c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] <= 0x9F)
+			return 0;
+	}
+	return !utf8 || args_utf8_valid((const unsigned char *)s, n);
+}
+
+/*
+ * xtext (RFC 3461 4): "+" and two hex digits, or a character 33-126 other
+ * than '+' and '='. Lower-case hex is tolerated. The decoded text must be
+ * printable ASCII (it ends up in DSN headers), or with utf8 UTF-8 text
+ * (Postfix sends a UTF-8 ORCPT address so, byte by byte). Returns 0, or -1
+ * when malformed or when it does not fit in out (outsize includes the
+ * NUL).
+ */
+static int
+args_xtext_decode(const char *v, size_t n, int utf8, char *out, size_t outsize)
 {
 	size_t o = 0;
 
@@ -430,8 +456,6 @@ args_xtext_decode(const char *v, size_t n, char *out, size_t outsize)
 				return -1;
 			c = (unsigned char)(hi * 16 + lo);
 			i += 2;
-			if (c < 32 || c > 126)
-				return -1;
 		} else if (c < 33 || c > 126 || c == '=')
 			return -1;
 		if (o + 1 >= outsize)
@@ -441,7 +465,83 @@ args_xtext_decode(const char *v, size_t n, char *out, size_t outsize)
 	if (outsize == 0)
 		return -1;
 	out[o] = '\0';
+	return args_text_ok(out, o, utf8) ? 0 : -1;
+}
+
+/* Appends code point cp as UTF-8; -1 when it does not fit. */
+static int
+args_put_utf8(char *out, size_t outsize, size_t *o, unsigned long cp)
+{
+	unsigned char b[4];
+	size_t n;
+
+	if (cp < 0x80) {
+		b[0] = (unsigned char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		b[0] = (unsigned char)(0xC0 | cp >> 6);
+		b[1] = (unsigned char)(0x80 | (cp & 0x3F));
+		n = 2;
+	} else if (cp < 0x10000) {
+		b[0] = (unsigned char)(0xE0 | cp >> 12);
+		b[1] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+		b[2] = (unsigned char)(0x80 | (cp & 0x3F));
+		n = 3;
+	} else {
+		b[0] = (unsigned char)(0xF0 | cp >> 18);
+		b[1] = (unsigned char)(0x80 | (cp >> 12 & 0x3F));
+		b[2] = (unsigned char)(0x80 | (cp >> 6 & 0x3F));
+		b[3] = (unsigned char)(0x80 | (cp & 0x3F));
+		n = 4;
+	}
+	if (*o + n >= outsize)
+		return -1;
+	memcpy(out + *o, b, n);
+	*o += n;
 	return 0;
+}
+
+/*
+ * RFC 6533 3: utf-8-addr-xtext (QCHAR and "\x{HEX}") or, with utf8,
+ * utf-8-addr-unitext (UTF-8 as is). Decoded into out as UTF-8 text.
+ */
+static int
+args_uxtext_decode(const char *v, size_t n, int utf8, char *out, size_t outsize)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (c == '\\') {
+			unsigned long cp = 0;
+			size_t digits = 0;
+
+			if (n - i < 5 || v[i + 1] != 'x' || v[i + 2] != '{')
+				return -1;
+			for (i += 3; i < n && v[i] != '}'; i++) {
+				int h = args_hex_value((unsigned char)v[i]);
+
+				if (h < 0 || ++digits > 6)
+					return -1;
+				cp = cp * 16 + (unsigned long)h;
+			}
+			if (i == n || digits == 0 || cp > 0x10FFFF ||
+			    (cp >= 0xD800 && cp <= 0xDFFF) ||
+			    args_put_utf8(out, outsize, &o, cp) < 0)
+				return -1;
+			continue;
+		}
+		if (c < 33 || c == 127 || c == '+' || c == '=' || (c > 127 && !utf8))
+			return -1;
+		if (o + 1 >= outsize)
+			return -1;
+		out[o++] = (char)c;
+	}
+	if (outsize == 0)
+		return -1;
+	out[o] = '\0';
+	return args_text_ok(out, o, 1) ? 0 : -1;
 }
 
 /* SIZE=1*20DIGIT, without overflow. */
@@ -496,9 +596,13 @@ args_parse_notify(const char *v, size_t n, unsigned *notify_r)
 	return 0;
 }
 
-/* ORCPT=addr-type ";" xtext, stored as "type;decoded". */
+/*
+ * ORCPT=addr-type ";" value, stored as "type;decoded" with the address at
+ * most SMTP_ORCPT_MAX bytes. The value is xtext (RFC 3461), whose decoded
+ * bytes may be UTF-8; for addr-type utf-8 it is RFC 6533's form.
+ */
 static int
-args_parse_orcpt(const char *v, size_t n, char *out, size_t outsize)
+args_parse_orcpt(const char *v, size_t n, int utf8, char *out, size_t outsize)
 {
 	const char *semi = memchr(v, ';', n);
 	size_t typelen;
@@ -506,14 +610,17 @@ args_parse_orcpt(const char *v, size_t n, char *out, size_t outsize)
 	if (semi == NULL || semi == v || (size_t)(semi - v) + 1 == n)
 		return -1;
 	typelen = (size_t)(semi - v);
+	if (typelen > SMTP_ADDR_TYPE_MAX || typelen + 1 + SMTP_ORCPT_MAX + 1 > outsize)
+		return -1;
 	for (size_t i = 0; i < typelen; i++)
 		if (!args_is_atext((unsigned char)v[i]))
 			return -1;
-	if (typelen + 1 >= outsize)
-		return -1;
 	memcpy(out, v, typelen + 1);
-	return args_xtext_decode(semi + 1, n - typelen - 1, out + typelen + 1,
-	    outsize - typelen - 1);
+	if (typelen == 5 && strncasecmp(v, "utf-8", 5) == 0)
+		return args_uxtext_decode(semi + 1, n - typelen - 1, utf8,
+		    out + typelen + 1, SMTP_ORCPT_MAX + 1);
+	return args_xtext_decode(semi + 1, n - typelen - 1, 1, out + typelen + 1,
+	    SMTP_ORCPT_MAX + 1);
 }
 
 /* ---------------------------------------------------------------------
@@ -634,11 +741,11 @@ args_mail_param(const struct args_param *pa, unsigned *seen,
 			return args_param_error(pa, "Bad", err, errsize);
 		return 0;
 	case SEEN_ENVID:
-		if (args_xtext_decode(v, n, out->envid, ARGS_ENVID_MAX + 1) < 0)
+		if (args_xtext_decode(v, n, 0, out->envid, ARGS_ENVID_MAX + 1) < 0)
 			return args_param_error(pa, "Bad", err, errsize);
 		return 0;
 	default:	/* SEEN_AUTH */
-		if (args_xtext_decode(v, n, out->auth, sizeof out->auth) < 0)
+		if (args_xtext_decode(v, n, 0, out->auth, sizeof out->auth) < 0)
 			return args_param_error(pa, "Bad", err, errsize);
 		return 0;
 	}
@@ -661,7 +768,7 @@ smtp_parse_mail(const char *arg, struct smtp_mail_args *out,
 		return args_path_error(st, "MAIL FROM", "sender", "5.1.7", err,
 		    errsize);
 	/* Parameters first: SMTPUTF8 decides what the address may hold. */
-	while ((r = args_next_param(&rest, &pa)) > 0)
+	while ((r = args_next_param(&rest, &pa, 0)) > 0)
 		if (args_mail_param(&pa, &seen, out, err, errsize) < 0)
 			return -1;
 	if (r < 0)
@@ -681,7 +788,7 @@ smtp_parse_mail(const char *arg, struct smtp_mail_args *out,
 }
 
 static int
-args_rcpt_param(const struct args_param *pa, unsigned *seen,
+args_rcpt_param(const struct args_param *pa, unsigned *seen, int utf8_ok,
     struct smtp_rcpt_args *out, char *err, size_t errsize)
 {
 	if (args_key_is(pa, "NOTIFY")) {
@@ -696,7 +803,7 @@ args_rcpt_param(const struct args_param *pa, unsigned *seen,
 		if (args_seen(seen, SEEN_ORCPT, pa, err, errsize) < 0)
 			return -1;
 		if (pa->value == NULL ||
-		    args_parse_orcpt(pa->value, pa->valuelen, out->orcpt,
+		    args_parse_orcpt(pa->value, pa->valuelen, utf8_ok, out->orcpt,
 		    sizeof out->orcpt) < 0) {
 			out->orcpt[0] = '\0';
 			return args_param_error(pa, "Bad", err, errsize);
@@ -739,8 +846,8 @@ smtp_parse_rcpt(const char *arg, int utf8_ok, struct smtp_rcpt_args *out,
 	}
 	memcpy(out->addr, mbox, mbox_len);
 	out->addr[mbox_len] = '\0';
-	while ((r = args_next_param(&rest, &pa)) > 0)
-		if (args_rcpt_param(&pa, &seen, out, err, errsize) < 0)
+	while ((r = args_next_param(&rest, &pa, utf8_ok)) > 0)
+		if (args_rcpt_param(&pa, &seen, utf8_ok, out, err, errsize) < 0)
 			return -1;
 	if (r < 0)
 		return args_error(err, errsize, "501 5.5.4 Syntax error in "

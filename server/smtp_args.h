@@ -2,7 +2,8 @@
  * smtp_args: parsing of the arguments of MAIL FROM and RCPT TO: the path
  * (RFC 5321 4.1.2, with SMTPUTF8 addresses per RFC 6531) and the ESMTP
  * parameters of SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531),
- * RET/ENVID/NOTIFY/ORCPT (RFC 3461, xtext decoded) and AUTH= (RFC 4954).
+ * RET/ENVID/NOTIFY/ORCPT (RFC 3461, xtext decoded; an ORCPT address may
+ * be UTF-8, in xtext or in RFC 6533's utf-8 form) and AUTH= (RFC 4954).
  *
  * Errors: each function returns 0, or -1 with a reply code and text
  * ready to send (e.g. "501 5.5.4 Syntax: MAIL FROM:<address>") in err.
@@ -19,6 +20,8 @@
 #define SMTP_PATH_MAX 256	/* RFC 5321 4.5.3.1.3 path, incl. <> */
 #define SMTP_LOCAL_MAX 64
 #define SMTP_DOMAIN_MAX 255
+#define SMTP_ORCPT_MAX 500	/* RFC 3461 4.2: the original recipient */
+#define SMTP_ADDR_TYPE_MAX 32	/* ORCPT's addr-type ("rfc822", "utf-8") */
 
 enum smtp_body { SMTP_BODY_UNSET = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
 
@@ -35,7 +38,8 @@ struct smtp_mail_args {
 struct smtp_rcpt_args {
 	char addr[SMTP_PATH_MAX];	/* without <>; never empty */
 	unsigned notify;		/* enum dsn_notify bits, 0 when absent */
-	char orcpt[SMTP_PATH_MAX + 16];	/* "rfc822;addr" decoded, "" absent */
+	/* "type;addr" with addr decoded, "" absent */
+	char orcpt[SMTP_ADDR_TYPE_MAX + 1 + SMTP_ORCPT_MAX + 1];
 };
 
 /* arg is what follows "MAIL FROM:". Source routes (@a,@b:) are accepted

@@ -304,23 +304,22 @@ smtp_data_parser_init(struct smtp_data_parser *p, enum smtp_data_mode mode,
 	p->mode = mode;
 	p->out = out;
 	p->max_size = max_size;
+	p->size = 0;
 	p->flags = 0;
 	p->line_len = 0;
 	p->state = mode == SMTP_DATA_DOTTED ? DATA_ST_BOL : DATA_ST_TEXT;
 }
 
-/* Appends n bytes of content unless a flag already condemned the message.
- * The size counted is the buf's length (the caller starts it empty). */
+/* Appends n bytes of content unless a flag already condemned the message. */
 static void
 data_emit(struct smtp_data_parser *p, const char *s, size_t n)
 {
-	struct buf *b = p->out;
-
 	if (n == 0 || p->flags != 0)
 		return;
-	if (b->len > p->max_size || n > p->max_size - b->len ||
-	    buf_append(b, s, n) < 0)
+	if (n > p->max_size - p->size || buf_append(p->out, s, n) < 0)
 		p->flags |= SMTP_DATA_TOO_BIG;
+	else
+		p->size += n;
 }
 
 /* Sets a flag after writing out the content that preceded the offending

@@ -88,7 +88,7 @@ enum smtp_data_mode { SMTP_DATA_DOTTED, SMTP_DATA_BDAT };
 enum smtp_data_flag {
 	SMTP_DATA_TOO_BIG = 1,		/* passed max_size: reply 552 5.3.4 */
 	SMTP_DATA_BARE_EOL = 2,		/* bare CR or LF: reply 550 5.5.2 */
-	SMTP_DATA_LONG_LINE = 4,	/* a line over SMTP_TEXT_LINE_MAX: 500 5.5.2 */
+	SMTP_DATA_LONG_LINE = 4,	/* a line over SMTP_TEXT_LINE_MAX: 550 5.6.0 */
 	SMTP_DATA_NUL = 8,		/* a NUL byte: reply 550 5.6.0 */
 };
 
@@ -97,13 +97,15 @@ struct smtp_data_parser {
 	struct buf *out;	/* receives the content, dot-stuffing undone,
 				 * CRLF kept; not written once a flag is set */
 	size_t max_size;	/* content limit */
+	size_t size;		/* content bytes written to out so far */
 	unsigned flags;		/* enum smtp_data_flag, accumulated */
 	size_t line_len;	/* internal */
 	int state;		/* internal */
 };
 
-/* out must have been buf_init'ed by the caller with a max of at least
- * max_size; the parser never makes it grow past max_size. */
+/* out must have been buf_init'ed by the caller; it may hold bytes already
+ * (they do not count). The parser appends at most max_size content bytes;
+ * more, or a buffer that cannot take them, is SMTP_DATA_TOO_BIG. */
 void smtp_data_parser_init(struct smtp_data_parser *p, enum smtp_data_mode mode,
     struct buf *out, size_t max_size);
 

@@ -1,10 +1,10 @@
 /*
  * smtp_session: one inbound SMTP session (RFC 5321 with the ESMTP
  * extensions of the README), a non-blocking state machine driven by its
- * worker's event loop. The command parser and the argument parsers live
- * apart (smtp_parser.h, smtp_args.h); this file holds the command table,
- * the recipient policy, TLS and AUTH, and the hand-off of each message to
- * the committer.
+ * worker's event loop. Its parts live in their own files (see
+ * smtp_session_int.h): the life cycle and run loop, the commands, AUTH,
+ * the connection and TLS (session_io.h), message assembly
+ * (smtp_message.h); the parsers apart (smtp_parser.h, smtp_args.h).
  *
  * Threads: every function runs on the owning worker's thread.
  */
@@ -28,14 +28,26 @@ struct smtp_session *smtp_session_new(struct worker *w, int fd,
     const struct sockaddr *peer, socklen_t peerlen, enum listen_kind kind);
 
 /* Socket events (EPOLLIN/EPOLLOUT/EPOLLERR/EPOLLHUP). Returns 0 to keep
- * the session, -1 when it is over (the caller frees it). */
+ * the session, -1 when it is over (the caller frees it once
+ * smtp_session_can_free). */
 int smtp_session_event(struct smtp_session *s, uint32_t events);
+
+/* Runs s again after it gave up its turn (worker_run_again). Returns as
+ * smtp_session_event. */
+int smtp_session_resume(struct smtp_session *s);
+
+/* An off-loop job of a session is back on the worker (from the worker's
+ * job sink). Finishes it: when its session still exists (*s_r is set)
+ * the session goes on; returns -1 when *s_r is over (as
+ * smtp_session_event), else 0. A job whose session ended is just freed. */
+struct offloop_job;
+int smtp_session_job_done(struct offloop_job *job, struct smtp_session **s_r);
 
 /* The committer's answer for the message s handed over. Returns as
  * smtp_session_event. */
 int smtp_session_commit_done(struct smtp_session *s, enum commit_status st);
 
-/* Checks the session's deadline against now (monotonic ms); on timeout
+/* Checks the session's timers against now (monotonic ms); on a timeout
  * replies 421 4.4.2. Returns as smtp_session_event. */
 int smtp_session_tick(struct smtp_session *s, int64_t now);
 
@@ -45,7 +57,7 @@ int smtp_session_drain(struct smtp_session *s);
 /* May s be freed now (no commit in flight)? */
 int smtp_session_can_free(const struct smtp_session *s);
 
-/* Closes the socket (if still open) and frees s; sets *sp to NULL. */
+/* Closes the connection (if still open) and frees s; sets *sp to NULL. */
 void smtp_session_free(struct smtp_session **sp);
 
 /* The worker's index of s in its session table (worker-thread only). */

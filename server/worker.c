@@ -6,6 +6,7 @@
 #include "server/worker.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -39,16 +40,21 @@ struct worker {
 	int epfd;
 	int evfd;
 	struct committer *committer;
+	struct worker_pools pools;
+	struct offloop_sink sink;	/* worker_post_job finds w from it */
 
 	pthread_mutex_t lock;		/* guards the mailboxes and flags below */
 	struct worker_conn *conns;
 	struct worker_done *dones;
+	struct offloop_job *jobs, *jobs_tail;	/* finished off-loop jobs, in order */
 	int drain;
 	int stop;
 
 	/* worker thread only */
 	struct smtp_session **sessions;
 	size_t nsessions, capsessions;
+	struct smtp_session **ready;	/* to run again, without waiting */
+	size_t nready, capready;
 	int draining;
 	int64_t next_tick;		/* when deadlines are checked next */
 	atomic_uint count;
@@ -78,12 +84,27 @@ worker_add_session(struct worker *w, struct smtp_session *s)
 	atomic_store(&w->count, (unsigned)w->nsessions);
 }
 
+/* Removes s from the sessions to run again. */
+static void
+worker_unready(struct worker *w, struct smtp_session *s)
+{
+	for (size_t k = 0; k < w->nready; k++) {
+		if (w->ready[k] == s) {
+			memmove(w->ready + k, w->ready + k + 1,
+			    (w->nready - k - 1) * sizeof *w->ready);
+			w->nready--;
+			return;
+		}
+	}
+}
+
 /* Ends s: freed now, or once its commit result arrived. */
 static void
 worker_end_session(struct worker *w, struct smtp_session *s)
 {
 	size_t i = *smtp_session_slot(s);
 
+	worker_unready(w, s);
 	if (!smtp_session_can_free(s))
 		return;		/* freed from worker_take_dones */
 	w->sessions[i] = w->sessions[--w->nsessions];
@@ -141,6 +162,41 @@ worker_take_dones(struct worker *w)
 }
 
 static void
+worker_take_jobs(struct worker *w)
+{
+	struct offloop_job *j, *next;
+
+	pthread_mutex_lock(&w->lock);
+	j = w->jobs;
+	w->jobs = w->jobs_tail = NULL;
+	pthread_mutex_unlock(&w->lock);
+	for (; j; j = next) {
+		struct smtp_session *s = NULL;
+
+		next = j->next;
+		if (smtp_session_job_done(j, &s) < 0)
+			worker_end_session(w, s);
+	}
+}
+
+static void
+worker_post_job(struct offloop_sink *sink, struct offloop_job *job)
+{
+	struct worker *w = (struct worker *)(void *)((char *)sink -
+	    offsetof(struct worker, sink));
+
+	job->next = NULL;
+	pthread_mutex_lock(&w->lock);
+	if (w->jobs_tail)
+		w->jobs_tail->next = job;
+	else
+		w->jobs = job;
+	w->jobs_tail = job;
+	pthread_mutex_unlock(&w->lock);
+	worker_wake(w);
+}
+
+static void
 worker_drain_all(struct worker *w)
 {
 	for (size_t i = w->nsessions; i-- > 0;) {
@@ -160,6 +216,22 @@ worker_tick(struct worker *w, int64_t now)
 	}
 }
 
+/* Runs the sessions that gave up their turn, in order; each may queue
+ * itself again for the next pass. */
+static void
+worker_take_ready(struct worker *w)
+{
+	size_t n = w->nready;
+
+	for (size_t k = 0; k < n && w->nready > 0; k++) {
+		struct smtp_session *s = w->ready[0];
+
+		worker_unready(w, s);
+		if (smtp_session_resume(s) < 0)
+			worker_end_session(w, s);
+	}
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -171,7 +243,7 @@ worker_main(void *arg)
 	for (;;) {
 		int64_t now = time_mono_ms();
 		int timeout = w->next_tick > now ? (int)(w->next_tick - now) : 0;
-		int n = epoll_wait(w->epfd, evs, 256, timeout);
+		int n = epoll_wait(w->epfd, evs, 256, w->nready ? 0 : timeout);
 		int stop;
 
 		if (n < 0 && errno != EINTR) {
@@ -189,6 +261,8 @@ worker_main(void *arg)
 			if (smtp_session_event(s, evs[i].events) < 0)
 				worker_end_session(w, s);
 		}
+		worker_take_ready(w);
+		worker_take_jobs(w);
 		worker_take_dones(w);
 		worker_take_conns(w);
 		if (w->draining && !was_draining) {
@@ -210,13 +284,16 @@ worker_main(void *arg)
 }
 
 struct worker *
-worker_start(int index, struct committer *c)
+worker_start(int index, struct committer *c, const struct worker_pools *pools)
 {
 	struct worker *w = xcalloc(1, sizeof *w);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &worker_wake_tag };
 
 	w->index = index;
 	w->committer = c;
+	if (pools)
+		w->pools = *pools;
+	w->sink.post = worker_post_job;
 	pthread_mutex_init(&w->lock, NULL);
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -296,7 +373,9 @@ worker_stop(struct worker **wp)
 	worker_wake(w);
 	pthread_join(w->thread, NULL);
 	/* Commits still in flight were answered by the stopped committer
-	 * before this point (main stops workers after the committer drained). */
+	 * before this point (main stops workers after the committer drained),
+	 * and off-loop jobs were posted (main stops the pools first). */
+	worker_take_jobs(w);
 	worker_take_dones(w);
 	for (size_t i = 0; i < w->nsessions; i++)
 		smtp_session_free(&w->sessions[i]);
@@ -307,6 +386,7 @@ worker_stop(struct worker **wp)
 		free(c);
 	}
 	free(w->sessions);
+	free(w->ready);
 	close(w->epfd);
 	close(w->evfd);
 	pthread_mutex_destroy(&w->lock);
@@ -319,11 +399,36 @@ worker_committer(struct worker *w)
 	return w->committer;
 }
 
+const struct worker_pools *
+worker_pools(struct worker *w)
+{
+	return &w->pools;
+}
+
+struct offloop_sink *
+worker_job_sink(struct worker *w)
+{
+	return &w->sink;
+}
+
 void
 worker_timer_hint(struct worker *w, int64_t when)
 {
 	if (when < w->next_tick)
 		w->next_tick = when;
+}
+
+void
+worker_run_again(struct worker *w, struct smtp_session *s)
+{
+	for (size_t k = 0; k < w->nready; k++)
+		if (w->ready[k] == s)
+			return;
+	if (w->nready == w->capready) {
+		w->capready = w->capready ? w->capready * 2 : 64;
+		w->ready = xrealloc(w->ready, w->capready * sizeof *w->ready);
+	}
+	w->ready[w->nready++] = s;
 }
 
 void

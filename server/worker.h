@@ -5,8 +5,9 @@
  * functions below, which post a message and wake the loop (eventfd).
  *
  * Threads: worker_start/worker_stop from the main thread; worker_add_conn
- * from the acceptor; worker_post_commit from the committer thread;
- * worker_watch and worker_* session hooks only from the worker's own thread.
+ * from the acceptor; worker_post_commit from the committer thread; the job
+ * sink from pool threads; worker_watch and worker_* session hooks only
+ * from the worker's own thread.
  */
 #ifndef SERVER_WORKER_H
 #define SERVER_WORKER_H
@@ -16,12 +17,21 @@
 
 #include "queue/committer.h"
 #include "server/config.h"
+#include "server/offloop.h"
 
 struct worker;
 struct smtp_session;
 
-/* Starts a worker thread that commits messages through c. */
-struct worker *worker_start(int index, struct committer *c);
+/* The off-loop pools sessions use (either may be NULL: none). */
+struct worker_pools {
+	struct offloop *passwords;	/* password hashing (CPU) */
+	struct offloop *lookups;	/* DNS and other waits */
+};
+
+/* Starts a worker thread that commits messages through c and runs
+ * off-loop jobs on pools (copied). */
+struct worker *worker_start(int index, struct committer *c,
+    const struct worker_pools *pools);
 
 /* Hands an accepted non-blocking socket to w (which then owns it and the
  * connlimit count taken for it). */
@@ -41,6 +51,13 @@ void worker_stop(struct worker **wp);
 /* Worker-thread only: the committer this worker uses. */
 struct committer *worker_committer(struct worker *w);
 
+/* Worker-thread only: the pools this worker's sessions use. */
+const struct worker_pools *worker_pools(struct worker *w);
+
+/* Any thread: the sink that brings an off-loop job of one of w's
+ * sessions back to w (smtp_session_job_done runs it there). */
+struct offloop_sink *worker_job_sink(struct worker *w);
+
 /* Worker-thread only: sets the epoll interest of s's socket (EPOLLIN,
  * EPOLLOUT or both; 0 for none). */
 void worker_watch(struct worker *w, struct smtp_session *s, int fd,
@@ -49,6 +66,10 @@ void worker_watch(struct worker *w, struct smtp_session *s, int fd,
 /* Worker-thread only: check deadlines no later than when (monotonic ms);
  * they are checked at least once a second anyway. */
 void worker_timer_hint(struct worker *w, int64_t when);
+
+/* Worker-thread only: s gave up its turn with work left; the loop runs it
+ * again (smtp_session_resume) after the other sessions' events. */
+void worker_run_again(struct worker *w, struct smtp_session *s);
 
 /* Any thread (the committer's done callback): delivers the result of a
  * commit to session s on worker w; s must not be freed before that. */

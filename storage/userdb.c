@@ -6,8 +6,8 @@
  * File syntax (both files): one entry per line, at most 4096 bytes a line
  * (a trailing CR is ignored); blank lines and lines whose first non-blank
  * character is `#` are skipped; at most 100000 entries and 1000000 lines
- * per file. A NUL byte, a control character or a byte >= 0x80 in an address
- * is an error.
+ * per file. A NUL byte or a control character in an address is an error; a
+ * local part may be UTF-8 (RFC 6531), a domain is ASCII.
  *   users_file:   `user@domain:HASH`; HASH may be empty (no login) and has
  *                 no blanks. A duplicate user is an error.
  *   aliases_file: `alias@domain: target, target ...`; targets are separated
@@ -16,7 +16,8 @@
  *                 part is refused: the domain it would mean is ambiguous).
  *                 A duplicate alias is an error.
  * An address is `local@domain` split at the last `@`: local part 1..64
- * printable characters without blanks, `<>,:;"()[]\`; domain 1..253
+ * bytes of printable ASCII without blanks and `<>,:;"()[]\`, or UTF-8
+ * (no C1 controls); domain 1..253
  * characters of letters, digits, `-`, `.`, `_`, not starting with `.`.
  *
  * Expansion rule (userdb_expand): a depth-first walk. A target that is an
@@ -45,6 +46,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/util.h"
 #include "storage/userdb.h"
@@ -171,6 +173,49 @@ ud_is_blank(int c)
 	return c == ' ' || c == '\t';
 }
 
+/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, no C1
+ * controls, at most U+10FFFF. */
+static int
+ud_utf8_valid(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char c = s[i], lo = 0x80, hi = 0xBF;
+		size_t more;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			more = 1;
+		else if (c >= 0xE0 && c <= 0xEF)
+			more = 2;
+		else if (c >= 0xF0 && c <= 0xF4)
+			more = 3;
+		else
+			return 0;
+		if (c == 0xC2)
+			lo = 0xA0;
+		else if (c == 0xE0)
+			lo = 0xA0;
+		else if (c == 0xED)
+			hi = 0x9F;
+		else if (c == 0xF0)
+			lo = 0x90;
+		else if (c == 0xF4)
+			hi = 0x8F;
+		if (n - i - 1 < more || s[i + 1] < lo || s[i + 1] > hi)
+			return 0;
+		for (size_t k = 2; k <= more; k++)
+			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
+				return 0;
+		i += more + 1;
+	}
+	return 1;
+}
+
 /* Checks an address of n bytes; returns NULL or the problem. */
 static const char *
 ud_address_problem(const char *s, size_t n)
@@ -195,9 +240,12 @@ ud_address_problem(const char *s, size_t n)
 		return "domain too long";
 	for (size_t i = 0; i < local_len; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c <= ' ' || c >= 0x7f || strchr("<>,:;\"()[]\\", c) != NULL)
+		if (c <= ' ' || c == 0x7f || (c < 0x80 && strchr("<>,:;\"()[]\\", c) != NULL))
 			return "bad character in local part";
 	}
+	/* RFC 6531 mailboxes: a UTF-8 local part is fine, broken UTF-8 not. */
+	if (!ud_utf8_valid((const unsigned char *)s, local_len))
+		return "local part is not valid UTF-8";
 	if (at[1] == '.')
 		return "bad domain";
 	for (size_t i = 1; i <= domain_len; i++) {
@@ -578,6 +626,30 @@ userdb_check_password(const struct userdb *db, const char *user,
 	free(cd);
 	/* A match against the dummy is still "no": it is not this user's. */
 	return ok && hash != db->dummy_hash;
+}
+
+int
+userdb_sender_owned(const struct userdb *db, const char *user,
+    const char *sender)
+{
+	char ukey[UD_LOCAL_MAX + UD_DOMAIN_MAX + 2];
+	char skey[UD_LOCAL_MAX + UD_DOMAIN_MAX + 2];
+	char **list;
+	int n, owned = 0;
+
+	if (db == NULL || ud_key_buf(user, ukey, sizeof ukey) != 0 ||
+	    ud_key_buf(sender, skey, sizeof skey) != 0)
+		return 0;
+	if (strcmp(ukey, skey) == 0)
+		return 1;
+	if (ud_table_find(&db->aliases, skey) == NULL)
+		return 0;
+	if ((n = userdb_expand(db, skey, NULL, NULL, &list)) < 0)
+		return 0;
+	for (int i = 0; i < n && !owned; i++)
+		owned = strcasecmp(list[i], ukey) == 0;
+	userdb_list_free(list, n);
+	return owned;
 }
 
 /* --- expansion --------------------------------------------------------- */

@@ -4,9 +4,10 @@
  * users_file lines: `user@domain:HASH` (crypt(3) hash, or empty: the user
  * exists but cannot log in). aliases_file lines:
  * `alias@domain: target, target` (targets local or remote addresses).
- * `#` comments and blank lines are allowed in both. Addresses compare
- * case-insensitively in the domain; local parts compare case-insensitively
- * too (as most sites expect).
+ * `#` comments and blank lines are allowed in both. A local part may be
+ * UTF-8 (RFC 6531). Addresses compare case-insensitively in the domain;
+ * local parts compare case-insensitively too (as most sites expect) for
+ * ASCII letters, other UTF-8 characters byte for byte.
  *
  * A loaded userdb never changes; SIGHUP loads a new one. Errors in a file
  * are reported as `FILE:LINE: message` and loading fails.
@@ -36,6 +37,12 @@ enum userdb_kind { USERDB_NONE = 0, USERDB_USER = 1, USERDB_ALIAS = 2 };
  * Without a users file every address of a local domain is a user, unless
  * it is an alias. */
 enum userdb_kind userdb_lookup(const struct userdb *db, const char *addr);
+
+/* May authenticated user (user@domain) send as sender? 1 when sender is
+ * the user itself (any case) or an alias whose expansion reaches the
+ * user (aliases of aliases too); 0 otherwise. */
+int userdb_sender_owned(const struct userdb *db, const char *user,
+    const char *sender);
 
 /* 1 when user (user@domain) exists, has a hash, and password matches. */
 int userdb_check_password(const struct userdb *db, const char *user,

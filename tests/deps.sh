@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mailserver builds and tests with, if any is
 # missing. Postfix (for smtp-source/smtp-sink) is installed unconfigured, so
-# no Postfix daemon starts.
+# no Postfix daemon starts; nor does OpenDKIM (a DKIM test peer), thanks to
+# the policy-rc.d below.
 set -eu
 pkgs="build-essential clang libgnutls28-dev libldns-dev liblmdb-dev libcunit1-dev
       libcrypt-dev lmdb-utils postfix ldnsutils gnutls-bin swaks dovecot-imapd
-      python3 iproute2 util-linux procps"
+      python3 python3-yaml iproute2 util-linux procps
+      libpsl-dev publicsuffix python3-dkim python3-nacl opendkim opendkim-tools
+      libcurl4-gnutls-dev nsd unbound testssl.sh"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

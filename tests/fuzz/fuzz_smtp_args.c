@@ -3,14 +3,16 @@
  * utf8_ok for RCPT); the rest, up to its first NUL, is the argument.
  * Checks what callers rely on: a reply that is one well-formed line on
  * error; on success an address with no control bytes that parses again to
- * itself, printable decoded xtext that re-encodes and decodes to itself,
- * and a working smtp_addr_split. Any violation aborts.
+ * itself, printable decoded xtext that re-encodes and decodes to itself
+ * (an ORCPT address may be UTF-8 text, never controls), and a working
+ * smtp_addr_split. Any violation aborts.
  */
 #include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/xtext.h"
 #include "server/smtp_args.h"
@@ -36,6 +38,34 @@ fuzz_check_printable(const char *s)
 {
 	for (; *s != '\0'; s++)
 		FUZZ_CHECK((unsigned char)*s >= 32 && (unsigned char)*s < 127);
+}
+
+/* UTF-8 text without C0 or C1 controls or DEL. */
+static void
+fuzz_check_text(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p != '\0') {
+		unsigned cp;
+		int more;
+
+		if (*p < 0x80) {
+			FUZZ_CHECK(*p >= 32 && *p != 127);
+			p++;
+			continue;
+		}
+		more = *p >= 0xF0 ? 3 : *p >= 0xE0 ? 2 : 1;
+		cp = *p & (0x3F >> more);
+		FUZZ_CHECK(*p >= 0xC2 && *p <= 0xF4);
+		for (int k = 1; k <= more; k++) {
+			FUZZ_CHECK((p[k] & 0xC0) == 0x80);
+			cp = cp << 6 | (p[k] & 0x3F);
+		}
+		FUZZ_CHECK(cp >= 0xA0 && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF));
+		FUZZ_CHECK(cp >= (more == 1 ? 0x80u : more == 2 ? 0x800u : 0x10000u));
+		p += more + 1;
+	}
 }
 
 static void
@@ -98,6 +128,19 @@ fuzz_rcpt_again(const struct smtp_rcpt_args *a, int utf8_ok)
 	FUZZ_CHECK(n > 0 && (size_t)n < sizeof arg);
 	FUZZ_CHECK(smtp_parse_rcpt(arg, utf8_ok, &b, err, sizeof err) == 0);
 	FUZZ_CHECK(strcmp(a->addr, b.addr) == 0);
+	/* ORCPT of any type but utf-8, xtext-encoded again (as Postfix
+	 * does with UTF-8 too), gives the same decoded value. */
+	if (a->orcpt[0] != '\0' && strncasecmp(a->orcpt, "utf-8;", 6) != 0) {
+		const char *semi = strchr(a->orcpt, ';');
+		char enc[3 * sizeof a->orcpt + 1];
+
+		FUZZ_CHECK(xtext_encode(semi + 1, enc, sizeof enc) == 0);
+		n = snprintf(arg, sizeof arg, "<a@b> ORCPT=%.*s;%s",
+		    (int)(semi - a->orcpt), a->orcpt, enc);
+		FUZZ_CHECK(n > 0 && (size_t)n < sizeof arg);
+		FUZZ_CHECK(smtp_parse_rcpt(arg, 0, &b, err, sizeof err) == 0);
+		FUZZ_CHECK(strcmp(a->orcpt, b.orcpt) == 0);
+	}
 }
 
 int
@@ -134,7 +177,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (smtp_parse_rcpt(arg, utf8_ok, &a, err, sizeof err) == 0) {
 			fuzz_check_addr(a.addr, 0);
-			fuzz_check_printable(a.orcpt);
+			fuzz_check_text(a.orcpt);
 			FUZZ_CHECK(a.orcpt[0] == '\0' ||
 			    strchr(a.orcpt, ';') != NULL);
 			FUZZ_CHECK(!(a.notify & DSN_NOTIFY_NEVER) ||

@@ -3,11 +3,13 @@ limits, timeouts, durability of acknowledged mail, a full queue."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
+import time
 import unittest
 
-from harness import MAILSERVER, Client, Server, free_port, greet, wait_for, SLOW
+from harness import MAILCTL, MAILSERVER, Client, Server, free_port, greet, wait_for, SLOW
 
 MSG = b"Subject: d\r\n\r\ndurable\r\n"
 
@@ -156,6 +158,54 @@ class SignalTest(unittest.TestCase):
         self.assertEqual(self.srv.stop(), 0)
 
 
+@unittest.skipUnless(os.geteuid() == 0, "needs root to drop privileges")
+class PrivilegeDropTest(unittest.TestCase):
+    """user = nobody, with a TLS key only root may read: SIGHUP still
+    reloads, the log file made at start belongs to nobody, and mailctl run
+    as nobody does not need the key."""
+
+    def test_reload_after_drop_with_root_only_key(self):
+        import pwd
+        import shutil
+        from harness import test_cert
+        cert, key = test_cert()          # in a 0700 directory of root's
+        nobody = pwd.getpwnam("nobody")
+        srv = Server("user = nobody\ntls_cert_file = %s\ntls_key_file = %s\n" % (cert, key))
+        try:
+            os.chmod(srv.dir, 0o755)
+            shutil.chown(srv.dir, nobody.pw_uid, nobody.pw_gid)
+            srv.start()
+            self.assertEqual(os.stat(srv.log).st_uid, nobody.pw_uid)
+            with open(srv.conf, "a") as f:
+                f.write("max_recipients = 7\n")
+            srv.signal(signal.SIGHUP)
+            srv.wait_log("reloaded")
+            log = srv.logtext()
+            self.assertIn("keeping the TLS certificate and key loaded before", log)
+            self.assertNotIn("keeping the old configuration", log)
+            self.assertNotIn("reload: log_file", log)
+            c, lines = greet(srv.port)
+            self.assertIn("STARTTLS", lines)
+            self.assertEqual(c.cmd("STARTTLS")[0], 220)
+            c.starttls()
+            self.assertEqual(c.cmd("EHLO again.test")[0], 250)
+            c.close()
+            # rotation: the file is reopened (made anew) as nobody
+            os.rename(srv.log, srv.log + ".1")
+            srv.signal(signal.SIGUSR2)
+            srv.wait_log("stats: received=")
+            # mailctl as nobody reads the queue without the key
+            r = subprocess.run([MAILCTL, "-c", srv.conf, "--json", "stats"], cwd=srv.dir,
+                               capture_output=True, text=True, timeout=60 * SLOW,
+                               preexec_fn=lambda: (os.setgid(nobody.pw_gid),
+                                                   os.setuid(nobody.pw_uid)))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("received", r.stdout)
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+
 class DurabilityTest(unittest.TestCase):
     def test_kill9_after_250_keeps_message(self):
         srv = Server()
@@ -256,6 +306,82 @@ class LimitsTest(unittest.TestCase):
             for h in held[1:]:
                 h.close()
             self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+    def cpu_seconds(self, pid):
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def test_out_of_file_descriptors(self):
+        """With the descriptor limit reached, the acceptor neither spins nor
+        floods the log, refuses clients with 421, and recovers."""
+        import resource
+        srv = Server("max_connections = 1000\nmax_connections_per_ip = 1000\n")
+        try:
+            srv.proc = subprocess.Popen(
+                [MAILSERVER, "-c", srv.conf], cwd=srv.dir, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
+            srv.wait_ready()
+            srv.wait_log("does not fit in the descriptor limit 64")
+            clients = []
+            for _ in range(100):
+                s = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW)
+                clients.append(s)
+            cpu0, t0 = self.cpu_seconds(srv.proc.pid), time.monotonic()
+            # the refused ones get a 421 rather than hang in the backlog
+            refused = 0
+            for s in clients[-20:]:
+                s.settimeout(3 * SLOW)
+                try:
+                    if s.recv(100).startswith(b"421 4.3.2"):
+                        refused += 1
+                except OSError:
+                    pass
+            elapsed = max(time.monotonic() - t0, 2.0)
+            time.sleep(max(0, 2.0 - (time.monotonic() - t0)))
+            used = self.cpu_seconds(srv.proc.pid) - cpu0
+            self.assertGreater(refused, 0)
+            self.assertLess(used, 0.5 * (time.monotonic() - t0), "the acceptor spins")
+            lines = srv.logtext().count("Too many open files")
+            self.assertLess(lines, 3 + 2 * elapsed, "the log is flooded")
+            for s in clients:
+                s.close()
+            # sessions end, descriptors come back, accepting resumes
+            wait_for(lambda: Client(srv.port).reply()[0] == 220, 20, "a greeting again")
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+    def test_closed_standard_descriptors(self):
+        """Started with fds 0, 1 and 2 closed and logging to stderr: the
+        log lines must not land in the queue's LMDB file."""
+        srv = Server()
+        try:
+            text = open(srv.conf).read().replace("log_file = %s\n" % srv.log, "")
+            srv.write_config(text)
+
+            def close_std():
+                for fd in (0, 1, 2):
+                    os.close(fd)
+            srv.proc = subprocess.Popen([MAILSERVER, "-c", srv.conf], cwd=srv.dir,
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, preexec_fn=close_std)
+            srv.proc.stdout = open(os.devnull, "rb")
+            srv.proc.stderr = open(os.devnull, "rb")
+            srv.wait_ready()
+            for fd in (0, 1, 2):
+                self.assertEqual(os.readlink("/proc/%d/fd/%d" % (srv.proc.pid, fd)), "/dev/null")
+            code, text = send_one(srv.port, rcpt="x@localhost")
+            self.assertEqual(code, 250)
+            self.assertEqual(srv.stop(), 0)
+            with open(os.path.join(srv.dir, "queue", "data.mdb"), "rb") as f:
+                data = f.read()
+            self.assertNotIn(b"mailserver started", data)
+            self.assertNotIn(b"info:", data)
+            srv.mailctl("stats")   # the queue still opens
         finally:
             srv.cleanup()
 

@@ -1,14 +1,39 @@
 """Inbound SMTP against a running mailserver: commands, replies, policy,
 pipelining, limits and hostile input (issue: inbound SMTP)."""
+import contextlib
 import json
 import os
+import signal
 import smtplib
 import socket
+import time
 import unittest
 
-from harness import Client, Server, greet, wait_for, SLOW
+from harness import Client, DnsServer, Server, greet, wait_for, SLOW
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 MSG = b"Subject: test\r\nFrom: a@example.org\r\n\r\nhello\r\n"
+
+
+@contextlib.contextmanager
+def frozen(srv):
+    """The server stopped (SIGSTOP) meanwhile: what the client sends then
+    is all in the socket when the server next reads."""
+    srv.signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        srv.signal(signal.SIGCONT)
+
+
+def read_to_eof(sock):
+    data = b""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            return data
+        data += d
 
 
 class SmtpTest(unittest.TestCase):
@@ -92,6 +117,9 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(c.cmd("RCPT TO:<alice@localhost>")[0], 503)
         self.assertEqual(c.cmd("DATA")[0], 503)
         self.assertEqual(c.cmd("MAIL FROM:a@b.example")[0], 501)
+        c.close()
+        # 503s count toward max_errors (5 here): go on in a new session
+        c, _ = greet(self.srv.port)
         self.assertEqual(c.cmd("MAIL FROM:<a@b.example>")[0], 250)
         self.assertEqual(c.cmd("MAIL FROM:<a@b.example>")[0], 503)  # nested
         self.assertEqual(c.cmd("RCPT TO:<>")[0], 501)
@@ -166,15 +194,115 @@ class SmtpTest(unittest.TestCase):
         c2.close()
 
     def test_long_text_line_rejected(self):
+        """A content line over 998 octets is refused at the end of data with
+        a reply RFC 5321 allows there (not 500), and the session goes on."""
         c, _ = greet(self.srv.port)
         c.cmd("MAIL FROM:<a@b.example>")
         c.cmd("RCPT TO:<alice@localhost>")
         c.cmd("DATA")
         c.send(b"Subject: x\r\n\r\n" + b"y" * 1200 + b"\r\n.\r\n")
         code, lines = c.reply()
-        self.assertEqual(code, 500)
-        self.assertTrue(lines[0].startswith("5.5.2"))
+        self.assertEqual(code, 550)
+        self.assertTrue(lines[0].startswith("5.6.0"), lines)
+        self.assertEqual(c.cmd("NOOP")[0], 250)
         c.close()
+
+    def test_unknown_recipients_counted_apart(self):
+        """550s at RCPT are not bad commands: a list with stale addresses
+        goes on; a harvest of names is cut at max_unknown_recipients."""
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<list@b.example>")
+        for i in range(15):
+            self.assertEqual(c.cmd("RCPT TO:<stale%d@localhost>" % i)[0], 550)
+        self.assertEqual(c.cmd("RCPT TO:<alice@localhost>")[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(MSG + b".\r\n")
+        self.assertEqual(c.reply()[0], 250)
+        c.close()
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<harvest@b.example>")
+        for i in range(20):
+            self.assertEqual(c.cmd("RCPT TO:<guess%d@localhost>" % i)[0], 550)
+        code, lines = c.reply()
+        self.assertEqual(code, 421)
+        self.assertTrue(lines[0].startswith("4.7.0"), lines)
+        self.assertTrue(c.closed())
+
+    def test_bad_sequence_counts_as_error(self):
+        c, _ = greet(self.srv.port)
+        codes = [c.cmd("RCPT TO:<alice@localhost>")[0] for _ in range(5)]
+        self.assertEqual(codes, [503] * 5)
+        self.assertEqual(c.reply()[0], 421)       # max_errors = 5
+        self.assertTrue(c.closed())
+
+    def test_bdat_refusals_do_not_spoil_the_next_transaction(self):
+        c, _ = greet(self.srv.port)
+        c.send(b"BDAT 5\r\nhello")                 # before MAIL
+        self.assertEqual(c.reply()[0], 503)
+        self.assertEqual(c.cmd("BDAT 0")[0], 503)
+        self.assertEqual(c.cmd("BDAT")[0], 501)    # a bare BDAT
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.example>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<alice@localhost>")[0], 250)
+        body = b"Subject: chunk\r\n\r\nok\r\n"
+        c.send(b"BDAT %d LAST\r\n" % len(body) + body)
+        code, lines = c.reply()
+        self.assertEqual(code, 250, lines)
+        self.assertIn("queued as", lines[0])
+        c.close()
+
+    def test_bdat_chunk_octet_counts(self):
+        """Each non-last BDAT chunk's reply names its own size."""
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        c.send(b"BDAT 5\r\nabcd\r")             # the CR waits for its LF
+        code, lines = c.reply()
+        self.assertEqual((code, lines[0]), (250, "2.0.0 5 octets received"))
+        c.send(b"BDAT 3\r\n\nxy")
+        self.assertEqual(c.reply()[1][0], "2.0.0 3 octets received")
+        c.send(b"BDAT 2\r\n\r\n")
+        self.assertEqual(c.reply()[1][0], "2.0.0 2 octets received")
+        self.assertEqual(c.cmd("BDAT 0 LAST")[0], 250)
+        c.close()
+
+    def test_long_mail_and_rcpt_lines(self):
+        """MAIL and RCPT take the longer lines AUTH=, ENVID and ORCPT need;
+        other commands keep the 512-octet limit."""
+        c, _ = greet(self.srv.port)
+        envid = "+41" * 100                         # 100 octets decoded
+        auth = "+3C" + "u" * 200 + "@b.example+3E"
+        line = "MAIL FROM:<a@b.example> BODY=8BITMIME ENVID=%s AUTH=%s" % (envid, auth)
+        self.assertGreater(len(line), 512)
+        self.assertEqual(c.cmd(line)[0], 250)
+        orcpt = "o" * 60 + "@" + ".".join(["d" * 60] * 6) + ".example"
+        line = "RCPT TO:<alice@hold.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;%s" % (
+            orcpt.replace("o", "+6F"))
+        self.assertGreater(len(line), 512)
+        self.assertEqual(c.cmd(line)[0], 250)
+        self.assertEqual(c.cmd("NOOP " + "x" * 600)[0], 500)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(MSG + b".\r\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 250)
+        qid = lines[0].split()[-1]
+        show = json.loads(self.srv.mailctl("--json", "show", qid).stdout)
+        self.assertEqual(show["envid"], "A" * 100)
+        self.assertEqual(show["recipients"][0]["orcpt"], "rfc822;" + orcpt)
+        c.close()
+
+    def test_reject_log_lines_end_cleanly(self):
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<logcheck@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        c.cmd("DATA")
+        c.send(b"Subject: x\r\n\r\nbare\nlf\r\n.\r\n")
+        self.assertEqual(c.reply()[0], 550)
+        c.close()
+        self.srv.wait_log("reject: logcheck@b.example")
+        lines = [l for l in self.srv.logtext().splitlines() if "reject:" in l]
+        self.assertTrue(lines)
+        for l in lines:
+            self.assertFalse(l.endswith("?"), l)
 
     def test_bare_lf_in_command(self):
         c, _ = greet(self.srv.port)
@@ -241,6 +369,31 @@ class SmtpTest(unittest.TestCase):
         c.send(b"Subject: p\r\n\r\nx\r\n.\r\nRSET\r\nNOOP\r\nQUIT\r\n")
         self.assertEqual([c.reply()[0] for _ in range(4)], [250, 250, 250, 221])
         c.close()
+
+    def test_pipelined_end_quit_and_fin(self):
+        """'.' CRLF QUIT CRLF and the client's FIN at once: the 250 and the
+        221 still come, so the client does not send the message again."""
+        for size in (200, 32768, 49152):
+            with self.subTest(size=size):
+                before = self.queued_ids()
+                c, _ = greet(self.srv.port)
+                c.cmd("MAIL FROM:<a@b.example>")
+                c.cmd("RCPT TO:<alice@localhost>")
+                self.assertEqual(c.cmd("DATA")[0], 354)
+                tail = b".\r\nQUIT\r\n"
+                head = b"Subject: fin\r\n\r\n"
+                k = (size - len(tail) - len(head)) // 72 - 1
+                last = size - len(tail) - len(head) - 72 * k
+                body = head + (b"z" * 70 + b"\r\n") * k + b"y" * (last - 2) + b"\r\n"
+                self.assertEqual(len(body + tail), size)
+                with frozen(self.srv):
+                    c.send(body + tail)
+                    c.sock.shutdown(socket.SHUT_WR)
+                data = read_to_eof(c.sock)
+                c.close()
+                self.assertRegex(data, rb"^250 2\.0\.0 Ok: queued as [0-9A-F]{13}\r\n221 ")
+                qid = data.split(b"\r\n")[0].split()[-1].decode()
+                self.assertEqual(self.queued_ids() - before, {qid})
 
     def test_pipelined_body_after_rejected_data_not_commands(self):
         before = self.queued_ids()
@@ -356,6 +509,137 @@ class SmtpTest(unittest.TestCase):
             pass
         self.assertIn(421, codes)
         self.assertTrue(c.closed())
+
+class SlowClientTest(unittest.TestCase):
+    """A client that sends a byte now and then cannot hold a session:
+    commands and messages have a total time; junk commands are counted."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server("command_timeout = 2s\ndata_timeout = 2s\nmin_data_rate = 1K\n"
+                         "max_junk_commands = 5\n").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.srv.stop()
+        cls.srv.cleanup()
+        assert code == 0, code
+
+    def dribble(self, c, chunk, every=0.3, limit=12):
+        """Sends chunk every `every` seconds until the server answers;
+        returns (reply, seconds it took)."""
+        t0 = time.monotonic()
+        c.sock.settimeout(every)
+        while time.monotonic() - t0 < limit * SLOW:
+            try:
+                c.send(chunk)
+            except OSError:
+                break
+            try:
+                reply = c.reply()
+                return reply, time.monotonic() - t0
+            except socket.timeout:
+                continue
+        c.sock.settimeout(5 * SLOW)
+        return c.reply(), time.monotonic() - t0
+
+    def test_command_sent_a_byte_at_a_time(self):
+        c, _ = greet(self.srv.port)
+        (code, lines), took = self.dribble(c, b"N")
+        self.assertEqual(code, 421)
+        self.assertTrue(lines[0].startswith("4.4.2"), lines)
+        self.assertLess(took, 5 * SLOW)
+        c.close()
+
+    def test_message_sent_a_line_at_a_time(self):
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<x@localhost>")
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        (code, lines), took = self.dribble(c, b"a line\r\n")
+        self.assertEqual(code, 421)
+        self.assertLess(took, 6 * SLOW)
+        c.close()
+        self.srv.wait_log("message data slower than 1024 bytes/s")
+
+    def test_junk_commands_limited(self):
+        c, _ = greet(self.srv.port)
+        self.assertEqual([c.cmd(v)[0] for v in ("NOOP", "RSET", "VRFY x", "HELP", "NOOP")],
+                         [250, 250, 252, 214, 250])
+        code, lines = c.cmd("NOOP")
+        self.assertEqual(code, 421)
+        self.assertTrue(c.closed())
+        # mail resets the count
+        c, _ = greet(self.srv.port)
+        for _ in range(2):
+            for _ in range(4):
+                self.assertEqual(c.cmd("NOOP")[0], 250)
+            c.cmd("MAIL FROM:<a@b.example>")
+            c.cmd("RCPT TO:<x@localhost>")
+            c.cmd("DATA")
+            c.send(MSG + b".\r\n")
+            self.assertEqual(c.reply()[0], 250)
+        c.close()
+
+
+class ClientNameTest(unittest.TestCase):
+    """The Received header names the client's forward-confirmed reverse
+    name, looked up off the loop through dns_server, waited for at DATA
+    no longer than client_dns_timeout."""
+
+    HOLD = "relay_domains = hold.test\nroutes = hold.test=[127.0.0.1]:9\nretry_min = 1h\nretry_max = 2h\n"
+
+    def server(self, dns_port, extra=""):
+        srv = Server(self.HOLD + extra)
+        srv.write_config(open(srv.conf).read().replace(
+            "dns_server = 127.0.0.1:1", "dns_server = 127.0.0.1:%d" % dns_port))
+        self.addCleanup(srv.cleanup)
+        return srv.start()
+
+    def received(self, srv, source):
+        """Sends a message from source at once (pipelined) and returns the
+        Received header and the seconds DATA waited."""
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SLOW,
+                                     source_address=(source, 0))
+        c = Client.__new__(Client)
+        c.sock, c.buf = s, b""
+        self.assertEqual(c.reply()[0], 220)
+        t0 = time.monotonic()
+        c.send(b"EHLO client.test\r\nMAIL FROM:<a@b.example>\r\n"
+               b"RCPT TO:<x@hold.test>\r\nDATA\r\n")
+        for want in (250, 250, 250, 354):
+            self.assertEqual(c.reply()[0], want)
+        waited = time.monotonic() - t0
+        c.send(MSG + b".\r\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 250, lines)
+        c.close()
+        show = json.loads(srv.mailctl("--json", "show", lines[0].split()[-1]).stdout)
+        return show["headers"].split("\n")[0], waited
+
+    def test_confirmed_and_unconfirmed_names(self):
+        dns = DnsServer(os.path.join(HERE, "dns", "clients.data"))
+        self.addCleanup(dns.stop)
+        srv = self.server(dns.port)
+        header, _ = self.received(srv, "127.0.0.1")
+        self.assertIn("Received: from client.test (client.example [127.0.0.1])", header)
+        header, _ = self.received(srv, "127.0.0.7")       # PTR liar.example -> 127.0.0.8
+        self.assertIn("Received: from client.test ([127.0.0.7])", header)
+        self.assertEqual(srv.stop(), 0)
+
+    def test_wait_is_bounded(self):
+        """A DNS server that never answers: DATA goes on after
+        client_dns_timeout, without a name."""
+        mute = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        mute.bind(("127.0.0.1", 0))
+        self.addCleanup(mute.close)
+        srv = self.server(mute.getsockname()[1], "client_dns_timeout = 1s\n")
+        header, waited = self.received(srv, "127.0.0.1")
+        self.assertIn("Received: from client.test ([127.0.0.1])", header)
+        self.assertGreater(waited, 0.5)
+        self.assertLess(waited, 3 * SLOW)
+        self.assertEqual(srv.stop(), 0)
+
 
 class PolicyTest(unittest.TestCase):
     """A client outside relay_networks cannot relay; an early talker is

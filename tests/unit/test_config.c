@@ -141,6 +141,15 @@ test_defaults(void)
 	CU_ASSERT_EQUAL(cfg->max_connections_per_ip, 50);
 	CU_ASSERT_EQUAL(cfg->max_message_size, 25u * 1024 * 1024);
 	CU_ASSERT_EQUAL(cfg->max_recipients, 1000);
+	CU_ASSERT_EQUAL(cfg->nauth_plaintext_networks, 0);
+	CU_ASSERT_EQUAL(cfg->auth_fail_delay, 1);
+	CU_ASSERT_EQUAL(cfg->auth_fail_limit, 10);
+	CU_ASSERT_EQUAL(cfg->auth_block_time, 600);
+	CU_ASSERT_EQUAL(cfg->min_data_rate, 1024);
+	CU_ASSERT_EQUAL(cfg->max_junk_commands, 100);
+	CU_ASSERT_EQUAL(cfg->max_unknown_recipients, 20);
+	CU_ASSERT_PTR_NULL(cfg->tls_priority);
+	CU_ASSERT_EQUAL(cfg->client_dns_timeout, 5);
 	CU_ASSERT_PTR_NULL(cfg->tls_cert_file);
 	CU_ASSERT_PTR_NULL(cfg->tls_key_file);
 	CU_ASSERT_EQUAL(cfg->tls_outbound, TLS_OUT_MAY);
@@ -259,6 +268,30 @@ static int chk_timeouts(const struct config *c)
 static int chk_max_errors(const struct config *c) { return c->max_errors == 3; }
 static int chk_per_dest(const struct config *c) { return c->max_per_destination == 1; }
 static int chk_comment(const struct config *c) { return c->max_recipients == 7; }
+static int chk_cdns(const struct config *c) { return c->client_dns_timeout == 0; }
+static int chk_prio(const struct config *c) { return c->tls_priority != NULL &&
+    strcmp(c->tls_priority, "NORMAL:-VERS-TLS1.0") == 0; }
+static int
+chk_slow(const struct config *c)
+{
+	return c->min_data_rate == 0 && c->max_junk_commands == 7 &&
+	    c->max_unknown_recipients == 1000;
+}
+static int
+chk_auth(const struct config *c)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct sockaddr_in b = { .sin_family = AF_INET };
+
+	a.sin_addr.s_addr = htonl(0x0a000001);
+	b.sin_addr.s_addr = htonl(0x0b000001);
+	return c->nauth_plaintext_networks == 2 && c->auth_fail_delay == 2 &&
+	    c->nauth_any_sender == 2 && config_user_may_send_any(c, "Boss@Example.ORG") &&
+	    !config_user_may_send_any(c, "boss@example.net") &&
+	    c->auth_fail_limit == 0 && c->auth_block_time == 3600 &&
+	    config_client_may_auth_plaintext(c, (struct sockaddr *)&a) &&
+	    !config_client_may_auth_plaintext(c, (struct sockaddr *)&b);
+}
 
 static void
 test_good_lines(void)
@@ -312,6 +345,13 @@ test_good_lines(void)
 		  "relay_command_timeout = 2m\nrelay_data_timeout = 1d", chk_timeouts },
 		{ "max_errors = 3", chk_max_errors },
 		{ "max_per_destination = 1", chk_per_dest },
+		{ "auth_plaintext_networks = 10.0.0.0/8 ::1\nauth_fail_delay = 2s\n"
+		  "auth_fail_limit = 0\nauth_block_time = 1h\n"
+		  "auth_any_sender = boss@example.org, relay@example.org", chk_auth },
+		{ "min_data_rate = 0\nmax_junk_commands = 7\nmax_unknown_recipients = 1000",
+		  chk_slow },
+		{ "tls_priority = NORMAL:-VERS-TLS1.0", chk_prio },
+		{ "client_dns_timeout = 0", chk_cdns },
 		{ "  \t max_recipients\t=\t7   # seven\r\n# = nothing\n\n   \n#", chk_comment },
 	};
 
@@ -407,6 +447,16 @@ test_bad_lines(void)
 		{ "dns_server = ::1:zz", "not a numeric IPv6", 1 },
 		{ "dns_server =", "missing value", 1 },
 		{ "smtp_port = 0", "not a port", 1 },
+		{ "auth_plaintext_networks = 10.0.0.0/33", "not a network", 1 },
+		{ "auth_fail_delay = 2m", "out of range", 1 },
+		{ "auth_any_sender = nobody", "not an account", 1 },
+		{ "min_data_rate = fast", "not a size", 1 },
+		{ "tls_priority = NORMAL:+BOGUS", "tls_priority: ", 1 },
+		{ "client_dns_timeout = 2m", "out of range", 1 },
+		{ "max_junk_commands = 0", "out of range", 1 },
+		{ "max_unknown_recipients = 0", "out of range", 1 },
+		{ "auth_any_sender = a@b@", "not an account", 1 },
+		{ "auth_block_time = 2d", "out of range", 1 },
 		{ "smtp_port = 70000", "not a port", 1 },
 		{ "smtp_port = -25", "not a port", 1 },
 		{ "session_workers = 257", "out of range", 1 },
@@ -780,7 +830,10 @@ test_shipped_config_mentions_every_key(void)
 		"retry_max", "queue_lifetime", "delay_warning", "shutdown_timeout", "log_file",
 		"log_level", "user", "queue_map_size", "command_timeout", "data_timeout",
 		"max_errors", "connect_timeout", "relay_command_timeout", "relay_data_timeout",
-		"max_per_destination",
+		"max_per_destination", "auth_plaintext_networks", "auth_fail_delay",
+		"auth_fail_limit", "auth_block_time", "auth_any_sender", "min_data_rate",
+		"max_junk_commands", "max_unknown_recipients", "tls_priority",
+		"client_dns_timeout",
 	};
 	char line[4200];
 	FILE *f = fopen("mailserver.conf", "r");

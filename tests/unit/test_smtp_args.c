@@ -271,6 +271,29 @@ static const struct rcpt_case rcpt_cases[] = {
 	{ "<c@d> ORCPT=rfc822;a ORCPT=rfc822;b", 0, DUP, -1, 0, "" },
 	{ "<c@d> NOTIFY=SUCCESS ORCPT=rfc822;x@y", 0, "c@d", 0,
 	  DSN_NOTIFY_SUCCESS, "rfc822;x@y" },
+	/* UTF-8 addresses: Postfix's xtext of the UTF-8 bytes, and RFC 6533. */
+	{ "<c@d> ORCPT=rfc822;j+C3+B6rg@x.example", 0, "c@d", 0, 0,
+	  "rfc822;j\xc3\xb6rg@x.example" },
+	{ "<c@d> ORCPT=rfc822;j+c3+b6rg@x", 1, "c@d", 0, 0, "rfc822;j\xc3\xb6rg@x" },
+	{ "<c@d> ORCPT=rfc822;a+C3@x", 0, BADP, -1, 0, "" },		/* not UTF-8 */
+	{ "<c@d> ORCPT=rfc822;a+C2+85@x", 0, BADP, -1, 0, "" },	/* C1 control */
+	{ "<c@d> ORCPT=rfc822;a+ED+A0+80@x", 0, BADP, -1, 0, "" },	/* surrogate */
+	{ "<c@d> ORCPT=utf-8;j\\x{F6}rg@x", 0, "c@d", 0, 0, "utf-8;j\xc3\xb6rg@x" },
+	{ "<c@d> ORCPT=UTF-8;\\x{1F600}@x", 0, "c@d", 0, 0, "UTF-8;\xf0\x9f\x98\x80@x" },
+	{ "<c@d> ORCPT=utf-8;a\\x{2B}b\\x{5c}@x", 0, "c@d", 0, 0, "utf-8;a+b\\@x" },
+	{ "<c@\xc3\xa9> ORCPT=utf-8;j\xc3\xb6rg@x", 1, "c@\xc3\xa9", 0, 0,
+	  "utf-8;j\xc3\xb6rg@x" },
+	{ "<c@d> ORCPT=utf-8;j\xc3\xb6rg@x", 0, BADP, -1, 0, "" },	/* no SMTPUTF8 */
+	{ "<c@d> ORCPT=utf-8;j\xc3rg@x", 1, BADP, -1, 0, "" },	/* broken UTF-8 */
+	{ "<c@d> ORCPT=utf-8;a+b@x", 0, BADP, -1, 0, "" },		/* '+' is no QCHAR */
+	{ "<c@d> ORCPT=utf-8;a\\x{D800}", 0, BADP, -1, 0, "" },
+	{ "<c@d> ORCPT=utf-8;a\\x{110000}", 0, BADP, -1, 0, "" },
+	{ "<c@d> ORCPT=utf-8;a\\x{}", 0, BADP, -1, 0, "" },
+	{ "<c@d> ORCPT=utf-8;a\\x{0000041}", 0, BADP, -1, 0, "" },
+	{ "<c@d> ORCPT=utf-8;a\\x{41", 0, BADP, -1, 0, "" },
+	{ "<c@d> ORCPT=utf-8;a\\x{7F}", 0, BADP, -1, 0, "" },
+	{ "<c@d> ORCPT=utf-8;a\\x{85}", 0, BADP, -1, 0, "" },
+	{ "<c@d> ORCPT=utf-8;a\\y{41}", 0, BADP, -1, 0, "" },
 	/* MAIL parameters are unknown here. */
 	{ "<c@d> SIZE=10", 0, UNK, -1, 0, "" },
 	{ "<c@d> RET=FULL", 0, UNK, -1, 0, "" },
@@ -396,11 +419,18 @@ test_limits(void)
 	CU_ASSERT_EQUAL(smtp_parse_mail(arg, &m, err, sizeof err), 0);
 	args_make(arg, sizeof arg, "<a@b> AUTH=", 256, 'u', "");
 	CU_ASSERT_EQUAL(smtp_parse_mail(arg, &m, err, sizeof err), -1);
-	/* ORCPT: "rfc822;" + 264 fills orcpt[272]. */
-	args_make(arg, sizeof arg, "<c@d> ORCPT=rfc822;", 264, 'o', "");
+	/* ORCPT: an address of 500 decoded bytes passes, 501 do not, whatever
+	 * the type's length (RFC 3461 4.2). */
+	args_make(arg, sizeof arg, "<c@d> ORCPT=rfc822;", 500, 'o', "");
 	CU_ASSERT_EQUAL(smtp_parse_rcpt(arg, 0, &r, err, sizeof err), 0);
-	CU_ASSERT_EQUAL(strlen(r.orcpt), 271);
-	args_make(arg, sizeof arg, "<c@d> ORCPT=rfc822;", 265, 'o', "");
+	CU_ASSERT_EQUAL(strlen(r.orcpt), 507);
+	args_make(arg, sizeof arg, "<c@d> ORCPT=rfc822;", 501, 'o', "");
+	CU_ASSERT_EQUAL(smtp_parse_rcpt(arg, 0, &r, err, sizeof err), -1);
+	args_make(arg, sizeof arg, "<c@d> ORCPT=x;", 500, 'o', "");
+	CU_ASSERT_EQUAL(smtp_parse_rcpt(arg, 0, &r, err, sizeof err), 0);
+	args_make(arg, sizeof arg, "<c@d> ORCPT=x;", 501, 'o', "");
+	CU_ASSERT_EQUAL(smtp_parse_rcpt(arg, 0, &r, err, sizeof err), -1);
+	args_make(arg, sizeof arg, "<c@d> ORCPT=", 33, 't', ";a@b");
 	CU_ASSERT_EQUAL(smtp_parse_rcpt(arg, 0, &r, err, sizeof err), -1);
 
 	/* Tiny and absent error buffers. */

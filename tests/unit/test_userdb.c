@@ -89,6 +89,9 @@ test_load_good(void)
 		{ NULL, "a@x:b@y\n# c@x: d\nb@y: a@x\n", 0 },
 		{ "weird+tag.name-1_=~!#$%&'*/?^`{|}@sub-1.ex_ample.org:h\n",
 		    NULL, 1 },
+		/* UTF-8 local parts (RFC 6531) */
+		{ "j\xc3\xb6rg@x:h\n\xe7\x94\xb0\xe4\xb8\xad@x:\n",
+		    "\xc3\xb6@x: j\xc3\xb6rg@x, \xe7\x94\xb0\xe4\xb8\xad@x\n", 1 },
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -128,7 +131,11 @@ static const struct bad_case bad_cases[] = {
 	{ 0, "u@x/../y:h\n", 0, "%s:1: bad character in domain\n" },
 	{ 0, "u v@x:h\n", 0, "%s:1: bad character in local part\n" },
 	{ 0, "u<v@x:h\n", 0, "%s:1: bad character in local part\n" },
-	{ 0, "\xc3\xa9@x:h\n", 0, "%s:1: bad character in local part\n" },
+	{ 0, "\xc3@x:h\n", 0, "%s:1: local part is not valid UTF-8\n" },
+	{ 0, "a\xc2\x85@x:h\n", 0, "%s:1: local part is not valid UTF-8\n" },
+	{ 0, "\xed\xa0\x80@x:h\n", 0, "%s:1: local part is not valid UTF-8\n" },
+	{ 0, "u@\xc3\xa9.x:h\n", 0, "%s:1: bad character in domain\n" },
+	{ 1, "a@x: j\xc3rg@y\n", 0, "%s:1: target: local part is not valid UTF-8\n" },
 	{ 0, "u\x01@x:h\n", 0, "%s:1: bad character in local part\n" },
 	{ 0, "u@x:has h\n", 0, "%s:1: bad character in hash\n" },
 	{ 0, "u@x:h\x7f\n", 0, "%s:1: bad character in hash\n" },
@@ -590,6 +597,56 @@ test_expand(void)
 	buf_free(&al);
 }
 
+/* Who may send as what: the user itself, the aliases that reach it,
+ * through other aliases too; nothing else. */
+static void
+test_sender_owned(void)
+{
+	static const char users[] = "carol@x.test:\ndave@x.test:\n";
+	static const char aliases[] =
+	    "c@x.test: carol@x.test\n"
+	    "team@x.test: c@x.test, dave@x.test\n"
+	    "out@x.test: someone@remote.example\n"
+	    "loop1@x.test: loop2@x.test\nloop2@x.test: loop1@x.test\n";
+	char *errs = NULL;
+	struct userdb *db = load(users, sizeof users - 1, aliases, sizeof aliases - 1,
+	    &errs, NULL, NULL);
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+	CU_ASSERT(userdb_sender_owned(db, "carol@x.test", "carol@x.test"));
+	CU_ASSERT(userdb_sender_owned(db, "carol@x.test", "Carol@X.TEST"));
+	CU_ASSERT(userdb_sender_owned(db, "CAROL@x.test", "carol@x.test"));
+	CU_ASSERT(userdb_sender_owned(db, "carol@x.test", "c@x.test"));
+	CU_ASSERT(userdb_sender_owned(db, "carol@x.test", "team@x.test"));
+	CU_ASSERT(userdb_sender_owned(db, "dave@x.test", "team@x.test"));
+	CU_ASSERT(!userdb_sender_owned(db, "dave@x.test", "c@x.test"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", "dave@x.test"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", "out@x.test"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", "loop1@x.test"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", "someone@remote.example"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", "carol@x.test.evil"));
+	CU_ASSERT(!userdb_sender_owned(db, "carol@x.test", ""));
+	CU_ASSERT(!userdb_sender_owned(NULL, "carol@x.test", "carol@x.test"));
+	userdb_free(&db);
+	free(errs);
+	errs = NULL;
+	{
+		static const char u8[] = "j\xc3\xb6rg@x.test:\n";
+		static const char a8[] = "\xc3\xb6@x.test: J\xc3\xb6rg@X.test\n";
+
+		db = load(u8, sizeof u8 - 1, a8, sizeof a8 - 1, &errs, NULL, NULL);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+		CU_ASSERT_EQUAL(userdb_lookup(db, "j\xc3\xb6rg@x.test"), USERDB_USER);
+		CU_ASSERT_EQUAL(userdb_lookup(db, "J\xc3\xb6RG@X.TEST"), USERDB_USER);
+		CU_ASSERT_EQUAL(userdb_lookup(db, "j\xc3\x96rg@x.test"), USERDB_NONE);
+		CU_ASSERT_EQUAL(userdb_lookup(db, "\xc3\xb6@x.test"), USERDB_ALIAS);
+		CU_ASSERT(userdb_sender_owned(db, "j\xc3\xb6rg@x.test", "\xc3\xb6@x.test"));
+	}
+	userdb_free(&db);
+	free(errs);
+	remove_tmps();
+}
+
 int
 main(void)
 {
@@ -606,7 +663,8 @@ main(void)
 	    CU_add_test(s, "hostile", test_hostile) == NULL ||
 	    CU_add_test(s, "lookup", test_lookup) == NULL ||
 	    CU_add_test(s, "password", test_password) == NULL ||
-	    CU_add_test(s, "expand", test_expand) == NULL) {
+	    CU_add_test(s, "expand", test_expand) == NULL ||
+	    CU_add_test(s, "sender owned", test_sender_owned) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

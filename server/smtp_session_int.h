@@ -1,0 +1,157 @@
+/*
+ * smtp_session_int: the session's internals, shared by the files that
+ * make up one inbound SMTP session and by nothing else:
+ *   smtp_session.c   life cycle, the run loop, timers, commit results
+ *   smtp_commands.c  the command table and the commands of a transaction
+ *   smtp_auth.c      AUTH
+ *   session_io.c     socket, TLS and what the session waits for
+ *   smtp_message.c   message assembly
+ *
+ * Threads: everything here runs on the session's worker thread.
+ */
+#ifndef SERVER_SMTP_SESSION_INT_H
+#define SERVER_SMTP_SESSION_INT_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "queue/committer.h"
+#include "server/config.h"
+#include "server/offloop.h"
+#include "server/runtime.h"
+#include "server/session_io.h"
+#include "server/smtp_args.h"
+#include "server/smtp_message.h"
+#include "server/smtp_parser.h"
+#include "server/smtp_sasl.h"
+
+enum session_phase {
+	PH_GREET_WAIT,		/* greeting_delay: the client must stay silent */
+	PH_COMMAND,		/* reading commands */
+	PH_AUTH,		/* reading a SASL response line */
+	PH_AUTH_CHECK,		/* the password is checked off the loop */
+	PH_AUTH_DELAY,		/* the answer to a failed login waits */
+	PH_NAME_WAIT,		/* DATA/BDAT waits for the client's name */
+	PH_DATA,		/* reading DATA content */
+	PH_BDAT,		/* reading a BDAT chunk */
+	PH_COMMIT,		/* the message is with the committer */
+	PH_CLOSING,		/* sending the last replies, then close */
+	PH_CLOSED,		/* connection gone; freed once nothing is in flight */
+};
+
+struct smtp_session;
+
+/* An off-loop job of a session (offloop.h). The pool thread sees only
+ * base and the inputs of the job's own struct; s and next belong to the
+ * worker thread. */
+struct session_job {
+	struct offloop_job base;	/* first */
+	struct smtp_session *s;		/* NULL once the session ended */
+	struct session_job *next;	/* the session's jobs in flight */
+	/* Worker thread, s alive: the job ran (or was cancelled:
+	 * base.cancelled). Returns as smtp_session_event. */
+	int (*finish)(struct smtp_session *s, struct session_job *j);
+	void (*release)(struct session_job *j);	/* frees the job */
+};
+
+struct smtp_session {
+	struct worker *w;
+	struct runtime *rt;
+	const struct config *cfg;	/* rt->cfg */
+	size_t slot;			/* index in the worker's table */
+	int ready;			/* queued by the worker to run again */
+	enum listen_kind kind;
+	struct sockaddr_storage peer;
+	char peer_ip[64];
+	int may_relay;			/* relay_networks or authenticated */
+	enum session_phase phase;
+	int64_t deadline;		/* monotonic ms: timeout of the current wait */
+	int deadline_rate;		/* it is the min_data_rate bound */
+	int64_t wake;			/* PH_AUTH_DELAY ends then */
+	struct session_job *jobs;	/* off-loop jobs in flight */
+	struct session_job *name_job;	/* the client name lookup, in flight */
+	int64_t name_deadline;		/* waited for until then, at most */
+	enum session_phase name_then;	/* PH_DATA or PH_BDAT once it is known */
+	char client_name[256];		/* forward-confirmed reverse name, or "" */
+	int draining;
+
+	struct session_io io;
+	char tls_desc[160];
+	struct smtp_cmd_parser cp;
+	unsigned errors;		/* bad commands (max_errors) */
+	unsigned junk;			/* NOOP, RSET... since the last message */
+	unsigned refused_rcpts;		/* RCPT refusals since the last message */
+
+	/* HELO */
+	int helo_seen;
+	int esmtp;
+	char helo[256];
+
+	/* AUTH */
+	char auth_user[256];		/* "" until a login succeeded */
+	struct smtp_sasl sasl;
+	const char *auth_mech;		/* "PLAIN" or "LOGIN" during AUTH */
+
+	/* the mail transaction */
+	int in_txn;
+	struct smtp_mail_args mail;
+	struct envelope_rcpt *rcpts;
+	size_t nrcpts, caprcpts;
+	int bdat_used;			/* BDAT seen in this transaction */
+	int bdat_failed;		/* the transaction's chunks are refused
+					 * until LAST (no valid recipients) */
+	const char *bdat_refusal;	/* this chunk is read and refused so */
+	uint64_t bdat_left;		/* bytes of the current chunk still to read */
+	uint64_t bdat_size;		/* size of the current chunk */
+	int bdat_last;
+	struct smtp_message *msg;	/* being received */
+	int64_t msg_start;		/* when its content began (monotonic ms) */
+	uint64_t msg_bytes;		/* content bytes read for it so far */
+	queue_id_t qid;
+	struct commit_msg *commit;	/* in flight (PH_COMMIT) */
+	struct commit_msg commit_storage;
+};
+
+/* smtp_session.c */
+void session_reply(struct smtp_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Counts a bad command; at max_errors replies 421 and closes. Returns 1
+ * when the session is closing now. */
+int session_error(struct smtp_session *s);
+void session_set_deadline(struct smtp_session *s);
+/* Runs s until it has to wait (after a job or timer); as
+ * smtp_session_event. */
+int session_continue(struct smtp_session *s);
+/* Hands j (base.run, finish and release set) to pool for s. Returns 0, or
+ * -1 when the pool refused it (j untouched, still the caller's). */
+int session_job_submit(struct smtp_session *s, struct offloop *pool,
+    struct session_job *j);
+/* The session stops waiting for j: it finishes alone and is freed. */
+void session_job_abandon(struct smtp_session *s, struct session_job *j);
+/* Does a DATA or BDAT have to wait for the client name now? */
+int session_name_pending(const struct smtp_session *s);
+
+/* smtp_commands.c */
+void session_command(struct smtp_session *s, const char *line);
+/* A command out of sequence: 503 5.5.1 with why; counts as an error. */
+void session_bad_sequence(struct smtp_session *s, const char *why);
+void session_txn_reset(struct smtp_session *s);
+/* Content bytes for the message in DATA or BDAT; returns bytes consumed. */
+size_t session_content(struct smtp_session *s, const char *p, size_t avail);
+/* TLS is up: forget what was said in clear (RFC 3207 4.2). */
+void session_tls_started(struct smtp_session *s);
+/* The client name lookup is over (or given up): a DATA or BDAT that
+ * waited for it (PH_NAME_WAIT) goes on. */
+void session_name_known(struct smtp_session *s);
+
+/* smtp_auth.c */
+/* May this session authenticate now (and is AUTH offered in EHLO)? */
+int session_auth_offered(const struct smtp_session *s);
+void session_cmd_auth(struct smtp_session *s, const char *arg);
+void session_auth_response(struct smtp_session *s, const char *line);
+/* A broken SASL response line (too long, bare CR/LF) ends the exchange. */
+void session_auth_abort(struct smtp_session *s);
+/* PH_AUTH_DELAY is over: the held answer goes out. */
+void session_auth_delay_over(struct smtp_session *s);
+
+#endif

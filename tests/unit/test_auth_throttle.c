@@ -1,0 +1,177 @@
+/*
+ * Unit tests of the per-address limits: connlimit_key (IPv4, v4-mapped,
+ * IPv6 by /64), connlimit counting by that key, and auth_throttle's
+ * growing delays, block, expiry, reset on success and table bound.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <CUnit/Basic.h>
+
+#include "server/auth_throttle.h"
+#include "server/connlimit.h"
+
+static struct sockaddr_storage
+addr(const char *text)
+{
+	struct sockaddr_storage ss;
+
+	memset(&ss, 0, sizeof ss);
+	if (strchr(text, ':')) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		s6->sin6_family = AF_INET6;
+		CU_ASSERT_FATAL(inet_pton(AF_INET6, text, &s6->sin6_addr) == 1);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		s4->sin_family = AF_INET;
+		CU_ASSERT_FATAL(inet_pton(AF_INET, text, &s4->sin_addr) == 1);
+	}
+	return ss;
+}
+
+#define SA(ss) ((const struct sockaddr *)&(ss))
+
+static int
+same_key(const char *a, const char *b)
+{
+	struct sockaddr_storage x = addr(a), y = addr(b);
+	uint8_t kx[16], ky[16];
+
+	connlimit_key(SA(x), kx);
+	connlimit_key(SA(y), ky);
+	return memcmp(kx, ky, 16) == 0;
+}
+
+static void
+test_key(void)
+{
+	CU_ASSERT(same_key("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"));
+	CU_ASSERT(!same_key("2001:db8:1:2::1", "2001:db8:1:3::1"));
+	CU_ASSERT(same_key("192.0.2.1", "::ffff:192.0.2.1"));
+	CU_ASSERT(!same_key("192.0.2.1", "192.0.2.2"));
+	CU_ASSERT(!same_key("::ffff:192.0.2.1", "::ffff:192.0.2.2"));
+	CU_ASSERT(!same_key("::1", "192.0.2.1"));
+}
+
+static void
+test_connlimit_per_64(void)
+{
+	struct sockaddr_storage a = addr("2001:db8:5:6::1"), b = addr("2001:db8:5:6::2"),
+	    c = addr("2001:db8:5:7::1");
+
+	CU_ASSERT_EQUAL(connlimit_acquire(SA(a), 100, 2), 0);
+	CU_ASSERT_EQUAL(connlimit_acquire(SA(b), 100, 2), 0);
+	/* a third host of the same /64 is over the per-address limit */
+	CU_ASSERT_EQUAL(connlimit_acquire(SA(b), 100, 2), -1);
+	CU_ASSERT_EQUAL(connlimit_acquire(SA(c), 100, 2), 0);
+	connlimit_release(SA(a));
+	CU_ASSERT_EQUAL(connlimit_acquire(SA(b), 100, 2), 0);
+	connlimit_release(SA(b));
+	connlimit_release(SA(b));
+	connlimit_release(SA(c));
+	CU_ASSERT_EQUAL(connlimit_total(), 0);
+}
+
+static void
+test_throttle(void)
+{
+	struct auth_throttle_limits lim = { 1000, 4, 60000 };
+	struct sockaddr_storage a = addr("198.51.100.7"), v6 = addr("2001:db8:9:9::1"),
+	    v6b = addr("2001:db8:9:9::2");
+	int64_t now = 1000000, d;
+	unsigned failures;
+	int blocked;
+
+	auth_throttle_reset();
+	CU_ASSERT_EQUAL(auth_throttle_blocked(SA(a), now, &lim), 0);
+	d = auth_throttle_failed(SA(a), now, &lim, &failures, &blocked);
+	CU_ASSERT(d == 1000 && failures == 1 && !blocked);
+	d = auth_throttle_failed(SA(a), now + 10, &lim, &failures, &blocked);
+	CU_ASSERT(d == 2000 && failures == 2 && !blocked);
+	d = auth_throttle_failed(SA(a), now + 20, &lim, &failures, &blocked);
+	CU_ASSERT(d == 4000 && failures == 3 && !blocked);
+	d = auth_throttle_failed(SA(a), now + 30, &lim, &failures, &blocked);
+	CU_ASSERT(failures == 4 && blocked);
+	CU_ASSERT_EQUAL(auth_throttle_blocked(SA(a), now + 40, &lim), 60000 - 10);
+	/* the block ends, and the failures are forgotten block time after
+	 * the last one */
+	CU_ASSERT_EQUAL(auth_throttle_blocked(SA(a), now + 30 + 60000, &lim), 0);
+	d = auth_throttle_failed(SA(a), now + 30 + 60000, &lim, &failures, &blocked);
+	CU_ASSERT(d == 1000 && failures == 1 && !blocked);
+	/* success forgets */
+	auth_throttle_failed(SA(a), now + 70000, &lim, &failures, &blocked);
+	CU_ASSERT_EQUAL(failures, 2);
+	auth_throttle_succeeded(SA(a));
+	auth_throttle_failed(SA(a), now + 70001, &lim, &failures, &blocked);
+	CU_ASSERT_EQUAL(failures, 1);
+	/* the delay stops growing at 16 times */
+	for (int i = 0; i < 2; i++)
+		auth_throttle_failed(SA(v6), now, &(struct auth_throttle_limits){ 1000, 0, 60000 },
+		    &failures, &blocked);
+	for (int i = 0; i < 10; i++)
+		d = auth_throttle_failed(SA(v6b), now, &(struct auth_throttle_limits){ 1000, 0, 60000 },
+		    &failures, &blocked);
+	/* the two IPv6 hosts share their /64 */
+	CU_ASSERT_EQUAL(failures, 12);
+	CU_ASSERT_EQUAL(d, 16000);
+	CU_ASSERT(!blocked);	/* limit 0: never blocks */
+	auth_throttle_reset();
+}
+
+/* The table stays bounded: past AUTH_THROTTLE_MAX recent addresses a new
+ * one is not tracked (but still gets the first delay). */
+static void
+test_throttle_bound(void)
+{
+	struct auth_throttle_limits lim = { 500, 3, 60000 };
+	struct sockaddr_storage ss;
+	char text[64];
+	unsigned failures;
+	int blocked;
+	int64_t d;
+
+	auth_throttle_reset();
+	for (unsigned i = 0; i < AUTH_THROTTLE_MAX; i++) {
+		snprintf(text, sizeof text, "2001:db8:%x:%x::1", i >> 16, i & 0xffff);
+		ss = addr(text);
+		auth_throttle_failed(SA(ss), 1000, &lim, &failures, &blocked);
+	}
+	ss = addr("203.0.113.1");
+	for (int i = 0; i < 5; i++) {
+		d = auth_throttle_failed(SA(ss), 2000, &lim, &failures, &blocked);
+		CU_ASSERT(d == 500 && failures == 1 && !blocked);
+	}
+	/* once the old entries expire, a sweep makes room */
+	d = auth_throttle_failed(SA(ss), 1000 + 60000, &lim, &failures, &blocked);
+	CU_ASSERT_EQUAL(failures, 1);
+	d = auth_throttle_failed(SA(ss), 1000 + 60001, &lim, &failures, &blocked);
+	CU_ASSERT_EQUAL(failures, 2);
+	CU_ASSERT_EQUAL(d, 1000);
+	auth_throttle_reset();
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+	unsigned failed;
+
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	s = CU_add_suite("per-address limits", NULL, NULL);
+	if (s == NULL ||
+	    CU_add_test(s, "key", test_key) == NULL ||
+	    CU_add_test(s, "connlimit by /64", test_connlimit_per_64) == NULL ||
+	    CU_add_test(s, "auth throttle", test_throttle) == NULL ||
+	    CU_add_test(s, "auth throttle bound", test_throttle_bound) == NULL) {
+		CU_cleanup_registry();
+		return 1;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures();
+	CU_cleanup_registry();
+	return failed == 0 && CU_get_error() == CUE_SUCCESS ? 0 : 1;
+}

@@ -1,0 +1,349 @@
+/*
+ * Unit tests of server/smtp_message: the Received header, content taken in
+ * pieces (one block, one byte at a time, pseudo-random slices: all must
+ * give the same bytes and facts), the one-pass header scan (Received count,
+ * Date, Message-ID, the end of the header section), the submission headers
+ * inserted there, and the end-of-data verdicts. Hostile input: endless
+ * header lines, no empty line, hop floods, headers split at every byte.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <CUnit/Basic.h>
+
+#include "lib/buf.h"
+#include "lib/util.h"
+#include "server/smtp_message.h"
+
+#define S(lit) lit, sizeof(lit) - 1
+
+enum feed_mode { FEED_BLOCK, FEED_BYTES, FEED_SLICES, FEED_MODES };
+
+static size_t
+feed_chunk(enum feed_mode mode, unsigned *seed, size_t left)
+{
+	if (mode == FEED_BLOCK)
+		return left;
+	if (mode == FEED_BYTES)
+		return 1;
+	*seed = *seed * 1103515245u + 12345u;
+	return 1 + (*seed >> 16) % (left < 11 ? left : 11);
+}
+
+struct run {
+	int rc;			/* smtp_message_finish */
+	char reply[256];
+	struct smtp_message_facts facts;
+	char *bytes;		/* the whole message */
+	size_t len;
+	size_t consumed;
+	int done;
+};
+
+static void
+run_free(struct run *r)
+{
+	free(r->bytes);
+	r->bytes = NULL;
+}
+
+static struct smtp_message_info
+info_default(int submission, enum smtp_data_mode mode, size_t max)
+{
+	struct smtp_message_info info = {
+		.id = 0x123456789ABCDULL,
+		.helo = "client.test",
+		.client_ip = "192.0.2.7",
+		.hostname = "mx.test",
+		.protocol = "ESMTP",
+		.submission = submission,
+		.max_size = max,
+		.mode = mode,
+		.now = 1700000000,
+	};
+	return info;
+}
+
+/* Feeds in[0..len) as one DATA stream or one BDAT chunk. */
+static struct run
+run_message(const struct smtp_message_info *info, const char *in, size_t len,
+    enum feed_mode mode)
+{
+	struct smtp_message *m = smtp_message_new(info);
+	struct run r;
+	unsigned seed = 5;
+
+	memset(&r, 0, sizeof r);
+	while (r.consumed < len && !r.done) {
+		size_t n = feed_chunk(mode, &seed, len - r.consumed);
+		size_t used = smtp_message_feed(m, in + r.consumed, n, &r.done);
+
+		CU_ASSERT_FATAL(used <= n);
+		if (!r.done)
+			CU_ASSERT_EQUAL(used, n);
+		r.consumed += used;
+	}
+	r.rc = smtp_message_finish(m, r.reply, sizeof r.reply);
+	r.facts = *smtp_message_facts(m);
+	if (r.rc == 0)
+		r.bytes = smtp_message_take(m, &r.len);
+	smtp_message_free(&m);
+	CU_ASSERT_PTR_NULL(m);
+	return r;
+}
+
+/* The content after our Received header (which ends at its first "\r\n"
+ * not followed by a tab). */
+static const char *
+after_received(const struct run *r)
+{
+	const char *p = r->bytes;
+
+	for (;;) {
+		p = strstr(p, "\r\n");
+		if (p == NULL)
+			return NULL;
+		p += 2;
+		if (*p != '\t')
+			return p;
+	}
+}
+
+struct msg_case {
+	const char *in;
+	size_t len;
+	enum smtp_data_mode mode;
+	int submission;
+	int rc;
+	const char *reply;	/* prefix, when rc < 0 */
+	const char *content;	/* after our Received header, when rc == 0 */
+	unsigned received;
+	int date, msgid, header_done;
+};
+
+#define DOT SMTP_DATA_DOTTED
+#define BDAT SMTP_DATA_BDAT
+#define ADDED "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\nMessage-ID: <123456789ABCD@mx.test>\r\n"
+#define ADD_DATE "Date: Tue, 14 Nov 2023 22:13:20 +0000\r\n"
+#define ADD_ID "Message-ID: <123456789ABCD@mx.test>\r\n"
+
+static const struct msg_case msg_cases[] = {
+	/* Plain relay mail: nothing added, facts learned. */
+	{ S("Subject: x\r\n\r\nbody\r\n.\r\n"), DOT, 0, 0, NULL,
+	  "Subject: x\r\n\r\nbody\r\n", 1, 0, 0, 1 },
+	{ S("Received: a\r\nreceived: b\r\nRECEIVED : c\r\nDate: d\r\n"
+	    "Message-Id: <e>\r\n\r\nReceived: in body\r\n.\r\n"), DOT, 0, 0, NULL,
+	  "Received: a\r\nreceived: b\r\nRECEIVED : c\r\nDate: d\r\n"
+	  "Message-Id: <e>\r\n\r\nReceived: in body\r\n", 4, 1, 1, 1 },
+	/* Submission: the missing fields go before the empty line. */
+	{ S("Subject: x\r\n\r\nbody\r\n.\r\n"), DOT, 1, 0, NULL,
+	  "Subject: x\r\n" ADDED "\r\nbody\r\n", 1, 0, 0, 1 },
+	{ S("Subject: x\r\nDate: now\r\n\r\nbody\r\n.\r\n"), DOT, 1, 0, NULL,
+	  "Subject: x\r\nDate: now\r\n" ADD_ID "\r\nbody\r\n", 1, 1, 0, 1 },
+	{ S("Message-ID: <m@x>\r\n\r\n.\r\n"), DOT, 1, 0, NULL,
+	  "Message-ID: <m@x>\r\n" ADD_DATE "\r\n", 1, 0, 1, 1 },
+	{ S("Date: a\r\nMessage-ID: <b>\r\n\r\nx\r\n.\r\n"), DOT, 1, 0, NULL,
+	  "Date: a\r\nMessage-ID: <b>\r\n\r\nx\r\n", 1, 1, 1, 1 },
+	/* Folded fields: continuation lines belong to the header. */
+	{ S("Subject: a\r\n b\r\n\tc\r\nTo: x\r\n\r\n.\r\n"), DOT, 1, 0, NULL,
+	  "Subject: a\r\n b\r\n\tc\r\nTo: x\r\n" ADDED "\r\n", 1, 0, 0, 1 },
+	/* No empty line: the first body line ends the header section. */
+	{ S("Subject: x\r\nhello world\r\n.\r\n"), DOT, 1, 0, NULL,
+	  "Subject: x\r\n" ADDED "hello world\r\n", 1, 0, 0, 1 },
+	{ S("no header at all\r\n.\r\n"), DOT, 1, 0, NULL,
+	  ADDED "no header at all\r\n", 1, 0, 0, 1 },
+	{ S(" leading blank\r\n.\r\n"), DOT, 0, 0, NULL,
+	  " leading blank\r\n", 1, 0, 0, 1 },
+	{ S(":no name\r\n.\r\n"), DOT, 0, 0, NULL, ":no name\r\n", 1, 0, 0, 1 },
+	/* Only header, then the end: added at the end. */
+	{ S("Subject: x\r\n.\r\n"), DOT, 1, 0, NULL,
+	  "Subject: x\r\n" ADDED, 1, 0, 0, 1 },
+	{ S(".\r\n"), DOT, 1, 0, NULL, ADDED, 1, 0, 0, 1 },
+	{ S(".\r\n"), DOT, 0, 0, NULL, "", 1, 0, 0, 1 },
+	/* Dot-stuffing is undone before the scan. */
+	{ S("..Date: x\r\n\r\n.\r\n"), DOT, 0, 0, NULL, ".Date: x\r\n\r\n",
+	  1, 0, 0, 1 },
+	/* BDAT: a last line without CRLF gets one before the additions. */
+	{ S("Subject: x"), BDAT, 1, 0, NULL, "Subject: x\r\n" ADDED, 1, 0, 0, 1 },
+	{ S("Subject: x"), BDAT, 0, 0, NULL, "Subject: x", 1, 0, 0, 1 },
+	{ S("Subject: x\r\n\r\na\r\n.\r\nb"), BDAT, 1, 0, NULL,
+	  "Subject: x\r\n" ADDED "\r\na\r\n.\r\nb", 1, 0, 0, 1 },
+	/* Refusals, and nothing is added to a refused message. */
+	{ S("Subject: x\r\n\r\nbare\nlf\r\n.\r\n"), DOT, 1, -1, "550 5.5.2",
+	  NULL, 1, 0, 0, 1 },
+	{ S("Subject: \0x\r\n\r\n.\r\n"), DOT, 0, -1, "550 5.6.0", NULL, 1, 0, 0, 0 },
+	{ S("a\r\nb"), BDAT, 0, 0, NULL, "a\r\nb", 1, 0, 0, 1 },
+	{ S("a\r\nb\r"), BDAT, 0, -1, "550 5.5.2", NULL, 1, 0, 0, 1 },
+};
+
+static void
+test_message_table(void)
+{
+	for (size_t i = 0; i < sizeof msg_cases / sizeof msg_cases[0]; i++) {
+		const struct msg_case *c = &msg_cases[i];
+		struct smtp_message_info info = info_default(c->submission, c->mode, 1000);
+
+		for (int m = 0; m < FEED_MODES; m++) {
+			struct run r = run_message(&info, c->in, c->len, (enum feed_mode)m);
+			int ok = r.rc == c->rc && r.facts.received == c->received &&
+			    r.facts.has_date == c->date &&
+			    r.facts.has_message_id == c->msgid &&
+			    r.facts.header_done == c->header_done;
+
+			if (ok && c->rc < 0)
+				ok = strncmp(r.reply, c->reply, strlen(c->reply)) == 0;
+			if (ok && c->rc == 0) {
+				const char *content = after_received(&r);
+				size_t clen = content ? r.len - (size_t)(content - r.bytes) : 0;
+
+				ok = content != NULL && clen == strlen(c->content) &&
+				    memcmp(content, c->content, clen) == 0 &&
+				    r.facts.header_end <= r.len;
+			}
+			if (!ok) {
+				fprintf(stderr, "\nmessage case %zu mode %d: rc %d (%s) "
+				    "received %u date %d msgid %d done %d\n%.*s\n", i, m,
+				    r.rc, r.reply, r.facts.received, r.facts.has_date,
+				    r.facts.has_message_id, r.facts.header_done,
+				    (int)r.len, r.bytes ? r.bytes : "");
+				CU_FAIL("message case differs");
+			}
+			run_free(&r);
+		}
+	}
+}
+
+/* Our Received header: names, TLS, the one recipient, an IPv6 literal. */
+static void
+test_received_header(void)
+{
+	struct smtp_message_info info = info_default(0, DOT, 1000);
+	struct run r;
+
+	info.client_name = "mail.client.example";
+	info.tls = "TLS1.3 with cipher X (256/256 bits)";
+	info.rcpt = "bob@mx.test";
+	info.protocol = "ESMTPS";
+	r = run_message(&info, S(".\r\n"), FEED_BLOCK);
+	CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+	CU_ASSERT_STRING_EQUAL(r.bytes,
+	    "Received: from client.test (mail.client.example [192.0.2.7])\r\n"
+	    "\tby mx.test (mailserver) with ESMTPS id 123456789ABCD\r\n"
+	    "\t(using TLS1.3 with cipher X (256/256 bits))\r\n"
+	    "\tfor <bob@mx.test>; Tue, 14 Nov 2023 22:13:20 +0000\r\n");
+	run_free(&r);
+
+	info = info_default(0, DOT, 1000);
+	info.client_ip = "2001:db8::7";
+	r = run_message(&info, S(".\r\n"), FEED_BLOCK);
+	CU_ASSERT_PTR_NOT_NULL(strstr(r.bytes, "from client.test ([IPv6:2001:db8::7])\r\n"));
+	CU_ASSERT_PTR_NULL(strstr(r.bytes, "(using"));
+	CU_ASSERT_PTR_NULL(strstr(r.bytes, "for <"));
+	run_free(&r);
+}
+
+/* The hop limit counts ours too: 49 in the message pass, 50 do not. */
+static void
+test_hops(void)
+{
+	struct buf in;
+	struct run r;
+
+	for (int hops = 48; hops <= 51; hops++) {
+		struct smtp_message_info info = info_default(0, DOT, 1 << 20);
+
+		buf_init(&in, 1 << 20);
+		for (int i = 0; i < hops; i++)
+			buf_printf(&in, "Received: from h%d by h%d; date\r\n", i, i);
+		buf_puts(&in, "Subject: loop\r\n\r\nReceived: not a header\r\n.\r\n");
+		for (int m = 0; m < FEED_MODES; m++) {
+			r = run_message(&info, in.data, in.len, (enum feed_mode)m);
+			CU_ASSERT_EQUAL(r.facts.received, (unsigned)hops + 1);
+			if (hops + 1 > SMTP_MESSAGE_MAX_HOPS) {
+				CU_ASSERT_EQUAL(r.rc, -1);
+				CU_ASSERT(strncmp(r.reply, "554 5.4.6", 9) == 0);
+			} else {
+				CU_ASSERT_EQUAL(r.rc, 0);
+			}
+			run_free(&r);
+		}
+		buf_free(&in);
+	}
+}
+
+/* Hostile: size limit exactly, a header line of 100 KB (too long for a
+ * line, refused), 10,000 header fields without an empty line. */
+static void
+test_hostile(void)
+{
+	struct smtp_message_info info = info_default(1, DOT, 20);
+	struct buf in;
+	struct run r;
+
+	/* 20 content bytes exactly: fits, and the additions do not count. */
+	r = run_message(&info, S("Subject: 0123456\r\n\r\n.\r\n"), FEED_BYTES);
+	CU_ASSERT_EQUAL(r.rc, 0);
+	CU_ASSERT_EQUAL(r.facts.content, 20);
+	CU_ASSERT_PTR_NOT_NULL(r.bytes && strstr(r.bytes, "Message-ID: <"));
+	run_free(&r);
+	r = run_message(&info, S("Subject: 01234567\r\n\r\n.\r\n"), FEED_SLICES);
+	CU_ASSERT_EQUAL(r.rc, -1);
+	CU_ASSERT(strncmp(r.reply, "552 5.3.4", 9) == 0);
+	run_free(&r);
+
+	buf_init(&in, 1 << 20);
+	buf_puts(&in, "X-Long: ");
+	for (int i = 0; i < 100000; i++)
+		buf_puts(&in, "y");
+	buf_puts(&in, "\r\n\r\n.\r\n");
+	info = info_default(0, DOT, 1 << 20);
+	r = run_message(&info, in.data, in.len, FEED_SLICES);
+	CU_ASSERT_EQUAL(r.rc, -1);
+	CU_ASSERT_EQUAL(r.consumed, in.len);
+	run_free(&r);
+	buf_free(&in);
+
+	buf_init(&in, 1 << 22);
+	for (int i = 0; i < 10000; i++)
+		buf_printf(&in, "X-%d: v\r\n", i);
+	buf_puts(&in, ".\r\n");
+	info = info_default(1, DOT, 1 << 22);
+	for (int m = 0; m < FEED_MODES; m++) {
+		r = run_message(&info, in.data, in.len, (enum feed_mode)m);
+		CU_ASSERT_EQUAL(r.rc, 0);
+		CU_ASSERT_EQUAL(r.facts.received, 1);
+		CU_ASSERT(r.facts.header_done);
+		/* the additions close the message */
+		CU_ASSERT(r.len > strlen(ADD_ID) &&
+		    strcmp(r.bytes + r.len - strlen(ADD_ID), ADD_ID) == 0);
+		run_free(&r);
+	}
+	buf_free(&in);
+}
+
+int
+main(void)
+{
+	CU_pSuite s;
+	unsigned failed;
+
+	/* Dates in the expected texts are UTC. */
+	setenv("TZ", "UTC", 1);
+	if (CU_initialize_registry() != CUE_SUCCESS)
+		return 1;
+	s = CU_add_suite("smtp_message", NULL, NULL);
+	if (s == NULL ||
+	    CU_add_test(s, "table", test_message_table) == NULL ||
+	    CU_add_test(s, "Received header", test_received_header) == NULL ||
+	    CU_add_test(s, "hops", test_hops) == NULL ||
+	    CU_add_test(s, "hostile", test_hostile) == NULL) {
+		CU_cleanup_registry();
+		return 1;
+	}
+	CU_basic_set_mode(CU_BRM_VERBOSE);
+	CU_basic_run_tests();
+	failed = CU_get_number_of_failures();
+	CU_cleanup_registry();
+	return failed == 0 && CU_get_error() == CUE_SUCCESS ? 0 : 1;
+}

@@ -573,18 +573,6 @@ committer_idle(const struct committer *c)
 	return c->mhead == NULL && c->rhead == NULL;
 }
 
-static void
-deadline_ts(struct timespec *ts, int64_t ms_from_now)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms_from_now / 1000;
-	ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 static void *
 committer_main(void *arg)
 {
@@ -608,7 +596,7 @@ committer_main(void *arg)
 				break;	/* idle: fold the rejected counter */
 			if (now >= next_reader_check)
 				break;
-			deadline_ts(&ts, COMMIT_TICK_MS);
+			time_mono_deadline(&ts, COMMIT_TICK_MS);
 			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 		}
 		now = time_mono_ms();

@@ -333,8 +333,10 @@ batch_commit(struct committer *c, struct batch *b)
 
 	for (int round = 0; round < COMMIT_GROW_ROUNDS; round++) {
 		st = batch_write(c, b);
-		if (st != STORE_FULL && !batch_any_full(b))
-			return st == STORE_OK;
+		if (st == STORE_OK && !batch_any_full(b))
+			return 1;
+		if (st != STORE_OK && st != STORE_FULL)
+			break;	/* a bad request or an I/O error: one by one */
 		/* Dead readers keep pages from being reused: clear them
 		 * once, then try a larger map. */
 		if (!checked && store_reader_check(c->store) > 0) {

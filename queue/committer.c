@@ -53,6 +53,7 @@ struct committer {
 	struct commit_results **held;
 	size_t nheld, capheld;
 	int64_t held_retry_at;
+	int64_t held_logged;		/* monotonic ms of the last line about it */
 	int stopping;
 	int exited;
 	void (*notify)(void *);
@@ -435,9 +436,11 @@ batch_finish(struct committer *c, struct batch *b, int committed)
 	}
 	if (full)
 		log_warn("queue: full: %zu request(s) refused", failed);
-	if (held)
+	if (held && time_mono_ms() - c->held_logged >= 10000) {
+		c->held_logged = time_mono_ms();
 		log_warn("queue: %zu delivery result(s) could not be recorded "
 		    "yet; trying again", held);
+	}
 	pthread_mutex_lock(&c->lock);
 	if (committed)
 		c->stats.commits++;

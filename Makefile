@@ -21,6 +21,8 @@ BUILD = build/default
 else
 $(error SANITIZE must be address or thread)
 endif
+# The metrics endpoint (server/metrics_http.c).
+LDLIBS += -lmicrohttpd
 
 PROGRAMS = server/main.c server/mailctl.c
 SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c auth/*.c storage/*.c relay/*.c queue/*.c server/*.c))
@@ -114,3 +116,24 @@ clean:
 -include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d
 -include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(FUZZ_SRCS:%.c=$(BUILD)/%.d) $(BUILD)/tests/fuzz/driver.d
 -include $(BUILD)/tests/integration/tls_probe.d
+
+# Live tests that tests/integration/*.py run (next to $(BUILD)/mailserver).
+integration: $(BUILD)/tests/test_dnsbl_live
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binaries and manual pages.
+PREFIX ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+.PHONY: install
+install: $(BUILD)/mailserver $(BUILD)/mailctl
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	install -m 0755 $(BUILD)/mailserver $(BUILD)/mailctl $(DESTDIR)$(SBINDIR)/
+	install -m 0644 man/mailserver.8 man/mailctl.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/mailserver.conf.5 $(DESTDIR)$(MANDIR)/man5/
+
+# The metrics endpoint with known values, scraped by tests/integration/test_metrics.py.
+$(BUILD)/tests/metrics_serve: $(BUILD)/tests/integration/metrics_serve.o $(BUILD)/libms.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+integration: $(BUILD)/tests/metrics_serve
+-include $(BUILD)/tests/integration/metrics_serve.d

@@ -10,6 +10,8 @@ pkgs="build-essential clang libgnutls28-dev libldns-dev liblmdb-dev libcunit1-de
       libpsl-dev publicsuffix python3-dkim python3-nacl opendkim opendkim-tools
       libcurl4-gnutls-dev nsd unbound testssl.sh"
 missing=""
+# The metrics endpoint and its tests (curl scrapes, promtool checks), man pages.
+pkgs="$pkgs libmicrohttpd-dev curl prometheus groff-base man-db logrotate"
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done

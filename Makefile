@@ -25,7 +25,7 @@ endif
 LDLIBS += -lmicrohttpd
 
 PROGRAMS = server/main.c server/mailctl.c
-SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c auth/*.c storage/*.c relay/*.c queue/*.c server/*.c))
+SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c auth/*.c storage/*.c relay/*.c queue/*.c filter/*.c server/*.c))
 OBJS = $(SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS = $(wildcard tests/unit/test_*.c)
 UNIT_BINS = $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -92,6 +92,7 @@ integration: all $(BUILD)/tests/test_dns_live $(TOOL_BINS) $(BUILD)/tests/libmsf
 	@MAILSERVER_BIN=$(abspath $(BUILD)/mailserver) MAILCTL_BIN=$(abspath $(BUILD)/mailctl) \
 		AUTHTOOL_BIN=$(abspath $(BUILD)/tools/authtool) \
 		DNS_LIVE_BIN=$(abspath $(BUILD)/tests/test_dns_live) \
+		FILTER_DRIVER_BIN=$(abspath $(BUILD)/tools/filter_driver) \
 		TLS_PROBE_BIN=$(abspath $(BUILD)/tools/tls_probe) \
 		MSFAULT_LIB=$(abspath $(BUILD)/tests/libmsfault.so) \
 		SANITIZE=$(SANITIZE) bash tests/run_integration.sh
@@ -115,6 +116,7 @@ clean:
 
 -include $(OBJS:.o=.d) $(BUILD)/server/main.d $(BUILD)/server/mailctl.d
 -include $(UNIT_SRCS:%.c=$(BUILD)/%.d) $(FUZZ_SRCS:%.c=$(BUILD)/%.d) $(BUILD)/tests/fuzz/driver.d
+-include $(TOOL_SRCS:%.c=$(BUILD)/%.d)
 -include $(BUILD)/tests/integration/tls_probe.d
 
 # Live tests that tests/integration/*.py run (next to $(BUILD)/mailserver).

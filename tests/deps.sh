@@ -8,7 +8,8 @@ pkgs="build-essential clang libgnutls28-dev libldns-dev liblmdb-dev libcunit1-de
       libcrypt-dev lmdb-utils postfix ldnsutils gnutls-bin swaks dovecot-imapd
       python3 python3-yaml iproute2 util-linux procps
       libpsl-dev publicsuffix python3-dkim python3-nacl opendkim opendkim-tools
-      libcurl4-gnutls-dev nsd unbound testssl.sh"
+      libcurl4-gnutls-dev nsd unbound testssl.sh
+      python3-milter postgrey postfix-policyd-spf-python rspamd"
 missing=""
 # The metrics endpoint and its tests (curl scrapes, promtool checks), man pages.
 pkgs="$pkgs libmicrohttpd-dev curl prometheus groff-base man-db logrotate"

@@ -1,0 +1,161 @@
+/*
+ * milter_chain: the milters of one SMTP session, applied in order. This is
+ * what the session calls, stage by stage, from a pool thread: each call
+ * returns the verdict of the stage; the end of the message also returns
+ * the list of changes to make to the message and envelope before the 250.
+ *
+ * One chain per SMTP session, made when the session starts; it opens one
+ * connection to each milter at milter_chain_connect (filters keep state
+ * per connection, so connections are never shared between sessions).
+ *
+ * Order of calls, as the SMTP session goes (every call may be skipped
+ * when the session never reaches that stage):
+ *   milter_chain_new                  session start
+ *   milter_chain_macro                whenever a value becomes known
+ *   milter_chain_connect              before the greeting
+ *   milter_chain_helo                 HELO/EHLO (each one)
+ *   milter_chain_mail                 MAIL, after the session's own checks
+ *   milter_chain_rcpt                 RCPT the session accepted
+ *   milter_chain_rcpt_rejected        RCPT the session refused
+ *   milter_chain_data                 DATA (or the first BDAT), before 354
+ *   milter_chain_message (repeated)   message bytes as they stream in
+ *   milter_chain_eom                  end of data, before the commit
+ *   milter_chain_abort                RSET, a transaction given up
+ *   milter_chain_unknown              a command the session does not know
+ *   milter_chain_free                 session end (sends QUIT)
+ *
+ * Verdicts (struct milter_verdict):
+ *   CONTINUE  go on as the session would without milters.
+ *   ACCEPT    as CONTINUE; in addition no milter wants more of this
+ *             message (at connect/HELO: of this session), so the session
+ *             may stop feeding message bytes (it still calls
+ *             milter_chain_eom, whose ACCEPT means: queue it).
+ *   REJECT, TEMPFAIL  answer the command with v->reply (a whole SMTP
+ *             reply, lines joined by CRLF, without the final CRLF). At
+ *             connect or HELO this holds for the whole session: answer
+ *             every later command but QUIT (and RSET, NOOP) with it. At
+ *             RCPT it refuses that recipient only. At MAIL, DATA, in the
+ *             message and at the end it ends the transaction (the chain
+ *             has already told the milters).
+ *   DISCARD   (MAIL, RCPT, DATA, message, end) the session goes on with
+ *             its usual replies, answers 250 at the end of data, and
+ *             drops the message instead of queueing it.
+ *   SHUTDOWN  send v->reply (421) and close the session.
+ * A verdict met inside the message (milter_chain_message) is the answer
+ * to the end of data: keep reading the data, discard it, and reply at the
+ * end (milter_chain_eom returns the same verdict).
+ *
+ * Several milters: each event goes to the milters in order; the first
+ * that answers other than continue or accept decides and the rest are not
+ * asked for that event. Every milter sees the message as received (as
+ * Sendmail does); the changes of all milters are listed in chain order.
+ *
+ * Threads: every call blocks (on the milters, up to their timeouts); call
+ * from a pool thread, never from a session worker's event loop. A chain
+ * belongs to one thread at a time (it may move between pool threads
+ * between calls). Errors: a milter that fails is handled by its
+ * default_action (filter/milter.h); nothing here fails the session by
+ * itself. Out of memory aborts (lib/util.h).
+ */
+#ifndef FILTER_MILTER_CHAIN_H
+#define FILTER_MILTER_CHAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "filter/milter.h"
+#include "filter/milter_mods.h"
+
+/* Bytes of one header the milters see; the rest of a longer header is cut
+ * off in what they see (the queued message keeps it whole). */
+#define MILTER_HEADER_MAX	(64 * 1024)
+
+struct milter_verdict {
+	enum milter_action action;
+	int from_default;	/* a failed milter's default_action decided */
+	const char *milter;	/* name of the milter that decided, or NULL */
+	char reply[FILTER_REPLY_MAX + 1];
+};
+
+/* The client, for milter_chain_connect. */
+struct milter_client {
+	const char *name;	/* verified reverse name, or NULL ("unknown") */
+	const char *addr;	/* "192.0.2.1", "2001:db8::1" */
+	uint16_t port;
+	int family;		/* AF_INET, AF_INET6, AF_UNIX, 0 (unknown) */
+};
+
+struct milter_chain;
+
+/*
+ * A chain over specs[0..n-1] (the array and the specs must outlive the
+ * chain: keep them in the runtime snapshot the session holds). body_max
+ * bounds a replacement body (the session's max_message_size). Nothing is
+ * connected yet.
+ */
+struct milter_chain *milter_chain_new(const struct milter_spec *specs,
+    size_t n, size_t body_max);
+
+/* QUIT to every milter still connected, close, free; *c = NULL. */
+void milter_chain_free(struct milter_chain **c);
+
+/*
+ * Sets a macro milters may ask for ("j", "{daemon_name}", "i",
+ * "{auth_authen}", "{tls_version}", ...; braces optional); NULL removes
+ * it. The chain itself sets {client_addr}, {client_name}, {client_port}
+ * at connect, {mail_addr} at MAIL and {rcpt_addr} at RCPT. Returns 0, or
+ * -1 when over MILTER_MACROS_MAX or MILTER_MACRO_VALUE_MAX.
+ */
+int milter_chain_macro(struct milter_chain *c, const char *name,
+    const char *value);
+
+/* Opens every milter connection (connect, negotiate) and sends CONNECT. */
+void milter_chain_connect(struct milter_chain *c, const struct milter_client *cl,
+    struct milter_verdict *v);
+void milter_chain_helo(struct milter_chain *c, const char *helo,
+    struct milter_verdict *v);
+/* sender without angle brackets ("" for <>); params: the ESMTP parameters
+ * as given ("SIZE=100", "BODY=8BITMIME"), NULL-terminated, may be NULL.
+ * A transaction still open is aborted first. */
+void milter_chain_mail(struct milter_chain *c, const char *sender,
+    const char *const *params, struct milter_verdict *v);
+void milter_chain_rcpt(struct milter_chain *c, const char *rcpt,
+    const char *const *params, struct milter_verdict *v);
+void milter_chain_rcpt_rejected(struct milter_chain *c, const char *rcpt,
+    const char *const *params);
+void milter_chain_data(struct milter_chain *c, struct milter_verdict *v);
+/*
+ * Message bytes as received: CRLF line ends, dot-stuffing undone, without
+ * the final ".", in pieces of any size and boundary. The chain splits the
+ * header (one HEADER event per header, folded lines joined by LF), sends
+ * end of headers at the empty line (or at the first line that is not a
+ * header), then the body in chunks of at most MILTER_CHUNK_MAX bytes.
+ * Cheap once the message is decided or no milter wants it.
+ */
+void milter_chain_message(struct milter_chain *c, const void *data, size_t len,
+    struct milter_verdict *v);
+/*
+ * End of data: flushes what is buffered, sends end of body to each milter
+ * in order and collects their changes. The verdict is ACCEPT (queue the
+ * message, with the changes in *mods_r: owned by the chain, valid until
+ * the next call on the chain, n == 0 when nothing changes), or REJECT,
+ * TEMPFAIL, DISCARD, SHUTDOWN with *mods_r NULL. The transaction is over
+ * for the milters afterwards.
+ */
+void milter_chain_eom(struct milter_chain *c, struct milter_verdict *v,
+    const struct milter_mods **mods_r);
+/* Ends the open transaction, if any, in every milter (RSET, a refused or
+ * dropped transaction, a new EHLO). */
+void milter_chain_abort(struct milter_chain *c);
+void milter_chain_unknown(struct milter_chain *c, const char *line,
+    struct milter_verdict *v);
+
+/* How many milters the chain has, and the connection of milter i (tests
+ * and logs). */
+size_t milter_chain_count(const struct milter_chain *c);
+struct milter_conn *milter_chain_conn(struct milter_chain *c, size_t i);
+
+/* "continue", "accept", "reject", "tempfail", "discard", "shutdown". */
+const char *milter_action_name(enum milter_action a);
+
+#endif

@@ -37,7 +37,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 
-#define DNS_MAX_SERVERS 8
+#define DNS_MAX_SERVERS 16	/* as many as the config takes */
 #define DNS_EDNS_UDP_SIZE 1232	/* the DNS flag day 2020 value */
 
 struct dns_server {

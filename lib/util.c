@@ -113,6 +113,18 @@ time_real_ms(void)
 	return clock_ms(CLOCK_REALTIME);
 }
 
+void
+time_mono_deadline(struct timespec *ts, int64_t ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 char *
 time_rfc5322(time_t t, char *out, size_t outsize)
 {

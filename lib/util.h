@@ -35,6 +35,11 @@ char *str_lower(char *s);
 int64_t time_mono_ms(void);
 int64_t time_real_ms(void);
 
+/* The CLOCK_MONOTONIC time ms from now, as an absolute deadline for a
+ * condition variable whose clock is CLOCK_MONOTONIC
+ * (pthread_condattr_setclock). */
+void time_mono_deadline(struct timespec *ts, int64_t ms);
+
 /* RFC 5322 date-time ("Mon, 29 Nov 2026 23:14:07 +0000") of t in local
  * time, into out (size >= 40). Returns out. */
 char *time_rfc5322(time_t t, char *out, size_t outsize);

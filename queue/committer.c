@@ -53,6 +53,7 @@ struct committer {
 	struct commit_results **held;
 	size_t nheld, capheld;
 	int64_t held_retry_at;
+	int64_t held_logged;		/* monotonic ms of the last line about it */
 	int stopping;
 	int exited;
 	void (*notify)(void *);
@@ -333,8 +334,10 @@ batch_commit(struct committer *c, struct batch *b)
 
 	for (int round = 0; round < COMMIT_GROW_ROUNDS; round++) {
 		st = batch_write(c, b);
-		if (st != STORE_FULL && !batch_any_full(b))
-			return st == STORE_OK;
+		if (st == STORE_OK && !batch_any_full(b))
+			return 1;
+		if (st != STORE_OK && st != STORE_FULL)
+			break;	/* a bad request or an I/O error: one by one */
 		/* Dead readers keep pages from being reused: clear them
 		 * once, then try a larger map. */
 		if (!checked && store_reader_check(c->store) > 0) {
@@ -433,9 +436,11 @@ batch_finish(struct committer *c, struct batch *b, int committed)
 	}
 	if (full)
 		log_warn("queue: full: %zu request(s) refused", failed);
-	if (held)
+	if (held && time_mono_ms() - c->held_logged >= 10000) {
+		c->held_logged = time_mono_ms();
 		log_warn("queue: %zu delivery result(s) could not be recorded "
 		    "yet; trying again", held);
+	}
 	pthread_mutex_lock(&c->lock);
 	if (committed)
 		c->stats.commits++;
@@ -573,18 +578,6 @@ committer_idle(const struct committer *c)
 	return c->mhead == NULL && c->rhead == NULL;
 }
 
-static void
-deadline_ts(struct timespec *ts, int64_t ms_from_now)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms_from_now / 1000;
-	ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 static void *
 committer_main(void *arg)
 {
@@ -608,7 +601,7 @@ committer_main(void *arg)
 				break;	/* idle: fold the rejected counter */
 			if (now >= next_reader_check)
 				break;
-			deadline_ts(&ts, COMMIT_TICK_MS);
+			time_mono_deadline(&ts, COMMIT_TICK_MS);
 			pthread_cond_timedwait(&c->cond, &c->lock, &ts);
 		}
 		now = time_mono_ms();

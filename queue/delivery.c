@@ -582,19 +582,32 @@ int
 delivery_stop(struct delivery **dp, unsigned timeout_s)
 {
 	struct delivery *d = *dp;
-	struct timespec until;
+	int64_t deadline;
 	unsigned hung = 0;
 
 	if (d == NULL)
 		return 0;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += timeout_s;
+	deadline = time_mono_ms() + (int64_t)timeout_s * 1000;
 	/* Join every thread that ends in time (a past deadline still joins
-	 * the finished ones), so only the hung ones are left behind. */
+	 * the finished ones), so only the hung ones are left behind. The
+	 * deadline is monotonic; pthread_timedjoin_np only takes the wall
+	 * clock, so it is asked in short steps. */
 	for (unsigned i = 0; i < d->nthreads; i++) {
+		int joined = 0;
+
 		if (d->threads[i] == 0)
 			continue;
-		if (pthread_timedjoin_np(d->threads[i], NULL, &until) == 0)
+		do {
+			struct timespec step;
+			clock_gettime(CLOCK_REALTIME, &step);
+			step.tv_nsec += 100 * 1000000L;
+			if (step.tv_nsec >= 1000000000L) {
+				step.tv_sec++;
+				step.tv_nsec -= 1000000000L;
+			}
+			joined = pthread_timedjoin_np(d->threads[i], NULL, &step) == 0;
+		} while (!joined && time_mono_ms() < deadline);
+		if (joined)
 			d->threads[i] = 0;
 		else
 			hung++;

@@ -214,9 +214,20 @@ notice_request(struct job_ctx *jc, struct commit_results *req, int64_t now)
 			    kinds[k].notice == NOTICE_POSTMASTER ? postmaster :
 			    jc->msg.env.sender, list, n, now);
 	}
-	for (size_t i = 0; i < jc->nout; i++)
-		if (jc->out[i].expand)
-			add_expansion(jc, req, &capres, &jc->out[i], now);
+	for (size_t i = 0; i < jc->nout; i++) {
+		struct outcome *o = &jc->out[i];
+
+		if (o->expand)
+			add_expansion(jc, req, &capres, o, now);
+		if (o->report_only && o->notice == NOTICE_NONE) {
+			/* Pending, but no notice is due now (no notice of a
+			 * notice): the flag goes, so the recipient is done. */
+			struct commit_result *r = req_result(req, &capres);
+			r->id = jc->msg.env.id;
+			r->idx = o->r->idx;
+			r->op = COMMIT_OP_NOTICE_DONE;
+		}
+	}
 	free(list);
 	return req->nresults > 0 || req->nmsgs > 0;
 }

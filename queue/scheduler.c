@@ -526,18 +526,6 @@ sched_check_msg(const struct queue_msg *msg, void *arg)
 	return 0;
 }
 
-static void
-deadline_ts(struct timespec *ts, int64_t ms_from_now)
-{
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_sec += ms_from_now / 1000;
-	ts->tv_nsec += (long)(ms_from_now % 1000) * 1000000L;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec++;
-		ts->tv_nsec -= 1000000000L;
-	}
-}
-
 static void *
 sched_main(void *arg)
 {
@@ -564,7 +552,7 @@ sched_main(void *arg)
 			next_full = time_mono_ms() + SCHED_TICK_MS;
 		sched_scan(s, full);
 
-		deadline_ts(&until, SCHED_TICK_MS);
+		time_mono_deadline(&until, SCHED_TICK_MS);
 		pthread_mutex_lock(&s->lock);
 		while (!s->woken && !s->stopping &&
 		    pthread_cond_timedwait(&s->wake, &s->lock, &until) == 0)

@@ -389,13 +389,7 @@ dest_acquire(struct relay_ctx *ctx, const char *key, unsigned wait_ms)
 	struct timespec ts;
 	int rc = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += wait_ms / 1000;
-	ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	time_mono_deadline(&ts, wait_ms);
 	pthread_mutex_lock(&ctx->mu);
 	d = dest_find(ctx, key);
 	if (d == NULL) {

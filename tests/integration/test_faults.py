@@ -301,8 +301,9 @@ class FullQueueTest(unittest.TestCase):
                       b"Subject: m%d\r\n\r\nx\r\n" % i) for i in range(10)]
         wait_for(lambda: srv.logtext().count("status=deferred") >= 20, 20, "deferrals")
         fillers, _ = self.fill(srv, "h@hold.test")
+        self.assertIn("recipients made due now", srv.mailctl("flush").stdout)
         self.start_peer(rcpt={"bad": "550 5.1.1 no such user"})
-        srv.signal(signal.SIGUSR1)          # a flush works on a full queue
+        srv.signal(signal.SIGUSR1)          # flushes work on a full queue
         srv.wait_log("flush:")
         self.assertNotIn("flush: queue", srv.logtext())
         self.peer.wait_messages(10, timeout=30 * SLOW)

@@ -1344,6 +1344,20 @@ test_resolver_new(void)
 		dns_resolver_free(&r);
 	}
 
+	/* As many servers as the config takes (16), not one more. */
+	{
+		struct dns_server_addr sv[17];
+		for (int i = 0; i < 17; i++) {
+			snprintf(sv[i].addr, sizeof sv[i].addr, "127.0.0.%d", i + 1);
+			sv[i].port = 53;
+		}
+		r = dns_resolver_new(sv, 16, err, sizeof err);
+		CU_ASSERT_PTR_NOT_NULL(r);
+		dns_resolver_free(&r);
+		r = dns_resolver_new(sv, 17, err, sizeof err);
+		CU_ASSERT_PTR_NULL(r);
+	}
+
 	/* resolv.conf: a private file, never /etc/resolv.conf. */
 	fd = mkstemp(path);
 	CU_ASSERT_FATAL(fd >= 0);

@@ -1525,6 +1525,71 @@ test_readers(void)
 	tmpdir_remove(&dir);
 }
 
+struct facts_slot {
+	struct waiter w;
+	enum commit_status st;
+};
+
+static void
+facts_done(struct commit_results *req, enum commit_status status)
+{
+	struct facts_slot *fs = req->arg;
+
+	fs->st = status;
+	waiter_note(&fs->w, status);
+}
+
+/* A bad facts request in a batch fails alone: the facts beside it are
+ * recorded (a lost fact would make a delivery happen again). */
+static void
+test_bad_fact_alone(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct committer *c = committer_start(s);
+	struct commit_results good, bad;
+	struct facts_slot gs, bs;
+	struct store_wtxn *t;
+	struct queue_msg m;
+	queue_id_t id = put_direct(s, 1, 10);
+
+	CU_ASSERT_FATAL(c != NULL);
+	waiter_init(&gs.w);
+	waiter_init(&bs.w);
+	memset(&good, 0, sizeof good);
+	good.facts = 1;
+	good.nresults = 1;
+	good.results = xcalloc(1, sizeof *good.results);
+	set_result(&good.results[0], id, 0, RCPT_SENT, 0, "250 ok");
+	good.done = facts_done;
+	good.arg = &gs;
+	memset(&bad, 0, sizeof bad);
+	bad.facts = 1;
+	bad.nresults = 1;
+	bad.results = xcalloc(1, sizeof *bad.results);
+	set_result(&bad.results[0], id, 0, (enum rcpt_state)9, 0, "bad state");
+	bad.done = facts_done;
+	bad.arg = &bs;
+	/* Holding LMDB's writer lock makes both wait for one batch. */
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	committer_submit_results(c, &bad);
+	committer_submit_results(c, &good);
+	usleep(50000);
+	store_wtxn_abort(&t);
+	waiter_wait(&gs.w, 1);
+	waiter_wait(&bs.w, 1);
+	CU_ASSERT_EQUAL(gs.st, COMMIT_OK);
+	CU_ASSERT_EQUAL(bs.st, COMMIT_IO);
+	CU_ASSERT(store_msg_load(s, id, &m) == STORE_NOTFOUND);	/* sent: gone */
+	commit_results_free(&good);
+	commit_results_free(&bad);
+	waiter_destroy(&gs.w);
+	waiter_destroy(&bs.w);
+	committer_stop(&c);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
 /* LMDB operations of a message of n recipients: put, load, and its
  * recipients finished one request each (the worst case: every recipient
  * in a domain of its own) and all in one request. */
@@ -1613,6 +1678,7 @@ main(void)
 	    !CU_add_test(suite, "committer map full", test_map_full) ||
 	    !CU_add_test(suite, "committer results", test_committer_results) ||
 	    !CU_add_test(suite, "map grows to its ceiling", test_map_grows) ||
+	    !CU_add_test(suite, "a bad fact fails alone", test_bad_fact_alone) ||
 	    !CU_add_test(suite, "alias expansion", test_expand) ||
 	    !CU_add_test(suite, "notice pending", test_notice_pending) ||
 	    !CU_add_test(suite, "orphans and live counts", test_orphans_and_live) ||

@@ -937,6 +937,7 @@ static const struct config_key config_keys[] = {
 	{ "max_unknown_recipients", key_unsigned, OFF(max_unknown_recipients), 1, 1000000, 0 },
 	{ "tls_priority", key_tls_priority, 0, 0, 0, 0 },
 	{ "client_dns_timeout", key_duration, OFF(client_dns_timeout), 0, MINUTE, 0 },
+	{ "max_inflight_data", key_size, OFF(max_inflight_data), MIB, TIB, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1050,6 +1051,7 @@ config_set_defaults(struct config *cfg)
 	cfg->max_connections = 10000;
 	cfg->max_connections_per_ip = 50;
 	cfg->max_message_size = 25 * MIB;
+	cfg->max_inflight_data = (size_t)256 * MIB;
 	cfg->max_recipients = 1000;
 	cfg->tls_outbound = TLS_OUT_MAY;
 	cfg->retry_min = 5 * MINUTE;

@@ -118,6 +118,11 @@ struct config {
 	unsigned client_dns_timeout;	/* client name lookups, and the wait
 					 * for them at DATA: 5s (0 = none) */
 
+	/* Bounded memory (DESIGN.md, the queue). */
+	size_t max_inflight_data;	/* message buffers of every session
+					 * together: 256M; over it a new
+					 * DATA/BDAT gets 451 4.3.2 */
+
 	int refs;			/* atomic; managed by config_ref/unref */
 };
 

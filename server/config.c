@@ -900,7 +900,7 @@ key_auth_service(struct config_parse *p, const struct config_key *k, char *value
 		return;
 	}
 	if (filter_endpoint_parse(value + 8, &ep, why, sizeof why) != 0) {
-		config_error(p, p->lineno, "%s: '%s': %s", k->name, SHOW(value), why);
+		config_error(p, p->lineno, "%s: %s", k->name, SHOW(why));
 		return;
 	}
 	p->cfg->auth_dovecot = xstrdup(value + 8);
@@ -915,7 +915,7 @@ key_policy_services(struct config_parse *p, const struct config_key *k, char *va
 
 	while ((item = config_next_item(&cursor)) != NULL) {
 		if (filter_endpoint_parse(item, &ep, why, sizeof why) != 0) {
-			config_error(p, p->lineno, "%s: '%s': %s", k->name, SHOW(item), why);
+			config_error(p, p->lineno, "%s: %s", k->name, SHOW(why));
 			continue;
 		}
 		if (cfg->npolicy_services >= CONFIG_POLICY_SERVICES_MAX) {

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filter/endpoint.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "queue/committer.h"
@@ -306,6 +307,8 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	 * what stops next; their last results wait in the workers' mailboxes. */
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_halt(d->workers[i]);
+	/* Their sessions are gone: no job waits out a hung filter daemon. */
+	filter_stop_all();
 	offloop_stop(&d->pools.passwords);
 	offloop_stop(&d->pools.lookups);
 	offloop_stop(&d->pools.filters);

@@ -5,7 +5,8 @@
  * data with policy_stages = end_of_data, and carries out their answers.
  *
  * When: at RCPT after the session's own recipient checks (an unknown
- * user, relaying denied) passed, so no answer can open a relay; at the
+ * user, relaying denied) passed, so no OK accepts a recipient they
+ * refused (REDIRECT and BCC name addresses of the service's choice); at the
  * end of data after the message passed its own checks, before the
  * commit. The services are asked in the order configured, one request
  * each, on the filter pool (never on a session worker's event loop); the

@@ -19,6 +19,21 @@ HANG = "hang"
 CLOSE = "close"
 
 
+def accept_loop(lsock, stopping, handle):
+    """Hands each connection of lsock (with a short timeout, so that the
+    loop sees stopping) to handle(sock) until stopping is set or lsock
+    closes."""
+    while not stopping.is_set():
+        try:
+            s, _ = lsock.accept()
+        except socket.timeout:
+            continue
+        except OSError:
+            return
+        s.settimeout(None)
+        handle(s)
+
+
 def action(text):
     return lambda attrs, n: b"action=" + text.encode() + b"\n\n"
 
@@ -43,18 +58,13 @@ class PolicyPeer:
         self.threads[0].start()
 
     def _accept(self):
-        while not self.stopping.is_set():
-            try:
-                s, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            s.settimeout(None)
-            self.connections += 1
-            t = threading.Thread(target=self._serve, args=(s,), daemon=True)
-            t.start()
-            self.threads.append(t)
+        accept_loop(self.lsock, self.stopping, self._start)
+
+    def _start(self, s):
+        self.connections += 1
+        t = threading.Thread(target=self._serve, args=(s,), daemon=True)
+        t.start()
+        self.threads.append(t)
 
     def _serve(self, s):
         buf = b""
@@ -199,20 +209,15 @@ class PolicydSpf:
         self.thread.start()
 
     def _spawn_loop(self):
-        while not self.stopping.is_set():
-            try:
-                s, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            s.settimeout(None)
-            cmd = ["unshare", "--mount", "sh", "-c",
-                   'mount --bind "$1" /etc/resolv.conf && exec /usr/bin/policyd-spf "$2"',
-                   "sh", self.resolv, self.conf]
-            self.children.append(subprocess.Popen(cmd, stdin=s, stdout=s,
-                                                  stderr=subprocess.DEVNULL))
-            s.close()
+        accept_loop(self.lsock, self.stopping, self._spawn)
+
+    def _spawn(self, s):
+        cmd = ["unshare", "--mount", "sh", "-c",
+               'mount --bind "$1" /etc/resolv.conf && exec /usr/bin/policyd-spf "$2"',
+               "sh", self.resolv, self.conf]
+        self.children.append(subprocess.Popen(cmd, stdin=s, stdout=s,
+                                              stderr=subprocess.DEVNULL))
+        s.close()
 
     def cleanup(self):
         self.stopping.set()

@@ -273,6 +273,30 @@ class SessionPolicyTest(unittest.TestCase):
         c.close()
         self.server.wait_log("(default action)")
 
+    def test_stop_does_not_wait_out_a_hung_service(self):
+        # policy_timeout 100 s; the daemon still stops within its own
+        # shutdown_timeout (the pool's waits on filter daemons end).
+        server = Server("local_domains = example.org\n"
+                        "policy_services = %s\n" % self.first.endpoint +
+                        "users_file = %s\n" % self.users)
+        with open(server.conf) as f:
+            server.write_config(f.read().replace("shutdown_timeout = 10s",
+                                                 "shutdown_timeout = 1s"))
+        server.start()
+        try:
+            c = session(server.port)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.net>")[0], 250)
+            n = len(self.asked(self.first, "hang@example.org"))
+            c.send("RCPT TO:<hang@example.org>\r\n")
+            wait_for(lambda: len(self.asked(self.first, "hang@example.org")) > n, 10,
+                     "the request to the hung service")
+            t0 = time.monotonic()
+            self.assertEqual(server.stop(), 0)
+            self.assertLess(time.monotonic() - t0, 10 * SLOW)
+            c.close()
+        finally:
+            server.cleanup()
+
 
 @unittest.skipUnless(postgrey_available(), "postgrey is not installed")
 class SessionPostgreyTest(unittest.TestCase):

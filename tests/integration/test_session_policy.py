@@ -10,6 +10,7 @@ on).
 import base64
 import os
 import select
+import signal
 import time
 import unittest
 
@@ -272,6 +273,32 @@ class SessionPolicyTest(unittest.TestCase):
         self.assertLess(time.monotonic() - t0, 10 * SLOW)
         c.close()
         self.server.wait_log("(default action)")
+
+    def test_reload_brings_the_new_services(self):
+        a = PolicyPeer(lambda attrs, n: ok("REJECT said A"))
+        b = PolicyPeer(lambda attrs, n: ok("REJECT said B"))
+        server = Server("local_domains = example.org\npolicy_services = %s\n" % a.endpoint)
+        try:
+            server.start()
+            c = session(server.port)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.net>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<x@example.org>")[1][0], "5.7.1 said A")
+            with open(server.conf) as f:
+                text = f.read()
+            server.write_config(text.replace(a.endpoint, b.endpoint))
+            server.signal(signal.SIGHUP)
+            server.wait_log("reloaded")
+            # The session keeps the snapshot it began with; new ones ask B.
+            self.assertEqual(c.cmd("RCPT TO:<y@example.org>")[1][0], "5.7.1 said A")
+            c.close()
+            c = session(server.port)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.net>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<x@example.org>")[1][0], "5.7.1 said B")
+            c.close()
+        finally:
+            server.cleanup()
+            a.stop()
+            b.stop()
 
     def test_stop_does_not_wait_out_a_hung_service(self):
         # policy_timeout 100 s; the daemon still stops within its own

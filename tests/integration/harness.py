@@ -324,8 +324,10 @@ class DnsServer:
 class Client:
     """A raw SMTP client: exact bytes out, replies parsed in."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10):
-        self.sock = socket.create_connection((host, port), timeout=timeout * SLOW)
+    def __init__(self, port, host="127.0.0.1", timeout=10, source=None):
+        """source: a local address to connect from (all of 127/8 is ours)."""
+        self.sock = socket.create_connection((host, port), timeout=timeout * SLOW,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
 
     def send(self, data):

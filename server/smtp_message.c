@@ -88,7 +88,7 @@ smtp_message_new(const struct smtp_message_info *info)
 	m->status = COMMIT_OK;
 	time_rfc5322(info->now, date, sizeof date);
 	queue_id_format(info->id, id, sizeof id);
-	buf_init(&m->head, info->stager != NULL ? SMTP_MESSAGE_BUF :
+	buf_init(&m->head, info->stager != NULL ? SMTP_MESSAGE_BUF + SMTP_MESSAGE_TOP_ROOM :
 	    info->max_size + MESSAGE_HEADROOM);
 	if (info->client_name && info->client_name[0])
 		buf_printf(&m->head, "Received: from %s (%s [%s%s])", info->helo,
@@ -331,7 +331,7 @@ message_cut(struct smtp_message *m)
 		buf_free(&r->b);
 		r->b = m->head;
 		r->off = hl;
-		buf_init(&m->head, SMTP_MESSAGE_BUF);
+		buf_init(&m->head, SMTP_MESSAGE_BUF + SMTP_MESSAGE_TOP_ROOM);
 		buf_append(&m->head, r->b.data, hl);
 		message_stage(m, r);
 		m->cur = message_rec_new(m);
@@ -483,6 +483,22 @@ smtp_message_finish(struct smtp_message *m, char *reply, size_t replysize)
 		m->line_start = m->base + (out != NULL ? out->len : 0);
 		message_header_end(m);
 	}
+	return 0;
+}
+
+int
+smtp_message_prepend(struct smtp_message *m, const char *lines)
+{
+	size_t n = strlen(lines);
+
+	if (n == 0)
+		return 0;
+	/* Record 0 is the head, whether the message was cut or not. */
+	if (message_insert(m, &m->head, 0, lines) == 0)
+		return -1;
+	m->facts.header_end += n;
+	m->line_start += n;
+	m->received_len += n;
 	return 0;
 }
 

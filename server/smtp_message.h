@@ -62,6 +62,10 @@
 #define SMTP_MESSAGE_BUF (SMTP_MESSAGE_CHUNK + 4096)
 #define SMTP_MESSAGE_INFLIGHT 8
 #define SMTP_MESSAGE_BASE (2 * (size_t)SMTP_MESSAGE_BUF)
+/* Room the head keeps for fields put on top at the end of data
+ * (Authentication-Results, DKIM-Signature, PREPEND), past its buffer;
+ * memory only when used. */
+#define SMTP_MESSAGE_TOP_ROOM 16384
 
 struct smtp_message;
 struct smtp_message_rec;	/* a body record on its way to the queue */
@@ -163,6 +167,12 @@ enum commit_status smtp_message_status(const struct smtp_message *m);
  * (e.g. "552 5.3.4 ...", without CRLF) in reply.
  */
 int smtp_message_finish(struct smtp_message *m, char *reply, size_t replysize);
+
+/* Puts lines (whole header fields, each ending in CRLF) on top of the
+ * message, above our Received header, in their order: what a policy
+ * service's PREPEND asks for. After smtp_message_finish returned 0.
+ * Returns 0, or -1 when they do not fit (the message is unchanged). */
+int smtp_message_prepend(struct smtp_message *m, const char *lines);
 
 /* The facts learned so far. */
 const struct smtp_message_facts *smtp_message_facts(const struct smtp_message *m);

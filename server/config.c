@@ -961,6 +961,78 @@ key_policy_stages(struct config_parse *p, const struct config_key *k, char *valu
 	}
 }
 
+/* yes or no into an int field. */
+static void
+key_yesno(struct config_parse *p, const struct config_key *k, char *value)
+{
+	if (strcmp(value, "yes") == 0)
+		*FIELD(p, k, int) = 1;
+	else if (strcmp(value, "no") == 0)
+		*FIELD(p, k, int) = 0;
+	else
+		config_error(p, p->lineno, "%s: '%s' is not yes or no", k->name, SHOW(value));
+}
+
+static void
+key_authserv_id(struct config_parse *p, const struct config_key *k, char *value)
+{
+	/* RFC 8601 2.5: a token; a domain name in practice. */
+	if (strlen(value) >= sizeof p->cfg->authserv_id ||
+	    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789.-_") != strlen(value)) {
+		config_error(p, p->lineno, "%s: '%s' is not a host name", k->name,
+		    SHOW(value));
+		return;
+	}
+	str_copy(p->cfg->authserv_id, value, sizeof p->cfg->authserv_id);
+}
+
+static void
+key_auth_tempfail(struct config_parse *p, const struct config_key *k, char *value)
+{
+	if (strcmp(value, "defer") == 0)
+		p->cfg->auth_tempfail_defer = 1;
+	else if (strcmp(value, "accept") == 0)
+		p->cfg->auth_tempfail_defer = 0;
+	else
+		config_error(p, p->lineno, "%s: '%s' is not defer or accept", k->name,
+		    SHOW(value));
+}
+
+/* dkim_sign = DOMAIN SELECTOR KEYFILE; the key is loaded with the
+ * runtime (runtime.c), so that -t and SIGHUP check it. */
+static void
+key_dkim_sign(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct config *cfg = p->cfg;
+	char *cursor = value, *item[4];
+	size_t n = 0;
+
+	while (n < 4 && (item[n] = config_next_item(&cursor)) != NULL)
+		n++;
+	if (n != 3) {
+		config_error(p, p->lineno, "%s: want DOMAIN SELECTOR KEYFILE", k->name);
+		return;
+	}
+	if (!config_valid_domain(item[0]) || !config_valid_domain(item[1]) ||
+	    strchr(item[0], '.') == NULL) {
+		config_error(p, p->lineno, "%s: '%s' '%s' is not a domain and a selector",
+		    k->name, SHOW(item[0]), SHOW(item[1]));
+		return;
+	}
+	if (access(item[2], R_OK) != 0) {
+		config_error(p, p->lineno, "%s: %s: %s", k->name, SHOW(item[2]),
+		    strerror(errno));
+		return;
+	}
+	cfg->dkim_sign = xrealloc(cfg->dkim_sign, (cfg->ndkim_sign + 1) *
+	    sizeof *cfg->dkim_sign);
+	cfg->dkim_sign[cfg->ndkim_sign].domain = xstrdup(item[0]);
+	cfg->dkim_sign[cfg->ndkim_sign].selector = xstrdup(item[1]);
+	cfg->dkim_sign[cfg->ndkim_sign].key_file = xstrdup(item[2]);
+	cfg->ndkim_sign++;
+}
+
 #define OFF(field) offsetof(struct config, field)
 
 static const struct config_key config_keys[] = {
@@ -1024,6 +1096,12 @@ static const struct config_key config_keys[] = {
 	{ "policy_timeout", key_duration, OFF(policy_timeout), 1, HOUR, 0 },
 	{ "policy_stages", key_policy_stages, 0, 0, 0, 0 },
 	{ "max_inflight_data", key_size, OFF(max_inflight_data), MIB, TIB, 0 },
+	{ "auth_checks", key_yesno, OFF(auth_checks), 0, 0, 0 },
+	{ "authserv_id", key_authserv_id, 0, 0, 0, 0 },
+	{ "spf_reject", key_yesno, OFF(spf_reject), 0, 0, 0 },
+	{ "dmarc_reject", key_yesno, OFF(dmarc_reject), 0, 0, 0 },
+	{ "auth_tempfail", key_auth_tempfail, 0, 0, 0, 0 },
+	{ "dkim_sign", key_dkim_sign, 0, 0, 0, KEY_REPEAT },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1168,6 +1246,9 @@ config_set_defaults(struct config *cfg)
 	cfg->auth_service_timeout = 30;
 	cfg->policy_timeout = 100;
 	cfg->policy_stages = CONFIG_POLICY_RCPT;
+	cfg->auth_checks = 1;
+	cfg->spf_reject = 1;
+	cfg->dmarc_reject = 1;
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and
@@ -1189,6 +1270,8 @@ config_finish(struct config_parse *p)
 			config_error(p, 0, "hostname: the system's name '%s' is not a valid "
 			    "domain name; set hostname", SHOW(name));
 	}
+	if (cfg->authserv_id[0] == '\0')
+		str_copy(cfg->authserv_id, cfg->hostname, sizeof cfg->authserv_id);
 	if (config_key_line(p, "listen") == 0) {
 		char text[] = "127.0.0.1:2525";
 		struct listen_spec ls;
@@ -1266,6 +1349,12 @@ config_free(struct config *cfg)
 		free(cfg->policy_services[i]);
 	free(cfg->policy_services);
 	free(cfg->policy_default_action);
+	for (i = 0; i < cfg->ndkim_sign; i++) {
+		free(cfg->dkim_sign[i].domain);
+		free(cfg->dkim_sign[i].selector);
+		free(cfg->dkim_sign[i].key_file);
+	}
+	free(cfg->dkim_sign);
 	for (i = 0; i < cfg->nrelay_domains; i++)
 		free(cfg->relay_domains[i]);
 	free(cfg->relay_domains);

@@ -138,6 +138,19 @@ struct config {
 					 * together: 256M; over it a new
 					 * DATA/BDAT gets 451 4.3.2 */
 
+	/* Mail authentication (README "Mail authentication"). */
+	int auth_checks;		/* SPF, DKIM and DMARC on mail from
+					 * outside (not relay_networks, not
+					 * authenticated): yes */
+	char authserv_id[256];		/* in Authentication-Results: hostname */
+	int spf_reject;			/* SPF fail: 550 at MAIL FROM: yes */
+	int dmarc_reject;		/* DMARC reject: 550 at the end: yes */
+	int auth_tempfail_defer;	/* auth_tempfail = defer: 451; accept */
+	struct config_dkim_sign {
+		char *domain, *selector, *key_file;
+	} *dkim_sign;			/* signing keys: none */
+	size_t ndkim_sign;
+
 	int refs;			/* atomic; managed by config_ref/unref */
 };
 

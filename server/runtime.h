@@ -1,7 +1,8 @@
 /*
  * runtime: one consistent snapshot of what the config decides: the parsed
  * config, the users and aliases, the TLS credentials, the resolver of
- * the sessions and the filter daemons they ask (Dovecot's auth service,
+ * the sessions, the mail authentication resolver and signing keys,
+ * and the filter daemons they ask (Dovecot's auth service,
  * policy services, with their idle connections). SIGHUP builds a
  * new snapshot and swaps it in; sessions and threads keep the snapshot they
  * started with (by reference) until they finish.
@@ -16,6 +17,8 @@
 
 #include <stdio.h>
 
+#include "auth/auth_dns.h"
+#include "auth/dkim_keyring.h"
 #include "dns/dns.h"
 #include "server/config.h"
 #include "server/smtp_auth_dovecot.h"
@@ -33,6 +36,11 @@ struct runtime {
 	struct auth_dovecot *dovecot;	/* auth_service = dovecot:...; NULL
 					 * when users_file checks passwords */
 	struct smtp_policy_services *policy;	/* policy_services; NULL: none */
+	struct dns_resolver *auth_resolver;	/* SPF, DKIM and DMARC lookups
+					 * (dns_timeout, dns_attempts); NULL
+					 * without auth_checks */
+	struct auth_dns *auth_dns;	/* auth/'s view of it */
+	struct dkim_keyring *dkim_keys;	/* dkim_sign; NULL: none */
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 

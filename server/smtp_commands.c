@@ -40,6 +40,7 @@ session_txn_reset(struct smtp_session *s)
 {
 	session_rcpt_clear(s);
 	session_policy_txn_reset(s);
+	session_mailauth_txn_reset(s);
 	s->in_txn = 0;
 	s->bdat_used = 0;
 	s->bdat_failed = 0;
@@ -215,6 +216,7 @@ session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 
 	s->qid = queue_id_next();
 	info.id = s->qid;
+	session_mailauth_begin(s, &info);
 	s->msg = smtp_message_new(&info);
 	s->msg_start = time_mono_ms();
 	s->msg_bytes = 0;
@@ -324,7 +326,7 @@ session_end_message(struct smtp_session *s)
 		/* A client that delivers mail is not idling or probing. */
 		s->junk = 0;
 		s->refused_rcpts = 0;
-		if (session_policy_end_message(s))
+		if (session_mailauth_end_message(s))
 			return;	/* it goes on there */
 		session_commit(s);
 		return;
@@ -473,6 +475,14 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		memset(&s->mail, 0, sizeof s->mail);
 		return;
 	}
+	if (session_mailauth_mail(s))
+		return;		/* the reply comes after the SPF check */
+	session_mail_accepted(s);
+}
+
+void
+session_mail_accepted(struct smtp_session *s)
+{
 	s->in_txn = 1;
 	session_reply(s, "250 2.1.0 Ok");
 }

@@ -91,7 +91,7 @@ smtp_message_new(const struct smtp_message_info *info)
 	m->status = COMMIT_OK;
 	time_rfc5322(info->now, date, sizeof date);
 	queue_id_format(info->id, id, sizeof id);
-	buf_init(&m->head, info->stager != NULL ? SMTP_MESSAGE_BUF :
+	buf_init(&m->head, info->stager != NULL ? SMTP_MESSAGE_BUF + SMTP_MESSAGE_TOP_ROOM :
 	    info->max_size + MESSAGE_HEADROOM);
 	if (info->client_name && info->client_name[0])
 		buf_printf(&m->head, "Received: from %s (%s [%s%s])", info->helo,
@@ -337,7 +337,7 @@ message_cut(struct smtp_message *m)
 		buf_free(&r->b);
 		r->b = m->head;
 		r->off = hl;
-		buf_init(&m->head, SMTP_MESSAGE_BUF);
+		buf_init(&m->head, SMTP_MESSAGE_BUF + SMTP_MESSAGE_TOP_ROOM);
 		buf_append(&m->head, r->b.data, hl);
 		message_stage(m, r);
 		m->cur = message_rec_new(m);

@@ -62,6 +62,10 @@
 #define SMTP_MESSAGE_BUF (SMTP_MESSAGE_CHUNK + 4096)
 #define SMTP_MESSAGE_INFLIGHT 8
 #define SMTP_MESSAGE_BASE (2 * (size_t)SMTP_MESSAGE_BUF)
+/* Room the head keeps for fields put on top at the end of data
+ * (Authentication-Results, DKIM-Signature, PREPEND), past its buffer;
+ * memory only when used. */
+#define SMTP_MESSAGE_TOP_ROOM 16384
 
 struct smtp_message;
 struct smtp_message_rec;	/* a body record on its way to the queue */

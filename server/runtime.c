@@ -7,6 +7,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "relay/tls_verify.h"
 
 static pthread_mutex_t runtime_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *runtime_cur;	/* guarded by runtime_lock */
@@ -51,6 +52,25 @@ runtime_resolver(const struct config *cfg, char *err, size_t errsize)
 	return dns_resolver_new_opts(servers, n, &o, err, errsize);
 }
 
+/* Trust anchors that cannot be read now would leave outbound TLS with
+ * none: a config error. */
+static int
+runtime_check_ca(const char *path, const char *key, const char *file, FILE *errs)
+{
+	struct tls_trust *t;
+	char err[512];
+
+	if (file == NULL)
+		return 0;
+	if ((t = tls_trust_new(file, err, sizeof err)) == NULL) {
+		if (errs)
+			fprintf(errs, "%s:0: %s: %s\n", path, key, err);
+		return -1;
+	}
+	tls_trust_free(&t);
+	return 0;
+}
+
 struct runtime *
 runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 {
@@ -79,6 +99,12 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 			goto fail;
 		}
 	}
+	if (rt->cfg->tls_policy_file != NULL &&
+	    tls_policy_map_load(rt->cfg->tls_policy_file, errs, &rt->tls_map) != 0)
+		goto fail;
+	if (runtime_check_ca(path, "tls_ca_file", rt->cfg->tls_ca_file, errs) != 0 ||
+	    runtime_check_ca(path, "mta_sts_ca_file", rt->cfg->mta_sts_ca_file, errs) != 0)
+		goto fail;
 	if (rt->cfg->client_dns_timeout > 0 &&
 	    (rt->dns = runtime_resolver(rt->cfg, err, sizeof err)) == NULL) {
 		if (errs)
@@ -113,6 +139,7 @@ runtime_unref(struct runtime **rtp)
 	if (rt->tls)
 		tls_creds_unref(&rt->tls);
 	dns_resolver_free(&rt->dns);
+	tls_policy_map_free(&rt->tls_map);
 	free(rt);
 }
 

@@ -1,7 +1,7 @@
 /*
  * runtime: one consistent snapshot of what the config decides: the parsed
- * config, the users and aliases, the TLS credentials and the resolver of
- * the sessions. SIGHUP builds a
+ * config, the users and aliases, the TLS credentials, the resolver of the
+ * sessions and the outbound tls_policy map. SIGHUP builds a
  * new snapshot and swaps it in; sessions and threads keep the snapshot they
  * started with (by reference) until they finish.
  *
@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "dns/dns.h"
+#include "relay/tls_policy_map.h"
 #include "server/config.h"
 #include "server/tls.h"
 #include "storage/userdb.h"
@@ -27,11 +28,14 @@ struct runtime {
 	struct dns_resolver *dns;	/* the sessions' lookups (client names),
 					 * bounded by client_dns_timeout; NULL
 					 * when that is 0 */
+	struct tls_policy_map *tls_map;	/* tls_policy; NULL when unset */
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 
 /*
- * Loads config file path and everything it names. prev (NULL at start) is
+ * Loads config file path and everything it names (a tls_policy map and
+ * the trust anchors of tls_ca_file and mta_sts_ca_file are checked: their
+ * problems are `FILE:LINE: message` too). prev (NULL at start) is
  * the snapshot in use: when the TLS files are the same as its own and can
  * no longer be opened for lack of permission (a root-only key, read at
  * start before the privileges were dropped), its credentials are kept,

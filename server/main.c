@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filter/endpoint.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "queue/committer.h"
@@ -39,6 +40,8 @@
 #define DAEMON_PASSWORD_QUEUE 1024	/* logins waiting for a hasher */
 #define DAEMON_LOOKUP_THREADS 16
 #define DAEMON_LOOKUP_QUEUE 8192
+#define DAEMON_FILTER_THREADS 32	/* each waits on one filter daemon's answer */
+#define DAEMON_FILTER_QUEUE 8192
 
 struct daemon {
 	const char *config_path;
@@ -332,8 +335,11 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	 * what stops next; their last results wait in the workers' mailboxes. */
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_halt(d->workers[i]);
+	/* Their sessions are gone: no job waits out a hung filter daemon. */
+	filter_stop_all();
 	offloop_stop(&d->pools.passwords);
 	offloop_stop(&d->pools.lookups);
+	offloop_stop(&d->pools.filters);
 	committer_stop(&d->committer);
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_stop(&d->workers[i]);
@@ -344,7 +350,8 @@ daemon_stop(struct daemon *d, unsigned timeout)
 }
 
 /* The off-loop pools: password hashing is CPU work, one thread per core
- * at most; lookups mostly wait, so more of them. */
+ * at most; lookups mostly wait, so more of them; filter daemons have a
+ * pool of their own, so a slow one never holds up the client lookups. */
 static int
 daemon_start_pools(struct daemon *d)
 {
@@ -354,7 +361,9 @@ daemon_start_pools(struct daemon *d)
 	d->pools.passwords = offloop_start("password", hashers, DAEMON_PASSWORD_QUEUE);
 	d->pools.lookups = offloop_start("lookup", DAEMON_LOOKUP_THREADS,
 	    DAEMON_LOOKUP_QUEUE);
-	return d->pools.passwords && d->pools.lookups ? 0 : -1;
+	d->pools.filters = offloop_start("filter", DAEMON_FILTER_THREADS,
+	    DAEMON_FILTER_QUEUE);
+	return d->pools.passwords && d->pools.lookups && d->pools.filters ? 0 : -1;
 }
 
 int

@@ -111,6 +111,19 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 			fprintf(errs, "%s:0: dns: %s\n", path, err);
 		goto fail;
 	}
+	if (rt->cfg->auth_dovecot != NULL && (rt->dovecot = auth_dovecot_new(
+	    rt->cfg->auth_dovecot, rt->cfg->auth_service_timeout * 1000, err,
+	    sizeof err)) == NULL) {
+		if (errs)
+			fprintf(errs, "%s:0: auth_service: %s\n", path, err);
+		goto fail;
+	}
+	if (rt->cfg->npolicy_services > 0 &&
+	    (rt->policy = smtp_policy_services_new(rt->cfg, err, sizeof err)) == NULL) {
+		if (errs)
+			fprintf(errs, "%s:0: policy_services: %s\n", path, err);
+		goto fail;
+	}
 	return rt;
 fail:
 	runtime_unref(&rt);
@@ -140,6 +153,8 @@ runtime_unref(struct runtime **rtp)
 		tls_creds_unref(&rt->tls);
 	dns_resolver_free(&rt->dns);
 	tls_policy_map_free(&rt->tls_map);
+	auth_dovecot_free(&rt->dovecot);
+	smtp_policy_services_free(&rt->policy);
 	free(rt);
 }
 

@@ -1,7 +1,9 @@
 /*
  * runtime: one consistent snapshot of what the config decides: the parsed
- * config, the users and aliases, the TLS credentials, the resolver of the
- * sessions and the outbound tls_policy map. SIGHUP builds a
+ * config, the users and aliases, the TLS credentials, the resolver of
+ * the sessions, the filter daemons they ask (Dovecot's auth service,
+ * policy services, with their idle connections) and the outbound
+ * tls_policy map. SIGHUP builds a
  * new snapshot and swaps it in; sessions and threads keep the snapshot they
  * started with (by reference) until they finish.
  *
@@ -18,6 +20,8 @@
 #include "dns/dns.h"
 #include "relay/tls_policy_map.h"
 #include "server/config.h"
+#include "server/smtp_auth_dovecot.h"
+#include "server/smtp_policy.h"
 #include "server/tls.h"
 #include "storage/userdb.h"
 
@@ -29,6 +33,9 @@ struct runtime {
 					 * bounded by client_dns_timeout; NULL
 					 * when that is 0 */
 	struct tls_policy_map *tls_map;	/* tls_policy; NULL when unset */
+	struct auth_dovecot *dovecot;	/* auth_service = dovecot:...; NULL
+					 * when users_file checks passwords */
+	struct smtp_policy_services *policy;	/* policy_services; NULL: none */
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 

@@ -25,13 +25,20 @@ typedef void (*cmd_fn)(struct smtp_session *s, const char *arg);
 /* ---- the transaction ---- */
 
 void
-session_txn_reset(struct smtp_session *s)
+session_rcpt_clear(struct smtp_session *s)
 {
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		free(s->rcpts[i].addr);
 		free(s->rcpts[i].orcpt);
 	}
 	s->nrcpts = 0;
+}
+
+void
+session_txn_reset(struct smtp_session *s)
+{
+	session_rcpt_clear(s);
+	session_policy_txn_reset(s);
 	s->in_txn = 0;
 	s->bdat_used = 0;
 	s->bdat_failed = 0;
@@ -89,7 +96,7 @@ session_commit_cb(struct commit_msg *req, enum commit_status st)
 }
 
 /* The whole message passed every check: hand it over. */
-static void
+void
 session_commit(struct smtp_session *s)
 {
 	struct commit_msg *c = &s->commit_storage;
@@ -131,9 +138,17 @@ session_end_message(struct smtp_session *s)
 		/* A client that delivers mail is not idling or probing. */
 		s->junk = 0;
 		s->refused_rcpts = 0;
+		if (session_policy_end_message(s))
+			return;	/* it goes on there */
 		session_commit(s);
 		return;
 	}
+	session_message_refused(s, reply);
+}
+
+void
+session_message_refused(struct smtp_session *s, const char *reply)
+{
 	session_reply(s, "%s", reply);
 	queue_stats_add_rejected(1);
 	log_info("reject: %s from [%s]: %s", s->mail.addr, s->peer_ip, reply);
@@ -200,8 +215,12 @@ cmd_ehlo(struct smtp_session *s, const char *arg)
 	session_reply(s, "250-SIZE %zu", s->cfg->max_message_size);
 	if (s->rt->tls && !s->io.tls_active)
 		session_reply(s, "250-STARTTLS");
-	if (session_auth_offered(s))
-		session_reply(s, "250-AUTH %s", SMTP_SASL_MECHANISMS);
+	if (session_auth_offered(s)) {
+		char mechs[SMTP_AUTH_MECHS_MAX];
+
+		session_auth_mechanisms(s, mechs, sizeof mechs);
+		session_reply(s, "250-AUTH %s", mechs);
+	}
 	session_reply(s, "250-ENHANCEDSTATUSCODES");
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-DSN");
@@ -269,7 +288,7 @@ cmd_mail(struct smtp_session *s, const char *arg)
 	 * lets it send as anyone. */
 	if (s->auth_user[0] && s->mail.addr[0] &&
 	    !config_user_may_send_any(s->cfg, s->auth_user) &&
-	    !userdb_sender_owned(s->rt->udb, s->auth_user, s->mail.addr)) {
+	    !session_sender_owned(s, s->mail.addr)) {
 		session_reply(s, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
 		    s->mail.addr, s->auth_user);
 		log_info("reject: MAIL from [%s]: 553 <%s> not owned by sasl_username=%s",
@@ -336,27 +355,49 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 		return;
 	}
 	if ((deny = session_rcpt_policy(s, r.addr)) != NULL) {
-		session_reply(s, "%s", deny);
-		log_info("reject: RCPT from [%s]: %.3s <%s>", s->peer_ip, deny, r.addr);
-		queue_stats_add_rejected(1);
-		/* Refused recipients are not bad commands: a list with a few
-		 * stale addresses goes on; a harvest of names does not. */
-		if (++s->refused_rcpts >= s->cfg->max_unknown_recipients) {
-			log_info("too many refused recipients from [%s]: closed", s->peer_ip);
-			session_reply(s, "421 4.7.0 %s Error: too many refused recipients",
-			    s->cfg->hostname);
-			s->phase = PH_CLOSING;
-		}
+		session_rcpt_refuse(s, r.addr, deny, 1);
 		return;
 	}
+	if (session_policy_rcpt(s, &r))
+		return;	/* the policy services decide */
+	session_rcpt_accept(s, &r);
+}
+
+void
+session_rcpt_refuse(struct smtp_session *s, const char *addr, const char *reply,
+    int counts)
+{
+	session_reply(s, "%s", reply);
+	log_info("reject: RCPT from [%s]: %.3s <%s>", s->peer_ip, reply, addr);
+	queue_stats_add_rejected(1);
+	/* Refused recipients are not bad commands: a list with a few
+	 * stale addresses goes on; a harvest of names does not. */
+	if (counts && ++s->refused_rcpts >= s->cfg->max_unknown_recipients) {
+		log_info("too many refused recipients from [%s]: closed", s->peer_ip);
+		session_reply(s, "421 4.7.0 %s Error: too many refused recipients",
+		    s->cfg->hostname);
+		s->phase = PH_CLOSING;
+	}
+}
+
+void
+session_rcpt_append(struct smtp_session *s, const char *addr, const char *orcpt,
+    unsigned notify)
+{
 	if (s->nrcpts == s->caprcpts) {
 		s->caprcpts = s->caprcpts ? s->caprcpts * 2 : 4;
 		s->rcpts = xrealloc(s->rcpts, s->caprcpts * sizeof *s->rcpts);
 	}
-	s->rcpts[s->nrcpts].addr = xstrdup(r.addr);
-	s->rcpts[s->nrcpts].orcpt = r.orcpt[0] ? xstrdup(r.orcpt) : NULL;
-	s->rcpts[s->nrcpts].notify = r.notify;
+	s->rcpts[s->nrcpts].addr = xstrdup(addr);
+	s->rcpts[s->nrcpts].orcpt = orcpt != NULL ? xstrdup(orcpt) : NULL;
+	s->rcpts[s->nrcpts].notify = notify;
 	s->nrcpts++;
+}
+
+void
+session_rcpt_accept(struct smtp_session *s, const struct smtp_rcpt_args *r)
+{
+	session_rcpt_append(s, r->addr, r->orcpt[0] ? r->orcpt : NULL, r->notify);
 	session_reply(s, "250 2.1.5 Ok");
 }
 

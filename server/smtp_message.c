@@ -248,6 +248,19 @@ smtp_message_finish(struct smtp_message *m, char *reply, size_t replysize)
 	return 0;
 }
 
+int
+smtp_message_prepend(struct smtp_message *m, const char *lines)
+{
+	size_t before = m->buf.len, n = strlen(lines);
+
+	message_insert(m, 0, lines);
+	if (n == 0 || m->buf.len == before)
+		return n == 0 ? 0 : -1;
+	m->facts.header_end += n;
+	m->line_start += n;
+	return 0;
+}
+
 const struct smtp_message_facts *
 smtp_message_facts(const struct smtp_message *m)
 {

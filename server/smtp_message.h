@@ -79,6 +79,12 @@ size_t smtp_message_feed(struct smtp_message *m, const char *in, size_t len,
  */
 int smtp_message_finish(struct smtp_message *m, char *reply, size_t replysize);
 
+/* Puts lines (whole header fields, each ending in CRLF) on top of the
+ * message, above our Received header, in their order: what a policy
+ * service's PREPEND asks for. After smtp_message_finish returned 0.
+ * Returns 0, or -1 when they do not fit (the message is unchanged). */
+int smtp_message_prepend(struct smtp_message *m, const char *lines);
+
 /* The facts learned so far. */
 const struct smtp_message_facts *smtp_message_facts(const struct smtp_message *m);
 

@@ -91,6 +91,7 @@ session_mode(const struct smtp_session *s)
 	switch (s->phase) {
 	case PH_COMMIT:
 	case PH_AUTH_CHECK:
+	case PH_POLICY:
 	case PH_AUTH_DELAY:
 	case PH_NAME_WAIT:
 		return SESSION_IO_HELD;
@@ -434,7 +435,9 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 		session_name_known(s);
 		return session_run(s);
 	}
-	if (now < s->deadline || s->phase == PH_COMMIT || s->phase == PH_AUTH_CHECK)
+	/* Off-loop jobs have their own time limits. */
+	if (now < s->deadline || s->phase == PH_COMMIT || s->phase == PH_AUTH_CHECK ||
+	    s->phase == PH_POLICY)
 		return 0;
 	if (s->phase == PH_GREET_WAIT) {
 		s->phase = PH_COMMAND;
@@ -546,7 +549,9 @@ smtp_session_free(struct smtp_session **sp)
 	s->jobs = NULL;
 	session_end(s);
 	smtp_sasl_clear(&s->sasl);
+	session_dovecot_free(s);
 	session_txn_reset(s);
+	session_policy_free(s);
 	free(s->rcpts);
 	smtp_cmd_parser_free(&s->cp);
 	runtime_unref(&s->rt);

@@ -3,9 +3,10 @@
  * make up one inbound SMTP session and by nothing else:
  *   smtp_session.c   life cycle, the run loop, timers, commit results
  *   smtp_commands.c  the command table and the commands of a transaction
- *   smtp_auth.c      AUTH
+ *   smtp_auth.c      AUTH (smtp_auth_dovecot.c: checked by Dovecot)
  *   session_io.c     socket, TLS and what the session waits for
  *   smtp_message.c   message assembly
+ *   session_policy.c the policy services at RCPT and the end of data
  *
  * Threads: everything here runs on the session's worker thread.
  */
@@ -30,6 +31,7 @@ enum session_phase {
 	PH_COMMAND,		/* reading commands */
 	PH_AUTH,		/* reading a SASL response line */
 	PH_AUTH_CHECK,		/* the password is checked off the loop */
+	PH_POLICY,		/* the policy services are asked off the loop */
 	PH_AUTH_DELAY,		/* the answer to a failed login waits */
 	PH_NAME_WAIT,		/* DATA/BDAT waits for the client's name */
 	PH_DATA,		/* reading DATA content */
@@ -91,6 +93,10 @@ struct smtp_session {
 	char auth_user[256];		/* "" until a login succeeded */
 	struct smtp_sasl sasl;
 	const char *auth_mech;		/* "PLAIN" or "LOGIN" during AUTH */
+	struct session_dovecot *dovecot;	/* auth_service = dovecot */
+
+	/* policy services (smtp_policy.c); NULL until first asked */
+	struct session_policy *policy;
 
 	/* the mail transaction */
 	int in_txn;
@@ -138,6 +144,18 @@ void session_bad_sequence(struct smtp_session *s, const char *why);
 void session_txn_reset(struct smtp_session *s);
 /* Content bytes for the message in DATA or BDAT; returns bytes consumed. */
 size_t session_content(struct smtp_session *s, const char *p, size_t avail);
+/* Recipients: refused with reply (counts: toward max_unknown_recipients);
+ * accepted (250); appended without a reply; all dropped. */
+void session_rcpt_refuse(struct smtp_session *s, const char *addr,
+    const char *reply, int counts);
+void session_rcpt_accept(struct smtp_session *s, const struct smtp_rcpt_args *r);
+void session_rcpt_append(struct smtp_session *s, const char *addr,
+    const char *orcpt, unsigned notify);
+void session_rcpt_clear(struct smtp_session *s);
+/* The message passed every check: it goes to the committer (PH_COMMIT). */
+void session_commit(struct smtp_session *s);
+/* The message is refused at its end with reply; the transaction ends. */
+void session_message_refused(struct smtp_session *s, const char *reply);
 /* TLS is up: forget what was said in clear (RFC 3207 4.2). */
 void session_tls_started(struct smtp_session *s);
 /* The client name lookup is over (or given up): a DATA or BDAT that
@@ -145,6 +163,7 @@ void session_tls_started(struct smtp_session *s);
 void session_name_known(struct smtp_session *s);
 
 /* smtp_auth.c */
+#define SMTP_AUTH_MECHS_MAX 2200	/* the EHLO AUTH line's mechanisms */
 /* May this session authenticate now (and is AUTH offered in EHLO)? */
 int session_auth_offered(const struct smtp_session *s);
 void session_cmd_auth(struct smtp_session *s, const char *arg);
@@ -153,5 +172,44 @@ void session_auth_response(struct smtp_session *s, const char *line);
 void session_auth_abort(struct smtp_session *s);
 /* PH_AUTH_DELAY is over: the held answer goes out. */
 void session_auth_delay_over(struct smtp_session *s);
+/* The mechanisms of the EHLO AUTH line into out. */
+void session_auth_mechanisms(struct smtp_session *s, char *out, size_t outsize);
+/* The login succeeded as user: 235, logged, the throttle forgets. */
+void session_auth_succeeded(struct smtp_session *s, const char *user);
+/* Does the logged-in user own sender: its login name as an address, or
+ * an alias (aliases_file) that leads there? A Dovecot login without a
+ * domain stands for that name at each of local_domains. */
+int session_sender_owned(const struct smtp_session *s, const char *sender);
+/* The login failed (user: as named, or ""): the exchange ends, the
+ * throttle counts it, 535 (maybe after a delay) or 421. */
+void session_auth_failed(struct smtp_session *s, const char *user);
+
+/* session_policy.c (the policy services: smtp_policy.h) */
+/* RCPT r passed the session's own checks. Returns 1 when the policy
+ * services decide it (the answer comes later, in PH_POLICY, or was
+ * given), 0 when none is asked at RCPT (accept it now). */
+int session_policy_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r);
+/* The message passed its own checks: asks at END-OF-MESSAGE when
+ * configured, then applies what the answers carry (PREPEND, BCC,
+ * REDIRECT, DISCARD). Returns 1 when the session goes on from there
+ * (commit, refusal or discard done, or an answer awaited); 0: commit. */
+int session_policy_end_message(struct smtp_session *s);
+/* The transaction ended: what the answers carried is forgotten. */
+void session_policy_txn_reset(struct smtp_session *s);
+void session_policy_free(struct smtp_session *s);
+
+/* smtp_auth_dovecot.c (s->rt->dovecot set) */
+/* AUTH mech [initial]: the exchange goes to Dovecot (PH_AUTH_CHECK). */
+void session_dovecot_start(struct smtp_session *s, const char *mech,
+    const char *initial);
+/* The client's answer to a challenge ("*" cancels). */
+void session_dovecot_response(struct smtp_session *s, const char *line);
+/* The mechanisms for EHLO into out; the first EHLO also has Dovecot
+ * asked in the background. Returns 1 when they are Dovecot's. */
+int session_dovecot_mechanisms(struct smtp_session *s, char *out, size_t outsize);
+/* The exchange is over: a connection the session holds is closed. */
+void session_dovecot_drop(struct smtp_session *s);
+/* The session ends. */
+void session_dovecot_free(struct smtp_session *s);
 
 #endif

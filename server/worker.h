@@ -26,6 +26,8 @@ struct smtp_session;
 struct worker_pools {
 	struct offloop *passwords;	/* password hashing (CPU) */
 	struct offloop *lookups;	/* DNS and other waits */
+	struct offloop *filters;	/* filter daemons: policy services,
+					 * Dovecot auth (waits on their answers) */
 };
 
 /* Starts a worker thread that commits messages through c and runs

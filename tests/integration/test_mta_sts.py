@@ -44,7 +44,8 @@ class StsLab:
         cls.https_port = free_port()
         names = ["mta-sts.%s.sts.test" % d for d in
                  ("enforce", "badcert", "testing", "change", "gone", "redirect", "html",
-                  "big", "invalid", "restart", "expire", "none", "nomatch", "pool", "strict")]
+                  "big", "invalid", "restart", "expire", "none", "nomatch", "pool", "strict",
+                  "stripped")]
         web = pki.cert(names)
         wrong = pki.cert(["www.elsewhere.test"])
         mx1 = pki.cert(["mx1.enforce.sts.test", "mx.testing.sts.test", "mx.change.sts.test",
@@ -55,6 +56,8 @@ class StsLab:
         cls.peers = {
             "127.0.0.21": Peer("127.0.0.21", cls.smtp_port, starttls=(mx1.chain, mx1.key)).start(),
             "127.0.0.22": Peer("127.0.0.22", cls.smtp_port, starttls=(wrong.chain, wrong.key)).start(),
+            # STARTTLS stripped on the path: offered, then 454
+            "127.0.0.24": Peer("127.0.0.24", cls.smtp_port, refuse_starttls=True).start(),
         }
         recs = []
         for d in ("enforce", "badcert", "testing", "gone", "redirect", "html", "big",
@@ -78,6 +81,8 @@ class StsLab:
             "nomatch MX 10 mx.nomatch",
             "restart MX 5 rogue.restart", "rogue.restart A 127.0.0.22",
             "strict MX 10 mx.strict",
+            '_mta-sts.stripped TXT "v=STSv1; id=1;"', "mta-sts.stripped A 127.0.0.20",
+            "stripped MX 10 mx.stripped", "mx.stripped A 127.0.0.24",
         ]
         for d in ("change", "gone", "redirect", "html", "big", "invalid", "restart", "expire",
                   "none", "webpki", "noaddr"):
@@ -107,6 +112,7 @@ class StsLab:
         w.set("mta-sts.restart.sts.test", policy("enforce", "mx.restart.sts.test"))
         w.set("mta-sts.expire.sts.test", policy("enforce", "mx.expire.sts.test", max_age=600))
         w.set("mta-sts.none.sts.test", policy("none"))
+        w.set("mta-sts.stripped.sts.test", policy("enforce", "mx.stripped.sts.test"))
         cls.web_wrong.set("mta-sts.webpki.sts.test", policy("enforce", "mx.webpki.sts.test"))
         return cls
 
@@ -201,6 +207,20 @@ class MtaStsDaemonTest(unittest.TestCase):
         self.assertEqual(pol["policy"]["mx-host"], ["mx.badcert.sts.test"])
         self.assertIn("mode: enforce", pol["policy"]["policy-string"])
         self.assertEqual(pol["failure-details"][0]["result-type"], "certificate-host-mismatch")
+
+    def test_enforce_stripped_starttls_defers(self):
+        peer = self.w.peers["127.0.0.24"]
+        before, n = peer.connections, len(peer.messages)
+        qid, d = self.send("u@stripped.sts.test")
+        self.assertEqual((d["status"], d["dsn"]), ("deferred", "4.7.4"))
+        self.assertGreater(peer.connections, before)
+        self.assertEqual(len(peer.messages), n)
+        self.assertFalse([l for _, l in peer.transcript
+                          if l.upper().startswith(("MAIL", "RCPT", "DATA", "BDAT"))])
+        (pol,) = json.loads(self.a.mailctl("tls-report", "--json",
+                                           "stripped.sts.test").stdout)["policies"]
+        self.assertEqual(pol["policy"]["policy-type"], "sts")
+        self.assertEqual(pol["failure-details"][0]["result-type"], "starttls-not-supported")
 
     def test_testing_mode_reports_only(self):
         peer = self.w.peers["127.0.0.22"]

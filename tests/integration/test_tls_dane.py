@@ -88,6 +88,12 @@ class DaneDaemonTest(unittest.TestCase):
             "stripmay MX 10 mx-strip",
             "nostarttls MX 10 mx-nostls", "mx-nostls A 127.0.0.5",
             "nostlsmay MX 10 mx-nostls",
+            # only unusable records (PKIX-EE, RFC 7672 3.1.3): TLS required,
+            # not authenticated
+            "unus MX 10 mx-unus", "mx-unus A 127.0.0.2",
+            "%s.mx-unus TLSA %s" % (tl, ee.tlsa(1, 1, 1)),
+            "unusplain MX 10 mx-unusplain", "mx-unusplain A 127.0.0.5",
+            "%s.mx-unusplain TLSA %s" % (tl, ee.tlsa(1, 1, 1)),
         ])
         lab.zone("insecure.test", [
             "@ MX 10 mx", "mx A 127.0.0.7", "%s.mx TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
@@ -233,6 +239,19 @@ class DaneDaemonTest(unittest.TestCase):
         self.assertIn("TLS is required, but was not offered by host mx-plain.dane.test", d["diag"])
         self.nothing_sent("127.0.0.5", before)
         self.assertGreater(self.peers["127.0.0.5"].connections, before[2])
+
+    def test_unusable_tlsa_is_mandatory_unauthenticated_tls(self):
+        qid, d = self.send("u@unus.dane.test")
+        self.assertEqual(d["status"], "sent")
+        self.assertRegex(d["tls"], r"^(Untrusted|Trusted) TLSv1\.[23] .* \(dane\)$")
+        self.assertTrue(self.peers["127.0.0.2"].messages[-1].tls)
+        before = self.mark("127.0.0.5")
+        qid, d = self.send("u@unusplain.dane.test")
+        self.assertEqual((d["status"], d["dsn"]), ("deferred", "4.7.4"))
+        self.nothing_sent("127.0.0.5", before)
+        # and it does not count as authenticated for REQUIRETLS
+        qid, d = self.send("u@unus.dane.test", requiretls=True)
+        self.assertEqual((d["status"], d["dsn"]), ("bounced", "5.7.10"), d)
 
     def test_insecure_zone_is_opportunistic(self):
         qid, d = self.send("u@insecure.test")
@@ -395,6 +414,9 @@ class DaneDaemonTest(unittest.TestCase):
         qid, d = self.send("u@bad.dane.test", requiretls=True)
         self.assertEqual((d["status"], d["dsn"]), ("deferred", "4.7.5"))
         self.nothing_sent("127.0.0.4", before)
+        # the flag is kept with the envelope in the queue record
+        flags = self.a.mailctl("show", qid).stdout
+        self.assertRegex(flags, r"(?m)^flags: .*requiretls")
 
     def test_requiretls_only_inside_tls(self):
         c = Client(self.a.port)

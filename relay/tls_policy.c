@@ -288,6 +288,44 @@ dane_hosts(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 	}
 }
 
+/* The destination's domain and configured level into dp; *entry_r its
+ * tls_policy entry or NULL. An address literal ("[192.0.2.1]", RFC 5321
+ * 4.1.3) is no policy domain: the default level, and nothing to report
+ * to. -1 when dp is deferred (not a domain name). */
+static int
+dest_begin(const struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
+    const char *domain, const struct tls_policy_entry **entry_r)
+{
+	*entry_r = NULL;
+	if (domain[0] == '[') {
+		dp->domain[0] = '\0';
+		dp->configured = ctx->cfg.level;
+		return 0;
+	}
+	if (dns_name_normalize(domain, dp->domain, sizeof dp->domain) != 0) {
+		dp->defer = 1;
+		dp->defer_rpt = TLS_RPT_VALIDATION_FAILURE;
+		str_format(dp->defer_reason, sizeof dp->defer_reason, "invalid domain");
+		return -1;
+	}
+	dp->configured = tls_policy_level(ctx, dp->domain, entry_r);
+	return 0;
+}
+
+/* The verify level for hp: the entry's match= names, else the host name. */
+static void
+host_verify(struct tls_host_policy *hp, const struct tls_policy_entry *entry)
+{
+	hp->level = TLS_LEVEL_VERIFY;
+	hp->tls_required = 1;
+	hp->auth = TLS_AUTH_VERIFY;
+	hp->via = "verify";
+	for (size_t j = 0; entry != NULL && j < entry->nmatch; j++)
+		add_name(hp, entry->match[j]);
+	if (hp->nnames == 0)
+		add_name(hp, hp->host);
+}
+
 void
 tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
     const struct dns_mx_result *mx, int64_t now, struct tls_dest_policy **dp_r)
@@ -297,20 +335,8 @@ tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
 
 	*dp_r = dp;
 	dp->mx_state = DNS_SEC_INSECURE;
-	/* An address literal ("[192.0.2.1]", RFC 5321 4.1.3) is no policy
-	 * domain: the default level, and nothing to report to. */
-	if (domain[0] == '[') {
-		dp->domain[0] = '\0';
-		dp->configured = ctx->cfg.level;
-		entry = NULL;
-	} else if (dns_name_normalize(domain, dp->domain, sizeof dp->domain) != 0) {
-		dp->defer = 1;
-		dp->defer_rpt = TLS_RPT_VALIDATION_FAILURE;
-		str_format(dp->defer_reason, sizeof dp->defer_reason, "invalid domain");
+	if (dest_begin(ctx, dp, domain, &entry) < 0)
 		return;
-	} else {
-		dp->configured = tls_policy_level(ctx, dp->domain, &entry);
-	}
 	dp->nhosts = mx != NULL && mx->status == DNS_OK ? mx->nhosts : 0;
 	for (size_t i = 0; i < dp->nhosts; i++) {
 		str_copy(dp->hosts[i].host, mx->hosts[i].name, sizeof dp->hosts[i].host);
@@ -322,17 +348,8 @@ tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
 		dane_hosts(ctx, dp, mx, dp->configured == TLS_LEVEL_DANE_ONLY, now);
 		break;
 	case TLS_LEVEL_VERIFY:
-		for (size_t i = 0; i < dp->nhosts; i++) {
-			struct tls_host_policy *hp = &dp->hosts[i];
-			hp->level = TLS_LEVEL_VERIFY;
-			hp->tls_required = 1;
-			hp->auth = TLS_AUTH_VERIFY;
-			hp->via = "verify";
-			for (size_t j = 0; entry && j < entry->nmatch; j++)
-				add_name(hp, entry->match[j]);
-			if (hp->nnames == 0)
-				add_name(hp, hp->host);
-		}
+		for (size_t i = 0; i < dp->nhosts; i++)
+			host_verify(&dp->hosts[i], entry);
 		break;
 	default:
 		for (size_t i = 0; i < dp->nhosts; i++)
@@ -365,20 +382,8 @@ tls_policy_fixed(struct tls_policy_ctx *ctx, const char *domain,
 	*dp_r = dp;
 	dp->fixed = 1;
 	dp->mx_state = DNS_SEC_INSECURE;
-	/* An address literal ("[192.0.2.1]", RFC 5321 4.1.3) is no policy
-	 * domain: the default level, and nothing to report to. */
-	if (domain[0] == '[') {
-		dp->domain[0] = '\0';
-		dp->configured = ctx->cfg.level;
-		entry = NULL;
-	} else if (dns_name_normalize(domain, dp->domain, sizeof dp->domain) != 0) {
-		dp->defer = 1;
-		dp->defer_rpt = TLS_RPT_VALIDATION_FAILURE;
-		str_format(dp->defer_reason, sizeof dp->defer_reason, "invalid domain");
+	if (dest_begin(ctx, dp, domain, &entry) < 0)
 		return;
-	} else {
-		dp->configured = tls_policy_level(ctx, dp->domain, &entry);
-	}
 	dp->nhosts = 1;
 	/* An IP literal has no name: no TLSA base domain, no reference id
 	 * but itself. */
@@ -404,14 +409,7 @@ tls_policy_fixed(struct tls_policy_ctx *ctx, const char *domain,
 		break;
 	}
 	case TLS_LEVEL_VERIFY:
-		hp->level = TLS_LEVEL_VERIFY;
-		hp->tls_required = 1;
-		hp->auth = TLS_AUTH_VERIFY;
-		hp->via = "verify";
-		for (size_t j = 0; entry && j < entry->nmatch; j++)
-			add_name(hp, entry->match[j]);
-		if (hp->nnames == 0)
-			add_name(hp, hp->host);
+		host_verify(hp, entry);
 		break;
 	default:
 		host_plain(hp, dp->configured);

@@ -351,9 +351,10 @@ job_log(struct job_ctx *jc, int expansions)
 		struct outcome *o = &jc->out[i];
 		if (expansions ? !o->expand : !o->fact)
 			continue;
-		log_info("%s: to=<%s>, relay=%s, delay=%lld, dsn=%s, status=%s (%s)",
+		log_info("%s: to=<%s>, relay=%s, delay=%lld, dsn=%s, %s%s%sstatus=%s (%s)",
 		    jc->qid, o->r->addr, o->relay[0] ? o->relay : "none",
-		    (long long)delay, o->dsn, rcpt_state_name(o->state), o->diag);
+		    (long long)delay, o->dsn, o->tls[0] ? "tls=" : "", o->tls,
+		    o->tls[0] ? ", " : "", rcpt_state_name(o->state), o->diag);
 	}
 }
 

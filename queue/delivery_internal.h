@@ -40,6 +40,7 @@ struct outcome {
 	char diag[512];
 	char relay[300];
 	char remote_mta[256];
+	char tls[200];			/* remote: what protected the session */
 	int dsn_passed;			/* the next hop reports on it */
 	int64_t next_try;		/* DEFERRED: next try; final with a
 					 * notice: its retry */

@@ -10,7 +10,7 @@
 
 #include "lib/util.h"
 
-#define ENV_FLAGS_KNOWN 0x0Fu	/* enum envelope_flag */
+#define ENV_FLAGS_KNOWN 0x1Fu	/* enum envelope_flag */
 #define RET_MAX 2		/* enum dsn_ret */
 #define NOTIFY_KNOWN 0x0Fu	/* enum dsn_notify */
 

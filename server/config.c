@@ -823,15 +823,28 @@ key_dns_server(struct config_parse *p, const struct config_key *k, char *value)
 static void
 key_tls_outbound(struct config_parse *p, const struct config_key *k, char *value)
 {
-	if (strcmp(value, "none") == 0)
-		p->cfg->tls_outbound = TLS_OUT_NONE;
-	else if (strcmp(value, "may") == 0)
-		p->cfg->tls_outbound = TLS_OUT_MAY;
-	else if (strcmp(value, "encrypt") == 0)
-		p->cfg->tls_outbound = TLS_OUT_ENCRYPT;
+	static const char *const names[] = { "none", "may", "encrypt", "verify",
+	    "dane", "dane-only" };
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(value, names[i]) == 0) {
+			p->cfg->tls_outbound = (enum tls_outbound)i;
+			return;
+		}
+	config_error(p, p->lineno, "%s: '%s' is not none, may, encrypt, verify, dane "
+	    "or dane-only", k->name, SHOW(value));
+}
+
+/* yes or no. */
+static void
+key_bool(struct config_parse *p, const struct config_key *k, char *value)
+{
+	if (strcmp(value, "yes") == 0)
+		*FIELD(p, k, int) = 1;
+	else if (strcmp(value, "no") == 0)
+		*FIELD(p, k, int) = 0;
 	else
-		config_error(p, p->lineno, "%s: '%s' is not none, may or encrypt", k->name,
-		    SHOW(value));
+		config_error(p, p->lineno, "%s: '%s' is not yes or no", k->name, SHOW(value));
 }
 
 static void
@@ -1089,6 +1102,12 @@ static const struct config_key config_keys[] = {
 	{ "max_unknown_recipients", key_unsigned, OFF(max_unknown_recipients), 1, 1000000, 0 },
 	{ "tls_priority", key_tls_priority, 0, 0, 0, 0 },
 	{ "client_dns_timeout", key_duration, OFF(client_dns_timeout), 0, MINUTE, 0 },
+	{ "tls_policy", key_readable_file, OFF(tls_policy_file), 0, 0, 0 },
+	{ "tls_ca_file", key_readable_file, OFF(tls_ca_file), 0, 0, 0 },
+	{ "mta_sts", key_bool, OFF(mta_sts), 0, 0, 0 },
+	{ "mta_sts_ca_file", key_readable_file, OFF(mta_sts_ca_file), 0, 0, 0 },
+	{ "mta_sts_port", key_port, OFF(mta_sts_port), 0, 0, 0 },
+	{ "tls_report_keep", key_duration, OFF(tls_report_keep), DAY, 366 * DAY, 0 },
 	{ "auth_service", key_auth_service, 0, 0, 0, 0 },
 	{ "auth_service_timeout", key_duration, OFF(auth_service_timeout), 1, 10 * MINUTE, 0 },
 	{ "policy_services", key_policy_services, 0, 0, 0, KEY_REPEAT | KEY_EMPTY_OK },
@@ -1217,7 +1236,7 @@ config_set_defaults(struct config *cfg)
 	cfg->max_message_size = 25 * MIB;
 	cfg->max_inflight_data = (size_t)256 * MIB;
 	cfg->max_recipients = 1000;
-	cfg->tls_outbound = TLS_OUT_MAY;
+	cfg->tls_outbound = TLS_OUT_DANE;
 	cfg->retry_min = 5 * MINUTE;
 	cfg->retry_max = HOUR;
 	cfg->queue_lifetime = 5 * DAY;
@@ -1243,6 +1262,9 @@ config_set_defaults(struct config *cfg)
 	cfg->max_junk_commands = 100;
 	cfg->max_unknown_recipients = 20;
 	cfg->client_dns_timeout = 5;
+	cfg->mta_sts = 1;
+	cfg->mta_sts_port = 443;
+	cfg->tls_report_keep = 14 * DAY;
 	cfg->auth_service_timeout = 30;
 	cfg->policy_timeout = 100;
 	cfg->policy_stages = CONFIG_POLICY_RCPT;
@@ -1362,6 +1384,9 @@ config_free(struct config *cfg)
 	free(cfg->dns_servers);
 	free(cfg->tls_cert_file);
 	free(cfg->tls_key_file);
+	free(cfg->tls_policy_file);
+	free(cfg->tls_ca_file);
+	free(cfg->mta_sts_ca_file);
 	free(cfg->log_file);
 	free(cfg->user);
 	free(cfg);

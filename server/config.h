@@ -25,7 +25,9 @@
 #include "lib/netaddr.h"
 
 enum listen_kind { LISTEN_SMTP, LISTEN_SUBMISSION, LISTEN_SMTPS };
-enum tls_outbound { TLS_OUT_NONE, TLS_OUT_MAY, TLS_OUT_ENCRYPT };
+/* Outbound TLS levels, in the order of enum tls_level (relay/tls_policy_map.h). */
+enum tls_outbound { TLS_OUT_NONE, TLS_OUT_MAY, TLS_OUT_ENCRYPT, TLS_OUT_VERIFY,
+	TLS_OUT_DANE, TLS_OUT_DANE_ONLY };
 
 struct listen_spec {
 	struct sockaddr_storage sa;	/* address and port to bind */
@@ -122,6 +124,13 @@ struct config {
 	unsigned client_dns_timeout;	/* client name lookups, and the wait
 					 * for them at DATA: 5s (0 = none) */
 
+	/* Outbound TLS (README "Outbound TLS"). */
+	char *tls_policy_file;		/* tls_policy: per-domain levels; NULL */
+	char *tls_ca_file;		/* verify's trust anchors; NULL: system */
+	int mta_sts;			/* the dane level uses MTA-STS: 1 */
+	char *mta_sts_ca_file;		/* policy hosts' trust anchors; NULL: system */
+	uint16_t mta_sts_port;		/* of the policy hosts: 443 */
+	unsigned tls_report_keep;	/* TLS report counters kept: 14d */
 	/* Filter daemons (README "Filter daemons"). */
 	char *auth_dovecot;		/* auth_service = dovecot:ENDPOINT: the
 					 * endpoint ("unix:/path", "inet:h:p");

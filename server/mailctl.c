@@ -3,6 +3,8 @@
  *
  *   mailctl [-c FILE] [--json] queue | show ID | delete ID... | delete all
  *                              | flush | stats
+ *   mailctl [-c FILE] tls DOMAIN
+ *   mailctl [-c FILE] [--json] tls-report DOMAIN [--date YYYY-MM-DD]
  *   mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] [--out FILE]
  *
  * It reads queue_dir and queue_map_size from the config file (default
@@ -10,7 +12,9 @@
  * whether the daemon runs or not: reads (queue, show, stats) use a
  * read-only environment and short read transactions; delete and flush
  * take LMDB's writer lock for one short, fully synced transaction.
- * --json (anywhere on the line) gives JSON for queue, show and stats.
+ * --json (anywhere on the line) gives JSON for queue, show and stats, and
+ * the RFC 8460 JSON report for tls-report. tls and tls-report read the
+ * outbound TLS state (server/mailctl_tls.h).
  *
  * Exit codes: 0 done, 1 runtime failure (e.g. an ID not in the queue),
  * 2 usage error or bad config.
@@ -31,6 +35,7 @@
 #include "queue/record.h"
 #include "queue/store.h"
 #include "server/config.h"
+#include "server/mailctl_tls.h"
 
 #define MAILCTL_HEADERS_MAX (256 * 1024)	/* bytes of a body read by show */
 
@@ -46,6 +51,8 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: mailctl [-c FILE] [--json] queue | show ID | "
 	    "delete ID... | delete all | flush | stats\n"
+	    "       mailctl [-c FILE] tls DOMAIN\n"
+	    "       mailctl [-c FILE] [--json] tls-report DOMAIN [--date YYYY-MM-DD]\n"
 	    "       mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] "
 	    "[--out FILE]\n");
 }
@@ -208,6 +215,7 @@ flags_text(FILE *f, unsigned flags, int json)
 	} names[] = {
 		{ ENV_8BITMIME, "8bitmime" }, { ENV_SMTPUTF8, "smtputf8" },
 		{ ENV_TLS, "tls" }, { ENV_NOTICE, "notice" },
+		{ ENV_REQUIRETLS, "requiretls" },
 	};
 	int first = 1;
 
@@ -717,6 +725,24 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "dkim-keygen") == 0) {
 		rc = cmd_dkim_keygen(words + 1, nwords - 1);
 		free(words);
+		return rc;
+	}
+	if ((strcmp(cmd, "tls") == 0 && nwords == 2) ||
+	    (strcmp(cmd, "tls-report") == 0 && (nwords == 2 ||
+	    (nwords == 4 && strcmp(words[2], "--date") == 0)))) {
+		if ((cfg = config_load(config_path, stderr)) == NULL) {
+			free(words);
+			return 2;
+		}
+		if (strcmp(cmd, "tls") == 0)
+			rc = mailctl_tls(cfg, words[1], stdout);
+		else
+			rc = mailctl_tls_report(cfg, words[1], nwords == 4 ? words[3] : NULL,
+			    mc.json, stdout);
+		config_unref(&cfg);
+		free(words);
+		if (fflush(stdout) != 0 || ferror(stdout))
+			return 1;
 		return rc;
 	}
 	if (!((strcmp(cmd, "queue") == 0 && nwords == 1) ||

@@ -27,6 +27,9 @@
 #include "queue/results.h"
 #include "queue/scheduler.h"
 #include "queue/store.h"
+#include "relay/mta_sts_fetch.h"
+#include "relay/tls_report.h"
+#include "relay/tls_store.h"
 #include "server/acceptor.h"
 #include "server/connlimit.h"
 #include "server/offloop.h"
@@ -43,6 +46,8 @@
 struct daemon {
 	const char *config_path;
 	struct queue_store *store;
+	struct tls_store *tls;		/* outbound TLS state: MTA-STS, reports */
+	int64_t tls_pruned;		/* monotonic ms of the last prune, 0: none */
 	struct committer *committer;
 	struct scheduler *scheduler;
 	struct delivery *delivery;
@@ -200,7 +205,7 @@ daemon_reload(struct daemon *d)
 		runtime_unref(&rt);
 		return;
 	}
-	if ((policy = policy_from_runtime(rt)) == NULL) {
+	if ((policy = policy_from_runtime(rt, d->tls)) == NULL) {
 		log_error("reload: delivery settings unusable; keeping the old configuration");
 		listener_set_retire(&set, &d->listeners);
 		runtime_unref(&rt);
@@ -245,6 +250,29 @@ daemon_flush(struct daemon *d)
 	else
 		log_info("flush: %llu deferred recipients due now", (unsigned long long)n);
 	scheduler_rescan(d->scheduler);
+}
+
+/* Daily, and at start: TLS report counters older than tls_report_keep go
+ * (a report covers one day; they are statistics, not mail). */
+static void
+daemon_tls_upkeep(struct daemon *d)
+{
+	int64_t now = time_mono_ms();
+	struct runtime *rt;
+	long n;
+
+	if (d->tls_pruned != 0 && now - d->tls_pruned < 86400 * 1000LL)
+		return;
+	d->tls_pruned = now;
+	rt = runtime_current();
+	n = tls_report_prune(d->tls, (int64_t)time(NULL) -
+	    (int64_t)rt->cfg->tls_report_keep);
+	if (n < 0)
+		log_warn("tls reports: old counters could not be pruned");
+	else if (n > 0)
+		log_info("tls reports: %ld counters older than %u days pruned", n,
+		    rt->cfg->tls_report_keep / 86400);
+	runtime_unref(&rt);
 }
 
 static void
@@ -318,6 +346,7 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	free(d->workers);
 	scheduler_free(&d->scheduler);
 	store_close(&d->store);
+	tls_store_close(&d->tls);
 }
 
 /* The off-loop pools: password hashing is CPU work, one thread per core
@@ -416,6 +445,16 @@ main(int argc, char **argv)
 		log_error("queue %s: %s", cfg->queue_dir, err);
 		return 1;
 	}
+	/* Outbound TLS state, beside the queue and as durable: the MTA-STS
+	 * policy cache and the TLS report counters (relay/tls_store.h). */
+	if (mta_sts_fetch_global_init() != 0) {
+		log_error("libcurl cannot start");
+		return 1;
+	}
+	if ((d.tls = tls_store_open(cfg->queue_dir, 0, err, sizeof err)) == NULL) {
+		log_error("queue %s: %s", cfg->queue_dir, err);
+		return 1;
+	}
 	if ((d.committer = committer_start(d.store)) == NULL)
 		return 1;
 	committer_set_panic(d.committer, daemon_queue_panic, NULL);
@@ -423,7 +462,7 @@ main(int argc, char **argv)
 		return 1;
 	committer_set_notify(d.committer, daemon_wake_scheduler, d.scheduler);
 	{
-		struct delivery_policy *policy = policy_from_runtime(rt);
+		struct delivery_policy *policy = policy_from_runtime(rt, d.tls);
 		if (policy == NULL)
 			return 1;
 		d.delivery = delivery_start(d.store, d.committer, d.scheduler, policy,
@@ -442,8 +481,14 @@ main(int argc, char **argv)
 	log_info("mailserver started: %zu listeners, %zu session workers, hostname %s",
 	    d.listeners.n, d.nworkers, cfg->hostname);
 
+	daemon_tls_upkeep(&d);
 	for (;;) {
-		if (sigwait(&sigs, &sig) != 0)
+		/* Woken at least hourly for the daily upkeep. */
+		struct timespec hour = { 3600, 0 };
+
+		sig = sigtimedwait(&sigs, NULL, &hour);
+		daemon_tls_upkeep(&d);
+		if (sig < 0)
 			continue;
 		if (sig == SIGTERM || sig == SIGINT)
 			break;

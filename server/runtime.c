@@ -7,6 +7,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "relay/tls_verify.h"
 
 static pthread_mutex_t runtime_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *runtime_cur;	/* guarded by runtime_lock */
@@ -88,6 +89,25 @@ runtime_mailauth(struct runtime *rt, const char *path, FILE *errs)
 	return 0;
 }
 
+/* Trust anchors that cannot be read now would leave outbound TLS with
+ * none: a config error. */
+static int
+runtime_check_ca(const char *path, const char *key, const char *file, FILE *errs)
+{
+	struct tls_trust *t;
+	char err[512];
+
+	if (file == NULL)
+		return 0;
+	if ((t = tls_trust_new(file, err, sizeof err)) == NULL) {
+		if (errs)
+			fprintf(errs, "%s:0: %s: %s\n", path, key, err);
+		return -1;
+	}
+	tls_trust_free(&t);
+	return 0;
+}
+
 struct runtime *
 runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 {
@@ -116,6 +136,12 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 			goto fail;
 		}
 	}
+	if (rt->cfg->tls_policy_file != NULL &&
+	    tls_policy_map_load(rt->cfg->tls_policy_file, errs, &rt->tls_map) != 0)
+		goto fail;
+	if (runtime_check_ca(path, "tls_ca_file", rt->cfg->tls_ca_file, errs) != 0 ||
+	    runtime_check_ca(path, "mta_sts_ca_file", rt->cfg->mta_sts_ca_file, errs) != 0)
+		goto fail;
 	if (rt->cfg->client_dns_timeout > 0 &&
 	    (rt->dns = runtime_resolver(rt->cfg, rt->cfg->client_dns_timeout * 1000,
 	    err, sizeof err)) == NULL) {
@@ -166,6 +192,7 @@ runtime_unref(struct runtime **rtp)
 	if (rt->tls)
 		tls_creds_unref(&rt->tls);
 	dns_resolver_free(&rt->dns);
+	tls_policy_map_free(&rt->tls_map);
 	auth_dovecot_free(&rt->dovecot);
 	smtp_policy_services_free(&rt->policy);
 	auth_dns_free(&rt->auth_dns);

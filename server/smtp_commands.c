@@ -259,7 +259,8 @@ session_commit_final(struct smtp_session *s)
 	env->envid = s->mail.envid[0] ? xstrdup(s->mail.envid) : NULL;
 	env->ret = s->mail.ret;
 	env->flags = (s->mail.body == SMTP_BODY_8BITMIME ? ENV_8BITMIME : 0) |
-	    (s->mail.smtputf8 ? ENV_SMTPUTF8 : 0) | (s->io.tls_active ? ENV_TLS : 0);
+	    (s->mail.smtputf8 ? ENV_SMTPUTF8 : 0) | (s->io.tls_active ? ENV_TLS : 0) |
+	    (s->mail.requiretls ? ENV_REQUIRETLS : 0);
 	env->rcpts = s->rcpts;
 	env->nrcpts = s->nrcpts;
 	s->rcpts = NULL;
@@ -413,6 +414,9 @@ cmd_ehlo(struct smtp_session *s, const char *arg)
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-DSN");
 	session_reply(s, "250-SMTPUTF8");
+	/* RFC 8689 2: only where the message arrives over TLS. */
+	if (s->io.tls_active)
+		session_reply(s, "250-REQUIRETLS");
 	session_reply(s, "250 CHUNKING");
 }
 
@@ -450,8 +454,15 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		return;
 	}
 	if (!s->esmtp && (s->mail.size || s->mail.body || s->mail.smtputf8 ||
-	    s->mail.ret || s->mail.envid[0] || s->mail.auth[0])) {
+	    s->mail.ret || s->mail.envid[0] || s->mail.auth[0] || s->mail.requiretls)) {
 		session_reply(s, "555 5.5.4 Parameters need EHLO");
+		memset(&s->mail, 0, sizeof s->mail);
+		return;
+	}
+	if (s->mail.requiretls && !s->io.tls_active) {
+		/* Offered only inside TLS: the message would have crossed in
+		 * clear already (RFC 8689 4.1). */
+		session_reply(s, "530 5.7.10 REQUIRETLS needs a TLS session");
 		memset(&s->mail, 0, sizeof s->mail);
 		return;
 	}

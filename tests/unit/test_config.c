@@ -152,7 +152,13 @@ test_defaults(void)
 	CU_ASSERT_EQUAL(cfg->client_dns_timeout, 5);
 	CU_ASSERT_PTR_NULL(cfg->tls_cert_file);
 	CU_ASSERT_PTR_NULL(cfg->tls_key_file);
-	CU_ASSERT_EQUAL(cfg->tls_outbound, TLS_OUT_MAY);
+	CU_ASSERT_EQUAL(cfg->tls_outbound, TLS_OUT_DANE);
+	CU_ASSERT_PTR_NULL(cfg->tls_policy_file);
+	CU_ASSERT_PTR_NULL(cfg->tls_ca_file);
+	CU_ASSERT_PTR_NULL(cfg->mta_sts_ca_file);
+	CU_ASSERT_EQUAL(cfg->mta_sts, 1);
+	CU_ASSERT_EQUAL(cfg->mta_sts_port, 443);
+	CU_ASSERT_EQUAL(cfg->tls_report_keep, 14 * 86400);
 	CU_ASSERT_EQUAL(cfg->retry_min, 300);
 	CU_ASSERT_EQUAL(cfg->retry_max, 3600);
 	CU_ASSERT_EQUAL(cfg->queue_lifetime, 5 * 86400);
@@ -249,6 +255,17 @@ static int chk_tls(const struct config *c)
 }
 static int chk_tls_none(const struct config *c) { return c->tls_outbound == TLS_OUT_NONE; }
 static int chk_tls_encrypt(const struct config *c) { return c->tls_outbound == TLS_OUT_ENCRYPT; }
+static int chk_tls_verify(const struct config *c) { return c->tls_outbound == TLS_OUT_VERIFY; }
+static int chk_tls_dane_only(const struct config *c) { return c->tls_outbound == TLS_OUT_DANE_ONLY; }
+static int chk_tls_policy(const struct config *c)
+{
+	return strcmp(c->tls_policy_file, cert_path) == 0 && strcmp(c->tls_ca_file, cert_path) == 0 &&
+	    strcmp(c->mta_sts_ca_file, key_path) == 0;
+}
+static int chk_mta_sts(const struct config *c)
+{
+	return c->mta_sts == 0 && c->mta_sts_port == 8443 && c->tls_report_keep == 30 * 86400;
+}
 static int chk_retry(const struct config *c) { return c->retry_min == 90 && c->retry_max == 2 * 3600; }
 static int chk_retry_eq(const struct config *c) { return c->retry_min == 60 && c->retry_max == 60; }
 static int chk_lifetime(const struct config *c) { return c->queue_lifetime == 7 * 86400; }
@@ -372,6 +389,10 @@ test_good_lines(void)
 		{ "tls_cert_file = %C\ntls_key_file = %K", chk_tls },
 		{ "tls_outbound = none", chk_tls_none },
 		{ "tls_outbound = encrypt", chk_tls_encrypt },
+		{ "tls_outbound = verify", chk_tls_verify },
+		{ "tls_outbound = dane-only", chk_tls_dane_only },
+		{ "tls_policy = %C\ntls_ca_file = %C\nmta_sts_ca_file = %K", chk_tls_policy },
+		{ "mta_sts = no\nmta_sts_port = 8443\ntls_report_keep = 30d", chk_mta_sts },
 		{ "retry_min = 90\nretry_max = 2h", chk_retry },
 		{ "retry_min = 1m\nretry_max = 60s", chk_retry_eq },
 		{ "queue_lifetime = 7d", chk_lifetime },
@@ -561,8 +582,14 @@ test_bad_lines(void)
 		/* ...and the other half is missing too */
 		{ "tls_cert_file = /nonexistent/cert.pem", "cannot read", 2 },
 		{ "tls_key_file = /nonexistent/key.pem", "cannot read", 2 },
-		{ "tls_outbound = yes", "not none, may or encrypt", 1 },
-		{ "tls_outbound = MAY", "not none, may or encrypt", 1 },
+		{ "tls_outbound = yes", "not none, may, encrypt, verify, dane or dane-only", 1 },
+		{ "tls_outbound = MAY", "not none, may, encrypt, verify, dane or dane-only", 1 },
+		{ "tls_outbound = dane_only", "not none, may, encrypt, verify, dane or dane-only", 1 },
+		{ "tls_policy = /nonexistent/policy", "cannot read", 1 },
+		{ "tls_ca_file = /nonexistent/ca.pem", "cannot read", 1 },
+		{ "mta_sts = 1", "is not yes or no", 1 },
+		{ "mta_sts_port = 0", "not a port", 1 },
+		{ "tls_report_keep = 1h", "out of range", 1 },
 		{ "retry_min = 0", "out of range", 1 },
 		{ "retry_max = 0s", "out of range", 1 },
 		{ "retry_min = 5 m", "not a duration", 1 },
@@ -912,7 +939,8 @@ test_shipped_config_mentions_every_key(void)
 		"max_per_destination", "auth_plaintext_networks", "auth_fail_delay",
 		"auth_fail_limit", "auth_block_time", "auth_any_sender", "min_data_rate",
 		"max_junk_commands", "max_unknown_recipients", "tls_priority",
-		"client_dns_timeout", "auth_service", "auth_service_timeout", "policy_services",
+		"client_dns_timeout", "tls_policy", "tls_ca_file", "mta_sts", "mta_sts_ca_file",
+		"tls_report_keep", "auth_service", "auth_service_timeout", "policy_services",
 		"policy_stages", "policy_default_action", "policy_timeout",
 	};
 	char line[4200];

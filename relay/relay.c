@@ -27,6 +27,7 @@
 #include "dns/dns.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 #include "lib/xtext.h"
 #include "relay/relay_conn.h"
@@ -708,6 +709,7 @@ sess_tls(struct relay_job *job, struct relay_sess *s, int level)
 		return level == RELAY_TLS_MAY ? 1 : -1;
 	}
 	log_debug("relay %s: TLS established", s->hostaddr);
+	metrics_inc_label(M_TLS_SESSIONS, MT_OUTBOUND);
 	/* RFC 3207 4.2: forget all we knew; ask again. */
 	memset(&s->caps, 0, sizeof s->caps);
 	if (sess_hello(job, s, 1) < 0)

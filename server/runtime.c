@@ -27,16 +27,15 @@ runtime_same_tls(const struct runtime *prev, const struct config *cfg)
 	    runtime_same_str(prev->cfg->tls_priority, cfg->tls_priority);
 }
 
-/* The sessions' resolver: dns_timeout per query and dns_attempts rounds,
- * as for delivery, and every lookup of one client bounded by
- * client_dns_timeout, tries included. */
+/* A resolver of the sessions: dns_timeout per query and dns_attempts
+ * rounds, as for delivery, and every lookup bounded by total_ms, tries
+ * included. */
 static struct dns_resolver *
-runtime_resolver(const struct config *cfg, char *err, size_t errsize)
+runtime_resolver(const struct config *cfg, unsigned total_ms, char *err, size_t errsize)
 {
 	struct dns_server_addr servers[16];
 	struct dns_options o;
 	size_t n = 0;
-	unsigned total = cfg->client_dns_timeout * 1000;
 
 	for (size_t i = 0; i < cfg->ndns_servers && n < sizeof servers / sizeof servers[0]; i++) {
 		str_copy(servers[n].addr, cfg->dns_servers[i].host, sizeof servers[n].addr);
@@ -45,9 +44,9 @@ runtime_resolver(const struct config *cfg, char *err, size_t errsize)
 	dns_options_default(&o);
 	o.try_timeout_ms = cfg->dns_timeout * 1000;
 	o.tries = cfg->dns_attempts;
-	o.total_timeout_ms = total;
-	if (o.try_timeout_ms > total)
-		o.try_timeout_ms = total;
+	o.total_timeout_ms = total_ms;
+	if (o.try_timeout_ms > total_ms)
+		o.try_timeout_ms = total_ms;
 	return dns_resolver_new_opts(servers, n, &o, err, errsize);
 }
 
@@ -80,10 +79,24 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 		}
 	}
 	if (rt->cfg->client_dns_timeout > 0 &&
-	    (rt->dns = runtime_resolver(rt->cfg, err, sizeof err)) == NULL) {
+	    (rt->dns = runtime_resolver(rt->cfg, rt->cfg->client_dns_timeout * 1000,
+	    err, sizeof err)) == NULL) {
 		if (errs)
 			fprintf(errs, "%s:0: dns: %s\n", path, err);
 		goto fail;
+	}
+	if (rt->cfg->ndnsbl > 0) {
+		struct dnsbl_options o;
+
+		if ((rt->dnsbl_dns = runtime_resolver(rt->cfg, rt->cfg->dns_timeout *
+		    rt->cfg->dns_attempts * 1000, err, sizeof err)) == NULL) {
+			if (errs)
+				fprintf(errs, "%s:0: dnsbl: %s\n", path, err);
+			goto fail;
+		}
+		dnsbl_options_default(&o);
+		o.threshold = rt->cfg->dnsbl_threshold;
+		rt->dnsbl = dnsbl_new(rt->cfg->dnsbl, rt->cfg->ndnsbl, &o);
 	}
 	return rt;
 fail:
@@ -113,6 +126,8 @@ runtime_unref(struct runtime **rtp)
 	if (rt->tls)
 		tls_creds_unref(&rt->tls);
 	dns_resolver_free(&rt->dns);
+	dnsbl_free(&rt->dnsbl);
+	dns_resolver_free(&rt->dnsbl_dns);
 	free(rt);
 }
 

@@ -17,6 +17,7 @@
 
 #include "dns/dns.h"
 #include "server/config.h"
+#include "server/dnsbl.h"
 #include "server/tls.h"
 #include "storage/userdb.h"
 
@@ -27,6 +28,9 @@ struct runtime {
 	struct dns_resolver *dns;	/* the sessions' lookups (client names),
 					 * bounded by client_dns_timeout; NULL
 					 * when that is 0 */
+	struct dnsbl *dnsbl;		/* the `dnsbl` lists, or NULL */
+	struct dns_resolver *dnsbl_dns;	/* their lookups: dns_timeout per
+					 * query, dns_attempts rounds */
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 

@@ -108,6 +108,8 @@ session_commit(struct smtp_session *s)
 	    (s->mail.smtputf8 ? ENV_SMTPUTF8 : 0) | (s->io.tls_active ? ENV_TLS : 0);
 	env->rcpts = s->rcpts;
 	env->nrcpts = s->nrcpts;
+	if (session_hold_check(s, env))
+		env->flags |= ENV_HELD;
 	s->rcpts = NULL;
 	s->nrcpts = s->caprcpts = 0;
 	c->body = smtp_message_take(s->msg, &c->body_len);
@@ -115,6 +117,7 @@ session_commit(struct smtp_session *s)
 	c->done = session_commit_cb;
 	c->arg = s;
 	s->commit = c;
+	s->commit_us = metrics_clock_us();
 	s->phase = PH_COMMIT;
 	committer_submit(worker_committer(s->w), c);
 }
@@ -135,6 +138,7 @@ session_end_message(struct smtp_session *s)
 	}
 	session_reply(s, "%s", reply);
 	queue_stats_add_rejected(1);
+	metrics_inc_label(M_REJECTIONS, session_reply_reason(reply));
 	log_info("reject: %s from [%s]: %s", s->mail.addr, s->peer_ip, reply);
 	session_txn_reset(s);
 	session_set_deadline(s);
@@ -185,6 +189,7 @@ cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
 	session_txn_reset(s);
 	str_copy(s->helo, name, sizeof s->helo);
 	s->helo_seen = 1;
+	s->trace_helo_us = session_trace_now();
 	s->esmtp = esmtp;
 	return 0;
 }
@@ -230,6 +235,7 @@ cmd_mail(struct smtp_session *s, const char *arg)
 	}
 	if (s->kind != LISTEN_SMTP && s->auth_user[0] == '\0') {
 		session_reply(s, "530 5.7.0 Authentication required");
+		metrics_inc_label(M_REJECTIONS, MR_AUTH_REQUIRED);
 		return;
 	}
 	if (arg == NULL || smtp_parse_mail(arg, &s->mail, err, sizeof err) < 0) {
@@ -250,6 +256,7 @@ cmd_mail(struct smtp_session *s, const char *arg)
 	if (s->mail.size > s->cfg->max_message_size) {
 		session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
 		queue_stats_add_rejected(1);
+		metrics_inc_label(M_REJECTIONS, MR_MESSAGE_SIZE);
 		memset(&s->mail, 0, sizeof s->mail);
 		return;
 	}
@@ -264,10 +271,16 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		log_info("reject: MAIL from [%s]: 553 <%s> not owned by sasl_username=%s",
 		    s->peer_ip, s->mail.addr, s->auth_user);
 		queue_stats_add_rejected(1);
+		metrics_inc_label(M_REJECTIONS, MR_SENDER_MISMATCH);
+		memset(&s->mail, 0, sizeof s->mail);
+		return;
+	}
+	if (session_rate_mail(s)) {
 		memset(&s->mail, 0, sizeof s->mail);
 		return;
 	}
 	s->in_txn = 1;
+	s->trace_mail_us = session_trace_now();
 	session_reply(s, "250 2.1.0 Ok");
 }
 
@@ -322,12 +335,18 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 	}
 	if (s->nrcpts >= s->cfg->max_recipients) {
 		session_reply(s, "452 4.5.3 Error: too many recipients");
+		metrics_inc_label(M_REJECTIONS, MR_RECIPIENT_LIMIT);
 		return;
 	}
+	if (session_rate_rcpt(s, r.addr))
+		return;
 	if ((deny = session_rcpt_policy(s, r.addr)) != NULL) {
 		session_reply(s, "%s", deny);
+		if (strncmp(deny, "550 5.1.1", 9) == 0)
+			session_rate_unknown(s);
 		log_info("reject: RCPT from [%s]: %.3s <%s>", s->peer_ip, deny, r.addr);
 		queue_stats_add_rejected(1);
+		metrics_inc_label(M_REJECTIONS, session_reply_reason(deny));
 		/* Refused recipients are not bad commands: a list with a few
 		 * stale addresses goes on; a harvest of names does not. */
 		if (++s->refused_rcpts >= s->cfg->max_unknown_recipients) {
@@ -346,6 +365,7 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 	s->rcpts[s->nrcpts].orcpt = r.orcpt[0] ? xstrdup(r.orcpt) : NULL;
 	s->rcpts[s->nrcpts].notify = r.notify;
 	s->nrcpts++;
+	s->trace_rcpt_us = session_trace_now();
 	session_reply(s, "250 2.1.5 Ok");
 }
 
@@ -585,6 +605,8 @@ void
 session_tls_started(struct smtp_session *s)
 {
 	tls_describe(s->io.tls, s->tls_desc, sizeof s->tls_desc);
+	s->trace_tls_us = session_trace_now();
+	metrics_inc_label(M_TLS_SESSIONS, MT_INBOUND);
 	/* RFC 3207 4.2: forget everything said before TLS, a login
 	 * included; a new EHLO is needed. */
 	s->helo_seen = 0;
@@ -596,7 +618,7 @@ session_tls_started(struct smtp_session *s)
 	s->phase = PH_COMMAND;
 	session_set_deadline(s);
 	if (s->kind == LISTEN_SMTPS)
-		session_reply(s, "220 %s ESMTP mailserver", s->cfg->hostname);
+		session_admit(s);
 }
 
 #define CMD_NEEDS_ARG 0x1	/* argument required (else 501) */

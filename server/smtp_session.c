@@ -102,16 +102,6 @@ session_mode(const struct smtp_session *s)
 	}
 }
 
-/* A client that talks before our greeting (RFC 5321 4.3.1) is refused. */
-static void
-session_pregreet(struct smtp_session *s)
-{
-	log_info("pregreet from [%s]: refused", s->peer_ip);
-	session_reply(s, "554 5.5.1 Error: SMTP protocol synchronization");
-	s->phase = PH_CLOSING;
-	session_io_discard_input(&s->io);
-}
-
 /* Hands buffered input to the state machine until it runs out or the
  * session must wait. */
 static void
@@ -127,6 +117,7 @@ session_process(struct smtp_session *s)
 
 		switch (s->phase) {
 		case PH_GREET_WAIT:
+			/* RFC 5321 4.3.1: the client waits for the greeting. */
 			session_pregreet(s);
 			return;
 		case PH_COMMAND:
@@ -179,6 +170,7 @@ session_end(struct smtp_session *s)
 	if (s->io.fd >= 0) {
 		session_io_close(&s->io);
 		connlimit_release((struct sockaddr *)&s->peer);
+		metrics_observe_since(M_SESSION_DURATION, s->start_us);
 		log_debug("disconnect from [%s]", s->peer_ip);
 	}
 	s->phase = PH_CLOSED;
@@ -393,7 +385,13 @@ smtp_session_commit_done(struct smtp_session *s, enum commit_status st)
 	if (st == COMMIT_OK) {
 		log_info("%s: from=<%s>, size=%zu, nrcpt=%zu (queued)", id,
 		    c->env.sender, c->body_len, c->env.nrcpts);
+		metrics_inc(M_MESSAGES_RECEIVED);
+		metrics_add(M_RECIPIENTS_RECEIVED, c->env.nrcpts);
+		metrics_add(M_RECEIVED_BYTES, c->body_len);
+		metrics_observe_since(M_COMMIT_LATENCY, s->commit_us);
+		session_trace_queued(s, c);
 	} else {
+		metrics_inc_label(M_REJECTIONS, MR_QUEUE_FULL);
 		log_warn("%s: from=<%s>: queue commit failed (%s)", id, c->env.sender,
 		    st == COMMIT_FULL ? "queue full" : "I/O error");
 	}
@@ -419,6 +417,8 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 {
 	if (s->io.fd < 0)
 		return -1;
+	if (s->phase == PH_GREET_WAIT)
+		return session_greet_due(s, now) ? session_run(s) : 0;
 	if (s->phase == PH_AUTH_DELAY) {
 		if (now < s->wake)
 			return 0;
@@ -436,12 +436,6 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 	}
 	if (now < s->deadline || s->phase == PH_COMMIT || s->phase == PH_AUTH_CHECK)
 		return 0;
-	if (s->phase == PH_GREET_WAIT) {
-		s->phase = PH_COMMAND;
-		session_reply(s, "220 %s ESMTP mailserver", s->cfg->hostname);
-		session_set_deadline(s);
-		return session_run(s);
-	}
 	if (s->deadline_rate)
 		log_info("timeout from [%s]: message data slower than %zu bytes/s",
 		    s->peer_ip, s->cfg->min_data_rate);
@@ -488,10 +482,10 @@ smtp_session_new(struct worker *w, int fd, const struct sockaddr *peer,
 {
 	struct smtp_session *s = xcalloc(1, sizeof *s);
 	int one = 1;
-	char c;
 
 	s->w = w;
 	s->kind = kind;
+	s->start_us = metrics_clock_us();
 	memcpy(&s->peer, peer, peerlen);
 	sockaddr_ntop(peer, s->peer_ip, sizeof s->peer_ip);
 	if (strncmp(s->peer_ip, "::ffff:", 7) == 0 && strchr(s->peer_ip + 7, '.'))
@@ -516,14 +510,8 @@ smtp_session_new(struct worker *w, int fd, const struct sockaddr *peer,
 			smtp_session_free(&s);
 			return NULL;
 		}
-	} else if (s->cfg->greeting_delay > 0) {
-		s->phase = PH_GREET_WAIT;
-		s->deadline = time_mono_ms() + (int64_t)s->cfg->greeting_delay * 1000;
-		worker_timer_hint(w, s->deadline);
-	} else if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
-		session_pregreet(s);
 	} else {
-		session_reply(s, "220 %s ESMTP mailserver", s->cfg->hostname);
+		session_admit(s);
 	}
 	if (session_run(s) < 0) {
 		smtp_session_free(&s);
@@ -546,6 +534,7 @@ smtp_session_free(struct smtp_session **sp)
 	s->jobs = NULL;
 	session_end(s);
 	smtp_sasl_clear(&s->sasl);
+	session_abuse_free(s);
 	session_txn_reset(s);
 	free(s->rcpts);
 	smtp_cmd_parser_free(&s->cp);

@@ -22,10 +22,18 @@
 struct worker;
 struct smtp_session;
 
-/* The off-loop pools sessions use (either may be NULL: none). */
+struct ratelimit;
+struct pregreet;
+struct hold_accounts;
+
+/* What the sessions of every worker share: the off-loop pools, and the
+ * tables of abuse control that outlive reloads (any may be NULL: none). */
 struct worker_pools {
 	struct offloop *passwords;	/* password hashing (CPU) */
 	struct offloop *lookups;	/* DNS and other waits */
+	struct ratelimit *rates;	/* client and account rates */
+	struct pregreet *greeted;	/* the greeting test's whitelist */
+	struct hold_accounts *accounts;	/* the ages of the accounts (hold rules) */
 };
 
 /* Starts a worker thread that commits messages through c and runs

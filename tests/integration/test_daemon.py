@@ -526,8 +526,9 @@ class CorruptRecordTest(unittest.TestCase):
                            input=junk, text=True, check=True, capture_output=True)
             srv.start()
             srv.wait_log("record set aside")
-            stats = json.loads(srv.mailctl("--json", "stats").stdout)
-            self.assertEqual(stats["bad"], 1)
+            # the line is logged inside the transaction that moves it
+            wait_for(lambda: json.loads(srv.mailctl("--json", "stats").stdout)["bad"] == 1,
+                     10, "the record set aside to be committed")
             self.assertEqual([m["id"] for m in srv.queue_json()["messages"]], [good])
             c, _ = greet(srv.port)
             self.assertEqual(c.cmd("NOOP")[0], 250)

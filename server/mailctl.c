@@ -5,7 +5,7 @@
  *                              | flush | stats
  *   mailctl [-c FILE] hold ID... | hold all | release ID... | release all
  *                   | requeue ID... | bounce ID... | cat ID
- *   mailctl [-c FILE] [--json] trace ID
+ *   mailctl [-c FILE] [--json] trace ID | sessions
  *   mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] [--out FILE]
  *
  * It reads queue_dir and queue_map_size from the config file (default
@@ -15,7 +15,8 @@
  * hold, release, requeue and bounce take LMDB's writer lock for short,
  * fully synced transactions (mailctl_admin.c).
  * trace reads <queue_dir>/trace (queue/trace.h); the commands that change
- * a message add an event to its trace (mailctl_trace.c).
+ * a message add an event to its trace (mailctl_trace.c). sessions asks
+ * the running daemon through its control socket (server/control.h).
  * --json (anywhere on the line) gives JSON for queue, show, stats and
  * trace.
  *
@@ -39,6 +40,7 @@
 #include "queue/store.h"
 #include "queue/trace.h"
 #include "server/config.h"
+#include "server/control.h"
 #include "server/mailctl_int.h"
 
 #define MAILCTL_HEADERS_MAX (256 * 1024)	/* bytes of a body read by show */
@@ -51,7 +53,7 @@ usage(FILE *f)
 	    "delete ID... | delete all | flush | stats\n"
 	    "       mailctl [-c FILE] hold ID... | hold all | release ID... | "
 	    "release all | requeue ID... | bounce ID... | cat ID\n"
-	    "       mailctl [-c FILE] [--json] trace ID\n"
+	    "       mailctl [-c FILE] [--json] trace ID | sessions\n"
 	    "       mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] "
 	    "[--out FILE]\n");
 }
@@ -568,6 +570,7 @@ main(int argc, char **argv)
 	    (strcmp(cmd, "show") == 0 && nwords == 2) ||
 	    (strcmp(cmd, "cat") == 0 && nwords == 2) ||
 	    (strcmp(cmd, "trace") == 0 && nwords == 2) ||
+	    (strcmp(cmd, "sessions") == 0 && nwords == 1) ||
 	    (strcmp(cmd, "hold") == 0 && nwords >= 2) ||
 	    (strcmp(cmd, "release") == 0 && nwords >= 2) ||
 	    (strcmp(cmd, "requeue") == 0 && nwords >= 2) ||
@@ -584,6 +587,17 @@ main(int argc, char **argv)
 		return 2;
 	}
 	mc.cfg = cfg;
+	if (strcmp(cmd, "sessions") == 0) {
+		char cerr[512];
+
+		rc = control_ask(cfg->queue_dir, mc.json ? "sessions json" : "sessions",
+		    stdout, cerr, sizeof cerr) < 0;
+		if (rc)
+			fprintf(stderr, "mailctl: sessions: %s\n", cerr);
+		config_unref(&cfg);
+		free(words);
+		return rc;
+	}
 	if (strcmp(cmd, "trace") == 0) {
 		rc = mailctl_trace(&mc, words[1]);
 		config_unref(&cfg);

@@ -29,6 +29,7 @@
 #include "queue/trace.h"
 #include "server/acceptor.h"
 #include "server/connlimit.h"
+#include "server/control.h"
 #include "server/daemon_metrics.h"
 #include "server/hold.h"
 #include "server/offloop.h"
@@ -58,6 +59,7 @@ struct daemon {
 	struct acceptor *acceptor;
 	struct listener_set listeners;
 	struct daemon_metrics *metrics;
+	struct control *control;	/* <queue_dir>/control (mailctl sessions) */
 };
 
 static void
@@ -178,6 +180,26 @@ ensure_std_fds(void)
 		}
 	}
 	return 0;
+}
+
+/* The control socket's answers (on its thread; the workers are fixed
+ * while it runs). */
+static void
+daemon_control(enum control_request req, FILE *out, void *arg)
+{
+	struct daemon *d = arg;
+	int json = req == CONTROL_SESSIONS_JSON;
+	size_t n = 0;
+
+	if (json)
+		fputs("{\"sessions\":[", out);
+	else
+		fprintf(out, "%-39s %-10s %-9s %8s %10s %4s  %s  %s  %s\n", "CLIENT",
+		    "LISTENER", "STATE", "AGE", "BYTES", "MSGS", "TLS", "USER", "HELO");
+	for (size_t i = 0; i < d->nworkers; i++)
+		n += worker_describe(d->workers[i], out, json, n);
+	if (json)
+		fputs("]}\n", out);
 }
 
 /* A failed notice to systemd is worth a warning, never a stop. */
@@ -326,6 +348,7 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	struct timespec tick = { 0, 50 * 1000 * 1000 };
 
 	acceptor_stop(&d->acceptor);
+	control_stop(&d->control);
 	listener_set_retire(&d->listeners, &none);
 	daemon_metrics_stop(&d->metrics);
 	for (size_t i = 0; i < d->nworkers; i++)
@@ -507,6 +530,11 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < d.nworkers; i++)
 		if ((d.workers[i] = worker_start((int)i, d.committer, &d.pools)) == NULL)
 			return 1;
+	if ((d.control = control_start(cfg->queue_dir, daemon_control, &d, err,
+	    sizeof err)) == NULL) {
+		log_error("%s", err);
+		return 1;
+	}
 	if ((d.acceptor = acceptor_start(&d.listeners, d.workers, d.nworkers)) == NULL)
 		return 1;
 	log_info("mailserver started: %zu listeners, %zu session workers, hostname %s",

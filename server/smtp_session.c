@@ -198,6 +198,7 @@ session_run(struct smtp_session *s)
 
 		if (session_mode(s) == SESSION_IO_INPUT)
 			got = session_io_read(io);
+		s->bytes_in += got;
 		session_process(s);
 		if (got > 0 && (s->phase == PH_DATA || s->phase == PH_BDAT))
 			session_set_deadline(s);
@@ -390,6 +391,7 @@ smtp_session_commit_done(struct smtp_session *s, enum commit_status st)
 		metrics_add(M_RECEIVED_BYTES, c->body_len);
 		metrics_observe_since(M_COMMIT_LATENCY, s->commit_us);
 		session_trace_queued(s, c);
+		s->messages++;
 	} else {
 		metrics_inc_label(M_REJECTIONS, MR_QUEUE_FULL);
 		log_warn("%s: from=<%s>: queue commit failed (%s)", id, c->env.sender,

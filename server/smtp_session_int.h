@@ -114,6 +114,8 @@ struct smtp_session {
 
 	/* operations: metrics */
 	int64_t start_us;		/* connected (metrics_clock_us) */
+	uint64_t bytes_in;		/* received, commands and data */
+	unsigned messages;		/* queued in this session */
 	int64_t commit_us;		/* the message went to the committer */
 
 	/* operations: abuse control (smtp_ops.c) */

@@ -19,6 +19,8 @@
 #include "server/config.h"
 #include "server/offloop.h"
 
+#include <stdio.h>
+
 struct worker;
 struct smtp_session;
 
@@ -90,5 +92,11 @@ void worker_run_again(struct worker *w, struct smtp_session *s);
  * commit to session s on worker w; s must not be freed before that. */
 void worker_post_commit(struct worker *w, struct smtp_session *s,
     enum commit_status status);
+
+/* Any thread but w's own (the control socket's): has w's thread write one
+ * line per session (smtp_session_describe, json as there) to f, and
+ * waits for it; f belongs to w's thread meanwhile. Returns the number of
+ * sessions. Not after worker_halt. */
+size_t worker_describe(struct worker *w, FILE *f, int json, size_t first);
 
 #endif

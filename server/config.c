@@ -32,6 +32,9 @@
 #include "lib/util.h"
 #include "filter/endpoint.h"
 #include "filter/policy.h"
+#include "server/dnsbl.h"
+#include "server/ratelimit.h"
+#include "server/metrics_http.h"
 #include "server/tls.h"
 
 #define CONFIG_LINE_MAX 4096		/* bytes per line, without the newline */
@@ -627,30 +630,65 @@ key_auth_plaintext_networks(struct config_parse *p, const struct config_key *k, 
 	    &p->cfg->nauth_plaintext_networks);
 }
 
-/* Accounts (user@domain), lower-cased. */
+/* Addresses into *listp / *np, lower-cased: user@domain; with patterns,
+ * @domain (every address there) and <> (the null sender) too. */
 static void
-key_auth_any_sender(struct config_parse *p, const struct config_key *k, char *value)
+config_address_list(struct config_parse *p, const struct config_key *k, char *value,
+    int patterns, char ***listp, size_t *np)
 {
-	struct config *cfg = p->cfg;
 	char *cursor = value, *item, *at;
 
 	while ((item = config_next_item(&cursor)) != NULL) {
 		at = strrchr(item, '@');
-		if (at == NULL || at == item || strlen(item) > 320 ||
-		    !config_valid_domain(at + 1)) {
-			config_error(p, p->lineno, "%s: '%s' is not an account (user@domain)",
-			    k->name, SHOW(item));
+		if (!(patterns && strcmp(item, "<>") == 0) &&
+		    (at == NULL || (at == item && !patterns) || strlen(item) > 320 ||
+		    !config_valid_domain(at + 1))) {
+			config_error(p, p->lineno, patterns ?
+			    "%s: '%s' is not user@domain, @domain or <>" :
+			    "%s: '%s' is not an account (user@domain)", k->name, SHOW(item));
 			continue;
 		}
-		if (cfg->nauth_any_sender >= CONFIG_LIST_MAX) {
+		if (*np >= CONFIG_LIST_MAX) {
 			config_error(p, p->lineno, "%s: too many entries (at most %d)", k->name,
 			    CONFIG_LIST_MAX);
 			return;
 		}
-		cfg->auth_any_sender = xrealloc(cfg->auth_any_sender,
-		    (cfg->nauth_any_sender + 1) * sizeof *cfg->auth_any_sender);
-		cfg->auth_any_sender[cfg->nauth_any_sender++] = str_lower(xstrdup(item));
+		*listp = xrealloc(*listp, (*np + 1) * sizeof **listp);
+		(*listp)[(*np)++] = str_lower(xstrdup(item));
 	}
+}
+
+/* Accounts (user@domain), lower-cased. */
+static void
+key_auth_any_sender(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_address_list(p, k, value, 0, &p->cfg->auth_any_sender,
+	    &p->cfg->nauth_any_sender);
+}
+
+static void
+key_hold_senders(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_address_list(p, k, value, 1, &p->cfg->hold_senders, &p->cfg->nhold_senders);
+}
+
+static void
+key_hold_recipients(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_address_list(p, k, value, 1, &p->cfg->hold_recipients,
+	    &p->cfg->nhold_recipients);
+}
+
+static void
+key_hold_users(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_address_list(p, k, value, 0, &p->cfg->hold_users, &p->cfg->nhold_users);
+}
+
+static void
+key_hold_clients(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_network_list(p, k, value, &p->cfg->hold_clients, &p->cfg->nhold_clients);
 }
 
 /* "[host]:port", "host:port", "[host]" or "host"; the host a domain name or
@@ -1046,6 +1084,38 @@ key_dkim_sign(struct config_parse *p, const struct config_key *k, char *value)
 	cfg->ndkim_sign++;
 }
 
+/* "ADDR:PORT" or "[ADDR]:PORT", numeric (metrics_http_parse_addr). */
+static void
+key_metrics_listen(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	char why[128];
+
+	if (metrics_http_parse_addr(value, &sa, &salen, why, sizeof why) < 0) {
+		config_error(p, p->lineno, "%s: '%s': %s", k->name, SHOW(value), why);
+		return;
+	}
+	p->cfg->metrics_listen = xstrdup(value);
+}
+
+/* "zone[=weight] ..." (dnsbl_zones_parse). */
+static void
+key_dnsbl(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct dnsbl_zone *zones = xcalloc(DNSBL_MAX_ZONES, sizeof *zones);
+	char why[256];
+	size_t n = 0;
+
+	if (dnsbl_zones_parse(value, zones, DNSBL_MAX_ZONES, &n, why, sizeof why) < 0) {
+		config_error(p, p->lineno, "%s: %s", k->name, why);
+		free(zones);
+		return;
+	}
+	p->cfg->dnsbl = zones;
+	p->cfg->ndnsbl = n;
+}
+
 #define OFF(field) offsetof(struct config, field)
 
 static const struct config_key config_keys[] = {
@@ -1121,6 +1191,25 @@ static const struct config_key config_keys[] = {
 	{ "dmarc_reject", key_yesno, OFF(dmarc_reject), 0, 0, 0 },
 	{ "auth_tempfail", key_auth_tempfail, 0, 0, 0, 0 },
 	{ "dkim_sign", key_dkim_sign, 0, 0, 0, KEY_REPEAT },
+	{ "metrics_listen", key_metrics_listen, 0, 0, 0, 0 },
+	{ "rate_window", key_duration, OFF(rate_window), 1, DAY, 0 },
+	{ "max_connection_rate", key_unsigned, OFF(max_connection_rate), 0, 100000000, 0 },
+	{ "max_message_rate", key_unsigned, OFF(max_message_rate), 0, 100000000, 0 },
+	{ "max_recipient_rate", key_unsigned, OFF(max_recipient_rate), 0, 100000000, 0 },
+	{ "max_unknown_recipient_rate", key_unsigned, OFF(max_unknown_recipient_rate), 0,
+	    100000000, 0 },
+	{ "account_max_messages", key_unsigned, OFF(account_max_messages), 0, 100000000, 0 },
+	{ "account_max_recipients", key_unsigned, OFF(account_max_recipients), 0,
+	    RATELIMIT_ACCOUNT_RECIPIENTS_MAX, 0 },
+	{ "dnsbl", key_dnsbl, 0, 0, 0, KEY_EMPTY_OK },
+	{ "dnsbl_threshold", key_int, OFF(dnsbl_threshold), 1, 10000, 0 },
+	{ "pregreet_ttl", key_duration, OFF(pregreet_ttl), 0, 30 * DAY, 0 },
+	{ "hold_senders", key_hold_senders, 0, 0, 0, KEY_EMPTY_OK },
+	{ "hold_recipients", key_hold_recipients, 0, 0, 0, KEY_EMPTY_OK },
+	{ "hold_clients", key_hold_clients, 0, 0, 0, KEY_EMPTY_OK },
+	{ "hold_users", key_hold_users, 0, 0, 0, KEY_EMPTY_OK },
+	{ "hold_new_accounts", key_duration, OFF(hold_new_accounts), 0, 365 * DAY, 0 },
+	{ "trace_retention", key_duration, OFF(trace_retention), 0, 365 * DAY, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1271,6 +1360,12 @@ config_set_defaults(struct config *cfg)
 	cfg->auth_checks = 1;
 	cfg->spf_reject = 1;
 	cfg->dmarc_reject = 1;
+	cfg->rate_window = MINUTE;
+	cfg->account_max_messages = 1000;
+	cfg->account_max_recipients = 1000;
+	cfg->dnsbl_threshold = 1;
+	cfg->pregreet_ttl = DAY;
+	cfg->trace_retention = 7 * DAY;
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and
@@ -1345,6 +1440,14 @@ config_finish(struct config_parse *p)
 }
 
 static void
+config_free_list(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+static void
 config_free(struct config *cfg)
 {
 	size_t i;
@@ -1363,6 +1466,12 @@ config_free(struct config *cfg)
 	free(cfg->relay_networks);
 	free(cfg->auth_plaintext_networks);
 	free(cfg->tls_priority);
+	free(cfg->metrics_listen);
+	free(cfg->dnsbl);
+	config_free_list(cfg->hold_senders, cfg->nhold_senders);
+	config_free_list(cfg->hold_recipients, cfg->nhold_recipients);
+	config_free_list(cfg->hold_users, cfg->nhold_users);
+	free(cfg->hold_clients);
 	for (i = 0; i < cfg->nauth_any_sender; i++)
 		free(cfg->auth_any_sender[i]);
 	free(cfg->auth_any_sender);

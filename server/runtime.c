@@ -198,6 +198,8 @@ runtime_unref(struct runtime **rtp)
 	auth_dns_free(&rt->auth_dns);
 	dns_resolver_free(&rt->auth_resolver);
 	dkim_keyring_free(&rt->dkim_keys);
+	dnsbl_free(&rt->dnsbl);
+	dns_resolver_free(&rt->dnsbl_dns);
 	free(rt);
 }
 

@@ -24,6 +24,7 @@
 #include "server/config.h"
 #include "server/smtp_auth_dovecot.h"
 #include "server/smtp_policy.h"
+#include "server/dnsbl.h"
 #include "server/tls.h"
 #include "storage/userdb.h"
 
@@ -43,6 +44,9 @@ struct runtime {
 					 * without auth_checks */
 	struct auth_dns *auth_dns;	/* auth/'s view of it */
 	struct dkim_keyring *dkim_keys;	/* dkim_sign; NULL: none */
+	struct dnsbl *dnsbl;		/* the `dnsbl` lists, or NULL */
+	struct dns_resolver *dnsbl_dns;	/* their lookups: dns_timeout per
+					 * query, dns_attempts rounds */
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 

@@ -40,6 +40,7 @@ struct outcome {
 	char diag[512];
 	char relay[300];
 	char remote_mta[256];
+	char tls[200];			/* remote: what protected the session */
 	int dsn_passed;			/* the next hop reports on it */
 	int64_t next_try;		/* DEFERRED: next try; final with a
 					 * notice: its retry */
@@ -60,6 +61,8 @@ struct job_ctx {
 	struct outcome *out;
 	size_t nout;
 	int local;
+	int64_t decided_us;		/* unix us the outcomes were decided
+					 * (their time in the trace) */
 };
 
 /* Maildir items of a batch of local jobs, with who asked for each. */

@@ -71,6 +71,7 @@ deliver_remote(struct job_ctx *jc)
 	m.sender = jc->msg.env.sender;
 	m.eightbit = (jc->msg.env.flags & ENV_8BITMIME) != 0;
 	m.smtputf8 = (jc->msg.env.flags & ENV_SMTPUTF8) != 0;
+	m.requiretls = (jc->msg.env.flags & ENV_REQUIRETLS) != 0;
 	m.ret = jc->msg.env.ret == DSN_RET_FULL ? RELAY_RET_FULL :
 	    jc->msg.env.ret == DSN_RET_HDRS ? RELAY_RET_HDRS : RELAY_RET_UNSET;
 	m.envid = jc->msg.env.envid;
@@ -85,6 +86,7 @@ deliver_remote(struct job_ctx *jc)
 		outcome_set(o, st, res[i].dsn[0] ? res[i].dsn : "4.0.0", "%s",
 		    res[i].diag);
 		str_copy(o->relay, res[i].relay, sizeof o->relay);
+		str_copy(o->tls, res[i].tls, sizeof o->tls);
 		if (strcmp(res[i].relay, "none") != 0) {
 			str_copy(o->remote_mta, res[i].relay, sizeof o->remote_mta);
 			if ((br = strchr(o->remote_mta, '[')) != NULL)

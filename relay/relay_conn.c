@@ -5,6 +5,7 @@
  */
 #include "relay/relay_conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -333,6 +334,32 @@ int
 relay_conn_is_tls(const struct relay_conn *c)
 {
 	return c->tls != NULL;
+}
+
+gnutls_session_t
+relay_conn_tls_session(const struct relay_conn *c)
+{
+	return c->tls;
+}
+
+void
+relay_conn_local_addr(const struct relay_conn *c, char *out, size_t outsize)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	const void *a = NULL;
+
+	if (outsize == 0)
+		return;
+	out[0] = '\0';
+	if (getsockname(c->fd, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		a = &((const struct sockaddr_in *)&ss)->sin_addr;
+	else if (ss.ss_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+	if (a == NULL || inet_ntop(ss.ss_family, a, out, (socklen_t)outsize) == NULL)
+		out[0] = '\0';
 }
 
 int

@@ -54,8 +54,9 @@ int relay_conn_read_reply(struct relay_conn *c, struct relay_reply *r,
 
 /* Throws away every buffered input byte, then runs the TLS client
  * handshake within timeout_ms; sni (a host name, or NULL) is sent as
- * server name. Certificates are not verified. On failure err gets the
- * GnuTLS reason. cred is borrowed (shared, read-only). */
+ * server name. Certificates are not verified here: the caller judges the
+ * session (relay/tls_policy.h) before it sends anything. On failure err
+ * gets the GnuTLS reason. cred is borrowed (shared, read-only). */
 int relay_conn_starttls(struct relay_conn *c,
     gnutls_certificate_credentials_t cred, const char *sni,
     unsigned timeout_ms, char *err, size_t errsize);
@@ -65,6 +66,14 @@ size_t relay_conn_buffered(const struct relay_conn *c);
 
 /* 1 when the connection runs TLS. */
 int relay_conn_is_tls(const struct relay_conn *c);
+
+/* The GnuTLS session of a TLS connection (NULL in plaintext), to judge
+ * the peer's certificate; it stays the connection's. */
+gnutls_session_t relay_conn_tls_session(const struct relay_conn *c);
+
+/* This side's address of the connection, numeric, into out ("" when it
+ * cannot be had). */
+void relay_conn_local_addr(const struct relay_conn *c, char *out, size_t outsize);
 
 /* 1 when something is readable now without waiting (data or EOF): an
  * idle connection in that state is not reusable. */

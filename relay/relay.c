@@ -1722,9 +1722,9 @@ job_precheck(struct relay_job *job)
 		return;
 	}
 	job->need_utf8 |= eight;
-	/* RFC 8689 4.2.1: the requirements hold for a message with a return
-	 * path; a bounce (the null path) goes as any other. */
-	job->requiretls = m->requiretls && m->sender[0] != '\0';
+	/* RFC 8689 4.3: a notice about a REQUIRETLS message carries its
+	 * header, so it needs REQUIRETLS as well (queue/delivery_notice.c). */
+	job->requiretls = m->requiretls;
 	/* Under REQUIRETLS the header field is ignored (RFC 8689 4.1). */
 	job->tls_optional = !m->requiretls &&
 	    relay_header_tls_optional(m->body, m->body_len);

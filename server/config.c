@@ -1042,6 +1042,7 @@ static const struct config_key config_keys[] = {
 	{ "policy_default_action", key_policy_default_action, 0, 0, 0, 0 },
 	{ "policy_timeout", key_duration, OFF(policy_timeout), 1, HOUR, 0 },
 	{ "policy_stages", key_policy_stages, 0, 0, 0, 0 },
+	{ "max_inflight_data", key_size, OFF(max_inflight_data), MIB, TIB, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1155,6 +1156,7 @@ config_set_defaults(struct config *cfg)
 	cfg->max_connections = 10000;
 	cfg->max_connections_per_ip = 50;
 	cfg->max_message_size = 25 * MIB;
+	cfg->max_inflight_data = (size_t)256 * MIB;
 	cfg->max_recipients = 1000;
 	cfg->tls_outbound = TLS_OUT_DANE;
 	cfg->retry_min = 5 * MINUTE;

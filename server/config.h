@@ -142,6 +142,10 @@ struct config {
 					 * "451 4.3.5 Server configuration problem" */
 	unsigned policy_timeout;	/* request to answer: 100s */
 	unsigned policy_stages;		/* CONFIG_POLICY_* bits: RCPT */
+	/* Bounded memory (DESIGN.md, the queue). */
+	size_t max_inflight_data;	/* message buffers of every session
+					 * together: 256M; over it a new
+					 * DATA/BDAT gets 451 4.3.2 */
 
 	int refs;			/* atomic; managed by config_ref/unref */
 };

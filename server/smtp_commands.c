@@ -16,6 +16,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "queue/envelope.h"
+#include "server/inflight.h"
 #include "server/smtp_session_int.h"
 #include "server/tls.h"
 #include "server/worker.h"
@@ -45,8 +46,9 @@ session_txn_reset(struct smtp_session *s)
 	s->bdat_refusal = NULL;
 	s->bdat_left = 0;
 	s->bdat_last = 0;
+	s->bdat_fail_reply = NULL;
 	memset(&s->mail, 0, sizeof s->mail);
-	smtp_message_free(&s->msg);
+	session_msg_abandon(s);
 }
 
 /* The Received header's protocol name (RFC 3848). */
@@ -63,7 +65,137 @@ session_protocol(const struct smtp_session *s)
 	return names[s->mail.smtputf8 != 0][s->io.tls_active != 0][s->auth_user[0] != 0];
 }
 
+/* ---- the message's records (smtp_message.h, DESIGN.md) ---- */
+
+/* Committer thread: a record is back; the worker takes it from here. */
 static void
+session_stage_cb(struct commit_stage *req, enum commit_status st)
+{
+	struct session_stage *sg = req->arg;
+
+	worker_post_stage(sg->s->w, sg->s, req, st);
+}
+
+static void
+session_stager_stage(void *arg, struct smtp_message *m,
+    struct smtp_message_rec *rec, uint32_t chunk, const char *data, size_t len)
+{
+	struct smtp_session *s = arg;
+	struct session_stage *sg = xcalloc(1, sizeof *sg);
+
+	sg->req.id = smtp_message_id(m);
+	sg->req.chunk = chunk;
+	sg->req.data = data;
+	sg->req.len = len;
+	sg->req.done = session_stage_cb;
+	sg->req.arg = sg;
+	sg->s = s;
+	sg->msg = m;
+	sg->rec = rec;
+	s->stages++;
+	committer_submit_stage(worker_committer(s->w), &sg->req);
+}
+
+static int
+session_stager_reserve(void *arg, size_t bytes)
+{
+	struct smtp_session *s = arg;
+
+	return inflight_reserve(bytes, s->cfg->max_inflight_data);
+}
+
+static void
+session_stager_release(void *arg, size_t bytes)
+{
+	(void)arg;
+	inflight_release(bytes);
+}
+
+void
+session_stager_init(struct smtp_session *s)
+{
+	s->stager.stage = session_stager_stage;
+	s->stager.reserve = session_stager_reserve;
+	s->stager.release = session_stager_release;
+	s->stager.arg = s;
+}
+
+/* m has nothing with the committer: it goes, and what it staged too. */
+static void
+session_msg_drop(struct smtp_session *s, struct smtp_message *m)
+{
+	if (smtp_message_staged_count(m) > 0)
+		committer_discard(worker_committer(s->w), smtp_message_id(m));
+	smtp_message_free(&m);
+}
+
+void
+session_msg_abandon(struct smtp_session *s)
+{
+	struct smtp_message *m = s->msg;
+	struct session_dying *d;
+
+	s->msg = NULL;
+	s->blocked_since = 0;
+	if (m == NULL)
+		return;
+	if (smtp_message_inflight(m) == 0) {
+		session_msg_drop(s, m);
+		return;
+	}
+	d = xcalloc(1, sizeof *d);
+	d->msg = m;
+	d->next = s->dying;
+	s->dying = d;
+}
+
+int
+session_msg_blocked(const struct smtp_session *s)
+{
+	return (s->phase == PH_DATA || s->phase == PH_BDAT) && s->msg != NULL &&
+	    s->bdat_refusal == NULL && smtp_message_blocked(s->msg);
+}
+
+static void session_commit_when_staged(struct smtp_session *s);
+
+void
+session_stage_back(struct smtp_session *s, struct session_stage *sg,
+    enum commit_status st)
+{
+	struct smtp_message *m = sg->msg;
+
+	smtp_message_staged(m, sg->rec, st);
+	s->stages--;
+	if (m != s->msg) {
+		/* A message given up: it goes with its last record. */
+		if (smtp_message_inflight(m) > 0)
+			return;
+		for (struct session_dying **dp = &s->dying; *dp; dp = &(*dp)->next) {
+			if ((*dp)->msg == m) {
+				struct session_dying *d = *dp;
+				*dp = d->next;
+				free(d);
+				break;
+			}
+		}
+		session_msg_drop(s, m);
+		return;
+	}
+	if (s->phase == PH_COMMIT && s->commit == NULL) {
+		session_commit_when_staged(s);
+		return;
+	}
+	if (s->blocked_since != 0 && !smtp_message_blocked(m)) {
+		/* Our wait does not count against the client's data rate. */
+		s->msg_start += time_mono_ms() - s->blocked_since;
+		s->blocked_since = 0;
+		if (s->phase == PH_DATA || s->phase == PH_BDAT)
+			session_set_deadline(s);
+	}
+}
+
+/* Returns 0, or -1 when the global cap refuses a new message now. */
+static int
 session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 {
 	struct smtp_message_info info = {
@@ -78,6 +210,7 @@ session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 		.max_size = s->cfg->max_message_size,
 		.mode = mode,
 		.now = time(NULL),
+		.stager = &s->stager,
 	};
 
 	s->qid = queue_id_next();
@@ -85,7 +218,17 @@ session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 	s->msg = smtp_message_new(&info);
 	s->msg_start = time_mono_ms();
 	s->msg_bytes = 0;
+	s->blocked_since = 0;
+	if (s->msg == NULL) {
+		log_warn("too much mail data in flight (max_inflight_data): "
+		    "a message from [%s] has to wait", s->peer_ip);
+		return -1;
+	}
+	return 0;
 }
+
+#define SESSION_INFLIGHT_REPLY \
+	"451 4.3.2 Too much mail data in flight; try again later"
 
 static void
 session_commit_cb(struct commit_msg *req, enum commit_status st)
@@ -95,12 +238,14 @@ session_commit_cb(struct commit_msg *req, enum commit_status st)
 	worker_post_commit(s->w, s, st);
 }
 
-/* The whole message passed every check: hand it over. */
-void
-session_commit(struct smtp_session *s)
+/* The whole message passed every check and every record of it is in:
+ * the final commit makes it visible. */
+static void
+session_commit_final(struct smtp_session *s)
 {
 	struct commit_msg *c = &s->commit_storage;
 	struct envelope *env = &c->env;
+	struct smtp_message_parts parts;
 
 	memset(c, 0, sizeof *c);
 	env->id = s->qid;
@@ -118,13 +263,55 @@ session_commit(struct smtp_session *s)
 	env->nrcpts = s->nrcpts;
 	s->rcpts = NULL;
 	s->nrcpts = s->caprcpts = 0;
-	c->body = smtp_message_take(s->msg, &c->body_len);
+	smtp_message_take(s->msg, &parts);
 	smtp_message_free(&s->msg);
+	c->body = parts.head;
+	c->body_len = parts.head_len;
+	c->staged = parts.staged;
+	c->tail = parts.tail;
+	c->tail_len = parts.tail_len;
+	s->commit_reserved = parts.reserved;
+	s->commit_size = parts.size;
 	c->done = session_commit_cb;
 	c->arg = s;
 	s->commit = c;
 	s->phase = PH_COMMIT;
 	committer_submit(worker_committer(s->w), c);
+}
+
+/* The checks passed: once no record of the message is with the
+ * committer any more, the commit; or the reply for a record refused. */
+static void
+session_commit_when_staged(struct smtp_session *s)
+{
+	enum commit_status st;
+	char id[QUEUE_ID_LEN + 1];
+
+	if (smtp_message_inflight(s->msg) > 0)
+		return;		/* session_stage_back calls again */
+	st = smtp_message_status(s->msg);
+	if (st == COMMIT_OK) {
+		session_commit_final(s);
+		return;
+	}
+	s->phase = PH_COMMAND;
+	log_warn("%s: from=<%s>: queue commit failed (%s)",
+	    queue_id_format(s->qid, id, sizeof id), s->mail.addr,
+	    st == COMMIT_FULL ? "queue full" : "I/O error");
+	if (st == COMMIT_FULL)
+		session_reply(s, "452 4.3.1 Insufficient system storage");
+	else
+		session_reply(s, "451 4.3.0 Error: queue file write error");
+	session_txn_reset(s);
+	session_set_deadline(s);
+}
+
+/* The whole message passed every check: hand it over. */
+void
+session_commit(struct smtp_session *s)
+{
+	s->phase = PH_COMMIT;
+	session_commit_when_staged(s);
 }
 
 /* End of DATA or of the last BDAT chunk: the checks, then the commit. */
@@ -411,12 +598,29 @@ session_wait_for_name(struct smtp_session *s, enum session_phase then)
 	worker_timer_hint(s->w, s->name_deadline);
 }
 
+/* No 354: a client that sent its message before our reply (improper
+ * pipelining) must not have that message read as commands. */
+static void
+session_data_refused(struct smtp_session *s)
+{
+	if (s->io.in.len > s->io.in_off) {
+		log_info("improper pipelining after DATA from [%s]", s->peer_ip);
+		session_io_discard_input(&s->io);
+		s->phase = PH_CLOSING;
+	}
+}
+
 static void
 session_data_start(struct smtp_session *s)
 {
+	s->phase = PH_COMMAND;
+	if (session_begin_message(s, SMTP_DATA_DOTTED) < 0) {
+		session_reply(s, SESSION_INFLIGHT_REPLY);
+		session_data_refused(s);
+		return;
+	}
 	s->phase = PH_DATA;
 	session_set_deadline(s);
-	session_begin_message(s, SMTP_DATA_DOTTED);
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -437,13 +641,7 @@ cmd_data(struct smtp_session *s, const char *arg)
 	}
 	if (s->nrcpts == 0) {
 		session_reply(s, "554 5.5.1 Error: no valid recipients");
-		/* A client that sent its message before our reply (improper
-		 * pipelining) must not have that message read as commands. */
-		if (s->io.in.len > s->io.in_off) {
-			log_info("improper pipelining after DATA from [%s]", s->peer_ip);
-			session_io_discard_input(&s->io);
-			s->phase = PH_CLOSING;
-		}
+		session_data_refused(s);
 		return;
 	}
 	if (session_name_pending(s)) {
@@ -472,6 +670,18 @@ session_bdat_chunk_done(struct smtp_session *s)
 		return;
 	}
 	session_end_message(s);
+}
+
+/* The first chunk of a BDAT transaction: the message begins, or (the
+ * global cap) every chunk up to LAST is read and refused. */
+static void
+session_bdat_begin(struct smtp_session *s)
+{
+	if (session_begin_message(s, SMTP_DATA_BDAT) == 0)
+		return;
+	s->bdat_failed = 1;
+	s->bdat_fail_reply = SESSION_INFLIGHT_REPLY;
+	s->bdat_refusal = s->bdat_fail_reply;
 }
 
 /* The chunk announced is read now. */
@@ -511,8 +721,10 @@ cmd_bdat(struct smtp_session *s, const char *arg)
 		s->bdat_refusal = "503 5.5.1 Error: need MAIL command";
 		session_error(s);
 	} else if (s->bdat_failed || s->nrcpts == 0) {
+		if (!s->bdat_failed)
+			s->bdat_fail_reply = "554 5.5.1 Error: no valid recipients";
 		s->bdat_failed = 1;
-		s->bdat_refusal = "554 5.5.1 Error: no valid recipients";
+		s->bdat_refusal = s->bdat_fail_reply;
 	} else if (!s->bdat_used) {
 		s->bdat_used = 1;
 		if (session_name_pending(s)) {
@@ -520,7 +732,7 @@ cmd_bdat(struct smtp_session *s, const char *arg)
 			session_wait_for_name(s, PH_BDAT);
 			return;
 		}
-		session_begin_message(s, SMTP_DATA_BDAT);
+		session_bdat_begin(s);
 	}
 	if (s->phase == PH_CLOSING)
 		return;
@@ -534,7 +746,7 @@ session_name_known(struct smtp_session *s)
 		session_data_start(s);
 		return;
 	}
-	session_begin_message(s, SMTP_DATA_BDAT);
+	session_bdat_begin(s);
 	session_bdat_start(s);
 }
 
@@ -549,11 +761,16 @@ session_content(struct smtp_session *s, const char *p, size_t avail)
 		s->msg_bytes += n;
 		if (done)
 			session_end_message(s);
+		else if (smtp_message_blocked(s->msg) && s->blocked_since == 0)
+			s->blocked_since = time_mono_ms();
 		return n;
 	}
 	n = avail < s->bdat_left ? avail : (size_t)s->bdat_left;
-	if (s->bdat_refusal == NULL)
-		smtp_message_feed(s->msg, p, n, &done);
+	if (s->bdat_refusal == NULL) {
+		n = smtp_message_feed(s->msg, p, n, &done);
+		if (smtp_message_blocked(s->msg) && s->blocked_since == 0)
+			s->blocked_since = time_mono_ms();
+	}
 	s->bdat_left -= n;
 	s->msg_bytes += n;
 	if (s->bdat_left == 0)

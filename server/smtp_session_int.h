@@ -36,12 +36,29 @@ enum session_phase {
 	PH_NAME_WAIT,		/* DATA/BDAT waits for the client's name */
 	PH_DATA,		/* reading DATA content */
 	PH_BDAT,		/* reading a BDAT chunk */
-	PH_COMMIT,		/* the message is with the committer */
+	PH_COMMIT,		/* the message is with the committer (or its
+				 * last records are, before the commit) */
 	PH_CLOSING,		/* sending the last replies, then close */
 	PH_CLOSED,		/* connection gone; freed once nothing is in flight */
 };
 
 struct smtp_session;
+
+/* A message given up (refused, or its transaction reset) while records of
+ * it were with the committer: freed, and its records discarded, when the
+ * last one came back. */
+struct session_dying {
+	struct smtp_message *msg;
+	struct session_dying *next;
+};
+
+/* A record of a message on its way to the committer (smtp_message.h). */
+struct session_stage {
+	struct commit_stage req;	/* first; req.arg is this */
+	struct smtp_session *s;
+	struct smtp_message *msg;
+	struct smtp_message_rec *rec;
+};
 
 /* An off-loop job of a session (offloop.h). The pool thread sees only
  * base and the inputs of the job's own struct; s and next belong to the
@@ -107,15 +124,22 @@ struct smtp_session {
 	int bdat_failed;		/* the transaction's chunks are refused
 					 * until LAST (no valid recipients) */
 	const char *bdat_refusal;	/* this chunk is read and refused so */
+	const char *bdat_fail_reply;	/* with bdat_failed: the chunks' reply */
 	uint64_t bdat_left;		/* bytes of the current chunk still to read */
 	uint64_t bdat_size;		/* size of the current chunk */
 	int bdat_last;
 	struct smtp_message *msg;	/* being received */
+	struct smtp_message_stager stager;	/* its records go through us */
 	int64_t msg_start;		/* when its content began (monotonic ms) */
 	uint64_t msg_bytes;		/* content bytes read for it so far */
+	int64_t blocked_since;		/* its buffers are all out since (0: not) */
 	queue_id_t qid;
 	struct commit_msg *commit;	/* in flight (PH_COMMIT) */
 	struct commit_msg commit_storage;
+	size_t commit_reserved;		/* inflight bytes held for it */
+	uint64_t commit_size;		/* its bytes */
+	unsigned stages;		/* records with the committer */
+	struct session_dying *dying;
 };
 
 /* smtp_session.c */
@@ -142,7 +166,13 @@ void session_command(struct smtp_session *s, const char *line);
 /* A command out of sequence: 503 5.5.1 with why; counts as an error. */
 void session_bad_sequence(struct smtp_session *s, const char *why);
 void session_txn_reset(struct smtp_session *s);
-/* Content bytes for the message in DATA or BDAT; returns bytes consumed. */
+/* The stager of the session's messages (smtp_message.h). */
+void session_stager_init(struct smtp_session *s);
+/* The message being received is given up: freed with what it staged,
+ * now or when its last record comes back. */
+void session_msg_abandon(struct smtp_session *s);
+/* Content bytes for the message in DATA or BDAT; returns bytes consumed
+ * (fewer when the message's buffers are all with the committer). */
 size_t session_content(struct smtp_session *s, const char *p, size_t avail);
 /* Recipients: refused with reply (counts: toward max_unknown_recipients);
  * accepted (250); appended without a reply; all dropped. */
@@ -156,6 +186,12 @@ void session_rcpt_clear(struct smtp_session *s);
 void session_commit(struct smtp_session *s);
 /* The message is refused at its end with reply; the transaction ends. */
 void session_message_refused(struct smtp_session *s, const char *reply);
+/* Is the message waiting for one of its records to come back? */
+int session_msg_blocked(const struct smtp_session *s);
+/* A record came back (smtp_session_stage_done): the message goes on, is
+ * committed once its last record is in, or is dropped. */
+void session_stage_back(struct smtp_session *s, struct session_stage *sg,
+    enum commit_status st);
 /* TLS is up: forget what was said in clear (RFC 3207 4.2). */
 void session_tls_started(struct smtp_session *s);
 /* The client name lookup is over (or given up): a DATA or BDAT that

@@ -85,4 +85,9 @@ void worker_run_again(struct worker *w, struct smtp_session *s);
 void worker_post_commit(struct worker *w, struct smtp_session *s,
     enum commit_status status);
 
+/* Any thread (the committer's done callback): as worker_post_commit, for
+ * a record of s's message staged with req (smtp_session_stage_done). */
+void worker_post_stage(struct worker *w, struct smtp_session *s,
+    struct commit_stage *req, enum commit_status status);
+
 #endif

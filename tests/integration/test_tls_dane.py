@@ -467,6 +467,12 @@ class DaneDaemonTest(unittest.TestCase):
         self.assertEqual(d["status"], "sent")
         self.assertTrue(d["tls"].endswith("(may)"), d)
         self.peers["127.0.0.4"].wait_messages(n + 1)
+        # the field past the first 64 KiB body record of the queue
+        pad = b"".join(b"X-Pad-%04d: %s\r\n" % (i, b"a" * 60) for i in range(1400))
+        qid, d = self.send("u@bad.dane.test",
+                           body=b"Subject: big\r\n" + pad + b"TLS-Required: No\r\n\r\nhi\r\n")
+        self.assertEqual(d["status"], "sent", d)
+        self.peers["127.0.0.4"].wait_messages(n + 2)
 
     # ---- admin views ----
 

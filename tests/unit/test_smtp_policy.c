@@ -195,6 +195,7 @@ test_message_prepend(void)
 	static const char block[] = "X-A: 1\r\nX-B: 2\r\n";
 	struct smtp_message *m = smtp_message_new(&info);
 	char reply[128], *bytes, big[5000];
+	struct smtp_message_parts parts;
 	size_t len, end;
 	int done = 0;
 
@@ -211,7 +212,9 @@ test_message_prepend(void)
 	memcpy(big + sizeof big - 3, "\r\n", 3);
 	CU_ASSERT_EQUAL(smtp_message_prepend(m, big), -1);
 	end = smtp_message_facts(m)->header_end;
-	bytes = smtp_message_take(m, &len);
+	smtp_message_take(m, &parts);
+	bytes = parts.head;
+	len = parts.head_len;
 	CU_ASSERT_EQUAL(strncmp(bytes, "X-A: 1\r\nX-B: 2\r\nReceived: from client.example", 45), 0);
 	CU_ASSERT(end < len && strcmp(bytes + end, "\r\nhi\r\n") == 0);
 	CU_ASSERT_PTR_NULL(strstr(bytes, "X-C"));

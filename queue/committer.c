@@ -29,6 +29,7 @@
 #include "lib/util.h"
 #include "queue/results.h"
 #include "queue/store.h"
+#include "queue/trace.h"
 
 #define COMMIT_BATCH_BYTES ((size_t)64 << 20)	/* bodies per transaction */
 #define COMMIT_BATCH_REQS 4096
@@ -483,6 +484,7 @@ batch_finish(struct committer *c, struct batch *b, int committed)
 	size_t inserted = 0, failed = 0, results_ok = 0, held = 0;
 	size_t discards_failed = 0;
 	void (*notify)(void *);
+	int64_t now_us;
 	void *notify_arg;
 	int full = 0, stopping;
 
@@ -536,9 +538,12 @@ batch_finish(struct committer *c, struct batch *b, int committed)
 			if (r->results[j].op == COMMIT_OP_EXPAND &&
 			    r->results[j].status == STORE_OK)
 				inserted++;
-			if (r->results[j].removed)
+			if (r->results[j].removed) {
 				log_info("%s: removed", queue_id_format(
 				    r->results[j].id, idtxt, sizeof idtxt));
+				trace_add(r->results[j].id, 0, "removed", "left the queue");
+				trace_done(r->results[j].id, time(NULL));
+			}
 		}
 	}
 	if (full)
@@ -563,6 +568,9 @@ batch_finish(struct committer *c, struct batch *b, int committed)
 
 	/* Before the done callbacks: whoever learns of the commit through
 	 * them can rely on the scheduler having been told. */
+	now_us = trace_now_us();
+	for (size_t i = 0; i < b->nmsgs; i++)
+		b->msgs[i]->durable_us = now_us;
 	if (inserted > 0 && notify != NULL)
 		notify(notify_arg);
 	for (size_t i = 0; i < b->nstages; i++)

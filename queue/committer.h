@@ -39,6 +39,8 @@ struct commit_msg {
 	size_t tail_len;
 	void (*done)(struct commit_msg *req, enum commit_status status);
 	void *arg;		/* for the caller */
+	int64_t durable_us;	/* set before done: unix us of the commit, taken
+				 * before the scheduler is told (the trace) */
 	struct commit_msg *next;	/* internal */
 };
 

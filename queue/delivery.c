@@ -19,10 +19,12 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 #include "queue/committer.h"
 #include "queue/delivery_internal.h"
 #include "queue/msg_writer.h"
+#include "queue/trace.h"
 #include "queue/store.h"
 #include "storage/maildir.h"
 
@@ -194,7 +196,9 @@ job_load(struct job_ctx *jc, struct delivery *d, struct delivery_policy *pol,
 			k++;
 			continue;
 		}
-		if (job->report)
+		if (rc->next_try == STORE_HOLD_TIME)
+			take = 0;	/* held since the job was planned */
+		else if (job->report)
 			take = RCPT_IS_FINAL(rc->state) ?
 			    (rc->flags & RCPT_F_NOTICE_PENDING) != 0 : now >= expires;
 		else
@@ -342,10 +346,35 @@ commit_wait(struct delivery *d, struct commit_results *req)
 	return w.status;
 }
 
+/* The metrics of the facts of a job: one outcome per recipient, the
+ * latency of the final ones, the bytes a remote server took. */
+static void
+job_count(struct job_ctx *jc, int64_t delay)
+{
+	int relayed = 0;
+
+	for (size_t i = 0; i < jc->nout; i++) {
+		const struct outcome *o = &jc->out[i];
+
+		if (!o->fact)
+			continue;
+		metrics_inc_label(M_DELIVERIES, o->state == RCPT_SENT ? MD_DELIVERED :
+		    o->state == RCPT_BOUNCED ? MD_BOUNCED : MD_DEFERRED);
+		if (RCPT_IS_FINAL(o->state))
+			metrics_observe(M_DELIVERY_LATENCY, (double)delay);
+		relayed |= o->state == RCPT_SENT && !jc->local;
+	}
+	if (relayed)
+		metrics_add(M_RELAYED_BYTES, jc->reader.size);
+}
+
 static void
 job_log(struct job_ctx *jc, int expansions)
 {
 	int64_t delay = time(NULL) - jc->msg.env.arrival;
+
+	if (!expansions)
+		job_count(jc, delay);
 
 	for (size_t i = 0; i < jc->nout; i++) {
 		struct outcome *o = &jc->out[i];
@@ -355,6 +384,11 @@ job_log(struct job_ctx *jc, int expansions)
 		    jc->qid, o->r->addr, o->relay[0] ? o->relay : "none",
 		    (long long)delay, o->dsn, o->tls[0] ? "tls=" : "", o->tls,
 		    o->tls[0] ? ", " : "", rcpt_state_name(o->state), o->diag);
+		trace_add(jc->msg.env.id, jc->decided_us, expansions ? "expand" : "delivery",
+		    "to=<%s> relay=%s dsn=%s status=%s (%s)%s", o->r->addr,
+		    o->relay[0] ? o->relay : "none", o->dsn, rcpt_state_name(o->state),
+		    o->diag, !expansions && o->notice != NOTICE_NONE ?
+		    "; a notice to the sender follows" : "");
 	}
 }
 
@@ -470,6 +504,7 @@ deliver_jobs(struct delivery *d, struct delivery_policy *pol,
 		if (!loaded[j])
 			continue;
 		job_decide(&jcs[j], now);
+		jcs[j].decided_us = trace_now_us();
 		job_facts(&jcs[j], &facts, &cap, now);
 	}
 	if (facts.nresults > 0)
@@ -530,7 +565,9 @@ delivery_main(void *arg)
 			while (n < LOCAL_BATCH &&
 			    (jobs[n] = scheduler_take_job(d->sched, job_is_local, pol)) != NULL)
 				n++;
+		metrics_gauge_add(M_DELIVERY_THREADS_BUSY, 1);
 		deliver_jobs(d, pol, jobs, n);
+		metrics_gauge_add(M_DELIVERY_THREADS_BUSY, -1);
 		for (size_t j = 0; j < n; j++)
 			scheduler_job_done(d->sched, jobs[j]);
 		policy_put(d, pol);
@@ -568,6 +605,7 @@ delivery_start(struct queue_store *st, struct committer *c,
 		}
 		d->nthreads++;
 	}
+	metrics_gauge_set(M_DELIVERY_THREADS, d->nthreads);
 	return d;
 }
 

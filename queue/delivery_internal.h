@@ -61,6 +61,8 @@ struct job_ctx {
 	struct outcome *out;
 	size_t nout;
 	int local;
+	int64_t decided_us;		/* unix us the outcomes were decided
+					 * (their time in the trace) */
 };
 
 /* Maildir items of a batch of local jobs, with who asked for each. */

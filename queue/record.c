@@ -10,7 +10,7 @@
 
 #include "lib/util.h"
 
-#define ENV_FLAGS_KNOWN 0x1Fu	/* enum envelope_flag */
+#define ENV_FLAGS_KNOWN 0x11Fu	/* enum envelope_flag */
 #define RET_MAX 2		/* enum dsn_ret */
 #define NOTIFY_KNOWN 0x0Fu	/* enum dsn_notify */
 
@@ -213,6 +213,49 @@ record_msg_encode(const struct envelope *env, const struct record_body *body,
 			out->data[mark] = '\0';
 		return -1;
 	}
+	return 0;
+}
+
+int
+record_msg_peek(const void *p, size_t n, int64_t *arrival_r, uint64_t *size_r,
+    unsigned *flags_r)
+{
+	struct rec_reader r = { p, n, 0 };
+	uint64_t arrival, size;
+	unsigned ret, flags, version;
+
+	version = rec_get_u8(&r);
+	if (version != 1 && version != RECORD_VERSION)
+		return -1;
+	ret = rec_get_u8(&r);
+	flags = rec_get_u32(&r);
+	arrival = rec_get_u64(&r);
+	size = rec_get_u64(&r);
+	if (r.err || ret > RET_MAX || (flags & ~ENV_FLAGS_KNOWN) != 0 ||
+	    arrival > INT64_MAX || size > RECORD_SIZE_MAX)
+		return -1;
+	if (arrival_r != NULL)
+		*arrival_r = (int64_t)arrival;
+	if (size_r != NULL)
+		*size_r = size;
+	if (flags_r != NULL)
+		*flags_r = flags;
+	return 0;
+}
+
+int
+record_msg_set_flags(void *p, size_t n, unsigned flags)
+{
+	uint8_t *b = p;
+
+	/* version (1 byte), ret (1 byte), then the flags: the same in both */
+	if (n < 6 || (b[0] != 1 && b[0] != RECORD_VERSION) ||
+	    (flags & ~ENV_FLAGS_KNOWN) != 0)
+		return -1;
+	b[2] = (uint8_t)(flags >> 24);
+	b[3] = (uint8_t)(flags >> 16);
+	b[4] = (uint8_t)(flags >> 8);
+	b[5] = (uint8_t)flags;
 	return 0;
 }
 

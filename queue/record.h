@@ -140,6 +140,18 @@ int record_msg_encode(const struct envelope *env, const struct record_body *body
 int record_msg_decode(const void *p, size_t n, struct envelope *env_r,
     struct record_body *body_r);
 
+/* The fixed fields of an envelope record without decoding its strings
+ * (for scans over the whole queue): arrival, body size and flags (each
+ * may be NULL). Returns 0, or -1 when the record is not one that
+ * record_msg_decode would take as far as those fields go. */
+int record_msg_peek(const void *p, size_t n, int64_t *arrival_r,
+    uint64_t *size_r, unsigned *flags_r);
+
+/* Sets the flags of the envelope record p[0..n) in place (either
+ * version; everything else stays as it was). Returns 0, or -1 when it is
+ * not an envelope record or a flag is unknown. */
+int record_msg_set_flags(void *p, size_t n, unsigned flags);
+
 /* Appends the recipient record of r (idx is not stored) to out. Returns 0,
  * or -1 as record_msg_encode (also for an unknown state). */
 int record_rcpt_encode(const struct queue_rcpt *r, struct buf *out);

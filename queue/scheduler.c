@@ -725,6 +725,45 @@ scheduler_in_flight(struct scheduler *s)
 	return n;
 }
 
+/* Does a rank before b (more jobs, then the name)? */
+static int
+sched_busier(const struct sched_dest_jobs *a, const struct sched_dest_jobs *b)
+{
+	return a->jobs > b->jobs || (a->jobs == b->jobs && strcmp(a->dest, b->dest) < 0);
+}
+
+size_t
+scheduler_busiest(struct scheduler *s, struct sched_dest_jobs *out, size_t max)
+{
+	size_t n = 0;
+
+	if (max == 0)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	for (size_t b = 0; b < SCHED_BUCKETS; b++) {
+		for (const struct sched_count *c = s->table[b]; c; c = c->next) {
+			struct sched_dest_jobs cand;
+			size_t i;
+
+			if (c->id != 0 || c->n == 0)
+				continue;	/* a (message, destination) count */
+			str_copy(cand.dest, c->dest, sizeof cand.dest);
+			cand.jobs = c->n;
+			if (n == max && !sched_busier(&cand, &out[n - 1]))
+				continue;
+			/* Insertion into the sorted top list. */
+			i = n < max ? n++ : max - 1;
+			while (i > 0 && sched_busier(&cand, &out[i - 1])) {
+				out[i] = out[i - 1];
+				i--;
+			}
+			out[i] = cand;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
 uint64_t
 scheduler_plan_work(struct scheduler *s)
 {

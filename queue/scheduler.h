@@ -89,6 +89,18 @@ void scheduler_job_done(struct scheduler *s, struct sched_job *job);
 /* Jobs handed out and not yet done. */
 size_t scheduler_in_flight(struct scheduler *s);
 
+/* A destination and its jobs in flight (handed out or ready). */
+struct sched_dest_jobs {
+	char dest[256];
+	unsigned jobs;
+};
+
+/* The destinations with the most jobs in flight, busiest first (ties by
+ * name), at most max of them, into out. Returns how many. One pass over
+ * the counts under the scheduler's lock (for the metrics, per scrape). */
+size_t scheduler_busiest(struct scheduler *s, struct sched_dest_jobs *out,
+    size_t max);
+
 /* Work done planning jobs: recipients looked at plus comparisons made
  * (for tests: it grows linearly with the recipients). */
 uint64_t scheduler_plan_work(struct scheduler *s);

@@ -98,6 +98,14 @@
 				 * records of any size); a queue of schema
 				 * 1 or 2 is upgraded at open */
 
+/* The next_try, and so the due time, of every recipient of a held message
+ * (ENV_HELD) that is not done: later than any real time, so that no scan
+ * finds it due and nothing expires it, and a flush leaves it alone. A
+ * recipient update of a held message keeps it there (a delivery that was
+ * under way when the hold came), and so do the targets of an alias
+ * expanded then. store_msg_hold releases it. */
+#define STORE_HOLD_TIME ((int64_t)1 << 62)
+
 enum store_status {
 	STORE_OK = 0,
 	STORE_NOTFOUND = 1,	/* no such message or recipient */
@@ -297,6 +305,21 @@ struct store_stats {
 /* Reads the counters and sizes. Returns STORE_OK or STORE_IO. */
 int store_stats_get(struct queue_store *s, struct store_stats *st_r);
 
+/* What the queue holds now, for the metrics' queue gauges. */
+struct store_size {
+	uint64_t messages;	/* messages in the queue */
+	uint64_t pending;	/* recipients still to deliver (due entries) */
+	uint64_t bytes;		/* the messages' sizes, summed */
+	int64_t oldest;		/* arrival (unix s) of the oldest message, 0 if none */
+};
+
+/* Counts what the queue holds. The sizes take a pass over every envelope
+ * (fixed fields only, in batches of short read transactions): linear in
+ * the messages, about 0.1 s a million; call it from time to time, not
+ * per message. A message added or removed meanwhile may or may not be
+ * counted. Returns STORE_OK or STORE_IO. Any thread. */
+int store_size_get(struct queue_store *s, struct store_size *sz_r);
+
 /* ---- writing ---- */
 
 struct store_wtxn;
@@ -463,6 +486,52 @@ int store_flush(struct store_wtxn *t, int64_t now, uint64_t *count_r);
  * map when it must (a full queue can still be flushed). No transaction of
  * this store may be held by the caller. */
 int store_flush_all(struct queue_store *s, int64_t now, uint64_t *count_r);
+
+/* ---- the administrator's operations (mailctl; queue/store_admin.c) ---- */
+
+/*
+ * Puts message id on hold (hold 1) or releases it (hold 0): ENV_HELD is
+ * set or cleared, and every recipient not done goes to STORE_HOLD_TIME,
+ * or from it to be due at now. *changed_r (may be NULL) is 0 when the
+ * message already was so. A delivery under way when the hold comes
+ * finishes; its outcome keeps the message held. Never refused for room.
+ * Returns STORE_OK, STORE_NOTFOUND, STORE_CORRUPT (the envelope did not
+ * decode: set aside), STORE_INVALID (now out of range), STORE_FULL,
+ * STORE_IO.
+ */
+int store_msg_hold(struct store_wtxn *t, queue_id_t id, int hold, int64_t now,
+    int *changed_r);
+
+/* store_msg_hold of every message, in transactions of their own of a
+ * bounded size (as store_flush_all); *count_r is how many changed. No
+ * transaction of this store may be held by the caller. */
+int store_hold_all(struct queue_store *s, int hold, int64_t now, uint64_t *count_r);
+
+/* Delivery of id starts over: the hold ends, and every recipient not done
+ * is due at now, the attempts of those not final counted from 0 (the
+ * backoff starts again at retry_min). Returns as store_msg_hold. */
+int store_msg_requeue(struct store_wtxn *t, queue_id_t id, int64_t now);
+
+/* id goes back to its sender now: the hold ends, and every recipient not
+ * final is BOUNCED with status and diag and its notice pending at now,
+ * so that the delivery stage sends the DSN its NOTIFY asks for (and the
+ * message leaves the queue once the notices are queued). *nbounced_r is
+ * how many bounced. Returns as store_msg_hold. */
+int store_msg_bounce(struct store_wtxn *t, queue_id_t id, int64_t now,
+    const char *status, const char *diag, size_t *nbounced_r);
+
+/* Called with the body of a message piece by piece, in order; return 0
+ * to go on, anything else to stop. */
+typedef int (*store_chunk_fn)(const char *p, size_t n, void *arg);
+
+/* Reads the body of id chunk by chunk, each copied out of a short read
+ * transaction of its own before fn sees it: neither the whole message nor
+ * a snapshot is ever held, whatever its size. Returns STORE_OK, fn's
+ * non-zero value, STORE_NOTFOUND (no such message, or it left the queue
+ * meanwhile), STORE_CORRUPT (the chunks do not make up the size the
+ * envelope records), STORE_IO. Any thread. */
+int store_body_foreach(struct queue_store *s, queue_id_t id, store_chunk_fn fn,
+    void *arg);
 
 enum store_counter {
 	STORE_CTR_RECEIVED,

@@ -168,6 +168,7 @@ store_put_msg_parts(struct store_wtxn *t, const struct envelope *env,
 	MDB_val k, v;
 	uint64_t need, staged_bytes = 0;
 	uint32_t next;
+	int64_t due = (env->flags & ENV_HELD) ? STORE_HOLD_TIME : env->arrival;
 	int st = STORE_OK, rc, marked;
 
 	if (t->dead)
@@ -204,7 +205,7 @@ store_put_msg_parts(struct store_wtxn *t, const struct envelope *env,
 			.orcpt = env->rcpts[i].orcpt,
 			.notify = env->rcpts[i].notify,
 			.state = RCPT_QUEUED,
-			.next_try = env->arrival,
+			.next_try = due,
 			.diag = "",
 		};
 		roff[i] = rrec.len;
@@ -253,7 +254,7 @@ store_put_msg_parts(struct store_wtxn *t, const struct envelope *env,
 		v = (MDB_val){ roff[i + 1] - roff[i], rrec.data + roff[i] };
 		if ((st = wput(t, s->dbi_rcpt, &k, &v, 0, "writing a recipient")))
 			goto out;
-		k = key_due(kb, env->arrival, env->id, (uint32_t)i);
+		k = key_due(kb, due, env->id, (uint32_t)i);
 		v = (MDB_val){ 0, NULL };
 		if ((st = wput(t, s->dbi_due, &k, &v, 0, "writing a due entry")))
 			goto out;
@@ -529,7 +530,10 @@ store_rcpt_update(struct store_wtxn *t, queue_id_t id, uint32_t idx,
 	set_str(&r.diag, u->diag, RECORD_DIAG_MAX - 1, 1);
 	set_str(&r.status, u->status, RECORD_STATUS_MAX, 1);
 	set_str(&r.remote_mta, u->remote_mta, RECORD_STR_MAX, 0);
-	r.next_try = u->next_try;
+	/* A held message stays held whatever an attempt under way when the
+	 * hold came decided. */
+	if (r.next_try != STORE_HOLD_TIME || RCPT_IS_DONE(r.state, r.flags))
+		r.next_try = u->next_try;
 	if ((st = rcpt_put(t, id, &r)) != STORE_OK)
 		goto out;
 	if (!RCPT_IS_DONE(r.state, r.flags) && (st = due_put(t, id, &r)) != STORE_OK)
@@ -662,7 +666,9 @@ store_rcpt_expand(struct store_wtxn *t, queue_id_t id, uint32_t idx,
 			.notify = targets[i].notify,
 			.state = RCPT_QUEUED,
 			.flags = RCPT_F_ALIAS_TARGET,
-			.next_try = next_try,
+			/* the targets of a held alias are held too */
+			.next_try = r.next_try == STORE_HOLD_TIME ? STORE_HOLD_TIME :
+			    next_try,
 			.diag = "",
 		};
 		if ((st = rcpt_put(t, id, &nr)) == STORE_OK)
@@ -703,6 +709,8 @@ flush_some(struct store_wtxn *t, int64_t now, size_t max, uint64_t *moved_r,
 
 		if (k.mv_size != KEY_DUE_LEN)
 			continue;
+		if ((int64_t)be_get64(p) >= STORE_HOLD_TIME)
+			break;	/* held: only a release makes it due */
 		if (n == max) {
 			*more_r = 1;
 			break;

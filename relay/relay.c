@@ -29,6 +29,7 @@
 #include "dns/dns.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 #include "lib/xtext.h"
 #include "relay/relay_conn.h"
@@ -796,6 +797,7 @@ sess_tls(struct relay_job *job, struct relay_sess *s, size_t hi, int plain)
 	    tls_host_policy_authenticates(hp);
 	str_format(s->prot, sizeof s->prot, "%s %s (%s)",
 	    tls_verdict_str(chk.verdict), chk.desc, chk.via);
+	metrics_inc_label(M_TLS_SESSIONS, MT_OUTBOUND);
 	/* RFC 3207 4.2: forget all we knew; ask again. */
 	memset(&s->caps, 0, sizeof s->caps);
 	if (sess_hello(job, s, 1) < 0)

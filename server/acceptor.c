@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/util.h"
 #include "server/connlimit.h"
 #include "server/runtime.h"
@@ -207,6 +208,7 @@ acceptor_accept(struct acceptor *a, const struct listener *l)
 			return;
 		}
 		a->pause_ms = ACCEPT_PAUSE_MIN_MS;
+		metrics_inc(M_CONNECTIONS);
 		rt = runtime_current();
 		ok = connlimit_acquire((struct sockaddr *)&peer,
 		    rt->cfg->max_connections, rt->cfg->max_connections_per_ip) == 0;
@@ -214,6 +216,8 @@ acceptor_accept(struct acceptor *a, const struct listener *l)
 		if (!ok) {
 			static const char msg[] = "421 4.7.0 Error: too many connections\r\n";
 			ssize_t r = send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL);
+
+			metrics_inc_label(M_REJECTIONS, MR_CONNECTION_LIMIT);
 			(void)r;
 			close(fd);
 			continue;

@@ -32,6 +32,9 @@
 #include "lib/util.h"
 #include "filter/endpoint.h"
 #include "filter/policy.h"
+#include "server/dnsbl.h"
+#include "server/ratelimit.h"
+#include "server/metrics_http.h"
 #include "server/tls.h"
 
 #define CONFIG_LINE_MAX 4096		/* bytes per line, without the newline */
@@ -627,30 +630,65 @@ key_auth_plaintext_networks(struct config_parse *p, const struct config_key *k, 
 	    &p->cfg->nauth_plaintext_networks);
 }
 
-/* Accounts (user@domain), lower-cased. */
+/* Addresses into *listp / *np, lower-cased: user@domain; with patterns,
+ * @domain (every address there) and <> (the null sender) too. */
 static void
-key_auth_any_sender(struct config_parse *p, const struct config_key *k, char *value)
+config_address_list(struct config_parse *p, const struct config_key *k, char *value,
+    int patterns, char ***listp, size_t *np)
 {
-	struct config *cfg = p->cfg;
 	char *cursor = value, *item, *at;
 
 	while ((item = config_next_item(&cursor)) != NULL) {
 		at = strrchr(item, '@');
-		if (at == NULL || at == item || strlen(item) > 320 ||
-		    !config_valid_domain(at + 1)) {
-			config_error(p, p->lineno, "%s: '%s' is not an account (user@domain)",
-			    k->name, SHOW(item));
+		if (!(patterns && strcmp(item, "<>") == 0) &&
+		    (at == NULL || (at == item && !patterns) || strlen(item) > 320 ||
+		    !config_valid_domain(at + 1))) {
+			config_error(p, p->lineno, patterns ?
+			    "%s: '%s' is not user@domain, @domain or <>" :
+			    "%s: '%s' is not an account (user@domain)", k->name, SHOW(item));
 			continue;
 		}
-		if (cfg->nauth_any_sender >= CONFIG_LIST_MAX) {
+		if (*np >= CONFIG_LIST_MAX) {
 			config_error(p, p->lineno, "%s: too many entries (at most %d)", k->name,
 			    CONFIG_LIST_MAX);
 			return;
 		}
-		cfg->auth_any_sender = xrealloc(cfg->auth_any_sender,
-		    (cfg->nauth_any_sender + 1) * sizeof *cfg->auth_any_sender);
-		cfg->auth_any_sender[cfg->nauth_any_sender++] = str_lower(xstrdup(item));
+		*listp = xrealloc(*listp, (*np + 1) * sizeof **listp);
+		(*listp)[(*np)++] = str_lower(xstrdup(item));
 	}
+}
+
+/* Accounts (user@domain), lower-cased. */
+static void
+key_auth_any_sender(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_address_list(p, k, value, 0, &p->cfg->auth_any_sender,
+	    &p->cfg->nauth_any_sender);
+}
+
+static void
+key_hold_senders(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_address_list(p, k, value, 1, &p->cfg->hold_senders, &p->cfg->nhold_senders);
+}
+
+static void
+key_hold_recipients(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_address_list(p, k, value, 1, &p->cfg->hold_recipients,
+	    &p->cfg->nhold_recipients);
+}
+
+static void
+key_hold_users(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_address_list(p, k, value, 0, &p->cfg->hold_users, &p->cfg->nhold_users);
+}
+
+static void
+key_hold_clients(struct config_parse *p, const struct config_key *k, char *value)
+{
+	config_network_list(p, k, value, &p->cfg->hold_clients, &p->cfg->nhold_clients);
 }
 
 /* "[host]:port", "host:port", "[host]" or "host"; the host a domain name or
@@ -974,6 +1012,110 @@ key_policy_stages(struct config_parse *p, const struct config_key *k, char *valu
 	}
 }
 
+/* yes or no into an int field. */
+static void
+key_yesno(struct config_parse *p, const struct config_key *k, char *value)
+{
+	if (strcmp(value, "yes") == 0)
+		*FIELD(p, k, int) = 1;
+	else if (strcmp(value, "no") == 0)
+		*FIELD(p, k, int) = 0;
+	else
+		config_error(p, p->lineno, "%s: '%s' is not yes or no", k->name, SHOW(value));
+}
+
+static void
+key_authserv_id(struct config_parse *p, const struct config_key *k, char *value)
+{
+	/* RFC 8601 2.5: a token; a domain name in practice. */
+	if (strlen(value) >= sizeof p->cfg->authserv_id ||
+	    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789.-_") != strlen(value)) {
+		config_error(p, p->lineno, "%s: '%s' is not a host name", k->name,
+		    SHOW(value));
+		return;
+	}
+	str_copy(p->cfg->authserv_id, value, sizeof p->cfg->authserv_id);
+}
+
+static void
+key_auth_tempfail(struct config_parse *p, const struct config_key *k, char *value)
+{
+	if (strcmp(value, "defer") == 0)
+		p->cfg->auth_tempfail_defer = 1;
+	else if (strcmp(value, "accept") == 0)
+		p->cfg->auth_tempfail_defer = 0;
+	else
+		config_error(p, p->lineno, "%s: '%s' is not defer or accept", k->name,
+		    SHOW(value));
+}
+
+/* dkim_sign = DOMAIN SELECTOR KEYFILE; the key is loaded with the
+ * runtime (runtime.c), so that -t and SIGHUP check it. */
+static void
+key_dkim_sign(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct config *cfg = p->cfg;
+	char *cursor = value, *item[4];
+	size_t n = 0;
+
+	while (n < 4 && (item[n] = config_next_item(&cursor)) != NULL)
+		n++;
+	if (n != 3) {
+		config_error(p, p->lineno, "%s: want DOMAIN SELECTOR KEYFILE", k->name);
+		return;
+	}
+	if (!config_valid_domain(item[0]) || !config_valid_domain(item[1]) ||
+	    strchr(item[0], '.') == NULL) {
+		config_error(p, p->lineno, "%s: '%s' '%s' is not a domain and a selector",
+		    k->name, SHOW(item[0]), SHOW(item[1]));
+		return;
+	}
+	if (access(item[2], R_OK) != 0) {
+		config_error(p, p->lineno, "%s: %s: %s", k->name, SHOW(item[2]),
+		    strerror(errno));
+		return;
+	}
+	cfg->dkim_sign = xrealloc(cfg->dkim_sign, (cfg->ndkim_sign + 1) *
+	    sizeof *cfg->dkim_sign);
+	cfg->dkim_sign[cfg->ndkim_sign].domain = xstrdup(item[0]);
+	cfg->dkim_sign[cfg->ndkim_sign].selector = xstrdup(item[1]);
+	cfg->dkim_sign[cfg->ndkim_sign].key_file = xstrdup(item[2]);
+	cfg->ndkim_sign++;
+}
+
+/* "ADDR:PORT" or "[ADDR]:PORT", numeric (metrics_http_parse_addr). */
+static void
+key_metrics_listen(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	char why[128];
+
+	if (metrics_http_parse_addr(value, &sa, &salen, why, sizeof why) < 0) {
+		config_error(p, p->lineno, "%s: '%s': %s", k->name, SHOW(value), why);
+		return;
+	}
+	p->cfg->metrics_listen = xstrdup(value);
+}
+
+/* "zone[=weight] ..." (dnsbl_zones_parse). */
+static void
+key_dnsbl(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct dnsbl_zone *zones = xcalloc(DNSBL_MAX_ZONES, sizeof *zones);
+	char why[256];
+	size_t n = 0;
+
+	if (dnsbl_zones_parse(value, zones, DNSBL_MAX_ZONES, &n, why, sizeof why) < 0) {
+		config_error(p, p->lineno, "%s: %s", k->name, why);
+		free(zones);
+		return;
+	}
+	p->cfg->dnsbl = zones;
+	p->cfg->ndnsbl = n;
+}
+
 #define OFF(field) offsetof(struct config, field)
 
 static const struct config_key config_keys[] = {
@@ -1043,6 +1185,31 @@ static const struct config_key config_keys[] = {
 	{ "policy_timeout", key_duration, OFF(policy_timeout), 1, HOUR, 0 },
 	{ "policy_stages", key_policy_stages, 0, 0, 0, 0 },
 	{ "max_inflight_data", key_size, OFF(max_inflight_data), MIB, TIB, 0 },
+	{ "auth_checks", key_yesno, OFF(auth_checks), 0, 0, 0 },
+	{ "authserv_id", key_authserv_id, 0, 0, 0, 0 },
+	{ "spf_reject", key_yesno, OFF(spf_reject), 0, 0, 0 },
+	{ "dmarc_reject", key_yesno, OFF(dmarc_reject), 0, 0, 0 },
+	{ "auth_tempfail", key_auth_tempfail, 0, 0, 0, 0 },
+	{ "dkim_sign", key_dkim_sign, 0, 0, 0, KEY_REPEAT },
+	{ "metrics_listen", key_metrics_listen, 0, 0, 0, 0 },
+	{ "rate_window", key_duration, OFF(rate_window), 1, DAY, 0 },
+	{ "max_connection_rate", key_unsigned, OFF(max_connection_rate), 0, 100000000, 0 },
+	{ "max_message_rate", key_unsigned, OFF(max_message_rate), 0, 100000000, 0 },
+	{ "max_recipient_rate", key_unsigned, OFF(max_recipient_rate), 0, 100000000, 0 },
+	{ "max_unknown_recipient_rate", key_unsigned, OFF(max_unknown_recipient_rate), 0,
+	    100000000, 0 },
+	{ "account_max_messages", key_unsigned, OFF(account_max_messages), 0, 100000000, 0 },
+	{ "account_max_recipients", key_unsigned, OFF(account_max_recipients), 0,
+	    RATELIMIT_ACCOUNT_RECIPIENTS_MAX, 0 },
+	{ "dnsbl", key_dnsbl, 0, 0, 0, KEY_EMPTY_OK },
+	{ "dnsbl_threshold", key_int, OFF(dnsbl_threshold), 1, 10000, 0 },
+	{ "pregreet_ttl", key_duration, OFF(pregreet_ttl), 0, 30 * DAY, 0 },
+	{ "hold_senders", key_hold_senders, 0, 0, 0, KEY_EMPTY_OK },
+	{ "hold_recipients", key_hold_recipients, 0, 0, 0, KEY_EMPTY_OK },
+	{ "hold_clients", key_hold_clients, 0, 0, 0, KEY_EMPTY_OK },
+	{ "hold_users", key_hold_users, 0, 0, 0, KEY_EMPTY_OK },
+	{ "hold_new_accounts", key_duration, OFF(hold_new_accounts), 0, 365 * DAY, 0 },
+	{ "trace_retention", key_duration, OFF(trace_retention), 0, 365 * DAY, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1190,6 +1357,15 @@ config_set_defaults(struct config *cfg)
 	cfg->auth_service_timeout = 30;
 	cfg->policy_timeout = 100;
 	cfg->policy_stages = CONFIG_POLICY_RCPT;
+	cfg->auth_checks = 1;
+	cfg->spf_reject = 1;
+	cfg->dmarc_reject = 1;
+	cfg->rate_window = MINUTE;
+	cfg->account_max_messages = 1000;
+	cfg->account_max_recipients = 1000;
+	cfg->dnsbl_threshold = 1;
+	cfg->pregreet_ttl = DAY;
+	cfg->trace_retention = 7 * DAY;
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and
@@ -1211,6 +1387,8 @@ config_finish(struct config_parse *p)
 			config_error(p, 0, "hostname: the system's name '%s' is not a valid "
 			    "domain name; set hostname", SHOW(name));
 	}
+	if (cfg->authserv_id[0] == '\0')
+		str_copy(cfg->authserv_id, cfg->hostname, sizeof cfg->authserv_id);
 	if (config_key_line(p, "listen") == 0) {
 		char text[] = "127.0.0.1:2525";
 		struct listen_spec ls;
@@ -1262,6 +1440,14 @@ config_finish(struct config_parse *p)
 }
 
 static void
+config_free_list(char **list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(list[i]);
+	free(list);
+}
+
+static void
 config_free(struct config *cfg)
 {
 	size_t i;
@@ -1280,6 +1466,12 @@ config_free(struct config *cfg)
 	free(cfg->relay_networks);
 	free(cfg->auth_plaintext_networks);
 	free(cfg->tls_priority);
+	free(cfg->metrics_listen);
+	free(cfg->dnsbl);
+	config_free_list(cfg->hold_senders, cfg->nhold_senders);
+	config_free_list(cfg->hold_recipients, cfg->nhold_recipients);
+	config_free_list(cfg->hold_users, cfg->nhold_users);
+	free(cfg->hold_clients);
 	for (i = 0; i < cfg->nauth_any_sender; i++)
 		free(cfg->auth_any_sender[i]);
 	free(cfg->auth_any_sender);
@@ -1288,6 +1480,12 @@ config_free(struct config *cfg)
 		free(cfg->policy_services[i]);
 	free(cfg->policy_services);
 	free(cfg->policy_default_action);
+	for (i = 0; i < cfg->ndkim_sign; i++) {
+		free(cfg->dkim_sign[i].domain);
+		free(cfg->dkim_sign[i].selector);
+		free(cfg->dkim_sign[i].key_file);
+	}
+	free(cfg->dkim_sign);
 	for (i = 0; i < cfg->nrelay_domains; i++)
 		free(cfg->relay_domains[i]);
 	free(cfg->relay_domains);

@@ -24,6 +24,8 @@
 
 #include "lib/netaddr.h"
 
+struct dnsbl_zone;
+
 enum listen_kind { LISTEN_SMTP, LISTEN_SUBMISSION, LISTEN_SMTPS };
 /* Outbound TLS levels, in the order of enum tls_level (relay/tls_policy_map.h). */
 enum tls_outbound { TLS_OUT_NONE, TLS_OUT_MAY, TLS_OUT_ENCRYPT, TLS_OUT_VERIFY,
@@ -146,6 +148,44 @@ struct config {
 	size_t max_inflight_data;	/* message buffers of every session
 					 * together: 256M; over it a new
 					 * DATA/BDAT gets 451 4.3.2 */
+
+	/* Mail authentication (README "Mail authentication"). */
+	int auth_checks;		/* SPF, DKIM and DMARC on mail from
+					 * outside (not relay_networks, not
+					 * authenticated): yes */
+	char authserv_id[256];		/* in Authentication-Results: hostname */
+	int spf_reject;			/* SPF fail: 550 at MAIL FROM: yes */
+	int dmarc_reject;		/* DMARC reject: 550 at the end: yes */
+	int auth_tempfail_defer;	/* auth_tempfail = defer: 451; accept */
+	struct config_dkim_sign {
+		char *domain, *selector, *key_file;
+	} *dkim_sign;			/* signing keys: none */
+	size_t ndkim_sign;
+	/* Operations and abuse control (README "Operations"). */
+	char *metrics_listen;		/* "ADDR:PORT" of the metrics endpoint; NULL: off */
+	unsigned rate_window;		/* seconds of the client rates: 1m */
+	unsigned max_connection_rate;	/* per client and rate_window: 0 (off) */
+	unsigned max_message_rate;	/* MAILs per client and rate_window: 0 */
+	unsigned max_recipient_rate;	/* RCPTs per client and rate_window: 0 */
+	unsigned max_unknown_recipient_rate; /* 550 5.1.1 per client and window: 0 */
+	unsigned account_max_messages;	/* per authenticated account and day: 1000 */
+	unsigned account_max_recipients; /* distinct, per account and day: 1000 */
+	struct dnsbl_zone *dnsbl;	/* lists asked at connect: none */
+	size_t ndnsbl;
+	int dnsbl_threshold;		/* refuse at this score: 1 */
+	unsigned pregreet_ttl;		/* a client that waited for the greeting
+					 * is not delayed again for: 1d */
+	char **hold_senders;		/* hold rules (server/hold.h), lower case: */
+	size_t nhold_senders;		/* user@domain, @domain or <> */
+	char **hold_recipients;
+	size_t nhold_recipients;
+	struct cidr *hold_clients;
+	size_t nhold_clients;
+	char **hold_users;		/* accounts, lower case */
+	size_t nhold_users;
+	unsigned hold_new_accounts;	/* seconds; 0: off */
+	unsigned trace_retention;	/* a message's trace is kept this long
+					 * after it left the queue: 7d */
 
 	int refs;			/* atomic; managed by config_ref/unref */
 };

@@ -5,16 +5,23 @@
  *                              | flush | stats
  *   mailctl [-c FILE] tls DOMAIN
  *   mailctl [-c FILE] [--json] tls-report DOMAIN [--date YYYY-MM-DD]
+ *   mailctl [-c FILE] hold ID... | hold all | release ID... | release all
+ *                   | requeue ID... | bounce ID... | cat ID
+ *   mailctl [-c FILE] [--json] trace ID | sessions
  *   mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] [--out FILE]
  *
  * It reads queue_dir and queue_map_size from the config file (default
  * ./mailserver.conf) and opens the LMDB queue directly, so it works
- * whether the daemon runs or not: reads (queue, show, stats) use a
- * read-only environment and short read transactions; delete and flush
- * take LMDB's writer lock for one short, fully synced transaction.
- * --json (anywhere on the line) gives JSON for queue, show and stats, and
- * the RFC 8460 JSON report for tls-report. tls and tls-report read the
- * outbound TLS state (server/mailctl_tls.h).
+ * whether the daemon runs or not: reads (queue, show, stats, cat) use a
+ * read-only environment and short read transactions; delete, flush,
+ * hold, release, requeue and bounce take LMDB's writer lock for short,
+ * fully synced transactions (mailctl_admin.c).
+ * trace reads <queue_dir>/trace (queue/trace.h); the commands that change
+ * a message add an event to its trace (mailctl_trace.c). sessions asks
+ * the running daemon through its control socket (server/control.h).
+ * tls and tls-report read the outbound TLS state (server/mailctl_tls.h).
+ * --json (anywhere on the line) gives JSON for queue, show, stats and
+ * trace, and the RFC 8460 JSON report for tls-report.
  *
  * Exit codes: 0 done, 1 runtime failure (e.g. an ID not in the queue),
  * 2 usage error or bad config.
@@ -34,17 +41,14 @@
 #include "queue/envelope.h"
 #include "queue/record.h"
 #include "queue/store.h"
+#include "queue/trace.h"
 #include "server/config.h"
 #include "server/mailctl_tls.h"
+#include "server/control.h"
+#include "server/mailctl_int.h"
 
 #define MAILCTL_HEADERS_MAX (256 * 1024)	/* bytes of a body read by show */
 
-struct mailctl {
-	int json;
-	FILE *out;
-	size_t nmsgs;		/* queue listing counters */
-	size_t nrcpts;
-};
 
 static void
 usage(FILE *f)
@@ -53,131 +57,11 @@ usage(FILE *f)
 	    "delete ID... | delete all | flush | stats\n"
 	    "       mailctl [-c FILE] tls DOMAIN\n"
 	    "       mailctl [-c FILE] [--json] tls-report DOMAIN [--date YYYY-MM-DD]\n"
+	    "       mailctl [-c FILE] hold ID... | hold all | release ID... | "
+	    "release all | requeue ID... | bounce ID... | cat ID\n"
+	    "       mailctl [-c FILE] [--json] trace ID | sessions\n"
 	    "       mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] "
 	    "[--out FILE]\n");
-}
-
-/* ---- output helpers ---- */
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t
-utf8_seq_len(const unsigned char *s, size_t n)
-{
-	size_t len;
-	uint32_t cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xC2 && s[0] <= 0xDF)
-		len = 2, cp = s[0] & 0x1F;
-	else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-		len = 3, cp = s[0] & 0x0F;
-	else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-		len = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3F);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 ||
-	    cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return len;
-}
-
-/* Writes s (n bytes) as a JSON string: quotes, escapes, and invalid
- * UTF-8 replaced by U+FFFD, so the output is always valid JSON. */
-static void
-json_strn(FILE *f, const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-
-	fputc('"', f);
-	while (i < n) {
-		unsigned char ch = p[i];
-		size_t len;
-
-		switch (ch) {
-		case '"':
-			fputs("\\\"", f);
-			i++;
-			continue;
-		case '\\':
-			fputs("\\\\", f);
-			i++;
-			continue;
-		case '\n':
-			fputs("\\n", f);
-			i++;
-			continue;
-		case '\r':
-			fputs("\\r", f);
-			i++;
-			continue;
-		case '\t':
-			fputs("\\t", f);
-			i++;
-			continue;
-		}
-		if (ch < 0x20 || ch == 0x7F) {
-			fprintf(f, "\\u%04x", ch);
-			i++;
-			continue;
-		}
-		len = utf8_seq_len(p + i, n - i);
-		if (len == 0) {
-			fputs("\\ufffd", f);
-			i++;
-			continue;
-		}
-		fwrite(p + i, 1, len, f);
-		i += len;
-	}
-	fputc('"', f);
-}
-
-static void
-json_str(FILE *f, const char *s)
-{
-	if (s == NULL)
-		fputs("null", f);
-	else
-		json_strn(f, s, strlen(s));
-}
-
-/* Writes s (n bytes) for a terminal: control bytes other than tab
- * become '?', so stored text cannot drive the terminal. */
-static void
-text_strn(FILE *f, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)s[i];
-		fputc(ch < 0x20 && ch != '\t' ? '?' : ch == 0x7F ? '?' : ch, f);
-	}
-}
-
-static void
-text_str(FILE *f, const char *s)
-{
-	if (s != NULL)
-		text_strn(f, s, strlen(s));
-}
-
-static char *
-iso_time(int64_t t, char *out, size_t outsize)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(out, outsize, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(out, outsize, "%" PRId64, t);
-	return out;
 }
 
 static const char *
@@ -215,7 +99,7 @@ flags_text(FILE *f, unsigned flags, int json)
 	} names[] = {
 		{ ENV_8BITMIME, "8bitmime" }, { ENV_SMTPUTF8, "smtputf8" },
 		{ ENV_TLS, "tls" }, { ENV_NOTICE, "notice" },
-		{ ENV_REQUIRETLS, "requiretls" },
+		{ ENV_REQUIRETLS, "requiretls" }, { ENV_HELD, "held" },
 	};
 	int first = 1;
 
@@ -251,7 +135,9 @@ print_rcpt_json(FILE *f, const struct queue_rcpt *r)
 	fprintf(f, ",\"notify\":\"%s\",\"state\":\"%s\",\"attempts\":%" PRIu32,
 	    notify_text(r->notify, nbuf, sizeof nbuf), rcpt_state_name(r->state),
 	    r->attempts);
-	if (pending)
+	if (r->next_try == STORE_HOLD_TIME)
+		fputs(",\"next_try\":null,\"next_try_time\":\"held\"", f);
+	else if (pending)
 		fprintf(f, ",\"next_try\":%" PRId64 ",\"next_try_time\":\"%s\"",
 		    r->next_try, iso_time(r->next_try, tbuf, sizeof tbuf));
 	else
@@ -276,7 +162,9 @@ print_rcpt_text(FILE *f, const struct queue_rcpt *r)
 	text_str(f, r->addr);
 	fprintf(f, "> %s, attempts %" PRIu32, rcpt_state_name(r->state),
 	    r->attempts);
-	if (r->state == RCPT_QUEUED || r->state == RCPT_DEFERRED)
+	if (r->next_try == STORE_HOLD_TIME)
+		fputs(", held", f);
+	else if (r->state == RCPT_QUEUED || r->state == RCPT_DEFERRED)
 		fprintf(f, ", next try %s", iso_time(r->next_try, tbuf, sizeof tbuf));
 	if (r->diag != NULL && r->diag[0] != '\0') {
 		fputs(", last: ", f);
@@ -299,7 +187,8 @@ queue_cb(const struct queue_msg *m, void *arg)
 		    mc->nmsgs ? "," : "", id, m->env.arrival,
 		    iso_time(m->env.arrival, tbuf, sizeof tbuf), m->size);
 		json_str(f, m->env.sender);
-		fputs(",\"recipients\":[", f);
+		fprintf(f, ",\"held\":%s,\"recipients\":[",
+		    (m->env.flags & ENV_HELD) ? "true" : "false");
 		for (size_t i = 0; i < m->nrcpts; i++) {
 			if (i > 0)
 				fputc(',', f);
@@ -310,7 +199,7 @@ queue_cb(const struct queue_msg *m, void *arg)
 		fprintf(f, "%s  %s  %" PRIu64 " bytes  <", id,
 		    iso_time(m->env.arrival, tbuf, sizeof tbuf), m->size);
 		text_str(f, m->env.sender);
-		fputs(">\n", f);
+		fputs((m->env.flags & ENV_HELD) ? ">  HELD\n" : ">\n", f);
 		for (size_t i = 0; i < m->nrcpts; i++)
 			print_rcpt_text(f, &m->rcpts[i]);
 		fputc('\n', f);
@@ -397,15 +286,6 @@ read_head(struct queue_store *s, queue_id_t id, char **body_r, size_t *len_r)
 	}
 	*body_r = buf_steal(&head, len_r);
 	return STORE_OK;
-}
-
-static int
-not_in_queue(const char *arg)
-{
-	fprintf(stderr, "mailctl: ");
-	text_str(stderr, arg);
-	fprintf(stderr, ": not in the queue\n");
-	return 1;
 }
 
 static int
@@ -595,10 +475,12 @@ cmd_delete(struct mailctl *mc, struct queue_store *s, char **ids, int nids)
 		fprintf(stderr, "mailctl: delete: %s\n", store_status_text(st));
 		return 1;
 	}
-	for (int i = 0; i < nids; i++)
-		if (ok[i] != 0)
-			fprintf(mc->out, "%s: deleted\n",
-			    queue_id_format(ok[i], idtxt, sizeof idtxt));
+	for (int i = 0; i < nids; i++) {
+		if (ok[i] == 0)
+			continue;
+		fprintf(mc->out, "%s: deleted\n", queue_id_format(ok[i], idtxt, sizeof idtxt));
+		mailctl_trace_note(mc, ok[i], "deleted", 1);
+	}
 	free(ok);
 	return failed ? 1 : 0;
 }
@@ -747,6 +629,13 @@ main(int argc, char **argv)
 	}
 	if (!((strcmp(cmd, "queue") == 0 && nwords == 1) ||
 	    (strcmp(cmd, "show") == 0 && nwords == 2) ||
+	    (strcmp(cmd, "cat") == 0 && nwords == 2) ||
+	    (strcmp(cmd, "trace") == 0 && nwords == 2) ||
+	    (strcmp(cmd, "sessions") == 0 && nwords == 1) ||
+	    (strcmp(cmd, "hold") == 0 && nwords >= 2) ||
+	    (strcmp(cmd, "release") == 0 && nwords >= 2) ||
+	    (strcmp(cmd, "requeue") == 0 && nwords >= 2) ||
+	    (strcmp(cmd, "bounce") == 0 && nwords >= 2) ||
 	    (strcmp(cmd, "delete") == 0 && nwords >= 2) ||
 	    (strcmp(cmd, "flush") == 0 && nwords == 1) ||
 	    (strcmp(cmd, "stats") == 0 && nwords == 1))) {
@@ -758,7 +647,27 @@ main(int argc, char **argv)
 		free(words);
 		return 2;
 	}
-	writes = strcmp(cmd, "delete") == 0 || strcmp(cmd, "flush") == 0;
+	mc.cfg = cfg;
+	if (strcmp(cmd, "sessions") == 0) {
+		char cerr[512];
+
+		rc = control_ask(cfg->queue_dir, mc.json ? "sessions json" : "sessions",
+		    stdout, cerr, sizeof cerr) < 0;
+		if (rc)
+			fprintf(stderr, "mailctl: sessions: %s\n", cerr);
+		config_unref(&cfg);
+		free(words);
+		return rc;
+	}
+	if (strcmp(cmd, "trace") == 0) {
+		rc = mailctl_trace(&mc, words[1]);
+		config_unref(&cfg);
+		free(words);
+		return rc;
+	}
+	writes = strcmp(cmd, "delete") == 0 || strcmp(cmd, "flush") == 0 ||
+	    strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0 ||
+	    strcmp(cmd, "requeue") == 0 || strcmp(cmd, "bounce") == 0;
 	s = store_open(cfg->queue_dir, cfg->queue_map_size,
 	    writes ? 0 : STORE_RDONLY, err, sizeof err);
 	if (s == NULL) {
@@ -775,9 +684,18 @@ main(int argc, char **argv)
 		rc = cmd_stats(&mc, s);
 	else if (strcmp(cmd, "flush") == 0)
 		rc = cmd_flush(&mc, s);
+	else if (strcmp(cmd, "cat") == 0)
+		rc = mailctl_cat(&mc, s, words[1]);
+	else if (strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0)
+		rc = mailctl_hold(&mc, s, words + 1, nwords - 1, cmd[0] == 'h');
+	else if (strcmp(cmd, "requeue") == 0)
+		rc = mailctl_requeue(&mc, s, words + 1, nwords - 1);
+	else if (strcmp(cmd, "bounce") == 0)
+		rc = mailctl_bounce(&mc, s, words + 1, nwords - 1);
 	else
 		rc = cmd_delete(&mc, s, words + 1, nwords - 1);
 	store_close(&s);
+	trace_db_close(&mc.trace);
 	config_unref(&cfg);
 	free(words);
 	if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -30,11 +30,18 @@
 #include "relay/mta_sts_fetch.h"
 #include "relay/tls_report.h"
 #include "relay/tls_store.h"
+#include "queue/trace.h"
 #include "server/acceptor.h"
 #include "server/connlimit.h"
+#include "server/control.h"
+#include "server/daemon_metrics.h"
+#include "server/hold.h"
 #include "server/offloop.h"
 #include "server/policy.h"
+#include "server/pregreet.h"
+#include "server/ratelimit.h"
 #include "server/runtime.h"
+#include "server/sdnotify.h"
 #include "server/worker.h"
 
 #define DAEMON_PASSWORD_QUEUE 1024	/* logins waiting for a hasher */
@@ -42,6 +49,9 @@
 #define DAEMON_LOOKUP_QUEUE 8192
 #define DAEMON_FILTER_THREADS 32	/* each waits on one filter daemon's answer */
 #define DAEMON_FILTER_QUEUE 8192
+#define DAEMON_RATE_CLIENTS 100000	/* clients the rate limits remember */
+#define DAEMON_RATE_ACCOUNTS 10000	/* accounts the quotas remember */
+#define DAEMON_GREETED_CLIENTS 100000	/* the greeting test's whitelist */
 
 struct daemon {
 	const char *config_path;
@@ -56,6 +66,8 @@ struct daemon {
 	struct worker_pools pools;
 	struct acceptor *acceptor;
 	struct listener_set listeners;
+	struct daemon_metrics *metrics;
+	struct control *control;	/* <queue_dir>/control (mailctl sessions) */
 };
 
 static void
@@ -178,6 +190,60 @@ ensure_std_fds(void)
 	return 0;
 }
 
+/* The control socket's answers (on its thread; the workers are fixed
+ * while it runs). */
+static void
+daemon_control(enum control_request req, FILE *out, void *arg)
+{
+	struct daemon *d = arg;
+	int json = req == CONTROL_SESSIONS_JSON;
+	size_t n = 0;
+
+	if (json)
+		fputs("{\"sessions\":[", out);
+	else
+		fprintf(out, "%-39s %-10s %-9s %8s %10s %4s  %s  %s  %s\n", "CLIENT",
+		    "LISTENER", "STATE", "AGE", "BYTES", "MSGS", "TLS", "USER", "HELO");
+	for (size_t i = 0; i < d->nworkers; i++)
+		n += worker_describe(d->workers[i], out, json, n);
+	if (json)
+		fputs("]}\n", out);
+}
+
+/* A failed notice to systemd is worth a warning, never a stop. */
+static void
+daemon_notify(int rc)
+{
+	if (rc < 0)
+		log_warn("sd_notify: cannot reach $NOTIFY_SOCKET");
+}
+
+/* READY=1 with a status line: the daemon serves (at start, and after a
+ * reload). */
+static void
+daemon_notify_ready(struct daemon *d)
+{
+	char status[SDNOTIFY_STATUS_MAX];
+
+	snprintf(status, sizeof status, "serving: %zu listeners, %zu session workers",
+	    d->listeners.n, d->nworkers);
+	daemon_notify(sdnotify_ready(status));
+}
+
+/* The rate limits of cfg. */
+static void
+rate_limits_of(const struct config *cfg, struct ratelimit_limits *l)
+{
+	memset(l, 0, sizeof *l);
+	l->window = cfg->rate_window;
+	l->connections = cfg->max_connection_rate;
+	l->messages = cfg->max_message_rate;
+	l->recipients = cfg->max_recipient_rate;
+	l->unknown_recipients = cfg->max_unknown_recipient_rate;
+	l->account_messages = cfg->account_max_messages;
+	l->account_recipients = cfg->account_max_recipients;
+}
+
 /* Loads the config again; on any problem logs it and keeps the old one. */
 static void
 daemon_reload(struct daemon *d)
@@ -188,6 +254,7 @@ daemon_reload(struct daemon *d)
 	struct runtime *cur = runtime_current();
 	struct runtime *rt = runtime_load(d->config_path, errs, cur);
 	struct delivery_policy *policy;
+	struct ratelimit_limits limits;
 	struct listener_set set;
 
 	fclose(errs);
@@ -214,12 +281,20 @@ daemon_reload(struct daemon *d)
 	acceptor_update(d->acceptor, &set);
 	listener_set_retire(&d->listeners, &set);
 	d->listeners = set;
+	if (daemon_metrics_listen(d->metrics, rt->cfg->metrics_listen, err, sizeof err) < 0)
+		log_error("reload: metrics_listen: %s; the endpoint stays as it was", err);
 	if (log_open(rt->cfg->log_file) < 0)
 		log_error("reload: log_file %s: %s", rt->cfg->log_file, strerror(errno));
 	log_set_level(rt->cfg->log_level);
 	scheduler_set_limit(d->scheduler, rt->cfg->max_per_destination);
+	trace_set_retention(rt->cfg->trace_retention);
+	rate_limits_of(rt->cfg, &limits);
+	ratelimit_set_limits(d->pools.rates, &limits);
 	delivery_set_policy(d->delivery, policy);
 	runtime_swap(rt);
+	/* New accounts are seen once they may log in (the process keeps a
+	 * reference to the snapshot just made current). */
+	hold_accounts_update(d->pools.accounts, rt->udb, time(NULL));
 	log_info("reloaded %s", d->config_path);
 }
 
@@ -304,7 +379,9 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	struct timespec tick = { 0, 50 * 1000 * 1000 };
 
 	acceptor_stop(&d->acceptor);
+	control_stop(&d->control);
 	listener_set_retire(&d->listeners, &none);
+	daemon_metrics_stop(&d->metrics);
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_drain(d->workers[i]);
 	/* Wait for the sessions to end; a second SIGTERM or SIGINT cuts the
@@ -328,6 +405,7 @@ daemon_stop(struct daemon *d, unsigned timeout)
 		/* Deliveries hang on remote servers. Everything acknowledged
 		 * is already durable and those recipients are still queued. */
 		scheduler_join(d->scheduler);
+		trace_stop();
 		log_info("stopped");
 		_exit(0);
 	}
@@ -340,6 +418,9 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	offloop_stop(&d->pools.passwords);
 	offloop_stop(&d->pools.lookups);
 	offloop_stop(&d->pools.filters);
+	ratelimit_free(&d->pools.rates);
+	pregreet_free(&d->pools.greeted);
+	hold_accounts_free(&d->pools.accounts);
 	committer_stop(&d->committer);
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_stop(&d->workers[i]);
@@ -347,16 +428,24 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	scheduler_free(&d->scheduler);
 	store_close(&d->store);
 	tls_store_close(&d->tls);
+	trace_stop();
 }
 
-/* The off-loop pools: password hashing is CPU work, one thread per core
- * at most; lookups mostly wait, so more of them; filter daemons have a
- * pool of their own, so a slow one never holds up the client lookups. */
+/* What the sessions share: the off-loop pools (password hashing is CPU
+ * work, one thread per core at most; lookups mostly wait, so more of
+ * them; filter daemons have a pool of their own, so a slow one never
+ * holds up the client lookups), and the tables of abuse control, which
+ * outlive reloads. */
 static int
-daemon_start_pools(struct daemon *d)
+daemon_start_pools(struct daemon *d, const struct config *cfg)
 {
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned hashers = cores < 1 ? 1 : cores > 8 ? 8 : (unsigned)cores;
+	struct ratelimit_limits limits;
+
+	rate_limits_of(cfg, &limits);
+	d->pools.rates = ratelimit_new(DAEMON_RATE_CLIENTS, DAEMON_RATE_ACCOUNTS, &limits);
+	d->pools.greeted = pregreet_new(DAEMON_GREETED_CLIENTS);
 
 	d->pools.passwords = offloop_start("password", hashers, DAEMON_PASSWORD_QUEUE);
 	d->pools.lookups = offloop_start("lookup", DAEMON_LOOKUP_THREADS,
@@ -455,6 +544,15 @@ main(int argc, char **argv)
 		log_error("queue %s: %s", cfg->queue_dir, err);
 		return 1;
 	}
+	if (trace_start(cfg->queue_dir, cfg->trace_retention, err, sizeof err) < 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	if ((d.pools.accounts = hold_accounts_open(cfg->queue_dir, err, sizeof err)) == NULL) {
+		log_error("hold: %s", err);
+		return 1;
+	}
+	hold_accounts_update(d.pools.accounts, rt->udb, time(NULL));
 	if ((d.committer = committer_start(d.store)) == NULL)
 		return 1;
 	committer_set_panic(d.committer, daemon_queue_panic, NULL);
@@ -469,31 +567,47 @@ main(int argc, char **argv)
 		    (unsigned)cfg->delivery_threads);
 	}
 	runtime_swap(runtime_ref(rt));
-	if (daemon_start_pools(&d) < 0)
+	d.metrics = daemon_metrics_start(d.store, d.scheduler);
+	if (daemon_metrics_listen(d.metrics, cfg->metrics_listen, err, sizeof err) < 0) {
+		log_error("metrics_listen: %s", err);
+		return 1;
+	}
+	if (daemon_start_pools(&d, cfg) < 0)
 		return 1;
 	d.nworkers = (size_t)cfg->session_workers;
 	d.workers = xcalloc(d.nworkers, sizeof *d.workers);
 	for (size_t i = 0; i < d.nworkers; i++)
 		if ((d.workers[i] = worker_start((int)i, d.committer, &d.pools)) == NULL)
 			return 1;
+	if ((d.control = control_start(cfg->queue_dir, daemon_control, &d, err,
+	    sizeof err)) == NULL) {
+		log_error("%s", err);
+		return 1;
+	}
 	if ((d.acceptor = acceptor_start(&d.listeners, d.workers, d.nworkers)) == NULL)
 		return 1;
 	log_info("mailserver started: %zu listeners, %zu session workers, hostname %s",
 	    d.listeners.n, d.nworkers, cfg->hostname);
+	daemon_notify_ready(&d);
 
 	daemon_tls_upkeep(&d);
 	for (;;) {
-		/* Woken at least hourly for the daily upkeep. */
-		struct timespec hour = { 3600, 0 };
+		struct timespec tick = { 1, 0 };
 
-		sig = sigtimedwait(&sigs, NULL, &hour);
+		/* The housekeeping of the main thread runs about once a
+		 * second, between signals; the TLS upkeep is daily. */
+		sig = sigtimedwait(&sigs, NULL, &tick);
 		daemon_tls_upkeep(&d);
-		if (sig < 0)
+		if (sig < 0) {
+			daemon_metrics_tick(d.metrics);
 			continue;
+		}
 		if (sig == SIGTERM || sig == SIGINT)
 			break;
 		if (sig == SIGHUP) {
+			daemon_notify(sdnotify_reloading());
 			daemon_reload(&d);
+			daemon_notify_ready(&d);
 		} else if (sig == SIGUSR2) {
 			log_reopen();
 			daemon_log_stats(&d);
@@ -502,6 +616,7 @@ main(int argc, char **argv)
 		}
 	}
 	log_info("stopping (signal %d)", sig);
+	daemon_notify(sdnotify_stopping("stopping: finishing sessions and deliveries"));
 	{
 		struct runtime *cur = runtime_current();
 		unsigned timeout = cur->cfg->shutdown_timeout;

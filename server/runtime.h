@@ -1,9 +1,9 @@
 /*
  * runtime: one consistent snapshot of what the config decides: the parsed
  * config, the users and aliases, the TLS credentials, the resolver of
- * the sessions, the filter daemons they ask (Dovecot's auth service,
- * policy services, with their idle connections) and the outbound
- * tls_policy map. SIGHUP builds a
+ * the sessions, the mail authentication resolver and signing keys,
+ * the filter daemons they ask (Dovecot's auth service, policy services,
+ * with their idle connections) and the outbound tls_policy map. SIGHUP builds a
  * new snapshot and swaps it in; sessions and threads keep the snapshot they
  * started with (by reference) until they finish.
  *
@@ -17,11 +17,14 @@
 
 #include <stdio.h>
 
+#include "auth/auth_dns.h"
+#include "auth/dkim_keyring.h"
 #include "dns/dns.h"
 #include "relay/tls_policy_map.h"
 #include "server/config.h"
 #include "server/smtp_auth_dovecot.h"
 #include "server/smtp_policy.h"
+#include "server/dnsbl.h"
 #include "server/tls.h"
 #include "storage/userdb.h"
 
@@ -36,6 +39,14 @@ struct runtime {
 	struct auth_dovecot *dovecot;	/* auth_service = dovecot:...; NULL
 					 * when users_file checks passwords */
 	struct smtp_policy_services *policy;	/* policy_services; NULL: none */
+	struct dns_resolver *auth_resolver;	/* SPF, DKIM and DMARC lookups
+					 * (dns_timeout, dns_attempts); NULL
+					 * without auth_checks */
+	struct auth_dns *auth_dns;	/* auth/'s view of it */
+	struct dkim_keyring *dkim_keys;	/* dkim_sign; NULL: none */
+	struct dnsbl *dnsbl;		/* the `dnsbl` lists, or NULL */
+	struct dns_resolver *dnsbl_dns;	/* their lookups: dns_timeout per
+					 * query, dns_attempts rounds */
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 

@@ -103,6 +103,7 @@ session_auth_failed(struct smtp_session *s, const char *user)
 	int blocked;
 
 	session_auth_done(s);
+	metrics_inc_label(M_AUTH, MA_FAILURE);
 	session_auth_limits(s, &lim);
 	delay = auth_throttle_failed((const struct sockaddr *)&s->peer, now, &lim,
 	    &failures, &blocked);
@@ -134,6 +135,8 @@ session_auth_succeeded(struct smtp_session *s, const char *user)
 	str_copy(s->auth_user, user, sizeof s->auth_user);
 	s->may_relay = 1;
 	auth_throttle_succeeded((const struct sockaddr *)&s->peer);
+	metrics_inc_label(M_AUTH, MA_SUCCESS);
+	s->trace_auth_us = session_trace_now();
 	log_info("auth: client=[%s] sasl_method=%s sasl_username=%s",
 	    s->peer_ip, s->auth_mech, user);
 	session_reply(s, "235 2.7.0 Authentication successful");

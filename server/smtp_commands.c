@@ -40,6 +40,7 @@ session_txn_reset(struct smtp_session *s)
 {
 	session_rcpt_clear(s);
 	session_policy_txn_reset(s);
+	session_mailauth_txn_reset(s);
 	s->in_txn = 0;
 	s->bdat_used = 0;
 	s->bdat_failed = 0;
@@ -215,6 +216,7 @@ session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 
 	s->qid = queue_id_next();
 	info.id = s->qid;
+	session_mailauth_begin(s, &info);
 	s->msg = smtp_message_new(&info);
 	s->msg_start = time_mono_ms();
 	s->msg_bytes = 0;
@@ -261,6 +263,8 @@ session_commit_final(struct smtp_session *s)
 	    (s->mail.requiretls ? ENV_REQUIRETLS : 0);
 	env->rcpts = s->rcpts;
 	env->nrcpts = s->nrcpts;
+	if (session_hold_check(s, env))
+		env->flags |= ENV_HELD;
 	s->rcpts = NULL;
 	s->nrcpts = s->caprcpts = 0;
 	smtp_message_take(s->msg, &parts);
@@ -275,6 +279,7 @@ session_commit_final(struct smtp_session *s)
 	c->done = session_commit_cb;
 	c->arg = s;
 	s->commit = c;
+	s->commit_us = metrics_clock_us();
 	s->phase = PH_COMMIT;
 	committer_submit(worker_committer(s->w), c);
 }
@@ -325,7 +330,7 @@ session_end_message(struct smtp_session *s)
 		/* A client that delivers mail is not idling or probing. */
 		s->junk = 0;
 		s->refused_rcpts = 0;
-		if (session_policy_end_message(s))
+		if (session_mailauth_end_message(s))
 			return;	/* it goes on there */
 		session_commit(s);
 		return;
@@ -338,6 +343,7 @@ session_message_refused(struct smtp_session *s, const char *reply)
 {
 	session_reply(s, "%s", reply);
 	queue_stats_add_rejected(1);
+	metrics_inc_label(M_REJECTIONS, session_reply_reason(reply));
 	log_info("reject: %s from [%s]: %s", s->mail.addr, s->peer_ip, reply);
 	session_txn_reset(s);
 	session_set_deadline(s);
@@ -388,6 +394,7 @@ cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
 	session_txn_reset(s);
 	str_copy(s->helo, name, sizeof s->helo);
 	s->helo_seen = 1;
+	s->trace_helo_us = session_trace_now();
 	s->esmtp = esmtp;
 	return 0;
 }
@@ -440,6 +447,7 @@ cmd_mail(struct smtp_session *s, const char *arg)
 	}
 	if (s->kind != LISTEN_SMTP && s->auth_user[0] == '\0') {
 		session_reply(s, "530 5.7.0 Authentication required");
+		metrics_inc_label(M_REJECTIONS, MR_AUTH_REQUIRED);
 		return;
 	}
 	if (arg == NULL || smtp_parse_mail(arg, &s->mail, err, sizeof err) < 0) {
@@ -467,6 +475,7 @@ cmd_mail(struct smtp_session *s, const char *arg)
 	if (s->mail.size > s->cfg->max_message_size) {
 		session_reply(s, "552 5.3.4 Message size exceeds fixed limit");
 		queue_stats_add_rejected(1);
+		metrics_inc_label(M_REJECTIONS, MR_MESSAGE_SIZE);
 		memset(&s->mail, 0, sizeof s->mail);
 		return;
 	}
@@ -481,10 +490,24 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		log_info("reject: MAIL from [%s]: 553 <%s> not owned by sasl_username=%s",
 		    s->peer_ip, s->mail.addr, s->auth_user);
 		queue_stats_add_rejected(1);
+		metrics_inc_label(M_REJECTIONS, MR_SENDER_MISMATCH);
 		memset(&s->mail, 0, sizeof s->mail);
 		return;
 	}
+	if (session_rate_mail(s)) {
+		memset(&s->mail, 0, sizeof s->mail);
+		return;
+	}
+	if (session_mailauth_mail(s))
+		return;		/* the reply comes after the SPF check */
+	session_mail_accepted(s);
+}
+
+void
+session_mail_accepted(struct smtp_session *s)
+{
 	s->in_txn = 1;
+	s->trace_mail_us = session_trace_now();
 	session_reply(s, "250 2.1.0 Ok");
 }
 
@@ -539,8 +562,11 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 	}
 	if (s->nrcpts >= s->cfg->max_recipients) {
 		session_reply(s, "452 4.5.3 Error: too many recipients");
+		metrics_inc_label(M_REJECTIONS, MR_RECIPIENT_LIMIT);
 		return;
 	}
+	if (session_rate_rcpt(s, r.addr))
+		return;
 	if ((deny = session_rcpt_policy(s, r.addr)) != NULL) {
 		session_rcpt_refuse(s, r.addr, deny, 1);
 		return;
@@ -555,8 +581,11 @@ session_rcpt_refuse(struct smtp_session *s, const char *addr, const char *reply,
     int counts)
 {
 	session_reply(s, "%s", reply);
+	if (strncmp(reply, "550 5.1.1", 9) == 0)
+		session_rate_unknown(s);
 	log_info("reject: RCPT from [%s]: %.3s <%s>", s->peer_ip, reply, addr);
 	queue_stats_add_rejected(1);
+	metrics_inc_label(M_REJECTIONS, session_reply_reason(reply));
 	/* Refused recipients are not bad commands: a list with a few
 	 * stale addresses goes on; a harvest of names does not. */
 	if (counts && ++s->refused_rcpts >= s->cfg->max_unknown_recipients) {
@@ -585,6 +614,7 @@ void
 session_rcpt_accept(struct smtp_session *s, const struct smtp_rcpt_args *r)
 {
 	session_rcpt_append(s, r->addr, r->orcpt[0] ? r->orcpt : NULL, r->notify);
+	s->trace_rcpt_us = session_trace_now();
 	session_reply(s, "250 2.1.5 Ok");
 }
 
@@ -854,6 +884,8 @@ void
 session_tls_started(struct smtp_session *s)
 {
 	tls_describe(s->io.tls, s->tls_desc, sizeof s->tls_desc);
+	s->trace_tls_us = session_trace_now();
+	metrics_inc_label(M_TLS_SESSIONS, MT_INBOUND);
 	/* RFC 3207 4.2: forget everything said before TLS, a login
 	 * included; a new EHLO is needed. */
 	s->helo_seen = 0;
@@ -865,7 +897,7 @@ session_tls_started(struct smtp_session *s)
 	s->phase = PH_COMMAND;
 	session_set_deadline(s);
 	if (s->kind == LISTEN_SMTPS)
-		session_reply(s, "220 %s ESMTP mailserver", s->cfg->hostname);
+		session_admit(s);
 }
 
 #define CMD_NEEDS_ARG 0x1	/* argument required (else 501) */

@@ -93,6 +93,7 @@ session_mode(const struct smtp_session *s)
 	case PH_COMMIT:
 	case PH_AUTH_CHECK:
 	case PH_POLICY:
+	case PH_MAILAUTH:
 	case PH_AUTH_DELAY:
 	case PH_NAME_WAIT:
 		return SESSION_IO_HELD;
@@ -103,16 +104,6 @@ session_mode(const struct smtp_session *s)
 		return session_msg_blocked(s) ? SESSION_IO_STAGING :
 		    SESSION_IO_INPUT;
 	}
-}
-
-/* A client that talks before our greeting (RFC 5321 4.3.1) is refused. */
-static void
-session_pregreet(struct smtp_session *s)
-{
-	log_info("pregreet from [%s]: refused", s->peer_ip);
-	session_reply(s, "554 5.5.1 Error: SMTP protocol synchronization");
-	s->phase = PH_CLOSING;
-	session_io_discard_input(&s->io);
 }
 
 /* Hands buffered input to the state machine until it runs out or the
@@ -130,6 +121,7 @@ session_process(struct smtp_session *s)
 
 		switch (s->phase) {
 		case PH_GREET_WAIT:
+			/* RFC 5321 4.3.1: the client waits for the greeting. */
 			session_pregreet(s);
 			return;
 		case PH_COMMAND:
@@ -182,6 +174,7 @@ session_end(struct smtp_session *s)
 	if (s->io.fd >= 0) {
 		session_io_close(&s->io);
 		connlimit_release((struct sockaddr *)&s->peer);
+		metrics_observe_since(M_SESSION_DURATION, s->start_us);
 		log_debug("disconnect from [%s]", s->peer_ip);
 	}
 	s->phase = PH_CLOSED;
@@ -209,6 +202,7 @@ session_run(struct smtp_session *s)
 
 		if (session_mode(s) == SESSION_IO_INPUT)
 			got = session_io_read(io);
+		s->bytes_in += got;
 		session_process(s);
 		if (got > 0 && (s->phase == PH_DATA || s->phase == PH_BDAT))
 			session_set_deadline(s);
@@ -410,7 +404,14 @@ smtp_session_commit_done(struct smtp_session *s, enum commit_status st)
 		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queued)", id,
 		    c->env.sender, (unsigned long long)s->commit_size,
 		    c->env.nrcpts);
+		metrics_inc(M_MESSAGES_RECEIVED);
+		metrics_add(M_RECIPIENTS_RECEIVED, c->env.nrcpts);
+		metrics_add(M_RECEIVED_BYTES, s->commit_size);
+		metrics_observe_since(M_COMMIT_LATENCY, s->commit_us);
+		session_trace_queued(s, c);
+		s->messages++;
 	} else {
+		metrics_inc_label(M_REJECTIONS, MR_QUEUE_FULL);
 		log_warn("%s: from=<%s>: queue commit failed (%s)", id, c->env.sender,
 		    st == COMMIT_FULL ? "queue full" : "I/O error");
 		/* Nothing of it is visible; what it staged goes too. */
@@ -441,6 +442,8 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 {
 	if (s->io.fd < 0)
 		return -1;
+	if (s->phase == PH_GREET_WAIT)
+		return session_greet_due(s, now) ? session_run(s) : 0;
 	if (s->phase == PH_AUTH_DELAY) {
 		if (now < s->wake)
 			return 0;
@@ -460,14 +463,9 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 	 * records on their way to the queue) are not the client's slowness. */
 	if (now < s->deadline || s->phase == PH_COMMIT ||
 	    s->phase == PH_AUTH_CHECK || s->phase == PH_POLICY ||
+	    s->phase == PH_MAILAUTH ||
 	    session_msg_blocked(s))
 		return 0;
-	if (s->phase == PH_GREET_WAIT) {
-		s->phase = PH_COMMAND;
-		session_reply(s, "220 %s ESMTP mailserver", s->cfg->hostname);
-		session_set_deadline(s);
-		return session_run(s);
-	}
 	if (s->deadline_rate)
 		log_info("timeout from [%s]: message data slower than %zu bytes/s",
 		    s->peer_ip, s->cfg->min_data_rate);
@@ -514,10 +512,10 @@ smtp_session_new(struct worker *w, int fd, const struct sockaddr *peer,
 {
 	struct smtp_session *s = xcalloc(1, sizeof *s);
 	int one = 1;
-	char c;
 
 	s->w = w;
 	s->kind = kind;
+	s->start_us = metrics_clock_us();
 	memcpy(&s->peer, peer, peerlen);
 	sockaddr_ntop(peer, s->peer_ip, sizeof s->peer_ip);
 	if (strncmp(s->peer_ip, "::ffff:", 7) == 0 && strchr(s->peer_ip + 7, '.'))
@@ -543,14 +541,8 @@ smtp_session_new(struct worker *w, int fd, const struct sockaddr *peer,
 			smtp_session_free(&s);
 			return NULL;
 		}
-	} else if (s->cfg->greeting_delay > 0) {
-		s->phase = PH_GREET_WAIT;
-		s->deadline = time_mono_ms() + (int64_t)s->cfg->greeting_delay * 1000;
-		worker_timer_hint(w, s->deadline);
-	} else if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
-		session_pregreet(s);
 	} else {
-		session_reply(s, "220 %s ESMTP mailserver", s->cfg->hostname);
+		session_admit(s);
 	}
 	if (session_run(s) < 0) {
 		smtp_session_free(&s);
@@ -574,8 +566,10 @@ smtp_session_free(struct smtp_session **sp)
 	session_end(s);
 	smtp_sasl_clear(&s->sasl);
 	session_dovecot_free(s);
+	session_abuse_free(s);
 	session_txn_reset(s);
 	session_policy_free(s);
+	session_mailauth_free(s);
 	free(s->rcpts);
 	smtp_cmd_parser_free(&s->cp);
 	runtime_unref(&s->rt);

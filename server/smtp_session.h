@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
 #include "queue/committer.h"
@@ -70,6 +71,14 @@ int smtp_session_can_free(const struct smtp_session *s);
 
 /* Closes the connection (if still open) and frees s; sets *sp to NULL. */
 void smtp_session_free(struct smtp_session **sp);
+
+/* One line about s for `mailctl sessions` (smtp_describe.c): client,
+ * listener, state, age, bytes received, messages queued, TLS, AUTH user,
+ * HELO name; a JSON object (preceded by a comma unless first) with json
+ * set, else a text line. Every text field is cut to printable ASCII
+ * without quotes or backslashes, so neither form needs escaping.
+ * Worker-thread only. */
+void smtp_session_describe(const struct smtp_session *s, FILE *f, int json, int first);
 
 /* The worker's index of s in its session table (worker-thread only). */
 size_t *smtp_session_slot(struct smtp_session *s);

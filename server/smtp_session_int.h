@@ -7,6 +7,7 @@
  *   session_io.c     socket, TLS and what the session waits for
  *   smtp_message.c   message assembly
  *   session_policy.c the policy services at RCPT and the end of data
+ *   session_mailauth.c SPF, DKIM and DMARC checks; DKIM signing
  *
  * Threads: everything here runs on the session's worker thread.
  */
@@ -16,6 +17,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "lib/metrics.h"
 #include "queue/committer.h"
 #include "server/config.h"
 #include "server/offloop.h"
@@ -32,6 +34,7 @@ enum session_phase {
 	PH_AUTH,		/* reading a SASL response line */
 	PH_AUTH_CHECK,		/* the password is checked off the loop */
 	PH_POLICY,		/* the policy services are asked off the loop */
+	PH_MAILAUTH,		/* SPF, DKIM, DMARC or signing off the loop */
 	PH_AUTH_DELAY,		/* the answer to a failed login waits */
 	PH_NAME_WAIT,		/* DATA/BDAT waits for the client's name */
 	PH_DATA,		/* reading DATA content */
@@ -114,6 +117,8 @@ struct smtp_session {
 
 	/* policy services (smtp_policy.c); NULL until first asked */
 	struct session_policy *policy;
+	/* mail authentication (session_mailauth.c); NULL until needed */
+	struct session_mailauth *mailauth;
 
 	/* the mail transaction */
 	int in_txn;
@@ -140,6 +145,25 @@ struct smtp_session {
 	uint64_t commit_size;		/* its bytes */
 	unsigned stages;		/* records with the committer */
 	struct session_dying *dying;
+
+	/* operations: metrics */
+	int64_t start_us;		/* connected (metrics_clock_us) */
+	uint64_t bytes_in;		/* received, commands and data */
+	unsigned messages;		/* queued in this session */
+	int64_t commit_us;		/* the message went to the committer */
+
+	/* operations: abuse control (smtp_ops.c) */
+	int rate_exempt;		/* relay_networks: no client rates, no DNSBL */
+	int greet_delayed;		/* the greeting test applies to this client */
+	int64_t greet_at;		/* PH_GREET_WAIT: the greeting is due then */
+	struct session_job *dnsbl_job;	/* the DNSBL lookups, in flight */
+	int64_t dnsbl_deadline;		/* the greeting waits for them until then */
+	char *dnsbl_refusal;		/* listed: the 554 sent instead of 220 */
+	char *hold_why;			/* the hold rule that holds the message */
+
+	/* operations: the trace (smtp_trace.c), unix us; 0: not yet */
+	int64_t trace_helo_us, trace_tls_us, trace_auth_us;
+	int64_t trace_mail_us, trace_rcpt_us;
 };
 
 /* smtp_session.c */
@@ -220,6 +244,22 @@ int session_sender_owned(const struct smtp_session *s, const char *sender);
  * throttle counts it, 535 (maybe after a delay) or 421. */
 void session_auth_failed(struct smtp_session *s, const char *user);
 
+/* session_mailauth.c (README "Mail authentication") */
+/* MAIL FROM passed the session's checks: 1 when SPF is checked off the
+ * loop (the reply comes then), 0 to accept now (session_mail_accepted). */
+int session_mailauth_mail(struct smtp_session *s);
+/* A message begins: the DKIM verifier or signer taps its content. */
+void session_mailauth_begin(struct smtp_session *s,
+    struct smtp_message_info *info);
+/* The message passed its own checks: checked or signed off the loop, then
+ * the policy services (session_policy_end_message) and the commit.
+ * Returns 1 when it goes on there, 0 to commit now. */
+int session_mailauth_end_message(struct smtp_session *s);
+void session_mailauth_txn_reset(struct smtp_session *s);
+void session_mailauth_free(struct smtp_session *s);
+/* MAIL FROM is accepted: the transaction begins (250). */
+void session_mail_accepted(struct smtp_session *s);
+
 /* session_policy.c (the policy services: smtp_policy.h) */
 /* RCPT r passed the session's own checks. Returns 1 when the policy
  * services decide it (the answer comes later, in PH_POLICY, or was
@@ -247,5 +287,37 @@ int session_dovecot_mechanisms(struct smtp_session *s, char *out, size_t outsize
 void session_dovecot_drop(struct smtp_session *s);
 /* The session ends. */
 void session_dovecot_free(struct smtp_session *s);
+
+/* smtp_ops.c: abuse control, the counting of refusals, hold rules */
+/* The metrics reason (enum metric_reason) of a refusal reply. */
+unsigned session_reply_reason(const char *reply);
+/* The connection is up (TLS too, for smtps): the connection rate, the
+ * DNSBL lookups and the greeting test decide when the 220 goes, or
+ * whether the client is refused instead. */
+void session_admit(struct smtp_session *s);
+/* PH_GREET_WAIT at now: sends the greeting (or the refusal) when its
+ * time has come. Returns 1 when it did. */
+int session_greet_due(struct smtp_session *s, int64_t now);
+/* The client talked before the greeting: 554 5.5.1 and close. */
+void session_pregreet(struct smtp_session *s);
+/* MAIL: the client's message rate, or the account's messages of the day.
+ * Returns 1 after replying with a refusal. */
+int session_rate_mail(struct smtp_session *s);
+/* RCPT of addr: the client's recipient rates, or the account's distinct
+ * recipients of the day. Returns 1 after replying with a refusal. */
+int session_rate_rcpt(struct smtp_session *s, const char *addr);
+/* A recipient was refused as unknown (550 5.1.1). */
+void session_rate_unknown(struct smtp_session *s);
+/* Does a hold rule hold the message of env (about to be committed)?
+ * Logs `ID: held: RULE` when one does. */
+int session_hold_check(struct smtp_session *s, const struct envelope *env);
+/* Frees what abuse control holds (at the session's end). */
+void session_abuse_free(struct smtp_session *s);
+
+/* smtp_trace.c */
+/* The time for the trace_*_us fields. */
+int64_t session_trace_now(void);
+/* The message of c was committed: its events until now go to the trace. */
+void session_trace_queued(struct smtp_session *s, const struct commit_msg *c);
 
 #endif

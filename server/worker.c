@@ -51,6 +51,8 @@ struct worker {
 	int drain;
 	int stop;
 	int halted;			/* main thread: the thread was joined */
+	struct worker_describe_req *describe;	/* asked, not yet answered */
+	pthread_cond_t described;	/* signalled when it was answered */
 
 	/* worker thread only */
 	struct smtp_session **sessions;
@@ -204,6 +206,35 @@ worker_post_job(struct offloop_sink *sink, struct offloop_job *job)
 	worker_wake(w);
 }
 
+/* A worker_describe waiting for the worker's thread. */
+struct worker_describe_req {
+	FILE *f;
+	int json;
+	size_t first;			/* sessions already written before */
+	size_t n;
+	int done;
+};
+
+static void
+worker_take_describe(struct worker *w)
+{
+	struct worker_describe_req *req;
+
+	pthread_mutex_lock(&w->lock);
+	req = w->describe;
+	w->describe = NULL;
+	pthread_mutex_unlock(&w->lock);
+	if (req == NULL)
+		return;
+	for (size_t i = 0; i < w->nsessions; i++)
+		smtp_session_describe(w->sessions[i], req->f, req->json,
+		    req->first + req->n++ == 0);
+	pthread_mutex_lock(&w->lock);
+	req->done = 1;
+	pthread_cond_broadcast(&w->described);
+	pthread_mutex_unlock(&w->lock);
+}
+
 static void
 worker_drain_all(struct worker *w)
 {
@@ -273,6 +304,7 @@ worker_main(void *arg)
 		worker_take_jobs(w);
 		worker_take_dones(w);
 		worker_take_conns(w);
+		worker_take_describe(w);
 		if (w->draining && !was_draining) {
 			was_draining = 1;
 			worker_drain_all(w);
@@ -303,6 +335,7 @@ worker_start(int index, struct committer *c, const struct worker_pools *pools)
 		w->pools = *pools;
 	w->sink.post = worker_post_job;
 	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->described, NULL);
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (w->epfd < 0 || w->evfd < 0 ||
@@ -349,6 +382,22 @@ worker_post_commit(struct worker *w, struct smtp_session *s,
 	w->dones = d;
 	pthread_mutex_unlock(&w->lock);
 	worker_wake(w);
+}
+
+size_t
+worker_describe(struct worker *w, FILE *f, int json, size_t first)
+{
+	struct worker_describe_req req = { f, json, first, 0, 0 };
+
+	pthread_mutex_lock(&w->lock);
+	w->describe = &req;
+	pthread_mutex_unlock(&w->lock);
+	worker_wake(w);
+	pthread_mutex_lock(&w->lock);
+	while (!req.done)
+		pthread_cond_wait(&w->described, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+	return req.n;
 }
 
 void
@@ -425,6 +474,7 @@ worker_stop(struct worker **wp)
 	free(w->ready);
 	close(w->epfd);
 	close(w->evfd);
+	pthread_cond_destroy(&w->described);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
 }

@@ -513,6 +513,15 @@ userdb_free(struct userdb **dbp)
 	*dbp = NULL;
 }
 
+void
+userdb_foreach_user(const struct userdb *db, void (*fn)(const char *user, void *arg),
+    void *arg)
+{
+	for (size_t i = 0; db != NULL && i < db->users.cap; i++)
+		if (db->users.slots[i].key != NULL)
+			fn(db->users.slots[i].key, arg);
+}
+
 int
 userdb_has_users(const struct userdb *db)
 {

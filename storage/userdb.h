@@ -28,6 +28,11 @@ struct userdb *userdb_load(const char *users_file, const char *aliases_file,
     FILE *errs);
 void userdb_free(struct userdb **dbp);
 
+/* Calls fn with each user of the users file (lower-cased user@domain),
+ * in no particular order. */
+void userdb_foreach_user(const struct userdb *db, void (*fn)(const char *user,
+    void *arg), void *arg);
+
 /* Does a users file exist (so that unknown local parts are rejected)? */
 int userdb_has_users(const struct userdb *db);
 

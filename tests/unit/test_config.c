@@ -311,6 +311,22 @@ chk_policy(const struct config *c)
 	    c->policy_stages == (CONFIG_POLICY_RCPT | CONFIG_POLICY_EOM);
 }
 static int chk_policy_eom(const struct config *c) { return c->policy_stages == CONFIG_POLICY_EOM; }
+static int
+chk_mailauth_default(const struct config *c)
+{
+	return c->auth_checks == 1 && c->spf_reject == 1 && c->dmarc_reject == 1 &&
+	    c->auth_tempfail_defer == 0 && c->ndkim_sign == 0 &&
+	    strcmp(c->authserv_id, c->hostname) == 0;
+}
+static int
+chk_mailauth(const struct config *c)
+{
+	return c->auth_checks == 0 && c->spf_reject == 0 && c->dmarc_reject == 0 &&
+	    c->auth_tempfail_defer == 1 && strcmp(c->authserv_id, "auth.example.org") == 0 &&
+	    c->ndkim_sign == 2 && strcmp(c->dkim_sign[1].domain, "example.org") == 0 &&
+	    strcmp(c->dkim_sign[1].selector, "ed") == 0 &&
+	    strcmp(c->dkim_sign[1].key_file, "/dev/null") == 0;
+}
 static int chk_users_file_service(const struct config *c) { return c->auth_dovecot == NULL; }
 static int chk_prio(const struct config *c) { return c->tls_priority != NULL &&
     strcmp(c->tls_priority, "NORMAL:-VERS-TLS1.0") == 0; }
@@ -407,6 +423,10 @@ test_good_lines(void)
 		  "policy_services = inet:[::1]:9998\npolicy_default_action = DEFER policy down\n"
 		  "policy_timeout = 20s\npolicy_stages = rcpt end_of_data", chk_policy },
 		{ "policy_stages = end_of_data", chk_policy_eom },
+		{ "max_errors = 3", chk_mailauth_default },
+		{ "auth_checks = no\nspf_reject = no\ndmarc_reject = no\nauth_tempfail = defer\n"
+		  "authserv_id = auth.example.org\ndkim_sign = example.org rsa /dev/null\n"
+		  "dkim_sign = example.org ed /dev/null", chk_mailauth },
 		{ "  \t max_recipients\t=\t7   # seven\r\n# = nothing\n\n   \n#", chk_comment },
 	};
 
@@ -524,6 +544,14 @@ test_bad_lines(void)
 		{ "policy_default_action = 650 no", "not a policy action", 1 },
 		{ "policy_default_action =", "missing value", 1 },
 		{ "policy_stages = rcpt data", "is not rcpt or end_of_data", 1 },
+		{ "auth_checks = maybe", "is not yes or no", 1 },
+		{ "spf_reject = 1", "is not yes or no", 1 },
+		{ "auth_tempfail = later", "is not defer or accept", 1 },
+		{ "authserv_id = a;b", "is not a host name", 1 },
+		{ "dkim_sign = example.org sel", "want DOMAIN SELECTOR KEYFILE", 1 },
+		{ "dkim_sign = example.org sel /dev/null extra", "want DOMAIN SELECTOR KEYFILE", 1 },
+		{ "dkim_sign = localhost sel /dev/null", "is not a domain and a selector", 1 },
+		{ "dkim_sign = example.org sel /nonexistent/key.pem", "No such file", 1 },
 		{ "policy_timeout = 2h", "out of range", 1 },
 		{ "max_junk_commands = 0", "out of range", 1 },
 		{ "max_unknown_recipients = 0", "out of range", 1 },

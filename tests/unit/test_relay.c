@@ -675,15 +675,15 @@ static const char simple_body[] =
 
 /* Bodies are read through a reader in pieces of MSG_PIECE bytes, so
  * that the encoder's state (line ends, dot-stuffing, folding) crosses
- * piece boundaries everywhere; readers are kept (reachable) to the end. */
+ * piece boundaries everywhere; readers are kept (reachable) to the end
+ * (the list is shared by the threads of the concurrent test). */
 #define MSG_PIECE 5
 static struct msg_reader {
 	struct body_reader r;
 	struct body_mem m;
 	struct msg_reader *next;
 } *msg_readers;
-/* The concurrent deliveries make their messages on several threads. */
-static pthread_mutex_t msg_readers_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t msg_readers_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 msg_init(struct relay_msg *m, const char *body)
@@ -691,10 +691,10 @@ msg_init(struct relay_msg *m, const char *body)
 	struct msg_reader *mr = xcalloc(1, sizeof *mr);
 
 	body_reader_mem(&mr->r, &mr->m, body, strlen(body), MSG_PIECE);
-	pthread_mutex_lock(&msg_readers_mu);
+	pthread_mutex_lock(&msg_readers_lock);
 	mr->next = msg_readers;
 	msg_readers = mr;
-	pthread_mutex_unlock(&msg_readers_mu);
+	pthread_mutex_unlock(&msg_readers_lock);
 	memset(m, 0, sizeof *m);
 	m->sender = "sender@client.test";
 	m->body = &mr->r;

@@ -11,12 +11,13 @@ users_file.
 """
 import imaplib
 import os
+import pwd
 import re
 import smtplib
 import unittest
 
 import dovecot_conf
-from dovecot_conf import Dovecot, prepare_mail_tree
+from dovecot_conf import Dovecot, MAIL_USER, prepare_mail_tree
 from harness import Server, free_port, wait_for, SLOW
 
 PASSWORD = "lmtp secret"
@@ -25,8 +26,9 @@ USERS = ["alice@example.org", "bob@example.org", "carol@example.org",
          "ann@route.test", "dave@down.test"]
 # Over quota: full gets 552 (a bounce), tempfull 452 (deferred) from
 # Dovecot after the data (quota_full_tempfail per user).
-QUOTA_USERS = {"full@example.org": "quota_rule=*:storage=1K",
-               "tempfull@example.org": "quota_rule=*:storage=1K quota_full_tempfail=yes"}
+QUOTA_USERS = {"full@example.org": "userdb_quota_rule=*:storage=1K",
+               "tempfull@example.org": "userdb_quota_rule=*:storage=1K "
+                                       "userdb_quota_full_tempfail=yes"}
 SIEVE = b'require ["fileinto", "mailbox"];\r\nfileinto :create "Folder";\r\n'
 PAD = b"".join(b"padding line %04d to be larger than one kilobyte\r\n" % i
                for i in range(60))
@@ -54,9 +56,13 @@ class LmtpDovecot(Dovecot):
         os.makedirs(self.sieve_dir)
         os.chmod(self.sieve_dir, 0o777)
         userdb = os.path.join(self.dir, "userdb")
+        # Found by experiment (2.3.19): the extra fields of a userdb
+        # passwd-file count only with uid and gid given and the userdb_
+        # prefix.
+        pw = pwd.getpwnam(MAIL_USER)
         with open(userdb, "w") as f:
             for addr, fields in QUOTA_USERS.items():
-                f.write("%s::::::%s\n" % (addr, fields))
+                f.write("%s::%d:%d::::%s\n" % (addr, pw.pw_uid, pw.pw_gid, fields))
         os.chmod(userdb, 0o644)
         with open(self.conf) as f:
             text = f.read()
@@ -202,12 +208,24 @@ class LmtpDovecotTest(unittest.TestCase):
         return got
 
     def rcpt_entry(self, qid, addr):
-        for msg in self.srv.queue_json():
-            if msg.get("id") == qid:
-                for r in msg.get("recipients", []):
-                    if r.get("address") == addr:
+        """The queue's record of addr in message qid, or None."""
+        for msg in self.srv.queue_json()["messages"]:
+            if msg["id"] == qid:
+                for r in msg["recipients"]:
+                    if r["address"] == addr:
                         return r
         return None
+
+    def delivery_line(self, qid, addr):
+        """The log line of addr's outcome in qid, once there."""
+        pat = re.compile(r"%s: to=<%s>, relay=lmtp:.*" % (qid, re.escape(addr)))
+        found = []
+
+        def there():
+            found[:] = pat.findall(self.srv.logtext())
+            return found
+        wait_for(there, 30 * SLOW, "the outcome of %s in %s" % (addr, qid))
+        return found[-1]
 
     def test_one_recipient_read_back_over_imap(self):
         self.send(["alice@example.org"], message("thin path", "alice@example.org"))
@@ -217,3 +235,84 @@ class LmtpDovecotTest(unittest.TestCase):
         # Dovecot's own trace: it came in over LMTP, from our envelope.
         self.assertIn(b"with LMTP", got[0])
         self.assertIn(b"Return-Path: <carol@example.org>", got[0])
+
+    def test_two_users_in_one_transaction(self):
+        qid = self.send(["alice@example.org", "bob@example.org"],
+                        message("for two", "alice@example.org, bob@example.org"))
+        a = self.wait_message("alice@example.org", "for two")
+        b = self.wait_message("bob@example.org", "for two")
+        self.assertEqual((len(a), len(b)), (1, 1))
+        # Dovecot names its transaction in its Received field: the same
+        # for both copies.
+        ids = [re.search(rb"with LMTP\r\n\tid (\S+)", got[0]).group(1) for got in (a, b)]
+        self.assertEqual(ids[0], ids[1])
+        for got in (a, b):
+            self.assertIn(b"Hello over LMTP.", got[0])
+        # One transaction: one MAIL FROM, both RCPTs, one DATA, and a
+        # reply for each recipient after it.
+        self.assertIn("status=sent", self.delivery_line(qid, "bob@example.org"))
+        log = self.srv.logtext()
+        conv = log[log.rindex("> RCPT TO:<alice@example.org>"):]
+        conv = conv[:conv.index("%s: to=<" % qid)]
+        self.assertEqual(conv.count("> RCPT TO:<bob@example.org>"), 1)
+        self.assertEqual(conv.count("> DATA"), 1)
+        self.assertNotIn("> MAIL FROM", conv)
+        self.assertEqual(len(re.findall(r"< 250 2\.0\.0 <(alice|bob)@example\.org>", conv)),
+                         2, conv)
+        self.assertIsNone(self.rcpt_entry(qid, "alice@example.org"))
+
+    def test_tcp_route(self):
+        qid = self.send(["ann@route.test"], message("routed", "ann@route.test"))
+        got = self.wait_message("ann@route.test", "routed")
+        self.assertEqual(len(got), 1)
+        self.assertIn("relay=lmtp:[127.0.0.1]:%d" % self.dovecot.lmtp_port,
+                      self.delivery_line(qid, "ann@route.test"))
+
+    def test_sieve_fileinto_folder(self):
+        self.send(["sieve@example.org"], message("sorted by sieve", "sieve@example.org"))
+        got = self.wait_message("sieve@example.org", "sorted by sieve", mailbox="Folder")
+        self.assertEqual(len(got), 1)
+        self.assertEqual(self.messages("sieve@example.org", "INBOX", "sorted by sieve"), [])
+
+    def test_over_quota_552_bounces_the_other_is_delivered(self):
+        qid = self.send(["full@example.org", "alice@example.org"],
+                        message("too big for full", "full@example.org", PAD))
+        self.wait_message("alice@example.org", "too big for full")
+        line = self.delivery_line(qid, "full@example.org")
+        self.assertIn("dsn=5.2.2, status=bounced", line)
+        self.assertIn("552 5.2.2", line)
+        # The sender (here, over LMTP too) gets the failure notice.
+        dsn = self.wait_message("carol@example.org", "Undelivered Mail Returned to Sender")
+        text = b"".join(dsn)
+        self.assertIn(b"Final-Recipient: rfc822; full@example.org", text)
+        self.assertIn(b"Status: 5.2.2", text)
+        self.assertNotIn(b"alice@example.org", text.split(b"Message-ID: <too-big")[0]
+                         .split(b"Final-Recipient")[-1])
+        self.assertEqual(self.messages("full@example.org", "INBOX", "too big for full"), [])
+
+    def test_over_quota_452_defers_the_other_is_delivered(self):
+        qid = self.send(["tempfull@example.org", "bob@example.org"],
+                        message("too big for tempfull", "tempfull@example.org", PAD))
+        self.wait_message("bob@example.org", "too big for tempfull")
+        line = self.delivery_line(qid, "tempfull@example.org")
+        self.assertIn("dsn=4.2.2, status=deferred", line)
+        r = self.rcpt_entry(qid, "tempfull@example.org")
+        self.assertIsNotNone(r)
+        self.assertEqual(r["state"], "deferred")
+        self.assertIn("452 4.2.2", r["diagnostic"])
+        # Only it is tried again: bob is done.
+        self.assertEqual(self.rcpt_entry(qid, "bob@example.org")["state"], "sent")
+
+    def test_server_down_defers_then_delivers_when_back(self):
+        qid = self.send(["dave@down.test"], message("while down", "dave@down.test"))
+        line = self.delivery_line(qid, "dave@down.test")
+        self.assertIn("status=deferred", line)
+        self.assertIn("connect to LMTP server unix:%s" % self.down_path, line)
+        self.assertEqual(self.rcpt_entry(qid, "dave@down.test")["state"], "deferred")
+        # The server is back: its socket appears at the routed path.
+        os.symlink(self.dovecot.lmtp_path, self.down_path)
+        self.srv.mailctl("flush")
+        got = self.wait_message("dave@down.test", "while down")
+        self.assertEqual(len(got), 1)
+        wait_for(lambda: self.rcpt_entry(qid, "dave@down.test") is None, 20 * SLOW,
+                 "dave's recipient to leave the queue")

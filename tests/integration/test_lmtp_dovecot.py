@@ -34,6 +34,12 @@ PAD = b"".join(b"padding line %04d to be larger than one kilobyte\r\n" % i
                for i in range(60))
 
 
+def lmtp_available():
+    """Dovecot with its LMTP server (dovecot-lmtpd) and Sieve (dovecot-sieve)."""
+    return dovecot_conf.available() and os.path.exists("/usr/lib/dovecot/lmtp") and \
+        os.path.exists("/usr/lib/dovecot/modules/lib90_sieve_plugin.so")
+
+
 def message(subject, to, extra=b""):
     return (b"From: Carol <carol@example.org>\r\n"
             b"To: " + to.encode() + b"\r\n"
@@ -108,7 +114,7 @@ service lmtp {{
         prepare_mail_tree(d)
 
 
-@unittest.skipUnless(dovecot_conf.available(), "dovecot is not installed")
+@unittest.skipUnless(lmtp_available(), "dovecot-lmtpd or dovecot-sieve is not installed")
 class LmtpDovecotTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -13,12 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gnutls/gnutls.h>
+
 #include "dns/dns.h"
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "relay/relay_conn.h"
 #include "relay/relay_proto.h"
+#include "relay/tls_policy.h"
 
 #define LMTP_MAX_USES		100	/* transactions per connection */
 #define LMTP_QUIT_TIMEOUT_MS	2000
@@ -32,6 +35,7 @@ struct lmtp_sess {
 	struct relay_caps caps;
 	unsigned uses;
 	int broken;			/* no QUIT, no reuse */
+	char prot[200];			/* relay_result.tls */
 };
 
 struct lmtp_idle {
@@ -42,6 +46,7 @@ struct lmtp_idle {
 struct lmtp_ctx {
 	struct relay_settings st;
 	char helo[DNS_NAME_MAX];
+	gnutls_certificate_credentials_t cred;	/* STARTTLS over TCP */
 	pthread_mutex_t mu;
 	struct lmtp_idle *idle;		/* under mu; nidle used of idle_cap */
 	size_t nidle, idle_cap;
@@ -61,6 +66,7 @@ struct lmtp_job {
 	int need_utf8;
 	int64_t deadline;		/* monotonic ms */
 	char relay[LMTP_NAME_MAX + 8];	/* "lmtp:NAME" */
+	const char *prot;		/* the session's relay_result.tls */
 	struct relay_reply reply;
 };
 
@@ -79,6 +85,17 @@ lmtp_ctx_new(const struct relay_settings *in, char *err, size_t errsize)
 		return NULL;
 	}
 	ctx->st.helo_name = ctx->helo;
+	if (ctx->st.tls_outbound < RELAY_TLS_NONE ||
+	    ctx->st.tls_outbound > RELAY_TLS_ENCRYPT) {
+		str_format(err, errsize, "tls_outbound must be none, may or encrypt");
+		free(ctx);
+		return NULL;
+	}
+	if (gnutls_certificate_allocate_credentials(&ctx->cred) < 0) {
+		str_format(err, errsize, "cannot allocate TLS credentials");
+		free(ctx);
+		return NULL;
+	}
 	ctx->idle_cap = ctx->st.max_idle == RELAY_NO_REUSE ? 0 : ctx->st.max_idle;
 	ctx->idle = xcalloc(ctx->idle_cap ? ctx->idle_cap : 1, sizeof *ctx->idle);
 	pthread_mutex_init(&ctx->mu, NULL);
@@ -116,6 +133,7 @@ lmtp_ctx_free(struct lmtp_ctx **ctxp)
 	for (size_t i = 0; i < ctx->nidle; i++)
 		sess_end(&ctx->idle[i].sess, LMTP_QUIT_TIMEOUT_MS);
 	free(ctx->idle);
+	gnutls_certificate_free_credentials(ctx->cred);
 	pthread_mutex_destroy(&ctx->mu);
 	free(ctx);
 	*ctxp = NULL;
@@ -213,6 +231,7 @@ job_final(struct lmtp_job *job, size_t i, enum relay_status st,
 	str_copy(r->dsn, dsn, sizeof r->dsn);
 	str_copy(r->relay, job->relay, sizeof r->relay);
 	str_copy(r->diag, diag, sizeof r->diag);
+	str_copy(r->tls, job->prot ? job->prot : "", sizeof r->tls);
 	job->state[i] = RS_DONE;
 	job->npending--;
 }
@@ -333,10 +352,74 @@ sess_cmd(struct lmtp_job *job, struct lmtp_sess *s, const char *cmd,
 	return io;
 }
 
-/* Connects, reads the greeting, LHLO. NULL when it failed: every
- * recipient is deferred. */
+/*
+ * STARTTLS after LHLO over TCP, when the server offers it (TLS "may":
+ * nothing is verified, as the server is on a trusted network), then LHLO
+ * again: only what is offered over TLS counts. 0 go on (TLS, or
+ * plaintext when STARTTLS was refused), -1 the connection failed (the
+ * recipients are deferred), 1 the handshake failed: try again in
+ * plaintext.
+ */
+static int
+sess_starttls(struct lmtp_job *job, struct lmtp_sess *s)
+{
+	const struct relay_settings *st = &job->ctx->st;
+	char err[200], cmd[DNS_NAME_MAX + 8];
+	struct tls_host_policy *hp;
+	struct tls_check chk;
+	int io;
+
+	str_copy(s->prot, "plaintext (may)", sizeof s->prot);
+	if (!(s->caps.flags & RELAY_CAP_STARTTLS) || st->tls_outbound == RELAY_TLS_NONE)
+		return 0;
+	io = sess_cmd(job, s, "STARTTLS", st->command_timeout_ms);
+	if (io != RELAY_IO_OK) {
+		io_failed(job, s, io, 0, "sending STARTTLS");
+		return -1;
+	}
+	if (job->reply.code != 220)
+		return 0;	/* refused: plaintext on this connection */
+	io = relay_conn_starttls(s->conn, job->ctx->cred, NULL,
+	    job_ms(job, st->command_timeout_ms), err, sizeof err);
+	if (io != RELAY_IO_OK) {
+		s->broken = 1;
+		log_info("lmtp %s: TLS handshake failed (%s); trying again in "
+		    "plaintext", s->name, err);
+		return 1;
+	}
+	/* Described (not judged: level may) as the relay client does. */
+	hp = xcalloc(1, sizeof *hp);
+	hp->level = TLS_LEVEL_MAY;
+	hp->via = "may";
+	tls_policy_check_session(NULL, hp, relay_conn_tls_session(s->conn), &chk);
+	free(hp);
+	str_format(s->prot, sizeof s->prot, "%s %s (%s)",
+	    tls_verdict_str(chk.verdict), chk.desc, chk.via);
+	log_info("%s TLS connection established to LMTP server %s: %s (%s)",
+	    tls_verdict_str(chk.verdict), s->name, chk.desc, chk.via);
+	memset(&s->caps, 0, sizeof s->caps);
+	str_format(cmd, sizeof cmd, "LHLO %s", job->ctx->helo);
+	io = sess_cmd(job, s, cmd, st->command_timeout_ms);
+	if (io != RELAY_IO_OK) {
+		io_failed(job, s, io, 0, "performing the LHLO handshake over TLS");
+		return -1;
+	}
+	if (job->reply.code / 100 != 2) {
+		s->broken = 1;
+		job_final_all(job, 0, RELAY_DEFERRED, "4.7.0", "LMTP server "
+		    "refused LHLO over TLS");
+		return -1;
+	}
+	relay_caps_parse(&job->reply, &s->caps);
+	return 0;
+}
+
+/* Connects, reads the greeting, LHLO (and STARTTLS over TCP unless
+ * plain). NULL when it failed: every recipient is deferred; *retry_plain
+ * is set when a TLS handshake failed. */
 static struct lmtp_sess *
-sess_open(struct lmtp_job *job, const struct lmtp_dest *dest, const char *name)
+sess_open(struct lmtp_job *job, const struct lmtp_dest *dest, const char *name,
+    int plain, int *retry_plain)
 {
 	const struct relay_settings *st = &job->ctx->st;
 	struct lmtp_sess *s = xcalloc(1, sizeof *s);
@@ -395,6 +478,15 @@ sess_open(struct lmtp_job *job, const struct lmtp_dest *dest, const char *name)
 	if (job->reply.code / 100 != 2)
 		goto refused;
 	relay_caps_parse(&job->reply, &s->caps);
+	if (dest->unix_path == NULL && !plain) {
+		int rc = sess_starttls(job, s);
+		if (rc != 0) {
+			*retry_plain = rc > 0;
+			goto fail;
+		}
+	} else if (dest->unix_path == NULL) {
+		str_copy(s->prot, "plaintext (may)", sizeof s->prot);
+	}
 	return s;
 refused: {
 		/* A server that will not talk: later, maybe (as for SMTP). */
@@ -602,13 +694,20 @@ lmtp_deliver(struct lmtp_ctx *ctx, const struct lmtp_dest *dest,
 		sess_end(&old[i], 200);
 	if (s != NULL && sess_reset(job, s) < 0)
 		sess_end(&s, 0);
-	if (s != NULL)
-		log_debug("lmtp %s: reusing connection", s->name);
-	else
-		s = sess_open(job, dest, name);
 	if (s != NULL) {
+		log_debug("lmtp %s: reusing connection", s->name);
+	} else {
+		int retry_plain = 0;
+
+		s = sess_open(job, dest, name, 0, &retry_plain);
+		if (s == NULL && retry_plain)
+			s = sess_open(job, dest, name, 1, &retry_plain);
+	}
+	if (s != NULL) {
+		job->prot = s->prot;
 		sess_transaction(job, s);
 		sess_release(ctx, &s);
+		job->prot = NULL;
 	}
 	job_final_all(job, 0, RELAY_DEFERRED, "4.4.1", "no reply from the LMTP "
 	    "server");

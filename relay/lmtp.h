@@ -45,13 +45,21 @@
  *  - connections are reused: after a clean transaction the connection is
  *    kept idle (keyed by the server) for idle_ms, at most max_idle of them
  *    (RELAY_NO_REUSE: none), at most 100 transactions each.
- *  - no TLS: an LMTP server is a Unix socket or a host on a trusted
- *    network (as Postfix's lmtp client by default).
+ *  - TLS over TCP, as the relay client's "may" (relay_conn_starttls):
+ *    STARTTLS when the server offers it (unless tls_outbound is
+ *    RELAY_TLS_NONE), LHLO again after the handshake (only what is
+ *    offered over TLS counts); a refused STARTTLS goes on in plaintext, a
+ *    failed handshake is tried once more in plaintext on a new
+ *    connection. Nothing is verified: an LMTP server is a host on a
+ *    trusted network. Never over a Unix socket.
  *
  * Results: as relay_deliver's (relay.h): relay "lmtp:unix:/path" or
  * "lmtp:[ADDR]:PORT", diag "LMTP server unix:/path said: 552 5.2.2 <u@d>
  * Quota exceeded (in reply to end of DATA command)", dsn the reply's
- * enhanced status code (or X.0.0), tls "", dsn_passed 0.
+ * enhanced status code (or X.0.0), tls "Untrusted TLSv1.3 with cipher
+ * TLS_AES_256_GCM_SHA384 (256/256 bits) (may)" (as the relay client
+ * describes a session) or "plaintext (may)" over TCP ("" over a Unix
+ * socket), dsn_passed 0.
  *
  * Errors: lmtp_deliver never fails as a whole: every outcome is in the
  * results. Out of memory aborts. The conversation is logged at debug.
@@ -78,8 +86,9 @@ struct lmtp_dest {
 
 struct lmtp_ctx;
 
-/* A context with st's helo_name, timeouts, idle_ms, max_idle and
- * attempt_timeout_ms (copied; NULL or 0 fields: the relay defaults).
+/* A context with st's helo_name, tls_outbound, timeouts, idle_ms,
+ * max_idle and attempt_timeout_ms (copied; NULL or 0 fields: the relay
+ * defaults); loads the TLS client credentials.
  * Returns NULL with a reason in err when a setting is out of range. */
 struct lmtp_ctx *lmtp_ctx_new(const struct relay_settings *st, char *err,
     size_t errsize);

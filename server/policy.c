@@ -173,6 +173,10 @@ policy_from_runtime(struct runtime *rt, struct tls_store *tls)
 		log_error("relay: %s", err);
 		goto fail;
 	}
+	/* LMTP over TCP: STARTTLS when offered, unless tls_outbound = none
+	 * (relay/lmtp.h). */
+	rs.tls_outbound = cfg->tls_outbound == TLS_OUT_NONE ? RELAY_TLS_NONE :
+	    RELAY_TLS_MAY;
 	if ((o->lmtp = lmtp_ctx_new(&rs, err, sizeof err)) == NULL) {
 		log_error("lmtp: %s", err);
 		goto fail;

@@ -18,7 +18,7 @@ import unittest
 
 import dovecot_conf
 from dovecot_conf import Dovecot, MAIL_USER, prepare_mail_tree
-from harness import Server, free_port, wait_for, SLOW
+from harness import Server, free_port, test_cert, wait_for, SLOW
 
 PASSWORD = "lmtp secret"
 USERS = ["alice@example.org", "bob@example.org", "carol@example.org",
@@ -73,6 +73,11 @@ class LmtpDovecot(Dovecot):
         with open(self.conf) as f:
             text = f.read()
         text = text.replace("protocols = imap\n", "protocols = imap lmtp\n")
+        # TLS for STARTTLS on the LMTP port (IMAP logins stay plaintext:
+        # disable_plaintext_auth = no).
+        cert, key = test_cert("localhost")
+        text = text.replace("ssl = no\n", "ssl = yes\nssl_cert = <%s\nssl_key = <%s\n"
+                            % (cert, key))
         # Users with settings of their own first; the others from the
         # static userdb (the passdb says who exists).
         text = text.replace("userdb {\n", """userdb {{
@@ -267,12 +272,20 @@ class LmtpDovecotTest(unittest.TestCase):
                          2, conv)
         self.assertIsNone(self.rcpt_entry(qid, "alice@example.org"))
 
-    def test_tcp_route(self):
+    def test_tcp_route_with_starttls(self):
         qid = self.send(["ann@route.test"], message("routed", "ann@route.test"))
         got = self.wait_message("ann@route.test", "routed")
         self.assertEqual(len(got), 1)
-        self.assertIn("relay=lmtp:[127.0.0.1]:%d" % self.dovecot.lmtp_port,
-                      self.delivery_line(qid, "ann@route.test"))
+        line = self.delivery_line(qid, "ann@route.test")
+        self.assertIn("relay=lmtp:[127.0.0.1]:%d" % self.dovecot.lmtp_port, line)
+        # STARTTLS was offered over TCP and taken: Dovecot says so too.
+        self.assertRegex(line, r"tls=Untrusted TLSv1\.[23] with cipher \S+ \(\d+/\d+ bits\) \(may\)")
+        self.assertIn(b"with LMTPS", got[0])
+        # Over the Unix socket: no TLS.
+        qid = self.send(["alice@example.org"], message("local no tls", "alice@example.org"))
+        got = self.wait_message("alice@example.org", "local no tls")
+        self.assertNotIn("tls=", self.delivery_line(qid, "alice@example.org"))
+        self.assertIn(b"with LMTP\r\n", got[0])
 
     def test_sieve_fileinto_folder(self):
         self.send(["sieve@example.org"], message("sorted by sieve", "sieve@example.org"))

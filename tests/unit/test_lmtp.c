@@ -39,6 +39,8 @@ struct srv {
 	pthread_t thread;
 	/* the script */
 	const char *greeting, *lhlo, *mail, *data, *after;
+	const char *starttls;		/* reply to STARTTLS; after a 220,
+					 * bytes that are no TLS, then close */
 	const char *rcpt[8];
 	int close_after, hang;
 	/* what it saw */
@@ -127,6 +129,12 @@ srv_conn(struct srv *s, int fd)
 			srv_send(fd, s->after ? s->after : "250 2.0.0 saved\r\n");
 			if (s->close_after)
 				break;
+		} else if (strncmp(line, "STARTTLS", 8) == 0) {
+			srv_send(fd, s->starttls ? s->starttls : "502 5.5.1 no\r\n");
+			if (s->starttls && strncmp(s->starttls, "220", 3) == 0) {
+				srv_send(fd, "this is not a TLS record\r\n");
+				break;
+			}
 		} else if (strncmp(line, "RSET", 4) == 0) {
 			srv_send(fd, "250 2.0.0 OK\r\n");
 		} else if (strncmp(line, "QUIT", 4) == 0) {
@@ -499,6 +507,57 @@ test_unreachable_and_hang(void)
 }
 
 static void
+test_starttls_may(void)
+{
+	const char *caps = "250-lmtp.test\r\n250-STARTTLS\r\n250 8BITMIME\r\n";
+	struct {
+		const char *reply;
+		int conns, starttls;
+	} cases[] = {
+		/* refused: plaintext on the same connection */
+		{ "454 4.7.0 TLS not available\r\n", 1, 1 },
+		/* a "handshake" that is garbage: once more, in plaintext */
+		{ "220 2.0.0 go\r\n", 2, 1 },
+	};
+
+	for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+		struct srv s = { 0 };
+		struct lmtp_ctx *ctx;
+		struct relay_result res[1];
+
+		s.lhlo = caps;
+		s.starttls = cases[k].reply;
+		srv_start(&s, 1);
+		ctx = ctx_make(0);
+		deliver(ctx, &s, abc, 1, res);
+		CU_ASSERT_EQUAL(res[0].status, RELAY_SENT);
+		CU_ASSERT_STRING_EQUAL(res[0].tls, "plaintext (may)");
+		CU_ASSERT_EQUAL(s.conns, cases[k].conns);
+		CU_ASSERT_EQUAL(srv_count(&s, "STARTTLS"), cases[k].starttls);
+		CU_ASSERT_EQUAL(srv_count(&s, "MAIL FROM"), 1);
+		lmtp_ctx_free(&ctx);
+		srv_stop(&s);
+	}
+	/* Never over a Unix socket. */
+	{
+		struct srv s = { 0 };
+		struct lmtp_ctx *ctx;
+		struct relay_result res[1];
+
+		s.lhlo = caps;
+		s.starttls = "220 2.0.0 go\r\n";
+		srv_start(&s, 0);
+		ctx = ctx_make(0);
+		deliver(ctx, &s, abc, 1, res);
+		CU_ASSERT_EQUAL(res[0].status, RELAY_SENT);
+		CU_ASSERT_STRING_EQUAL(res[0].tls, "");
+		CU_ASSERT_EQUAL(srv_count(&s, "STARTTLS"), 0);
+		lmtp_ctx_free(&ctx);
+		srv_stop(&s);
+	}
+}
+
+static void
 test_bad_addresses_never_sent(void)
 {
 	const char *const rcpts[] = { "a@example.org\r\nRSET", "b@example.org",
@@ -538,6 +597,7 @@ main(void)
 	CU_add_test(su, "replies to the greeting, LHLO, MAIL, DATA", test_transaction_replies);
 	CU_add_test(su, "server down, server hangs", test_unreachable_and_hang);
 	CU_add_test(su, "bad addresses are never sent", test_bad_addresses_never_sent);
+	CU_add_test(su, "STARTTLS may over TCP", test_starttls_may);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

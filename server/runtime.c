@@ -164,6 +164,19 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 	}
 	if (runtime_mailauth(rt, path, errs) != 0)
 		goto fail;
+	if (rt->cfg->ndnsbl > 0) {
+		struct dnsbl_options o;
+
+		if ((rt->dnsbl_dns = runtime_resolver(rt->cfg, rt->cfg->dns_timeout *
+		    rt->cfg->dns_attempts * 1000, err, sizeof err)) == NULL) {
+			if (errs)
+				fprintf(errs, "%s:0: dnsbl: %s\n", path, err);
+			goto fail;
+		}
+		dnsbl_options_default(&o);
+		o.threshold = rt->cfg->dnsbl_threshold;
+		rt->dnsbl = dnsbl_new(rt->cfg->dnsbl, rt->cfg->ndnsbl, &o);
+	}
 	return rt;
 fail:
 	runtime_unref(&rt);

@@ -17,28 +17,12 @@ import subprocess
 import tempfile
 import unittest
 
+from testns_zone import entry, nxdomain_for_the_rest, txt_strings
 from harness import MAILCTL, MAILSERVER, ROOT, DnsServer, Server, wait_for
 
 DKIMPY = os.path.join(ROOT, "tests", "integration", "dkimpy_tool.py")
 PYTHON = "/usr/bin/python3"      # Debian's, with the dkim module
 PASSWORD = "s3cret-pass"
-
-
-def entry(name, qtype, answers=(), rcode="NOERROR"):
-    out = ["ENTRY_BEGIN", "MATCH opcode qtype qname", "ADJUST copy_id",
-           "REPLY QR AA " + rcode, "SECTION QUESTION", "%s. IN %s" % (name, qtype)]
-    if answers:
-        out.append("SECTION ANSWER")
-        out += ["%s. 300 IN %s %s" % (name, qtype, a) for a in answers]
-    else:
-        out += ["SECTION AUTHORITY",
-                "test. 300 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60"]
-    out.append("ENTRY_END")
-    return "\n".join(out) + "\n\n"
-
-
-def txt(text):
-    return " ".join('"%s"' % text[i:i + 255] for i in range(0, len(text), 255))
 
 
 def run(cmd, data=b""):
@@ -84,7 +68,7 @@ class Zone:
                               ("example.test", "new", "ed25519")):
             path, value = keygen(directory, dom, sel, typ)
             self.keys[(dom, sel)] = path
-            text.append(entry("%s._domainkey.%s" % (sel, dom), "TXT", [txt(value)]))
+            text.append(entry("%s._domainkey.%s" % (sel, dom), "TXT", [txt_strings(value)]))
         recs = {
             # SPF: 127.0.0.1 may send for pass.test and its friends
             "pass.test": ["v=spf1 ip4:127.0.0.1 -all"],
@@ -104,17 +88,12 @@ class Zone:
             "example.test": ["v=spf1 -all"],
         }
         for name, values in recs.items():
-            text.append(entry(name, "TXT", [txt(v) for v in values]))
+            text.append(entry(name, "TXT", [txt_strings(v) for v in values]))
         text.append(entry("temp.test", "TXT", rcode="SERVFAIL"))
         text.append(entry("_dmarc.tempd.test", "TXT", rcode="SERVFAIL"))
         text.append(entry("1.0.0.127.in-addr.arpa", "PTR", ["localhost."]))
         text.append(entry("localhost", "A", ["127.0.0.1"]))
-        # every other name does not exist (ldns-testns would not answer)
-        text.append("ENTRY_BEGIN\nMATCH opcode\nADJUST copy_id copy_query\n"
-                    "REPLY QR AA NXDOMAIN\nSECTION QUESTION\ninvalid. IN A\n"
-                    "SECTION AUTHORITY\n"
-                    "test. 300 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60\n"
-                    "ENTRY_END\n\n")
+        text.append(nxdomain_for_the_rest())
         self.zonefile = os.path.join(directory, "zone.data")
         with open(self.zonefile, "w") as f:
             f.write("".join(text))

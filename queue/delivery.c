@@ -488,9 +488,11 @@ deliver_jobs(struct delivery *d, struct delivery_policy *pol,
 			continue;
 		if (jobs[j]->report)
 			report_prepare(&jcs[j]);
-		else if (jcs[j].local)
+		else if (jcs[j].local) {
 			local_prepare(&jcs[j], &li);
-		else
+			if (pol->local_lmtp != NULL)
+				deliver_lmtp(&jcs[j], NULL);
+		} else
 			deliver_remote(&jcs[j]);
 	}
 	if (li.n) {

@@ -40,7 +40,6 @@
 #define RELAY_MAX_USES		100	/* transactions per connection */
 #define RELAY_PIPE_WINDOW	100	/* commands per pipelined group */
 #define RELAY_QUIT_TIMEOUT_MS	2000
-#define RELAY_DATA_CHUNK	65536	/* message bytes encoded per write */
 #define RELAY_CMD_MAX		2048	/* a command line we build */
 
 /* One conversation with one address. */
@@ -163,9 +162,8 @@ relay_status_str(enum relay_status st)
 	return "?";
 }
 
-/* A 0 in a field takes the default. */
-static void
-settings_fill(struct relay_settings *st, const struct relay_settings *in)
+void
+relay_settings_fill(struct relay_settings *st, const struct relay_settings *in)
 {
 	struct relay_settings d;
 
@@ -202,7 +200,7 @@ relay_ctx_new(const struct relay_settings *in, struct dns_resolver *dns,
 	pthread_condattr_t ca;
 	int rc;
 
-	settings_fill(&st, in);
+	relay_settings_fill(&st, in);
 	if (st.tls_outbound < RELAY_TLS_NONE ||
 	    st.tls_outbound > RELAY_TLS_ENCRYPT) {
 		snprintf(err, errsize, "tls_outbound must be none, may or encrypt");
@@ -897,58 +895,13 @@ build_rcpt(struct relay_job *job, struct relay_sess *s, size_t i,
 	}
 }
 
-/* The message body could not be read (send_body): nothing more goes
- * out, and the final "." never does. */
-#define RELAY_IO_BODY (-1)
-
-/* Sends the message after 354, read piece by piece; the encoder keeps
- * its state across pieces. Returns the I/O status, or RELAY_IO_BODY. */
+/* Sends the message after 354 (relay_conn_send_data); RELAY_IO_BODY
+ * when it could not be read: then the final "." never went out. */
 static int
 send_body(struct relay_job *job, struct relay_sess *s)
 {
-	const struct relay_settings *st = &job->ctx->st;
-	const struct body_reader *r = job->msg->body;
-	struct relay_data_enc enc;
-	struct buf out;
-	int io = RELAY_IO_OK;
-
-	relay_data_enc_init(&enc);
-	buf_init(&out, 3 * RELAY_DATA_CHUNK + 64);
-	if (r->rewind(r->arg) != 0)
-		io = RELAY_IO_BODY;
-	while (io == RELAY_IO_OK) {
-		const char *p;
-		size_t len;
-
-		if (r->next(r->arg, &p, &len) != 0) {
-			io = RELAY_IO_BODY;
-			break;
-		}
-		if (len == 0)
-			break;
-		while (io == RELAY_IO_OK && len > 0) {
-			size_t n = len < RELAY_DATA_CHUNK ? len : RELAY_DATA_CHUNK;
-
-			buf_reset(&out);
-			if (relay_data_enc_feed(&enc, p, n, &out) < 0)
-				io = RELAY_IO_ERROR;	/* cannot happen: out fits 3x */
-			else
-				io = relay_conn_write(s->conn, out.data, out.len,
-				    job_ms(job, st->data_block_timeout_ms));
-			p += n;
-			len -= n;
-		}
-	}
-	if (io == RELAY_IO_OK) {
-		buf_reset(&out);
-		if (relay_data_enc_finish(&enc, &out) < 0)
-			io = RELAY_IO_ERROR;
-		else
-			io = relay_conn_write(s->conn, out.data, out.len,
-			    job_ms(job, st->data_block_timeout_ms));
-	}
-	buf_free(&out);
-	return io;
+	return relay_conn_send_data(s->conn, job->msg->body,
+	    job->ctx->st.data_block_timeout_ms, job->deadline);
 }
 
 enum { CMD_MAIL = -1, CMD_DATA = -2 };

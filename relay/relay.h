@@ -191,6 +191,10 @@ struct relay_settings {
 /* Fills st with the defaults above. Thread-safe. */
 void relay_settings_default(struct relay_settings *st);
 
+/* st = in (NULL: the defaults), with the default in every field left 0. */
+void relay_settings_fill(struct relay_settings *st,
+    const struct relay_settings *in);
+
 struct relay_ctx;
 
 /*

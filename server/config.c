@@ -749,6 +749,51 @@ key_relayhost(struct config_parse *p, const struct config_key *k, char *value)
 	p->cfg->has_relayhost = 1;
 }
 
+const char *
+config_parse_lmtp(const char *s, struct lmtp_target *out)
+{
+	char buf[CONFIG_LINE_MAX + 1];
+	unsigned char addr[16];
+	const char *why;
+
+	memset(out, 0, sizeof *out);
+	if (strncmp(s, "lmtp:", 5) != 0)
+		return "expected lmtp:unix:/path or lmtp:[address]:port";
+	s += 5;
+	if (strncmp(s, "unix:", 5) == 0) {
+		if (s[5] != '/')
+			return "unix: needs an absolute path";
+		if (str_copy(out->unix_path, s + 5, sizeof out->unix_path) != 0)
+			return "socket path too long";
+		out->on = 1;
+		return NULL;
+	}
+	if (str_copy(buf, s, sizeof buf) != 0)
+		return "too long";
+	if ((why = config_parse_hostport(buf, 24, &out->tcp)) != NULL)
+		return why;
+	/* No name: an LMTP server is found without DNS. */
+	if (inet_pton(AF_INET, out->tcp.host, addr) != 1 &&
+	    inet_pton(AF_INET6, out->tcp.host, addr) != 1)
+		return "the LMTP host must be an IP address ([127.0.0.1]:24)";
+	out->on = 1;
+	return NULL;
+}
+
+static void
+key_local_transport(struct config_parse *p, const struct config_key *k, char *value)
+{
+	const char *why;
+
+	if (strcmp(value, "maildir") == 0) {
+		memset(&p->cfg->local_transport, 0, sizeof p->cfg->local_transport);
+		return;
+	}
+	if ((why = config_parse_lmtp(value, &p->cfg->local_transport)) != NULL)
+		config_error(p, p->lineno, "%s: '%s': %s (expected maildir, "
+		    "lmtp:unix:/path or lmtp:[address]:port)", k->name, SHOW(value), why);
+}
+
 static void
 key_routes(struct config_parse *p, const struct config_key *k, char *value)
 {
@@ -774,7 +819,10 @@ key_routes(struct config_parse *p, const struct config_key *k, char *value)
 		}
 		str_copy(r.domain, item, sizeof r.domain);
 		str_lower(r.domain);
-		why = config_parse_hostport(eq + 1, 25, &r.dest);
+		if (strncmp(eq + 1, "lmtp:", 5) == 0)
+			why = config_parse_lmtp(eq + 1, &r.lmtp);
+		else
+			why = config_parse_hostport(eq + 1, 25, &r.dest);
 		if (why != NULL) {
 			config_error(p, p->lineno, "%s: '%s': %s", k->name, shown, why);
 			continue;
@@ -1124,6 +1172,7 @@ static const struct config_key config_keys[] = {
 	{ "queue_dir", key_path, OFF(queue_dir), 0, 0, 0 },
 	{ "mail_dir", key_path, OFF(mail_dir), 0, 0, 0 },
 	{ "local_domains", key_local_domains, 0, 0, 0, KEY_EMPTY_OK },
+	{ "local_transport", key_local_transport, 0, 0, 0, 0 },
 	{ "users_file", key_readable_file, OFF(users_file), 0, 0, 0 },
 	{ "aliases_file", key_readable_file, OFF(aliases_file), 0, 0, 0 },
 	{ "relay_networks", key_relay_networks, 0, 0, 0, KEY_EMPTY_OK },

@@ -44,9 +44,18 @@ struct hostport {
 	uint16_t port;
 };
 
+/* An LMTP server (RFC 2033): "lmtp:unix:/path" or "lmtp:[ADDR]:PORT"
+ * (an IP literal; port 24 by default). */
+struct lmtp_target {
+	int on;				/* 0: not LMTP */
+	char unix_path[108];		/* "" for TCP */
+	struct hostport tcp;		/* TCP: the literal, without brackets */
+};
+
 struct route {
 	char domain[256];		/* lower case */
-	struct hostport dest;
+	struct hostport dest;		/* SMTP (lmtp.on == 0) */
+	struct lmtp_target lmtp;	/* routes = domain=lmtp:... */
 };
 
 /* When the policy services are asked (policy_stages). */
@@ -60,6 +69,8 @@ struct config {
 	size_t nlistens;
 	char *queue_dir;
 	char *mail_dir;
+	struct lmtp_target local_transport;	/* local_domains over LMTP;
+					 * .on == 0: Maildirs in mail_dir */
 	char **local_domains;		/* lower case */
 	size_t nlocal_domains;
 	char *users_file;		/* NULL when unset */
@@ -218,6 +229,10 @@ int config_user_may_send_any(const struct config *cfg, const char *user);
 /* May this client authenticate without TLS (auth_plaintext_networks)? */
 int config_client_may_auth_plaintext(const struct config *cfg,
     const struct sockaddr *sa);
+
+/* Parses "lmtp:unix:/path" or "lmtp:[ADDR]:PORT" into out. Returns NULL,
+ * or why not. */
+const char *config_parse_lmtp(const char *s, struct lmtp_target *out);
 
 /* The route for domain (any case), or NULL. */
 const struct route *config_route_for(const struct config *cfg, const char *domain);

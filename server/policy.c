@@ -8,6 +8,7 @@
 #include "dns/dns.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "relay/lmtp.h"
 #include "relay/relay.h"
 #include "relay/tls_policy.h"
 
@@ -25,6 +26,8 @@ struct policy_owner {
 	struct dns_resolver *dns;
 	struct tls_policy_ctx *tlsp;
 	struct relay_ctx *relay;
+	struct lmtp_ctx *lmtp;
+	struct delivery_route local_lmtp;
 };
 
 static void
@@ -33,6 +36,7 @@ policy_release(void *arg)
 	struct policy_owner *o = arg;
 
 	relay_ctx_free(&o->relay);
+	lmtp_ctx_free(&o->lmtp);
 	tls_policy_ctx_free(&o->tlsp);
 	dns_resolver_free(&o->dns);
 	free(o->routes);
@@ -109,6 +113,19 @@ policy_tls(const struct config *cfg, const struct tls_policy_map *map,
 	return tls_policy_ctx_new(&tc, err, errsize);
 }
 
+/* An LMTP target of the config as a delivery route (strings borrowed
+ * from the config, which the policy holds). */
+static void
+policy_lmtp_route(struct delivery_route *r, const struct lmtp_target *t)
+{
+	if (!t->on)
+		return;
+	r->lmtp = 1;
+	r->lmtp_unix = t->unix_path[0] ? t->unix_path : NULL;
+	r->host = t->tcp.host;
+	r->port = t->tcp.port;
+}
+
 struct delivery_policy *
 policy_from_runtime(struct runtime *rt, struct tls_store *tls)
 {
@@ -156,12 +173,26 @@ policy_from_runtime(struct runtime *rt, struct tls_store *tls)
 		log_error("relay: %s", err);
 		goto fail;
 	}
+	/* LMTP over TCP: STARTTLS when offered, unless tls_outbound = none
+	 * (relay/lmtp.h). */
+	rs.tls_outbound = cfg->tls_outbound == TLS_OUT_NONE ? RELAY_TLS_NONE :
+	    RELAY_TLS_MAY;
+	if ((o->lmtp = lmtp_ctx_new(&rs, err, sizeof err)) == NULL) {
+		log_error("lmtp: %s", err);
+		goto fail;
+	}
 	o->routes = xcalloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *o->routes);
 	for (size_t i = 0; i < cfg->nroutes; i++) {
 		o->routes[i].domain = cfg->routes[i].domain;
 		o->routes[i].host = cfg->routes[i].dest.host;
 		o->routes[i].port = cfg->routes[i].dest.port;
+		policy_lmtp_route(&o->routes[i], &cfg->routes[i].lmtp);
 	}
+	if (cfg->local_transport.on) {
+		policy_lmtp_route(&o->local_lmtp, &cfg->local_transport);
+		p->local_lmtp = &o->local_lmtp;
+	}
+	p->lmtp = o->lmtp;
 	p->hostname = cfg->hostname;
 	p->mail_dir = cfg->mail_dir;
 	p->local_domains = (const char *const *)cfg->local_domains;

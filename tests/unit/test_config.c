@@ -217,6 +217,19 @@ static int chk_routes(const struct config *c)
 	    strcmp(c->routes[2].dest.host, "relay.example") == 0 && c->routes[2].dest.port == 587 &&
 	    strcmp(c->routes[3].dest.host, "2001:db8::25") == 0 && c->routes[3].dest.port == 26;
 }
+static int
+chk_lmtp(const struct config *c)
+{
+	return c->local_transport.on &&
+	    strcmp(c->local_transport.unix_path, "/run/dovecot/lmtp") == 0 &&
+	    c->nroutes == 3 && !c->routes[0].lmtp.on &&
+	    c->routes[1].lmtp.on && c->routes[1].lmtp.unix_path[0] == '\0' &&
+	    strcmp(c->routes[1].lmtp.tcp.host, "127.0.0.1") == 0 &&
+	    c->routes[1].lmtp.tcp.port == 24 &&
+	    c->routes[2].lmtp.on && strcmp(c->routes[2].lmtp.tcp.host, "::1") == 0 &&
+	    c->routes[2].lmtp.tcp.port == 2424;
+}
+static int chk_maildir(const struct config *c) { return !c->local_transport.on; }
 static int chk_relayhost(const struct config *c)
 {
 	return c->has_relayhost && strcmp(c->relayhost.host, "smtp.example.org") == 0 &&
@@ -372,6 +385,11 @@ test_good_lines(void)
 		{ "relay_domains = BACKUP.example,gw.example", chk_relay_domains },
 		{ "routes = example.com=[10.0.0.2]:2525, Example.NET=[mx.example.net] "
 		  "x.example=relay.example:587,v6.example=[2001:db8::25]:26", chk_routes },
+		{ "local_transport = lmtp:unix:/run/dovecot/lmtp\n"
+		  "routes = a.example=[10.0.0.2], b.example=lmtp:[127.0.0.1] "
+		  "c.example=lmtp:[::1]:2424", chk_lmtp },
+		{ "local_transport = maildir", chk_maildir },
+		{ "max_errors = 3", chk_maildir },
 		{ "relayhost = [smtp.example.org]:587", chk_relayhost },
 		{ "relayhost = smarthost", chk_relayhost_bare },
 		{ "relayhost = [::1]", chk_relayhost_v6 },
@@ -511,6 +529,16 @@ test_bad_lines(void)
 		{ "routes = example.com=", "not a valid host", 1 },
 		{ "routes = example.com=::1:25", "brackets", 1 },
 		{ "routes = a.example=[h1], A.example=[h2]", "already routed", 1 },
+		{ "local_transport = smtp", "expected maildir", 1 },
+		{ "local_transport = lmtp:", "not a valid host", 1 },
+		{ "local_transport = lmtp:unix:run/lmtp", "absolute path", 1 },
+		{ "local_transport = lmtp:unix:/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "socket path too long", 1 },
+		{ "local_transport = lmtp:[dovecot.example]:24", "must be an IP", 1 },
+		{ "local_transport = lmtp:[127.0.0.1]:0", "bad port", 1 },
+		{ "local_transport = lmtp:[127.0.0.1]:24\x01", "bad port", 1 },
+		{ "routes = x.example=lmtp:localhost:24", "must be an IP", 1 },
+		{ "routes = x.example=lmtp:unix:", "absolute path", 1 },
 		{ "relayhost = [smtp.example.org]:x", "bad port", 1 },
 		{ "relayhost = [smtp.example.org]x", "expected ':PORT'", 1 },
 		{ "relayhost = bad_host:25", "not a valid host", 1 },

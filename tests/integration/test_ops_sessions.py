@@ -36,6 +36,9 @@ class SessionsTest(unittest.TestCase):
 
     def test_live_sessions(self):
         srv = self.srv
+        # The listeners are bound before the control socket.
+        wait_for(lambda: srv.mailctl("sessions", check=False).returncode == 0, 10,
+                 "the control socket")
         self.assertEqual(self.sessions(), [])
         plain = Client(srv.port)
         self.assertEqual(plain.reply()[0], 220)

@@ -6,24 +6,11 @@ checks, each with its fix, and the exit code tells the two apart. The
 probes queue nothing."""
 import json
 import os
-import subprocess
 import tempfile
 import unittest
 
 from harness import DnsServer, Server, test_cert
-
-
-def entry(name, qtype, answers=()):
-    out = ["ENTRY_BEGIN", "MATCH opcode qtype qname", "ADJUST copy_id",
-           "REPLY QR AA NOERROR", "SECTION QUESTION", "%s. IN %s" % (name, qtype)]
-    if answers:
-        out.append("SECTION ANSWER")
-        out += ["%s. 300 IN %s %s" % (name, qtype, a) for a in answers]
-    else:
-        out += ["SECTION AUTHORITY",
-                "test. 300 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60"]
-    out.append("ENTRY_END")
-    return "\n".join(out) + "\n\n"
+from test_auth_dns import entry
 
 
 ZONE = (entry("good.test", "MX", ["10 mx.test."]) +
@@ -32,20 +19,6 @@ ZONE = (entry("good.test", "MX", ["10 mx.test."]) +
         entry("bad.test", "MX", ["10 elsewhere.example."]) +
         entry("bad.test", "TXT", ['"v=spf1 mx -all"', '"v=spf1 +all"']) +
         entry("_dmarc.bad.test", "TXT"))
-
-
-def short_cert(days):
-    """A self-signed certificate valid for days more."""
-    d = tempfile.mkdtemp(prefix="ms-cert-")
-    key, cert, tmpl = (os.path.join(d, n) for n in ("key.pem", "cert.pem", "t.tmpl"))
-    with open(tmpl, "w") as f:
-        f.write('cn = "mx.test"\ndns_name = "mx.test"\nexpiration_days = %d\n'
-                'tls_www_server\nsigning_key\nencryption_key\n' % days)
-    subprocess.run(["certtool", "--generate-privkey", "--key-type=rsa", "--bits=2048",
-                    "--outfile", key], check=True, capture_output=True)
-    subprocess.run(["certtool", "--generate-self-signed", "--load-privkey", key,
-                    "--template", tmpl, "--outfile", cert], check=True, capture_output=True)
-    return cert, key
 
 
 class SelftestTest(unittest.TestCase):
@@ -100,7 +73,7 @@ class SelftestTest(unittest.TestCase):
         rc, out, text = self.run_selftest("local_domains = bad.test\n"
                                           "relay_networks = 0.0.0.0/0\n"
                                           "auth_plaintext_networks = 0.0.0.0/0\n",
-                                          short_cert(5))
+                                          test_cert("mx.test", days=5))
         self.assertEqual(rc, 1)
         failed = {c["check"]: c for c in out["checks"] if c["result"] == "fail"}
         self.assertEqual(sorted(failed), ["auth_plaintext", "dns_dmarc", "dns_mx", "dns_spf",

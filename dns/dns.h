@@ -1,13 +1,23 @@
 /*
  * dns: the name lookups of mailserver, as RFC 5321 section 5 and RFC 7505
  * want them for mail: MX with the implicit MX, null MX, CNAME chains,
- * addresses (A and AAAA) of MX hosts and relay hosts, and reverse names.
+ * addresses (A and AAAA) of MX hosts and relay hosts, and reverse names;
+ * raw record sets for mail authentication; and the DNSSEC status of every
+ * answer, for DANE (RFC 7672) and the TLS policy of outbound mail.
  *
  * One struct dns_resolver is made at start-up (or config reload) from the
  * configured servers or from resolv.conf, and shared by every delivery
- * thread. It holds a TTL cache of answers (negative answers too). Queries
- * go over UDP, then TCP when the answer was truncated; every attempt is
- * bounded in time (per try, number of tries, and a whole-lookup bound).
+ * thread. It holds a TTL cache of answers (negative answers too), each
+ * kept with its DNSSEC state. Queries go over UDP, then TCP when the
+ * answer was truncated; every attempt is bounded in time (per try, number
+ * of tries, and a whole-lookup bound).
+ *
+ * DNSSEC: mailserver does not validate signatures itself. Every query
+ * asks with the DO and AD bits set, and the AD bit of the reply is
+ * believed, as Postfix does, only when every server is on loopback (a
+ * validating resolver on this host, e.g. unbound); over any other path it
+ * could be forged, so answers then count as insecure (dns_sec_trusted
+ * says which). DESIGN.md "Outbound TLS" says why.
  *
  * Errors: lookups never abort; every outcome is an enum dns_status, and
  * permanent outcomes are told apart from temporary ones
@@ -190,10 +200,22 @@ int dns_name_normalize(const char *name, char *out, size_t outsize);
 /* The record types dns_records_lookup asks for (IANA numbers). */
 enum dns_rtype {
 	DNS_RTYPE_A = 1,
+	DNS_RTYPE_CNAME = 5,
 	DNS_RTYPE_PTR = 12,
 	DNS_RTYPE_MX = 15,
 	DNS_RTYPE_TXT = 16,
 	DNS_RTYPE_AAAA = 28,
+	DNS_RTYPE_TLSA = 52,
+};
+
+/* What an answer is worth (RFC 4035 4.3 terms). */
+enum dns_sec_state {
+	DNS_SEC_INSECURE = 0,	/* answered, not validated (or AD not believed) */
+	DNS_SEC_SECURE,		/* answered with AD from a trusted resolver */
+	DNS_SEC_BOGUS,		/* no answer to rely on either way: validation
+				 * failed (the resolver's SERVFAIL), or no reply,
+				 * or a malformed one ("indeterminate" in RFC 7672
+				 * 2.1.1 is handled the same: never downgrade) */
 };
 
 /* What a raw lookup found. NODATA and NXDOMAIN are kept apart, as SPF's
@@ -209,23 +231,35 @@ enum dns_records_status {
 struct dns_record {
 	uint16_t pref;		/* MX */
 	struct dns_addr addr;	/* A, AAAA */
-	char *name;		/* MX exchange ("" is the root), PTR target:
-				 * lower case, no trailing dot; else NULL */
+	char *name;		/* MX exchange ("" is the root), PTR and CNAME
+				 * target: lower case, no trailing dot; else NULL */
 	char *text;		/* TXT: the character-strings joined, a NUL
 				 * after textlen bytes (it may hold NULs) */
 	size_t textlen;
+	uint8_t *raw;		/* TLSA: the rdata (usage, selector, matching
+				 * type, data); else NULL */
+	size_t rawlen;
 };
 
 struct dns_records {
 	enum dns_records_status status;
+	enum dns_sec_state sec;	/* DNS_SEC_BOGUS for DNS_REC_TEMP and
+				 * DNS_REC_BAD_NAME; else secure when every
+				 * answer of the CNAME chain had AD from a
+				 * trusted resolver */
 	char detail[160];	/* why, for DNS_REC_TEMP and DNS_REC_BAD_NAME */
+	char owner[DNS_NAME_MAX];	/* the name the CNAME chain ended at
+				 * (the name asked, normalized, when there was
+				 * none); "" for DNS_REC_TEMP, DNS_REC_BAD_NAME */
+	unsigned cnames;	/* CNAMEs followed */
 	size_t n;
 	struct dns_record *rr;	/* n records, in the order of the answer */
 };
 
 /*
  * The records of type for name, from the cache or the servers, CNAMEs
- * followed; bounded by the resolver's total_timeout_ms. Records whose
+ * followed; bounded by the resolver's total_timeout_ms. This one lookup
+ * serves mail authentication (auth/), MTA-STS and DANE. Records whose
  * rdata is malformed are dropped (a set left empty is DNS_REC_NODATA);
  * at most 64 are kept. Always sets *res_r to a new result (free with
  * dns_records_free) and returns its status. Thread-safe as dns_mx_lookup.
@@ -240,34 +274,14 @@ int dns_txt_lookup(struct dns_resolver *r, const char *name,
 /* Frees a result; sets *resp to NULL. NULL is fine. */
 void dns_records_free(struct dns_records **resp);
 
-/* ---- DNSSEC-aware lookups (dnssec.c; TLSA and TXT in tlsa.c) ----
+/* ---- DNSSEC views for DANE (dnssec.c, tlsa.c) ----
  *
- * DANE (RFC 7672) and the TLS policy lookups need to know whether an
- * answer was DNSSEC-validated. mailserver does not validate itself: it
- * asks the configured servers with the DO and AD bits set and believes
- * the AD bit of the reply, as Postfix does, but only when every server is
- * on loopback (a validating resolver on this host, e.g. unbound); over
- * any other path the AD bit could be forged, so answers then count as
- * insecure (dns_sec_trusted says which). DESIGN.md "Outbound TLS" says
- * why. These lookups bypass the answer cache of struct dns_resolver: the
- * local validating resolver caches. Queries go over UDP (TCP when
- * truncated) with the same tries and time bounds as dns_options.
- *
- * Threads: as the rest of dns/: one struct dns_sec shared by any number of
- * threads; results belong to the caller.
+ * Built on dns_records_lookup (so through the cache): what RFC 7672 asks
+ * of a destination, its MX RRset, its hosts' addresses and their TLSA
+ * records, with the DNSSEC state of each.
  */
 
-/* What an answer is worth (RFC 4035 4.3 terms). */
-enum dns_sec_state {
-	DNS_SEC_INSECURE = 0,	/* answered, not validated (or AD not believed) */
-	DNS_SEC_SECURE,		/* answered with AD from a trusted resolver */
-	DNS_SEC_BOGUS,		/* no answer to rely on either way: validation
-				 * failed (the resolver's SERVFAIL), or no reply,
-				 * or a malformed one ("indeterminate" in RFC 7672
-				 * 2.1.1 is handled the same: never downgrade) */
-};
-
-/* What an answer holds. */
+/* What an answer holds, for the views below. */
 enum dns_sec_kind {
 	DNS_SEC_DATA = 0,	/* records of the type asked */
 	DNS_SEC_NODATA,		/* the name exists, no such records */
@@ -276,22 +290,9 @@ enum dns_sec_kind {
 };
 
 #define DNS_MAX_TLSA		32	/* TLSA records kept per lookup */
-#define DNS_MAX_TXT		16	/* TXT records kept per lookup */
-#define DNS_TXT_MAX		4096	/* bytes of one TXT record (strings joined) */
-
-struct dns_sec;
-
-/*
- * Makes the DNSSEC-aware lookup path for servers[0..n-1] (or, n == 0, the
- * nameservers of opts->resolv_conf), with opts' timeouts (NULL: defaults).
- * NULL with err filled as dns_resolver_new. Free with dns_sec_free.
- */
-struct dns_sec *dns_sec_new(const struct dns_server_addr *servers, size_t n,
-    const struct dns_options *opts, char *err, size_t errsize);
-void dns_sec_free(struct dns_sec **sp);
 
 /* 1 when the AD bit is believed (every server is a loopback address). */
-int dns_sec_trusted(const struct dns_sec *s);
+int dns_sec_trusted(const struct dns_resolver *r);
 
 /* "secure", "insecure", "bogus" (static). */
 const char *dns_sec_state_str(enum dns_sec_state st);
@@ -319,29 +320,11 @@ struct dns_tlsa_result {
  * 6698 3: _PORT._tcp.HOST), CNAMEs followed (RFC 7671 7). Always sets
  * *res_r (free with dns_tlsa_result_free) and returns its kind. A record
  * with empty association data is kept (len 0: unusable). The state is
- * DNS_SEC_SECURE only when every packet of the chain had AD.
+ * DNS_SEC_SECURE only when every answer of the chain had AD.
  */
-int dns_tlsa_lookup(struct dns_sec *s, const char *host, uint16_t port,
+int dns_tlsa_lookup(struct dns_resolver *r, const char *host, uint16_t port,
     struct dns_tlsa_result **res_r);
 void dns_tlsa_result_free(struct dns_tlsa_result **resp);
-
-struct dns_sec_txt_result {
-	enum dns_sec_kind kind;
-	enum dns_sec_state state;
-	char detail[200];
-	size_t n;			/* records, only with DNS_SEC_DATA */
-	char *txt[DNS_MAX_TXT];		/* each record's strings joined, NUL-ended */
-};
-
-/*
- * TXT records of name (RFC 1035 3.3.14): the character-strings of each
- * record are joined without separator (as RFC 7208 3.3 and RFC 8461 3.1
- * want). Records with a NUL byte or longer than DNS_TXT_MAX are dropped.
- * Ownership and statuses as dns_tlsa_lookup.
- */
-int dns_sec_txt_lookup(struct dns_sec *s, const char *name,
-    struct dns_sec_txt_result **res_r);
-void dns_sec_txt_result_free(struct dns_sec_txt_result **resp);
 
 /* The DNSSEC view of a domain's MX RRset (RFC 7672 2.2.1). */
 struct dns_sec_mx {
@@ -353,12 +336,12 @@ struct dns_sec_mx {
 };
 
 /*
- * Asks domain's MX RRset on the DNSSEC-aware path. This is apart from
- * dns_mx_lookup (which chooses the hosts and their addresses, through the
- * cache): an MX host of that result counts as securely obtained only when
- * this says DNS_SEC_SECURE and lists its name (dns_sec_mx_has). Fills *out.
+ * The MX RRset of domain with its state: the same cached answer that
+ * dns_mx_lookup chose the hosts from. An MX host of that result counts
+ * as securely obtained only when this says DNS_SEC_SECURE and lists its
+ * name (dns_sec_mx_has). Fills *out and returns its state.
  */
-int dns_sec_mx_lookup(struct dns_sec *s, const char *domain,
+int dns_sec_mx_lookup(struct dns_resolver *r, const char *domain,
     struct dns_sec_mx *out);
 int dns_sec_mx_has(const struct dns_sec_mx *mx, const char *host);
 
@@ -373,14 +356,13 @@ struct dns_sec_host {
 };
 
 /*
- * Asks the A (and, with use_ipv6, AAAA) records of host on the
- * DNSSEC-aware path, to learn whether they are secure and the
- * CNAME-expanded name. When the chain is not secure but the host is an
- * alias, its CNAME record alone is asked too (alias_state), since a
- * secure alias into an unsigned zone still makes the original name a
- * TLSA base domain. Returns out->state.
+ * The A (and, with use_ipv6, AAAA) records of host, to learn whether they
+ * are secure and the CNAME-expanded name. When the chain is not secure
+ * but the host is an alias, its CNAME record alone is asked too
+ * (alias_state), since a secure alias into an unsigned zone still makes
+ * the original name a TLSA base domain. Returns out->state.
  */
-int dns_sec_host_lookup(struct dns_sec *s, const char *host,
+int dns_sec_host_lookup(struct dns_resolver *r, const char *host,
     struct dns_sec_host *out);
 
 #endif

@@ -32,6 +32,7 @@
 #define DNS_T_MX	15
 #define DNS_T_TXT	16
 #define DNS_T_AAAA	28
+#define DNS_T_TLSA	52
 
 enum dns_kind {
 	DNS_K_DATA,		/* rrs[] hold the records */
@@ -49,6 +50,8 @@ struct dns_rr {
 	char *text;		/* TXT: the character-strings joined, with a
 				 * NUL after textlen bytes; NULL otherwise */
 	size_t textlen;
+	uint8_t *raw;		/* TLSA: the rdata as sent; NULL otherwise */
+	size_t rawlen;
 };
 
 /* A parsed answer for one (name, type). Owned by whoever made it. */
@@ -56,8 +59,14 @@ struct dns_rrset {
 	enum dns_kind kind;
 	uint16_t type;
 	uint32_t ttl;		/* seconds this may be cached */
-	unsigned cnames;	/* CNAMEs followed inside the packet */
+	unsigned cnames;	/* CNAMEs followed inside the packet (after
+				 * dns_resolver_lookup: in all packets) */
 	unsigned nbad;		/* records dropped as invalid */
+	int ad;			/* the packet had the AD bit (after
+				 * dns_resolver_lookup: every packet of the
+				 * chain had it, and the resolver believes it) */
+	char owner[DNS_NAME_MAX];	/* DATA, NODATA, NXDOMAIN: the name
+				 * the chain ended at (the CNAME-expanded name) */
 	char target[DNS_NAME_MAX];	/* DNS_K_CNAME: the name to ask next */
 	char detail[160];	/* DNS_K_TEMP etc.: why */
 	size_t n;
@@ -70,7 +79,8 @@ struct dns_rrset {
  * (truncated, bad counts, compression loops, a question that is not the
  * one asked, TC set, SERVFAIL, REFUSED, ...) gives DNS_K_TEMP with a
  * detail. Records of other names or types are ignored; records with
- * invalid names or rdata are dropped (nbad). Returns a new rrset.
+ * invalid names or rdata are dropped (nbad). ad is the packet's AD bit
+ * (0 for DNS_K_TEMP). Returns a new rrset.
  */
 struct dns_rrset *dns_answer_parse(const uint8_t *wire, size_t len,
     const char *qname, uint16_t qtype);
@@ -209,9 +219,12 @@ int64_t dns_resolver_now(struct dns_resolver *r);
 
 /*
  * The records of type for name (normalized), from the cache or the
- * network, CNAMEs followed (DNS_MAX_CNAME_HOPS in all); the answer is
- * cached under name with the TTL capped by the options. Never returns
- * DNS_K_CNAME (a chain too long is DNS_K_TEMP). A new rrset.
+ * network, CNAMEs followed (DNS_MAX_CNAME_HOPS in all); each answer is
+ * cached under the name it was asked for, with its AD bit, and the TTL
+ * capped by the options. Never returns DNS_K_CNAME (a chain too long is
+ * DNS_K_TEMP). In the result, ad is set only when every answer of the
+ * chain had it and the resolver is trusted, cnames counts the CNAMEs of
+ * the whole chain, and owner is where it ended. A new rrset.
  */
 struct dns_rrset *dns_resolver_lookup(struct dns_resolver *r,
     const char *name, uint16_t type, int64_t deadline_ms);
@@ -219,61 +232,8 @@ struct dns_rrset *dns_resolver_lookup(struct dns_resolver *r,
 /* Queries sent by this resolver (cache misses), for tests. */
 uint64_t dns_resolver_query_count(struct dns_resolver *r);
 
-/* ---- the DNSSEC-aware path (dnssec.c) ---- */
-
-#define DNS_T_TXT	16
-#define DNS_T_TLSA	52
-
-/* One record's rdata in uncompressed wire form. */
-struct dns_sec_rr {
-	size_t len;
-	uint8_t *data;
-};
-
-/* A parsed answer on the DNSSEC-aware path. Owned by whoever made it. */
-struct dns_sec_answer {
-	enum dns_sec_kind kind;
-	int ad;			/* every packet behind it had the AD bit */
-	int follow;		/* parse only: a chain that ends without data:
-				 * ask target next (kind is DNS_SEC_NODATA) */
-	unsigned cnames;	/* CNAMEs followed */
-	char owner[DNS_NAME_MAX];	/* name that holds the records */
-	char target[DNS_NAME_MAX];	/* follow: the name to ask next */
-	char detail[160];	/* DNS_SEC_FAIL: why */
-	size_t n;
-	struct dns_sec_rr *rrs;
-};
-
-/*
- * Parses the wire answer (len bytes) to (qname normalized, qtype) like
- * dns_answer_parse, but keeps each record of qtype as raw rdata and notes
- * the AD bit and the CNAME-expanded owner. Never fails: anything wrong
- * gives DNS_SEC_FAIL with a detail. At most DNS_MAX_RRSET records are
- * kept. A new answer; free with dns_sec_answer_free.
- */
-struct dns_sec_answer *dns_sec_answer_parse(const uint8_t *wire, size_t len,
-    const char *qname, uint16_t qtype);
-void dns_sec_answer_free(struct dns_sec_answer **ap);
-
-/* The DNSSEC-aware path over transport instead of the network; every
- * answer's AD bit is believed when trusted is 1. opts may be NULL. */
-struct dns_sec *dns_sec_new_transport(dns_transport_fn transport, void *tctx,
-    int trusted, const struct dns_options *opts);
-
-/*
- * The records of type for name (normalized) on the DNSSEC-aware path,
- * CNAMEs followed across packets (DNS_MAX_CNAME_HOPS in all); ad is set
- * only when every packet had AD and the path is trusted. Never returns
- * with follow set. A new answer.
- */
-struct dns_sec_answer *dns_sec_lookup(struct dns_sec *s, const char *name,
-    uint16_t type, int64_t deadline_ms);
-
-/* A deadline total_timeout_ms from now (CLOCK_MONOTONIC ms). */
-int64_t dns_sec_deadline(const struct dns_sec *s);
-
-/* The state an answer gives: DNS_SEC_BOGUS for DNS_SEC_FAIL, else
- * secure or insecure after its AD bit. */
-enum dns_sec_state dns_sec_answer_state(const struct dns_sec_answer *a);
+/* Whether the resolver believes the AD bit (dns_sec_trusted); for
+ * resolvers made with dns_resolver_new_transport, which start with 0. */
+void dns_resolver_set_trusted(struct dns_resolver *r, int trusted);
 
 #endif

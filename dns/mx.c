@@ -189,9 +189,27 @@ dns_rrset_copy(const struct dns_rrset *rs)
 				memcpy(c->rrs[i].text, rs->rrs[i].text,
 				    rs->rrs[i].textlen + 1);
 			}
+			if (rs->rrs[i].raw) {
+				c->rrs[i].raw = xmalloc(rs->rrs[i].rawlen + 1);
+				memcpy(c->rrs[i].raw, rs->rrs[i].raw,
+				    rs->rrs[i].rawlen);
+			}
 		}
 	}
 	return c;
+}
+
+static void
+rrset_clear(struct dns_rrset *rs)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		free(rs->rrs[i].name);
+		free(rs->rrs[i].text);
+		free(rs->rrs[i].raw);
+	}
+	free(rs->rrs);
+	rs->rrs = NULL;
+	rs->n = 0;
 }
 
 void
@@ -201,11 +219,7 @@ dns_rrset_free(struct dns_rrset **rsp)
 
 	if (rs == NULL)
 		return;
-	for (size_t i = 0; i < rs->n; i++) {
-		free(rs->rrs[i].name);
-		free(rs->rrs[i].text);
-	}
-	free(rs->rrs);
+	rrset_clear(rs);
 	free(rs);
 	*rsp = NULL;
 }
@@ -213,16 +227,33 @@ dns_rrset_free(struct dns_rrset **rsp)
 static void
 rrset_fail(struct dns_rrset *rs, const char *why)
 {
-	for (size_t i = 0; i < rs->n; i++) {
-		free(rs->rrs[i].name);
-		free(rs->rrs[i].text);
-	}
-	free(rs->rrs);
-	rs->rrs = NULL;
-	rs->n = 0;
+	rrset_clear(rs);
 	rs->kind = DNS_K_TEMP;
 	rs->ttl = 0;
+	rs->ad = 0;
+	rs->owner[0] = '\0';
 	detail_set(rs->detail, sizeof rs->detail, "%s", why);
+}
+
+/* The rdata of rr in uncompressed wire form into one->raw; 0 or -1. */
+static int
+rr_raw(const ldns_rr *rr, struct dns_rr *one)
+{
+	ldns_buffer *b = ldns_buffer_new(512);
+	size_t len;
+
+	if (b == NULL)
+		abort();
+	if (ldns_rr_rdata2buffer_wire(b, rr) != LDNS_STATUS_OK) {
+		ldns_buffer_free(b);
+		return -1;
+	}
+	len = ldns_buffer_position(b);
+	one->raw = xmalloc(len + 1);
+	memcpy(one->raw, ldns_buffer_begin(b), len);
+	one->rawlen = len;
+	ldns_buffer_free(b);
+	return 0;
 }
 
 /* RFC 2181 8: a TTL with the top bit set means zero. */
@@ -253,6 +284,7 @@ rrset_add(struct dns_rrset *rs, const ldns_rr *rr)
 		one.name = xstrdup(name);
 		break;
 	case DNS_T_PTR:
+	case DNS_T_CNAME:
 		if (ldns_rr_rd_count(rr) != 1 ||
 		    rdf_name_text(ldns_rr_rdf(rr, 0), name, sizeof name) != 0 ||
 		    name[0] == '\0')
@@ -272,12 +304,21 @@ rrset_add(struct dns_rrset *rs, const ldns_rr *rr)
 		if (dns_txt_rdata_join(rr, &one) != 0)
 			goto bad;
 		break;
+	case DNS_T_TLSA:
+		/* usage, selector, matching type, then the data (RFC 6698 2.1);
+		 * which records are usable is relay/'s decision. */
+		if (rr_raw(rr, &one) != 0 || one.rawlen < 3) {
+			free(one.raw);
+			goto bad;
+		}
+		break;
 	default:
 		goto bad;
 	}
 	if (rs->n >= DNS_MAX_RRSET) {
 		free(one.name);
 		free(one.text);
+		free(one.raw);
 		rs->nbad++;
 		return;
 	}
@@ -402,6 +443,12 @@ parse_sections(const ldns_pkt *pkt, const ldns_rdf *qrdf, struct dns_rrset *rs)
 		return;
 	}
 	rs->cnames = c.cnames;
+	rs->ad = ldns_pkt_ad(pkt);
+	/* Where the chain ended; "" when that name is not a plain host name
+	 * (such a name is no TLSA base domain, but its records still count). */
+	if ((c.found || rcode == LDNS_RCODE_NXDOMAIN || c.end == qrdf) &&
+	    rdf_name_text(c.end, rs->owner, sizeof rs->owner) != 0)
+		rs->owner[0] = '\0';
 	if (c.found) {
 		if (rcode != LDNS_RCODE_NOERROR) {
 			rrset_fail(rs, "records in a negative answer");

@@ -2,7 +2,13 @@
  * resolver: where questions go. A struct dns_resolver holds an immutable
  * list of server addresses (from the config or, once, from resolv.conf),
  * the options and the shared cache; dns_resolver_lookup asks the cache,
- * then the servers, follows CNAMEs by re-querying, and caches the answer.
+ * then the servers, follows CNAMEs by re-querying, and caches the answer
+ * with its AD bit.
+ *
+ * DNSSEC: every query has the DO and AD bits set (RFC 3225, RFC 6840
+ * 5.7), so a validating resolver says whether it validated the answer.
+ * That AD bit is believed only when every server is a loopback address
+ * (trusted): elsewhere anyone on the path could set it.
  *
  * Network: ldns builds each query and decodes each answer, but the
  * sockets are our own: one UDP socket per query, connected to the server
@@ -54,6 +60,7 @@ struct dns_resolver {
 	dns_clock_fn clock;
 	void *cctx;
 	struct dns_cache *cache;	/* NULL when cache_entries == 0 */
+	int trusted;			/* the AD bit is believed */
 	uint64_t queries;		/* atomic */
 };
 
@@ -356,6 +363,8 @@ net_transport(void *ctx, const char *qname, uint16_t qtype, int64_t deadline,
 	if (pkt == NULL)
 		return -1;
 	ldns_pkt_set_edns_udp_size(pkt, DNS_EDNS_UDP_SIZE);
+	ldns_pkt_set_edns_do(pkt, true);
+	ldns_pkt_set_ad(pkt, true);
 	if (total > sizeof fl / sizeof fl[0])
 		total = sizeof fl / sizeof fl[0];
 	buf = xmalloc(DNS_MAX_WIRE);
@@ -462,6 +471,23 @@ net_transport(void *ctx, const char *qname, uint16_t qtype, int64_t deadline,
 
 /* ---- construction ---- */
 
+static int
+sockaddr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+		if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) &&
+		    s6->sin6_addr.s6_addr[12] == 127;
+	}
+	return 0;
+}
+
 struct dns_resolver *
 dns_resolver_new(const struct dns_server_addr *servers, size_t n, char *err,
     size_t errsize)
@@ -509,6 +535,10 @@ dns_resolver_new_opts(const struct dns_server_addr *servers, size_t n,
 		dns_resolver_free(&r);
 		return NULL;
 	}
+	r->trusted = 1;
+	for (size_t i = 0; i < r->nservers; i++)
+		if (!sockaddr_is_loopback(&r->servers[i].sa))
+			r->trusted = 0;
 	return r;
 }
 
@@ -537,6 +567,18 @@ dns_resolver_free(struct dns_resolver **rp)
 	dns_cache_free(&r->cache);
 	free(r);
 	*rp = NULL;
+}
+
+void
+dns_resolver_set_trusted(struct dns_resolver *r, int trusted)
+{
+	r->trusted = trusted != 0;
+}
+
+int
+dns_sec_trusted(const struct dns_resolver *r)
+{
+	return r->trusted;
 }
 
 const struct dns_options *
@@ -609,8 +651,8 @@ lookup_one(struct dns_resolver *r, const char *name, uint16_t type,
 		rs = dns_answer_parse(wire, len, name, type);
 		free(wire);
 	}
-	log_debug("dns: %s type %u: kind %d ttl %u%s%s", name, type, rs->kind,
-	    rs->ttl, rs->detail[0] ? ": " : "", rs->detail);
+	log_debug("dns: %s type %u: kind %d ttl %u ad %d%s%s", name, type,
+	    rs->kind, rs->ttl, rs->ad, rs->detail[0] ? ": " : "", rs->detail);
 	if (r->cache != NULL)
 		dns_cache_put(r->cache, name, type, rs, cache_ttl(r, rs),
 		    r->clock(r->cctx));
@@ -623,6 +665,7 @@ dns_resolver_lookup(struct dns_resolver *r, const char *name, uint16_t type,
 {
 	char cur[DNS_NAME_MAX];
 	unsigned hops = 0;
+	int ad = 1;
 
 	if (str_copy(cur, name, sizeof cur) != 0) {
 		struct dns_rrset *rs = dns_rrset_new(DNS_K_TEMP, type);
@@ -632,8 +675,13 @@ dns_resolver_lookup(struct dns_resolver *r, const char *name, uint16_t type,
 	for (;;) {
 		struct dns_rrset *rs = lookup_one(r, cur, type, deadline_ms);
 		hops += rs->cnames;
-		if (rs->kind != DNS_K_CNAME)
+		ad = ad && rs->ad;
+		if (rs->kind != DNS_K_CNAME) {
+			/* Secure only when every answer of the chain was. */
+			rs->cnames = hops;
+			rs->ad = ad && r->trusted && rs->kind != DNS_K_TEMP;
 			return rs;
+		}
 		if (hops > DNS_MAX_CNAME_HOPS) {
 			dns_rrset_free(&rs);
 			rs = dns_rrset_new(DNS_K_TEMP, type);

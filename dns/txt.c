@@ -1,9 +1,11 @@
 /*
- * txt: TXT records, and the raw record sets that mail authentication asks
- * for (SPF, DKIM and DMARC: TXT; SPF also A, AAAA, MX and PTR without the
- * RFC 5321 rules of mx.c). Each lookup goes through dns_resolver_lookup,
- * so answers share the TTL cache and the bounds of every other lookup, and
- * the outcome keeps NODATA apart from NXDOMAIN.
+ * txt: the record lookup of dns.h (dns_records_lookup): TXT records, and
+ * the raw record sets that mail authentication asks for (SPF, DKIM and
+ * DMARC: TXT; SPF also A, AAAA, MX and PTR without the RFC 5321 rules of
+ * mx.c), MTA-STS and TLS reporting (TXT) and DANE (TLSA, CNAME, A, AAAA,
+ * MX with their DNSSEC state). Each lookup goes through
+ * dns_resolver_lookup, so answers share the TTL cache and the bounds of
+ * every other lookup, and the outcome keeps NODATA apart from NXDOMAIN.
  *
  * Threads: reentrant; results belong to the caller.
  */
@@ -60,6 +62,11 @@ record_fill(struct dns_record *dst, const struct dns_rr *src, uint16_t type)
 		memcpy(dst->text, src->text, src->textlen + 1);
 		dst->textlen = src->textlen;
 	}
+	if (src->raw != NULL) {
+		dst->raw = xmalloc(src->rawlen + 1);
+		memcpy(dst->raw, src->raw, src->rawlen);
+		dst->rawlen = src->rawlen;
+	}
 }
 
 int
@@ -71,9 +78,11 @@ dns_records_lookup(struct dns_resolver *r, const char *name,
 	struct dns_rrset *rs;
 
 	*res_r = res;
+	res->sec = DNS_SEC_BOGUS;
 	if (type != DNS_RTYPE_A && type != DNS_RTYPE_AAAA &&
 	    type != DNS_RTYPE_MX && type != DNS_RTYPE_PTR &&
-	    type != DNS_RTYPE_TXT) {
+	    type != DNS_RTYPE_TXT && type != DNS_RTYPE_CNAME &&
+	    type != DNS_RTYPE_TLSA) {
 		res->status = DNS_REC_BAD_NAME;
 		snprintf(res->detail, sizeof res->detail, "record type %d not "
 		    "supported", (int)type);
@@ -102,6 +111,12 @@ dns_records_lookup(struct dns_resolver *r, const char *name,
 		    "temporary failure", sizeof res->detail);
 		break;
 	}
+	if (res->status != DNS_REC_TEMP) {
+		res->sec = rs->ad ? DNS_SEC_SECURE : DNS_SEC_INSECURE;
+		str_copy(res->owner, rs->owner[0] || rs->cnames ? rs->owner : qname,
+		    sizeof res->owner);
+		res->cnames = rs->cnames;
+	}
 	if (res->status == DNS_REC_DATA) {
 		res->rr = xcalloc(rs->n, sizeof *res->rr);
 		for (size_t i = 0; i < rs->n; i++)
@@ -129,6 +144,7 @@ dns_records_free(struct dns_records **resp)
 	for (size_t i = 0; i < res->n; i++) {
 		free(res->rr[i].name);
 		free(res->rr[i].text);
+		free(res->rr[i].raw);
 	}
 	free(res->rr);
 	free(res);

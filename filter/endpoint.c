@@ -9,9 +9,11 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -107,18 +109,46 @@ filter_endpoint_parse(const char *s, struct filter_endpoint *ep,
 	return endpoint_fail(err, errsize, "expected unix:/path or inet:host:port", s);
 }
 
-/* Waits for events on fd until deadline: 1 ready, 0 timed out, -1 error. */
+/* Readable once filter_stop_all was called (an eventfd; -1 if none could
+ * be made: then waits end only at their deadlines). */
+static pthread_once_t endpoint_once = PTHREAD_ONCE_INIT;
+static int endpoint_stop_fd = -1;
+
+static void
+endpoint_init(void)
+{
+	endpoint_stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+void
+filter_stop_all(void)
+{
+	uint64_t one = 1;
+
+	pthread_once(&endpoint_once, endpoint_init);
+	if (endpoint_stop_fd >= 0 && write(endpoint_stop_fd, &one, sizeof one) < 0)
+		return;	/* the counter is set already */
+}
+
+/* Waits for events on fd until deadline: 1 ready, 0 timed out, -1 error
+ * (ECANCELED: filter_stop_all). */
 static int
 endpoint_wait(int fd, short events, int64_t deadline)
 {
+	pthread_once(&endpoint_once, endpoint_init);
 	for (;;) {
-		struct pollfd pfd = { .fd = fd, .events = events };
+		struct pollfd pfd[2] = { { .fd = fd, .events = events },
+			{ .fd = endpoint_stop_fd, .events = POLLIN } };
 		int64_t left = deadline - time_mono_ms();
 		int rc;
 
 		if (left <= 0)
 			return 0;
-		rc = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+		rc = poll(pfd, endpoint_stop_fd >= 0 ? 2 : 1, left > 60000 ? 60000 : (int)left);
+		if (rc > 0 && (pfd[1].revents & POLLIN)) {
+			errno = ECANCELED;
+			return -1;
+		}
 		if (rc > 0)
 			return 1;
 		if (rc < 0 && errno != EINTR)

@@ -14,7 +14,7 @@
  * EPIPE, never SIGPIPE.
  *
  * Errors: functions return -1 and set errno (ETIMEDOUT when the deadline
- * passed); nothing is logged here.
+ * passed, ECANCELED after filter_stop_all); nothing is logged here.
  * Threads: reentrant; a socket belongs to one thread at a time. The calls
  * block up to their deadline: call them from a pool thread, never from a
  * session worker's event loop.
@@ -62,5 +62,11 @@ ssize_t filter_read_some(int fd, void *p, size_t n, int64_t deadline);
 /* Is fd's peer still there with nothing unread: 1 yes, 0 it closed or sent
  * something unasked (the connection must not be reused). Does not wait. */
 int filter_conn_idle_ok(int fd);
+
+/* The daemon stops: every wait above, in any thread, now and later, ends
+ * at once with -1 and errno ECANCELED (the clients then answer their
+ * default action or temporary failure), so no pool thread waits out a
+ * hung filter daemon's timeout at shutdown. Irreversible; any thread. */
+void filter_stop_all(void);
 
 #endif

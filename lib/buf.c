@@ -26,6 +26,9 @@ buf_reserve(struct buf *b, size_t need)
 	cap = b->cap ? b->cap : 64;
 	while (cap < need)
 		cap *= 2;
+	/* Never more than the buffer may hold (need is within it). */
+	if (cap > b->max)
+		cap = b->max > need ? b->max : need;
 	b->data = xrealloc(b->data, cap + 1);
 	b->cap = cap;
 }

@@ -19,7 +19,8 @@
 struct buf {
 	char *data;	/* NULL until the first append; then NUL-terminated */
 	size_t len;	/* bytes held */
-	size_t cap;	/* bytes allocated (excluding the NUL) */
+	size_t cap;	/* bytes allocated (excluding the NUL); grows by
+			 * doubling, never past max */
 	size_t max;	/* hard limit on len */
 };
 

@@ -15,7 +15,10 @@
  * of spaces collapse, and the length is capped. Generated lines are folded
  * or wrapped so that none passes 998 octets (RFC 5322 2.1.1); the original
  * is copied byte for byte. The MIME boundary is checked against every part
- * and changed until it appears in none.
+ * and changed until it appears in none: the generated parts are in
+ * memory, the original is scanned as it is read (a first pass over what
+ * is returned of it, which also finds its header section and whether it
+ * holds 8-bit bytes), then copied in a second pass.
  *
  * Bugs: a word longer than a line is split with a fold, which adds a space
  * when the field is unfolded; only pathological input has such words.
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "lib/buf.h"
@@ -35,7 +39,6 @@
  * include the server's headers, test_bounce checks they agree. */
 #define BOUNCE_RET_FULL 1
 
-#define BOUNCE_FULL_MAX (10u * 1024 * 1024)	/* larger: headers only */
 #define BOUNCE_HEADERS_MAX (1u * 1024 * 1024)	/* header section cap */
 #define BOUNCE_LINE_MAX 998			/* RFC 5322 2.1.1 */
 #define BOUNCE_FOLD_AT 78			/* preferred line length */
@@ -260,27 +263,106 @@ bounce_has_type(const char *s)
 	return s[i] == ';';
 }
 
-/* Length of the header section of body: up to and including the line end
- * before the first empty line, or the whole (capped at a line end). */
-static size_t
-bounce_header_len(const char *body, size_t len)
-{
-	size_t pos = 0, eol;
-	const char *nl;
+/*
+ * The header section of the original, found as it is read: up to and
+ * including the line end before the first empty line; without an empty
+ * line, the whole (capped at the last line end within BOUNCE_HEADERS_MAX).
+ */
+struct bounce_hdrscan {
+	uint64_t off;		/* bytes seen */
+	uint64_t line_start;	/* of the line being read */
+	int bol;		/* at a line start */
+	int bol_cr;		/* a CR at a line start: CRLF is the empty line */
+	int lend_cr;		/* the line end before line_start was CRLF */
+	int prev_cr;		/* the last byte seen was a CR */
+	int done;
+	uint64_t len;		/* the result, once done */
+};
 
-	while (pos < len && pos < BOUNCE_HEADERS_MAX) {
-		if (body[pos] == '\n' ||
-		    (body[pos] == '\r' && pos + 1 < len && body[pos + 1] == '\n'))
-			return pos;
-		nl = memchr(body + pos, '\n', len - pos);
-		if (nl == NULL)
-			return len <= BOUNCE_HEADERS_MAX ? len : pos;
-		eol = (size_t)(nl - body) + 1;
-		if (eol > BOUNCE_HEADERS_MAX)
-			return pos;
-		pos = eol;
+static void
+bounce_hdrscan_feed(struct bounce_hdrscan *h, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n && !h->done; i++, h->off++) {
+		char c = p[i];
+
+		if ((h->bol_cr || h->bol) && c == '\n') {
+			h->done = 1;
+			h->len = h->line_start;
+			return;
+		}
+		h->bol_cr = h->bol && c == '\r';
+		h->bol = 0;
+		if (c != '\n') {
+			h->prev_cr = c == '\r';
+			continue;
+		}
+		if (h->off + 1 > BOUNCE_HEADERS_MAX) {
+			h->done = 1;
+			h->len = h->line_start;
+			return;
+		}
+		h->line_start = h->off + 1;
+		h->lend_cr = h->prev_cr;
+		h->prev_cr = 0;
+		h->bol = 1;
 	}
-	return pos;
+}
+
+/* At the end of the original, when no empty line came. */
+static uint64_t
+bounce_hdrscan_end(const struct bounce_hdrscan *h)
+{
+	if (h->done)
+		return h->len;
+	return h->off <= BOUNCE_HEADERS_MAX ? h->off : h->line_start;
+}
+
+/* A search for needle in text that comes in pieces. */
+struct bounce_find {
+	const char *needle;
+	size_t nlen;		/* 1..sizeof carry */
+	char carry[128];	/* the last nlen - 1 bytes seen */
+	size_t ncarry;
+	int found;
+};
+
+static void
+bounce_find_init(struct bounce_find *f, const char *needle)
+{
+	memset(f, 0, sizeof *f);
+	f->needle = needle;
+	f->nlen = strlen(needle);
+	if (f->nlen == 0 || f->nlen > sizeof f->carry)
+		abort();	/* boundaries are short constants of this file */
+}
+
+static void
+bounce_find_feed(struct bounce_find *f, const char *p, size_t n)
+{
+	char join[2 * sizeof f->carry];
+	size_t k, keep;
+
+	if (f->found || n == 0)
+		return;
+	/* Across the seam: the carry and the start of this piece. */
+	k = n < f->nlen - 1 ? n : f->nlen - 1;
+	memcpy(join, f->carry, f->ncarry);
+	memcpy(join + f->ncarry, p, k);
+	if (memmem(join, f->ncarry + k, f->needle, f->nlen) != NULL ||
+	    memmem(p, n, f->needle, f->nlen) != NULL) {
+		f->found = 1;
+		return;
+	}
+	keep = f->nlen - 1;
+	if (n >= keep) {
+		memcpy(f->carry, p + n - keep, keep);
+		f->ncarry = keep;
+	} else {
+		size_t old = f->ncarry + n > keep ? keep - n : f->ncarry;
+		memmove(f->carry, f->carry + f->ncarry - old, old);
+		memcpy(f->carry + old, p, n);
+		f->ncarry = old + n;
+	}
 }
 
 static const char *
@@ -469,22 +551,27 @@ bounce_status_part(struct buf *d, enum bounce_kind kind, const char *host,
 /*
  * Boundary candidate number attempt into out. The first is derived from
  * the queue id and arrival alone (the same message gives the same one);
- * later ones add the attempt and a process-wide sequence number.
+ * later ones add the attempt, a process-wide sequence number and 64
+ * random bits, so that an original cannot hold them by design.
  */
 static void
 bounce_make_boundary(char *out, size_t size, const char *qid,
     int64_t arrival, int attempt)
 {
+	unsigned long long rnd = 0;
 	int n;
 
-	if (attempt == 0)
+	if (attempt == 0) {
 		n = snprintf(out, size, "=_%.16s.%llx/rpt", qid,
 		    (unsigned long long)arrival);
-	else
-		n = snprintf(out, size, "=_%.16s.%llx.%d.%lx/rpt", qid,
+	} else {
+		if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
+			rnd = (unsigned long long)time(NULL) * 2654435761u;
+		n = snprintf(out, size, "=_%.16s.%llx.%d.%lx.%llx/rpt", qid,
 		    (unsigned long long)arrival, attempt,
-		    atomic_fetch_add(&bounce_seq, 1));
-	/* RFC 2046 5.1.1: at most 70 characters; this is at most 65 */
+		    atomic_fetch_add(&bounce_seq, 1), rnd);
+	}
+	/* RFC 2046 5.1.1: at most 70 characters; this is at most 70 */
 	if (n < 0 || (size_t)n >= size || n > 70)
 		abort();
 }
@@ -495,17 +582,112 @@ bounce_contains(const char *hay, size_t len, const char *s)
 	return len > 0 && memmem(hay, len, s, strlen(s)) != NULL;
 }
 
-char *
+/* What the first pass learned of the original. */
+struct bounce_scan {
+	uint64_t inc_len;	/* bytes of it the report returns */
+	int eightbit;		/* those hold a byte >= 0x80 */
+	int ends_crlf;		/* and end with CRLF */
+	int collides;		/* and hold the boundary looked for */
+};
+
+/* Reads what the report returns of the original (all of it when full,
+ * else its header section) and checks it for boundary. Returns 0, or -1
+ * when it cannot be read. */
+static int
+bounce_scan_orig(const struct body_reader *r, int full, const char *boundary,
+    struct bounce_scan *sc)
+{
+	struct bounce_hdrscan h = { .bol = 1 };
+	struct bounce_find f;
+	uint64_t seen = 0;
+	char last[2] = { 0, 0 };
+
+	memset(sc, 0, sizeof *sc);
+	if (r == NULL)
+		return 0;
+	bounce_find_init(&f, boundary);
+	if (r->rewind(r->arg) != 0)
+		return -1;
+	for (;;) {
+		const char *p;
+		size_t n;
+
+		if (r->next(r->arg, &p, &n) != 0)
+			return -1;
+		if (n == 0)
+			break;
+		if (!full) {
+			bounce_hdrscan_feed(&h, p, n);
+			if (h.done)	/* the rest is body */
+				n = h.len > seen ? (size_t)(h.len - seen) : 0;
+		}
+		bounce_find_feed(&f, p, n);
+		if (!sc->eightbit && bounce_has_8bit(p, n))
+			sc->eightbit = 1;
+		if (n >= 2) {
+			last[0] = p[n - 2];
+			last[1] = p[n - 1];
+		} else if (n == 1) {
+			last[0] = last[1];
+			last[1] = p[0];
+		}
+		seen += n;
+		if (!full && h.done)
+			break;
+	}
+	sc->inc_len = full ? seen : bounce_hdrscan_end(&h);
+	if (!full && sc->inc_len == h.line_start)
+		sc->ends_crlf = sc->inc_len >= 2 && h.lend_cr;	/* at a line end */
+	else
+		sc->ends_crlf = sc->inc_len >= 2 && last[0] == '\r' &&
+		    last[1] == '\n';
+	sc->collides = f.found;
+	return 0;
+}
+
+/* Copies the first len bytes of the original to out. */
+static int
+bounce_copy_orig(const struct body_reader *r, uint64_t len,
+    const struct bounce_sink *out)
+{
+	if (len == 0)
+		return 0;
+	if (r->rewind(r->arg) != 0)
+		return -1;
+	while (len > 0) {
+		const char *p;
+		size_t n;
+
+		if (r->next(r->arg, &p, &n) != 0 || n == 0)
+			return -1;	/* shorter than it was a moment ago */
+		if (n > len)
+			n = (size_t)len;
+		if (out->write(out->arg, p, n) != 0)
+			return -1;
+		len -= n;
+	}
+	return 0;
+}
+
+static int
+bounce_put(const struct bounce_sink *out, const struct buf *b)
+{
+	return b->len == 0 ? 0 : out->write(out->arg, b->data, b->len);
+}
+
+int
 bounce_build(enum bounce_kind kind, const char *hostname,
     const struct bounce_orig *orig, const struct bounce_rcpt *rcpts, size_t n,
-    int64_t retry_until, size_t *len_r)
+    int64_t retry_until, const struct bounce_sink *sink)
 {
 	struct buf out, text, dsn, tmp;
+	struct bounce_scan sc;
 	char *host, *sender, *qid, boundary[128], date[64];
-	const char *body = orig->body != NULL ? orig->body : "";
-	size_t body_len = orig->body != NULL ? orig->body_len : 0;
-	size_t inc_len, shown, i;
-	int full, full_too_big = 0, eightbit, tries, utf8 = orig->smtputf8 != 0;
+	const struct body_reader *body = orig->body;
+	uint64_t body_len = body != NULL ? body->size : 0;
+	size_t shown, i;
+	int full, full_too_big = 0, eightbit, tries, rc = -1;
+	int utf8 = orig->smtputf8 != 0;
 	struct timespec ts;
 
 	shown = n < BOUNCE_RCPTS_MAX ? n : BOUNCE_RCPTS_MAX;
@@ -529,28 +711,31 @@ bounce_build(enum bounce_kind kind, const char *hostname,
 		full = 0;
 		full_too_big = 1;
 	}
-	inc_len = full ? body_len : bounce_header_len(body, body_len);
-	eightbit = utf8 || bounce_has_8bit(body, inc_len);
 
 	buf_init(&text, BOUNCE_BUF_MAX);
 	buf_init(&dsn, BOUNCE_BUF_MAX);
+	buf_init(&out, BOUNCE_BUF_MAX);
 	bounce_text_part(&text, kind, host, orig, rcpts, n, shown, retry_until,
 	    full_too_big);
 	bounce_status_part(&dsn, kind, host, orig, rcpts, shown, retry_until);
 
-	/* a boundary that occurs in no part (the original could hold ours) */
+	/* a boundary that occurs in no part (the original could hold ours):
+	 * each candidate costs a pass over what is returned of it */
 	for (tries = 0;; tries++) {
 		bounce_make_boundary(boundary, sizeof boundary, qid,
 		    orig->arrival, tries);
-		if (!bounce_contains(text.data, text.len, boundary) &&
-		    !bounce_contains(dsn.data, dsn.len, boundary) &&
-		    !bounce_contains(body, inc_len, boundary))
+		if (bounce_contains(text.data, text.len, boundary) ||
+		    bounce_contains(dsn.data, dsn.len, boundary))
+			continue;
+		if (bounce_scan_orig(body, full, boundary, &sc) != 0)
+			goto out;
+		if (!sc.collides)
 			break;
 		if (tries >= BOUNCE_BOUNDARY_TRIES)
 			abort();	/* every candidate is fresh: a bug */
 	}
+	eightbit = utf8 || sc.eightbit;
 
-	buf_init(&out, BOUNCE_BUF_MAX);
 	buf_printf(&out, "From: MAILER-DAEMON@%s (Mail Delivery System)\r\n",
 	    host);
 	buf_init(&tmp, BOUNCE_BUF_MAX);
@@ -606,16 +791,22 @@ bounce_build(enum bounce_kind kind, const char *hostname,
 	if (eightbit)
 		buf_puts(&out, "Content-Transfer-Encoding: 8bit\r\n");
 	buf_puts(&out, "\r\n");
-	buf_append(&out, body, inc_len);
-	if (inc_len > 0 && !(inc_len >= 2 && body[inc_len - 2] == '\r' &&
-	    body[inc_len - 1] == '\n'))
+	if (bounce_put(sink, &out) != 0 ||
+	    (sc.inc_len > 0 && bounce_copy_orig(body, sc.inc_len, sink) != 0))
+		goto out;
+	buf_reset(&out);
+	if (sc.inc_len > 0 && !sc.ends_crlf)
 		buf_puts(&out, "\r\n");
 	buf_printf(&out, "\r\n--%s--\r\n", boundary);
-
+	if (bounce_put(sink, &out) != 0)
+		goto out;
+	rc = 0;
+out:
+	buf_free(&out);
 	buf_free(&text);
 	buf_free(&dsn);
 	free(host);
 	free(sender);
 	free(qid);
-	return buf_steal(&out, len_r);
+	return rc;
 }

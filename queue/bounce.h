@@ -4,9 +4,14 @@
  * notices and success notices, built as complete messages ready to queue
  * from the null sender.
  *
- * Ownership: bounce_build returns a heap body (CRLF line ends) the caller
- * frees. Errors: none beyond allocation (which aborts).
- * Threads: reentrant.
+ * The original is read through a body_reader (lib/body_reader.h), in
+ * pieces, and the report goes out through a sink, in pieces, so that a
+ * RET=FULL bounce of a large message never holds it whole: the original
+ * is read twice (once to choose the MIME boundary and the encoding, once
+ * to copy it), its header section alone when only that is returned.
+ *
+ * Errors: bounce_build fails when the original cannot be read or the
+ * sink gives up (allocation failures abort). Threads: reentrant.
  */
 #ifndef QUEUE_BOUNCE_H
 #define QUEUE_BOUNCE_H
@@ -14,7 +19,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/body_reader.h"
 #include "queue/envelope.h"
+
+/* The whole original goes into a failure report with RET=FULL up to this
+ * size; a larger one gets its header section only. */
+#define BOUNCE_FULL_MAX ((uint64_t)64 << 20)
 
 enum bounce_kind {
 	BOUNCE_FAILED,		/* Action: failed */
@@ -43,9 +53,16 @@ struct bounce_orig {
 	int ret;		/* DSN_RET_FULL: include the whole message;
 				 * else its headers only */
 	int64_t arrival;	/* unix seconds */
-	const char *body;	/* the original message, CRLF */
-	size_t body_len;
+	const struct body_reader *body;	/* the original message, CRLF;
+					 * NULL: none */
 	int smtputf8;		/* the original needed SMTPUTF8 */
+};
+
+/* Where the report goes: write takes the next piece (borrowed for the
+ * call); returns 0, or -1 to stop (bounce_build then fails). */
+struct bounce_sink {
+	int (*write)(void *arg, const char *p, size_t n);
+	void *arg;
 };
 
 /*
@@ -55,10 +72,12 @@ struct bounce_orig {
  * Final-Recipient, Original-Recipient, Action, Status, Remote-MTA,
  * Diagnostic-Code, Last-Attempt-Date, Will-Retry-Until for delays), then
  * the original headers (text/rfc822-headers) or, with RET=FULL, the whole
- * message (message/rfc822). Returns the body; *len_r its length.
+ * message (message/rfc822), into out (CRLF line ends). Returns 0, or -1
+ * when the original could not be read or out refused a piece (what was
+ * written then is not a report).
  */
-char *bounce_build(enum bounce_kind kind, const char *hostname,
+int bounce_build(enum bounce_kind kind, const char *hostname,
     const struct bounce_orig *orig, const struct bounce_rcpt *rcpts, size_t n,
-    int64_t retry_until, size_t *len_r);
+    int64_t retry_until, const struct bounce_sink *out);
 
 #endif

@@ -4,10 +4,11 @@
  * pending request (up to a byte budget), writes them in one LMDB write
  * transaction and commits it (one fsync), then calls each done callback.
  *
- * Facts (results.h) are written first, directly in the transaction; each
- * piece of new mail (a session's message, a notice request, an
- * expansion) in a nested transaction of its own, so one that does not fit
- * or is bad fails alone. When the batch as a whole does not fit, the map
+ * Facts (results.h) are written first, directly in the transaction; then
+ * staged records and discards (all in one nested transaction, or each in
+ * its own when that fails); then each piece of new mail (a session's
+ * message, a notice request, an expansion) in a nested transaction of its
+ * own, so one that does not fit or is bad fails alone. When the batch as a whole does not fit, the map
  * is grown and the batch written again; when it cannot grow, the facts
  * are committed on their own (the reserve is theirs: store.h, Room), then
  * the new mail, which then is refused. A facts request that still cannot
@@ -49,6 +50,7 @@ struct committer {
 	pthread_cond_t cond;		/* CLOCK_MONOTONIC */
 	struct commit_msg *mhead, **mtail;
 	struct commit_results *rhead, **rtail;
+	struct commit_stage *shead, **stail;
 	/* Facts that could not be written yet, oldest first. Committer
 	 * thread only. */
 	struct commit_results **held;
@@ -65,16 +67,25 @@ struct committer {
 };
 
 /* One batch taken off the lists. */
+/* A request of new mail is done once a commit holding it succeeded: a
+ * round that grows the map and writes the batch again skips it. */
 struct batch {
 	struct commit_msg **msgs;
 	int *mstatus;
+	unsigned char *mdone;
 	size_t nmsgs;
+	struct commit_stage **stages;
+	int *sstatus;
+	unsigned char *sdone;
+	size_t nstages;
 	struct commit_results **facts;
 	int *fstatus;
 	size_t nfacts;
 	struct commit_results **news;
 	int *nstatus;
+	unsigned char *ndone;
 	size_t nnews;
+	int facts_done;
 	uint64_t rejected;
 };
 
@@ -99,8 +110,10 @@ commit_msg_free(struct commit_msg *req)
 		return;
 	envelope_free(&req->env);
 	free(req->body);
-	req->body = NULL;
-	req->body_len = 0;
+	free(req->tail);
+	req->body = req->tail = NULL;
+	req->body_len = req->tail_len = 0;
+	req->staged = 0;
 }
 
 void
@@ -120,6 +133,7 @@ commit_results_free(struct commit_results *req)
 	for (size_t i = 0; i < req->nmsgs && req->msgs != NULL; i++) {
 		envelope_free(&req->msgs[i].env);
 		free(req->msgs[i].body);
+		free(req->msgs[i].tail);
 	}
 	free(req->msgs);
 	req->results = NULL;
@@ -133,9 +147,23 @@ commit_results_free(struct commit_results *req)
 static int
 write_msg(struct store_wtxn *t, struct commit_msg *m)
 {
+	struct store_body_parts b = { m->body, m->body_len, m->staged,
+	    m->tail, m->tail_len };
+
 	if (m->env.id == 0)
 		m->env.id = queue_id_next();
-	return store_put_msg(t, &m->env, m->body, m->body_len);
+	return store_put_msg_parts(t, &m->env, &b);
+}
+
+static int
+write_stage(struct store_wtxn *t, struct commit_stage *sg)
+{
+	int st;
+
+	if (sg->chunk > 0)
+		return store_stage_chunk(t, sg->id, sg->chunk, sg->data, sg->len);
+	st = store_stage_discard(t, sg->id);
+	return st == STORE_EXISTS ? STORE_OK : st;	/* whole: nothing to drop */
 }
 
 static int
@@ -188,9 +216,12 @@ write_results(struct store_wtxn *t, struct commit_results *r)
 		return STORE_INVALID;
 	for (size_t i = 0; i < r->nmsgs; i++) {
 		struct commit_newmsg *m = &r->msgs[i];
+		struct store_body_parts b = { m->body, m->body_len, m->staged,
+		    m->tail, m->tail_len };
+
 		if (m->env.id == 0)
 			m->env.id = queue_id_next();
-		if ((st = store_put_msg(t, &m->env, m->body, m->body_len)) != STORE_OK)
+		if ((st = store_put_msg_parts(t, &m->env, &b)) != STORE_OK)
 			return st;
 	}
 	for (size_t i = 0; i < r->nresults; i++) {
@@ -237,6 +268,62 @@ set_all(int *v, size_t n, int st)
 		v[i] = st;
 }
 
+/* Sets the status of every request of v[0..n) not done yet. */
+static void
+set_todo(int *v, const unsigned char *done, size_t n, int st)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!done[i])
+			v[i] = st;
+}
+
+/* Marks done what the commit just made durable. */
+static void
+mark_done(const int *v, unsigned char *done, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i] == STORE_OK)
+			done[i] = 1;
+}
+
+/* The staged records and discards of b not done yet: together in one
+ * nested transaction of t; when that fails, each in its own, so that one
+ * that does not fit fails alone. */
+static void
+write_stages(struct committer *c, struct store_wtxn *t, struct batch *b)
+{
+	struct store_wtxn *child;
+	int st;
+
+	if (b->nstages == 0)
+		return;
+	if ((st = store_wtxn_begin(c->store, t, &child)) == STORE_OK) {
+		for (size_t i = 0; i < b->nstages && st == STORE_OK; i++)
+			if (!b->sdone[i])
+				st = write_stage(child, b->stages[i]);
+		if (st == STORE_OK)
+			st = store_wtxn_commit(&child);
+		else
+			store_wtxn_abort(&child);
+	}
+	if (st == STORE_OK) {
+		set_todo(b->sstatus, b->sdone, b->nstages, STORE_OK);
+		return;
+	}
+	for (size_t i = 0; i < b->nstages; i++) {
+		if (b->sdone[i])
+			continue;
+		if ((st = store_wtxn_begin(c->store, t, &child)) == STORE_OK) {
+			st = write_stage(child, b->stages[i]);
+			if (st == STORE_OK)
+				st = store_wtxn_commit(&child);
+			else
+				store_wtxn_abort(&child);
+		}
+		b->sstatus[i] = st;
+	}
+}
+
 /* The whole batch in one transaction: the facts, then each piece of new
  * mail nested. Returns the status of the facts and the commit (then the
  * statuses of the requests are set); the new mail's own statuses may
@@ -249,16 +336,19 @@ batch_write(struct committer *c, struct batch *b)
 
 	if ((st = store_wtxn_begin(c->store, NULL, &t)) != STORE_OK)
 		goto fail;
-	for (size_t i = 0; i < b->nfacts && st == STORE_OK; i++)
+	for (size_t i = 0; i < b->nfacts && st == STORE_OK && !b->facts_done; i++)
 		st = write_results(t, b->facts[i]);
 	if (st != STORE_OK) {
 		store_wtxn_abort(&t);
 		goto fail;
 	}
+	write_stages(c, t, b);
 	for (size_t i = 0; i < b->nmsgs; i++)
-		b->mstatus[i] = write_nested(c->store, t, b->msgs[i], NULL);
+		if (!b->mdone[i])
+			b->mstatus[i] = write_nested(c->store, t, b->msgs[i], NULL);
 	for (size_t i = 0; i < b->nnews; i++)
-		b->nstatus[i] = write_nested(c->store, t, NULL, b->news[i]);
+		if (!b->ndone[i])
+			b->nstatus[i] = write_nested(c->store, t, NULL, b->news[i]);
 	st = store_counter_add(t, STORE_CTR_REJECTED, b->rejected);
 	if (st == STORE_OK)
 		st = store_wtxn_commit(&t);
@@ -267,12 +357,19 @@ batch_write(struct committer *c, struct batch *b)
 	if (st != STORE_OK)
 		goto fail;
 	b->rejected = 0;	/* folded */
-	set_all(b->fstatus, b->nfacts, STORE_OK);
+	if (!b->facts_done)
+		set_all(b->fstatus, b->nfacts, STORE_OK);
+	b->facts_done = 1;
+	mark_done(b->sstatus, b->sdone, b->nstages);
+	mark_done(b->mstatus, b->mdone, b->nmsgs);
+	mark_done(b->nstatus, b->ndone, b->nnews);
 	return STORE_OK;
 fail:
-	set_all(b->fstatus, b->nfacts, st);
-	set_all(b->mstatus, b->nmsgs, st);
-	set_all(b->nstatus, b->nnews, st);
+	if (!b->facts_done)
+		set_all(b->fstatus, b->nfacts, st);
+	set_todo(b->sstatus, b->sdone, b->nstages, st);
+	set_todo(b->mstatus, b->mdone, b->nmsgs, st);
+	set_todo(b->nstatus, b->ndone, b->nnews, st);
 	return st;
 }
 
@@ -283,7 +380,7 @@ facts_write(struct committer *c, struct batch *b)
 	struct store_wtxn *t;
 	int st;
 
-	if (b->nfacts == 0)
+	if (b->nfacts == 0 || b->facts_done)
 		return;
 	if ((st = store_wtxn_begin(c->store, NULL, &t)) == STORE_OK) {
 		for (size_t i = 0; i < b->nfacts && st == STORE_OK; i++)
@@ -293,6 +390,7 @@ facts_write(struct committer *c, struct batch *b)
 		else
 			store_wtxn_abort(&t);
 	}
+	b->facts_done = 1;
 	if (st == STORE_OK) {
 		set_all(b->fstatus, b->nfacts, STORE_OK);
 		return;
@@ -317,11 +415,14 @@ facts_write(struct committer *c, struct batch *b)
 static int
 batch_any_full(const struct batch *b)
 {
+	for (size_t i = 0; i < b->nstages; i++)
+		if (!b->sdone[i] && b->sstatus[i] == STORE_FULL)
+			return 1;
 	for (size_t i = 0; i < b->nmsgs; i++)
-		if (b->mstatus[i] == STORE_FULL)
+		if (!b->mdone[i] && b->mstatus[i] == STORE_FULL)
 			return 1;
 	for (size_t i = 0; i < b->nnews; i++)
-		if (b->nstatus[i] == STORE_FULL)
+		if (!b->ndone[i] && b->nstatus[i] == STORE_FULL)
 			return 1;
 	return 0;
 }
@@ -356,13 +457,8 @@ batch_commit(struct committer *c, struct batch *b)
 	/* Facts first and apart; then the new mail, each in its own nested
 	 * transaction (those that still fit). */
 	facts_write(c, b);
-	if (b->nmsgs + b->nnews > 0 || b->rejected > 0) {
-		struct batch nb = *b;
-
-		nb.nfacts = 0;
-		(void)batch_write(c, &nb);
-		b->rejected = nb.rejected;
-	}
+	if (b->nstages + b->nmsgs + b->nnews > 0 || b->rejected > 0)
+		(void)batch_write(c, b);	/* the facts are done now */
 	return 1;
 }
 
@@ -386,6 +482,7 @@ batch_finish(struct committer *c, struct batch *b, int committed)
 {
 	char idtxt[QUEUE_ID_LEN + 1];
 	size_t inserted = 0, failed = 0, results_ok = 0, held = 0;
+	size_t discards_failed = 0;
 	void (*notify)(void *);
 	int64_t now_us;
 	void *notify_arg;
@@ -394,6 +491,16 @@ batch_finish(struct committer *c, struct batch *b, int committed)
 	pthread_mutex_lock(&c->lock);
 	stopping = c->stopping;
 	pthread_mutex_unlock(&c->lock);
+	for (size_t i = 0; i < b->nstages; i++) {
+		if (b->sstatus[i] == STORE_OK)
+			continue;
+		if (b->stages[i]->chunk == 0) {
+			discards_failed++;
+			continue;
+		}
+		failed++;
+		full |= b->sstatus[i] == STORE_FULL;
+	}
 	for (size_t i = 0; i < b->nmsgs; i++) {
 		/* The session logs its message's "(queued)" line itself. */
 		if (b->mstatus[i] == STORE_OK) {
@@ -441,6 +548,9 @@ batch_finish(struct committer *c, struct batch *b, int committed)
 	}
 	if (full)
 		log_warn("queue: full: %zu request(s) refused", failed);
+	if (discards_failed)
+		log_warn("queue: %zu message(s) given up could not be dropped "
+		    "now; they go at the next start", discards_failed);
 	if (held && time_mono_ms() - c->held_logged >= 10000) {
 		c->held_logged = time_mono_ms();
 		log_warn("queue: %zu delivery result(s) could not be recorded "
@@ -463,6 +573,8 @@ batch_finish(struct committer *c, struct batch *b, int committed)
 		b->msgs[i]->durable_us = now_us;
 	if (inserted > 0 && notify != NULL)
 		notify(notify_arg);
+	for (size_t i = 0; i < b->nstages; i++)
+		b->stages[i]->done(b->stages[i], commit_status_of(b->sstatus[i]));
 	for (size_t i = 0; i < b->nmsgs; i++)
 		b->msgs[i]->done(b->msgs[i], commit_status_of(b->mstatus[i]));
 	for (size_t k = 0; k < b->nfacts; k++) {
@@ -534,15 +646,36 @@ batch_take(struct committer *c, struct batch *b, int with_held)
 	size_t bytes = 0, n = 0, capf = 0, capn = 0;
 
 	memset(b, 0, sizeof b[0]);
+	for (struct commit_stage *sg = c->shead; sg != NULL &&
+	    n < COMMIT_BATCH_REQS; sg = sg->next, n++) {
+		if (n > 0 && bytes + sg->len > COMMIT_BATCH_BYTES)
+			break;
+		bytes += sg->len;
+	}
+	b->nstages = n;
+	b->stages = xcalloc(n ? n : 1, sizeof *b->stages);
+	b->sstatus = xcalloc(n ? n : 1, sizeof *b->sstatus);
+	b->sdone = xcalloc(n ? n : 1, sizeof *b->sdone);
+	for (size_t i = 0; i < n; i++) {
+		b->stages[i] = c->shead;
+		c->shead = c->shead->next;
+		b->stages[i]->next = NULL;
+	}
+	if (c->shead == NULL)
+		c->stail = &c->shead;
+	n = 0;
 	for (struct commit_msg *m = c->mhead; m != NULL && n < COMMIT_BATCH_REQS;
 	    m = m->next, n++) {
-		if (n > 0 && bytes + m->body_len > COMMIT_BATCH_BYTES)
+		size_t len = m->body_len + m->tail_len;
+
+		if ((n > 0 || b->nstages > 0) && bytes + len > COMMIT_BATCH_BYTES)
 			break;
-		bytes += m->body_len;
+		bytes += len;
 	}
 	b->nmsgs = n;
 	b->msgs = xcalloc(n ? n : 1, sizeof *b->msgs);
 	b->mstatus = xcalloc(n ? n : 1, sizeof *b->mstatus);
+	b->mdone = xcalloc(n ? n : 1, sizeof *b->mdone);
 	for (size_t i = 0; i < n; i++) {
 		b->msgs[i] = c->mhead;
 		c->mhead = c->mhead->next;
@@ -566,6 +699,7 @@ batch_take(struct committer *c, struct batch *b, int with_held)
 		c->rtail = &c->rhead;
 	b->fstatus = xcalloc(b->nfacts ? b->nfacts : 1, sizeof *b->fstatus);
 	b->nstatus = xcalloc(b->nnews ? b->nnews : 1, sizeof *b->nstatus);
+	b->ndone = xcalloc(b->nnews ? b->nnews : 1, sizeof *b->ndone);
 }
 
 static void
@@ -573,6 +707,11 @@ batch_clear(struct batch *b)
 {
 	free(b->msgs);
 	free(b->mstatus);
+	free(b->mdone);
+	free(b->stages);
+	free(b->sstatus);
+	free(b->sdone);
+	free(b->ndone);
 	free(b->facts);
 	free(b->fstatus);
 	free(b->news);
@@ -583,7 +722,7 @@ batch_clear(struct batch *b)
 static int
 committer_idle(const struct committer *c)
 {
-	return c->mhead == NULL && c->rhead == NULL;
+	return c->mhead == NULL && c->rhead == NULL && c->shead == NULL;
 }
 
 static void *
@@ -624,7 +763,7 @@ committer_main(void *arg)
 			next_reader_check = now + COMMIT_READER_CHECK_MS;
 		}
 		b.rejected = atomic_exchange(&committer_rejected_pending, 0);
-		if (b.nmsgs + b.nfacts + b.nnews > 0 || b.rejected > 0) {
+		if (b.nstages + b.nmsgs + b.nfacts + b.nnews > 0 || b.rejected > 0) {
 			batch_run(c, &b);
 			last_work = time_mono_ms();
 		}
@@ -652,6 +791,7 @@ committer_start(struct queue_store *store)
 	c->store = store;
 	c->mtail = &c->mhead;
 	c->rtail = &c->rhead;
+	c->stail = &c->shead;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -688,6 +828,42 @@ committer_submit(struct committer *c, struct commit_msg *req)
 	c->mtail = &req->next;
 	pthread_cond_signal(&c->cond);
 	pthread_mutex_unlock(&c->lock);
+}
+
+void
+committer_submit_stage(struct committer *c, struct commit_stage *req)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->exited) {
+		pthread_mutex_unlock(&c->lock);
+		/* A discard at shutdown is expected: the sweep does it. */
+		if (req->chunk > 0)
+			log_error("queue: record staged after the committer stopped");
+		req->done(req, COMMIT_IO);
+		return;
+	}
+	req->next = NULL;
+	*c->stail = req;
+	c->stail = &req->next;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static void
+discard_done(struct commit_stage *req, enum commit_status st)
+{
+	(void)st;	/* not dropped now: the sweep at the next start does */
+	free(req);
+}
+
+void
+committer_discard(struct committer *c, queue_id_t id)
+{
+	struct commit_stage *req = xcalloc(1, sizeof *req);
+
+	req->id = id;
+	req->done = discard_done;
+	committer_submit_stage(c, req);
 }
 
 void

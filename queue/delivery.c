@@ -24,6 +24,7 @@
 #include "queue/committer.h"
 #include "queue/delivery_internal.h"
 #include "queue/trace.h"
+#include "queue/msg_writer.h"
 #include "queue/store.h"
 #include "storage/maildir.h"
 
@@ -170,6 +171,7 @@ job_load(struct job_ctx *jc, struct delivery *d, struct delivery_policy *pol,
 
 	memset(jc, 0, sizeof *jc);
 	jc->pol = pol;
+	jc->committer = d->committer;
 	jc->job = job;
 	queue_id_format(job->id, jc->qid, sizeof jc->qid);
 	if ((r = store_msg_load(d->st, job->id, &jc->msg)) != STORE_OK) {
@@ -177,11 +179,12 @@ job_load(struct job_ctx *jc, struct delivery *d, struct delivery_policy *pol,
 			log_warn("%s: cannot load: %s", jc->qid, store_status_text(r));
 		return -1;
 	}
-	if ((r = store_body_read(d->st, job->id, 0, &jc->body, &jc->body_len)) != STORE_OK) {
+	if ((r = store_body_open(d->st, job->id, &jc->body)) != STORE_OK) {
 		log_warn("%s: cannot read body: %s", jc->qid, store_status_text(r));
 		queue_msg_free(&jc->msg);
 		return -1;
 	}
+	store_body_reader(jc->body, &jc->reader);
 	expires = jc->msg.env.arrival + pol->queue_lifetime;
 	jc->out = xcalloc(job->n ? job->n : 1, sizeof *jc->out);
 	for (size_t k = 0, i = 0; k < job->n && i < jc->msg.nrcpts;) {
@@ -365,7 +368,7 @@ job_count(struct job_ctx *jc, int64_t delay)
 		relayed |= o->state == RCPT_SENT && !jc->local;
 	}
 	if (relayed)
-		metrics_add(M_RELAYED_BYTES, jc->body_len);
+		metrics_add(M_RELAYED_BYTES, jc->msg.size);
 }
 
 static void
@@ -404,6 +407,9 @@ job_new_mail(struct delivery *d, struct job_ctx *jc, int64_t now)
 	if (!notice_request(jc, &req, now))
 		return;
 	st = commit_wait(d, &req);
+	for (size_t i = 0; i < req.nmsgs && st != COMMIT_OK; i++)
+		if (req.msgs[i].staged > 0)	/* not queued after all */
+			committer_discard(d->committer, req.msgs[i].env.id);
 	commit_results_free(&req);
 	if (st == COMMIT_OK) {
 		job_log(jc, 1);
@@ -455,7 +461,7 @@ job_free(struct job_ctx *jc)
 		free(jc->out[i].targets);
 	}
 	free(jc->out);
-	free(jc->body);
+	store_body_close(&jc->body);
 	queue_msg_free(&jc->msg);
 }
 

@@ -17,6 +17,7 @@
 #include "queue/record.h"
 #include "queue/results.h"
 #include "queue/scheduler.h"
+#include "queue/store.h"
 #include "storage/maildir.h"
 
 enum notice_kind {
@@ -50,11 +51,12 @@ struct outcome {
 /* One job from load to its last commit. */
 struct job_ctx {
 	struct delivery_policy *pol;
+	struct committer *committer;	/* notices are staged through it */
 	struct sched_job *job;
 	struct queue_msg msg;
 	char qid[QUEUE_ID_LEN + 1];
-	char *body;
-	size_t body_len;
+	struct store_body *body;	/* the message, read in records */
+	struct body_reader reader;	/* over body, for every consumer */
 	struct outcome *out;
 	size_t nout;
 	int local;

@@ -37,8 +37,7 @@ local_items_add(struct local_items *li, struct job_ctx *jc, struct outcome *o,
 	it->user = it->recipient + len;
 	it->domain = it->user + strlen(user) + 1;
 	it->sender = jc->msg.env.sender;
-	it->body = jc->body;
-	it->body_len = jc->body_len;
+	it->body = &jc->reader;
 	li->out[li->n] = o;
 	li->n++;
 }

@@ -21,6 +21,7 @@
 #include "lib/util.h"
 #include "queue/bounce.h"
 #include "queue/delivery_internal.h"
+#include "queue/msg_writer.h"
 
 static int
 notify_allows(unsigned notify, unsigned bit)
@@ -102,8 +103,14 @@ req_result(struct commit_results *req, size_t *cap)
 	return r;
 }
 
-/* One notice about list[0..n) to `to`, with the NOTICE_DONE results. */
-static void
+/*
+ * One notice about list[0..n) to `to`, with the NOTICE_DONE results. The
+ * notice is written as it is made (queue/msg_writer.h): a RET=FULL
+ * failure quoting a large original never holds it whole. Returns 0, or
+ * -1 when it cannot be made now (the original cannot be read, the queue
+ * refused a record): nothing was added, the notices stay pending.
+ */
+static int
 add_notice(struct job_ctx *jc, struct commit_results *req, size_t *capres,
     enum bounce_kind kind, const char *to, struct outcome **list, size_t n,
     int64_t now)
@@ -112,15 +119,18 @@ add_notice(struct job_ctx *jc, struct commit_results *req, size_t *capres,
 	struct bounce_orig orig = {
 		.queue_id = jc->qid, .sender = to, .envid = jc->msg.env.envid,
 		.ret = jc->msg.env.ret, .arrival = jc->msg.env.arrival,
-		.body = jc->body, .body_len = jc->body_len,
+		.body = &jc->reader,
 		.smtputf8 = (jc->msg.env.flags & ENV_SMTPUTF8) != 0,
 	};
 	char (*diag)[600] = xcalloc(n, sizeof *diag);
-	struct commit_newmsg *m;
+	struct commit_newmsg made, *m;
+	struct msg_writer w;
+	struct bounce_sink sink = { msg_writer_write, &w };
+	enum commit_status st;
+	int built;
 
 	for (size_t i = 0; i < n; i++) {
 		struct outcome *o = list[i];
-		struct commit_result *r = req_result(req, capres);
 
 		br[i].addr = o->r->addr;
 		br[i].orcpt = o->r->orcpt;
@@ -131,26 +141,44 @@ add_notice(struct job_ctx *jc, struct commit_results *req, size_t *capres,
 		br[i].diag = diag[i];
 		br[i].last_attempt = o->r->last_try > 0 && o->report_only ?
 		    o->r->last_try : now;
+	}
+	memset(&made, 0, sizeof made);
+	msg_writer_init(&w, jc->committer);
+	built = bounce_build(kind, jc->pol->hostname, &orig, br, n,
+	    jc->msg.env.arrival + jc->pol->queue_lifetime, &sink) == 0;
+	st = built ? msg_writer_finish(&w, &made) : msg_writer_status(&w);
+	free(br);
+	free(diag);
+	if (!built || st != COMMIT_OK) {
+		log_warn("%s: notice to <%s> not made now (%s); it waits", jc->qid,
+		    to, st == COMMIT_FULL ? "queue full" : st != COMMIT_OK ?
+		    "queue error" : "the message cannot be read");
+		if (w.staged > 0)
+			committer_discard(jc->committer, w.id);
+		msg_writer_free(&w);
+		return -1;
+	}
+	msg_writer_free(&w);
+	for (size_t i = 0; i < n; i++) {
+		struct commit_result *r = req_result(req, capres);
+
 		r->id = jc->msg.env.id;
-		r->idx = o->r->idx;
+		r->idx = list[i]->r->idx;
 		r->op = COMMIT_OP_NOTICE_DONE;
 		r->set_flags = kind == BOUNCE_DELAYED ? RCPT_F_DELAY_NOTIFIED : 0;
 	}
 	req->msgs = xrealloc(req->msgs, (req->nmsgs + 1) * sizeof *req->msgs);
 	m = &req->msgs[req->nmsgs++];
-	memset(m, 0, sizeof *m);
+	*m = made;
 	m->env.arrival = now;
 	m->env.helo = xstrdup(jc->pol->hostname);
 	m->env.client_addr = xstrdup("127.0.0.1");
-	m->body = bounce_build(kind, jc->pol->hostname, &orig, br, n,
-	    jc->msg.env.arrival + jc->pol->queue_lifetime, &m->body_len);
 	m->env.sender = xstrdup("");
 	m->env.flags = ENV_NOTICE | (orig.smtputf8 ? ENV_SMTPUTF8 : 0);
 	m->env.rcpts = xcalloc(1, sizeof *m->env.rcpts);
 	m->env.rcpts[0].addr = xstrdup(to);
 	m->env.nrcpts = 1;
-	free(br);
-	free(diag);
+	return 0;
 }
 
 /* The expansion of one alias outcome. */
@@ -210,7 +238,7 @@ notice_request(struct job_ctx *jc, struct commit_results *req, int64_t now)
 			if (jc->out[i].notice == kinds[k].notice)
 				list[n++] = &jc->out[i];
 		if (n > 0)
-			add_notice(jc, req, &capres, kinds[k].kind,
+			(void)add_notice(jc, req, &capres, kinds[k].kind,
 			    kinds[k].notice == NOTICE_POSTMASTER ? postmaster :
 			    jc->msg.env.sender, list, n, now);
 	}

@@ -74,8 +74,7 @@ deliver_remote(struct job_ctx *jc)
 	m.ret = jc->msg.env.ret == DSN_RET_FULL ? RELAY_RET_FULL :
 	    jc->msg.env.ret == DSN_RET_HDRS ? RELAY_RET_HDRS : RELAY_RET_UNSET;
 	m.envid = jc->msg.env.envid;
-	m.body = jc->body;
-	m.body_len = jc->body_len;
+	m.body = &jc->reader;
 	relay_deliver(pol->relay, jc->job->dest, host, port, &m, rr, jc->nout, res);
 	for (size_t i = 0; i < jc->nout; i++) {
 		struct outcome *o = &jc->out[i];

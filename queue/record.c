@@ -169,22 +169,38 @@ record_body_chunks(uint64_t size)
 	return (uint32_t)((size + RECORD_CHUNK_SIZE - 1) / RECORD_CHUNK_SIZE);
 }
 
+static uint32_t
+record_v1_chunks(uint64_t size)
+{
+	return (uint32_t)((size + RECORD_V1_CHUNK_SIZE - 1) / RECORD_V1_CHUNK_SIZE);
+}
+
+/* Can nchunks records of version 2 hold exactly size bytes? */
+static int
+record_v2_layout_ok(uint64_t size, uint32_t nchunks)
+{
+	return size <= RECORD_SIZE_MAX && nchunks <= size &&
+	    size <= (uint64_t)nchunks * RECORD_CHUNK_MAX;
+}
+
 int
-record_msg_encode(const struct envelope *env, uint64_t size, struct buf *out)
+record_msg_encode(const struct envelope *env, const struct record_body *body,
+    struct buf *out)
 {
 	size_t mark = out->len;
 	int err = 0;
 
 	if (env->nrcpts == 0 || env->nrcpts > RECORD_RCPTS_MAX ||
-	    size > RECORD_SIZE_MAX || env->ret < 0 || env->ret > RET_MAX ||
+	    body->fixed != 0 || !record_v2_layout_ok(body->size, body->nchunks) ||
+	    env->ret < 0 || env->ret > RET_MAX ||
 	    (env->flags & ~ENV_FLAGS_KNOWN) != 0 || env->arrival < 0)
 		return -1;
 	rec_put_u8(out, &err, RECORD_VERSION);
 	rec_put_u8(out, &err, (unsigned)env->ret);
 	rec_put_u32(out, &err, env->flags);
 	rec_put_u64(out, &err, (uint64_t)env->arrival);
-	rec_put_u64(out, &err, size);
-	rec_put_u32(out, &err, record_body_chunks(size));
+	rec_put_u64(out, &err, body->size);
+	rec_put_u32(out, &err, body->nchunks);
 	rec_put_u32(out, &err, (uint32_t)env->nrcpts);
 	rec_put_str(out, &err, env->sender, RECORD_STR_MAX);
 	rec_put_str(out, &err, env->helo, RECORD_STR_MAX);
@@ -206,9 +222,10 @@ record_msg_peek(const void *p, size_t n, int64_t *arrival_r, uint64_t *size_r,
 {
 	struct rec_reader r = { p, n, 0 };
 	uint64_t arrival, size;
-	unsigned ret, flags;
+	unsigned version, ret, flags;
 
-	if (rec_get_u8(&r) != RECORD_VERSION)
+	version = rec_get_u8(&r);
+	if (version != 1 && version != RECORD_VERSION)
 		return -1;
 	ret = rec_get_u8(&r);
 	flags = rec_get_u32(&r);
@@ -228,15 +245,18 @@ record_msg_peek(const void *p, size_t n, int64_t *arrival_r, uint64_t *size_r,
 
 int
 record_msg_decode(const void *p, size_t n, struct envelope *env_r,
-    uint64_t *size_r)
+    struct record_body *body_r)
 {
 	struct rec_reader r = { p, n, 0 };
 	struct envelope env;
 	uint64_t arrival, size;
 	uint32_t nchunks, nrcpts;
+	unsigned version;
+	int layout_ok;
 
 	memset(&env, 0, sizeof env);
-	if (rec_get_u8(&r) != RECORD_VERSION)
+	version = rec_get_u8(&r);
+	if (version != 1 && version != RECORD_VERSION)
 		return -1;
 	env.ret = (int)rec_get_u8(&r);
 	env.flags = rec_get_u32(&r);
@@ -244,9 +264,10 @@ record_msg_decode(const void *p, size_t n, struct envelope *env_r,
 	size = rec_get_u64(&r);
 	nchunks = rec_get_u32(&r);
 	nrcpts = rec_get_u32(&r);
+	layout_ok = version == 1 ? size <= RECORD_SIZE_MAX &&
+	    nchunks == record_v1_chunks(size) : record_v2_layout_ok(size, nchunks);
 	if (r.err || env.ret > RET_MAX || (env.flags & ~ENV_FLAGS_KNOWN) != 0 ||
-	    arrival > INT64_MAX || size > RECORD_SIZE_MAX ||
-	    nchunks != record_body_chunks(size) ||
+	    arrival > INT64_MAX || !layout_ok ||
 	    nrcpts == 0 || nrcpts > RECORD_RCPTS_MAX)
 		return -1;
 	env.arrival = (int64_t)arrival;
@@ -262,7 +283,9 @@ record_msg_decode(const void *p, size_t n, struct envelope *env_r,
 		return -1;
 	}
 	*env_r = env;
-	*size_r = size;
+	body_r->size = size;
+	body_r->nchunks = nchunks;
+	body_r->fixed = version == 1 ? RECORD_V1_CHUNK_SIZE : 0;
 	return 0;
 }
 

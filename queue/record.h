@@ -10,10 +10,15 @@
  * is refused (-1), never half-decoded; the store then sets it aside.
  *
  * Integers are big-endian. Layout:
- *   envelope (version 1):
+ *   envelope (version 2; version 1 has the same fields and is still
+ *              read, but its body records are all RECORD_V1_CHUNK_SIZE
+ *              bytes but the last, so nchunks follows from size):
  *              u8 version, u8 ret, u32 flags, i64 arrival, u64 size,
  *              u32 nchunks, u32 nrcpts, str sender, str helo,
  *              str client_addr, ostr auth_user, ostr envid
+ *              (version 2: the body is nchunks records of 1 to
+ *              RECORD_CHUNK_MAX bytes each, any sizes, size bytes in all;
+ *              none when size is 0)
  *   recipient (version 2; version 1 ends after diag, with status "" and
  *              no remote_mta, and is still read):
  *              u8 version, u8 state, u8 flags, u32 notify, u32 attempts,
@@ -35,13 +40,18 @@
 #include "lib/buf.h"
 #include "queue/envelope.h"
 
-#define RECORD_VERSION 1		/* of the envelope record */
+#define RECORD_VERSION 2		/* of the envelope record */
 #define RECORD_RCPT_VERSION 2		/* of the recipient record */
 #define RECORD_STATUS_MAX 15		/* an enhanced status code "5.1.10" */
 #define RECORD_STR_MAX 4096		/* any string field, in bytes */
 #define RECORD_DIAG_MAX 1024		/* the last diagnostic */
 #define RECORD_RCPTS_MAX 100000		/* recipients of one message */
-#define RECORD_CHUNK_SIZE (128 * 1024)	/* body bytes per `body` record */
+#define RECORD_CHUNK_SIZE (64 * 1024)	/* body bytes per `body` record,
+					 * as written by store_put_msg and
+					 * staged by sessions (DESIGN.md) */
+#define RECORD_CHUNK_MAX (256 * 1024)	/* a `body` record of version 2
+					 * holds at most this */
+#define RECORD_V1_CHUNK_SIZE (128 * 1024)	/* the fixed records of v1 */
 #define RECORD_SIZE_MAX ((uint64_t)1 << 40)	/* sanity bound on a body */
 
 /* The delivery state of one recipient. QUEUED and DEFERRED still need
@@ -101,21 +111,34 @@ struct queue_rcpt {
 struct queue_msg {
 	struct envelope env;
 	uint64_t size;		/* body bytes */
+	uint32_t nchunks;	/* its `body` records */
 	struct queue_rcpt *rcpts;
 	size_t nrcpts;
 };
 
-/* Appends the envelope record of env (its rcpts are not part of it; only
- * env->nrcpts is) for a body of size bytes to out. Returns 0, or -1 when
- * a field is out of bounds (string too long, no recipient, too many) or
- * out is full; out is then left as it was. */
-int record_msg_encode(const struct envelope *env, uint64_t size,
+/* How the body of a message is stored in `body`. */
+struct record_body {
+	uint64_t size;		/* bytes in all */
+	uint32_t nchunks;	/* records, numbered 0 .. nchunks - 1 */
+	uint32_t fixed;		/* version 1: every record but the last holds
+				 * exactly this many bytes (the last the
+				 * rest); 0 (version 2): each holds 1 to
+				 * RECORD_CHUNK_MAX bytes */
+};
+
+/* Appends the envelope record (version 2) of env (its rcpts are not part
+ * of it; only env->nrcpts is) for a body stored as body says (fixed must
+ * be 0) to out. Returns 0, or -1 when a field is out of bounds (string
+ * too long, no recipient, too many, chunks that cannot hold size bytes)
+ * or out is full; out is then left as it was. */
+int record_msg_encode(const struct envelope *env, const struct record_body *body,
     struct buf *out);
 
-/* Decodes an envelope record into env_r (id left 0, rcpts NULL) and the
- * body size into size_r. Returns 0, or -1 (nothing allocated). */
+/* Decodes an envelope record of version 1 or 2 into env_r (id left 0,
+ * rcpts NULL) and the body's layout into body_r. Returns 0, or -1
+ * (nothing allocated). */
 int record_msg_decode(const void *p, size_t n, struct envelope *env_r,
-    uint64_t *size_r);
+    struct record_body *body_r);
 
 /* The fixed fields of an envelope record without decoding its strings
  * (for scans over the whole queue): arrival, body size and flags (each
@@ -132,7 +155,8 @@ int record_rcpt_encode(const struct queue_rcpt *r, struct buf *out);
  * (nothing allocated). */
 int record_rcpt_decode(const void *p, size_t n, struct queue_rcpt *r_r);
 
-/* Number of `body` records for a body of size bytes. */
+/* Number of `body` records of RECORD_CHUNK_SIZE bytes (the last one the
+ * rest) for a body of size bytes. */
 uint32_t record_body_chunks(uint64_t size);
 
 /* Frees the strings of r and zeroes it. */

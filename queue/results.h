@@ -88,8 +88,13 @@ struct commit_result {
  * `ID: removed` for each message a result completed. */
 struct commit_newmsg {
 	struct envelope env;		/* owned */
-	char *body;			/* owned, CRLF line ends */
+	char *body;			/* owned, CRLF line ends; with staged
+					 * > 0: record 0 (as commit_msg) */
 	size_t body_len;
+	uint32_t staged;		/* records 1..staged of env.id staged
+					 * before (env.id set then) */
+	char *tail;			/* owned, the bytes after them */
+	size_t tail_len;
 };
 
 struct commit_results {
@@ -110,8 +115,9 @@ struct commit_results {
  * results). */
 void committer_submit_results(struct committer *c, struct commit_results *req);
 
-/* Frees results (with their targets), msgs (with their envelopes and
- * bodies); not req itself. */
+/* Frees results (with their targets), msgs (with their envelopes,
+ * bodies and tails); not req itself. What msgs staged stays staged (the
+ * caller discards it when the request failed). */
 void commit_results_free(struct commit_results *req);
 
 /* fn(arg) is called on the committer thread after every commit that

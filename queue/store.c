@@ -32,7 +32,7 @@
 #include "lib/util.h"
 #include "queue/store_internal.h"
 
-#define STORE_MAX_DBS 8
+#define STORE_MAX_DBS 12
 #define STORE_MAP_MIN ((size_t)1 << 20)
 #define STORE_RESERVE_MIN ((size_t)1 << 20)
 #define STORE_RESERVE_MAX ((size_t)256 << 20)
@@ -62,6 +62,38 @@ store_status_text(int status)
 		return "queue environment broken (MDB_PANIC)";
 	}
 	return "unknown error";
+}
+
+/* ---- fault injection (tests) ---- */
+
+static atomic_int store_fault_countdown[STORE_FAULT_NOPS];
+static atomic_int store_fault_rc[STORE_FAULT_NOPS];
+
+void
+store_fault_set(enum store_fault_op op, int nth, int rc)
+{
+	if ((int)op < 0 || op >= STORE_FAULT_NOPS)
+		return;
+	atomic_store(&store_fault_rc[op], rc);
+	atomic_store(&store_fault_countdown[op], nth > 0 ? nth : 0);
+}
+
+void
+store_fault_clear(void)
+{
+	for (int i = 0; i < STORE_FAULT_NOPS; i++)
+		atomic_store(&store_fault_countdown[i], 0);
+}
+
+int
+store_fault_hit(enum store_fault_op op)
+{
+	if (atomic_load_explicit(&store_fault_countdown[op],
+	    memory_order_relaxed) <= 0)
+		return 0;
+	if (atomic_fetch_sub(&store_fault_countdown[op], 1) != 1)
+		return 0;
+	return atomic_load(&store_fault_rc[op]);
 }
 
 /* ---- errors and transactions ---- */
@@ -316,7 +348,10 @@ store_wtxn_commit(struct store_wtxn **txnp)
 		wtxn_release(txnp);
 		return st;
 	}
-	rc = mdb_txn_commit(t->txn);	/* frees the txn even when it fails */
+	if (t->parent == NULL && (rc = store_fault_hit(STORE_FAULT_COMMIT)) != 0)
+		mdb_txn_abort(t->txn);
+	else
+		rc = mdb_txn_commit(t->txn);	/* frees the txn even when it fails */
 	st = rc == 0 ? STORE_OK : store_err(s, rc, "commit");
 	if (st == STORE_OK && t->parent == NULL)
 		atomic_fetch_add(&s->commits, 1);
@@ -378,11 +413,16 @@ static int
 used_pages(struct store_wtxn *t, uint64_t *pages_r)
 {
 	struct queue_store *s = t->s;
-	MDB_dbi dbis[] = { 0, 1, s->dbi_msg, s->dbi_body, s->dbi_rcpt,
-	    s->dbi_due, s->dbi_meta, s->dbi_bad, s->dbi_live };
+	MDB_dbi dbis[11] = { 0, 1, s->dbi_msg, s->dbi_body, s->dbi_rcpt,
+	    s->dbi_due, s->dbi_meta, s->dbi_bad };
+	size_t ndbis = 8;
 	uint64_t n = 2;
 
-	for (size_t i = 0; i < sizeof dbis / sizeof dbis[0] - s->no_live; i++) {
+	if (!s->no_live)
+		dbis[ndbis++] = s->dbi_live;
+	if (!s->no_stage)
+		dbis[ndbis++] = s->dbi_stage;
+	for (size_t i = 0; i < ndbis; i++) {
 		MDB_stat ms;
 		int rc = mdb_stat(t->txn, dbis[i], &ms);
 
@@ -557,6 +597,7 @@ open_dbis(struct queue_store *s, char *err, size_t errsize)
 		{ "meta", offsetof(struct queue_store, dbi_meta) },
 		{ "bad", offsetof(struct queue_store, dbi_bad) },
 		{ "live", offsetof(struct queue_store, dbi_live) },
+		{ "stage", offsetof(struct queue_store, dbi_stage) },
 	};
 	MDB_txn *txn;
 	MDB_val k = { 6, (void *)"schema" }, v;
@@ -578,6 +619,11 @@ open_dbis(struct queue_store *s, char *err, size_t errsize)
 			s->no_live = 1;
 			continue;
 		}
+		if (rc == MDB_NOTFOUND && s->rdonly && dbi == &s->dbi_stage) {
+			/* Schema 1 or 2, read only: nothing is staged. */
+			s->no_stage = 1;
+			continue;
+		}
 		if (rc != 0) {
 			snprintf(err, errsize, "cannot open database %s: %s",
 			    dbs[i].name, mdb_strerror(rc));
@@ -597,7 +643,8 @@ open_dbis(struct queue_store *s, char *err, size_t errsize)
 	if ((rc == MDB_NOTFOUND || (rc == 0 &&
 	    be_get32(v.mv_data) < STORE_SCHEMA_VERSION)) && !s->rdonly) {
 		/* New, or schema 1 (no live counts: they are made as
-		 * needed; recipient records of version 1 are read). */
+		 * needed; recipient records of version 1 are read) or 2
+		 * (envelope records of version 1 are read). */
 		be_put32(ver, STORE_SCHEMA_VERSION);
 		v = (MDB_val){ sizeof ver, ver };
 		rc = mdb_put(txn, s->dbi_meta, &k, &v, 0);
@@ -770,6 +817,13 @@ store_open_limits(const char *dir, const struct store_limits *limp,
 		goto fail;
 	keep_disk_reserve(s);
 	queue_id_floor(store_max_id(s));
+	/* Before the daemon lets anyone stage: what a crash left goes. */
+	if ((flags & STORE_EXCLUSIVE) != 0 && !s->rdonly &&
+	    (rc = store_stage_sweep(s, NULL)) != STORE_OK) {
+		snprintf(err, errsize, "%s: cannot drop what staging left: %s",
+		    dir, store_status_text(rc));
+		goto fail;
+	}
 	return s;
 fail:
 	if (s->env != NULL)

@@ -3,7 +3,8 @@
  *
  * Named databases (keys big-endian, so they sort by number):
  *   msg   id(8)                      -> envelope record (queue/record.h)
- *   body  id(8) chunk(4)             -> up to RECORD_CHUNK_SIZE body bytes
+ *   body  id(8) chunk(4)             -> body bytes: records 0..nchunks-1
+ *                                       of the envelope's layout
  *   rcpt  id(8) index(4)             -> recipient record with its state
  *   due   next_try(8) id(8) index(4) -> empty; exactly one per recipient
  *                                       that is not done (record.h)
@@ -13,10 +14,26 @@
  *   meta  name                       -> u64 counters, u32 "schema"
  *   bad   db-letter(1) original key  -> a record set aside because it
  *                                       failed to decode
+ *   stage id(8)                      -> u8 version (1), i64 start (unix
+ *                                       seconds): id's body is being
+ *                                       staged (see Staging)
  * A message stays until every recipient is done (final, and no notice
  * about it pending), or an administrator deletes it. Every body, rcpt,
- * due and live record belongs to a message in `msg`; strays (orphans) are
- * set aside by store_collect_orphans.
+ * due and live record belongs to a message in `msg`, or (body only) to a
+ * staged id; strays (orphans) are set aside by store_collect_orphans.
+ *
+ * Staging (DESIGN.md, the queue). A message that does not fit in memory
+ * is written in pieces before it exists: store_stage_chunk writes body
+ * records 1, 2, ... of an id that has no `msg` record yet and marks the
+ * id in `stage` (in the same transaction as its first record); readers
+ * never see them, since every reader starts from `msg`. The message is
+ * made visible, whole, by the one transaction of store_put_msg_parts,
+ * which checks the staged records, adds record 0 (the head), the last
+ * ones, the envelope and the recipients, and drops the mark. What is
+ * given up (a refused message, a client gone) is dropped with
+ * store_stage_discard; what a crash left is dropped at the next start by
+ * store_stage_sweep, which only the daemon (STORE_EXCLUSIVE) runs, before
+ * anyone can stage: a marked id is never an orphan while a daemon runs.
  *
  * Room (issue: a full queue repeats nothing). The map starts at
  * limits.map_size and grows at run time (store_grow) up to map_max, the
@@ -71,12 +88,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/body_reader.h"
 #include "queue/envelope.h"
 #include "queue/record.h"
 
 #define STORE_MAP_SIZE_DEFAULT ((size_t)8 << 30)
-#define STORE_SCHEMA_VERSION 2	/* 2: `live`, recipient records v2; a
-				 * queue of schema 1 is upgraded at open */
+#define STORE_SCHEMA_VERSION 3	/* 2: `live`, recipient records v2;
+				 * 3: `stage`, envelope records v2 (body
+				 * records of any size); a queue of schema
+				 * 1 or 2 is upgraded at open */
 
 /* The next_try, and so the due time, of every recipient of a held message
  * (ENV_HELD) that is not done: later than any real time, so that no scan
@@ -128,7 +148,8 @@ struct store_limits {
  * the schema version, clears stale reader slots of dead processes, and
  * raises the queue id floor (queue_id_floor) to the largest id present.
  * With STORE_EXCLUSIVE, fails when another process holds the queue's
- * daemon lock ("in use by another mailserver (pid N)").
+ * daemon lock ("in use by another mailserver (pid N)"), and sweeps what
+ * staging left behind (store_stage_sweep) before it returns.
  * Returns the store, or NULL with a message in err (errsize > 0).
  * Threads: any thread, once per process (see above).
  */
@@ -192,13 +213,47 @@ int store_space_get(struct queue_store *s, struct store_space *sp_r);
 int store_msg_load(struct queue_store *s, queue_id_t id,
     struct queue_msg *msg_r);
 
-/* Copies the body of message id into a new heap buffer *body_r (NUL
- * terminated, not counted in *len_r; the caller frees it), at most limit
- * bytes of it (0: all). Returns STORE_OK, STORE_NOTFOUND, STORE_CORRUPT
- * (chunks missing or of the wrong size: the whole message is set aside
- * when writable), STORE_IO. */
-int store_body_read(struct queue_store *s, queue_id_t id, size_t limit,
-    char **body_r, size_t *len_r);
+/*
+ * A body cursor: the body of one message, record by record, so that no
+ * reader holds a whole message (Maildir writing, the relay client,
+ * bounces, mailctl). Each step is a short read transaction of its own
+ * that copies one record out (no transaction spans the caller's I/O);
+ * a message's records never change while it exists (ids are never
+ * reused).
+ */
+struct store_body;
+
+/* Opens the body of message id. Returns STORE_OK with *b_r set (close
+ * it), STORE_NOTFOUND, STORE_CORRUPT (the envelope fails to decode; set
+ * aside when writable), STORE_IO. */
+int store_body_open(struct queue_store *s, queue_id_t id,
+    struct store_body **b_r);
+
+/* The body's size in bytes, as the envelope says. */
+uint64_t store_body_size(const struct store_body *b);
+
+/* The next record: *data_r, *len_r are valid until the next call on b
+ * (a copy of b's own); *len_r is 0 at the end. Returns STORE_OK,
+ * STORE_NOTFOUND (the message was deleted meanwhile), STORE_CORRUPT (a
+ * record missing or of the wrong size, or sizes that do not add up to
+ * the envelope's: the whole message is set aside when writable; the
+ * bytes handed out before are not to be trusted), STORE_IO. After an
+ * error every call fails the same way. */
+int store_body_next(struct store_body *b, const char **data_r, size_t *len_r);
+
+/* Back to the first byte (a delivery to several places reads it again). */
+void store_body_rewind(struct store_body *b);
+
+/* Frees *bp; NULL afterwards. NULL is fine. */
+void store_body_close(struct store_body **bp);
+
+/* A body_reader (lib/body_reader.h) over b, for relay/, storage/ and the
+ * bounces: r_r reads b (borrowed) from its start; store_body_error(b)
+ * says why a read failed. */
+void store_body_reader(struct store_body *b, struct body_reader *r_r);
+
+/* The status of b's last failure (STORE_OK when none). */
+int store_body_error(const struct store_body *b);
 
 /* Called per message, in queue id order, outside any transaction; msg is
  * valid during the call only. Return 0 to go on, anything else to stop
@@ -243,6 +298,8 @@ struct store_stats {
 	uint64_t recipients;	/* recipient records in the queue now */
 	uint64_t pending;	/* recipients still to deliver (due entries) */
 	uint64_t bad;		/* records set aside */
+	uint64_t body_records;	/* `body` records: of messages, and staged */
+	uint64_t staged;	/* ids being staged (messages in DATA) */
 };
 
 /* Reads the counters and sizes. Returns STORE_OK or STORE_IO. */
@@ -297,6 +354,59 @@ void store_wtxn_abort(struct store_wtxn **txnp);
  */
 int store_put_msg(struct store_wtxn *t, const struct envelope *env,
     const char *body, size_t body_len);
+
+/* The body of a new message, for store_put_msg_parts. */
+struct store_body_parts {
+	const char *head;	/* staged 0: the body (or, with tail, its
+				 * start), cut into records of
+				 * RECORD_CHUNK_SIZE; staged > 0: record 0,
+				 * 1 to RECORD_CHUNK_MAX bytes */
+	size_t head_len;
+	uint32_t staged;	/* records 1..staged of the id were written
+				 * before by store_stage_chunk */
+	const char *tail;	/* the bytes after all of them, cut as head
+				 * (NULL when tail_len is 0) */
+	size_t tail_len;
+};
+
+/*
+ * store_put_msg for a body in parts, some of it staged before: checks
+ * that records 1..staged of env->id are exactly what staging wrote (else
+ * STORE_INVALID, nothing written), then writes record 0, the tail, the
+ * envelope (size: every part) and recipients as store_put_msg, and drops
+ * the id's stage mark, all in t: the message appears whole or not at
+ * all. Room is asked only for what is new (the staged bytes were
+ * admitted when staged). Returns as store_put_msg.
+ */
+int store_put_msg_parts(struct store_wtxn *t, const struct envelope *env,
+    const struct store_body_parts *body);
+
+/*
+ * Stages record chunk (1, 2, ...) of the body of id, which is not a
+ * message yet: len bytes (1 to RECORD_CHUNK_MAX) of data into `body`;
+ * record 1 also marks id in `stage`, a later one needs that mark (else
+ * STORE_NOTFOUND: the stage was discarded or swept). New mail: refused
+ * with STORE_FULL under the Room rules. STORE_EXISTS when id is a
+ * message or the record exists; STORE_INVALID for bad arguments (t
+ * stays usable after those three).
+ */
+int store_stage_chunk(struct store_wtxn *t, queue_id_t id, uint32_t chunk,
+    const void *data, size_t len);
+
+/* Drops what was staged for id: its body records and its mark. A message
+ * id (committed) is left alone (STORE_EXISTS). STORE_OK also when there
+ * was nothing. Never refused for room. */
+int store_stage_discard(struct store_wtxn *t, queue_id_t id);
+
+/* Drops every staged id (records and mark) of the queue: what a crash or
+ * a lost discard left. Only for the daemon at start, before anything is
+ * staged (store_open_limits runs it with STORE_EXCLUSIVE); *count_r (may
+ * be NULL) is how many ids. Logged when any. No transaction of this
+ * store may be held by the caller. */
+int store_stage_sweep(struct queue_store *s, uint64_t *count_r);
+
+/* Ids staged now (a count of `stage`); tests and mailctl. Any thread. */
+int store_stage_count(struct queue_store *s, uint64_t *count_r);
 
 /* A recipient's new delivery state, for store_rcpt_update. */
 struct rcpt_update {
@@ -363,7 +473,8 @@ int store_rcpt_expand(struct store_wtxn *t, queue_id_t id, uint32_t idx,
 int store_delete_msg(struct store_wtxn *t, queue_id_t id);
 
 /* Deletes every message; *count_r (may be NULL) is how many. Counters
- * and `bad` are kept. */
+ * and `bad` are kept. What is being staged goes too (those messages then
+ * fail at their end: store_put_msg_parts finds no stage). */
 int store_delete_all(struct store_wtxn *t, uint64_t *count_r);
 
 /* Makes every recipient waiting for a later time (deferred) due at now;
@@ -434,5 +545,23 @@ enum store_counter {
 /* Adds n to a counter in `meta` within t. */
 int store_counter_add(struct store_wtxn *t, enum store_counter c,
     uint64_t n);
+
+/*
+ * Tests only: fault injection (the SQLite fault.c idea, as
+ * maildir_fault_set). After store_fault_set(op, nth, rc) the nth
+ * following call of op in this process (any thread) fails with rc, an
+ * LMDB or errno code (MDB_MAP_FULL, EIO, ENOSPC), once: a record write
+ * fails as mdb_put would, a top-level commit is aborted and fails as
+ * after a write error or a short write (LMDB reports those as EIO).
+ * store_fault_clear() disarms all. Costs one relaxed atomic load per
+ * call when unarmed.
+ */
+enum store_fault_op {
+	STORE_FAULT_PUT,	/* one LMDB record write (mdb_put) */
+	STORE_FAULT_COMMIT,	/* one top-level commit */
+	STORE_FAULT_NOPS
+};
+void store_fault_set(enum store_fault_op op, int nth, int rc);
+void store_fault_clear(void);
 
 #endif

@@ -17,11 +17,12 @@
 
 #define STORE_HOLD_CHUNK 256	/* messages per transaction of store_hold_all */
 
-/* The envelope of id under t into *env (and *size); STORE_CORRUPT after
- * setting the message aside. */
+/* The envelope of id under t into *env; STORE_CORRUPT after setting the
+ * message aside. */
 static int
-env_get(struct store_wtxn *t, queue_id_t id, struct envelope *env, uint64_t *size)
+env_get(struct store_wtxn *t, queue_id_t id, struct envelope *env)
 {
+	struct record_body body;
 	uint8_t kb[KEY_ID_LEN];
 	MDB_val k = key_id(kb, id), v;
 	int rc, st;
@@ -32,7 +33,7 @@ env_get(struct store_wtxn *t, queue_id_t id, struct envelope *env, uint64_t *siz
 	if (rc != 0)
 		return rc == MDB_NOTFOUND ? STORE_NOTFOUND :
 		    wtxn_fail(t, rc, "reading an envelope");
-	if (record_msg_decode(v.mv_data, v.mv_size, env, size) == 0) {
+	if (record_msg_decode(v.mv_data, v.mv_size, env, &body) == 0) {
 		env->id = id;
 		return STORE_OK;
 	}
@@ -41,19 +42,30 @@ env_get(struct store_wtxn *t, queue_id_t id, struct envelope *env, uint64_t *siz
 	return STORE_CORRUPT;
 }
 
+/* Rewrites the flags of id's envelope record in place (record.h: a
+ * version byte, the ret byte, then the flags, big-endian, in every
+ * version), so that a record of any version keeps its layout. */
 static int
-env_put(struct store_wtxn *t, const struct envelope *env, uint64_t size)
+env_put_flags(struct store_wtxn *t, queue_id_t id, unsigned flags)
 {
 	uint8_t kb[KEY_ID_LEN];
-	MDB_val k = key_id(kb, env->id), v;
+	MDB_val k = key_id(kb, id), v;
 	struct buf b;
-	int st;
+	int rc, st;
 
+	rc = s_get(t->s, t->txn, t->s->dbi_msg, &k, &v);
+	if (rc != 0)
+		return rc == MDB_NOTFOUND ? STORE_NOTFOUND :
+		    wtxn_fail(t, rc, "reading an envelope");
 	buf_init(&b, STORE_RECORD_BUF_MAX);
-	if (record_msg_encode(env, size, &b) != 0) {
+	if (v.mv_size < 6 || buf_append(&b, v.mv_data, v.mv_size) != 0) {
 		buf_free(&b);
 		return STORE_INVALID;
 	}
+	b.data[2] = (char)(flags >> 24);
+	b.data[3] = (char)(flags >> 16);
+	b.data[4] = (char)(flags >> 8);
+	b.data[5] = (char)flags;
 	v = (MDB_val){ b.len, b.data };
 	st = wput(t, t->s->dbi_msg, &k, &v, 0, "writing an envelope");
 	buf_free(&b);
@@ -141,19 +153,18 @@ msg_schedule(struct store_wtxn *t, queue_id_t id, int hold, int requeue, int64_t
 {
 	struct envelope env;
 	struct queue_rcpt *list;
-	uint64_t size;
 	size_t n;
 	int st, was;
 
 	if (changed_r != NULL)
 		*changed_r = 0;
 	memset(&env, 0, sizeof env);
-	if ((st = env_get(t, id, &env, &size)) != STORE_OK)
+	if ((st = env_get(t, id, &env)) != STORE_OK)
 		return st;
 	was = (env.flags & ENV_HELD) != 0;
 	if (was != hold) {
 		env.flags = hold ? env.flags | ENV_HELD : env.flags & ~(unsigned)ENV_HELD;
-		st = env_put(t, &env, size);
+		st = env_put_flags(t, id, env.flags);
 		if (changed_r != NULL)
 			*changed_r = 1;
 	}
@@ -301,77 +312,21 @@ store_hold_all(struct queue_store *s, int hold, int64_t now, uint64_t *count_r)
 	return STORE_OK;
 }
 
-/* ---- the body in chunks ---- */
-
-/* Copies chunk ch of id into b (emptied first). Returns STORE_OK,
- * STORE_NOTFOUND (no such chunk) or STORE_IO. */
-static int
-chunk_get(struct queue_store *s, queue_id_t id, uint32_t ch, struct buf *b)
-{
-	uint8_t kb[KEY_RCPT_LEN];
-	MDB_val k = key_rcpt(kb, id, ch), v;
-	MDB_txn *txn;
-	int st, rc;
-
-	buf_reset(b);
-	if ((st = rtxn_begin(s, &txn)) != STORE_OK)
-		return st;
-	rc = s_get(s, txn, s->dbi_body, &k, &v);
-	if (rc == 0 && buf_append(b, v.mv_data, v.mv_size) < 0)
-		rc = -1;	/* larger than any chunk we write */
-	rtxn_end(s, &txn);
-	if (rc == MDB_NOTFOUND)
-		return STORE_NOTFOUND;
-	if (rc == -1)
-		return STORE_CORRUPT;
-	return rc == 0 ? STORE_OK : store_err(s, rc, "reading a body");
-}
-
-/* The body size the envelope of id records. */
-static int
-body_size(struct queue_store *s, queue_id_t id, uint64_t *size_r)
-{
-	uint8_t kb[KEY_ID_LEN];
-	MDB_val k = key_id(kb, id), v;
-	MDB_txn *txn;
-	int st, rc;
-
-	if ((st = rtxn_begin(s, &txn)) != STORE_OK)
-		return st;
-	rc = s_get(s, txn, s->dbi_msg, &k, &v);
-	if (rc == 0 && record_msg_peek(v.mv_data, v.mv_size, NULL, size_r, NULL) != 0)
-		rc = -1;
-	rtxn_end(s, &txn);
-	if (rc == MDB_NOTFOUND)
-		return STORE_NOTFOUND;
-	if (rc == -1)
-		return STORE_CORRUPT;
-	return rc == 0 ? STORE_OK : store_err(s, rc, "reading an envelope");
-}
+/* ---- the body, record by record ---- */
 
 int
 store_body_foreach(struct queue_store *s, queue_id_t id, store_chunk_fn fn, void *arg)
 {
-	struct buf b;
-	uint64_t size, total = 0;
+	struct store_body *b;
+	const char *p;
+	size_t n;
 	int st;
 
-	if ((st = body_size(s, id, &size)) != STORE_OK)
+	if ((st = store_body_open(s, id, &b)) != STORE_OK)
 		return st;
-	buf_init(&b, 2 * RECORD_CHUNK_SIZE);
-	for (uint32_t ch = 0; total < size; ch++) {
-		if ((st = chunk_get(s, id, ch, &b)) != STORE_OK)
+	while ((st = store_body_next(b, &p, &n)) == STORE_OK && n > 0)
+		if ((st = fn(p, n, arg)) != 0)
 			break;
-		if (b.len == 0 || b.len > size - total) {
-			st = STORE_CORRUPT;
-			break;
-		}
-		total += b.len;
-		if ((st = fn(b.data, b.len, arg)) != 0)
-			break;
-	}
-	buf_free(&b);
-	if (st == STORE_NOTFOUND && body_size(s, id, &size) == STORE_OK)
-		st = STORE_CORRUPT;	/* a chunk is missing, not the message */
+	store_body_close(&b);
 	return st;
 }

@@ -152,7 +152,8 @@ setaside_msg(struct store_wtxn *t, queue_id_t id)
 	if ((st = setaside_record(t, s->dbi_msg, 'm', &k)) != STORE_OK ||
 	    (st = setaside_prefix(t, s->dbi_body, 'b', id)) != STORE_OK ||
 	    (st = setaside_prefix(t, s->dbi_rcpt, 'r', id)) != STORE_OK ||
-	    (st = wdel(t, s->dbi_live, &k, "set aside")) != STORE_OK)
+	    (st = wdel(t, s->dbi_live, &k, "set aside")) != STORE_OK ||
+	    (!s->no_stage && (st = stage_unmark(t, id)) != STORE_OK))
 		return st;
 	return due_purge_scan(t, id, 1, 0);
 }
@@ -164,7 +165,7 @@ setaside_rcpt(struct store_wtxn *t, queue_id_t id, uint32_t idx)
 	uint8_t kb[KEY_RCPT_LEN], dk[KEY_DUE_LEN];
 	MDB_val k = key_rcpt(kb, id, idx), v;
 	struct envelope env;
-	uint64_t size;
+	struct record_body layout;
 	char addr[64], idtxt[QUEUE_ID_LEN + 1];
 	int64_t now = time(NULL);
 	int st, rc;
@@ -178,7 +179,7 @@ setaside_rcpt(struct store_wtxn *t, queue_id_t id, uint32_t idx)
 		return STORE_OK;
 	if (rc != 0)
 		return wtxn_fail(t, rc, "set aside: envelope");
-	if (record_msg_decode(v.mv_data, v.mv_size, &env, &size) != 0)
+	if (record_msg_decode(v.mv_data, v.mv_size, &env, &layout) != 0)
 		return STORE_OK;	/* the whole message goes aside when read */
 	envelope_free(&env);
 	snprintf(addr, sizeof addr, "(recipient #%" PRIu32 ": unreadable)", idx);
@@ -311,6 +312,7 @@ store_collect_orphans(struct queue_store *s, uint64_t *count_r)
 		uint8_t kb[KEY_ID_LEN], mk[KEY_ID_LEN];
 		MDB_cursor *c;
 		MDB_val k, val;
+		int staged, srcode;
 
 		if ((rc = mdb_cursor_open(txn, dbs[d].dbi, &c)) != 0)
 			break;
@@ -326,10 +328,22 @@ store_collect_orphans(struct queue_store *s, uint64_t *count_r)
 			o.id = be_get64(k.mv_data);
 			mkey = key_id(mk, o.id);
 			rc = s_get(s, txn, s->dbi_msg, &mkey, &val);
-			if (rc == MDB_NOTFOUND)
-				orphan_add(&v, &n, &cap, &o);
-			else if (rc != 0)
+			/* A staged body has no message yet: it is being
+			 * received, never an orphan (store.h, Staging). */
+			staged = 0;
+			if (rc == MDB_NOTFOUND && dbs[d].dbi == s->dbi_body &&
+			    (staged = stage_marked(s, txn, o.id, &srcode)) < 0) {
+				rc = srcode;
 				break;
+			}
+			if (rc == MDB_NOTFOUND && staged) {
+				rc = 0;
+			} else if (rc == MDB_NOTFOUND) {
+				rc = 0;
+				orphan_add(&v, &n, &cap, &o);
+			} else if (rc != 0) {
+				break;
+			}
 			if (o.id == UINT64_MAX)
 				break;
 			k = key_id(kb, o.id + 1);
@@ -384,10 +398,18 @@ store_collect_orphans(struct queue_store *s, uint64_t *count_r)
 			continue;
 		}
 		/* Still without its message (none may appear: ids are never
-		 * reused)? */
+		 * reused), and not being staged? */
 		rc = s_get(s, t->txn, s->dbi_msg, &mkey, &val);
 		if (rc == 0)
 			continue;
+		if (rc == MDB_NOTFOUND && v[i].dbi == s->dbi_body) {
+			int srcode, staged = stage_marked(s, t->txn, v[i].id, &srcode);
+
+			if (staged < 0)
+				rc = srcode;
+			else if (staged > 0)
+				continue;
+		}
 		if (rc != MDB_NOTFOUND)
 			st = wtxn_fail(t, rc, "collecting orphans");
 		else if (v[i].dbi == s->dbi_live)

@@ -28,8 +28,10 @@
 struct queue_store {
 	MDB_env *env;
 	MDB_dbi dbi_msg, dbi_body, dbi_rcpt, dbi_due, dbi_meta, dbi_bad, dbi_live;
+	MDB_dbi dbi_stage;
 	int rdonly;
 	int no_live;		/* read-only queue of schema 1: no `live` */
+	int no_stage;		/* read-only queue of schema 1 or 2: no `stage` */
 	int lock_fd;		/* daemon.lock (STORE_EXCLUSIVE), or -1 */
 	char *dir;
 	/* Held shared by every transaction of this process, exclusively to
@@ -145,11 +147,19 @@ s_get(struct queue_store *s, MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v)
 	return mdb_get(txn, dbi, k, v);
 }
 
+/* store.c: a fault injected into this call of op (store_fault_set), as
+ * an LMDB or errno code; 0 when none. */
+int store_fault_hit(enum store_fault_op op);
+
 static inline int
 s_put(struct queue_store *s, MDB_txn *txn, MDB_dbi dbi, MDB_val *k, MDB_val *v,
     unsigned flags)
 {
+	int rc;
+
 	s_count(s);
+	if ((rc = store_fault_hit(STORE_FAULT_PUT)) != 0)
+		return rc;
 	return mdb_put(txn, dbi, k, v, flags);
 }
 
@@ -265,5 +275,27 @@ int rcpt_put(struct store_wtxn *t, queue_id_t id, const struct queue_rcpt *r);
 /* Recounts the recipients of id that are not done and stores the count
  * (undecodable records count as not done). */
 int live_recount(struct store_wtxn *t, queue_id_t id, uint32_t *n_r);
+
+/* Deletes every record of dbi whose key starts with id; *found_r is set
+ * when there was one. */
+int delete_prefix(struct store_wtxn *t, MDB_dbi dbi, queue_id_t id,
+    int *found_r);
+
+/* ---- store_stage.c ---- */
+
+/* Is id staged (its marker in `stage`), under txn? 1, 0, or -1 with the
+ * LMDB error in *rc_r. */
+int stage_marked(struct queue_store *s, MDB_txn *txn, queue_id_t id,
+    int *rc_r);
+
+/* The records 1..staged of id under t are what staging wrote (nothing
+ * else of id is in `body`, id is marked): their bytes go to *bytes_r.
+ * STORE_OK, STORE_INVALID (missing, extra or bad records, or no
+ * marker), or an LMDB failure. */
+int stage_verify(struct store_wtxn *t, queue_id_t id, uint32_t staged,
+    uint64_t *bytes_r);
+
+/* Drops id's marker (the message is whole now). */
+int stage_unmark(struct store_wtxn *t, queue_id_t id);
 
 #endif

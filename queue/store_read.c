@@ -94,9 +94,11 @@ read_msg(struct queue_store *s, MDB_txn *txn, const MDB_val *k,
 	char txt[64];
 	int st;
 
+	struct record_body layout;
+
 	memset(m, 0, sizeof *m);
 	if (k->mv_size != KEY_ID_LEN ||
-	    record_msg_decode(v->mv_data, v->mv_size, &m->env, &m->size) != 0) {
+	    record_msg_decode(v->mv_data, v->mv_size, &m->env, &layout) != 0) {
 		log_warn("queue: m/%s: envelope record fails to decode",
 		    key_text(k, txt, sizeof txt));
 		bad_add(bl, BAD_MSG, k->mv_size == KEY_ID_LEN ?
@@ -104,6 +106,8 @@ read_msg(struct queue_store *s, MDB_txn *txn, const MDB_val *k,
 		return STORE_CORRUPT;
 	}
 	m->env.id = be_get64(k->mv_data);
+	m->size = layout.size;
+	m->nchunks = layout.nchunks;
 	st = read_rcpts(s, txn, m->env.id, m, bl);
 	if (st != STORE_OK)
 		queue_msg_free(m);
@@ -132,91 +136,192 @@ store_msg_load(struct queue_store *s, queue_id_t id, struct queue_msg *msg_r)
 	return st;
 }
 
-int
-store_body_read(struct queue_store *s, queue_id_t id, size_t limit,
-    char **body_r, size_t *len_r)
+/* ---- the body cursor ---- */
+
+struct store_body {
+	struct queue_store *s;
+	queue_id_t id;
+	struct record_body layout;
+	uint32_t next;		/* the record to read next */
+	uint64_t done;		/* bytes handed out so far */
+	int failed;		/* the status of an error, sticky */
+	struct buf rec;		/* a copy of the last record */
+};
+
+/* The envelope (or a record) of id fails to check: the whole message
+ * goes aside (when writable), as a reader finds it. */
+static void
+body_set_aside(struct queue_store *s, queue_id_t id)
 {
 	struct bad_list bl = { 0 };
-	uint8_t kb[KEY_RCPT_LEN];
-	struct envelope env;
-	struct buf out;
-	MDB_txn *txn;
-	MDB_cursor *c = NULL;
-	MDB_val k = key_id(kb, id), v;
-	uint64_t size = 0, want;
-	uint32_t chunk = 0;
-	int st, rc;
+	char idtxt[QUEUE_ID_LEN + 1];
+	uint8_t kb[KEY_ID_LEN];
+	MDB_val k = key_id(kb, id);
 
-	*body_r = NULL;
-	*len_r = 0;
+	log_warn("queue: %s: message body or envelope fails to decode",
+	    queue_id_format(id, idtxt, sizeof idtxt));
+	bad_add(&bl, BAD_MSG, id, 0, &k);
+	bad_apply(s, &bl);
+}
+
+int
+store_body_open(struct queue_store *s, queue_id_t id, struct store_body **b_r)
+{
+	uint8_t kb[KEY_ID_LEN];
+	struct record_body layout;
+	struct envelope env;
+	MDB_txn *txn;
+	MDB_val k = key_id(kb, id), v;
+	int st, rc, bad = 0;
+
+	*b_r = NULL;
 	if ((st = rtxn_begin(s, &txn)) != STORE_OK)
 		return st;
 	rc = s_get(s, txn, s->dbi_msg, &k, &v);
-	if (rc != 0) {
-		st = store_err(s, rc, "reading a message");
-		goto done;
-	}
-	if (record_msg_decode(v.mv_data, v.mv_size, &env, &size) != 0) {
-		st = STORE_CORRUPT;
-		goto corrupt;
-	}
-	envelope_free(&env);
-	want = limit != 0 && limit < size ? limit : size;
-	/* Grows with the chunks actually present, never by the size the
-	 * record claims. */
-	buf_init(&out, (size_t)want);
-	if ((rc = mdb_cursor_open(txn, s->dbi_body, &c)) != 0) {
-		st = store_err(s, rc, "reading a body");
-		goto done;
-	}
-	k = key_rcpt(kb, id, 0);
-	rc = s_cget(s, c, &k, &v, MDB_SET_RANGE);
-	while (out.len < want) {
-		uint64_t expect = size - (uint64_t)chunk * RECORD_CHUNK_SIZE;
-		size_t take;
-
-		if (expect > RECORD_CHUNK_SIZE)
-			expect = RECORD_CHUNK_SIZE;
-		if (rc != 0 || !key_has_id(&k, id) || k.mv_size != KEY_RCPT_LEN ||
-		    be_get32((const uint8_t *)k.mv_data + 8) != chunk ||
-		    v.mv_size != expect) {
-			if (rc != 0 && rc != MDB_NOTFOUND) {
-				st = store_err(s, rc, "reading a body");
-				buf_free(&out);
-				goto done;
-			}
-			st = STORE_CORRUPT;
-			buf_free(&out);
-			goto corrupt;
-		}
-		take = want - out.len < v.mv_size ? (size_t)(want - out.len) :
-		    v.mv_size;
-		buf_append(&out, v.mv_data, take);
-		chunk++;
-		rc = s_cget(s, c, &k, &v, MDB_NEXT);
-	}
-	if (out.data == NULL) {
-		*body_r = xstrdup("");
-		*len_r = 0;
-	} else {
-		*body_r = buf_steal(&out, len_r);
-	}
-	st = STORE_OK;
-	goto done;
-corrupt:
-	{
-		char idtxt[QUEUE_ID_LEN + 1];
-		log_warn("queue: %s: message body or envelope fails to decode",
-		    queue_id_format(id, idtxt, sizeof idtxt));
-		k = key_id(kb, id);
-		bad_add(&bl, BAD_MSG, id, 0, &k);
-	}
-done:
-	if (c != NULL)
-		mdb_cursor_close(c);
+	if (rc == 0 && record_msg_decode(v.mv_data, v.mv_size, &env, &layout) != 0)
+		bad = 1;
+	else if (rc == 0)
+		envelope_free(&env);
 	rtxn_end(s, &txn);
-	bad_apply(s, &bl);
-	return st;
+	if (rc != 0)
+		return store_err(s, rc, "reading a message");
+	if (bad) {
+		body_set_aside(s, id);
+		return STORE_CORRUPT;
+	}
+	*b_r = xcalloc(1, sizeof **b_r);
+	(*b_r)->s = s;
+	(*b_r)->id = id;
+	(*b_r)->layout = layout;
+	buf_init(&(*b_r)->rec, RECORD_CHUNK_MAX);
+	return STORE_OK;
+}
+
+uint64_t
+store_body_size(const struct store_body *b)
+{
+	return b->layout.size;
+}
+
+/* Does record number b->next of len bytes fit the layout? */
+static int
+body_record_ok(const struct store_body *b, size_t len)
+{
+	const struct record_body *l = &b->layout;
+	uint64_t left = l->size - b->done;
+	int last = b->next + 1 == l->nchunks;
+
+	if (l->fixed != 0)
+		return len == (left < l->fixed ? left : l->fixed) &&
+		    (last ? len == left : len == l->fixed);
+	return len >= 1 && len <= RECORD_CHUNK_MAX && len <= left &&
+	    (!last || len == left);
+}
+
+int
+store_body_next(struct store_body *b, const char **data_r, size_t *len_r)
+{
+	struct queue_store *s = b->s;
+	uint8_t kb[KEY_RCPT_LEN];
+	MDB_txn *txn;
+	MDB_val k, v;
+	int st, rc, bad = 0;
+
+	*data_r = NULL;
+	*len_r = 0;
+	if (b->failed)
+		return b->failed;
+	if (b->next == b->layout.nchunks) {
+		if (b->done == b->layout.size)
+			return STORE_OK;
+		bad = 1;
+		goto fail;
+	}
+	if ((st = rtxn_begin(s, &txn)) != STORE_OK)
+		return st;
+	k = key_rcpt(kb, b->id, b->next);
+	rc = s_get(s, txn, s->dbi_body, &k, &v);
+	if (rc == 0 && body_record_ok(b, v.mv_size)) {
+		buf_reset(&b->rec);
+		buf_append(&b->rec, v.mv_data, v.mv_size);	/* fits: max */
+	} else if (rc == 0) {
+		bad = 1;
+	} else if (rc == MDB_NOTFOUND) {
+		/* Gone with its message (deleted meanwhile), or lost. */
+		uint8_t mk[KEY_ID_LEN];
+		MDB_val m = key_id(mk, b->id), mv;
+
+		rc = s_get(s, txn, s->dbi_msg, &m, &mv);
+		if (rc == MDB_NOTFOUND)
+			b->failed = STORE_NOTFOUND;
+		else if (rc == 0)
+			bad = 1;
+	}
+	rtxn_end(s, &txn);
+	if (rc != 0 && rc != MDB_NOTFOUND && !bad) {
+		b->failed = store_err(s, rc, "reading a body");
+		return b->failed;
+	}
+	if (b->failed)
+		return b->failed;
+	if (bad)
+		goto fail;
+	b->next++;
+	b->done += b->rec.len;
+	*data_r = b->rec.data;
+	*len_r = b->rec.len;
+	return STORE_OK;
+fail:
+	b->failed = STORE_CORRUPT;
+	body_set_aside(s, b->id);
+	return STORE_CORRUPT;
+}
+
+void
+store_body_rewind(struct store_body *b)
+{
+	b->next = 0;
+	b->done = 0;
+}
+
+static int
+body_reader_next(void *arg, const char **data_r, size_t *len_r)
+{
+	return store_body_next(arg, data_r, len_r) == STORE_OK ? 0 : -1;
+}
+
+static int
+body_reader_rewind(void *arg)
+{
+	struct store_body *b = arg;
+
+	store_body_rewind(b);
+	return b->failed ? -1 : 0;
+}
+
+void
+store_body_reader(struct store_body *b, struct body_reader *r_r)
+{
+	r_r->next = body_reader_next;
+	r_r->rewind = body_reader_rewind;
+	r_r->arg = b;
+	r_r->size = b->layout.size;
+}
+
+int
+store_body_error(const struct store_body *b)
+{
+	return b->failed;
+}
+
+void
+store_body_close(struct store_body **bp)
+{
+	if (*bp == NULL)
+		return;
+	buf_free(&(*bp)->rec);
+	free(*bp);
+	*bp = NULL;
 }
 
 int
@@ -422,6 +527,9 @@ store_stats_get(struct queue_store *s, struct store_stats *st_r)
 	st_r->recipients = dbi_entries(txn, s->dbi_rcpt, &rc);
 	st_r->pending = dbi_entries(txn, s->dbi_due, &rc);
 	st_r->bad = dbi_entries(txn, s->dbi_bad, &rc);
+	st_r->body_records = dbi_entries(txn, s->dbi_body, &rc);
+	if (!s->no_stage)
+		st_r->staged = dbi_entries(txn, s->dbi_stage, &rc);
 	rtxn_end(s, &txn);
 	return rc == 0 ? STORE_OK : store_err(s, rc, "reading stats");
 }

@@ -135,27 +135,66 @@ live_change(struct store_wtxn *t, queue_id_t id, int delta, int *zero_r)
 
 /* ---- messages ---- */
 
+/* Writes part p[0..n) as `body` records of RECORD_CHUNK_SIZE (the last
+ * the rest) from record *next on. */
+static int
+put_body_records(struct store_wtxn *t, queue_id_t id, const char *p, size_t n,
+    uint32_t *next)
+{
+	uint8_t kb[KEY_RCPT_LEN];
+	MDB_val k, v;
+	int st;
+
+	for (size_t off = 0; off < n; off += RECORD_CHUNK_SIZE) {
+		size_t len = n - off < RECORD_CHUNK_SIZE ? n - off : RECORD_CHUNK_SIZE;
+
+		k = key_rcpt(kb, id, (*next)++);
+		v = (MDB_val){ len, (void *)(p + off) };
+		if ((st = wput(t, t->s->dbi_body, &k, &v, 0, "writing a body")))
+			return st;
+	}
+	return STORE_OK;
+}
+
 int
-store_put_msg(struct store_wtxn *t, const struct envelope *env,
-    const char *body, size_t body_len)
+store_put_msg_parts(struct store_wtxn *t, const struct envelope *env,
+    const struct store_body_parts *b)
 {
 	struct queue_store *s = t->s;
+	struct record_body layout;
 	struct buf mrec, rrec;
 	size_t *roff = NULL;
 	uint8_t kb[KEY_DUE_LEN];
 	MDB_val k, v;
-	uint64_t need;
+	uint64_t need, staged_bytes = 0;
 	int64_t due = (env->flags & ENV_HELD) ? STORE_HOLD_TIME : env->arrival;
-	int st = STORE_OK, rc;
+	uint32_t next;
+	int st = STORE_OK, rc, marked;
 
 	if (t->dead)
 		return t->dead_status;
 	if (env->id == 0 || env->nrcpts == 0 || env->rcpts == NULL ||
-	    (body == NULL && body_len > 0))
+	    (b->head == NULL && b->head_len > 0) ||
+	    (b->tail == NULL && b->tail_len > 0) ||
+	    (b->staged > 0 && (b->head_len == 0 || b->head_len > RECORD_CHUNK_MAX)) ||
+	    b->staged > UINT32_MAX / 2)
 		return STORE_INVALID;
 	buf_init(&mrec, STORE_RECORD_BUF_MAX);
 	buf_init(&rrec, (size_t)STORE_RECORD_BUF_MAX * 16);
-	if (record_msg_encode(env, body_len, &mrec) != 0) {
+	if (b->staged > 0) {
+		if ((st = stage_verify(t, env->id, b->staged, &staged_bytes)))
+			goto out;
+	} else if ((marked = stage_marked(s, t->txn, env->id, &rc)) != 0) {
+		/* A staged id given as a message of none: a caller's bug. */
+		st = marked < 0 ? wtxn_fail(t, rc, "reading a stage mark") :
+		    STORE_INVALID;
+		goto out;
+	}
+	layout.fixed = 0;
+	layout.size = b->head_len + staged_bytes + b->tail_len;
+	layout.nchunks = (b->staged > 0 ? 1 + b->staged :
+	    record_body_chunks(b->head_len)) + record_body_chunks(b->tail_len);
+	if (record_msg_encode(env, &layout, &mrec) != 0) {
 		st = STORE_INVALID;
 		goto out;
 	}
@@ -178,8 +217,8 @@ store_put_msg(struct store_wtxn *t, const struct envelope *env,
 	roff[env->nrcpts] = rrec.len;
 	/* Pages hold the records with some slack; due keys and B-tree
 	 * overhead on top. */
-	need = (body_len + rrec.len + mrec.len + env->nrcpts * 48) / 4 * 5 +
-	    2 * s->psize;
+	need = (b->head_len + b->tail_len + rrec.len + mrec.len +
+	    env->nrcpts * 48) / 4 * 5 + 2 * s->psize;
 	if ((st = store_room(t, need)) != STORE_OK)
 		goto out;
 	k = key_id(kb, env->id);
@@ -195,15 +234,21 @@ store_put_msg(struct store_wtxn *t, const struct envelope *env,
 	v = (MDB_val){ mrec.len, mrec.data };
 	if ((st = wput(t, s->dbi_msg, &k, &v, MDB_NOOVERWRITE, "writing an envelope")))
 		goto out;
-	for (uint32_t ch = 0; (size_t)ch * RECORD_CHUNK_SIZE < body_len; ch++) {
-		size_t off = (size_t)ch * RECORD_CHUNK_SIZE;
-		size_t n = body_len - off < RECORD_CHUNK_SIZE ? body_len - off :
-		    RECORD_CHUNK_SIZE;
-		k = key_rcpt(kb, env->id, ch);
-		v = (MDB_val){ n, (void *)(body + off) };
+	next = 0;
+	if (b->staged > 0) {
+		k = key_rcpt(kb, env->id, 0);
+		v = (MDB_val){ b->head_len, (void *)b->head };
 		if ((st = wput(t, s->dbi_body, &k, &v, 0, "writing a body")))
 			goto out;
+		next = 1 + b->staged;
+		if ((st = stage_unmark(t, env->id)) != STORE_OK)
+			goto out;
+	} else if ((st = put_body_records(t, env->id, b->head, b->head_len,
+	    &next)) != STORE_OK) {
+		goto out;
 	}
+	if ((st = put_body_records(t, env->id, b->tail, b->tail_len, &next)))
+		goto out;
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		k = key_rcpt(kb, env->id, (uint32_t)i);
 		v = (MDB_val){ roff[i + 1] - roff[i], rrec.data + roff[i] };
@@ -224,9 +269,18 @@ out:
 	return st;
 }
 
+int
+store_put_msg(struct store_wtxn *t, const struct envelope *env,
+    const char *body, size_t body_len)
+{
+	struct store_body_parts b = { .head = body, .head_len = body_len };
+
+	return store_put_msg_parts(t, env, &b);
+}
+
 /* Deletes every record of dbi whose key starts with id; *found_r is set
  * when there was one. */
-static int
+int
 delete_prefix(struct store_wtxn *t, MDB_dbi dbi, queue_id_t id, int *found_r)
 {
 	uint8_t kb[KEY_ID_LEN];
@@ -339,7 +393,7 @@ store_delete_all(struct store_wtxn *t, uint64_t *count_r)
 {
 	struct queue_store *s = t->s;
 	MDB_dbi dbis[] = { s->dbi_msg, s->dbi_body, s->dbi_rcpt, s->dbi_due,
-	    s->dbi_live };
+	    s->dbi_live, s->dbi_stage };
 	MDB_stat ms;
 	int rc = 0;
 	uint64_t n;

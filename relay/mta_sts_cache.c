@@ -124,22 +124,28 @@ cache_put(struct tls_store *s, const char *domain, const struct mta_sts_state *s
 
 /* The _mta-sts record's id: 0 with id, -1 when there is none to use. */
 static int
-txt_id(struct dns_sec *dns, const char *domain, char *id, char *why,
+txt_id(struct dns_resolver *dns, const char *domain, char *id, char *why,
     size_t whysize)
 {
 	char q[DNS_NAME_MAX + 16];
-	struct dns_sec_txt_result *t;
+	char *txts[MTA_STS_TXT_MAX];
+	struct dns_records *t;
+	size_t n = 0;
 	int rc = -1;
 
 	snprintf(q, sizeof q, "_mta-sts.%s", domain);
-	dns_sec_txt_lookup(dns, q, &t);
-	if (t->kind == DNS_SEC_FAIL)
+	dns_txt_lookup(dns, q, &t);
+	/* A record holding a NUL is no text record of ours. */
+	for (size_t i = 0; i < t->n && n < MTA_STS_TXT_MAX; i++)
+		if (t->rr[i].text != NULL && strlen(t->rr[i].text) == t->rr[i].textlen)
+			txts[n++] = t->rr[i].text;
+	if (t->status == DNS_REC_TEMP || t->status == DNS_REC_BAD_NAME)
 		str_format(why, whysize, "%s TXT lookup failed: %s", q, t->detail);
-	else if (t->kind != DNS_SEC_DATA)
+	else if (t->status != DNS_REC_DATA)
 		str_format(why, whysize, "no %s TXT record", q);
-	else if ((rc = mta_sts_txt_select(t->txt, t->n, id)) != 0)
+	else if ((rc = mta_sts_txt_select(txts, n, id)) != 0)
 		str_format(why, whysize, "no single valid STSv1 record at %s", q);
-	dns_sec_txt_result_free(&t);
+	dns_records_free(&t);
 	return rc;
 }
 
@@ -192,7 +198,7 @@ mta_sts_cache_lookup(const struct mta_sts_env *env, const char *domain,
 	}
 	valid = mta_sts_cache_get(env->store, name, &cached) == 0 &&
 	    now < cached.expires;
-	have_id = txt_id(env->dns, name, id, why, sizeof why) == 0;
+	have_id = txt_id(env->resolver, name, id, why, sizeof why) == 0;
 	if (have_id && (!valid || strcmp(id, cached.id) != 0 ||
 	    now - cached.fetched >= MTA_STS_REFRESH_S))
 		fetch_policy(env, name, id, now, out, &fresh);

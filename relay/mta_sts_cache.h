@@ -4,8 +4,8 @@
  * "sts") or a fresh fetch (relay/mta_sts_fetch.h).
  *
  * The rules, for mta_sts_cache_lookup(domain, now):
- *  - the _mta-sts TXT record is asked each time (the local resolver
- *    caches); a record that is absent, invalid, one of several, or a
+ *  - the _mta-sts TXT record is asked each time (through the resolver's
+ *    TTL cache); a record that is absent, invalid, one of several, or a
  *    failed lookup changes nothing: an unexpired cached policy still
  *    applies, else there is no policy (3.3: a sender must not drop a
  *    valid policy because DNS is unreachable; 8.3: a domain removes its
@@ -41,6 +41,7 @@
 #include "relay/tls_store.h"
 
 #define MTA_STS_REFRESH_S	86400	/* refetch an unchanged policy daily */
+#define MTA_STS_TXT_MAX		16	/* TXT records at _mta-sts looked at */
 
 /* Why a lookup has no fresh policy (RFC 8460 result types in brackets). */
 enum mta_sts_failure {
@@ -52,8 +53,7 @@ enum mta_sts_failure {
 
 /* What the cache needs to do its work; all borrowed. */
 struct mta_sts_env {
-	struct dns_sec *dns;		/* the TXT record */
-	struct dns_resolver *resolver;	/* the policy host's addresses */
+	struct dns_resolver *resolver;	/* the TXT record, the policy host */
 	struct tls_store *store;	/* NULL: no cache, fetch every time */
 	struct mta_sts_fetch_opts fetch;
 };

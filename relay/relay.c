@@ -774,7 +774,7 @@ build_mail(struct relay_job *job, struct relay_sess *s, struct buf *b)
 	buf_reset(b);
 	buf_printf(b, "MAIL FROM:<%s>", m->sender);
 	if (caps & RELAY_CAP_SIZE)
-		buf_printf(b, " SIZE=%zu", m->body_len);
+		buf_printf(b, " SIZE=%llu", (unsigned long long)m->body->size);
 	if (m->eightbit && (caps & RELAY_CAP_8BITMIME))
 		buf_puts(b, " BODY=8BITMIME");
 	if (job->want_utf8 && (caps & RELAY_CAP_SMTPUTF8))
@@ -807,30 +807,47 @@ build_rcpt(struct relay_job *job, struct relay_sess *s, size_t i,
 	}
 }
 
-/* Sends the message after 354. Returns the I/O status. */
+/* The message body could not be read (send_body): nothing more goes
+ * out, and the final "." never does. */
+#define RELAY_IO_BODY (-1)
+
+/* Sends the message after 354, read piece by piece; the encoder keeps
+ * its state across pieces. Returns the I/O status, or RELAY_IO_BODY. */
 static int
 send_body(struct relay_job *job, struct relay_sess *s)
 {
 	const struct relay_settings *st = &job->ctx->st;
+	const struct body_reader *r = job->msg->body;
 	struct relay_data_enc enc;
 	struct buf out;
-	size_t off = 0;
 	int io = RELAY_IO_OK;
 
 	relay_data_enc_init(&enc);
 	buf_init(&out, 3 * RELAY_DATA_CHUNK + 64);
-	while (io == RELAY_IO_OK && off < job->msg->body_len) {
-		size_t n = job->msg->body_len - off;
+	if (r->rewind(r->arg) != 0)
+		io = RELAY_IO_BODY;
+	while (io == RELAY_IO_OK) {
+		const char *p;
+		size_t len;
 
-		if (n > RELAY_DATA_CHUNK)
-			n = RELAY_DATA_CHUNK;
-		buf_reset(&out);
-		if (relay_data_enc_feed(&enc, job->msg->body + off, n, &out) < 0)
-			io = RELAY_IO_ERROR;	/* cannot happen: out fits 3x */
-		else
-			io = relay_conn_write(s->conn, out.data, out.len,
-			    job_ms(job, st->data_block_timeout_ms));
-		off += n;
+		if (r->next(r->arg, &p, &len) != 0) {
+			io = RELAY_IO_BODY;
+			break;
+		}
+		if (len == 0)
+			break;
+		while (io == RELAY_IO_OK && len > 0) {
+			size_t n = len < RELAY_DATA_CHUNK ? len : RELAY_DATA_CHUNK;
+
+			buf_reset(&out);
+			if (relay_data_enc_feed(&enc, p, n, &out) < 0)
+				io = RELAY_IO_ERROR;	/* cannot happen: out fits 3x */
+			else
+				io = relay_conn_write(s->conn, out.data, out.len,
+				    job_ms(job, st->data_block_timeout_ms));
+			p += n;
+			len -= n;
+		}
 	}
 	if (io == RELAY_IO_OK) {
 		buf_reset(&out);
@@ -951,9 +968,9 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 		return TXN_REUSE;
 	}
 	if ((s->caps.flags & RELAY_CAP_SIZE) && s->caps.size_max > 0 &&
-	    m->body_len > s->caps.size_max) {
-		snprintf(diag, sizeof diag, "message size %zu exceeds size limit "
-		    "%llu of server %s", m->body_len,
+	    m->body->size > s->caps.size_max) {
+		snprintf(diag, sizeof diag, "message size %llu exceeds size limit "
+		    "%llu of server %s", (unsigned long long)m->body->size,
 		    (unsigned long long)s->caps.size_max, s->hostaddr);
 		host_lacks(job, s, "5.3.4", diag);
 		return TXN_REUSE;
@@ -1093,8 +1110,17 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 
 	/* The message goes out: from here on a failure is final for this
 	 * attempt (it may have been delivered). */
-	log_debug("relay %s: > (message, %zu bytes)", s->hostaddr, m->body_len);
+	log_debug("relay %s: > (message, %llu bytes)", s->hostaddr,
+	    (unsigned long long)m->body->size);
 	io = send_body(job, s);
+	if (io == RELAY_IO_BODY) {
+		/* Half a message must never look whole: no ".", the
+		 * connection goes. */
+		s->broken = 1;
+		job_final_all(job, 1, RELAY_DEFERRED, "4.3.0", s->relay,
+		    "cannot read the message from the queue");
+		goto out;
+	}
 	if (io != RELAY_IO_OK) {
 		io_error(job, s, io, "sending message body");
 		job_final_all(job, 1, RELAY_DEFERRED, job->last_dsn, s->relay,
@@ -1478,23 +1504,35 @@ deliver_mx(struct relay_job *job, const char *domain)
 }
 
 /* Does the header section (up to the first empty line) hold a byte
- * >= 0x80? */
+ * >= 0x80? 1 or 0; -1 when the message cannot be read. */
 static int
-header_has_8bit(const char *p, size_t n)
+header_has_8bit(const struct body_reader *r)
 {
-	int line_start = 1;
+	int line_start = 1, cr_first = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)p[i];
+	if (r->rewind(r->arg) != 0)
+		return -1;
+	for (;;) {
+		const char *p;
+		size_t n;
 
-		if (line_start && (c == '\n' || (c == '\r' && i + 1 < n &&
-		    p[i + 1] == '\n')))
-			return 0;	/* the empty line: the header ended */
-		if (c >= 0x80)
-			return 1;
-		line_start = c == '\n';
+		if (r->next(r->arg, &p, &n) != 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		for (size_t i = 0; i < n; i++) {
+			unsigned char c = (unsigned char)p[i];
+
+			/* The empty line (a CRLF may be split between
+			 * pieces): the header ended. */
+			if ((cr_first && c == '\n') || (line_start && c == '\n'))
+				return 0;
+			cr_first = line_start && c == '\r';
+			if (c >= 0x80)
+				return 1;
+			line_start = c == '\n';
+		}
 	}
-	return 0;
 }
 
 /* Checks the envelope before anything is sent: what cannot go into a
@@ -1507,7 +1545,12 @@ job_precheck(struct relay_job *job)
 
 	/* RFC 6531 3.4: SMTPUTF8 is needed for non-ASCII addresses, or for a
 	 * non-ASCII header of a message that came with SMTPUTF8. */
-	job->need_utf8 = m->smtputf8 && header_has_8bit(m->body, m->body_len);
+	if (m->smtputf8 && (eight = header_has_8bit(m->body)) < 0) {
+		job_final_all(job, 0, RELAY_DEFERRED, "4.3.0", "none",
+		    "cannot read the message from the queue");
+		return;
+	}
+	job->need_utf8 = m->smtputf8 && eight;
 	if (m->sender == NULL ||
 	    !relay_addr_ok(m->sender, RELAY_ADDR_MAX, &eight)) {
 		job_final_all(job, 0, RELAY_BOUNCED, "5.1.7", "none",

@@ -107,6 +107,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "lib/body_reader.h"
+
 struct dns_resolver;
 
 #define RELAY_ADDR_MAX 512	/* longest sender or recipient sent */
@@ -197,17 +199,22 @@ struct relay_rcpt {
 	unsigned notify;
 };
 
-/* The message. envid: xtext-decoded ENVID or NULL; body: the whole
- * message (header and body), CRLF line ends, dot-stuffing undone. All
- * borrowed for the call. */
+/* The message. envid: xtext-decoded ENVID or NULL; body: the reader of
+ * the whole message (header and body), CRLF line ends, dot-stuffing
+ * undone, read in pieces from its start for each host it goes to (and
+ * once for its header section): the message is never whole in memory,
+ * and the encoding (line ends, dot-stuffing, folding) keeps its state
+ * across pieces. A reader that fails before the data defers every
+ * recipient (4.3.0); after it, the connection is dropped without the
+ * final "." (nothing half-sent is ever delivered) and they are deferred
+ * too. All borrowed for the call. */
 struct relay_msg {
 	const char *sender;	/* "" for the null path <> */
 	int eightbit;		/* received with BODY=8BITMIME */
 	int smtputf8;		/* received with SMTPUTF8 */
 	enum relay_ret ret;
 	const char *envid;
-	const char *body;
-	size_t body_len;
+	const struct body_reader *body;	/* its size goes into SIZE= */
 };
 
 enum relay_status { RELAY_SENT, RELAY_DEFERRED, RELAY_BOUNCED };

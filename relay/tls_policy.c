@@ -143,7 +143,7 @@ dane_for_host(struct tls_policy_ctx *ctx, const char *domain,
 	const char *bases[2];
 	size_t nbases = 0;
 
-	dns_sec_host_lookup(ctx->cfg.dns, hp->host, &h);
+	dns_sec_host_lookup(ctx->cfg.resolver, hp->host, &h);
 	hp->addr_state = h.state;
 	if (h.state == DNS_SEC_BOGUS) {
 		host_skip(hp, TLS_RPT_DNSSEC_INVALID, "address records of %s are "
@@ -163,7 +163,7 @@ dane_for_host(struct tls_policy_ctx *ctx, const char *domain,
 	}
 	for (size_t i = 0; i < nbases; i++) {
 		struct dns_tlsa_result *t;
-		dns_tlsa_lookup(ctx->cfg.dns, bases[i], ctx->cfg.smtp_port, &t);
+		dns_tlsa_lookup(ctx->cfg.resolver, bases[i], ctx->cfg.smtp_port, &t);
 		if (t->kind == DNS_SEC_FAIL) {
 			host_skip(hp, TLS_RPT_DNSSEC_INVALID, "TLSA lookup of %s failed "
 			    "(bogus or unavailable): %s", t->qname, t->detail);
@@ -216,7 +216,7 @@ sts_for_host(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 	const struct mta_sts_state *st = &dp->sts;
 
 	if (!dp->sts_looked_up) {
-		struct mta_sts_env env = { ctx->cfg.dns, ctx->cfg.resolver,
+		struct mta_sts_env env = { ctx->cfg.resolver,
 		    ctx->cfg.store, ctx->cfg.sts_fetch };
 		mta_sts_cache_lookup(&env, dp->domain, now, &dp->sts);
 		dp->sts_looked_up = 1;
@@ -253,7 +253,7 @@ dane_hosts(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 {
 	struct dns_sec_mx smx;
 
-	dns_sec_mx_lookup(ctx->cfg.dns, dp->domain, &smx);
+	dns_sec_mx_lookup(ctx->cfg.resolver, dp->domain, &smx);
 	dp->mx_state = smx.state;
 	if (smx.state == DNS_SEC_BOGUS) {
 		dp->defer = 1;

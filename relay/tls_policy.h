@@ -61,7 +61,7 @@
  * logged above debug level except store trouble (warn).
  * Threads: a context is immutable after tls_policy_ctx_new; any number
  * of threads may use it at once. Results belong to the caller. What the
- * config points at (map, dns, resolver, store) must outlive the context.
+ * config points at (map, resolver, store) must outlive the context.
  */
 #ifndef RELAY_TLS_POLICY_H
 #define RELAY_TLS_POLICY_H
@@ -84,8 +84,8 @@ struct tls_policy_config {
 	const struct tls_policy_map *map;	/* per-domain levels; NULL: none */
 	const char *ca_file;		/* verify's trust anchors; NULL: system */
 	uint16_t smtp_port;		/* the port in TLSA names; 0: 25 */
-	struct dns_sec *dns;		/* TLSA, TXT, DNSSEC status (required) */
-	struct dns_resolver *resolver;	/* the MTA-STS policy host (required) */
+	struct dns_resolver *resolver;	/* every lookup, with its DNSSEC state
+					 * (required) */
 	struct tls_store *store;	/* MTA-STS cache, reports; NULL: neither */
 	struct mta_sts_fetch_opts sts_fetch;	/* its ca_file: NULL, system */
 	int no_mta_sts;			/* 1: the dane level ignores MTA-STS */

@@ -33,6 +33,8 @@
 #include "server/dnsbl.h"
 #include "server/ratelimit.h"
 #include "server/metrics_http.h"
+#include "filter/endpoint.h"
+#include "filter/policy.h"
 #include "server/tls.h"
 
 #define CONFIG_LINE_MAX 4096		/* bytes per line, without the newline */
@@ -42,6 +44,7 @@
 #define CONFIG_LIST_MAX 4096		/* entries in one list key */
 #define CONFIG_DOMAIN_MAX 255
 #define CONFIG_SHOW_MAX 64		/* bytes of file text quoted in a message */
+#define CONFIG_POLICY_SERVICES_MAX 16
 
 #define KIB ((uint64_t)1024)
 #define MIB (KIB * 1024)
@@ -951,6 +954,83 @@ key_dnsbl(struct config_parse *p, const struct config_key *k, char *value)
 	p->cfg->ndnsbl = n;
 }
 
+/* "users_file", or "dovecot:" and the endpoint of Dovecot's auth-client
+ * socket. */
+static void
+key_auth_service(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct filter_endpoint ep;
+	char why[256];
+
+	if (strcmp(value, "users_file") == 0)
+		return;
+	if (strncmp(value, "dovecot:", 8) != 0) {
+		config_error(p, p->lineno, "%s: '%s' is not users_file or "
+		    "dovecot:unix:/path or dovecot:inet:host:port", k->name, SHOW(value));
+		return;
+	}
+	if (filter_endpoint_parse(value + 8, &ep, why, sizeof why) != 0) {
+		config_error(p, p->lineno, "%s: %s", k->name, SHOW(why));
+		return;
+	}
+	p->cfg->auth_dovecot = xstrdup(value + 8);
+}
+
+static void
+key_policy_services(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct config *cfg = p->cfg;
+	char *cursor = value, *item, why[256];
+	struct filter_endpoint ep;
+
+	while ((item = config_next_item(&cursor)) != NULL) {
+		if (filter_endpoint_parse(item, &ep, why, sizeof why) != 0) {
+			config_error(p, p->lineno, "%s: %s", k->name, SHOW(why));
+			continue;
+		}
+		if (cfg->npolicy_services >= CONFIG_POLICY_SERVICES_MAX) {
+			config_error(p, p->lineno, "%s: too many (at most %d)", k->name,
+			    CONFIG_POLICY_SERVICES_MAX);
+			return;
+		}
+		cfg->policy_services = xrealloc(cfg->policy_services,
+		    (cfg->npolicy_services + 1) * sizeof *cfg->policy_services);
+		cfg->policy_services[cfg->npolicy_services++] = xstrdup(item);
+	}
+}
+
+/* An action as a policy service would answer it (filter/policy.h). */
+static void
+key_policy_default_action(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct policy_verdict v;
+	const char *why;
+
+	if (strlen(value) > POLICY_ACTION_MAX || policy_action_parse(value, &v, &why) != 0) {
+		config_error(p, p->lineno, "%s: '%s' is not a policy action (DUNNO, "
+		    "DEFER text, 450 4.7.1 text, ...)", k->name, SHOW(value));
+		return;
+	}
+	p->cfg->policy_default_action = xstrdup(value);
+}
+
+static void
+key_policy_stages(struct config_parse *p, const struct config_key *k, char *value)
+{
+	char *cursor = value, *item;
+
+	p->cfg->policy_stages = 0;
+	while ((item = config_next_item(&cursor)) != NULL) {
+		if (strcmp(item, "rcpt") == 0)
+			p->cfg->policy_stages |= CONFIG_POLICY_RCPT;
+		else if (strcmp(item, "end_of_data") == 0)
+			p->cfg->policy_stages |= CONFIG_POLICY_EOM;
+		else
+			config_error(p, p->lineno, "%s: '%s' is not rcpt or end_of_data",
+			    k->name, SHOW(item));
+	}
+}
+
 #define OFF(field) offsetof(struct config, field)
 
 static const struct config_key config_keys[] = {
@@ -1026,6 +1106,13 @@ static const struct config_key config_keys[] = {
 	{ "hold_users", key_hold_users, 0, 0, 0, KEY_EMPTY_OK },
 	{ "hold_new_accounts", key_duration, OFF(hold_new_accounts), 0, 365 * DAY, 0 },
 	{ "trace_retention", key_duration, OFF(trace_retention), 0, 365 * DAY, 0 },
+	{ "auth_service", key_auth_service, 0, 0, 0, 0 },
+	{ "auth_service_timeout", key_duration, OFF(auth_service_timeout), 1, 10 * MINUTE, 0 },
+	{ "policy_services", key_policy_services, 0, 0, 0, KEY_REPEAT | KEY_EMPTY_OK },
+	{ "policy_default_action", key_policy_default_action, 0, 0, 0, 0 },
+	{ "policy_timeout", key_duration, OFF(policy_timeout), 1, HOUR, 0 },
+	{ "policy_stages", key_policy_stages, 0, 0, 0, 0 },
+	{ "max_inflight_data", key_size, OFF(max_inflight_data), MIB, TIB, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1139,6 +1226,7 @@ config_set_defaults(struct config *cfg)
 	cfg->max_connections = 10000;
 	cfg->max_connections_per_ip = 50;
 	cfg->max_message_size = 25 * MIB;
+	cfg->max_inflight_data = (size_t)256 * MIB;
 	cfg->max_recipients = 1000;
 	cfg->tls_outbound = TLS_OUT_MAY;
 	cfg->retry_min = 5 * MINUTE;
@@ -1172,6 +1260,9 @@ config_set_defaults(struct config *cfg)
 	cfg->dnsbl_threshold = 1;
 	cfg->pregreet_ttl = DAY;
 	cfg->trace_retention = 7 * DAY;
+	cfg->auth_service_timeout = 30;
+	cfg->policy_timeout = 100;
+	cfg->policy_stages = CONFIG_POLICY_RCPT;
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and
@@ -1279,6 +1370,11 @@ config_free(struct config *cfg)
 	for (i = 0; i < cfg->nauth_any_sender; i++)
 		free(cfg->auth_any_sender[i]);
 	free(cfg->auth_any_sender);
+	free(cfg->auth_dovecot);
+	for (i = 0; i < cfg->npolicy_services; i++)
+		free(cfg->policy_services[i]);
+	free(cfg->policy_services);
+	free(cfg->policy_default_action);
 	for (i = 0; i < cfg->nrelay_domains; i++)
 		free(cfg->relay_domains[i]);
 	free(cfg->relay_domains);

@@ -47,6 +47,10 @@ struct route {
 	struct hostport dest;
 };
 
+/* When the policy services are asked (policy_stages). */
+#define CONFIG_POLICY_RCPT	0x1	/* each RCPT TO */
+#define CONFIG_POLICY_EOM	0x2	/* the end of data (END-OF-MESSAGE) */
+
 struct config {
 	char *path;			/* the file as given */
 	char hostname[256];
@@ -145,6 +149,21 @@ struct config {
 	unsigned hold_new_accounts;	/* seconds; 0: off */
 	unsigned trace_retention;	/* a message's trace is kept this long
 					 * after it left the queue: 7d */
+	/* Filter daemons (README "Filter daemons"). */
+	char *auth_dovecot;		/* auth_service = dovecot:ENDPOINT: the
+					 * endpoint ("unix:/path", "inet:h:p");
+					 * NULL: users_file checks passwords */
+	unsigned auth_service_timeout;	/* each wait on Dovecot: 30s */
+	char **policy_services;		/* endpoints, asked in order: none */
+	size_t npolicy_services;
+	char *policy_default_action;	/* service down or broken: Postfix's
+					 * "451 4.3.5 Server configuration problem" */
+	unsigned policy_timeout;	/* request to answer: 100s */
+	unsigned policy_stages;		/* CONFIG_POLICY_* bits: RCPT */
+	/* Bounded memory (DESIGN.md, the queue). */
+	size_t max_inflight_data;	/* message buffers of every session
+					 * together: 256M; over it a new
+					 * DATA/BDAT gets 451 4.3.2 */
 
 	int refs;			/* atomic; managed by config_ref/unref */
 };

@@ -246,6 +246,41 @@ header_len(const char *body, size_t len)
 	return len;
 }
 
+/* The start of message id, record by record through a body cursor (never
+ * the whole message): up to its empty line, or MAILCTL_HEADERS_MAX bytes.
+ * *body_r is a heap string the caller frees. */
+static int
+read_head(struct queue_store *s, queue_id_t id, char **body_r, size_t *len_r)
+{
+	struct store_body *b;
+	struct buf head;
+	int st;
+
+	*body_r = NULL;
+	*len_r = 0;
+	if ((st = store_body_open(s, id, &b)) != STORE_OK)
+		return st;
+	buf_init(&head, MAILCTL_HEADERS_MAX);
+	while (head.len < MAILCTL_HEADERS_MAX &&
+	    header_len(head.data, head.len) == head.len) {
+		const char *p;
+		size_t n;
+
+		if ((st = store_body_next(b, &p, &n)) != STORE_OK || n == 0)
+			break;
+		if (n > MAILCTL_HEADERS_MAX - head.len)
+			n = MAILCTL_HEADERS_MAX - head.len;
+		buf_append(&head, p, n);
+	}
+	store_body_close(&b);
+	if (st != STORE_OK) {
+		buf_free(&head);
+		return st;
+	}
+	*body_r = buf_steal(&head, len_r);
+	return STORE_OK;
+}
+
 
 static int
 cmd_show(struct mailctl *mc, struct queue_store *s, const char *arg)
@@ -267,7 +302,7 @@ cmd_show(struct mailctl *mc, struct queue_store *s, const char *arg)
 		fprintf(stderr, "mailctl: %s: %s\n", arg, store_status_text(st));
 		return 1;
 	}
-	st = store_body_read(s, qid, MAILCTL_HEADERS_MAX, &body, &len);
+	st = read_head(s, qid, &body, &len);
 	if (st != STORE_OK) {
 		fprintf(stderr, "mailctl: %s: body: %s\n", arg, store_status_text(st));
 		queue_msg_free(&m);
@@ -363,17 +398,19 @@ cmd_stats(struct mailctl *mc, struct queue_store *s)
 		    ",\"deferred\":%" PRIu64 ",\"bounced\":%" PRIu64
 		    ",\"rejected\":%" PRIu64 ",\"messages\":%" PRIu64
 		    ",\"recipients\":%" PRIu64 ",\"pending\":%" PRIu64
-		    ",\"bad\":%" PRIu64 "}\n", st.received, st.delivered,
+		    ",\"bad\":%" PRIu64 ",\"body_records\":%" PRIu64
+		    ",\"staged\":%" PRIu64 "}\n", st.received, st.delivered,
 		    st.deferred, st.bounced, st.rejected, st.messages,
-		    st.recipients, st.pending, st.bad);
+		    st.recipients, st.pending, st.bad, st.body_records, st.staged);
 	else
 		fprintf(mc->out, "received: %" PRIu64 "\ndelivered: %" PRIu64
 		    "\ndeferred: %" PRIu64 "\nbounced: %" PRIu64
 		    "\nrejected: %" PRIu64 "\nmessages: %" PRIu64
 		    "\nrecipients: %" PRIu64 "\npending: %" PRIu64
-		    "\nbad: %" PRIu64 "\n", st.received, st.delivered, st.deferred,
-		    st.bounced, st.rejected, st.messages, st.recipients,
-		    st.pending, st.bad);
+		    "\nbad: %" PRIu64 "\nbody records: %" PRIu64
+		    "\nstaged: %" PRIu64 "\n", st.received, st.delivered,
+		    st.deferred, st.bounced, st.rejected, st.messages,
+		    st.recipients, st.pending, st.bad, st.body_records, st.staged);
 	return 0;
 }
 

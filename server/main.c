@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "filter/endpoint.h"
 #include "lib/log.h"
 #include "lib/util.h"
 #include "queue/committer.h"
@@ -47,6 +48,8 @@
 #define DAEMON_RATE_ACCOUNTS 10000	/* accounts the quotas remember */
 #define DAEMON_GREETED_CLIENTS 100000	/* the greeting test's whitelist */
 #define DAEMON_DELIVERY_THREADS_MAX 1024	/* delivery_threads' maximum */
+#define DAEMON_FILTER_THREADS 32	/* each waits on one filter daemon's answer */
+#define DAEMON_FILTER_QUEUE 8192
 
 struct daemon {
 	const char *config_path;
@@ -388,11 +391,14 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	 * what stops next; their last results wait in the workers' mailboxes. */
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_halt(d->workers[i]);
+	/* Their sessions are gone: no job waits out a hung filter daemon. */
+	filter_stop_all();
 	offloop_stop(&d->pools.passwords);
 	offloop_stop(&d->pools.lookups);
 	ratelimit_free(&d->pools.rates);
 	pregreet_free(&d->pools.greeted);
 	hold_accounts_free(&d->pools.accounts);
+	offloop_stop(&d->pools.filters);
 	committer_stop(&d->committer);
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_stop(&d->workers[i]);
@@ -404,7 +410,9 @@ daemon_stop(struct daemon *d, unsigned timeout)
 
 /* What the sessions share: the off-loop pools (password hashing is CPU
  * work, one thread per core at most; lookups mostly wait, so more of
- * them), and the tables of abuse control, which outlive reloads. */
+ * them; filter daemons have a pool of their own, so a slow one never
+ * holds up the client lookups), and the tables of abuse control, which
+ * outlive reloads. */
 static int
 daemon_start_pools(struct daemon *d, const struct config *cfg)
 {
@@ -419,7 +427,9 @@ daemon_start_pools(struct daemon *d, const struct config *cfg)
 	d->pools.passwords = offloop_start("password", hashers, DAEMON_PASSWORD_QUEUE);
 	d->pools.lookups = offloop_start("lookup", DAEMON_LOOKUP_THREADS,
 	    DAEMON_LOOKUP_QUEUE);
-	return d->pools.passwords && d->pools.lookups ? 0 : -1;
+	d->pools.filters = offloop_start("filter", DAEMON_FILTER_THREADS,
+	    DAEMON_FILTER_QUEUE);
+	return d->pools.passwords && d->pools.lookups && d->pools.filters ? 0 : -1;
 }
 
 int

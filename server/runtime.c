@@ -98,6 +98,19 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 		o.threshold = rt->cfg->dnsbl_threshold;
 		rt->dnsbl = dnsbl_new(rt->cfg->dnsbl, rt->cfg->ndnsbl, &o);
 	}
+	if (rt->cfg->auth_dovecot != NULL && (rt->dovecot = auth_dovecot_new(
+	    rt->cfg->auth_dovecot, rt->cfg->auth_service_timeout * 1000, err,
+	    sizeof err)) == NULL) {
+		if (errs)
+			fprintf(errs, "%s:0: auth_service: %s\n", path, err);
+		goto fail;
+	}
+	if (rt->cfg->npolicy_services > 0 &&
+	    (rt->policy = smtp_policy_services_new(rt->cfg, err, sizeof err)) == NULL) {
+		if (errs)
+			fprintf(errs, "%s:0: policy_services: %s\n", path, err);
+		goto fail;
+	}
 	return rt;
 fail:
 	runtime_unref(&rt);
@@ -128,6 +141,8 @@ runtime_unref(struct runtime **rtp)
 	dns_resolver_free(&rt->dns);
 	dnsbl_free(&rt->dnsbl);
 	dns_resolver_free(&rt->dnsbl_dns);
+	auth_dovecot_free(&rt->dovecot);
+	smtp_policy_services_free(&rt->policy);
 	free(rt);
 }
 

@@ -1,7 +1,8 @@
 /*
  * runtime: one consistent snapshot of what the config decides: the parsed
- * config, the users and aliases, the TLS credentials and the resolver of
- * the sessions. SIGHUP builds a
+ * config, the users and aliases, the TLS credentials, the resolver of
+ * the sessions and the filter daemons they ask (Dovecot's auth service,
+ * policy services, with their idle connections). SIGHUP builds a
  * new snapshot and swaps it in; sessions and threads keep the snapshot they
  * started with (by reference) until they finish.
  *
@@ -18,6 +19,8 @@
 #include "dns/dns.h"
 #include "server/config.h"
 #include "server/dnsbl.h"
+#include "server/smtp_auth_dovecot.h"
+#include "server/smtp_policy.h"
 #include "server/tls.h"
 #include "storage/userdb.h"
 
@@ -31,6 +34,9 @@ struct runtime {
 	struct dnsbl *dnsbl;		/* the `dnsbl` lists, or NULL */
 	struct dns_resolver *dnsbl_dns;	/* their lookups: dns_timeout per
 					 * query, dns_attempts rounds */
+	struct auth_dovecot *dovecot;	/* auth_service = dovecot:...; NULL
+					 * when users_file checks passwords */
+	struct smtp_policy_services *policy;	/* policy_services; NULL: none */
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 

@@ -121,12 +121,15 @@ sasl_dovecot_handshake_line(struct sasl_dovecot_handshake *hs,
 		}
 		hs->version_ok = 1;
 	} else if (strcmp(f[0], "MECH") == 0 && nf >= 2) {
-		int private = 0;
+		int skip = 0;
 
+		/* Private mechanisms are not for clients; anonymous ones
+		 * would let anyone relay as "authenticated". */
 		for (size_t i = 2; i < nf; i++)
-			if (strcmp(f[i], "private") == 0)
-				private = 1;
-		if (private)
+			if (strcmp(f[i], "private") == 0 || strcmp(f[i], "anonymous") == 0)
+				skip = 1;
+		hs->any_mech = 1;
+		if (skip)
 			return 0;
 		if (hs->nmechs == SASL_DOVECOT_MECHS_MAX) {
 			*why_r = "too many mechanisms";
@@ -156,9 +159,13 @@ sasl_dovecot_handshake_line(struct sasl_dovecot_handshake *hs,
 			*why_r = "handshake without VERSION";
 			return -1;
 		}
-		if (hs->nmechs == 0) {
+		if (!hs->any_mech) {
 			/* auth-master and auth-userdb send no MECH. */
 			*why_r = "no mechanisms: not an auth-client socket";
+			return -1;
+		}
+		if (hs->nmechs == 0) {
+			*why_r = "no mechanism that may be offered";
 			return -1;
 		}
 		hs->done = 1;

@@ -96,7 +96,8 @@ void sasl_dovecot_free(struct sasl_dovecot **c);
 
 /* Connects and handshakes unless connected. Returns 0, or -1 (logged). */
 int sasl_dovecot_connect(struct sasl_dovecot *c);
-/* The mechanisms Dovecot offers (not "private" ones), space-separated,
+/* The mechanisms Dovecot offers (not "private" or "anonymous" ones: an
+ * anonymous login would count as authenticated), space-separated,
  * for the EHLO AUTH line ("PLAIN LOGIN"); "" when not connected. */
 const char *sasl_dovecot_mechs(const struct sasl_dovecot *c);
 /* Does Dovecot offer mech (any case)? */
@@ -117,6 +118,7 @@ void sasl_dovecot_cancel(struct sasl_dovecot *c);
 /* The handshake so far. */
 struct sasl_dovecot_handshake {
 	int version_ok, done;
+	int any_mech;		/* a MECH line came (kept or not) */
 	size_t nmechs;
 	char mechs[SASL_DOVECOT_MECHS_MAX][64];
 	char mechlist[SASL_DOVECOT_MECHS_MAX * 65];

@@ -217,8 +217,10 @@ session_io_next(struct session_io *io, enum session_io_mode mode,
 	case SESSION_IO_CLOSE:
 		return out_pending ? SESSION_IO_WAIT : SESSION_IO_END;
 	case SESSION_IO_HELD:
-		/* The commit, job or timer calls again; the peer may have
-		 * closed its side meanwhile, its replies are still due. */
+	case SESSION_IO_STAGING:
+		/* The commit, job, timer or record coming back calls
+		 * again; the peer may have closed its side meanwhile, its
+		 * replies are still due. Bounded memory: no read until then. */
 		return SESSION_IO_WAIT;
 	case SESSION_IO_INPUT:
 	default:

@@ -10,7 +10,8 @@
  * Every reason to wait is weighed there and nowhere else: bytes decrypted
  * but still inside GnuTLS (which epoll cannot see), output not yet sent
  * (a TLS record that got E_AGAIN included), a session that holds its input
- * (commit or job in flight), room in the input buffer, and a peer that has
+ * (commit or job in flight, or a message whose buffers are all on their
+ * way to the queue), room in the input buffer, and a peer that has
  * closed its side (EOF or close_notify): its buffered input is still
  * handled and answered before the session ends.
  *
@@ -55,6 +56,11 @@ enum session_io_mode {
 	SESSION_IO_INPUT,	/* it parses commands or message content */
 	SESSION_IO_HELD,	/* it waits for a commit, a job or a timer;
 				 * input stays unread until then */
+	SESSION_IO_STAGING,	/* message content is coming, but every
+				 * buffer of the message is with the
+				 * committer: input stays unread (the
+				 * socket's window fills and the client
+				 * waits) until one comes back */
 	SESSION_IO_CLOSE,	/* send what is queued, then end */
 };
 

@@ -1,7 +1,9 @@
 /*
  * smtp_auth: AUTH (RFC 4954) against users_file: the command, the SASL
  * exchange (smtp_sasl.h), the password check on the password pool, and
- * the throttle of failed logins (auth_throttle.h).
+ * the throttle of failed logins (auth_throttle.h). With auth_service =
+ * dovecot:... the exchange goes to Dovecot instead (smtp_auth_dovecot.c);
+ * the command's checks, the throttle and the log lines are the same.
  *
  * A password hash (crypt) can cost tens of milliseconds or more by design,
  * so it never runs on the event loop, where it would stall every session
@@ -14,6 +16,7 @@
  *   auth failed: client=[IP] sasl_method=M sasl_username=U failures=N
  *   auth blocked: client=[IP] ...
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -52,6 +55,7 @@ static void
 session_auth_done(struct smtp_session *s)
 {
 	smtp_sasl_clear(&s->sasl);
+	session_dovecot_drop(s);
 	s->phase = PH_COMMAND;
 	session_set_deadline(s);
 }
@@ -62,8 +66,35 @@ session_auth_abort(struct smtp_session *s)
 	session_auth_done(s);
 }
 
+void
+session_auth_mechanisms(struct smtp_session *s, char *out, size_t outsize)
+{
+	if (s->rt->dovecot != NULL)
+		session_dovecot_mechanisms(s, out, outsize);
+	else
+		str_copy(out, SMTP_SASL_MECHANISMS, outsize);
+}
+
+int
+session_sender_owned(const struct smtp_session *s, const char *sender)
+{
+	const struct config *cfg = s->cfg;
+	char addr[sizeof s->auth_user + 256];
+
+	if (userdb_sender_owned(s->rt->udb, s->auth_user, sender))
+		return 1;
+	if (s->rt->dovecot == NULL || strchr(s->auth_user, '@') != NULL)
+		return 0;
+	for (size_t i = 0; i < cfg->nlocal_domains; i++) {
+		snprintf(addr, sizeof addr, "%s@%s", s->auth_user, cfg->local_domains[i]);
+		if (userdb_sender_owned(s->rt->udb, addr, sender))
+			return 1;
+	}
+	return 0;
+}
+
 /* A failed login: throttled, logged, answered (maybe later). */
-static void
+void
 session_auth_failed(struct smtp_session *s, const char *user)
 {
 	struct auth_throttle_limits lim;
@@ -96,6 +127,19 @@ session_auth_failed(struct smtp_session *s, const char *user)
 		return;
 	}
 	session_reply(s, "535 5.7.8 Error: authentication failed");
+}
+
+void
+session_auth_succeeded(struct smtp_session *s, const char *user)
+{
+	str_copy(s->auth_user, user, sizeof s->auth_user);
+	s->may_relay = 1;
+	auth_throttle_succeeded((const struct sockaddr *)&s->peer);
+	metrics_inc_label(M_AUTH, MA_SUCCESS);
+	s->trace_auth_us = session_trace_now();
+	log_info("auth: client=[%s] sasl_method=%s sasl_username=%s",
+	    s->peer_ip, s->auth_mech, user);
+	session_reply(s, "235 2.7.0 Authentication successful");
 }
 
 void
@@ -143,14 +187,7 @@ auth_job_finish(struct smtp_session *s, struct session_job *j)
 		session_reply(s, "454 4.7.0 Temporary authentication failure");
 	} else if (a->ok) {
 		session_auth_done(s);
-		str_copy(s->auth_user, a->user, sizeof s->auth_user);
-		s->may_relay = 1;
-		auth_throttle_succeeded((const struct sockaddr *)&s->peer);
-		metrics_inc_label(M_AUTH, MA_SUCCESS);
-		s->trace_auth_us = session_trace_now();
-		log_info("auth: client=[%s] sasl_method=%s sasl_username=%s",
-		    s->peer_ip, s->auth_mech, a->user);
-		session_reply(s, "235 2.7.0 Authentication successful");
+		session_auth_succeeded(s, a->user);
 	} else {
 		session_auth_failed(s, a->user);
 	}
@@ -215,6 +252,10 @@ session_sasl_result(struct smtp_session *s, enum smtp_sasl_result r)
 void
 session_auth_response(struct smtp_session *s, const char *line)
 {
+	if (s->rt->dovecot != NULL) {
+		session_dovecot_response(s, line);
+		return;
+	}
 	session_sasl_result(s, smtp_sasl_step(&s->sasl, line));
 }
 
@@ -260,6 +301,10 @@ session_cmd_auth(struct smtp_session *s, const char *arg)
 	}
 	memcpy(mech, arg, n);
 	mech[n] = '\0';
+	if (s->rt->dovecot != NULL) {
+		session_dovecot_start(s, mech, arg[n] ? arg + n + 1 : NULL);
+		return;
+	}
 	s->auth_mech = strcasecmp(mech, "PLAIN") == 0 ? "PLAIN" : "LOGIN";
 	session_sasl_result(s, smtp_sasl_start(&s->sasl, mech,
 	    arg[n] ? arg + n + 1 : NULL));

@@ -16,6 +16,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "queue/envelope.h"
+#include "server/inflight.h"
 #include "server/smtp_session_int.h"
 #include "server/tls.h"
 #include "server/worker.h"
@@ -25,21 +26,29 @@ typedef void (*cmd_fn)(struct smtp_session *s, const char *arg);
 /* ---- the transaction ---- */
 
 void
-session_txn_reset(struct smtp_session *s)
+session_rcpt_clear(struct smtp_session *s)
 {
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		free(s->rcpts[i].addr);
 		free(s->rcpts[i].orcpt);
 	}
 	s->nrcpts = 0;
+}
+
+void
+session_txn_reset(struct smtp_session *s)
+{
+	session_rcpt_clear(s);
+	session_policy_txn_reset(s);
 	s->in_txn = 0;
 	s->bdat_used = 0;
 	s->bdat_failed = 0;
 	s->bdat_refusal = NULL;
 	s->bdat_left = 0;
 	s->bdat_last = 0;
+	s->bdat_fail_reply = NULL;
 	memset(&s->mail, 0, sizeof s->mail);
-	smtp_message_free(&s->msg);
+	session_msg_abandon(s);
 }
 
 /* The Received header's protocol name (RFC 3848). */
@@ -56,7 +65,137 @@ session_protocol(const struct smtp_session *s)
 	return names[s->mail.smtputf8 != 0][s->io.tls_active != 0][s->auth_user[0] != 0];
 }
 
+/* ---- the message's records (smtp_message.h, DESIGN.md) ---- */
+
+/* Committer thread: a record is back; the worker takes it from here. */
 static void
+session_stage_cb(struct commit_stage *req, enum commit_status st)
+{
+	struct session_stage *sg = req->arg;
+
+	worker_post_stage(sg->s->w, sg->s, req, st);
+}
+
+static void
+session_stager_stage(void *arg, struct smtp_message *m,
+    struct smtp_message_rec *rec, uint32_t chunk, const char *data, size_t len)
+{
+	struct smtp_session *s = arg;
+	struct session_stage *sg = xcalloc(1, sizeof *sg);
+
+	sg->req.id = smtp_message_id(m);
+	sg->req.chunk = chunk;
+	sg->req.data = data;
+	sg->req.len = len;
+	sg->req.done = session_stage_cb;
+	sg->req.arg = sg;
+	sg->s = s;
+	sg->msg = m;
+	sg->rec = rec;
+	s->stages++;
+	committer_submit_stage(worker_committer(s->w), &sg->req);
+}
+
+static int
+session_stager_reserve(void *arg, size_t bytes)
+{
+	struct smtp_session *s = arg;
+
+	return inflight_reserve(bytes, s->cfg->max_inflight_data);
+}
+
+static void
+session_stager_release(void *arg, size_t bytes)
+{
+	(void)arg;
+	inflight_release(bytes);
+}
+
+void
+session_stager_init(struct smtp_session *s)
+{
+	s->stager.stage = session_stager_stage;
+	s->stager.reserve = session_stager_reserve;
+	s->stager.release = session_stager_release;
+	s->stager.arg = s;
+}
+
+/* m has nothing with the committer: it goes, and what it staged too. */
+static void
+session_msg_drop(struct smtp_session *s, struct smtp_message *m)
+{
+	if (smtp_message_staged_count(m) > 0)
+		committer_discard(worker_committer(s->w), smtp_message_id(m));
+	smtp_message_free(&m);
+}
+
+void
+session_msg_abandon(struct smtp_session *s)
+{
+	struct smtp_message *m = s->msg;
+	struct session_dying *d;
+
+	s->msg = NULL;
+	s->blocked_since = 0;
+	if (m == NULL)
+		return;
+	if (smtp_message_inflight(m) == 0) {
+		session_msg_drop(s, m);
+		return;
+	}
+	d = xcalloc(1, sizeof *d);
+	d->msg = m;
+	d->next = s->dying;
+	s->dying = d;
+}
+
+int
+session_msg_blocked(const struct smtp_session *s)
+{
+	return (s->phase == PH_DATA || s->phase == PH_BDAT) && s->msg != NULL &&
+	    s->bdat_refusal == NULL && smtp_message_blocked(s->msg);
+}
+
+static void session_commit_when_staged(struct smtp_session *s);
+
+void
+session_stage_back(struct smtp_session *s, struct session_stage *sg,
+    enum commit_status st)
+{
+	struct smtp_message *m = sg->msg;
+
+	smtp_message_staged(m, sg->rec, st);
+	s->stages--;
+	if (m != s->msg) {
+		/* A message given up: it goes with its last record. */
+		if (smtp_message_inflight(m) > 0)
+			return;
+		for (struct session_dying **dp = &s->dying; *dp; dp = &(*dp)->next) {
+			if ((*dp)->msg == m) {
+				struct session_dying *d = *dp;
+				*dp = d->next;
+				free(d);
+				break;
+			}
+		}
+		session_msg_drop(s, m);
+		return;
+	}
+	if (s->phase == PH_COMMIT && s->commit == NULL) {
+		session_commit_when_staged(s);
+		return;
+	}
+	if (s->blocked_since != 0 && !smtp_message_blocked(m)) {
+		/* Our wait does not count against the client's data rate. */
+		s->msg_start += time_mono_ms() - s->blocked_since;
+		s->blocked_since = 0;
+		if (s->phase == PH_DATA || s->phase == PH_BDAT)
+			session_set_deadline(s);
+	}
+}
+
+/* Returns 0, or -1 when the global cap refuses a new message now. */
+static int
 session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 {
 	struct smtp_message_info info = {
@@ -71,6 +210,7 @@ session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 		.max_size = s->cfg->max_message_size,
 		.mode = mode,
 		.now = time(NULL),
+		.stager = &s->stager,
 	};
 
 	s->qid = queue_id_next();
@@ -78,7 +218,17 @@ session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 	s->msg = smtp_message_new(&info);
 	s->msg_start = time_mono_ms();
 	s->msg_bytes = 0;
+	s->blocked_since = 0;
+	if (s->msg == NULL) {
+		log_warn("too much mail data in flight (max_inflight_data): "
+		    "a message from [%s] has to wait", s->peer_ip);
+		return -1;
+	}
+	return 0;
 }
+
+#define SESSION_INFLIGHT_REPLY \
+	"451 4.3.2 Too much mail data in flight; try again later"
 
 static void
 session_commit_cb(struct commit_msg *req, enum commit_status st)
@@ -88,12 +238,14 @@ session_commit_cb(struct commit_msg *req, enum commit_status st)
 	worker_post_commit(s->w, s, st);
 }
 
-/* The whole message passed every check: hand it over. */
+/* The whole message passed every check and every record of it is in:
+ * the final commit makes it visible. */
 static void
-session_commit(struct smtp_session *s)
+session_commit_final(struct smtp_session *s)
 {
 	struct commit_msg *c = &s->commit_storage;
 	struct envelope *env = &c->env;
+	struct smtp_message_parts parts;
 
 	memset(c, 0, sizeof *c);
 	env->id = s->qid;
@@ -112,14 +264,56 @@ session_commit(struct smtp_session *s)
 		env->flags |= ENV_HELD;
 	s->rcpts = NULL;
 	s->nrcpts = s->caprcpts = 0;
-	c->body = smtp_message_take(s->msg, &c->body_len);
+	smtp_message_take(s->msg, &parts);
 	smtp_message_free(&s->msg);
+	c->body = parts.head;
+	c->body_len = parts.head_len;
+	c->staged = parts.staged;
+	c->tail = parts.tail;
+	c->tail_len = parts.tail_len;
+	s->commit_reserved = parts.reserved;
+	s->commit_size = parts.size;
 	c->done = session_commit_cb;
 	c->arg = s;
 	s->commit = c;
 	s->commit_us = metrics_clock_us();
 	s->phase = PH_COMMIT;
 	committer_submit(worker_committer(s->w), c);
+}
+
+/* The checks passed: once no record of the message is with the
+ * committer any more, the commit; or the reply for a record refused. */
+static void
+session_commit_when_staged(struct smtp_session *s)
+{
+	enum commit_status st;
+	char id[QUEUE_ID_LEN + 1];
+
+	if (smtp_message_inflight(s->msg) > 0)
+		return;		/* session_stage_back calls again */
+	st = smtp_message_status(s->msg);
+	if (st == COMMIT_OK) {
+		session_commit_final(s);
+		return;
+	}
+	s->phase = PH_COMMAND;
+	log_warn("%s: from=<%s>: queue commit failed (%s)",
+	    queue_id_format(s->qid, id, sizeof id), s->mail.addr,
+	    st == COMMIT_FULL ? "queue full" : "I/O error");
+	if (st == COMMIT_FULL)
+		session_reply(s, "452 4.3.1 Insufficient system storage");
+	else
+		session_reply(s, "451 4.3.0 Error: queue file write error");
+	session_txn_reset(s);
+	session_set_deadline(s);
+}
+
+/* The whole message passed every check: hand it over. */
+void
+session_commit(struct smtp_session *s)
+{
+	s->phase = PH_COMMIT;
+	session_commit_when_staged(s);
 }
 
 /* End of DATA or of the last BDAT chunk: the checks, then the commit. */
@@ -133,9 +327,17 @@ session_end_message(struct smtp_session *s)
 		/* A client that delivers mail is not idling or probing. */
 		s->junk = 0;
 		s->refused_rcpts = 0;
+		if (session_policy_end_message(s))
+			return;	/* it goes on there */
 		session_commit(s);
 		return;
 	}
+	session_message_refused(s, reply);
+}
+
+void
+session_message_refused(struct smtp_session *s, const char *reply)
+{
 	session_reply(s, "%s", reply);
 	queue_stats_add_rejected(1);
 	metrics_inc_label(M_REJECTIONS, session_reply_reason(reply));
@@ -204,8 +406,12 @@ cmd_ehlo(struct smtp_session *s, const char *arg)
 	session_reply(s, "250-SIZE %zu", s->cfg->max_message_size);
 	if (s->rt->tls && !s->io.tls_active)
 		session_reply(s, "250-STARTTLS");
-	if (session_auth_offered(s))
-		session_reply(s, "250-AUTH %s", SMTP_SASL_MECHANISMS);
+	if (session_auth_offered(s)) {
+		char mechs[SMTP_AUTH_MECHS_MAX];
+
+		session_auth_mechanisms(s, mechs, sizeof mechs);
+		session_reply(s, "250-AUTH %s", mechs);
+	}
 	session_reply(s, "250-ENHANCEDSTATUSCODES");
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-DSN");
@@ -265,7 +471,7 @@ cmd_mail(struct smtp_session *s, const char *arg)
 	 * lets it send as anyone. */
 	if (s->auth_user[0] && s->mail.addr[0] &&
 	    !config_user_may_send_any(s->cfg, s->auth_user) &&
-	    !userdb_sender_owned(s->rt->udb, s->auth_user, s->mail.addr)) {
+	    !session_sender_owned(s, s->mail.addr)) {
 		session_reply(s, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
 		    s->mail.addr, s->auth_user);
 		log_info("reject: MAIL from [%s]: 553 <%s> not owned by sasl_username=%s",
@@ -341,31 +547,53 @@ cmd_rcpt(struct smtp_session *s, const char *arg)
 	if (session_rate_rcpt(s, r.addr))
 		return;
 	if ((deny = session_rcpt_policy(s, r.addr)) != NULL) {
-		session_reply(s, "%s", deny);
-		if (strncmp(deny, "550 5.1.1", 9) == 0)
-			session_rate_unknown(s);
-		log_info("reject: RCPT from [%s]: %.3s <%s>", s->peer_ip, deny, r.addr);
-		queue_stats_add_rejected(1);
-		metrics_inc_label(M_REJECTIONS, session_reply_reason(deny));
-		/* Refused recipients are not bad commands: a list with a few
-		 * stale addresses goes on; a harvest of names does not. */
-		if (++s->refused_rcpts >= s->cfg->max_unknown_recipients) {
-			log_info("too many refused recipients from [%s]: closed", s->peer_ip);
-			session_reply(s, "421 4.7.0 %s Error: too many refused recipients",
-			    s->cfg->hostname);
-			s->phase = PH_CLOSING;
-		}
+		session_rcpt_refuse(s, r.addr, deny, 1);
 		return;
 	}
+	if (session_policy_rcpt(s, &r))
+		return;	/* the policy services decide */
+	session_rcpt_accept(s, &r);
+}
+
+void
+session_rcpt_refuse(struct smtp_session *s, const char *addr, const char *reply,
+    int counts)
+{
+	session_reply(s, "%s", reply);
+	if (strncmp(reply, "550 5.1.1", 9) == 0)
+		session_rate_unknown(s);
+	log_info("reject: RCPT from [%s]: %.3s <%s>", s->peer_ip, reply, addr);
+	queue_stats_add_rejected(1);
+	metrics_inc_label(M_REJECTIONS, session_reply_reason(reply));
+	/* Refused recipients are not bad commands: a list with a few
+	 * stale addresses goes on; a harvest of names does not. */
+	if (counts && ++s->refused_rcpts >= s->cfg->max_unknown_recipients) {
+		log_info("too many refused recipients from [%s]: closed", s->peer_ip);
+		session_reply(s, "421 4.7.0 %s Error: too many refused recipients",
+		    s->cfg->hostname);
+		s->phase = PH_CLOSING;
+	}
+}
+
+void
+session_rcpt_append(struct smtp_session *s, const char *addr, const char *orcpt,
+    unsigned notify)
+{
 	if (s->nrcpts == s->caprcpts) {
 		s->caprcpts = s->caprcpts ? s->caprcpts * 2 : 4;
 		s->rcpts = xrealloc(s->rcpts, s->caprcpts * sizeof *s->rcpts);
 	}
-	s->rcpts[s->nrcpts].addr = xstrdup(r.addr);
-	s->rcpts[s->nrcpts].orcpt = r.orcpt[0] ? xstrdup(r.orcpt) : NULL;
-	s->rcpts[s->nrcpts].notify = r.notify;
+	s->rcpts[s->nrcpts].addr = xstrdup(addr);
+	s->rcpts[s->nrcpts].orcpt = orcpt != NULL ? xstrdup(orcpt) : NULL;
+	s->rcpts[s->nrcpts].notify = notify;
 	s->nrcpts++;
 	s->trace_rcpt_us = session_trace_now();
+}
+
+void
+session_rcpt_accept(struct smtp_session *s, const struct smtp_rcpt_args *r)
+{
+	session_rcpt_append(s, r->addr, r->orcpt[0] ? r->orcpt : NULL, r->notify);
 	session_reply(s, "250 2.1.5 Ok");
 }
 
@@ -379,12 +607,29 @@ session_wait_for_name(struct smtp_session *s, enum session_phase then)
 	worker_timer_hint(s->w, s->name_deadline);
 }
 
+/* No 354: a client that sent its message before our reply (improper
+ * pipelining) must not have that message read as commands. */
+static void
+session_data_refused(struct smtp_session *s)
+{
+	if (s->io.in.len > s->io.in_off) {
+		log_info("improper pipelining after DATA from [%s]", s->peer_ip);
+		session_io_discard_input(&s->io);
+		s->phase = PH_CLOSING;
+	}
+}
+
 static void
 session_data_start(struct smtp_session *s)
 {
+	s->phase = PH_COMMAND;
+	if (session_begin_message(s, SMTP_DATA_DOTTED) < 0) {
+		session_reply(s, SESSION_INFLIGHT_REPLY);
+		session_data_refused(s);
+		return;
+	}
 	s->phase = PH_DATA;
 	session_set_deadline(s);
-	session_begin_message(s, SMTP_DATA_DOTTED);
 	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -405,13 +650,7 @@ cmd_data(struct smtp_session *s, const char *arg)
 	}
 	if (s->nrcpts == 0) {
 		session_reply(s, "554 5.5.1 Error: no valid recipients");
-		/* A client that sent its message before our reply (improper
-		 * pipelining) must not have that message read as commands. */
-		if (s->io.in.len > s->io.in_off) {
-			log_info("improper pipelining after DATA from [%s]", s->peer_ip);
-			session_io_discard_input(&s->io);
-			s->phase = PH_CLOSING;
-		}
+		session_data_refused(s);
 		return;
 	}
 	if (session_name_pending(s)) {
@@ -440,6 +679,18 @@ session_bdat_chunk_done(struct smtp_session *s)
 		return;
 	}
 	session_end_message(s);
+}
+
+/* The first chunk of a BDAT transaction: the message begins, or (the
+ * global cap) every chunk up to LAST is read and refused. */
+static void
+session_bdat_begin(struct smtp_session *s)
+{
+	if (session_begin_message(s, SMTP_DATA_BDAT) == 0)
+		return;
+	s->bdat_failed = 1;
+	s->bdat_fail_reply = SESSION_INFLIGHT_REPLY;
+	s->bdat_refusal = s->bdat_fail_reply;
 }
 
 /* The chunk announced is read now. */
@@ -479,8 +730,10 @@ cmd_bdat(struct smtp_session *s, const char *arg)
 		s->bdat_refusal = "503 5.5.1 Error: need MAIL command";
 		session_error(s);
 	} else if (s->bdat_failed || s->nrcpts == 0) {
+		if (!s->bdat_failed)
+			s->bdat_fail_reply = "554 5.5.1 Error: no valid recipients";
 		s->bdat_failed = 1;
-		s->bdat_refusal = "554 5.5.1 Error: no valid recipients";
+		s->bdat_refusal = s->bdat_fail_reply;
 	} else if (!s->bdat_used) {
 		s->bdat_used = 1;
 		if (session_name_pending(s)) {
@@ -488,7 +741,7 @@ cmd_bdat(struct smtp_session *s, const char *arg)
 			session_wait_for_name(s, PH_BDAT);
 			return;
 		}
-		session_begin_message(s, SMTP_DATA_BDAT);
+		session_bdat_begin(s);
 	}
 	if (s->phase == PH_CLOSING)
 		return;
@@ -502,7 +755,7 @@ session_name_known(struct smtp_session *s)
 		session_data_start(s);
 		return;
 	}
-	session_begin_message(s, SMTP_DATA_BDAT);
+	session_bdat_begin(s);
 	session_bdat_start(s);
 }
 
@@ -517,11 +770,16 @@ session_content(struct smtp_session *s, const char *p, size_t avail)
 		s->msg_bytes += n;
 		if (done)
 			session_end_message(s);
+		else if (smtp_message_blocked(s->msg) && s->blocked_since == 0)
+			s->blocked_since = time_mono_ms();
 		return n;
 	}
 	n = avail < s->bdat_left ? avail : (size_t)s->bdat_left;
-	if (s->bdat_refusal == NULL)
-		smtp_message_feed(s->msg, p, n, &done);
+	if (s->bdat_refusal == NULL) {
+		n = smtp_message_feed(s->msg, p, n, &done);
+		if (smtp_message_blocked(s->msg) && s->blocked_since == 0)
+			s->blocked_since = time_mono_ms();
+	}
 	s->bdat_left -= n;
 	s->msg_bytes += n;
 	if (s->bdat_left == 0)

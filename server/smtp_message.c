@@ -12,6 +12,7 @@
  */
 #include "server/smtp_message.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,15 +34,37 @@ enum hscan {
 	HS_BODY,		/* past the header section */
 };
 
+struct smtp_message_rec {
+	struct buf b;
+	size_t off;		/* the record starts at b.data + off */
+	int busy;		/* with the committer */
+	struct smtp_message_rec *next;	/* every body buffer of the message */
+};
+
 struct smtp_message {
-	struct buf buf;			/* Received header, then the content */
-	struct smtp_data_parser dp;
+	const struct smtp_message_stager *stager;
+	struct buf head;		/* the first buffer; record 0 after the cut */
+	int cut;			/* records are being staged */
+	struct smtp_message_rec *cur;	/* after the cut: the buffer filling;
+					 * NULL while every buffer is out */
+	struct smtp_message_rec *recs;
+	unsigned nrecs, nbusy;
+	queue_id_t id;
+	uint32_t staged;
+	uint64_t staged_bytes;
+	enum commit_status status;
+	size_t reserved;		/* bytes of the stager's reserve held */
+	size_t base;			/* message bytes before the buffer written */
+	size_t received_len;		/* our Received header */
+	size_t added;			/* submission headers inserted at the end
+					 * of the header section (before the cut) */
+	struct smtp_data_parser dp;	/* dp.out: the buffer written */
 	struct smtp_message_facts facts;
 	int submission;
-	size_t scan;			/* next byte of buf to scan */
+	size_t scan;			/* next byte of dp.out to scan */
 	enum hscan hs;
 	int any_field;			/* a field was seen (continuations allowed) */
-	size_t line_start;
+	size_t line_start;		/* in the message bytes */
 	char name[HS_NAME_MAX];
 	size_t name_len;
 	char date[80];
@@ -51,53 +74,67 @@ struct smtp_message {
 struct smtp_message *
 smtp_message_new(const struct smtp_message_info *info)
 {
-	struct smtp_message *m = xcalloc(1, sizeof *m);
+	struct smtp_message *m;
 	char date[64], id[QUEUE_ID_LEN + 1];
 	const char *ip6 = strchr(info->client_ip, ':') ? "IPv6:" : "";
 
+	if (info->stager != NULL &&
+	    !info->stager->reserve(info->stager->arg, SMTP_MESSAGE_BASE))
+		return NULL;
+	m = xcalloc(1, sizeof *m);
+	m->stager = info->stager;
+	m->id = info->id;
+	m->reserved = info->stager != NULL ? SMTP_MESSAGE_BASE : 0;
+	m->status = COMMIT_OK;
 	time_rfc5322(info->now, date, sizeof date);
 	queue_id_format(info->id, id, sizeof id);
-	buf_init(&m->buf, info->max_size + MESSAGE_HEADROOM);
+	buf_init(&m->head, info->stager != NULL ? SMTP_MESSAGE_BUF + SMTP_MESSAGE_TOP_ROOM :
+	    info->max_size + MESSAGE_HEADROOM);
 	if (info->client_name && info->client_name[0])
-		buf_printf(&m->buf, "Received: from %s (%s [%s%s])", info->helo,
+		buf_printf(&m->head, "Received: from %s (%s [%s%s])", info->helo,
 		    info->client_name, ip6, info->client_ip);
 	else
-		buf_printf(&m->buf, "Received: from %s ([%s%s])", info->helo, ip6,
+		buf_printf(&m->head, "Received: from %s ([%s%s])", info->helo, ip6,
 		    info->client_ip);
-	buf_printf(&m->buf, "\r\n\tby %s (mailserver) with %s id %s",
+	buf_printf(&m->head, "\r\n\tby %s (mailserver) with %s id %s",
 	    info->hostname, info->protocol, id);
 	if (info->tls)
-		buf_printf(&m->buf, "\r\n\t(using %s)", info->tls);
+		buf_printf(&m->head, "\r\n\t(using %s)", info->tls);
 	if (info->rcpt)
-		buf_printf(&m->buf, "\r\n\tfor <%s>", info->rcpt);
-	buf_printf(&m->buf, "; %s\r\n", date);
+		buf_printf(&m->head, "\r\n\tfor <%s>", info->rcpt);
+	buf_printf(&m->head, "; %s\r\n", date);
 	m->facts.received = 1;
-	m->scan = m->buf.len;
-	m->line_start = m->buf.len;
+	m->received_len = m->head.len;
+	m->scan = m->head.len;
+	m->line_start = m->head.len;
 	m->hs = HS_BOL;
 	m->submission = info->submission;
 	snprintf(m->date, sizeof m->date, "Date: %s\r\n", date);
 	snprintf(m->msgid, sizeof m->msgid, "Message-ID: <%s@%s>\r\n", id,
 	    info->hostname);
-	smtp_data_parser_init(&m->dp, info->mode, &m->buf, info->max_size);
+	smtp_data_parser_init(&m->dp, info->mode, &m->head, info->max_size);
 	return m;
 }
 
-/* Inserts text at offset at of the message (the header end). */
-static void
-message_insert(struct smtp_message *m, size_t at, const char *text)
+/* Inserts text at offset at of b (record 0). Returns its length. */
+static size_t
+message_insert(struct smtp_message *m, struct buf *b, size_t at,
+    const char *text)
 {
-	size_t n = strlen(text), tail = m->buf.len - at;
+	size_t n = strlen(text), tail = b->len - at;
 
-	if (n == 0 || buf_append(&m->buf, text, n) < 0)
-		return;
-	memmove(m->buf.data + at + n, m->buf.data + at, tail);
-	memcpy(m->buf.data + at, text, n);
-	m->scan += n;
+	if (n == 0 || buf_append(b, text, n) < 0)
+		return 0;
+	memmove(b->data + at + n, b->data + at, tail);
+	memcpy(b->data + at, text, n);
+	if (m->dp.out == b)
+		m->scan += n;
+	return n;
 }
 
 /* The header section ended at line_start: note it, add what submission
- * needs. */
+ * needs: there, or (the header section was longer than the first
+ * buffer) right after our Received header. */
 static void
 message_header_end(struct smtp_message *m)
 {
@@ -111,7 +148,10 @@ message_header_end(struct smtp_message *m)
 	/* Both fit: add is as large as the two together. */
 	snprintf(add, sizeof add, "%s%s", m->facts.has_date ? "" : m->date,
 	    m->facts.has_message_id ? "" : m->msgid);
-	message_insert(m, m->line_start, add);
+	if (!m->cut)
+		m->added = message_insert(m, &m->head, m->line_start, add);
+	else
+		message_insert(m, &m->head, m->received_len, add);
 }
 
 static void
@@ -132,16 +172,18 @@ message_ftext(unsigned char c)
 	return c >= 33 && c <= 126 && c != ':';
 }
 
-/* Scans the content written since the last call. */
+/* Scans the content written to dp.out since the last call. */
 static void
 message_scan(struct smtp_message *m)
 {
-	while (m->scan < m->buf.len && m->hs != HS_BODY) {
-		unsigned char c = (unsigned char)m->buf.data[m->scan];
+	struct buf *b = m->dp.out;
+
+	while (m->scan < b->len && m->hs != HS_BODY) {
+		unsigned char c = (unsigned char)b->data[m->scan];
 
 		switch (m->hs) {
 		case HS_BOL:
-			m->line_start = m->scan;
+			m->line_start = m->base + m->scan;
 			if (c == '\r')
 				m->hs = HS_EMPTY_CR;
 			else if ((c == ' ' || c == '\t') && m->any_field)
@@ -180,14 +222,14 @@ message_scan(struct smtp_message *m)
 			}
 			break;
 		case HS_VALUE: {
-			const char *lf = memchr(m->buf.data + m->scan, '\n',
-			    m->buf.len - m->scan);
+			const char *lf = memchr(b->data + m->scan, '\n',
+			    b->len - m->scan);
 
 			if (lf == NULL) {
-				m->scan = m->buf.len;
+				m->scan = b->len;
 				continue;
 			}
-			m->scan = (size_t)(lf - m->buf.data);
+			m->scan = (size_t)(lf - b->data);
 			m->hs = HS_BOL;
 			break;
 		}
@@ -199,18 +241,210 @@ message_scan(struct smtp_message *m)
 		m->scan++;
 	}
 	if (m->hs == HS_BODY)
-		m->scan = m->buf.len;
+		m->scan = b->len;
+}
+
+/* ---- records ---- */
+
+/* The buffer the data parser writes to now (NULL: every one is out). */
+static struct buf *
+message_out(struct smtp_message *m)
+{
+	if (!m->cut)
+		return &m->head;
+	return m->cur != NULL ? &m->cur->b : NULL;
+}
+
+/* Writing goes on in out from its start. */
+static void
+message_write_to(struct smtp_message *m, struct buf *out)
+{
+	if (out != NULL)
+		m->dp.out = out;
+	m->scan = 0;
+}
+
+/* A new body buffer: the base reserve holds one, more need the
+ * stager's consent. NULL when there may be none now. */
+static struct smtp_message_rec *
+message_rec_new(struct smtp_message *m)
+{
+	struct smtp_message_rec *r;
+
+	if (m->nrecs > SMTP_MESSAGE_INFLIGHT)
+		return NULL;
+	if (m->nrecs >= 1) {
+		if (!m->stager->reserve(m->stager->arg, SMTP_MESSAGE_BUF))
+			return NULL;
+		m->reserved += SMTP_MESSAGE_BUF;
+	}
+	r = xcalloc(1, sizeof *r);
+	buf_init(&r->b, SMTP_MESSAGE_BUF);
+	r->next = m->recs;
+	m->recs = r;
+	m->nrecs++;
+	return r;
+}
+
+static void
+message_rec_free(struct smtp_message *m, struct smtp_message_rec *r)
+{
+	for (struct smtp_message_rec **rp = &m->recs; *rp; rp = &(*rp)->next) {
+		if (*rp == r) {
+			*rp = r->next;
+			break;
+		}
+	}
+	if (m->nrecs-- > 1) {
+		m->stager->release(m->stager->arg, SMTP_MESSAGE_BUF);
+		m->reserved -= SMTP_MESSAGE_BUF;
+	}
+	buf_free(&r->b);
+	free(r);
+}
+
+static void
+message_stage(struct smtp_message *m, struct smtp_message_rec *r)
+{
+	r->busy = 1;
+	m->nbusy++;
+	m->staged++;
+	m->staged_bytes += r->b.len - r->off;
+	m->stager->stage(m->stager->arg, m, r, m->staged, r->b.data + r->off,
+	    r->b.len - r->off);
+}
+
+/* The first buffer is full: what follows the header section in it is
+ * record 1, the header section stays as record 0 (a copy of it: it is
+ * short), and body buffers take the rest. */
+static void
+message_cut(struct smtp_message *m)
+{
+	size_t hl = m->facts.header_done ? m->facts.header_end + m->added :
+	    m->head.len;
+	struct smtp_message_rec *r;
+
+	m->cut = 1;
+	r = message_rec_new(m);		/* the base reserve's: never NULL */
+	m->base = m->head.len;
+	if (hl < m->head.len) {
+		buf_free(&r->b);
+		r->b = m->head;
+		r->off = hl;
+		buf_init(&m->head, SMTP_MESSAGE_BUF + SMTP_MESSAGE_TOP_ROOM);
+		buf_append(&m->head, r->b.data, hl);
+		message_stage(m, r);
+		m->cur = message_rec_new(m);
+	} else {
+		m->cur = r;
+	}
+	message_write_to(m, message_out(m));
+}
+
+/* The body buffer is full: it goes, the next one fills. */
+static void
+message_rotate(struct smtp_message *m)
+{
+	struct smtp_message_rec *r = m->cur;
+
+	m->base += r->b.len;
+	message_stage(m, r);
+	m->cur = message_rec_new(m);
+	message_write_to(m, message_out(m));
+}
+
+int
+smtp_message_blocked(const struct smtp_message *m)
+{
+	return m->cut && m->cur == NULL;
+}
+
+void
+smtp_message_staged(struct smtp_message *m, struct smtp_message_rec *r,
+    enum commit_status status)
+{
+	assert(r->busy && m->nbusy > 0);
+	r->busy = 0;
+	m->nbusy--;
+	/* A full queue is the cause when a record after a refused one is
+	 * refused too (it finds no stage): that reply wins. */
+	if (status != COMMIT_OK && m->status != COMMIT_FULL)
+		m->status = status;
+	buf_reset(&r->b);
+	r->off = 0;
+	if (m->cur == NULL) {
+		/* It was waited for: writing goes on in it. */
+		m->cur = r;
+		message_write_to(m, &r->b);
+	} else {
+		/* Nobody waits: a slow client holds one buffer, no more. */
+		message_rec_free(m, r);
+	}
+}
+
+queue_id_t
+smtp_message_id(const struct smtp_message *m)
+{
+	return m->id;
+}
+
+unsigned
+smtp_message_inflight(const struct smtp_message *m)
+{
+	return m->nbusy;
+}
+
+uint32_t
+smtp_message_staged_count(const struct smtp_message *m)
+{
+	return m->staged;
+}
+
+enum commit_status
+smtp_message_status(const struct smtp_message *m)
+{
+	return m->status;
 }
 
 size_t
 smtp_message_feed(struct smtp_message *m, const char *in, size_t len,
     int *done_r)
 {
-	size_t n = smtp_data_parse(&m->dp, in, len, done_r);
+	size_t total = 0;
 
-	message_scan(m);
+	*done_r = 0;
+	while (total < len) {
+		struct buf *out = message_out(m);
+		size_t want = len - total, n;
+
+		if (out == NULL)
+			break;		/* blocked */
+		if (m->stager != NULL) {
+			if (out->len >= SMTP_MESSAGE_CHUNK) {
+				if (!m->cut)
+					message_cut(m);
+				else
+					message_rotate(m);
+				continue;
+			}
+			/* The output never passes the input by more than a
+			 * held CR: a record stays within its buffer. */
+			if (want > SMTP_MESSAGE_CHUNK - out->len)
+				want = SMTP_MESSAGE_CHUNK - out->len;
+		}
+		n = smtp_data_parse(&m->dp, in + total, want, done_r);
+		message_scan(m);
+		if (m->status != COMMIT_OK && m->cut) {
+			/* A record was refused: the rest is read, not kept. */
+			buf_reset(out);
+			m->scan = 0;
+		}
+		total += n;
+		if (*done_r || n == 0)
+			break;
+	}
 	m->facts.content = m->dp.size;
-	return n;
+	return total;
 }
 
 int
@@ -237,14 +471,34 @@ smtp_message_finish(struct smtp_message *m, char *reply, size_t replysize)
 		return -1;
 	}
 	if (m->hs != HS_BODY) {
+		struct buf *out = message_out(m);
+
 		/* The whole message was header. A last line without its CRLF
-		 * (BDAT allows that) gets one before anything is added. */
-		if (m->submission && !(m->facts.has_date && m->facts.has_message_id) &&
-		    m->buf.len > m->line_start && m->buf.data[m->buf.len - 1] != '\n')
-			buf_append(&m->buf, "\r\n", 2);
-		m->line_start = m->buf.len;
+		 * (BDAT allows that) gets one before anything is added at
+		 * its end. */
+		if (!m->cut && m->submission &&
+		    !(m->facts.has_date && m->facts.has_message_id) &&
+		    m->head.len > m->line_start && m->head.data[m->head.len - 1] != '\n')
+			buf_append(&m->head, "\r\n", 2);
+		m->line_start = m->base + (out != NULL ? out->len : 0);
 		message_header_end(m);
 	}
+	return 0;
+}
+
+int
+smtp_message_prepend(struct smtp_message *m, const char *lines)
+{
+	size_t n = strlen(lines);
+
+	if (n == 0)
+		return 0;
+	/* Record 0 is the head, whether the message was cut or not. */
+	if (message_insert(m, &m->head, 0, lines) == 0)
+		return -1;
+	m->facts.header_end += n;
+	m->line_start += n;
+	m->received_len += n;
 	return 0;
 }
 
@@ -254,10 +508,22 @@ smtp_message_facts(const struct smtp_message *m)
 	return &m->facts;
 }
 
-char *
-smtp_message_take(struct smtp_message *m, size_t *len_r)
+void
+smtp_message_take(struct smtp_message *m, struct smtp_message_parts *p)
 {
-	return buf_steal(&m->buf, len_r);
+	assert(m->nbusy == 0 && m->status == COMMIT_OK);
+	memset(p, 0, sizeof *p);
+	p->head = buf_steal(&m->head, &p->head_len);
+	p->staged = m->staged;
+	if (m->cut && m->cur != NULL && m->cur->b.len > m->cur->off) {
+		/* off is 0 but for record 1, which is never cur */
+		p->tail = buf_steal(&m->cur->b, &p->tail_len);
+	}
+	p->size = p->head_len + m->staged_bytes + p->tail_len;
+	if (m->stager != NULL) {
+		p->reserved = SMTP_MESSAGE_BASE;
+		m->reserved -= SMTP_MESSAGE_BASE;
+	}
 }
 
 void
@@ -268,6 +534,11 @@ smtp_message_free(struct smtp_message **mp)
 	*mp = NULL;
 	if (m == NULL)
 		return;
-	buf_free(&m->buf);
+	assert(m->nbusy == 0);
+	while (m->recs != NULL)
+		message_rec_free(m, m->recs);
+	if (m->reserved > 0)
+		m->stager->release(m->stager->arg, m->reserved);
+	buf_free(&m->head);
 	free(m);
 }

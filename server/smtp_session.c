@@ -27,6 +27,7 @@
 #include "lib/util.h"
 #include "server/connlimit.h"
 #include "server/fcrdns.h"
+#include "server/inflight.h"
 #include "server/smtp_session_int.h"
 #include "server/worker.h"
 
@@ -91,6 +92,7 @@ session_mode(const struct smtp_session *s)
 	switch (s->phase) {
 	case PH_COMMIT:
 	case PH_AUTH_CHECK:
+	case PH_POLICY:
 	case PH_AUTH_DELAY:
 	case PH_NAME_WAIT:
 		return SESSION_IO_HELD;
@@ -98,7 +100,8 @@ session_mode(const struct smtp_session *s)
 	case PH_CLOSED:
 		return SESSION_IO_CLOSE;
 	default:
-		return SESSION_IO_INPUT;
+		return session_msg_blocked(s) ? SESSION_IO_STAGING :
+		    SESSION_IO_INPUT;
 	}
 }
 
@@ -376,6 +379,19 @@ smtp_session_resume(struct smtp_session *s)
 }
 
 int
+smtp_session_stage_done(struct smtp_session *s, struct commit_stage *req,
+    enum commit_status st)
+{
+	struct session_stage *sg = req->arg;
+
+	session_stage_back(s, sg, st);
+	free(sg);
+	if (s->io.fd < 0)
+		return -1;
+	return session_run(s);
+}
+
+int
 smtp_session_commit_done(struct smtp_session *s, enum commit_status st)
 {
 	char id[QUEUE_ID_LEN + 1];
@@ -384,11 +400,12 @@ smtp_session_commit_done(struct smtp_session *s, enum commit_status st)
 	s->commit = NULL;
 	queue_id_format(c->env.id, id, sizeof id);
 	if (st == COMMIT_OK) {
-		log_info("%s: from=<%s>, size=%zu, nrcpt=%zu (queued)", id,
-		    c->env.sender, c->body_len, c->env.nrcpts);
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queued)", id,
+		    c->env.sender, (unsigned long long)s->commit_size,
+		    c->env.nrcpts);
 		metrics_inc(M_MESSAGES_RECEIVED);
 		metrics_add(M_RECIPIENTS_RECEIVED, c->env.nrcpts);
-		metrics_add(M_RECEIVED_BYTES, c->body_len);
+		metrics_add(M_RECEIVED_BYTES, s->commit_size);
 		metrics_observe_since(M_COMMIT_LATENCY, s->commit_us);
 		session_trace_queued(s, c);
 		s->messages++;
@@ -396,8 +413,13 @@ smtp_session_commit_done(struct smtp_session *s, enum commit_status st)
 		metrics_inc_label(M_REJECTIONS, MR_QUEUE_FULL);
 		log_warn("%s: from=<%s>: queue commit failed (%s)", id, c->env.sender,
 		    st == COMMIT_FULL ? "queue full" : "I/O error");
+		/* Nothing of it is visible; what it staged goes too. */
+		if (c->staged > 0)
+			committer_discard(worker_committer(s->w), c->env.id);
 	}
 	commit_msg_free(c);
+	inflight_release(s->commit_reserved);
+	s->commit_reserved = 0;
 	if (s->io.fd < 0) {
 		s->phase = PH_CLOSED;
 		return -1;
@@ -436,7 +458,11 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 		session_name_known(s);
 		return session_run(s);
 	}
-	if (now < s->deadline || s->phase == PH_COMMIT || s->phase == PH_AUTH_CHECK)
+	/* Our own waits (a commit, a password check, a policy service,
+	 * records on their way to the queue) are not the client's slowness. */
+	if (now < s->deadline || s->phase == PH_COMMIT ||
+	    s->phase == PH_AUTH_CHECK || s->phase == PH_POLICY ||
+	    session_msg_blocked(s))
 		return 0;
 	if (s->deadline_rate)
 		log_info("timeout from [%s]: message data slower than %zu bytes/s",
@@ -469,7 +495,7 @@ smtp_session_abort(struct smtp_session *s)
 int
 smtp_session_can_free(const struct smtp_session *s)
 {
-	return s->commit == NULL;
+	return s->commit == NULL && s->stages == 0;
 }
 
 size_t *
@@ -495,6 +521,7 @@ smtp_session_new(struct worker *w, int fd, const struct sockaddr *peer,
 	s->rt = runtime_current();
 	s->cfg = s->rt->cfg;
 	s->may_relay = config_client_may_relay(s->cfg, peer);
+	session_stager_init(s);
 	session_io_init(&s->io, fd);
 	/* The longest line any command may have; each command's own limit
 	 * is checked once the verb is known (smtp_commands.c). */
@@ -537,7 +564,9 @@ smtp_session_free(struct smtp_session **sp)
 	session_end(s);
 	smtp_sasl_clear(&s->sasl);
 	session_abuse_free(s);
+	session_dovecot_free(s);
 	session_txn_reset(s);
+	session_policy_free(s);
 	free(s->rcpts);
 	smtp_cmd_parser_free(&s->cp);
 	runtime_unref(&s->rt);

@@ -48,6 +48,12 @@ int smtp_session_job_done(struct offloop_job *job, struct smtp_session **s_r);
  * smtp_session_event. */
 int smtp_session_commit_done(struct smtp_session *s, enum commit_status st);
 
+/* A record of s's message is back from the committer (the request
+ * smtp_session_stage_post made). Returns as smtp_session_event. */
+struct commit_stage;
+int smtp_session_stage_done(struct smtp_session *s, struct commit_stage *req,
+    enum commit_status st);
+
 /* Checks the session's timers against now (monotonic ms); on a timeout
  * replies 421 4.4.2. Returns as smtp_session_event. */
 int smtp_session_tick(struct smtp_session *s, int64_t now);
@@ -60,7 +66,7 @@ int smtp_session_drain(struct smtp_session *s);
  * without running the session. */
 void smtp_session_abort(struct smtp_session *s);
 
-/* May s be freed now (no commit in flight)? */
+/* May s be freed now (no commit, no record in flight)? */
 int smtp_session_can_free(const struct smtp_session *s);
 
 /* Closes the connection (if still open) and frees s; sets *sp to NULL. */

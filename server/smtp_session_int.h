@@ -3,9 +3,10 @@
  * make up one inbound SMTP session and by nothing else:
  *   smtp_session.c   life cycle, the run loop, timers, commit results
  *   smtp_commands.c  the command table and the commands of a transaction
- *   smtp_auth.c      AUTH
+ *   smtp_auth.c      AUTH (smtp_auth_dovecot.c: checked by Dovecot)
  *   session_io.c     socket, TLS and what the session waits for
  *   smtp_message.c   message assembly
+ *   session_policy.c the policy services at RCPT and the end of data
  *
  * Threads: everything here runs on the session's worker thread.
  */
@@ -31,16 +32,34 @@ enum session_phase {
 	PH_COMMAND,		/* reading commands */
 	PH_AUTH,		/* reading a SASL response line */
 	PH_AUTH_CHECK,		/* the password is checked off the loop */
+	PH_POLICY,		/* the policy services are asked off the loop */
 	PH_AUTH_DELAY,		/* the answer to a failed login waits */
 	PH_NAME_WAIT,		/* DATA/BDAT waits for the client's name */
 	PH_DATA,		/* reading DATA content */
 	PH_BDAT,		/* reading a BDAT chunk */
-	PH_COMMIT,		/* the message is with the committer */
+	PH_COMMIT,		/* the message is with the committer (or its
+				 * last records are, before the commit) */
 	PH_CLOSING,		/* sending the last replies, then close */
 	PH_CLOSED,		/* connection gone; freed once nothing is in flight */
 };
 
 struct smtp_session;
+
+/* A message given up (refused, or its transaction reset) while records of
+ * it were with the committer: freed, and its records discarded, when the
+ * last one came back. */
+struct session_dying {
+	struct smtp_message *msg;
+	struct session_dying *next;
+};
+
+/* A record of a message on its way to the committer (smtp_message.h). */
+struct session_stage {
+	struct commit_stage req;	/* first; req.arg is this */
+	struct smtp_session *s;
+	struct smtp_message *msg;
+	struct smtp_message_rec *rec;
+};
 
 /* An off-loop job of a session (offloop.h). The pool thread sees only
  * base and the inputs of the job's own struct; s and next belong to the
@@ -92,6 +111,10 @@ struct smtp_session {
 	char auth_user[256];		/* "" until a login succeeded */
 	struct smtp_sasl sasl;
 	const char *auth_mech;		/* "PLAIN" or "LOGIN" during AUTH */
+	struct session_dovecot *dovecot;	/* auth_service = dovecot */
+
+	/* policy services (smtp_policy.c); NULL until first asked */
+	struct session_policy *policy;
 
 	/* the mail transaction */
 	int in_txn;
@@ -102,15 +125,22 @@ struct smtp_session {
 	int bdat_failed;		/* the transaction's chunks are refused
 					 * until LAST (no valid recipients) */
 	const char *bdat_refusal;	/* this chunk is read and refused so */
+	const char *bdat_fail_reply;	/* with bdat_failed: the chunks' reply */
 	uint64_t bdat_left;		/* bytes of the current chunk still to read */
 	uint64_t bdat_size;		/* size of the current chunk */
 	int bdat_last;
 	struct smtp_message *msg;	/* being received */
+	struct smtp_message_stager stager;	/* its records go through us */
 	int64_t msg_start;		/* when its content began (monotonic ms) */
 	uint64_t msg_bytes;		/* content bytes read for it so far */
+	int64_t blocked_since;		/* its buffers are all out since (0: not) */
 	queue_id_t qid;
 	struct commit_msg *commit;	/* in flight (PH_COMMIT) */
 	struct commit_msg commit_storage;
+	size_t commit_reserved;		/* inflight bytes held for it */
+	uint64_t commit_size;		/* its bytes */
+	unsigned stages;		/* records with the committer */
+	struct session_dying *dying;
 
 	/* operations: metrics */
 	int64_t start_us;		/* connected (metrics_clock_us) */
@@ -156,8 +186,32 @@ void session_command(struct smtp_session *s, const char *line);
 /* A command out of sequence: 503 5.5.1 with why; counts as an error. */
 void session_bad_sequence(struct smtp_session *s, const char *why);
 void session_txn_reset(struct smtp_session *s);
-/* Content bytes for the message in DATA or BDAT; returns bytes consumed. */
+/* The stager of the session's messages (smtp_message.h). */
+void session_stager_init(struct smtp_session *s);
+/* The message being received is given up: freed with what it staged,
+ * now or when its last record comes back. */
+void session_msg_abandon(struct smtp_session *s);
+/* Content bytes for the message in DATA or BDAT; returns bytes consumed
+ * (fewer when the message's buffers are all with the committer). */
 size_t session_content(struct smtp_session *s, const char *p, size_t avail);
+/* Recipients: refused with reply (counts: toward max_unknown_recipients);
+ * accepted (250); appended without a reply; all dropped. */
+void session_rcpt_refuse(struct smtp_session *s, const char *addr,
+    const char *reply, int counts);
+void session_rcpt_accept(struct smtp_session *s, const struct smtp_rcpt_args *r);
+void session_rcpt_append(struct smtp_session *s, const char *addr,
+    const char *orcpt, unsigned notify);
+void session_rcpt_clear(struct smtp_session *s);
+/* The message passed every check: it goes to the committer (PH_COMMIT). */
+void session_commit(struct smtp_session *s);
+/* The message is refused at its end with reply; the transaction ends. */
+void session_message_refused(struct smtp_session *s, const char *reply);
+/* Is the message waiting for one of its records to come back? */
+int session_msg_blocked(const struct smtp_session *s);
+/* A record came back (smtp_session_stage_done): the message goes on, is
+ * committed once its last record is in, or is dropped. */
+void session_stage_back(struct smtp_session *s, struct session_stage *sg,
+    enum commit_status st);
 /* TLS is up: forget what was said in clear (RFC 3207 4.2). */
 void session_tls_started(struct smtp_session *s);
 /* The client name lookup is over (or given up): a DATA or BDAT that
@@ -165,6 +219,7 @@ void session_tls_started(struct smtp_session *s);
 void session_name_known(struct smtp_session *s);
 
 /* smtp_auth.c */
+#define SMTP_AUTH_MECHS_MAX 2200	/* the EHLO AUTH line's mechanisms */
 /* May this session authenticate now (and is AUTH offered in EHLO)? */
 int session_auth_offered(const struct smtp_session *s);
 void session_cmd_auth(struct smtp_session *s, const char *arg);
@@ -173,6 +228,45 @@ void session_auth_response(struct smtp_session *s, const char *line);
 void session_auth_abort(struct smtp_session *s);
 /* PH_AUTH_DELAY is over: the held answer goes out. */
 void session_auth_delay_over(struct smtp_session *s);
+/* The mechanisms of the EHLO AUTH line into out. */
+void session_auth_mechanisms(struct smtp_session *s, char *out, size_t outsize);
+/* The login succeeded as user: 235, logged, the throttle forgets. */
+void session_auth_succeeded(struct smtp_session *s, const char *user);
+/* Does the logged-in user own sender: its login name as an address, or
+ * an alias (aliases_file) that leads there? A Dovecot login without a
+ * domain stands for that name at each of local_domains. */
+int session_sender_owned(const struct smtp_session *s, const char *sender);
+/* The login failed (user: as named, or ""): the exchange ends, the
+ * throttle counts it, 535 (maybe after a delay) or 421. */
+void session_auth_failed(struct smtp_session *s, const char *user);
+
+/* session_policy.c (the policy services: smtp_policy.h) */
+/* RCPT r passed the session's own checks. Returns 1 when the policy
+ * services decide it (the answer comes later, in PH_POLICY, or was
+ * given), 0 when none is asked at RCPT (accept it now). */
+int session_policy_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r);
+/* The message passed its own checks: asks at END-OF-MESSAGE when
+ * configured, then applies what the answers carry (PREPEND, BCC,
+ * REDIRECT, DISCARD). Returns 1 when the session goes on from there
+ * (commit, refusal or discard done, or an answer awaited); 0: commit. */
+int session_policy_end_message(struct smtp_session *s);
+/* The transaction ended: what the answers carried is forgotten. */
+void session_policy_txn_reset(struct smtp_session *s);
+void session_policy_free(struct smtp_session *s);
+
+/* smtp_auth_dovecot.c (s->rt->dovecot set) */
+/* AUTH mech [initial]: the exchange goes to Dovecot (PH_AUTH_CHECK). */
+void session_dovecot_start(struct smtp_session *s, const char *mech,
+    const char *initial);
+/* The client's answer to a challenge ("*" cancels). */
+void session_dovecot_response(struct smtp_session *s, const char *line);
+/* The mechanisms for EHLO into out; the first EHLO also has Dovecot
+ * asked in the background. Returns 1 when they are Dovecot's. */
+int session_dovecot_mechanisms(struct smtp_session *s, char *out, size_t outsize);
+/* The exchange is over: a connection the session holds is closed. */
+void session_dovecot_drop(struct smtp_session *s);
+/* The session ends. */
+void session_dovecot_free(struct smtp_session *s);
 
 /* smtp_ops.c: abuse control, the counting of refusals, hold rules */
 /* The metrics reason (enum metric_reason) of a refusal reply. */

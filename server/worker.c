@@ -31,6 +31,7 @@ struct worker_conn {
 struct worker_done {
 	struct smtp_session *s;
 	enum commit_status status;
+	struct commit_stage *stage;	/* a record's result, or NULL: a commit's */
 	struct worker_done *next;
 };
 
@@ -157,8 +158,14 @@ worker_take_dones(struct worker *w)
 		w->draining = 1;
 	pthread_mutex_unlock(&w->lock);
 	for (; d; d = next) {
+		int rc;
+
 		next = d->next;
-		if (smtp_session_commit_done(d->s, d->status) < 0)
+		if (d->stage != NULL)
+			rc = smtp_session_stage_done(d->s, d->stage, d->status);
+		else
+			rc = smtp_session_commit_done(d->s, d->status);
+		if (rc < 0)
 			worker_end_session(w, d->s);
 		free(d);
 	}
@@ -391,6 +398,22 @@ worker_describe(struct worker *w, FILE *f, int json, size_t first)
 		pthread_cond_wait(&w->described, &w->lock);
 	pthread_mutex_unlock(&w->lock);
 	return req.n;
+}
+
+void
+worker_post_stage(struct worker *w, struct smtp_session *s,
+    struct commit_stage *req, enum commit_status status)
+{
+	struct worker_done *d = xcalloc(1, sizeof *d);
+
+	d->s = s;
+	d->status = status;
+	d->stage = req;
+	pthread_mutex_lock(&w->lock);
+	d->next = w->dones;
+	w->dones = d;
+	pthread_mutex_unlock(&w->lock);
+	worker_wake(w);
 }
 
 void

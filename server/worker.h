@@ -36,6 +36,8 @@ struct worker_pools {
 	struct ratelimit *rates;	/* client and account rates */
 	struct pregreet *greeted;	/* the greeting test's whitelist */
 	struct hold_accounts *accounts;	/* the ages of the accounts (hold rules) */
+	struct offloop *filters;	/* filter daemons: policy services,
+					 * Dovecot auth (waits on their answers) */
 };
 
 /* Starts a worker thread that commits messages through c and runs
@@ -98,5 +100,9 @@ void worker_post_commit(struct worker *w, struct smtp_session *s,
  * waits for it; f belongs to w's thread meanwhile. Returns the number of
  * sessions. Not after worker_halt. */
 size_t worker_describe(struct worker *w, FILE *f, int json, size_t first);
+/* Any thread (the committer's done callback): as worker_post_commit, for
+ * a record of s's message staged with req (smtp_session_stage_done). */
+void worker_post_stage(struct worker *w, struct smtp_session *s,
+    struct commit_stage *req, enum commit_status status);
 
 #endif

@@ -346,17 +346,47 @@ md_write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
+/* Output of md_write_message: a chunk buffer written when full. */
+struct md_out {
+	int fd;
+	char *chunk;
+	size_t used, total;
+};
+
+static int
+md_emit(struct md_out *o, const char *p, size_t n)
+{
+	while (n > 0) {
+		size_t take = MD_CHUNK - o->used;
+
+		if (take > n)
+			take = n;
+		memcpy(o->chunk + o->used, p, take);
+		o->used += take;
+		p += take;
+		n -= take;
+		if (o->used == MD_CHUNK) {
+			if (md_write_all(o->fd, o->chunk, o->used) != 0)
+				return -1;
+			o->total += o->used;
+			o->used = 0;
+		}
+	}
+	return 0;
+}
+
 /*
- * Writes the prefix headers and the body (CRLF -> LF) to fd. Sets *size_r
- * to the bytes written. Returns 0 or -1 with errno.
+ * Writes the prefix headers and the body (CRLF -> LF), read from its
+ * start, to fd. Sets *size_r to the bytes written. Returns 0, -1 with
+ * errno (a write failed), or -2 (the body could not be read).
  */
 static int
 md_write_message(int fd, const struct maildir_item *it, char *chunk,
     size_t *size_r)
 {
-	const char *b = it->body, *end = it->body + it->body_len;
-	size_t used, total = 0;
-	int n;
+	const struct body_reader *r = it->body;
+	struct md_out o = { fd, chunk, 0, 0 };
+	int n, pending_cr = 0;
 
 	n = snprintf(chunk, MD_CHUNK, "Return-Path: <%s>\nDelivered-To: <%s>\n",
 	    it->sender ? it->sender : "", it->recipient ? it->recipient : "");
@@ -364,39 +394,45 @@ md_write_message(int fd, const struct maildir_item *it, char *chunk,
 		errno = EINVAL;
 		return -1;
 	}
-	used = (size_t)n;
-	while (b < end) {
-		const char *cr = memchr(b, '\r', (size_t)(end - b));
-		size_t seg = (cr ? (size_t)(cr - b) : (size_t)(end - b));
-		int crlf = cr != NULL && cr + 1 < end && cr[1] == '\n';
+	o.used = (size_t)n;
+	if (r->rewind(r->arg) != 0)
+		return -2;
+	for (;;) {
+		const char *b, *end;
+		size_t len;
 
-		/* The segment runs up to the CR; a lone CR is kept. */
-		if (cr != NULL && !crlf)
-			seg++;
-		while (seg > 0) {
-			size_t take = MD_CHUNK - used;
-			if (take > seg)
-				take = seg;
-			memcpy(chunk + used, b, take);
-			used += take;
-			b += take;
-			seg -= take;
-			if (used == MD_CHUNK) {
-				if (md_write_all(fd, chunk, used) != 0)
-					return -1;
-				total += used;
-				used = 0;
-			}
-		}
-		if (crlf)
-			b++;	/* drop the CR; the LF starts the next segment */
-	}
-	if (used > 0) {
-		if (md_write_all(fd, chunk, used) != 0)
+		if (r->next(r->arg, &b, &len) != 0)
+			return -2;
+		if (len == 0)
+			break;
+		end = b + len;
+		/* A CR that ended the last piece: dropped before its LF. */
+		if (pending_cr && *b != '\n' && md_emit(&o, "\r", 1) != 0)
 			return -1;
-		total += used;
+		pending_cr = 0;
+		while (b < end) {
+			const char *cr = memchr(b, '\r', (size_t)(end - b));
+			size_t seg = cr ? (size_t)(cr - b) : (size_t)(end - b);
+
+			if (md_emit(&o, b, seg) != 0)
+				return -1;
+			if (cr == NULL)
+				break;
+			b = cr + 1;
+			if (b == end)
+				pending_cr = 1;
+			else if (*b != '\n' && md_emit(&o, "\r", 1) != 0)
+				return -1;	/* a lone CR is kept */
+		}
 	}
-	*size_r = total;
+	if (pending_cr && md_emit(&o, "\r", 1) != 0)
+		return -1;
+	if (o.used > 0) {
+		if (md_write_all(fd, chunk, o.used) != 0)
+			return -1;
+		o.total += o.used;
+	}
+	*size_r = o.total;
 	return 0;
 }
 
@@ -469,7 +505,7 @@ md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
 		md_fail(it, MAILDIR_PERM, "bad envelope address", 0);
 		return -1;
 	}
-	if (it->body == NULL && it->body_len > 0) {
+	if (it->body == NULL) {
 		md_fail(it, MAILDIR_PERM, "no message body", 0);
 		return -1;
 	}
@@ -519,8 +555,11 @@ md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
 			return -1;
 		}
 	}
-	if (md_write_message(fd, it, chunk, &size) != 0) {
-		md_fail_errno(it, "write", errno);
+	if ((n = md_write_message(fd, it, chunk, &size)) != 0) {
+		if (n == -2)
+			md_fail(it, MAILDIR_TEMP, "cannot read the message", 0);
+		else
+			md_fail_errno(it, "write", errno);
 		goto fail;
 	}
 	if (md_fault(MAILDIR_FAULT_FSYNC) || fsync(fd) != 0) {
@@ -632,14 +671,16 @@ maildir_deliver(const char *mail_dir, const char *hostname,
     size_t errsize)
 {
 	struct maildir_item it;
+	struct body_reader r;
+	struct body_mem m;
 
 	memset(&it, 0, sizeof it);
+	body_reader_mem(&r, &m, body, body_len, 0);
 	it.domain = domain;
 	it.user = user;
 	it.sender = sender;
 	it.recipient = recipient;
-	it.body = body;
-	it.body_len = body_len;
+	it.body = body != NULL || body_len == 0 ? &r : NULL;
 	(void)maildir_deliver_batch(mail_dir, hostname, &it, 1);
 	if (err != NULL && errsize > 0)
 		(void)str_copy(err, it.error, errsize);

@@ -12,7 +12,10 @@
  *
  * A delivered file holds "Return-Path: <sender>\n", "Delivered-To:
  * <recipient>\n", then the message with every CRLF turned into LF (every
- * other byte, lone CR and 8-bit bytes included, is kept). The file is
+ * other byte, lone CR and 8-bit bytes included, is kept; a CRLF split
+ * between two pieces of the reader is one line end). The message is read
+ * piece by piece through its body_reader (lib/body_reader.h), from its
+ * first byte for each item, so it is never whole in memory. The file is
  * written in tmp/ under a unique name, fsynced, renamed into new/ as
  * NAME,S=<file size>, and new/ is fsynced; only then is the delivery
  * MAILDIR_OK (DESIGN.md durability contract). On any failure no file is
@@ -28,10 +31,13 @@
 
 #include <stddef.h>
 
+#include "lib/body_reader.h"
+
 enum maildir_status {
 	MAILDIR_OK = 0,
 	/* May pass later: defer (ENOSPC, EDQUOT, EIO, EMFILE, EACCES, a
-	 * regular file where a directory must be (ENOTDIR), ...). */
+	 * regular file where a directory must be (ENOTDIR), a message that
+	 * its reader cannot read now, ...). */
 	MAILDIR_TEMP = 1,
 	/* Will not pass: bad user or domain for a path, a path too long
 	 * (ENAMETOOLONG), no mail_dir. Bounce. */
@@ -47,8 +53,9 @@ struct maildir_item {
 	const char *user;	/* recipient local part */
 	const char *sender;	/* envelope sender, "" for <>; no CR/LF */
 	const char *recipient;	/* for Delivered-To; no CR/LF */
-	const char *body;	/* the message, CRLF line ends, unstuffed */
-	size_t body_len;
+	const struct body_reader *body;	/* the message, CRLF line ends,
+					 * unstuffed (read from its start;
+					 * items may share one) */
 	/* Outputs, set by delivery. */
 	enum maildir_status status;
 	char error[MAILDIR_ERROR_MAX];	/* "" on success, else e.g.
@@ -71,8 +78,9 @@ size_t maildir_deliver_batch(const char *mail_dir, const char *hostname,
     struct maildir_item *items, size_t n);
 
 /*
- * One message: as maildir_deliver_batch with one item. Returns its status;
- * the diagnostic (or "") goes to err[errsize] when err is not NULL.
+ * One message in memory, body[0..body_len): as maildir_deliver_batch with
+ * one item. Returns its status; the diagnostic (or "") goes to
+ * err[errsize] when err is not NULL.
  */
 enum maildir_status maildir_deliver(const char *mail_dir,
     const char *hostname, const char *domain, const char *user,

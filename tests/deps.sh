@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages mailserver builds and tests with, if any is
 # missing. Postfix (for smtp-source/smtp-sink) is installed unconfigured, so
-# no Postfix daemon starts; nor does OpenDKIM (a DKIM test peer), thanks to
-# the policy-rc.d below.
+# no Postfix daemon starts; nor do OpenDKIM, clamd or freshclam (test
+# peers), thanks to the policy-rc.d below.
 set -eu
 pkgs="build-essential clang libgnutls28-dev libldns-dev liblmdb-dev libcunit1-dev
       libcrypt-dev lmdb-utils postfix ldnsutils gnutls-bin swaks dovecot-imapd
       python3 python3-yaml iproute2 util-linux procps
       libpsl-dev publicsuffix python3-dkim python3-nacl opendkim opendkim-tools
       libcurl4-gnutls-dev nsd unbound testssl.sh
-      python3-milter postgrey postfix-policyd-spf-python rspamd"
+      python3-milter postgrey postfix-policyd-spf-python rspamd
+      clamav-daemon clamav-milter"
 missing=""
 # The metrics endpoint and its tests (curl scrapes, promtool checks), man pages.
 pkgs="$pkgs libmicrohttpd-dev curl prometheus groff-base man-db logrotate"

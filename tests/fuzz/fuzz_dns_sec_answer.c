@@ -1,9 +1,10 @@
 /*
- * fuzz_dns_sec_answer: hostile DNS answers through the DNSSEC-aware path
- * of dns/ (dns_sec_answer_parse) and every lookup built on it (TLSA, TXT,
- * MX view, host view), by a transport that answers each question with the
- * input. Nothing touches the network. Checks that what comes out is
- * bounded and that no state is "secure" without data or a negative answer.
+ * fuzz_dns_sec_answer: hostile DNS answers, with their AD bit, through
+ * the parser of dns/ (dns_answer_parse for the types DANE and MTA-STS
+ * ask) and every lookup built on it (TLSA, TXT, MX view, host view) on a
+ * trusted resolver whose transport answers each question with the input.
+ * Nothing touches the network. Checks that what comes out is bounded and
+ * that no failure is ever "secure".
  * Seeds: tests/fuzz/corpus/dns_sec_answer/ (answers made with ldns).
  */
 #include <stddef.h>
@@ -43,35 +44,42 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const uint16_t types[] = { DNS_T_TLSA, DNS_T_TXT, DNS_T_MX, DNS_T_A,
 	    DNS_T_CNAME };
 	struct input in = { data, size };
-	struct dns_sec *s;
+	struct dns_resolver *s;
 	struct dns_tlsa_result *tr;
-	struct dns_sec_txt_result *xr;
+	struct dns_records *xr;
 	struct dns_sec_mx mx;
 	struct dns_sec_host h;
 
 	for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
-		struct dns_sec_answer *a = dns_sec_answer_parse(data, size,
+		struct dns_rrset *a = dns_answer_parse(data, size,
 		    "_25._tcp.example.test", types[i]);
-		if (a->n > DNS_MAX_RRSET || (a->kind != DNS_SEC_DATA && a->n != 0))
+		if (a->n > DNS_MAX_RRSET || (a->kind != DNS_K_DATA && a->n != 0))
 			__builtin_trap();
-		if (a->kind == DNS_SEC_FAIL && dns_sec_answer_state(a) != DNS_SEC_BOGUS)
+		if (a->kind == DNS_K_TEMP && a->ad)
 			__builtin_trap();
-		dns_sec_answer_free(&a);
+		for (size_t j = 0; j < a->n; j++)
+			if (types[i] == DNS_T_TLSA && (a->rrs[j].raw == NULL ||
+			    a->rrs[j].rawlen < 3))
+				__builtin_trap();
+		dns_rrset_free(&a);
 	}
-	s = dns_sec_new_transport(input_transport, &in, 1, NULL);
+	s = dns_resolver_new_transport(input_transport, &in, NULL, NULL, NULL);
+	dns_resolver_set_trusted(s, 1);
 	dns_tlsa_lookup(s, "example.test", 25, &tr);
 	if (tr->n > DNS_MAX_TLSA || (tr->kind != DNS_SEC_DATA && tr->n != 0))
 		__builtin_trap();
+	if (tr->kind == DNS_SEC_FAIL && tr->state != DNS_SEC_BOGUS)
+		__builtin_trap();
 	dns_tlsa_result_free(&tr);
-	dns_sec_txt_lookup(s, "_mta-sts.example.test", &xr);
-	for (size_t i = 0; i < xr->n; i++)
-		if (strlen(xr->txt[i]) > DNS_TXT_MAX)
-			__builtin_trap();
-	dns_sec_txt_result_free(&xr);
+	dns_txt_lookup(s, "_mta-sts.example.test", &xr);
+	if (xr->n > DNS_MAX_RRSET || (xr->status == DNS_REC_TEMP && xr->sec != DNS_SEC_BOGUS))
+		__builtin_trap();
+	dns_records_free(&xr);
 	dns_sec_mx_lookup(s, "example.test", &mx);
-	if (mx.nnames > DNS_MAX_MX_HOSTS)
+	if (mx.nnames > DNS_MAX_MX_HOSTS || (mx.kind == DNS_SEC_FAIL &&
+	    mx.state != DNS_SEC_BOGUS))
 		__builtin_trap();
 	dns_sec_host_lookup(s, "example.test", &h);
-	dns_sec_free(&s);
+	dns_resolver_free(&s);
 	return 0;
 }

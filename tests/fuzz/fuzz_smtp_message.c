@@ -50,8 +50,14 @@ fuzz_run(const struct smtp_message_info *info, const char *in, size_t len,
 	}
 	r.rc = smtp_message_finish(m, reply, sizeof reply);
 	r.facts = *smtp_message_facts(m);
-	if (r.rc == 0)
-		r.bytes = smtp_message_take(m, &r.len);
+	if (r.rc == 0) {
+		struct smtp_message_parts parts;
+
+		smtp_message_take(m, &parts);
+		FUZZ_CHECK(parts.staged == 0 && parts.tail == NULL);
+		r.bytes = parts.head;
+		r.len = parts.head_len;
+	}
 	smtp_message_free(&m);
 	return r;
 }

@@ -6,6 +6,7 @@ synchronisation. Processes are stopped by their own PID.
 """
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -13,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,11 +25,53 @@ SANITIZE = os.environ.get("SANITIZE", "")
 SLOW = 4 if SANITIZE else 1
 
 
-def free_port(host="127.0.0.1"):
+def _port_range():
+    """Ports for servers the tests start: below the kernel's ephemeral
+    range, so that no outgoing connection and no bind to port 0 (a peer
+    on port 0, a client) can take one between free_port and the bind."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    # below, but clear of the default ports of the peers (rspamd 11332..,
+    # Prometheus 9090, unbound-control 8953, ...)
+    if low - 20000 >= 4096:
+        return 20000, low
+    return high + 1, 65536
+
+
+_ports_given = set()
+_port_next = [None]
+
+
+def _port_bindable(host, port):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(fam, kind) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port(host="127.0.0.1"):
+    """A port free on host (TCP and UDP) that no other call of this process
+    returned: two servers started later never get the same one, nor one
+    that a client or peer took meanwhile (see _port_range)."""
+    lo, hi = _port_range()
+    if _port_next[0] is None:   # apart from another suite on the same host
+        _port_next[0] = lo + (os.getpid() * 7919) % (hi - lo)
+    for _ in range(hi - lo):
+        port = _port_next[0]
+        _port_next[0] = lo if port + 1 >= hi else port + 1
+        if port in _ports_given:
+            continue
+        if _port_bindable(host, port) and _port_bindable("0.0.0.0", port):
+            _ports_given.add(port)
+            return port
+    raise AssertionError("no free port left in %d..%d" % (lo, hi - 1))
 
 
 def wait_for(cond, timeout=10.0, what="condition"):
@@ -164,6 +208,20 @@ class Server:
     def wait_log(self, needle, timeout=10):
         return wait_for(lambda: needle in self.logtext(), timeout, "log line %r" % needle)
 
+    def sessions(self):
+        """The sessions the server counts now (the stats line of SIGUSR2)."""
+        mark = "stats: received="
+        before = self.logtext().count(mark)
+        self.signal(signal.SIGUSR2)
+        wait_for(lambda: self.logtext().count(mark) > before, 10, "a stats line")
+        last = [l for l in self.logtext().splitlines() if mark in l][-1]
+        return int(re.search(r"sessions=(\d+)", last).group(1))
+
+    def wait_sessions(self, n=0):
+        """Waits until the server counts n sessions: a connection's count
+        ends after the client saw it close (wait_ready's probe too)."""
+        wait_for(lambda: self.sessions() == n, 10, "%d sessions" % n)
+
     def mailctl(self, *args, check=True):
         r = subprocess.run([MAILCTL, "-c", self.conf] + list(args), cwd=self.dir,
                            capture_output=True, text=True, timeout=60 * SLOW)
@@ -174,9 +232,9 @@ class Server:
     def queue_json(self):
         return json.loads(self.mailctl("--json", "queue").stdout)
 
-    def delivered_ids(self):
-        """Queue ids named in the Received headers of every delivered file."""
-        ids = set()
+    def delivered_counts(self):
+        """Delivered files per queue id (named in their Received headers)."""
+        counts = {}
         root = os.path.join(self.dir, "mail")
         for dirpath, _, names in os.walk(root):
             if os.path.basename(dirpath) != "new":
@@ -186,8 +244,13 @@ class Server:
                     head = f.read(4096)
                 m = re.search(rb"\bid ([0-9A-F]{13})\b", head)
                 if m:
-                    ids.add(m.group(1).decode())
-        return ids
+                    qid = m.group(1).decode()
+                    counts[qid] = counts.get(qid, 0) + 1
+        return counts
+
+    def delivered_ids(self):
+        """Queue ids named in the Received headers of every delivered file."""
+        return set(self.delivered_counts())
 
     def known_ids(self):
         """Every message the server holds: queued or delivered."""
@@ -203,38 +266,69 @@ class Server:
 
 
 class DnsServer:
-    """ldns-testns on a random loopback port, answering from a data file."""
+    """ldns-testns on a free loopback port, answering from a data file.
+
+    The port is one of free_port's (-p), not ldns-testns' own -r: that
+    one is any port at random, also one that a server of the test is
+    about to bind, and it gives up when the port's UDP half is free but
+    its TCP half is not. Should the port be taken all the same, it is
+    started again on another one."""
+
+    ATTEMPTS = 5
 
     def __init__(self, datafile):
-        self.proc = subprocess.Popen(["ldns-testns", "-r", datafile],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.port = None
-        deadline = time.monotonic() + 10 * SLOW
-        while self.port is None and time.monotonic() < deadline:
-            line = self.proc.stdout.readline().decode(errors="replace")
-            if not line:
-                break
-            m = re.search(r"Listening on port (\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-        if self.port is None:
+        self.output = []
+        for _ in range(self.ATTEMPTS):
+            self.port = free_port()
+            self.proc = subprocess.Popen(["ldns-testns", "-p", str(self.port), datafile],
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            self._lines = queue.Queue()
+            # drains its output for as long as it runs, so it never blocks
+            # on a full pipe
+            threading.Thread(target=self._drain, args=(self.proc, self._lines),
+                             daemon=True).start()
+            if self._listening():
+                return
             self.stop()
-            raise AssertionError("ldns-testns did not start")
-        # keep draining its output so it never blocks on a full pipe
-        import threading
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
+        raise AssertionError("ldns-testns did not start:\n" + "".join(self.output[-20:]))
+
+    @staticmethod
+    def _drain(proc, lines):
+        for line in iter(proc.stdout.readline, b""):
+            lines.put(line.decode(errors="replace"))
+        lines.put(None)
+
+    def _listening(self):
+        """True once it listens (it says so after bind and listen), False
+        when it exited first."""
+        deadline = time.monotonic() + 10 * SLOW
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                line = self._lines.get(timeout=left)
+            except queue.Empty:
+                return False
+            if line is None:
+                return False
+            self.output.append(line)
+            if "Listening on port %d" % self.port in line:
+                return True
 
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
-            self.proc.wait(10)
+            self.proc.wait(10 * SLOW)
 
 
 class Client:
     """A raw SMTP client: exact bytes out, replies parsed in."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=10):
-        self.sock = socket.create_connection((host, port), timeout=timeout * SLOW)
+    def __init__(self, port, host="127.0.0.1", timeout=10, source=None):
+        """source: a local address to connect from (all of 127/8 is ours)."""
+        self.sock = socket.create_connection((host, port), timeout=timeout * SLOW,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
 
     def send(self, data):

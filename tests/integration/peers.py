@@ -47,6 +47,8 @@ import ssl
 import threading
 import time
 
+from harness import SLOW
+
 LINE_MAX = 4096 + 2
 DATA_MAX = 64 * 1024 * 1024
 IO_TIMEOUT = 30.0           # one read or write
@@ -407,7 +409,7 @@ class Peer:
     def __exit__(self, *exc):
         self.stop()
 
-    def wait_messages(self, n, timeout=20.0):
+    def wait_messages(self, n, timeout=20.0 * SLOW):
         """Waits until n messages were accepted; returns them."""
         end = time.monotonic() + timeout
         with self._cond:

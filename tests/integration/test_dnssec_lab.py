@@ -1,7 +1,8 @@
-"""The DNSSEC-aware lookups of dns/ (dns_tlsa_lookup, dns_sec_mx_lookup,
-dns_sec_host_lookup, dns_sec_txt_lookup) against the DNSSEC lab: real
-signatures checked by a real validating resolver (unbound), served by
-nsd from zones signed with ldns-signzone. Driven through tls_probe."""
+"""The DNSSEC state of dns/'s answers (dns_tlsa_lookup, dns_sec_mx_lookup,
+dns_sec_host_lookup, dns_txt_lookup, all through the one cached resolver)
+against the DNSSEC lab: real signatures checked by a real validating
+resolver (unbound), served by nsd from zones signed with ldns-signzone.
+Driven through tls_probe."""
 import os
 import subprocess
 import unittest

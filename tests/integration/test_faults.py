@@ -412,7 +412,7 @@ class SlowDestinationTest(unittest.TestCase):
                  "deliveries to hang on the hung MX hosts")
         send(srv.port, "carol@localhost", "v@ok.test", b"Subject: ok\r\n\r\nx\r\n")
         send(srv.port, "carol@localhost", "alice@localhost", b"Subject: local\r\n\r\nx\r\n")
-        self.ok.wait_messages(1, timeout=10)
+        self.ok.wait_messages(1, timeout=10 * SLOW)
         wait_for(lambda: srv.maildir_files("alice@localhost"), 10, "local mail")
         # still hung: only a share of the threads
         self.assertLessEqual(self.hang1.connections + self.hang2.connections, 2)

@@ -7,21 +7,17 @@ action and every failure (hangs, closed connections, garbage, limits).
 Requests are made by tests/tools/filter_driver, reusing one connection.
 """
 import os
-import pwd
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
 from filter_driver import run
-from harness import free_port, wait_for, SLOW
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-HANG = "hang"
-CLOSE = "close"
+from harness import free_port, SLOW, wait_for
+from policy_peers import (CLOSE, HANG, PolicyPeer, PolicydSpf, Postgrey, SPF_UNAVAILABLE,
+                          action, postgrey_available, spf_available)
 
 
 def request(**kw):
@@ -40,79 +36,6 @@ def ask(endpoint, *requests, args=()):
     for r in requests:
         script += r
     return run("policy", list(args) + [endpoint], script)
-
-
-class PolicyPeer:
-    """A scripted policy service on a loopback port. answer(attrs, n)
-    returns the reply bytes for the n-th request of the run (or HANG or
-    CLOSE); close_after: close the connection after each reply."""
-
-    def __init__(self, answer, close_after=False):
-        self.answer = answer
-        self.close_after = close_after
-        self.requests = []
-        self.connections = 0
-        self.lsock = socket.socket()
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(8)
-        self.lsock.settimeout(0.2)
-        self.endpoint = "inet:127.0.0.1:%d" % self.lsock.getsockname()[1]
-        self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self):
-        while not self.stopping.is_set():
-            try:
-                s, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            s.settimeout(None)
-            self.connections += 1
-            t = threading.Thread(target=self._serve, args=(s,), daemon=True)
-            t.start()
-            self.threads.append(t)
-
-    def _serve(self, s):
-        buf = b""
-        with s:
-            while True:
-                while b"\n\n" not in buf:
-                    try:
-                        d = s.recv(65536)
-                    except OSError:
-                        return
-                    if not d:
-                        return
-                    buf += d
-                block, buf = buf.split(b"\n\n", 1)
-                attrs = dict(l.split(b"=", 1) for l in block.split(b"\n"))
-                attrs = {k.decode(): v.decode("latin-1") for k, v in attrs.items()}
-                self.requests.append(attrs)
-                what = self.answer(attrs, len(self.requests) - 1)
-                if what == HANG:
-                    self.stopping.wait(60)
-                    return
-                if what == CLOSE:
-                    return
-                try:
-                    s.sendall(what)
-                except OSError:
-                    return
-                if self.close_after:
-                    return
-
-    def stop(self):
-        self.stopping.set()
-        self.lsock.close()
-        for t in self.threads:
-            t.join(10)
-
-
-def action(text):
-    return lambda attrs, n: b"action=" + text.encode() + b"\n\n"
 
 
 class PolicyPeerTest(unittest.TestCase):
@@ -268,14 +191,6 @@ class PolicyPeerTest(unittest.TestCase):
         self.assertEqual(r.stage("policy")["reply"], "554 5.7.1 by unix")
 
 
-def postgrey_available():
-    try:
-        pwd.getpwnam("postgrey")
-    except KeyError:
-        return False
-    return shutil.which("postgrey") is not None or os.path.exists("/usr/sbin/postgrey")
-
-
 @unittest.skipUnless(postgrey_available(), "postgrey is not installed")
 class PostgreyTest(unittest.TestCase):
     """Real greylisting: postgrey with a private database and a 2 s delay."""
@@ -284,51 +199,12 @@ class PostgreyTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="ms-postgrey-")
-        os.chmod(cls.dir, 0o755)
-        db = os.path.join(cls.dir, "db")
-        os.mkdir(db)
-        pw = pwd.getpwnam("postgrey")
-        os.chown(db, pw.pw_uid, pw.pw_gid)
-        for n in ("clients", "recipients"):
-            open(os.path.join(cls.dir, n), "w").close()
-        cls.port = free_port()
-        cls.endpoint = "inet:127.0.0.1:%d" % cls.port
-        cls.out = open(os.path.join(cls.dir, "postgrey.log"), "w")
-        cls.proc = subprocess.Popen(
-            [shutil.which("postgrey") or "/usr/sbin/postgrey",
-             "--inet=127.0.0.1:%d" % cls.port, "--dbdir=" + db,
-             "--delay=%d" % cls.DELAY, "--hostname=greylist.test",
-             "--whitelist-clients=" + os.path.join(cls.dir, "clients"),
-             "--whitelist-recipients=" + os.path.join(cls.dir, "recipients")],
-            stdout=cls.out, stderr=subprocess.STDOUT, cwd=cls.dir)
-
-        def ready():
-            if cls.proc.poll() is not None:
-                raise AssertionError("postgrey exited: " + open(cls.out.name).read())
-            try:
-                socket.create_connection(("127.0.0.1", cls.port), 1).close()
-                return True
-            except OSError:
-                return False
-        wait_for(ready, 30, "postgrey to listen")
+        cls.postgrey = Postgrey(cls.DELAY)
+        cls.endpoint = cls.postgrey.endpoint
 
     @classmethod
     def tearDownClass(cls):
-        cls.stop_postgrey()
-        cls.out.close()
-        shutil.rmtree(cls.dir, ignore_errors=True)
-
-    @classmethod
-    def stop_postgrey(cls):
-        if cls.proc is not None and cls.proc.poll() is None:
-            cls.proc.terminate()
-            try:
-                cls.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                cls.proc.kill()
-                cls.proc.wait()
-        cls.proc = None
+        cls.postgrey.cleanup()
 
     def test_first_try_deferred_later_one_passes(self):
         rq = request(sender="first@example.org", recipient="grey@example.net",
@@ -360,91 +236,29 @@ class PostgreyTest(unittest.TestCase):
 
     def test_zz_postgrey_down_means_default(self):
         # Runs last in the class (unittest sorts by name).
-        self.stop_postgrey()
+        self.postgrey.stop()
         r = ask(self.endpoint, request(), args=["--default", "DEFER Policy service down"])
         v = r.stage("policy")
         self.assertEqual((v["kind"], v["reply"], v["default"]),
                          ("defer", "450 4.7.1 Policy service down", 1))
 
 
-def spf_available():
-    return (os.path.exists("/usr/bin/policyd-spf") and shutil.which("ldns-testns") and
-            os.environ.get("MS_IN_NETNS") == "1" and os.geteuid() == 0 and
-            shutil.which("unshare") is not None)
-
-
-@unittest.skipUnless(spf_available(), "needs policyd-spf, ldns-testns, root and the private "
-                     "network namespace (its DNS server must listen on 127.0.0.1:53)")
+@unittest.skipUnless(spf_available(), SPF_UNAVAILABLE)
 class PolicydSpfTest(unittest.TestCase):
-    """postfix-policyd-spf-python, spawned per connection as Postfix's
-    spawn(8) would (stdin and stdout on the socket), in its own mount
-    namespace where /etc/resolv.conf names 127.0.0.1: the DNS server there
-    is ldns-testns with tests/integration/dns/spf.data."""
+    """postfix-policyd-spf-python as Postfix's spawn(8) runs it
+    (policy_peers.PolicydSpf), its DNS from tests/integration/dns/spf.data."""
 
     @classmethod
     def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="ms-spf-")
-        cls.resolv = os.path.join(cls.dir, "resolv.conf")
-        with open(cls.resolv, "w") as f:
-            f.write("nameserver 127.0.0.1\n")
-        cls.conf = os.path.join(cls.dir, "policyd-spf.conf")
-        with open(cls.conf, "w") as f:
-            f.write("debugLevel = 1\nTestOnly = 1\nHELO_reject = Fail\n"
-                    "Mail_From_reject = Fail\nPermError_reject = False\n"
-                    "TempError_Defer = False\nskip_addresses = 127.0.0.0/8,::1\n"
-                    "Lookup_Time = 5\n")
-        cls.dns = subprocess.Popen(["ldns-testns", "-p", "53",
-                                    os.path.join(HERE, "dns", "spf.data")],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def dns_ready():
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                s.bind(("127.0.0.1", 53))
-                s.close()
-                return False
-            except OSError:
-                return True
-        wait_for(dns_ready, 10, "ldns-testns on port 53")
-        cls.lsock = socket.socket()
-        cls.lsock.bind(("127.0.0.1", 0))
-        cls.lsock.listen(8)
-        cls.lsock.settimeout(0.2)
-        cls.endpoint = "inet:127.0.0.1:%d" % cls.lsock.getsockname()[1]
-        cls.stopping = threading.Event()
-        cls.children = []
-        cls.thread = threading.Thread(target=cls.spawn_loop, daemon=True)
-        cls.thread.start()
-
-    @classmethod
-    def spawn_loop(cls):
-        while not cls.stopping.is_set():
-            try:
-                s, _ = cls.lsock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            s.settimeout(None)
-            cmd = ["unshare", "--mount", "sh", "-c",
-                   'mount --bind "$1" /etc/resolv.conf && exec /usr/bin/policyd-spf "$2"',
-                   "sh", cls.resolv, cls.conf]
-            cls.children.append(subprocess.Popen(cmd, stdin=s, stdout=s,
-                                                 stderr=subprocess.DEVNULL))
-            s.close()
+        cls.spf = PolicydSpf("debugLevel = 1\nTestOnly = 1\nHELO_reject = Fail\n"
+                             "Mail_From_reject = Fail\nPermError_reject = False\n"
+                             "TempError_Defer = False\nskip_addresses = 127.0.0.0/8,::1\n"
+                             "Lookup_Time = 5\n")
+        cls.endpoint = cls.spf.endpoint
 
     @classmethod
     def tearDownClass(cls):
-        cls.stopping.set()
-        cls.thread.join(10)
-        cls.lsock.close()
-        for c in cls.children:
-            if c.poll() is None:
-                c.terminate()
-            c.wait(10)
-        cls.dns.terminate()
-        cls.dns.wait(10)
-        shutil.rmtree(cls.dir, ignore_errors=True)
+        cls.spf.cleanup()
 
     def test_spf_pass_and_fail(self):
         r = ask(self.endpoint,
@@ -460,7 +274,7 @@ class PolicydSpfTest(unittest.TestCase):
         self.assertEqual(bad["kind"], "reject")
         self.assertTrue(bad["reply"].startswith("550 5.7.23 Message rejected due to: SPF fail"),
                         bad["reply"])
-        self.assertEqual(len(self.children), 1)
+        self.assertEqual(len(self.spf.children), 1)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import signal
 import tempfile
 import unittest
 
-from harness import send_message as send, Server, free_port, greet, wait_for
+from harness import send_message as send, Server, free_port, greet, wait_for, SLOW
 from peers import Peer, make_cert
 
 
@@ -122,7 +122,7 @@ class PeerTest(unittest.TestCase):
     def test_destination_limit_queues_the_rest(self):
         self.start(extra="max_per_destination = 2\n")
         ids = [send(self.srv.port, "alice@localhost", ["n%d@p.test" % i]) for i in range(40)]
-        msgs = self.peer.wait_messages(40, timeout=60)
+        msgs = self.peer.wait_messages(40, timeout=60 * SLOW)
         self.assertEqual(sorted(r for m in msgs for r in m.rcpts),
                          sorted("n%d@p.test" % i for i in range(40)))
         wait_for(lambda: not (set(ids) & {m["id"] for m in self.srv.queue_json()["messages"]}),

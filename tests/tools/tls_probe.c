@@ -59,7 +59,7 @@ struct opts {
 struct world {
 	struct opts o;
 	struct dns_server_addr sv;
-	struct dns_resolver *resolver;
+	struct dns_resolver *resolver;	/* borrowed from main */
 	struct tls_store *store;
 	struct tls_policy_map *map;
 	struct tls_policy_ctx *ctx;
@@ -102,7 +102,7 @@ print_hex(const uint8_t *p, size_t n)
 }
 
 static int
-cmd_tlsa(struct dns_sec *s, int argc, char **argv)
+cmd_tlsa(struct dns_resolver *s, int argc, char **argv)
 {
 	struct dns_tlsa_result *r;
 
@@ -122,7 +122,7 @@ cmd_tlsa(struct dns_sec *s, int argc, char **argv)
 }
 
 static int
-cmd_host(struct dns_sec *s, int argc, char **argv)
+cmd_host(struct dns_resolver *s, int argc, char **argv)
 {
 	struct dns_sec_host h;
 
@@ -136,7 +136,7 @@ cmd_host(struct dns_sec *s, int argc, char **argv)
 }
 
 static int
-cmd_mx(struct dns_sec *s, int argc, char **argv)
+cmd_mx(struct dns_resolver *s, int argc, char **argv)
 {
 	struct dns_sec_mx mx;
 
@@ -150,19 +150,30 @@ cmd_mx(struct dns_sec *s, int argc, char **argv)
 	return 0;
 }
 
-static int
-cmd_txt(struct dns_sec *s, int argc, char **argv)
+static const char *
+records_str(enum dns_records_status st)
 {
-	struct dns_sec_txt_result *r;
+	switch (st) {
+	case DNS_REC_DATA: return "data";
+	case DNS_REC_NODATA: return "nodata";
+	case DNS_REC_NXDOMAIN: return "nxdomain";
+	default: return "fail";
+	}
+}
+
+static int
+cmd_txt(struct dns_resolver *s, int argc, char **argv)
+{
+	struct dns_records *r;
 
 	if (argc < 1)
 		return 2;
-	dns_sec_txt_lookup(s, argv[0], &r);
-	printf("txt kind=%s state=%s n=%zu detail=%s\n", kind_str(r->kind),
-	    dns_sec_state_str(r->state), r->n, r->detail);
+	dns_txt_lookup(s, argv[0], &r);
+	printf("txt kind=%s state=%s n=%zu detail=%s\n", records_str(r->status),
+	    dns_sec_state_str(r->sec), r->n, r->detail);
 	for (size_t i = 0; i < r->n; i++)
-		printf("record %s\n", r->txt[i]);
-	dns_sec_txt_result_free(&r);
+		printf("record %s\n", r->rr[i].text);
+	dns_records_free(&r);
 	return 0;
 }
 
@@ -204,23 +215,16 @@ parse_opts(int argc, char **argv, struct opts *o)
 }
 
 static int
-world_open(struct world *w, struct dns_sec *s, int argc, char **argv)
+world_open(struct world *w, struct dns_resolver *s, int argc, char **argv)
 {
 	struct tls_policy_config cfg;
-	struct dns_options o;
 	char err[300];
 	int level;
 
 	if (parse_opts(argc, argv, &w->o) != 0 ||
 	    (level = tls_level_parse(w->o.level)) < 0)
 		return 2;
-	dns_options_default(&o);
-	o.use_ipv6 = 0;
-	o.cache_entries = 0;
-	if ((w->resolver = dns_resolver_new_opts(&w->sv, 1, &o, err, sizeof err)) == NULL) {
-		fprintf(stderr, "tls_probe: %s\n", err);
-		return 1;
-	}
+	w->resolver = s;
 	if (w->o.queue_dir != NULL &&
 	    (w->store = tls_store_open(w->o.queue_dir, 0, err, sizeof err)) == NULL) {
 		fprintf(stderr, "tls_probe: %s\n", err);
@@ -234,7 +238,6 @@ world_open(struct world *w, struct dns_sec *s, int argc, char **argv)
 	cfg.map = w->map;
 	cfg.ca_file = w->o.ca_file;
 	cfg.smtp_port = w->o.smtp_port;
-	cfg.dns = s;
 	cfg.resolver = w->resolver;
 	cfg.store = w->store;
 	cfg.sts_fetch.ca_file = w->o.sts_ca_file;
@@ -253,7 +256,6 @@ world_close(struct world *w)
 	tls_policy_ctx_free(&w->ctx);
 	tls_policy_map_free(&w->map);
 	tls_store_close(&w->store);
-	dns_resolver_free(&w->resolver);
 }
 
 static const char *
@@ -300,7 +302,7 @@ destination(struct world *w, const char *domain, struct dns_mx_result **mx_r,
 }
 
 static int
-cmd_policy(struct dns_sec *s, struct world *w, int argc, char **argv)
+cmd_policy(struct dns_resolver *s, struct world *w, int argc, char **argv)
 {
 	struct dns_mx_result *mx = NULL;
 	struct tls_dest_policy *dp = NULL;
@@ -497,7 +499,7 @@ out:
 }
 
 static int
-cmd_deliver(struct dns_sec *s, struct world *w, int argc, char **argv)
+cmd_deliver(struct dns_resolver *s, struct world *w, int argc, char **argv)
 {
 	struct dns_mx_result *mx = NULL;
 	struct tls_dest_policy *dp = NULL;
@@ -543,12 +545,13 @@ done:
 }
 
 static int
-cmd_sts(struct dns_sec *s, struct world *w, int argc, char **argv)
+cmd_sts(struct dns_resolver *s, struct world *w, int argc, char **argv)
 {
-	struct mta_sts_env env = { s, w->resolver, w->store, { w->o.sts_ca_file,
+	struct mta_sts_env env = { w->resolver, w->store, { w->o.sts_ca_file,
 	    w->o.sts_port, 10000, 0 } };
 	struct mta_sts_state st;
 
+	(void)s;
 	if (argc < 1)
 		return 2;
 	mta_sts_cache_lookup(&env, argv[0], w->o.now, &st);
@@ -566,7 +569,7 @@ cmd_sts(struct dns_sec *s, struct world *w, int argc, char **argv)
 
 static const struct {
 	const char *name;
-	int (*run)(struct dns_sec *, struct world *, int, char **);
+	int (*run)(struct dns_resolver *, struct world *, int, char **);
 } world_commands[] = {
 	{ "policy", cmd_policy },
 	{ "deliver", cmd_deliver },
@@ -601,7 +604,7 @@ cmd_report(int argc, char **argv)
 
 static const struct {
 	const char *name;
-	int (*run)(struct dns_sec *, int, char **);
+	int (*run)(struct dns_resolver *, int, char **);
 } commands[] = {
 	{ "tlsa", cmd_tlsa },
 	{ "host", cmd_host },
@@ -614,7 +617,7 @@ main(int argc, char **argv)
 {
 	struct dns_server_addr sv;
 	struct dns_options o;
-	struct dns_sec *s;
+	struct dns_resolver *s;
 	char err[200];
 	int rc = 2;
 
@@ -631,7 +634,7 @@ main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	dns_options_default(&o);
 	o.use_ipv6 = 0;
-	s = dns_sec_new(&sv, 1, &o, err, sizeof err);
+	s = dns_resolver_new_opts(&sv, 1, &o, err, sizeof err);
 	if (s == NULL) {
 		fprintf(stderr, "tls_probe: %s\n", err);
 		return 1;
@@ -651,6 +654,6 @@ main(int argc, char **argv)
 		}
 	if (rc == 2)
 		fprintf(stderr, "tls_probe: bad command or arguments\n");
-	dns_sec_free(&s);
+	dns_resolver_free(&s);
 	return rc;
 }

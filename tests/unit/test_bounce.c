@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/buf.h"
 #include "queue/bounce.h"
 #include "server/smtp_args.h"
 
@@ -39,6 +40,19 @@ struct report {
 	size_t nparts;
 };
 
+/* The original is read in pieces of ORIG_PIECE bytes, so that every scan
+ * (header section, 8-bit, the boundary) meets piece boundaries. */
+#define ORIG_PIECE 997
+static struct body_reader orig_reader;
+static struct body_mem orig_mem;
+
+static void
+orig_set(struct bounce_orig *o, const char *body, size_t len)
+{
+	body_reader_mem(&orig_reader, &orig_mem, body, len, ORIG_PIECE);
+	o->body = &orig_reader;
+}
+
 static void
 orig_init(struct bounce_orig *o, const char *body, int ret)
 {
@@ -47,8 +61,30 @@ orig_init(struct bounce_orig *o, const char *body, int ret)
 	o->sender = "alice@example.org";
 	o->ret = ret;
 	o->arrival = 1700000000;
-	o->body = body;
-	o->body_len = strlen(body);
+	orig_set(o, body, strlen(body));
+}
+
+static int
+sink_buf(void *arg, const char *p, size_t n)
+{
+	return buf_append(arg, p, n);
+}
+
+/* The report in memory (the tests' way to read it). */
+static char *
+build_mem(enum bounce_kind kind, const struct bounce_orig *o,
+    const struct bounce_rcpt *rc, size_t n, int64_t retry_until, size_t *len_r)
+{
+	struct buf b;
+	struct bounce_sink sink = { sink_buf, &b };
+
+	buf_init(&b, (size_t)1 << 30);
+	if (bounce_build(kind, "mx.example.com", o, rc, n, retry_until,
+	    &sink) != 0) {
+		buf_free(&b);
+		return NULL;
+	}
+	return buf_steal(&b, len_r);
 }
 
 static void
@@ -151,8 +187,7 @@ report_build(struct report *r, enum bounce_kind kind,
 	size_t dl;
 
 	memset(r, 0, sizeof *r);
-	r->msg = bounce_build(kind, "mx.example.com", o, rc, n, retry_until,
-	    &r->len);
+	r->msg = build_mem(kind, o, rc, n, retry_until, &r->len);
 	CU_ASSERT_FATAL(r->msg != NULL);
 	CU_ASSERT(lines_ok(r->msg, r->len));
 	b = strstr(r->msg, "boundary=\"");
@@ -471,24 +506,65 @@ test_long_lines(void)
 	free(addr);
 }
 
+/* A large original made as it is read: ORIG_HDRS, an empty line, then
+ * lines of 78 'x' and CRLF, size bytes in all (whole lines). */
+struct gen_orig {
+	uint64_t size, off;
+	char piece[65536];
+};
+
+static void
+gen_fill(uint64_t at, char *out, size_t n)
+{
+	size_t hl = strlen(ORIG_HDRS "\r\n");
+
+	for (size_t i = 0; i < n; i++, at++) {
+		if (at < hl)
+			out[i] = (ORIG_HDRS "\r\n")[at];
+		else
+			out[i] = (at - hl) % 80 == 78 ? '\r' :
+			    (at - hl) % 80 == 79 ? '\n' : 'x';
+	}
+}
+
+static int
+gen_next(void *arg, const char **p, size_t *n)
+{
+	struct gen_orig *g = arg;
+	size_t k = g->size - g->off < sizeof g->piece ?
+	    (size_t)(g->size - g->off) : sizeof g->piece;
+
+	gen_fill(g->off, g->piece, k);
+	g->off += k;
+	*p = g->piece;
+	*n = k;
+	return 0;
+}
+
+static int
+gen_rewind(void *arg)
+{
+	((struct gen_orig *)arg)->off = 0;
+	return 0;
+}
+
 static void
 test_large_original(void)
 {
-	size_t big = 20u * 1024 * 1024, hl = strlen(ORIG_HDRS) + 2, i;
+	size_t hl = strlen(ORIG_HDRS) + 2;
+	struct gen_orig *g = calloc(1, sizeof *g);
+	struct body_reader rd = { gen_next, gen_rewind, g, 0 };
 	struct bounce_orig o;
 	struct bounce_rcpt rc;
 	struct report r;
-	char *body, v[256];
+	char v[256], *want;
+	int same = 1;
 
-	body = malloc(big + 1);
-	memcpy(body, ORIG_HDRS "\r\n", hl);
-	for (i = hl; i + 80 <= big; i += 80) {
-		memset(body + i, 'x', 78);
-		memcpy(body + i + 78, "\r\n", 2);
-	}
-	big = i;
-	body[big] = '\0';
-	orig_init(&o, body, DSN_RET_FULL);
+	/* Over the limit: its header section only. */
+	g->size = hl + (BOUNCE_FULL_MAX / 80 + 1) * 80;
+	rd.size = g->size;
+	orig_init(&o, "", DSN_RET_FULL);
+	o.body = &rd;
 	rcpt_init(&rc, "bob@example.net", "5.2.2", "552 mailbox full");
 	report_build(&r, BOUNCE_FAILED, &o, &rc, 1, 0);
 	CU_ASSERT_EQUAL_FATAL(r.nparts, 3);
@@ -499,15 +575,23 @@ test_large_original(void)
 	CU_ASSERT(strstr(r.parts[0].body, "too large") != NULL);
 	report_free(&r);
 
-	/* just under the limit: whole */
-	o.body_len = 10u * 1024 * 1024 - 40;
+	/* 20 MiB: whole, read in pieces, copied byte for byte. */
+	g->size = hl + (20u * 1024 * 1024 / 80) * 80;
+	rd.size = g->size;
 	report_build(&r, BOUNCE_FAILED, &o, &rc, 1, 0);
 	CU_ASSERT_STRING_EQUAL(field(r.parts[2].hdrs, "Content-Type", v,
 	    sizeof v), "message/rfc822");
-	CU_ASSERT(r.parts[2].body_len >= o.body_len &&
-	    memcmp(r.parts[2].body, body, o.body_len) == 0);
+	CU_ASSERT_EQUAL_FATAL(r.parts[2].body_len, g->size);
+	want = malloc(65536);
+	for (uint64_t at = 0; at < g->size && same; at += 65536) {
+		size_t k = g->size - at < 65536 ? (size_t)(g->size - at) : 65536;
+		gen_fill(at, want, k);
+		same = memcmp(r.parts[2].body + at, want, k) == 0;
+	}
+	CU_ASSERT(same);
+	free(want);
 	report_free(&r);
-	free(body);
+	free(g);
 }
 
 static void
@@ -590,8 +674,7 @@ test_python_parses(void)
 	rcpt_init(&rc[0], "bob@example.net", "5.1.1",
 	    "smtp; 550 5.1.1 user unknown");
 	rcpt_init(&rc[1], "carol@example.net", "5.1.1", NULL);
-	msg = bounce_build(BOUNCE_FAILED, "mx.example.com", &o, rc, 2, 0,
-	    &len);
+	msg = build_mem(BOUNCE_FAILED, &o, rc, 2, 0, &len);
 	fd = mkstemp(path);
 	sfd = mkstemp(spath);
 	CU_ASSERT_FATAL(fd >= 0 && sfd >= 0);

@@ -269,6 +269,32 @@ static int chk_max_errors(const struct config *c) { return c->max_errors == 3; }
 static int chk_per_dest(const struct config *c) { return c->max_per_destination == 1; }
 static int chk_comment(const struct config *c) { return c->max_recipients == 7; }
 static int chk_cdns(const struct config *c) { return c->client_dns_timeout == 0; }
+static int
+chk_filters_default(const struct config *c)
+{
+	return c->auth_dovecot == NULL && c->auth_service_timeout == 30 &&
+	    c->npolicy_services == 0 && c->policy_default_action == NULL &&
+	    c->policy_timeout == 100 && c->policy_stages == CONFIG_POLICY_RCPT;
+}
+static int
+chk_dovecot(const struct config *c)
+{
+	return c->auth_dovecot != NULL && strcmp(c->auth_dovecot, "unix:/run/dovecot/auth-client") == 0 &&
+	    c->auth_service_timeout == 5;
+}
+static int
+chk_policy(const struct config *c)
+{
+	return c->npolicy_services == 3 &&
+	    strcmp(c->policy_services[0], "inet:127.0.0.1:10023") == 0 &&
+	    strcmp(c->policy_services[1], "unix:/run/spf.sock") == 0 &&
+	    strcmp(c->policy_services[2], "inet:[::1]:9998") == 0 &&
+	    strcmp(c->policy_default_action, "DEFER policy down") == 0 &&
+	    c->policy_timeout == 20 &&
+	    c->policy_stages == (CONFIG_POLICY_RCPT | CONFIG_POLICY_EOM);
+}
+static int chk_policy_eom(const struct config *c) { return c->policy_stages == CONFIG_POLICY_EOM; }
+static int chk_users_file_service(const struct config *c) { return c->auth_dovecot == NULL; }
 static int chk_prio(const struct config *c) { return c->tls_priority != NULL &&
     strcmp(c->tls_priority, "NORMAL:-VERS-TLS1.0") == 0; }
 static int
@@ -352,6 +378,14 @@ test_good_lines(void)
 		  chk_slow },
 		{ "tls_priority = NORMAL:-VERS-TLS1.0", chk_prio },
 		{ "client_dns_timeout = 0", chk_cdns },
+		{ "max_errors = 3", chk_filters_default },
+		{ "auth_service = dovecot:unix:/run/dovecot/auth-client\nauth_service_timeout = 5",
+		  chk_dovecot },
+		{ "auth_service = users_file", chk_users_file_service },
+		{ "policy_services = inet:127.0.0.1:10023, unix:/run/spf.sock\n"
+		  "policy_services = inet:[::1]:9998\npolicy_default_action = DEFER policy down\n"
+		  "policy_timeout = 20s\npolicy_stages = rcpt end_of_data", chk_policy },
+		{ "policy_stages = end_of_data", chk_policy_eom },
 		{ "  \t max_recipients\t=\t7   # seven\r\n# = nothing\n\n   \n#", chk_comment },
 	};
 
@@ -453,6 +487,23 @@ test_bad_lines(void)
 		{ "min_data_rate = fast", "not a size", 1 },
 		{ "tls_priority = NORMAL:+BOGUS", "tls_priority: ", 1 },
 		{ "client_dns_timeout = 2m", "out of range", 1 },
+		{ "auth_service = dovecot", "is not users_file or dovecot:", 1 },
+		{ "auth_service = ldap:x", "is not users_file or dovecot:", 1 },
+		{ "auth_service = dovecot:unix:relative/path", "auth_service: ", 1 },
+		{ "auth_service = dovecot:inet:mail.example:12345", "auth_service: ", 1 },
+		{ "auth_service_timeout = 0", "out of range", 1 },
+		{ "policy_services = inet:127.0.0.1", "policy_services: ", 1 },
+		{ "policy_services = tcp:127.0.0.1:10023", "policy_services: ", 1 },
+		{ "policy_services = inet:127.0.0.1:1 inet:127.0.0.1:2 inet:127.0.0.1:3 "
+		  "inet:127.0.0.1:4 inet:127.0.0.1:5 inet:127.0.0.1:6 inet:127.0.0.1:7 "
+		  "inet:127.0.0.1:8 inet:127.0.0.1:9 inet:127.0.0.1:10 inet:127.0.0.1:11 "
+		  "inet:127.0.0.1:12 inet:127.0.0.1:13 inet:127.0.0.1:14 inet:127.0.0.1:15 "
+		  "inet:127.0.0.1:16 inet:127.0.0.1:17", "too many", 1 },
+		{ "policy_default_action = FILTER smtp:[127.0.0.1]:10025", "not a policy action", 1 },
+		{ "policy_default_action = 650 no", "not a policy action", 1 },
+		{ "policy_default_action =", "missing value", 1 },
+		{ "policy_stages = rcpt data", "is not rcpt or end_of_data", 1 },
+		{ "policy_timeout = 2h", "out of range", 1 },
 		{ "max_junk_commands = 0", "out of range", 1 },
 		{ "max_unknown_recipients = 0", "out of range", 1 },
 		{ "auth_any_sender = a@b@", "not an account", 1 },
@@ -833,7 +884,8 @@ test_shipped_config_mentions_every_key(void)
 		"max_per_destination", "auth_plaintext_networks", "auth_fail_delay",
 		"auth_fail_limit", "auth_block_time", "auth_any_sender", "min_data_rate",
 		"max_junk_commands", "max_unknown_recipients", "tls_priority",
-		"client_dns_timeout",
+		"client_dns_timeout", "auth_service", "auth_service_timeout", "policy_services",
+		"policy_stages", "policy_default_action", "policy_timeout",
 	};
 	char line[4200];
 	FILE *f = fopen("mailserver.conf", "r");

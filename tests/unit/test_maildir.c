@@ -23,6 +23,56 @@
 
 static char root[256];
 
+/* Bodies are read through readers (lib/body_reader.h) in pieces of
+ * test_piece bytes (0: one piece): each reader here is made for one item
+ * and kept (reachable) to the end. */
+static size_t test_piece;
+static pthread_mutex_t readers_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct test_reader {
+	struct body_reader r;
+	struct body_mem m;
+	struct test_reader *next;
+} *readers;
+
+static const struct body_reader *
+reader_of(const char *p, size_t n)
+{
+	struct test_reader *t = xcalloc(1, sizeof *t);
+
+	body_reader_mem(&t->r, &t->m, p, n, test_piece);
+	pthread_mutex_lock(&readers_lock);
+	t->next = readers;
+	readers = t;
+	pthread_mutex_unlock(&readers_lock);
+	return &t->r;
+}
+
+/* A reader that fails after fail_after pieces. */
+struct failing {
+	struct body_mem m;
+	int left;
+};
+
+static int
+failing_next(void *arg, const char **p, size_t *n)
+{
+	struct failing *f = arg;
+
+	if (f->left-- <= 0)
+		return -1;
+	*p = f->m.p + f->m.off;
+	*n = f->m.len - f->m.off < 1000 ? f->m.len - f->m.off : 1000;
+	f->m.off += *n;
+	return 0;
+}
+
+static int
+failing_rewind(void *arg)
+{
+	((struct failing *)arg)->m.off = 0;
+	return 0;
+}
+
 static int
 rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -190,13 +240,16 @@ test_content(void)
 
 	fresh_root();
 	path_of(mail_dir, sizeof mail_dir, "mail");
-	for (size_t i = 0; i < sizeof content_cases / sizeof content_cases[0];
-	    i++) {
-		const struct content_case *c = &content_cases[i];
+	/* Whole, and cut into pieces of 1, 2 and 3 bytes: a CRLF split
+	 * between two pieces is one line end all the same. */
+	for (size_t k = 0; k < 4 * (sizeof content_cases /
+	    sizeof content_cases[0]); k++) {
+		const struct content_case *c = &content_cases[k / 4];
+
+		test_piece = k % 4;
 		struct maildir_item it = {
 			.domain = "d.example", .user = "u", .sender = c->sender,
-			.recipient = "u@d.example", .body = c->body,
-			.body_len = c->len,
+			.recipient = "u@d.example", .body = reader_of(c->body, c->len),
 		};
 		CU_ASSERT_EQUAL(maildir_deliver_batch(mail_dir, HOST, &it, 1),
 		    1);
@@ -211,6 +264,46 @@ test_content(void)
 		check_file(&it, prefix, c->want, c->want_len);
 		CU_ASSERT(strstr(it.name, "." HOST ",S=") != NULL);
 	}
+	test_piece = 0;
+}
+
+/* A message its reader cannot read to the end: the delivery defers and
+ * leaves no file; items sharing one reader each read it whole. */
+static void
+test_reader_fails(void)
+{
+	char mail_dir[512], *body = xmalloc(10000);
+	struct failing f;
+	struct body_reader r = { failing_next, failing_rewind, &f, 10000 };
+	struct maildir_item items[2];
+
+	memset(body, 'a', 10000);
+	memcpy(body, "S: x\r\n\r\n", 9);
+	fresh_root();
+	path_of(mail_dir, sizeof mail_dir, "mail");
+	memset(&f, 0, sizeof f);
+	f.m.p = body;
+	f.m.len = 10000;
+	f.left = 5;	/* of 10 pieces */
+	memset(items, 0, sizeof items);
+	items[0].domain = "d.example";
+	items[0].user = "r";
+	items[0].sender = "a@b";
+	items[0].recipient = "r@d.example";
+	items[0].body = &r;
+	CU_ASSERT_EQUAL(maildir_deliver_batch(mail_dir, HOST, items, 1), 0);
+	CU_ASSERT_EQUAL(items[0].status, MAILDIR_TEMP);
+	CU_ASSERT_STRING_EQUAL(items[0].error, "maildir: cannot read the message");
+	CU_ASSERT_EQUAL(count_entries("mail/d.example/r/new"), 0);
+	CU_ASSERT_EQUAL(count_entries("mail/d.example/r/tmp"), 0);
+
+	f.left = 1000;
+	items[1] = items[0];
+	items[1].user = "s";
+	CU_ASSERT_EQUAL(maildir_deliver_batch(mail_dir, HOST, items, 2), 2);
+	CU_ASSERT_EQUAL(count_entries("mail/d.example/r/new"), 1);
+	CU_ASSERT_EQUAL(count_entries("mail/d.example/s/new"), 1);
+	free(body);
 }
 
 /* Reference conversion: every CRLF to LF. */
@@ -256,8 +349,7 @@ test_large(void)
 			body[i] = (char)(x >> 16);
 		}
 	}
-	it.body = body;
-	it.body_len = size;
+	it.body = reader_of(body, size);
 	want = crlf_to_lf(body, size, &want_len);
 	CU_ASSERT_EQUAL(maildir_deliver_batch(mail_dir, HOST, &it, 1), 1);
 	CU_ASSERT_EQUAL_FATAL(it.status, MAILDIR_OK);
@@ -285,8 +377,7 @@ deliver_thread(void *p)
 	for (int i = 0; i < PER_THREAD; i++) {
 		struct maildir_item it = {
 			.domain = "d.example", .user = "many", .sender = "a@b",
-			.recipient = "many@d.example", .body = body,
-			.body_len = sizeof body - 1,
+			.recipient = "many@d.example", .body = reader_of(body, sizeof body - 1),
 		};
 		maildir_deliver_batch(a->mail_dir, HOST, &it, 1);
 		if (it.status != MAILDIR_OK)
@@ -368,8 +459,7 @@ test_batch(void)
 	for (size_t i = 0; i < n; i++) {
 		items[i].sender = "s@x";
 		items[i].recipient = "r@y";
-		items[i].body = body;
-		items[i].body_len = sizeof body - 1;
+		items[i].body = reader_of(body, sizeof body - 1);
 	}
 	CU_ASSERT_EQUAL(maildir_deliver_batch(mail_dir, HOST, items, n), n - 1);
 	for (size_t i = 0; i < n; i++)
@@ -440,8 +530,7 @@ test_faults(void)
 		const struct fault_case *c = &fault_cases[i];
 		struct maildir_item it = {
 			.domain = "d.example", .user = "f", .sender = "a@b",
-			.recipient = "f@d.example", .body = body,
-			.body_len = body_len,
+			.recipient = "f@d.example", .body = reader_of(body, body_len),
 		};
 		int before = 0;
 
@@ -487,8 +576,7 @@ test_faults(void)
 			items[k].user = "f";
 			items[k].sender = "a@b";
 			items[k].recipient = "f@d.example";
-			items[k].body = "x\r\n";
-			items[k].body_len = 3;
+			items[k].body = reader_of("x\r\n", 3);
 		}
 		maildir_fault_set(MAILDIR_FAULT_FSYNC, 2, ENOSPC);
 		CU_ASSERT_EQUAL(maildir_deliver_batch(mail_dir, HOST, items, 3),
@@ -514,8 +602,7 @@ test_faults(void)
 	{
 		struct maildir_item it = {
 			.domain = "d.example", .user = "g", .sender = "a@b",
-			.recipient = "g@d.example", .body = body,
-			.body_len = body_len,
+			.recipient = "g@d.example", .body = reader_of(body, body_len),
 		};
 		fresh_root();
 		path_of(mail_dir, sizeof mail_dir, "mail");
@@ -605,7 +692,7 @@ test_bad_names(void)
 	{
 		struct maildir_item it = {
 			.domain = "d.example", .user = "h", .sender = "",
-			.recipient = "h@d", .body = "x", .body_len = 1,
+			.recipient = "h@d", .body = reader_of("x", 1),
 		};
 		maildir_deliver_batch(mail_dir, "evil/host:1,2\\x\n", &it, 1);
 		CU_ASSERT_EQUAL(it.status, MAILDIR_OK);
@@ -699,6 +786,7 @@ main(void)
 	    CU_add_test(s, "creates dirs", test_creates_dirs) == NULL ||
 	    CU_add_test(s, "content byte-exact", test_content) == NULL ||
 	    CU_add_test(s, "5 MiB body", test_large) == NULL ||
+	    CU_add_test(s, "a reader that fails", test_reader_fails) == NULL ||
 	    CU_add_test(s, "8 threads x 200", test_threads) == NULL ||
 	    CU_add_test(s, "batch", test_batch) == NULL ||
 	    CU_add_test(s, "injected faults", test_faults) == NULL ||

@@ -2,13 +2,18 @@
  * test_policy: the policy delegation client's pure parts with hostile
  * input: the reply parser (whole and byte by byte, every limit), the
  * action table (every Postfix action, malformed ones), and the request
- * encoder (every attribute, control bytes, limits).
+ * encoder (every attribute, control bytes, limits); and the end of every
+ * wait on a filter daemon at the daemon's stop (filter_stop_all).
  */
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "filter/policy.h"
 #include "lib/buf.h"
@@ -291,6 +296,50 @@ test_spec(void)
 	CU_ASSERT_EQUAL(policy_spec_init(&s, "tcp:x", err, sizeof err), -1);
 }
 
+struct blocked_read {
+	int fd;
+	ssize_t rc;
+	int err;
+};
+
+static void *
+blocked_read_run(void *arg)
+{
+	struct blocked_read *b = arg;
+	char c;
+
+	b->rc = filter_read_some(b->fd, &c, 1, time_mono_ms() + 20000);
+	b->err = errno;
+	return NULL;
+}
+
+/* Runs last: filter_stop_all cannot be undone in this process. */
+static void
+test_stop_all(void)
+{
+	struct blocked_read b = { .rc = 0 };
+	int sv[2];
+	int64_t t0 = time_mono_ms();
+	pthread_t t;
+	char c;
+
+	CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	b.fd = sv[0];
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, blocked_read_run, &b), 0);
+	filter_stop_all();
+	pthread_join(t, NULL);
+	CU_ASSERT_EQUAL(b.rc, -1);
+	CU_ASSERT_EQUAL(b.err, ECANCELED);
+	/* Later waits end at once too; bytes already there are still read. */
+	CU_ASSERT_EQUAL(filter_read_some(sv[0], &c, 1, time_mono_ms() + 20000), -1);
+	CU_ASSERT_EQUAL(errno, ECANCELED);
+	CU_ASSERT_EQUAL(write(sv[1], "x", 1), 1);
+	CU_ASSERT_EQUAL(filter_read_some(sv[0], &c, 1, time_mono_ms() + 20000), 1);
+	CU_ASSERT(time_mono_ms() - t0 < 10000);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int
 main(void)
 {
@@ -306,7 +355,8 @@ main(void)
 	    CU_add_test(s, "reply limits", test_reply_limits) == NULL ||
 	    CU_add_test(s, "actions", test_actions) == NULL ||
 	    CU_add_test(s, "request", test_request) == NULL ||
-	    CU_add_test(s, "spec", test_spec) == NULL) {
+	    CU_add_test(s, "spec", test_spec) == NULL ||
+	    CU_add_test(s, "filter_stop_all ends every wait", test_stop_all) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

@@ -27,104 +27,8 @@
 #include "queue/record.h"
 #include "queue/results.h"
 #include "queue/store.h"
-
-/* ---- helpers ---- */
-
-static int
-rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static char *
-tmpdir_make(void)
-{
-	char tmpl[] = "/tmp/test_queue.XXXXXX";
-	char *d = mkdtemp(tmpl);
-
-	CU_ASSERT_FATAL(d != NULL);
-	return xstrdup(d);
-}
-
-static void
-tmpdir_remove(char **dp)
-{
-	nftw(*dp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	free(*dp);
-	*dp = NULL;
-}
-
-static struct queue_store *
-open_store(const char *dir, size_t map, unsigned flags)
-{
-	char err[256];
-	struct queue_store *s = store_open(dir, map, flags, err, sizeof err);
-
-	if (s == NULL)
-		fprintf(stderr, "store_open: %s\n", err);
-	CU_ASSERT_FATAL(s != NULL);
-	return s;
-}
-
-/* Deterministic body bytes for (seed, len). */
-static char *
-gen_body(uint64_t seed, size_t len)
-{
-	char *b = xmalloc(len + 1);
-	uint64_t x = seed * 6364136223846793005ull + 1442695040888963407ull;
-
-	for (size_t i = 0; i < len; i++) {
-		x = x * 6364136223846793005ull + 1442695040888963407ull;
-		b[i] = (char)(x >> 56);
-	}
-	b[len] = '\0';
-	return b;
-}
-
-static void
-make_env(struct envelope *env, queue_id_t id, const char *sender, size_t nrcpts)
-{
-	memset(env, 0, sizeof *env);
-	env->id = id;
-	env->arrival = time(NULL);
-	env->sender = xstrdup(sender);
-	env->helo = xstrdup("client.example");
-	env->client_addr = xstrdup("192.0.2.1");
-	env->ret = 1;
-	env->flags = ENV_8BITMIME;
-	env->nrcpts = nrcpts;
-	env->rcpts = xcalloc(nrcpts, sizeof *env->rcpts);
-	for (size_t i = 0; i < nrcpts; i++) {
-		char a[64];
-		snprintf(a, sizeof a, "rcpt%zu@example.org", i);
-		env->rcpts[i].addr = xstrdup(a);
-		env->rcpts[i].notify = i == 0 ? 4 : 0;
-		if (i == 1)
-			env->rcpts[i].orcpt = xstrdup("rfc822;orig@example.org");
-	}
-}
-
-/* Writes one message directly with a store write txn. */
-static queue_id_t
-put_direct(struct queue_store *s, size_t nrcpts, size_t body_len)
-{
-	struct envelope env;
-	struct store_wtxn *t;
-	char *body;
-	queue_id_t id = queue_id_next();
-
-	make_env(&env, id, "sender@example.com", nrcpts);
-	body = gen_body(id, body_len);
-	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
-	CU_ASSERT(store_put_msg(t, &env, body, body_len) == STORE_OK);
-	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
-	envelope_free(&env);
-	free(body);
-	return id;
-}
+#include "tests/unit/body_read.h"
+#include "tests/unit/queue_fixture.h"
 
 static int
 count_msg_cb(const struct queue_msg *m, void *arg)
@@ -242,7 +146,8 @@ test_record_roundtrip(void)
 	struct envelope env, back;
 	struct queue_rcpt r, rb;
 	struct buf b;
-	uint64_t size;
+	struct record_body lay = { 300000, record_body_chunks(300000), 0 }, got;
+	uint8_t *v1;
 
 	make_env(&env, 77, "a@b.example", 3);
 	env.auth_user = xstrdup("alice");
@@ -250,10 +155,12 @@ test_record_roundtrip(void)
 	env.flags = ENV_8BITMIME | ENV_TLS | ENV_NOTICE;
 	env.ret = 2;
 	buf_init(&b, 1 << 20);
-	CU_ASSERT_FATAL(record_msg_encode(&env, 300000, &b) == 0);
+	CU_ASSERT_FATAL(record_msg_encode(&env, &lay, &b) == 0);
 	CU_ASSERT(((const uint8_t *)b.data)[0] == RECORD_VERSION);
-	CU_ASSERT_FATAL(record_msg_decode(b.data, b.len, &back, &size) == 0);
-	CU_ASSERT_EQUAL(size, 300000);
+	CU_ASSERT_FATAL(record_msg_decode(b.data, b.len, &back, &got) == 0);
+	CU_ASSERT_EQUAL(got.size, 300000);
+	CU_ASSERT_EQUAL(got.nchunks, lay.nchunks);
+	CU_ASSERT_EQUAL(got.fixed, 0);
 	CU_ASSERT_EQUAL(back.arrival, env.arrival);
 	CU_ASSERT_STRING_EQUAL(back.sender, "a@b.example");
 	CU_ASSERT_STRING_EQUAL(back.helo, env.helo);
@@ -266,17 +173,50 @@ test_record_roundtrip(void)
 	CU_ASSERT(back.rcpts == NULL);
 	envelope_free(&back);
 
+	/* Version 2: any number of records that can hold the size, each 1 to
+	 * RECORD_CHUNK_MAX bytes. */
+	for (uint32_t n = 0; n < 8; n++) {
+		struct record_body l2 = { 300000, n, 0 };
+		int ok = n >= 2;	/* 300000 > RECORD_CHUNK_MAX */
+
+		buf_reset(&b);
+		CU_ASSERT_EQUAL(record_msg_encode(&env, &l2, &b), ok ? 0 : -1);
+		if (ok && record_msg_decode(b.data, b.len, &back, &got) == 0) {
+			CU_ASSERT_EQUAL(got.nchunks, n);
+			envelope_free(&back);
+		}
+	}
+	/* A queue of today's main (version 1: records of 128 KiB) reads,
+	 * with its fixed layout. */
+	buf_reset(&b);
+	CU_ASSERT_FATAL(record_msg_encode(&env, &lay, &b) == 0);
+	v1 = xmalloc(b.len);
+	memcpy(v1, b.data, b.len);
+	v1[0] = 1;
+	v1[22] = v1[23] = v1[24] = 0;
+	v1[25] = 3;	/* 300000 bytes in records of 128 KiB */
+	CU_ASSERT_FATAL(record_msg_decode(v1, b.len, &back, &got) == 0);
+	CU_ASSERT_EQUAL(got.size, 300000);
+	CU_ASSERT_EQUAL(got.nchunks, 3);
+	CU_ASSERT_EQUAL(got.fixed, RECORD_V1_CHUNK_SIZE);
+	envelope_free(&back);
+	v1[25] = 5;	/* not what version 1 allows */
+	CU_ASSERT(record_msg_decode(v1, b.len, &back, &got) == -1);
+	free(v1);
+
 	/* Null sender, absent optional fields. */
 	buf_reset(&b);
 	free(env.sender);
 	env.sender = xstrdup("");
 	free(env.auth_user);
 	env.auth_user = NULL;
-	CU_ASSERT_FATAL(record_msg_encode(&env, 0, &b) == 0);
-	CU_ASSERT_FATAL(record_msg_decode(b.data, b.len, &back, &size) == 0);
+	lay.size = 0;
+	lay.nchunks = 0;
+	CU_ASSERT_FATAL(record_msg_encode(&env, &lay, &b) == 0);
+	CU_ASSERT_FATAL(record_msg_decode(b.data, b.len, &back, &got) == 0);
 	CU_ASSERT_STRING_EQUAL(back.sender, "");
 	CU_ASSERT(back.auth_user == NULL);
-	CU_ASSERT_EQUAL(size, 0);
+	CU_ASSERT_EQUAL(got.size, 0);
 	envelope_free(&back);
 	envelope_free(&env);
 
@@ -313,13 +253,13 @@ test_record_hostile(void)
 	struct envelope env, back;
 	struct queue_rcpt r, rb;
 	struct buf b, rbuf;
-	uint64_t size;
+	struct record_body size, lay = { 1234, 1, 0 };
 	char *big;
 	uint8_t *m;
 
 	make_env(&env, 1, "a@b.example", 2);
 	buf_init(&b, 1 << 20);
-	CU_ASSERT_FATAL(record_msg_encode(&env, 1234, &b) == 0);
+	CU_ASSERT_FATAL(record_msg_encode(&env, &lay, &b) == 0);
 	/* Every truncation fails. */
 	for (size_t n = 0; n < b.len; n++)
 		CU_ASSERT(record_msg_decode(b.data, n, &back, &size) == -1);
@@ -369,12 +309,16 @@ test_record_hostile(void)
 	free(env.helo);
 	env.helo = big;
 	buf_reset(&b);
-	CU_ASSERT(record_msg_encode(&env, 10, &b) == -1);
+	lay.size = 10;
+	CU_ASSERT(record_msg_encode(&env, &lay, &b) == -1);
 	CU_ASSERT_EQUAL(b.len, 0);
 	env.nrcpts = 0;
 	free(env.helo);
 	env.helo = xstrdup("h");
-	CU_ASSERT(record_msg_encode(&env, 10, &b) == -1);
+	CU_ASSERT(record_msg_encode(&env, &lay, &b) == -1);
+	env.nrcpts = 2;
+	lay.fixed = RECORD_V1_CHUNK_SIZE;	/* only version 2 is written */
+	CU_ASSERT(record_msg_encode(&env, &lay, &b) == -1);
 	env.nrcpts = 2;
 	envelope_free(&env);
 
@@ -454,21 +398,21 @@ test_store_basic(void)
 	CU_ASSERT_EQUAL(m.rcpts[0].next_try, m.env.arrival);
 	queue_msg_free(&m);
 
-	CU_ASSERT(store_body_read(s, id2, 0, &body, &len) == STORE_OK);
+	CU_ASSERT(body_read(s, id2, 0, &body, &len) == STORE_OK);
 	CU_ASSERT_EQUAL(len, 0);
 	CU_ASSERT_STRING_EQUAL(body, "");
 	free(body);
 	want = gen_body(id3, RECORD_CHUNK_SIZE * 2);
-	CU_ASSERT(store_body_read(s, id3, 0, &body, &len) == STORE_OK);
+	CU_ASSERT(body_read(s, id3, 0, &body, &len) == STORE_OK);
 	CU_ASSERT_EQUAL(len, RECORD_CHUNK_SIZE * 2);
 	CU_ASSERT(memcmp(body, want, len) == 0);
 	free(body);
-	CU_ASSERT(store_body_read(s, id3, 1000, &body, &len) == STORE_OK);
+	CU_ASSERT(body_read(s, id3, 1000, &body, &len) == STORE_OK);
 	CU_ASSERT_EQUAL(len, 1000);
 	CU_ASSERT(memcmp(body, want, len) == 0);
 	free(body);
 	free(want);
-	CU_ASSERT(store_body_read(s, id3 + 1, 0, &body, &len) == STORE_NOTFOUND);
+	CU_ASSERT(body_read(s, id3 + 1, 0, &body, &len) == STORE_NOTFOUND);
 	CU_ASSERT(store_msg_load(s, id3 + 1, &m) == STORE_NOTFOUND);
 
 	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
@@ -644,28 +588,6 @@ test_store_delete_flush(void)
 	tmpdir_remove(&dir);
 }
 
-/* Overwrites (or adds) a record directly with LMDB, as a disk fault or an
- * old program might have left it. */
-static void
-raw_put(const char *dir, const char *db, const void *key, size_t klen,
-    const void *val, size_t vlen)
-{
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi dbi;
-	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
-
-	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
-	mdb_env_set_maxdbs(env, 8);
-	mdb_env_set_mapsize(env, STORE_MAP_SIZE_DEFAULT);
-	CU_ASSERT_FATAL(mdb_env_open(env, dir, MDB_NOTLS, 0600) == 0);
-	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
-	CU_ASSERT_FATAL(mdb_dbi_open(txn, db, 0, &dbi) == 0);
-	CU_ASSERT(mdb_put(txn, dbi, &k, &v, 0) == 0);
-	CU_ASSERT(mdb_txn_commit(txn) == 0);
-	mdb_env_close(env);
-}
-
 static void
 be64(uint8_t *p, uint64_t v)
 {
@@ -716,8 +638,8 @@ test_store_corrupt(void)
 	s = open_store(dir, 0, 0);
 	CU_ASSERT_EQUAL(count_msgs(s), 3);
 	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
-	/* b: msg + 2 body chunks + 2 rcpts; c: 1 rcpt; the junk key. */
-	CU_ASSERT_EQUAL(st.bad, 7);
+	/* b: msg + its body records + 2 rcpts; c: 1 rcpt; the junk key. */
+	CU_ASSERT_EQUAL(st.bad, 5 + record_body_chunks(200 * 1024));
 	CU_ASSERT_EQUAL(st.messages, 3);
 	CU_ASSERT(store_msg_load(s, b, &m) == STORE_NOTFOUND);
 	CU_ASSERT_FATAL(store_msg_load(s, c, &m) == STORE_OK);
@@ -739,17 +661,18 @@ test_store_corrupt(void)
 	CU_ASSERT_EQUAL(st.pending, 6);
 
 	/* d's body is bad: reading it sets d aside. */
-	CU_ASSERT(store_body_read(s, d, 0, &body, &len) == STORE_CORRUPT);
+	CU_ASSERT(body_read(s, d, 0, &body, &len) == STORE_CORRUPT);
 	CU_ASSERT(store_msg_load(s, d, &m) == STORE_NOTFOUND);
 	CU_ASSERT_EQUAL(count_msgs(s), 2);
 	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
-	CU_ASSERT_EQUAL(st.bad, 7 + 4);
+	/* d: msg + its body records + 1 rcpt */
+	CU_ASSERT_EQUAL(st.bad, 7 + 2 * record_body_chunks(200 * 1024));
 	CU_ASSERT_EQUAL(st.pending, 5);
 	/* Iterating again finds nothing more to set aside. */
 	CU_ASSERT_EQUAL(count_msgs(s), 2);
 	CU_ASSERT(store_stats_get(s, &st) == STORE_OK);
-	CU_ASSERT_EQUAL(st.bad, 11);
-	CU_ASSERT(store_body_read(s, a, 0, &body, &len) == STORE_OK);
+	CU_ASSERT_EQUAL(st.bad, 7 + 2 * record_body_chunks(200 * 1024));
+	CU_ASSERT(body_read(s, a, 0, &body, &len) == STORE_OK);
 	CU_ASSERT_EQUAL(len, 10);
 	free(body);
 	store_close(&s);
@@ -921,7 +844,7 @@ test_committer_group(void)
 		char *body, *want;
 		size_t len;
 
-		if (store_body_read(s, sl->id, 0, &body, &len) != STORE_OK) {
+		if (body_read(s, sl->id, 0, &body, &len) != STORE_OK) {
 			bad_bodies++;
 			continue;
 		}
@@ -946,7 +869,7 @@ test_committer_group(void)
 		char *body, *want = gen_body(sl->seed, sl->body_len);
 		size_t len;
 
-		CU_ASSERT(store_body_read(s, sl->id, 0, &body, &len) == STORE_OK);
+		CU_ASSERT(body_read(s, sl->id, 0, &body, &len) == STORE_OK);
 		CU_ASSERT_EQUAL(len, 300 * 1024 + 17);
 		CU_ASSERT(len == sl->body_len && memcmp(body, want, len) == 0);
 		free(body);
@@ -1224,7 +1147,7 @@ test_committer_results(void)
 	{
 		char *body;
 		size_t len;
-		CU_ASSERT(store_body_read(s, id, 0, &body, &len) == STORE_NOTFOUND);
+		CU_ASSERT(body_read(s, id, 0, &body, &len) == STORE_NOTFOUND);
 	}
 
 	/* An invalid new message fails the whole batch: nothing written. */

@@ -673,13 +673,27 @@ ctx_tls(int level)
 static const char simple_body[] =
     "From: a@client.test\r\nTo: b@x.test\r\nSubject: hi\r\n\r\nhello\r\n";
 
+/* Bodies are read through a reader in pieces of MSG_PIECE bytes, so
+ * that the encoder's state (line ends, dot-stuffing, folding) crosses
+ * piece boundaries everywhere; readers are kept (reachable) to the end. */
+#define MSG_PIECE 5
+static struct msg_reader {
+	struct body_reader r;
+	struct body_mem m;
+	struct msg_reader *next;
+} *msg_readers;
+
 static void
 msg_init(struct relay_msg *m, const char *body)
 {
+	struct msg_reader *mr = xcalloc(1, sizeof *mr);
+
+	body_reader_mem(&mr->r, &mr->m, body, strlen(body), MSG_PIECE);
+	mr->next = msg_readers;
+	msg_readers = mr;
 	memset(m, 0, sizeof *m);
 	m->sender = "sender@client.test";
-	m->body = body;
-	m->body_len = strlen(body);
+	m->body = &mr->r;
 }
 
 /* Delivers to the peer at ip through a fixed destination "[ip]". */
@@ -1066,7 +1080,8 @@ test_pipelined_exact_bytes(void)
 	CU_ASSERT(lines_ok(p->data.data, p->data.len));
 	CU_ASSERT(peer_saw(p, "EHLO client.test\n"));
 	snprintf(mailcmd, sizeof mailcmd, "MAIL FROM:<sender@client.test> "
-	    "SIZE=%zu BODY=8BITMIME RET=HDRS ENVID=env+20id+2B1\n", m.body_len);
+	    "SIZE=%llu BODY=8BITMIME RET=HDRS ENVID=env+20id+2B1\n",
+	    (unsigned long long)m.body->size);
 	CU_ASSERT(peer_saw(p, mailcmd));
 	CU_ASSERT(peer_saw(p, "RCPT TO:<one@x.test> NOTIFY=FAILURE,DELAY "
 	    "ORCPT=rfc822;one+2Btag+3Dx@x.test\n"));
@@ -1108,6 +1123,80 @@ test_no_pipelining(void)
 	CU_ASSERT_EQUAL(p->data.len, strlen(simple_body) + 3);
 	relay_ctx_free(&ctx);
 	peer_free(p);
+}
+
+/* A reader that fails after left pieces of 4096 bytes. */
+struct failing_body {
+	const char *p;
+	size_t len, off;
+	int left;
+};
+
+static int
+failing_next(void *arg, const char **p, size_t *n)
+{
+	struct failing_body *f = arg;
+
+	if (f->left-- <= 0)
+		return -1;
+	*n = f->len - f->off < 4096 ? f->len - f->off : 4096;
+	*p = f->p + f->off;
+	f->off += *n;
+	return 0;
+}
+
+static int
+failing_rewind(void *arg)
+{
+	struct failing_body *f = arg;
+
+	f->off = 0;
+	return f->left > 0 ? 0 : -1;
+}
+
+/* A message that cannot be read to its end is never delivered half: no
+ * final ".", the connection dropped, the recipients deferred; one that
+ * cannot be read at all is not sent. */
+static void
+test_body_unreadable(void)
+{
+	struct relay_ctx *ctx = ctx_tls(RELAY_TLS_NONE);
+	struct peer *p = peer_start("127.0.0.2", NULL);
+	struct relay_rcpt r = { "a@x.test", NULL, 0 };
+	struct relay_result res;
+	struct relay_msg m;
+	struct buf body;
+	struct failing_body f;
+	struct body_reader rd = { failing_next, failing_rewind, &f, 0 };
+
+	buf_init(&body, 1 << 20);
+	buf_puts(&body, "Subject: big\r\n\r\n");
+	while (body.len < 200 * 1024)
+		buf_puts(&body, "0123456789012345678901234567890123456789\r\n");
+	memset(&f, 0, sizeof f);
+	f.p = body.data;
+	f.len = body.len;
+	f.left = 10;
+	rd.size = body.len;
+	msg_init(&m, simple_body);
+	m.body = &rd;
+	deliver_to(ctx, "127.0.0.2", &m, &r, 1, &res);
+	show(&res, 1);
+	CU_ASSERT_EQUAL(res.status, RELAY_DEFERRED);
+	CU_ASSERT_STRING_EQUAL(res.dsn, "4.3.0");
+	CU_ASSERT_STRING_EQUAL(res.diag, "cannot read the message from the queue");
+	/* SMTPUTF8 needs the header section first: nothing is sent. */
+	f.left = 0;
+	m.smtputf8 = 1;
+	deliver_to(ctx, "127.0.0.2", &m, &r, 1, &res);
+	CU_ASSERT_EQUAL(res.status, RELAY_DEFERRED);
+	CU_ASSERT_STRING_EQUAL(res.dsn, "4.3.0");
+	peer_stop(p);
+	CU_ASSERT_EQUAL(p->messages, 0);
+	CU_ASSERT_EQUAL(p->accepts, 1);
+	relay_ctx_free(&ctx);
+	peer_free(p);
+	buf_free(&body);
 }
 
 static void
@@ -2144,6 +2233,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "xtext and address checks", test_xtext_addr);
 	CU_add_test(s, "pipelined, exact bytes", test_pipelined_exact_bytes);
 	CU_add_test(s, "without pipelining", test_no_pipelining);
+	CU_add_test(s, "a body that cannot be read", test_body_unreadable);
 	CU_add_test(s, "HELO fallback", test_helo_fallback);
 	CU_add_test(s, "partial recipient failures", test_partial_rcpt);
 	CU_add_test(s, "every recipient rejected", test_all_rcpt_rejected);

@@ -42,6 +42,10 @@ test_handshake(void)
 		{ { "VERSION\t1\t2", "MECH\tPL AIN" }, -1, "" },
 		{ { "VERSION\t1\t2", "MECH\t" }, -1, "" },
 		{ { "VERSION\t1\t2", "MECH\tPLAIN\x01" }, -1, "" },
+		/* Anonymous mechanisms are never offered. */
+		{ { "VERSION\t1\t2", "MECH\tANONYMOUS\tanonymous", "MECH\tPLAIN\tplaintext",
+		    "DONE" }, 0, "PLAIN" },
+		{ { "VERSION\t1\t2", "MECH\tANONYMOUS\tanonymous", "DONE" }, -1, "" },
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -86,8 +86,16 @@ run_message(const struct smtp_message_info *info, const char *in, size_t len,
 	}
 	r.rc = smtp_message_finish(m, r.reply, sizeof r.reply);
 	r.facts = *smtp_message_facts(m);
-	if (r.rc == 0)
-		r.bytes = smtp_message_take(m, &r.len);
+	if (r.rc == 0) {
+		struct smtp_message_parts parts;
+
+		smtp_message_take(m, &parts);
+		/* Without a stager the message stays whole in one buffer. */
+		CU_ASSERT(parts.staged == 0 && parts.tail == NULL);
+		CU_ASSERT_EQUAL(parts.size, parts.head_len);
+		r.bytes = parts.head;
+		r.len = parts.head_len;
+	}
 	smtp_message_free(&m);
 	CU_ASSERT_PTR_NULL(m);
 	return r;
@@ -322,6 +330,352 @@ test_hostile(void)
 	buf_free(&in);
 }
 
+/* ---- staging ---- */
+
+/* A stager standing in for the session and the committer: records are
+ * kept as they come, handed back in order when the test says so, and
+ * the reserve is a fixed budget. */
+#define FAKE_RECS 64
+struct fake {
+	struct smtp_message_stager st;
+	struct smtp_message *m;
+	struct buf recs[4096];		/* record n at recs[n] */
+	uint32_t nrecs;
+	struct smtp_message_rec *out[FAKE_RECS];	/* with "the committer" */
+	size_t nout;
+	size_t reserved, budget, peak;
+	uint32_t fail_at;		/* this record is refused (COMMIT_FULL) */
+};
+
+static void
+fake_stage(void *arg, struct smtp_message *m, struct smtp_message_rec *rec,
+    uint32_t chunk, const char *data, size_t len)
+{
+	struct fake *f = arg;
+
+	CU_ASSERT_FATAL(chunk == f->nrecs + 1 && chunk < 4096);
+	CU_ASSERT(len >= 1 && len <= RECORD_CHUNK_MAX);
+	f->m = m;
+	f->nrecs = chunk;
+	buf_init(&f->recs[chunk], RECORD_CHUNK_MAX);
+	buf_append(&f->recs[chunk], data, len);
+	CU_ASSERT_FATAL(f->nout < FAKE_RECS);
+	f->out[f->nout++] = rec;
+}
+
+static int
+fake_reserve(void *arg, size_t n)
+{
+	struct fake *f = arg;
+
+	if (f->reserved + n > f->budget)
+		return 0;
+	f->reserved += n;
+	if (f->reserved > f->peak)
+		f->peak = f->reserved;
+	return 1;
+}
+
+static void
+fake_release(void *arg, size_t n)
+{
+	struct fake *f = arg;
+
+	CU_ASSERT_FATAL(n <= f->reserved);
+	f->reserved -= n;
+}
+
+static void
+fake_init(struct fake *f, size_t budget)
+{
+	memset(f, 0, sizeof *f);
+	f->st.stage = fake_stage;
+	f->st.reserve = fake_reserve;
+	f->st.release = fake_release;
+	f->st.arg = f;
+	f->budget = budget;
+}
+
+/* Hands back the oldest n records (all when n is 0). */
+static void
+fake_return(struct fake *f, size_t n)
+{
+	if (n == 0 || n > f->nout)
+		n = f->nout;
+	for (size_t i = 0; i < n; i++) {
+		uint32_t chunk = f->nrecs - (uint32_t)f->nout + 1;
+
+		smtp_message_staged(f->m, f->out[i], chunk == f->fail_at ?
+		    COMMIT_FULL : COMMIT_OK);
+		f->out[i] = NULL;
+		f->nout--;
+		memmove(f->out, f->out + 1, f->nout * sizeof *f->out);
+		i--;
+		n--;
+	}
+}
+
+static void
+fake_free(struct fake *f)
+{
+	for (uint32_t i = 1; i <= f->nrecs; i++)
+		buf_free(&f->recs[i]);
+}
+
+struct staged_run {
+	struct run r;
+	uint32_t staged;
+	enum commit_status status;
+};
+
+/* As run_message, through a stager: the committer is slow (a record comes
+ * back only when the message blocks, one at a time); then the records
+ * are put together again. */
+static struct staged_run
+run_staged(struct smtp_message_info *info, struct fake *f, const char *in,
+    size_t len, enum feed_mode mode)
+{
+	struct smtp_message *m;
+	struct staged_run sr;
+	unsigned seed = 9;
+
+	memset(&sr, 0, sizeof sr);
+	info->stager = &f->st;
+	m = smtp_message_new(info);
+	CU_ASSERT_FATAL(m != NULL);
+	f->m = m;
+	while (sr.r.consumed < len && !sr.r.done) {
+		size_t n = feed_chunk(mode, &seed, len - sr.r.consumed), used;
+
+		if (mode == FEED_SLICES)
+			n = n * 997;	/* larger slices: a message of MiBs */
+		if (n > len - sr.r.consumed)
+			n = len - sr.r.consumed;
+		used = smtp_message_feed(m, in + sr.r.consumed, n, &sr.r.done);
+		CU_ASSERT_FATAL(used <= n);
+		if (used < n && !sr.r.done) {
+			/* only a message with every buffer out stops early */
+			CU_ASSERT_FATAL(smtp_message_blocked(m));
+			CU_ASSERT(smtp_message_inflight(m) > 0);
+			fake_return(f, 1);
+			CU_ASSERT(!smtp_message_blocked(m));
+		}
+		sr.r.consumed += used;
+		/* memory stays bounded whatever the size */
+		CU_ASSERT(f->reserved <= SMTP_MESSAGE_BASE +
+		    SMTP_MESSAGE_INFLIGHT * (size_t)SMTP_MESSAGE_BUF);
+	}
+	fake_return(f, 0);
+	CU_ASSERT_EQUAL(smtp_message_inflight(m), 0);
+	sr.r.rc = smtp_message_finish(m, sr.r.reply, sizeof sr.r.reply);
+	sr.r.facts = *smtp_message_facts(m);
+	sr.status = smtp_message_status(m);
+	sr.staged = smtp_message_staged_count(m);
+	if (sr.r.rc == 0 && sr.status == COMMIT_OK) {
+		struct smtp_message_parts p;
+		struct buf all;
+
+		smtp_message_take(m, &p);
+		CU_ASSERT_EQUAL(p.staged, f->nrecs);
+		CU_ASSERT_EQUAL(p.reserved, SMTP_MESSAGE_BASE);
+		buf_init(&all, (size_t)1 << 30);
+		buf_append(&all, p.head, p.head_len);
+		for (uint32_t i = 1; i <= p.staged; i++)
+			buf_append(&all, f->recs[i].data, f->recs[i].len);
+		if (p.tail != NULL)
+			buf_append(&all, p.tail, p.tail_len);
+		CU_ASSERT_EQUAL(p.size, all.len);
+		CU_ASSERT(p.head_len <= RECORD_CHUNK_MAX || p.staged == 0);
+		fake_release(f, p.reserved);
+		free(p.head);
+		free(p.tail);
+		sr.r.bytes = buf_steal(&all, &sr.r.len);
+	}
+	smtp_message_free(&m);
+	CU_ASSERT_EQUAL(f->reserved, 0);	/* all given back */
+	return sr;
+}
+
+/* A body of n lines of varied length, a few dots at line starts. */
+static void
+big_body(struct buf *b, const char *header, size_t lines)
+{
+	buf_puts(b, header);
+	for (size_t i = 0; i < lines; i++) {
+		size_t w = 1 + (i * 37) % 200;
+
+		if (i % 13 == 0)
+			buf_puts(b, "..");
+		for (size_t k = 0; k < w; k++)
+			buf_append(b, &"abcdefghij"[(i + k) % 10], 1);
+		buf_puts(b, "\r\n");
+	}
+	buf_puts(b, ".\r\n");
+}
+
+/* Staged or whole, the bytes are the same, and the records are cut as
+ * they come (memory bounded); the checks see every byte. */
+static void
+test_staged_same_bytes(void)
+{
+	static const char *const headers[] = {
+		"Subject: big\r\nFrom: a@b\r\n\r\n",	/* submission adds */
+		"Date: x\r\nMessage-ID: <y>\r\n\r\n",
+	};
+	struct buf in;
+	struct fake f;
+
+	for (size_t h = 0; h < 2; h++) {
+		buf_init(&in, 1 << 24);
+		big_body(&in, headers[h], 40000);	/* about 4 MiB */
+		for (int mode = 0; mode < FEED_MODES; mode++) {
+			struct smtp_message_info info = info_default(1, DOT, 1 << 24);
+			struct run whole;
+			struct staged_run st;
+
+			if (mode == FEED_BYTES)
+				continue;	/* 4 MiB byte by byte: slow, and slices cover it */
+			whole = run_message(&info, in.data, in.len, (enum feed_mode)mode);
+			fake_init(&f, 1 << 30);
+			st = run_staged(&info, &f, in.data, in.len, (enum feed_mode)mode);
+			CU_ASSERT_EQUAL(whole.rc, 0);
+			CU_ASSERT_EQUAL(st.r.rc, 0);
+			CU_ASSERT(st.staged > 50);
+			CU_ASSERT_EQUAL(st.r.len, whole.len);
+			CU_ASSERT(st.r.len == whole.len &&
+			    memcmp(st.r.bytes, whole.bytes, whole.len) == 0);
+			CU_ASSERT_EQUAL(st.r.facts.header_end, whole.facts.header_end);
+			CU_ASSERT(f.peak <= SMTP_MESSAGE_BASE +
+			    SMTP_MESSAGE_INFLIGHT * (size_t)SMTP_MESSAGE_BUF);
+			run_free(&whole);
+			run_free(&st.r);
+			fake_free(&f);
+		}
+		buf_free(&in);
+	}
+}
+
+/* A small message is never staged: one buffer, one commit. */
+static void
+test_staged_small(void)
+{
+	struct smtp_message_info info = info_default(0, DOT, 1 << 20);
+	struct fake f;
+	struct staged_run st;
+
+	fake_init(&f, SMTP_MESSAGE_BASE);
+	st = run_staged(&info, &f, S("Subject: x\r\n\r\nhi\r\n.\r\n"), FEED_BLOCK);
+	CU_ASSERT_EQUAL(st.r.rc, 0);
+	CU_ASSERT_EQUAL(st.staged, 0);
+	CU_ASSERT_EQUAL(f.nrecs, 0);
+	run_free(&st.r);
+	/* The cap: no room for a message's base, no message. */
+	fake_init(&f, SMTP_MESSAGE_BASE - 1);
+	info.stager = &f.st;
+	CU_ASSERT_PTR_NULL(smtp_message_new(&info));
+}
+
+/* With the base reserve only, a message waits for its records instead of
+ * taking more memory, and still arrives whole. */
+static void
+test_staged_tight(void)
+{
+	struct smtp_message_info info = info_default(0, BDAT, 1 << 24);
+	struct buf in;
+	struct fake f;
+	struct staged_run st;
+	struct run whole;
+
+	buf_init(&in, 1 << 24);
+	big_body(&in, "Subject: t\r\n\r\n", 20000);
+	in.len -= 3;	/* BDAT: no ".\r\n" */
+	whole = run_message(&info, in.data, in.len, FEED_BLOCK);
+	fake_init(&f, SMTP_MESSAGE_BASE);
+	st = run_staged(&info, &f, in.data, in.len, FEED_BLOCK);
+	CU_ASSERT_EQUAL(st.r.rc, 0);
+	CU_ASSERT_EQUAL(f.peak, SMTP_MESSAGE_BASE);
+	CU_ASSERT(st.r.len == whole.len &&
+	    memcmp(st.r.bytes, whole.bytes, whole.len) == 0);
+	run_free(&st.r);
+	run_free(&whole);
+	fake_free(&f);
+	buf_free(&in);
+}
+
+/* A header section longer than the first buffer: kept whole as record 0,
+ * the scan goes on in the records after it (the hop count, Date and
+ * Message-ID seen there), the additions follow our Received header. */
+static void
+test_staged_long_header(void)
+{
+	struct buf in;
+	struct fake f;
+	struct staged_run st;
+	struct smtp_message_info info;
+	const char *after;
+
+	buf_init(&in, 1 << 22);
+	for (int i = 0; i < 6000; i++)
+		buf_printf(&in, "X-Filler-%04d: %s\r\n", i, "v v v v v v v v v v v");
+	buf_puts(&in, "Received: late one\r\n\r\nbody\r\n.\r\n");
+	info = info_default(1, DOT, 1 << 22);
+	fake_init(&f, 1 << 30);
+	st = run_staged(&info, &f, in.data, in.len, FEED_SLICES);
+	CU_ASSERT_EQUAL_FATAL(st.r.rc, 0);
+	CU_ASSERT(st.staged >= 1);
+	CU_ASSERT_EQUAL(st.r.facts.received, 2);
+	CU_ASSERT(st.r.facts.header_done);
+	after = after_received(&st.r);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(after);
+	CU_ASSERT(strncmp(after, ADDED "X-Filler-0000:", strlen(ADDED) + 14) == 0);
+	CU_ASSERT(memmem(st.r.bytes, st.r.len, S("Received: late one\r\n\r\nbody\r\n"))
+	    != NULL);
+	run_free(&st.r);
+	fake_free(&f);
+
+	/* 60 hops, spread over records: a loop all the same. */
+	buf_reset(&in);
+	for (int i = 0; i < 60; i++) {
+		buf_printf(&in, "Received: from h%d by h%d; ", i, i);
+		for (int k = 0; k < 80; k++)
+			buf_puts(&in, "\r\n\tpadding padding padding padding");
+		buf_puts(&in, "\r\n");
+	}
+	buf_puts(&in, "\r\nx\r\n.\r\n");
+	info = info_default(0, DOT, 1 << 22);
+	fake_init(&f, 1 << 30);
+	st = run_staged(&info, &f, in.data, in.len, FEED_SLICES);
+	CU_ASSERT(st.staged >= 1);
+	CU_ASSERT_EQUAL(st.r.facts.received, 61);
+	CU_ASSERT_EQUAL(st.r.rc, -1);
+	CU_ASSERT(strncmp(st.r.reply, "554 5.4.6", 9) == 0);
+	fake_free(&f);
+	buf_free(&in);
+}
+
+/* A record refused (queue full): the rest is read to the end of data and
+ * not kept; the status says why. */
+static void
+test_staged_refused(void)
+{
+	struct smtp_message_info info = info_default(0, DOT, 1 << 24);
+	struct buf in;
+	struct fake f;
+	struct staged_run st;
+
+	buf_init(&in, 1 << 24);
+	big_body(&in, "Subject: r\r\n\r\n", 20000);
+	fake_init(&f, 1 << 30);
+	f.fail_at = 3;
+	st = run_staged(&info, &f, in.data, in.len, FEED_SLICES);
+	CU_ASSERT(st.r.done);
+	CU_ASSERT_EQUAL(st.r.consumed, in.len);
+	CU_ASSERT_EQUAL(st.status, COMMIT_FULL);
+	CU_ASSERT(f.nrecs < 3 + SMTP_MESSAGE_INFLIGHT + 2);	/* none after it */
+	fake_free(&f);
+	buf_free(&in);
+}
+
 int
 main(void)
 {
@@ -337,7 +691,12 @@ main(void)
 	    CU_add_test(s, "table", test_message_table) == NULL ||
 	    CU_add_test(s, "Received header", test_received_header) == NULL ||
 	    CU_add_test(s, "hops", test_hops) == NULL ||
-	    CU_add_test(s, "hostile", test_hostile) == NULL) {
+	    CU_add_test(s, "hostile", test_hostile) == NULL ||
+	    CU_add_test(s, "staged: the same bytes", test_staged_same_bytes) == NULL ||
+	    CU_add_test(s, "staged: small messages are not", test_staged_small) == NULL ||
+	    CU_add_test(s, "staged: the base reserve only", test_staged_tight) == NULL ||
+	    CU_add_test(s, "staged: a long header section", test_staged_long_header) == NULL ||
+	    CU_add_test(s, "staged: a record refused", test_staged_refused) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

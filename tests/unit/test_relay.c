@@ -682,6 +682,7 @@ static struct msg_reader {
 	struct body_mem m;
 	struct msg_reader *next;
 } *msg_readers;
+static pthread_mutex_t msg_readers_lock = PTHREAD_MUTEX_INITIALIZER;	/* test_concurrent */
 
 static void
 msg_init(struct relay_msg *m, const char *body)
@@ -689,8 +690,10 @@ msg_init(struct relay_msg *m, const char *body)
 	struct msg_reader *mr = xcalloc(1, sizeof *mr);
 
 	body_reader_mem(&mr->r, &mr->m, body, strlen(body), MSG_PIECE);
+	pthread_mutex_lock(&msg_readers_lock);
 	mr->next = msg_readers;
 	msg_readers = mr;
+	pthread_mutex_unlock(&msg_readers_lock);
 	memset(m, 0, sizeof *m);
 	m->sender = "sender@client.test";
 	m->body = &mr->r;

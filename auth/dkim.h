@@ -120,6 +120,13 @@ void dkim_signer_update(struct dkim_signer *s, const void *p, size_t n);
  * (auth_header_from_domain). Valid until the signer is freed. */
 const char *dkim_signer_headers(const struct dkim_signer *s, size_t *len);
 
+/* Adds header fields (whole fields, each ending in CRLF) at the end of
+ * the header section, as if the message had them there: the Date and
+ * Message-ID a submission server adds (RFC 6409 8). Before
+ * dkim_signer_finish; any time after the header section began. */
+void dkim_signer_add_fields(struct dkim_signer *s, const char *fields,
+    size_t n);
+
 /*
  * Ends the message and appends to out the DKIM-Signature header fields
  * to put in front of it (folded, CRLF line ends), one per key (1..4 keys,

@@ -80,6 +80,14 @@ dkim_signer_update(struct dkim_signer *s, const void *p, size_t n)
 		dkim_bodyhash_update(s->bh, (const char *)p + k, n - k);
 }
 
+void
+dkim_signer_add_fields(struct dkim_signer *s, const char *fields, size_t n)
+{
+	auth_split_end(&s->split, &s->hdr);
+	if (!s->split.overflow && buf_append(&s->hdr, fields, n) != 0)
+		s->split.overflow = 1;
+}
+
 /* Appends text to a field being folded; col is the current column. */
 static int
 fold_put(struct buf *f, size_t *col, const char *text, size_t n, int breakable)

@@ -157,7 +157,7 @@ ms_write_config() {
 		echo "mail_dir = $dir/mail"
 		echo "log_file = $dir/mailserver.log"
 		echo "log_level = ${BENCH_MS_LOG_LEVEL:-warn}"
-		echo "dns_server = 127.0.0.1:1"
+		echo "dns_server = ${BENCH_MS_DNS:-127.0.0.1:1}"
 		echo "local_domains = localhost"
 		local l
 		for l in "$@"; do echo "$l"; done
@@ -391,8 +391,10 @@ run_source() {
 	local port=$1 sessions=$2 count=$3 size=$4 rcpt=$5 t0 t1
 	t0=$(now)
 	set +e
+	# BENCH_SOURCE_FILE: a whole message to send instead (smtp-source -F)
 	timeout "${BENCH_SOURCE_TIMEOUT:-600}" smtp-source -s "$sessions" -m "$count" \
-		-l "$size" -f sender@bench.test -t "$rcpt" 127.0.0.1:"$port" \
+		$([ -n "${BENCH_SOURCE_FILE:-}" ] && echo "-F $BENCH_SOURCE_FILE" || echo "-l $size") \
+		-f sender@bench.test -t "$rcpt" 127.0.0.1:"$port" \
 		>"$BENCH_TMP/source.out" 2>&1
 	SRC_RC=$?
 	set -e

@@ -23,8 +23,8 @@
 #include "lib/util.h"
 #include "queue/committer.h"
 #include "queue/delivery_internal.h"
-#include "queue/trace.h"
 #include "queue/msg_writer.h"
+#include "queue/trace.h"
 #include "queue/store.h"
 #include "storage/maildir.h"
 
@@ -368,7 +368,7 @@ job_count(struct job_ctx *jc, int64_t delay)
 		relayed |= o->state == RCPT_SENT && !jc->local;
 	}
 	if (relayed)
-		metrics_add(M_RELAYED_BYTES, jc->msg.size);
+		metrics_add(M_RELAYED_BYTES, jc->reader.size);
 }
 
 static void
@@ -383,9 +383,10 @@ job_log(struct job_ctx *jc, int expansions)
 		struct outcome *o = &jc->out[i];
 		if (expansions ? !o->expand : !o->fact)
 			continue;
-		log_info("%s: to=<%s>, relay=%s, delay=%lld, dsn=%s, status=%s (%s)",
+		log_info("%s: to=<%s>, relay=%s, delay=%lld, dsn=%s, %s%s%sstatus=%s (%s)",
 		    jc->qid, o->r->addr, o->relay[0] ? o->relay : "none",
-		    (long long)delay, o->dsn, rcpt_state_name(o->state), o->diag);
+		    (long long)delay, o->dsn, o->tls[0] ? "tls=" : "", o->tls,
+		    o->tls[0] ? ", " : "", rcpt_state_name(o->state), o->diag);
 		trace_add(jc->msg.env.id, jc->decided_us, expansions ? "expand" : "delivery",
 		    "to=<%s> relay=%s dsn=%s status=%s (%s)%s", o->r->addr,
 		    o->relay[0] ? o->relay : "none", o->dsn, rcpt_state_name(o->state),
@@ -490,9 +491,11 @@ deliver_jobs(struct delivery *d, struct delivery_policy *pol,
 			continue;
 		if (jobs[j]->report)
 			report_prepare(&jcs[j]);
-		else if (jcs[j].local)
+		else if (jcs[j].local) {
 			local_prepare(&jcs[j], &li);
-		else
+			if (pol->local_lmtp != NULL)
+				deliver_lmtp(&jcs[j], NULL);
+		} else
 			deliver_remote(&jcs[j]);
 	}
 	if (li.n) {

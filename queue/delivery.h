@@ -49,10 +49,16 @@ struct scheduler;
 struct userdb;
 struct relay_ctx;
 
+struct lmtp_ctx;
+
+/* A next hop: an SMTP host, or an LMTP server (lmtp: a Unix socket at
+ * lmtp_unix, or host, an IP literal, and port). */
 struct delivery_route {
 	const char *domain;	/* lower case */
 	const char *host;
 	uint16_t port;
+	int lmtp;		/* over LMTP (delivery_lmtp.c) */
+	const char *lmtp_unix;	/* NULL: TCP to host:port */
 };
 
 /* What delivery needs of the config; the strings and the userdb belong to
@@ -71,6 +77,10 @@ struct delivery_policy {
 	const char *relayhost;			/* NULL, or a host */
 	uint16_t relayhost_port;
 	struct relay_ctx *relay;		/* NULL: remote mail defers */
+	const struct delivery_route *local_lmtp;	/* local_domains over
+					 * LMTP (its domain unused); NULL:
+					 * Maildirs in mail_dir */
+	struct lmtp_ctx *lmtp;			/* NULL: LMTP mail defers */
 	void *owner;
 	void (*release)(void *owner);
 	int refs;				/* managed here */

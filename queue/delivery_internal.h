@@ -2,6 +2,7 @@
  * delivery_internal: what the parts of the delivery stage share, and
  * nothing else includes. delivery.c runs the pool and records outcomes;
  * delivery_local.c delivers to Maildirs and expands aliases;
+ * delivery_lmtp.c hands local or routed mail to an LMTP server;
  * delivery_remote.c adapts between queue records and the relay client;
  * delivery_notice.c decides and builds the notices.
  *
@@ -40,7 +41,9 @@ struct outcome {
 	char diag[512];
 	char relay[300];
 	char remote_mta[256];
+	char tls[200];			/* remote: what protected the session */
 	int dsn_passed;			/* the next hop reports on it */
+	int lmtp;			/* local: goes over LMTP */
 	int64_t next_try;		/* DEFERRED: next try; final with a
 					 * notice: its retry */
 	enum notice_kind notice;
@@ -83,8 +86,25 @@ void local_prepare(struct job_ctx *jc, struct local_items *li);
 void local_finish(struct local_items *li);
 void local_items_free(struct local_items *li);
 
-/* delivery_remote.c: one remote job through the relay client. */
+/* delivery_local.c: the address of a local recipient, with the first
+ * local domain added to a bare one ("postmaster"), into out. */
+void local_address(const struct delivery_policy *pol,
+    const struct queue_rcpt *r, char *out, size_t outsize);
+
+/* delivery_remote.c: one remote job through the relay client (or
+ * deliver_lmtp for a route to lmtp:). */
 void deliver_remote(struct job_ctx *jc);
+
+/* The message of jc in the relay client's terms (borrowing from jc), and
+ * a relay result as the outcome of o. */
+struct relay_msg;
+struct relay_result;
+void remote_msg(struct job_ctx *jc, struct relay_msg *m);
+void remote_outcome(struct outcome *o, const struct relay_result *res);
+
+/* delivery_lmtp.c: the recipients of jc over LMTP to route (NULL: the
+ * local ones marked lmtp, to pol->local_lmtp). */
+void deliver_lmtp(struct job_ctx *jc, const struct delivery_route *route);
 
 /* delivery_notice.c: the notice each outcome calls for (sets o->notice),
  * and the new-mail request of a job: its notices with their

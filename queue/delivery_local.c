@@ -54,6 +54,17 @@ local_items_free(struct local_items *li)
 }
 
 void
+local_address(const struct delivery_policy *pol, const struct queue_rcpt *r,
+    char *out, size_t outsize)
+{
+	if (strchr(r->addr, '@'))
+		str_copy(out, r->addr, outsize);
+	else
+		str_format(out, outsize, "%s@%s", r->addr,
+		    pol->nlocal_domains ? pol->local_domains[0] : "localhost");
+}
+
+void
 local_prepare(struct job_ctx *jc, struct local_items *li)
 {
 	struct delivery_policy *pol = jc->pol;
@@ -64,11 +75,7 @@ local_prepare(struct job_ctx *jc, struct local_items *li)
 		int n;
 
 		str_copy(o->relay, "local", sizeof o->relay);
-		if (strchr(o->r->addr, '@'))
-			str_copy(addr, o->r->addr, sizeof addr);
-		else
-			snprintf(addr, sizeof addr, "%s@%s", o->r->addr,
-			    pol->nlocal_domains ? pol->local_domains[0] : "localhost");
+		local_address(pol, o->r, addr, sizeof addr);
 		if (!(o->r->flags & RCPT_F_ALIAS_TARGET)) {
 			n = userdb_expand(pol->udb, addr, policy_is_local, pol, &list);
 			if (n < 0) {
@@ -90,6 +97,11 @@ local_prepare(struct job_ctx *jc, struct local_items *li)
 			userdb_list_free(list, n);
 		}
 		o->fact = 1;
+		if (pol->local_lmtp != NULL) {
+			/* The LMTP server knows its users (delivery_lmtp.c). */
+			o->lmtp = 1;
+			continue;
+		}
 		at = strrchr(addr, '@');
 		if (userdb_lookup(pol->udb, addr) == USERDB_NONE &&
 		    strncasecmp(addr, "postmaster@", 11) != 0) {

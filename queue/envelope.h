@@ -43,6 +43,8 @@ enum envelope_flag {
 	ENV_SMTPUTF8 = 2,	/* SMTPUTF8 given */
 	ENV_TLS = 4,		/* received over TLS */
 	ENV_NOTICE = 8,		/* a bounce or notice we made: no bounce of it */
+	ENV_REQUIRETLS = 16,	/* MAIL FROM ... REQUIRETLS (RFC 8689): relay
+				 * only over authenticated TLS, with it */
 	ENV_HELD = 0x100,	/* on hold: never delivered nor expired while
 				 * held (store.h, STORE_HOLD_TIME) */
 };

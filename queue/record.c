@@ -10,7 +10,7 @@
 
 #include "lib/util.h"
 
-#define ENV_FLAGS_KNOWN 0x10Fu	/* enum envelope_flag */
+#define ENV_FLAGS_KNOWN 0x11Fu	/* enum envelope_flag */
 #define RET_MAX 2		/* enum dsn_ret */
 #define NOTIFY_KNOWN 0x0Fu	/* enum dsn_notify */
 
@@ -222,7 +222,7 @@ record_msg_peek(const void *p, size_t n, int64_t *arrival_r, uint64_t *size_r,
 {
 	struct rec_reader r = { p, n, 0 };
 	uint64_t arrival, size;
-	unsigned version, ret, flags;
+	unsigned ret, flags, version;
 
 	version = rec_get_u8(&r);
 	if (version != 1 && version != RECORD_VERSION)
@@ -240,6 +240,22 @@ record_msg_peek(const void *p, size_t n, int64_t *arrival_r, uint64_t *size_r,
 		*size_r = size;
 	if (flags_r != NULL)
 		*flags_r = flags;
+	return 0;
+}
+
+int
+record_msg_set_flags(void *p, size_t n, unsigned flags)
+{
+	uint8_t *b = p;
+
+	/* version (1 byte), ret (1 byte), then the flags: the same in both */
+	if (n < 6 || (b[0] != 1 && b[0] != RECORD_VERSION) ||
+	    (flags & ~ENV_FLAGS_KNOWN) != 0)
+		return -1;
+	b[2] = (uint8_t)(flags >> 24);
+	b[3] = (uint8_t)(flags >> 16);
+	b[4] = (uint8_t)(flags >> 8);
+	b[5] = (uint8_t)flags;
 	return 0;
 }
 

@@ -147,6 +147,11 @@ int record_msg_decode(const void *p, size_t n, struct envelope *env_r,
 int record_msg_peek(const void *p, size_t n, int64_t *arrival_r,
     uint64_t *size_r, unsigned *flags_r);
 
+/* Sets the flags of the envelope record p[0..n) in place (either
+ * version; everything else stays as it was). Returns 0, or -1 when it is
+ * not an envelope record or a flag is unknown. */
+int record_msg_set_flags(void *p, size_t n, unsigned flags);
+
 /* Appends the recipient record of r (idx is not stored) to out. Returns 0,
  * or -1 as record_msg_encode (also for an unknown state). */
 int record_rcpt_encode(const struct queue_rcpt *r, struct buf *out);

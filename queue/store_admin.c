@@ -17,14 +17,16 @@
 
 #define STORE_HOLD_CHUNK 256	/* messages per transaction of store_hold_all */
 
-/* The envelope of id under t into *env; STORE_CORRUPT after setting the
- * message aside. */
+/* Puts id on hold or takes it off (the envelope's ENV_HELD flag, changed
+ * in place: a record of either version stays as it is otherwise); *was_r
+ * gets the flag as it was. STORE_CORRUPT after setting the message aside. */
 static int
-env_get(struct store_wtxn *t, queue_id_t id, struct envelope *env)
+env_set_held(struct store_wtxn *t, queue_id_t id, int hold, int *was_r)
 {
-	struct record_body body;
 	uint8_t kb[KEY_ID_LEN];
 	MDB_val k = key_id(kb, id), v;
+	unsigned flags;
+	struct buf b;
 	int rc, st;
 
 	if (t->dead)
@@ -33,39 +35,21 @@ env_get(struct store_wtxn *t, queue_id_t id, struct envelope *env)
 	if (rc != 0)
 		return rc == MDB_NOTFOUND ? STORE_NOTFOUND :
 		    wtxn_fail(t, rc, "reading an envelope");
-	if (record_msg_decode(v.mv_data, v.mv_size, env, &body) == 0) {
-		env->id = id;
-		return STORE_OK;
+	if (record_msg_peek(v.mv_data, v.mv_size, NULL, NULL, &flags) != 0) {
+		if ((st = setaside_msg(t, id)) != STORE_OK)
+			return st;
+		return STORE_CORRUPT;
 	}
-	if ((st = setaside_msg(t, id)) != STORE_OK)
-		return st;
-	return STORE_CORRUPT;
-}
-
-/* Rewrites the flags of id's envelope record in place (record.h: a
- * version byte, the ret byte, then the flags, big-endian, in every
- * version), so that a record of any version keeps its layout. */
-static int
-env_put_flags(struct store_wtxn *t, queue_id_t id, unsigned flags)
-{
-	uint8_t kb[KEY_ID_LEN];
-	MDB_val k = key_id(kb, id), v;
-	struct buf b;
-	int rc, st;
-
-	rc = s_get(t->s, t->txn, t->s->dbi_msg, &k, &v);
-	if (rc != 0)
-		return rc == MDB_NOTFOUND ? STORE_NOTFOUND :
-		    wtxn_fail(t, rc, "reading an envelope");
+	*was_r = (flags & ENV_HELD) != 0;
+	if (*was_r == hold)
+		return STORE_OK;
+	flags = hold ? flags | ENV_HELD : flags & ~(unsigned)ENV_HELD;
 	buf_init(&b, STORE_RECORD_BUF_MAX);
-	if (v.mv_size < 6 || buf_append(&b, v.mv_data, v.mv_size) != 0) {
+	if (buf_append(&b, v.mv_data, v.mv_size) != 0 ||
+	    record_msg_set_flags(b.data, b.len, flags) != 0) {
 		buf_free(&b);
 		return STORE_INVALID;
 	}
-	b.data[2] = (char)(flags >> 24);
-	b.data[3] = (char)(flags >> 16);
-	b.data[4] = (char)(flags >> 8);
-	b.data[5] = (char)flags;
 	v = (MDB_val){ b.len, b.data };
 	st = wput(t, t->s->dbi_msg, &k, &v, 0, "writing an envelope");
 	buf_free(&b);
@@ -151,25 +135,17 @@ static int
 msg_schedule(struct store_wtxn *t, queue_id_t id, int hold, int requeue, int64_t now,
     int *changed_r)
 {
-	struct envelope env;
 	struct queue_rcpt *list;
 	size_t n;
-	int st, was;
+	int st, was = 0;
 
 	if (changed_r != NULL)
 		*changed_r = 0;
-	memset(&env, 0, sizeof env);
-	if ((st = env_get(t, id, &env)) != STORE_OK)
+	if ((st = env_set_held(t, id, hold, &was)) != STORE_OK)
 		return st;
-	was = (env.flags & ENV_HELD) != 0;
-	if (was != hold) {
-		env.flags = hold ? env.flags | ENV_HELD : env.flags & ~(unsigned)ENV_HELD;
-		st = env_put_flags(t, id, env.flags);
-		if (changed_r != NULL)
-			*changed_r = 1;
-	}
-	envelope_free(&env);
-	if (st != STORE_OK || (st = rcpts_get(t, id, &list, &n)) != STORE_OK)
+	if (was != hold && changed_r != NULL)
+		*changed_r = 1;
+	if ((st = rcpts_get(t, id, &list, &n)) != STORE_OK)
 		return st;
 	for (size_t i = 0; i < n && st == STORE_OK; i++) {
 		struct queue_rcpt *r = &list[i];
@@ -312,7 +288,7 @@ store_hold_all(struct queue_store *s, int hold, int64_t now, uint64_t *count_r)
 	return STORE_OK;
 }
 
-/* ---- the body, record by record ---- */
+/* ---- the body in chunks ---- */
 
 int
 store_body_foreach(struct queue_store *s, queue_id_t id, store_chunk_fn fn, void *arg)

@@ -167,8 +167,8 @@ store_put_msg_parts(struct store_wtxn *t, const struct envelope *env,
 	uint8_t kb[KEY_DUE_LEN];
 	MDB_val k, v;
 	uint64_t need, staged_bytes = 0;
-	int64_t due = (env->flags & ENV_HELD) ? STORE_HOLD_TIME : env->arrival;
 	uint32_t next;
+	int64_t due = (env->flags & ENV_HELD) ? STORE_HOLD_TIME : env->arrival;
 	int st = STORE_OK, rc, marked;
 
 	if (t->dead)

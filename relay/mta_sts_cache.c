@@ -200,8 +200,12 @@ mta_sts_cache_lookup(const struct mta_sts_env *env, const char *domain,
 	    now < cached.expires;
 	have_id = txt_id(env->resolver, name, id, why, sizeof why) == 0;
 	if (have_id && (!valid || strcmp(id, cached.id) != 0 ||
-	    now - cached.fetched >= MTA_STS_REFRESH_S))
-		fetch_policy(env, name, id, now, out, &fresh);
+	    now - cached.fetched >= MTA_STS_REFRESH_S)) {
+		if (!env->no_fetch)
+			fetch_policy(env, name, id, now, out, &fresh);
+		else
+			str_format(why, sizeof why, "policy %s not fetched yet", id);
+	}
 	if (fresh.have) {
 		if (env->store != NULL)
 			cache_put(env->store, name, &fresh);

@@ -56,6 +56,8 @@ struct mta_sts_env {
 	struct dns_resolver *resolver;	/* the TXT record, the policy host */
 	struct tls_store *store;	/* NULL: no cache, fetch every time */
 	struct mta_sts_fetch_opts fetch;
+	int no_fetch;			/* the cache alone, never a fetch
+					 * (mailctl tls: what is known now) */
 };
 
 struct mta_sts_state {

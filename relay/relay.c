@@ -2,8 +2,10 @@
  * relay: the outbound SMTP client (see relay.h for the behaviour and the
  * contract). This file holds the context (settings, TLS credentials, the
  * per-destination slots and the idle connection cache) and the
- * conversation; the socket and TLS work is in relay_conn.c, the parsing
- * and encoding in relay_proto.c.
+ * conversation, with its one TLS step (sess_tls: STARTTLS as the host
+ * policy says, the check of the session, the TLS report); the socket and
+ * TLS work is in relay_conn.c, the parsing and encoding in relay_proto.c,
+ * what protects each host in relay/tls_policy.c.
  *
  * Bugs: a recipient domain written as an address literal ("[192.0.2.1]")
  * is not supported by the MX path (the caller may pass it as dest_host).
@@ -32,23 +34,33 @@
 #include "lib/xtext.h"
 #include "relay/relay_conn.h"
 #include "relay/relay_proto.h"
+#include "relay/tls_policy.h"
 
 #define RELAY_KEY_MAX		300	/* destination key, with its NUL */
 #define RELAY_MAX_USES		100	/* transactions per connection */
 #define RELAY_PIPE_WINDOW	100	/* commands per pipelined group */
 #define RELAY_QUIT_TIMEOUT_MS	2000
-#define RELAY_DATA_CHUNK	65536	/* message bytes encoded per write */
 #define RELAY_CMD_MAX		2048	/* a command line we build */
 
 /* One conversation with one address. */
 struct relay_sess {
 	struct relay_conn *conn;
+	char host[DNS_NAME_MAX];		/* host name, or the literal */
+	char addr[48];				/* its address, numeric */
+	uint16_t port;
 	char hostaddr[DNS_NAME_MAX + 64];	/* "host[addr]" */
 	char relay[300];			/* "host[addr]:port" */
 	char sni[DNS_NAME_MAX];			/* host name, "" for literals */
 	struct relay_caps caps;
 	unsigned uses;				/* transactions done */
 	int broken;				/* no QUIT, no reuse */
+	/* The host policy the session was judged by (a cached session is
+	 * reused only under the same), and what protects it. */
+	enum tls_level level;
+	enum tls_auth auth;
+	int tls_required;
+	int verified;				/* authenticated: REQUIRETLS may go */
+	char prot[200];				/* relay_result.tls */
 };
 
 struct relay_idle {
@@ -70,6 +82,7 @@ struct relay_ctx {
 	char helo[DNS_NAME_MAX];
 	struct relay_self_addr *self;	/* st.self copied */
 	struct dns_resolver *dns;
+	struct tls_policy_ctx *tlsp;	/* st.tls_policy; NULL: tls_outbound */
 	gnutls_certificate_credentials_t cred;
 	pthread_mutex_t mu;
 	pthread_cond_t slot_cond;	/* a destination slot was released */
@@ -92,6 +105,12 @@ struct relay_job {
 	size_t npending;		/* RS_PENDING or RS_ACCEPTED */
 	int need_utf8;			/* SMTPUTF8 is required */
 	int want_utf8;			/* SMTPUTF8 is passed on when offered */
+	int requiretls;			/* RFC 8689: verified TLS, REQUIRETLS */
+	int tls_optional;		/* RFC 8689 5: TLS-Required: No */
+	struct tls_dest_policy *dp;	/* once the hosts are known */
+	const char *prot;		/* the session of the transaction in
+					 * progress: what protects it */
+	int64_t now;			/* Unix time (reports, MTA-STS) */
 	int64_t deadline;		/* monotonic ms: the end of the call */
 	char key[RELAY_KEY_MAX];
 	/* The last error: what pending recipients get at the end. */
@@ -143,9 +162,8 @@ relay_status_str(enum relay_status st)
 	return "?";
 }
 
-/* A 0 in a field takes the default. */
-static void
-settings_fill(struct relay_settings *st, const struct relay_settings *in)
+void
+relay_settings_fill(struct relay_settings *st, const struct relay_settings *in)
 {
 	struct relay_settings d;
 
@@ -182,7 +200,7 @@ relay_ctx_new(const struct relay_settings *in, struct dns_resolver *dns,
 	pthread_condattr_t ca;
 	int rc;
 
-	settings_fill(&st, in);
+	relay_settings_fill(&st, in);
 	if (st.tls_outbound < RELAY_TLS_NONE ||
 	    st.tls_outbound > RELAY_TLS_ENCRYPT) {
 		snprintf(err, errsize, "tls_outbound must be none, may or encrypt");
@@ -217,6 +235,7 @@ relay_ctx_new(const struct relay_settings *in, struct dns_resolver *dns,
 	}
 	ctx->st.self = ctx->self;
 	ctx->dns = dns;
+	ctx->tlsp = st.tls_policy;
 	if ((rc = gnutls_certificate_allocate_credentials(&ctx->cred)) < 0) {
 		snprintf(err, errsize, "gnutls: %s", gnutls_strerror(rc));
 		free(ctx->self);
@@ -466,6 +485,7 @@ set_result(struct relay_result *r, enum relay_status st, const char *dsn,
 	str_copy(r->dsn, dsn, sizeof r->dsn);
 	str_copy(r->relay, relay, sizeof r->relay);
 	str_copy(r->diag, diag, sizeof r->diag);
+	r->tls[0] = '\0';
 }
 
 /* Recipient i is final. */
@@ -476,6 +496,8 @@ job_final(struct relay_job *job, size_t i, enum relay_status st,
 	if (job->state[i] == RS_DONE)
 		return;
 	set_result(&job->res[i], st, dsn, relay, diag);
+	if (job->prot != NULL)
+		str_copy(job->res[i].tls, job->prot, sizeof job->res[i].tls);
 	job->state[i] = RS_DONE;
 	job->npending--;
 }
@@ -666,20 +688,66 @@ sess_hello(struct relay_job *job, struct relay_sess *s, int after_tls)
 	return 0;
 }
 
-/* STARTTLS per the level. 0 go on (TLS or allowed plaintext), -1 skip
- * the host, 1 the handshake failed at "may": retry in plaintext. */
+/* Records a TLS result of host hi for RFC 8460 reports (not for a
+ * policy relaxed by TLS-Required: No, which judged nothing). */
+static void
+job_report(struct relay_job *job, size_t hi, const char *receiving_ip,
+    const struct relay_sess *s, enum tls_rpt_result r)
+{
+	char local[48] = "";
+
+	if (job->ctx->tlsp == NULL || job->dp == NULL || job->dp->relaxed)
+		return;
+	if (s != NULL && s->conn != NULL)
+		relay_conn_local_addr(s->conn, local, sizeof local);
+	tls_policy_report(job->ctx->tlsp, job->dp, hi, receiving_ip,
+	    local[0] ? local : NULL, r, job->now);
+}
+
+/* A session that stays in plaintext: what protects it (nothing), and
+ * its report. */
+static void
+sess_plain(struct relay_job *job, struct relay_sess *s, size_t hi,
+    const struct tls_host_policy *hp, int report)
+{
+	str_format(s->prot, sizeof s->prot, "plaintext (%s)", hp->via ? hp->via : "may");
+	/* MTA-STS testing wants TLS: report its absence, deliver anyway. */
+	if (report)
+		job_report(job, hi, s->addr, s, hp->sts_testing ?
+		    TLS_RPT_STARTTLS_NOT_SUPPORTED : TLS_RPT_SUCCESS);
+}
+
+/*
+ * The TLS step of a connection to host hi, after the first EHLO: STARTTLS
+ * as its host policy says (plain: the plaintext retry of may), the check
+ * of the finished handshake before anything else is sent, the TLS report
+ * of the result, and EHLO again. 0 go on (TLS, or plaintext where the
+ * level allows it), -1 skip the host (QUIT), 1 the handshake failed at
+ * may: retry in plaintext.
+ */
 static int
-sess_tls(struct relay_job *job, struct relay_sess *s, int level)
+sess_tls(struct relay_job *job, struct relay_sess *s, size_t hi, int plain)
 {
 	const struct relay_settings *st = &job->ctx->st;
-	char err[200];
+	const struct tls_host_policy *hp = &job->dp->hosts[hi];
+	int required = hp->tls_required || job->requiretls;
+	struct tls_check chk;
+	char err[200], line[600];
 	int io;
 
-	if (level == RELAY_TLS_NONE)
+	s->level = hp->level;
+	s->auth = hp->auth;
+	s->tls_required = hp->tls_required;
+	if (plain || hp->level == TLS_LEVEL_NONE) {
+		sess_plain(job, s, hi, hp, 0);
 		return 0;
+	}
 	if (!(s->caps.flags & RELAY_CAP_STARTTLS)) {
-		if (level == RELAY_TLS_MAY)
+		if (!required) {
+			sess_plain(job, s, hi, hp, 1);
 			return 0;
+		}
+		job_report(job, hi, s->addr, s, TLS_RPT_STARTTLS_NOT_SUPPORTED);
 		job_error(job, "4.7.4", s->relay,
 		    "TLS is required, but was not offered by host %s",
 		    s->hostaddr);
@@ -689,8 +757,11 @@ sess_tls(struct relay_job *job, struct relay_sess *s, int level)
 	    "sending STARTTLS") != RELAY_IO_OK)
 		return -1;
 	if (job->reply.code != 220) {
-		if (level == RELAY_TLS_MAY && !s->broken)
+		if (!required && !s->broken) {
+			sess_plain(job, s, hi, hp, 1);
 			return 0;	/* refused: plaintext on this connection */
+		}
+		job_report(job, hi, s->addr, s, TLS_RPT_STARTTLS_NOT_SUPPORTED);
 		host_refused(job, s, "STARTTLS");
 		str_copy(job->last_dsn, "4.7.4", sizeof job->last_dsn);
 		return -1;
@@ -703,12 +774,27 @@ sess_tls(struct relay_job *job, struct relay_sess *s, int level)
 	    sizeof err);
 	if (io != RELAY_IO_OK) {
 		s->broken = 1;
+		job_report(job, hi, s->addr, s, TLS_RPT_VALIDATION_FAILURE);
 		job_error(job, "4.7.5", s->relay,
 		    "Cannot start TLS: handshake failure with %s: %s",
 		    s->hostaddr, err);
-		return level == RELAY_TLS_MAY ? 1 : -1;
+		return required ? -1 : 1;
 	}
-	log_debug("relay %s: TLS established", s->hostaddr);
+	/* Judged before anything of the message, or even EHLO, is sent. */
+	tls_policy_check_session(job->ctx->tlsp, hp,
+	    relay_conn_tls_session(s->conn), &chk);
+	tls_check_describe(&chk, s->host, s->addr, s->port, line, sizeof line);
+	log_info("%s", line);
+	job_report(job, hi, s->addr, s, chk.rpt);
+	if (!chk.ok) {
+		job_error(job, "4.7.5", s->relay, "TLS policy (%s) not met by "
+		    "host %s: %s", chk.via, s->hostaddr, chk.reason);
+		return -1;
+	}
+	s->verified = chk.verdict == TLS_VERDICT_VERIFIED &&
+	    tls_host_policy_authenticates(hp);
+	str_format(s->prot, sizeof s->prot, "%s %s (%s)",
+	    tls_verdict_str(chk.verdict), chk.desc, chk.via);
 	metrics_inc_label(M_TLS_SESSIONS, MT_OUTBOUND);
 	/* RFC 3207 4.2: forget all we knew; ask again. */
 	memset(&s->caps, 0, sizeof s->caps);
@@ -779,6 +865,8 @@ build_mail(struct relay_job *job, struct relay_sess *s, struct buf *b)
 		buf_puts(b, " BODY=8BITMIME");
 	if (job->want_utf8 && (caps & RELAY_CAP_SMTPUTF8))
 		buf_puts(b, " SMTPUTF8");
+	if (job->requiretls)
+		buf_puts(b, " REQUIRETLS");	/* sess_transaction checked caps */
 	if (caps & RELAY_CAP_DSN) {
 		char enc[400];
 
@@ -807,71 +895,34 @@ build_rcpt(struct relay_job *job, struct relay_sess *s, size_t i,
 	}
 }
 
-/* The message body could not be read (send_body): nothing more goes
- * out, and the final "." never does. */
-#define RELAY_IO_BODY (-1)
-
-/* Sends the message after 354, read piece by piece; the encoder keeps
- * its state across pieces. Returns the I/O status, or RELAY_IO_BODY. */
+/* Sends the message after 354 (relay_conn_send_data); RELAY_IO_BODY
+ * when it could not be read: then the final "." never went out. */
 static int
 send_body(struct relay_job *job, struct relay_sess *s)
 {
-	const struct relay_settings *st = &job->ctx->st;
-	const struct body_reader *r = job->msg->body;
-	struct relay_data_enc enc;
-	struct buf out;
-	int io = RELAY_IO_OK;
-
-	relay_data_enc_init(&enc);
-	buf_init(&out, 3 * RELAY_DATA_CHUNK + 64);
-	if (r->rewind(r->arg) != 0)
-		io = RELAY_IO_BODY;
-	while (io == RELAY_IO_OK) {
-		const char *p;
-		size_t len;
-
-		if (r->next(r->arg, &p, &len) != 0) {
-			io = RELAY_IO_BODY;
-			break;
-		}
-		if (len == 0)
-			break;
-		while (io == RELAY_IO_OK && len > 0) {
-			size_t n = len < RELAY_DATA_CHUNK ? len : RELAY_DATA_CHUNK;
-
-			buf_reset(&out);
-			if (relay_data_enc_feed(&enc, p, n, &out) < 0)
-				io = RELAY_IO_ERROR;	/* cannot happen: out fits 3x */
-			else
-				io = relay_conn_write(s->conn, out.data, out.len,
-				    job_ms(job, st->data_block_timeout_ms));
-			p += n;
-			len -= n;
-		}
-	}
-	if (io == RELAY_IO_OK) {
-		buf_reset(&out);
-		if (relay_data_enc_finish(&enc, &out) < 0)
-			io = RELAY_IO_ERROR;
-		else
-			io = relay_conn_write(s->conn, out.data, out.len,
-			    job_ms(job, st->data_block_timeout_ms));
-	}
-	buf_free(&out);
-	return io;
+	return relay_conn_send_data(s->conn, job->msg->body,
+	    job->ctx->st.data_block_timeout_ms, job->deadline);
 }
 
 enum { CMD_MAIL = -1, CMD_DATA = -2 };
 
-/* The server lacks what the message needs: remember why, and skip it. */
+/* The host at relay lacks what the message needs: remember why, and
+ * skip it. */
 static void
-host_lacks(struct relay_job *job, struct relay_sess *s, const char *dsn,
+lacks_at(struct relay_job *job, const char *relay, const char *dsn,
     const char *diag)
 {
 	job->hosts_lacking++;
 	str_copy(job->ext_dsn, dsn, sizeof job->ext_dsn);
 	str_copy(job->ext_diag, diag, sizeof job->ext_diag);
-	str_copy(job->ext_relay, s->relay, sizeof job->ext_relay);
+	str_copy(job->ext_relay, relay, sizeof job->ext_relay);
+}
+
+static void
+host_lacks(struct relay_job *job, struct relay_sess *s, const char *dsn,
+    const char *diag)
+{
+	lacks_at(job, s->relay, dsn, diag);
 }
 
 /* A 421: the server is closing the connection. What it took in this
@@ -967,6 +1018,20 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 		host_lacks(job, s, "5.6.7", diag);
 		return TXN_REUSE;
 	}
+	/* RFC 8689 4.2.1: an authenticated session, and the next hop takes
+	 * the obligation on. */
+	if (job->requiretls && !s->verified) {
+		snprintf(diag, sizeof diag, "REQUIRETLS: the TLS session with host "
+		    "%s is not authenticated", s->hostaddr);
+		host_lacks(job, s, "5.7.10", diag);
+		return TXN_REUSE;
+	}
+	if (job->requiretls && !(s->caps.flags & RELAY_CAP_REQUIRETLS)) {
+		snprintf(diag, sizeof diag, "REQUIRETLS support required, but host "
+		    "%s does not offer it", s->hostaddr);
+		host_lacks(job, s, "5.7.30", diag);
+		return TXN_REUSE;
+	}
 	if ((s->caps.flags & RELAY_CAP_SIZE) && s->caps.size_max > 0 &&
 	    m->body->size > s->caps.size_max) {
 		snprintf(diag, sizeof diag, "message size %llu exceeds size limit "
@@ -977,6 +1042,7 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 	}
 
 	s->uses++;
+	job->prot = s->prot;
 	cmds = xcalloc(job->n + 2, sizeof *cmds);
 	cmds[ncmd++] = CMD_MAIL;
 	for (size_t i = 0; i < job->n; i++)
@@ -1161,6 +1227,7 @@ fail:
 	job_unaccept(job);
 	rc = TXN_CLOSE;
 out:
+	job->prot = NULL;
 	buf_free(&cmd);
 	buf_free(&group);
 	free(cmds);
@@ -1201,10 +1268,11 @@ sess_reset(struct relay_job *job, struct relay_sess *s)
 	return 0;
 }
 
-/* One connection to one address: greeting, EHLO, TLS, transaction. */
+/* One connection to host hi at one address: greeting, EHLO, TLS,
+ * transaction. plain: the plaintext retry of may. */
 static int
-attempt(struct relay_job *job, const char *host, const struct dns_addr *addr,
-    uint16_t port, int level)
+attempt(struct relay_job *job, size_t hi, const char *host,
+    const struct dns_addr *addr, uint16_t port, int plain)
 {
 	const struct relay_settings *st = &job->ctx->st;
 	struct relay_sess *s;
@@ -1212,6 +1280,9 @@ attempt(struct relay_job *job, const char *host, const struct dns_addr *addr,
 	int rc, io;
 
 	s = xcalloc(1, sizeof *s);
+	str_copy(s->host, host, sizeof s->host);
+	str_copy(s->addr, addr->text, sizeof s->addr);
+	s->port = port;
 	snprintf(s->hostaddr, sizeof s->hostaddr, "%s[%s]", host, addr->text);
 	snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", host, addr->text,
 	    (unsigned)port);
@@ -1237,7 +1308,7 @@ attempt(struct relay_job *job, const char *host, const struct dns_addr *addr,
 	}
 	if (sess_hello(job, s, 0) < 0)
 		goto skip;
-	rc = sess_tls(job, s, level);
+	rc = sess_tls(job, s, hi, plain);
 	if (rc != 0) {
 		sess_end(&s, s->broken ? 0 : RELAY_QUIT_TIMEOUT_MS);
 		return rc > 0 ? ATT_RETRY_PLAIN : ATT_NEXT;
@@ -1250,6 +1321,21 @@ skip:
 	return ATT_NEXT;
 }
 
+/* May an idle session s serve this job: a host of its destination policy
+ * now, not skipped, under the same host policy it was judged by? */
+static int
+sess_fits(const struct relay_job *job, const struct relay_sess *s)
+{
+	for (size_t i = 0; i < job->dp->nhosts; i++) {
+		const struct tls_host_policy *hp = &job->dp->hosts[i];
+		if (strcasecmp(hp->host, s->host) != 0)
+			continue;
+		return !hp->skip && hp->level == s->level && hp->auth == s->auth &&
+		    hp->tls_required == s->tls_required;
+	}
+	return 0;
+}
+
 /* Tries idle connections of this destination (at most a few). */
 static void
 try_cached(struct relay_job *job)
@@ -1260,6 +1346,12 @@ try_cached(struct relay_job *job)
 
 		if (s == NULL)
 			return;
+		if (!sess_fits(job, s)) {
+			log_debug("relay %s: idle connection not reused: the TLS "
+			    "policy changed", s->hostaddr);
+			sess_end(&s, RELAY_QUIT_TIMEOUT_MS);
+			continue;
+		}
 		if (sess_reset(job, s) < 0) {
 			sess_end(&s, 0);
 			continue;
@@ -1310,13 +1402,43 @@ dns_failed(struct relay_job *job, int status, const char *name,
 		job_error(job, dns_status_dsn(status), "none", "%s", diag);
 }
 
-/* Tries one address, with the plaintext retry of TLS "may". Returns 0,
- * or -1 when the call's time is up (then nothing was tried). */
-static int
-try_addr(struct relay_job *job, const char *host, const struct dns_addr *a,
-    uint16_t port)
+/* The level of tls_outbound, for a context without a TLS policy. */
+static enum tls_level
+plain_level(int tls_outbound)
 {
-	int level = job->ctx->st.tls_outbound;
+	return tls_outbound == RELAY_TLS_NONE ? TLS_LEVEL_NONE :
+	    tls_outbound == RELAY_TLS_ENCRYPT ? TLS_LEVEL_ENCRYPT : TLS_LEVEL_MAY;
+}
+
+/* After the policy of the destination is known: 0 go on, -1 nothing may
+ * be sent to any host (the reason is the last error). */
+static int
+job_policy_ready(struct relay_job *job)
+{
+	struct tls_dest_policy *dp = job->dp;
+
+	if (job->tls_optional)
+		tls_dest_policy_relax(dp);
+	if (dp->defer) {
+		job_report(job, dp->nhosts, NULL, NULL, dp->defer_rpt);
+		job_error(job, "4.7.5", "none", "TLS policy of %s: %s", dp->domain,
+		    dp->defer_reason);
+		return -1;
+	}
+	if (dp->sts_looked_up && dp->sts.failure != MTA_STS_FAIL_NONE)
+		job_report(job, 0, NULL, NULL,
+		    tls_policy_sts_failure_rpt(dp->sts.failure));
+	return 0;
+}
+
+/* Tries one address of host hi, with the plaintext retry of TLS "may".
+ * Returns 0, or -1 when the call's time is up (then nothing was tried). */
+static int
+try_addr(struct relay_job *job, size_t hi, const char *host,
+    const struct dns_addr *a, uint16_t port)
+{
+	const struct tls_host_policy *hp = &job->dp->hosts[hi];
+	char relay[300], diag[512];
 
 	if (job_expired(job)) {
 		job_error(job, "4.4.2", "none", "time limit of %u s for one "
@@ -1324,18 +1446,34 @@ try_addr(struct relay_job *job, const char *host, const struct dns_addr *a,
 		    job->ctx->st.attempt_timeout_ms / 1000, host, a->text);
 		return -1;
 	}
+	snprintf(relay, sizeof relay, "%s[%s]:%u", host, a->text, (unsigned)port);
+	if (hp->skip) {
+		job_report(job, hi, a->text, NULL, hp->skip_rpt);
+		job_error(job, "4.7.5", "none", "TLS policy: %s[%s] not tried: %s",
+		    host, a->text, hp->skip_reason);
+		return 0;
+	}
 	job->hosts_tried++;
-	if (attempt(job, host, a, port, level) == ATT_RETRY_PLAIN &&
+	if (job->requiretls && !tls_host_policy_authenticates(hp)) {
+		snprintf(diag, sizeof diag, "REQUIRETLS: host %s[%s] cannot be "
+		    "authenticated (TLS level %s: no DANE, MTA-STS or verify "
+		    "policy)", host, a->text, hp->via ? hp->via : "may");
+		lacks_at(job, relay, "5.7.10", diag);
+		return 0;
+	}
+	if (attempt(job, hi, host, a, port, 0) == ATT_RETRY_PLAIN &&
 	    job->npending > 0 && !job_expired(job))
-		(void)attempt(job, host, a, port, RELAY_TLS_NONE);
+		(void)attempt(job, hi, host, a, port, 1);
 	return 0;
 }
 
 static void
-deliver_fixed(struct relay_job *job, const char *dest_host, uint16_t port)
+deliver_fixed(struct relay_job *job, const char *domain, const char *dest_host,
+    uint16_t port)
 {
 	struct relay_ctx *ctx = job->ctx;
 	char host[DNS_NAME_MAX];
+	const char *hosts[1];
 	struct dns_addr lit;
 	struct dns_addr_result *res = NULL;
 	size_t naddrs;
@@ -1373,10 +1511,19 @@ deliver_fixed(struct relay_job *job, const char *dest_host, uint16_t port)
 		addrs = res->addrs;
 		naddrs = res->naddrs;
 	}
-	for (size_t i = 0; i < naddrs && i < ctx->st.max_addrs &&
-	    job->npending > 0; i++)
-		if (try_addr(job, host, &addrs[i], port) < 0)
-			break;
+	hosts[0] = host;
+	if (ctx->tlsp != NULL)
+		tls_policy_fixed(ctx->tlsp, domain, host, job->now, &job->dp);
+	else
+		tls_dest_policy_plain(domain, hosts, 1,
+		    plain_level(ctx->st.tls_outbound), &job->dp);
+	if (job_policy_ready(job) == 0) {
+		try_cached(job);
+		for (size_t i = 0; i < naddrs && i < ctx->st.max_addrs &&
+		    job->npending > 0; i++)
+			if (try_addr(job, 0, host, &addrs[i], port) < 0)
+				break;
+	}
 	dns_addr_result_free(&res);
 }
 
@@ -1491,12 +1638,26 @@ deliver_mx(struct relay_job *job, const char *domain)
 		dns_mx_result_free(&res);
 		return;
 	}
+	if (ctx->tlsp != NULL) {
+		tls_policy_destination(ctx->tlsp, domain, res, job->now, &job->dp);
+	} else {
+		const char *names[DNS_MAX_MX_HOSTS];
+		for (size_t h = 0; h < res->nhosts; h++)
+			names[h] = res->hosts[h].name;
+		tls_dest_policy_plain(domain, names, res->nhosts,
+		    plain_level(ctx->st.tls_outbound), &job->dp);
+	}
+	if (job_policy_ready(job) < 0) {
+		dns_mx_result_free(&res);
+		return;
+	}
+	try_cached(job);
 	for (size_t i = 0; i < res->ntargets && i < ctx->st.max_addrs &&
 	    job->npending > 0; i++) {
 		const struct dns_target *t = &res->targets[i];
 		if (res->hosts[t->host].pref >= self_pref)
 			break;
-		if (try_addr(job, res->hosts[t->host].name, &t->addr,
+		if (try_addr(job, t->host, res->hosts[t->host].name, &t->addr,
 		    ctx->st.smtp_port) < 0)
 			break;
 	}
@@ -1535,6 +1696,46 @@ header_has_8bit(const struct body_reader *r)
 	}
 }
 
+/* Does the header section of the message read by r hold `TLS-Required:
+ * No` (relay_header_tls_optional, on at most RELAY_HEADER_SCAN_MAX
+ * bytes)? 1, 0, or -1 when the message cannot be read. */
+static int
+header_tls_optional(const struct body_reader *r)
+{
+	struct buf head;
+	int line_start = 1, cr_first = 0, end = 0, rc;
+
+	if (r->rewind(r->arg) != 0)
+		return -1;
+	buf_init(&head, RELAY_HEADER_SCAN_MAX);
+	while (!end && head.len < RELAY_HEADER_SCAN_MAX) {
+		const char *p;
+		size_t n, take;
+
+		if (r->next(r->arg, &p, &n) != 0) {
+			buf_free(&head);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		take = n < RELAY_HEADER_SCAN_MAX - head.len ? n :
+		    RELAY_HEADER_SCAN_MAX - head.len;
+		/* Up to the empty line (a CRLF may be split between pieces). */
+		for (size_t i = 0; i < take && !end; i++) {
+			end = (cr_first || line_start) && p[i] == '\n';
+			cr_first = line_start && p[i] == '\r';
+			line_start = p[i] == '\n';
+			if (end)
+				take = i + 1;
+		}
+		if (buf_append(&head, p, take) != 0)
+			break;
+	}
+	rc = relay_header_tls_optional(head.data ? head.data : "", head.len);
+	buf_free(&head);
+	return rc;
+}
+
 /* Checks the envelope before anything is sent: what cannot go into a
  * command line bounces here. */
 static void
@@ -1559,6 +1760,15 @@ job_precheck(struct relay_job *job)
 		return;
 	}
 	job->need_utf8 |= eight;
+	/* RFC 8689 4.3: a notice about a REQUIRETLS message carries its
+	 * header, so it needs REQUIRETLS as well (queue/delivery_notice.c). */
+	job->requiretls = m->requiretls;
+	/* Under REQUIRETLS the header field is ignored (RFC 8689 4.1). */
+	if (!m->requiretls && (job->tls_optional = header_tls_optional(m->body)) < 0) {
+		job_final_all(job, 0, RELAY_DEFERRED, "4.3.0", "none",
+		    "cannot read the message from the queue");
+		return;
+	}
 	for (size_t i = 0; i < job->n; i++) {
 		const char *a = job->rcpts[i].addr;
 		if (a == NULL || *a == '\0' ||
@@ -1594,6 +1804,7 @@ relay_deliver(struct relay_ctx *ctx, const char *domain,
 	job->state = xcalloc(n, 1);
 	job->again = xcalloc(n, 1);
 	job->deadline = time_mono_ms() + ctx->st.attempt_timeout_ms;
+	job->now = (int64_t)time(NULL);
 	for (size_t i = 0; i < n; i++)
 		set_result(&results[i], RELAY_DEFERRED, "4.4.1", "none",
 		    "delivery not attempted");
@@ -1628,13 +1839,10 @@ relay_deliver(struct relay_ctx *ctx, const char *domain,
 		goto out;
 	}
 	relay_ctx_expire_idle(ctx);
-	try_cached(job);
-	if (job->npending > 0) {
-		if (dest_host != NULL)
-			deliver_fixed(job, dest_host, port);
-		else
-			deliver_mx(job, dom);
-	}
+	if (dest_host != NULL)
+		deliver_fixed(job, dom, dest_host, port);
+	else
+		deliver_mx(job, dom);
 	dest_release(ctx, job->key);
 	/* What no host took: bounced when every host tried lacked what the
 	 * message needs, else deferred with the last error. */
@@ -1645,6 +1853,7 @@ relay_deliver(struct relay_ctx *ctx, const char *domain,
 	job_final_all(job, 0, RELAY_DEFERRED, job->last_dsn, job->last_relay,
 	    job->last_diag);
 out:
+	tls_dest_policy_free(&job->dp);
 	free(job->state);
 	free(job->again);
 	free(job);

@@ -23,20 +23,49 @@
  *    when no address is left are deferred with the last error.
  *  - the whole call is bounded by attempt_timeout_ms, over all addresses:
  *    every wait is cut to the time left, and no address is tried after it.
- *  - EHLO (HELO when EHLO gets a 5xx), then STARTTLS per tls_outbound:
- *      RELAY_TLS_NONE: never;
- *      RELAY_TLS_MAY: when offered. A STARTTLS command refused by the
- *        server continues in plaintext on the same connection; a failed
- *        handshake is retried once in plaintext on a new connection to the
- *        same address (Postfix's "may").
- *      RELAY_TLS_ENCRYPT: STARTTLS not offered, refused, or a failed
+ *  - the TLS policy of the destination (relay/tls_policy.h), once its
+ *    hosts are known: per MX host (or the fixed host) a level, from the
+ *    tls_policy context of the settings (tls_policy map, DANE, MTA-STS,
+ *    verify), or from tls_outbound alone when there is no context. A
+ *    destination the policy defers (a bogus MX RRset) is tried nowhere
+ *    (4.7.5); a host it skips (MTA-STS enforce and a host outside the
+ *    policy, a bogus TLSA answer, dane-only without DANE) is not
+ *    connected to, and when every host is skipped the recipients are
+ *    deferred (4.7.5). Every result is recorded for TLS reports (RFC
+ *    8460) when the context has a store.
+ *  - EHLO (HELO when EHLO gets a 5xx), then STARTTLS per the host's level:
+ *      none: never;
+ *      may: when offered. A STARTTLS command refused by the server
+ *        continues in plaintext on the same connection; a failed
+ *        handshake is retried once in plaintext on a new connection to
+ *        the same address (Postfix's "may"). MTA-STS testing is may.
+ *      encrypt, and every level that authenticates (dane, verify,
+ *        MTA-STS enforce): STARTTLS not offered, refused, or a failed
  *        handshake skips the host: nothing of the message is ever sent
  *        in plaintext; with no host left the recipients are deferred
  *        (4.7.4 not offered, 4.7.5 handshake failed).
- *    Certificates are not verified (opportunistic TLS, like Postfix's
- *    "may" and "encrypt" levels). Whatever was received before the
- *    handshake is thrown away and EHLO is sent again: only the
- *    capabilities given over TLS count (no response injection).
+ *    The server name (SNI) is the host name. Right after the handshake,
+ *    before EHLO is sent again, the session is judged by the host policy
+ *    (tls_policy_check_session): a session that fails it (a certificate
+ *    that matches no TLSA record, does not verify, or names another
+ *    host) gets QUIT and the next host is tried (4.7.5). Each TLS
+ *    connection is logged at info level as Postfix does ("Verified TLS
+ *    connection established to HOST[ADDR]:PORT: TLSv1.3 with cipher ...
+ *    (dane)"), and each result says what protected it (tls). Whatever
+ *    was received before the handshake is thrown away and EHLO is sent
+ *    again: only the capabilities given over TLS count (no response
+ *    injection).
+ *  - REQUIRETLS (RFC 8689), for msg->requiretls (a notice about such a
+ *    message too, with the null path): only a host whose policy authenticates it (DANE,
+ *    MTA-STS enforce, verify) is tried, only over a verified session, and
+ *    only when it offers REQUIRETLS over TLS; MAIL FROM then carries
+ *    REQUIRETLS. A host that cannot authenticate is lacking (5.7.10), one
+ *    without REQUIRETLS too (5.7.30): when every host tried lacked it,
+ *    the message bounces; failures that may pass (a certificate that does
+ *    not verify, a lost connection) defer. A message whose header has
+ *    `TLS-Required: No` (RFC 8689 5) goes with every host at may
+ *    (tls_dest_policy_relax), and its results are not reported; the
+ *    field does not count under REQUIRETLS.
  *  - one transaction for all recipients: MAIL FROM with SIZE=n (SIZE
  *    offered), BODY=8BITMIME (8BITMIME offered and msg->eightbit),
  *    SMTPUTF8 (offered, and msg->smtputf8 or needed), RET= and ENVID= (DSN
@@ -94,8 +123,8 @@
  *
  * Errors: relay_deliver never fails as a whole: every outcome is in the
  * results. Out of memory aborts (lib/util.h). Nothing is logged above
- * debug level (the conversation is logged at debug); the caller logs the
- * results.
+ * debug level (the conversation is logged at debug) but the TLS
+ * connection line; the caller logs the results.
  * Threads: relay_ctx_new/relay_ctx_free on one thread while no delivery
  * runs. relay_deliver and relay_ctx_expire_idle may run on any number of
  * threads at once on one context.
@@ -110,6 +139,7 @@
 #include "lib/body_reader.h"
 
 struct dns_resolver;
+struct tls_policy_ctx;
 
 #define RELAY_ADDR_MAX 512	/* longest sender or recipient sent */
 
@@ -126,7 +156,12 @@ struct relay_self_addr {
 struct relay_settings {
 	const char *helo_name;		/* EHLO/HELO name, copied ["localhost"] */
 	uint16_t smtp_port;		/* port of MX hosts [25] */
-	int tls_outbound;		/* enum relay_tls [RELAY_TLS_MAY] */
+	int tls_outbound;		/* enum relay_tls [RELAY_TLS_MAY]: used
+					 * only without tls_policy */
+	struct tls_policy_ctx *tls_policy;	/* the outbound TLS policy
+					 * (borrowed: it must outlive the
+					 * context); NULL: tls_outbound alone,
+					 * nothing verified or reported */
 	unsigned connect_timeout_ms;	/* TCP connect [30000] */
 	unsigned greeting_timeout_ms;	/* 220 greeting [300000] */
 	unsigned command_timeout_ms;	/* EHLO, STARTTLS (handshake), MAIL,
@@ -155,6 +190,10 @@ struct relay_settings {
 
 /* Fills st with the defaults above. Thread-safe. */
 void relay_settings_default(struct relay_settings *st);
+
+/* st = in (NULL: the defaults), with the default in every field left 0. */
+void relay_settings_fill(struct relay_settings *st,
+    const struct relay_settings *in);
 
 struct relay_ctx;
 
@@ -212,6 +251,7 @@ struct relay_msg {
 	const char *sender;	/* "" for the null path <> */
 	int eightbit;		/* received with BODY=8BITMIME */
 	int smtputf8;		/* received with SMTPUTF8 */
+	int requiretls;		/* received with REQUIRETLS (RFC 8689) */
 	enum relay_ret ret;
 	const char *envid;
 	const struct body_reader *body;	/* its size goes into SIZE= */
@@ -224,6 +264,10 @@ struct relay_result {
 	char dsn[16];		/* "2.0.0", "4.4.1", "5.1.1" */
 	char diag[512];		/* reply or local reason, one line, printable */
 	char relay[300];	/* "HOST[IP]:PORT", or "none" */
+	char tls[200];		/* what protected the session that gave the
+				 * result: "Verified TLSv1.3 with cipher ...
+				 * (256/256 bits) (dane)", "plaintext (may)";
+				 * "" when no session did */
 	int dsn_passed;		/* SENT to a server that offered DSN: NOTIFY
 				 * and ORCPT went with the recipient, so the
 				 * next hop reports on it (RFC 3461 5.2.2) */

@@ -5,6 +5,7 @@
  */
 #include "relay/relay_conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -14,14 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include "lib/body_reader.h"
 #include "lib/buf.h"
 #include "lib/util.h"
 
 /* Input: one partial line (at most a reply line) plus one read. */
 #define CONN_READ_CHUNK	 4096
 #define CONN_IN_MAX	 (RELAY_REPLY_LINE_MAX + 2 + CONN_READ_CHUNK)
+#define CONN_DATA_CHUNK	 65536	/* message bytes encoded per write */
 
 struct relay_conn {
 	int fd;
@@ -63,15 +67,48 @@ conn_strerror(int e, char *err, size_t errsize)
 		err[0] = '\0';
 }
 
+/* Connects fd to ss within deadline, then wraps it. */
+static int
+conn_connect(int fd, const struct sockaddr_storage *ss, socklen_t slen,
+    int64_t deadline, struct relay_conn **c_r, char *err, size_t errsize)
+{
+	struct relay_conn *c;
+	int rc, e = 0;
+
+	rc = connect(fd, (const struct sockaddr *)ss, slen);
+	if (rc < 0 && errno != EINPROGRESS && errno != EINTR) {
+		e = errno;
+	} else if (rc < 0) {
+		socklen_t elen = sizeof e;
+		rc = conn_wait(fd, POLLOUT, deadline);
+		if (rc == 0)
+			e = ETIMEDOUT;
+		else if (rc < 0)
+			e = errno;
+		else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) < 0)
+			e = errno;
+	}
+	if (e != 0) {
+		conn_strerror(e, err, errsize);
+		close(fd);
+		return e == ETIMEDOUT ? RELAY_IO_TIMEOUT : RELAY_IO_ERROR;
+	}
+	c = xcalloc(1, sizeof *c);
+	c->fd = fd;
+	c->tls = NULL;
+	buf_init(&c->in, CONN_IN_MAX);
+	*c_r = c;
+	return RELAY_IO_OK;
+}
+
 int
 relay_conn_open(const struct dns_addr *addr, uint16_t port,
     unsigned timeout_ms, struct relay_conn **c_r, char *err, size_t errsize)
 {
 	struct sockaddr_storage ss;
 	socklen_t slen;
-	int fd, rc, e = 0;
+	int fd, io;
 	int64_t deadline = time_mono_ms() + timeout_ms;
-	struct relay_conn *c;
 
 	*c_r = NULL;
 	memset(&ss, 0, sizeof ss);
@@ -96,33 +133,38 @@ relay_conn_open(const struct dns_addr *addr, uint16_t port,
 		conn_strerror(errno, err, errsize);
 		return RELAY_IO_ERROR;
 	}
-	rc = connect(fd, (struct sockaddr *)&ss, slen);
-	if (rc < 0 && errno != EINPROGRESS && errno != EINTR) {
-		e = errno;
-	} else if (rc < 0) {
-		socklen_t elen = sizeof e;
-		rc = conn_wait(fd, POLLOUT, deadline);
-		if (rc == 0)
-			e = ETIMEDOUT;
-		else if (rc < 0)
-			e = errno;
-		else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) < 0)
-			e = errno;
-	}
-	if (e != 0) {
-		conn_strerror(e, err, errsize);
-		close(fd);
-		return e == ETIMEDOUT ? RELAY_IO_TIMEOUT : RELAY_IO_ERROR;
-	}
+	io = conn_connect(fd, &ss, slen, deadline, c_r, err, errsize);
 	/* Writes are whole commands, groups or data blocks already: no
 	 * reason to wait for ACKs of the last one (Nagle). */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
-	c = xcalloc(1, sizeof *c);
-	c->fd = fd;
-	c->tls = NULL;
-	buf_init(&c->in, CONN_IN_MAX);
-	*c_r = c;
-	return RELAY_IO_OK;
+	if (io == RELAY_IO_OK)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
+		    sizeof(int));
+	return io;
+}
+
+int
+relay_conn_open_unix(const char *path, unsigned timeout_ms,
+    struct relay_conn **c_r, char *err, size_t errsize)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+	int fd;
+
+	*c_r = NULL;
+	memset(&ss, 0, sizeof ss);
+	if (strlen(path) >= sizeof sun->sun_path) {
+		conn_strerror(ENAMETOOLONG, err, errsize);
+		return RELAY_IO_ERROR;
+	}
+	sun->sun_family = AF_UNIX;
+	memcpy(sun->sun_path, path, strlen(path) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		conn_strerror(errno, err, errsize);
+		return RELAY_IO_ERROR;
+	}
+	return conn_connect(fd, &ss, sizeof *sun, time_mono_ms() + timeout_ms,
+	    c_r, err, errsize);
 }
 
 void
@@ -268,6 +310,65 @@ relay_conn_read_reply(struct relay_conn *c, struct relay_reply *r,
 	}
 }
 
+/* The write timeout t, cut to what is left before deadline (at least 1
+ * ms, so that a spent budget shows as a timeout). */
+static unsigned
+conn_ms(unsigned t, int64_t deadline)
+{
+	int64_t left = deadline - time_mono_ms();
+
+	if (left < 1)
+		return 1;
+	return (int64_t)t < left ? t : (unsigned)left;
+}
+
+int
+relay_conn_send_data(struct relay_conn *c, const struct body_reader *r,
+    unsigned block_timeout_ms, int64_t deadline)
+{
+	struct relay_data_enc enc;
+	struct buf out;
+	int io = RELAY_IO_OK;
+
+	relay_data_enc_init(&enc);
+	buf_init(&out, 3 * CONN_DATA_CHUNK + 64);
+	if (r->rewind(r->arg) != 0)
+		io = RELAY_IO_BODY;
+	while (io == RELAY_IO_OK) {
+		const char *p;
+		size_t len;
+
+		if (r->next(r->arg, &p, &len) != 0) {
+			io = RELAY_IO_BODY;
+			break;
+		}
+		if (len == 0)
+			break;
+		while (io == RELAY_IO_OK && len > 0) {
+			size_t n = len < CONN_DATA_CHUNK ? len : CONN_DATA_CHUNK;
+
+			buf_reset(&out);
+			if (relay_data_enc_feed(&enc, p, n, &out) < 0)
+				io = RELAY_IO_ERROR;	/* cannot happen: out fits 3x */
+			else
+				io = relay_conn_write(c, out.data, out.len,
+				    conn_ms(block_timeout_ms, deadline));
+			p += n;
+			len -= n;
+		}
+	}
+	if (io == RELAY_IO_OK) {
+		buf_reset(&out);
+		if (relay_data_enc_finish(&enc, &out) < 0)
+			io = RELAY_IO_ERROR;
+		else
+			io = relay_conn_write(c, out.data, out.len,
+			    conn_ms(block_timeout_ms, deadline));
+	}
+	buf_free(&out);
+	return io;
+}
+
 int
 relay_conn_starttls(struct relay_conn *c,
     gnutls_certificate_credentials_t cred, const char *sni,
@@ -333,6 +434,32 @@ int
 relay_conn_is_tls(const struct relay_conn *c)
 {
 	return c->tls != NULL;
+}
+
+gnutls_session_t
+relay_conn_tls_session(const struct relay_conn *c)
+{
+	return c->tls;
+}
+
+void
+relay_conn_local_addr(const struct relay_conn *c, char *out, size_t outsize)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+	const void *a = NULL;
+
+	if (outsize == 0)
+		return;
+	out[0] = '\0';
+	if (getsockname(c->fd, (struct sockaddr *)&ss, &len) != 0)
+		return;
+	if (ss.ss_family == AF_INET)
+		a = &((const struct sockaddr_in *)&ss)->sin_addr;
+	else if (ss.ss_family == AF_INET6)
+		a = &((const struct sockaddr_in6 *)&ss)->sin6_addr;
+	if (a == NULL || inet_ntop(ss.ss_family, a, out, (socklen_t)outsize) == NULL)
+		out[0] = '\0';
 }
 
 int

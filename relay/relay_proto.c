@@ -234,6 +234,8 @@ relay_caps_parse(const struct relay_reply *r, struct relay_caps *caps)
 			caps->flags |= RELAY_CAP_DSN;
 		else if (strcasecmp(kw, "STARTTLS") == 0)
 			caps->flags |= RELAY_CAP_STARTTLS;
+		else if (strcasecmp(kw, "REQUIRETLS") == 0)
+			caps->flags |= RELAY_CAP_REQUIRETLS;
 		else if (strcasecmp(kw, "SIZE") == 0) {
 			uint64_t v = 0;
 			int ok = 1;
@@ -359,4 +361,63 @@ relay_addr_ok(const char *s, size_t maxlen, int *eightbit_r)
 	if (eightbit_r != NULL)
 		*eightbit_r = eight;
 	return 1;
+}
+
+/* ---- the TLS-Required header field (RFC 8689 5) ---- */
+
+static int
+is_wsp(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+/* Is v[0..n) "No" with folding white space around it? */
+static int
+value_is_no(const char *v, size_t n)
+{
+	size_t i = 0, e = n;
+
+	while (i < e && (is_wsp(v[i]) || v[i] == '\r' || v[i] == '\n'))
+		i++;
+	while (e > i && (is_wsp(v[e - 1]) || v[e - 1] == '\r' || v[e - 1] == '\n'))
+		e--;
+	return e - i == 2 && (v[i] == 'N' || v[i] == 'n') &&
+	    (v[i + 1] == 'O' || v[i + 1] == 'o');
+}
+
+int
+relay_header_tls_optional(const char *msg, size_t len)
+{
+	static const char name[] = "tls-required";
+	size_t pos = 0;
+
+	if (len > RELAY_HEADER_SCAN_MAX)
+		len = RELAY_HEADER_SCAN_MAX;
+	while (pos < len) {
+		size_t start = pos, end, colon;
+
+		/* One field: its first line and every continuation line. */
+		if (msg[pos] == '\n' || (msg[pos] == '\r' && pos + 1 < len &&
+		    msg[pos + 1] == '\n'))
+			return 0;	/* the empty line: the header ended */
+		for (end = pos; end < len; end++)
+			if (msg[end] == '\n' && (end + 1 >= len || !is_wsp(msg[end + 1])))
+				break;
+		pos = end < len ? end + 1 : len;
+		for (colon = start; colon < end && msg[colon] != ':' &&
+		    msg[colon] != '\n'; colon++)
+			;
+		if (colon >= end || msg[colon] != ':')
+			continue;
+		{
+			size_t nlen = colon - start;
+			while (nlen > 0 && is_wsp(msg[start + nlen - 1]))
+				nlen--;
+			if (nlen == sizeof name - 1 &&
+			    strncasecmp(msg + start, name, nlen) == 0 &&
+			    value_is_no(msg + colon + 1, end - colon - 1))
+				return 1;
+		}
+	}
+	return 0;
 }

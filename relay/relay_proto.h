@@ -82,6 +82,7 @@ enum relay_cap {
 	RELAY_CAP_SMTPUTF8 = 8,
 	RELAY_CAP_DSN = 16,
 	RELAY_CAP_STARTTLS = 32,
+	RELAY_CAP_REQUIRETLS = 64,	/* RFC 8689 */
 };
 
 struct relay_caps {
@@ -121,6 +122,15 @@ int relay_data_enc_feed(struct relay_data_enc *e, const char *in, size_t len,
  * Returns 0, or -1 when out is full. */
 int relay_data_enc_finish(struct relay_data_enc *e, struct buf *out);
 
+
+/*
+ * Does the header section of the message msg[0..len) (up to the first
+ * empty line, at most RELAY_HEADER_SCAN_MAX octets looked at) hold the
+ * field `TLS-Required: No` (RFC 8689 5: name and value in any case,
+ * folding white space around the value)? 1 or 0.
+ */
+#define RELAY_HEADER_SCAN_MAX	(1024 * 1024)
+int relay_header_tls_optional(const char *msg, size_t len);
 
 /* May s go into a command line as an address: no byte below 0x20, no DEL,
  * no '<' or '>' (they would end the path early), not longer than maxlen. Returns 1 (yes) or 0. *eightbit_r (may be NULL)

@@ -217,7 +217,7 @@ sts_for_host(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 
 	if (!dp->sts_looked_up) {
 		struct mta_sts_env env = { ctx->cfg.resolver,
-		    ctx->cfg.store, ctx->cfg.sts_fetch };
+		    ctx->cfg.store, ctx->cfg.sts_fetch, ctx->cfg.sts_no_fetch };
 		mta_sts_cache_lookup(&env, dp->domain, now, &dp->sts);
 		dp->sts_looked_up = 1;
 	}
@@ -288,6 +288,44 @@ dane_hosts(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 	}
 }
 
+/* The destination's domain and configured level into dp; *entry_r its
+ * tls_policy entry or NULL. An address literal ("[192.0.2.1]", RFC 5321
+ * 4.1.3) is no policy domain: the default level, and nothing to report
+ * to. -1 when dp is deferred (not a domain name). */
+static int
+dest_begin(const struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
+    const char *domain, const struct tls_policy_entry **entry_r)
+{
+	*entry_r = NULL;
+	if (domain[0] == '[') {
+		dp->domain[0] = '\0';
+		dp->configured = ctx->cfg.level;
+		return 0;
+	}
+	if (dns_name_normalize(domain, dp->domain, sizeof dp->domain) != 0) {
+		dp->defer = 1;
+		dp->defer_rpt = TLS_RPT_VALIDATION_FAILURE;
+		str_format(dp->defer_reason, sizeof dp->defer_reason, "invalid domain");
+		return -1;
+	}
+	dp->configured = tls_policy_level(ctx, dp->domain, entry_r);
+	return 0;
+}
+
+/* The verify level for hp: the entry's match= names, else the host name. */
+static void
+host_verify(struct tls_host_policy *hp, const struct tls_policy_entry *entry)
+{
+	hp->level = TLS_LEVEL_VERIFY;
+	hp->tls_required = 1;
+	hp->auth = TLS_AUTH_VERIFY;
+	hp->via = "verify";
+	for (size_t j = 0; entry != NULL && j < entry->nmatch; j++)
+		add_name(hp, entry->match[j]);
+	if (hp->nnames == 0)
+		add_name(hp, hp->host);
+}
+
 void
 tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
     const struct dns_mx_result *mx, int64_t now, struct tls_dest_policy **dp_r)
@@ -297,13 +335,8 @@ tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
 
 	*dp_r = dp;
 	dp->mx_state = DNS_SEC_INSECURE;
-	if (dns_name_normalize(domain, dp->domain, sizeof dp->domain) != 0) {
-		dp->defer = 1;
-		dp->defer_rpt = TLS_RPT_VALIDATION_FAILURE;
-		str_format(dp->defer_reason, sizeof dp->defer_reason, "invalid domain");
+	if (dest_begin(ctx, dp, domain, &entry) < 0)
 		return;
-	}
-	dp->configured = tls_policy_level(ctx, dp->domain, &entry);
 	dp->nhosts = mx != NULL && mx->status == DNS_OK ? mx->nhosts : 0;
 	for (size_t i = 0; i < dp->nhosts; i++) {
 		str_copy(dp->hosts[i].host, mx->hosts[i].name, sizeof dp->hosts[i].host);
@@ -315,23 +348,114 @@ tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
 		dane_hosts(ctx, dp, mx, dp->configured == TLS_LEVEL_DANE_ONLY, now);
 		break;
 	case TLS_LEVEL_VERIFY:
-		for (size_t i = 0; i < dp->nhosts; i++) {
-			struct tls_host_policy *hp = &dp->hosts[i];
-			hp->level = TLS_LEVEL_VERIFY;
-			hp->tls_required = 1;
-			hp->auth = TLS_AUTH_VERIFY;
-			hp->via = "verify";
-			for (size_t j = 0; entry && j < entry->nmatch; j++)
-				add_name(hp, entry->match[j]);
-			if (hp->nnames == 0)
-				add_name(hp, hp->host);
-		}
+		for (size_t i = 0; i < dp->nhosts; i++)
+			host_verify(&dp->hosts[i], entry);
 		break;
 	default:
 		for (size_t i = 0; i < dp->nhosts; i++)
 			host_plain(&dp->hosts[i], dp->configured);
 		break;
 	}
+}
+
+/* Not DANE for hp: dane-only skips it, dane makes it may. */
+static void
+fixed_no_dane(struct tls_host_policy *hp, int only, const char *why)
+{
+	if (only)
+		host_skip(hp, TLS_RPT_DANE_REQUIRED, "no DANE for %s: %s", hp->host, why);
+	else
+		host_plain(hp, TLS_LEVEL_MAY);
+}
+
+void
+tls_policy_fixed(struct tls_policy_ctx *ctx, const char *domain,
+    const char *host, int64_t now, struct tls_dest_policy **dp_r)
+{
+	struct tls_dest_policy *dp = xcalloc(1, sizeof *dp);
+	struct tls_host_policy *hp = &dp->hosts[0];
+	const struct tls_policy_entry *entry;
+	char name[DNS_NAME_MAX];
+	int is_name;
+
+	(void)now;
+	*dp_r = dp;
+	dp->fixed = 1;
+	dp->mx_state = DNS_SEC_INSECURE;
+	if (dest_begin(ctx, dp, domain, &entry) < 0)
+		return;
+	dp->nhosts = 1;
+	/* An IP literal has no name: no TLSA base domain, no reference id
+	 * but itself. */
+	is_name = strchr(host, ':') == NULL && strspn(host, "0123456789.") != strlen(host) &&
+	    dns_name_normalize(host, name, sizeof name) == 0;
+	str_copy(hp->host, is_name ? name : host, sizeof hp->host);
+	hp->addr_state = DNS_SEC_INSECURE;
+	switch (dp->configured) {
+	case TLS_LEVEL_DANE:
+	case TLS_LEVEL_DANE_ONLY: {
+		int only = dp->configured == TLS_LEVEL_DANE_ONLY;
+		if (!is_name) {
+			fixed_no_dane(hp, only, "an address literal has no TLSA records");
+		} else if (dane_for_host(ctx, dp->domain, hp)) {
+			if (only && !hp->skip && hp->auth != TLS_AUTH_DANE)
+				host_skip(hp, TLS_RPT_DANE_REQUIRED, "no DANE for %s: no "
+				    "usable TLSA record", hp->host);
+		} else {
+			fixed_no_dane(hp, only, hp->addr_state != DNS_SEC_SECURE ?
+			    "its address records are not DNSSEC-secure" :
+			    "no secure TLSA records");
+		}
+		break;
+	}
+	case TLS_LEVEL_VERIFY:
+		host_verify(hp, entry);
+		break;
+	default:
+		host_plain(hp, dp->configured);
+		break;
+	}
+}
+
+void
+tls_dest_policy_plain(const char *domain, const char *const *hosts, size_t n,
+    enum tls_level level, struct tls_dest_policy **dp_r)
+{
+	struct tls_dest_policy *dp = xcalloc(1, sizeof *dp);
+
+	assert(level == TLS_LEVEL_NONE || level == TLS_LEVEL_MAY ||
+	    level == TLS_LEVEL_ENCRYPT);
+	*dp_r = dp;
+	str_copy(dp->domain, domain, sizeof dp->domain);
+	dp->configured = level;
+	dp->mx_state = DNS_SEC_INSECURE;
+	dp->nhosts = n < DNS_MAX_MX_HOSTS ? n : DNS_MAX_MX_HOSTS;
+	for (size_t i = 0; i < dp->nhosts; i++) {
+		str_copy(dp->hosts[i].host, hosts[i], sizeof dp->hosts[i].host);
+		dp->hosts[i].addr_state = DNS_SEC_INSECURE;
+		host_plain(&dp->hosts[i], level);
+	}
+}
+
+void
+tls_dest_policy_relax(struct tls_dest_policy *dp)
+{
+	dp->relaxed = 1;
+	for (size_t i = 0; i < dp->nhosts; i++) {
+		struct tls_host_policy *hp = &dp->hosts[i];
+		if (hp->skip && hp->skip_rpt == TLS_RPT_DNSSEC_INVALID)
+			continue;	/* bogus DNS: no address to trust */
+		hp->skip = 0;
+		hp->sts_testing = 0;
+		hp->sts_mismatch = 0;
+		host_plain(hp, TLS_LEVEL_MAY);
+	}
+}
+
+int
+tls_host_policy_authenticates(const struct tls_host_policy *hp)
+{
+	return !hp->skip && hp->auth != TLS_AUTH_NONE && !hp->sts_testing;
 }
 
 void
@@ -373,7 +497,7 @@ chain_word(const struct tls_policy_ctx *ctx, const gnutls_datum_t *chain,
 
 	if (n == 0)
 		return TLS_VERDICT_ANONYMOUS;
-	if (ctx->trust != NULL &&
+	if (ctx != NULL && ctx->trust != NULL &&
 	    tls_verify_chain(ctx->trust, chain, n, NULL, 0, why, sizeof why) ==
 	    TLS_CERT_OK)
 		return TLS_VERDICT_TRUSTED;
@@ -405,8 +529,11 @@ check_dane(const struct tls_policy_ctx *ctx, const struct tls_host_policy *hp,
 		    hp->tlsa->qname);
 		return;
 	}
+	/* Under DANE the TLSA records are the only trust anchors (RFC 7672
+	 * 3): a chain that would verify otherwise is still Untrusted here,
+	 * as Postfix says it. */
 	out->ok = 0;
-	out->verdict = chain_word(ctx, chain, n);
+	out->verdict = n == 0 ? TLS_VERDICT_ANONYMOUS : TLS_VERDICT_UNTRUSTED;
 	out->rpt = r == TLS_DANE_NO_CERT ? TLS_RPT_VALIDATION_FAILURE :
 	    TLS_RPT_TLSA_INVALID;
 	str_format(out->reason, sizeof out->reason, "DANE authentication of %s failed: %s",
@@ -530,7 +657,7 @@ tls_policy_report(const struct tls_policy_ctx *ctx,
 	struct tls_rpt_policy p = { TLS_RPT_POLICY_NONE, dp->domain, NULL, NULL };
 	struct tls_rpt_event e = { r, NULL, receiving_ip, sending_ip };
 
-	if (ctx->cfg.store == NULL || dp->domain[0] == '\0')
+	if (ctx == NULL || ctx->cfg.store == NULL || dp->domain[0] == '\0')
 		return;
 	if (i < dp->nhosts) {
 		const struct tls_host_policy *hp = &dp->hosts[i];
@@ -540,6 +667,16 @@ tls_policy_report(const struct tls_policy_ctx *ctx,
 		e.mx_host = hp->host;
 	}
 	(void)tls_report_record(ctx->cfg.store, &p, &e, now);
+}
+
+enum tls_rpt_result
+tls_policy_sts_failure_rpt(enum mta_sts_failure f)
+{
+	switch (f) {
+	case MTA_STS_FAIL_WEBPKI: return TLS_RPT_STS_WEBPKI_INVALID;
+	case MTA_STS_FAIL_INVALID: return TLS_RPT_STS_POLICY_INVALID;
+	default: return TLS_RPT_STS_POLICY_FETCH_ERROR;
+	}
 }
 
 /* ---- description ---- */
@@ -561,8 +698,12 @@ void
 tls_dest_policy_describe(const struct tls_dest_policy *dp, struct buf *out)
 {
 	put(out, "domain %s: level %s", dp->domain, tls_level_str(dp->configured));
-	if (dp->configured == TLS_LEVEL_DANE || dp->configured == TLS_LEVEL_DANE_ONLY)
+	if (dp->fixed)
+		put(out, ", fixed next hop");
+	else if (dp->configured == TLS_LEVEL_DANE || dp->configured == TLS_LEVEL_DANE_ONLY)
 		put(out, ", MX DNSSEC %s", dns_sec_state_str(dp->mx_state));
+	if (dp->relaxed)
+		put(out, ", relaxed (TLS-Required: No)");
 	put(out, "\n");
 	if (dp->defer)
 		put(out, "defer: %s\n", dp->defer_reason);

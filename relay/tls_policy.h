@@ -89,6 +89,7 @@ struct tls_policy_config {
 	struct tls_store *store;	/* MTA-STS cache, reports; NULL: neither */
 	struct mta_sts_fetch_opts sts_fetch;	/* its ca_file: NULL, system */
 	int no_mta_sts;			/* 1: the dane level ignores MTA-STS */
+	int sts_no_fetch;		/* 1: MTA-STS from the cache alone */
 };
 
 /* How a host's server is authenticated. */
@@ -124,6 +125,9 @@ struct tls_host_policy {
 struct tls_dest_policy {
 	char domain[DNS_NAME_MAX];
 	enum tls_level configured;	/* from the map or the default */
+	int fixed;			/* a fixed next hop (route, relayhost):
+					 * no MX, no MTA-STS */
+	int relaxed;			/* tls_dest_policy_relax was applied */
 	enum dns_sec_state mx_state;	/* dane levels: the MX RRset */
 	int sts_looked_up;
 	struct mta_sts_state sts;	/* when looked up */
@@ -159,6 +163,37 @@ enum tls_level tls_policy_level(const struct tls_policy_ctx *ctx,
  */
 void tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
     const struct dns_mx_result *mx, int64_t now, struct tls_dest_policy **dp_r);
+
+/*
+ * The same for a fixed next hop of domain (a route or the relayhost):
+ * host is its name or its IP literal (without brackets); one host
+ * policy. The level is domain's (the default for an address literal
+ * domain "[...]", whose results are not reported: it is no policy
+ * domain). dane and dane-only use the TLSA records
+ * of a host name whose address records are DNSSEC-secure (RFC 7672 2.2.2;
+ * a configured name counts as securely obtained); without them dane is
+ * may, dane-only skips the host. MTA-STS does not apply (no MX). verify
+ * checks the match= names, else the host name.
+ */
+void tls_policy_fixed(struct tls_policy_ctx *ctx, const char *domain,
+    const char *host, int64_t now, struct tls_dest_policy **dp_r);
+
+/* A destination policy without a context (a relay client with
+ * tls_outbound alone): each of hosts[0..n-1] at level, which must be
+ * none, may or encrypt. */
+void tls_dest_policy_plain(const char *domain, const char *const *hosts,
+    size_t n, enum tls_level level, struct tls_dest_policy **dp_r);
+
+/* RFC 8689 5 (`TLS-Required: No`): every host that is not skipped for a
+ * DNSSEC failure gets may, without authentication; a destination that
+ * must be deferred stays deferred (its DNS cannot be relied on). Sets
+ * dp->relaxed. */
+void tls_dest_policy_relax(struct tls_dest_policy *dp);
+
+/* Can sessions to hp be authenticated (DANE, MTA-STS enforce, verify):
+ * what a REQUIRETLS message needs (RFC 8689 4.2.1)? */
+int tls_host_policy_authenticates(const struct tls_host_policy *hp);
+
 void tls_dest_policy_free(struct tls_dest_policy **dpp);
 
 /* What a session is worth, in Postfix's words. */
@@ -187,7 +222,8 @@ struct tls_check {
  * (and hp->names for DANE-TA); with TLS_AUTH_STS and TLS_AUTH_VERIFY it
  * must verify against the trust anchors and match hp->names; sts_testing
  * checks the same way but leaves ok set. Otherwise ok is set and the
- * verdict only describes the session.
+ * verdict only describes the session. ctx may be NULL for a host policy
+ * of tls_dest_policy_plain (the verdict is then Untrusted or Anonymous).
  */
 void tls_policy_check_session(const struct tls_policy_ctx *ctx,
     const struct tls_host_policy *hp, gnutls_session_t s, struct tls_check *out);
@@ -200,11 +236,16 @@ void tls_policy_check_chain(const struct tls_policy_ctx *ctx,
 
 /* "Verified TLS connection established to HOST[ADDR]:PORT: DESC (via)"
  * into out. */
+
+/* The RFC 8460 result type of a failed MTA-STS policy lookup. */
+enum tls_rpt_result tls_policy_sts_failure_rpt(enum mta_sts_failure f);
 void tls_check_describe(const struct tls_check *c, const char *host,
     const char *addr, uint16_t port, char *out, size_t outsize);
 
 /* Records one session result of host i of dp (RFC 8460), with the
- * receiving and sending addresses when known (NULL otherwise). */
+ * receiving and sending addresses when known (NULL otherwise). i ==
+ * dp->nhosts: a result of the destination as a whole. Nothing without a
+ * context or a store. */
 void tls_policy_report(const struct tls_policy_ctx *ctx,
     const struct tls_dest_policy *dp, size_t i, const char *receiving_ip,
     const char *sending_ip, enum tls_rpt_result r, int64_t now);

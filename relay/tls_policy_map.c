@@ -386,3 +386,13 @@ tls_policy_map_count(const struct tls_policy_map *m)
 {
 	return m ? m->n : 0;
 }
+
+size_t
+tls_policy_map_count_level(const struct tls_policy_map *m, enum tls_level level)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; m != NULL && i < m->n; i++)
+		n += m->v[i].e.level == level;
+	return n;
+}

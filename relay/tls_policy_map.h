@@ -85,7 +85,9 @@ void tls_policy_map_free(struct tls_policy_map **mp);
 const struct tls_policy_entry *tls_policy_map_lookup(
     const struct tls_policy_map *m, const char *domain);
 
-/* Entries in the table. */
+/* Entries in the table; entries of one level. */
 size_t tls_policy_map_count(const struct tls_policy_map *m);
+size_t tls_policy_map_count_level(const struct tls_policy_map *m,
+    enum tls_level level);
 
 #endif

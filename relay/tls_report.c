@@ -525,16 +525,17 @@ tls_report_text(struct tls_store *s, const char *domain, int64_t day,
 	return out_hand(&tmp, dest, n);
 }
 
-int
+long
 tls_report_prune(struct tls_store *s, int64_t before)
 {
 	char day[9];
+	long n;
 
 	day_key(before, day);
-	if (tls_store_delete_before(s, TLS_STORE_RPT, day, 8) < 0 ||
-	    tls_store_delete_before(s, TLS_STORE_RPOL, day, 8) < 0)
+	n = tls_store_delete_before(s, TLS_STORE_RPT, day, 8);
+	if (n < 0 || tls_store_delete_before(s, TLS_STORE_RPOL, day, 8) < 0)
 		return -1;
-	return 0;
+	return n;
 }
 
 /* ---- _smtp._tls (RFC 8460 3) ---- */

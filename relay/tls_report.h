@@ -97,8 +97,9 @@ int tls_report_json(struct tls_store *s, const char *domain, int64_t day,
 int tls_report_text(struct tls_store *s, const char *domain, int64_t day,
     struct buf *out);
 
-/* Deletes what was recorded before the UTC day of Unix time before. */
-int tls_report_prune(struct tls_store *s, int64_t before);
+/* Deletes what was recorded before the UTC day of Unix time before.
+ * Returns the number of counters deleted, or -1. */
+long tls_report_prune(struct tls_store *s, int64_t before);
 
 /* ---- the _smtp._tls TXT record (RFC 8460 3) ---- */
 

@@ -30,11 +30,11 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "filter/endpoint.h"
+#include "filter/policy.h"
 #include "server/dnsbl.h"
 #include "server/ratelimit.h"
 #include "server/metrics_http.h"
-#include "filter/endpoint.h"
-#include "filter/policy.h"
 #include "server/tls.h"
 
 #define CONFIG_LINE_MAX 4096		/* bytes per line, without the newline */
@@ -749,6 +749,51 @@ key_relayhost(struct config_parse *p, const struct config_key *k, char *value)
 	p->cfg->has_relayhost = 1;
 }
 
+const char *
+config_parse_lmtp(const char *s, struct lmtp_target *out)
+{
+	char buf[CONFIG_LINE_MAX + 1];
+	unsigned char addr[16];
+	const char *why;
+
+	memset(out, 0, sizeof *out);
+	if (strncmp(s, "lmtp:", 5) != 0)
+		return "expected lmtp:unix:/path or lmtp:[address]:port";
+	s += 5;
+	if (strncmp(s, "unix:", 5) == 0) {
+		if (s[5] != '/')
+			return "unix: needs an absolute path";
+		if (str_copy(out->unix_path, s + 5, sizeof out->unix_path) != 0)
+			return "socket path too long";
+		out->on = 1;
+		return NULL;
+	}
+	if (str_copy(buf, s, sizeof buf) != 0)
+		return "too long";
+	if ((why = config_parse_hostport(buf, 24, &out->tcp)) != NULL)
+		return why;
+	/* No name: an LMTP server is found without DNS. */
+	if (inet_pton(AF_INET, out->tcp.host, addr) != 1 &&
+	    inet_pton(AF_INET6, out->tcp.host, addr) != 1)
+		return "the LMTP host must be an IP address ([127.0.0.1]:24)";
+	out->on = 1;
+	return NULL;
+}
+
+static void
+key_local_transport(struct config_parse *p, const struct config_key *k, char *value)
+{
+	const char *why;
+
+	if (strcmp(value, "maildir") == 0) {
+		memset(&p->cfg->local_transport, 0, sizeof p->cfg->local_transport);
+		return;
+	}
+	if ((why = config_parse_lmtp(value, &p->cfg->local_transport)) != NULL)
+		config_error(p, p->lineno, "%s: '%s': %s (expected maildir, "
+		    "lmtp:unix:/path or lmtp:[address]:port)", k->name, SHOW(value), why);
+}
+
 static void
 key_routes(struct config_parse *p, const struct config_key *k, char *value)
 {
@@ -774,7 +819,10 @@ key_routes(struct config_parse *p, const struct config_key *k, char *value)
 		}
 		str_copy(r.domain, item, sizeof r.domain);
 		str_lower(r.domain);
-		why = config_parse_hostport(eq + 1, 25, &r.dest);
+		if (strncmp(eq + 1, "lmtp:", 5) == 0)
+			why = config_parse_lmtp(eq + 1, &r.lmtp);
+		else
+			why = config_parse_hostport(eq + 1, 25, &r.dest);
 		if (why != NULL) {
 			config_error(p, p->lineno, "%s: '%s': %s", k->name, shown, why);
 			continue;
@@ -861,15 +909,28 @@ key_dns_server(struct config_parse *p, const struct config_key *k, char *value)
 static void
 key_tls_outbound(struct config_parse *p, const struct config_key *k, char *value)
 {
-	if (strcmp(value, "none") == 0)
-		p->cfg->tls_outbound = TLS_OUT_NONE;
-	else if (strcmp(value, "may") == 0)
-		p->cfg->tls_outbound = TLS_OUT_MAY;
-	else if (strcmp(value, "encrypt") == 0)
-		p->cfg->tls_outbound = TLS_OUT_ENCRYPT;
+	static const char *const names[] = { "none", "may", "encrypt", "verify",
+	    "dane", "dane-only" };
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(value, names[i]) == 0) {
+			p->cfg->tls_outbound = (enum tls_outbound)i;
+			return;
+		}
+	config_error(p, p->lineno, "%s: '%s' is not none, may, encrypt, verify, dane "
+	    "or dane-only", k->name, SHOW(value));
+}
+
+/* yes or no. */
+static void
+key_bool(struct config_parse *p, const struct config_key *k, char *value)
+{
+	if (strcmp(value, "yes") == 0)
+		*FIELD(p, k, int) = 1;
+	else if (strcmp(value, "no") == 0)
+		*FIELD(p, k, int) = 0;
 	else
-		config_error(p, p->lineno, "%s: '%s' is not none, may or encrypt", k->name,
-		    SHOW(value));
+		config_error(p, p->lineno, "%s: '%s' is not yes or no", k->name, SHOW(value));
 }
 
 static void
@@ -920,38 +981,6 @@ key_log_file(struct config_parse *p, const struct config_key *k, char *value)
 	(void)k;
 	/* "syslog" is a target name, anything else a path opened by the log. */
 	p->cfg->log_file = xstrdup(value);
-}
-
-/* "ADDR:PORT" or "[ADDR]:PORT", numeric (metrics_http_parse_addr). */
-static void
-key_metrics_listen(struct config_parse *p, const struct config_key *k, char *value)
-{
-	struct sockaddr_storage sa;
-	socklen_t salen;
-	char why[128];
-
-	if (metrics_http_parse_addr(value, &sa, &salen, why, sizeof why) < 0) {
-		config_error(p, p->lineno, "%s: '%s': %s", k->name, SHOW(value), why);
-		return;
-	}
-	p->cfg->metrics_listen = xstrdup(value);
-}
-
-/* "zone[=weight] ..." (dnsbl_zones_parse). */
-static void
-key_dnsbl(struct config_parse *p, const struct config_key *k, char *value)
-{
-	struct dnsbl_zone *zones = xcalloc(DNSBL_MAX_ZONES, sizeof *zones);
-	char why[256];
-	size_t n = 0;
-
-	if (dnsbl_zones_parse(value, zones, DNSBL_MAX_ZONES, &n, why, sizeof why) < 0) {
-		config_error(p, p->lineno, "%s: %s", k->name, why);
-		free(zones);
-		return;
-	}
-	p->cfg->dnsbl = zones;
-	p->cfg->ndnsbl = n;
 }
 
 /* "users_file", or "dovecot:" and the endpoint of Dovecot's auth-client
@@ -1031,6 +1060,110 @@ key_policy_stages(struct config_parse *p, const struct config_key *k, char *valu
 	}
 }
 
+/* yes or no into an int field. */
+static void
+key_yesno(struct config_parse *p, const struct config_key *k, char *value)
+{
+	if (strcmp(value, "yes") == 0)
+		*FIELD(p, k, int) = 1;
+	else if (strcmp(value, "no") == 0)
+		*FIELD(p, k, int) = 0;
+	else
+		config_error(p, p->lineno, "%s: '%s' is not yes or no", k->name, SHOW(value));
+}
+
+static void
+key_authserv_id(struct config_parse *p, const struct config_key *k, char *value)
+{
+	/* RFC 8601 2.5: a token; a domain name in practice. */
+	if (strlen(value) >= sizeof p->cfg->authserv_id ||
+	    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789.-_") != strlen(value)) {
+		config_error(p, p->lineno, "%s: '%s' is not a host name", k->name,
+		    SHOW(value));
+		return;
+	}
+	str_copy(p->cfg->authserv_id, value, sizeof p->cfg->authserv_id);
+}
+
+static void
+key_auth_tempfail(struct config_parse *p, const struct config_key *k, char *value)
+{
+	if (strcmp(value, "defer") == 0)
+		p->cfg->auth_tempfail_defer = 1;
+	else if (strcmp(value, "accept") == 0)
+		p->cfg->auth_tempfail_defer = 0;
+	else
+		config_error(p, p->lineno, "%s: '%s' is not defer or accept", k->name,
+		    SHOW(value));
+}
+
+/* dkim_sign = DOMAIN SELECTOR KEYFILE; the key is loaded with the
+ * runtime (runtime.c), so that -t and SIGHUP check it. */
+static void
+key_dkim_sign(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct config *cfg = p->cfg;
+	char *cursor = value, *item[4];
+	size_t n = 0;
+
+	while (n < 4 && (item[n] = config_next_item(&cursor)) != NULL)
+		n++;
+	if (n != 3) {
+		config_error(p, p->lineno, "%s: want DOMAIN SELECTOR KEYFILE", k->name);
+		return;
+	}
+	if (!config_valid_domain(item[0]) || !config_valid_domain(item[1]) ||
+	    strchr(item[0], '.') == NULL) {
+		config_error(p, p->lineno, "%s: '%s' '%s' is not a domain and a selector",
+		    k->name, SHOW(item[0]), SHOW(item[1]));
+		return;
+	}
+	if (access(item[2], R_OK) != 0) {
+		config_error(p, p->lineno, "%s: %s: %s", k->name, SHOW(item[2]),
+		    strerror(errno));
+		return;
+	}
+	cfg->dkim_sign = xrealloc(cfg->dkim_sign, (cfg->ndkim_sign + 1) *
+	    sizeof *cfg->dkim_sign);
+	cfg->dkim_sign[cfg->ndkim_sign].domain = xstrdup(item[0]);
+	cfg->dkim_sign[cfg->ndkim_sign].selector = xstrdup(item[1]);
+	cfg->dkim_sign[cfg->ndkim_sign].key_file = xstrdup(item[2]);
+	cfg->ndkim_sign++;
+}
+
+/* "ADDR:PORT" or "[ADDR]:PORT", numeric (metrics_http_parse_addr). */
+static void
+key_metrics_listen(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	char why[128];
+
+	if (metrics_http_parse_addr(value, &sa, &salen, why, sizeof why) < 0) {
+		config_error(p, p->lineno, "%s: '%s': %s", k->name, SHOW(value), why);
+		return;
+	}
+	p->cfg->metrics_listen = xstrdup(value);
+}
+
+/* "zone[=weight] ..." (dnsbl_zones_parse). */
+static void
+key_dnsbl(struct config_parse *p, const struct config_key *k, char *value)
+{
+	struct dnsbl_zone *zones = xcalloc(DNSBL_MAX_ZONES, sizeof *zones);
+	char why[256];
+	size_t n = 0;
+
+	if (dnsbl_zones_parse(value, zones, DNSBL_MAX_ZONES, &n, why, sizeof why) < 0) {
+		config_error(p, p->lineno, "%s: %s", k->name, why);
+		free(zones);
+		return;
+	}
+	p->cfg->dnsbl = zones;
+	p->cfg->ndnsbl = n;
+}
+
 #define OFF(field) offsetof(struct config, field)
 
 static const struct config_key config_keys[] = {
@@ -1039,6 +1172,7 @@ static const struct config_key config_keys[] = {
 	{ "queue_dir", key_path, OFF(queue_dir), 0, 0, 0 },
 	{ "mail_dir", key_path, OFF(mail_dir), 0, 0, 0 },
 	{ "local_domains", key_local_domains, 0, 0, 0, KEY_EMPTY_OK },
+	{ "local_transport", key_local_transport, 0, 0, 0, 0 },
 	{ "users_file", key_readable_file, OFF(users_file), 0, 0, 0 },
 	{ "aliases_file", key_readable_file, OFF(aliases_file), 0, 0, 0 },
 	{ "relay_networks", key_relay_networks, 0, 0, 0, KEY_EMPTY_OK },
@@ -1087,6 +1221,25 @@ static const struct config_key config_keys[] = {
 	{ "max_unknown_recipients", key_unsigned, OFF(max_unknown_recipients), 1, 1000000, 0 },
 	{ "tls_priority", key_tls_priority, 0, 0, 0, 0 },
 	{ "client_dns_timeout", key_duration, OFF(client_dns_timeout), 0, MINUTE, 0 },
+	{ "tls_policy", key_readable_file, OFF(tls_policy_file), 0, 0, 0 },
+	{ "tls_ca_file", key_readable_file, OFF(tls_ca_file), 0, 0, 0 },
+	{ "mta_sts", key_bool, OFF(mta_sts), 0, 0, 0 },
+	{ "mta_sts_ca_file", key_readable_file, OFF(mta_sts_ca_file), 0, 0, 0 },
+	{ "mta_sts_port", key_port, OFF(mta_sts_port), 0, 0, 0 },
+	{ "tls_report_keep", key_duration, OFF(tls_report_keep), DAY, 366 * DAY, 0 },
+	{ "auth_service", key_auth_service, 0, 0, 0, 0 },
+	{ "auth_service_timeout", key_duration, OFF(auth_service_timeout), 1, 10 * MINUTE, 0 },
+	{ "policy_services", key_policy_services, 0, 0, 0, KEY_REPEAT | KEY_EMPTY_OK },
+	{ "policy_default_action", key_policy_default_action, 0, 0, 0, 0 },
+	{ "policy_timeout", key_duration, OFF(policy_timeout), 1, HOUR, 0 },
+	{ "policy_stages", key_policy_stages, 0, 0, 0, 0 },
+	{ "max_inflight_data", key_size, OFF(max_inflight_data), MIB, TIB, 0 },
+	{ "auth_checks", key_yesno, OFF(auth_checks), 0, 0, 0 },
+	{ "authserv_id", key_authserv_id, 0, 0, 0, 0 },
+	{ "spf_reject", key_yesno, OFF(spf_reject), 0, 0, 0 },
+	{ "dmarc_reject", key_yesno, OFF(dmarc_reject), 0, 0, 0 },
+	{ "auth_tempfail", key_auth_tempfail, 0, 0, 0, 0 },
+	{ "dkim_sign", key_dkim_sign, 0, 0, 0, KEY_REPEAT },
 	{ "metrics_listen", key_metrics_listen, 0, 0, 0, 0 },
 	{ "rate_window", key_duration, OFF(rate_window), 1, DAY, 0 },
 	{ "max_connection_rate", key_unsigned, OFF(max_connection_rate), 0, 100000000, 0 },
@@ -1106,13 +1259,6 @@ static const struct config_key config_keys[] = {
 	{ "hold_users", key_hold_users, 0, 0, 0, KEY_EMPTY_OK },
 	{ "hold_new_accounts", key_duration, OFF(hold_new_accounts), 0, 365 * DAY, 0 },
 	{ "trace_retention", key_duration, OFF(trace_retention), 0, 365 * DAY, 0 },
-	{ "auth_service", key_auth_service, 0, 0, 0, 0 },
-	{ "auth_service_timeout", key_duration, OFF(auth_service_timeout), 1, 10 * MINUTE, 0 },
-	{ "policy_services", key_policy_services, 0, 0, 0, KEY_REPEAT | KEY_EMPTY_OK },
-	{ "policy_default_action", key_policy_default_action, 0, 0, 0, 0 },
-	{ "policy_timeout", key_duration, OFF(policy_timeout), 1, HOUR, 0 },
-	{ "policy_stages", key_policy_stages, 0, 0, 0, 0 },
-	{ "max_inflight_data", key_size, OFF(max_inflight_data), MIB, TIB, 0 },
 };
 
 #define CONFIG_NKEYS (sizeof config_keys / sizeof config_keys[0])
@@ -1228,7 +1374,7 @@ config_set_defaults(struct config *cfg)
 	cfg->max_message_size = 25 * MIB;
 	cfg->max_inflight_data = (size_t)256 * MIB;
 	cfg->max_recipients = 1000;
-	cfg->tls_outbound = TLS_OUT_MAY;
+	cfg->tls_outbound = TLS_OUT_DANE;
 	cfg->retry_min = 5 * MINUTE;
 	cfg->retry_max = HOUR;
 	cfg->queue_lifetime = 5 * DAY;
@@ -1254,15 +1400,21 @@ config_set_defaults(struct config *cfg)
 	cfg->max_junk_commands = 100;
 	cfg->max_unknown_recipients = 20;
 	cfg->client_dns_timeout = 5;
+	cfg->mta_sts = 1;
+	cfg->mta_sts_port = 443;
+	cfg->tls_report_keep = 14 * DAY;
+	cfg->auth_service_timeout = 30;
+	cfg->policy_timeout = 100;
+	cfg->policy_stages = CONFIG_POLICY_RCPT;
+	cfg->auth_checks = 1;
+	cfg->spf_reject = 1;
+	cfg->dmarc_reject = 1;
 	cfg->rate_window = MINUTE;
 	cfg->account_max_messages = 1000;
 	cfg->account_max_recipients = 1000;
 	cfg->dnsbl_threshold = 1;
 	cfg->pregreet_ttl = DAY;
 	cfg->trace_retention = 7 * DAY;
-	cfg->auth_service_timeout = 30;
-	cfg->policy_timeout = 100;
-	cfg->policy_stages = CONFIG_POLICY_RCPT;
 }
 
 /* Defaults of list keys (applied only when the key never appeared) and
@@ -1284,6 +1436,8 @@ config_finish(struct config_parse *p)
 			config_error(p, 0, "hostname: the system's name '%s' is not a valid "
 			    "domain name; set hostname", SHOW(name));
 	}
+	if (cfg->authserv_id[0] == '\0')
+		str_copy(cfg->authserv_id, cfg->hostname, sizeof cfg->authserv_id);
 	if (config_key_line(p, "listen") == 0) {
 		char text[] = "127.0.0.1:2525";
 		struct listen_spec ls;
@@ -1375,6 +1529,12 @@ config_free(struct config *cfg)
 		free(cfg->policy_services[i]);
 	free(cfg->policy_services);
 	free(cfg->policy_default_action);
+	for (i = 0; i < cfg->ndkim_sign; i++) {
+		free(cfg->dkim_sign[i].domain);
+		free(cfg->dkim_sign[i].selector);
+		free(cfg->dkim_sign[i].key_file);
+	}
+	free(cfg->dkim_sign);
 	for (i = 0; i < cfg->nrelay_domains; i++)
 		free(cfg->relay_domains[i]);
 	free(cfg->relay_domains);
@@ -1382,6 +1542,9 @@ config_free(struct config *cfg)
 	free(cfg->dns_servers);
 	free(cfg->tls_cert_file);
 	free(cfg->tls_key_file);
+	free(cfg->tls_policy_file);
+	free(cfg->tls_ca_file);
+	free(cfg->mta_sts_ca_file);
 	free(cfg->log_file);
 	free(cfg->user);
 	free(cfg);

@@ -27,7 +27,9 @@
 struct dnsbl_zone;
 
 enum listen_kind { LISTEN_SMTP, LISTEN_SUBMISSION, LISTEN_SMTPS };
-enum tls_outbound { TLS_OUT_NONE, TLS_OUT_MAY, TLS_OUT_ENCRYPT };
+/* Outbound TLS levels, in the order of enum tls_level (relay/tls_policy_map.h). */
+enum tls_outbound { TLS_OUT_NONE, TLS_OUT_MAY, TLS_OUT_ENCRYPT, TLS_OUT_VERIFY,
+	TLS_OUT_DANE, TLS_OUT_DANE_ONLY };
 
 struct listen_spec {
 	struct sockaddr_storage sa;	/* address and port to bind */
@@ -42,9 +44,18 @@ struct hostport {
 	uint16_t port;
 };
 
+/* An LMTP server (RFC 2033): "lmtp:unix:/path" or "lmtp:[ADDR]:PORT"
+ * (an IP literal; port 24 by default). */
+struct lmtp_target {
+	int on;				/* 0: not LMTP */
+	char unix_path[108];		/* "" for TCP */
+	struct hostport tcp;		/* TCP: the literal, without brackets */
+};
+
 struct route {
 	char domain[256];		/* lower case */
-	struct hostport dest;
+	struct hostport dest;		/* SMTP (lmtp.on == 0) */
+	struct lmtp_target lmtp;	/* routes = domain=lmtp:... */
 };
 
 /* When the policy services are asked (policy_stages). */
@@ -58,6 +69,8 @@ struct config {
 	size_t nlistens;
 	char *queue_dir;
 	char *mail_dir;
+	struct lmtp_target local_transport;	/* local_domains over LMTP;
+					 * .on == 0: Maildirs in mail_dir */
 	char **local_domains;		/* lower case */
 	size_t nlocal_domains;
 	char *users_file;		/* NULL when unset */
@@ -124,6 +137,41 @@ struct config {
 	unsigned client_dns_timeout;	/* client name lookups, and the wait
 					 * for them at DATA: 5s (0 = none) */
 
+	/* Outbound TLS (README "Outbound TLS"). */
+	char *tls_policy_file;		/* tls_policy: per-domain levels; NULL */
+	char *tls_ca_file;		/* verify's trust anchors; NULL: system */
+	int mta_sts;			/* the dane level uses MTA-STS: 1 */
+	char *mta_sts_ca_file;		/* policy hosts' trust anchors; NULL: system */
+	uint16_t mta_sts_port;		/* of the policy hosts: 443 */
+	unsigned tls_report_keep;	/* TLS report counters kept: 14d */
+	/* Filter daemons (README "Filter daemons"). */
+	char *auth_dovecot;		/* auth_service = dovecot:ENDPOINT: the
+					 * endpoint ("unix:/path", "inet:h:p");
+					 * NULL: users_file checks passwords */
+	unsigned auth_service_timeout;	/* each wait on Dovecot: 30s */
+	char **policy_services;		/* endpoints, asked in order: none */
+	size_t npolicy_services;
+	char *policy_default_action;	/* service down or broken: Postfix's
+					 * "451 4.3.5 Server configuration problem" */
+	unsigned policy_timeout;	/* request to answer: 100s */
+	unsigned policy_stages;		/* CONFIG_POLICY_* bits: RCPT */
+	/* Bounded memory (DESIGN.md, the queue). */
+	size_t max_inflight_data;	/* message buffers of every session
+					 * together: 256M; over it a new
+					 * DATA/BDAT gets 451 4.3.2 */
+
+	/* Mail authentication (README "Mail authentication"). */
+	int auth_checks;		/* SPF, DKIM and DMARC on mail from
+					 * outside (not relay_networks, not
+					 * authenticated): yes */
+	char authserv_id[256];		/* in Authentication-Results: hostname */
+	int spf_reject;			/* SPF fail: 550 at MAIL FROM: yes */
+	int dmarc_reject;		/* DMARC reject: 550 at the end: yes */
+	int auth_tempfail_defer;	/* auth_tempfail = defer: 451; accept */
+	struct config_dkim_sign {
+		char *domain, *selector, *key_file;
+	} *dkim_sign;			/* signing keys: none */
+	size_t ndkim_sign;
 	/* Operations and abuse control (README "Operations"). */
 	char *metrics_listen;		/* "ADDR:PORT" of the metrics endpoint; NULL: off */
 	unsigned rate_window;		/* seconds of the client rates: 1m */
@@ -149,21 +197,6 @@ struct config {
 	unsigned hold_new_accounts;	/* seconds; 0: off */
 	unsigned trace_retention;	/* a message's trace is kept this long
 					 * after it left the queue: 7d */
-	/* Filter daemons (README "Filter daemons"). */
-	char *auth_dovecot;		/* auth_service = dovecot:ENDPOINT: the
-					 * endpoint ("unix:/path", "inet:h:p");
-					 * NULL: users_file checks passwords */
-	unsigned auth_service_timeout;	/* each wait on Dovecot: 30s */
-	char **policy_services;		/* endpoints, asked in order: none */
-	size_t npolicy_services;
-	char *policy_default_action;	/* service down or broken: Postfix's
-					 * "451 4.3.5 Server configuration problem" */
-	unsigned policy_timeout;	/* request to answer: 100s */
-	unsigned policy_stages;		/* CONFIG_POLICY_* bits: RCPT */
-	/* Bounded memory (DESIGN.md, the queue). */
-	size_t max_inflight_data;	/* message buffers of every session
-					 * together: 256M; over it a new
-					 * DATA/BDAT gets 451 4.3.2 */
 
 	int refs;			/* atomic; managed by config_ref/unref */
 };
@@ -196,6 +229,10 @@ int config_user_may_send_any(const struct config *cfg, const char *user);
 /* May this client authenticate without TLS (auth_plaintext_networks)? */
 int config_client_may_auth_plaintext(const struct config *cfg,
     const struct sockaddr *sa);
+
+/* Parses "lmtp:unix:/path" or "lmtp:[ADDR]:PORT" into out. Returns NULL,
+ * or why not. */
+const char *config_parse_lmtp(const char *s, struct lmtp_target *out);
 
 /* The route for domain (any case), or NULL. */
 const struct route *config_route_for(const struct config *cfg, const char *domain);

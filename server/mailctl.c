@@ -3,6 +3,8 @@
  *
  *   mailctl [-c FILE] [--json] queue | show ID | delete ID... | delete all
  *                              | flush | stats
+ *   mailctl [-c FILE] tls DOMAIN
+ *   mailctl [-c FILE] [--json] tls-report DOMAIN [--date YYYY-MM-DD]
  *   mailctl [-c FILE] hold ID... | hold all | release ID... | release all
  *                   | requeue ID... | bounce ID... | cat ID
  *   mailctl [-c FILE] [--json] trace ID | sessions | selftest
@@ -17,8 +19,9 @@
  * trace reads <queue_dir>/trace (queue/trace.h); the commands that change
  * a message add an event to its trace (mailctl_trace.c). sessions asks
  * the running daemon through its control socket (server/control.h).
+ * tls and tls-report read the outbound TLS state (server/mailctl_tls.h).
  * --json (anywhere on the line) gives JSON for queue, show, stats and
- * trace.
+ * trace, and the RFC 8460 JSON report for tls-report.
  *
  * Exit codes: 0 done, 1 runtime failure (e.g. an ID not in the queue),
  * 2 usage error or bad config.
@@ -40,6 +43,7 @@
 #include "queue/store.h"
 #include "queue/trace.h"
 #include "server/config.h"
+#include "server/mailctl_tls.h"
 #include "server/control.h"
 #include "server/mailctl_int.h"
 
@@ -51,6 +55,8 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: mailctl [-c FILE] [--json] queue | show ID | "
 	    "delete ID... | delete all | flush | stats\n"
+	    "       mailctl [-c FILE] tls DOMAIN\n"
+	    "       mailctl [-c FILE] [--json] tls-report DOMAIN [--date YYYY-MM-DD]\n"
 	    "       mailctl [-c FILE] hold ID... | hold all | release ID... | "
 	    "release all | requeue ID... | bounce ID... | cat ID\n"
 	    "       mailctl [-c FILE] [--json] trace ID | sessions | selftest\n"
@@ -92,7 +98,8 @@ flags_text(FILE *f, unsigned flags, int json)
 		const char *name;
 	} names[] = {
 		{ ENV_8BITMIME, "8bitmime" }, { ENV_SMTPUTF8, "smtputf8" },
-		{ ENV_TLS, "tls" }, { ENV_NOTICE, "notice" }, { ENV_HELD, "held" },
+		{ ENV_TLS, "tls" }, { ENV_NOTICE, "notice" },
+		{ ENV_REQUIRETLS, "requiretls" }, { ENV_HELD, "held" },
 	};
 	int first = 1;
 
@@ -280,7 +287,6 @@ read_head(struct queue_store *s, queue_id_t id, char **body_r, size_t *len_r)
 	*body_r = buf_steal(&head, len_r);
 	return STORE_OK;
 }
-
 
 static int
 cmd_show(struct mailctl *mc, struct queue_store *s, const char *arg)
@@ -601,6 +607,24 @@ main(int argc, char **argv)
 	if (strcmp(cmd, "dkim-keygen") == 0) {
 		rc = cmd_dkim_keygen(words + 1, nwords - 1);
 		free(words);
+		return rc;
+	}
+	if ((strcmp(cmd, "tls") == 0 && nwords == 2) ||
+	    (strcmp(cmd, "tls-report") == 0 && (nwords == 2 ||
+	    (nwords == 4 && strcmp(words[2], "--date") == 0)))) {
+		if ((cfg = config_load(config_path, stderr)) == NULL) {
+			free(words);
+			return 2;
+		}
+		if (strcmp(cmd, "tls") == 0)
+			rc = mailctl_tls(cfg, words[1], stdout);
+		else
+			rc = mailctl_tls_report(cfg, words[1], nwords == 4 ? words[3] : NULL,
+			    mc.json, stdout);
+		config_unref(&cfg);
+		free(words);
+		if (fflush(stdout) != 0 || ferror(stdout))
+			return 1;
 		return rc;
 	}
 	if (!((strcmp(cmd, "queue") == 0 && nwords == 1) ||

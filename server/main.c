@@ -27,6 +27,9 @@
 #include "queue/results.h"
 #include "queue/scheduler.h"
 #include "queue/store.h"
+#include "relay/mta_sts_fetch.h"
+#include "relay/tls_report.h"
+#include "relay/tls_store.h"
 #include "queue/trace.h"
 #include "server/acceptor.h"
 #include "server/connlimit.h"
@@ -44,16 +47,18 @@
 #define DAEMON_PASSWORD_QUEUE 1024	/* logins waiting for a hasher */
 #define DAEMON_LOOKUP_THREADS 16
 #define DAEMON_LOOKUP_QUEUE 8192
+#define DAEMON_FILTER_THREADS 32	/* each waits on one filter daemon's answer */
+#define DAEMON_FILTER_QUEUE 8192
 #define DAEMON_RATE_CLIENTS 100000	/* clients the rate limits remember */
 #define DAEMON_RATE_ACCOUNTS 10000	/* accounts the quotas remember */
 #define DAEMON_GREETED_CLIENTS 100000	/* the greeting test's whitelist */
 #define DAEMON_DELIVERY_THREADS_MAX 1024	/* delivery_threads' maximum */
-#define DAEMON_FILTER_THREADS 32	/* each waits on one filter daemon's answer */
-#define DAEMON_FILTER_QUEUE 8192
 
 struct daemon {
 	const char *config_path;
 	struct queue_store *store;
+	struct tls_store *tls;		/* outbound TLS state: MTA-STS, reports */
+	int64_t tls_pruned;		/* monotonic ms of the last prune, 0: none */
 	struct committer *committer;
 	struct scheduler *scheduler;
 	struct delivery *delivery;
@@ -269,7 +274,7 @@ daemon_reload(struct daemon *d)
 		runtime_unref(&rt);
 		return;
 	}
-	if ((policy = policy_from_runtime(rt)) == NULL) {
+	if ((policy = policy_from_runtime(rt, d->tls)) == NULL) {
 		log_error("reload: delivery settings unusable; keeping the old configuration");
 		listener_set_retire(&set, &d->listeners);
 		runtime_unref(&rt);
@@ -326,6 +331,29 @@ daemon_flush(struct daemon *d)
 	else
 		log_info("flush: %llu deferred recipients due now", (unsigned long long)n);
 	scheduler_rescan(d->scheduler);
+}
+
+/* Daily, and at start: TLS report counters older than tls_report_keep go
+ * (a report covers one day; they are statistics, not mail). */
+static void
+daemon_tls_upkeep(struct daemon *d)
+{
+	int64_t now = time_mono_ms();
+	struct runtime *rt;
+	long n;
+
+	if (d->tls_pruned != 0 && now - d->tls_pruned < 86400 * 1000LL)
+		return;
+	d->tls_pruned = now;
+	rt = runtime_current();
+	n = tls_report_prune(d->tls, (int64_t)time(NULL) -
+	    (int64_t)rt->cfg->tls_report_keep);
+	if (n < 0)
+		log_warn("tls reports: old counters could not be pruned");
+	else if (n > 0)
+		log_info("tls reports: %ld counters older than %u days pruned", n,
+		    rt->cfg->tls_report_keep / 86400);
+	runtime_unref(&rt);
 }
 
 static void
@@ -395,16 +423,17 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	filter_stop_all();
 	offloop_stop(&d->pools.passwords);
 	offloop_stop(&d->pools.lookups);
+	offloop_stop(&d->pools.filters);
 	ratelimit_free(&d->pools.rates);
 	pregreet_free(&d->pools.greeted);
 	hold_accounts_free(&d->pools.accounts);
-	offloop_stop(&d->pools.filters);
 	committer_stop(&d->committer);
 	for (size_t i = 0; i < d->nworkers; i++)
 		worker_stop(&d->workers[i]);
 	free(d->workers);
 	scheduler_free(&d->scheduler);
 	store_close(&d->store);
+	tls_store_close(&d->tls);
 	trace_stop();
 }
 
@@ -510,6 +539,16 @@ main(int argc, char **argv)
 		log_error("queue %s: %s", cfg->queue_dir, err);
 		return 1;
 	}
+	/* Outbound TLS state, beside the queue and as durable: the MTA-STS
+	 * policy cache and the TLS report counters (relay/tls_store.h). */
+	if (mta_sts_fetch_global_init() != 0) {
+		log_error("libcurl cannot start");
+		return 1;
+	}
+	if ((d.tls = tls_store_open(cfg->queue_dir, 0, err, sizeof err)) == NULL) {
+		log_error("queue %s: %s", cfg->queue_dir, err);
+		return 1;
+	}
 	if (trace_start(cfg->queue_dir, cfg->trace_retention, err, sizeof err) < 0) {
 		log_error("%s", err);
 		return 1;
@@ -526,7 +565,7 @@ main(int argc, char **argv)
 		return 1;
 	committer_set_notify(d.committer, daemon_wake_scheduler, d.scheduler);
 	{
-		struct delivery_policy *policy = policy_from_runtime(rt);
+		struct delivery_policy *policy = policy_from_runtime(rt, d.tls);
 		if (policy == NULL)
 			return 1;
 		d.delivery_threads = (unsigned)cfg->delivery_threads;
@@ -557,12 +596,15 @@ main(int argc, char **argv)
 	    d.listeners.n, d.nworkers, cfg->hostname);
 	daemon_notify_ready(&d);
 
+	daemon_tls_upkeep(&d);
 	for (;;) {
 		struct timespec tick = { 1, 0 };
 
 		/* The housekeeping of the main thread runs about once a
-		 * second, between signals. */
-		if ((sig = sigtimedwait(&sigs, NULL, &tick)) < 0) {
+		 * second, between signals; the TLS upkeep is daily. */
+		sig = sigtimedwait(&sigs, NULL, &tick);
+		daemon_tls_upkeep(&d);
+		if (sig < 0) {
 			daemon_metrics_tick(d.metrics);
 			continue;
 		}

@@ -7,6 +7,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "relay/tls_verify.h"
 
 static pthread_mutex_t runtime_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *runtime_cur;	/* guarded by runtime_lock */
@@ -27,11 +28,12 @@ runtime_same_tls(const struct runtime *prev, const struct config *cfg)
 	    runtime_same_str(prev->cfg->tls_priority, cfg->tls_priority);
 }
 
-/* A resolver of the sessions: dns_timeout per query and dns_attempts
- * rounds, as for delivery, and every lookup bounded by total_ms, tries
- * included. */
+/* A resolver of the configured servers: dns_timeout per query and
+ * dns_attempts rounds, as for delivery; a whole lookup bounded by
+ * total_ms, tries included (0: the default bound). */
 static struct dns_resolver *
-runtime_resolver(const struct config *cfg, unsigned total_ms, char *err, size_t errsize)
+runtime_resolver(const struct config *cfg, unsigned total_ms, char *err,
+    size_t errsize)
 {
 	struct dns_server_addr servers[16];
 	struct dns_options o;
@@ -44,10 +46,66 @@ runtime_resolver(const struct config *cfg, unsigned total_ms, char *err, size_t 
 	dns_options_default(&o);
 	o.try_timeout_ms = cfg->dns_timeout * 1000;
 	o.tries = cfg->dns_attempts;
-	o.total_timeout_ms = total_ms;
-	if (o.try_timeout_ms > total_ms)
-		o.try_timeout_ms = total_ms;
+	if (total_ms > 0) {
+		o.total_timeout_ms = total_ms;
+		if (o.try_timeout_ms > total_ms)
+			o.try_timeout_ms = total_ms;
+	}
 	return dns_resolver_new_opts(servers, n, &o, err, errsize);
+}
+
+/* Mail authentication: its resolver (bounded as delivery's lookups) and
+ * the dkim_sign keys, each loaded and checked here, so that -t and
+ * SIGHUP report a bad key. Returns 0 or -1 (printed to errs). */
+static int
+runtime_mailauth(struct runtime *rt, const char *path, FILE *errs)
+{
+	const struct config *cfg = rt->cfg;
+	char err[512];
+
+	if (cfg->auth_checks) {
+		rt->auth_resolver = runtime_resolver(cfg, 0, err, sizeof err);
+		if (rt->auth_resolver == NULL) {
+			if (errs)
+				fprintf(errs, "%s:0: dns: %s\n", path, err);
+			return -1;
+		}
+		rt->auth_dns = auth_dns_resolver_new(rt->auth_resolver);
+	}
+	if (cfg->ndkim_sign == 0)
+		return 0;
+	rt->dkim_keys = dkim_keyring_new();
+	for (size_t i = 0; i < cfg->ndkim_sign; i++) {
+		const struct config_dkim_sign *d = &cfg->dkim_sign[i];
+
+		if (dkim_keyring_add(rt->dkim_keys, d->domain, d->selector, d->key_file,
+		    err, sizeof err) != 0) {
+			if (errs)
+				fprintf(errs, "%s:0: dkim_sign %s %s: %s\n", path, d->domain,
+				    d->selector, err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Trust anchors that cannot be read now would leave outbound TLS with
+ * none: a config error. */
+static int
+runtime_check_ca(const char *path, const char *key, const char *file, FILE *errs)
+{
+	struct tls_trust *t;
+	char err[512];
+
+	if (file == NULL)
+		return 0;
+	if ((t = tls_trust_new(file, err, sizeof err)) == NULL) {
+		if (errs)
+			fprintf(errs, "%s:0: %s: %s\n", path, key, err);
+		return -1;
+	}
+	tls_trust_free(&t);
+	return 0;
 }
 
 struct runtime *
@@ -78,25 +136,18 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 			goto fail;
 		}
 	}
+	if (rt->cfg->tls_policy_file != NULL &&
+	    tls_policy_map_load(rt->cfg->tls_policy_file, errs, &rt->tls_map) != 0)
+		goto fail;
+	if (runtime_check_ca(path, "tls_ca_file", rt->cfg->tls_ca_file, errs) != 0 ||
+	    runtime_check_ca(path, "mta_sts_ca_file", rt->cfg->mta_sts_ca_file, errs) != 0)
+		goto fail;
 	if (rt->cfg->client_dns_timeout > 0 &&
 	    (rt->dns = runtime_resolver(rt->cfg, rt->cfg->client_dns_timeout * 1000,
 	    err, sizeof err)) == NULL) {
 		if (errs)
 			fprintf(errs, "%s:0: dns: %s\n", path, err);
 		goto fail;
-	}
-	if (rt->cfg->ndnsbl > 0) {
-		struct dnsbl_options o;
-
-		if ((rt->dnsbl_dns = runtime_resolver(rt->cfg, rt->cfg->dns_timeout *
-		    rt->cfg->dns_attempts * 1000, err, sizeof err)) == NULL) {
-			if (errs)
-				fprintf(errs, "%s:0: dnsbl: %s\n", path, err);
-			goto fail;
-		}
-		dnsbl_options_default(&o);
-		o.threshold = rt->cfg->dnsbl_threshold;
-		rt->dnsbl = dnsbl_new(rt->cfg->dnsbl, rt->cfg->ndnsbl, &o);
 	}
 	if (rt->cfg->auth_dovecot != NULL && (rt->dovecot = auth_dovecot_new(
 	    rt->cfg->auth_dovecot, rt->cfg->auth_service_timeout * 1000, err,
@@ -110,6 +161,21 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 		if (errs)
 			fprintf(errs, "%s:0: policy_services: %s\n", path, err);
 		goto fail;
+	}
+	if (runtime_mailauth(rt, path, errs) != 0)
+		goto fail;
+	if (rt->cfg->ndnsbl > 0) {
+		struct dnsbl_options o;
+
+		if ((rt->dnsbl_dns = runtime_resolver(rt->cfg, rt->cfg->dns_timeout *
+		    rt->cfg->dns_attempts * 1000, err, sizeof err)) == NULL) {
+			if (errs)
+				fprintf(errs, "%s:0: dnsbl: %s\n", path, err);
+			goto fail;
+		}
+		dnsbl_options_default(&o);
+		o.threshold = rt->cfg->dnsbl_threshold;
+		rt->dnsbl = dnsbl_new(rt->cfg->dnsbl, rt->cfg->ndnsbl, &o);
 	}
 	return rt;
 fail:
@@ -139,10 +205,14 @@ runtime_unref(struct runtime **rtp)
 	if (rt->tls)
 		tls_creds_unref(&rt->tls);
 	dns_resolver_free(&rt->dns);
-	dnsbl_free(&rt->dnsbl);
-	dns_resolver_free(&rt->dnsbl_dns);
+	tls_policy_map_free(&rt->tls_map);
 	auth_dovecot_free(&rt->dovecot);
 	smtp_policy_services_free(&rt->policy);
+	auth_dns_free(&rt->auth_dns);
+	dns_resolver_free(&rt->auth_resolver);
+	dkim_keyring_free(&rt->dkim_keys);
+	dnsbl_free(&rt->dnsbl);
+	dns_resolver_free(&rt->dnsbl_dns);
 	free(rt);
 }
 

@@ -1,8 +1,9 @@
 /*
  * runtime: one consistent snapshot of what the config decides: the parsed
  * config, the users and aliases, the TLS credentials, the resolver of
- * the sessions and the filter daemons they ask (Dovecot's auth service,
- * policy services, with their idle connections). SIGHUP builds a
+ * the sessions, the mail authentication resolver and signing keys,
+ * the filter daemons they ask (Dovecot's auth service, policy services,
+ * with their idle connections) and the outbound tls_policy map. SIGHUP builds a
  * new snapshot and swaps it in; sessions and threads keep the snapshot they
  * started with (by reference) until they finish.
  *
@@ -16,11 +17,14 @@
 
 #include <stdio.h>
 
+#include "auth/auth_dns.h"
+#include "auth/dkim_keyring.h"
 #include "dns/dns.h"
+#include "relay/tls_policy_map.h"
 #include "server/config.h"
-#include "server/dnsbl.h"
 #include "server/smtp_auth_dovecot.h"
 #include "server/smtp_policy.h"
+#include "server/dnsbl.h"
 #include "server/tls.h"
 #include "storage/userdb.h"
 
@@ -31,17 +35,25 @@ struct runtime {
 	struct dns_resolver *dns;	/* the sessions' lookups (client names),
 					 * bounded by client_dns_timeout; NULL
 					 * when that is 0 */
-	struct dnsbl *dnsbl;		/* the `dnsbl` lists, or NULL */
-	struct dns_resolver *dnsbl_dns;	/* their lookups: dns_timeout per
-					 * query, dns_attempts rounds */
+	struct tls_policy_map *tls_map;	/* tls_policy; NULL when unset */
 	struct auth_dovecot *dovecot;	/* auth_service = dovecot:...; NULL
 					 * when users_file checks passwords */
 	struct smtp_policy_services *policy;	/* policy_services; NULL: none */
+	struct dns_resolver *auth_resolver;	/* SPF, DKIM and DMARC lookups
+					 * (dns_timeout, dns_attempts); NULL
+					 * without auth_checks */
+	struct auth_dns *auth_dns;	/* auth/'s view of it */
+	struct dkim_keyring *dkim_keys;	/* dkim_sign; NULL: none */
+	struct dnsbl *dnsbl;		/* the `dnsbl` lists, or NULL */
+	struct dns_resolver *dnsbl_dns;	/* their lookups: dns_timeout per
+					 * query, dns_attempts rounds */
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 
 /*
- * Loads config file path and everything it names. prev (NULL at start) is
+ * Loads config file path and everything it names (a tls_policy map and
+ * the trust anchors of tls_ca_file and mta_sts_ca_file are checked: their
+ * problems are `FILE:LINE: message` too). prev (NULL at start) is
  * the snapshot in use: when the TLS files are the same as its own and can
  * no longer be opened for lack of permission (a root-only key, read at
  * start before the privileges were dropped), its credentials are kept,

@@ -586,6 +586,7 @@ args_parse_orcpt(const char *v, size_t n, int utf8, char *out, size_t outsize)
 enum {
 	SEEN_SIZE = 1, SEEN_BODY = 2, SEEN_SMTPUTF8 = 4, SEEN_RET = 8,
 	SEEN_ENVID = 16, SEEN_AUTH = 32, SEEN_NOTIFY = 64, SEEN_ORCPT = 128,
+	SEEN_REQUIRETLS = 256,
 };
 
 /* The error for an unusable path; who: "sender" or "recipient". */
@@ -663,14 +664,20 @@ args_mail_param(const struct args_param *pa, unsigned *seen,
 		bit = SEEN_ENVID;
 	else if (args_key_is(pa, "AUTH"))
 		bit = SEEN_AUTH;
+	else if (args_key_is(pa, "REQUIRETLS"))
+		bit = SEEN_REQUIRETLS;
 	else
 		return args_unknown_param(pa, err, errsize);
 	if (args_seen(seen, bit, pa, err, errsize) < 0)
 		return -1;
-	if (bit == SEEN_SMTPUTF8) {
+	if (bit == SEEN_SMTPUTF8 || bit == SEEN_REQUIRETLS) {
+		/* Keywords without a value (RFC 6531, RFC 8689 3). */
 		if (v != NULL)
 			return args_param_error(pa, "Bad", err, errsize);
-		out->smtputf8 = 1;
+		if (bit == SEEN_SMTPUTF8)
+			out->smtputf8 = 1;
+		else
+			out->requiretls = 1;
 		return 0;
 	}
 	if (v == NULL)

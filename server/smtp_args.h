@@ -3,7 +3,9 @@
  * (RFC 5321 4.1.2, with SMTPUTF8 addresses per RFC 6531) and the ESMTP
  * parameters of SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531),
  * RET/ENVID/NOTIFY/ORCPT (RFC 3461, xtext decoded; an ORCPT address may
- * be UTF-8, in xtext or in RFC 6533's utf-8 form) and AUTH= (RFC 4954).
+ * be UTF-8, in xtext or in RFC 6533's utf-8 form), AUTH= (RFC 4954) and
+ * REQUIRETLS (RFC 8689; whether the session may use it is the caller's
+ * check).
  *
  * Errors: each function returns 0, or -1 with a reply code and text
  * ready to send (e.g. "501 5.5.4 Syntax: MAIL FROM:<address>") in err.
@@ -30,6 +32,7 @@ struct smtp_mail_args {
 	uint64_t size;			/* SIZE=, 0 when absent */
 	enum smtp_body body;
 	int smtputf8;			/* SMTPUTF8 given */
+	int requiretls;			/* REQUIRETLS given */
 	enum dsn_ret ret;
 	char envid[101];		/* xtext-decoded ENVID, "" when absent */
 	char auth[SMTP_PATH_MAX];	/* AUTH= value (xtext decoded), "" absent */

@@ -40,6 +40,7 @@ session_txn_reset(struct smtp_session *s)
 {
 	session_rcpt_clear(s);
 	session_policy_txn_reset(s);
+	session_mailauth_txn_reset(s);
 	s->in_txn = 0;
 	s->bdat_used = 0;
 	s->bdat_failed = 0;
@@ -129,11 +130,23 @@ session_msg_drop(struct smtp_session *s, struct smtp_message *m)
 	smtp_message_free(&m);
 }
 
+/* m leaves the session with records still out: freed when they are
+ * back (session_stage_back); committed: what it staged is not dropped. */
+static void
+session_msg_park(struct smtp_session *s, struct smtp_message *m, int committed)
+{
+	struct session_dying *d = xcalloc(1, sizeof *d);
+
+	d->msg = m;
+	d->committed = committed;
+	d->next = s->dying;
+	s->dying = d;
+}
+
 void
 session_msg_abandon(struct smtp_session *s)
 {
 	struct smtp_message *m = s->msg;
-	struct session_dying *d;
 
 	s->msg = NULL;
 	s->blocked_since = 0;
@@ -143,10 +156,7 @@ session_msg_abandon(struct smtp_session *s)
 		session_msg_drop(s, m);
 		return;
 	}
-	d = xcalloc(1, sizeof *d);
-	d->msg = m;
-	d->next = s->dying;
-	s->dying = d;
+	session_msg_park(s, m, 0);
 }
 
 int
@@ -167,18 +177,29 @@ session_stage_back(struct smtp_session *s, struct session_stage *sg,
 	smtp_message_staged(m, sg->rec, st);
 	s->stages--;
 	if (m != s->msg) {
-		/* A message given up: it goes with its last record. */
+		/* A message given up or committed: it goes with its last
+		 * record. */
+		int committed = 0;
+
 		if (smtp_message_inflight(m) > 0)
 			return;
 		for (struct session_dying **dp = &s->dying; *dp; dp = &(*dp)->next) {
 			if ((*dp)->msg == m) {
 				struct session_dying *d = *dp;
+				committed = d->committed;
 				*dp = d->next;
 				free(d);
 				break;
 			}
 		}
-		session_msg_drop(s, m);
+		if (!committed) {
+			session_msg_drop(s, m);
+			return;
+		}
+		/* The commit fails without the record; the reply says why. */
+		if (smtp_message_status(m) != COMMIT_OK)
+			s->commit_stage_status = smtp_message_status(m);
+		smtp_message_free(&m);
 		return;
 	}
 	if (s->phase == PH_COMMIT && s->commit == NULL) {
@@ -215,6 +236,7 @@ session_begin_message(struct smtp_session *s, enum smtp_data_mode mode)
 
 	s->qid = queue_id_next();
 	info.id = s->qid;
+	session_mailauth_begin(s, &info);
 	s->msg = smtp_message_new(&info);
 	s->msg_start = time_mono_ms();
 	s->msg_bytes = 0;
@@ -257,7 +279,8 @@ session_commit_final(struct smtp_session *s)
 	env->envid = s->mail.envid[0] ? xstrdup(s->mail.envid) : NULL;
 	env->ret = s->mail.ret;
 	env->flags = (s->mail.body == SMTP_BODY_8BITMIME ? ENV_8BITMIME : 0) |
-	    (s->mail.smtputf8 ? ENV_SMTPUTF8 : 0) | (s->io.tls_active ? ENV_TLS : 0);
+	    (s->mail.smtputf8 ? ENV_SMTPUTF8 : 0) | (s->io.tls_active ? ENV_TLS : 0) |
+	    (s->mail.requiretls ? ENV_REQUIRETLS : 0);
 	env->rcpts = s->rcpts;
 	env->nrcpts = s->nrcpts;
 	if (session_hold_check(s, env))
@@ -265,7 +288,13 @@ session_commit_final(struct smtp_session *s)
 	s->rcpts = NULL;
 	s->nrcpts = s->caprcpts = 0;
 	smtp_message_take(s->msg, &parts);
-	smtp_message_free(&s->msg);
+	s->commit_stage_status = COMMIT_OK;
+	if (smtp_message_inflight(s->msg) > 0) {
+		session_msg_park(s, s->msg, 1);
+		s->msg = NULL;
+	} else {
+		smtp_message_free(&s->msg);
+	}
 	c->body = parts.head;
 	c->body_len = parts.head_len;
 	c->staged = parts.staged;
@@ -281,21 +310,22 @@ session_commit_final(struct smtp_session *s)
 	committer_submit(worker_committer(s->w), c);
 }
 
-/* The checks passed: once no record of the message is with the
- * committer any more, the commit; or the reply for a record refused. */
+/* The checks passed: the commit, at once (records still with the
+ * committer are written before it: committer.h); or, once no record of
+ * the message is out any more, the reply for a record refused. */
 static void
 session_commit_when_staged(struct smtp_session *s)
 {
 	enum commit_status st;
 	char id[QUEUE_ID_LEN + 1];
 
-	if (smtp_message_inflight(s->msg) > 0)
-		return;		/* session_stage_back calls again */
 	st = smtp_message_status(s->msg);
 	if (st == COMMIT_OK) {
 		session_commit_final(s);
 		return;
 	}
+	if (smtp_message_inflight(s->msg) > 0)
+		return;		/* session_stage_back calls again */
 	s->phase = PH_COMMAND;
 	log_warn("%s: from=<%s>: queue commit failed (%s)",
 	    queue_id_format(s->qid, id, sizeof id), s->mail.addr,
@@ -327,7 +357,7 @@ session_end_message(struct smtp_session *s)
 		/* A client that delivers mail is not idling or probing. */
 		s->junk = 0;
 		s->refused_rcpts = 0;
-		if (session_policy_end_message(s))
+		if (session_mailauth_end_message(s))
 			return;	/* it goes on there */
 		session_commit(s);
 		return;
@@ -416,6 +446,9 @@ cmd_ehlo(struct smtp_session *s, const char *arg)
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-DSN");
 	session_reply(s, "250-SMTPUTF8");
+	/* RFC 8689 2: only where the message arrives over TLS. */
+	if (s->io.tls_active)
+		session_reply(s, "250-REQUIRETLS");
 	session_reply(s, "250 CHUNKING");
 }
 
@@ -454,8 +487,15 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		return;
 	}
 	if (!s->esmtp && (s->mail.size || s->mail.body || s->mail.smtputf8 ||
-	    s->mail.ret || s->mail.envid[0] || s->mail.auth[0])) {
+	    s->mail.ret || s->mail.envid[0] || s->mail.auth[0] || s->mail.requiretls)) {
 		session_reply(s, "555 5.5.4 Parameters need EHLO");
+		memset(&s->mail, 0, sizeof s->mail);
+		return;
+	}
+	if (s->mail.requiretls && !s->io.tls_active) {
+		/* Offered only inside TLS: the message would have crossed in
+		 * clear already (RFC 8689 4.1). */
+		session_reply(s, "530 5.7.10 REQUIRETLS needs a TLS session");
 		memset(&s->mail, 0, sizeof s->mail);
 		return;
 	}
@@ -485,6 +525,14 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		memset(&s->mail, 0, sizeof s->mail);
 		return;
 	}
+	if (session_mailauth_mail(s))
+		return;		/* the reply comes after the SPF check */
+	session_mail_accepted(s);
+}
+
+void
+session_mail_accepted(struct smtp_session *s)
+{
 	s->in_txn = 1;
 	s->trace_mail_us = session_trace_now();
 	session_reply(s, "250 2.1.0 Ok");
@@ -587,13 +635,13 @@ session_rcpt_append(struct smtp_session *s, const char *addr, const char *orcpt,
 	s->rcpts[s->nrcpts].orcpt = orcpt != NULL ? xstrdup(orcpt) : NULL;
 	s->rcpts[s->nrcpts].notify = notify;
 	s->nrcpts++;
-	s->trace_rcpt_us = session_trace_now();
 }
 
 void
 session_rcpt_accept(struct smtp_session *s, const struct smtp_rcpt_args *r)
 {
 	session_rcpt_append(s, r->addr, r->orcpt[0] ? r->orcpt : NULL, r->notify);
+	s->trace_rcpt_us = session_trace_now();
 	session_reply(s, "250 2.1.5 Ok");
 }
 

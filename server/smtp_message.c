@@ -69,6 +69,9 @@ struct smtp_message {
 	size_t name_len;
 	char date[80];
 	char msgid[300];
+	char added_fields[80 + 300];	/* what message_header_end added */
+	void (*tap)(void *, const char *, size_t);
+	void *tap_arg;
 };
 
 struct smtp_message *
@@ -109,6 +112,8 @@ smtp_message_new(const struct smtp_message_info *info)
 	m->line_start = m->head.len;
 	m->hs = HS_BOL;
 	m->submission = info->submission;
+	m->tap = info->tap;
+	m->tap_arg = info->tap_arg;
 	snprintf(m->date, sizeof m->date, "Date: %s\r\n", date);
 	snprintf(m->msgid, sizeof m->msgid, "Message-ID: <%s@%s>\r\n", id,
 	    info->hostname);
@@ -148,6 +153,7 @@ message_header_end(struct smtp_message *m)
 	/* Both fit: add is as large as the two together. */
 	snprintf(add, sizeof add, "%s%s", m->facts.has_date ? "" : m->date,
 	    m->facts.has_message_id ? "" : m->msgid);
+	str_copy(m->added_fields, add, sizeof m->added_fields);
 	if (!m->cut)
 		m->added = message_insert(m, &m->head, m->line_start, add);
 	else
@@ -415,7 +421,7 @@ smtp_message_feed(struct smtp_message *m, const char *in, size_t len,
 	*done_r = 0;
 	while (total < len) {
 		struct buf *out = message_out(m);
-		size_t want = len - total, n;
+		size_t want = len - total, n, before;
 
 		if (out == NULL)
 			break;		/* blocked */
@@ -432,7 +438,10 @@ smtp_message_feed(struct smtp_message *m, const char *in, size_t len,
 			if (want > SMTP_MESSAGE_CHUNK - out->len)
 				want = SMTP_MESSAGE_CHUNK - out->len;
 		}
+		before = out->len;
 		n = smtp_data_parse(&m->dp, in + total, want, done_r);
+		if (m->tap != NULL && out->len > before)
+			m->tap(m->tap_arg, out->data + before, out->len - before);
 		message_scan(m);
 		if (m->status != COMMIT_OK && m->cut) {
 			/* A record was refused: the rest is read, not kept. */
@@ -502,6 +511,42 @@ smtp_message_prepend(struct smtp_message *m, const char *lines)
 	return 0;
 }
 
+const char *
+smtp_message_added_fields(const struct smtp_message *m)
+{
+	return m->added_fields;
+}
+
+int
+smtp_message_header(const struct smtp_message *m, const char **p, size_t *len)
+{
+	if (!m->facts.header_done || m->facts.header_end > m->head.len ||
+	    m->facts.header_end < m->received_len)
+		return -1;
+	*p = m->head.data + m->received_len;
+	*len = m->facts.header_end - m->received_len;
+	return 0;
+}
+
+int
+smtp_message_replace_header(struct smtp_message *m, const char *h, size_t len)
+{
+	const char *old;
+	size_t oldlen, at = m->received_len, tail;
+
+	if (smtp_message_header(m, &old, &oldlen) != 0)
+		return -1;
+	tail = m->head.len - (at + oldlen);
+	if (len > oldlen && buf_append(&m->head, h, len - oldlen) != 0)
+		return -1;
+	memmove(m->head.data + at + len, m->head.data + at + oldlen, tail);
+	memcpy(m->head.data + at, h, len);
+	if (len < oldlen)
+		m->head.len -= oldlen - len;
+	m->facts.header_end = m->facts.header_end - oldlen + len;
+	return 0;
+}
+
 const struct smtp_message_facts *
 smtp_message_facts(const struct smtp_message *m)
 {
@@ -511,7 +556,7 @@ smtp_message_facts(const struct smtp_message *m)
 void
 smtp_message_take(struct smtp_message *m, struct smtp_message_parts *p)
 {
-	assert(m->nbusy == 0 && m->status == COMMIT_OK);
+	assert(m->status == COMMIT_OK);
 	memset(p, 0, sizeof *p);
 	p->head = buf_steal(&m->head, &p->head_len);
 	p->staged = m->staged;

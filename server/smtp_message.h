@@ -100,6 +100,11 @@ struct smtp_message_info {
 	enum smtp_data_mode mode;	/* DATA (dot-stuffed) or BDAT */
 	time_t now;			/* for the dates written */
 	const struct smtp_message_stager *stager;	/* optional (borrowed) */
+	/* Optional: sees the client's content once, in order, as it is
+	 * taken (dot-stuffing undone; our own headers not included): what
+	 * DKIM signs or verifies as the message streams in. */
+	void (*tap)(void *arg, const char *p, size_t n);
+	void *tap_arg;
 };
 
 /* What the scan has learned so far. */
@@ -174,12 +179,30 @@ int smtp_message_finish(struct smtp_message *m, char *reply, size_t replysize);
  * Returns 0, or -1 when they do not fit (the message is unchanged). */
 int smtp_message_prepend(struct smtp_message *m, const char *lines);
 
+/* The header fields the message got for submission (Date, Message-ID;
+ * whole fields with CRLF), "" when none. After smtp_message_finish. */
+const char *smtp_message_added_fields(const struct smtp_message *m);
+
+/* The client's header section as kept in record 0 (after our Received
+ * and any prepended field, before the submission fields and the empty
+ * line): 0 with *p and *len, or -1 when it is longer than record 0.
+ * After smtp_message_finish returned 0. */
+int smtp_message_header(const struct smtp_message *m, const char **p,
+    size_t *len);
+
+/* Puts h[0..len) in place of what smtp_message_header gives (whole
+ * fields with CRLF): how Authentication-Results fields claiming our
+ * authserv-id are removed. Returns 0, or -1 when it does not fit or the
+ * header section is not in record 0 (the message is unchanged). */
+int smtp_message_replace_header(struct smtp_message *m, const char *h,
+    size_t len);
+
 /* The facts learned so far. */
 const struct smtp_message_facts *smtp_message_facts(const struct smtp_message *m);
 
 /* Hands the message's bytes (CRLF line ends) over; only after
- * smtp_message_finish returned 0, with nothing in flight and the status
- * COMMIT_OK. */
+ * smtp_message_finish returned 0, with the status COMMIT_OK. Records
+ * still with the committer stay m's: free m once they are back. */
 void smtp_message_take(struct smtp_message *m, struct smtp_message_parts *p);
 
 /* Frees m (nothing may be in flight) and gives back its reserve; sets

@@ -93,6 +93,7 @@ session_mode(const struct smtp_session *s)
 	case PH_COMMIT:
 	case PH_AUTH_CHECK:
 	case PH_POLICY:
+	case PH_MAILAUTH:
 	case PH_AUTH_DELAY:
 	case PH_NAME_WAIT:
 		return SESSION_IO_HELD;
@@ -399,6 +400,10 @@ smtp_session_commit_done(struct smtp_session *s, enum commit_status st)
 
 	s->commit = NULL;
 	queue_id_format(c->env.id, id, sizeof id);
+	/* A record refused for room made the commit fail (its records come
+	 * back first: worker.c): that is the reply. */
+	if (st != COMMIT_OK && s->commit_stage_status == COMMIT_FULL)
+		st = COMMIT_FULL;
 	if (st == COMMIT_OK) {
 		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queued)", id,
 		    c->env.sender, (unsigned long long)s->commit_size,
@@ -462,6 +467,7 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 	 * records on their way to the queue) are not the client's slowness. */
 	if (now < s->deadline || s->phase == PH_COMMIT ||
 	    s->phase == PH_AUTH_CHECK || s->phase == PH_POLICY ||
+	    s->phase == PH_MAILAUTH ||
 	    session_msg_blocked(s))
 		return 0;
 	if (s->deadline_rate)
@@ -563,10 +569,11 @@ smtp_session_free(struct smtp_session **sp)
 	s->jobs = NULL;
 	session_end(s);
 	smtp_sasl_clear(&s->sasl);
-	session_abuse_free(s);
 	session_dovecot_free(s);
+	session_abuse_free(s);
 	session_txn_reset(s);
 	session_policy_free(s);
+	session_mailauth_free(s);
 	free(s->rcpts);
 	smtp_cmd_parser_free(&s->cp);
 	runtime_unref(&s->rt);

@@ -7,6 +7,7 @@
  *   session_io.c     socket, TLS and what the session waits for
  *   smtp_message.c   message assembly
  *   session_policy.c the policy services at RCPT and the end of data
+ *   session_mailauth.c SPF, DKIM and DMARC checks; DKIM signing
  *
  * Threads: everything here runs on the session's worker thread.
  */
@@ -33,6 +34,7 @@ enum session_phase {
 	PH_AUTH,		/* reading a SASL response line */
 	PH_AUTH_CHECK,		/* the password is checked off the loop */
 	PH_POLICY,		/* the policy services are asked off the loop */
+	PH_MAILAUTH,		/* SPF, DKIM, DMARC or signing off the loop */
 	PH_AUTH_DELAY,		/* the answer to a failed login waits */
 	PH_NAME_WAIT,		/* DATA/BDAT waits for the client's name */
 	PH_DATA,		/* reading DATA content */
@@ -47,9 +49,12 @@ struct smtp_session;
 
 /* A message given up (refused, or its transaction reset) while records of
  * it were with the committer: freed, and its records discarded, when the
- * last one came back. */
+ * last one came back. Or (committed) one whose final commit went out
+ * with records still with the committer (committer_submit_stage says why
+ * that is safe): only freed then; its records are the commit's. */
 struct session_dying {
 	struct smtp_message *msg;
+	int committed;
 	struct session_dying *next;
 };
 
@@ -115,6 +120,8 @@ struct smtp_session {
 
 	/* policy services (smtp_policy.c); NULL until first asked */
 	struct session_policy *policy;
+	/* mail authentication (session_mailauth.c); NULL until needed */
+	struct session_mailauth *mailauth;
 
 	/* the mail transaction */
 	int in_txn;
@@ -140,6 +147,8 @@ struct smtp_session {
 	size_t commit_reserved;		/* inflight bytes held for it */
 	uint64_t commit_size;		/* its bytes */
 	unsigned stages;		/* records with the committer */
+	enum commit_status commit_stage_status;	/* the first failure of a
+					 * record of the message in commit */
 	struct session_dying *dying;
 
 	/* operations: metrics */
@@ -239,6 +248,22 @@ int session_sender_owned(const struct smtp_session *s, const char *sender);
 /* The login failed (user: as named, or ""): the exchange ends, the
  * throttle counts it, 535 (maybe after a delay) or 421. */
 void session_auth_failed(struct smtp_session *s, const char *user);
+
+/* session_mailauth.c (README "Mail authentication") */
+/* MAIL FROM passed the session's checks: 1 when SPF is checked off the
+ * loop (the reply comes then), 0 to accept now (session_mail_accepted). */
+int session_mailauth_mail(struct smtp_session *s);
+/* A message begins: the DKIM verifier or signer taps its content. */
+void session_mailauth_begin(struct smtp_session *s,
+    struct smtp_message_info *info);
+/* The message passed its own checks: checked or signed off the loop, then
+ * the policy services (session_policy_end_message) and the commit.
+ * Returns 1 when it goes on there, 0 to commit now. */
+int session_mailauth_end_message(struct smtp_session *s);
+void session_mailauth_txn_reset(struct smtp_session *s);
+void session_mailauth_free(struct smtp_session *s);
+/* MAIL FROM is accepted: the transaction begins (250). */
+void session_mail_accepted(struct smtp_session *s);
 
 /* session_policy.c (the policy services: smtp_policy.h) */
 /* RCPT r passed the session's own checks. Returns 1 when the policy

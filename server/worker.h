@@ -33,11 +33,11 @@ struct hold_accounts;
 struct worker_pools {
 	struct offloop *passwords;	/* password hashing (CPU) */
 	struct offloop *lookups;	/* DNS and other waits */
+	struct offloop *filters;	/* filter daemons: policy services,
+					 * Dovecot auth (waits on their answers) */
 	struct ratelimit *rates;	/* client and account rates */
 	struct pregreet *greeted;	/* the greeting test's whitelist */
 	struct hold_accounts *accounts;	/* the ages of the accounts (hold rules) */
-	struct offloop *filters;	/* filter daemons: policy services,
-					 * Dovecot auth (waits on their answers) */
 };
 
 /* Starts a worker thread that commits messages through c and runs
@@ -95,14 +95,14 @@ void worker_run_again(struct worker *w, struct smtp_session *s);
 void worker_post_commit(struct worker *w, struct smtp_session *s,
     enum commit_status status);
 
+/* Any thread (the committer's done callback): as worker_post_commit, for
+ * a record of s's message staged with req (smtp_session_stage_done). */
+void worker_post_stage(struct worker *w, struct smtp_session *s,
+    struct commit_stage *req, enum commit_status status);
 /* Any thread but w's own (the control socket's): has w's thread write one
  * line per session (smtp_session_describe, json as there) to f, and
  * waits for it; f belongs to w's thread meanwhile. Returns the number of
  * sessions. Not after worker_halt. */
 size_t worker_describe(struct worker *w, FILE *f, int json, size_t first);
-/* Any thread (the committer's done callback): as worker_post_commit, for
- * a record of s's message staged with req (smtp_session_stage_done). */
-void worker_post_stage(struct worker *w, struct smtp_session *s,
-    struct commit_stage *req, enum commit_status status);
 
 #endif

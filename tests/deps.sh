@@ -14,6 +14,8 @@ pkgs="build-essential clang libgnutls28-dev libldns-dev liblmdb-dev libcunit1-de
 missing=""
 # The metrics endpoint and its tests (curl scrapes, promtool checks), man pages.
 pkgs="$pkgs libmicrohttpd-dev curl prometheus groff-base man-db logrotate"
+# LMTP delivery tests: Dovecot's LMTP server with Sieve.
+pkgs="$pkgs dovecot-lmtpd dovecot-sieve"
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done

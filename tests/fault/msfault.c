@@ -12,6 +12,8 @@
  *       short pwrite into the first two pages of a data.mdb), every further
  *       one fails with EIO, as a disk that fails under the commit would:
  *       LMDB then marks the environment broken (MDB_PANIC).
+ *       MSFAULT_META_FILE=PATH limits it to that data.mdb (the queue's,
+ *       not the trace's or the TLS reports').
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -104,6 +106,8 @@ is_data_mdb(int fd)
 	if (n <= 0)
 		return 0;
 	path[n] = '\0';
+	if (getenv("MSFAULT_META_FILE") != NULL && *getenv("MSFAULT_META_FILE") != '\0')
+		return strcmp(path, getenv("MSFAULT_META_FILE")) == 0;
 	n = (ssize_t)strlen(path);
 	return n >= 9 && strcmp(path + n - 9, "/data.mdb") == 0;
 }

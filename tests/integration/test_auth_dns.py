@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import unittest
 
+from testns_zone import entry, txt_strings
 from harness import MAILCTL, ROOT, DnsServer
 
 AUTHTOOL = os.environ.get("AUTHTOOL_BIN", os.path.join(ROOT, "build", "default",
@@ -23,24 +24,6 @@ MESSAGE = (b"From: Alice <alice@example.test>\r\n"
            b"Message-ID: <dns-1@example.test>\r\n"
            b"\r\n"
            b"Hello.\r\n")
-
-
-def entry(name, qtype, answers=(), rcode="NOERROR"):
-    out = ["ENTRY_BEGIN", "MATCH opcode qtype qname", "ADJUST copy_id",
-           "REPLY QR AA " + rcode, "SECTION QUESTION", "%s. IN %s" % (name, qtype)]
-    if answers:
-        out.append("SECTION ANSWER")
-        out += ["%s. 300 IN %s %s" % (name, qtype, a) for a in answers]
-    else:
-        out += ["SECTION AUTHORITY",
-                "test. 300 IN SOA ns.test. hostmaster.test. 1 3600 600 86400 60"]
-    out.append("ENTRY_END")
-    return "\n".join(out) + "\n\n"
-
-
-def txt_strings(text):
-    """A TXT rdata of 255-octet strings."""
-    return " ".join('"%s"' % text[i:i + 255] for i in range(0, len(text), 255))
 
 
 def run(cmd, data=b""):

@@ -530,6 +530,9 @@ class CorruptRecordTest(unittest.TestCase):
             # the line comes before the commit that counts it
             wait_for(lambda: json.loads(srv.mailctl("--json", "stats").stdout)["bad"] == 1,
                      10, "the record counted as bad")
+            # the line is logged inside the transaction that moves it
+            wait_for(lambda: json.loads(srv.mailctl("--json", "stats").stdout)["bad"] == 1,
+                     10, "the record set aside to be committed")
             self.assertEqual([m["id"] for m in srv.queue_json()["messages"]], [good])
             c, _ = greet(srv.port)
             self.assertEqual(c.cmd("NOOP")[0], 250)

@@ -514,7 +514,9 @@ class InProcessFaultTest(unittest.TestCase):
         # for ever; what it acknowledged is there after the restart.
         srv = Server("routes = hold.test=[127.0.0.1]:9\nretry_min = 1h\nretry_max = 2h\n")
         self.addCleanup(srv.cleanup)
-        srv.start(env=fault_env(MSFAULT_META_FAIL_AFTER="3"))
+        srv.start(env=fault_env(MSFAULT_META_FAIL_AFTER="3",
+                                MSFAULT_META_FILE=os.path.realpath(
+                                    os.path.join(srv.dir, "queue", "data.mdb"))))
         acked, refused = [], 0
         for i in range(20):
             try:

@@ -111,7 +111,11 @@ class QueueControlTest(unittest.TestCase):
         e = self.entry(qid)
         self.assertTrue(e["held"])
         self.assertIsNone(e["recipients"][0]["next_try"])
-        self.assertIn("0 recipients made due now", srv.mailctl("flush").stdout)
+        # a flush makes nothing of it due (other tests' mail may be)
+        srv.mailctl("flush")
+        e = self.entry(qid)
+        self.assertTrue(e["held"])
+        self.assertIsNone(e["recipients"][0]["next_try"])
         srv.mailctl("release", qid)
         wait_for(lambda: self.entry(qid)["recipients"][0]["attempts"] == 2, 20,
                  "a second attempt after the release")

@@ -1,8 +1,10 @@
 /*
- * tls_probe: drives the outbound TLS machinery (dns/ DNSSEC-aware
- * lookups, relay/tls_*, relay/mta_sts*) from the command line, so that
- * integration tests can run it against real peers on loopback: the DNSSEC
- * lab (unbound + nsd), SMTP peers with STARTTLS, HTTPS policy servers.
+ * tls_probe: drives the outbound TLS machinery (dns/'s DNSSEC views,
+ * relay/tls_policy, relay/mta_sts*) from the command line with a clock of
+ * its own (--now), so that integration tests can check what the daemon
+ * cannot show at will: the DNSSEC lab's answers (unbound + nsd), policy
+ * decisions, and the MTA-STS cache across expiry against loopback HTTPS
+ * policy servers. Delivery itself is tested through the daemon.
  * Output is one "key=value ..." line per fact, for tests to parse.
  *
  *   tls_probe tlsa DNS HOST [PORT]      TLSA lookup (PORT default 25)
@@ -10,34 +12,22 @@
  *   tls_probe mx DNS DOMAIN             MX view
  *   tls_probe txt DNS NAME              TXT records
  *   tls_probe policy DNS DOMAIN [OPT]   tls_policy_destination, described
- *   tls_probe deliver DNS DOMAIN [OPT]  what relay/relay.c will do: the
- *       policy, then per MX host (in order, skipped ones skipped) connect,
- *       EHLO, STARTTLS as the host policy says, tls_policy_check_session,
- *       and when it is met one message (MAIL, RCPT, DATA) over TLS; each
- *       result recorded for TLS reports when --queue-dir is given
  *   tls_probe sts DNS DOMAIN [OPT]      mta_sts_cache_lookup
- *   tls_probe report QUEUE_DIR DOMAIN [--json] [--now T]
  *
  * Options: --level LEVEL (default dane), --policy-file FILE,
  * --ca-file FILE (verify and MTA-STS trust anchors), --sts-ca-file FILE
  * (the policy host's), --sts-port PORT, --smtp-port PORT (also the TLSA
- * port), --queue-dir DIR (MTA-STS cache, reports), --now UNIXTIME.
+ * port), --queue-dir DIR (the MTA-STS cache), --now UNIXTIME.
  *
  * DNS is ADDR:PORT of the (validating) resolver. Exit status 0 when the
  * command ran (whatever it found), 2 for bad usage, 1 for a failure to
  * run at all.
  */
-#include <arpa/inet.h>
-#include <errno.h>
 #include <gnutls/gnutls.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "dns/dns.h"
 #include "lib/util.h"
@@ -45,14 +35,12 @@
 #include "relay/mta_sts_fetch.h"
 #include "relay/tls_policy.h"
 #include "relay/tls_policy_map.h"
-#include "relay/tls_report.h"
 #include "relay/tls_store.h"
 
 struct opts {
 	const char *level, *policy_file, *ca_file, *sts_ca_file, *queue_dir;
 	uint16_t sts_port, smtp_port;
 	int64_t now;
-	int json;
 };
 
 /* The world a policy command runs in. */
@@ -185,10 +173,6 @@ parse_opts(int argc, char **argv, struct opts *o)
 	o->now = (int64_t)time(NULL);
 	for (int i = 0; i < argc; i++) {
 		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		if (strcmp(k, "--json") == 0) {
-			o->json = 1;
-			continue;
-		}
 		if (v == NULL)
 			return -1;
 		i++;
@@ -316,239 +300,11 @@ cmd_policy(struct dns_resolver *s, struct world *w, int argc, char **argv)
 	return 0;
 }
 
-/* ---- a small blocking SMTP client ---- */
-
-struct smtp {
-	int fd;
-	gnutls_session_t tls;
-	char buf[8192];
-	size_t len;
-};
-
-static ssize_t
-smtp_raw_read(struct smtp *c, char *p, size_t n)
-{
-	if (c->tls != NULL) {
-		ssize_t r;
-		do
-			r = gnutls_record_recv(c->tls, p, n);
-		while (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED);
-		return r;
-	}
-	return read(c->fd, p, n);
-}
-
-static int
-smtp_send(struct smtp *c, const char *text)
-{
-	size_t n = strlen(text);
-
-	printf("send %s", text);
-	if (c->tls != NULL)
-		return gnutls_record_send(c->tls, text, n) == (ssize_t)n ? 0 : -1;
-	return write(c->fd, text, n) == (ssize_t)n ? 0 : -1;
-}
-
-/* One reply: its code, the last line's text in last; -1 on EOF/error. */
-static int
-smtp_reply(struct smtp *c, char *all, size_t allsize)
-{
-	size_t used = 0;
-
-	all[0] = '\0';
-	for (;;) {
-		char *nl;
-		while ((nl = memchr(c->buf, '\n', c->len)) == NULL) {
-			ssize_t r;
-			if (c->len == sizeof c->buf)
-				return -1;
-			r = smtp_raw_read(c, c->buf + c->len, sizeof c->buf - c->len);
-			if (r <= 0)
-				return -1;
-			c->len += (size_t)r;
-		}
-		{
-			size_t l = (size_t)(nl - c->buf) + 1;
-			int more = l > 4 && c->buf[3] == '-';
-			int code = atoi(c->buf);
-			if (used + l < allsize) {
-				memcpy(all + used, c->buf, l);
-				used += l;
-				all[used] = '\0';
-			}
-			memmove(c->buf, c->buf + l, c->len - l);
-			c->len -= l;
-			if (!more)
-				return code;
-		}
-	}
-}
-
-static int
-smtp_cmd(struct smtp *c, const char *text, char *all, size_t allsize)
-{
-	if (smtp_send(c, text) != 0)
-		return -1;
-	return smtp_reply(c, all, allsize);
-}
-
-static int
-smtp_connect(const char *addr, uint16_t port)
-{
-	struct sockaddr_in sa;
-	struct timeval tv = { 10, 0 };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(port);
-	if (fd < 0 || inet_pton(AF_INET, addr, &sa.sin_addr) != 1)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* One attempt on host i at addr: 1 delivered, 0 try the next host. */
-static int
-attempt(struct world *w, struct tls_dest_policy *dp, size_t i, const char *addr,
-    gnutls_certificate_credentials_t cred)
-{
-	const struct tls_host_policy *hp = &dp->hosts[i];
-	uint16_t port = w->o.smtp_port ? w->o.smtp_port : 25;
-	struct smtp c = { .fd = -1 };
-	struct tls_check chk;
-	char reply[4096], line[600];
-	int code, offered, delivered = 0;
-
-	if ((c.fd = smtp_connect(addr, port)) < 0) {
-		printf("attempt host=%s addr=%s connect=failed\n", hp->host, addr);
-		return 0;
-	}
-	if (smtp_reply(&c, reply, sizeof reply) != 220 ||
-	    smtp_cmd(&c, "EHLO probe.test\r\n", reply, sizeof reply) != 250)
-		goto out;
-	offered = strstr(reply, "STARTTLS") != NULL;
-	if (hp->level == TLS_LEVEL_NONE || (!offered && !hp->tls_required)) {
-		printf("attempt host=%s addr=%s tls=0 verdict=plaintext ok=1\n", hp->host,
-		    addr);
-		tls_policy_report(w->ctx, dp, i, addr, NULL, hp->sts_testing ?
-		    TLS_RPT_STARTTLS_NOT_SUPPORTED : TLS_RPT_SUCCESS, w->o.now);
-		goto transaction;
-	}
-	if (!offered) {
-		printf("attempt host=%s addr=%s tls=0 ok=0 rpt=starttls-not-supported\n",
-		    hp->host, addr);
-		tls_policy_report(w->ctx, dp, i, addr, NULL,
-		    TLS_RPT_STARTTLS_NOT_SUPPORTED, w->o.now);
-		smtp_cmd(&c, "QUIT\r\n", reply, sizeof reply);
-		goto out;
-	}
-	if ((code = smtp_cmd(&c, "STARTTLS\r\n", reply, sizeof reply)) != 220)
-		goto out;
-	c.len = 0;
-	if (gnutls_init(&c.tls, GNUTLS_CLIENT) < 0 ||
-	    gnutls_set_default_priority(c.tls) < 0 ||
-	    gnutls_credentials_set(c.tls, GNUTLS_CRD_CERTIFICATE, cred) < 0)
-		abort();
-	gnutls_server_name_set(c.tls, GNUTLS_NAME_DNS, hp->host, strlen(hp->host));
-	gnutls_transport_set_int(c.tls, c.fd);
-	gnutls_handshake_set_timeout(c.tls, 10000);
-	do
-		code = gnutls_handshake(c.tls);
-	while (code < 0 && !gnutls_error_is_fatal(code));
-	if (code < 0) {
-		printf("attempt host=%s addr=%s tls=1 handshake=%s ok=0\n", hp->host, addr,
-		    gnutls_strerror(code));
-		gnutls_deinit(c.tls);
-		c.tls = NULL;
-		goto out;
-	}
-	tls_policy_check_session(w->ctx, hp, c.tls, &chk);
-	tls_check_describe(&chk, hp->host, addr, port, line, sizeof line);
-	printf("attempt host=%s addr=%s tls=1 verdict=%s ok=%d rpt=%s via=%s reason=%s\n",
-	    hp->host, addr, tls_verdict_str(chk.verdict), chk.ok,
-	    tls_rpt_result_str(chk.rpt), chk.via, chk.reason);
-	printf("log %s\n", line);
-	tls_policy_report(w->ctx, dp, i, addr, NULL, chk.rpt, w->o.now);
-	if (!chk.ok) {
-		smtp_cmd(&c, "QUIT\r\n", reply, sizeof reply);
-		goto out;
-	}
-	if (smtp_cmd(&c, "EHLO probe.test\r\n", reply, sizeof reply) != 250)
-		goto out;
-transaction:
-	if (smtp_cmd(&c, "MAIL FROM:<probe@probe.test>\r\n", reply, sizeof reply) == 250 &&
-	    smtp_cmd(&c, "RCPT TO:<user@example.test>\r\n", reply, sizeof reply) == 250 &&
-	    smtp_cmd(&c, "DATA\r\n", reply, sizeof reply) == 354 &&
-	    smtp_cmd(&c, "Subject: probe\r\n\r\nhello\r\n.\r\n", reply,
-	    sizeof reply) == 250)
-		delivered = 1;
-	smtp_cmd(&c, "QUIT\r\n", reply, sizeof reply);
-out:
-	if (c.tls != NULL) {
-		gnutls_bye(c.tls, GNUTLS_SHUT_WR);
-		gnutls_deinit(c.tls);
-	}
-	close(c.fd);
-	return delivered;
-}
-
-static int
-cmd_deliver(struct dns_resolver *s, struct world *w, int argc, char **argv)
-{
-	struct dns_mx_result *mx = NULL;
-	struct tls_dest_policy *dp = NULL;
-	gnutls_certificate_credentials_t cred;
-	int delivered = 0;
-
-	(void)s;
-	if (argc < 1)
-		return 2;
-	if (destination(w, argv[0], &mx, &dp) != 0) {
-		printf("result defer reason=MX lookup failed\n");
-		dns_mx_result_free(&mx);
-		return 0;
-	}
-	if (dp->defer) {
-		printf("result defer reason=%s\n", dp->defer_reason);
-		tls_policy_report(w->ctx, dp, dp->nhosts, NULL, NULL, dp->defer_rpt,
-		    w->o.now);
-		goto done;
-	}
-	gnutls_certificate_allocate_credentials(&cred);
-	for (size_t t = 0; t < mx->ntargets && !delivered; t++) {
-		size_t i = mx->targets[t].host;
-		if (dp->hosts[i].skip) {
-			printf("skip host=%s reason=%s\n", dp->hosts[i].host,
-			    dp->hosts[i].skip_reason);
-			tls_policy_report(w->ctx, dp, i, mx->targets[t].addr.text, NULL,
-			    dp->hosts[i].skip_rpt, w->o.now);
-			continue;
-		}
-		if (attempt(w, dp, i, mx->targets[t].addr.text, cred))
-			delivered = 1;
-		if (delivered)
-			printf("result delivered host=%s\n", dp->hosts[i].host);
-	}
-	gnutls_certificate_free_credentials(cred);
-	if (!delivered)
-		printf("result defer reason=no host met the TLS policy\n");
-done:
-	tls_dest_policy_free(&dp);
-	dns_mx_result_free(&mx);
-	return 0;
-}
-
 static int
 cmd_sts(struct dns_resolver *s, struct world *w, int argc, char **argv)
 {
 	struct mta_sts_env env = { w->resolver, w->store, { w->o.sts_ca_file,
-	    w->o.sts_port, 10000, 0 } };
+	    w->o.sts_port, 10000, 0 }, 0 };
 	struct mta_sts_state st;
 
 	(void)s;
@@ -572,35 +328,8 @@ static const struct {
 	int (*run)(struct dns_resolver *, struct world *, int, char **);
 } world_commands[] = {
 	{ "policy", cmd_policy },
-	{ "deliver", cmd_deliver },
 	{ "sts", cmd_sts },
 };
-
-/* tls_probe report QUEUE_DIR DOMAIN [--json] [--now T] */
-static int
-cmd_report(int argc, char **argv)
-{
-	struct opts o;
-	struct tls_store *st;
-	struct tls_report_meta meta = { "mailserver test", "postmaster@probe.test", NULL };
-	struct buf b;
-	char err[300];
-	int n;
-
-	if (argc < 2 || parse_opts(argc - 2, argv + 2, &o) != 0)
-		return 2;
-	if ((st = tls_store_open(argv[0], TLS_STORE_RDONLY, err, sizeof err)) == NULL) {
-		fprintf(stderr, "tls_probe: %s\n", err);
-		return 1;
-	}
-	buf_init(&b, 64 << 20);
-	n = o.json ? tls_report_json(st, argv[1], o.now, &meta, &b) :
-	    tls_report_text(st, argv[1], o.now, &b);
-	fputs(b.data ? b.data : "", stdout);
-	buf_free(&b);
-	tls_store_close(&st);
-	return n < 0 ? 1 : 0;
-}
 
 static const struct {
 	const char *name;
@@ -621,11 +350,9 @@ main(int argc, char **argv)
 	char err[200];
 	int rc = 2;
 
-	if (argc >= 4 && strcmp(argv[1], "report") == 0)
-		return cmd_report(argc - 2, argv + 2);
 	if (argc < 3 || parse_server(argv[2], &sv) != 0) {
-		fprintf(stderr, "usage: tls_probe tlsa|host|mx|txt|policy|deliver|sts "
-		    "ADDR:PORT ARGS...\n       tls_probe report QUEUE_DIR DOMAIN\n");
+		fprintf(stderr, "usage: tls_probe tlsa|host|mx|txt|policy|sts "
+		    "ADDR:PORT ARGS...\n");
 		return 2;
 	}
 	gnutls_global_init();

@@ -152,7 +152,13 @@ test_defaults(void)
 	CU_ASSERT_EQUAL(cfg->client_dns_timeout, 5);
 	CU_ASSERT_PTR_NULL(cfg->tls_cert_file);
 	CU_ASSERT_PTR_NULL(cfg->tls_key_file);
-	CU_ASSERT_EQUAL(cfg->tls_outbound, TLS_OUT_MAY);
+	CU_ASSERT_EQUAL(cfg->tls_outbound, TLS_OUT_DANE);
+	CU_ASSERT_PTR_NULL(cfg->tls_policy_file);
+	CU_ASSERT_PTR_NULL(cfg->tls_ca_file);
+	CU_ASSERT_PTR_NULL(cfg->mta_sts_ca_file);
+	CU_ASSERT_EQUAL(cfg->mta_sts, 1);
+	CU_ASSERT_EQUAL(cfg->mta_sts_port, 443);
+	CU_ASSERT_EQUAL(cfg->tls_report_keep, 14 * 86400);
 	CU_ASSERT_EQUAL(cfg->retry_min, 300);
 	CU_ASSERT_EQUAL(cfg->retry_max, 3600);
 	CU_ASSERT_EQUAL(cfg->queue_lifetime, 5 * 86400);
@@ -211,6 +217,19 @@ static int chk_routes(const struct config *c)
 	    strcmp(c->routes[2].dest.host, "relay.example") == 0 && c->routes[2].dest.port == 587 &&
 	    strcmp(c->routes[3].dest.host, "2001:db8::25") == 0 && c->routes[3].dest.port == 26;
 }
+static int
+chk_lmtp(const struct config *c)
+{
+	return c->local_transport.on &&
+	    strcmp(c->local_transport.unix_path, "/run/dovecot/lmtp") == 0 &&
+	    c->nroutes == 3 && !c->routes[0].lmtp.on &&
+	    c->routes[1].lmtp.on && c->routes[1].lmtp.unix_path[0] == '\0' &&
+	    strcmp(c->routes[1].lmtp.tcp.host, "127.0.0.1") == 0 &&
+	    c->routes[1].lmtp.tcp.port == 24 &&
+	    c->routes[2].lmtp.on && strcmp(c->routes[2].lmtp.tcp.host, "::1") == 0 &&
+	    c->routes[2].lmtp.tcp.port == 2424;
+}
+static int chk_maildir(const struct config *c) { return !c->local_transport.on; }
 static int chk_relayhost(const struct config *c)
 {
 	return c->has_relayhost && strcmp(c->relayhost.host, "smtp.example.org") == 0 &&
@@ -249,6 +268,17 @@ static int chk_tls(const struct config *c)
 }
 static int chk_tls_none(const struct config *c) { return c->tls_outbound == TLS_OUT_NONE; }
 static int chk_tls_encrypt(const struct config *c) { return c->tls_outbound == TLS_OUT_ENCRYPT; }
+static int chk_tls_verify(const struct config *c) { return c->tls_outbound == TLS_OUT_VERIFY; }
+static int chk_tls_dane_only(const struct config *c) { return c->tls_outbound == TLS_OUT_DANE_ONLY; }
+static int chk_tls_policy(const struct config *c)
+{
+	return strcmp(c->tls_policy_file, cert_path) == 0 && strcmp(c->tls_ca_file, cert_path) == 0 &&
+	    strcmp(c->mta_sts_ca_file, key_path) == 0;
+}
+static int chk_mta_sts(const struct config *c)
+{
+	return c->mta_sts == 0 && c->mta_sts_port == 8443 && c->tls_report_keep == 30 * 86400;
+}
 static int chk_retry(const struct config *c) { return c->retry_min == 90 && c->retry_max == 2 * 3600; }
 static int chk_retry_eq(const struct config *c) { return c->retry_min == 60 && c->retry_max == 60; }
 static int chk_lifetime(const struct config *c) { return c->queue_lifetime == 7 * 86400; }
@@ -294,6 +324,22 @@ chk_policy(const struct config *c)
 	    c->policy_stages == (CONFIG_POLICY_RCPT | CONFIG_POLICY_EOM);
 }
 static int chk_policy_eom(const struct config *c) { return c->policy_stages == CONFIG_POLICY_EOM; }
+static int
+chk_mailauth_default(const struct config *c)
+{
+	return c->auth_checks == 1 && c->spf_reject == 1 && c->dmarc_reject == 1 &&
+	    c->auth_tempfail_defer == 0 && c->ndkim_sign == 0 &&
+	    strcmp(c->authserv_id, c->hostname) == 0;
+}
+static int
+chk_mailauth(const struct config *c)
+{
+	return c->auth_checks == 0 && c->spf_reject == 0 && c->dmarc_reject == 0 &&
+	    c->auth_tempfail_defer == 1 && strcmp(c->authserv_id, "auth.example.org") == 0 &&
+	    c->ndkim_sign == 2 && strcmp(c->dkim_sign[1].domain, "example.org") == 0 &&
+	    strcmp(c->dkim_sign[1].selector, "ed") == 0 &&
+	    strcmp(c->dkim_sign[1].key_file, "/dev/null") == 0;
+}
 static int chk_users_file_service(const struct config *c) { return c->auth_dovecot == NULL; }
 static int chk_prio(const struct config *c) { return c->tls_priority != NULL &&
     strcmp(c->tls_priority, "NORMAL:-VERS-TLS1.0") == 0; }
@@ -339,6 +385,11 @@ test_good_lines(void)
 		{ "relay_domains = BACKUP.example,gw.example", chk_relay_domains },
 		{ "routes = example.com=[10.0.0.2]:2525, Example.NET=[mx.example.net] "
 		  "x.example=relay.example:587,v6.example=[2001:db8::25]:26", chk_routes },
+		{ "local_transport = lmtp:unix:/run/dovecot/lmtp\n"
+		  "routes = a.example=[10.0.0.2], b.example=lmtp:[127.0.0.1] "
+		  "c.example=lmtp:[::1]:2424", chk_lmtp },
+		{ "local_transport = maildir", chk_maildir },
+		{ "max_errors = 3", chk_maildir },
 		{ "relayhost = [smtp.example.org]:587", chk_relayhost },
 		{ "relayhost = smarthost", chk_relayhost_bare },
 		{ "relayhost = [::1]", chk_relayhost_v6 },
@@ -356,6 +407,10 @@ test_good_lines(void)
 		{ "tls_cert_file = %C\ntls_key_file = %K", chk_tls },
 		{ "tls_outbound = none", chk_tls_none },
 		{ "tls_outbound = encrypt", chk_tls_encrypt },
+		{ "tls_outbound = verify", chk_tls_verify },
+		{ "tls_outbound = dane-only", chk_tls_dane_only },
+		{ "tls_policy = %C\ntls_ca_file = %C\nmta_sts_ca_file = %K", chk_tls_policy },
+		{ "mta_sts = no\nmta_sts_port = 8443\ntls_report_keep = 30d", chk_mta_sts },
 		{ "retry_min = 90\nretry_max = 2h", chk_retry },
 		{ "retry_min = 1m\nretry_max = 60s", chk_retry_eq },
 		{ "queue_lifetime = 7d", chk_lifetime },
@@ -386,6 +441,10 @@ test_good_lines(void)
 		  "policy_services = inet:[::1]:9998\npolicy_default_action = DEFER policy down\n"
 		  "policy_timeout = 20s\npolicy_stages = rcpt end_of_data", chk_policy },
 		{ "policy_stages = end_of_data", chk_policy_eom },
+		{ "max_errors = 3", chk_mailauth_default },
+		{ "auth_checks = no\nspf_reject = no\ndmarc_reject = no\nauth_tempfail = defer\n"
+		  "authserv_id = auth.example.org\ndkim_sign = example.org rsa /dev/null\n"
+		  "dkim_sign = example.org ed /dev/null", chk_mailauth },
 		{ "  \t max_recipients\t=\t7   # seven\r\n# = nothing\n\n   \n#", chk_comment },
 	};
 
@@ -470,6 +529,16 @@ test_bad_lines(void)
 		{ "routes = example.com=", "not a valid host", 1 },
 		{ "routes = example.com=::1:25", "brackets", 1 },
 		{ "routes = a.example=[h1], A.example=[h2]", "already routed", 1 },
+		{ "local_transport = smtp", "expected maildir", 1 },
+		{ "local_transport = lmtp:", "not a valid host", 1 },
+		{ "local_transport = lmtp:unix:run/lmtp", "absolute path", 1 },
+		{ "local_transport = lmtp:unix:/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		  "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "socket path too long", 1 },
+		{ "local_transport = lmtp:[dovecot.example]:24", "must be an IP", 1 },
+		{ "local_transport = lmtp:[127.0.0.1]:0", "bad port", 1 },
+		{ "local_transport = lmtp:[127.0.0.1]:24\x01", "bad port", 1 },
+		{ "routes = x.example=lmtp:localhost:24", "must be an IP", 1 },
+		{ "routes = x.example=lmtp:unix:", "absolute path", 1 },
 		{ "relayhost = [smtp.example.org]:x", "bad port", 1 },
 		{ "relayhost = [smtp.example.org]x", "expected ':PORT'", 1 },
 		{ "relayhost = bad_host:25", "not a valid host", 1 },
@@ -503,6 +572,14 @@ test_bad_lines(void)
 		{ "policy_default_action = 650 no", "not a policy action", 1 },
 		{ "policy_default_action =", "missing value", 1 },
 		{ "policy_stages = rcpt data", "is not rcpt or end_of_data", 1 },
+		{ "auth_checks = maybe", "is not yes or no", 1 },
+		{ "spf_reject = 1", "is not yes or no", 1 },
+		{ "auth_tempfail = later", "is not defer or accept", 1 },
+		{ "authserv_id = a;b", "is not a host name", 1 },
+		{ "dkim_sign = example.org sel", "want DOMAIN SELECTOR KEYFILE", 1 },
+		{ "dkim_sign = example.org sel /dev/null extra", "want DOMAIN SELECTOR KEYFILE", 1 },
+		{ "dkim_sign = localhost sel /dev/null", "is not a domain and a selector", 1 },
+		{ "dkim_sign = example.org sel /nonexistent/key.pem", "No such file", 1 },
 		{ "policy_timeout = 2h", "out of range", 1 },
 		{ "max_junk_commands = 0", "out of range", 1 },
 		{ "max_unknown_recipients = 0", "out of range", 1 },
@@ -533,8 +610,14 @@ test_bad_lines(void)
 		/* ...and the other half is missing too */
 		{ "tls_cert_file = /nonexistent/cert.pem", "cannot read", 2 },
 		{ "tls_key_file = /nonexistent/key.pem", "cannot read", 2 },
-		{ "tls_outbound = yes", "not none, may or encrypt", 1 },
-		{ "tls_outbound = MAY", "not none, may or encrypt", 1 },
+		{ "tls_outbound = yes", "not none, may, encrypt, verify, dane or dane-only", 1 },
+		{ "tls_outbound = MAY", "not none, may, encrypt, verify, dane or dane-only", 1 },
+		{ "tls_outbound = dane_only", "not none, may, encrypt, verify, dane or dane-only", 1 },
+		{ "tls_policy = /nonexistent/policy", "cannot read", 1 },
+		{ "tls_ca_file = /nonexistent/ca.pem", "cannot read", 1 },
+		{ "mta_sts = 1", "is not yes or no", 1 },
+		{ "mta_sts_port = 0", "not a port", 1 },
+		{ "tls_report_keep = 1h", "out of range", 1 },
 		{ "retry_min = 0", "out of range", 1 },
 		{ "retry_max = 0s", "out of range", 1 },
 		{ "retry_min = 5 m", "not a duration", 1 },
@@ -884,7 +967,8 @@ test_shipped_config_mentions_every_key(void)
 		"max_per_destination", "auth_plaintext_networks", "auth_fail_delay",
 		"auth_fail_limit", "auth_block_time", "auth_any_sender", "min_data_rate",
 		"max_junk_commands", "max_unknown_recipients", "tls_priority",
-		"client_dns_timeout", "auth_service", "auth_service_timeout", "policy_services",
+		"client_dns_timeout", "tls_policy", "tls_ca_file", "mta_sts", "mta_sts_ca_file",
+		"tls_report_keep", "auth_service", "auth_service_timeout", "policy_services",
 		"policy_stages", "policy_default_action", "policy_timeout",
 	};
 	char line[4200];

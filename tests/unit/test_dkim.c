@@ -24,6 +24,7 @@
 
 #include "auth/auth_dns_table.h"
 #include "auth/dkim.h"
+#include "auth/dkim_keyring.h"
 #include "auth/dkim_internal.h"
 #include "auth/header.h"
 #include "auth/taglist.h"
@@ -625,6 +626,72 @@ test_sign_verify(void)
 	auth_dns_free(&d);
 }
 
+/* The fields a submission server adds are signed as if the message had
+ * them at the end of its header section; the keyring picks the keys. */
+static void
+test_added_fields_and_keyring(void)
+{
+	static const char head[] = "From: a@example.com\r\nSubject: x\r\n";
+	static const char added[] = "Date: Tue, 1 Dec 2026 10:00:00 +0000\r\n"
+	    "Message-ID: <m1@example.com>\r\n";
+	static const char body[] = "\r\nbody\r\n";
+	struct dkim_keyring *kr = dkim_keyring_new();
+	struct dkim_key *keys[DKIM_KEYRING_PER_DOMAIN];
+	struct auth_dns *d = key_zone(rsa_txt.data, ed_txt.data);
+	struct dkim_signer *s = dkim_signer_new(NULL);
+	struct dkim_results res;
+	struct buf out;
+	char err[300];
+	size_t n;
+
+	CU_ASSERT_EQUAL(dkim_keyring_add(kr, "Example.COM", "rsa", rsa_path, err,
+	    sizeof err), 0);
+	CU_ASSERT_EQUAL(dkim_keyring_add(kr, "example.com", "ed", ed_path, err,
+	    sizeof err), 0);
+	CU_ASSERT_EQUAL(dkim_keyring_add(kr, "example.org", "x", "/nonexistent",
+	    err, sizeof err), -1);
+	CU_ASSERT_EQUAL(dkim_keyring_count(kr), 1);
+	CU_ASSERT_EQUAL(dkim_keyring_find(kr, "sub.example.com", keys), 0);
+	CU_ASSERT_EQUAL(dkim_keyring_find(kr, NULL, keys), 0);
+	n = dkim_keyring_find(kr, "EXAMPLE.com.", keys);
+	CU_ASSERT_EQUAL_FATAL(n, 2);
+	CU_ASSERT_EQUAL(dkim_key_alg(keys[0]), DKIM_ALG_RSA_SHA256);
+	CU_ASSERT_EQUAL(dkim_key_alg(keys[1]), DKIM_ALG_ED25519_SHA256);
+	for (int i = 0; i < 2; i++)
+		CU_ASSERT_EQUAL(dkim_keyring_add(kr, "example.com", "more", ed_path, err,
+		    sizeof err), 0);
+	CU_ASSERT_EQUAL(dkim_keyring_add(kr, "example.com", "more", ed_path, err,
+	    sizeof err), -1);
+
+	dkim_signer_update(s, head, strlen(head));
+	dkim_signer_update(s, body, strlen(body));
+	dkim_signer_add_fields(s, added, strlen(added));
+	buf_init(&out, 1 << 16);
+	CU_ASSERT_EQUAL(dkim_signer_finish(s, keys, n, &out, err, sizeof err), 0);
+	{
+		char flat[4096];
+		size_t k = 0;
+
+		for (const char *p = out.data; *p && k + 1 < sizeof flat; p++)
+			if (*p != '\r' && *p != '\n' && *p != '\t' && *p != ' ')
+				flat[k++] = *p;
+		flat[k] = '\0';
+		CU_ASSERT(strstr(flat, "date:date:message-id:message-id") != NULL);
+	}
+	buf_puts(&out, head);
+	buf_puts(&out, added);
+	buf_puts(&out, body);
+	verify(out.data, d, 0, 5, &res);
+	CU_ASSERT_EQUAL_FATAL(res.n, 2);
+	CU_ASSERT_EQUAL(res.sig[0].result, DKIM_PASS);
+	CU_ASSERT_EQUAL(res.sig[1].result, DKIM_PASS);
+	buf_free(&out);
+	dkim_signer_free(&s);
+	dkim_keyring_free(&kr);
+	dkim_keyring_free(&kr);	/* NULL is fine */
+	auth_dns_free(&d);
+}
+
 /* Changes in transit that relaxed/relaxed absorbs, and ones it does not. */
 static void
 test_transit(void)
@@ -942,6 +1009,7 @@ main(void)
 	s = CU_add_suite("dkim_keys", keys_setup, keys_cleanup);
 	CU_add_test(s, "key files", test_key_files);
 	CU_add_test(s, "sign and verify", test_sign_verify);
+	CU_add_test(s, "added fields, keyring", test_added_fields_and_keyring);
 	CU_add_test(s, "changes in transit", test_transit);
 	CU_add_test(s, "key and time failures", test_key_failures);
 	CU_add_test(s, "verifier limits", test_verify_limits);

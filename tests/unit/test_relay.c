@@ -675,14 +675,15 @@ static const char simple_body[] =
 
 /* Bodies are read through a reader in pieces of MSG_PIECE bytes, so
  * that the encoder's state (line ends, dot-stuffing, folding) crosses
- * piece boundaries everywhere; readers are kept (reachable) to the end. */
+ * piece boundaries everywhere; readers are kept (reachable) to the end
+ * (the list is shared by the threads of the concurrent test). */
 #define MSG_PIECE 5
 static struct msg_reader {
 	struct body_reader r;
 	struct body_mem m;
 	struct msg_reader *next;
 } *msg_readers;
-static pthread_mutex_t msg_readers_lock = PTHREAD_MUTEX_INITIALIZER;	/* test_concurrent */
+static pthread_mutex_t msg_readers_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 msg_init(struct relay_msg *m, const char *body)
@@ -901,12 +902,57 @@ test_caps(void)
 	relay_caps_parse(&r, &caps);
 	CU_ASSERT_EQUAL(caps.flags, RELAY_CAP_SIZE);
 	CU_ASSERT_EQUAL(caps.size_max, 0);
+	/* RFC 8689: REQUIRETLS. */
+	in = "250-peer.test\r\n250-REQUIRETLS\r\n250 STARTTLS\r\n";
+	relay_reply_init(&r);
+	relay_reply_feed(&r, in, strlen(in), &used);
+	relay_caps_parse(&r, &caps);
+	CU_ASSERT_EQUAL(caps.flags, RELAY_CAP_REQUIRETLS | RELAY_CAP_STARTTLS);
 	/* The greeting line alone: no capabilities even if it names some. */
 	in = "250 peer.test STARTTLS\r\n";
 	relay_reply_init(&r);
 	relay_reply_feed(&r, in, strlen(in), &used);
 	relay_caps_parse(&r, &caps);
 	CU_ASSERT_EQUAL(caps.flags, 0);
+}
+
+/* RFC 8689 5: the TLS-Required header field, and hostile headers. */
+static void
+test_tls_required_header(void)
+{
+	static const struct {
+		const char *msg;
+		int optional;
+	} cases[] = {
+		{ "TLS-Required: No\r\n\r\nbody\r\n", 1 },
+		{ "Subject: x\r\ntls-required:no\r\n\r\n", 1 },
+		{ "Subject: x\nTLS-Required :  NO \n\n", 1 },
+		{ "TLS-Required:\r\n No\r\n\r\n", 1 },		/* folded */
+		{ "TLS-Required: Yes\r\n\r\n", 0 },
+		{ "TLS-Required: No thanks\r\n\r\n", 0 },
+		{ "X-TLS-Required: No\r\n\r\n", 0 },
+		{ "Subject: TLS-Required: No\r\n\r\n", 0 },
+		{ "Subject: x\r\n TLS-Required: No\r\n\r\n", 0 },	/* a continuation */
+		{ "Subject: x\r\n\r\nTLS-Required: No\r\n", 0 },	/* in the body */
+		{ "\r\nTLS-Required: No\r\n", 0 },
+		{ "TLS-Required: No", 1 },				/* no line end */
+		{ "TLS-Required", 0 },
+		{ ":", 0 },
+		{ "", 0 },
+	};
+	char *big;
+	size_t n = RELAY_HEADER_SCAN_MAX + 100;
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		CU_ASSERT_EQUAL(relay_header_tls_optional(cases[i].msg,
+		    strlen(cases[i].msg)), cases[i].optional);
+	/* Past the scan bound it is not looked for. */
+	big = xmalloc(n);
+	memset(big, 'x', n);
+	memcpy(big, "X-Big: ", 7);
+	memcpy(big + RELAY_HEADER_SCAN_MAX + 10, "\nTLS-Required: No\n", 19);
+	CU_ASSERT_EQUAL(relay_header_tls_optional(big, n), 0);
+	free(big);
 }
 
 static void
@@ -2231,6 +2277,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "reply limits", test_reply_limits);
 	CU_add_test(s, "reply one line", test_reply_oneline);
 	CU_add_test(s, "EHLO capabilities", test_caps);
+	CU_add_test(s, "TLS-Required header field", test_tls_required_header);
 	CU_add_test(s, "DATA encoding", test_data_encode);
 	CU_add_test(s, "DATA line folding", test_data_fold);
 	CU_add_test(s, "xtext and address checks", test_xtext_addr);

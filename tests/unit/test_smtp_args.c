@@ -216,6 +216,39 @@ test_mail_table(void)
 	}
 }
 
+/* REQUIRETLS (RFC 8689 3): a keyword without a value, once. */
+static void
+test_requiretls(void)
+{
+	static const struct {
+		const char *arg;
+		int rc, requiretls;
+		const char *err;
+	} cases[] = {
+		{ "<a@b> REQUIRETLS", 0, 1, "" },
+		{ "<a@b> requiretls SMTPUTF8 BODY=8BITMIME", 0, 1, "" },
+		{ "<a@b> SIZE=10", 0, 0, "" },
+		{ "<> REQUIRETLS", 0, 1, "" },
+		{ "<a@b> REQUIRETLS=YES", -1, 0, "501 5.5.4 Bad REQUIRETLS parameter" },
+		{ "<a@b> REQUIRETLS=", -1, 0, "501 5.5.4" },
+		{ "<a@b> REQUIRETLS REQUIRETLS", -1, 0, "501 5.5.4 Duplicate" },
+		{ "<a@b> REQUIRETLSX", -1, 0, "555 5.5.4" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct smtp_mail_args a;
+		char err[256] = "";
+		int rc = smtp_parse_mail(cases[i].arg, &a, err, sizeof err);
+
+		CU_ASSERT_EQUAL(rc, cases[i].rc);
+		if (rc == 0) {
+			CU_ASSERT_EQUAL(a.requiretls, cases[i].requiretls);
+		} else {
+			CU_ASSERT_EQUAL(strncmp(err, cases[i].err, strlen(cases[i].err)), 0);
+		}
+	}
+}
+
 struct rcpt_case {
 	const char *arg;
 	int utf8_ok;
@@ -531,6 +564,7 @@ main(void)
 	s = CU_add_suite("smtp_args", NULL, NULL);
 	if (s == NULL ||
 	    CU_add_test(s, "MAIL table", test_mail_table) == NULL ||
+	    CU_add_test(s, "REQUIRETLS", test_requiretls) == NULL ||
 	    CU_add_test(s, "RCPT table", test_rcpt_table) == NULL ||
 	    CU_add_test(s, "limits", test_limits) == NULL ||
 	    CU_add_test(s, "xtext", test_xtext) == NULL ||

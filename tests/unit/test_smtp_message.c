@@ -555,6 +555,93 @@ test_staged_same_bytes(void)
 	}
 }
 
+static void
+tap_collect(void *arg, const char *p, size_t n)
+{
+	buf_append(arg, p, n);
+}
+
+/* The tap sees the client's content once, in order, unstuffed; the header
+ * section can be read and replaced in record 0; the fields submission
+ * adds are told. */
+static void
+test_tap_and_header_edit(void)
+{
+	static const char in[] = "Subject: hi\r\nAuthentication-Results: mx.test; x\r\n"
+	    "From: a@b.test\r\n\r\n..dotted\r\nbody\r\n.\r\n";
+	static const char content[] = "Subject: hi\r\nAuthentication-Results: mx.test; x\r\n"
+	    "From: a@b.test\r\n\r\n.dotted\r\nbody\r\n";
+	static const char newhdr[] = "Subject: hi\r\nFrom: a@b.test\r\n";
+	struct smtp_message_info info = info_default(1, DOT, 1 << 20);
+	struct smtp_message_parts parts;
+	struct smtp_message *m;
+	struct buf seen;
+	const char *h;
+	char reply[128];
+	size_t hlen;
+	int done = 0;
+
+	buf_init(&seen, 1 << 20);
+	info.tap = tap_collect;
+	info.tap_arg = &seen;
+	m = smtp_message_new(&info);
+	for (size_t i = 0; i < sizeof in - 1 && !done; i += 3)
+		smtp_message_feed(m, in + i, sizeof in - 1 - i < 3 ? sizeof in - 1 - i : 3,
+		    &done);
+	CU_ASSERT(done);
+	CU_ASSERT_EQUAL(smtp_message_finish(m, reply, sizeof reply), 0);
+	CU_ASSERT_EQUAL(seen.len, strlen(content));
+	CU_ASSERT(seen.len == strlen(content) && memcmp(seen.data, content, seen.len) == 0);
+	CU_ASSERT(strstr(smtp_message_added_fields(m), "Date: ") != NULL);
+	CU_ASSERT(strstr(smtp_message_added_fields(m), "Message-ID: <") != NULL);
+	CU_ASSERT_EQUAL_FATAL(smtp_message_header(m, &h, &hlen), 0);
+	CU_ASSERT(hlen == strlen(content) - strlen("\r\n.dotted\r\nbody\r\n"));
+	CU_ASSERT(strncmp(h, "Subject: hi\r\n", 13) == 0);
+	CU_ASSERT_EQUAL(smtp_message_replace_header(m, newhdr, strlen(newhdr)), 0);
+	CU_ASSERT_EQUAL(smtp_message_prepend(m, "X-Top: 1\r\n"), 0);
+	CU_ASSERT_EQUAL(smtp_message_header(m, &h, &hlen), 0);
+	CU_ASSERT(hlen == strlen(newhdr) && memcmp(h, newhdr, hlen) == 0);
+	smtp_message_take(m, &parts);
+	CU_ASSERT(strncmp(parts.head, "X-Top: 1\r\nReceived: ", 20) == 0);
+	CU_ASSERT(strstr(parts.head, "Authentication-Results") == NULL);
+	CU_ASSERT(strstr(parts.head, "Subject: hi\r\nFrom: a@b.test\r\nDate: ") != NULL);
+	CU_ASSERT(strstr(parts.head, "\r\n\r\n.dotted\r\nbody\r\n") != NULL);
+	CU_ASSERT_EQUAL(parts.size, strlen(parts.head));
+	free(parts.head);
+	smtp_message_free(&m);
+	buf_free(&seen);
+
+	/* a header section longer than record 0 cannot be edited */
+	{
+		struct buf big;
+		struct fake f;
+		struct smtp_message_info si = info_default(0, DOT, 1 << 24);
+
+		buf_init(&big, 1 << 22);
+		for (int i = 0; i < 3000; i++)
+			buf_printf(&big, "X-Long-%04d: some header text to make it long\r\n", i);
+		buf_puts(&big, "\r\nbody\r\n.\r\n");
+		fake_init(&f, 1 << 30);
+		si.stager = &f.st;
+		m = smtp_message_new(&si);
+		f.m = m;
+		done = 0;
+		for (size_t off = 0; off < big.len && !done; ) {
+			size_t used = smtp_message_feed(m, big.data + off, big.len - off, &done);
+			off += used;
+			if (smtp_message_blocked(m))
+				fake_return(&f, 0);
+		}
+		fake_return(&f, 0);
+		CU_ASSERT_EQUAL(smtp_message_finish(m, reply, sizeof reply), 0);
+		CU_ASSERT_EQUAL(smtp_message_header(m, &h, &hlen), -1);
+		CU_ASSERT_EQUAL(smtp_message_replace_header(m, "A: b\r\n", 6), -1);
+		smtp_message_free(&m);
+		fake_free(&f);
+		buf_free(&big);
+	}
+}
+
 /* A small message is never staged: one buffer, one commit. */
 static void
 test_staged_small(void)
@@ -696,7 +783,8 @@ main(void)
 	    CU_add_test(s, "staged: small messages are not", test_staged_small) == NULL ||
 	    CU_add_test(s, "staged: the base reserve only", test_staged_tight) == NULL ||
 	    CU_add_test(s, "staged: a long header section", test_staged_long_header) == NULL ||
-	    CU_add_test(s, "staged: a record refused", test_staged_refused) == NULL) {
+	    CU_add_test(s, "staged: a record refused", test_staged_refused) == NULL ||
+	    CU_add_test(s, "tap and header edits", test_tap_and_header_edit) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

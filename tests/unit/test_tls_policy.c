@@ -329,7 +329,8 @@ test_check_chain(void)
 	tls_policy_check_chain(c, hp, bad, 2, &chk);
 	CU_ASSERT_EQUAL(chk.ok, 0);
 	CU_ASSERT_EQUAL(chk.rpt, TLS_RPT_TLSA_INVALID);
-	CU_ASSERT_EQUAL(chk.verdict, TLS_VERDICT_TRUSTED);	/* the CA file trusts it */
+	/* Under DANE the CA file counts for nothing (RFC 7672 3). */
+	CU_ASSERT_EQUAL(chk.verdict, TLS_VERDICT_UNTRUSTED);
 	tls_policy_check_chain(c, hp, NULL, 0, &chk);
 	CU_ASSERT_EQUAL(chk.ok, 0);
 	CU_ASSERT_EQUAL(chk.verdict, TLS_VERDICT_ANONYMOUS);

@@ -186,7 +186,8 @@ test_report_json(void)
 	}
 
 	/* Pruning drops the first day only. */
-	CU_ASSERT_EQUAL(tls_report_prune(s, T0 + DAY), 0);
+	CU_ASSERT(tls_report_prune(s, T0 + DAY) > 0);
+	CU_ASSERT_EQUAL(tls_report_prune(s, T0 + DAY), 0);	/* nothing left to drop */
 	buf_reset(&out);
 	CU_ASSERT_EQUAL(tls_report_json(s, "example.com", T0, &meta, &out), 0);
 	buf_reset(&out);

@@ -68,7 +68,8 @@ class Session:
         self.cmd(b"MAIL FROM:<sender@bench.test> SIZE=%d" % len(body), 250)
         self.cmd(b"RCPT TO:<%s>" % rcpt.encode(), 250)
         self.cmd(b"DATA", 354)
-        piece = 256 * 1024
+        # a paced client sends small pieces (a slow link), not bursts
+        piece = 16 * 1024 if rate else 256 * 1024
         t0 = time.monotonic()
         view = memoryview(body)
         for off in range(0, len(body), piece):

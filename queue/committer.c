@@ -663,9 +663,14 @@ batch_take(struct committer *c, struct batch *b, int with_held)
 	}
 	if (c->shead == NULL)
 		c->stail = &c->shead;
+	/* A session submits its message's final commit without waiting for
+	 * the records it staged before (committer_submit): those are written
+	 * first, in this transaction or an earlier one, so no message is
+	 * taken while staged records are still queued. They drain in a few
+	 * batches: what sessions stage is bounded by max_inflight_data. */
 	n = 0;
-	for (struct commit_msg *m = c->mhead; m != NULL && n < COMMIT_BATCH_REQS;
-	    m = m->next, n++) {
+	for (struct commit_msg *m = c->shead == NULL ? c->mhead : NULL;
+	    m != NULL && n < COMMIT_BATCH_REQS; m = m->next, n++) {
 		size_t len = m->body_len + m->tail_len;
 
 		if ((n > 0 || b->nstages > 0) && bytes + len > COMMIT_BATCH_BYTES)

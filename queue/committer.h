@@ -78,7 +78,11 @@ struct commit_stage {
 };
 
 /* Queues req (any thread). After the committer stopped, done gets
- * COMMIT_IO at once (a discard then is left to the next start's sweep). */
+ * COMMIT_IO at once (a discard then is left to the next start's sweep).
+ * Order: a record staged before a committer_submit of its message (from
+ * the same thread) is written in the same transaction or an earlier one,
+ * and its done is called first; so the final commit need not wait for
+ * the records (if one failed, the commit finds it missing and fails). */
 void committer_submit_stage(struct committer *c, struct commit_stage *req);
 
 /* Drops what id staged (a message given up), without waiting: a discard

@@ -35,10 +35,12 @@ struct delivery {
 	struct queue_store *st;
 	struct committer *committer;
 	struct scheduler *sched;
-	pthread_t *threads;
+	pthread_t *threads;		/* every thread started and not yet
+					 * joined (retired ones included) */
 	unsigned nthreads;
-	unsigned nlocal;		/* threads [0, nlocal) take local jobs only */
-	pthread_mutex_t lock;		/* guards policy */
+	pthread_mutex_t lock;		/* guards policy and the counts below */
+	unsigned want_local, want_remote;	/* the pool's size (delivery_resize) */
+	unsigned run_local, run_remote;	/* threads running and not retiring */
 	struct delivery_policy *policy;
 };
 
@@ -46,6 +48,7 @@ struct delivery {
 struct worker {
 	struct delivery *d;
 	int local_only;
+	int retired;			/* the pool shrank: this thread ends */
 };
 
 /* ---- policy ---- */
@@ -540,6 +543,27 @@ job_is_local(const struct sched_job *job, void *arg)
 	    policy_is_local(job->dest, arg);
 }
 
+/* Is the pool of w's kind larger than wanted? Then w retires (counted at
+ * once, so that exactly the surplus goes). Between jobs only, under the
+ * scheduler's lock (scheduler_next_job_unless). */
+static int
+delivery_retire(void *arg)
+{
+	struct worker *w = arg;
+	struct delivery *d = w->d;
+
+	pthread_mutex_lock(&d->lock);
+	if (w->local_only ? d->run_local > d->want_local : d->run_remote > d->want_remote) {
+		if (w->local_only)
+			d->run_local--;
+		else
+			d->run_remote--;
+		w->retired = 1;
+	}
+	pthread_mutex_unlock(&d->lock);
+	return w->retired;
+}
+
 static void *
 delivery_main(void *arg)
 {
@@ -554,8 +578,8 @@ delivery_main(void *arg)
 		struct delivery_policy *pol = policy_get(d);
 		size_t n = 1;
 
-		jobs[0] = scheduler_next_job(d->sched,
-		    w->local_only ? job_is_local : NULL, pol);
+		jobs[0] = scheduler_next_job_unless(d->sched,
+		    w->local_only ? job_is_local : NULL, pol, delivery_retire, w);
 		policy_put(d, pol);
 		if (jobs[0] == NULL)
 			break;
@@ -578,6 +602,44 @@ delivery_main(void *arg)
 	return NULL;
 }
 
+/* Starts threads until the pool has the size wanted. Main thread. */
+static void
+delivery_grow(struct delivery *d)
+{
+	for (;;) {
+		struct worker *w;
+		int local;
+
+		pthread_mutex_lock(&d->lock);
+		local = d->run_local < d->want_local;
+		if (!local && d->run_remote >= d->want_remote) {
+			pthread_mutex_unlock(&d->lock);
+			return;
+		}
+		if (local)
+			d->run_local++;
+		else
+			d->run_remote++;
+		pthread_mutex_unlock(&d->lock);
+		w = xcalloc(1, sizeof *w);
+		w->d = d;
+		w->local_only = local;
+		d->threads = xrealloc(d->threads, (d->nthreads + 1) * sizeof *d->threads);
+		if (pthread_create(&d->threads[d->nthreads], NULL, delivery_main, w) != 0) {
+			log_error("delivery: cannot start a thread");
+			free(w);
+			pthread_mutex_lock(&d->lock);
+			if (local)
+				d->run_local--, d->want_local = d->run_local;
+			else
+				d->run_remote--, d->want_remote = d->run_remote;
+			pthread_mutex_unlock(&d->lock);
+			return;
+		}
+		d->nthreads++;
+	}
+}
+
 struct delivery *
 delivery_start(struct queue_store *st, struct committer *c,
     struct scheduler *sched, struct delivery_policy *policy, unsigned n)
@@ -591,24 +653,45 @@ delivery_start(struct queue_store *st, struct committer *c,
 	d->sched = sched;
 	policy->refs = 1;
 	d->policy = policy;
-	d->nlocal = nlocal;
 	pthread_mutex_init(&d->lock, NULL);
 	scheduler_set_pool(sched, delivery_remote_threads(n));
 	scheduler_set_lifetime(sched, policy->queue_lifetime);
-	d->threads = xcalloc(total, sizeof *d->threads);
-	for (unsigned i = 0; i < total; i++) {
-		struct worker *w = xcalloc(1, sizeof *w);
-		w->d = d;
-		w->local_only = i < nlocal;
-		if (pthread_create(&d->threads[i], NULL, delivery_main, w) != 0) {
-			log_error("delivery: cannot start thread %u", i);
-			free(w);
-			break;
-		}
-		d->nthreads++;
-	}
-	metrics_gauge_set(M_DELIVERY_THREADS, d->nthreads);
+	d->want_local = nlocal;
+	d->want_remote = total - nlocal;
+	delivery_grow(d);
+	metrics_gauge_set(M_DELIVERY_THREADS, d->run_local + d->run_remote);
 	return d;
+}
+
+/* Joins the threads that retired; keeps the others. Main thread. */
+static void
+delivery_reap(struct delivery *d)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < d->nthreads; i++)
+		if (pthread_tryjoin_np(d->threads[i], NULL) != 0)
+			d->threads[k++] = d->threads[i];
+	d->nthreads = k;
+}
+
+void
+delivery_resize(struct delivery *d, unsigned n)
+{
+	unsigned local = delivery_local_threads(n), remote = delivery_remote_threads(n);
+
+	delivery_reap(d);
+	pthread_mutex_lock(&d->lock);
+	d->want_local = local;
+	d->want_remote = remote;
+	pthread_mutex_unlock(&d->lock);
+	delivery_grow(d);
+	scheduler_set_pool(d->sched, remote);
+	/* Idle threads of a pool that shrank look again and retire. */
+	scheduler_kick(d->sched);
+	metrics_gauge_set(M_DELIVERY_THREADS, local + remote);
+	log_info("delivery: delivery_threads %u: %u threads (%u for local mail)", n,
+	    local + remote, local);
 }
 
 void

@@ -96,6 +96,11 @@ struct delivery;
 struct delivery *delivery_start(struct queue_store *st, struct committer *c,
     struct scheduler *sched, struct delivery_policy *policy, unsigned n);
 
+/* Makes the pool one of n (SIGHUP): new threads start at once; threads
+ * beyond the new size finish the job they have and then end. Main
+ * thread. */
+void delivery_resize(struct delivery *d, unsigned n);
+
 /* Swaps in a new policy (takes over the reference); jobs in flight keep
  * the old one until they finish. */
 void delivery_set_policy(struct delivery *d, struct delivery_policy *policy);

@@ -175,6 +175,10 @@ add_notice(struct job_ctx *jc, struct commit_results *req, size_t *capres,
 	m->env.client_addr = xstrdup("127.0.0.1");
 	m->env.sender = xstrdup("");
 	m->env.flags = ENV_NOTICE | (orig.smtputf8 ? ENV_SMTPUTF8 : 0);
+	/* RFC 8689 4.3: it holds the original's header, so it is protected
+	 * as the original was; where that cannot be, it is lost, not sent in
+	 * clear (a notice of a notice is never made). */
+	m->env.flags |= jc->msg.env.flags & ENV_REQUIRETLS;
 	m->env.rcpts = xcalloc(1, sizeof *m->env.rcpts);
 	m->env.rcpts[0].addr = xstrdup(to);
 	m->env.nrcpts = 1;

@@ -662,13 +662,30 @@ struct sched_job *
 scheduler_next_job(struct scheduler *s,
     int (*accept)(const struct sched_job *, void *), void *arg)
 {
+	return scheduler_next_job_unless(s, accept, arg, NULL, NULL);
+}
+
+struct sched_job *
+scheduler_next_job_unless(struct scheduler *s,
+    int (*accept)(const struct sched_job *, void *), void *arg,
+    int (*quit)(void *), void *qarg)
+{
 	struct sched_job *job = NULL;
 
 	pthread_mutex_lock(&s->lock);
-	while (!s->stopping && (job = sched_unlink(s, accept, arg)) == NULL)
+	while (!s->stopping && !(quit != NULL && quit(qarg)) &&
+	    (job = sched_unlink(s, accept, arg)) == NULL)
 		pthread_cond_wait(&s->ready, &s->lock);
 	pthread_mutex_unlock(&s->lock);
 	return job;
+}
+
+void
+scheduler_kick(struct scheduler *s)
+{
+	pthread_mutex_lock(&s->lock);
+	pthread_cond_broadcast(&s->ready);
+	pthread_mutex_unlock(&s->lock);
 }
 
 struct sched_job *

@@ -77,6 +77,16 @@ void scheduler_rescan(struct scheduler *s);
 struct sched_job *scheduler_next_job(struct scheduler *s,
     int (*accept)(const struct sched_job *job, void *arg), void *arg);
 
+/* As scheduler_next_job, but returns NULL too once quit(qarg) is true
+ * (asked under the scheduler's lock before each look for a job, so it
+ * must not call the scheduler; a delivery thread that is to retire). */
+struct sched_job *scheduler_next_job_unless(struct scheduler *s,
+    int (*accept)(const struct sched_job *job, void *arg), void *arg,
+    int (*quit)(void *qarg), void *qarg);
+
+/* Makes every thread waiting for a job ask its quit again. */
+void scheduler_kick(struct scheduler *s);
+
 /* Takes a ready job that accept takes, without waiting; NULL when there
  * is none. */
 struct sched_job *scheduler_take_job(struct scheduler *s,

@@ -1696,24 +1696,48 @@ header_has_8bit(const struct body_reader *r)
 	}
 }
 
+/* Does the header section of the message read by r hold `TLS-Required:
+ * No` (relay_header_tls_optional, on at most RELAY_HEADER_SCAN_MAX
+ * bytes)? 1, 0, or -1 when the message cannot be read. */
+static int
+header_tls_optional(const struct body_reader *r)
+{
+	struct buf head;
+	int line_start = 1, cr_first = 0, end = 0, rc;
+
+	if (r->rewind(r->arg) != 0)
+		return -1;
+	buf_init(&head, RELAY_HEADER_SCAN_MAX);
+	while (!end && head.len < RELAY_HEADER_SCAN_MAX) {
+		const char *p;
+		size_t n, take;
+
+		if (r->next(r->arg, &p, &n) != 0) {
+			buf_free(&head);
+			return -1;
+		}
+		if (n == 0)
+			break;
+		take = n < RELAY_HEADER_SCAN_MAX - head.len ? n :
+		    RELAY_HEADER_SCAN_MAX - head.len;
+		/* Up to the empty line (a CRLF may be split between pieces). */
+		for (size_t i = 0; i < take && !end; i++) {
+			end = (cr_first || line_start) && p[i] == '\n';
+			cr_first = line_start && p[i] == '\r';
+			line_start = p[i] == '\n';
+			if (end)
+				take = i + 1;
+		}
+		if (buf_append(&head, p, take) != 0)
+			break;
+	}
+	rc = relay_header_tls_optional(head.data ? head.data : "", head.len);
+	buf_free(&head);
+	return rc;
+}
+
 /* Checks the envelope before anything is sent: what cannot go into a
  * command line bounces here. */
-
-/* TLS-Required: No (RFC 8689 5) in the header section, which is in the
- * message's first piece (the queue's record 0, up to 64 KiB). */
-static int
-relay_msg_tls_optional(const struct body_reader *b)
-{
-	const char *p;
-	size_t n;
-	int r;
-
-	if (b->rewind(b->arg) != 0 || b->next(b->arg, &p, &n) != 0)
-		return 0;
-	r = relay_header_tls_optional(p, n);
-	(void)b->rewind(b->arg);
-	return r;
-}
 static void
 job_precheck(struct relay_job *job)
 {
@@ -1736,11 +1760,15 @@ job_precheck(struct relay_job *job)
 		return;
 	}
 	job->need_utf8 |= eight;
-	/* RFC 8689 4.2.1: the requirements hold for a message with a return
-	 * path; a bounce (the null path) goes as any other. */
-	job->requiretls = m->requiretls && m->sender[0] != '\0';
+	/* RFC 8689 4.3: a notice about a REQUIRETLS message carries its
+	 * header, so it needs REQUIRETLS as well (queue/delivery_notice.c). */
+	job->requiretls = m->requiretls;
 	/* Under REQUIRETLS the header field is ignored (RFC 8689 4.1). */
-	job->tls_optional = !m->requiretls && relay_msg_tls_optional(m->body);
+	if (!m->requiretls && (job->tls_optional = header_tls_optional(m->body)) < 0) {
+		job_final_all(job, 0, RELAY_DEFERRED, "4.3.0", "none",
+		    "cannot read the message from the queue");
+		return;
+	}
 	for (size_t i = 0; i < job->n; i++) {
 		const char *a = job->rcpts[i].addr;
 		if (a == NULL || *a == '\0' ||

@@ -55,8 +55,8 @@
  *    was received before the handshake is thrown away and EHLO is sent
  *    again: only the capabilities given over TLS count (no response
  *    injection).
- *  - REQUIRETLS (RFC 8689), for msg->requiretls with a sender that is not
- *    the null path: only a host whose policy authenticates it (DANE,
+ *  - REQUIRETLS (RFC 8689), for msg->requiretls (a notice about such a
+ *    message too, with the null path): only a host whose policy authenticates it (DANE,
  *    MTA-STS enforce, verify) is tried, only over a verified session, and
  *    only when it offers REQUIRETLS over TLS; MAIL FROM then carries
  *    REQUIRETLS. A host that cannot authenticate is lacking (5.7.10), one

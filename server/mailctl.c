@@ -7,7 +7,7 @@
  *   mailctl [-c FILE] [--json] tls-report DOMAIN [--date YYYY-MM-DD]
  *   mailctl [-c FILE] hold ID... | hold all | release ID... | release all
  *                   | requeue ID... | bounce ID... | cat ID
- *   mailctl [-c FILE] [--json] trace ID | sessions
+ *   mailctl [-c FILE] [--json] trace ID | sessions | selftest
  *   mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] [--out FILE]
  *
  * It reads queue_dir and queue_map_size from the config file (default
@@ -59,7 +59,7 @@ usage(FILE *f)
 	    "       mailctl [-c FILE] [--json] tls-report DOMAIN [--date YYYY-MM-DD]\n"
 	    "       mailctl [-c FILE] hold ID... | hold all | release ID... | "
 	    "release all | requeue ID... | bounce ID... | cat ID\n"
-	    "       mailctl [-c FILE] [--json] trace ID | sessions\n"
+	    "       mailctl [-c FILE] [--json] trace ID | sessions | selftest\n"
 	    "       mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] "
 	    "[--out FILE]\n");
 }
@@ -632,6 +632,7 @@ main(int argc, char **argv)
 	    (strcmp(cmd, "cat") == 0 && nwords == 2) ||
 	    (strcmp(cmd, "trace") == 0 && nwords == 2) ||
 	    (strcmp(cmd, "sessions") == 0 && nwords == 1) ||
+	    (strcmp(cmd, "selftest") == 0 && nwords == 1) ||
 	    (strcmp(cmd, "hold") == 0 && nwords >= 2) ||
 	    (strcmp(cmd, "release") == 0 && nwords >= 2) ||
 	    (strcmp(cmd, "requeue") == 0 && nwords >= 2) ||
@@ -655,6 +656,12 @@ main(int argc, char **argv)
 		    stdout, cerr, sizeof cerr) < 0;
 		if (rc)
 			fprintf(stderr, "mailctl: sessions: %s\n", cerr);
+		config_unref(&cfg);
+		free(words);
+		return rc;
+	}
+	if (strcmp(cmd, "selftest") == 0) {
+		rc = mailctl_selftest(&mc);
 		config_unref(&cfg);
 		free(words);
 		return rc;

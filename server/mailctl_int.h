@@ -3,7 +3,7 @@
  * includes: mailctl.c (the command line, the queue listing, show, stats,
  * delete, flush, dkim-keygen), mailctl_out.c (output helpers),
  * mailctl_admin.c (hold, release, requeue, bounce, cat), mailctl_trace.c
- * (trace).
+ * (trace), mailctl_selftest.c (selftest).
  *
  * Every command writes its result to mc->out and its errors to stderr as
  * `mailctl: ...`, and returns the exit code: 0 done, 1 a runtime failure
@@ -63,6 +63,12 @@ int mailctl_bounce(struct mailctl *mc, struct queue_store *s, char **ids, int ni
 
 /* cat ID: the message as stored, written out chunk by chunk. */
 int mailctl_cat(struct mailctl *mc, struct queue_store *s, const char *arg);
+
+/* ---- mailctl_selftest.c ---- */
+
+/* selftest: probes the listeners and checks the DNS (server/selftest.h);
+ * exit code 1 when a check failed. */
+int mailctl_selftest(struct mailctl *mc);
 
 /* ---- mailctl_trace.c ---- */
 

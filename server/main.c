@@ -52,6 +52,7 @@
 #define DAEMON_RATE_CLIENTS 100000	/* clients the rate limits remember */
 #define DAEMON_RATE_ACCOUNTS 10000	/* accounts the quotas remember */
 #define DAEMON_GREETED_CLIENTS 100000	/* the greeting test's whitelist */
+#define DAEMON_DELIVERY_THREADS_MAX 1024	/* delivery_threads' maximum */
 
 struct daemon {
 	const char *config_path;
@@ -68,6 +69,7 @@ struct daemon {
 	struct listener_set listeners;
 	struct daemon_metrics *metrics;
 	struct control *control;	/* <queue_dir>/control (mailctl sessions) */
+	unsigned delivery_threads;	/* the pool's size now */
 };
 
 static void
@@ -286,6 +288,10 @@ daemon_reload(struct daemon *d)
 	if (log_open(rt->cfg->log_file) < 0)
 		log_error("reload: log_file %s: %s", rt->cfg->log_file, strerror(errno));
 	log_set_level(rt->cfg->log_level);
+	if ((unsigned)rt->cfg->delivery_threads != d->delivery_threads) {
+		d->delivery_threads = (unsigned)rt->cfg->delivery_threads;
+		delivery_resize(d->delivery, d->delivery_threads);
+	}
 	scheduler_set_limit(d->scheduler, rt->cfg->max_per_destination);
 	trace_set_retention(rt->cfg->trace_retention);
 	rate_limits_of(rt->cfg, &limits);
@@ -518,14 +524,13 @@ main(int argc, char **argv)
 		return 1;
 	}
 	{
-		/* One reader slot per thread that reads the queue, and room
-		 * for mailctl. */
+		/* One reader slot per thread that reads the queue, for the
+		 * largest pool a reload may make, and room for mailctl. */
 		struct store_limits lim = {
 			.map_size = cfg->queue_map_size,
 			.map_max = cfg->queue_map_max,
-			.max_readers = delivery_local_threads(
-			    (unsigned)cfg->delivery_threads) +
-			    delivery_remote_threads((unsigned)cfg->delivery_threads) + 72,
+			.max_readers = delivery_local_threads(DAEMON_DELIVERY_THREADS_MAX) +
+			    delivery_remote_threads(DAEMON_DELIVERY_THREADS_MAX) + 72,
 		};
 		d.store = store_open_limits(cfg->queue_dir, &lim, STORE_EXCLUSIVE,
 		    err, sizeof err);
@@ -563,8 +568,9 @@ main(int argc, char **argv)
 		struct delivery_policy *policy = policy_from_runtime(rt, d.tls);
 		if (policy == NULL)
 			return 1;
+		d.delivery_threads = (unsigned)cfg->delivery_threads;
 		d.delivery = delivery_start(d.store, d.committer, d.scheduler, policy,
-		    (unsigned)cfg->delivery_threads);
+		    d.delivery_threads);
 	}
 	runtime_swap(runtime_ref(rt));
 	d.metrics = daemon_metrics_start(d.store, d.scheduler);

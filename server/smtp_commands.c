@@ -130,11 +130,23 @@ session_msg_drop(struct smtp_session *s, struct smtp_message *m)
 	smtp_message_free(&m);
 }
 
+/* m leaves the session with records still out: freed when they are
+ * back (session_stage_back); committed: what it staged is not dropped. */
+static void
+session_msg_park(struct smtp_session *s, struct smtp_message *m, int committed)
+{
+	struct session_dying *d = xcalloc(1, sizeof *d);
+
+	d->msg = m;
+	d->committed = committed;
+	d->next = s->dying;
+	s->dying = d;
+}
+
 void
 session_msg_abandon(struct smtp_session *s)
 {
 	struct smtp_message *m = s->msg;
-	struct session_dying *d;
 
 	s->msg = NULL;
 	s->blocked_since = 0;
@@ -144,10 +156,7 @@ session_msg_abandon(struct smtp_session *s)
 		session_msg_drop(s, m);
 		return;
 	}
-	d = xcalloc(1, sizeof *d);
-	d->msg = m;
-	d->next = s->dying;
-	s->dying = d;
+	session_msg_park(s, m, 0);
 }
 
 int
@@ -168,18 +177,29 @@ session_stage_back(struct smtp_session *s, struct session_stage *sg,
 	smtp_message_staged(m, sg->rec, st);
 	s->stages--;
 	if (m != s->msg) {
-		/* A message given up: it goes with its last record. */
+		/* A message given up or committed: it goes with its last
+		 * record. */
+		int committed = 0;
+
 		if (smtp_message_inflight(m) > 0)
 			return;
 		for (struct session_dying **dp = &s->dying; *dp; dp = &(*dp)->next) {
 			if ((*dp)->msg == m) {
 				struct session_dying *d = *dp;
+				committed = d->committed;
 				*dp = d->next;
 				free(d);
 				break;
 			}
 		}
-		session_msg_drop(s, m);
+		if (!committed) {
+			session_msg_drop(s, m);
+			return;
+		}
+		/* The commit fails without the record; the reply says why. */
+		if (smtp_message_status(m) != COMMIT_OK)
+			s->commit_stage_status = smtp_message_status(m);
+		smtp_message_free(&m);
 		return;
 	}
 	if (s->phase == PH_COMMIT && s->commit == NULL) {
@@ -268,7 +288,13 @@ session_commit_final(struct smtp_session *s)
 	s->rcpts = NULL;
 	s->nrcpts = s->caprcpts = 0;
 	smtp_message_take(s->msg, &parts);
-	smtp_message_free(&s->msg);
+	s->commit_stage_status = COMMIT_OK;
+	if (smtp_message_inflight(s->msg) > 0) {
+		session_msg_park(s, s->msg, 1);
+		s->msg = NULL;
+	} else {
+		smtp_message_free(&s->msg);
+	}
 	c->body = parts.head;
 	c->body_len = parts.head_len;
 	c->staged = parts.staged;
@@ -284,21 +310,22 @@ session_commit_final(struct smtp_session *s)
 	committer_submit(worker_committer(s->w), c);
 }
 
-/* The checks passed: once no record of the message is with the
- * committer any more, the commit; or the reply for a record refused. */
+/* The checks passed: the commit, at once (records still with the
+ * committer are written before it: committer.h); or, once no record of
+ * the message is out any more, the reply for a record refused. */
 static void
 session_commit_when_staged(struct smtp_session *s)
 {
 	enum commit_status st;
 	char id[QUEUE_ID_LEN + 1];
 
-	if (smtp_message_inflight(s->msg) > 0)
-		return;		/* session_stage_back calls again */
 	st = smtp_message_status(s->msg);
 	if (st == COMMIT_OK) {
 		session_commit_final(s);
 		return;
 	}
+	if (smtp_message_inflight(s->msg) > 0)
+		return;		/* session_stage_back calls again */
 	s->phase = PH_COMMAND;
 	log_warn("%s: from=<%s>: queue commit failed (%s)",
 	    queue_id_format(s->qid, id, sizeof id), s->mail.addr,

@@ -556,7 +556,7 @@ smtp_message_facts(const struct smtp_message *m)
 void
 smtp_message_take(struct smtp_message *m, struct smtp_message_parts *p)
 {
-	assert(m->nbusy == 0 && m->status == COMMIT_OK);
+	assert(m->status == COMMIT_OK);
 	memset(p, 0, sizeof *p);
 	p->head = buf_steal(&m->head, &p->head_len);
 	p->staged = m->staged;

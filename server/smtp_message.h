@@ -201,8 +201,8 @@ int smtp_message_replace_header(struct smtp_message *m, const char *h,
 const struct smtp_message_facts *smtp_message_facts(const struct smtp_message *m);
 
 /* Hands the message's bytes (CRLF line ends) over; only after
- * smtp_message_finish returned 0, with nothing in flight and the status
- * COMMIT_OK. */
+ * smtp_message_finish returned 0, with the status COMMIT_OK. Records
+ * still with the committer stay m's: free m once they are back. */
 void smtp_message_take(struct smtp_message *m, struct smtp_message_parts *p);
 
 /* Frees m (nothing may be in flight) and gives back its reserve; sets

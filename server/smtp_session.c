@@ -400,6 +400,10 @@ smtp_session_commit_done(struct smtp_session *s, enum commit_status st)
 
 	s->commit = NULL;
 	queue_id_format(c->env.id, id, sizeof id);
+	/* A record refused for room made the commit fail (its records come
+	 * back first: worker.c): that is the reply. */
+	if (st != COMMIT_OK && s->commit_stage_status == COMMIT_FULL)
+		st = COMMIT_FULL;
 	if (st == COMMIT_OK) {
 		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu (queued)", id,
 		    c->env.sender, (unsigned long long)s->commit_size,

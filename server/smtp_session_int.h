@@ -49,9 +49,12 @@ struct smtp_session;
 
 /* A message given up (refused, or its transaction reset) while records of
  * it were with the committer: freed, and its records discarded, when the
- * last one came back. */
+ * last one came back. Or (committed) one whose final commit went out
+ * with records still with the committer (committer_submit_stage says why
+ * that is safe): only freed then; its records are the commit's. */
 struct session_dying {
 	struct smtp_message *msg;
+	int committed;
 	struct session_dying *next;
 };
 
@@ -144,6 +147,8 @@ struct smtp_session {
 	size_t commit_reserved;		/* inflight bytes held for it */
 	uint64_t commit_size;		/* its bytes */
 	unsigned stages;		/* records with the committer */
+	enum commit_status commit_stage_status;	/* the first failure of a
+					 * record of the message in commit */
 	struct session_dying *dying;
 
 	/* operations: metrics */

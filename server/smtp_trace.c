@@ -44,6 +44,7 @@ session_trace_queued(struct smtp_session *s, const struct commit_msg *c)
 		    env->rcpts[i].addr);
 	if (s->hold_why != NULL)
 		trace_add(env->id, c->durable_us, "held", "%s", s->hold_why);
-	trace_add(env->id, c->durable_us, "queued", "size=%zu nrcpt=%zu%s", c->body_len,
-	    env->nrcpts, (env->flags & ENV_TLS) ? " tls=yes" : "");
+	trace_add(env->id, c->durable_us, "queued", "size=%llu nrcpt=%zu%s",
+	    (unsigned long long)s->commit_size, env->nrcpts,
+	    (env->flags & ENV_TLS) ? " tls=yes" : "");
 }

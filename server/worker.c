@@ -157,6 +157,18 @@ worker_take_dones(struct worker *w)
 	if (w->drain)
 		w->draining = 1;
 	pthread_mutex_unlock(&w->lock);
+	/* In the order posted: a message's staged records come back before
+	 * the commit that made it visible (smtp_session_int.h). */
+	{
+		struct worker_done *rev = NULL;
+
+		for (; d; d = next) {
+			next = d->next;
+			d->next = rev;
+			rev = d;
+		}
+		d = rev;
+	}
 	for (; d; d = next) {
 		int rc;
 

@@ -91,20 +91,21 @@ def wait_for(cond, timeout=10.0, what="condition"):
 _certs = {}
 
 
-def test_cert(name="localhost"):
-    """A self-signed certificate and key (PEM) made with certtool."""
-    if name in _certs:
-        return _certs[name]
+def test_cert(name="localhost", days=30):
+    """A self-signed certificate and key (PEM) made with certtool, valid
+    for days more."""
+    if (name, days) in _certs:
+        return _certs[(name, days)]
     d = tempfile.mkdtemp(prefix="ms-cert-")
     key, cert, tmpl = (os.path.join(d, n) for n in ("key.pem", "cert.pem", "cert.tmpl"))
     with open(tmpl, "w") as f:
-        f.write('cn = "%s"\ndns_name = "%s"\nexpiration_days = 30\ntls_www_server\n'
-                'signing_key\nencryption_key\n' % (name, name))
+        f.write('cn = "%s"\ndns_name = "%s"\nexpiration_days = %d\ntls_www_server\n'
+                'signing_key\nencryption_key\n' % (name, name, days))
     subprocess.run(["certtool", "--generate-privkey", "--key-type=rsa", "--bits=2048",
                     "--outfile", key], check=True, capture_output=True)
     subprocess.run(["certtool", "--generate-self-signed", "--load-privkey", key,
                     "--template", tmpl, "--outfile", cert], check=True, capture_output=True)
-    _certs[name] = (cert, key)
+    _certs[(name, days)] = (cert, key)
     return cert, key
 
 

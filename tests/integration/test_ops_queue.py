@@ -11,7 +11,7 @@ import subprocess
 import time
 import unittest
 
-from harness import MAILCTL, SLOW, Server, free_port, greet, send_message, wait_for
+from harness import MAILCTL, SANITIZE, SLOW, Server, free_port, greet, send_message, wait_for
 from ops import SilentPeer, auth_plain, client_from, crypt_hash
 
 PASSWORD = "queue-secret"
@@ -111,7 +111,11 @@ class QueueControlTest(unittest.TestCase):
         e = self.entry(qid)
         self.assertTrue(e["held"])
         self.assertIsNone(e["recipients"][0]["next_try"])
-        self.assertIn("0 recipients made due now", srv.mailctl("flush").stdout)
+        # a flush makes nothing of it due (other tests' mail may be)
+        srv.mailctl("flush")
+        e = self.entry(qid)
+        self.assertTrue(e["held"])
+        self.assertIsNone(e["recipients"][0]["next_try"])
         srv.mailctl("release", qid)
         wait_for(lambda: self.entry(qid)["recipients"][0]["attempts"] == 2, 20,
                  "a second attempt after the release")
@@ -201,7 +205,9 @@ class QueueControlTest(unittest.TestCase):
                     wchan = f.read()
                 return (int(st["RssAnon"].split()[0]) if "pipe" in wchan else None)
             anon_kib = wait_for(blocked, 20, "mailctl cat to block on its pipe")
-            self.assertLess(anon_kib * 1024, 8 * 1024 * 1024)
+            # (a sanitizer's own memory is counted too: still well below
+            # the 40 MiB of the message)
+            self.assertLess(anon_kib * 1024, (24 if SANITIZE else 8) * 1024 * 1024)
             got = p.stdout.read()
         finally:
             p.stdout.close()

@@ -21,7 +21,7 @@ import unittest
 from dnssec_lab import DnssecLab
 from faults import fault_env, fault_lib
 from harness import MAILSERVER, SLOW, Client, Server, free_port, test_cert, wait_for
-from outbound import delivery, lab_server, submit, tls_lines
+from outbound import deliveries, delivery, lab_server, submit, tls_lines
 from peers import DEFAULT_EHLO, Peer
 from pki import Pki
 
@@ -418,6 +418,28 @@ class DaneDaemonTest(unittest.TestCase):
         flags = self.a.mailctl("show", qid).stdout
         self.assertRegex(flags, r"(?m)^flags: .*requiretls")
 
+    def test_requiretls_notice_goes_with_requiretls(self):
+        # RFC 8689 4.3: the bounce holds the header, so it is protected too:
+        # to x@rt.dane.test it goes A -> B -> C with REQUIRETLS and <>
+        c = self.peers["127.0.0.31"]
+        n = len(c.messages)
+        qid = submit(self.a.port, "x@rt.dane.test", "u@insecure.test", requiretls=True)
+        d = delivery(self.a, qid, "u@insecure.test")
+        self.assertEqual((d["status"], d["dsn"]), ("bounced", "5.7.10"))
+        msg = c.wait_messages(n + 1)[-1]
+        self.assertEqual((msg.mail_from, msg.rcpts), ("", ["x@rt.dane.test"]))
+        self.assertIn("REQUIRETLS", msg.mail_params)
+        self.assertTrue(msg.tls)
+        self.assertIn(qid.encode(), msg.data)
+        # toward a sender whose MX lacks REQUIRETLS it is dropped, not sent
+        before = self.mark("127.0.0.2")
+        qid = submit(self.a.port, "y@ee.dane.test", "u@insecure.test", requiretls=True)
+        self.assertEqual(delivery(self.a, qid, "u@insecure.test")["status"], "bounced")
+        notice = wait_for(lambda: [x for x in deliveries(self.a) if x["to"] == "y@ee.dane.test"],
+                          30, "the notice's delivery")[0]
+        self.assertEqual((notice["status"], notice["dsn"]), ("bounced", "5.7.30"), notice)
+        self.nothing_sent("127.0.0.2", before)
+
     def test_requiretls_only_inside_tls(self):
         c = Client(self.a.port)
         try:
@@ -445,6 +467,12 @@ class DaneDaemonTest(unittest.TestCase):
         self.assertEqual(d["status"], "sent")
         self.assertTrue(d["tls"].endswith("(may)"), d)
         self.peers["127.0.0.4"].wait_messages(n + 1)
+        # the field past the first 64 KiB body record of the queue
+        pad = b"".join(b"X-Pad-%04d: %s\r\n" % (i, b"a" * 60) for i in range(1400))
+        qid, d = self.send("u@bad.dane.test",
+                           body=b"Subject: big\r\n" + pad + b"TLS-Required: No\r\n\r\nhi\r\n")
+        self.assertEqual(d["status"], "sent", d)
+        self.peers["127.0.0.4"].wait_messages(n + 2)
 
     # ---- admin views ----
 

@@ -155,9 +155,12 @@ w_all(void)
 }
 
 /* A message as a session sends it: records 1..nrec of rec bytes each
- * (the last one shorter), all submitted at once, then (if they all went
- * in) the final commit with head and tail. Returns the worst status; the
+ * (the last one shorter), all submitted at once, then the final commit
+ * with head and tail: once they all went in, or (pipelined, as sessions
+ * do) right after them, without waiting. Returns the worst status; the
  * message's bytes go to *want_r (freed by the caller). */
+static int pipelined_g;
+
 static enum commit_status
 send_staged(struct committer *c, queue_id_t id, size_t nrec, size_t rec,
     char **want_r, size_t *want_len_r)
@@ -179,8 +182,7 @@ send_staged(struct committer *c, queue_id_t id, size_t nrec, size_t rec,
 		reqs[i].done = stage_done;
 		committer_submit_stage(c, &reqs[i]);
 	}
-	st = w_all();
-	free(reqs);
+	st = pipelined_g ? COMMIT_OK : w_all();
 	if (st == COMMIT_OK) {
 		memset(&m, 0, sizeof m);
 		make_env(&m.env, id, "s@example.org", 1);
@@ -197,6 +199,7 @@ send_staged(struct committer *c, queue_id_t id, size_t nrec, size_t rec,
 		st = w_all();
 		commit_msg_free(&m);
 	}
+	free(reqs);
 	*want_r = all;
 	*want_len_r = total;
 	return st;
@@ -270,6 +273,31 @@ test_stage_commit(void)
 	/* The records shared commits: far fewer commits than records. */
 	CU_ASSERT(store_commit_count(s) - before < 41);
 	free(want);
+	/* The final commit right behind its records (as a session sends
+	 * it): written after them, whole. */
+	for (int i = 0; i < 20; i++) {
+		id = queue_id_next();
+		pipelined_g = 1;
+		CU_ASSERT_EQUAL(send_staged(c, id, 1 + (size_t)i * 7,
+		    RECORD_CHUNK_SIZE, &want, &want_len), COMMIT_OK);
+		pipelined_g = 0;
+		check_whole_or_nothing(s, id, want, want_len, &visible);
+		CU_ASSERT(visible);
+		free(want);
+	}
+	/* More records than one transaction takes (COMMIT_BATCH_REQS):
+	 * the commit still comes after the last of them. */
+	id = queue_id_next();
+	pipelined_g = 1;
+	CU_ASSERT_EQUAL(send_staged(c, id, 9000, 100, &want, &want_len),
+	    COMMIT_OK);
+	pipelined_g = 0;
+	check_whole_or_nothing(s, id, want, want_len, &visible);
+	CU_ASSERT(visible);
+	free(want);
+	stats(s, &st);
+	CU_ASSERT_EQUAL(st.staged, 0);
+	CU_ASSERT_EQUAL(st.messages, 22);
 	committer_stop(&c);
 	store_close(&s);
 	tmpdir_remove(&dir);
@@ -572,7 +600,9 @@ test_stage_faults(void)
 	};
 	size_t failures = 0, runs = 0;
 
-	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+	for (size_t k = 0; k < 2 * (sizeof kinds / sizeof kinds[0]); k++) {
+		/* the second round: the final commit right behind its records */
+		pipelined_g = k >= sizeof kinds / sizeof kinds[0];
 		for (int nth = 1; nth <= 40; nth++) {
 			char *dir = tmpdir_make();
 			struct queue_store *s = open_store(dir, 0, 0);
@@ -582,7 +612,7 @@ test_stage_faults(void)
 			char *want;
 			size_t want_len;
 
-			store_fault_set(kinds[k].op, nth, kinds[k].rc);
+			store_fault_set(kinds[k % 3].op, nth, kinds[k % 3].rc);
 			st = send_staged(c, id, 12, RECORD_CHUNK_SIZE, &want,
 			    &want_len);
 			failures += st != COMMIT_OK;
@@ -594,6 +624,7 @@ test_stage_faults(void)
 			tmpdir_remove(&dir);
 		}
 	}
+	pipelined_g = 0;
 	/* The faults did hit (and some were got over by writing records
 	 * one by one). */
 	CU_ASSERT(failures > 0 && failures < runs);

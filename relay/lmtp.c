@@ -26,7 +26,7 @@
 #define LMTP_MAX_USES		100	/* transactions per connection */
 #define LMTP_QUIT_TIMEOUT_MS	2000
 #define LMTP_NAME_MAX		160	/* "unix:/path" or "[addr]:port" */
-#define LMTP_CMD_MAX		(RELAY_ADDR_MAX + 64)
+#define LMTP_CMD_MAX		(RELAY_ADDR_MAX + 128)
 
 /* One connection to one LMTP server. */
 struct lmtp_sess {

@@ -177,6 +177,8 @@ policy_from_runtime(struct runtime *rt, struct tls_store *tls)
 	 * (relay/lmtp.h). */
 	rs.tls_outbound = cfg->tls_outbound == TLS_OUT_NONE ? RELAY_TLS_NONE :
 	    RELAY_TLS_MAY;
+	rs.self = NULL;		/* freed above; LMTP has no MX to check */
+	rs.nself = 0;
 	if ((o->lmtp = lmtp_ctx_new(&rs, err, sizeof err)) == NULL) {
 		log_error("lmtp: %s", err);
 		goto fail;

@@ -136,7 +136,11 @@ class LmtpDovecotTest(unittest.TestCase):
             cls.dovecot.start()
             wait_for(lambda: os.path.exists(cls.dovecot.lmtp_path), 20, "LMTP socket")
             cls.down_path = os.path.join(cls.srv.dir, "lmtp-down")
+            aliases = os.path.join(cls.srv.dir, "aliases")
+            with open(aliases, "w") as f:
+                f.write("team@example.org: alice@example.org, ann@route.test\n")
             with open(cls.srv.conf, "a") as f:
+                f.write("aliases_file = %s\n" % aliases)
                 f.write("local_domains = example.org\n"
                         "local_transport = lmtp:unix:%s\n"
                         "routes = route.test=lmtp:[127.0.0.1]:%d down.test=lmtp:unix:%s\n"
@@ -335,3 +339,14 @@ class LmtpDovecotTest(unittest.TestCase):
         self.assertEqual(len(got), 1)
         wait_for(lambda: self.rcpt_entry(qid, "dave@down.test") is None, 20 * SLOW,
                  "dave's recipient to leave the queue")
+
+    def test_alias_expands_to_lmtp_targets(self):
+        """An alias of ours expands before LMTP: each target is delivered
+        on its own (local over the socket, routed over TCP)."""
+        qid = self.send(["team@example.org"], message("for the team", "team@example.org"))
+        self.assertEqual(len(self.wait_message("alice@example.org", "for the team")), 1)
+        self.assertEqual(len(self.wait_message("ann@route.test", "for the team")), 1)
+        self.assertIn("relay=lmtp:unix:", self.delivery_line(qid, "alice@example.org"))
+        self.assertIn("relay=lmtp:[127.0.0.1]", self.delivery_line(qid, "ann@route.test"))
+        # The alias itself never goes to the LMTP server (it knows no team).
+        self.assertNotIn("RCPT TO:<team@example.org>", self.srv.logtext())

@@ -261,14 +261,11 @@ sess_end(struct relay_sess **sp, unsigned quit_timeout_ms)
 
 	if (s == NULL)
 		return;
-	if (s->conn != NULL && !s->broken && quit_timeout_ms > 0) {
-		struct relay_reply *r = xmalloc(sizeof *r);
+	if (!s->broken && quit_timeout_ms > 0) {
+		char name[DNS_NAME_MAX + 80];
 
-		log_debug("relay %s: > QUIT", s->hostaddr);
-		if (relay_conn_write(s->conn, "QUIT\r\n", 6, quit_timeout_ms) ==
-		    RELAY_IO_OK)
-			(void)relay_conn_read_reply(s->conn, r, quit_timeout_ms);
-		free(r);
+		str_format(name, sizeof name, "relay %s", s->hostaddr);
+		relay_conn_quit(&s->conn, name, quit_timeout_ms);
 	}
 	relay_conn_close(&s->conn);
 	free(s);

@@ -20,6 +20,7 @@
 
 #include "lib/body_reader.h"
 #include "lib/buf.h"
+#include "lib/log.h"
 #include "lib/util.h"
 
 /* Input: one partial line (at most a reply line) plus one read. */
@@ -165,6 +166,21 @@ relay_conn_open_unix(const char *path, unsigned timeout_ms,
 	}
 	return conn_connect(fd, &ss, sizeof *sun, time_mono_ms() + timeout_ms,
 	    c_r, err, errsize);
+}
+
+void
+relay_conn_quit(struct relay_conn **cp, const char *name, unsigned timeout_ms)
+{
+	struct relay_reply *r;
+
+	if (*cp == NULL)
+		return;
+	r = xmalloc(sizeof *r);
+	log_debug("%s: > QUIT", name);
+	if (relay_conn_write(*cp, "QUIT\r\n", 6, timeout_ms) == RELAY_IO_OK)
+		(void)relay_conn_read_reply(*cp, r, timeout_ms);
+	free(r);
+	relay_conn_close(cp);
 }
 
 void

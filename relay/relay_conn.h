@@ -52,6 +52,12 @@ int relay_conn_open_unix(const char *path, unsigned timeout_ms,
  * NULL is fine. */
 void relay_conn_close(struct relay_conn **cp);
 
+/* Ends a session politely: QUIT, its reply awaited up to timeout_ms
+ * (what it says does not matter), then relay_conn_close. name is for the
+ * debug log line. NULL is fine. */
+void relay_conn_quit(struct relay_conn **cp, const char *name,
+    unsigned timeout_ms);
+
 /* Writes all n bytes within timeout_ms. */
 int relay_conn_write(struct relay_conn *c, const void *p, size_t n,
     unsigned timeout_ms);

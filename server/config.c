@@ -1060,18 +1060,6 @@ key_policy_stages(struct config_parse *p, const struct config_key *k, char *valu
 	}
 }
 
-/* yes or no into an int field. */
-static void
-key_yesno(struct config_parse *p, const struct config_key *k, char *value)
-{
-	if (strcmp(value, "yes") == 0)
-		*FIELD(p, k, int) = 1;
-	else if (strcmp(value, "no") == 0)
-		*FIELD(p, k, int) = 0;
-	else
-		config_error(p, p->lineno, "%s: '%s' is not yes or no", k->name, SHOW(value));
-}
-
 static void
 key_authserv_id(struct config_parse *p, const struct config_key *k, char *value)
 {
@@ -1234,10 +1222,10 @@ static const struct config_key config_keys[] = {
 	{ "policy_timeout", key_duration, OFF(policy_timeout), 1, HOUR, 0 },
 	{ "policy_stages", key_policy_stages, 0, 0, 0, 0 },
 	{ "max_inflight_data", key_size, OFF(max_inflight_data), MIB, TIB, 0 },
-	{ "auth_checks", key_yesno, OFF(auth_checks), 0, 0, 0 },
+	{ "auth_checks", key_bool, OFF(auth_checks), 0, 0, 0 },
 	{ "authserv_id", key_authserv_id, 0, 0, 0, 0 },
-	{ "spf_reject", key_yesno, OFF(spf_reject), 0, 0, 0 },
-	{ "dmarc_reject", key_yesno, OFF(dmarc_reject), 0, 0, 0 },
+	{ "spf_reject", key_bool, OFF(spf_reject), 0, 0, 0 },
+	{ "dmarc_reject", key_bool, OFF(dmarc_reject), 0, 0, 0 },
 	{ "auth_tempfail", key_auth_tempfail, 0, 0, 0, 0 },
 	{ "dkim_sign", key_dkim_sign, 0, 0, 0, KEY_REPEAT },
 	{ "metrics_listen", key_metrics_listen, 0, 0, 0, 0 },

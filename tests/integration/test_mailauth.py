@@ -271,6 +271,13 @@ class InboundChecksTest(MailAuthBase):
         self.assertNotIn("bank.test", data.decode())
         self.assertIn("other.example; spf=pass", fields)
 
+    def test_header_section_past_first_record_refused(self):
+        # forged fields could hide past what can be edited: refused
+        extra = b"".join(b"X-Pad-%04d: %s\r\n" % (i, b"y" * 60) for i in range(1200))
+        _, code, text = self.send("a@pass.test", message("a@pass.test", "huge head", extra))
+        self.assertEqual(code, 552, text)
+        self.assertIn("5.3.4", text)
+
     def test_temperror_accepted_by_default(self):
         _, code, _ = self.send("a@temp.test", message("a@temp.test", "temperror"))
         self.assertEqual(code, 250)

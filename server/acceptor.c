@@ -155,10 +155,11 @@ acceptor_log_error(struct acceptor *a, const struct listener *l, int err, int64_
 }
 
 /*
- * Out of descriptors: the connection waiting first is taken with the
- * reserve descriptor and told to come back, so clients do not hang in the
- * backlog; then accepting pauses (a listener stays readable, and would
- * make the loop spin) until sessions have ended.
+ * Out of descriptors: the connections waiting (up to a batch) are taken
+ * one after the other in the slot of the reserve descriptor and told to
+ * come back, so clients do not hang in the backlog; then accepting pauses
+ * (a listener stays readable, and would make the loop spin) until
+ * sessions have ended.
  */
 static void
 acceptor_out_of_fds(struct acceptor *a, const struct listener *l, int64_t now)
@@ -170,8 +171,8 @@ acceptor_out_of_fds(struct acceptor *a, const struct listener *l, int64_t now)
 
 		close(a->reserve_fd);
 		a->reserve_fd = -1;
-		fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd >= 0) {
+		for (int i = 0; i < 64 &&
+		    (fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0; i++) {
 			ssize_t r = send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL);
 			(void)r;
 			close(fd);

@@ -38,6 +38,8 @@ struct worker_pools {
 	struct ratelimit *rates;	/* client and account rates */
 	struct pregreet *greeted;	/* the greeting test's whitelist */
 	struct hold_accounts *accounts;	/* the ages of the accounts (hold rules) */
+	struct queue_store *store;	/* read by filter jobs: the records a
+					 * message staged, fed to the milters */
 };
 
 /* Starts a worker thread that commits messages through c and runs

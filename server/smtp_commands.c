@@ -286,7 +286,8 @@ session_commit_final(struct smtp_session *s)
 	    (s->mail.requiretls ? ENV_REQUIRETLS : 0);
 	env->rcpts = s->rcpts;
 	env->nrcpts = s->nrcpts;
-	if (session_hold_check(s, env) | session_milter_hold(s))
+	if (session_hold_check(s, env) | session_milter_hold(s) |
+	    session_policy_hold(s))
 		env->flags |= ENV_HELD;
 	s->rcpts = NULL;
 	s->nrcpts = s->caprcpts = 0;

@@ -295,6 +295,9 @@ int session_policy_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r);
 int session_policy_end_message(struct smtp_session *s);
 /* The transaction ended: what the answers carried is forgotten. */
 void session_policy_txn_reset(struct smtp_session *s);
+/* Did an answer say HOLD for the message being committed (s->hold_why
+ * set then, unless a hold rule set it)? */
+int session_policy_hold(struct smtp_session *s);
 void session_policy_free(struct smtp_session *s);
 
 /* session_milter.c (README "Milters"): each returns 1 when the milters

@@ -1075,6 +1075,8 @@ session_command(struct smtp_session *s, const char *line)
 	}
 	if (len > SMTP_COMMAND_LINE_MAX)
 		session_reply(s, "500 5.5.2 Error: line too long");
+	else if (session_milter_unknown(s, line))
+		return;		/* the 500 (or a refusal) comes from there */
 	else
 		session_reply(s, "500 5.5.2 Error: command not recognized");
 	session_error(s);

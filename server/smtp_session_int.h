@@ -312,6 +312,9 @@ int session_milter_mail(struct smtp_session *s);
 /* RCPT r passed the session's and the policy services' checks: then
  * session_rcpt_take. */
 int session_milter_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r);
+/* A command the session does not know (line as received): then its 500
+ * (or the milters' refusal) and the error count. */
+int session_milter_unknown(struct smtp_session *s, const char *line);
 /* The session refused recipient addr: told with the next event. */
 void session_milter_rcpt_refused(struct smtp_session *s, const char *addr);
 /* DATA or the first BDAT, the message begun: then session_data_decided. */

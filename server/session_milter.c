@@ -4,6 +4,7 @@
  * one chain, made at its first HELO/EHLO; every stage is a job on the
  * filter pool, and the session holds its input meanwhile (PH_MILTER):
  *   HELO/EHLO   CONNECT (once), then HELO, before the session's reply
+ *   a command the session does not know, before its 500
  *   MAIL        after the session's checks and SPF, before the 250
  *   RCPT        after the session's checks and the policy services
  *   DATA, BDAT  before the 354 (the first chunk is not read yet)
@@ -61,7 +62,10 @@ struct session_milter {
 	size_t nrefused;
 };
 
-enum milter_step { MSTEP_HELO, MSTEP_MAIL, MSTEP_RCPT, MSTEP_DATA, MSTEP_EOM, MSTEP_CLOSE };
+enum milter_step {
+	MSTEP_HELO, MSTEP_MAIL, MSTEP_RCPT, MSTEP_DATA, MSTEP_EOM, MSTEP_UNKNOWN,
+	MSTEP_CLOSE
+};
 
 struct milter_job {
 	struct session_job sj;		/* first */
@@ -87,6 +91,8 @@ struct milter_job {
 	char pbuf[MILTER_JOB_PARAMS][48];
 	const char *params[MILTER_JOB_PARAMS + 1];
 	struct smtp_rcpt_args rcpt;
+	/* MSTEP_UNKNOWN */
+	char line[SMTP_COMMAND_LINE_MAX + 1];
 	/* MSTEP_EOM: the message, copied (record 0 and the bytes after the
 	 * staged records), and where its staged records are */
 	char *head, *tail;
@@ -247,6 +253,9 @@ milter_job_run(struct offloop_job *job)
 		break;
 	case MSTEP_DATA:
 		milter_chain_data(j->chain, &j->v);
+		break;
+	case MSTEP_UNKNOWN:
+		milter_chain_unknown(j->chain, j->line, &j->v);
 		break;
 	case MSTEP_EOM:
 		milter_job_message(j);
@@ -523,6 +532,20 @@ session_milter_data(struct smtp_session *s)
 	return 1;
 }
 
+int
+session_milter_unknown(struct smtp_session *s, const char *line)
+{
+	struct milter_job *j;
+
+	if (!milter_on(s) || s->milter == NULL || !s->milter->connected)
+		return 0;
+	j = milter_job_new(s, MSTEP_UNKNOWN);
+	str_copy(j->line, line, sizeof j->line);
+	if (milter_submit(s, j) != 0)
+		return 0;
+	return 1;
+}
+
 /* The end of data once every staged record is in the queue. */
 static void
 milter_eom_submit(struct smtp_session *s)
@@ -768,7 +791,7 @@ static const char *
 milter_stage_name(enum milter_step st)
 {
 	static const char *const names[] = { "HELO", "MAIL", "RCPT", "DATA",
-		"END-OF-MESSAGE", "CLOSE" };
+		"END-OF-MESSAGE", "UNKNOWN", "CLOSE" };
 
 	return names[st];
 }
@@ -842,6 +865,11 @@ milter_act(struct smtp_session *s, struct milter_job *j)
 			return;
 		}
 		milter_apply(s, j->mods);
+		return;
+	case MSTEP_UNKNOWN:
+		session_reply(s, "%s", refused ? v->reply :
+		    "500 5.5.2 Error: command not recognized");
+		session_error(s);
 		return;
 	case MSTEP_CLOSE:
 		return;

@@ -286,7 +286,8 @@ session_commit_final(struct smtp_session *s)
 	    (s->mail.requiretls ? ENV_REQUIRETLS : 0);
 	env->rcpts = s->rcpts;
 	env->nrcpts = s->nrcpts;
-	if (session_hold_check(s, env) | session_milter_hold(s))
+	if (session_hold_check(s, env) | session_milter_hold(s) |
+	    session_policy_hold(s))
 		env->flags |= ENV_HELD;
 	s->rcpts = NULL;
 	s->nrcpts = s->caprcpts = 0;
@@ -1074,6 +1075,8 @@ session_command(struct smtp_session *s, const char *line)
 	}
 	if (len > SMTP_COMMAND_LINE_MAX)
 		session_reply(s, "500 5.5.2 Error: line too long");
+	else if (session_milter_unknown(s, line))
+		return;		/* the 500 (or a refusal) comes from there */
 	else
 		session_reply(s, "500 5.5.2 Error: command not recognized");
 	session_error(s);

@@ -295,6 +295,9 @@ int session_policy_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r);
 int session_policy_end_message(struct smtp_session *s);
 /* The transaction ended: what the answers carried is forgotten. */
 void session_policy_txn_reset(struct smtp_session *s);
+/* Did an answer say HOLD for the message being committed (s->hold_why
+ * set then, unless a hold rule set it)? */
+int session_policy_hold(struct smtp_session *s);
 void session_policy_free(struct smtp_session *s);
 
 /* session_milter.c (README "Milters"): each returns 1 when the milters
@@ -309,6 +312,9 @@ int session_milter_mail(struct smtp_session *s);
 /* RCPT r passed the session's and the policy services' checks: then
  * session_rcpt_take. */
 int session_milter_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r);
+/* A command the session does not know (line as received): then its 500
+ * (or the milters' refusal) and the error count. */
+int session_milter_unknown(struct smtp_session *s, const char *line);
 /* The session refused recipient addr: told with the next event. */
 void session_milter_rcpt_refused(struct smtp_session *s, const char *addr);
 /* DATA or the first BDAT, the message begun: then session_data_decided. */

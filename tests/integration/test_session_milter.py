@@ -167,6 +167,22 @@ def message(subject, extra=b"", body=b"hello\r\n"):
             extra + b"\r\n" + body)
 
 
+def read_delivered(server, addr, token, timeout=20):
+    """The file delivered to addr that holds token (str or bytes), once it
+    is there."""
+    if isinstance(token, str):
+        token = token.encode()
+
+    def find():
+        for f in server.maildir_files(addr):
+            with open(f, "rb") as fh:
+                data = fh.read()
+            if token in data:
+                return data
+        return None
+    return wait_for(find, timeout, "delivery of %r to %s" % (token, addr))
+
+
 def header_names(msg):
     head = msg.split(b"\n\n", 1)[0]
     return [l.split(b":", 1)[0].decode() for l in head.split(b"\n")
@@ -221,15 +237,7 @@ class MilterSessionBase(unittest.TestCase):
         return got
 
     def delivered(self, addr, token):
-        """The delivered file for addr that holds token (waits for it)."""
-        def find():
-            for f in self.server.maildir_files(addr):
-                with open(f, "rb") as fh:
-                    data = fh.read()
-                if token.encode() in data:
-                    return data
-            return None
-        return wait_for(find, 20, "delivery of %r to %s" % (token, addr))
+        return read_delivered(self.server, addr, token)
 
     def not_delivered(self, addr, token, qid=None):
         """Nothing with token reached addr: checked once a control message

@@ -14,7 +14,7 @@ import unittest
 
 from harness import Client, Server, SLOW, dot_stuff, free_port, wait_for
 from milter_peer import CLOSE, HANG, MilterPeer, packet, parse_connect, parse_strings, strings
-from test_session_milter import current, header_names, headers_of, message
+from test_session_milter import current, header_names, headers_of, message, read_delivered
 
 
 def local_of(data):
@@ -38,17 +38,6 @@ def data(c, msg):
     c.send(dot_stuff(msg) + b".\r\n")
     code, text = c.reply()
     return code, text[0]
-
-
-def read_mail(server, addr, token):
-    def find():
-        for f in server.maildir_files(addr):
-            with open(f, "rb") as fh:
-                d = fh.read()
-            if token.encode() in d:
-                return d
-        return None
-    return wait_for(find, 20, "delivery of %r to %s" % (token, addr))
 
 
 def first_rcpt(data, conn):
@@ -122,7 +111,7 @@ class TwoMiltersTest(unittest.TestCase):
                 self.assertEqual(code, 250, text)
                 c.close()
                 for addr in ("one@example.org", "added@example.org"):
-                    msg = read_mail(srv, addr, "<both.change.it@example.net>")
+                    msg = read_delivered(srv, addr, "<both.change.it@example.net>")
                     names = header_names(msg)
                     self.assertEqual(names[-2:], ["X-First", "X-Second"], names)
                     self.assertIn(b"\nSubject: changed by the first\n", msg)
@@ -189,7 +178,7 @@ class FailureBase:
 
     def flows(self, server, token, addr="one@example.org"):
         if self.WANT is None:
-            read_mail(server, addr, token)
+            read_delivered(server, addr, token)
 
     def timed(self, mode, fn, timeout=TIMEOUT):
         t0 = time.monotonic()

@@ -20,9 +20,10 @@ import unittest
 
 import test_milter_opendkim as odk
 import test_milter_rspamd as rsp
-from harness import MAILCTL, Client, Server, dot_stuff, test_cert, wait_for
+from harness import MAILCTL, Client, Server, dot_stuff, test_cert
 from milter_daemons import EICAR, ClamAv, OpenDkim, clamav_available, opendkim_available
 from test_dovecot import crypt_hash
+from test_session_milter import read_delivered
 
 
 def session(port, helo="client.test"):
@@ -49,17 +50,6 @@ def send(port, sender, rcpt, msg):
         return transaction(c, sender, rcpt, msg)
     finally:
         c.close()
-
-
-def read_mail(server, addr, token):
-    def find():
-        for f in server.maildir_files(addr):
-            with open(f, "rb") as fh:
-                d = fh.read()
-            if token in d:
-                return d
-        return None
-    return wait_for(find, 30, "delivery of %r to %s" % (token, addr))
 
 
 def fields(msg):
@@ -100,7 +90,7 @@ class SessionRspamdTest(unittest.TestCase):
         code, text = send(self.server.port, "alice@example.org", "bob@example.org", rsp.CLEAN)
         self.assertEqual(code, 250, text + [self.rspamd.logtext()])
         qid = text[0].split()[-1]
-        msg = read_mail(self.server, "bob@example.org", b"<lunch.1@example.org>")
+        msg = read_delivered(self.server, "bob@example.org", b"<lunch.1@example.org>")
         got = dict(fields(msg))
         self.assertEqual(got["X-Rspamd-Queue-Id"], qid.encode())
         self.assertTrue(got["X-Spamd-Result"].startswith(b"default: False ["), got)
@@ -126,7 +116,7 @@ class SessionRspamdTest(unittest.TestCase):
                         self.assertEqual(code, 250, text)
                         self.assertEqual(transaction(c, "alice@example.org", "down@example.org",
                                                      rsp.CLEAN)[0], 250)
-                        read_mail(srv, "down@example.org", b"<lunch.1@example.org>")
+                        read_delivered(srv, "down@example.org", b"<lunch.1@example.org>")
                     else:
                         self.assertEqual((code, text[0][:5]), want, text)
                     c.close()
@@ -185,7 +175,7 @@ class SessionOpenDkimTest(unittest.TestCase):
         code, text = transaction(c, "carol@example.org", "bob@example.org", MESSAGE)
         c.close()
         self.assertEqual(code, 250, text)
-        msg = read_mail(self.server, "bob@example.org", b"<sodk.1@example.org>")
+        msg = read_delivered(self.server, "bob@example.org", b"<sodk.1@example.org>")
         names = [n for n, _ in fields(msg)]
         # Inserted on top of the message as queued: above our Received.
         self.assertEqual(names[2:4], ["DKIM-Signature", "Received"], names)
@@ -200,7 +190,7 @@ class SessionOpenDkimTest(unittest.TestCase):
         code, text = send(self.server.port, "carol@example.org", "dave@example.org",
                           MESSAGE.replace(b"sodk.1", b"sodk.2"))
         self.assertEqual(code, 250, text)
-        msg = read_mail(self.server, "dave@example.org", b"<sodk.2@example.org>")
+        msg = read_delivered(self.server, "dave@example.org", b"<sodk.2@example.org>")
         got = fields(msg)
         self.assertNotIn("DKIM-Signature", [n for n, _ in got])
         ar = [v for n, v in got if n == "Authentication-Results"]
@@ -242,7 +232,7 @@ class SessionClamAvTest(unittest.TestCase):
     def test_clean_message_gets_headers(self):
         code, text = send(self.server.port, "a@example.net", "clean@example.org", CLEAN)
         self.assertEqual(code, 250, text)
-        msg = read_mail(self.server, "clean@example.org", b"Nothing here.")
+        msg = read_delivered(self.server, "clean@example.org", b"Nothing here.")
         got = dict(fields(msg))
         self.assertEqual(got["X-Virus-Status"], b"Clean")
         self.assertTrue(got["X-Virus-Scanned"].startswith(b"clamav-milter"), got)

@@ -375,7 +375,14 @@ milter_session_macros(struct smtp_session *s, struct milter_job *j)
 		const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(t));
 		const char *name = gnutls_cipher_get_name(c);
 
-		job_macro(j, "{tls_version}", v != NULL ? v : "");
+		char tv[32];
+
+		/* "TLSv1.3", as Postfix and Sendmail name it */
+		if (v != NULL && strncmp(v, "TLS", 3) == 0)
+			snprintf(tv, sizeof tv, "TLSv%s", v + 3);
+		else
+			str_copy(tv, v != NULL ? v : "", sizeof tv);
+		job_macro(j, "{tls_version}", tv);
 		job_macro(j, "{cipher}", name != NULL ? name : "");
 		snprintf(bits, sizeof bits, "%zu", gnutls_cipher_get_key_size(c) * 8);
 		job_macro(j, "{cipher_bits}", bits);

@@ -280,7 +280,6 @@ milter_chain_rcpt(struct milter_chain *c, const char *rcpt,
 		return;
 	}
 	(void)milter_macros_set(&c->macros, "rcpt_addr", rcpt);
-	(void)milter_macros_set(&c->macros, "rcpt_mailer", NULL);
 	argv = chain_argv(rcpt, params, &first);
 	for (size_t i = 0; c->conns != NULL && i < c->n; i++) {
 		struct milter_result res;

@@ -89,6 +89,7 @@
 #include <stdint.h>
 
 #include "lib/body_reader.h"
+#include "lib/buf.h"
 #include "queue/envelope.h"
 #include "queue/record.h"
 
@@ -392,6 +393,15 @@ int store_put_msg_parts(struct store_wtxn *t, const struct envelope *env,
  */
 int store_stage_chunk(struct store_wtxn *t, queue_id_t id, uint32_t chunk,
     const void *data, size_t len);
+
+/* Reads staged record chunk (1, 2, ...) of id, which is not a message
+ * yet, appending its bytes to out (what the milters are fed at the end of
+ * data, before the final commit). One short read transaction. Returns
+ * STORE_OK, STORE_NOTFOUND (no such record: never staged, discarded,
+ * swept, or id is a message now), STORE_FULL when out cannot take it
+ * (out unchanged), STORE_IO. Any thread. */
+int store_stage_read(struct queue_store *s, queue_id_t id, uint32_t chunk,
+    struct buf *out);
 
 /* Drops what was staged for id: its body records and its mark. A message
  * id (committed) is left alone (STORE_EXISTS). STORE_OK also when there

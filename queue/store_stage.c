@@ -162,6 +162,43 @@ store_stage_discard(struct store_wtxn *t, queue_id_t id)
 }
 
 int
+store_stage_read(struct queue_store *s, queue_id_t id, uint32_t chunk,
+    struct buf *out)
+{
+	uint8_t kb[KEY_RCPT_LEN], mk[KEY_ID_LEN];
+	MDB_txn *txn;
+	MDB_val k, v, m;
+	int st, rc, marked, full = 0;
+
+	if (id == 0 || chunk == 0 || s->no_stage)
+		return STORE_NOTFOUND;
+	if ((st = rtxn_begin(s, &txn)) != STORE_OK)
+		return st;
+	/* Only a staged id's records: a message's are the delivery's. */
+	m = key_id(mk, id);
+	rc = s_get(s, txn, s->dbi_msg, &m, &v);
+	if (rc == 0) {
+		rtxn_end(s, &txn);
+		return STORE_NOTFOUND;
+	}
+	marked = rc == MDB_NOTFOUND ? stage_marked(s, txn, id, &rc) : -1;
+	if (marked == 1) {
+		k = key_rcpt(kb, id, chunk);
+		rc = s_get(s, txn, s->dbi_body, &k, &v);
+		if (rc == 0 && buf_append(out, v.mv_data, v.mv_size) != 0)
+			full = 1;
+	} else if (marked == 0) {
+		rc = MDB_NOTFOUND;
+	}
+	rtxn_end(s, &txn);
+	if (full)
+		return STORE_FULL;
+	if (rc == MDB_NOTFOUND)
+		return STORE_NOTFOUND;
+	return rc == 0 ? STORE_OK : store_err(s, rc, "reading a staged record");
+}
+
+int
 store_stage_sweep(struct queue_store *s, uint64_t *count_r)
 {
 	uint64_t total = 0;

@@ -31,6 +31,7 @@
 #include "lib/log.h"
 #include "lib/util.h"
 #include "filter/endpoint.h"
+#include "filter/milter.h"
 #include "filter/policy.h"
 #include "server/dnsbl.h"
 #include "server/ratelimit.h"
@@ -45,6 +46,7 @@
 #define CONFIG_DOMAIN_MAX 255
 #define CONFIG_SHOW_MAX 64		/* bytes of file text quoted in a message */
 #define CONFIG_POLICY_SERVICES_MAX 16
+#define CONFIG_MILTERS_MAX 16
 
 #define KIB ((uint64_t)1024)
 #define MIB (KIB * 1024)
@@ -1028,6 +1030,102 @@ key_policy_services(struct config_parse *p, const struct config_key *k, char *va
 	}
 }
 
+/* A duration of a milter option, 1s to 1d; 0 on error (reported). */
+static unsigned
+config_milter_duration(struct config_parse *p, const char *key, const char *v)
+{
+	uint64_t d;
+
+	if (config_parse_duration(v, &d) != 0 || d < 1 || d > DAY) {
+		config_error(p, p->lineno, "milters: %s='%s' is not a duration of 1s to 1d",
+		    key, SHOW(v));
+		return 0;
+	}
+	return (unsigned)d;
+}
+
+/* One milter: "ENDPOINT [default_action=X] [connect_timeout=T]
+ * [command_timeout=T] [eom_timeout=T]". */
+static void
+config_milter_add(struct config_parse *p, char *text)
+{
+	struct config *cfg = p->cfg;
+	struct config_milter m = { .default_action = -1 };
+	struct filter_endpoint ep;
+	char *cursor = text, *item, *eq, why[256];
+	unsigned *t;
+	enum milter_default d;
+
+	if ((item = config_next_item(&cursor)) == NULL)
+		return;
+	if (filter_endpoint_parse(item, &ep, why, sizeof why) != 0) {
+		config_error(p, p->lineno, "milters: %s", SHOW(why));
+		return;
+	}
+	if (cfg->nmilters >= CONFIG_MILTERS_MAX) {
+		config_error(p, p->lineno, "milters: too many (at most %d)",
+		    CONFIG_MILTERS_MAX);
+		return;
+	}
+	m.endpoint = item;
+	while ((item = config_next_item(&cursor)) != NULL) {
+		if ((eq = strchr(item, '=')) == NULL) {
+			config_error(p, p->lineno, "milters: '%s' is not NAME=VALUE", SHOW(item));
+			return;
+		}
+		*eq++ = '\0';
+		t = NULL;
+		if (strcmp(item, "default_action") == 0) {
+			if (milter_default_parse(eq, &d) != 0) {
+				config_error(p, p->lineno, "milters: default_action='%s' is "
+				    "not accept, tempfail or reject", SHOW(eq));
+				return;
+			}
+			m.default_action = (int)d;
+		} else if (strcmp(item, "connect_timeout") == 0) {
+			t = &m.connect_timeout;
+		} else if (strcmp(item, "command_timeout") == 0) {
+			t = &m.command_timeout;
+		} else if (strcmp(item, "eom_timeout") == 0) {
+			t = &m.eom_timeout;
+		} else {
+			config_error(p, p->lineno, "milters: unknown option '%s'", SHOW(item));
+			return;
+		}
+		if (t != NULL && (*t = config_milter_duration(p, item, eq)) == 0)
+			return;
+	}
+	m.endpoint = xstrdup(m.endpoint);
+	cfg->milters = xrealloc(cfg->milters, (cfg->nmilters + 1) * sizeof *cfg->milters);
+	cfg->milters[cfg->nmilters++] = m;
+}
+
+/* Milters separated by commas, each with its options after spaces. */
+static void
+key_milters(struct config_parse *p, const struct config_key *k, char *value)
+{
+	char *save = NULL, *one;
+
+	(void)k;
+	for (one = strtok_r(value, ",", &save); one != NULL;
+	    one = strtok_r(NULL, ",", &save))
+		config_milter_add(p, one);
+}
+
+static void
+key_milter_default_action(struct config_parse *p, const struct config_key *k,
+    char *value)
+{
+	enum milter_default d;
+
+	if (milter_default_parse(value, &d) != 0) {
+		config_error(p, p->lineno, "%s: '%s' is not accept, tempfail or reject",
+		    k->name, SHOW(value));
+		return;
+	}
+	p->cfg->milter_default_action = (int)d;
+}
+
 /* An action as a policy service would answer it (filter/policy.h). */
 static void
 key_policy_default_action(struct config_parse *p, const struct config_key *k, char *value)
@@ -1218,6 +1316,11 @@ static const struct config_key config_keys[] = {
 	{ "auth_service", key_auth_service, 0, 0, 0, 0 },
 	{ "auth_service_timeout", key_duration, OFF(auth_service_timeout), 1, 10 * MINUTE, 0 },
 	{ "policy_services", key_policy_services, 0, 0, 0, KEY_REPEAT | KEY_EMPTY_OK },
+	{ "milters", key_milters, 0, 0, 0, KEY_REPEAT | KEY_EMPTY_OK },
+	{ "milter_default_action", key_milter_default_action, 0, 0, 0, 0 },
+	{ "milter_connect_timeout", key_duration, OFF(milter_connect_timeout), 1, DAY, 0 },
+	{ "milter_command_timeout", key_duration, OFF(milter_command_timeout), 1, DAY, 0 },
+	{ "milter_eom_timeout", key_duration, OFF(milter_eom_timeout), 1, DAY, 0 },
 	{ "policy_default_action", key_policy_default_action, 0, 0, 0, 0 },
 	{ "policy_timeout", key_duration, OFF(policy_timeout), 1, HOUR, 0 },
 	{ "policy_stages", key_policy_stages, 0, 0, 0, 0 },
@@ -1394,6 +1497,10 @@ config_set_defaults(struct config *cfg)
 	cfg->auth_service_timeout = 30;
 	cfg->policy_timeout = 100;
 	cfg->policy_stages = CONFIG_POLICY_RCPT;
+	cfg->milter_default_action = MILTER_DEFAULT_TEMPFAIL;
+	cfg->milter_connect_timeout = 30;
+	cfg->milter_command_timeout = 30;
+	cfg->milter_eom_timeout = 5 * MINUTE;
 	cfg->auth_checks = 1;
 	cfg->spf_reject = 1;
 	cfg->dmarc_reject = 1;
@@ -1513,6 +1620,9 @@ config_free(struct config *cfg)
 		free(cfg->auth_any_sender[i]);
 	free(cfg->auth_any_sender);
 	free(cfg->auth_dovecot);
+	for (i = 0; i < cfg->nmilters; i++)
+		free(cfg->milters[i].endpoint);
+	free(cfg->milters);
 	for (i = 0; i < cfg->npolicy_services; i++)
 		free(cfg->policy_services[i]);
 	free(cfg->policy_services);

@@ -155,6 +155,17 @@ struct config {
 					 * "451 4.3.5 Server configuration problem" */
 	unsigned policy_timeout;	/* request to answer: 100s */
 	unsigned policy_stages;		/* CONFIG_POLICY_* bits: RCPT */
+	struct config_milter {
+		char *endpoint;		/* "unix:/path", "inet:host:port" */
+		int default_action;	/* enum milter_default; -1: the key's */
+		unsigned connect_timeout, command_timeout, eom_timeout;
+					/* seconds; 0: the milter_* keys' */
+	} *milters;			/* milters, applied in order: none */
+	size_t nmilters;
+	int milter_default_action;	/* enum milter_default: tempfail */
+	unsigned milter_connect_timeout;	/* 30s */
+	unsigned milter_command_timeout;	/* 30s */
+	unsigned milter_eom_timeout;		/* the end of the message: 5m */
 	/* Bounded memory (DESIGN.md, the queue). */
 	size_t max_inflight_data;	/* message buffers of every session
 					 * together: 256M; over it a new

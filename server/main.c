@@ -445,6 +445,7 @@ daemon_start_pools(struct daemon *d, const struct config *cfg)
 	rate_limits_of(cfg, &limits);
 	d->pools.rates = ratelimit_new(DAEMON_RATE_CLIENTS, DAEMON_RATE_ACCOUNTS, &limits);
 	d->pools.greeted = pregreet_new(DAEMON_GREETED_CLIENTS);
+	d->pools.store = d->store;
 
 	d->pools.passwords = offloop_start("password", hashers, DAEMON_PASSWORD_QUEUE);
 	d->pools.lookups = offloop_start("lookup", DAEMON_LOOKUP_THREADS,

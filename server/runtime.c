@@ -57,6 +57,38 @@ runtime_resolver(const struct config *cfg, unsigned total_ms, char *err,
 /* Mail authentication: its resolver (bounded as delivery's lookups) and
  * the dkim_sign keys, each loaded and checked here, so that -t and
  * SIGHUP report a bad key. Returns 0 or -1 (printed to errs). */
+/* The milters' specs: each milter's own options, else the milter_* keys. */
+static int
+runtime_milters(struct runtime *rt, const char *path, FILE *errs)
+{
+	const struct config *cfg = rt->cfg;
+	char err[256];
+
+	if (cfg->nmilters == 0)
+		return 0;
+	rt->milters = xcalloc(cfg->nmilters, sizeof *rt->milters);
+	for (size_t i = 0; i < cfg->nmilters; i++) {
+		const struct config_milter *c = &cfg->milters[i];
+		struct milter_spec *m = &rt->milters[i];
+
+		if (milter_spec_init(m, c->endpoint, err, sizeof err) != 0) {
+			if (errs)
+				fprintf(errs, "%s:0: milters: %s\n", path, err);
+			return -1;
+		}
+		m->default_action = (enum milter_default)(c->default_action >= 0 ?
+		    c->default_action : cfg->milter_default_action);
+		m->connect_timeout_ms = 1000 * (c->connect_timeout ? c->connect_timeout :
+		    cfg->milter_connect_timeout);
+		m->command_timeout_ms = 1000 * (c->command_timeout ? c->command_timeout :
+		    cfg->milter_command_timeout);
+		m->eom_timeout_ms = 1000 * (c->eom_timeout ? c->eom_timeout :
+		    cfg->milter_eom_timeout);
+	}
+	rt->nmilters = cfg->nmilters;
+	return 0;
+}
+
 static int
 runtime_mailauth(struct runtime *rt, const char *path, FILE *errs)
 {
@@ -162,6 +194,8 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 			fprintf(errs, "%s:0: policy_services: %s\n", path, err);
 		goto fail;
 	}
+	if (runtime_milters(rt, path, errs) != 0)
+		goto fail;
 	if (runtime_mailauth(rt, path, errs) != 0)
 		goto fail;
 	if (rt->cfg->ndnsbl > 0) {
@@ -208,6 +242,7 @@ runtime_unref(struct runtime **rtp)
 	tls_policy_map_free(&rt->tls_map);
 	auth_dovecot_free(&rt->dovecot);
 	smtp_policy_services_free(&rt->policy);
+	free(rt->milters);
 	auth_dns_free(&rt->auth_dns);
 	dns_resolver_free(&rt->auth_resolver);
 	dkim_keyring_free(&rt->dkim_keys);

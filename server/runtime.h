@@ -23,6 +23,7 @@
 #include "relay/tls_policy_map.h"
 #include "server/config.h"
 #include "server/smtp_auth_dovecot.h"
+#include "filter/milter.h"
 #include "server/smtp_policy.h"
 #include "server/dnsbl.h"
 #include "server/tls.h"
@@ -39,6 +40,9 @@ struct runtime {
 	struct auth_dovecot *dovecot;	/* auth_service = dovecot:...; NULL
 					 * when users_file checks passwords */
 	struct smtp_policy_services *policy;	/* policy_services; NULL: none */
+	struct milter_spec *milters;	/* milters, in order (the defaults of
+					 * the milter_* keys filled in) */
+	size_t nmilters;
 	struct dns_resolver *auth_resolver;	/* SPF, DKIM and DMARC lookups
 					 * (dns_timeout, dns_attempts); NULL
 					 * without auth_checks */

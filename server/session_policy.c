@@ -212,6 +212,21 @@ session_policy_apply(struct smtp_session *s)
 	return 0;
 }
 
+int
+session_policy_hold(struct smtp_session *s)
+{
+	char why[600], id[QUEUE_ID_LEN + 1];
+
+	if (s->policy == NULL || s->policy->txn.hold == NULL)
+		return 0;
+	snprintf(why, sizeof why, "policy service HOLD%s%s",
+	    s->policy->txn.hold[0] ? ": " : "", s->policy->txn.hold);
+	log_info("%s: held: %s", queue_id_format(s->qid, id, sizeof id), why);
+	if (s->hold_why == NULL)
+		s->hold_why = xstrdup(why);
+	return 1;
+}
+
 /* The outcome of a request, on the worker: the session goes on. */
 static void
 session_policy_act(struct smtp_session *s, struct policy_job *j)

@@ -41,6 +41,7 @@ session_txn_reset(struct smtp_session *s)
 	session_rcpt_clear(s);
 	session_policy_txn_reset(s);
 	session_mailauth_txn_reset(s);
+	session_milter_txn_reset(s);
 	s->in_txn = 0;
 	s->bdat_used = 0;
 	s->bdat_failed = 0;
@@ -206,6 +207,8 @@ session_stage_back(struct smtp_session *s, struct session_stage *sg,
 		session_commit_when_staged(s);
 		return;
 	}
+	if (session_milter_staged(s))
+		return;
 	if (s->blocked_since != 0 && !smtp_message_blocked(m)) {
 		/* Our wait does not count against the client's data rate. */
 		s->msg_start += time_mono_ms() - s->blocked_since;
@@ -283,7 +286,8 @@ session_commit_final(struct smtp_session *s)
 	    (s->mail.requiretls ? ENV_REQUIRETLS : 0);
 	env->rcpts = s->rcpts;
 	env->nrcpts = s->nrcpts;
-	if (session_hold_check(s, env))
+	if (session_hold_check(s, env) | session_milter_hold(s) |
+	    session_policy_hold(s))
 		env->flags |= ENV_HELD;
 	s->rcpts = NULL;
 	s->nrcpts = s->caprcpts = 0;
@@ -338,9 +342,17 @@ session_commit_when_staged(struct smtp_session *s)
 	session_set_deadline(s);
 }
 
-/* The whole message passed every check: hand it over. */
+/* The whole message passed every check: the milters, then the commit. */
 void
 session_commit(struct smtp_session *s)
+{
+	if (session_milter_end_message(s))
+		return;		/* session_commit_now comes from there */
+	session_commit_now(s);
+}
+
+void
+session_commit_now(struct smtp_session *s)
 {
 	s->phase = PH_COMMIT;
 	session_commit_when_staged(s);
@@ -426,11 +438,13 @@ cmd_helo_common(struct smtp_session *s, const char *arg, int esmtp)
 	return 0;
 }
 
-static void
-cmd_ehlo(struct smtp_session *s, const char *arg)
+void
+session_helo_reply(struct smtp_session *s)
 {
-	if (cmd_helo_common(s, arg, 1) < 0)
+	if (!s->esmtp) {
+		session_reply(s, "250 %s", s->cfg->hostname);
 		return;
+	}
 	session_reply(s, "250-%s", s->cfg->hostname);
 	session_reply(s, "250-PIPELINING");
 	session_reply(s, "250-SIZE %zu", s->cfg->max_message_size);
@@ -453,10 +467,19 @@ cmd_ehlo(struct smtp_session *s, const char *arg)
 }
 
 static void
+cmd_ehlo(struct smtp_session *s, const char *arg)
+{
+	if (cmd_helo_common(s, arg, 1) < 0 || session_milter_helo(s))
+		return;
+	session_helo_reply(s);
+}
+
+static void
 cmd_helo(struct smtp_session *s, const char *arg)
 {
-	if (cmd_helo_common(s, arg, 0) == 0)
-		session_reply(s, "250 %s", s->cfg->hostname);
+	if (cmd_helo_common(s, arg, 0) < 0 || session_milter_helo(s))
+		return;
+	session_helo_reply(s);
 }
 
 static void
@@ -533,6 +556,14 @@ cmd_mail(struct smtp_session *s, const char *arg)
 void
 session_mail_accepted(struct smtp_session *s)
 {
+	if (session_milter_mail(s))
+		return;		/* session_mail_begin comes from there */
+	session_mail_begin(s);
+}
+
+void
+session_mail_begin(struct smtp_session *s)
+{
 	s->in_txn = 1;
 	s->trace_mail_us = session_trace_now();
 	session_reply(s, "250 2.1.0 Ok");
@@ -608,6 +639,7 @@ session_rcpt_refuse(struct smtp_session *s, const char *addr, const char *reply,
     int counts)
 {
 	session_reply(s, "%s", reply);
+	session_milter_rcpt_refused(s, addr);
 	if (strncmp(reply, "550 5.1.1", 9) == 0)
 		session_rate_unknown(s);
 	log_info("reject: RCPT from [%s]: %.3s <%s>", s->peer_ip, reply, addr);
@@ -639,6 +671,14 @@ session_rcpt_append(struct smtp_session *s, const char *addr, const char *orcpt,
 
 void
 session_rcpt_accept(struct smtp_session *s, const struct smtp_rcpt_args *r)
+{
+	if (session_milter_rcpt(s, r))
+		return;		/* session_rcpt_take comes from there */
+	session_rcpt_take(s, r);
+}
+
+void
+session_rcpt_take(struct smtp_session *s, const struct smtp_rcpt_args *r)
 {
 	session_rcpt_append(s, r->addr, r->orcpt[0] ? r->orcpt : NULL, r->notify);
 	s->trace_rcpt_us = session_trace_now();
@@ -673,6 +713,33 @@ session_data_start(struct smtp_session *s)
 	s->phase = PH_COMMAND;
 	if (session_begin_message(s, SMTP_DATA_DOTTED) < 0) {
 		session_reply(s, SESSION_INFLIGHT_REPLY);
+		session_data_refused(s);
+		return;
+	}
+	if (session_milter_data(s))
+		return;		/* session_data_decided comes from there */
+	session_data_decided(s, NULL);
+}
+
+static void session_bdat_start(struct smtp_session *s);
+
+void
+session_data_decided(struct smtp_session *s, const char *refusal)
+{
+	if (s->bdat_used) {
+		if (refusal != NULL) {
+			/* this chunk and the rest up to LAST are refused */
+			session_msg_abandon(s);
+			s->bdat_failed = 1;
+			s->bdat_fail_reply = refusal;
+			s->bdat_refusal = refusal;
+		}
+		session_bdat_start(s);
+		return;
+	}
+	if (refusal != NULL) {
+		session_reply(s, "%s", refusal);
+		session_txn_reset(s);
 		session_data_refused(s);
 		return;
 	}
@@ -730,15 +797,17 @@ session_bdat_chunk_done(struct smtp_session *s)
 }
 
 /* The first chunk of a BDAT transaction: the message begins, or (the
- * global cap) every chunk up to LAST is read and refused. */
-static void
+ * global cap) every chunk up to LAST is read and refused. Returns 1 when
+ * the milters are asked first (session_data_decided goes on). */
+static int
 session_bdat_begin(struct smtp_session *s)
 {
 	if (session_begin_message(s, SMTP_DATA_BDAT) == 0)
-		return;
+		return session_milter_data(s);
 	s->bdat_failed = 1;
 	s->bdat_fail_reply = SESSION_INFLIGHT_REPLY;
 	s->bdat_refusal = s->bdat_fail_reply;
+	return 0;
 }
 
 /* The chunk announced is read now. */
@@ -789,7 +858,8 @@ cmd_bdat(struct smtp_session *s, const char *arg)
 			session_wait_for_name(s, PH_BDAT);
 			return;
 		}
-		session_bdat_begin(s);
+		if (session_bdat_begin(s))
+			return;
 	}
 	if (s->phase == PH_CLOSING)
 		return;
@@ -803,7 +873,8 @@ session_name_known(struct smtp_session *s)
 		session_data_start(s);
 		return;
 	}
-	session_bdat_begin(s);
+	if (session_bdat_begin(s))
+		return;
 	session_bdat_start(s);
 }
 
@@ -962,7 +1033,7 @@ static const struct smtp_command session_commands[] = {
 void
 session_command(struct smtp_session *s, const char *line)
 {
-	const char *arg = "";
+	const char *arg = "", *refusal;
 	int http = 0;
 	enum smtp_verb verb = smtp_cmd_verb(line, &arg, &http);
 	size_t len = strlen(line) + 2;
@@ -987,6 +1058,11 @@ session_command(struct smtp_session *s, const char *line)
 			session_error(s);
 			return;
 		}
+		if (verb != SMTP_VERB_QUIT && verb != SMTP_VERB_RSET &&
+		    verb != SMTP_VERB_NOOP && session_milter_refusal(s, &refusal)) {
+			session_reply(s, "%s", refusal);
+			return;
+		}
 		if ((c->flags & CMD_JUNK) && ++s->junk > s->cfg->max_junk_commands) {
 			log_info("too many junk commands from [%s]: closed", s->peer_ip);
 			session_reply(s, "421 4.7.0 %s Error: too many commands without mail",
@@ -999,6 +1075,8 @@ session_command(struct smtp_session *s, const char *line)
 	}
 	if (len > SMTP_COMMAND_LINE_MAX)
 		session_reply(s, "500 5.5.2 Error: line too long");
+	else if (session_milter_unknown(s, line))
+		return;		/* the 500 (or a refusal) comes from there */
 	else
 		session_reply(s, "500 5.5.2 Error: command not recognized");
 	session_error(s);

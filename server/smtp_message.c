@@ -547,6 +547,82 @@ smtp_message_replace_header(struct smtp_message *m, const char *h, size_t len)
 	return 0;
 }
 
+int
+smtp_message_head_fields(const struct smtp_message *m, const char **p,
+    size_t *len)
+{
+	size_t end = m->facts.header_end + m->added;
+
+	if (!m->facts.header_done || end > m->head.len || end < m->received_len)
+		return -1;
+	*p = m->head.data;
+	*len = end;
+	return 0;
+}
+
+int
+smtp_message_replace_head_fields(struct smtp_message *m, const char *h,
+    size_t len)
+{
+	const char *old;
+	size_t oldlen, tail;
+
+	if (smtp_message_head_fields(m, &old, &oldlen) != 0)
+		return -1;
+	tail = m->head.len - oldlen;
+	if (len > oldlen && buf_append(&m->head, h, len - oldlen) != 0)
+		return -1;
+	memmove(m->head.data + len, m->head.data + oldlen, tail);
+	memcpy(m->head.data, h, len);
+	if (len < oldlen)
+		m->head.len -= oldlen - len;
+	/* The section is the one given now: all of it is "the client's"
+	 * for smtp_message_header, nothing of it ours any more. */
+	m->received_len = 0;
+	m->added = 0;
+	m->facts.header_end = len;
+	return 0;
+}
+
+long
+smtp_message_replace_body(struct smtp_message *m, const char *body, size_t len)
+{
+	const char *h;
+	size_t hl;
+	long staged = (long)m->staged;
+
+	assert(m->nbusy == 0);
+	if (smtp_message_head_fields(m, &h, &hl) != 0)
+		return -1;
+	if (m->head.max < hl + 2 + len)
+		m->head.max = hl + 2 + len;
+	m->head.len = hl;
+	if (buf_append(&m->head, "\r\n", 2) != 0 ||
+	    (len > 0 && buf_append(&m->head, body, len) != 0))
+		return -1;	/* not reached: max allows it */
+	if (m->cut && m->cur != NULL) {
+		buf_reset(&m->cur->b);
+		m->cur->off = 0;
+	}
+	m->staged = 0;
+	m->staged_bytes = 0;
+	return staged;
+}
+
+void
+smtp_message_peek(const struct smtp_message *m, struct smtp_message_parts *p)
+{
+	memset(p, 0, sizeof *p);
+	p->head = m->head.data;
+	p->head_len = m->head.len;
+	p->staged = m->staged;
+	if (m->cut && m->cur != NULL && m->cur->b.len > m->cur->off) {
+		p->tail = m->cur->b.data + m->cur->off;
+		p->tail_len = m->cur->b.len - m->cur->off;
+	}
+	p->size = p->head_len + m->staged_bytes + p->tail_len;
+}
+
 const struct smtp_message_facts *
 smtp_message_facts(const struct smtp_message *m)
 {

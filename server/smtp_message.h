@@ -197,6 +197,35 @@ int smtp_message_header(const struct smtp_message *m, const char **p,
 int smtp_message_replace_header(struct smtp_message *m, const char *h,
     size_t len);
 
+/* The whole header section as record 0 holds it, from its first byte
+ * (fields put on top, our Received header, the client's fields, the
+ * submission fields) to the line that ends it (the empty line, not
+ * included): what the milters see and change. 0 with *p and *len, or -1
+ * when it is not all in record 0. After smtp_message_finish returned 0. */
+int smtp_message_head_fields(const struct smtp_message *m, const char **p,
+    size_t *len);
+
+/* Puts h[0..len) (whole fields with CRLF) in place of what
+ * smtp_message_head_fields gives. Returns 0, or -1 when it does not fit
+ * or the section is not in record 0 (the message is unchanged). */
+int smtp_message_replace_head_fields(struct smtp_message *m, const char *h,
+    size_t len);
+
+/* Replaces the body (everything after the header section) with the empty
+ * line and body[0..len): record 0 then holds the whole message, and
+ * what was staged or buffered after it is no longer the message's. Nothing
+ * may be in flight. Returns the number of records staged before (the
+ * caller discards them: they are the queue's, under the message's id), or
+ * -1 when the header section is not in record 0 (unchanged). */
+long smtp_message_replace_body(struct smtp_message *m, const char *body,
+    size_t len);
+
+/* The message's bytes as they stand, borrowed (valid until m changes;
+ * reserved is 0; free nothing): record 0, the records staged, the bytes
+ * after them. After smtp_message_finish returned 0. */
+void smtp_message_peek(const struct smtp_message *m,
+    struct smtp_message_parts *p);
+
 /* The facts learned so far. */
 const struct smtp_message_facts *smtp_message_facts(const struct smtp_message *m);
 

@@ -14,7 +14,6 @@
 #include "server/idle_pool.h"
 
 /* What Postfix answers for an action it cannot carry out. */
-#define POLICY_CONFIG_PROBLEM "451 4.3.5 Server configuration problem"
 
 struct policy_service {
 	struct policy_spec spec;
@@ -95,9 +94,6 @@ smtp_policy_services_ask(struct smtp_policy_services *sv,
 			    rq->recipient : rq->sender, policy_kind_name(v->kind),
 			    v->reply[0] || v->text[0] ? " " : "", v->reply[0] ? v->reply : v->text,
 			    v->from_default ? " (default action)" : "");
-		if (v->kind == POLICY_HOLD)
-			log_warn("policy %s: HOLD: there is no hold queue; refused with %s",
-			    ps->spec.ep.text, POLICY_CONFIG_PROBLEM);
 		final = smtp_policy_outcome_add(o, v);
 		if (final)
 			break;
@@ -159,7 +155,12 @@ smtp_policy_outcome_add(struct smtp_policy_outcome *o, const struct policy_verdi
 		o->discard = 1;
 		return outcome_permit(o);
 	case POLICY_HOLD:
-		return outcome_refuse(o, POLICY_CONFIG_PROBLEM);
+		/* Postfix: the message goes on hold; later services still
+		 * have their say about the recipient. */
+		if (!o->held)
+			str_copy(o->hold, v->text, sizeof o->hold);
+		o->held = 1;
+		return 0;
 	case POLICY_PREPEND:
 		if (o->nheaders < SMTP_POLICY_HEADERS_MAX)
 			str_copy(o->headers[o->nheaders++], v->header, sizeof o->headers[0]);
@@ -190,6 +191,7 @@ smtp_policy_outcome_end(struct smtp_policy_outcome *o)
 		o->nheaders = o->nbcc = 0;
 		o->redirect[0] = '\0';
 		o->discard = 0;
+		o->held = 0;
 	}
 }
 
@@ -256,6 +258,8 @@ smtp_policy_txn_take(struct smtp_policy_txn *t, const struct smtp_policy_outcome
 	}
 	if (o->discard)
 		t->discard = 1;
+	if (o->held && t->hold == NULL)
+		t->hold = xstrdup(o->hold);
 	return dropped;
 }
 
@@ -270,6 +274,8 @@ smtp_policy_txn_reset(struct smtp_policy_txn *t)
 	free(t->redirect);
 	t->redirect = NULL;
 	t->discard = 0;
+	free(t->hold);
+	t->hold = NULL;
 }
 
 void

@@ -32,8 +32,8 @@
  *                      of all its recipients.
  *   DISCARD            accept; the message is answered 250 and dropped
  *                      (logged), never queued.
- *   HOLD               there is no hold queue: refused like an action
- *                      that means nothing here, 451 4.3.5 (logged).
+ *   HOLD               accept; the message is queued held (mailctl
+ *                      release lets it go), the text logged as why.
  * A service that is down, slow past policy_timeout or broken answers
  * policy_default_action (451 4.3.5 unless configured). The PREPEND, BCC,
  * REDIRECT and DISCARD of a refused recipient are dropped with it.
@@ -90,6 +90,8 @@ struct smtp_policy_outcome {
 	char bcc[SMTP_POLICY_BCC_MAX][sizeof ((struct policy_verdict *)0)->addr];
 	char redirect[sizeof ((struct policy_verdict *)0)->addr];	/* or "" */
 	int discard;
+	char hold[sizeof ((struct policy_verdict *)0)->text + 1];	/* HOLD: why */
+	int held;
 };
 
 void smtp_policy_outcome_init(struct smtp_policy_outcome *o);
@@ -110,12 +112,13 @@ struct smtp_policy_txn {
 	size_t nbcc;
 	char *redirect;		/* or NULL */
 	int discard;
+	char *hold;		/* a HOLD's text ("" none given), or NULL */
 };
 
 void smtp_policy_txn_init(struct smtp_policy_txn *t);
 /* Takes what an accepted outcome carries: headers not there yet (while
  * they fit), BCC addresses not there yet, a redirect (the last one
- * wins), a discard. Returns the number of headers or addresses dropped
+ * wins), a discard, a hold. Returns the number of headers or addresses dropped
  * for the limits (to log). */
 size_t smtp_policy_txn_take(struct smtp_policy_txn *t,
     const struct smtp_policy_outcome *o);

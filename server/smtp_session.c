@@ -94,6 +94,7 @@ session_mode(const struct smtp_session *s)
 	case PH_AUTH_CHECK:
 	case PH_POLICY:
 	case PH_MAILAUTH:
+	case PH_MILTER:
 	case PH_AUTH_DELAY:
 	case PH_NAME_WAIT:
 		return SESSION_IO_HELD;
@@ -466,7 +467,7 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 	 * records on their way to the queue) are not the client's slowness. */
 	if (now < s->deadline || s->phase == PH_COMMIT ||
 	    s->phase == PH_AUTH_CHECK || s->phase == PH_POLICY ||
-	    s->phase == PH_MAILAUTH ||
+	    s->phase == PH_MAILAUTH || s->phase == PH_MILTER ||
 	    session_msg_blocked(s))
 		return 0;
 	if (s->deadline_rate)
@@ -573,6 +574,7 @@ smtp_session_free(struct smtp_session **sp)
 	session_txn_reset(s);
 	session_policy_free(s);
 	session_mailauth_free(s);
+	session_milter_free(s);
 	free(s->rcpts);
 	smtp_cmd_parser_free(&s->cp);
 	runtime_unref(&s->rt);

@@ -8,6 +8,7 @@
  *   smtp_message.c   message assembly
  *   session_policy.c the policy services at RCPT and the end of data
  *   session_mailauth.c SPF, DKIM and DMARC checks; DKIM signing
+ *   session_milter.c  the milters, stage by stage
  *
  * Threads: everything here runs on the session's worker thread.
  */
@@ -35,6 +36,8 @@ enum session_phase {
 	PH_AUTH_CHECK,		/* the password is checked off the loop */
 	PH_POLICY,		/* the policy services are asked off the loop */
 	PH_MAILAUTH,		/* SPF, DKIM, DMARC or signing off the loop */
+	PH_MILTER,		/* the milters are asked off the loop (or the
+				 * end of data waits for its records first) */
 	PH_AUTH_DELAY,		/* the answer to a failed login waits */
 	PH_NAME_WAIT,		/* DATA/BDAT waits for the client's name */
 	PH_DATA,		/* reading DATA content */
@@ -122,6 +125,8 @@ struct smtp_session {
 	struct session_policy *policy;
 	/* mail authentication (session_mailauth.c); NULL until needed */
 	struct session_mailauth *mailauth;
+	/* the milters (session_milter.c); NULL until the first HELO */
+	struct session_milter *milter;
 
 	/* the mail transaction */
 	int in_txn;
@@ -211,8 +216,21 @@ void session_rcpt_accept(struct smtp_session *s, const struct smtp_rcpt_args *r)
 void session_rcpt_append(struct smtp_session *s, const char *addr,
     const char *orcpt, unsigned notify);
 void session_rcpt_clear(struct smtp_session *s);
-/* The message passed every check: it goes to the committer (PH_COMMIT). */
+/* The message passed every check: the milters, then the committer. */
 void session_commit(struct smtp_session *s);
+/* The milters passed it too (or there are none): to the committer
+ * (PH_COMMIT). */
+void session_commit_now(struct smtp_session *s);
+/* HELO/EHLO took the name (and the milters did not refuse it): the reply. */
+void session_helo_reply(struct smtp_session *s);
+/* MAIL passed every check: the transaction begins (250). */
+void session_mail_begin(struct smtp_session *s);
+/* RCPT r passed every check: it is taken (250). */
+void session_rcpt_take(struct smtp_session *s, const struct smtp_rcpt_args *r);
+/* The milters decided DATA or the first BDAT: refusal NULL goes on (354,
+ * or the chunk is read), else it is the reply (it must stay valid for
+ * the transaction: BDAT refuses every chunk with it). */
+void session_data_decided(struct smtp_session *s, const char *refusal);
 /* The message is refused at its end with reply; the transaction ends. */
 void session_message_refused(struct smtp_session *s, const char *reply);
 /* Is the message waiting for one of its records to come back? */
@@ -277,7 +295,41 @@ int session_policy_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r);
 int session_policy_end_message(struct smtp_session *s);
 /* The transaction ended: what the answers carried is forgotten. */
 void session_policy_txn_reset(struct smtp_session *s);
+/* Did an answer say HOLD for the message being committed (s->hold_why
+ * set then, unless a hold rule set it)? */
+int session_policy_hold(struct smtp_session *s);
 void session_policy_free(struct smtp_session *s);
+
+/* session_milter.c (README "Milters"): each returns 1 when the milters
+ * decide (the session waits in PH_MILTER, or the answer was given), 0
+ * when there are none (go on now). */
+/* A CONNECT or HELO refusal that holds for the session: 1 with *reply_r. */
+int session_milter_refusal(struct smtp_session *s, const char **reply_r);
+/* After HELO/EHLO took the name: then session_helo_reply. */
+int session_milter_helo(struct smtp_session *s);
+/* MAIL passed the session's checks: then session_mail_begin. */
+int session_milter_mail(struct smtp_session *s);
+/* RCPT r passed the session's and the policy services' checks: then
+ * session_rcpt_take. */
+int session_milter_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r);
+/* A command the session does not know (line as received): then its 500
+ * (or the milters' refusal) and the error count. */
+int session_milter_unknown(struct smtp_session *s, const char *line);
+/* The session refused recipient addr: told with the next event. */
+void session_milter_rcpt_refused(struct smtp_session *s, const char *addr);
+/* DATA or the first BDAT, the message begun: then session_data_decided. */
+int session_milter_data(struct smtp_session *s);
+/* The message passed the other checks: then session_commit_now, or the
+ * refusal or discard. */
+int session_milter_end_message(struct smtp_session *s);
+/* A record of the message came back: 1 when the end of data waited for
+ * it (it goes on now, or keeps waiting). */
+int session_milter_staged(struct smtp_session *s);
+/* Is the message being committed quarantined by a milter (s->hold_why
+ * set then, unless a hold rule set it)? */
+int session_milter_hold(struct smtp_session *s);
+void session_milter_txn_reset(struct smtp_session *s);
+void session_milter_free(struct smtp_session *s);
 
 /* smtp_auth_dovecot.c (s->rt->dovecot set) */
 /* AUTH mech [initial]: the exchange goes to Dovecot (PH_AUTH_CHECK). */

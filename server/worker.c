@@ -209,11 +209,17 @@ worker_take_jobs(struct worker *w)
 	}
 }
 
+/* The worker whose sink this is. */
+static struct worker *
+worker_of_sink(struct offloop_sink *sink)
+{
+	return (struct worker *)(void *)((char *)sink - offsetof(struct worker, sink));
+}
+
 static void
 worker_post_job(struct offloop_sink *sink, struct offloop_job *job)
 {
-	struct worker *w = (struct worker *)(void *)((char *)sink -
-	    offsetof(struct worker, sink));
+	struct worker *w = worker_of_sink(sink);
 
 	job->next = NULL;
 	pthread_mutex_lock(&w->lock);
@@ -573,6 +579,12 @@ worker_submit_job(struct worker *w, struct offloop *pool, struct offloop_job *jo
 		return 0;
 	atomic_fetch_sub(&w->jobs_out, 1);
 	return -1;
+}
+
+int
+worker_resubmit_job(struct offloop *pool, struct offloop_job *job)
+{
+	return worker_submit_job(worker_of_sink(job->sink), pool, job);
 }
 
 void

@@ -47,6 +47,8 @@ struct worker_pools {
 	struct ratelimit *rates;	/* client and account rates */
 	struct pregreet *greeted;	/* the greeting test's whitelist */
 	struct hold_accounts *accounts;	/* the ages of the accounts (hold rules) */
+	struct queue_store *store;	/* read by filter jobs: the records a
+					 * message staged, fed to the milters */
 };
 
 /* Starts a worker thread that commits messages through c and runs
@@ -98,6 +100,11 @@ const struct worker_pools *worker_pools(struct worker *w);
  * Returns offloop_submit's result (-1: not taken). */
 int worker_submit_job(struct worker *w, struct offloop *pool,
     struct offloop_job *job);
+
+/* Worker-thread only, while the worker takes job back (its release):
+ * submits it to pool again, to come back to the same worker, counted as
+ * worker_submit_job does. Returns offloop_submit's result. */
+int worker_resubmit_job(struct offloop *pool, struct offloop_job *job);
 
 /* Worker-thread only: sets the epoll interest of s's socket (EPOLLIN,
  * EPOLLOUT or both; 0 for none). */

@@ -140,7 +140,6 @@ class SessionPolicyTest(unittest.TestCase):
                  ("dip@example.org", 450, "4.7.1 Greylisted"),
                  ("dipreject@example.org", 554, "5.7.1 second says no"),
                  ("dir@example.org", 450, "4.7.1 maybe later"),
-                 ("hold@example.org", 451, "4.3.5 Server configuration problem"),
                  ("code@example.org", 550, "5.1.1 no such user here")]
         for addr, code, text in cases:
             c, (got, lines) = self.rcpt(addr)
@@ -195,6 +194,20 @@ class SessionPolicyTest(unittest.TestCase):
         c.close()
         self.server.wait_log("discarded by a policy service")
         self.assertEqual(self.server.maildir_files("discard@example.org"), [])
+
+        # HOLD: accepted, queued held (never delivered), released by hand.
+        c, (got, _) = self.rcpt("hold@example.org")
+        self.assertEqual(got, 250)
+        code, text = data(c, b"Subject: held\r\n\r\nx\r\n")
+        self.assertEqual(code, 250, text)
+        c.close()
+        qid = text[0].split()[-1]
+        self.server.wait_log("%s: held: policy service HOLD: look" % qid)
+        out = self.server.mailctl("queue").stdout
+        self.assertIn("HELD", [l for l in out.splitlines() if l.startswith(qid)][0])
+        self.assertEqual(self.server.maildir_files("hold@example.org"), [])
+        self.server.mailctl("release", qid)
+        self.assertIn(b"Subject: held", read_mail(self.server, "hold@example.org"))
 
     def test_end_of_data_stage_and_attributes(self):
         c = session(self.port, helo="helo.example")

@@ -325,6 +325,26 @@ chk_policy(const struct config *c)
 }
 static int chk_policy_eom(const struct config *c) { return c->policy_stages == CONFIG_POLICY_EOM; }
 static int
+chk_milters_default(const struct config *c)
+{
+	return c->nmilters == 0 && c->milter_default_action == 1 &&
+	    c->milter_connect_timeout == 30 && c->milter_command_timeout == 30 &&
+	    c->milter_eom_timeout == 300;
+}
+static int
+chk_milters(const struct config *c)
+{
+	return c->nmilters == 3 &&
+	    strcmp(c->milters[0].endpoint, "inet:127.0.0.1:11332") == 0 &&
+	    c->milters[0].default_action == 0 && c->milters[0].command_timeout == 5 &&
+	    c->milters[0].eom_timeout == 0 &&
+	    strcmp(c->milters[1].endpoint, "unix:/run/o.sock") == 0 &&
+	    c->milters[1].default_action == -1 &&
+	    strcmp(c->milters[2].endpoint, "inet:[::1]:8891") == 0 &&
+	    c->milters[2].eom_timeout == 60 && c->milters[2].connect_timeout == 2 &&
+	    c->milter_default_action == 2 && c->milter_command_timeout == 7;
+}
+static int
 chk_mailauth_default(const struct config *c)
 {
 	return c->auth_checks == 1 && c->spf_reject == 1 && c->dmarc_reject == 1 &&
@@ -441,6 +461,10 @@ test_good_lines(void)
 		  "policy_services = inet:[::1]:9998\npolicy_default_action = DEFER policy down\n"
 		  "policy_timeout = 20s\npolicy_stages = rcpt end_of_data", chk_policy },
 		{ "policy_stages = end_of_data", chk_policy_eom },
+		{ "max_errors = 3", chk_milters_default },
+		{ "milters = inet:127.0.0.1:11332 default_action=accept command_timeout=5s, "
+		  "unix:/run/o.sock\nmilters = inet:[::1]:8891 eom_timeout=1m connect_timeout=2s\n"
+		  "milter_default_action = reject\nmilter_command_timeout = 7s", chk_milters },
 		{ "max_errors = 3", chk_mailauth_default },
 		{ "auth_checks = no\nspf_reject = no\ndmarc_reject = no\nauth_tempfail = defer\n"
 		  "authserv_id = auth.example.org\ndkim_sign = example.org rsa /dev/null\n"
@@ -572,6 +596,14 @@ test_bad_lines(void)
 		{ "policy_default_action = 650 no", "not a policy action", 1 },
 		{ "policy_default_action =", "missing value", 1 },
 		{ "policy_stages = rcpt data", "is not rcpt or end_of_data", 1 },
+		{ "milters = tcp:127.0.0.1:1", "milters: ", 1 },
+		{ "milters = inet:127.0.0.1:1 default_action=maybe", "not accept, tempfail", 1 },
+		{ "milters = inet:127.0.0.1:1 eom_timeout=0", "not a duration", 1 },
+		{ "milters = inet:127.0.0.1:1 eom_timeout=2d", "not a duration", 1 },
+		{ "milters = inet:127.0.0.1:1 speed=fast", "unknown option", 1 },
+		{ "milters = inet:127.0.0.1:1 accept", "not NAME=VALUE", 1 },
+		{ "milter_default_action = discard", "not accept, tempfail or reject", 1 },
+		{ "milter_eom_timeout = soon", "is not a duration", 1 },
 		{ "auth_checks = maybe", "is not yes or no", 1 },
 		{ "spf_reject = 1", "is not yes or no", 1 },
 		{ "auth_tempfail = later", "is not defer or accept", 1 },

@@ -642,6 +642,91 @@ test_tap_and_header_edit(void)
 	}
 }
 
+/* What the milters see and change: the whole header section from byte 0
+ * (a field on top, our Received, the client's, the submission fields),
+ * peeked without taking, replaced, and a body replaced in a message that
+ * staged records (they are no longer its own; record 0 holds it all). */
+static void
+test_milter_edits(void)
+{
+	static const char in[] = "Subject: hi\r\nFrom: a@b.test\r\n\r\nbody\r\n.\r\n";
+	struct smtp_message_info info = info_default(1, DOT, 1 << 20);
+	struct smtp_message_parts p;
+	struct smtp_message *m;
+	const char *h;
+	char reply[128];
+	size_t hlen;
+	int done = 0;
+
+	m = smtp_message_new(&info);
+	smtp_message_feed(m, in, sizeof in - 1, &done);
+	CU_ASSERT(done);
+	CU_ASSERT_EQUAL(smtp_message_finish(m, reply, sizeof reply), 0);
+	CU_ASSERT_EQUAL(smtp_message_prepend(m, "X-Top: 1\r\n"), 0);
+	CU_ASSERT_EQUAL_FATAL(smtp_message_head_fields(m, &h, &hlen), 0);
+	CU_ASSERT(strncmp(h, "X-Top: 1\r\nReceived: ", 20) == 0);
+	CU_ASSERT(hlen > 4 && memcmp(h + hlen - 2, "\r\n", 2) == 0);
+	CU_ASSERT(strncmp(h + hlen, "\r\nbody\r\n", 8) == 0);
+	CU_ASSERT(memmem(h, hlen, "Message-ID: <", 13) != NULL);
+	smtp_message_peek(m, &p);
+	CU_ASSERT_EQUAL(p.staged, 0);
+	CU_ASSERT(p.tail == NULL);
+	CU_ASSERT_EQUAL(p.size, p.head_len);
+	CU_ASSERT_EQUAL(smtp_message_replace_head_fields(m, "A: 1\r\nB: 2\r\n", 12), 0);
+	smtp_message_peek(m, &p);
+	CU_ASSERT(p.head_len == 12 + 8 && memcmp(p.head, "A: 1\r\nB: 2\r\n\r\nbody\r\n", 20) == 0);
+	CU_ASSERT_EQUAL(smtp_message_replace_body(m, "new\r\n", 5), 0);
+	smtp_message_peek(m, &p);
+	CU_ASSERT(p.head_len == 12 + 7 && memcmp(p.head, "A: 1\r\nB: 2\r\n\r\nnew\r\n", 19) == 0);
+	smtp_message_free(&m);
+
+	/* staged: the records are dropped from the message */
+	{
+		struct buf big;
+		struct fake f;
+		struct smtp_message_info si = info_default(0, DOT, 1 << 24);
+		uint64_t sum;
+
+		buf_init(&big, 1 << 22);
+		big_body(&big, "Subject: big\r\n\r\n", 20000);
+		fake_init(&f, 1 << 30);
+		si.stager = &f.st;
+		m = smtp_message_new(&si);
+		f.m = m;
+		done = 0;
+		for (size_t off = 0; off < big.len && !done; ) {
+			off += smtp_message_feed(m, big.data + off, big.len - off, &done);
+			if (smtp_message_blocked(m))
+				fake_return(&f, 0);
+		}
+		fake_return(&f, 0);
+		CU_ASSERT_EQUAL(smtp_message_finish(m, reply, sizeof reply), 0);
+		smtp_message_peek(m, &p);
+		CU_ASSERT(p.staged > 3);
+		sum = p.head_len + p.tail_len;
+		for (uint32_t i = 1; i <= p.staged; i++)
+			sum += f.recs[i].len;
+		CU_ASSERT_EQUAL(p.size, sum);
+		CU_ASSERT_EQUAL(smtp_message_head_fields(m, &h, &hlen), 0);
+		CU_ASSERT(strstr(h, "Subject: big\r\n") != NULL);
+		CU_ASSERT_EQUAL(smtp_message_replace_body(m, "short\r\n", 7), (long)f.nrecs);
+		CU_ASSERT_EQUAL(smtp_message_staged_count(m), 0);
+		smtp_message_peek(m, &p);
+		CU_ASSERT(p.tail == NULL);
+		CU_ASSERT(p.head_len == hlen + 9 &&
+		    memcmp(p.head + hlen, "\r\nshort\r\n", 9) == 0);
+		CU_ASSERT_EQUAL(p.size, p.head_len);
+		smtp_message_take(m, &p);
+		CU_ASSERT_EQUAL(p.staged, 0);
+		fake_release(&f, p.reserved);
+		free(p.head);
+		free(p.tail);
+		smtp_message_free(&m);
+		fake_free(&f);
+		buf_free(&big);
+	}
+}
+
 /* A small message is never staged: one buffer, one commit. */
 static void
 test_staged_small(void)
@@ -784,7 +869,8 @@ main(void)
 	    CU_add_test(s, "staged: the base reserve only", test_staged_tight) == NULL ||
 	    CU_add_test(s, "staged: a long header section", test_staged_long_header) == NULL ||
 	    CU_add_test(s, "staged: a record refused", test_staged_refused) == NULL ||
-	    CU_add_test(s, "tap and header edits", test_tap_and_header_edit) == NULL) {
+	    CU_add_test(s, "tap and header edits", test_tap_and_header_edit) == NULL ||
+	    CU_add_test(s, "the milters' edits", test_milter_edits) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

@@ -65,8 +65,8 @@ test_outcome(void)
 		{ { "DEFER_IF_REJECT maybe", "550 5.1.1 gone" }, SMTP_POLICY_REFUSE,
 		  "450 4.7.1 maybe", 2 },
 		{ { "421 4.7.0 bye", "OK" }, SMTP_POLICY_SHUTDOWN, "421 4.7.0 bye", 1 },
-		{ { "HOLD why", "OK" }, SMTP_POLICY_REFUSE,
-		  "451 4.3.5 Server configuration problem", 1 },
+		{ { "HOLD why", "OK" }, SMTP_POLICY_ACCEPT, "", 2 },
+		{ { "HOLD why", "REJECT no" }, SMTP_POLICY_REFUSE, "554 5.7.1 no", 2 },
 		{ { "DISCARD", "REJECT" }, SMTP_POLICY_ACCEPT, "", 1 },
 		{ { "REDIRECT a@b.example", "REJECT" }, SMTP_POLICY_ACCEPT, "", 1 },
 		{ { "WARN odd", "INFO x", "PREPEND X-A: 1", "BCC c@d.example" },
@@ -104,6 +104,16 @@ test_outcome_carries(void)
 	CU_ASSERT_STRING_EQUAL(o->headers[1], "X-B: 2");
 	CU_ASSERT_EQUAL(o->nbcc, 1);
 	CU_ASSERT(o->discard);
+	{
+		static const char *const hold[] = { "HOLD look", "HOLD again", "DUNNO", NULL };
+		static const char *const held_refused[] = { "HOLD look", "REJECT", NULL };
+
+		run(hold, o);
+		CU_ASSERT(o->held);
+		CU_ASSERT_STRING_EQUAL(o->hold, "look");
+		run(held_refused, o);
+		CU_ASSERT(!o->held);
+	}
 	/* A refused request drops what it asked for. */
 	run(refused, o);
 	CU_ASSERT_EQUAL(o->result, SMTP_POLICY_REFUSE);

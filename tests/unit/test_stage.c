@@ -303,6 +303,51 @@ test_stage_commit(void)
 	tmpdir_remove(&dir);
 }
 
+/* Staged records read back before the final commit (the milters' feed):
+ * each record as written, nothing of a message or of a discarded stage,
+ * and a buffer too small is refused whole. */
+static void
+test_stage_read(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct store_wtxn *t;
+	queue_id_t id = queue_id_next(), other = queue_id_next();
+	struct buf b;
+	char rec[300];
+
+	memset(rec, 'a', sizeof rec);
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT_EQUAL(store_stage_chunk(t, id, 1, rec, 100), STORE_OK);
+	rec[0] = 'b';
+	CU_ASSERT_EQUAL(store_stage_chunk(t, id, 2, rec, sizeof rec), STORE_OK);
+	CU_ASSERT_EQUAL(store_wtxn_commit(&t), STORE_OK);
+	buf_init(&b, 1000);
+	CU_ASSERT_EQUAL(store_stage_read(s, id, 1, &b), STORE_OK);
+	CU_ASSERT_EQUAL(b.len, 100);
+	CU_ASSERT_EQUAL(store_stage_read(s, id, 2, &b), STORE_OK);
+	CU_ASSERT_EQUAL(b.len, 100 + sizeof rec);
+	CU_ASSERT_EQUAL(b.data[100], 'b');
+	CU_ASSERT_EQUAL(store_stage_read(s, id, 3, &b), STORE_NOTFOUND);
+	CU_ASSERT_EQUAL(store_stage_read(s, id, 0, &b), STORE_NOTFOUND);
+	CU_ASSERT_EQUAL(store_stage_read(s, other, 1, &b), STORE_NOTFOUND);
+	CU_ASSERT_EQUAL(b.len, 100 + sizeof rec);
+	buf_free(&b);
+	buf_init(&b, 50);
+	CU_ASSERT_EQUAL(store_stage_read(s, id, 1, &b), STORE_FULL);
+	CU_ASSERT_EQUAL(b.len, 0);
+	buf_free(&b);
+	buf_init(&b, 1000);
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT_EQUAL(store_stage_discard(t, id), STORE_OK);
+	CU_ASSERT_EQUAL(store_wtxn_commit(&t), STORE_OK);
+	CU_ASSERT_EQUAL(store_stage_read(s, id, 1, &b), STORE_NOTFOUND);
+	CU_ASSERT_EQUAL(b.len, 0);
+	buf_free(&b);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
 /* The final commit checks what was staged: a record too many, too few, a
  * gap, no stage at all: refused, nothing visible, the stage unharmed. */
 static void
@@ -674,6 +719,7 @@ main(void)
 	if (suite == NULL ||
 	    !CU_add_test(suite, "stage, commit, read back", test_stage_commit) ||
 	    !CU_add_test(suite, "the final commit checks the stage", test_stage_verify) ||
+	    !CU_add_test(suite, "staged records read back", test_stage_read) ||
 	    !CU_add_test(suite, "sweep at start, never orphans", test_stage_sweep) ||
 	    !CU_add_test(suite, "body cursor: v1, corrupt, deleted", test_cursor) ||
 	    !CU_add_test(suite, "records once while the map grows", test_stage_map_grows) ||

@@ -1,0 +1,914 @@
+/*
+ * session_milter: a session's side of the milters (README "Milters"; the
+ * protocol is filter/milter_chain.h). Each session that has milters gets
+ * one chain, made at its first HELO/EHLO; every stage is a job on the
+ * filter pool, and the session holds its input meanwhile (PH_MILTER):
+ *   HELO/EHLO   CONNECT (once), then HELO, before the session's reply
+ *   a command the session does not know, before its 500
+ *   MAIL        after the session's checks and SPF, before the 250
+ *   RCPT        after the session's checks and the policy services
+ *   DATA, BDAT  before the 354 (the first chunk is not read yet)
+ *   end of data after mail authentication and the policy services: the
+ *               message as it will be queued (record 0, the records it
+ *               staged, read back from the queue, and the rest), then
+ *               end of body; the changes are made before the commit.
+ * What needs no answer waits for the next job: the ABORT of a reset
+ * transaction and the recipients the session refused go out first then.
+ *
+ * The chain is the job's while it runs (so a session that ends meanwhile
+ * never frees it under the pool thread); it comes back with the result.
+ * A chain left over (the session ended) is closed on the filter pool too,
+ * since QUIT may wait on a stalled filter.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <gnutls/gnutls.h>
+
+#include "filter/milter_chain.h"
+#include "lib/log.h"
+#include "lib/netaddr.h"
+#include "lib/util.h"
+#include "queue/store.h"
+#include "server/smtp_session_int.h"
+#include "server/worker.h"
+
+/* Refused recipients kept for the milters until the next event; more are
+ * not told (they only inform). */
+#define MILTER_REFUSED_MAX 64
+/* Macros set by one job, and their values' room. */
+#define MILTER_JOB_MACROS 16
+#define MILTER_JOB_VALUE 256
+/* ESMTP parameters told with MAIL or RCPT. */
+#define MILTER_JOB_PARAMS 6
+
+#define MILTER_BUSY_REPLY "451 4.3.2 Too busy to filter; try again later"
+
+struct session_milter {
+	struct milter_chain *chain;	/* NULL while a job has it */
+	int connected;			/* CONNECT went out */
+	char refusal[FILTER_REPLY_MAX + 1];	/* a CONNECT/HELO refusal that
+					 * holds for the session; "" none */
+	char reply[FILTER_REPLY_MAX + 1];	/* a BDAT refusal's text */
+	int discard;			/* a milter discards the transaction */
+	int abort;			/* the transaction was reset: ABORT */
+	int wait_staged;		/* the end of data waits for its records */
+	int own_refusal;		/* a milter refuses this recipient */
+	char *quarantine;		/* a milter quarantines the message */
+	char *refused[MILTER_REFUSED_MAX];
+	size_t nrefused;
+};
+
+enum milter_step {
+	MSTEP_HELO, MSTEP_MAIL, MSTEP_RCPT, MSTEP_DATA, MSTEP_EOM, MSTEP_UNKNOWN,
+	MSTEP_CLOSE
+};
+
+struct milter_job {
+	struct session_job sj;		/* first */
+	struct runtime *rt;		/* keeps the milters' specs */
+	struct offloop *pool;		/* the filter pool */
+	struct milter_chain *chain;	/* the session's, while the job runs */
+	enum milter_step stage;
+	/* sent before the event */
+	int abort;
+	char **refused;
+	size_t nrefused;
+	size_t nmacros;
+	const char *mname[MILTER_JOB_MACROS];
+	char mvalue[MILTER_JOB_MACROS][MILTER_JOB_VALUE];
+	/* MSTEP_HELO */
+	int connect;
+	char client_name[256], client_addr[64];
+	uint16_t client_port;
+	int family;
+	char helo[256];
+	/* MSTEP_MAIL, MSTEP_RCPT */
+	char addr[SMTP_PATH_MAX];
+	char pbuf[MILTER_JOB_PARAMS][48];
+	const char *params[MILTER_JOB_PARAMS + 1];
+	struct smtp_rcpt_args rcpt;
+	/* MSTEP_UNKNOWN */
+	char line[SMTP_COMMAND_LINE_MAX + 1];
+	/* MSTEP_EOM: the message, copied (record 0 and the bytes after the
+	 * staged records), and where its staged records are */
+	char *head, *tail;
+	size_t head_len, tail_len;
+	uint32_t staged;
+	queue_id_t id;
+	struct queue_store *store;
+	/* the result */
+	struct milter_verdict v;
+	const struct milter_mods *mods;	/* the chain's: read before its next call */
+};
+
+static struct session_milter *
+milter_get(struct smtp_session *s)
+{
+	struct sockaddr_storage local;
+	socklen_t len = sizeof local;
+	char addr[64], port[8];
+	struct milter_chain *c;
+
+	if (s->milter != NULL)
+		return s->milter;
+	s->milter = xcalloc(1, sizeof *s->milter);
+	c = s->milter->chain = milter_chain_new(s->rt->milters, s->rt->nmilters,
+	    s->cfg->max_message_size);
+	(void)milter_chain_macro(c, "j", s->cfg->hostname);
+	(void)milter_chain_macro(c, "{daemon_name}", "mailserver");
+	(void)milter_chain_macro(c, "v", "mailserver");
+	if (getsockname(s->io.fd, (struct sockaddr *)&local, &len) == 0 &&
+	    sockaddr_ntop((const struct sockaddr *)&local, addr, sizeof addr) != NULL) {
+		snprintf(port, sizeof port, "%u",
+		    (unsigned)sockaddr_port((const struct sockaddr *)&local));
+		(void)milter_chain_macro(c, "{daemon_addr}", addr);
+		(void)milter_chain_macro(c, "{if_addr}", addr);
+		(void)milter_chain_macro(c, "{daemon_port}", port);
+	}
+	return s->milter;
+}
+
+/* Does this session have milters (and so a chain)? */
+static int
+milter_on(const struct smtp_session *s)
+{
+	return s->rt->nmilters > 0;
+}
+
+static void
+job_macro(struct milter_job *j, const char *name, const char *value)
+{
+	if (j->nmacros == MILTER_JOB_MACROS)
+		return;
+	j->mname[j->nmacros] = name;
+	str_copy(j->mvalue[j->nmacros], value != NULL ? value : "", MILTER_JOB_VALUE);
+	j->nmacros++;
+}
+
+/* The domain of addr ("" for none). */
+static const char *
+addr_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at != NULL ? at + 1 : "";
+}
+
+static void
+milter_job_free(struct milter_job *j)
+{
+	for (size_t i = 0; i < j->nrefused; i++)
+		free(j->refused[i]);
+	free(j->refused);
+	free(j->head);
+	free(j->tail);
+	milter_chain_free(&j->chain);
+	runtime_unref(&j->rt);
+	free(j);
+}
+
+/* ---- on the pool thread ---- */
+
+/* What waited for this event: the ABORT, the refused recipients, the
+ * macros of the stage. */
+static void
+milter_job_before(struct milter_job *j)
+{
+	if (j->abort)
+		milter_chain_abort(j->chain);
+	for (size_t i = 0; i < j->nrefused; i++)
+		milter_chain_rcpt_rejected(j->chain, j->refused[i], NULL);
+	for (size_t i = 0; i < j->nmacros; i++)
+		(void)milter_chain_macro(j->chain, j->mname[i], j->mvalue[i]);
+}
+
+/* The message to the milters: record 0, the staged records from the
+ * queue, the rest; then the end of body. */
+static void
+milter_job_message(struct milter_job *j)
+{
+	struct milter_verdict v;
+	struct buf rec;
+	int st = STORE_OK;
+
+	milter_chain_message(j->chain, j->head, j->head_len, &v);
+	buf_init(&rec, RECORD_CHUNK_MAX);
+	for (uint32_t i = 1; i <= j->staged && v.action == MILTER_CONTINUE; i++) {
+		buf_reset(&rec);
+		if ((st = store_stage_read(j->store, j->id, i, &rec)) != STORE_OK)
+			break;
+		milter_chain_message(j->chain, rec.data, rec.len, &v);
+	}
+	buf_free(&rec);
+	if (st != STORE_OK) {
+		/* The records went (the message was given up meanwhile) or
+		 * cannot be read: the milters never see half of it. */
+		milter_chain_abort(j->chain);
+		memset(&j->v, 0, sizeof j->v);
+		j->v.action = MILTER_TEMPFAIL;
+		str_copy(j->v.reply, "451 4.3.0 Error: queue file read error",
+		    sizeof j->v.reply);
+		log_warn("milter: staged record of a message unreadable: %s",
+		    store_status_text(st));
+		return;
+	}
+	if (j->tail_len > 0 && v.action == MILTER_CONTINUE)
+		milter_chain_message(j->chain, j->tail, j->tail_len, &v);
+	milter_chain_eom(j->chain, &j->v, &j->mods);
+}
+
+static void
+milter_job_run(struct offloop_job *job)
+{
+	struct milter_job *j = (struct milter_job *)(void *)job;
+	struct milter_client cl;
+
+	if (j->stage == MSTEP_CLOSE) {
+		milter_chain_free(&j->chain);
+		return;
+	}
+	milter_job_before(j);
+	switch (j->stage) {
+	case MSTEP_HELO:
+		if (j->connect) {
+			cl.name = j->client_name[0] ? j->client_name : NULL;
+			cl.addr = j->client_addr;
+			cl.port = j->client_port;
+			cl.family = j->family;
+			milter_chain_connect(j->chain, &cl, &j->v);
+			if (j->v.action != MILTER_CONTINUE && j->v.action != MILTER_ACCEPT)
+				break;
+		}
+		milter_chain_helo(j->chain, j->helo, &j->v);
+		break;
+	case MSTEP_MAIL:
+		milter_chain_mail(j->chain, j->addr, j->params, &j->v);
+		break;
+	case MSTEP_RCPT:
+		milter_chain_rcpt(j->chain, j->rcpt.addr, j->params, &j->v);
+		break;
+	case MSTEP_DATA:
+		milter_chain_data(j->chain, &j->v);
+		break;
+	case MSTEP_UNKNOWN:
+		milter_chain_unknown(j->chain, j->line, &j->v);
+		break;
+	case MSTEP_EOM:
+		milter_job_message(j);
+		break;
+	case MSTEP_CLOSE:
+		break;
+	}
+}
+
+/* ---- on the worker ---- */
+
+static void milter_act(struct smtp_session *s, struct milter_job *j);
+
+static int
+milter_job_finish(struct smtp_session *s, struct session_job *sj)
+{
+	struct milter_job *j = (struct milter_job *)(void *)sj;
+
+	if (s->milter != NULL && s->milter->chain == NULL) {
+		s->milter->chain = j->chain;
+		j->chain = NULL;
+	}
+	if (s->io.fd < 0)
+		return -1;
+	if (s->phase != PH_MILTER)
+		return session_continue(s);
+	if (j->sj.base.cancelled) {
+		s->phase = PH_CLOSING;
+		session_reply(s, "421 4.3.2 Server shutting down");
+		return session_continue(s);
+	}
+	s->phase = PH_COMMAND;
+	session_set_deadline(s);
+	milter_act(s, j);
+	return session_continue(s);
+}
+
+/* A job that still has a chain (the session ended while it ran, or the
+ * session ends now) goes round once more to close it on the pool: QUIT
+ * may wait on a stalled filter. Freed here when the pool is gone. */
+static void
+milter_job_release(struct session_job *sj)
+{
+	struct milter_job *j = (struct milter_job *)(void *)sj;
+
+	if (j->chain != NULL && j->stage != MSTEP_CLOSE && j->pool != NULL) {
+		j->stage = MSTEP_CLOSE;
+		j->sj.s = NULL;
+		if (worker_resubmit_job(j->pool, &j->sj.base) == 0)
+			return;
+	}
+	milter_job_free(j);
+}
+
+static struct milter_job *
+milter_job_new(struct smtp_session *s, enum milter_step stage)
+{
+	struct milter_job *j = xcalloc(1, sizeof *j);
+
+	j->rt = runtime_ref(s->rt);
+	j->stage = stage;
+	j->pool = worker_pools(s->w)->filters;
+	j->sj.base.run = milter_job_run;
+	j->sj.finish = milter_job_finish;
+	j->sj.release = milter_job_release;
+	return j;
+}
+
+/* Hands j to the pool with the chain and what waited for this event.
+ * Returns 0 (the session waits in PH_MILTER), or -1 when the pool is
+ * full (j freed, the chain stays the session's). */
+static int
+milter_submit(struct smtp_session *s, struct milter_job *j)
+{
+	struct session_milter *sm = s->milter;
+
+	j->chain = sm->chain;
+	j->abort = sm->abort;
+	if (sm->nrefused > 0) {
+		j->refused = xcalloc(sm->nrefused, sizeof *j->refused);
+		memcpy(j->refused, sm->refused, sm->nrefused * sizeof *j->refused);
+		j->nrefused = sm->nrefused;
+	}
+	if (session_job_submit(s, j->pool, &j->sj) != 0) {
+		j->chain = NULL;
+		free(j->refused);
+		j->refused = NULL;
+		j->nrefused = 0;
+		milter_job_free(j);
+		log_warn("milter: filter pool busy; [%s] is answered %s", s->peer_ip,
+		    MILTER_BUSY_REPLY);
+		return -1;
+	}
+	sm->chain = NULL;
+	sm->abort = 0;
+	sm->nrefused = 0;
+	s->phase = PH_MILTER;
+	return 0;
+}
+
+/* The TLS and AUTH macros, as they stand. */
+static void
+milter_session_macros(struct smtp_session *s, struct milter_job *j)
+{
+	char bits[16];
+
+	if (s->io.tls_active && s->io.tls != NULL) {
+		gnutls_session_t t = s->io.tls;
+		gnutls_cipher_algorithm_t c = gnutls_cipher_get(t);
+		const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(t));
+		const char *name = gnutls_cipher_get_name(c);
+
+		job_macro(j, "{tls_version}", v != NULL ? v : "");
+		job_macro(j, "{cipher}", name != NULL ? name : "");
+		snprintf(bits, sizeof bits, "%zu", gnutls_cipher_get_key_size(c) * 8);
+		job_macro(j, "{cipher_bits}", bits);
+	}
+	if (s->auth_user[0] != '\0') {
+		job_macro(j, "{auth_type}", s->auth_mech != NULL ? s->auth_mech : "");
+		job_macro(j, "{auth_authen}", s->auth_user);
+	}
+}
+
+static void
+milter_param(struct milter_job *j, size_t *n, const char *name, const char *v)
+{
+	if (*n == MILTER_JOB_PARAMS)
+		return;
+	snprintf(j->pbuf[*n], sizeof j->pbuf[*n], "%s%s%s", name, v[0] ? "=" : "", v);
+	j->params[*n] = j->pbuf[*n];
+	(*n)++;
+	j->params[*n] = NULL;
+}
+
+int
+session_milter_refusal(struct smtp_session *s, const char **reply_r)
+{
+	if (s->milter == NULL || s->milter->refusal[0] == '\0')
+		return 0;
+	*reply_r = s->milter->refusal;
+	return 1;
+}
+
+int
+session_milter_helo(struct smtp_session *s)
+{
+	struct session_milter *sm;
+	struct milter_job *j;
+
+	if (!milter_on(s))
+		return 0;
+	sm = milter_get(s);
+	j = milter_job_new(s, MSTEP_HELO);
+	j->connect = !sm->connected;
+	str_copy(j->client_name, s->client_name, sizeof j->client_name);
+	str_copy(j->client_addr, s->peer_ip, sizeof j->client_addr);
+	j->client_port = sockaddr_port((const struct sockaddr *)&s->peer);
+	j->family = s->peer.ss_family;
+	str_copy(j->helo, s->helo, sizeof j->helo);
+	{
+		char under[512];
+
+		snprintf(under, sizeof under, "%s [%s]",
+		    s->client_name[0] ? s->client_name : "unknown", s->peer_ip);
+		job_macro(j, "_", under);
+	}
+	milter_session_macros(s, j);
+	if (milter_submit(s, j) != 0) {
+		session_reply(s, MILTER_BUSY_REPLY);
+		return 1;
+	}
+	sm->connected = 1;
+	return 1;
+}
+
+int
+session_milter_mail(struct smtp_session *s)
+{
+	struct milter_job *j;
+	size_t n = 0;
+	char size[24];
+
+	if (!milter_on(s))
+		return 0;
+	milter_get(s);
+	j = milter_job_new(s, MSTEP_MAIL);
+	str_copy(j->addr, s->mail.addr, sizeof j->addr);
+	if (s->mail.size > 0) {
+		snprintf(size, sizeof size, "%llu", (unsigned long long)s->mail.size);
+		milter_param(j, &n, "SIZE", size);
+	}
+	if (s->mail.body != SMTP_BODY_UNSET)
+		milter_param(j, &n, "BODY", s->mail.body == SMTP_BODY_8BITMIME ?
+		    "8BITMIME" : "7BIT");
+	if (s->mail.smtputf8)
+		milter_param(j, &n, "SMTPUTF8", "");
+	if (s->mail.requiretls)
+		milter_param(j, &n, "REQUIRETLS", "");
+	if (s->mail.ret != DSN_RET_UNSET)
+		milter_param(j, &n, "RET", s->mail.ret == DSN_RET_FULL ? "FULL" : "HDRS");
+	milter_session_macros(s, j);
+	job_macro(j, "{mail_mailer}", config_is_local_domain(s->cfg,
+	    addr_domain(s->mail.addr)) ? "local" : "smtp");
+	job_macro(j, "{mail_host}", addr_domain(s->mail.addr));
+	if (milter_submit(s, j) != 0) {
+		session_reply(s, MILTER_BUSY_REPLY);
+		memset(&s->mail, 0, sizeof s->mail);
+	}
+	return 1;
+}
+
+int
+session_milter_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r)
+{
+	struct milter_job *j;
+	size_t n = 0;
+	char notify[48] = "";
+
+	if (!milter_on(s))
+		return 0;
+	milter_get(s);
+	j = milter_job_new(s, MSTEP_RCPT);
+	j->rcpt = *r;
+	if (r->notify & DSN_NOTIFY_NEVER)
+		str_copy(notify, "NEVER", sizeof notify);
+	else if (r->notify != 0)
+		snprintf(notify, sizeof notify, "%s%s%s",
+		    r->notify & DSN_NOTIFY_SUCCESS ? "SUCCESS," : "",
+		    r->notify & DSN_NOTIFY_FAILURE ? "FAILURE," : "",
+		    r->notify & DSN_NOTIFY_DELAY ? "DELAY," : "");
+	if (notify[0] != '\0') {
+		size_t l = strlen(notify);
+		if (notify[l - 1] == ',')
+			notify[l - 1] = '\0';
+		milter_param(j, &n, "NOTIFY", notify);
+	}
+	job_macro(j, "{rcpt_mailer}", config_is_local_domain(s->cfg,
+	    addr_domain(r->addr)) ? "local" : "smtp");
+	job_macro(j, "{rcpt_host}", addr_domain(r->addr));
+	if (milter_submit(s, j) != 0) {
+		s->milter->own_refusal = 1;
+		session_rcpt_refuse(s, r->addr, MILTER_BUSY_REPLY, 0);
+		s->milter->own_refusal = 0;
+	}
+	return 1;
+}
+
+void
+session_milter_rcpt_refused(struct smtp_session *s, const char *addr)
+{
+	struct session_milter *sm = s->milter;
+
+	if (sm == NULL || sm->own_refusal || !sm->connected ||
+	    sm->nrefused == MILTER_REFUSED_MAX)
+		return;
+	sm->refused[sm->nrefused++] = xstrdup(addr);
+}
+
+int
+session_milter_data(struct smtp_session *s)
+{
+	struct milter_job *j;
+	char id[QUEUE_ID_LEN + 1];
+
+	if (!milter_on(s))
+		return 0;
+	milter_get(s);
+	j = milter_job_new(s, MSTEP_DATA);
+	job_macro(j, "i", queue_id_format(s->qid, id, sizeof id));
+	if (milter_submit(s, j) != 0) {
+		session_data_decided(s, MILTER_BUSY_REPLY);
+		return 1;
+	}
+	return 1;
+}
+
+int
+session_milter_unknown(struct smtp_session *s, const char *line)
+{
+	struct milter_job *j;
+
+	if (!milter_on(s) || s->milter == NULL || !s->milter->connected)
+		return 0;
+	j = milter_job_new(s, MSTEP_UNKNOWN);
+	str_copy(j->line, line, sizeof j->line);
+	if (milter_submit(s, j) != 0)
+		return 0;
+	return 1;
+}
+
+/* The end of data once every staged record is in the queue. */
+static void
+milter_eom_submit(struct smtp_session *s)
+{
+	struct milter_job *j = milter_job_new(s, MSTEP_EOM);
+	struct smtp_message_parts p;
+
+	s->milter->wait_staged = 0;
+	smtp_message_peek(s->msg, &p);
+	j->head = xmalloc(p.head_len ? p.head_len : 1);
+	memcpy(j->head, p.head, p.head_len);
+	j->head_len = p.head_len;
+	if (p.tail_len > 0) {
+		j->tail = xmalloc(p.tail_len);
+		memcpy(j->tail, p.tail, p.tail_len);
+		j->tail_len = p.tail_len;
+	}
+	j->staged = p.staged;
+	j->id = smtp_message_id(s->msg);
+	j->store = worker_pools(s->w)->store;
+	if (milter_submit(s, j) != 0)
+		session_message_refused(s, MILTER_BUSY_REPLY);
+}
+
+/* A discarded message: the usual answer, nothing queued. */
+static void
+milter_discard(struct smtp_session *s, const char *who)
+{
+	char id[QUEUE_ID_LEN + 1];
+
+	queue_id_format(s->qid, id, sizeof id);
+	log_info("%s: from=<%s>, nrcpt=%zu: discarded by milter %s", id, s->mail.addr,
+	    s->nrcpts, who != NULL ? who : "");
+	session_reply(s, "250 2.0.0 Ok: queued as %s", id);
+	session_txn_reset(s);
+	session_set_deadline(s);
+}
+
+int
+session_milter_end_message(struct smtp_session *s)
+{
+	struct session_milter *sm = s->milter;
+
+	if (!milter_on(s) || sm == NULL || !sm->connected)
+		return 0;
+	if (sm->discard) {
+		milter_discard(s, "(earlier)");
+		return 1;
+	}
+	if (smtp_message_status(s->msg) != COMMIT_OK)
+		return 0;	/* the commit path answers for the record */
+	if (smtp_message_inflight(s->msg) > 0) {
+		sm->wait_staged = 1;
+		s->phase = PH_MILTER;
+		return 1;
+	}
+	milter_eom_submit(s);
+	return 1;
+}
+
+int
+session_milter_staged(struct smtp_session *s)
+{
+	struct session_milter *sm = s->milter;
+
+	if (s->phase != PH_MILTER || sm == NULL || !sm->wait_staged)
+		return 0;
+	if (smtp_message_inflight(s->msg) > 0)
+		return 1;
+	s->phase = PH_COMMAND;
+	if (smtp_message_status(s->msg) != COMMIT_OK) {
+		sm->wait_staged = 0;
+		session_commit_now(s);
+		return 1;
+	}
+	milter_eom_submit(s);
+	return 1;
+}
+
+/* The message is refused for a change that cannot be made. */
+static void
+milter_cannot(struct smtp_session *s, const char *what)
+{
+	char id[QUEUE_ID_LEN + 1];
+
+	log_warn("%s: milter: %s; refused", queue_id_format(s->qid, id, sizeof id), what);
+	session_message_refused(s, "552 5.3.4 Message header section too large "
+	    "for the milters' changes");
+}
+
+/* The header section and the body as the milters changed them. Returns 0,
+ * or -1 after refusing the message. */
+static int
+milter_apply_content(struct smtp_session *s, const struct milter_mods *m)
+{
+	struct smtp_message_parts p;
+	int headers = 0;
+	long dropped;
+
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i].kind <= MILTER_MOD_DELETE_HEADER)
+			headers = 1;
+	if (headers) {
+		const char *h;
+		size_t hl;
+		struct buf out;
+		int rc;
+
+		if (smtp_message_head_fields(s->msg, &h, &hl) != 0) {
+			milter_cannot(s, "the header section is not in record 0");
+			return -1;
+		}
+		buf_init(&out, hl + 2 * (size_t)MILTER_MODS_BYTES_MAX);
+		rc = milter_mods_apply_header(m, h, hl, &out);
+		if (rc == 0)
+			rc = smtp_message_replace_head_fields(s->msg,
+			    out.data != NULL ? out.data : "", out.len);
+		buf_free(&out);
+		if (rc != 0) {
+			milter_cannot(s, "the header changes do not fit");
+			return -1;
+		}
+	}
+	if (m->body_replaced) {
+		dropped = smtp_message_replace_body(s->msg,
+		    m->body.data != NULL ? m->body.data : "", m->body.len);
+		if (dropped < 0) {
+			milter_cannot(s, "the header section is not in record 0");
+			return -1;
+		}
+		/* The records of the old body go before the commit of the
+		 * new one (committer.h: in order). */
+		if (dropped > 0)
+			committer_discard(worker_committer(s->w), smtp_message_id(s->msg));
+	}
+	smtp_message_peek(s->msg, &p);
+	if (p.staged > 0 && p.head_len > RECORD_CHUNK_MAX) {
+		milter_cannot(s, "record 0 grew past its limit");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+milter_rcpt_delete(struct smtp_session *s, const char *addr)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < s->nrcpts; i++) {
+		if (strcasecmp(s->rcpts[i].addr, addr) == 0) {
+			free(s->rcpts[i].addr);
+			free(s->rcpts[i].orcpt);
+			continue;
+		}
+		s->rcpts[k++] = s->rcpts[i];
+	}
+	s->nrcpts = k;
+}
+
+static int
+milter_rcpt_has(const struct smtp_session *s, const char *addr)
+{
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (strcasecmp(s->rcpts[i].addr, addr) == 0)
+			return 1;
+	return 0;
+}
+
+/* Everything the milters changed, before the commit. */
+static void
+milter_apply(struct smtp_session *s, const struct milter_mods *m)
+{
+	struct session_milter *sm = s->milter;
+	char id[QUEUE_ID_LEN + 1];
+
+	if (m == NULL || m->n == 0) {
+		session_commit_now(s);
+		return;
+	}
+	queue_id_format(s->qid, id, sizeof id);
+	if (milter_apply_content(s, m) != 0)
+		return;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct milter_mod *d = &m->v[i];
+
+		switch (d->kind) {
+		case MILTER_MOD_CHANGE_FROM:
+			if (strlen(d->addr) >= sizeof s->mail.addr) {
+				log_warn("%s: milter: sender <%.64s...> too long; not changed",
+				    id, d->addr);
+				break;
+			}
+			log_info("%s: milter: sender <%s> -> <%s>", id, s->mail.addr, d->addr);
+			str_copy(s->mail.addr, d->addr, sizeof s->mail.addr);
+			break;
+		case MILTER_MOD_ADD_RCPT:
+			if (strlen(d->addr) >= SMTP_PATH_MAX || d->addr[0] == '\0') {
+				log_warn("%s: milter: recipient <%.64s> refused; not added", id,
+				    d->addr);
+				break;
+			}
+			if (!milter_rcpt_has(s, d->addr) && s->nrcpts < s->cfg->max_recipients) {
+				log_info("%s: milter: recipient <%s> added", id, d->addr);
+				session_rcpt_append(s, d->addr, NULL, 0);
+			}
+			break;
+		case MILTER_MOD_DELETE_RCPT:
+			if (milter_rcpt_has(s, d->addr))
+				log_info("%s: milter: recipient <%s> deleted", id, d->addr);
+			milter_rcpt_delete(s, d->addr);
+			break;
+		case MILTER_MOD_QUARANTINE:
+			free(sm->quarantine);
+			sm->quarantine = xstrdup(d->text != NULL ? d->text : "");
+			break;
+		default:
+			break;
+		}
+	}
+	if (s->nrcpts == 0) {
+		milter_discard(s, "(every recipient deleted)");
+		return;
+	}
+	session_commit_now(s);
+}
+
+int
+session_milter_hold(struct smtp_session *s)
+{
+	struct session_milter *sm = s->milter;
+	char why[FILTER_REPLY_MAX + 64], id[QUEUE_ID_LEN + 1];
+
+	if (sm == NULL || sm->quarantine == NULL)
+		return 0;
+	snprintf(why, sizeof why, "milter quarantine: %s", sm->quarantine);
+	log_info("%s: held: %s", queue_id_format(s->qid, id, sizeof id), why);
+	if (s->hold_why == NULL)
+		s->hold_why = xstrdup(why);
+	return 1;
+}
+
+static const char *
+milter_stage_name(enum milter_step st)
+{
+	static const char *const names[] = { "HELO", "MAIL", "RCPT", "DATA",
+		"END-OF-MESSAGE", "UNKNOWN", "CLOSE" };
+
+	return names[st];
+}
+
+/* The chain's verdict on the stage, carried out. */
+static void
+milter_act(struct smtp_session *s, struct milter_job *j)
+{
+	struct session_milter *sm = s->milter;
+	const struct milter_verdict *v = &j->v;
+	const char *who = v->milter != NULL ? v->milter : "";
+	int refused = v->action == MILTER_REJECT || v->action == MILTER_TEMPFAIL;
+
+	if (v->action == MILTER_SHUTDOWN) {
+		session_reply(s, "%s", v->reply);
+		log_info("milter %s: %s from [%s]: %s; closed", who,
+		    milter_stage_name(j->stage), s->peer_ip, v->reply);
+		session_txn_reset(s);
+		s->phase = PH_CLOSING;
+		return;
+	}
+	if (refused)
+		log_info("milter %s: %s from [%s]: %s%s", who, milter_stage_name(j->stage),
+		    s->peer_ip, v->reply, v->from_default ? " (default_action)" : "");
+	switch (j->stage) {
+	case MSTEP_HELO:
+		if (refused) {
+			str_copy(sm->refusal, v->reply, sizeof sm->refusal);
+			session_reply(s, "%s", v->reply);
+			return;
+		}
+		session_helo_reply(s);
+		return;
+	case MSTEP_MAIL:
+		if (refused) {
+			session_reply(s, "%s", v->reply);
+			queue_stats_add_rejected(1);
+			metrics_inc_label(M_REJECTIONS, session_reply_reason(v->reply));
+			memset(&s->mail, 0, sizeof s->mail);
+			return;
+		}
+		if (v->action == MILTER_DISCARD)
+			sm->discard = 1;
+		session_mail_begin(s);
+		return;
+	case MSTEP_RCPT:
+		if (refused) {
+			sm->own_refusal = 1;
+			session_rcpt_refuse(s, j->rcpt.addr, v->reply, v->reply[0] == '5');
+			sm->own_refusal = 0;
+			return;
+		}
+		if (v->action == MILTER_DISCARD)
+			sm->discard = 1;
+		session_rcpt_take(s, &j->rcpt);
+		return;
+	case MSTEP_DATA:
+		if (v->action == MILTER_DISCARD)
+			sm->discard = 1;
+		if (refused)
+			str_copy(sm->reply, v->reply, sizeof sm->reply);
+		session_data_decided(s, refused ? sm->reply : NULL);
+		return;
+	case MSTEP_EOM:
+		if (refused) {
+			session_message_refused(s, v->reply);
+			return;
+		}
+		if (v->action == MILTER_DISCARD) {
+			milter_discard(s, who);
+			return;
+		}
+		milter_apply(s, j->mods);
+		return;
+	case MSTEP_UNKNOWN:
+		session_reply(s, "%s", refused ? v->reply :
+		    "500 5.5.2 Error: command not recognized");
+		session_error(s);
+		return;
+	case MSTEP_CLOSE:
+		return;
+	}
+}
+
+void
+session_milter_txn_reset(struct smtp_session *s)
+{
+	struct session_milter *sm = s->milter;
+
+	if (sm == NULL)
+		return;
+	sm->discard = 0;
+	sm->wait_staged = 0;
+	sm->abort = sm->connected;
+	free(sm->quarantine);
+	sm->quarantine = NULL;
+	for (size_t i = 0; i < sm->nrefused; i++)
+		free(sm->refused[i]);
+	sm->nrefused = 0;
+}
+
+void
+session_milter_free(struct smtp_session *s)
+{
+	struct session_milter *sm = s->milter;
+	struct milter_job *j;
+
+	if (sm == NULL)
+		return;
+	session_milter_txn_reset(s);
+	if (sm->chain != NULL) {
+		j = milter_job_new(s, MSTEP_CLOSE);
+		j->chain = sm->chain;
+		j->sj.s = NULL;
+		if (j->pool == NULL || worker_submit_job(s->w, j->pool, &j->sj.base) != 0)
+			milter_job_free(j);
+	}
+	free(sm);
+	s->milter = NULL;
+}

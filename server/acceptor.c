@@ -18,7 +18,7 @@
 #include "lib/util.h"
 #include "server/connlimit.h"
 #include "server/runtime.h"
-#include "server/worker.h"
+#include "server/worker_set.h"
 
 /* Out of descriptors: accepting pauses this long, doubling up to the max. */
 #define ACCEPT_PAUSE_MIN_MS 50
@@ -29,9 +29,7 @@ struct acceptor {
 	pthread_t thread;
 	int epfd;
 	int evfd;
-	struct worker **workers;
-	size_t nworkers;
-	size_t next;
+	struct worker_set *workers;
 
 	/* acceptor thread only */
 	int reserve_fd;			/* /dev/null, given up to refuse one client */
@@ -223,9 +221,8 @@ acceptor_accept(struct acceptor *a, const struct listener *l)
 			close(fd);
 			continue;
 		}
-		worker_add_conn(a->workers[a->next], fd, (struct sockaddr *)&peer, len,
+		worker_set_hand(a->workers, fd, (struct sockaddr *)&peer, len,
 		    l->spec.kind);
-		a->next = (a->next + 1) % a->nworkers;
 	}
 }
 
@@ -283,14 +280,12 @@ acceptor_main(void *arg)
 }
 
 struct acceptor *
-acceptor_start(const struct listener_set *set, struct worker **workers,
-    size_t nworkers)
+acceptor_start(const struct listener_set *set, struct worker_set *workers)
 {
 	struct acceptor *a = xcalloc(1, sizeof *a);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = a };
 
 	a->workers = workers;
-	a->nworkers = nworkers;
 	a->pause_ms = ACCEPT_PAUSE_MIN_MS;
 	a->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	pthread_mutex_init(&a->lock, NULL);

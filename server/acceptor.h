@@ -3,7 +3,8 @@
  *
  * Each accepted connection is checked against max_connections and
  * max_connections_per_ip (over a limit: `421 4.7.0` and close) and handed
- * to the next session worker, round robin. Out of file descriptors, the
+ * to the next session worker, round robin (worker_set_hand: the set may
+ * grow and shrink meanwhile). Out of file descriptors, the
  * acceptor refuses the next client with a reserve descriptor (`421 4.3.2`),
  * pauses accepting (50 ms, doubling to 1 s) and logs at most one line a
  * second.
@@ -18,7 +19,7 @@
 
 #include "server/config.h"
 
-struct worker;
+struct worker_set;
 struct acceptor;
 
 struct listener {
@@ -42,9 +43,10 @@ int listener_set_open(const struct config *cfg, const struct listener_set *old,
 /* Closes the sockets of old that set does not reuse, and frees old. */
 void listener_set_retire(struct listener_set *old, const struct listener_set *set);
 
-/* Starts accepting on set (the acceptor keeps its own copy). */
+/* Starts accepting on set (the acceptor keeps its own copy), handing the
+ * connections to workers (which must outlive the acceptor). */
 struct acceptor *acceptor_start(const struct listener_set *set,
-    struct worker **workers, size_t nworkers);
+    struct worker_set *workers);
 
 /* Switches to a new set of listeners (SIGHUP); returns once the acceptor
  * no longer uses the old one. */

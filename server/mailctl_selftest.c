@@ -4,6 +4,7 @@
  */
 #include <stdio.h>
 
+#include "relay/mta_sts_fetch.h"
 #include "server/config.h"
 #include "server/mailctl_int.h"
 #include "server/selftest.h"
@@ -18,6 +19,11 @@ mailctl_selftest(struct mailctl *mc)
 	struct selftest_report rep = { 0 };
 	size_t failures;
 
+	/* The MTA-STS check fetches policies with libcurl. */
+	if (mta_sts_fetch_global_init() != 0) {
+		fprintf(stderr, "mailctl: libcurl cannot start\n");
+		return 1;
+	}
 	selftest_run(mc->cfg, &rep);
 	failures = selftest_failures(&rep);
 	if (mc->json)

@@ -43,6 +43,7 @@
 #include "server/runtime.h"
 #include "server/sdnotify.h"
 #include "server/worker.h"
+#include "server/worker_set.h"
 
 #define DAEMON_PASSWORD_QUEUE 1024	/* logins waiting for a hasher */
 #define DAEMON_LOOKUP_THREADS 16
@@ -62,8 +63,7 @@ struct daemon {
 	struct committer *committer;
 	struct scheduler *scheduler;
 	struct delivery *delivery;
-	struct worker **workers;
-	size_t nworkers;
+	struct worker_set *workers;	/* the session workers */
 	struct worker_pools pools;
 	struct acceptor *acceptor;
 	struct listener_set listeners;
@@ -192,22 +192,20 @@ ensure_std_fds(void)
 	return 0;
 }
 
-/* The control socket's answers (on its thread; the workers are fixed
- * while it runs). */
+/* The control socket's answers (on its thread; worker_set_describe keeps
+ * the workers from a reload's changes meanwhile). */
 static void
 daemon_control(enum control_request req, FILE *out, void *arg)
 {
 	struct daemon *d = arg;
 	int json = req == CONTROL_SESSIONS_JSON;
-	size_t n = 0;
 
 	if (json)
 		fputs("{\"sessions\":[", out);
 	else
 		fprintf(out, "%-39s %-10s %-9s %8s %10s %4s  %s  %s  %s\n", "CLIENT",
 		    "LISTENER", "STATE", "AGE", "BYTES", "MSGS", "TLS", "USER", "HELO");
-	for (size_t i = 0; i < d->nworkers; i++)
-		n += worker_describe(d->workers[i], out, json, n);
+	worker_set_describe(d->workers, out, json);
 	if (json)
 		fputs("]}\n", out);
 }
@@ -228,7 +226,7 @@ daemon_notify_ready(struct daemon *d)
 	char status[SDNOTIFY_STATUS_MAX];
 
 	snprintf(status, sizeof status, "serving: %zu listeners, %zu session workers",
-	    d->listeners.n, d->nworkers);
+	    d->listeners.n, worker_set_size(d->workers));
 	daemon_notify(sdnotify_ready(status));
 }
 
@@ -292,6 +290,8 @@ daemon_reload(struct daemon *d)
 		d->delivery_threads = (unsigned)rt->cfg->delivery_threads;
 		delivery_resize(d->delivery, d->delivery_threads);
 	}
+	if ((size_t)rt->cfg->session_workers != worker_set_size(d->workers))
+		worker_set_resize(d->workers, (size_t)rt->cfg->session_workers);
 	scheduler_set_limit(d->scheduler, rt->cfg->max_per_destination);
 	trace_set_retention(rt->cfg->trace_retention);
 	rate_limits_of(rt->cfg, &limits);
@@ -388,18 +388,14 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	control_stop(&d->control);
 	listener_set_retire(&d->listeners, &none);
 	daemon_metrics_stop(&d->metrics);
-	for (size_t i = 0; i < d->nworkers; i++)
-		worker_drain(d->workers[i]);
+	worker_set_drain(d->workers);
 	/* Wait for the sessions to end; a second SIGTERM or SIGINT cuts the
 	 * wait short. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	while (time_mono_ms() < deadline) {
-		unsigned open = 0;
-		for (size_t i = 0; i < d->nworkers; i++)
-			open += worker_sessions(d->workers[i]);
-		if (open == 0 || sigtimedwait(&set, NULL, &tick) > 0)
+		if (worker_set_sessions(d->workers) == 0 || sigtimedwait(&set, NULL, &tick) > 0)
 			break;
 	}
 	/* Deliveries in flight finish and record their results; jobs not
@@ -417,8 +413,7 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	}
 	/* No session runs from here on, so none submits a commit or a job to
 	 * what stops next; their last results wait in the workers' mailboxes. */
-	for (size_t i = 0; i < d->nworkers; i++)
-		worker_halt(d->workers[i]);
+	worker_set_halt(d->workers);
 	/* Their sessions are gone: no job waits out a hung filter daemon. */
 	filter_stop_all();
 	offloop_stop(&d->pools.passwords);
@@ -428,9 +423,7 @@ daemon_stop(struct daemon *d, unsigned timeout)
 	pregreet_free(&d->pools.greeted);
 	hold_accounts_free(&d->pools.accounts);
 	committer_stop(&d->committer);
-	for (size_t i = 0; i < d->nworkers; i++)
-		worker_stop(&d->workers[i]);
-	free(d->workers);
+	worker_set_stop(&d->workers);
 	scheduler_free(&d->scheduler);
 	store_close(&d->store);
 	tls_store_close(&d->tls);
@@ -581,20 +574,18 @@ main(int argc, char **argv)
 	}
 	if (daemon_start_pools(&d, cfg) < 0)
 		return 1;
-	d.nworkers = (size_t)cfg->session_workers;
-	d.workers = xcalloc(d.nworkers, sizeof *d.workers);
-	for (size_t i = 0; i < d.nworkers; i++)
-		if ((d.workers[i] = worker_start((int)i, d.committer, &d.pools)) == NULL)
-			return 1;
+	if ((d.workers = worker_set_start((size_t)cfg->session_workers, d.committer,
+	    &d.pools)) == NULL)
+		return 1;
 	if ((d.control = control_start(cfg->queue_dir, daemon_control, &d, err,
 	    sizeof err)) == NULL) {
 		log_error("%s", err);
 		return 1;
 	}
-	if ((d.acceptor = acceptor_start(&d.listeners, d.workers, d.nworkers)) == NULL)
+	if ((d.acceptor = acceptor_start(&d.listeners, d.workers)) == NULL)
 		return 1;
 	log_info("mailserver started: %zu listeners, %zu session workers, hostname %s",
-	    d.listeners.n, d.nworkers, cfg->hostname);
+	    d.listeners.n, worker_set_size(d.workers), cfg->hostname);
 	daemon_notify_ready(&d);
 
 	daemon_tls_upkeep(&d);
@@ -605,6 +596,7 @@ main(int argc, char **argv)
 		 * second, between signals; the TLS upkeep is daily. */
 		sig = sigtimedwait(&sigs, NULL, &tick);
 		daemon_tls_upkeep(&d);
+		worker_set_reap(d.workers);
 		if (sig < 0) {
 			daemon_metrics_tick(d.metrics);
 			continue;

@@ -102,7 +102,6 @@ selftest_domain(const struct config *cfg, struct dns_resolver *r, const char *do
 	else
 		selftest_add(rep, "dns_mx", domain, SELFTEST_PASS, NULL, "an MX names %s",
 		    cfg->hostname);
-	dns_records_free(&res);
 
 	n = selftest_txt(r, domain, "v=spf1", txt, sizeof txt);
 	snprintf(fix, sizeof fix, "publish one \"%.150s. TXT \\\"v=spf1 mx -all\\\"\"", domain);
@@ -130,6 +129,8 @@ selftest_domain(const struct config *cfg, struct dns_resolver *r, const char *do
 		    n == 0 ? "no DMARC record" : "%d DMARC records", n);
 	else
 		selftest_add(rep, "dns_dmarc", domain, SELFTEST_PASS, NULL, "%s", txt);
+	selftest_mta_sts(cfg, r, domain, res, rep);
+	dns_records_free(&res);
 }
 
 /* Networks that trust the whole Internet: a stranger's address (from the
@@ -186,5 +187,7 @@ selftest_run(const struct config *cfg, struct selftest_report *rep)
 	for (size_t i = 0; i < cfg->nlocal_domains; i++)
 		if (strcasecmp(cfg->local_domains[i], "localhost") != 0)
 			selftest_domain(cfg, r, cfg->local_domains[i], rep);
+	selftest_dkim(cfg, r, rep);
+	selftest_tlsa(cfg, r, rep);
 	dns_resolver_free(&r);
 }

@@ -23,7 +23,18 @@
  * The config is checked for networks that trust everybody (relay_networks,
  * auth_plaintext_networks holding a stranger's address).
  * The DNS checks (selftest.c), per local domain, through dns_server: an
- * MX naming our hostname, one SPF record, a DMARC record.
+ * MX naming our hostname, one SPF record, a DMARC record. The records of
+ * our keys, policy and certificate (selftest_records.c):
+ *   dns_dkim         per dkim_sign key: SELECTOR._domainkey.DOMAIN has a
+ *                    DKIM1 TXT record whose p= (and k=) is the key's;
+ *   dns_mta_sts      per local domain with an _mta-sts TXT record: the
+ *                    record is valid, the policy fetched over HTTPS
+ *                    (mta_sts_port, mta_sts_ca_file) parses and lists
+ *                    every MX host of the domain (skip: no record);
+ *   dns_tlsa         _25._tcp.HOSTNAME: when TLSA records exist, they
+ *                    come from a DNSSEC-validated answer and match the
+ *                    certificate our first smtp listener shows (GnuTLS
+ *                    DANE, as relay/tls_dane; skip: no records).
  *
  * Errors: a probe that cannot connect or times out is a failure of its
  * check, with the reason. Bounded: every wait is at most
@@ -35,6 +46,9 @@
 
 #include <stddef.h>
 
+#include <gnutls/gnutls.h>
+
+#include "dns/dns.h"
 #include "server/config.h"
 
 #define SELFTEST_TIMEOUT_MS 3000
@@ -48,7 +62,8 @@ struct selftest_result {
 	char target[96];		/* "127.0.0.1:25", "example.org" */
 	enum selftest_verdict verdict;
 	char detail[256];		/* what was seen */
-	char fix[256];			/* for a failure: what to change */
+	char fix[1024];			/* for a failure: what to change (a
+					 * whole DKIM key record fits) */
 };
 
 struct selftest_report {
@@ -66,6 +81,22 @@ void selftest_run(const struct config *cfg, struct selftest_report *rep);
 
 /* The SMTP probes of one listener (selftest_smtp.c). */
 void selftest_listener(const struct config *cfg, const struct listen_spec *ls,
+    struct selftest_report *rep);
+
+/* The certificates listener ls shows (after STARTTLS on an smtp or
+ * submission listener), DER, its own first, copied into *chain_r (free
+ * with selftest_chain_free). Returns 0, or -1 with err. */
+int selftest_peer_chain(const struct listen_spec *ls, gnutls_datum_t **chain_r,
+    unsigned *n_r, char *err, size_t errsize);
+void selftest_chain_free(gnutls_datum_t *chain, unsigned n);
+
+/* The checks of selftest_records.c (above), through r. mx is the MX
+ * answer of domain (its hosts are what the policy must list). */
+void selftest_dkim(const struct config *cfg, struct dns_resolver *r,
+    struct selftest_report *rep);
+void selftest_mta_sts(const struct config *cfg, struct dns_resolver *r,
+    const char *domain, const struct dns_records *mx, struct selftest_report *rep);
+void selftest_tlsa(const struct config *cfg, struct dns_resolver *r,
     struct selftest_report *rep);
 
 /* Failures in rep. */

@@ -564,3 +564,56 @@ selftest_listener(const struct config *cfg, const struct listen_spec *ls,
 		check_starttls(ls, &dst, rep);
 	check_tls(ls, &dst, rep);
 }
+
+int
+selftest_peer_chain(const struct listen_spec *ls, gnutls_datum_t **chain_r,
+    unsigned *n_r, char *err, size_t errsize)
+{
+	struct sockaddr_storage dst;
+	const gnutls_datum_t *certs;
+	gnutls_datum_t *chain;
+	unsigned n = 0;
+	struct probe p;
+
+	*chain_r = NULL;
+	*n_r = 0;
+	probe_target(ls, &dst);
+	if (probe_connect(&p, &dst, NULL, err, errsize) < 0)
+		return -1;
+	if (ls->kind != LISTEN_SMTPS &&
+	    (probe_reply(&p, SELFTEST_TIMEOUT_MS) != 220 ||
+	    probe_cmd(&p, "EHLO selftest.invalid") != 250 ||
+	    probe_cmd(&p, "STARTTLS") != 220)) {
+		snprintf(err, errsize, "no STARTTLS on %s (%s)", ls->text, p.last);
+		probe_close(&p);
+		return -1;
+	}
+	if (probe_tls(&p, NULL, err, errsize) != 0) {
+		probe_close(&p);
+		return -1;
+	}
+	certs = gnutls_certificate_get_peers(p.tls, &n);
+	if (certs == NULL || n == 0) {
+		snprintf(err, errsize, "%s sent no certificate", ls->text);
+		probe_close(&p);
+		return -1;
+	}
+	chain = xcalloc(n, sizeof *chain);
+	for (unsigned i = 0; i < n; i++) {
+		chain[i].data = xmalloc(certs[i].size ? certs[i].size : 1);
+		memcpy(chain[i].data, certs[i].data, certs[i].size);
+		chain[i].size = certs[i].size;
+	}
+	probe_close(&p);
+	*chain_r = chain;
+	*n_r = n;
+	return 0;
+}
+
+void
+selftest_chain_free(gnutls_datum_t *chain, unsigned n)
+{
+	for (unsigned i = 0; chain != NULL && i < n; i++)
+		free(chain[i].data);
+	free(chain);
+}

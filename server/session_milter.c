@@ -304,7 +304,7 @@ milter_job_release(struct session_job *sj)
 	if (j->chain != NULL && j->stage != MSTEP_CLOSE && j->pool != NULL) {
 		j->stage = MSTEP_CLOSE;
 		j->sj.s = NULL;
-		if (offloop_submit(j->pool, &j->sj.base) == 0)
+		if (worker_resubmit_job(j->pool, &j->sj.base) == 0)
 			return;
 	}
 	milter_job_free(j);
@@ -922,8 +922,7 @@ session_milter_free(struct smtp_session *s)
 		j = milter_job_new(s, MSTEP_CLOSE);
 		j->chain = sm->chain;
 		j->sj.s = NULL;
-		j->sj.base.sink = worker_job_sink(s->w);
-		if (j->pool == NULL || offloop_submit(j->pool, &j->sj.base) != 0)
+		if (j->pool == NULL || worker_submit_job(s->w, j->pool, &j->sj.base) != 0)
 			milter_job_free(j);
 	}
 	free(sm);

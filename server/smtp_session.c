@@ -245,8 +245,7 @@ session_job_submit(struct smtp_session *s, struct offloop *pool,
 	if (pool == NULL)
 		return -1;
 	j->s = s;
-	j->base.sink = worker_job_sink(s->w);
-	if (offloop_submit(pool, &j->base) < 0)
+	if (worker_submit_job(s->w, pool, &j->base) < 0)
 		return -1;
 	j->next = s->jobs;
 	s->jobs = j;

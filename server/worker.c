@@ -1,7 +1,8 @@
 /*
  * worker: one epoll loop running many sessions. New connections and
  * commit results arrive through mutex-guarded mailboxes and an eventfd;
- * deadlines are checked once a second over the session table.
+ * deadlines are checked once a second over the session table. A retired
+ * worker's thread ends when nothing can reach it any more (worker.h).
  */
 #include "server/worker.h"
 
@@ -50,6 +51,8 @@ struct worker {
 	struct offloop_job *jobs, *jobs_tail;	/* finished off-loop jobs, in order */
 	int drain;
 	int stop;
+	int retired;			/* no new connection comes; end when empty */
+	int ended;			/* the thread left its loop */
 	int halted;			/* main thread: the thread was joined */
 	struct worker_describe_req *describe;	/* asked, not yet answered */
 	pthread_cond_t described;	/* signalled when it was answered */
@@ -62,11 +65,16 @@ struct worker {
 	int draining;
 	int64_t next_tick;		/* when deadlines are checked next */
 	atomic_uint count;
+	/* Off-loop jobs submitted and not yet posted back: raised by the
+	 * worker's thread, lowered by the poster under the lock. */
+	atomic_uint jobs_out;
 };
 
 /* The eventfd's epoll tag; sessions are tagged by their own pointer. */
 static char worker_wake_tag;
 
+/* Called with w->lock held by every thread but w's own: once the lock is
+ * let go, the poster is done with w (worker.h, lifetime). */
 static void
 worker_wake(struct worker *w)
 {
@@ -201,11 +209,17 @@ worker_take_jobs(struct worker *w)
 	}
 }
 
+/* The worker whose sink this is. */
+static struct worker *
+worker_of_sink(struct offloop_sink *sink)
+{
+	return (struct worker *)(void *)((char *)sink - offsetof(struct worker, sink));
+}
+
 static void
 worker_post_job(struct offloop_sink *sink, struct offloop_job *job)
 {
-	struct worker *w = (struct worker *)(void *)((char *)sink -
-	    offsetof(struct worker, sink));
+	struct worker *w = worker_of_sink(sink);
 
 	job->next = NULL;
 	pthread_mutex_lock(&w->lock);
@@ -214,8 +228,9 @@ worker_post_job(struct offloop_sink *sink, struct offloop_job *job)
 	else
 		w->jobs = job;
 	w->jobs_tail = job;
-	pthread_mutex_unlock(&w->lock);
+	atomic_fetch_sub(&w->jobs_out, 1);
 	worker_wake(w);
+	pthread_mutex_unlock(&w->lock);
 }
 
 /* A worker_describe waiting for the worker's thread. */
@@ -283,12 +298,36 @@ worker_take_ready(struct worker *w)
 	}
 }
 
+/* With w->lock held: a retired w can end, nothing can reach it any more
+ * (worker.h): no session, no job out, empty mailboxes. */
+static int
+worker_empty(struct worker *w)
+{
+	return w->nsessions == 0 && atomic_load(&w->jobs_out) == 0 &&
+	    w->conns == NULL && w->dones == NULL && w->jobs == NULL;
+}
+
+/* The thread leaves its loop: a describe waiting, or asked later, gets
+ * the sessions it has, none if it was retired. */
+static void
+worker_exit(struct worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->ended = 1;
+	if (w->describe != NULL) {
+		w->describe->done = 1;
+		w->describe = NULL;
+		pthread_cond_broadcast(&w->described);
+	}
+	pthread_mutex_unlock(&w->lock);
+}
+
 static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct epoll_event evs[256];
-	int was_draining = 0;
+	int was_draining = 0, retired_out = 0;
 
 	w->next_tick = time_mono_ms() + 1000;
 	for (;;) {
@@ -328,10 +367,14 @@ worker_main(void *arg)
 		}
 		pthread_mutex_lock(&w->lock);
 		stop = w->stop;
+		retired_out = !stop && w->retired && worker_empty(w);
 		pthread_mutex_unlock(&w->lock);
-		if (stop)
+		if (stop || retired_out)
 			break;
 	}
+	if (retired_out)
+		log_info("session worker %d: retired; its last session ended", w->index);
+	worker_exit(w);
 	return NULL;
 }
 
@@ -377,8 +420,8 @@ worker_add_conn(struct worker *w, int fd, const struct sockaddr *peer,
 	pthread_mutex_lock(&w->lock);
 	c->next = w->conns;
 	w->conns = c;
-	pthread_mutex_unlock(&w->lock);
 	worker_wake(w);
+	pthread_mutex_unlock(&w->lock);
 }
 
 void
@@ -392,8 +435,8 @@ worker_post_commit(struct worker *w, struct smtp_session *s,
 	pthread_mutex_lock(&w->lock);
 	d->next = w->dones;
 	w->dones = d;
-	pthread_mutex_unlock(&w->lock);
 	worker_wake(w);
+	pthread_mutex_unlock(&w->lock);
 }
 
 size_t
@@ -402,10 +445,12 @@ worker_describe(struct worker *w, FILE *f, int json, size_t first)
 	struct worker_describe_req req = { f, json, first, 0, 0 };
 
 	pthread_mutex_lock(&w->lock);
+	if (w->ended) {
+		pthread_mutex_unlock(&w->lock);
+		return 0;
+	}
 	w->describe = &req;
-	pthread_mutex_unlock(&w->lock);
 	worker_wake(w);
-	pthread_mutex_lock(&w->lock);
 	while (!req.done)
 		pthread_cond_wait(&w->described, &w->lock);
 	pthread_mutex_unlock(&w->lock);
@@ -424,8 +469,8 @@ worker_post_stage(struct worker *w, struct smtp_session *s,
 	pthread_mutex_lock(&w->lock);
 	d->next = w->dones;
 	w->dones = d;
-	pthread_mutex_unlock(&w->lock);
 	worker_wake(w);
+	pthread_mutex_unlock(&w->lock);
 }
 
 void
@@ -433,8 +478,28 @@ worker_drain(struct worker *w)
 {
 	pthread_mutex_lock(&w->lock);
 	w->drain = 1;
-	pthread_mutex_unlock(&w->lock);
 	worker_wake(w);
+	pthread_mutex_unlock(&w->lock);
+}
+
+void
+worker_retire(struct worker *w)
+{
+	pthread_mutex_lock(&w->lock);
+	w->retired = 1;
+	worker_wake(w);
+	pthread_mutex_unlock(&w->lock);
+}
+
+int
+worker_ended(struct worker *w)
+{
+	int ended;
+
+	pthread_mutex_lock(&w->lock);
+	ended = w->ended;
+	pthread_mutex_unlock(&w->lock);
+	return ended;
 }
 
 unsigned
@@ -450,8 +515,8 @@ worker_halt(struct worker *w)
 		return;
 	pthread_mutex_lock(&w->lock);
 	w->stop = 1;
-	pthread_mutex_unlock(&w->lock);
 	worker_wake(w);
+	pthread_mutex_unlock(&w->lock);
 	pthread_join(w->thread, NULL);
 	w->halted = 1;
 }
@@ -503,10 +568,23 @@ worker_pools(struct worker *w)
 	return &w->pools;
 }
 
-struct offloop_sink *
-worker_job_sink(struct worker *w)
+int
+worker_submit_job(struct worker *w, struct offloop *pool, struct offloop_job *job)
 {
-	return &w->sink;
+	job->sink = &w->sink;
+	/* Counted before it can come back: a pool thread may post it before
+	 * offloop_submit returns. */
+	atomic_fetch_add(&w->jobs_out, 1);
+	if (offloop_submit(pool, job) == 0)
+		return 0;
+	atomic_fetch_sub(&w->jobs_out, 1);
+	return -1;
+}
+
+int
+worker_resubmit_job(struct offloop *pool, struct offloop_job *job)
+{
+	return worker_submit_job(worker_of_sink(job->sink), pool, job);
 }
 
 void

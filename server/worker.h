@@ -4,10 +4,19 @@
  * state needs no locks. Other threads talk to a worker only through the
  * functions below, which post a message and wake the loop (eventfd).
  *
- * Threads: worker_start/worker_stop from the main thread; worker_add_conn
- * from the acceptor; worker_post_commit from the committer thread; the job
- * sink from pool threads; worker_watch and worker_* session hooks only
- * from the worker's own thread.
+ * Threads: worker_start/worker_retire/worker_stop from the main thread;
+ * worker_add_conn from the acceptor; worker_post_commit from the committer
+ * thread; the job sink from pool threads; worker_watch and worker_*
+ * session hooks only from the worker's own thread.
+ *
+ * Lifetime: a worker is freed only by worker_stop, after its thread
+ * ended. The thread ends on worker_halt, or by itself once it was retired
+ * and nothing can reach it any more: no session left (a session lives
+ * until its commit and staged records are back), no off-loop job out
+ * (worker_submit_job counts them until they are posted back), nothing in
+ * its mailboxes. Every post wakes the loop before it lets go of the
+ * worker's lock, so no poster still touches a worker that saw it all
+ * empty under that lock.
  */
 #ifndef SERVER_WORKER_H
 #define SERVER_WORKER_H
@@ -59,6 +68,16 @@ void worker_drain(struct worker *w);
 /* Sessions still open on w (approximate; any thread). */
 unsigned worker_sessions(struct worker *w);
 
+/* Main thread: w gets no new connection from now on (the caller has made
+ * sure that the acceptor hands it none). Its sessions run to their end,
+ * with everything in flight to them; then its thread ends by itself
+ * (worker_ended) and worker_stop frees it without waiting. */
+void worker_retire(struct worker *w);
+
+/* Any thread: 1 once w's thread ended (retired and empty, halted, or an
+ * error of its loop), else 0. */
+int worker_ended(struct worker *w);
+
 /* Stops the worker's thread and joins it: no session runs any more.
  * Results that arrive later (commits, off-loop jobs) wait in its
  * mailboxes for worker_stop. Idempotent. */
@@ -75,9 +94,17 @@ struct committer *worker_committer(struct worker *w);
 /* Worker-thread only: the pools this worker's sessions use. */
 const struct worker_pools *worker_pools(struct worker *w);
 
-/* Any thread: the sink that brings an off-loop job of one of w's
- * sessions back to w (smtp_session_job_done runs it there). */
-struct offloop_sink *worker_job_sink(struct worker *w);
+/* Worker-thread only: submits job of one of w's sessions to pool, with
+ * w's sink, which brings it back to w (smtp_session_job_done runs it
+ * there), also once the session ended. w counts it as out until then.
+ * Returns offloop_submit's result (-1: not taken). */
+int worker_submit_job(struct worker *w, struct offloop *pool,
+    struct offloop_job *job);
+
+/* Worker-thread only, while the worker takes job back (its release):
+ * submits it to pool again, to come back to the same worker, counted as
+ * worker_submit_job does. Returns offloop_submit's result. */
+int worker_resubmit_job(struct offloop *pool, struct offloop_job *job);
 
 /* Worker-thread only: sets the epoll interest of s's socket (EPOLLIN,
  * EPOLLOUT or both; 0 for none). */
@@ -104,7 +131,8 @@ void worker_post_stage(struct worker *w, struct smtp_session *s,
 /* Any thread but w's own (the control socket's): has w's thread write one
  * line per session (smtp_session_describe, json as there) to f, and
  * waits for it; f belongs to w's thread meanwhile. Returns the number of
- * sessions. Not after worker_halt. */
+ * sessions: 0 once w's thread ended (worker_ended). Not after
+ * worker_stop. */
 size_t worker_describe(struct worker *w, FILE *f, int json, size_t first);
 
 #endif

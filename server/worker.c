@@ -571,6 +571,8 @@ worker_pools(struct worker *w)
 int
 worker_submit_job(struct worker *w, struct offloop *pool, struct offloop_job *job)
 {
+	if (w->halted)
+		return -1;	/* the pools are gone (worker_stop) */
 	job->sink = &w->sink;
 	/* Counted before it can come back: a pool thread may post it before
 	 * offloop_submit returns. */

@@ -97,7 +97,9 @@ const struct worker_pools *worker_pools(struct worker *w);
 /* Worker-thread only: submits job of one of w's sessions to pool, with
  * w's sink, which brings it back to w (smtp_session_job_done runs it
  * there), also once the session ended. w counts it as out until then.
- * Returns offloop_submit's result (-1: not taken). */
+ * Returns offloop_submit's result (-1: not taken), and -1 without
+ * touching pool once w is halted: worker_stop frees the sessions after
+ * the pools stopped, so what they would hand over is done inline. */
 int worker_submit_job(struct worker *w, struct offloop *pool,
     struct offloop_job *job);
 

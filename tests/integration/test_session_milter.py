@@ -809,5 +809,33 @@ class MilterConfigTest(unittest.TestCase):
                 self.assertTrue(r.stderr.startswith("%s:%d: " % (conf, base + 2)), r.stderr)
 
 
+
+class MilterStopTest(unittest.TestCase):
+    """A session still in DATA when shutdown_timeout ends is freed with the
+    workers, after the filter pool stopped: its milter connection is
+    closed there, not handed to the pool that is gone (a sanitized build
+    aborts otherwise), and the daemon exits cleanly."""
+
+    def test_stop_with_a_session_mid_message(self):
+        peer = MilterPeer().start()
+        srv = Server("local_domains = example.org\nmilters = %s\n" % peer.endpoint)
+        srv.write_config(open(srv.conf).read().replace("shutdown_timeout = 10s",
+                                                       "shutdown_timeout = 1s"))
+        try:
+            srv.start()
+            c = Client(srv.port)
+            self.assertEqual(c.reply()[0], 220)
+            self.assertEqual(c.cmd("EHLO client.test")[0], 250)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.net>")[0], 250)
+            self.assertEqual(c.cmd("RCPT TO:<postmaster@example.org>")[0], 250)
+            self.assertEqual(c.cmd("DATA")[0], 354)
+            c.send(b"Subject: never ends\r\n\r\npart of it\r\n")
+            wait_for(lambda: peer.conns, 10, "the milter connection")
+            self.assertEqual(srv.stop(), 0)
+            c.close()
+        finally:
+            srv.cleanup()
+            peer.stop()
+
 if __name__ == "__main__":
     unittest.main()

@@ -42,6 +42,7 @@ BENCH_MS_PIDS=()	# mailservers started (pid)
 BENCH_PF_DIRS=()	# private Postfix config dirs started
 BENCH_SINK_PIDS=()	# smtp-sinks started
 BENCH_OTHER_PIDS=()	# anything else started in the background
+BENCH_MILTER_PIDS=()	# libmilter daemons started (pid): SIGKILL at the end
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -92,6 +93,7 @@ bench_cleanup() {
 	for p in "${BENCH_OTHER_PIDS[@]}"; do stop_pid "$p" 5; done
 	for p in "${BENCH_MS_PIDS[@]}"; do stop_pid "$p" 35; done
 	for d in "${BENCH_PF_DIRS[@]}"; do pf_stop "$d"; done
+	for p in "${BENCH_MILTER_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	for p in "${BENCH_SINK_PIDS[@]}"; do stop_pid "$p" 5; done
 	if [ -n "$BENCH_TMP" ] && [ -d "$BENCH_TMP" ]; then
 		if [ "${BENCH_KEEP:-}" = 1 ]; then
@@ -354,6 +356,50 @@ pf_delivered_maildir() {
 	find "$1/vmail" -path '*/new/*' -type f 2>/dev/null | wc -l
 }
 
+# pf_add_milters DIR MILTER...: Postfix DIR passes every message through
+# the milters (inet:127.0.0.1:PORT ...), in that order; a milter that
+# fails tempfails the message (Postfix's default), so nothing unchecked is
+# counted as accepted.
+pf_add_milters() {
+	local dir=$1
+	shift
+	local IFS=,
+	postconf -c "$dir/conf" -e "smtpd_milters = $*" "milter_default_action = tempfail" ||
+		die "postconf -c $dir/conf: smtpd_milters"
+}
+
+# ---- milters (OpenDKIM, OpenDMARC) ----------------------------------------
+
+# bench_resolv_conf DIR DNSADDR: writes DIR/resolv.conf naming only DNSADDR
+# (a loopback address: the libc resolver cannot take a port, so the
+# server must listen on 53 of the private namespace).
+bench_resolv_conf() {
+	printf 'nameserver %s\noptions attempts:1 timeout:2\n' "$2" >"$1/resolv.conf"
+}
+
+# milter_start NAME DIR PORT RESOLVCONF CMD...: runs CMD (a daemon in the
+# foreground, output to DIR/NAME.out) in a private mount namespace where
+# /etc/resolv.conf is RESOLVCONF, so every libc lookup it makes goes to the
+# loopback DNS named there. Waits until it listens on 127.0.0.1:PORT.
+# libmilter daemons linger 5 s after SIGTERM and keep nothing that needs a
+# clean stop: bench_cleanup SIGKILLs them by PID.
+milter_start() {
+	local name=$1 dir=$2 port=$3 resolv=$4 pid
+	shift 4
+	# unshare and sh exec, so $! is the daemon's own PID.
+	# shellcheck disable=SC2016 # sh expands them
+	unshare --mount --propagation private -- sh -c \
+		'mount --bind "$1" /etc/resolv.conf && shift && exec "$@"' sh "$resolv" "$@" \
+		>"$dir/$name.out" 2>&1 </dev/null &
+	pid=$!
+	BENCH_MILTER_PIDS+=("$pid")
+	wait_port 127.0.0.1 "$port" 20 || {
+		tail -20 "$dir/$name.out" >&2
+		die "$name did not listen on 127.0.0.1:$port"
+	}
+	kill -0 "$pid" 2>/dev/null || die "$name exited at start (see $dir/$name.out)"
+}
+
 # ---- smtp-sink -----------------------------------------------------------
 
 # sink_start DIR PORT: smtp-sink with a running counter to DIR/sink.out; sets SINK_PID
@@ -391,10 +437,10 @@ run_source() {
 	local port=$1 sessions=$2 count=$3 size=$4 rcpt=$5 t0 t1
 	t0=$(now)
 	set +e
-	# BENCH_SOURCE_FILE: a whole message to send instead (smtp-source -F)
+	# BENCH_SOURCE_FILE: a whole message to send instead (smtp-source -F); BENCH_SENDER: its MAIL FROM
 	timeout "${BENCH_SOURCE_TIMEOUT:-600}" smtp-source -s "$sessions" -m "$count" \
 		$([ -n "${BENCH_SOURCE_FILE:-}" ] && echo "-F $BENCH_SOURCE_FILE" || echo "-l $size") \
-		-f sender@bench.test -t "$rcpt" 127.0.0.1:"$port" \
+		-f "${BENCH_SENDER:-sender@bench.test}" -t "$rcpt" 127.0.0.1:"$port" \
 		>"$BENCH_TMP/source.out" 2>&1
 	SRC_RC=$?
 	set -e

@@ -38,6 +38,7 @@ static const unsigned char milter_stage_cmd[MILTER_STAGES] = {
 };
 
 #define REPLY_REJECT	"550 5.7.1 Command rejected"
+#define REPLY_REJECT_CONTENT	"550 5.7.1 Message content rejected"
 #define REPLY_TEMPFAIL	"451 4.7.1 Service unavailable - try again later"
 #define REPLY_SHUTDOWN	"421 4.7.0 Service unavailable - closing connection"
 #define REPLY_DEF_TEMP	"451 4.7.1 Service unavailable - try again later"
@@ -689,7 +690,9 @@ conn_exchange(struct milter_conn *m, enum ev ev, int sent, uint32_t nr_flag,
 			return;
 		case SMFIR_REJECT:
 			buf_consume(&m->in, used);
-			conn_decide(m, ev, MILTER_REJECT, REPLY_REJECT, res);
+			conn_decide(m, ev, MILTER_REJECT, ev == EV_HEADER || ev == EV_EOH ||
+			    ev == EV_BODY || ev == EV_EOM ? REPLY_REJECT_CONTENT : REPLY_REJECT,
+			    res);
 			return;
 		case SMFIR_TEMPFAIL:
 			buf_consume(&m->in, used);

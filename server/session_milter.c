@@ -356,11 +356,18 @@ milter_submit(struct smtp_session *s, struct milter_job *j)
 	return 0;
 }
 
-/* The TLS and AUTH macros, as they stand. */
+/* The client's name (its lookup may end after CONNECT), the TLS and AUTH
+ * macros, as they stand. */
 static void
 milter_session_macros(struct smtp_session *s, struct milter_job *j)
 {
-	char bits[16];
+	char bits[16], under[512];
+
+	if (s->client_name[0] != '\0') {
+		job_macro(j, "{client_name}", s->client_name);
+		snprintf(under, sizeof under, "%s [%s]", s->client_name, s->peer_ip);
+		job_macro(j, "_", under);
+	}
 
 	if (s->io.tls_active && s->io.tls != NULL) {
 		gnutls_session_t t = s->io.tls;
@@ -368,7 +375,14 @@ milter_session_macros(struct smtp_session *s, struct milter_job *j)
 		const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(t));
 		const char *name = gnutls_cipher_get_name(c);
 
-		job_macro(j, "{tls_version}", v != NULL ? v : "");
+		char tv[32];
+
+		/* "TLSv1.3", as Postfix and Sendmail name it */
+		if (v != NULL && strncmp(v, "TLS", 3) == 0)
+			snprintf(tv, sizeof tv, "TLSv%s", v + 3);
+		else
+			str_copy(tv, v != NULL ? v : "", sizeof tv);
+		job_macro(j, "{tls_version}", tv);
 		job_macro(j, "{cipher}", name != NULL ? name : "");
 		snprintf(bits, sizeof bits, "%zu", gnutls_cipher_get_key_size(c) * 8);
 		job_macro(j, "{cipher_bits}", bits);
@@ -495,6 +509,7 @@ session_milter_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r)
 	job_macro(j, "{rcpt_mailer}", config_is_local_domain(s->cfg,
 	    addr_domain(r->addr)) ? "local" : "smtp");
 	job_macro(j, "{rcpt_host}", addr_domain(r->addr));
+	milter_session_macros(s, j);
 	if (milter_submit(s, j) != 0) {
 		s->milter->own_refusal = 1;
 		session_rcpt_refuse(s, r->addr, MILTER_BUSY_REPLY, 0);
@@ -525,6 +540,7 @@ session_milter_data(struct smtp_session *s)
 	milter_get(s);
 	j = milter_job_new(s, MSTEP_DATA);
 	job_macro(j, "i", queue_id_format(s->qid, id, sizeof id));
+	milter_session_macros(s, j);
 	if (milter_submit(s, j) != 0) {
 		session_data_decided(s, MILTER_BUSY_REPLY);
 		return 1;

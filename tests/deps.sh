@@ -16,6 +16,8 @@ missing=""
 pkgs="$pkgs libmicrohttpd-dev zlib1g-dev curl prometheus groff-base man-db logrotate"
 # LMTP delivery tests: Dovecot's LMTP server with Sieve.
 pkgs="$pkgs dovecot-lmtpd dovecot-sieve"
+# bench/mailauth: Postfix with the OpenDKIM and OpenDMARC milters.
+pkgs="$pkgs opendmarc"
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done

@@ -76,9 +76,10 @@ class OpenDkim:
     """opendkim -f: signs mail of authenticated clients (the {auth_type}
     macro) for domain with key under selector, and verifies everyone
     else's signatures with the keys of keys_text ("NAME TXT-value" lines:
-    its TestPublicKeys), adding Authentication-Results as authserv_id."""
+    its TestPublicKeys), adding Authentication-Results as authserv_id.
+    extra: more opendkim.conf lines (e.g. InternalHosts)."""
 
-    def __init__(self, domain, selector, keyfile, keys_text, authserv_id="mx.test"):
+    def __init__(self, domain, selector, keyfile, keys_text, authserv_id="mx.test", extra=""):
         self.dir = tempfile.mkdtemp(prefix="ms-opendkim-")
         self.port = free_port()
         self.endpoint = "inet:127.0.0.1:%d" % self.port
@@ -91,7 +92,8 @@ class OpenDkim:
                     "KeyFile %s\nCanonicalization relaxed/simple\nSyslog no\n"
                     "RequireSafeKeys no\nPidFile %s/pid\nAuthservID %s\n"
                     "AlwaysAddARHeader yes\nTestPublicKeys %s\n" % (
-                        self.port, domain, selector, keyfile, self.dir, authserv_id, keys))
+                        self.port, domain, selector, keyfile, self.dir, authserv_id, keys) +
+                    extra)
         self.proc = Proc("opendkim", [OPENDKIM, "-f", "-x", conf], self.dir,
                          stop_signal=LIBMILTER_STOP)
 

@@ -58,6 +58,7 @@ class Conn:
         self.sock = sock
         self.packets = []  # (command letter, data bytes)
         self.buf = b""
+        self.ended = threading.Event()  # set once the MTA closed or QUIT
 
     def read_packet(self):
         while True:
@@ -176,6 +177,7 @@ class MilterPeer:
                 c.sock.close()
             except OSError:
                 pass
+            c.ended.set()
 
     def commands(self, i=-1):
         """The command letters connection i received, in order."""
@@ -183,6 +185,19 @@ class MilterPeer:
 
     def packets_of(self, cmd, i=-1):
         return [d for c, d in self.conns[i].packets if c == cmd]
+
+    def find(self, pred):
+        """The connections for which pred(conn) is true, oldest first."""
+        with self.lock:
+            conns = list(self.conns)
+        return [c for c in conns if pred(c)]
+
+    def conn_from_port(self, port):
+        """The connection whose SMFIC_CONNECT names client port port, or
+        None (yet)."""
+        got = self.find(lambda c: any(cmd == "C" and parse_connect(d)[2] == port
+                                      for cmd, d in list(c.packets)))
+        return got[-1] if got else None
 
     def stop(self):
         self.stopping.set()
@@ -206,3 +221,18 @@ def parse_macros(data):
     stage = data[:1].decode()
     parts = data[1:].split(b"\0")[:-1]
     return stage, {parts[i].decode(): parts[i + 1].decode() for i in range(0, len(parts) - 1, 2)}
+
+
+def parse_strings(data):
+    """NUL-terminated strings (MAIL and RCPT arguments, headers) -> [str]."""
+    return [p.decode("latin-1") for p in data.split(b"\0")[:-1]]
+
+
+def parse_connect(data):
+    """SMFIC_CONNECT data -> (hostname, family letter, port, address)."""
+    host, rest = data.split(b"\0", 1)
+    family = rest[:1].decode()
+    if family in ("4", "6"):
+        return (host.decode(), family, struct.unpack(">H", rest[1:3])[0],
+                rest[3:].rstrip(b"\0").decode())
+    return host.decode(), family, None, rest[1:].rstrip(b"\0").decode()

@@ -23,6 +23,8 @@ $(error SANITIZE must be address or thread)
 endif
 # The metrics endpoint (server/metrics_http.c).
 LDLIBS += -lmicrohttpd
+# TLS report mail, gzipped (relay/tls_rpt_mail.c).
+LDLIBS += -lz
 
 PROGRAMS = server/main.c server/mailctl.c
 SRCS = $(filter-out $(PROGRAMS),$(wildcard lib/*.c dns/*.c auth/*.c storage/*.c relay/*.c queue/*.c filter/*.c server/*.c))

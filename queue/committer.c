@@ -888,6 +888,42 @@ committer_submit_results(struct committer *c, struct commit_results *req)
 	pthread_mutex_unlock(&c->lock);
 }
 
+struct commit_wait {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int done;
+	enum commit_status status;
+};
+
+static void
+commit_wait_done(struct commit_results *req, enum commit_status status)
+{
+	struct commit_wait *w = req->arg;
+
+	pthread_mutex_lock(&w->lock);
+	w->done = 1;
+	w->status = status;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+enum commit_status
+committer_submit_results_wait(struct committer *c, struct commit_results *req)
+{
+	struct commit_wait w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+
+	req->done = commit_wait_done;
+	req->arg = &w;
+	committer_submit_results(c, req);
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	pthread_mutex_destroy(&w.lock);
+	pthread_cond_destroy(&w.cond);
+	return w.status;
+}
+
 void
 committer_set_notify(struct committer *c, void (*fn)(void *), void *arg)
 {

@@ -311,44 +311,6 @@ job_facts(struct job_ctx *jc, struct commit_results *req, size_t *cap,
 	}
 }
 
-struct commit_wait {
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	int done;
-	enum commit_status status;
-};
-
-static void
-job_commit_done(struct commit_results *req, enum commit_status status)
-{
-	struct commit_wait *w = req->arg;
-
-	pthread_mutex_lock(&w->lock);
-	w->done = 1;
-	w->status = status;
-	pthread_cond_signal(&w->cond);
-	pthread_mutex_unlock(&w->lock);
-}
-
-/* Submits req and waits until it is durable or given up. Facts are
- * retried by the committer until they are written (results.h). */
-static enum commit_status
-commit_wait(struct delivery *d, struct commit_results *req)
-{
-	struct commit_wait w = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
-
-	req->done = job_commit_done;
-	req->arg = &w;
-	committer_submit_results(d->committer, req);
-	pthread_mutex_lock(&w.lock);
-	while (!w.done)
-		pthread_cond_wait(&w.cond, &w.lock);
-	pthread_mutex_unlock(&w.lock);
-	pthread_mutex_destroy(&w.lock);
-	pthread_cond_destroy(&w.cond);
-	return w.status;
-}
-
 /* The metrics of the facts of a job: one outcome per recipient, the
  * latency of the final ones, the bytes a remote server took. */
 static void
@@ -407,7 +369,7 @@ job_new_mail(struct delivery *d, struct job_ctx *jc, int64_t now)
 
 	if (!notice_request(jc, &req, now))
 		return;
-	st = commit_wait(d, &req);
+	st = committer_submit_results_wait(d->committer, &req);
 	for (size_t i = 0; i < req.nmsgs && st != COMMIT_OK; i++)
 		if (req.msgs[i].staged > 0)	/* not queued after all */
 			committer_discard(d->committer, req.msgs[i].env.id);
@@ -447,7 +409,8 @@ job_new_mail(struct delivery *d, struct job_ctx *jc, int64_t now)
 		log_info("%s: to=<%s>, relay=local, dsn=4.3.1, status=deferred (%s)",
 		    jc->qid, o->r->addr, r->diag);
 	}
-	if (defer.nresults > 0 && commit_wait(d, &defer) != COMMIT_OK)
+	if (defer.nresults > 0 &&
+	    committer_submit_results_wait(d->committer, &defer) != COMMIT_OK)
 		log_error("%s: cannot record that the alias expansion waits",
 		    jc->qid);
 	commit_results_free(&defer);
@@ -513,7 +476,7 @@ deliver_jobs(struct delivery *d, struct delivery_policy *pol,
 		job_facts(&jcs[j], &facts, &cap, now);
 	}
 	if (facts.nresults > 0)
-		st = commit_wait(d, &facts);
+		st = committer_submit_results_wait(d->committer, &facts);
 	commit_results_free(&facts);
 	if (st != COMMIT_OK) {
 		/* Only when the committer stops: they are tried again after

@@ -170,18 +170,12 @@ add_notice(struct job_ctx *jc, struct commit_results *req, size_t *capres,
 	req->msgs = xrealloc(req->msgs, (req->nmsgs + 1) * sizeof *req->msgs);
 	m = &req->msgs[req->nmsgs++];
 	*m = made;
-	m->env.arrival = now;
-	m->env.helo = xstrdup(jc->pol->hostname);
-	m->env.client_addr = xstrdup("127.0.0.1");
-	m->env.sender = xstrdup("");
-	m->env.flags = ENV_NOTICE | (orig.smtputf8 ? ENV_SMTPUTF8 : 0);
 	/* RFC 8689 4.3: it holds the original's header, so it is protected
 	 * as the original was; where that cannot be, it is lost, not sent in
 	 * clear (a notice of a notice is never made). */
-	m->env.flags |= jc->msg.env.flags & ENV_REQUIRETLS;
-	m->env.rcpts = xcalloc(1, sizeof *m->env.rcpts);
-	m->env.rcpts[0].addr = xstrdup(to);
-	m->env.nrcpts = 1;
+	msg_writer_own_envelope(m, jc->pol->hostname, "", to,
+	    (orig.smtputf8 ? ENV_SMTPUTF8 : 0) | (jc->msg.env.flags & ENV_REQUIRETLS),
+	    now);
 	return 0;
 }
 

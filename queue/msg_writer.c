@@ -158,3 +158,44 @@ msg_writer_free(struct msg_writer *w)
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
 }
+
+void
+msg_writer_own_envelope(struct commit_newmsg *m, const char *hostname,
+    const char *sender, const char *rcpt, unsigned flags, int64_t now)
+{
+	m->env.arrival = now;
+	m->env.helo = xstrdup(hostname);
+	m->env.client_addr = xstrdup("127.0.0.1");
+	m->env.sender = xstrdup(sender);
+	m->env.flags = ENV_NOTICE | flags;
+	m->env.rcpts = xcalloc(1, sizeof *m->env.rcpts);
+	m->env.rcpts[0].addr = xstrdup(rcpt);
+	m->env.nrcpts = 1;
+}
+
+enum commit_status
+msg_writer_queue(struct committer *c, const char *hostname, const char *sender,
+    const char *rcpt, unsigned flags, int64_t now, const char *msg, size_t len,
+    queue_id_t *id_r)
+{
+	struct commit_results req;
+	struct msg_writer w;
+	enum commit_status st;
+
+	memset(&req, 0, sizeof req);
+	req.msgs = xcalloc(1, sizeof *req.msgs);
+	msg_writer_init(&w, c);
+	st = msg_writer_write(&w, msg, len) == 0 ?
+	    msg_writer_finish(&w, &req.msgs[0]) : msg_writer_status(&w);
+	if (st == COMMIT_OK) {
+		req.nmsgs = 1;
+		msg_writer_own_envelope(&req.msgs[0], hostname, sender, rcpt, flags, now);
+		*id_r = req.msgs[0].env.id;
+		st = committer_submit_results_wait(c, &req);
+	}
+	if (st != COMMIT_OK && w.staged > 0)
+		committer_discard(c, w.id);
+	commit_results_free(&req);
+	msg_writer_free(&w);
+	return st;
+}

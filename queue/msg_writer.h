@@ -1,6 +1,7 @@
 /*
  * msg_writer: a new message that a delivery thread makes (a notice, which
- * may quote a large original), written into the queue as it is made, so
+ * may quote a large original) or the daemon makes (a TLS report,
+ * msg_writer_queue), written into the queue as it is made, so
  * that it is never whole in memory: its first RECORD_CHUNK_SIZE bytes are
  * kept for the final commit (record 0), and each later full record is
  * staged (committer_submit_stage) while the next one fills; the writer
@@ -68,5 +69,25 @@ enum commit_status msg_writer_status(struct msg_writer *w);
 
 /* Waits for the records with the committer and frees the buffers. */
 void msg_writer_free(struct msg_writer *w);
+
+/*
+ * The envelope of mail the daemon makes itself (notices, reports) into
+ * m->env (id kept): from sender ("" the null sender) to rcpt alone,
+ * arrived now, from this host (HELO hostname, 127.0.0.1), flags
+ * ENV_NOTICE | flags: a message of ours never gets a notice back.
+ */
+void msg_writer_own_envelope(struct commit_newmsg *m, const char *hostname,
+    const char *sender, const char *rcpt, unsigned flags, int64_t now);
+
+/*
+ * Queues msg[0..len) (CRLF line ends), a whole message made by the
+ * daemon, alone as new mail (results.h): through a writer, with
+ * msg_writer_own_envelope, and waits until it is durable (COMMIT_OK, its
+ * id in *id_r) or refused (COMMIT_FULL, COMMIT_IO: nothing of it stays).
+ * Not on the committer thread.
+ */
+enum commit_status msg_writer_queue(struct committer *c, const char *hostname,
+    const char *sender, const char *rcpt, unsigned flags, int64_t now,
+    const char *msg, size_t len, queue_id_t *id_r);
 
 #endif

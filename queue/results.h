@@ -1,7 +1,9 @@
 /*
  * results: the committer's second kind of request, from the delivery
  * stages: recipient state changes, and the new mail they make (notices,
- * alias expansions), written in the committer's group commit. Also the
+ * alias expansions), written in the committer's group commit; the
+ * daemon's own mail (TLS reports) comes the same way
+ * (msg_writer_queue). Also the
  * hook that tells the scheduler new mail was committed, the hook for a
  * broken environment, and the committer's statistics.
  *
@@ -114,6 +116,12 @@ struct commit_results {
  * a message or a result is invalid, or facts hold anything but UPDATE
  * results). */
 void committer_submit_results(struct committer *c, struct commit_results *req);
+
+/* committer_submit_results, then waits until done was called; returns
+ * its status (req->done and req->arg are set here). Not on the committer
+ * thread. */
+enum commit_status committer_submit_results_wait(struct committer *c,
+    struct commit_results *req);
 
 /* Frees results (with their targets), msgs (with their envelopes,
  * bodies and tails); not req itself. What msgs staged stays staged (the

@@ -533,9 +533,78 @@ tls_report_prune(struct tls_store *s, int64_t before)
 
 	day_key(before, day);
 	n = tls_store_delete_before(s, TLS_STORE_RPT, day, 8);
-	if (n < 0 || tls_store_delete_before(s, TLS_STORE_RPOL, day, 8) < 0)
+	if (n < 0 || tls_store_delete_before(s, TLS_STORE_RPOL, day, 8) < 0 ||
+	    tls_store_delete_before(s, TLS_STORE_RSENT, day, 8) < 0)
 		return -1;
 	return n;
+}
+
+int64_t
+tls_report_day(int64_t t, char out[9])
+{
+	return day_key(t, out);
+}
+
+int
+tls_report_parse_date(const char *s, int64_t *t_r)
+{
+	struct tm tm;
+	char *end;
+
+	memset(&tm, 0, sizeof tm);
+	end = strptime(s, "%Y-%m-%d", &tm);
+	if (end == NULL || *end != '\0' || tm.tm_year < 70)
+		return -1;
+	tm.tm_hour = 12;
+	*t_r = (int64_t)timegm(&tm);
+	return 0;
+}
+
+struct domain_list {
+	char (*name)[DNS_NAME_MAX];
+	size_t n, cap;
+};
+
+/* Keys come in order, so a domain's counters are together. */
+static void
+domain_add(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	struct domain_list *l = ctx;
+	const char *f[2];
+	size_t fl[2];
+
+	(void)val;
+	(void)vlen;
+	if (key_split(key, klen, f, fl, 2) != 2 || fl[1] == 0 ||
+	    fl[1] >= DNS_NAME_MAX || l->n >= TLS_RPT_DOMAINS_MAX)
+		return;
+	if (l->n > 0 && strlen(l->name[l->n - 1]) == fl[1] &&
+	    memcmp(l->name[l->n - 1], f[1], fl[1]) == 0)
+		return;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 16;
+		l->name = xrealloc(l->name, l->cap * sizeof *l->name);
+	}
+	field_copy(l->name[l->n++], DNS_NAME_MAX, f[1], fl[1]);
+}
+
+long
+tls_report_domains(struct tls_store *s, int64_t day,
+    char (**list_r)[DNS_NAME_MAX])
+{
+	struct domain_list l = { NULL, 0, 0 };
+	char d[9];
+
+	*list_r = NULL;
+	if (s == NULL)
+		return -1;
+	day_key(day, d);
+	if (tls_store_scan(s, TLS_STORE_RPT, d, 9, 0, domain_add, &l) < 0) {
+		free(l.name);
+		return -1;
+	}
+	*list_r = l.name;
+	return (long)l.n;
 }
 
 /* ---- _smtp._tls (RFC 8460 3) ---- */

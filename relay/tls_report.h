@@ -97,9 +97,25 @@ int tls_report_json(struct tls_store *s, const char *domain, int64_t day,
 int tls_report_text(struct tls_store *s, const char *domain, int64_t day,
     struct buf *out);
 
-/* Deletes what was recorded before the UTC day of Unix time before.
- * Returns the number of counters deleted, or -1. */
+/* Deletes what was recorded before the UTC day of Unix time before (the
+ * counters, policies and what was mailed of those days). Returns the
+ * number of counters deleted, or -1. */
 long tls_report_prune(struct tls_store *s, int64_t before);
+
+/* "YYYYMMDD" of the UTC day of Unix time t into out (9 bytes); returns
+ * the Unix time of that day's start. */
+int64_t tls_report_day(int64_t t, char out[9]);
+
+/* "YYYY-MM-DD" (a UTC day from 1970) into a Unix time within that day
+ * (its noon); 0 or -1. */
+int tls_report_parse_date(const char *s, int64_t *t_r);
+
+#define TLS_RPT_DOMAINS_MAX 100000	/* policy domains listed per day */
+
+/* The policy domains with results on the UTC day of Unix time day, in
+ * order, into *list_r (malloc'd; free it): how many, or -1. */
+long tls_report_domains(struct tls_store *s, int64_t day,
+    char (**list_r)[DNS_NAME_MAX]);
 
 /* ---- the _smtp._tls TXT record (RFC 8460 3) ---- */
 

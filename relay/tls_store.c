@@ -19,11 +19,13 @@
 struct tls_store {
 	MDB_env *env;
 	MDB_dbi dbi[TLS_STORE_NDB];
+	unsigned char absent[TLS_STORE_NDB];	/* read-only: a database an older
+						 * daemon never made (empty) */
 	int rdonly;
 	int64_t last_sync_ms;	/* atomic */
 };
 
-static const char *const db_names[TLS_STORE_NDB] = { "sts", "rpt", "rpol" };
+static const char *const db_names[TLS_STORE_NDB] = { "sts", "rpt", "rpol", "rsent" };
 
 static void
 store_warn(const char *what, int rc)
@@ -61,7 +63,9 @@ tls_store_open(const char *queue_dir, unsigned flags, char *err, size_t errsize)
 		goto fail;
 	for (int i = 0; i < TLS_STORE_NDB; i++)
 		if ((rc = mdb_dbi_open(txn, db_names[i], s->rdonly ? 0 : MDB_CREATE,
-		    &s->dbi[i])) != 0) {
+		    &s->dbi[i])) == MDB_NOTFOUND && s->rdonly) {
+			s->absent[i] = 1;
+		} else if (rc != 0) {
 			mdb_txn_abort(txn);
 			goto fail;
 		}
@@ -172,6 +176,8 @@ tls_store_get(struct tls_store *s, enum tls_store_db db, const void *key,
 	buf_reset(val);
 	if (!key_ok(klen))
 		return -1;
+	if (s->absent[db])
+		return 1;
 	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		store_warn("begin", rc);
 		return -1;
@@ -246,6 +252,8 @@ tls_store_scan(struct tls_store *s, enum tls_store_db db, const void *prefix,
 	size_t n = 0, cap = 0;
 	int rc;
 
+	if (s->absent[db])
+		return 0;
 	if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0) {
 		store_warn("begin", rc);
 		return -1;

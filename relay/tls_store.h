@@ -4,7 +4,8 @@
  * environment belongs to queue/ and is never opened here). Two users:
  *   - the MTA-STS policy cache (relay/mta_sts_cache.c), database "sts";
  *   - the TLS report counters (relay/tls_report.c), databases "rpt" and
- *     "rpol".
+ *     "rpol", and what was done about mailing each day's report
+ *     (relay/tls_rpt_send.c), database "rsent".
  * Keys and values are the users' byte strings; every value the users
  * write starts with a version byte of their own.
  *
@@ -40,6 +41,7 @@ enum tls_store_db {
 	TLS_STORE_STS = 0,	/* MTA-STS policies by domain */
 	TLS_STORE_RPT,		/* report counters */
 	TLS_STORE_RPOL,		/* report policy descriptions */
+	TLS_STORE_RSENT,	/* reports mailed (relay/tls_rpt_send.c) */
 	TLS_STORE_NDB
 };
 

@@ -33,6 +33,7 @@
 #include "filter/endpoint.h"
 #include "filter/milter.h"
 #include "filter/policy.h"
+#include "relay/tls_rpt_mail.h"
 #include "server/dnsbl.h"
 #include "server/ratelimit.h"
 #include "server/metrics_http.h"
@@ -1173,6 +1174,17 @@ key_authserv_id(struct config_parse *p, const struct config_key *k, char *value)
 }
 
 static void
+key_tls_report_from(struct config_parse *p, const struct config_key *k, char *value)
+{
+	if (!tls_rpt_addr_valid(value) || strlen(value) >= sizeof p->cfg->tls_report_from) {
+		config_error(p, p->lineno, "%s: '%s' is not a plain address "
+		    "(local@domain)", k->name, SHOW(value));
+		return;
+	}
+	str_copy(p->cfg->tls_report_from, value, sizeof p->cfg->tls_report_from);
+}
+
+static void
 key_auth_tempfail(struct config_parse *p, const struct config_key *k, char *value)
 {
 	if (strcmp(value, "defer") == 0)
@@ -1313,6 +1325,8 @@ static const struct config_key config_keys[] = {
 	{ "mta_sts_ca_file", key_readable_file, OFF(mta_sts_ca_file), 0, 0, 0 },
 	{ "mta_sts_port", key_port, OFF(mta_sts_port), 0, 0, 0 },
 	{ "tls_report_keep", key_duration, OFF(tls_report_keep), DAY, 366 * DAY, 0 },
+	{ "tls_report_send", key_bool, OFF(tls_report_send), 0, 0, 0 },
+	{ "tls_report_from", key_tls_report_from, 0, 0, 0, 0 },
 	{ "auth_service", key_auth_service, 0, 0, 0, 0 },
 	{ "auth_service_timeout", key_duration, OFF(auth_service_timeout), 1, 10 * MINUTE, 0 },
 	{ "policy_services", key_policy_services, 0, 0, 0, KEY_REPEAT | KEY_EMPTY_OK },
@@ -1533,6 +1547,9 @@ config_finish(struct config_parse *p)
 	}
 	if (cfg->authserv_id[0] == '\0')
 		str_copy(cfg->authserv_id, cfg->hostname, sizeof cfg->authserv_id);
+	if (cfg->tls_report_from[0] == '\0')
+		str_format(cfg->tls_report_from, sizeof cfg->tls_report_from,
+		    "postmaster@%s", cfg->hostname);
 	if (config_key_line(p, "listen") == 0) {
 		char text[] = "127.0.0.1:2525";
 		struct listen_spec ls;

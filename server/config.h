@@ -144,6 +144,8 @@ struct config {
 	char *mta_sts_ca_file;		/* policy hosts' trust anchors; NULL: system */
 	uint16_t mta_sts_port;		/* of the policy hosts: 443 */
 	unsigned tls_report_keep;	/* TLS report counters kept: 14d */
+	int tls_report_send;		/* mail daily reports to rua: 0 */
+	char tls_report_from[320];	/* their sender: postmaster@hostname */
 	/* Filter daemons (README "Filter daemons"). */
 	char *auth_dovecot;		/* auth_service = dovecot:ENDPOINT: the
 					 * endpoint ("unix:/path", "inet:h:p");

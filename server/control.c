@@ -26,6 +26,17 @@ struct control {
 	pthread_t thread;
 };
 
+/* n without the line end (LF or CRLF) of p[0..n). */
+static size_t
+line_len(const char *p, size_t n)
+{
+	if (n > 0 && p[n - 1] == '\n')
+		n--;
+	if (n > 0 && p[n - 1] == '\r')
+		n--;
+	return n;
+}
+
 enum control_request
 control_parse_request(const char *p, size_t n)
 {
@@ -36,15 +47,42 @@ control_parse_request(const char *p, size_t n)
 		{ "sessions", CONTROL_SESSIONS },
 		{ "sessions json", CONTROL_SESSIONS_JSON },
 	};
+	char arg[CONTROL_ARG_MAX];
 
-	if (n > 0 && p[n - 1] == '\n')
-		n--;
-	if (n > 0 && p[n - 1] == '\r')
-		n--;
+	n = line_len(p, n);
 	for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++)
 		if (strlen(reqs[i].text) == n && memcmp(reqs[i].text, p, n) == 0)
 			return reqs[i].req;
-	return CONTROL_BAD;
+	control_parse_arg(p, n, arg);
+	return arg[0] != '\0' ? CONTROL_TLS_REPORT_SEND : CONTROL_BAD;
+}
+
+#define SEND_PREFIX "tls-report send "
+
+void
+control_parse_arg(const char *p, size_t n, char arg[CONTROL_ARG_MAX])
+{
+	static const char word[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789.-_";
+	size_t pl = strlen(SEND_PREFIX), w1, w2;
+
+	arg[0] = '\0';
+	n = line_len(p, n);
+	if (n <= pl || n - pl >= CONTROL_ARG_MAX || memcmp(p, SEND_PREFIX, pl) != 0)
+		return;
+	p += pl;
+	n -= pl;
+	/* Exactly two words: the span stops at anything else, a NUL too. */
+	for (w1 = 0; w1 < n && strchr(word, p[w1]) != NULL && p[w1] != '\0'; w1++)
+		;
+	if (w1 == 0 || w1 + 1 >= n || p[w1] != ' ')
+		return;
+	for (w2 = w1 + 1; w2 < n && strchr(word, p[w2]) != NULL && p[w2] != '\0'; w2++)
+		;
+	if (w2 != n)
+		return;
+	memcpy(arg, p, n);
+	arg[n] = '\0';
 }
 
 static int
@@ -98,7 +136,7 @@ static void
 control_serve(struct control *c, int fd)
 {
 	int64_t deadline = time_mono_ms() + CONTROL_TIMEOUT_MS;
-	char req[CONTROL_REQUEST_MAX];
+	char req[CONTROL_REQUEST_MAX], arg[CONTROL_ARG_MAX];
 	size_t n = 0;
 	enum control_request r = CONTROL_BAD;
 	char *answer = NULL;
@@ -128,7 +166,8 @@ control_serve(struct control *c, int fd)
 		(void)control_send(fd, "error: out of memory\n", 21, deadline);
 		return;
 	}
-	c->fn(r, out, c->arg);
+	control_parse_arg(req, n, arg);
+	c->fn(r, arg, out, c->arg);
 	if (fclose(out) != 0 || alen > CONTROL_ANSWER_MAX)
 		(void)control_send(fd, "error: the answer is too large\n", 31, deadline);
 	else if (control_send(fd, answer, alen, deadline) < 0)

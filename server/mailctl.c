@@ -5,6 +5,7 @@
  *                              | flush | stats
  *   mailctl [-c FILE] tls DOMAIN
  *   mailctl [-c FILE] [--json] tls-report DOMAIN [--date YYYY-MM-DD]
+ *   mailctl [-c FILE] tls-report --send DOMAIN [--date YYYY-MM-DD]
  *   mailctl [-c FILE] hold ID... | hold all | release ID... | release all
  *                   | requeue ID... | bounce ID... | cat ID
  *   mailctl [-c FILE] [--json] trace ID | sessions | selftest
@@ -19,7 +20,8 @@
  * trace reads <queue_dir>/trace (queue/trace.h); the commands that change
  * a message add an event to its trace (mailctl_trace.c). sessions asks
  * the running daemon through its control socket (server/control.h).
- * tls and tls-report read the outbound TLS state (server/mailctl_tls.h).
+ * tls and tls-report read the outbound TLS state (server/mailctl_tls.h);
+ * tls-report --send asks the daemon to mail a report.
  * --json (anywhere on the line) gives JSON for queue, show, stats and
  * trace, and the RFC 8460 JSON report for tls-report.
  *
@@ -57,6 +59,7 @@ usage(FILE *f)
 	    "delete ID... | delete all | flush | stats\n"
 	    "       mailctl [-c FILE] tls DOMAIN\n"
 	    "       mailctl [-c FILE] [--json] tls-report DOMAIN [--date YYYY-MM-DD]\n"
+	    "       mailctl [-c FILE] tls-report --send DOMAIN [--date YYYY-MM-DD]\n"
 	    "       mailctl [-c FILE] hold ID... | hold all | release ID... | "
 	    "release all | requeue ID... | bounce ID... | cat ID\n"
 	    "       mailctl [-c FILE] [--json] trace ID | sessions | selftest\n"
@@ -571,7 +574,7 @@ main(int argc, char **argv)
 	struct config *cfg;
 	struct queue_store *s;
 	char err[512];
-	int nwords = 0, rc, writes;
+	int nwords = 0, rc, writes, send;
 	const char *cmd;
 
 	log_set_level(LOG_LVL_WARN);
@@ -609,6 +612,13 @@ main(int argc, char **argv)
 		free(words);
 		return rc;
 	}
+	/* tls-report --send DOMAIN ...: the words after --send as without. */
+	send = strcmp(cmd, "tls-report") == 0 && nwords >= 2 &&
+	    strcmp(words[1], "--send") == 0;
+	if (send) {
+		memmove(&words[1], &words[2], (size_t)(nwords - 1) * sizeof *words);
+		nwords--;
+	}
 	if ((strcmp(cmd, "tls") == 0 && nwords == 2) ||
 	    (strcmp(cmd, "tls-report") == 0 && (nwords == 2 ||
 	    (nwords == 4 && strcmp(words[2], "--date") == 0)))) {
@@ -618,6 +628,9 @@ main(int argc, char **argv)
 		}
 		if (strcmp(cmd, "tls") == 0)
 			rc = mailctl_tls(cfg, words[1], stdout);
+		else if (send)
+			rc = mailctl_tls_report_send(cfg, words[1],
+			    nwords == 4 ? words[3] : NULL, stdout);
 		else
 			rc = mailctl_tls_report(cfg, words[1], nwords == 4 ? words[3] : NULL,
 			    mc.json, stdout);

@@ -17,6 +17,7 @@
 #include "relay/tls_policy.h"
 #include "relay/tls_report.h"
 #include "relay/tls_store.h"
+#include "server/control.h"
 #include "server/policy.h"
 
 #define MAILCTL_TLS_OUT_MAX	(1u << 20)
@@ -142,28 +143,12 @@ out:
 	return rc;
 }
 
-/* "YYYY-MM-DD" (UTC) into a Unix time within that day; 0 or -1. */
-static int
-parse_date(const char *s, int64_t *t_r)
-{
-	struct tm tm;
-	char *end;
-
-	memset(&tm, 0, sizeof tm);
-	end = strptime(s, "%Y-%m-%d", &tm);
-	if (end == NULL || *end != '\0' || tm.tm_year < 70)
-		return -1;
-	tm.tm_hour = 12;
-	*t_r = (int64_t)timegm(&tm);
-	return 0;
-}
-
 int
 mailctl_tls_report(const struct config *cfg, const char *domain,
     const char *date, int json, FILE *out)
 {
-	char name[DNS_NAME_MAX], contact[DNS_NAME_MAX + 16];
-	struct tls_report_meta meta = { cfg->hostname, contact, NULL };
+	char name[DNS_NAME_MAX];
+	struct tls_report_meta meta = { cfg->hostname, cfg->tls_report_from, NULL };
 	struct tls_store *st;
 	int64_t day = (int64_t)time(NULL);
 	struct buf b;
@@ -173,11 +158,10 @@ mailctl_tls_report(const struct config *cfg, const char *domain,
 		fprintf(stderr, "mailctl: %s: not a domain name\n", domain);
 		return 2;
 	}
-	if (date != NULL && parse_date(date, &day) != 0) {
+	if (date != NULL && tls_report_parse_date(date, &day) != 0) {
 		fprintf(stderr, "mailctl: %s: not a date (YYYY-MM-DD)\n", date);
 		return 2;
 	}
-	str_format(contact, sizeof contact, "postmaster@%s", cfg->hostname);
 	if ((st = tls_state_open(cfg, 0)) == NULL)
 		return 1;
 	buf_init(&b, MAILCTL_REPORT_MAX);
@@ -192,4 +176,44 @@ mailctl_tls_report(const struct config *cfg, const char *domain,
 	buf_free(&b);
 	tls_store_close(&st);
 	return n < 0 ? 1 : 0;
+}
+
+int
+mailctl_tls_report_send(const struct config *cfg, const char *domain,
+    const char *date, FILE *out)
+{
+	char name[DNS_NAME_MAX], req[CONTROL_REQUEST_MAX], day[16], err[512];
+	char *answer = NULL;
+	size_t alen = 0;
+	int64_t t = (int64_t)time(NULL) - 86400;
+	time_t tt;
+	struct tm tm;
+	FILE *mem;
+	int rc;
+
+	if (dns_name_normalize(domain, name, sizeof name) != 0) {
+		fprintf(stderr, "mailctl: %s: not a domain name\n", domain);
+		return 2;
+	}
+	if (date != NULL && tls_report_parse_date(date, &t) != 0) {
+		fprintf(stderr, "mailctl: %s: not a date (YYYY-MM-DD)\n", date);
+		return 2;
+	}
+	tt = (time_t)t;
+	gmtime_r(&tt, &tm);
+	strftime(day, sizeof day, "%Y-%m-%d", &tm);
+	str_format(req, sizeof req, "tls-report send %s %s", name, day);
+	if ((mem = open_memstream(&answer, &alen)) == NULL)
+		return 1;
+	rc = control_ask(cfg->queue_dir, req, mem, err, sizeof err);
+	fclose(mem);
+	if (rc < 0) {
+		fprintf(stderr, "mailctl: tls-report --send: %s\n", err);
+		free(answer);
+		return 1;
+	}
+	fputs(answer ? answer : "", out);
+	rc = answer != NULL && strncmp(answer, "ok:", 3) == 0 ? 0 : 1;
+	free(answer);
+	return rc;
 }

@@ -11,8 +11,14 @@
  *   mailctl tls-report [--json] DOMAIN [--date YYYY-MM-DD]
  *       the day's TLS report aggregate of DOMAIN (RFC 8460), as its JSON
  *       report or as text; the day defaults to today (UTC).
+ *   mailctl tls-report --send DOMAIN [--date YYYY-MM-DD]
+ *       asks the running daemon (server/control.h) to mail that day's
+ *       report to the domain's _smtp._tls rua addresses now, unless it
+ *       was sent before (server/tls_rpt_daemon.h); the day defaults to
+ *       yesterday (UTC), the last whole day. Prints the daemon's line;
+ *       exit 0 when a report was queued, 1 otherwise.
  *
- * Both open the daemon's TLS store (<queue_dir>/tls/) read-only, so they
+ * The other two open the daemon's TLS store (<queue_dir>/tls/) read-only, so they
  * work whether the daemon runs or not, and change nothing.
  *
  * Errors: 0 done, 1 a runtime failure (a lookup that failed, no TLS
@@ -30,5 +36,8 @@ int mailctl_tls(const struct config *cfg, const char *domain, FILE *out);
 
 int mailctl_tls_report(const struct config *cfg, const char *domain,
     const char *date, int json, FILE *out);
+
+int mailctl_tls_report_send(const struct config *cfg, const char *domain,
+    const char *date, FILE *out);
 
 #endif

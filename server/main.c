@@ -42,6 +42,7 @@
 #include "server/ratelimit.h"
 #include "server/runtime.h"
 #include "server/sdnotify.h"
+#include "server/tls_rpt_daemon.h"
 #include "server/worker.h"
 #include "server/worker_set.h"
 
@@ -195,11 +196,17 @@ ensure_std_fds(void)
 /* The control socket's answers (on its thread; worker_set_describe keeps
  * the workers from a reload's changes meanwhile). */
 static void
-daemon_control(enum control_request req, FILE *out, void *arg)
+daemon_control(enum control_request req, const char *reqarg, FILE *out, void *arg)
 {
 	struct daemon *d = arg;
 	int json = req == CONTROL_SESSIONS_JSON;
 
+	if (req == CONTROL_TLS_REPORT_SEND) {
+		struct runtime *rt = runtime_current();
+		tls_rpt_daemon_request(rt->cfg, d->tls, d->committer, reqarg, out);
+		runtime_unref(&rt);
+		return;
+	}
 	if (json)
 		fputs("{\"sessions\":[", out);
 	else
@@ -334,7 +341,8 @@ daemon_flush(struct daemon *d)
 }
 
 /* Daily, and at start: TLS report counters older than tls_report_keep go
- * (a report covers one day; they are statistics, not mail). */
+ * (a report covers one day; they are statistics, not mail), and with
+ * tls_report_send the day before's reports are mailed. */
 static void
 daemon_tls_upkeep(struct daemon *d)
 {
@@ -353,6 +361,7 @@ daemon_tls_upkeep(struct daemon *d)
 	else if (n > 0)
 		log_info("tls reports: %ld counters older than %u days pruned", n,
 		    rt->cfg->tls_report_keep / 86400);
+	tls_rpt_daemon_daily(rt->cfg, d->tls, d->committer, (int64_t)time(NULL));
 	runtime_unref(&rt);
 }
 

@@ -13,7 +13,7 @@ pkgs="build-essential clang libgnutls28-dev libldns-dev liblmdb-dev libcunit1-de
       clamav-daemon clamav-milter"
 missing=""
 # The metrics endpoint and its tests (curl scrapes, promtool checks), man pages.
-pkgs="$pkgs libmicrohttpd-dev curl prometheus groff-base man-db logrotate"
+pkgs="$pkgs libmicrohttpd-dev zlib1g-dev curl prometheus groff-base man-db logrotate"
 # LMTP delivery tests: Dovecot's LMTP server with Sieve.
 pkgs="$pkgs dovecot-lmtpd dovecot-sieve"
 # bench/mailauth: Postfix with the OpenDKIM and OpenDMARC milters.

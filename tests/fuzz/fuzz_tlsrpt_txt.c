@@ -1,8 +1,11 @@
 /*
  * fuzz_tlsrpt_txt: hostile _smtp._tls TXT records (RFC 8460 3) through
  * tls_rpt_txt_parse and tls_rpt_txt_select (the input split at newlines
- * into several records). What comes out is bounded and every URI kept is
- * a mailto: or https: one without spaces, commas or semicolons.
+ * into several records), and each URI kept, and the input itself,
+ * through tls_rpt_mailto_parse. What comes out is bounded, every URI kept
+ * is a mailto: or https: one without spaces, commas or semicolons, and
+ * an address taken from a mailto: is a plain one (printable, one '@',
+ * tls_rpt_addr_valid): nothing that could break a header line.
  * Seeds: tests/fuzz/corpus/tlsrpt_txt/.
  */
 #include <stddef.h>
@@ -12,8 +15,26 @@
 #include <strings.h>
 
 #include "relay/tls_report.h"
+#include "relay/tls_rpt_mail.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+check_mailto(const char *uri)
+{
+	char addr[TLS_RPT_ADDR_MAX];
+
+	if (tls_rpt_mailto_parse(uri, addr) != 0) {
+		if (addr[0] != '\0')
+			__builtin_trap();
+		return;
+	}
+	if (!tls_rpt_addr_valid(addr) || strchr(addr, '@') != strrchr(addr, '@'))
+		__builtin_trap();
+	for (const char *c = addr; *c; c++)
+		if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f || *c == ',')
+			__builtin_trap();
+}
 
 static void
 check(const struct tls_rpt_txt *r)
@@ -25,6 +46,7 @@ check(const struct tls_rpt_txt *r)
 		if (strlen(u) >= TLS_RPT_URI_MAX || strpbrk(u, " \t,;") != NULL ||
 		    (strncasecmp(u, "mailto:", 7) != 0 && strncasecmp(u, "https:", 6) != 0))
 			__builtin_trap();
+		check_mailto(u);
 	}
 }
 
@@ -37,6 +59,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	memcpy(text, data, size);
 	text[size] = '\0';
+	check_mailto(text);
 	if (tls_rpt_txt_parse(text, &r) == 0)
 		check(&r);
 	for (char *p = text; n < 16;) {

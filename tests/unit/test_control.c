@@ -41,13 +41,48 @@ test_parse(void)
 	CU_ASSERT_EQUAL(control_parse_request("sessions json extra\n", 20), CONTROL_BAD);
 	memset(big, 'a', sizeof big);
 	CU_ASSERT_EQUAL(control_parse_request(big, sizeof big), CONTROL_BAD);
+	{
+		static const struct {
+			const char *req, *arg;	/* arg "": not a send */
+		} sends[] = {
+			{ "tls-report send a.test 2026-01-02\n", "a.test 2026-01-02" },
+			{ "tls-report send A_b-1.test x\r\n", "A_b-1.test x" },
+			{ "tls-report send a.test\n", "" },
+			{ "tls-report send a.test 2026-01-02 x\n", "" },
+			{ "tls-report send  a.test 2026-01-02\n", "" },
+			{ "tls-report send a.test  2026-01-02\n", "" },
+			{ "tls-report send a.test 2026-01-02 \n", "" },
+			{ "tls-report send a/b 2026-01-02\n", "" },
+			{ "tls-report send a.test 2026\n01\n", "" },
+			{ "tls-report send a.test\t2026-01-02\n", "" },
+			{ "TLS-REPORT send a.test 2026-01-02\n", "" },
+			{ "tls-report send \n", "" },
+		};
+		char arg[CONTROL_ARG_MAX], lng[CONTROL_ARG_MAX + 40];
+
+		for (size_t i = 0; i < sizeof sends / sizeof sends[0]; i++) {
+			size_t n = strlen(sends[i].req);
+			control_parse_arg(sends[i].req, n, arg);
+			CU_ASSERT_STRING_EQUAL(arg, sends[i].arg);
+			CU_ASSERT_EQUAL(control_parse_request(sends[i].req, n),
+			    sends[i].arg[0] ? CONTROL_TLS_REPORT_SEND : CONTROL_BAD);
+		}
+		/* an argument too long for CONTROL_ARG_MAX */
+		memset(lng, 'a', sizeof lng);
+		memcpy(lng, "tls-report send ", 16);
+		lng[30] = ' ';
+		control_parse_arg(lng, sizeof lng, arg);
+		CU_ASSERT_STRING_EQUAL(arg, "");
+		CU_ASSERT_EQUAL(control_parse_request("tls-report send a\0b c\n", 22), CONTROL_BAD);
+	}
 }
 
 static int calls;
 
 static void
-handler(enum control_request req, FILE *out, void *arg)
+handler(enum control_request req, const char *reqarg, FILE *out, void *arg)
 {
+	(void)reqarg;
 	calls++;
 	fprintf(out, "%s %s\n", (const char *)arg,
 	    req == CONTROL_SESSIONS_JSON ? "json" : "text");

@@ -361,7 +361,7 @@ milter_submit(struct smtp_session *s, struct milter_job *j)
 static void
 milter_session_macros(struct smtp_session *s, struct milter_job *j)
 {
-	char bits[16], under[512];
+	char bits[16], under[512], tv[32];
 
 	if (s->client_name[0] != '\0') {
 		job_macro(j, "{client_name}", s->client_name);
@@ -374,8 +374,6 @@ milter_session_macros(struct smtp_session *s, struct milter_job *j)
 		gnutls_cipher_algorithm_t c = gnutls_cipher_get(t);
 		const char *v = gnutls_protocol_get_name(gnutls_protocol_get_version(t));
 		const char *name = gnutls_cipher_get_name(c);
-
-		char tv[32];
 
 		/* "TLSv1.3", as Postfix and Sendmail name it */
 		if (v != NULL && strncmp(v, "TLS", 3) == 0)

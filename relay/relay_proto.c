@@ -302,27 +302,58 @@ int
 relay_data_enc_feed(struct relay_data_enc *e, const char *in, size_t len,
     struct buf *out)
 {
-	for (size_t i = 0; i < len; i++) {
+	size_t i = 0;
+
+	while (i < len) {
 		char c = in[i];
+		size_t n, max;
 
 		if (e->pending_cr) {
 			e->pending_cr = 0;
 			if (enc_end_line(e, out) < 0)
 				return -1;
-			if (c == '\n')
+			if (c == '\n') {
+				i++;
 				continue;
+			}
 		}
 		if (c == '\r') {
 			e->pending_cr = 1;
+			i++;
 			continue;
 		}
 		if (c == '\n') {
 			if (enc_end_line(e, out) < 0)
 				return -1;
+			i++;
 			continue;
 		}
-		if (enc_byte(e, c, out) < 0)
+		if (e->line_len >= RELAY_DATA_LINE_MAX || (e->line_len == 0 && c == '.')) {
+			/* a fold or a stuffed dot first */
+			if (enc_byte(e, c, out) < 0)
+				return -1;
+			i++;
+			continue;
+		}
+		/* A run of plain bytes, copied at once: up to the line's end or
+		 * its limit. */
+		max = len - i;
+		if (max > RELAY_DATA_LINE_MAX - e->line_len)
+			max = RELAY_DATA_LINE_MAX - e->line_len;
+		n = max;
+		if (n > 1) {
+			const char *nl = memchr(in + i + 1, '\n', n - 1);
+			const char *cr;
+
+			if (nl != NULL)
+				n = (size_t)(nl - (in + i));
+			if (n > 1 && (cr = memchr(in + i + 1, '\r', n - 1)) != NULL)
+				n = (size_t)(cr - (in + i));
+		}
+		if (buf_append(out, in + i, n) < 0)
 			return -1;
+		e->line_len += n;
+		i += n;
 	}
 	return 0;
 }

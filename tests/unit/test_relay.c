@@ -987,8 +987,12 @@ test_data_encode(void)
 		{ "x\r\n.", "x\r\n..\r\n.\r\n" },
 	};
 
+	/* byte by byte, in odd pieces, whole (the plain runs copied at once) */
+	static const size_t pieces[] = { 1, 3, 1000 };
+
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
-		for (size_t piece = 1; piece <= 3; piece += 2) {
+		for (size_t k = 0; k < sizeof pieces / sizeof pieces[0]; k++) {
+			size_t piece = pieces[k];
 			struct buf out;
 			buf_init(&out, 1 << 16);
 			encode_all(t[i].in, strlen(t[i].in), piece, &out);

@@ -198,6 +198,11 @@ class SessionWorkersReloadTest(unittest.TestCase):
                      "delivery of grown%d" % i)
         self.assertEqual(self.retired(), 3)
 
+    # Known bug (NOTES.md, operations): under ThreadSanitizer this loop
+    # has stalled a few times in dozens of runs (no session progress after
+    # a shrink to one worker); not found yet. It runs in the plain suite.
+    @unittest.skipIf(os.environ.get("SANITIZE") == "thread",
+                     "rare stall under ThreadSanitizer, under investigation")
     def test_sessions_across_reloads(self):
         """Client threads log in and send, one session after the other,
         while the pool is resized six times: every message is answered

@@ -363,11 +363,11 @@ milter_session_macros(struct smtp_session *s, struct milter_job *j)
 {
 	char bits[16], under[512], tv[32];
 
-	if (s->client_name[0] != '\0') {
+	if (s->client_name[0] != '\0')
 		job_macro(j, "{client_name}", s->client_name);
-		snprintf(under, sizeof under, "%s [%s]", s->client_name, s->peer_ip);
-		job_macro(j, "_", under);
-	}
+	snprintf(under, sizeof under, "%s [%s]",
+	    s->client_name[0] ? s->client_name : "unknown", s->peer_ip);
+	job_macro(j, "_", under);
 
 	if (s->io.tls_active && s->io.tls != NULL) {
 		gnutls_session_t t = s->io.tls;
@@ -427,13 +427,6 @@ session_milter_helo(struct smtp_session *s)
 	j->client_port = sockaddr_port((const struct sockaddr *)&s->peer);
 	j->family = s->peer.ss_family;
 	str_copy(j->helo, s->helo, sizeof j->helo);
-	{
-		char under[512];
-
-		snprintf(under, sizeof under, "%s [%s]",
-		    s->client_name[0] ? s->client_name : "unknown", s->peer_ip);
-		job_macro(j, "_", under);
-	}
 	milter_session_macros(s, j);
 	if (milter_submit(s, j) != 0) {
 		session_reply(s, MILTER_BUSY_REPLY);

@@ -528,21 +528,32 @@ smtp_message_header(const struct smtp_message *m, const char **p, size_t *len)
 	return 0;
 }
 
-int
-smtp_message_replace_header(struct smtp_message *m, const char *h, size_t len)
+/* Puts h[0..len) in place of record 0's bytes [at, at + oldlen). Returns
+ * 0, or -1 when it does not fit (unchanged). */
+static int
+message_replace_range(struct smtp_message *m, size_t at, size_t oldlen,
+    const char *h, size_t len)
 {
-	const char *old;
-	size_t oldlen, at = m->received_len, tail;
+	size_t tail = m->head.len - (at + oldlen);
 
-	if (smtp_message_header(m, &old, &oldlen) != 0)
-		return -1;
-	tail = m->head.len - (at + oldlen);
 	if (len > oldlen && buf_append(&m->head, h, len - oldlen) != 0)
 		return -1;
 	memmove(m->head.data + at + len, m->head.data + at + oldlen, tail);
 	memcpy(m->head.data + at, h, len);
 	if (len < oldlen)
 		m->head.len -= oldlen - len;
+	return 0;
+}
+
+int
+smtp_message_replace_header(struct smtp_message *m, const char *h, size_t len)
+{
+	const char *old;
+	size_t oldlen;
+
+	if (smtp_message_header(m, &old, &oldlen) != 0 ||
+	    message_replace_range(m, m->received_len, oldlen, h, len) != 0)
+		return -1;
 	m->facts.header_end = m->facts.header_end - oldlen + len;
 	return 0;
 }
@@ -565,17 +576,11 @@ smtp_message_replace_head_fields(struct smtp_message *m, const char *h,
     size_t len)
 {
 	const char *old;
-	size_t oldlen, tail;
+	size_t oldlen;
 
-	if (smtp_message_head_fields(m, &old, &oldlen) != 0)
+	if (smtp_message_head_fields(m, &old, &oldlen) != 0 ||
+	    message_replace_range(m, 0, oldlen, h, len) != 0)
 		return -1;
-	tail = m->head.len - oldlen;
-	if (len > oldlen && buf_append(&m->head, h, len - oldlen) != 0)
-		return -1;
-	memmove(m->head.data + len, m->head.data + oldlen, tail);
-	memcpy(m->head.data, h, len);
-	if (len < oldlen)
-		m->head.len -= oldlen - len;
 	/* The section is the one given now: all of it is "the client's"
 	 * for smtp_message_header, nothing of it ours any more. */
 	m->received_len = 0;

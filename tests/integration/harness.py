@@ -205,6 +205,16 @@ class Server:
         except FileNotFoundError:
             return ""
 
+    def backtraces(self):
+        """Every thread's stack in the running server (gdb), for a test
+        that found it stuck; "" when gdb is not there."""
+        if self.proc is None or shutil.which("gdb") is None:
+            return ""
+        r = subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-nx",
+                            "-ex", "thread apply all bt"],
+                           capture_output=True, text=True, timeout=120)
+        return r.stdout[-30000:]
+
     def wait_log(self, needle, timeout=10):
         return wait_for(lambda: needle in self.logtext(), timeout, "log line %r" % needle)
 

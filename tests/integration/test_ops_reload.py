@@ -12,8 +12,10 @@ while the pool is resized again and again lose nothing."""
 import json
 import os
 import signal
+import sys
 import threading
 import time
+import traceback
 import unittest
 
 from harness import SLOW, Client, Server, dot_stuff, free_port, greet, send_message, wait_for
@@ -198,11 +200,6 @@ class SessionWorkersReloadTest(unittest.TestCase):
                      "delivery of grown%d" % i)
         self.assertEqual(self.retired(), 3)
 
-    # Known bug (NOTES.md, operations): under ThreadSanitizer this loop
-    # has stalled a few times in dozens of runs (no session progress after
-    # a shrink to one worker); not found yet. It runs in the plain suite.
-    @unittest.skipIf(os.environ.get("SANITIZE") == "thread",
-                     "rare stall under ThreadSanitizer, under investigation")
     def test_sessions_across_reloads(self):
         """Client threads log in and send, one session after the other,
         while the pool is resized six times: every message is answered
@@ -210,7 +207,10 @@ class SessionWorkersReloadTest(unittest.TestCase):
         srv = self.srv
         wait_for(lambda: self.sessions() == [], 10, "no sessions")
         start = self.threads()
-        clients, most = 6, 40       # sessions per client at most
+        # Each client goes on until the last resize is through (bounded in
+        # sessions and time): with a fixed small count, fast clients ran
+        # out before the last resizes, which then saw no progress.
+        clients, most, until = 6, 2000, time.monotonic() + 300 * SLOW
         results, errors = {}, []
         lock = threading.Lock()
         done = threading.Event()
@@ -218,7 +218,7 @@ class SessionWorkersReloadTest(unittest.TestCase):
         def run(k):
             try:
                 for i in range(most):
-                    if done.is_set():
+                    if done.is_set() or time.monotonic() > until:
                         return
                     token = "loop-%d-%d" % (k, i)
                     c, _ = greet(srv.port, "loop%d.test" % k)
@@ -252,10 +252,16 @@ class SessionWorkersReloadTest(unittest.TestCase):
                     wait_for(lambda g=got: len(results) >= g + 3 or errors, 30 * SLOW,
                              "sessions to go on")
                 except AssertionError:
+                    frames = sys._current_frames()
+                    stacks = "\n".join(
+                        "".join(traceback.format_stack(frames[t.ident])[-3:])
+                        for t in threads if t.ident in frames)
                     raise AssertionError("no progress at session_workers %d after %d "
-                                         "sessions; open: %s; log:\n%s" % (
+                                         "sessions; open: %s; %d clients left:\n%s\nlog:\n%s\n"
+                                         "server threads:\n%s" % (
                                              n, len(results), self.sessions(),
-                                             srv.logtext()[-4000:]))
+                                             sum(t.is_alive() for t in threads), stacks,
+                                             srv.logtext()[-4000:], srv.backtraces()))
         finally:
             done.set()
             for t in threads:

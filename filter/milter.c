@@ -266,11 +266,26 @@ conn_fail_errno(struct milter_conn *m, const char *what, int e,
 	conn_fail(m, why, res);
 }
 
-/* The filter is done with the session (accepted or rejected it): close,
- * and answer res from now on. */
+/* Tells a filter that is still there that the session is over (a small
+ * packet: the write does not wait on a full socket). */
+static void
+conn_quit(struct milter_conn *m)
+{
+	if (m->fd >= 0 && m->state != CS_FAILED) {
+		int64_t deadline = time_mono_ms() + m->spec->command_timeout_ms;
+
+		buf_reset(&m->out);
+		(void)milter_encode_simple(&m->out, SMFIC_QUIT);
+		(void)filter_write_all(m->fd, m->out.data, m->out.len, deadline);
+	}
+}
+
+/* The filter is done with the session (accepted or rejected it): QUIT,
+ * close, and answer res from now on. */
 static void
 conn_session_done(struct milter_conn *m, const struct milter_result *res)
 {
+	conn_quit(m);
 	conn_closefd(m);
 	m->state = CS_SESSION_DONE;
 	m->standing = *res;
@@ -406,12 +421,7 @@ milter_conn_close(struct milter_conn **mp)
 
 	if (m == NULL)
 		return;
-	if (m->fd >= 0 && m->state != CS_FAILED) {
-		int64_t deadline = time_mono_ms() + m->spec->command_timeout_ms;
-		buf_reset(&m->out);
-		(void)milter_encode_simple(&m->out, SMFIC_QUIT);
-		(void)filter_write_all(m->fd, m->out.data, m->out.len, deadline);
-	}
+	conn_quit(m);
 	conn_closefd(m);
 	for (int i = 0; i < MILTER_STAGES; i++)
 		free(m->lists[i]);

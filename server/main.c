@@ -47,9 +47,14 @@
 #include "server/worker_set.h"
 
 #define DAEMON_PASSWORD_QUEUE 1024	/* logins waiting for a hasher */
+/* The lookup and filter pools grow while every thread waits on a slow
+ * answer (offloop.h), so that one slow DNS server or filter holds up only
+ * the sessions that wait for it. */
 #define DAEMON_LOOKUP_THREADS 16
+#define DAEMON_LOOKUP_THREADS_MAX 256
 #define DAEMON_LOOKUP_QUEUE 8192
 #define DAEMON_FILTER_THREADS 32	/* each waits on one filter daemon's answer */
+#define DAEMON_FILTER_THREADS_MAX 1024
 #define DAEMON_FILTER_QUEUE 8192
 #define DAEMON_RATE_CLIENTS 100000	/* clients the rate limits remember */
 #define DAEMON_RATE_ACCOUNTS 10000	/* accounts the quotas remember */
@@ -456,11 +461,12 @@ daemon_start_pools(struct daemon *d, const struct config *cfg)
 	d->pools.greeted = pregreet_new(DAEMON_GREETED_CLIENTS);
 	d->pools.store = d->store;
 
-	d->pools.passwords = offloop_start("password", hashers, DAEMON_PASSWORD_QUEUE);
+	d->pools.passwords = offloop_start("password", hashers, hashers,
+	    DAEMON_PASSWORD_QUEUE);
 	d->pools.lookups = offloop_start("lookup", DAEMON_LOOKUP_THREADS,
-	    DAEMON_LOOKUP_QUEUE);
+	    DAEMON_LOOKUP_THREADS_MAX, DAEMON_LOOKUP_QUEUE);
 	d->pools.filters = offloop_start("filter", DAEMON_FILTER_THREADS,
-	    DAEMON_FILTER_QUEUE);
+	    DAEMON_FILTER_THREADS_MAX, DAEMON_FILTER_QUEUE);
 	return d->pools.passwords && d->pools.lookups && d->pools.filters ? 0 : -1;
 }
 

@@ -4,6 +4,12 @@
  * runs on a small pool of threads, and its completion goes back to the
  * thread that owns it, as a commit result does.
  *
+ * A pool keeps its base threads and grows on demand: a job queued while
+ * every thread is busy starts one more, up to the pool's maximum, so that
+ * a job waits behind slow ones (a filter that takes its time) only once
+ * the maximum is reached (logged once). A thread past the base that has
+ * been idle OFFLOOP_IDLE_SECONDS ends.
+ *
  * A job is a struct the owner embeds in its own: run() is called once on
  * a pool thread; then the job is handed to its sink, whose post() puts it
  * in the owner's mailbox (for a session: its worker's, see worker.h) and
@@ -35,11 +41,14 @@ struct offloop_job {
 	struct offloop_job *next;		/* internal */
 };
 
-/* A pool of nthreads threads (>= 1) holding at most max_queued jobs that
- * wait for a thread. name is for log lines. NULL (logged) when no thread
- * could be started. */
+#define OFFLOOP_IDLE_SECONDS 30
+
+/* A pool of nthreads base threads (>= 1), growing up to max_threads (a
+ * smaller value means nthreads: a fixed pool), holding at most max_queued
+ * jobs that wait for a thread. name is for log lines. NULL (logged) when
+ * no thread could be started. */
 struct offloop *offloop_start(const char *name, unsigned nthreads,
-    unsigned max_queued);
+    unsigned max_threads, unsigned max_queued);
 
 /* Queues job (run and sink set by the caller; cancelled is cleared).
  * Returns 0, or -1 when the queue is full or the pool is stopping. */
@@ -48,8 +57,11 @@ int offloop_submit(struct offloop *p, struct offloop_job *job);
 /* Jobs waiting for a thread now (approximate; any thread). */
 unsigned offloop_waiting(struct offloop *p);
 
+/* Threads alive now (any thread). */
+unsigned offloop_threads(struct offloop *p);
+
 /* Stops the pool: jobs not started are posted with cancelled = 1, jobs
- * running finish and are posted; then the threads are joined. Sets *pp to
+ * running finish and are posted; returns once every thread ended. Sets *pp to
  * NULL. */
 void offloop_stop(struct offloop **pp);
 

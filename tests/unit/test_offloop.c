@@ -2,11 +2,13 @@
  * Unit tests of server/offloop: jobs run on pool threads (never on the
  * submitting thread), come back through their sink, one at a time per
  * thread, with a bounded queue; a stop cancels what never started and
- * waits for what runs.
+ * waits for what runs; a growing pool starts threads while every one is
+ * busy, up to its maximum.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
@@ -75,7 +77,7 @@ sink_wait(struct test_sink *t, int n)
 static void
 test_runs_off_thread(void)
 {
-	struct offloop *p = offloop_start("test", 3, 100);
+	struct offloop *p = offloop_start("test", 3, 3, 100);
 	struct test_sink sink;
 	struct test_job jobs[50];
 
@@ -104,7 +106,7 @@ static void
 test_bounded_and_stop(void)
 {
 	pthread_mutex_t gate = PTHREAD_MUTEX_INITIALIZER;
-	struct offloop *p = offloop_start("test", 1, 4);
+	struct offloop *p = offloop_start("test", 1, 1, 4);
 	struct test_sink sink;
 	struct test_job jobs[6];
 
@@ -136,6 +138,75 @@ test_bounded_and_stop(void)
 	CU_ASSERT_EQUAL(jobs[5].ran, 0);
 }
 
+/* Jobs that wait until released, counting how many run at once. */
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t held_cond = PTHREAD_COND_INITIALIZER;
+static int held_running, held_released;
+
+static void
+held_run(struct offloop_job *job)
+{
+	(void)job;
+	pthread_mutex_lock(&held_lock);
+	held_running++;
+	pthread_cond_broadcast(&held_cond);
+	while (!held_released)
+		pthread_cond_wait(&held_cond, &held_lock);
+	pthread_mutex_unlock(&held_lock);
+}
+
+/* Waits (up to 10 s) until n held jobs run at once; their count then. */
+static int
+held_wait(int n)
+{
+	struct timespec until;
+	int got;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&held_lock);
+	while (held_running < n &&
+	    pthread_cond_timedwait(&held_cond, &held_lock, &until) == 0)
+		;
+	got = held_running;
+	pthread_mutex_unlock(&held_lock);
+	return got;
+}
+
+/* Base 2, at most 8: eight jobs that all wait run at once (a fixed pool
+ * would run two); a ninth waits for a thread; released, all come back. */
+static void
+test_grows_to_max(void)
+{
+	struct offloop *p = offloop_start("test", 2, 8, 100);
+	struct test_sink sink;
+	struct test_job jobs[9];
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+	CU_ASSERT_EQUAL(offloop_threads(p), 2);
+	sink_init(&sink);
+	memset(jobs, 0, sizeof jobs);
+	for (int i = 0; i < 8; i++) {
+		jobs[i].job.run = held_run;
+		jobs[i].job.sink = &sink.sink;
+		CU_ASSERT_EQUAL(offloop_submit(p, &jobs[i].job), 0);
+	}
+	CU_ASSERT_EQUAL(held_wait(8), 8);
+	CU_ASSERT_EQUAL(offloop_threads(p), 8);
+	jobs[8].job.run = held_run;
+	jobs[8].job.sink = &sink.sink;
+	CU_ASSERT_EQUAL(offloop_submit(p, &jobs[8].job), 0);
+	CU_ASSERT_EQUAL(offloop_threads(p), 8);
+	CU_ASSERT_EQUAL(offloop_waiting(p), 1);
+	pthread_mutex_lock(&held_lock);
+	held_released = 1;
+	pthread_cond_broadcast(&held_cond);
+	pthread_mutex_unlock(&held_lock);
+	sink_wait(&sink, 9);
+	CU_ASSERT_EQUAL(sink.cancelled, 0);
+	offloop_stop(&p);
+}
+
 int
 main(void)
 {
@@ -147,7 +218,8 @@ main(void)
 	s = CU_add_suite("offloop", NULL, NULL);
 	if (s == NULL ||
 	    CU_add_test(s, "runs off the thread", test_runs_off_thread) == NULL ||
-	    CU_add_test(s, "bounded queue and stop", test_bounded_and_stop) == NULL) {
+	    CU_add_test(s, "bounded queue and stop", test_bounded_and_stop) == NULL ||
+	    CU_add_test(s, "grows to its maximum", test_grows_to_max) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

@@ -32,6 +32,7 @@
 #include "lib/log.h"
 #include "lib/netaddr.h"
 #include "lib/util.h"
+#include "lib/xtext.h"
 #include "queue/store.h"
 #include "server/smtp_session_int.h"
 #include "server/worker.h"
@@ -43,7 +44,7 @@
 #define MILTER_JOB_MACROS 16
 #define MILTER_JOB_VALUE 256
 /* ESMTP parameters told with MAIL or RCPT. */
-#define MILTER_JOB_PARAMS 6
+#define MILTER_JOB_PARAMS 8
 
 #define MILTER_BUSY_REPLY "451 4.3.2 Too busy to filter; try again later"
 
@@ -88,7 +89,8 @@ struct milter_job {
 	char helo[256];
 	/* MSTEP_MAIL, MSTEP_RCPT */
 	char addr[SMTP_PATH_MAX];
-	char pbuf[MILTER_JOB_PARAMS][48];
+	char pbuf[2048];		/* the parameters' text, one after another */
+	size_t pused;
 	const char *params[MILTER_JOB_PARAMS + 1];
 	struct smtp_rcpt_args rcpt;
 	/* MSTEP_UNKNOWN */
@@ -391,13 +393,26 @@ milter_session_macros(struct smtp_session *s, struct milter_job *j)
 	}
 }
 
+/* Adds the ESMTP parameter name=v (v "" : the name alone), as a client
+ * writes it: enc (ENVID, AUTH, ORCPT) encodes v as xtext, after its first
+ * skip bytes (ORCPT's "type;"). A parameter that does not fit is left out. */
 static void
-milter_param(struct milter_job *j, size_t *n, const char *name, const char *v)
+milter_param(struct milter_job *j, size_t *n, const char *name, const char *v,
+    int enc, size_t skip)
 {
+	char *out = j->pbuf + j->pused;
+	size_t room = sizeof j->pbuf - j->pused;
+	int len;
+
 	if (*n == MILTER_JOB_PARAMS)
 		return;
-	snprintf(j->pbuf[*n], sizeof j->pbuf[*n], "%s%s%s", name, v[0] ? "=" : "", v);
-	j->params[*n] = j->pbuf[*n];
+	len = snprintf(out, room, "%s%s%.*s", name, v[0] ? "=" : "",
+	    (int)(enc ? skip : strlen(v)), v);
+	if (len < 0 || (size_t)len >= room ||
+	    (enc && xtext_encode(v + skip, out + len, room - (size_t)len) < 0))
+		return;
+	j->pused += strlen(out) + 1;
+	j->params[*n] = out;
 	(*n)++;
 	j->params[*n] = NULL;
 }
@@ -450,17 +465,22 @@ session_milter_mail(struct smtp_session *s)
 	str_copy(j->addr, s->mail.addr, sizeof j->addr);
 	if (s->mail.size > 0) {
 		snprintf(size, sizeof size, "%llu", (unsigned long long)s->mail.size);
-		milter_param(j, &n, "SIZE", size);
+		milter_param(j, &n, "SIZE", size, 0, 0);
 	}
 	if (s->mail.body != SMTP_BODY_UNSET)
 		milter_param(j, &n, "BODY", s->mail.body == SMTP_BODY_8BITMIME ?
-		    "8BITMIME" : "7BIT");
+		    "8BITMIME" : "7BIT", 0, 0);
 	if (s->mail.smtputf8)
-		milter_param(j, &n, "SMTPUTF8", "");
+		milter_param(j, &n, "SMTPUTF8", "", 0, 0);
 	if (s->mail.requiretls)
-		milter_param(j, &n, "REQUIRETLS", "");
+		milter_param(j, &n, "REQUIRETLS", "", 0, 0);
 	if (s->mail.ret != DSN_RET_UNSET)
-		milter_param(j, &n, "RET", s->mail.ret == DSN_RET_FULL ? "FULL" : "HDRS");
+		milter_param(j, &n, "RET", s->mail.ret == DSN_RET_FULL ? "FULL" : "HDRS",
+		    0, 0);
+	if (s->mail.envid[0] != '\0')
+		milter_param(j, &n, "ENVID", s->mail.envid, 1, 0);
+	if (s->mail.auth[0] != '\0')
+		milter_param(j, &n, "AUTH", s->mail.auth, 1, 0);
 	milter_session_macros(s, j);
 	job_macro(j, "{mail_mailer}", config_is_local_domain(s->cfg,
 	    addr_domain(s->mail.addr)) ? "local" : "smtp");
@@ -495,8 +515,11 @@ session_milter_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r)
 		size_t l = strlen(notify);
 		if (notify[l - 1] == ',')
 			notify[l - 1] = '\0';
-		milter_param(j, &n, "NOTIFY", notify);
+		milter_param(j, &n, "NOTIFY", notify, 0, 0);
 	}
+	if (r->orcpt[0] != '\0' && strchr(r->orcpt, ';') != NULL)
+		milter_param(j, &n, "ORCPT", r->orcpt, 1,
+		    (size_t)(strchr(r->orcpt, ';') - r->orcpt) + 1);
 	job_macro(j, "{rcpt_mailer}", config_is_local_domain(s->cfg,
 	    addr_domain(r->addr)) ? "local" : "smtp");
 	job_macro(j, "{rcpt_host}", addr_domain(r->addr));
@@ -679,6 +702,15 @@ milter_apply_content(struct smtp_session *s, const struct milter_mods *m)
 	if (m->body_replaced) {
 		dropped = smtp_message_replace_body(s->msg,
 		    m->body.data != NULL ? m->body.data : "", m->body.len);
+		if (dropped == -2) {
+			char id[QUEUE_ID_LEN + 1];
+
+			log_warn("%s: milter: no room for the new body (max_inflight_data); "
+			    "deferred", queue_id_format(s->qid, id, sizeof id));
+			session_message_refused(s, "451 4.3.2 Too much mail data in flight "
+			    "for the milters' new body, try again later");
+			return -1;
+		}
 		if (dropped < 0) {
 			milter_cannot(s, "the header section is not in record 0");
 			return -1;
@@ -721,6 +753,50 @@ milter_rcpt_has(const struct smtp_session *s, const char *addr)
 	return 0;
 }
 
+/* The ESMTP parameters of a changed sender (SMFIR_CHGFROM): the DSN
+ * ones (RET, ENVID) replace the client's; SIZE, BODY and the rest
+ * describe the message, which the session knows better, and are left
+ * aside (logged when unknown or malformed, as Postfix does). */
+static void
+milter_sender_args(struct smtp_session *s, const char *id,
+    const struct milter_mod *d)
+{
+	struct smtp_mail_args a;
+	char line[SMTP_PATH_MAX + MILTER_ARGS_MAX + 4], err[128];
+
+	if (d->args == NULL || d->args[0] == '\0')
+		return;
+	snprintf(line, sizeof line, "<%s> %s", d->addr, d->args);
+	if (smtp_parse_mail(line, &a, err, sizeof err) != 0) {
+		log_warn("%s: milter: sender parameters \"%.100s\" ignored: %s", id,
+		    d->args, err);
+		return;
+	}
+	if (a.ret != DSN_RET_UNSET)
+		s->mail.ret = a.ret;
+	if (a.envid[0] != '\0')
+		str_copy(s->mail.envid, a.envid, sizeof s->mail.envid);
+}
+
+/* The ESMTP parameters of an added recipient (SMFIR_ADDRCPT_PAR): NOTIFY
+ * and ORCPT into *r (empty when none or malformed: logged). */
+static void
+milter_rcpt_args(const struct smtp_session *s, const char *id,
+    const struct milter_mod *d, struct smtp_rcpt_args *r)
+{
+	char line[SMTP_PATH_MAX + MILTER_ARGS_MAX + 4], err[128];
+
+	memset(r, 0, sizeof *r);
+	if (d->args == NULL || d->args[0] == '\0')
+		return;
+	snprintf(line, sizeof line, "<%s> %s", d->addr, d->args);
+	if (smtp_parse_rcpt(line, s->mail.smtputf8, r, err, sizeof err) != 0) {
+		log_warn("%s: milter: recipient parameters \"%.100s\" ignored: %s", id,
+		    d->args, err);
+		memset(r, 0, sizeof *r);
+	}
+}
+
 /* Everything the milters changed, before the commit. */
 static void
 milter_apply(struct smtp_session *s, const struct milter_mods *m)
@@ -747,6 +823,7 @@ milter_apply(struct smtp_session *s, const struct milter_mods *m)
 			}
 			log_info("%s: milter: sender <%s> -> <%s>", id, s->mail.addr, d->addr);
 			str_copy(s->mail.addr, d->addr, sizeof s->mail.addr);
+			milter_sender_args(s, id, d);
 			break;
 		case MILTER_MOD_ADD_RCPT:
 			if (strlen(d->addr) >= SMTP_PATH_MAX || d->addr[0] == '\0') {
@@ -755,8 +832,12 @@ milter_apply(struct smtp_session *s, const struct milter_mods *m)
 				break;
 			}
 			if (!milter_rcpt_has(s, d->addr) && s->nrcpts < s->cfg->max_recipients) {
+				struct smtp_rcpt_args r;
+
 				log_info("%s: milter: recipient <%s> added", id, d->addr);
-				session_rcpt_append(s, d->addr, NULL, 0);
+				milter_rcpt_args(s, id, d, &r);
+				session_rcpt_append(s, d->addr, r.orcpt[0] ? r.orcpt : NULL,
+				    r.notify);
 			}
 			break;
 		case MILTER_MOD_DELETE_RCPT:

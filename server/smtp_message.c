@@ -54,6 +54,7 @@ struct smtp_message {
 	uint64_t staged_bytes;
 	enum commit_status status;
 	size_t reserved;		/* bytes of the stager's reserve held */
+	size_t body_reserved;		/* of them, for a replaced body in head */
 	size_t base;			/* message bytes before the buffer written */
 	size_t received_len;		/* our Received header */
 	size_t added;			/* submission headers inserted at the end
@@ -599,6 +600,13 @@ smtp_message_replace_body(struct smtp_message *m, const char *body, size_t len)
 	assert(m->nbusy == 0);
 	if (smtp_message_head_fields(m, &h, &hl) != 0)
 		return -1;
+	if (m->stager != NULL) {
+		if (len > 0 && !m->stager->reserve(m->stager->arg, len))
+			return -2;
+		m->stager->release(m->stager->arg, m->body_reserved);
+		m->reserved = m->reserved - m->body_reserved + len;
+		m->body_reserved = len;
+	}
 	if (m->head.max < hl + 2 + len)
 		m->head.max = hl + 2 + len;
 	m->head.len = hl;
@@ -647,8 +655,9 @@ smtp_message_take(struct smtp_message *m, struct smtp_message_parts *p)
 	}
 	p->size = p->head_len + m->staged_bytes + p->tail_len;
 	if (m->stager != NULL) {
-		p->reserved = SMTP_MESSAGE_BASE;
-		m->reserved -= SMTP_MESSAGE_BASE;
+		p->reserved = SMTP_MESSAGE_BASE + m->body_reserved;
+		m->reserved -= p->reserved;
+		m->body_reserved = 0;
 	}
 }
 

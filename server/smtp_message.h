@@ -215,8 +215,11 @@ int smtp_message_replace_head_fields(struct smtp_message *m, const char *h,
  * line and body[0..len): record 0 then holds the whole message, and
  * what was staged or buffered after it is no longer the message's. Nothing
  * may be in flight. Returns the number of records staged before (the
- * caller discards them: they are the queue's, under the message's id), or
- * -1 when the header section is not in record 0 (unchanged). */
+ * caller discards them: they are the queue's, under the message's id),
+ * -1 when the header section is not in record 0, or -2 when the stager's
+ * reserve refuses the new body's len bytes (too much data in flight: the
+ * caller replies 451 4.3.2); unchanged then. The new body's bytes stay
+ * reserved with record 0 (smtp_message_take's reserved). */
 long smtp_message_replace_body(struct smtp_message *m, const char *body,
     size_t len);
 

@@ -11,6 +11,7 @@ slow milter delays only its own session; and `mailserver -t` checks the
 keys. The milter decides by what it is sent (see decide()).
 """
 import base64
+import json
 import os
 import select
 import socket
@@ -54,7 +55,7 @@ VERDICTS = {
 
 # Local users of the test server (users_file decides who exists).
 USERS = ["one", "two", "victim", "added", "bob", "iso", "bdat", "listen", "heldrcpt",
-         "chg", "mods", "allgone", "allgone2", "control"] + \
+         "chg", "chg2", "mods", "allgone", "allgone2", "control"] + \
     ["%s-rcpt" % v for v in VERDICTS] + ["%s-any" % s for s in "MRTLBE"]
 
 
@@ -96,6 +97,13 @@ def eom_actions(conn):
             out += [packet("b", b"new body, part one\r\n"), packet("b", b"and part two\r\n")]
         elif word == "chgfrom":
             out.append(packet("e", strings("<changed@example.net>")))
+        elif word == "chgfromargs":
+            out.append(packet("e", strings("<changed@example.net>", "RET=HDRS ENVID=m+2Benv")))
+        elif word == "addrcptpar":
+            out.append(packet("2", strings("<par@remote.test>",
+                                           "NOTIFY=NEVER ORCPT=rfc822;orig+2B1@example.org")))
+        elif word == "addrcptbad":
+            out.append(packet("2", strings("<bad@remote.test>", "BOGUS=1")))
         elif word == "addrcpt":
             out.append(packet("+", strings("<added@example.org>")))
         elif word == "delrcpt":
@@ -353,8 +361,10 @@ class SessionMilterTest(MilterSessionBase):
         self.assertEqual(c.cmd("EHLO ev2.test")[0], 250)
         login = base64.b64encode(b"\0sam@example.org\0sam pw").decode()
         self.assertEqual(c.cmd("AUTH PLAIN " + login)[0], 235)
-        self.assertEqual(c.cmd("MAIL FROM:<sam@example.org> SIZE=300")[0], 250)
-        self.assertEqual(c.cmd("RCPT TO:<one@example.org>")[0], 250)
+        self.assertEqual(c.cmd("MAIL FROM:<sam@example.org> SIZE=300 RET=HDRS "
+                               "ENVID=ev+2B1 AUTH=sam@example.org")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<one@example.org> NOTIFY=SUCCESS,FAILURE "
+                               "ORCPT=rfc822;one+2Bx@example.org")[0], 250)
         self.assertEqual(c.cmd("RCPT TO:<nobody@example.org>")[0], 550)
         self.assertEqual(c.cmd("RCPT TO:<far@remote.test>")[0], 250)
         msg = (b"From: sam@example.org\r\nTo: one@example.org\r\nSubject: events\r\n"
@@ -381,8 +391,14 @@ class SessionMilterTest(MilterSessionBase):
                          ["ev1.test", "ev2.test", "ev3.test"])
         host, family, port, addr = parse_connect(events[0][1])
         self.assertEqual((family, port, addr), ("4", c.local_port, "127.0.0.1"))
+        # The ESMTP parameters as a client writes them (xtext where the
+        # RFCs say so).
         self.assertEqual(parse_strings([d for cmd, d in events if cmd == "M"][0]),
-                         ["<sam@example.org>", "SIZE=300"])
+                         ["<sam@example.org>", "SIZE=300", "RET=HDRS", "ENVID=ev+2B1",
+                          "AUTH=sam@example.org"])
+        self.assertEqual(parse_strings([d for cmd, d in events if cmd == "R"][0]),
+                         ["<one@example.org>", "NOTIFY=SUCCESS,FAILURE",
+                          "ORCPT=rfc822;one+2Bx@example.org"])
         # The refused recipient too (the milter asked for them), in order.
         self.assertEqual([parse_strings(d)[0] for cmd, d in events if cmd == "R"],
                          ["<one@example.org>", "<nobody@example.org>", "<far@remote.test>",
@@ -725,6 +741,25 @@ class SessionMilterTest(MilterSessionBase):
             data = self.delivered(addr, "Subject: envelope")
             self.assertTrue(data.startswith(b"Return-Path: <changed@example.net>\n"), data[:80])
         self.not_delivered("victim@example.org", "Subject: envelope")
+
+    def test_envelope_changes_with_parameters(self):
+        # The DSN parameters a milter gives with a new sender or recipient
+        # are in the queued envelope; unknown ones are left out (logged),
+        # the recipient still added.
+        msg = message("envelope params", extra=b"X-Do: chgfromargs addrcptpar addrcptbad\r\n")
+        code, text = self.send("sender@example.net", ["chg2@example.org"], msg)
+        self.assertEqual(code, 250, text)
+        self.delivered("chg2@example.org", "Subject: envelope params")
+        shown = json.loads(self.server.mailctl("--json", "show", qid_of(text)).stdout)
+        self.assertEqual((shown["sender"], shown["envid"], shown["ret"]),
+                         ("changed@example.net", "m+env", "hdrs"))
+        rcpts = {r["address"]: r for r in shown["recipients"]}
+        self.assertEqual((rcpts["par@remote.test"]["orcpt"],
+                          rcpts["par@remote.test"]["notify"]),
+                         ("rfc822;orig+1@example.org", "never"))
+        self.assertEqual((rcpts["bad@remote.test"]["orcpt"],
+                          rcpts["bad@remote.test"]["notify"]), (None, ""))
+        self.server.wait_log("recipient parameters \"BOGUS=1\" ignored")
 
     def test_every_recipient_deleted_drops_the_message(self):
         msg = message("all gone", extra=b"X-Do: delall\r\n")

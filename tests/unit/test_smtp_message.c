@@ -709,6 +709,18 @@ test_milter_edits(void)
 		CU_ASSERT_EQUAL(p.size, sum);
 		CU_ASSERT_EQUAL(smtp_message_head_fields(m, &h, &hlen), 0);
 		CU_ASSERT(strstr(h, "Subject: big\r\n") != NULL);
+		/* A new body past the reserve is refused; nothing changes. */
+		{
+			char nb[1000];
+			size_t budget = f.budget;
+			uint32_t staged = smtp_message_staged_count(m);
+
+			memset(nb, 'n', sizeof nb);
+			f.budget = f.reserved + 100;
+			CU_ASSERT_EQUAL(smtp_message_replace_body(m, nb, sizeof nb), -2);
+			CU_ASSERT_EQUAL(smtp_message_staged_count(m), staged);
+			f.budget = budget;
+		}
 		CU_ASSERT_EQUAL(smtp_message_replace_body(m, "short\r\n", 7), (long)f.nrecs);
 		CU_ASSERT_EQUAL(smtp_message_staged_count(m), 0);
 		smtp_message_peek(m, &p);
@@ -718,10 +730,13 @@ test_milter_edits(void)
 		CU_ASSERT_EQUAL(p.size, p.head_len);
 		smtp_message_take(m, &p);
 		CU_ASSERT_EQUAL(p.staged, 0);
+		/* the new body is counted with record 0 until it is freed */
+		CU_ASSERT_EQUAL(p.reserved, SMTP_MESSAGE_BASE + 7);
 		fake_release(&f, p.reserved);
 		free(p.head);
 		free(p.tail);
 		smtp_message_free(&m);
+		CU_ASSERT_EQUAL(f.reserved, 0);
 		fake_free(&f);
 		buf_free(&big);
 	}

@@ -106,6 +106,15 @@ session_stager_reserve(void *arg, size_t bytes)
 	return inflight_reserve(bytes, s->cfg->max_inflight_data);
 }
 
+static int
+session_stager_reserve_deep(void *arg, size_t bytes)
+{
+	struct smtp_session *s = arg;
+
+	return inflight_reserve(bytes, s->cfg->max_inflight_data < SMTP_MESSAGE_DEEP_TOTAL ?
+	    s->cfg->max_inflight_data : SMTP_MESSAGE_DEEP_TOTAL);
+}
+
 static void
 session_stager_release(void *arg, size_t bytes)
 {
@@ -118,6 +127,7 @@ session_stager_init(struct smtp_session *s)
 {
 	s->stager.stage = session_stager_stage;
 	s->stager.reserve = session_stager_reserve;
+	s->stager.reserve_deep = session_stager_reserve_deep;
 	s->stager.release = session_stager_release;
 	s->stager.arg = s;
 }

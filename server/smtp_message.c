@@ -278,9 +278,14 @@ message_rec_new(struct smtp_message *m)
 {
 	struct smtp_message_rec *r;
 
-	if (m->nrecs > SMTP_MESSAGE_INFLIGHT)
+	if (m->nrecs > SMTP_MESSAGE_DEEP)
 		return NULL;
-	if (m->nrecs >= 1) {
+	if (m->nrecs > SMTP_MESSAGE_INFLIGHT) {
+		if (m->stager->reserve_deep == NULL ||
+		    !m->stager->reserve_deep(m->stager->arg, SMTP_MESSAGE_BUF))
+			return NULL;
+		m->reserved += SMTP_MESSAGE_BUF;
+	} else if (m->nrecs >= 1) {
 		if (!m->stager->reserve(m->stager->arg, SMTP_MESSAGE_BUF))
 			return NULL;
 		m->reserved += SMTP_MESSAGE_BUF;

@@ -61,6 +61,13 @@
 #define SMTP_MESSAGE_CHUNK RECORD_CHUNK_SIZE
 #define SMTP_MESSAGE_BUF (SMTP_MESSAGE_CHUNK + 4096)
 #define SMTP_MESSAGE_INFLIGHT 8
+/* Past SMTP_MESSAGE_INFLIGHT, up to SMTP_MESSAGE_DEEP records of one
+ * message may be with the committer while every message together holds
+ * less than SMTP_MESSAGE_DEEP_TOTAL bytes (the stager's reserve_deep): a
+ * few large messages keep the disk busy through each commit's fsync, many
+ * stay at the shallow depth. */
+#define SMTP_MESSAGE_DEEP 32
+#define SMTP_MESSAGE_DEEP_TOTAL ((size_t)8 << 20)
 #define SMTP_MESSAGE_BASE (2 * (size_t)SMTP_MESSAGE_BUF)
 /* Room the head keeps for fields put on top at the end of data
  * (Authentication-Results, DKIM-Signature, PREPEND), past its buffer;
@@ -80,6 +87,10 @@ struct smtp_message_stager {
 	/* May m take bytes more memory? 1: taken (give it back with
 	 * release), 0: not now. */
 	int (*reserve)(void *arg, size_t bytes);
+	/* As reserve, for a buffer past SMTP_MESSAGE_INFLIGHT: taken only
+	 * while the total stays within SMTP_MESSAGE_DEEP_TOTAL. Optional
+	 * (NULL: no buffer past it). Given back with release. */
+	int (*reserve_deep)(void *arg, size_t bytes);
 	void (*release)(void *arg, size_t bytes);
 	void *arg;
 };

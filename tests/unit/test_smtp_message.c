@@ -344,6 +344,7 @@ struct fake {
 	struct smtp_message_rec *out[FAKE_RECS];	/* with "the committer" */
 	size_t nout;
 	size_t reserved, budget, peak;
+	size_t deep_budget;		/* reserve_deep's total (fake_deep_on) */
 	uint32_t fail_at;		/* this record is refused (COMMIT_FULL) */
 };
 
@@ -383,6 +384,16 @@ fake_release(void *arg, size_t n)
 
 	CU_ASSERT_FATAL(n <= f->reserved);
 	f->reserved -= n;
+}
+
+static int
+fake_reserve_deep(void *arg, size_t n)
+{
+	struct fake *f = arg;
+
+	if (f->reserved + n > f->deep_budget)
+		return 0;
+	return fake_reserve(arg, n);
 }
 
 static void
@@ -789,6 +800,57 @@ test_staged_tight(void)
 	buf_free(&in);
 }
 
+/* Records of one message with the committer at once: SMTP_MESSAGE_INFLIGHT
+ * while the total is over reserve_deep's, SMTP_MESSAGE_DEEP while under
+ * it; either way the message arrives whole and every byte is given back. */
+static void
+test_staged_deep(void)
+{
+	struct buf in;
+
+	buf_init(&in, 1 << 24);
+	big_body(&in, "Subject: deep\r\n\r\n", 60000);	/* ~4.5 MiB */
+	for (int deep = 0; deep <= 1; deep++) {
+		struct smtp_message_info info = info_default(0, DOT, 1 << 24);
+		struct smtp_message_parts p;
+		struct smtp_message *m;
+		struct fake f;
+		size_t off = 0, first_block = 0;
+		char reply[128];
+		int done = 0;
+
+		fake_init(&f, 1 << 30);
+		f.st.reserve_deep = fake_reserve_deep;
+		f.deep_budget = deep ? (size_t)1 << 30 : 0;
+		info.stager = &f.st;
+		m = smtp_message_new(&info);
+		CU_ASSERT_FATAL(m != NULL);
+		f.m = m;
+		while (off < in.len && !done) {
+			off += smtp_message_feed(m, in.data + off, in.len - off, &done);
+			if (!done && smtp_message_blocked(m)) {
+				if (first_block == 0)
+					first_block = f.nout;
+				fake_return(&f, 0);
+			}
+		}
+		fake_return(&f, 0);
+		/* the last one the base reserve holds, and the ones past it */
+		CU_ASSERT_EQUAL(first_block, 1 + (deep ? SMTP_MESSAGE_DEEP : SMTP_MESSAGE_INFLIGHT));
+		CU_ASSERT(f.peak <= SMTP_MESSAGE_BASE + (size_t)(deep ? SMTP_MESSAGE_DEEP :
+		    SMTP_MESSAGE_INFLIGHT) * SMTP_MESSAGE_BUF);
+		CU_ASSERT_EQUAL(smtp_message_finish(m, reply, sizeof reply), 0);
+		smtp_message_take(m, &p);
+		fake_release(&f, p.reserved);
+		free(p.head);
+		free(p.tail);
+		smtp_message_free(&m);
+		CU_ASSERT_EQUAL(f.reserved, 0);
+		fake_free(&f);
+	}
+	buf_free(&in);
+}
+
 /* A header section longer than the first buffer: kept whole as record 0,
  * the scan goes on in the records after it (the hop count, Date and
  * Message-ID seen there), the additions follow our Received header. */
@@ -882,6 +944,7 @@ main(void)
 	    CU_add_test(s, "staged: the same bytes", test_staged_same_bytes) == NULL ||
 	    CU_add_test(s, "staged: small messages are not", test_staged_small) == NULL ||
 	    CU_add_test(s, "staged: the base reserve only", test_staged_tight) == NULL ||
+	    CU_add_test(s, "staged: deeper while the total is low", test_staged_deep) == NULL ||
 	    CU_add_test(s, "staged: a long header section", test_staged_long_header) == NULL ||
 	    CU_add_test(s, "staged: a record refused", test_staged_refused) == NULL ||
 	    CU_add_test(s, "tap and header edits", test_tap_and_header_edit) == NULL ||

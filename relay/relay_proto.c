@@ -298,6 +298,42 @@ enc_byte(struct relay_data_enc *e, char c, struct buf *out)
 	return 0;
 }
 
+/*
+ * At a line start: the whole CRLF lines of in[0..len) that need nothing
+ * but dot-stuffing (no bare CR, no fold), written out in runs. Returns the
+ * bytes taken (0: the first line needs the byte-wise path), or -1.
+ */
+static ssize_t
+enc_lines(struct relay_data_enc *e, const char *in, size_t len, struct buf *out)
+{
+	size_t start = 0, j = 0;
+
+	while (j < len) {
+		const char *nl = memchr(in + j, '\n', len - j);
+		size_t ll, dot;
+
+		if (nl == NULL)
+			break;
+		ll = (size_t)(nl - (in + j));	/* up to the LF, CR included */
+		dot = in[j] == '.';
+		if (ll == 0 || in[j + ll - 1] != '\r' || ll - 1 + dot > RELAY_DATA_LINE_MAX ||
+		    (ll > 1 && memchr(in + j, '\r', ll - 1) != NULL))
+			break;
+		if (dot) {
+			if (buf_append(out, in + start, j - start) < 0 ||
+			    buf_append(out, ".", 1) < 0)
+				return -1;
+			start = j;
+		}
+		if (ll == 1)
+			e->in_header = 0;
+		j += ll + 1;
+	}
+	if (buf_append(out, in + start, j - start) < 0)
+		return -1;
+	return (ssize_t)j;
+}
+
 int
 relay_data_enc_feed(struct relay_data_enc *e, const char *in, size_t len,
     struct buf *out)
@@ -305,9 +341,19 @@ relay_data_enc_feed(struct relay_data_enc *e, const char *in, size_t len,
 	size_t i = 0;
 
 	while (i < len) {
-		char c = in[i];
+		char c;
 		size_t n, max;
 
+		if (e->line_len == 0 && !e->pending_cr) {
+			ssize_t took = enc_lines(e, in + i, len - i, out);
+
+			if (took < 0)
+				return -1;
+			i += (size_t)took;
+			if (i == len)
+				break;
+		}
+		c = in[i];
 		if (e->pending_cr) {
 			e->pending_cr = 0;
 			if (enc_end_line(e, out) < 0)

@@ -1055,6 +1055,51 @@ test_data_fold(void)
 	buf_free(&in);
 }
 
+/* Random messages of the bytes that matter (CR, LF, '.', long and empty
+ * lines, a header section or none): whole, in pieces and byte by byte
+ * (which never takes the whole-line path) the output is the same. */
+static void
+test_data_encode_paths(void)
+{
+	static const char alphabet[] = "\r\n..ab :\t";
+	unsigned seed = 77;
+
+	for (int round = 0; round < 400; round++) {
+		struct buf in, whole, pieces, bytes;
+		size_t nlines = 1 + (size_t)(rand_r(&seed) % 40);
+
+		buf_init(&in, 1 << 20);
+		for (size_t l = 0; l < nlines; l++) {
+			unsigned kind = (unsigned)rand_r(&seed) % 8;
+			size_t len = kind == 0 ? 0 : kind == 1 ? 996 + (size_t)(rand_r(&seed) % 5) :
+			    (size_t)(rand_r(&seed) % 80);
+
+			for (size_t k = 0; k < len; k++) {
+				/* long lines of plain bytes, at the fold's edge */
+				char c = kind != 1 && rand_r(&seed) % 6 == 0 ?
+				    alphabet[rand_r(&seed) % (sizeof alphabet - 1)] : 'x';
+				if (k == 0 && rand_r(&seed) % 3 == 0)
+					c = '.';	/* stuffed */
+				buf_append(&in, &c, 1);
+			}
+			buf_puts(&in, rand_r(&seed) % 10 == 0 ? "\n" : "\r\n");
+		}
+		buf_init(&whole, 1 << 21);
+		buf_init(&pieces, 1 << 21);
+		buf_init(&bytes, 1 << 21);
+		encode_all(in.data, in.len, in.len + 1, &whole);
+		encode_all(in.data, in.len, 1 + (size_t)(round % 97), &pieces);
+		encode_all(in.data, in.len, 1, &bytes);
+		CU_ASSERT(whole.len == bytes.len && memcmp(whole.data, bytes.data, bytes.len) == 0);
+		CU_ASSERT(pieces.len == bytes.len && memcmp(pieces.data, bytes.data, bytes.len) == 0);
+		CU_ASSERT(lines_ok(whole.data, whole.len));
+		buf_free(&in);
+		buf_free(&whole);
+		buf_free(&pieces);
+		buf_free(&bytes);
+	}
+}
+
 static void
 test_xtext_addr(void)
 {
@@ -2283,6 +2328,7 @@ main(int argc, char **argv)
 	CU_add_test(s, "EHLO capabilities", test_caps);
 	CU_add_test(s, "TLS-Required header field", test_tls_required_header);
 	CU_add_test(s, "DATA encoding", test_data_encode);
+	CU_add_test(s, "DATA encoding: whole lines and bytes alike", test_data_encode_paths);
 	CU_add_test(s, "DATA line folding", test_data_fold);
 	CU_add_test(s, "xtext and address checks", test_xtext_addr);
 	CU_add_test(s, "pipelined, exact bytes", test_pipelined_exact_bytes);

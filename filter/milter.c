@@ -266,17 +266,16 @@ conn_fail_errno(struct milter_conn *m, const char *what, int e,
 	conn_fail(m, why, res);
 }
 
-/* Tells a filter that is still there that the session is over (a small
- * packet: the write does not wait on a full socket). */
+/* Tells a filter that is still there that the session is over, if the
+ * packet goes out at once: it never waits (a filter that stopped reading
+ * sees the close instead). */
 static void
 conn_quit(struct milter_conn *m)
 {
 	if (m->fd >= 0 && m->state != CS_FAILED) {
-		int64_t deadline = time_mono_ms() + m->spec->command_timeout_ms;
-
 		buf_reset(&m->out);
 		(void)milter_encode_simple(&m->out, SMFIC_QUIT);
-		(void)filter_write_all(m->fd, m->out.data, m->out.len, deadline);
+		(void)filter_write_all(m->fd, m->out.data, m->out.len, time_mono_ms());
 	}
 }
 

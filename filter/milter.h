@@ -29,8 +29,9 @@
  * SMFIR_PROGRESS restarts the running timeout (at most
  * MILTER_PROGRESS_MAX times per event).
  *
- * Threads: every call blocks up to its timeout; call from a pool thread,
- * never from a session worker's event loop. A connection belongs to one
+ * Threads: every call but milter_conn_close blocks up to its timeout;
+ * call from a pool thread, never from a session worker's event loop
+ * (milter_conn_close never waits: any thread). A connection belongs to one
  * thread at a time (it may move between pool threads between calls). A
  * spec is immutable once parsed and may be shared by every thread.
  * Errors: as above; out of memory aborts (lib/util.h).
@@ -124,8 +125,8 @@ struct milter_conn;
 struct milter_conn *milter_conn_open(const struct milter_spec *spec,
     size_t index);
 
-/* Sends SMFIC_QUIT when the filter is still there, closes, frees, sets
- * *m to NULL. */
+/* Sends SMFIC_QUIT when the filter is still there and the packet goes
+ * out at once (it never waits), closes, frees, sets *m to NULL. */
 void milter_conn_close(struct milter_conn **m);
 
 /* The milter's name (its endpoint text). */

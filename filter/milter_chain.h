@@ -50,8 +50,9 @@
  * asked for that event. Every milter sees the message as received (as
  * Sendmail does); the changes of all milters are listed in chain order.
  *
- * Threads: every call blocks (on the milters, up to their timeouts); call
- * from a pool thread, never from a session worker's event loop. A chain
+ * Threads: every call but milter_chain_free blocks (on the milters, up
+ * to their timeouts); call from a pool thread, never from a session
+ * worker's event loop (milter_chain_free never waits). A chain
  * belongs to one thread at a time (it may move between pool threads
  * between calls). Errors: a milter that fails is handled by its
  * default_action (filter/milter.h); nothing here fails the session by
@@ -96,7 +97,8 @@ struct milter_chain;
 struct milter_chain *milter_chain_new(const struct milter_spec *specs,
     size_t n, size_t body_max);
 
-/* QUIT to every milter still connected, close, free; *c = NULL. */
+/* QUIT to every milter still connected (when it goes out at once: never
+ * waits), close, free; *c = NULL. */
 void milter_chain_free(struct milter_chain **c);
 
 /*

@@ -17,8 +17,8 @@
  *
  * The chain is the job's while it runs (so a session that ends meanwhile
  * never frees it under the pool thread); it comes back with the result.
- * A chain left over (the session ended) is closed on the filter pool too,
- * since QUIT may wait on a stalled filter.
+ * A chain left over (the session ended) is closed on the worker:
+ * milter_chain_free sends QUIT only if it goes out at once, never waits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,8 +64,7 @@ struct session_milter {
 };
 
 enum milter_step {
-	MSTEP_HELO, MSTEP_MAIL, MSTEP_RCPT, MSTEP_DATA, MSTEP_EOM, MSTEP_UNKNOWN,
-	MSTEP_CLOSE
+	MSTEP_HELO, MSTEP_MAIL, MSTEP_RCPT, MSTEP_DATA, MSTEP_EOM, MSTEP_UNKNOWN
 };
 
 struct milter_job {
@@ -229,10 +228,6 @@ milter_job_run(struct offloop_job *job)
 	struct milter_job *j = (struct milter_job *)(void *)job;
 	struct milter_client cl;
 
-	if (j->stage == MSTEP_CLOSE) {
-		milter_chain_free(&j->chain);
-		return;
-	}
 	milter_job_before(j);
 	switch (j->stage) {
 	case MSTEP_HELO:
@@ -261,8 +256,6 @@ milter_job_run(struct offloop_job *job)
 		break;
 	case MSTEP_EOM:
 		milter_job_message(j);
-		break;
-	case MSTEP_CLOSE:
 		break;
 	}
 }
@@ -295,21 +288,12 @@ milter_job_finish(struct smtp_session *s, struct session_job *sj)
 	return session_continue(s);
 }
 
-/* A job that still has a chain (the session ended while it ran, or the
- * session ends now) goes round once more to close it on the pool: QUIT
- * may wait on a stalled filter. Freed here when the pool is gone. */
+/* A job whose session ended while it ran: its chain is closed here
+ * (milter_chain_free never waits). */
 static void
 milter_job_release(struct session_job *sj)
 {
-	struct milter_job *j = (struct milter_job *)(void *)sj;
-
-	if (j->chain != NULL && j->stage != MSTEP_CLOSE && j->pool != NULL) {
-		j->stage = MSTEP_CLOSE;
-		j->sj.s = NULL;
-		if (worker_resubmit_job(j->pool, &j->sj.base) == 0)
-			return;
-	}
-	milter_job_free(j);
+	milter_job_free((struct milter_job *)(void *)sj);
 }
 
 static struct milter_job *
@@ -879,7 +863,7 @@ static const char *
 milter_stage_name(enum milter_step st)
 {
 	static const char *const names[] = { "HELO", "MAIL", "RCPT", "DATA",
-		"END-OF-MESSAGE", "UNKNOWN", "CLOSE" };
+		"END-OF-MESSAGE", "UNKNOWN" };
 
 	return names[st];
 }
@@ -959,8 +943,6 @@ milter_act(struct smtp_session *s, struct milter_job *j)
 		    "500 5.5.2 Error: command not recognized");
 		session_error(s);
 		return;
-	case MSTEP_CLOSE:
-		return;
 	}
 }
 
@@ -985,18 +967,11 @@ void
 session_milter_free(struct smtp_session *s)
 {
 	struct session_milter *sm = s->milter;
-	struct milter_job *j;
 
 	if (sm == NULL)
 		return;
 	session_milter_txn_reset(s);
-	if (sm->chain != NULL) {
-		j = milter_job_new(s, MSTEP_CLOSE);
-		j->chain = sm->chain;
-		j->sj.s = NULL;
-		if (j->pool == NULL || worker_submit_job(s->w, j->pool, &j->sj.base) != 0)
-			milter_job_free(j);
-	}
+	milter_chain_free(&sm->chain);
 	free(sm);
 	s->milter = NULL;
 }

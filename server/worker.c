@@ -583,12 +583,6 @@ worker_submit_job(struct worker *w, struct offloop *pool, struct offloop_job *jo
 	return -1;
 }
 
-int
-worker_resubmit_job(struct offloop *pool, struct offloop_job *job)
-{
-	return worker_submit_job(worker_of_sink(job->sink), pool, job);
-}
-
 void
 worker_timer_hint(struct worker *w, int64_t when)
 {

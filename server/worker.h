@@ -103,11 +103,6 @@ const struct worker_pools *worker_pools(struct worker *w);
 int worker_submit_job(struct worker *w, struct offloop *pool,
     struct offloop_job *job);
 
-/* Worker-thread only, while the worker takes job back (its release):
- * submits it to pool again, to come back to the same worker, counted as
- * worker_submit_job does. Returns offloop_submit's result. */
-int worker_resubmit_job(struct offloop *pool, struct offloop_job *job);
-
 /* Worker-thread only: sets the epoll interest of s's socket (EPOLLIN,
  * EPOLLOUT or both; 0 for none). */
 void worker_watch(struct worker *w, struct smtp_session *s, int fd,

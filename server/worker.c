@@ -125,6 +125,18 @@ worker_end_session(struct worker *w, struct smtp_session *s)
 	smtp_session_free(&s);
 }
 
+/* A connection no session will serve: told to come back, closed. */
+static void
+worker_refuse_conn(struct worker_conn *c)
+{
+	static const char msg[] = "421 4.3.2 Server shutting down\r\n";
+	ssize_t r = write(c->fd, msg, sizeof msg - 1);
+
+	(void)r;
+	close(c->fd);
+	connlimit_release((struct sockaddr *)&c->peer);
+}
+
 static void
 worker_take_conns(struct worker *w)
 {
@@ -139,11 +151,7 @@ worker_take_conns(struct worker *w)
 
 		next = c->next;
 		if (w->draining) {
-			static const char msg[] = "421 4.3.2 Server shutting down\r\n";
-			ssize_t r = write(c->fd, msg, sizeof msg - 1);
-			(void)r;
-			close(c->fd);
-			connlimit_release((struct sockaddr *)&c->peer);
+			worker_refuse_conn(c);
 		} else {
 			s = smtp_session_new(w, c->fd, (struct sockaddr *)&c->peer,
 			    c->peerlen, c->kind);
@@ -312,6 +320,8 @@ worker_empty(struct worker *w)
 static void
 worker_exit(struct worker *w)
 {
+	struct worker_conn *c, *next;
+
 	pthread_mutex_lock(&w->lock);
 	w->ended = 1;
 	if (w->describe != NULL) {
@@ -319,7 +329,15 @@ worker_exit(struct worker *w)
 		w->describe = NULL;
 		pthread_cond_broadcast(&w->described);
 	}
+	c = w->conns;
+	w->conns = NULL;
 	pthread_mutex_unlock(&w->lock);
+	/* Handed over and never taken: no loop is left to serve them. */
+	for (; c; c = next) {
+		next = c->next;
+		worker_refuse_conn(c);
+		free(c);
+	}
 }
 
 static void *
@@ -328,7 +346,10 @@ worker_main(void *arg)
 	struct worker *w = arg;
 	struct epoll_event evs[256];
 	int was_draining = 0, retired_out = 0;
+	char name[16];
 
+	snprintf(name, sizeof name, "worker%d", w->index);
+	pthread_setname_np(pthread_self(), name);
 	w->next_tick = time_mono_ms() + 1000;
 	for (;;) {
 		int64_t now = time_mono_ms();
@@ -407,7 +428,7 @@ worker_start(int index, struct committer *c, const struct worker_pools *pools)
 	return w;
 }
 
-void
+int
 worker_add_conn(struct worker *w, int fd, const struct sockaddr *peer,
     socklen_t peerlen, enum listen_kind kind)
 {
@@ -418,10 +439,16 @@ worker_add_conn(struct worker *w, int fd, const struct sockaddr *peer,
 	c->peerlen = peerlen;
 	c->kind = kind;
 	pthread_mutex_lock(&w->lock);
+	if (w->ended) {
+		pthread_mutex_unlock(&w->lock);
+		free(c);
+		return -1;
+	}
 	c->next = w->conns;
 	w->conns = c;
 	worker_wake(w);
 	pthread_mutex_unlock(&w->lock);
+	return 0;
 }
 
 void

@@ -57,8 +57,10 @@ struct worker *worker_start(int index, struct committer *c,
     const struct worker_pools *pools);
 
 /* Hands an accepted non-blocking socket to w (which then owns it and the
- * connlimit count taken for it). */
-void worker_add_conn(struct worker *w, int fd, const struct sockaddr *peer,
+ * connlimit count taken for it). Returns 0, or -1 when w's loop has ended
+ * (the caller keeps fd). Connections handed over that the loop did not
+ * take before it ended get 421 4.3.2 and are closed. */
+int worker_add_conn(struct worker *w, int fd, const struct sockaddr *peer,
     socklen_t peerlen, enum listen_kind kind);
 
 /* Graceful stop: idle sessions get 421 4.3.2 and are closed; sessions in

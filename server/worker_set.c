@@ -4,9 +4,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "server/connlimit.h"
 
 struct worker_set {
 	struct committer *committer;
@@ -147,11 +149,25 @@ void
 worker_set_hand(struct worker_set *ws, int fd, const struct sockaddr *peer,
     socklen_t peerlen, enum listen_kind kind)
 {
+	size_t tries;
+
 	pthread_mutex_lock(&ws->hand_lock);
-	if (ws->next >= ws->ntaking)
-		ws->next = 0;
-	worker_add_conn(ws->taking[ws->next++], fd, peer, peerlen, kind);
+	/* Round robin, past any worker whose loop has ended. */
+	for (tries = 0; tries < ws->ntaking; tries++) {
+		if (ws->next >= ws->ntaking)
+			ws->next = 0;
+		if (worker_add_conn(ws->taking[ws->next++], fd, peer, peerlen, kind) == 0)
+			break;
+	}
 	pthread_mutex_unlock(&ws->hand_lock);
+	if (tries == ws->ntaking) {
+		static const char msg[] = "421 4.3.2 Server out of session workers\r\n";
+		ssize_t r = send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL);
+
+		(void)r;
+		close(fd);
+		connlimit_release(peer);
+	}
 }
 
 size_t

@@ -14,13 +14,18 @@
  *       LMDB then marks the environment broken (MDB_PANIC).
  *       MSFAULT_META_FILE=PATH limits it to that data.mdb (the queue's,
  *       not the trace's or the TLS reports').
+ *   MSFAULT_EPOLL_FAIL_THREAD=NAME  epoll_wait fails (EBADF) in the
+ *       thread of that name (pthread_setname_np: "worker1" is session
+ *       worker 1), as a broken event loop would.
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <time.h>
@@ -146,4 +151,24 @@ ssize_t
 pwrite64(int fd, const void *buf, size_t len, off_t off)
 {
 	return pwrite(fd, buf, len, off);
+}
+
+int epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout);
+int
+epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
+{
+	static int (*real)(int, struct epoll_event *, int, int);
+	const char *want = getenv("MSFAULT_EPOLL_FAIL_THREAD");
+	char name[16];
+
+	if (real == NULL)
+		real = (int (*)(int, struct epoll_event *, int, int))dlsym(RTLD_NEXT,
+		    "epoll_wait");
+	if (want != NULL && *want != '\0' &&
+	    pthread_getname_np(pthread_self(), name, sizeof name) == 0 &&
+	    strcmp(name, want) == 0) {
+		errno = EBADF;
+		return -1;
+	}
+	return real(epfd, evs, max, timeout);
 }

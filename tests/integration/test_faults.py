@@ -543,6 +543,20 @@ class InProcessFaultTest(unittest.TestCase):
         self.assertEqual(set(acked) - srv.known_ids(), set())
         self.assertEqual(srv.stop(), 0)
 
+    def test_broken_worker_gets_no_connections(self):
+        # Session worker 1's event loop fails at once (epoll_wait): it is
+        # handed no connection after that, so every client is served by
+        # worker 0, none is left hanging in a loop that is gone.
+        srv = Server("session_workers = 2\n")
+        self.addCleanup(srv.cleanup)
+        srv.start(env=fault_env(MSFAULT_EPOLL_FAIL_THREAD="worker1"))
+        srv.wait_log("worker 1: epoll_wait")
+        for i in range(6):
+            qid = send(srv.port, "a@localhost", "alice@localhost",
+                       b"Subject: w%d\r\n\r\nx\r\n" % i)
+            self.assertTrue(qid)
+        self.assertEqual(srv.stop(), 0)
+
 
 if __name__ == "__main__":
     unittest.main()

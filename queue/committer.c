@@ -737,6 +737,7 @@ committer_main(void *arg)
 	int64_t last_work = time_mono_ms();
 	int64_t next_reader_check = last_work + COMMIT_READER_CHECK_MS;
 
+	pthread_setname_np(pthread_self(), "committer");
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		struct batch b;

@@ -534,6 +534,7 @@ delivery_main(void *arg)
 	struct delivery *d = w->d;
 	struct sched_job *jobs[LOCAL_BATCH];
 
+	pthread_setname_np(pthread_self(), w->local_only ? "deliver-local" : "deliver");
 	for (;;) {
 		/* A policy is held while waiting: the local threads' choice
 		 * of jobs reads its local domains. The job gets the policy

@@ -532,6 +532,7 @@ sched_main(void *arg)
 	struct scheduler *s = arg;
 	int64_t next_full = 0;
 
+	pthread_setname_np(pthread_self(), "scheduler");
 	/* One read of the whole queue at start: records that no longer
 	 * decode are set aside (and logged) now, not found by chance later;
 	 * records of messages that are gone are collected. */

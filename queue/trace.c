@@ -419,6 +419,7 @@ writer_main(void *arg)
 	int64_t next_sweep = time_mono_ms() + TRACE_SWEEP_EVERY_MS, last_commit = 0;
 
 	(void)arg;
+	pthread_setname_np(pthread_self(), "trace");
 	pthread_mutex_lock(&tr.lock);
 	for (;;) {
 		struct trace_item *items, *next;

@@ -232,6 +232,7 @@ acceptor_main(void *arg)
 	struct acceptor *a = arg;
 	struct epoll_event evs[64];
 
+	pthread_setname_np(pthread_self(), "acceptor");
 	for (;;) {
 		int timeout = -1, n;
 

@@ -180,6 +180,7 @@ control_main(void *arg)
 {
 	struct control *c = arg;
 
+	pthread_setname_np(pthread_self(), "control");
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = c->fd, .events = POLLIN },

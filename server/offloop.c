@@ -84,6 +84,7 @@ offloop_main(void *arg)
 {
 	struct offloop *p = arg;
 
+	pthread_setname_np(pthread_self(), p->name);	/* "filter", "lookup"... */
 	for (;;) {
 		struct offloop_job *job;
 

@@ -158,6 +158,25 @@ class SessionWorkersReloadTest(unittest.TestCase):
         c.close()
         return code, lines
 
+    def thread_names(self):
+        names = set()
+        for t in os.listdir("/proc/%d/task" % self.srv.proc.pid):
+            try:
+                with open("/proc/%d/task/%s/comm" % (self.srv.proc.pid, t)) as f:
+                    names.add(f.read().strip())
+            except OSError:
+                pass    # a thread that just ended
+        return names
+
+    def test_threads_are_named(self):
+        # top -H, ps -L and perf show each thread's role (README, Threads).
+        want = {"acceptor", "committer", "scheduler", "control", "trace", "deliver",
+                "deliver-local", "password", "lookup", "filter",
+                "worker0", "worker1", "worker2", "worker3"}
+        wait_for(lambda: want <= self.thread_names(), 10 * SLOW, "the named threads")
+        self.reload(5, 1, 0)
+        wait_for(lambda: "worker4" in self.thread_names(), 10 * SLOW, "worker4")
+
     def test_shrink_and_grow_with_sessions_open(self):
         srv = self.srv
         wait_for(lambda: self.sessions() == [], 10, "no sessions")

@@ -149,18 +149,18 @@ void
 worker_set_hand(struct worker_set *ws, int fd, const struct sockaddr *peer,
     socklen_t peerlen, enum listen_kind kind)
 {
-	size_t tries;
+	int handed = 0;
 
 	pthread_mutex_lock(&ws->hand_lock);
 	/* Round robin, past any worker whose loop has ended. */
-	for (tries = 0; tries < ws->ntaking; tries++) {
+	for (size_t tries = 0; tries < ws->ntaking && !handed; tries++) {
 		if (ws->next >= ws->ntaking)
 			ws->next = 0;
-		if (worker_add_conn(ws->taking[ws->next++], fd, peer, peerlen, kind) == 0)
-			break;
+		handed = worker_add_conn(ws->taking[ws->next++], fd, peer, peerlen,
+		    kind) == 0;
 	}
 	pthread_mutex_unlock(&ws->hand_lock);
-	if (tries == ws->ntaking) {
+	if (!handed) {
 		static const char msg[] = "421 4.3.2 Server out of session workers\r\n";
 		ssize_t r = send(fd, msg, sizeof msg - 1, MSG_NOSIGNAL);
 

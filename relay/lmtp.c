@@ -19,6 +19,7 @@
 #include "lib/buf.h"
 #include "lib/log.h"
 #include "lib/util.h"
+#include "relay/envelope.h"
 #include "relay/relay_conn.h"
 #include "relay/relay_proto.h"
 #include "relay/tls_policy.h"
@@ -501,14 +502,95 @@ fail:
 	return NULL;
 }
 
-/* The transaction on a greeted session. */
+/* The envelope's callbacks (relay/envelope.h) on one job and session. */
+struct env_ctx {
+	struct lmtp_job *job;
+	struct lmtp_sess *s;
+};
+
+static void
+env_build(void *arg, long cmd, struct buf *line)
+{
+	struct env_ctx *c = arg;
+	const struct relay_msg *m = c->job->msg;
+	unsigned caps = c->s->caps.flags;
+
+	if (cmd == RELAY_ENV_MAIL) {
+		buf_printf(line, "MAIL FROM:<%s>", m->sender);
+		if (caps & RELAY_CAP_SIZE)
+			buf_printf(line, " SIZE=%llu",
+			    (unsigned long long)m->body->size);
+		if (m->eightbit && (caps & RELAY_CAP_8BITMIME))
+			buf_puts(line, " BODY=8BITMIME");
+		if ((c->job->need_utf8 || m->smtputf8) &&
+		    (caps & RELAY_CAP_SMTPUTF8))
+			buf_puts(line, " SMTPUTF8");
+	} else if (cmd == RELAY_ENV_DATA) {
+		buf_puts(line, "DATA");
+	} else {
+		buf_printf(line, "RCPT TO:<%s>", c->job->rcpts[cmd].addr);
+	}
+	log_debug("lmtp %s: > %.*s", c->s->name, (int)line->len,
+	    line->len ? line->data : "");
+}
+
+static int
+env_write(void *arg, const char *p, size_t n)
+{
+	struct env_ctx *c = arg;
+
+	return relay_conn_write(c->s->conn, p, n,
+	    job_ms(c->job, c->job->ctx->st.command_timeout_ms));
+}
+
+static int
+env_read(void *arg, long cmd)
+{
+	struct env_ctx *c = arg;
+	const struct relay_settings *st = &c->job->ctx->st;
+
+	return sess_read(c->job, c->s, cmd == RELAY_ENV_DATA ?
+	    st->data_init_timeout_ms : st->command_timeout_ms);
+}
+
+/* MAIL refused: final for every recipient. A RCPT: 2xx accepted, 421
+ * final for all (the server is closing), else final for this one. A 421
+ * ends the envelope. */
+static int
+env_judge(void *arg, long cmd)
+{
+	struct env_ctx *c = arg;
+	int code = c->job->reply.code;
+
+	if (cmd == RELAY_ENV_MAIL) {
+		if (code / 100 != 2)
+			reply_final(c->job, c->s, 0, 1, "MAIL FROM");
+		return code == 421 ? -1 : 0;	/* 421: the server is closing */
+	}
+	if (cmd == RELAY_ENV_DATA)
+		return 0;
+	if (code / 100 == 2) {
+		c->job->state[cmd] = RS_ACCEPTED;
+		return 1;
+	}
+	if (code == 421) {
+		reply_final(c->job, c->s, 0, 1, "RCPT TO");
+		return -1;
+	}
+	reply_final(c->job, c->s, (size_t)cmd, 0, "RCPT TO");
+	return 0;
+}
+
+/* The transaction on a greeted session: the envelope pipelined when
+ * the server offers it (every LMTP server should, RFC 2033 4.1). */
 static void
 sess_transaction(struct lmtp_job *job, struct lmtp_sess *s)
 {
 	const struct relay_settings *st = &job->ctx->st;
 	const struct relay_msg *m = job->msg;
-	struct buf cmd;
-	size_t nacc = 0;
+	struct env_ctx ec = { .job = job, .s = s };
+	struct relay_envelope env = { 0 };
+	size_t *rcpts, nrcpt = 0;
 	int io;
 
 	s->uses++;
@@ -519,58 +601,43 @@ sess_transaction(struct lmtp_job *job, struct lmtp_sess *s)
 		job_final_all(job, 0, RELAY_BOUNCED, "5.6.7", diag);
 		return;
 	}
-	buf_init(&cmd, LMTP_CMD_MAX);
-	buf_printf(&cmd, "MAIL FROM:<%s>", m->sender);
-	if (s->caps.flags & RELAY_CAP_SIZE)
-		buf_printf(&cmd, " SIZE=%llu", (unsigned long long)m->body->size);
-	if (m->eightbit && (s->caps.flags & RELAY_CAP_8BITMIME))
-		buf_puts(&cmd, " BODY=8BITMIME");
-	if ((job->need_utf8 || m->smtputf8) && (s->caps.flags & RELAY_CAP_SMTPUTF8))
-		buf_puts(&cmd, " SMTPUTF8");
-	io = sess_cmd(job, s, cmd.data, st->command_timeout_ms);
+	rcpts = xcalloc(job->n ? job->n : 1, sizeof *rcpts);
+	for (size_t i = 0; i < job->n; i++)
+		if (job->state[i] == RS_PENDING)
+			rcpts[nrcpt++] = i;
+	env.window = (s->caps.flags & RELAY_CAP_PIPELINING) ? RELAY_ENV_WINDOW : 1;
+	env.line_max = LMTP_CMD_MAX;
+	env.reply = &job->reply;
+	env.arg = &ec;
+	env.build = env_build;
+	env.write = env_write;
+	env.read = env_read;
+	env.judge = env_judge;
+	io = relay_envelope_run(&env, rcpts, nrcpt);
+	if (io == RELAY_ENV_STOPPED)
+		goto out;
 	if (io != RELAY_IO_OK) {
-		io_failed(job, s, io, 0, "sending MAIL FROM");
+		io_failed(job, s, io, 0, env.at == RELAY_ENV_MAIL ?
+		    "sending MAIL FROM" : env.at == RELAY_ENV_DATA ?
+		    "sending DATA command" : "sending RCPT TO");
 		goto out;
 	}
-	if (job->reply.code / 100 != 2) {
-		reply_final(job, s, 0, 1, "MAIL FROM");
+	if (env.data_code == 354 && (env.mail_code / 100 != 2 || env.nacc == 0)) {
+		/* RFC 2033 4.2: DATA without a recipient must fail. Out of
+		 * step: the connection goes. */
+		s->broken = 1;
 		goto out;
 	}
-	for (size_t i = 0; i < job->n; i++) {
-		if (job->state[i] != RS_PENDING)
-			continue;
-		buf_reset(&cmd);
-		buf_printf(&cmd, "RCPT TO:<%s>", job->rcpts[i].addr);
-		io = sess_cmd(job, s, cmd.data, st->command_timeout_ms);
-		if (io != RELAY_IO_OK) {
-			io_failed(job, s, io, 0, "sending RCPT TO");
-			goto out;
-		}
-		if (job->reply.code / 100 == 2) {
-			job->state[i] = RS_ACCEPTED;
-			nacc++;
-		} else if (job->reply.code == 421) {
-			reply_final(job, s, 0, 1, "RCPT TO");
-			goto out;
-		} else {
-			reply_final(job, s, i, 0, "RCPT TO");
-		}
-	}
-	if (nacc == 0)
+	if (env.mail_code / 100 != 2 || env.nacc == 0)
 		goto out;	/* the next use starts with RSET */
-	io = sess_cmd(job, s, "DATA", st->data_init_timeout_ms);
-	if (io != RELAY_IO_OK) {
-		io_failed(job, s, io, 0, "sending DATA command");
-		goto out;
-	}
-	if (job->reply.code != 354 && job->reply.code / 100 < 4) {
+	if (env.data_code != 354 && env.data_code / 100 < 4) {
 		/* Not LMTP as we know it: nothing was taken. */
 		s->broken = 1;
 		job_final_all(job, 0, RELAY_DEFERRED, "4.5.0", "unexpected reply "
 		    "to DATA from the LMTP server");
 		goto out;
 	}
-	if (job->reply.code != 354) {
+	if (env.data_code != 354) {
 		reply_final(job, s, 0, 1, "DATA");
 		goto out;
 	}
@@ -601,7 +668,7 @@ sess_transaction(struct lmtp_job *job, struct lmtp_sess *s)
 		reply_final(job, s, i, 0, "end of DATA");
 	}
 out:
-	buf_free(&cmd);
+	free(rcpts);
 }
 
 /* RSET on an idle connection. 0 usable, -1 not. */

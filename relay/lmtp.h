@@ -18,7 +18,9 @@
  *    msg->smtputf8 or a non-ASCII address); RCPT TO per recipient (no DSN
  *    parameters: the LMTP server is the last hop, and this server reports
  *    success itself); DATA; the message; then one reply per accepted
- *    recipient, in RCPT order (RFC 2033 4.2). Commands go one at a time.
+ *    recipient, in RCPT order (RFC 2033 4.2). MAIL, the RCPTs and DATA
+ *    are pipelined when the server offers PIPELINING (relay/envelope.h),
+ *    else go one at a time.
  *  - per recipient: a 2xx at RCPT goes on to DATA, 4xx defers, 5xx
  *    bounces (552 too: on LMTP it is the mailbox's answer, e.g. over
  *    quota). After the data each accepted recipient gets its own reply:

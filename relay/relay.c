@@ -32,13 +32,13 @@
 #include "lib/metrics.h"
 #include "lib/util.h"
 #include "lib/xtext.h"
+#include "relay/envelope.h"
 #include "relay/relay_conn.h"
 #include "relay/relay_proto.h"
 #include "relay/tls_policy.h"
 
 #define RELAY_KEY_MAX		300	/* destination key, with its NUL */
 #define RELAY_MAX_USES		100	/* transactions per connection */
-#define RELAY_PIPE_WINDOW	100	/* commands per pipelined group */
 #define RELAY_QUIT_TIMEOUT_MS	2000
 #define RELAY_CMD_MAX		2048	/* a command line we build */
 
@@ -901,8 +901,6 @@ send_body(struct relay_job *job, struct relay_sess *s)
 	    job->ctx->st.data_block_timeout_ms, job->deadline);
 }
 
-enum { CMD_MAIL = -1, CMD_DATA = -2 };
-
 /* The host at relay lacks what the message needs: remember why, and
  * skip it. */
 static void
@@ -989,6 +987,74 @@ job_requeue_again(struct relay_job *job)
 	return n;
 }
 
+/* The envelope's callbacks (relay/envelope.h) on one job and session. */
+struct env_ctx {
+	struct relay_job *job;
+	struct relay_sess *s;
+	char mail_dsn[16];		/* MAIL's reply, kept */
+	char mail_diag[512];
+};
+
+static void
+env_build(void *arg, long cmd, struct buf *line)
+{
+	struct env_ctx *c = arg;
+
+	if (cmd == RELAY_ENV_MAIL)
+		build_mail(c->job, c->s, line);
+	else if (cmd == RELAY_ENV_DATA)
+		buf_puts(line, "DATA");
+	else
+		build_rcpt(c->job, c->s, (size_t)cmd, line);
+	log_debug("relay %s: > %.*s", c->s->hostaddr, (int)line->len,
+	    line->len ? line->data : "");
+}
+
+static int
+env_write(void *arg, const char *p, size_t n)
+{
+	struct env_ctx *c = arg;
+
+	return relay_conn_write(c->s->conn, p, n,
+	    job_ms(c->job, c->job->ctx->st.command_timeout_ms));
+}
+
+static int
+env_read(void *arg, long cmd)
+{
+	struct env_ctx *c = arg;
+	const struct relay_settings *st = &c->job->ctx->st;
+
+	return sess_read(c->job, c->s, cmd == RELAY_ENV_DATA ?
+	    st->data_init_timeout_ms : st->command_timeout_ms);
+}
+
+static int
+env_judge(void *arg, long cmd)
+{
+	struct env_ctx *c = arg;
+	size_t i = (size_t)cmd;
+
+	if (cmd == RELAY_ENV_MAIL) {
+		reply_dsn(&c->job->reply, c->mail_dsn, sizeof c->mail_dsn);
+		reply_diag(c->s, &c->job->reply, "MAIL FROM", c->mail_diag,
+		    sizeof c->mail_diag);
+		return 0;
+	}
+	if (cmd == RELAY_ENV_DATA)
+		return 0;
+	if (c->job->reply.code == 421) {
+		host_closing(c->job, c->s, "RCPT TO");
+		return -1;
+	}
+	if (c->job->reply.code / 100 == 2) {
+		c->job->state[i] = RS_ACCEPTED;
+		return 1;
+	}
+	rcpt_refused(c->job, c->s, i);
+	return 0;
+}
+
 enum txn_rc { TXN_CLOSE = 0, TXN_REUSE = 1, TXN_DELIVERED = 2 };
 
 /*
@@ -1003,11 +1069,11 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 	const struct relay_settings *st = &job->ctx->st;
 	const struct relay_msg *m = job->msg;
 	char diag[512], dsn[16];
-	struct buf cmd, group;
-	long *cmds;
-	size_t ncmd = 0, sent = 0, answered = 0, nacc = 0, window;
-	int mail_code = 0, data_code = 0, data_sent = 0, rc = TXN_CLOSE, io;
-	char mail_diag[512] = "", mail_dsn[16] = "";
+	struct env_ctx ec = { .job = job, .s = s };
+	struct relay_envelope env = { 0 };
+	size_t *rcpts, nrcpt = 0, nacc;
+	int mail_code, data_code, data_sent, rc = TXN_CLOSE, io;
+	const char *mail_dsn = ec.mail_dsn, *mail_diag = ec.mail_diag;
 
 	if (job->need_utf8 && !(s->caps.flags & RELAY_CAP_SMTPUTF8)) {
 		snprintf(diag, sizeof diag, "SMTPUTF8 is required, but was not "
@@ -1040,88 +1106,31 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 
 	s->uses++;
 	job->prot = s->prot;
-	cmds = xcalloc(job->n + 2, sizeof *cmds);
-	cmds[ncmd++] = CMD_MAIL;
+	rcpts = xcalloc(job->n ? job->n : 1, sizeof *rcpts);
 	for (size_t i = 0; i < job->n; i++)
 		if (job->state[i] == RS_PENDING)
-			cmds[ncmd++] = (long)i;
-	cmds[ncmd++] = CMD_DATA;
-	window = (s->caps.flags & RELAY_CAP_PIPELINING) ? RELAY_PIPE_WINDOW : 1;
-	buf_init(&cmd, RELAY_CMD_MAX);
-	buf_init(&group, (RELAY_CMD_MAX + 2) * RELAY_PIPE_WINDOW);
-
-	while (answered < ncmd) {
-		/* Send the next group once every reply of the last is in. */
-		if (sent == answered) {
-			if (mail_code / 100 != 2 && sent > 0)
-				break;
-			if (cmds[sent] == CMD_DATA && nacc == 0)
-				break;	/* every RCPT refused: no DATA */
-			buf_reset(&group);
-			for (size_t k = sent; k < ncmd && k - sent < window; k++) {
-				if (cmds[k] == CMD_MAIL)
-					build_mail(job, s, &cmd);
-				else if (cmds[k] == CMD_DATA) {
-					buf_reset(&cmd);
-					buf_puts(&cmd, "DATA");
-				} else
-					build_rcpt(job, s, (size_t)cmds[k], &cmd);
-				if (cmd.len == 0 ||
-				    strpbrk(cmd.data, "\r\n") != NULL) {
-					/* A bug: the parts were checked. */
-					log_error("relay: refusing to send a "
-					    "malformed command line");
-					io_error(job, s, RELAY_IO_ERROR,
-					    "sending MAIL FROM");
-					goto fail;
-				}
-				log_debug("relay %s: > %s", s->hostaddr, cmd.data);
-				buf_append(&group, cmd.data, cmd.len);
-				buf_append(&group, "\r\n", 2);
-			}
-			io = relay_conn_write(s->conn, group.data, group.len,
-			    job_ms(job, st->command_timeout_ms));
-			if (io != RELAY_IO_OK) {
-				io_error(job, s, io, "sending MAIL FROM");
-				goto fail;
-			}
-			for (size_t k = sent; k < ncmd && k - sent < window; k++)
-				if (cmds[k] == CMD_DATA)
-					data_sent = 1;
-			sent = ncmd - sent < window ? ncmd : sent + window;
-		}
-		long c = cmds[answered];
-		io = sess_read(job, s, c == CMD_DATA ? st->data_init_timeout_ms :
-		    st->command_timeout_ms);
-		if (io != RELAY_IO_OK) {
-			io_error(job, s, io, c == CMD_MAIL ? "sending MAIL FROM" :
-			    c == CMD_DATA ? "sending DATA command" :
-			    "sending RCPT TO");
-			goto fail;
-		}
-		answered++;
-		if (c == CMD_MAIL) {
-			mail_code = job->reply.code;
-			reply_dsn(&job->reply, mail_dsn, sizeof mail_dsn);
-			reply_diag(s, &job->reply, "MAIL FROM", mail_diag,
-			    sizeof mail_diag);
-		} else if (c == CMD_DATA) {
-			data_code = job->reply.code;
-		} else if (mail_code / 100 == 2) {
-			size_t i = (size_t)c;
-
-			if (job->reply.code == 421) {
-				host_closing(job, s, "RCPT TO");
-				goto fail;
-			}
-			if (job->reply.code / 100 == 2) {
-				job->state[i] = RS_ACCEPTED;
-				nacc++;
-				continue;
-			}
-			rcpt_refused(job, s, i);
-		}
+			rcpts[nrcpt++] = i;
+	env.window = (s->caps.flags & RELAY_CAP_PIPELINING) ? RELAY_ENV_WINDOW : 1;
+	env.line_max = RELAY_CMD_MAX;
+	env.reply = &job->reply;
+	env.arg = &ec;
+	env.build = env_build;
+	env.write = env_write;
+	env.read = env_read;
+	env.judge = env_judge;
+	io = relay_envelope_run(&env, rcpts, nrcpt);
+	if (io == RELAY_ENV_STOPPED)
+		goto fail;
+	if (io != RELAY_IO_OK) {
+		io_error(job, s, io, env.at == RELAY_ENV_MAIL ? "sending MAIL FROM" :
+		    env.at == RELAY_ENV_DATA ? "sending DATA command" :
+		    "sending RCPT TO");
+		goto fail;
 	}
+	mail_code = env.mail_code;
+	data_code = env.data_code;
+	data_sent = env.data_sent;
+	nacc = env.nacc;
 
 	if (data_code == 354 && (mail_code / 100 != 2 || nacc == 0) &&
 	    !s->broken) {
@@ -1225,9 +1234,7 @@ fail:
 	rc = TXN_CLOSE;
 out:
 	job->prot = NULL;
-	buf_free(&cmd);
-	buf_free(&group);
-	free(cmds);
+	free(rcpts);
 	return rc;
 }
 

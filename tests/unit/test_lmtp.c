@@ -46,6 +46,8 @@ struct srv {
 	/* what it saw */
 	pthread_mutex_t mu;
 	int conns, stop;
+	int early;			/* envelope commands read with the next
+					 * one already waiting (pipelined) */
 	struct buf cmds;		/* command lines, '\n' after each */
 	struct buf body;		/* the last data, as received */
 };
@@ -95,6 +97,8 @@ srv_conn(struct srv *s, int fd)
 		pthread_mutex_lock(&s->mu);
 		buf_append(&s->cmds, line, n - (n >= 2 && line[n - 2] == '\r' ? 2 : 1));
 		buf_append(&s->cmds, "\n", 1);
+		if (strncmp(line, "MAIL ", 5) == 0 || strncmp(line, "RCPT ", 5) == 0)
+			s->early += recv(fd, &(char){ 0 }, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
 		pthread_mutex_unlock(&s->mu);
 		if (strncmp(line, "LHLO ", 5) == 0) {
 			srv_send(fd, s->lhlo ? s->lhlo : "250-lmtp.test\r\n250-PIPELINING\r\n"
@@ -334,6 +338,47 @@ test_per_recipient_replies(void)
 	lmtp_ctx_free(&ctx);
 	CU_ASSERT_EQUAL(srv_count(&s, "QUIT"), 1);
 	srv_stop(&s);
+}
+
+/* With PIPELINING offered the envelope goes in one group: every MAIL
+ * and RCPT is read with the next command already there. Without, one at
+ * a time: never. */
+static void
+test_pipelining(void)
+{
+	struct srv s = { 0 }, t = { 0 };
+	struct lmtp_ctx *ctx;
+	struct relay_result res[3];
+
+	s.rcpt[1] = "550 5.1.1 <b@example.org> no\r\n";
+	s.after = "250 2.0.0 a\r\n250 2.0.0 c\r\n";
+	srv_start(&s, 0);
+	ctx = ctx_make(0);
+	deliver(ctx, &s, abc, 3, res);
+	CU_ASSERT_EQUAL(res[0].status, RELAY_SENT);
+	CU_ASSERT_EQUAL(res[1].status, RELAY_BOUNCED);
+	CU_ASSERT_EQUAL(res[2].status, RELAY_SENT);
+	pthread_mutex_lock(&s.mu);
+	CU_ASSERT_EQUAL(s.early, 4);	/* MAIL and three RCPTs */
+	pthread_mutex_unlock(&s.mu);
+	lmtp_ctx_free(&ctx);
+	srv_stop(&s);
+
+	t.lhlo = "250-lmtp.test\r\n250 8BITMIME\r\n";
+	t.rcpt[0] = "450 4.2.1 <a@example.org> later\r\n";
+	t.after = "250 2.0.0 b\r\n250 2.0.0 c\r\n";
+	srv_start(&t, 0);
+	ctx = ctx_make(0);
+	deliver(ctx, &t, abc, 3, res);
+	CU_ASSERT_EQUAL(res[0].status, RELAY_DEFERRED);
+	CU_ASSERT_EQUAL(res[1].status, RELAY_SENT);
+	CU_ASSERT_EQUAL(res[2].status, RELAY_SENT);
+	CU_ASSERT_EQUAL(srv_count(&t, "RCPT TO:<"), 3);
+	pthread_mutex_lock(&t.mu);
+	CU_ASSERT_EQUAL(t.early, 0);
+	pthread_mutex_unlock(&t.mu);
+	lmtp_ctx_free(&ctx);
+	srv_stop(&t);
 }
 
 static void
@@ -592,6 +637,7 @@ main(void)
 		return 1;
 	su = CU_add_suite("lmtp", NULL, NULL);
 	CU_add_test(su, "a reply per recipient after the data", test_per_recipient_replies);
+	CU_add_test(su, "the envelope pipelined when offered", test_pipelining);
 	CU_add_test(su, "connection reuse over TCP", test_reuse);
 	CU_add_test(su, "hostile replies after the data", test_hostile_replies);
 	CU_add_test(su, "replies to the greeting, LHLO, MAIL, DATA", test_transaction_replies);

@@ -316,11 +316,23 @@ worker_empty(struct worker *w)
 }
 
 /* The thread leaves its loop: a describe waiting, or asked later, gets
- * the sessions it has, none if it was retired. */
+ * the sessions it has, none if it was retired. When the loop failed
+ * (broken), its sessions lose their connections now, as a crashed
+ * process's would: none is left waiting for a loop that is gone (a
+ * message not yet answered is sent again by its client; results still
+ * in flight are taken in worker_stop). */
 static void
-worker_exit(struct worker *w)
+worker_exit(struct worker *w, int broken)
 {
 	struct worker_conn *c, *next;
+
+	if (broken && w->nsessions > 0) {
+		log_error("worker %d: closing its %zu sessions", w->index,
+		    w->nsessions);
+		for (size_t i = 0; i < w->nsessions; i++)
+			smtp_session_abort(w->sessions[i]);
+		atomic_store(&w->count, 0);	/* none is served any more */
+	}
 
 	pthread_mutex_lock(&w->lock);
 	w->ended = 1;
@@ -345,7 +357,7 @@ worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct epoll_event evs[256];
-	int was_draining = 0, retired_out = 0;
+	int was_draining = 0, retired_out = 0, broken = 0;
 	char name[16];
 
 	snprintf(name, sizeof name, "worker%d", w->index);
@@ -359,6 +371,7 @@ worker_main(void *arg)
 
 		if (n < 0 && errno != EINTR) {
 			log_error("worker %d: epoll_wait: %s", w->index, strerror(errno));
+			broken = 1;
 			break;
 		}
 		for (int i = 0; i < n; i++) {
@@ -395,7 +408,7 @@ worker_main(void *arg)
 	}
 	if (retired_out)
 		log_info("session worker %d: retired; its last session ended", w->index);
-	worker_exit(w);
+	worker_exit(w, broken);
 	return NULL;
 }
 

@@ -17,6 +17,8 @@
  *   MSFAULT_EPOLL_FAIL_THREAD=NAME  epoll_wait fails (EBADF) in the
  *       thread of that name (pthread_setname_np: "worker1" is session
  *       worker 1), as a broken event loop would.
+ *       MSFAULT_EPOLL_FAIL_FILE=PATH: only once PATH exists (a loop that
+ *       breaks while it has sessions).
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -167,8 +169,12 @@ epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout)
 	if (want != NULL && *want != '\0' &&
 	    pthread_getname_np(pthread_self(), name, sizeof name) == 0 &&
 	    strcmp(name, want) == 0) {
-		errno = EBADF;
-		return -1;
+		const char *file = getenv("MSFAULT_EPOLL_FAIL_FILE");
+
+		if (file == NULL || *file == '\0' || access(file, F_OK) == 0) {
+			errno = EBADF;
+			return -1;
+		}
 	}
 	return real(epfd, evs, max, timeout);
 }

@@ -13,7 +13,9 @@ import json
 import os
 import re
 import signal
+import shutil
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -555,6 +557,40 @@ class InProcessFaultTest(unittest.TestCase):
             qid = send(srv.port, "a@localhost", "alice@localhost",
                        b"Subject: w%d\r\n\r\nx\r\n" % i)
             self.assertTrue(qid)
+        self.assertEqual(srv.stop(), 0)
+
+    def test_broken_worker_closes_its_sessions(self):
+        # Worker 1's loop breaks while it serves sessions: they lose their
+        # connections at once (as a crashed process's would) instead of
+        # waiting for a loop that is gone; worker 0's go on, and new
+        # clients are all served.
+        trigger = os.path.join(tempfile.mkdtemp(prefix="ms-epoll-"), "break")
+        self.addCleanup(shutil.rmtree, os.path.dirname(trigger), True)
+        srv = Server("session_workers = 2\n")
+        self.addCleanup(srv.cleanup)
+        srv.start(env=fault_env(MSFAULT_EPOLL_FAIL_THREAD="worker1",
+                                MSFAULT_EPOLL_FAIL_FILE=trigger))
+        clients = [greet(srv.port)[0] for _ in range(6)]
+        for c in clients:
+            self.addCleanup(c.close)
+        open(trigger, "w").close()
+        srv.wait_log("worker 1: closing its")
+        alive = closed = 0
+        for c in clients:
+            try:
+                code, _ = c.cmd("NOOP")
+                self.assertEqual(code, 250)
+                alive += 1
+            except (EOFError, ConnectionResetError, BrokenPipeError):
+                closed += 1
+        self.assertGreater(closed, 0)
+        self.assertGreater(alive, 0)
+        self.assertEqual(alive + closed, 6)
+        for i in range(4):
+            self.assertTrue(send(srv.port, "a@localhost", "alice@localhost",
+                                 b"Subject: w%d\r\n\r\nx\r\n" % i))
+        for c in clients:
+            c.close()
         self.assertEqual(srv.stop(), 0)
 
 

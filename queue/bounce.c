@@ -29,11 +29,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
 #include "lib/buf.h"
 #include "lib/util.h"
+#include "lib/xtext.h"
 
 /* Value of DSN_RET_FULL (server/smtp_args.h); the queue layer does not
  * include the server's headers, test_bounce checks they agree. */
@@ -510,10 +512,20 @@ bounce_status_part(struct buf *d, enum bounce_kind kind, const char *host,
 		free(clean);
 
 		if (r->orcpt != NULL && r->orcpt[0] != '\0') {
+			char enc[BOUNCE_ADDR_MAX * 6 + 1];
+
 			buf_reset(&v);
 			if (strchr(r->orcpt, ';') == NULL)
 				buf_puts(&v, "rfc822; ");
-			buf_puts(&v, r->orcpt);
+			if (!utf8 && strncasecmp(r->orcpt, "utf-8;", 6) == 0 &&
+			    bounce_has_8bit(r->orcpt, strlen(r->orcpt)) &&
+			    xtext_encode_utf8_addr(r->orcpt + 6, enc, sizeof enc) == 0) {
+				/* RFC 6533 3: 7-bit in message/delivery-status */
+				buf_puts(&v, "utf-8;");
+				buf_puts(&v, enc);
+			} else {
+				buf_puts(&v, r->orcpt);
+			}
 			bounce_field(d, "Original-Recipient", v.data,
 			    BOUNCE_ADDR_MAX + 16, utf8);
 		}

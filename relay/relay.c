@@ -823,12 +823,12 @@ add_notify(struct buf *b, unsigned notify)
 }
 
 /* Appends " ORCPT=type;xtext" when orcpt is "type;addr" with a plain
- * type; drops it otherwise. */
+ * type (utf-8: RFC 6533's 7-bit form); drops it otherwise. */
 static void
 add_orcpt(struct buf *b, const char *orcpt)
 {
 	const char *semi;
-	char enc[RELAY_ADDR_MAX * 3 + 1];
+	char enc[RELAY_ADDR_MAX * 6 + 1];	/* "+" is "\x{2B}" */
 	size_t tlen;
 
 	if (orcpt == NULL || (semi = strchr(orcpt, ';')) == NULL)
@@ -842,7 +842,12 @@ add_orcpt(struct buf *b, const char *orcpt)
 		    (c >= '0' && c <= '9') || c == '-'))
 			return;
 	}
-	if (strlen(semi + 1) > RELAY_ADDR_MAX ||
+	if (strlen(semi + 1) > RELAY_ADDR_MAX)
+		return;
+	/* RFC 6533 3: a utf-8 address goes in its 7-bit form ("\x{E9}"),
+	 * any other type as xtext (RFC 3461 4). */
+	if (tlen == 5 && strncasecmp(orcpt, "utf-8", 5) == 0 ?
+	    xtext_encode_utf8_addr(semi + 1, enc, sizeof enc) < 0 :
 	    xtext_encode(semi + 1, enc, sizeof enc) < 0)
 		return;
 	buf_printf(b, " ORCPT=%.*s;%s", (int)tlen, orcpt, enc);

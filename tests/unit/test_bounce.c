@@ -379,6 +379,8 @@ test_orcpt_envid(void)
 	rcpt_init(&rc[0], "bob@example.net", "5.1.1", NULL);
 	rc[0].orcpt = "rfc822;Bob@Example.NET";
 	rcpt_init(&rc[1], "carol@example.net", "5.1.1", NULL);
+	/* Not a global DSN: a UTF-8 ORCPT in RFC 6533's 7-bit form. */
+	rc[1].orcpt = "utf-8;c\xc3\xa9line@example.net";
 	report_build(&r, BOUNCE_FAILED, &o, rc, 2, 0);
 	CU_ASSERT_STRING_EQUAL(field(r.parts[1].body, "Original-Envelope-Id",
 	    v, sizeof v), "QQ314159");
@@ -386,7 +388,8 @@ test_orcpt_envid(void)
 	    "bob@example.net\r\nOriginal-Recipient: rfc822;Bob@Example.NET\r\n"
 	    "Action: failed\r\n") != NULL);
 	CU_ASSERT(strstr(r.parts[1].body, "Final-Recipient: rfc822; "
-	    "carol@example.net\r\nAction: failed\r\n") != NULL);
+	    "carol@example.net\r\nOriginal-Recipient: utf-8;c\\x{E9}line@"
+	    "example.net\r\nAction: failed\r\n") != NULL);
 	report_free(&r);
 }
 

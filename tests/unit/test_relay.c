@@ -1133,11 +1133,13 @@ test_pipelined_exact_bytes(void)
 	struct peer_cfg cfg = { .pipeline_strict = 1 };
 	struct relay_ctx *ctx = ctx_tls(RELAY_TLS_NONE);
 	struct peer *p = peer_start("127.0.0.2", &cfg);
-	struct relay_rcpt r[2] = {
+	struct relay_rcpt r[3] = {
 		{ "one@x.test", "rfc822;one+tag=x@x.test", 4 | 8 },
 		{ "two@x.test", NULL, 1 },
+		/* RFC 6533: its 7-bit form, "\x{HEX}" per code point */
+		{ "three@x.test", "utf-8;tr\xc3\xa9s+\xe2\x82\xac\\@x.test", 0 },
 	};
-	struct relay_result res[2];
+	struct relay_result res[3];
 	struct relay_msg m;
 	struct buf body, want;
 	char mailcmd[200];
@@ -1160,10 +1162,10 @@ test_pipelined_exact_bytes(void)
 	m.eightbit = 1;
 	m.ret = 2;
 	m.envid = "env id+1";
-	deliver_to(ctx, "127.0.0.2", &m, r, 2, res);
-	show(res, 2);
+	deliver_to(ctx, "127.0.0.2", &m, r, 3, res);
+	show(res, 3);
 	peer_stop(p);
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < 3; i++) {
 		CU_ASSERT_EQUAL(res[i].status, RELAY_SENT);
 		CU_ASSERT_STRING_EQUAL(res[i].dsn, "2.0.0");
 		CU_ASSERT_STRING_EQUAL(res[i].diag, "250 2.0.0 Ok: queued as TEST");
@@ -1184,6 +1186,8 @@ test_pipelined_exact_bytes(void)
 	CU_ASSERT(peer_saw(p, "RCPT TO:<one@x.test> NOTIFY=FAILURE,DELAY "
 	    "ORCPT=rfc822;one+2Btag+3Dx@x.test\n"));
 	CU_ASSERT(peer_saw(p, "RCPT TO:<two@x.test> NOTIFY=NEVER\n"));
+	CU_ASSERT(peer_saw(p, "RCPT TO:<three@x.test> "
+	    "ORCPT=utf-8;tr\\x{E9}s\\x{2B}\\x{20AC}\\x{5C}@x.test\n"));
 	/* The connection was kept for reuse, not ended with QUIT. */
 	CU_ASSERT(!peer_saw(p, "QUIT"));
 	CU_ASSERT_EQUAL(relay_ctx_idle_count(ctx), 1);

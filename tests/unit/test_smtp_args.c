@@ -505,6 +505,43 @@ test_xtext(void)
 	CU_ASSERT_STRING_EQUAL(out, "ab");
 	CU_ASSERT_EQUAL(xtext_encode("abc", out, 0), -1);
 
+	/* RFC 6533's utf-8-addr-xtext: "\x{HEX}" per code point, minimal
+	 * upper-case hex, for '+', '=', '\\', space, controls and non-ASCII;
+	 * invalid UTF-8 and a short buffer fail. */
+	CU_ASSERT_EQUAL(xtext_encode_utf8_addr("a+b=c\\ d", out, sizeof out), 0);
+	CU_ASSERT_STRING_EQUAL(out, "a\\x{2B}b\\x{3D}c\\x{5C}\\x{20}d");
+	CU_ASSERT_EQUAL(xtext_encode_utf8_addr("\x01\xc3\xa9\xe2\x82\xac"
+	    "\xf0\x9f\x93\xa7", out, sizeof out), 0);
+	CU_ASSERT_STRING_EQUAL(out, "\\x{01}\\x{E9}\\x{20AC}\\x{1F4E7}");
+	CU_ASSERT_EQUAL(xtext_encode_utf8_addr("\xc3(", out, sizeof out), -1);
+	CU_ASSERT_EQUAL(xtext_encode_utf8_addr("\xed\xa0\x80", out, sizeof out), -1);
+	CU_ASSERT_EQUAL(xtext_encode_utf8_addr("ab+", out, 8), -1);
+	CU_ASSERT_STRING_EQUAL(out, "ab");
+	CU_ASSERT_EQUAL(xtext_encode_utf8_addr("ab+", out, 9), 0);
+	/* ... and back through RCPT's ORCPT, with and without SMTPUTF8. */
+	{
+		static const char *const addrs[] = {
+			"j\xc3\xb6rg@b\xc3\xbc" "cher.example", "a+b=c@x.test",
+			"\xe7\x94\xa8\xe6\x88\xb7@\xe4\xbe\x8b\xe5\xad\x90.test",
+			"x\\y@z.test",
+		};
+		struct smtp_rcpt_args r;
+
+		for (size_t i = 0; i < sizeof addrs / sizeof addrs[0]; i++) {
+			char want[128];
+
+			CU_ASSERT_EQUAL_FATAL(xtext_encode_utf8_addr(addrs[i], out,
+			    sizeof out), 0);
+			snprintf(arg, sizeof arg, "<r@x.test> ORCPT=utf-8;%s", out);
+			snprintf(want, sizeof want, "utf-8;%s", addrs[i]);
+			for (int utf8 = 0; utf8 < 2; utf8++) {
+				CU_ASSERT_EQUAL(smtp_parse_rcpt(arg, utf8, &r, err,
+				    sizeof err), 0);
+				CU_ASSERT_STRING_EQUAL(r.orcpt, want);
+			}
+		}
+	}
+
 	/* Round trip through ENVID for every printable byte. */
 	for (int c = 32; c < 127; c++) {
 		char s[4] = { 'x', (char)c, 'y', '\0' };

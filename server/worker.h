@@ -16,7 +16,9 @@
  * (worker_submit_job counts them until they are posted back), nothing in
  * its mailboxes. Every post wakes the loop before it lets go of the
  * worker's lock, so no poster still touches a worker that saw it all
- * empty under that lock.
+ * empty under that lock. A loop that fails (epoll_wait) ends the thread
+ * too: its sessions' connections are closed then (their results in flight
+ * are taken, and the sessions freed, in worker_stop).
  */
 #ifndef SERVER_WORKER_H
 #define SERVER_WORKER_H

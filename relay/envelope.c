@@ -31,7 +31,7 @@ env_group(struct relay_envelope *e, const size_t *rcpts, size_t n, size_t from,
 		long cmd = env_cmd(rcpts, n, k);
 
 		buf_reset(&line);
-		e->build(e->arg, cmd, &line);
+		e->ops->build(e->arg, cmd, &line);
 		if (line.len == 0 || line.len > e->line_max ||
 		    memchr(line.data, '\r', line.len) != NULL ||
 		    memchr(line.data, '\n', line.len) != NULL) {
@@ -40,6 +40,7 @@ env_group(struct relay_envelope *e, const size_t *rcpts, size_t n, size_t from,
 			rc = -1;
 			break;
 		}
+		log_debug("%s: > %.*s", e->peer, (int)line.len, line.data);
 		buf_append(group, line.data, line.len);
 		buf_append(group, "\r\n", 2);
 		if (cmd == RELAY_ENV_DATA)
@@ -77,14 +78,16 @@ relay_envelope_run(struct relay_envelope *e, const size_t *rcpts, size_t n)
 				break;
 			}
 			e->at = env_cmd(rcpts, n, sent);
-			rc = e->write(e->arg, group.data, group.len);
+			rc = e->ops->write(e->arg, group.data, group.len,
+			    e->command_timeout_ms);
 			if (rc != RELAY_IO_OK)
 				break;
 			sent = to;
 		}
 		cmd = env_cmd(rcpts, n, answered);
 		e->at = cmd;
-		rc = e->read(e->arg, cmd);
+		rc = e->ops->read(e->arg, cmd, cmd == RELAY_ENV_DATA ?
+		    e->data_init_timeout_ms : e->command_timeout_ms);
 		if (rc != RELAY_IO_OK)
 			break;
 		answered++;
@@ -94,7 +97,7 @@ relay_envelope_run(struct relay_envelope *e, const size_t *rcpts, size_t n)
 			e->data_code = e->reply->code;
 		else if (e->mail_code / 100 != 2)
 			continue;	/* the transaction failed at MAIL */
-		r = e->judge(e->arg, cmd);
+		r = e->ops->judge(e->arg, cmd);
 		if (r < 0) {
 			rc = RELAY_ENV_STOPPED;
 			break;

@@ -11,8 +11,10 @@
  * MAIL or RCPTs that then failed may still have been answered 354: the
  * caller ends that empty message (data_code says so).
  *
- * The caller builds each line, reads each reply (its own deadlines, logs
- * and state) and judges each reply; the outcome is in the struct.
+ * The caller builds each line, writes and reads on its own connection
+ * (the timeouts given here, cut to its own deadline; the replies logged
+ * and its state kept there) and judges each reply; the lines sent are
+ * logged here (debug). The outcome is in the struct.
  * Lines must be one command without CRLF, at most line_max bytes: one
  * with CR or LF, or an empty one, is refused (RELAY_IO_ERROR, logged as
  * a bug: the parts were checked before). Threads: the caller's; nothing
@@ -33,23 +35,32 @@ enum { RELAY_ENV_MAIL = -1, RELAY_ENV_DATA = -2 };
 
 #define RELAY_ENV_STOPPED	(-1)	/* judge said stop */
 
-struct relay_envelope {
-	/* Set by the caller. */
-	size_t window;			/* RELAY_ENV_WINDOW or 1 */
-	size_t line_max;
-	const struct relay_reply *reply;	/* where read() puts a reply */
-	void *arg;
+/* The caller's side: each callback gets relay_envelope.arg. */
+struct relay_envelope_ops {
 	/* The line of command cmd into line (reset before). */
 	void (*build)(void *arg, long cmd, struct buf *line);
-	/* Writes a group; reads the reply to cmd into *reply. Each returns
+	/* Writes a group; reads the reply to cmd into *reply; each within
+	 * timeout_ms (the caller may cut it to its own deadline) and returns
 	 * a RELAY_IO_* code (relay/relay_conn.h). */
-	int (*write)(void *arg, const char *p, size_t n);
-	int (*read)(void *arg, long cmd);
+	int (*write)(void *arg, const char *p, size_t n, unsigned timeout_ms);
+	int (*read)(void *arg, long cmd, unsigned timeout_ms);
 	/* Judges the reply to cmd just read into *reply. A RCPT's (asked
 	 * only while MAIL stands accepted): 1 accepted, 0 refused (the
 	 * callback records why), -1 stop here (a 421). MAIL's and DATA's:
 	 * 0 (their codes are kept below), or -1 stop here. */
 	int (*judge)(void *arg, long cmd);
+};
+
+struct relay_envelope {
+	/* Set by the caller. */
+	const struct relay_envelope_ops *ops;
+	void *arg;
+	size_t window;			/* RELAY_ENV_WINDOW or 1 */
+	size_t line_max;
+	const struct relay_reply *reply;	/* where read() puts a reply */
+	const char *peer;		/* "relay 192.0.2.1": debug logs */
+	unsigned command_timeout_ms;	/* each write, each reply but DATA's */
+	unsigned data_init_timeout_ms;	/* the reply to DATA */
 
 	/* The outcome. */
 	int mail_code;			/* 0: no reply */

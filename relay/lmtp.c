@@ -530,27 +530,23 @@ env_build(void *arg, long cmd, struct buf *line)
 	} else {
 		buf_printf(line, "RCPT TO:<%s>", c->job->rcpts[cmd].addr);
 	}
-	log_debug("lmtp %s: > %.*s", c->s->name, (int)line->len,
-	    line->len ? line->data : "");
 }
 
 static int
-env_write(void *arg, const char *p, size_t n)
+env_write(void *arg, const char *p, size_t n, unsigned timeout_ms)
 {
 	struct env_ctx *c = arg;
 
-	return relay_conn_write(c->s->conn, p, n,
-	    job_ms(c->job, c->job->ctx->st.command_timeout_ms));
+	return relay_conn_write(c->s->conn, p, n, job_ms(c->job, timeout_ms));
 }
 
 static int
-env_read(void *arg, long cmd)
+env_read(void *arg, long cmd, unsigned timeout_ms)
 {
 	struct env_ctx *c = arg;
-	const struct relay_settings *st = &c->job->ctx->st;
 
-	return sess_read(c->job, c->s, cmd == RELAY_ENV_DATA ?
-	    st->data_init_timeout_ms : st->command_timeout_ms);
+	(void)cmd;
+	return sess_read(c->job, c->s, timeout_ms);
 }
 
 /* MAIL refused: final for every recipient. A RCPT: 2xx accepted, 421
@@ -581,6 +577,10 @@ env_judge(void *arg, long cmd)
 	return 0;
 }
 
+static const struct relay_envelope_ops env_ops = {
+	env_build, env_write, env_read, env_judge
+};
+
 /* The transaction on a greeted session: the envelope pipelined when
  * the server offers it (every LMTP server should, RFC 2033 4.1). */
 static void
@@ -589,7 +589,13 @@ sess_transaction(struct lmtp_job *job, struct lmtp_sess *s)
 	const struct relay_settings *st = &job->ctx->st;
 	const struct relay_msg *m = job->msg;
 	struct env_ctx ec = { .job = job, .s = s };
-	struct relay_envelope env = { 0 };
+	struct relay_envelope env = {
+		.ops = &env_ops, .arg = &ec, .line_max = LMTP_CMD_MAX,
+		.reply = &job->reply,
+		.command_timeout_ms = st->command_timeout_ms,
+		.data_init_timeout_ms = st->data_init_timeout_ms,
+	};
+	char peer[sizeof s->name + 8];
 	size_t *rcpts, nrcpt = 0;
 	int io;
 
@@ -606,13 +612,8 @@ sess_transaction(struct lmtp_job *job, struct lmtp_sess *s)
 		if (job->state[i] == RS_PENDING)
 			rcpts[nrcpt++] = i;
 	env.window = (s->caps.flags & RELAY_CAP_PIPELINING) ? RELAY_ENV_WINDOW : 1;
-	env.line_max = LMTP_CMD_MAX;
-	env.reply = &job->reply;
-	env.arg = &ec;
-	env.build = env_build;
-	env.write = env_write;
-	env.read = env_read;
-	env.judge = env_judge;
+	snprintf(peer, sizeof peer, "lmtp %s", s->name);
+	env.peer = peer;
 	io = relay_envelope_run(&env, rcpts, nrcpt);
 	if (io == RELAY_ENV_STOPPED)
 		goto out;

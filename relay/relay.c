@@ -1011,27 +1011,23 @@ env_build(void *arg, long cmd, struct buf *line)
 		buf_puts(line, "DATA");
 	else
 		build_rcpt(c->job, c->s, (size_t)cmd, line);
-	log_debug("relay %s: > %.*s", c->s->hostaddr, (int)line->len,
-	    line->len ? line->data : "");
 }
 
 static int
-env_write(void *arg, const char *p, size_t n)
+env_write(void *arg, const char *p, size_t n, unsigned timeout_ms)
 {
 	struct env_ctx *c = arg;
 
-	return relay_conn_write(c->s->conn, p, n,
-	    job_ms(c->job, c->job->ctx->st.command_timeout_ms));
+	return relay_conn_write(c->s->conn, p, n, job_ms(c->job, timeout_ms));
 }
 
 static int
-env_read(void *arg, long cmd)
+env_read(void *arg, long cmd, unsigned timeout_ms)
 {
 	struct env_ctx *c = arg;
-	const struct relay_settings *st = &c->job->ctx->st;
 
-	return sess_read(c->job, c->s, cmd == RELAY_ENV_DATA ?
-	    st->data_init_timeout_ms : st->command_timeout_ms);
+	(void)cmd;
+	return sess_read(c->job, c->s, timeout_ms);
 }
 
 static int
@@ -1060,6 +1056,10 @@ env_judge(void *arg, long cmd)
 	return 0;
 }
 
+static const struct relay_envelope_ops env_ops = {
+	env_build, env_write, env_read, env_judge
+};
+
 enum txn_rc { TXN_CLOSE = 0, TXN_REUSE = 1, TXN_DELIVERED = 2 };
 
 /*
@@ -1075,10 +1075,15 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 	const struct relay_msg *m = job->msg;
 	char diag[512], dsn[16];
 	struct env_ctx ec = { .job = job, .s = s };
-	struct relay_envelope env = { 0 };
-	size_t *rcpts, nrcpt = 0, nacc;
-	int mail_code, data_code, data_sent, rc = TXN_CLOSE, io;
-	const char *mail_dsn = ec.mail_dsn, *mail_diag = ec.mail_diag;
+	struct relay_envelope env = {
+		.ops = &env_ops, .arg = &ec, .line_max = RELAY_CMD_MAX,
+		.reply = &job->reply,
+		.command_timeout_ms = st->command_timeout_ms,
+		.data_init_timeout_ms = st->data_init_timeout_ms,
+	};
+	char peer[sizeof s->hostaddr + 8];
+	size_t *rcpts, nrcpt = 0;
+	int rc = TXN_CLOSE, io;
 
 	if (job->need_utf8 && !(s->caps.flags & RELAY_CAP_SMTPUTF8)) {
 		snprintf(diag, sizeof diag, "SMTPUTF8 is required, but was not "
@@ -1116,13 +1121,8 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 		if (job->state[i] == RS_PENDING)
 			rcpts[nrcpt++] = i;
 	env.window = (s->caps.flags & RELAY_CAP_PIPELINING) ? RELAY_ENV_WINDOW : 1;
-	env.line_max = RELAY_CMD_MAX;
-	env.reply = &job->reply;
-	env.arg = &ec;
-	env.build = env_build;
-	env.write = env_write;
-	env.read = env_read;
-	env.judge = env_judge;
+	snprintf(peer, sizeof peer, "relay %s", s->hostaddr);
+	env.peer = peer;
 	io = relay_envelope_run(&env, rcpts, nrcpt);
 	if (io == RELAY_ENV_STOPPED)
 		goto fail;
@@ -1132,12 +1132,8 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 		    "sending RCPT TO");
 		goto fail;
 	}
-	mail_code = env.mail_code;
-	data_code = env.data_code;
-	data_sent = env.data_sent;
-	nacc = env.nacc;
 
-	if (data_code == 354 && (mail_code / 100 != 2 || nacc == 0) &&
+	if (env.data_code == 354 && (env.mail_code / 100 != 2 || env.nacc == 0) &&
 	    !s->broken) {
 		/* Pipelined DATA went through though the transaction had
 		 * failed: end an empty message; its reply does not matter. */
@@ -1149,31 +1145,31 @@ sess_transaction(struct relay_job *job, struct relay_sess *s)
 		if (io != RELAY_IO_OK)
 			s->broken = 1;
 	}
-	if (mail_code / 100 != 2) {
-		if (mail_code / 100 == 5) {
-			job_final_all(job, 0, RELAY_BOUNCED, mail_dsn, s->relay,
-			    mail_diag);
+	if (env.mail_code / 100 != 2) {
+		if (env.mail_code / 100 == 5) {
+			job_final_all(job, 0, RELAY_BOUNCED, ec.mail_dsn, s->relay,
+			    ec.mail_diag);
 		} else {
 			/* 4xx: another host may take it (as Postfix). */
-			job_error(job, mail_dsn, s->relay, "%s", mail_diag);
+			job_error(job, ec.mail_dsn, s->relay, "%s", ec.mail_diag);
 		}
 		rc = s->broken ? TXN_CLOSE : TXN_REUSE;
 		goto out;
 	}
-	if (!data_sent || nacc == 0) {
+	if (!env.data_sent || env.nacc == 0) {
 		rc = s->broken ? TXN_CLOSE : TXN_REUSE;
 		goto out;
 	}
-	if (data_code != 354) {
-		if (data_code == 421) {
+	if (env.data_code != 354) {
+		if (env.data_code == 421) {
 			host_closing(job, s, "DATA");
 			goto out;
 		}
 		reply_dsn(&job->reply, dsn, sizeof dsn);
 		reply_diag(s, &job->reply, "DATA", diag, sizeof diag);
-		if (data_code / 100 == 5) {
+		if (env.data_code / 100 == 5) {
 			job_final_all(job, 1, RELAY_BOUNCED, dsn, s->relay, diag);
-		} else if (data_code / 100 == 4) {
+		} else if (env.data_code / 100 == 4) {
 			job_final_all(job, 1, RELAY_DEFERRED, dsn, s->relay, diag);
 		} else {
 			/* 2xx/3xx other than 354: not SMTP as we know it. */

@@ -43,10 +43,11 @@ p_build(void *arg, long cmd, struct buf *line)
 }
 
 static int
-p_write(void *arg, const char *d, size_t n)
+p_write(void *arg, const char *d, size_t n, unsigned timeout_ms)
 {
 	struct peer *p = arg;
 
+	(void)timeout_ms;
 	if (++p->ngroups == p->fail_write_at)
 		return RELAY_IO_EOF;
 	snprintf(p->groups[p->ngroups - 1], sizeof p->groups[0], "%.*s", (int)n, d);
@@ -54,10 +55,13 @@ p_write(void *arg, const char *d, size_t n)
 }
 
 static int
-p_read(void *arg, long cmd)
+p_read(void *arg, long cmd, unsigned timeout_ms)
 {
 	struct peer *p = arg;
 
+	/* DATA's reply has its own timeout. */
+	if (timeout_ms != (cmd == RELAY_ENV_DATA ? 20u : 10u))
+		return RELAY_IO_ERROR;
 	if (++p->nreads == p->fail_read_at)
 		return RELAY_IO_TIMEOUT;
 	p->read_order[p->nreads - 1] = cmd;
@@ -88,20 +92,22 @@ peer_init(struct peer *p)
 	p->bad_line_for = -1;
 }
 
+static const struct relay_envelope_ops p_ops = { p_build, p_write, p_read, p_judge };
+
 static int
 run(struct peer *p, size_t window, size_t n, struct relay_envelope *e)
 {
 	static const size_t idx[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
 
 	memset(e, 0, sizeof *e);
+	e->ops = &p_ops;
+	e->arg = p;
 	e->window = window;
 	e->line_max = 100;
 	e->reply = &p->reply;
-	e->arg = p;
-	e->build = p_build;
-	e->write = p_write;
-	e->read = p_read;
-	e->judge = p_judge;
+	e->peer = "test";
+	e->command_timeout_ms = 10;
+	e->data_init_timeout_ms = 20;
 	return relay_envelope_run(e, idx, n);
 }
 

@@ -198,7 +198,7 @@ write_result(struct store_wtxn *t, struct commit_result *res)
 		    res->set_flags, &res->removed);
 	case COMMIT_OP_EXPAND:
 		return store_rcpt_expand(t, res->id, res->idx, res->targets,
-		    res->ntargets, res->next_try, &res->first_idx);
+		    res->ntargets, res->next_try, &res->first_idx, &res->removed);
 	}
 	return STORE_INVALID;
 }

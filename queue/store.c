@@ -245,6 +245,9 @@ store_wtxn_begin(struct queue_store *s, struct store_wtxn *parent,
 	if (parent != NULL) {
 		if (parent->dead)
 			return parent->dead_status;
+		/* The child may change what the parent's view holds. */
+		parent->mbox_valid = 0;
+		strcount_free(&parent->mbox);
 		rc = mdb_txn_begin(s->env, parent->txn, 0, &txn);
 	} else {
 		rc = txn_begin_top(s, 0, &txn);
@@ -266,6 +269,7 @@ wtxn_release(struct store_wtxn **txnp)
 
 	if (t->parent == NULL)
 		pthread_rwlock_unlock(&t->s->resize_lock);
+	strcount_free(&t->mbox);
 	free(t);
 	*txnp = NULL;
 }

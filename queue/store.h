@@ -470,13 +470,19 @@ struct store_target {
  * becomes RCPT_EXPANDED (final, done) and each target a recipient of the
  * message of its own, RCPT_QUEUED with RCPT_F_ALIAS_TARGET, due at
  * next_try, at indexes after the last one of the message (*first_r gets
- * the first). New mail: refused with STORE_FULL under the Room rules.
- * STORE_INVALID when the recipient is final or the message would pass
- * RECORD_RCPTS_MAX recipients; otherwise as store_rcpt_update.
+ * the first). A target the message has already as a recipient (the
+ * address compared without case; any state but RCPT_EXPANDED), or that
+ * an earlier target repeats, is left out: one copy per mailbox, however
+ * many of its recipients lead there. When every target is left out, the
+ * alias is simply done, and *removed_r (may be NULL) says whether that
+ * completed the message and removed it. New mail: refused with
+ * STORE_FULL under the Room rules. STORE_INVALID when the recipient is
+ * final or the message would pass RECORD_RCPTS_MAX recipients; otherwise
+ * as store_rcpt_update.
  */
 int store_rcpt_expand(struct store_wtxn *t, queue_id_t id, uint32_t idx,
     const struct store_target *targets, size_t n, int64_t next_try,
-    uint32_t *first_r);
+    uint32_t *first_r, int *removed_r);
 
 /* Deletes message id with its body, recipients and due entries. Returns
  * STORE_OK, STORE_NOTFOUND, STORE_FULL, STORE_IO. */

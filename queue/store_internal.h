@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "lib/strcount.h"
 #include "queue/store.h"
 
 #define KEY_ID_LEN 8
@@ -61,6 +62,12 @@ struct store_wtxn {
 	int dead;		/* an LMDB error poisoned it: only abort is left */
 	int dead_status;
 	int freed;		/* an administrative delete freed space */
+	/* The mailboxes of message mbox_id as this transaction sees them
+	 * (store_rcpt_expand, store_write.c): built by its first expansion
+	 * of that message, dropped when a child transaction begins. */
+	int mbox_valid;
+	queue_id_t mbox_id;
+	struct strcount mbox;
 };
 
 /* ---- keys (big-endian) ---- */

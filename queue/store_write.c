@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/buf.h"
 #include "lib/log.h"
@@ -611,16 +612,58 @@ last_rcpt_idx(struct store_wtxn *t, queue_id_t id, uint32_t *idx_r)
 	return rc == 0 ? STORE_OK : wtxn_fail(t, rc, "reading recipients");
 }
 
+/* Counts in t->mbox each recipient of id that is a mailbox to deliver
+ * to: every one but the aliases expanded (compared without case). */
+static int
+mbox_load(struct store_wtxn *t, queue_id_t id)
+{
+	struct queue_store *s = t->s;
+	uint8_t kb[KEY_RCPT_LEN];
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	if (t->mbox_valid && t->mbox_id == id)
+		return STORE_OK;
+	strcount_free(&t->mbox);
+	t->mbox_valid = 0;
+	if ((rc = mdb_cursor_open(t->txn, s->dbi_rcpt, &c)) != 0)
+		return wtxn_fail(t, rc, "reading recipients");
+	strcount_init(&t->mbox);
+	k = key_rcpt(kb, id, 0);
+	for (rc = s_cget(s, c, &k, &v, MDB_SET_RANGE);
+	    rc == 0 && key_has_id(&k, id);
+	    rc = s_cget(s, c, &k, &v, MDB_NEXT)) {
+		struct queue_rcpt r;
+
+		if (record_rcpt_decode(v.mv_data, v.mv_size, &r) != 0)
+			continue;
+		if (r.state != RCPT_EXPANDED)
+			strcount_add(&t->mbox, r.addr);
+		queue_rcpt_clear(&r);
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return wtxn_fail(t, rc, "reading recipients");
+	t->mbox_valid = 1;
+	t->mbox_id = id;
+	return STORE_OK;
+}
+
 int
 store_rcpt_expand(struct store_wtxn *t, queue_id_t id, uint32_t idx,
     const struct store_target *targets, size_t n, int64_t next_try,
-    uint32_t *first_r)
+    uint32_t *first_r, int *removed_r)
 {
 	struct queue_rcpt r;
 	struct buf check;
-	uint32_t last = 0;
+	unsigned char *dup = NULL;
+	uint32_t last = 0, k = 0;
+	size_t left = 0;
 	int st, zero;
 
+	if (removed_r != NULL)
+		*removed_r = 0;
 	if (t->dead)
 		return t->dead_status;
 	if (n == 0 || next_try < 0)
@@ -646,9 +689,18 @@ store_rcpt_expand(struct store_wtxn *t, queue_id_t id, uint32_t idx,
 		queue_rcpt_clear(&r);
 		return STORE_INVALID;
 	}
+	/* The alias is no mailbox; a target already one is left out. */
+	if ((st = mbox_load(t, id)) != STORE_OK)
+		goto out;
+	strcount_sub(&t->mbox, r.addr);
+	dup = xcalloc(n, 1);
+	for (size_t i = 0; i < n; i++) {
+		dup[i] = strcount_add(&t->mbox, targets[i].addr) > 0;
+		left += !dup[i];
+	}
 	if ((st = last_rcpt_idx(t, id, &last)) != STORE_OK)
 		goto out;
-	if ((uint64_t)last + 1 + n > RECORD_RCPTS_MAX) {
+	if ((uint64_t)last + 1 + left > RECORD_RCPTS_MAX) {
 		st = STORE_INVALID;
 		goto out;
 	}
@@ -659,8 +711,10 @@ store_rcpt_expand(struct store_wtxn *t, queue_id_t id, uint32_t idx,
 	if ((st = rcpt_put(t, id, &r)) != STORE_OK)
 		goto out;
 	for (size_t i = 0; i < n && st == STORE_OK; i++) {
+		if (dup[i])
+			continue;
 		struct queue_rcpt nr = {
-			.idx = last + 1 + (uint32_t)i,
+			.idx = last + 1 + k++,
 			.addr = (char *)targets[i].addr,
 			.orcpt = (char *)targets[i].orcpt,
 			.notify = targets[i].notify,
@@ -674,11 +728,16 @@ store_rcpt_expand(struct store_wtxn *t, queue_id_t id, uint32_t idx,
 		if ((st = rcpt_put(t, id, &nr)) == STORE_OK)
 			st = due_put(t, id, &nr);
 	}
-	if (st == STORE_OK)
-		st = live_change(t, id, (int)n - 1, &zero);
+	if (st == STORE_OK && left == 0)
+		st = rcpt_done(t, id, removed_r);	/* each target was there */
+	else if (st == STORE_OK)
+		st = live_change(t, id, (int)left - 1, &zero);
 	if (st == STORE_OK && first_r != NULL)
 		*first_r = last + 1;
 out:
+	if (st != STORE_OK)
+		t->mbox_valid = 0;
+	free(dup);
 	queue_rcpt_clear(&r);
 	return st;
 }

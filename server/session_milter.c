@@ -728,15 +728,6 @@ milter_rcpt_delete(struct smtp_session *s, const char *addr)
 	s->nrcpts = k;
 }
 
-static int
-milter_rcpt_has(const struct smtp_session *s, const char *addr)
-{
-	for (size_t i = 0; i < s->nrcpts; i++)
-		if (strcasecmp(s->rcpts[i].addr, addr) == 0)
-			return 1;
-	return 0;
-}
-
 /* The ESMTP parameters of a changed sender (SMFIR_CHGFROM): the DSN
  * ones (RET, ENVID) replace the client's; SIZE, BODY and the rest
  * describe the message, which the session knows better, and are left
@@ -815,7 +806,7 @@ milter_apply(struct smtp_session *s, const struct milter_mods *m)
 				    d->addr);
 				break;
 			}
-			if (!milter_rcpt_has(s, d->addr) && s->nrcpts < s->cfg->max_recipients) {
+			if (!session_rcpt_has(s, d->addr) && s->nrcpts < s->cfg->max_recipients) {
 				struct smtp_rcpt_args r;
 
 				log_info("%s: milter: recipient <%s> added", id, d->addr);
@@ -825,7 +816,7 @@ milter_apply(struct smtp_session *s, const struct milter_mods *m)
 			}
 			break;
 		case MILTER_MOD_DELETE_RCPT:
-			if (milter_rcpt_has(s, d->addr))
+			if (session_rcpt_has(s, d->addr))
 				log_info("%s: milter: recipient <%s> deleted", id, d->addr);
 			milter_rcpt_delete(s, d->addr);
 			break;

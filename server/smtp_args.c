@@ -232,7 +232,7 @@ args_check_path(const char *inner, size_t n, int utf8, const char **mbox_r,
 	}
 
 	local = args_local_part(s + i, n - i, utf8);
-	if (local == 0 || local > SMTP_LOCAL_MAX)
+	if (local == 0)
 		return ARGS_BAD_ADDR;
 	at = i + local;
 	if (at >= n || s[at] != '@')

@@ -20,7 +20,10 @@
 #include "queue/envelope.h"	/* enum dsn_notify, enum dsn_ret */
 
 #define SMTP_PATH_MAX 256	/* RFC 5321 4.5.3.1.3 path, incl. <> */
-#define SMTP_LOCAL_MAX 64
+/* The local part has no limit of its own within the path: 64 octets is
+ * what RFC 5321 4.5.3.1.1 says a server must take at least, and the
+ * addresses of VERP bounces and SRS forwarders are often longer (Postfix
+ * and Exim take them too). */
 #define SMTP_DOMAIN_MAX 255
 #define SMTP_ORCPT_MAX 500	/* RFC 3461 4.2: the original recipient */
 #define SMTP_ADDR_TYPE_MAX 32	/* ORCPT's addr-type ("rfc822", "utf-8") */

@@ -665,10 +665,21 @@ session_rcpt_refuse(struct smtp_session *s, const char *addr, const char *reply,
 	}
 }
 
-void
+int
+session_rcpt_has(const struct smtp_session *s, const char *addr)
+{
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (strcasecmp(s->rcpts[i].addr, addr) == 0)
+			return 1;
+	return 0;
+}
+
+int
 session_rcpt_append(struct smtp_session *s, const char *addr, const char *orcpt,
     unsigned notify)
 {
+	if (session_rcpt_has(s, addr))
+		return 0;
 	if (s->nrcpts == s->caprcpts) {
 		s->caprcpts = s->caprcpts ? s->caprcpts * 2 : 4;
 		s->rcpts = xrealloc(s->rcpts, s->caprcpts * sizeof *s->rcpts);
@@ -677,6 +688,7 @@ session_rcpt_append(struct smtp_session *s, const char *addr, const char *orcpt,
 	s->rcpts[s->nrcpts].orcpt = orcpt != NULL ? xstrdup(orcpt) : NULL;
 	s->rcpts[s->nrcpts].notify = notify;
 	s->nrcpts++;
+	return 1;
 }
 
 void

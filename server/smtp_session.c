@@ -139,7 +139,7 @@ session_process(struct smtp_session *s)
 				session_reply(s, "500 5.5.2 Error: line too long");
 				session_error(s);
 			} else if (res == SMTP_CMD_BARE_EOL) {
-				session_reply(s, "500 5.5.2 Error: bare CR or LF in command; use CRLF");
+				session_reply(s, "500 5.5.2 Error: bare CR or LF, or NUL, in command; use CRLF");
 				session_error(s);
 			} else if (s->phase == PH_AUTH) {
 				session_auth_response(s, s->cp.line);

@@ -213,8 +213,14 @@ size_t session_content(struct smtp_session *s, const char *p, size_t avail);
 void session_rcpt_refuse(struct smtp_session *s, const char *addr,
     const char *reply, int counts);
 void session_rcpt_accept(struct smtp_session *s, const struct smtp_rcpt_args *r);
-void session_rcpt_append(struct smtp_session *s, const char *addr,
+/* Adds a recipient to the transaction, unless it has it already (the
+ * address compared without case, as Postfix's duplicate filter does):
+ * a mailbox named twice, by the client, a milter or a policy service,
+ * gets one copy. Returns 1 when added, 0 when it was there. */
+int session_rcpt_append(struct smtp_session *s, const char *addr,
     const char *orcpt, unsigned notify);
+/* 1 when the transaction has recipient addr (compared without case). */
+int session_rcpt_has(const struct smtp_session *s, const char *addr);
 void session_rcpt_clear(struct smtp_session *s);
 /* The message passed every check: the milters, then the committer. */
 void session_commit(struct smtp_session *s);

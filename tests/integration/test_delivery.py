@@ -68,8 +68,33 @@ class DeliveryTest(unittest.TestCase):
         self.assertIn("status=sent", self.srv.logtext())
         wait_for(lambda: self.srv.queue_json()["messages"] == [], 20, "queue to empty")
         # alice is both a direct recipient and a team member: one copy per
-        # recipient (counted once every delivery is done)
-        self.assertEqual(len(self.srv.maildir_files("alice@localhost")), 2)
+        # mailbox (counted once every delivery is done)
+        self.assertEqual(len(self.srv.maildir_files("alice@localhost")), 1)
+
+    def test_one_copy_per_mailbox(self):
+        # the same mailbox named several ways, directly and through two
+        # aliases: every RCPT gets 250, and each mailbox one copy
+        with open(os.path.join(self.srv.dir, "aliases"), "a") as f:
+            f.write("staff@localhost: Bob@localhost, carol@localhost\n")
+        self.srv.signal(signal.SIGHUP)
+        self.srv.wait_log("reloaded")
+        c, _ = greet(self.srv.port)
+        self.assertEqual(c.cmd("MAIL FROM:<x@example.org>")[0], 250)
+        for rcpt in ("alice@localhost", "ALICE@LOCALHOST", "Alice@localhost",
+                     "team@localhost", "staff@localhost", "carol@localhost",
+                     "postmaster", "Postmaster"):
+            self.assertEqual(c.cmd("RCPT TO:<%s>" % rcpt)[0], 250, rcpt)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        code, text = c.cmd("Subject: once\r\n\r\nonce\r\n.")
+        self.assertEqual(code, 250, text)
+        qid = text[0].split()[-1]
+        c.cmd("QUIT")
+        c.close()
+        self.srv.wait_log(qid + ": removed")
+        for user in ("alice", "bob", "carol", "postmaster"):
+            self.assertEqual(len(self.srv.maildir_files(user + "@localhost")), 1, user)
+        self.assertIn(qid + ": from=<x@example.org>, size=", self.srv.logtext())
+        self.assertIn("nrcpt=5 (queued)", self.srv.logtext())
 
     def test_large_body(self):
         body = b"Subject: big\r\n\r\n" + b"".join(b"%07d " % i + b"x" * 90 + b"\r\n"

@@ -290,6 +290,27 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(show["recipients"][0]["orcpt"], "rfc822;" + orcpt)
         c.close()
 
+    def test_long_local_parts_of_verp_and_srs(self):
+        """Local parts past RFC 5321's 64 octets, as mailing lists (VERP)
+        and forwarders (SRS) write them, are taken; only the path's 256
+        octets bound them."""
+        c, _ = greet(self.srv.port)
+        verp = "list-bounces+" + "someone.with.a.long.name=example.org" * 2
+        srs = "SRS0=HHH=TT=" + "sub.example.org=" + "very.long.user.name" * 4
+        self.assertGreater(len(verp), 64)
+        self.assertGreater(len(srs), 64)
+        self.assertEqual(c.cmd("MAIL FROM:<%s@lists.example.org>" % verp)[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<%s@hold.test>" % srs)[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(MSG + b".\r\n")
+        code, lines = c.reply()
+        self.assertEqual(code, 250)
+        show = json.loads(self.srv.mailctl("--json", "show", lines[0].split()[-1]).stdout)
+        self.assertEqual(show["sender"], verp + "@lists.example.org")
+        self.assertEqual(show["recipients"][0]["address"], srs + "@hold.test")
+        self.assertEqual(c.cmd("MAIL FROM:<%s@b.example>" % ("l" * 250))[0], 501)
+        c.close()
+
     def test_reject_log_lines_end_cleanly(self):
         c, _ = greet(self.srv.port)
         c.cmd("MAIL FROM:<logcheck@b.example>")

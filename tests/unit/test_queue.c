@@ -1283,7 +1283,7 @@ test_expand(void)
 	int64_t now = time(NULL);
 
 	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
-	CU_ASSERT(store_rcpt_expand(t, id, 1, tg, 3, now, &first) == STORE_OK);
+	CU_ASSERT(store_rcpt_expand(t, id, 1, tg, 3, now, &first, NULL) == STORE_OK);
 	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
 	CU_ASSERT_EQUAL(first, 2);
 	CU_ASSERT_FATAL(store_msg_load(s, id, &m) == STORE_OK);
@@ -1301,7 +1301,7 @@ test_expand(void)
 	CU_ASSERT_EQUAL(due_count(s), 4);	/* rcpt 0 and the 3 targets */
 	/* An expanded alias cannot be expanded again. */
 	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
-	CU_ASSERT(store_rcpt_expand(t, id, 1, tg, 1, now, NULL) == STORE_INVALID);
+	CU_ASSERT(store_rcpt_expand(t, id, 1, tg, 1, now, NULL, NULL) == STORE_INVALID);
 	store_wtxn_abort(&t);
 	/* Each target alone: the message goes with the last one done. */
 	CU_ASSERT(upd(s, id, 0, RCPT_SENT, 0, 0, &removed) == STORE_OK);
@@ -1310,6 +1310,75 @@ test_expand(void)
 	CU_ASSERT(upd(s, id, 4, RCPT_BOUNCED, 0, 0, &removed) == STORE_OK);
 	CU_ASSERT_EQUAL(removed, 0);
 	CU_ASSERT(upd(s, id, 3, RCPT_SENT, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 1);
+	CU_ASSERT(store_msg_load(s, id, &m) == STORE_NOTFOUND);
+	CU_ASSERT_EQUAL(due_count(s), 0);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+/* A target the message has already, or that another target repeats, is
+ * left out (compared without case): one copy per mailbox. An alias whose
+ * every target is there is simply done, and may complete the message. */
+static void
+test_expand_dups(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir, 0, 0);
+	struct store_target tg[4] = {
+		{ "RCPT0@example.ORG", NULL, 0 },	/* recipient 0 */
+		{ "new@example.org", NULL, 0 },
+		{ "New@Example.org", NULL, 0 },		/* the one before */
+		{ "rcpt2@example.org", NULL, 0 },	/* an alias itself */
+	};
+	struct store_target again[2] = {
+		{ "new@example.org", NULL, 0 },
+		{ "rcpt0@example.org", NULL, 0 },
+	};
+	struct store_wtxn *t;
+	struct queue_msg m;
+	uint32_t first = 0;
+	int removed = 0;
+	queue_id_t id = put_direct(s, 3, 10);
+
+	/* rcpt2 is expanded first: its record no longer counts. */
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_rcpt_expand(t, id, 2, &again[0], 1, 0, NULL,
+	    &removed) == STORE_OK);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	/* rcpt 3 is now new@example.org; expanding rcpt1 adds only rcpt2 */
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_rcpt_expand(t, id, 1, tg, 4, 0, &first, &removed) == STORE_OK);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 0);
+	CU_ASSERT_EQUAL(first, 4);
+	CU_ASSERT_FATAL(store_msg_load(s, id, &m) == STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(m.nrcpts, 5);
+	CU_ASSERT_STRING_EQUAL(m.rcpts[3].addr, "new@example.org");
+	CU_ASSERT_STRING_EQUAL(m.rcpts[4].addr, "rcpt2@example.org");
+	CU_ASSERT_EQUAL(m.rcpts[4].state, RCPT_QUEUED);
+	queue_msg_free(&m);
+	CU_ASSERT_EQUAL(due_count(s), 3);	/* rcpt 0, 3 and 4 */
+	/* Done with all but an alias whose targets are all there: the
+	 * expansion completes the message. */
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_rcpt_expand(t, id, 4, again, 2, 0, NULL, &removed) == STORE_OK);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 0);	/* rcpt 0 and 3 are still to go */
+	CU_ASSERT(upd(s, id, 0, RCPT_SENT, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT(upd(s, id, 3, RCPT_SENT, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 1);
+	CU_ASSERT(store_msg_load(s, id, &m) == STORE_NOTFOUND);
+	CU_ASSERT_EQUAL(due_count(s), 0);
+
+	/* An alias whose only target is there completes the message itself. */
+	id = put_direct(s, 2, 10);
+	CU_ASSERT(upd(s, id, 0, RCPT_SENT, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 0);
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	CU_ASSERT(store_rcpt_expand(t, id, 1, &again[1], 1, 0, NULL,
+	    &removed) == STORE_OK);
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
 	CU_ASSERT_EQUAL(removed, 1);
 	CU_ASSERT(store_msg_load(s, id, &m) == STORE_NOTFOUND);
 	CU_ASSERT_EQUAL(due_count(s), 0);
@@ -1603,6 +1672,7 @@ main(void)
 	    !CU_add_test(suite, "map grows to its ceiling", test_map_grows) ||
 	    !CU_add_test(suite, "a bad fact fails alone", test_bad_fact_alone) ||
 	    !CU_add_test(suite, "alias expansion", test_expand) ||
+	    !CU_add_test(suite, "alias expansion without duplicates", test_expand_dups) ||
 	    !CU_add_test(suite, "notice pending", test_notice_pending) ||
 	    !CU_add_test(suite, "orphans and live counts", test_orphans_and_live) ||
 	    !CU_add_test(suite, "stale readers, reader slots", test_readers) ||

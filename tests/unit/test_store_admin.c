@@ -205,7 +205,7 @@ do_expand(struct store_wtxn *t, void *arg)
 	    { "t2@example.net", NULL, 0 } };
 	uint32_t first;
 
-	return store_rcpt_expand(t, a->id, 0, tg, 2, a->next_try, &first);
+	return store_rcpt_expand(t, a->id, 0, tg, 2, a->next_try, &first, NULL);
 }
 
 static void

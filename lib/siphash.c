@@ -1,6 +1,22 @@
 /* siphash: SipHash-2-4, written from the paper's description (see siphash.h). */
 #include "lib/siphash.h"
 
+#include <sys/random.h>
+#include <time.h>
+
+void
+siphash_key_random(uint8_t *out, size_t n)
+{
+	if (getrandom(out, n, GRND_NONBLOCK) == (ssize_t)n)
+		return;
+	/* Early boot without entropy: a weaker key, still unknown outside. */
+	for (size_t i = 0; i < n; i++) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		out[i] = (uint8_t)(ts.tv_nsec ^ (ts.tv_nsec >> 8) ^ (uintptr_t)out ^ i);
+	}
+}
+
 static uint64_t
 sip_load64(const uint8_t *p)
 {

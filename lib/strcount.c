@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "lib/siphash.h"
 #include "lib/util.h"
@@ -39,14 +37,7 @@ void
 strcount_init(struct strcount *t)
 {
 	memset(t, 0, sizeof *t);
-	if (getrandom(t->key, sizeof t->key, GRND_NONBLOCK) != (ssize_t)sizeof t->key) {
-		struct timespec ts;
-
-		/* Early boot without entropy: weaker, still unknown outside. */
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		for (size_t i = 0; i < sizeof t->key; i++)
-			t->key[i] = (uint8_t)((uint64_t)ts.tv_nsec >> (i % 4 * 8) ^ i);
-	}
+	siphash_key_random(t->key, sizeof t->key);
 }
 
 /* The slot of s, or the empty one where it would go (cap > 0). */

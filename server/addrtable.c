@@ -9,8 +9,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include "lib/siphash.h"
 #include "lib/util.h"
@@ -44,19 +42,6 @@ struct addrtable {
 	struct addrtable_shard *shards;
 };
 
-static void
-addrtable_random(uint8_t *out, size_t n)
-{
-	if (getrandom(out, n, GRND_NONBLOCK) == (ssize_t)n)
-		return;
-	/* Early boot without entropy: a weaker key, still unknown outside. */
-	for (size_t i = 0; i < n; i++) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		out[i] = (uint8_t)(ts.tv_nsec ^ (ts.tv_nsec >> 8) ^ (uintptr_t)out ^ i);
-	}
-}
-
 struct addrtable *
 addrtable_new(size_t max_entries, size_t value_size, addrtable_drop_fn *drop)
 {
@@ -71,8 +56,8 @@ addrtable_new(size_t max_entries, size_t value_size, addrtable_drop_fn *drop)
 	if (value_size > ADDRTABLE_VALUE_MAX)
 		value_size = ADDRTABLE_VALUE_MAX;
 	t = xcalloc(1, sizeof *t);
-	addrtable_random(t->secret, sizeof t->secret);
-	addrtable_random(t->secret2, sizeof t->secret2);
+	siphash_key_random(t->secret, sizeof t->secret);
+	siphash_key_random(t->secret2, sizeof t->secret2);
 	t->nshards = max_entries >= 4096 ? ADDRTABLE_SHARDS_BIG : 1;
 	t->cap = (max_entries + t->nshards - 1) / t->nshards;
 	for (t->nbuckets = 1; t->nbuckets < t->cap; t->nbuckets <<= 1)

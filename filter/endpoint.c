@@ -130,10 +130,8 @@ filter_stop_all(void)
 		return;	/* the counter is set already */
 }
 
-/* Waits for events on fd until deadline: 1 ready, 0 timed out, -1 error
- * (ECANCELED: filter_stop_all). */
-static int
-endpoint_wait(int fd, short events, int64_t deadline)
+int
+filter_wait(int fd, short events, int64_t deadline)
 {
 	pthread_once(&endpoint_once, endpoint_init);
 	for (;;) {
@@ -171,7 +169,7 @@ filter_connect(const struct filter_endpoint *ep, int64_t deadline)
 	} else if (rc < 0) {
 		socklen_t elen = sizeof e;
 
-		rc = endpoint_wait(fd, POLLOUT, deadline);
+		rc = filter_wait(fd, POLLOUT, deadline);
 		if (rc == 0)
 			e = ETIMEDOUT;
 		else if (rc < 0)
@@ -206,7 +204,7 @@ filter_write_all(int fd, const void *p, size_t n, int64_t deadline)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int rc = endpoint_wait(fd, POLLOUT, deadline);
+			int rc = filter_wait(fd, POLLOUT, deadline);
 			if (rc == 0) {
 				errno = ETIMEDOUT;
 				return -1;
@@ -233,7 +231,7 @@ filter_read_some(int fd, void *p, size_t n, int64_t deadline)
 		if (errno == EINTR)
 			continue;
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
-			int rc = endpoint_wait(fd, POLLIN, deadline);
+			int rc = filter_wait(fd, POLLIN, deadline);
 			if (rc == 0) {
 				errno = ETIMEDOUT;
 				return -1;

@@ -59,6 +59,9 @@ int filter_write_all(int fd, const void *p, size_t n, int64_t deadline);
  * (ETIMEDOUT, ECONNRESET, ...). */
 ssize_t filter_read_some(int fd, void *p, size_t n, int64_t deadline);
 
+/* Waits for events (POLLIN, POLLOUT) on fd until deadline: 1 ready, 0
+ * timed out, -1 error (ECANCELED: filter_stop_all). */
+int filter_wait(int fd, short events, int64_t deadline);
 /* Is fd's peer still there with nothing unread: 1 yes, 0 it closed or sent
  * something unasked (the connection must not be reused). Does not wait. */
 int filter_conn_idle_ok(int fd);

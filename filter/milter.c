@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -54,6 +55,19 @@ static const unsigned char milter_stage_cmd[MILTER_STAGES] = {
 /* The input buffer: one whole packet at most, plus what one read adds. */
 #define CONN_IN_MAX	(MILTER_PACKET_MAX + 5 + 16384)
 
+/* An exchange under way: m->out still to send, then (want_reply) the
+ * replies to ev until a decision. */
+struct conn_wait {
+	int active;
+	int ev;			/* enum ev */
+	int want_reply;
+	unsigned timeout_ms;
+	int64_t deadline;	/* for the next byte either way */
+	int progress;		/* SMFIR_PROGRESS replies so far */
+	int body_first;		/* no SMFIR_REPLBODY yet */
+	struct milter_mods *mods;	/* EOM: where changes go */
+};
+
 enum conn_state {
 	CS_FAILED,		/* default action from now on */
 	CS_SESSION_DONE,	/* accepted or rejected the session; closed */
@@ -76,6 +90,8 @@ struct milter_conn {
 	int skip_body;		/* answered SMFIR_SKIP to a body chunk */
 	int txn_sent;		/* an event of the transaction went out */
 	struct milter_result standing;	/* answer when failed or done */
+	int nonblocking;	/* events return before their reply */
+	struct conn_wait wait;	/* the exchange under way */
 };
 
 /* ---- specs and macros ---- */
@@ -290,16 +306,58 @@ conn_session_done(struct milter_conn *m, const struct milter_result *res)
 	m->standing = *res;
 }
 
+/* Reads what has arrived (never waits): 1 some bytes, 0 none yet, -1
+ * after conn_fail (end of stream, an error, over the limit). */
+static int
+conn_fill(struct milter_conn *m, struct milter_result *res)
+{
+	char chunk[16384];
+	ssize_t r;
+
+	do
+		r = recv(m->fd, chunk, sizeof chunk, MSG_DONTWAIT);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (r < 0) {
+		conn_fail_errno(m, "read", errno, res);
+		return -1;
+	}
+	if (r == 0) {
+		conn_fail(m, m->in.len > 0 ? "connection closed inside a packet" :
+		    "connection closed", res);
+		return -1;
+	}
+	if (buf_append(&m->in, chunk, (size_t)r) != 0) {
+		conn_fail(m, "input over the packet limit", res);
+		return -1;
+	}
+	return 1;
+}
+
+/* Waits until deadline for fd to be ready for events (POLLIN, POLLOUT).
+ * 0, or -1 after conn_fail (timed out, or the daemon stops). */
+static int
+conn_wait_fd(struct milter_conn *m, short events, int64_t deadline,
+    struct milter_result *res)
+{
+	int rc = filter_wait(m->fd, events, deadline);
+
+	if (rc > 0)
+		return 0;
+	conn_fail_errno(m, events == POLLIN ? "read" : "write",
+	    rc == 0 ? ETIMEDOUT : errno, res);
+	return -1;
+}
+
 /* Reads one packet into *p (pointing into m->in; *used_r bytes to drop
- * after use). 0, or -1 after conn_fail. */
+ * after use), waiting until deadline. 0, or -1 after conn_fail. */
 static int
 conn_read_packet(struct milter_conn *m, int64_t deadline,
     struct milter_packet *p, size_t *used_r, struct milter_result *res)
 {
 	for (;;) {
 		const char *why = NULL;
-		char chunk[16384];
-		ssize_t r;
 		int rc = milter_packet_decode((const unsigned char *)m->in.data,
 		    m->in.len, used_r, p, &why);
 
@@ -309,20 +367,9 @@ conn_read_packet(struct milter_conn *m, int64_t deadline,
 			conn_fail(m, why, res);
 			return -1;
 		}
-		r = filter_read_some(m->fd, chunk, sizeof chunk, deadline);
-		if (r < 0) {
-			conn_fail_errno(m, "read", errno, res);
+		rc = conn_fill(m, res);
+		if (rc < 0 || (rc == 0 && conn_wait_fd(m, POLLIN, deadline, res) != 0))
 			return -1;
-		}
-		if (r == 0) {
-			conn_fail(m, m->in.len > 0 ? "connection closed inside a packet" :
-			    "connection closed", res);
-			return -1;
-		}
-		if (buf_append(&m->in, chunk, (size_t)r) != 0) {
-			conn_fail(m, "input over the packet limit", res);
-			return -1;
-		}
 	}
 }
 
@@ -397,20 +444,6 @@ milter_conn_open(const struct milter_spec *spec, size_t index)
 	buf_init(&m->out, MILTER_ENCODE_MAX);
 	conn_negotiate(m);
 	return m;
-}
-
-/* Writes out and forgets it. 0, or -1 after conn_fail. */
-static int
-conn_flush(struct milter_conn *m, int64_t deadline, struct milter_result *res)
-{
-	if (m->out.len == 0)
-		return 0;
-	if (filter_write_all(m->fd, m->out.data, m->out.len, deadline) != 0) {
-		conn_fail_errno(m, "write", errno, res);
-		return -1;
-	}
-	buf_reset(&m->out);
-	return 0;
 }
 
 void
@@ -638,119 +671,212 @@ conn_modify(struct milter_conn *m, const struct milter_reply *r,
 	return -1;
 }
 
+/* One reply to event ev (m->wait): 1 when it decides the event (*res
+ * filled, or the filter failed), 0 when more replies are to come. */
+static int
+conn_reply(struct milter_conn *m, const struct milter_packet *p, size_t used,
+    struct milter_result *res)
+{
+	struct conn_wait *w = &m->wait;
+	enum ev ev = (enum ev)w->ev;
+	struct milter_reply r;
+	const char *why = NULL;
+	char reply[FILTER_REPLY_MAX + 1];
+	int code;
+
+	if (milter_reply_decode(p, &r, &why) != 0) {
+		char wh[160];
+		snprintf(wh, sizeof wh, "%s (reply 0x%02x)", why, p->cmd);
+		conn_fail(m, wh, res);
+		return 1;
+	}
+	switch (r.cmd) {
+	case SMFIR_PROGRESS:
+		if (++w->progress > MILTER_PROGRESS_MAX) {
+			conn_fail(m, "too many progress replies", res);
+			return 1;
+		}
+		w->deadline = time_mono_ms() + w->timeout_ms;
+		buf_consume(&m->in, used);
+		return 0;
+	case SMFIR_CONTINUE:
+		buf_consume(&m->in, used);
+		if (ev == EV_EOM)
+			conn_txn_over(m, CS_SESSION);
+		return 1;
+	case SMFIR_ACCEPT:
+		buf_consume(&m->in, used);
+		conn_decide(m, ev, MILTER_ACCEPT, NULL, res);
+		return 1;
+	case SMFIR_DISCARD:
+		buf_consume(&m->in, used);
+		if (ev == EV_CONNECT || ev == EV_HELO || ev == EV_UNKNOWN) {
+			conn_fail(m, "discard is not allowed here", res);
+			return 1;
+		}
+		conn_decide(m, ev, MILTER_DISCARD, NULL, res);
+		return 1;
+	case SMFIR_REJECT:
+		buf_consume(&m->in, used);
+		conn_decide(m, ev, MILTER_REJECT, ev == EV_HEADER || ev == EV_EOH ||
+		    ev == EV_BODY || ev == EV_EOM ? REPLY_REJECT_CONTENT : REPLY_REJECT,
+		    res);
+		return 1;
+	case SMFIR_TEMPFAIL:
+		buf_consume(&m->in, used);
+		conn_decide(m, ev, MILTER_TEMPFAIL, REPLY_TEMPFAIL, res);
+		return 1;
+	case SMFIR_SHUTDOWN:
+	case SMFIR_CONN_FAIL:
+		buf_consume(&m->in, used);
+		conn_decide(m, ev, MILTER_SHUTDOWN, REPLY_SHUTDOWN, res);
+		return 1;
+	case SMFIR_REPLYCODE:
+		code = filter_reply_check(r.s1, FILTER_REPLY_PERCENT, reply,
+		    sizeof reply, &why);
+		buf_consume(&m->in, used);
+		if (code < 0) {
+			char wh[FILTER_REPLY_LINE_MAX];
+			snprintf(wh, sizeof wh, "bad reply code: %s", why);
+			conn_fail(m, wh, res);
+			return 1;
+		}
+		conn_decide(m, ev, code == 421 ? MILTER_SHUTDOWN :
+		    code >= 500 ? MILTER_REJECT : MILTER_TEMPFAIL, reply, res);
+		return 1;
+	case SMFIR_SKIP:
+		buf_consume(&m->in, used);
+		if (ev != EV_BODY) {
+			conn_fail(m, "skip outside the body", res);
+			return 1;
+		}
+		m->skip_body = 1;
+		return 1;
+	default:
+		if (ev != EV_EOM || w->mods == NULL) {
+			char wh[120];
+			snprintf(wh, sizeof wh, "%s is not allowed here",
+			    milter_cmd_name(r.cmd, 1));
+			conn_fail(m, wh, res);
+			return 1;
+		}
+		if (conn_modify(m, &r, w->mods, &w->body_first, &why) != 0) {
+			char wh[160];
+			snprintf(wh, sizeof wh, "%s: %s", milter_cmd_name(r.cmd, 1), why);
+			conn_fail(m, wh, res);
+			return 1;
+		}
+		buf_consume(&m->in, used);
+		return 0;
+	}
+}
+
+/* Moves the exchange under way as far as it goes without waiting: sends
+ * what it can of m->out, then decodes the replies that have arrived.
+ * Returns MILTER_WAIT_NONE once it is over (*res final), else what it
+ * waits for (before m->wait.deadline). */
+static enum milter_wait
+conn_step(struct milter_conn *m, struct milter_result *res)
+{
+	struct conn_wait *w = &m->wait;
+
+	while (m->state != CS_FAILED && m->out.len > 0) {
+		ssize_t n = send(m->fd, m->out.data, m->out.len,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n > 0) {
+			buf_consume(&m->out, (size_t)n);
+			w->deadline = time_mono_ms() + w->timeout_ms;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			return MILTER_WAIT_WRITE;
+		} else {
+			conn_fail_errno(m, "write", n == 0 ? EPIPE : errno, res);
+		}
+	}
+	while (m->state != CS_FAILED && w->want_reply) {
+		struct milter_packet p;
+		size_t used;
+		const char *why = NULL;
+		int rc = milter_packet_decode((const unsigned char *)m->in.data,
+		    m->in.len, &used, &p, &why);
+
+		if (rc == MILTER_DECODE_ERROR) {
+			conn_fail(m, why, res);
+		} else if (rc == MILTER_DECODE_DONE) {
+			if (conn_reply(m, &p, used, res))
+				break;
+		} else if ((rc = conn_fill(m, res)) == 0) {
+			return MILTER_WAIT_READ;
+		}
+	}
+	w->active = 0;
+	return MILTER_WAIT_NONE;
+}
+
 /*
  * Sends what is in m->out (macros, and the event unless sent == 0), then
  * reads the replies to event ev until a decision, unless the filter said
- * it sends none (nr_flag in its steps). Fills *res.
+ * it sends none (nr_flag in its steps). Fills *res; in non-blocking mode
+ * it returns as soon as it would wait, with m->wait active.
  */
 static void
 conn_exchange(struct milter_conn *m, enum ev ev, int sent, uint32_t nr_flag,
     unsigned timeout_ms, struct milter_mods *mods, struct milter_result *res)
 {
-	int64_t deadline = time_mono_ms() + timeout_ms;
-	int progress = 0, body_first = 1;
+	struct conn_wait *w = &m->wait;
+	enum milter_wait want;
 
 	set_result(res, MILTER_CONTINUE, NULL);
-	if (conn_flush(m, deadline, res) != 0)
-		return;
-	if (!sent || (nr_flag != 0 && (m->steps & nr_flag) != 0))
-		return;
-	for (;;) {
-		struct milter_packet p;
-		struct milter_reply r;
-		size_t used;
-		const char *why = NULL;
-		char reply[FILTER_REPLY_MAX + 1];
-		int code;
-
-		if (conn_read_packet(m, deadline, &p, &used, res) != 0)
+	w->active = 1;
+	w->ev = ev;
+	w->want_reply = sent && !(nr_flag != 0 && (m->steps & nr_flag) != 0);
+	w->timeout_ms = timeout_ms;
+	w->deadline = time_mono_ms() + timeout_ms;
+	w->progress = 0;
+	w->body_first = 1;
+	w->mods = mods;
+	while ((want = conn_step(m, res)) != MILTER_WAIT_NONE) {
+		if (m->nonblocking)
 			return;
-		if (milter_reply_decode(&p, &r, &why) != 0) {
-			char w[160];
-			snprintf(w, sizeof w, "%s (reply 0x%02x)", why, p.cmd);
-			conn_fail(m, w, res);
+		if (conn_wait_fd(m, want == MILTER_WAIT_READ ? POLLIN : POLLOUT,
+		    w->deadline, res) != 0) {
+			w->active = 0;
 			return;
-		}
-		switch (r.cmd) {
-		case SMFIR_PROGRESS:
-			if (++progress > MILTER_PROGRESS_MAX) {
-				conn_fail(m, "too many progress replies", res);
-				return;
-			}
-			deadline = time_mono_ms() + timeout_ms;
-			buf_consume(&m->in, used);
-			continue;
-		case SMFIR_CONTINUE:
-			buf_consume(&m->in, used);
-			if (ev == EV_EOM)
-				conn_txn_over(m, CS_SESSION);
-			return;
-		case SMFIR_ACCEPT:
-			buf_consume(&m->in, used);
-			conn_decide(m, ev, MILTER_ACCEPT, NULL, res);
-			return;
-		case SMFIR_DISCARD:
-			buf_consume(&m->in, used);
-			if (ev == EV_CONNECT || ev == EV_HELO || ev == EV_UNKNOWN) {
-				conn_fail(m, "discard is not allowed here", res);
-				return;
-			}
-			conn_decide(m, ev, MILTER_DISCARD, NULL, res);
-			return;
-		case SMFIR_REJECT:
-			buf_consume(&m->in, used);
-			conn_decide(m, ev, MILTER_REJECT, ev == EV_HEADER || ev == EV_EOH ||
-			    ev == EV_BODY || ev == EV_EOM ? REPLY_REJECT_CONTENT : REPLY_REJECT,
-			    res);
-			return;
-		case SMFIR_TEMPFAIL:
-			buf_consume(&m->in, used);
-			conn_decide(m, ev, MILTER_TEMPFAIL, REPLY_TEMPFAIL, res);
-			return;
-		case SMFIR_SHUTDOWN:
-		case SMFIR_CONN_FAIL:
-			buf_consume(&m->in, used);
-			conn_decide(m, ev, MILTER_SHUTDOWN, REPLY_SHUTDOWN, res);
-			return;
-		case SMFIR_REPLYCODE:
-			code = filter_reply_check(r.s1, FILTER_REPLY_PERCENT, reply,
-			    sizeof reply, &why);
-			buf_consume(&m->in, used);
-			if (code < 0) {
-				char w[FILTER_REPLY_LINE_MAX];
-				snprintf(w, sizeof w, "bad reply code: %s", why);
-				conn_fail(m, w, res);
-				return;
-			}
-			conn_decide(m, ev, code == 421 ? MILTER_SHUTDOWN :
-			    code >= 500 ? MILTER_REJECT : MILTER_TEMPFAIL, reply, res);
-			return;
-		case SMFIR_SKIP:
-			buf_consume(&m->in, used);
-			if (ev != EV_BODY) {
-				conn_fail(m, "skip outside the body", res);
-				return;
-			}
-			m->skip_body = 1;
-			return;
-		default:
-			if (ev != EV_EOM || mods == NULL) {
-				char w[120];
-				snprintf(w, sizeof w, "%s is not allowed here",
-				    milter_cmd_name(r.cmd, 1));
-				conn_fail(m, w, res);
-				return;
-			}
-			if (conn_modify(m, &r, mods, &body_first, &why) != 0) {
-				char w[160];
-				snprintf(w, sizeof w, "%s: %s", milter_cmd_name(r.cmd, 1), why);
-				conn_fail(m, w, res);
-				return;
-			}
-			buf_consume(&m->in, used);
-			continue;
 		}
 	}
+}
+
+void
+milter_conn_set_nonblocking(struct milter_conn *m, int on)
+{
+	m->nonblocking = on;
+}
+
+enum milter_wait
+milter_conn_waiting(const struct milter_conn *m, int *fd_r, int64_t *deadline_r)
+{
+	if (!m->wait.active)
+		return MILTER_WAIT_NONE;
+	*fd_r = m->fd;
+	*deadline_r = m->wait.deadline;
+	return m->out.len > 0 ? MILTER_WAIT_WRITE : MILTER_WAIT_READ;
+}
+
+enum milter_wait
+milter_conn_step(struct milter_conn *m, struct milter_result *res)
+{
+	return m->wait.active ? conn_step(m, res) : MILTER_WAIT_NONE;
+}
+
+void
+milter_conn_expire(struct milter_conn *m, struct milter_result *res)
+{
+	if (!m->wait.active)
+		return;
+	conn_fail_errno(m, m->out.len > 0 ? "write" : "read", ETIMEDOUT, res);
+	m->wait.active = 0;
 }
 
 /* The standing answer when the filter is not asked. */
@@ -770,13 +896,16 @@ milter_conn_abort(struct milter_conn *m)
 	    m->state != CS_MSG_DONE)
 		return;
 	if (m->txn_sent) {
-		int64_t deadline = time_mono_ms() + m->spec->command_timeout_ms;
-		struct milter_result res;
-
-		buf_reset(&m->out);
 		(void)milter_encode_simple(&m->out, SMFIC_ABORT);
-		if (conn_flush(m, deadline, &res) != 0)
-			return;
+		/* In non-blocking mode it goes out with the next event. */
+		if (!m->nonblocking) {
+			struct milter_result res;
+
+			conn_exchange(m, EV_UNKNOWN, 0, 0, m->spec->command_timeout_ms,
+			    NULL, &res);
+			if (m->state == CS_FAILED)
+				return;
+		}
 	}
 	conn_txn_over(m, CS_SESSION);
 }
@@ -820,7 +949,7 @@ static int
 conn_begin(struct milter_conn *m, const struct milter_macros *t,
     const struct ev_desc *d)
 {
-	buf_reset(&m->out);
+	/* m->out may hold an ABORT already (non-blocking mode). */
 	if (d->stage >= 0)
 		conn_add_macros(m, t, d->stage);
 	return conn_sends(m, d->no_flag);
@@ -929,12 +1058,16 @@ milter_conn_rcpt_rejected(struct milter_conn *m, const struct milter_macros *t,
     const char *const *argv)
 {
 	struct milter_result res;
+	int nonblocking = m->nonblocking;
 
 	if (m->state != CS_TXN || !(m->steps & SMFIP_RCPT_REJ))
 		return;
 	/* Its answer about a recipient already refused changes nothing
-	 * for that recipient; its state moves as libmilter's does. */
+	 * for that recipient; its state moves as libmilter's does. It is
+	 * waited for here, in either mode. */
+	m->nonblocking = 0;
 	milter_conn_rcpt(m, t, argv, &res);
+	m->nonblocking = nonblocking;
 }
 
 void
@@ -1022,7 +1155,7 @@ void
 milter_conn_eom(struct milter_conn *m, const struct milter_macros *t,
     struct milter_mods *mods, struct milter_result *res)
 {
-	int sent, rc = 0;
+	int sent, rc = 0, nonblocking = m->nonblocking;
 
 	if (m->state != CS_MESSAGE && m->state != CS_TXN) {
 		conn_standing(m, res);
@@ -1031,7 +1164,10 @@ milter_conn_eom(struct milter_conn *m, const struct milter_macros *t,
 	m->state = CS_MESSAGE;
 	if ((sent = conn_begin(m, t, &EVD_EOM)))
 		rc = milter_encode_simple(&m->out, SMFIC_BODYEOB);
+	/* waited for here, in either mode */
+	m->nonblocking = 0;
 	conn_end(m, &EVD_EOM, sent, rc, mods, res);
+	m->nonblocking = nonblocking;
 	if (m->state == CS_FAILED)
 		milter_mods_rollback(mods);
 	else

@@ -29,9 +29,10 @@
  * SMFIR_PROGRESS restarts the running timeout (at most
  * MILTER_PROGRESS_MAX times per event).
  *
- * Threads: every call but milter_conn_close blocks up to its timeout;
- * call from a pool thread, never from a session worker's event loop
- * (milter_conn_close never waits: any thread). A connection belongs to one
+ * Threads: every call but milter_conn_close blocks up to its timeout
+ * (milter_conn_close never waits), unless the connection is in
+ * non-blocking mode (below): call blocking ones from a pool thread, never
+ * from a session worker's event loop. A connection belongs to one
  * thread at a time (it may move between pool threads between calls). A
  * spec is immutable once parsed and may be shared by every thread.
  * Errors: as above; out of memory aborts (lib/util.h).
@@ -186,7 +187,34 @@ void milter_conn_body(struct milter_conn *m, const void *data, size_t len,
  * final answer is in *res. The message is over for the filter. */
 void milter_conn_eom(struct milter_conn *m, const struct milter_macros *t,
     struct milter_mods *mods, struct milter_result *res);
-/* Ends the current transaction (SMFIC_ABORT) if the filter is in one. */
+/* Ends the current transaction (SMFIC_ABORT) if the filter is in one.
+ * In non-blocking mode the ABORT goes out with the next event (whatever
+ * the mode then). */
 void milter_conn_abort(struct milter_conn *m);
+
+/*
+ * Non-blocking mode, for an event loop: every event but _rcpt_rejected
+ * and _eom (which always wait for their replies) sends what it can and
+ * returns at once. When the
+ * exchange is not over, milter_conn_waiting says what it waits for (the
+ * socket, readable or writable, before a deadline) and *res is not final:
+ * call milter_conn_step with the same res when the socket is ready (it
+ * may wait again), or milter_conn_expire once the deadline passed (the
+ * filter fails: its default action). milter_conn_open always waits (it
+ * connects and negotiates). Set the mode between events, never while one
+ * is under way.
+ */
+enum milter_wait {
+	MILTER_WAIT_NONE,	/* nothing under way: *res is final */
+	MILTER_WAIT_READ,
+	MILTER_WAIT_WRITE,
+};
+
+void milter_conn_set_nonblocking(struct milter_conn *m, int on);
+enum milter_wait milter_conn_waiting(const struct milter_conn *m, int *fd_r,
+    int64_t *deadline_r);
+enum milter_wait milter_conn_step(struct milter_conn *m,
+    struct milter_result *res);
+void milter_conn_expire(struct milter_conn *m, struct milter_result *res);
 
 #endif

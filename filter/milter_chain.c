@@ -13,6 +13,10 @@
 
 enum part { PART_HEADER, PART_BODY };
 
+/* The event that goes to the milters one after the other (MAIL, RCPT,
+ * DATA): in non-blocking mode it may stop at a milter and resume there. */
+enum chain_ev { CEV_NONE, CEV_MAIL, CEV_RCPT, CEV_DATA };
+
 struct milter_chain {
 	const struct milter_spec *specs;
 	size_t n;
@@ -29,6 +33,14 @@ struct milter_chain {
 	int have_header;
 	struct buf chunk;		/* the body chunk being filled */
 	struct milter_mods mods;
+	/* the event under way */
+	int nonblocking;
+	enum chain_ev ev;
+	size_t ev_next;			/* the milter it is at */
+	const char **ev_argv;		/* MAIL, RCPT: "<addr>" and parameters */
+	char *ev_first;			/* ev_argv[0] */
+	struct milter_result ev_res;	/* the answer of milter ev_next */
+	struct milter_verdict ev_v;	/* the verdict so far */
 };
 
 const char *
@@ -67,6 +79,8 @@ milter_chain_free(struct milter_chain **cp)
 
 	if (c == NULL)
 		return;
+	free(c->ev_argv);
+	free(c->ev_first);
 	if (c->conns != NULL) {
 		for (size_t i = 0; i < c->n; i++)
 			milter_conn_close(&c->conns[i]);
@@ -150,11 +164,21 @@ chain_reset_message(struct milter_chain *c)
 	buf_reset(&c->chunk);
 }
 
+/* ABORT to milter i: in non-blocking mode it waits in the connection for
+ * the next event. */
+static void
+chain_abort_one(struct milter_chain *c, size_t i)
+{
+	milter_conn_set_nonblocking(c->conns[i], c->nonblocking);
+	milter_conn_abort(c->conns[i]);
+	milter_conn_set_nonblocking(c->conns[i], 0);
+}
+
 void
 milter_chain_abort(struct milter_chain *c)
 {
 	for (size_t i = 0; c->conns != NULL && i < c->n; i++)
-		milter_conn_abort(c->conns[i]);
+		chain_abort_one(c, i);
 	c->in_txn = 0;
 	chain_reset_message(c);
 }
@@ -233,19 +257,98 @@ chain_after_txn_event(struct milter_chain *c, struct milter_verdict *v)
 		c->decided = 1;
 		c->decision = *v;
 		for (size_t i = 0; i < c->n; i++)
-			milter_conn_abort(c->conns[i]);
+			chain_abort_one(c, i);
 	} else if (v->action != MILTER_CONTINUE && v->action != MILTER_ACCEPT) {
 		milter_chain_abort(c);
 	}
 }
 
-void
+/* The event under way, to milter i: its answer into c->ev_res, or (in
+ * non-blocking mode) awaited. */
+static void
+chain_send(struct milter_chain *c, size_t i)
+{
+	struct milter_conn *m = c->conns[i];
+
+	milter_conn_set_nonblocking(m, c->nonblocking);
+	switch (c->ev) {
+	case CEV_MAIL:
+		milter_conn_mail(m, &c->macros, c->ev_argv, &c->ev_res);
+		break;
+	case CEV_RCPT:
+		milter_conn_rcpt(m, &c->macros, c->ev_argv, &c->ev_res);
+		break;
+	case CEV_DATA:
+		milter_conn_data(m, &c->macros, &c->ev_res);
+		break;
+	case CEV_NONE:
+		break;
+	}
+	milter_conn_set_nonblocking(m, 0);
+}
+
+/* The event is over: what its verdict does to the transaction. */
+static void
+chain_event_end(struct milter_chain *c, struct milter_verdict *v)
+{
+	enum chain_ev ev = c->ev;
+
+	c->ev = CEV_NONE;
+	free(c->ev_argv);
+	free(c->ev_first);
+	c->ev_argv = NULL;
+	c->ev_first = NULL;
+	if (ev != CEV_RCPT || c->ev_v.action == MILTER_DISCARD ||
+	    c->ev_v.action == MILTER_SHUTDOWN)
+		chain_after_txn_event(c, &c->ev_v);
+	chain_settle(c, &c->ev_v, milter_conn_in_message);
+	*v = c->ev_v;
+}
+
+/* Takes the answer of milter c->ev_next; 1 when it decides the event. */
+static int
+chain_answered(struct milter_chain *c)
+{
+	return chain_take(c, c->ev_next, &c->ev_res, &c->ev_v);
+}
+
+/* Asks the milters from c->ev_next on. Returns 1 with *v (the event is
+ * over), or 0 when a milter's reply is awaited (non-blocking mode). */
+static int
+chain_run(struct milter_chain *c, struct milter_verdict *v)
+{
+	int fd;
+	int64_t deadline;
+
+	for (; c->conns != NULL && c->ev_next < c->n; c->ev_next++) {
+		chain_send(c, c->ev_next);
+		if (milter_conn_waiting(c->conns[c->ev_next], &fd, &deadline) !=
+		    MILTER_WAIT_NONE)
+			return 0;
+		if (chain_answered(c))
+			break;
+	}
+	chain_event_end(c, v);
+	return 1;
+}
+
+/* Starts event ev (argv from addr and params for MAIL and RCPT). */
+static int
+chain_start(struct milter_chain *c, enum chain_ev ev, const char *addr,
+    const char *const *params, struct milter_verdict *v)
+{
+	c->ev = ev;
+	c->ev_next = 0;
+	verdict_init(&c->ev_v);
+	if (addr != NULL)
+		c->ev_argv = chain_argv(addr, params, &c->ev_first);
+	return chain_run(c, v);
+}
+
+int
 milter_chain_mail(struct milter_chain *c, const char *sender,
     const char *const *params, struct milter_verdict *v)
 {
-	char *first;
-	const char **argv;
-
 	verdict_init(v);
 	if (c->in_txn)
 		milter_chain_abort(c);
@@ -253,46 +356,20 @@ milter_chain_mail(struct milter_chain *c, const char *sender,
 	milter_mods_reset(&c->mods);
 	c->in_txn = 1;
 	(void)milter_macros_set(&c->macros, "mail_addr", sender);
-	argv = chain_argv(sender, params, &first);
-	for (size_t i = 0; c->conns != NULL && i < c->n; i++) {
-		struct milter_result res;
-
-		milter_conn_mail(c->conns[i], &c->macros, argv, &res);
-		if (chain_take(c, i, &res, v))
-			break;
-	}
-	free(argv);
-	free(first);
-	chain_after_txn_event(c, v);
-	chain_settle(c, v, milter_conn_in_message);
+	return chain_start(c, CEV_MAIL, sender, params, v);
 }
 
-void
+int
 milter_chain_rcpt(struct milter_chain *c, const char *rcpt,
     const char *const *params, struct milter_verdict *v)
 {
-	char *first;
-	const char **argv;
-
 	verdict_init(v);
 	if (c->decided) {
 		*v = c->decision;
-		return;
+		return 1;
 	}
 	(void)milter_macros_set(&c->macros, "rcpt_addr", rcpt);
-	argv = chain_argv(rcpt, params, &first);
-	for (size_t i = 0; c->conns != NULL && i < c->n; i++) {
-		struct milter_result res;
-
-		milter_conn_rcpt(c->conns[i], &c->macros, argv, &res);
-		if (chain_take(c, i, &res, v))
-			break;
-	}
-	free(argv);
-	free(first);
-	if (v->action == MILTER_DISCARD || v->action == MILTER_SHUTDOWN)
-		chain_after_txn_event(c, v);
-	chain_settle(c, v, milter_conn_in_message);
+	return chain_start(c, CEV_RCPT, rcpt, params, v);
 }
 
 void
@@ -314,23 +391,61 @@ milter_chain_rcpt_rejected(struct milter_chain *c, const char *rcpt,
 	(void)milter_macros_set(&c->macros, "rcpt_mailer", NULL);
 }
 
-void
+int
 milter_chain_data(struct milter_chain *c, struct milter_verdict *v)
 {
 	verdict_init(v);
 	if (c->decided) {
 		*v = c->decision;
-		return;
+		return 1;
 	}
-	for (size_t i = 0; c->conns != NULL && i < c->n; i++) {
-		struct milter_result res;
+	return chain_start(c, CEV_DATA, NULL, NULL, v);
+}
 
-		milter_conn_data(c->conns[i], &c->macros, &res);
-		if (chain_take(c, i, &res, v))
-			break;
+void
+milter_chain_set_nonblocking(struct milter_chain *c, int on)
+{
+	c->nonblocking = on;
+}
+
+enum milter_wait
+milter_chain_waiting(const struct milter_chain *c, int *fd_r,
+    int64_t *deadline_r)
+{
+	if (c->ev == CEV_NONE || c->conns == NULL)
+		return MILTER_WAIT_NONE;
+	return milter_conn_waiting(c->conns[c->ev_next], fd_r, deadline_r);
+}
+
+/* The awaited milter answered (or failed): the event goes on. */
+static int
+chain_resume(struct milter_chain *c, struct milter_verdict *v)
+{
+	if (chain_answered(c)) {
+		chain_event_end(c, v);
+		return 1;
 	}
-	chain_after_txn_event(c, v);
-	chain_settle(c, v, milter_conn_in_message);
+	c->ev_next++;
+	return chain_run(c, v);
+}
+
+int
+milter_chain_step(struct milter_chain *c, struct milter_verdict *v)
+{
+	if (c->ev == CEV_NONE)
+		return 1;
+	if (milter_conn_step(c->conns[c->ev_next], &c->ev_res) != MILTER_WAIT_NONE)
+		return 0;
+	return chain_resume(c, v);
+}
+
+int
+milter_chain_expire(struct milter_chain *c, struct milter_verdict *v)
+{
+	if (c->ev == CEV_NONE)
+		return 1;
+	milter_conn_expire(c->conns[c->ev_next], &c->ev_res);
+	return chain_resume(c, v);
 }
 
 void

@@ -51,8 +51,9 @@
  * Sendmail does); the changes of all milters are listed in chain order.
  *
  * Threads: every call but milter_chain_free blocks (on the milters, up
- * to their timeouts); call from a pool thread, never from a session
- * worker's event loop (milter_chain_free never waits). A chain
+ * to their timeouts), but for the non-blocking mode below; call blocking
+ * ones from a pool thread, never from a session worker's event loop
+ * (milter_chain_free never waits). A chain
  * belongs to one thread at a time (it may move between pool threads
  * between calls). Errors: a milter that fails is handled by its
  * default_action (filter/milter.h); nothing here fails the session by
@@ -118,14 +119,16 @@ void milter_chain_helo(struct milter_chain *c, const char *helo,
     struct milter_verdict *v);
 /* sender without angle brackets ("" for <>); params: the ESMTP parameters
  * as given ("SIZE=100", "BODY=8BITMIME"), NULL-terminated, may be NULL.
- * A transaction still open is aborted first. */
-void milter_chain_mail(struct milter_chain *c, const char *sender,
+ * A transaction still open is aborted first. MAIL, RCPT and DATA return
+ * 1 with the verdict in *v; in non-blocking mode (below) they may return
+ * 0 instead: the verdict comes from milter_chain_step. */
+int milter_chain_mail(struct milter_chain *c, const char *sender,
     const char *const *params, struct milter_verdict *v);
-void milter_chain_rcpt(struct milter_chain *c, const char *rcpt,
+int milter_chain_rcpt(struct milter_chain *c, const char *rcpt,
     const char *const *params, struct milter_verdict *v);
 void milter_chain_rcpt_rejected(struct milter_chain *c, const char *rcpt,
     const char *const *params);
-void milter_chain_data(struct milter_chain *c, struct milter_verdict *v);
+int milter_chain_data(struct milter_chain *c, struct milter_verdict *v);
 /*
  * Message bytes as received: CRLF line ends, dot-stuffing undone, without
  * the final ".", in pieces of any size and boundary. The chain splits the
@@ -151,6 +154,25 @@ void milter_chain_eom(struct milter_chain *c, struct milter_verdict *v,
 void milter_chain_abort(struct milter_chain *c);
 void milter_chain_unknown(struct milter_chain *c, const char *line,
     struct milter_verdict *v);
+
+/*
+ * Non-blocking mode (filter/milter.h), for the session's event loop: MAIL,
+ * RCPT and DATA go to the milters without waiting. When one of them
+ * returns 0, milter_chain_waiting names the socket, the readiness and the
+ * deadline of the milter it waits for; when the socket is ready call
+ * milter_chain_step, and once the deadline passed milter_chain_expire
+ * (that milter fails: its default action). Each returns 1 with the
+ * event's verdict in *v, or 0 when it waits again (perhaps for the next
+ * milter: ask milter_chain_waiting again). An ABORT (milter_chain_abort,
+ * or a verdict that ends the transaction) goes out with the next event.
+ * Every other call waits for its replies in either mode; make calls only
+ * between events. The mode is set between events.
+ */
+void milter_chain_set_nonblocking(struct milter_chain *c, int on);
+enum milter_wait milter_chain_waiting(const struct milter_chain *c, int *fd_r,
+    int64_t *deadline_r);
+int milter_chain_step(struct milter_chain *c, struct milter_verdict *v);
+int milter_chain_expire(struct milter_chain *c, struct milter_verdict *v);
 
 /* How many milters the chain has, and the connection of milter i (tests
  * and logs). */

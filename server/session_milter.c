@@ -1,8 +1,13 @@
 /*
  * session_milter: a session's side of the milters (README "Milters"; the
  * protocol is filter/milter_chain.h). Each session that has milters gets
- * one chain, made at its first HELO/EHLO; every stage is a job on the
- * filter pool, and the session holds its input meanwhile (PH_MILTER):
+ * one chain, made at its first HELO/EHLO. MAIL, RCPT and DATA go to the
+ * milters from the worker's own event loop (the chain in non-blocking
+ * mode, the milter's socket in the worker's epoll, its deadline checked
+ * by the session's tick); the other stages, and these when refused
+ * recipients are still to be told (their replies are waited for), are
+ * jobs on the filter pool. The session holds its input meanwhile
+ * (PH_MILTER):
  *   HELO/EHLO   CONNECT (once), then HELO, before the session's reply
  *   a command the session does not know, before its 500
  *   MAIL        after the session's checks and SPF, before the 250
@@ -24,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <gnutls/gnutls.h>
@@ -61,6 +67,10 @@ struct session_milter {
 	char *quarantine;		/* a milter quarantines the message */
 	char *refused[MILTER_REFUSED_MAX];
 	size_t nrefused;
+	struct milter_job *loop;	/* the stage asked from the event loop */
+	int64_t loop_deadline;		/* of the milter it waits for */
+	int watch_fd;			/* that milter's socket in the epoll, or -1 */
+	uint32_t watch_events;
 };
 
 enum milter_step {
@@ -117,6 +127,7 @@ milter_get(struct smtp_session *s)
 	if (s->milter != NULL)
 		return s->milter;
 	s->milter = xcalloc(1, sizeof *s->milter);
+	s->milter->watch_fd = -1;
 	c = s->milter->chain = milter_chain_new(s->rt->milters, s->rt->nmilters,
 	    s->cfg->max_message_size);
 	(void)milter_chain_macro(c, "j", s->cfg->hostname);
@@ -310,14 +321,152 @@ milter_job_new(struct smtp_session *s, enum milter_step stage)
 	return j;
 }
 
-/* Hands j to the pool with the chain and what waited for this event.
- * Returns 0 (the session waits in PH_MILTER), or -1 when the pool is
- * full (j freed, the chain stays the session's). */
+/* ---- on the worker's event loop: MAIL, RCPT, DATA ---- */
+
+/* Puts the socket of the milter the chain waits for in the worker's
+ * epoll (taking out the one of the milter before, if it was another). */
+static void
+milter_loop_watch(struct smtp_session *s)
+{
+	struct session_milter *sm = s->milter;
+	int fd = -1;
+	int64_t deadline = 0;
+	enum milter_wait wt = milter_chain_waiting(sm->chain, &fd, &deadline);
+	uint32_t events = wt == MILTER_WAIT_WRITE ? EPOLLOUT : EPOLLIN;
+
+	if (sm->watch_fd >= 0 && sm->watch_fd != fd)
+		worker_watch_aux(s->w, s, sm->watch_fd, 0);
+	if (sm->watch_fd != fd || sm->watch_events != events)
+		worker_watch_aux(s->w, s, fd, events);
+	sm->watch_fd = fd;
+	sm->watch_events = events;
+	sm->loop_deadline = deadline;
+	worker_timer_hint(s->w, deadline);
+}
+
+/* Takes the milter's socket out of the epoll. It may have been closed on
+ * this thread meanwhile (the milter failed): then it left by itself, and
+ * its number is not in this epoll under anything else yet (only this
+ * thread adds to it). */
+static void
+milter_loop_unwatch(struct smtp_session *s)
+{
+	struct session_milter *sm = s->milter;
+
+	if (sm->watch_fd >= 0)
+		worker_watch_aux(s->w, s, sm->watch_fd, 0);
+	sm->watch_fd = -1;
+	sm->watch_events = 0;
+}
+
+/* The stage's verdict is in j->v: carried out as a job's would be. */
+static int
+milter_loop_done(struct smtp_session *s)
+{
+	struct session_milter *sm = s->milter;
+	struct milter_job *j = sm->loop;
+
+	sm->loop = NULL;
+	milter_loop_unwatch(s);
+	milter_chain_set_nonblocking(sm->chain, 0);
+	if (s->phase == PH_MILTER) {
+		s->phase = PH_COMMAND;
+		session_set_deadline(s);
+		milter_act(s, j);
+	}
+	milter_job_free(j);
+	return session_continue(s);
+}
+
+/* Asks the chain for stage j from the loop: the verdict is carried out
+ * at once when no reply is awaited, else once it arrives (PH_MILTER). */
+static void
+milter_loop_start(struct smtp_session *s, struct milter_job *j)
+{
+	struct session_milter *sm = s->milter;
+	int done = 1;
+
+	j->chain = sm->chain;
+	j->abort = sm->abort;
+	sm->abort = 0;
+	milter_chain_set_nonblocking(j->chain, 1);
+	milter_job_before(j);
+	switch (j->stage) {
+	case MSTEP_MAIL:
+		done = milter_chain_mail(j->chain, j->addr, j->params, &j->v);
+		break;
+	case MSTEP_RCPT:
+		done = milter_chain_rcpt(j->chain, j->rcpt.addr, j->params, &j->v);
+		break;
+	case MSTEP_DATA:
+		done = milter_chain_data(j->chain, &j->v);
+		break;
+	default:
+		break;
+	}
+	j->chain = NULL;
+	if (done) {
+		milter_chain_set_nonblocking(sm->chain, 0);
+		milter_act(s, j);
+		milter_job_free(j);
+		return;
+	}
+	sm->loop = j;
+	s->phase = PH_MILTER;
+	milter_loop_watch(s);
+}
+
+int
+session_milter_event(struct smtp_session *s)
+{
+	struct session_milter *sm = s->milter;
+
+	if (sm == NULL || sm->loop == NULL)
+		return 0;
+	if (!milter_chain_step(sm->chain, &sm->loop->v)) {
+		milter_loop_watch(s);
+		return 0;
+	}
+	return milter_loop_done(s);
+}
+
+int
+session_milter_expired(const struct smtp_session *s, int64_t now)
+{
+	const struct session_milter *sm = s->milter;
+
+	return sm != NULL && sm->loop != NULL && now >= sm->loop_deadline;
+}
+
+int
+session_milter_expire(struct smtp_session *s)
+{
+	struct session_milter *sm = s->milter;
+
+	if (!milter_chain_expire(sm->chain, &sm->loop->v)) {
+		milter_loop_watch(s);
+		return 0;
+	}
+	return milter_loop_done(s);
+}
+
+/* ---- handing a stage over ---- */
+
+/* Asks the milters for stage j with what waited for it: from the loop
+ * (MAIL, RCPT, DATA when no refused recipient waits to be told), else as
+ * a job on the pool, given the chain. Returns 0 (the verdict is carried
+ * out, or the session waits in PH_MILTER), or -1 when the pool is full
+ * (j freed, the chain stays the session's). */
 static int
 milter_submit(struct smtp_session *s, struct milter_job *j)
 {
 	struct session_milter *sm = s->milter;
 
+	if ((j->stage == MSTEP_MAIL || j->stage == MSTEP_RCPT ||
+	    j->stage == MSTEP_DATA) && sm->nrefused == 0) {
+		milter_loop_start(s, j);
+		return 0;
+	}
 	j->chain = sm->chain;
 	j->abort = sm->abort;
 	if (sm->nrefused > 0) {
@@ -961,6 +1110,9 @@ session_milter_free(struct smtp_session *s)
 
 	if (sm == NULL)
 		return;
+	/* A stage still awaited: its socket leaves the epoll as it closes. */
+	if (sm->loop != NULL)
+		milter_job_free(sm->loop);
 	session_milter_txn_reset(s);
 	milter_chain_free(&sm->chain);
 	free(sm);

@@ -372,6 +372,15 @@ smtp_session_event(struct smtp_session *s, uint32_t events)
 }
 
 int
+smtp_session_aux_event(struct smtp_session *s, uint32_t events)
+{
+	(void)events;	/* the milter's step reads what the socket says */
+	if (s->io.fd < 0)
+		return -1;
+	return session_milter_event(s);
+}
+
+int
 smtp_session_resume(struct smtp_session *s)
 {
 	if (s->io.fd < 0)
@@ -463,6 +472,8 @@ smtp_session_tick(struct smtp_session *s, int64_t now)
 		session_name_known(s);
 		return session_run(s);
 	}
+	if (s->phase == PH_MILTER && session_milter_expired(s, now))
+		return session_milter_expire(s);
 	/* Our own waits (a commit, a password check, a policy service,
 	 * records on their way to the queue) are not the client's slowness. */
 	if (now < s->deadline || s->phase == PH_COMMIT ||

@@ -33,6 +33,10 @@ struct smtp_session *smtp_session_new(struct worker *w, int fd,
  * smtp_session_can_free). */
 int smtp_session_event(struct smtp_session *s, uint32_t events);
 
+/* Events of another socket of s (worker_watch_aux: a milter's). Returns
+ * as smtp_session_event. */
+int smtp_session_aux_event(struct smtp_session *s, uint32_t events);
+
 /* Runs s again after it gave up its turn (worker_run_again). Returns as
  * smtp_session_event. */
 int smtp_session_resume(struct smtp_session *s);

@@ -334,6 +334,13 @@ int session_milter_staged(struct smtp_session *s);
 /* Is the message being committed quarantined by a milter (s->hold_why
  * set then, unless a hold rule set it)? */
 int session_milter_hold(struct smtp_session *s);
+/* The socket of the milter a stage asked from the loop waits for is
+ * ready: returns as smtp_session_event. */
+int session_milter_event(struct smtp_session *s);
+/* Has that milter's deadline passed? Then session_milter_expire (it
+ * fails: its default action; returns as smtp_session_event). */
+int session_milter_expired(const struct smtp_session *s, int64_t now);
+int session_milter_expire(struct smtp_session *s);
 void session_milter_txn_reset(struct smtp_session *s);
 void session_milter_free(struct smtp_session *s);
 

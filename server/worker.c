@@ -62,6 +62,11 @@ struct worker {
 	size_t nsessions, capsessions;
 	struct smtp_session **ready;	/* to run again, without waiting */
 	size_t nready, capready;
+	/* Sessions ended while the loop handles a batch of events: freed
+	 * after it (a later event of the batch may name one). */
+	struct smtp_session **dead;
+	size_t ndead, capdead;
+	int in_batch;
 	int draining;
 	int64_t next_tick;		/* when deadlines are checked next */
 	atomic_uint count;
@@ -70,8 +75,11 @@ struct worker {
 	atomic_uint jobs_out;
 };
 
-/* The eventfd's epoll tag; sessions are tagged by their own pointer. */
+/* The eventfd's epoll tag; sessions are tagged by their own pointer, and
+ * a session's other sockets (worker_watch_aux) by it with the low bit set
+ * (sessions are malloc'd: aligned). */
 static char worker_wake_tag;
+#define WORKER_AUX_BIT ((uintptr_t)1)
 
 /* Called with w->lock held by every thread but w's own: once the lock is
  * let go, the poster is done with w (worker.h, lifetime). */
@@ -116,13 +124,35 @@ worker_end_session(struct worker *w, struct smtp_session *s)
 {
 	size_t i = *smtp_session_slot(s);
 
+	if (i == SIZE_MAX)
+		return;		/* ended in this batch already */
 	worker_unready(w, s);
 	if (!smtp_session_can_free(s))
 		return;		/* freed from worker_take_dones */
 	w->sessions[i] = w->sessions[--w->nsessions];
 	*smtp_session_slot(w->sessions[i]) = i;
 	atomic_store(&w->count, (unsigned)w->nsessions);
+	if (w->in_batch) {
+		/* Its sockets close now; the session itself after the batch. */
+		smtp_session_abort(s);
+		*smtp_session_slot(s) = SIZE_MAX;
+		if (w->ndead == w->capdead) {
+			w->capdead = w->capdead ? w->capdead * 2 : 16;
+			w->dead = xrealloc(w->dead, w->capdead * sizeof *w->dead);
+		}
+		w->dead[w->ndead++] = s;
+		return;
+	}
 	smtp_session_free(&s);
+}
+
+/* Frees the sessions that ended during the batch of events. */
+static void
+worker_free_dead(struct worker *w)
+{
+	for (size_t k = 0; k < w->ndead; k++)
+		smtp_session_free(&w->dead[k]);
+	w->ndead = 0;
 }
 
 /* A connection no session will serve: told to come back, closed. */
@@ -374,17 +404,28 @@ worker_main(void *arg)
 			broken = 1;
 			break;
 		}
+		w->in_batch = 1;
 		for (int i = 0; i < n; i++) {
+			uintptr_t tag = (uintptr_t)evs[i].data.ptr;
+			struct smtp_session *s;
+			int rc;
+
 			if (evs[i].data.ptr == &worker_wake_tag) {
 				uint64_t v;
 				ssize_t r = read(w->evfd, &v, sizeof v);
 				(void)r;
 				continue;
 			}
-			struct smtp_session *s = evs[i].data.ptr;
-			if (smtp_session_event(s, evs[i].events) < 0)
+			s = (struct smtp_session *)(tag & ~WORKER_AUX_BIT);
+			if (*smtp_session_slot(s) == SIZE_MAX)
+				continue;	/* ended earlier in this batch */
+			rc = (tag & WORKER_AUX_BIT) ? smtp_session_aux_event(s, evs[i].events) :
+			    smtp_session_event(s, evs[i].events);
+			if (rc < 0)
 				worker_end_session(w, s);
 		}
+		w->in_batch = 0;
+		worker_free_dead(w);
 		worker_take_ready(w);
 		worker_take_jobs(w);
 		worker_take_dones(w);
@@ -589,6 +630,7 @@ worker_stop(struct worker **wp)
 	}
 	free(w->sessions);
 	free(w->ready);
+	free(w->dead);
 	close(w->epfd);
 	close(w->evfd);
 	pthread_cond_destroy(&w->described);
@@ -641,6 +683,21 @@ worker_run_again(struct worker *w, struct smtp_session *s)
 		w->ready = xrealloc(w->ready, w->capready * sizeof *w->ready);
 	}
 	w->ready[w->nready++] = s;
+}
+
+void
+worker_watch_aux(struct worker *w, struct smtp_session *s, int fd,
+    uint32_t events)
+{
+	struct epoll_event ev = { .events = events,
+		.data.ptr = (void *)((uintptr_t)s | WORKER_AUX_BIT) };
+
+	if (events == 0) {
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, &ev);
+		return;
+	}
+	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 && errno == ENOENT)
+		epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
 void

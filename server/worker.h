@@ -112,6 +112,14 @@ int worker_submit_job(struct worker *w, struct offloop *pool,
 void worker_watch(struct worker *w, struct smtp_session *s, int fd,
     uint32_t events);
 
+/* Worker-thread only: sets the epoll interest of fd, a socket of s other
+ * than its client's (a milter's), to events (EPOLLIN or EPOLLOUT); 0
+ * removes fd. Its events go to smtp_session_aux_event. Remove it before
+ * the socket goes to another thread; a socket closed on this thread
+ * leaves by itself. */
+void worker_watch_aux(struct worker *w, struct smtp_session *s, int fd,
+    uint32_t events);
+
 /* Worker-thread only: check deadlines no later than when (monotonic ms);
  * they are checked at least once a second anyway. */
 void worker_timer_hint(struct worker *w, int64_t when);

@@ -5,10 +5,13 @@
  * back through the decoder), the modification list and its checks, the
  * macro table, endpoints; and the chain's split of a message stream into
  * header, end of headers and body chunks, fed in every piece size against
- * an in-process filter on a Unix socket that records what it gets.
+ * an in-process filter on a Unix socket that records what it gets; and
+ * the chain's non-blocking mode against filters whose replies the test
+ * lets go one by one.
  */
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -894,6 +897,215 @@ test_chain_limits(void)
 	buf_free(&m);
 }
 
+
+/* ---- non-blocking mode: filters that answer MAIL, RCPT and DATA only
+ * when the test says so ---- */
+
+struct gate {
+	int lfd;
+	char path[108];
+	int gate[2];		/* the test writes one byte per gated reply */
+	pthread_t th;
+	char cmds[256];		/* the commands it got, in order */
+	size_t ncmds;
+	pthread_mutex_t lock;
+};
+
+static void *
+gate_main(void *arg)
+{
+	struct gate *g = arg;
+	int fd = accept(g->lfd, NULL, NULL);
+	unsigned char h[4], *data = xmalloc(MILTER_PACKET_MAX + 1);
+
+	while (fd >= 0 && read_full(fd, h, 4) == 0) {
+		uint32_t n = (uint32_t)h[0] << 24 | h[1] << 16 | h[2] << 8 | h[3];
+		unsigned char out[64];
+		size_t olen = 0;
+		char say = 'c';
+
+		if (n == 0 || n > MILTER_PACKET_MAX + 1 || read_full(fd, data, n) != 0)
+			break;
+		pthread_mutex_lock(&g->lock);
+		if (g->ncmds < sizeof g->cmds - 1)
+			g->cmds[g->ncmds++] = (char)data[0];
+		pthread_mutex_unlock(&g->lock);
+		if (data[0] == SMFIC_QUIT)
+			break;
+		if (data[0] == SMFIC_MACRO || data[0] == SMFIC_ABORT)
+			continue;
+		if (data[0] == SMFIC_OPTNEG) {
+			olen = mkpkt(out, SMFIC_OPTNEG, "\0\0\0\6\0\0\0\0\0\0\0\0", 12);
+		} else {
+			int gated = data[0] == SMFIC_MAIL || data[0] == SMFIC_RCPT ||
+			    data[0] == SMFIC_DATA;
+
+			/* 'p': a progress reply, and the real one later */
+			while (gated && read_full(g->gate[0], &say, 1) == 0 && say == 'p') {
+				olen = mkpkt(out, SMFIR_PROGRESS, "", 0);
+				if (write(fd, out, olen) != (ssize_t)olen)
+					break;
+			}
+			if (say == 'n')
+				continue;	/* never answers */
+			olen = say == 'r' ? mkpkt(out, SMFIR_REJECT, "", 0) :
+			    mkpkt(out, SMFIR_CONTINUE, "", 0);
+		}
+		if (write(fd, out, olen) != (ssize_t)olen)
+			break;
+	}
+	free(data);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+static void
+gate_start(struct gate *g, int n, struct milter_spec *spec)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char ep[140], err[128];
+
+	memset(g, 0, sizeof *g);
+	pthread_mutex_init(&g->lock, NULL);
+	snprintf(g->path, sizeof g->path, "/tmp/ms-test-gate-%d-%d.sock",
+	    (int)getpid(), n);
+	unlink(g->path);
+	memcpy(sun.sun_path, g->path, strlen(g->path) + 1);
+	g->lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	CU_ASSERT_FATAL(bind(g->lfd, (struct sockaddr *)&sun, sizeof sun) == 0);
+	CU_ASSERT_FATAL(listen(g->lfd, 1) == 0);
+	CU_ASSERT_FATAL(pipe(g->gate) == 0);
+	pthread_create(&g->th, NULL, gate_main, g);
+	snprintf(ep, sizeof ep, "unix:%s", g->path);
+	CU_ASSERT_FATAL(milter_spec_init(spec, ep, err, sizeof err) == 0);
+	spec->command_timeout_ms = 10000;
+}
+
+static void
+gate_join(struct gate *g)
+{
+	pthread_join(g->th, NULL);
+	close(g->lfd);
+	close(g->gate[0]);
+	close(g->gate[1]);
+	unlink(g->path);
+	pthread_mutex_destroy(&g->lock);
+}
+
+static void
+gate_open(struct gate *g, char say)
+{
+	CU_ASSERT_EQUAL(write(g->gate[1], &say, 1), 1);
+}
+
+/* The commands g got so far. */
+static void
+gate_cmds(struct gate *g, char *out, size_t size)
+{
+	pthread_mutex_lock(&g->lock);
+	snprintf(out, size, "%.*s", (int)g->ncmds, g->cmds);
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* Waits (bounded) for the socket the chain waits for, then steps: the
+ * step's result. *fd_r is the socket it waited on. */
+static int
+chain_wait_step(struct milter_chain *c, struct milter_verdict *v, int *fd_r)
+{
+	int64_t deadline;
+	enum milter_wait w = milter_chain_waiting(c, fd_r, &deadline);
+	struct pollfd p = { .fd = *fd_r,
+		.events = w == MILTER_WAIT_WRITE ? POLLOUT : POLLIN };
+
+	CU_ASSERT(w != MILTER_WAIT_NONE);
+	CU_ASSERT(deadline > time_mono_ms());
+	CU_ASSERT_EQUAL(poll(&p, 1, 5000), 1);
+	return milter_chain_step(c, v);
+}
+
+static void
+test_chain_nonblocking(void)
+{
+	struct gate a, b;
+	struct milter_spec specs[2];
+	struct milter_chain *c;
+	struct milter_verdict v;
+	struct milter_client cl = { "client.example", "192.0.2.1", 1234, AF_INET };
+	int fd_a = -1, fd_b = -1, fd = -1;
+	int64_t deadline;
+	char cmds[256];
+
+	gate_start(&a, 0, &specs[0]);
+	gate_start(&b, 1, &specs[1]);
+	specs[0].default_action = MILTER_DEFAULT_ACCEPT;
+	c = milter_chain_new(specs, 2, 1 << 20);
+	milter_chain_connect(c, &cl, &v);	/* waits, in any mode */
+	CU_ASSERT_EQUAL(v.action, MILTER_CONTINUE);
+	milter_chain_set_nonblocking(c, 1);
+
+	/* MAIL waits for a, then for b, then is over. */
+	CU_ASSERT_EQUAL(milter_chain_mail(c, "a@b", NULL, &v), 0);
+	CU_ASSERT_EQUAL(milter_chain_waiting(c, &fd_a, &deadline), MILTER_WAIT_READ);
+	CU_ASSERT_EQUAL(milter_chain_step(c, &v), 0);	/* nothing yet */
+	gate_open(&a, 'p');			/* progress: still waiting */
+	CU_ASSERT_EQUAL(chain_wait_step(c, &v, &fd), 0);
+	CU_ASSERT_EQUAL(fd, fd_a);
+	gate_open(&a, 'c');
+	CU_ASSERT_EQUAL(chain_wait_step(c, &v, &fd), 0);
+	CU_ASSERT_EQUAL(milter_chain_waiting(c, &fd_b, &deadline), MILTER_WAIT_READ);
+	CU_ASSERT(fd_b != fd_a);
+	gate_open(&b, 'c');
+	CU_ASSERT_EQUAL(chain_wait_step(c, &v, &fd), 1);
+	CU_ASSERT_EQUAL(fd, fd_b);
+	CU_ASSERT_EQUAL(v.action, MILTER_CONTINUE);
+	CU_ASSERT_EQUAL(milter_chain_waiting(c, &fd, &deadline), MILTER_WAIT_NONE);
+
+	/* a refuses the recipient: b is not asked. */
+	CU_ASSERT_EQUAL(milter_chain_rcpt(c, "c@d", NULL, &v), 0);
+	gate_open(&a, 'r');
+	CU_ASSERT_EQUAL(chain_wait_step(c, &v, &fd), 1);
+	CU_ASSERT_EQUAL(v.action, MILTER_REJECT);
+	CU_ASSERT_STRING_EQUAL(v.milter, specs[0].ep.text);
+	gate_cmds(&b, cmds, sizeof cmds);
+	CU_ASSERT_PTR_NULL(strchr(cmds, SMFIC_RCPT));
+
+	/* a never answers: past its deadline it fails, and its default
+	 * action (accept) lets b decide. */
+	CU_ASSERT_EQUAL(milter_chain_rcpt(c, "e@f", NULL, &v), 0);
+	gate_open(&a, 'n');
+	CU_ASSERT_EQUAL(milter_chain_expire(c, &v), 0);
+	CU_ASSERT_EQUAL(milter_chain_waiting(c, &fd, &deadline), MILTER_WAIT_READ);
+	CU_ASSERT_EQUAL(fd, fd_b);
+	gate_open(&b, 'c');
+	CU_ASSERT_EQUAL(chain_wait_step(c, &v, &fd), 1);
+	CU_ASSERT_EQUAL(v.action, MILTER_CONTINUE);
+
+	/* The ABORT waits in b's connection and goes out with the next
+	 * MAIL; a is failed and answers at once. */
+	milter_chain_abort(c);
+	gate_cmds(&b, cmds, sizeof cmds);
+	CU_ASSERT_PTR_NULL(strchr(cmds, SMFIC_ABORT));
+	CU_ASSERT_EQUAL(milter_chain_mail(c, "g@h", NULL, &v), 0);
+	gate_open(&b, 'r');
+	CU_ASSERT_EQUAL(chain_wait_step(c, &v, &fd), 1);
+	CU_ASSERT_EQUAL(v.action, MILTER_REJECT);
+	CU_ASSERT_STRING_EQUAL(v.milter, specs[1].ep.text);
+	milter_chain_free(&c);
+	gate_join(&a);
+	gate_join(&b);
+	/* b: ... the RCPT, then the ABORT, then the next MAIL, then QUIT */
+	gate_cmds(&b, cmds, sizeof cmds);
+	{
+		char *abort_at = strchr(cmds, SMFIC_ABORT);
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(abort_at);
+		CU_ASSERT(strrchr(cmds, SMFIC_RCPT) < abort_at);
+		CU_ASSERT(strrchr(cmds, SMFIC_MAIL) > abort_at);
+	}
+	CU_ASSERT_EQUAL(cmds[strlen(cmds) - 1], SMFIC_QUIT);
+}
+
 int
 main(void)
 {
@@ -918,7 +1130,8 @@ main(void)
 	    CU_add_test(s, "macro table", test_macros) == NULL ||
 	    CU_add_test(s, "endpoints", test_endpoints) == NULL ||
 	    CU_add_test(s, "message split, every piece size", test_chain_split) == NULL ||
-	    CU_add_test(s, "message limits", test_chain_limits) == NULL) {
+	    CU_add_test(s, "message limits", test_chain_limits) == NULL ||
+	    CU_add_test(s, "non-blocking events", test_chain_nonblocking) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

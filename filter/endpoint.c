@@ -155,10 +155,11 @@ filter_wait(int fd, short events, int64_t deadline)
 }
 
 int
-filter_connect(const struct filter_endpoint *ep, int64_t deadline)
+filter_connect_start(const struct filter_endpoint *ep, int *pending_r)
 {
-	int fd, rc, e = 0;
+	int fd, rc, e;
 
+	*pending_r = 0;
 	fd = socket(ep->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
@@ -166,26 +167,49 @@ filter_connect(const struct filter_endpoint *ep, int64_t deadline)
 	if (rc < 0 && errno != EINPROGRESS && errno != EINTR &&
 	    errno != EAGAIN) {
 		e = errno;
-	} else if (rc < 0) {
-		socklen_t elen = sizeof e;
-
-		rc = filter_wait(fd, POLLOUT, deadline);
-		if (rc == 0)
-			e = ETIMEDOUT;
-		else if (rc < 0)
-			e = errno;
-		else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) < 0)
-			e = errno;
-	}
-	if (e != 0) {
 		close(fd);
 		errno = e;
 		return -1;
 	}
-	if (ep->family != AF_UNIX)
+	*pending_r = rc < 0;
+	if (rc == 0 && ep->family != AF_UNIX)
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
 		    sizeof(int));
 	return fd;
+}
+
+int
+filter_connect_finish(int fd, int family)
+{
+	int e = 0;
+	socklen_t elen = sizeof e;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) < 0)
+		return -1;
+	if (e != 0) {
+		errno = e;
+		return -1;
+	}
+	if (family != AF_UNIX)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 },
+		    sizeof(int));
+	return 0;
+}
+
+int
+filter_connect(const struct filter_endpoint *ep, int64_t deadline)
+{
+	int pending, fd = filter_connect_start(ep, &pending), rc, e;
+
+	if (fd < 0 || !pending)
+		return fd;
+	rc = filter_wait(fd, POLLOUT, deadline);
+	if (rc > 0 && filter_connect_finish(fd, ep->family) == 0)
+		return fd;
+	e = rc == 0 ? ETIMEDOUT : errno;
+	close(fd);
+	errno = e;
+	return -1;
 }
 
 int

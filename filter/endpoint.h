@@ -50,6 +50,13 @@ int filter_endpoint_parse(const char *s, struct filter_endpoint *ep,
  * for a missing Unix socket, ...). */
 int filter_connect(const struct filter_endpoint *ep, int64_t deadline);
 
+/* The same in two steps, for an event loop: filter_connect_start never
+ * waits; it returns the socket (or -1 with errno) and sets *pending_r
+ * when the connect is still under way: once the socket is writable,
+ * filter_connect_finish(fd, ep->family) says how it went (0, or -1 with
+ * errno; the caller closes fd). */
+int filter_connect_start(const struct filter_endpoint *ep, int *pending_r);
+int filter_connect_finish(int fd, int family);
 /* Writes all n bytes of p, waiting until deadline. Returns 0, or -1 with
  * errno (ETIMEDOUT, EPIPE, ...); part of p may have been written. */
 int filter_write_all(int fd, const void *p, size_t n, int64_t deadline);

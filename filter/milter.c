@@ -57,8 +57,11 @@ static const unsigned char milter_stage_cmd[MILTER_STAGES] = {
 
 /* An exchange under way: m->out still to send, then (want_reply) the
  * replies to ev until a decision. */
+enum wait_stage { W_CONNECT, W_OPTNEG, W_EVENT };
+
 struct conn_wait {
 	int active;
+	enum wait_stage stage;	/* the connect, the negotiation, an event */
 	int ev;			/* enum ev */
 	int want_reply;
 	unsigned timeout_ms;
@@ -71,6 +74,7 @@ struct conn_wait {
 enum conn_state {
 	CS_FAILED,		/* default action from now on */
 	CS_SESSION_DONE,	/* accepted or rejected the session; closed */
+	CS_OPENING,		/* connecting, negotiating */
 	CS_READY,		/* negotiated, no CONNECT yet */
 	CS_SESSION,		/* in the session, no transaction */
 	CS_TXN,			/* after MAIL */
@@ -345,73 +349,34 @@ conn_wait_fd(struct milter_conn *m, short events, int64_t deadline,
 
 	if (rc > 0)
 		return 0;
-	conn_fail_errno(m, events == POLLIN ? "read" : "write",
-	    rc == 0 ? ETIMEDOUT : errno, res);
+	conn_fail_errno(m, m->wait.stage == W_CONNECT ? "connect" :
+	    events == POLLIN ? "read" : "write", rc == 0 ? ETIMEDOUT : errno, res);
 	return -1;
 }
 
-/* Reads one packet into *p (pointing into m->in; *used_r bytes to drop
- * after use), waiting until deadline. 0, or -1 after conn_fail. */
+/* The filter's answer to the negotiation: 1 (it is over: ready, or
+ * failed). */
 static int
-conn_read_packet(struct milter_conn *m, int64_t deadline,
-    struct milter_packet *p, size_t *used_r, struct milter_result *res)
+conn_optneg_reply(struct milter_conn *m, const struct milter_packet *p,
+    size_t used, struct milter_result *res)
 {
-	for (;;) {
-		const char *why = NULL;
-		int rc = milter_packet_decode((const unsigned char *)m->in.data,
-		    m->in.len, used_r, p, &why);
-
-		if (rc == MILTER_DECODE_DONE)
-			return 0;
-		if (rc == MILTER_DECODE_ERROR) {
-			conn_fail(m, why, res);
-			return -1;
-		}
-		rc = conn_fill(m, res);
-		if (rc < 0 || (rc == 0 && conn_wait_fd(m, POLLIN, deadline, res) != 0))
-			return -1;
-	}
-}
-
-static void
-conn_negotiate(struct milter_conn *m)
-{
-	int64_t deadline;
-	struct milter_packet p;
 	struct milter_optneg o;
-	size_t used;
 	const char *why = NULL;
 
-	deadline = time_mono_ms() + m->spec->connect_timeout_ms;
-	m->fd = filter_connect(&m->spec->ep, deadline);
-	if (m->fd < 0) {
-		conn_fail_errno(m, "connect", errno, NULL);
-		return;
-	}
-	deadline = time_mono_ms() + m->spec->command_timeout_ms;
-	(void)milter_encode_optneg(&m->out, MILTER_PROTO_VERSION,
-	    MILTER_ACTIONS_ALL, MILTER_STEPS_ALL);
-	if (filter_write_all(m->fd, m->out.data, m->out.len, deadline) != 0) {
-		conn_fail_errno(m, "write", errno, NULL);
-		return;
-	}
-	buf_reset(&m->out);
-	if (conn_read_packet(m, deadline, &p, &used, NULL) != 0)
-		return;
-	if (milter_optneg_decode(&p, &o, &why) != 0) {
-		conn_fail(m, why, NULL);
-		return;
+	if (milter_optneg_decode(p, &o, &why) != 0) {
+		conn_fail(m, why, res);
+		return 1;
 	}
 	if (o.version < 2 || o.version > MILTER_PROTO_VERSION) {
 		char w[80];
 		snprintf(w, sizeof w, "protocol version %u not supported",
 		    (unsigned)o.version);
-		conn_fail(m, w, NULL);
-		return;
+		conn_fail(m, w, res);
+		return 1;
 	}
 	if ((o.actions & ~MILTER_ACTIONS_ALL) != 0) {
-		conn_fail(m, "asks for actions this server does not offer", NULL);
-		return;
+		conn_fail(m, "asks for actions this server does not offer", res);
+		return 1;
 	}
 	m->version = o.version;
 	m->actions = o.actions;
@@ -430,19 +395,53 @@ conn_negotiate(struct milter_conn *m)
 	log_debug("milter %s: version %u actions 0x%x steps 0x%x",
 	    m->spec->ep.text, (unsigned)m->version, (unsigned)m->actions,
 	    (unsigned)m->steps);
+	return 1;
 }
 
+/* The connect is over (the socket is writable): the negotiation starts. */
+static void
+conn_optneg_begin(struct milter_conn *m)
+{
+	struct conn_wait *w = &m->wait;
+
+	(void)milter_encode_optneg(&m->out, MILTER_PROTO_VERSION,
+	    MILTER_ACTIONS_ALL, MILTER_STEPS_ALL);
+	w->stage = W_OPTNEG;
+	w->want_reply = 1;
+	w->timeout_ms = m->spec->command_timeout_ms;
+	w->deadline = time_mono_ms() + w->timeout_ms;
+}
+
+static enum milter_wait conn_step(struct milter_conn *m,
+    struct milter_result *res);
+static void conn_run(struct milter_conn *m, struct milter_result *res);
+
 struct milter_conn *
-milter_conn_open(const struct milter_spec *spec, size_t index)
+milter_conn_open(const struct milter_spec *spec, size_t index, int nonblocking,
+    struct milter_result *res)
 {
 	struct milter_conn *m = xcalloc(1, sizeof *m);
+	int pending;
 
 	m->spec = spec;
 	m->index = index;
-	m->fd = -1;
+	m->nonblocking = nonblocking;
 	buf_init(&m->in, CONN_IN_MAX);
 	buf_init(&m->out, MILTER_ENCODE_MAX);
-	conn_negotiate(m);
+	m->state = CS_OPENING;
+	set_result(res, MILTER_CONTINUE, NULL);
+	m->fd = filter_connect_start(&spec->ep, &pending);
+	if (m->fd < 0) {
+		conn_fail_errno(m, "connect", errno, res);
+		return m;
+	}
+	m->wait.active = 1;
+	m->wait.stage = W_CONNECT;
+	m->wait.timeout_ms = spec->connect_timeout_ms;
+	m->wait.deadline = time_mono_ms() + spec->connect_timeout_ms;
+	if (!pending)
+		conn_optneg_begin(m);
+	conn_run(m, res);
 	return m;
 }
 
@@ -780,6 +779,18 @@ conn_step(struct milter_conn *m, struct milter_result *res)
 {
 	struct conn_wait *w = &m->wait;
 
+	if (w->stage == W_CONNECT) {
+		struct pollfd p = { .fd = m->fd, .events = POLLOUT };
+
+		if (poll(&p, 1, 0) == 0)
+			return MILTER_WAIT_WRITE;
+		if (filter_connect_finish(m->fd, m->spec->ep.family) != 0) {
+			conn_fail_errno(m, "connect", errno, res);
+			w->active = 0;
+			return MILTER_WAIT_NONE;
+		}
+		conn_optneg_begin(m);
+	}
 	while (m->state != CS_FAILED && m->out.len > 0) {
 		ssize_t n = send(m->fd, m->out.data, m->out.len,
 		    MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -805,7 +816,8 @@ conn_step(struct milter_conn *m, struct milter_result *res)
 		if (rc == MILTER_DECODE_ERROR) {
 			conn_fail(m, why, res);
 		} else if (rc == MILTER_DECODE_DONE) {
-			if (conn_reply(m, &p, used, res))
+			if (w->stage == W_OPTNEG ? conn_optneg_reply(m, &p, used, res) :
+			    conn_reply(m, &p, used, res))
 				break;
 		} else if ((rc = conn_fill(m, res)) == 0) {
 			return MILTER_WAIT_READ;
@@ -826,10 +838,10 @@ conn_exchange(struct milter_conn *m, enum ev ev, int sent, uint32_t nr_flag,
     unsigned timeout_ms, struct milter_mods *mods, struct milter_result *res)
 {
 	struct conn_wait *w = &m->wait;
-	enum milter_wait want;
 
 	set_result(res, MILTER_CONTINUE, NULL);
 	w->active = 1;
+	w->stage = W_EVENT;
 	w->ev = ev;
 	w->want_reply = sent && !(nr_flag != 0 && (m->steps & nr_flag) != 0);
 	w->timeout_ms = timeout_ms;
@@ -837,12 +849,22 @@ conn_exchange(struct milter_conn *m, enum ev ev, int sent, uint32_t nr_flag,
 	w->progress = 0;
 	w->body_first = 1;
 	w->mods = mods;
+	conn_run(m, res);
+}
+
+/* Runs the exchange under way: to its end, or in non-blocking mode until
+ * it would wait. */
+static void
+conn_run(struct milter_conn *m, struct milter_result *res)
+{
+	enum milter_wait want;
+
 	while ((want = conn_step(m, res)) != MILTER_WAIT_NONE) {
 		if (m->nonblocking)
 			return;
 		if (conn_wait_fd(m, want == MILTER_WAIT_READ ? POLLIN : POLLOUT,
-		    w->deadline, res) != 0) {
-			w->active = 0;
+		    m->wait.deadline, res) != 0) {
+			m->wait.active = 0;
 			return;
 		}
 	}
@@ -861,7 +883,8 @@ milter_conn_waiting(const struct milter_conn *m, int *fd_r, int64_t *deadline_r)
 		return MILTER_WAIT_NONE;
 	*fd_r = m->fd;
 	*deadline_r = m->wait.deadline;
-	return m->out.len > 0 ? MILTER_WAIT_WRITE : MILTER_WAIT_READ;
+	return m->wait.stage == W_CONNECT || m->out.len > 0 ? MILTER_WAIT_WRITE :
+	    MILTER_WAIT_READ;
 }
 
 enum milter_wait
@@ -875,7 +898,8 @@ milter_conn_expire(struct milter_conn *m, struct milter_result *res)
 {
 	if (!m->wait.active)
 		return;
-	conn_fail_errno(m, m->out.len > 0 ? "write" : "read", ETIMEDOUT, res);
+	conn_fail_errno(m, m->wait.stage == W_CONNECT ? "connect" :
+	    m->out.len > 0 ? "write" : "read", ETIMEDOUT, res);
 	m->wait.active = 0;
 }
 

@@ -121,10 +121,13 @@ struct milter_conn;
 
 /* Connects to the filter and negotiates. Never NULL: when the filter
  * cannot be reached or negotiation fails, the connection is in the failed
- * state and answers with the default action. index is the milter's place
- * in its chain (recorded in modifications). */
+ * state and answers with the default action (*res gets it then, else
+ * continue). index is the milter's place in its chain (recorded in
+ * modifications). nonblocking: the connection starts in non-blocking mode
+ * (below), and the connect and negotiation are an exchange under way as
+ * an event's: milter_conn_waiting, _step and _expire with res. */
 struct milter_conn *milter_conn_open(const struct milter_spec *spec,
-    size_t index);
+    size_t index, int nonblocking, struct milter_result *res);
 
 /* Sends SMFIC_QUIT when the filter is still there and the packet goes
  * out at once (it never waits), closes, frees, sets *m to NULL. */
@@ -200,9 +203,8 @@ void milter_conn_abort(struct milter_conn *m);
  * socket, readable or writable, before a deadline) and *res is not final:
  * call milter_conn_step with the same res when the socket is ready (it
  * may wait again), or milter_conn_expire once the deadline passed (the
- * filter fails: its default action). milter_conn_open always waits (it
- * connects and negotiates). Set the mode between events, never while one
- * is under way.
+ * filter fails: its default action). Set the mode between events, never
+ * while one is under way.
  */
 enum milter_wait {
 	MILTER_WAIT_NONE,	/* nothing under way: *res is final */

@@ -13,9 +13,10 @@
 
 enum part { PART_HEADER, PART_BODY };
 
-/* The event that goes to the milters one after the other (MAIL, RCPT,
- * DATA): in non-blocking mode it may stop at a milter and resume there. */
-enum chain_ev { CEV_NONE, CEV_MAIL, CEV_RCPT, CEV_DATA };
+/* The event that goes to the milters one after the other (CONNECT, HELO,
+ * MAIL, RCPT, DATA): in non-blocking mode it may stop at a milter and
+ * resume there. */
+enum chain_ev { CEV_NONE, CEV_CONNECT, CEV_HELO, CEV_MAIL, CEV_RCPT, CEV_DATA };
 
 struct milter_chain {
 	const struct milter_spec *specs;
@@ -38,7 +39,11 @@ struct milter_chain {
 	enum chain_ev ev;
 	size_t ev_next;			/* the milter it is at */
 	const char **ev_argv;		/* MAIL, RCPT: "<addr>" and parameters */
-	char *ev_first;			/* ev_argv[0] */
+	char *ev_first;			/* ev_argv[0]; HELO: the name */
+	int ev_sent;			/* CONNECT: went to milter ev_next (it
+					 * may wait for its connect first) */
+	struct milter_client ev_cl;	/* CONNECT: the client */
+	char ev_cl_name[256], ev_cl_addr[64];
 	struct milter_result ev_res;	/* the answer of milter ev_next */
 	struct milter_verdict ev_v;	/* the verdict so far */
 };
@@ -183,51 +188,6 @@ milter_chain_abort(struct milter_chain *c)
 	chain_reset_message(c);
 }
 
-void
-milter_chain_connect(struct milter_chain *c, const struct milter_client *cl,
-    struct milter_verdict *v)
-{
-	char port[8];
-
-	verdict_init(v);
-	if (c->conns == NULL) {
-		c->conns = xcalloc(c->n ? c->n : 1, sizeof *c->conns);
-		for (size_t i = 0; i < c->n; i++)
-			c->conns[i] = milter_conn_open(&c->specs[i], i);
-	}
-	snprintf(port, sizeof port, "%u", (unsigned)cl->port);
-	(void)milter_macros_set(&c->macros, "client_addr", cl->addr);
-	(void)milter_macros_set(&c->macros, "client_name",
-	    cl->name != NULL ? cl->name : "unknown");
-	(void)milter_macros_set(&c->macros, "client_port", port);
-	for (size_t i = 0; i < c->n; i++) {
-		struct milter_result res;
-
-		milter_conn_connect(c->conns[i], &c->macros, cl->name, cl->family,
-		    cl->port, cl->addr, &res);
-		if (chain_take(c, i, &res, v))
-			break;
-	}
-	chain_settle(c, v, milter_conn_live);
-}
-
-void
-milter_chain_helo(struct milter_chain *c, const char *helo,
-    struct milter_verdict *v)
-{
-	verdict_init(v);
-	if (c->in_txn)
-		milter_chain_abort(c);
-	for (size_t i = 0; c->conns != NULL && i < c->n; i++) {
-		struct milter_result res;
-
-		milter_conn_helo(c->conns[i], &c->macros, helo, &res);
-		if (chain_take(c, i, &res, v))
-			break;
-	}
-	chain_settle(c, v, milter_conn_live);
-}
-
 /* argv for MAIL/RCPT: "<addr>" and the parameters. Returns the array
  * (free it); *bracketed_r holds the first element. */
 static const char **
@@ -271,7 +231,21 @@ chain_send(struct milter_chain *c, size_t i)
 	struct milter_conn *m = c->conns[i];
 
 	milter_conn_set_nonblocking(m, c->nonblocking);
+	c->ev_sent = 1;
 	switch (c->ev) {
+	case CEV_CONNECT:
+		/* Its connect may have gone on meanwhile: what arrived is
+		 * read before the wait (and its deadline) is looked at. */
+		if (milter_conn_step(m, &c->ev_res) != MILTER_WAIT_NONE) {
+			c->ev_sent = 0;		/* its connect is under way */
+			break;
+		}
+		milter_conn_connect(m, &c->macros, c->ev_cl.name, c->ev_cl.family,
+		    c->ev_cl.port, c->ev_cl.addr, &c->ev_res);
+		break;
+	case CEV_HELO:
+		milter_conn_helo(m, &c->macros, c->ev_first, &c->ev_res);
+		break;
 	case CEV_MAIL:
 		milter_conn_mail(m, &c->macros, c->ev_argv, &c->ev_res);
 		break;
@@ -298,6 +272,11 @@ chain_event_end(struct milter_chain *c, struct milter_verdict *v)
 	free(c->ev_first);
 	c->ev_argv = NULL;
 	c->ev_first = NULL;
+	if (ev == CEV_CONNECT || ev == CEV_HELO) {
+		chain_settle(c, &c->ev_v, milter_conn_live);
+		*v = c->ev_v;
+		return;
+	}
 	if (ev != CEV_RCPT || c->ev_v.action == MILTER_DISCARD ||
 	    c->ev_v.action == MILTER_SHUTDOWN)
 		chain_after_txn_event(c, &c->ev_v);
@@ -343,6 +322,49 @@ chain_start(struct milter_chain *c, enum chain_ev ev, const char *addr,
 	if (addr != NULL)
 		c->ev_argv = chain_argv(addr, params, &c->ev_first);
 	return chain_run(c, v);
+}
+
+int
+milter_chain_connect(struct milter_chain *c, const struct milter_client *cl,
+    struct milter_verdict *v)
+{
+	char port[8];
+
+	verdict_init(v);
+	/* Every milter's connect starts at once (in non-blocking mode they
+	 * go on side by side); CONNECT goes to each in order. */
+	if (c->conns == NULL) {
+		c->conns = xcalloc(c->n ? c->n : 1, sizeof *c->conns);
+		for (size_t i = 0; i < c->n; i++) {
+			struct milter_result res;
+
+			c->conns[i] = milter_conn_open(&c->specs[i], i, c->nonblocking,
+			    &res);
+			milter_conn_set_nonblocking(c->conns[i], 0);
+		}
+	}
+	snprintf(port, sizeof port, "%u", (unsigned)cl->port);
+	(void)milter_macros_set(&c->macros, "client_addr", cl->addr);
+	(void)milter_macros_set(&c->macros, "client_name",
+	    cl->name != NULL ? cl->name : "unknown");
+	(void)milter_macros_set(&c->macros, "client_port", port);
+	str_copy(c->ev_cl_name, cl->name != NULL ? cl->name : "", sizeof c->ev_cl_name);
+	str_copy(c->ev_cl_addr, cl->addr != NULL ? cl->addr : "", sizeof c->ev_cl_addr);
+	c->ev_cl = *cl;
+	c->ev_cl.name = cl->name != NULL ? c->ev_cl_name : NULL;
+	c->ev_cl.addr = c->ev_cl_addr;
+	return chain_start(c, CEV_CONNECT, NULL, NULL, v);
+}
+
+int
+milter_chain_helo(struct milter_chain *c, const char *helo,
+    struct milter_verdict *v)
+{
+	verdict_init(v);
+	if (c->in_txn)
+		milter_chain_abort(c);
+	c->ev_first = xstrdup(helo);
+	return chain_start(c, CEV_HELO, NULL, NULL, v);
 }
 
 int
@@ -421,6 +443,8 @@ milter_chain_waiting(const struct milter_chain *c, int *fd_r,
 static int
 chain_resume(struct milter_chain *c, struct milter_verdict *v)
 {
+	if (!c->ev_sent)
+		return chain_run(c, v);	/* connected: now its CONNECT */
 	if (chain_answered(c)) {
 		chain_event_end(c, v);
 		return 1;

@@ -112,16 +112,17 @@ void milter_chain_free(struct milter_chain **c);
 int milter_chain_macro(struct milter_chain *c, const char *name,
     const char *value);
 
-/* Opens every milter connection (connect, negotiate) and sends CONNECT. */
-void milter_chain_connect(struct milter_chain *c, const struct milter_client *cl,
+/* Opens every milter connection (connect, negotiate; all at once in
+ * non-blocking mode) and sends CONNECT to each in order. */
+int milter_chain_connect(struct milter_chain *c, const struct milter_client *cl,
     struct milter_verdict *v);
-void milter_chain_helo(struct milter_chain *c, const char *helo,
+int milter_chain_helo(struct milter_chain *c, const char *helo,
     struct milter_verdict *v);
 /* sender without angle brackets ("" for <>); params: the ESMTP parameters
  * as given ("SIZE=100", "BODY=8BITMIME"), NULL-terminated, may be NULL.
- * A transaction still open is aborted first. MAIL, RCPT and DATA return
- * 1 with the verdict in *v; in non-blocking mode (below) they may return
- * 0 instead: the verdict comes from milter_chain_step. */
+ * A transaction still open is aborted first. CONNECT, HELO, MAIL, RCPT
+ * and DATA return 1 with the verdict in *v; in non-blocking mode (below)
+ * they may return 0 instead: the verdict comes from milter_chain_step. */
 int milter_chain_mail(struct milter_chain *c, const char *sender,
     const char *const *params, struct milter_verdict *v);
 int milter_chain_rcpt(struct milter_chain *c, const char *rcpt,
@@ -156,8 +157,9 @@ void milter_chain_unknown(struct milter_chain *c, const char *line,
     struct milter_verdict *v);
 
 /*
- * Non-blocking mode (filter/milter.h), for the session's event loop: MAIL,
- * RCPT and DATA go to the milters without waiting. When one of them
+ * Non-blocking mode (filter/milter.h), for the session's event loop:
+ * CONNECT (with the connects and negotiations), HELO, MAIL, RCPT and DATA
+ * go to the milters without waiting. When one of them
  * returns 0, milter_chain_waiting names the socket, the readiness and the
  * deadline of the milter it waits for; when the socket is ready call
  * milter_chain_step, and once the deadline passed milter_chain_expire

@@ -1,13 +1,13 @@
 /*
  * session_milter: a session's side of the milters (README "Milters"; the
  * protocol is filter/milter_chain.h). Each session that has milters gets
- * one chain, made at its first HELO/EHLO. MAIL, RCPT and DATA go to the
- * milters from the worker's own event loop (the chain in non-blocking
- * mode, the milter's socket in the worker's epoll, its deadline checked
- * by the session's tick); the other stages, and these when refused
- * recipients are still to be told (their replies are waited for), are
- * jobs on the filter pool. The session holds its input meanwhile
- * (PH_MILTER):
+ * one chain, made at its first HELO/EHLO. HELO (with the connects and
+ * CONNECT), MAIL, RCPT and DATA go to the milters from the worker's own
+ * event loop (the chain in non-blocking mode, the milter's socket in the
+ * worker's epoll, its deadline checked by the session's tick); unknown
+ * commands, the message, and the others when refused recipients are
+ * still to be told (their replies are waited for) are jobs on the filter
+ * pool. The session holds its input meanwhile (PH_MILTER):
  *   HELO/EHLO   CONNECT (once), then HELO, before the session's reply
  *   a command the session does not know, before its 500
  *   MAIL        after the session's checks and SPF, before the 250
@@ -92,6 +92,7 @@ struct milter_job {
 	char mvalue[MILTER_JOB_MACROS][MILTER_JOB_VALUE];
 	/* MSTEP_HELO */
 	int connect;
+	int helo_next;			/* from the loop: HELO after CONNECT */
 	char client_name[256], client_addr[64];
 	uint16_t client_port;
 	int family;
@@ -378,12 +379,27 @@ milter_loop_done(struct smtp_session *s)
 	return session_continue(s);
 }
 
+/* An event of stage j is over (done): HELO follows CONNECT when the
+ * CONNECT verdict lets it. Returns 1 when the stage's verdict is in j->v,
+ * 0 when a reply is awaited. */
+static int
+milter_loop_next(struct smtp_session *s, struct milter_job *j, int done)
+{
+	if (!done || !j->helo_next)
+		return done;
+	j->helo_next = 0;
+	if (j->v.action != MILTER_CONTINUE && j->v.action != MILTER_ACCEPT)
+		return 1;
+	return milter_chain_helo(s->milter->chain, j->helo, &j->v);
+}
+
 /* Asks the chain for stage j from the loop: the verdict is carried out
  * at once when no reply is awaited, else once it arrives (PH_MILTER). */
 static void
 milter_loop_start(struct smtp_session *s, struct milter_job *j)
 {
 	struct session_milter *sm = s->milter;
+	struct milter_client cl;
 	int done = 1;
 
 	j->chain = sm->chain;
@@ -392,6 +408,18 @@ milter_loop_start(struct smtp_session *s, struct milter_job *j)
 	milter_chain_set_nonblocking(j->chain, 1);
 	milter_job_before(j);
 	switch (j->stage) {
+	case MSTEP_HELO:
+		if (!j->connect) {
+			done = milter_chain_helo(j->chain, j->helo, &j->v);
+			break;
+		}
+		cl.name = j->client_name[0] ? j->client_name : NULL;
+		cl.addr = j->client_addr;
+		cl.port = j->client_port;
+		cl.family = j->family;
+		j->helo_next = 1;
+		done = milter_loop_next(s, j, milter_chain_connect(j->chain, &cl, &j->v));
+		break;
 	case MSTEP_MAIL:
 		done = milter_chain_mail(j->chain, j->addr, j->params, &j->v);
 		break;
@@ -423,7 +451,8 @@ session_milter_event(struct smtp_session *s)
 
 	if (sm == NULL || sm->loop == NULL)
 		return 0;
-	if (!milter_chain_step(sm->chain, &sm->loop->v)) {
+	if (!milter_loop_next(s, sm->loop, milter_chain_step(sm->chain,
+	    &sm->loop->v))) {
 		milter_loop_watch(s);
 		return 0;
 	}
@@ -443,7 +472,8 @@ session_milter_expire(struct smtp_session *s)
 {
 	struct session_milter *sm = s->milter;
 
-	if (!milter_chain_expire(sm->chain, &sm->loop->v)) {
+	if (!milter_loop_next(s, sm->loop, milter_chain_expire(sm->chain,
+	    &sm->loop->v))) {
 		milter_loop_watch(s);
 		return 0;
 	}
@@ -453,7 +483,7 @@ session_milter_expire(struct smtp_session *s)
 /* ---- handing a stage over ---- */
 
 /* Asks the milters for stage j with what waited for it: from the loop
- * (MAIL, RCPT, DATA when no refused recipient waits to be told), else as
+ * (HELO, MAIL, RCPT, DATA when no refused recipient waits to be told), else as
  * a job on the pool, given the chain. Returns 0 (the verdict is carried
  * out, or the session waits in PH_MILTER), or -1 when the pool is full
  * (j freed, the chain stays the session's). */
@@ -462,8 +492,8 @@ milter_submit(struct smtp_session *s, struct milter_job *j)
 {
 	struct session_milter *sm = s->milter;
 
-	if ((j->stage == MSTEP_MAIL || j->stage == MSTEP_RCPT ||
-	    j->stage == MSTEP_DATA) && sm->nrefused == 0) {
+	if (j->stage != MSTEP_EOM && j->stage != MSTEP_UNKNOWN &&
+	    sm->nrefused == 0) {
 		milter_loop_start(s, j);
 		return 0;
 	}
@@ -564,6 +594,7 @@ session_milter_helo(struct smtp_session *s)
 {
 	struct session_milter *sm;
 	struct milter_job *j;
+	int was;
 
 	if (!milter_on(s))
 		return 0;
@@ -576,11 +607,13 @@ session_milter_helo(struct smtp_session *s)
 	j->family = s->peer.ss_family;
 	str_copy(j->helo, s->helo, sizeof j->helo);
 	milter_session_macros(s, j);
+	was = sm->connected;
+	sm->connected = 1;	/* (the verdict may be carried out at once) */
 	if (milter_submit(s, j) != 0) {
+		sm->connected = was;
 		session_reply(s, MILTER_BUSY_REPLY);
 		return 1;
 	}
-	sm->connected = 1;
 	return 1;
 }
 

@@ -1,7 +1,8 @@
 /*
  * netaddr: IPv4/IPv6 networks in CIDR notation, matching a client's socket
  * address against them (a v4-mapped IPv6 client counts as IPv4), and the
- * numeric text and port of a socket address.
+ * numeric text and port of a socket address; address literals of mail
+ * domains, and whether one names an address of a given set.
  *
  * Everything here is pure computation on the caller's memory: reentrant,
  * no allocation, no global state.
@@ -11,6 +12,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <strings.h>
 
 #include "lib/util.h"
 
@@ -163,4 +165,71 @@ sockaddr_port(const struct sockaddr *sa)
 	if (sa->sa_family == AF_INET6)
 		return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
 	return 0;
+}
+
+int
+ip_addr_from_sockaddr(const struct sockaddr *sa, struct ip_addr *out)
+{
+	memset(out, 0, sizeof *out);
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		out->family = AF_INET;
+		memcpy(out->addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		return 0;
+	}
+	if (sa == NULL || sa->sa_family != AF_INET6)
+		return -1;
+	memcpy(out->addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+	out->family = AF_INET6;
+	if (memcmp(out->addr, netaddr_v4mapped_prefix, sizeof netaddr_v4mapped_prefix) == 0) {
+		memmove(out->addr, out->addr + 12, 4);
+		memset(out->addr + 4, 0, 12);
+		out->family = AF_INET;
+	}
+	return 0;
+}
+
+int
+ip_addr_in(const struct ip_addr *a, const struct ip_addr *set, size_t n)
+{
+	size_t len = a->family == AF_INET ? 4 : 16;
+
+	for (size_t i = 0; i < n; i++)
+		if (set[i].family == a->family && memcmp(set[i].addr, a->addr, len) == 0)
+			return 1;
+	return 0;
+}
+
+int
+ip_literal_parse(const char *domain, struct ip_addr *out)
+{
+	char text[CIDR_TEXT_MAX];
+	size_t len;
+
+	if (domain == NULL || domain[0] != '[')
+		return -1;
+	len = strlen(domain);
+	if (len < 3 || len - 2 >= sizeof text || domain[len - 1] != ']')
+		return -1;
+	memcpy(text, domain + 1, len - 2);
+	text[len - 2] = '\0';
+	memset(out, 0, sizeof *out);
+	if (strncasecmp(text, "IPv6:", 5) == 0) {
+		struct sockaddr_in6 sin6;
+
+		memset(&sin6, 0, sizeof sin6);
+		sin6.sin6_family = AF_INET6;
+		if (inet_pton(AF_INET6, text + 5, &sin6.sin6_addr) != 1)
+			return -1;
+		return ip_addr_from_sockaddr((const struct sockaddr *)&sin6, out);
+	}
+	out->family = AF_INET;
+	return inet_pton(AF_INET, text, out->addr) == 1 ? 0 : -1;
+}
+
+int
+ip_literal_in(const char *domain, const struct ip_addr *set, size_t n)
+{
+	struct ip_addr a;
+
+	return n > 0 && ip_literal_parse(domain, &a) == 0 && ip_addr_in(&a, set, n);
 }

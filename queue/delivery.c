@@ -20,6 +20,7 @@
 
 #include "lib/log.h"
 #include "lib/metrics.h"
+#include "lib/netaddr.h"
 #include "lib/util.h"
 #include "queue/committer.h"
 #include "queue/delivery_internal.h"
@@ -88,7 +89,8 @@ policy_is_local(const char *domain, void *arg)
 	for (size_t i = 0; i < p->nlocal_domains; i++)
 		if (strcasecmp(domain, p->local_domains[i]) == 0)
 			return 1;
-	return 0;
+	/* Never sent over SMTP to ourselves: delivered here. */
+	return ip_literal_in(domain, p->own_addrs, p->nown_addrs);
 }
 
 unsigned

@@ -20,6 +20,10 @@
  * then bounced; a permanent failure -> bounced. A recipient past
  * queue_lifetime is bounced without another try (report job).
  *
+ * Local recipients: those of local_domains, a bare "postmaster", and
+ * user@[one of own_addrs] (RFC 5321 4.1.3), which is delivered as
+ * user@literal_domain and stays the recipient as written (log, notices).
+ *
  * Aliases: a local recipient that is an alias is expanded (userdb) into
  * its final targets, which become recipients of the same message of
  * their own (RCPT_F_ALIAS_TARGET, ORCPT naming the alias unless one was
@@ -50,6 +54,7 @@ struct userdb;
 struct relay_ctx;
 
 struct lmtp_ctx;
+struct ip_addr;
 
 /* A next hop: an SMTP host, or an LMTP server (lmtp: a Unix socket at
  * lmtp_unix, or host, an IP literal, and port). */
@@ -69,6 +74,11 @@ struct delivery_policy {
 	const char *const *local_domains;	/* lower case; [0] gets bare
 						 * "postmaster" */
 	size_t nlocal_domains;
+	const struct ip_addr *own_addrs;	/* this server's addresses: an
+					 * address literal of one is local too */
+	size_t nown_addrs;
+	const char *literal_domain;		/* user@[own address] is user@
+					 * this domain (NULL: "localhost") */
 	const struct userdb *udb;
 	unsigned retry_min, retry_max;		/* seconds */
 	unsigned queue_lifetime, delay_warning;	/* seconds; 0 = no warning */

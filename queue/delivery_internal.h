@@ -87,7 +87,8 @@ void local_finish(struct local_items *li);
 void local_items_free(struct local_items *li);
 
 /* delivery_local.c: the address of a local recipient, with the first
- * local domain added to a bare one ("postmaster"), into out. */
+ * local domain added to a bare one ("postmaster") and an address literal
+ * of ours replaced by literal_domain, into out: its mailbox. */
 void local_address(const struct delivery_policy *pol,
     const struct queue_rcpt *r, char *out, size_t outsize);
 

@@ -2,14 +2,16 @@
  * delivery_local: local jobs. A recipient that is an alias is not
  * delivered here: it is marked for expansion, and its final targets
  * become recipients of the message of their own (delivery.h). Every other
- * recipient is one Maildir item; unknown local users bounce (5.1.1), and
- * a Maildir that cannot be written now defers.
+ * recipient is one Maildir item (user@[our address]: that of user at the
+ * policy's literal_domain); unknown local users bounce (5.1.1), and a
+ * Maildir that cannot be written now defers.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "lib/netaddr.h"
 #include "lib/util.h"
 #include "queue/delivery_internal.h"
 #include "storage/userdb.h"
@@ -57,11 +59,16 @@ void
 local_address(const struct delivery_policy *pol, const struct queue_rcpt *r,
     char *out, size_t outsize)
 {
-	if (strchr(r->addr, '@'))
-		str_copy(out, r->addr, outsize);
-	else
+	const char *at = strrchr(r->addr, '@');
+
+	if (at == NULL)
 		str_format(out, outsize, "%s@%s", r->addr,
 		    pol->nlocal_domains ? pol->local_domains[0] : "localhost");
+	else if (ip_literal_in(at + 1, pol->own_addrs, pol->nown_addrs))
+		str_format(out, outsize, "%.*s@%s", (int)(at - r->addr), r->addr,
+		    pol->literal_domain ? pol->literal_domain : "localhost");
+	else
+		str_copy(out, r->addr, outsize);
 }
 
 void

@@ -1472,6 +1472,9 @@ try_addr(struct relay_job *job, size_t hi, const char *host,
 	return 0;
 }
 
+static int addr_is_self(const struct relay_ctx *ctx, const struct dns_addr *a,
+    uint16_t port);
+
 static void
 deliver_fixed(struct relay_job *job, const char *domain, const char *dest_host,
     uint16_t port)
@@ -1516,6 +1519,20 @@ deliver_fixed(struct relay_job *job, const char *domain, const char *dest_host,
 		addrs = res->addrs;
 		naddrs = res->naddrs;
 	}
+	/* An address of ours at that port is this server (an address literal
+	 * of ours that delivery did not take as local, a route or relayhost
+	 * naming us): never sent there, and with no other address the mail
+	 * would loop (as for an MX list, deliver_mx). */
+	size_t nself = 0;
+	for (size_t i = 0; i < naddrs; i++)
+		nself += addr_is_self(ctx, &addrs[i], port);
+	if (nself > 0 && nself == naddrs) {
+		char diag[DNS_NAME_MAX + 40];
+		snprintf(diag, sizeof diag, "mail for %s loops back to myself", domain);
+		job_final_all(job, 0, RELAY_BOUNCED, "5.4.6", "none", diag);
+		dns_addr_result_free(&res);
+		return;
+	}
 	hosts[0] = host;
 	if (ctx->tlsp != NULL)
 		tls_policy_fixed(ctx->tlsp, domain, host, job->now, &job->dp);
@@ -1526,7 +1543,8 @@ deliver_fixed(struct relay_job *job, const char *domain, const char *dest_host,
 		try_cached(job);
 		for (size_t i = 0; i < naddrs && i < ctx->st.max_addrs &&
 		    job->npending > 0; i++)
-			if (try_addr(job, 0, host, &addrs[i], port) < 0)
+			if ((nself == 0 || !addr_is_self(ctx, &addrs[i], port)) &&
+			    try_addr(job, 0, host, &addrs[i], port) < 0)
 				break;
 	}
 	dns_addr_result_free(&res);

@@ -11,7 +11,10 @@
  *    server itself when its name is helo_name or one of its addresses is
  *    an address this server listens on at smtp_port (settings.self): then
  *    only MX hosts of a better preference are tried, and with none the
- *    mail bounces (5.4.6, it would loop back to us; RFC 5321 5.1).
+ *    mail bounces (5.4.6, it would loop back to us; RFC 5321 5.1). An
+ *    address of a fixed host (an address literal, a route, the
+ *    relayhost) that is ours at its port is never tried either; when
+ *    every address is, the mail bounces the same way.
  *  - tries them in order. It moves on to the next address after a refused
  *    or timed-out connection, a 4xx/5xx greeting, a 4xx/5xx to EHLO and
  *    HELO, a 4xx to MAIL FROM, a 421 at any point (the server is closing:

@@ -1757,6 +1757,17 @@ config_is_local_domain(const struct config *cfg, const char *domain)
 	return cfg != NULL && config_domain_in(cfg->local_domains, cfg->nlocal_domains, domain);
 }
 
+const char *
+config_literal_domain(const struct config *cfg)
+{
+	size_t len = config_domain_len(cfg->hostname);
+
+	for (size_t i = 0; i < cfg->nlocal_domains && len > 0; i++)
+		if (config_domain_equal(cfg->local_domains[i], cfg->hostname, len))
+			return cfg->local_domains[i];
+	return cfg->nlocal_domains > 0 ? cfg->local_domains[0] : "localhost";
+}
+
 int
 config_is_relay_domain(const struct config *cfg, const char *domain)
 {

@@ -232,6 +232,13 @@ void config_unref(struct config **cfgp);
 int config_is_local_domain(const struct config *cfg, const char *domain);
 int config_is_relay_domain(const struct config *cfg, const char *domain);
 
+/* The local domain whose mailboxes an address literal of this server
+ * stands for (user@[our address] is user@ this domain): hostname when it
+ * is one of local_domains (as that entry), else the first of them, else
+ * "localhost" (where a bare <postmaster> goes then too). Never NULL;
+ * the string lives as long as cfg. */
+const char *config_literal_domain(const struct config *cfg);
+
 /* May this client address relay to any domain (relay_networks)? */
 int config_client_may_relay(const struct config *cfg, const struct sockaddr *sa);
 

@@ -199,6 +199,9 @@ policy_from_runtime(struct runtime *rt, struct tls_store *tls)
 	p->mail_dir = cfg->mail_dir;
 	p->local_domains = (const char *const *)cfg->local_domains;
 	p->nlocal_domains = cfg->nlocal_domains;
+	p->own_addrs = rt->own_addrs;
+	p->nown_addrs = rt->nown_addrs;
+	p->literal_domain = config_literal_domain(cfg);
 	p->udb = rt->udb;
 	p->retry_min = cfg->retry_min;
 	p->retry_max = cfg->retry_max;

@@ -1,6 +1,8 @@
 /* runtime: the refcounted snapshot of config, users and TLS credentials. */
 #include "server/runtime.h"
 
+#include <errno.h>
+#include <ifaddrs.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +142,55 @@ runtime_check_ca(const char *path, const char *key, const char *file, FILE *errs
 	return 0;
 }
 
+static void
+runtime_own_add(struct runtime *rt, size_t *cap, const struct ip_addr *a)
+{
+	if (ip_addr_in(a, rt->own_addrs, rt->nown_addrs))
+		return;
+	if (rt->nown_addrs == *cap) {
+		*cap = *cap ? *cap * 2 : 8;
+		rt->own_addrs = xrealloc(rt->own_addrs, *cap * sizeof *rt->own_addrs);
+	}
+	rt->own_addrs[rt->nown_addrs++] = *a;
+}
+
+/* The addresses this server answers on (runtime.h, own_addrs). A host
+ * whose interfaces cannot be listed keeps the explicit listen addresses
+ * (a warning): a literal of another of its addresses is then remote, and
+ * delivery's loop check still keeps it from being sent to ourselves. */
+static void
+runtime_own_addrs(struct runtime *rt)
+{
+	static const uint8_t any[16];
+	struct ifaddrs *ifs = NULL;
+	int wild4 = 0, wild6 = 0;
+	size_t cap = 0;
+	struct ip_addr a;
+
+	for (size_t i = 0; i < rt->cfg->nlistens; i++) {
+		if (ip_addr_from_sockaddr((const struct sockaddr *)&rt->cfg->listens[i].sa, &a) != 0)
+			continue;
+		if (memcmp(a.addr, any, sizeof any) != 0)
+			runtime_own_add(rt, &cap, &a);
+		else if (a.family == AF_INET)
+			wild4 = 1;
+		else
+			wild6 = 1;
+	}
+	if (!wild4 && !wild6)
+		return;
+	if (getifaddrs(&ifs) != 0) {
+		log_warn("getifaddrs: %s: address literals of this host are local "
+		    "only for the listen addresses", strerror(errno));
+		return;
+	}
+	for (const struct ifaddrs *ifa = ifs; ifa != NULL; ifa = ifa->ifa_next)
+		if (ifa->ifa_addr != NULL && ip_addr_from_sockaddr(ifa->ifa_addr, &a) == 0 &&
+		    (a.family == AF_INET ? wild4 : wild6))
+			runtime_own_add(rt, &cap, &a);
+	freeifaddrs(ifs);
+}
+
 struct runtime *
 runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 {
@@ -151,6 +202,7 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 	rt->refs = 1;
 	if ((rt->cfg = config_load(path, errs)) == NULL)
 		goto fail;
+	runtime_own_addrs(rt);
 	rt->udb = userdb_load(rt->cfg->users_file, rt->cfg->aliases_file, errs);
 	if (rt->udb == NULL)
 		goto fail;
@@ -248,6 +300,7 @@ runtime_unref(struct runtime **rtp)
 	dkim_keyring_free(&rt->dkim_keys);
 	dnsbl_free(&rt->dnsbl);
 	dns_resolver_free(&rt->dnsbl_dns);
+	free(rt->own_addrs);
 	free(rt);
 }
 

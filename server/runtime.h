@@ -3,7 +3,8 @@
  * config, the users and aliases, the TLS credentials, the resolver of
  * the sessions, the mail authentication resolver and signing keys,
  * the filter daemons they ask (Dovecot's auth service, policy services,
- * with their idle connections) and the outbound tls_policy map. SIGHUP builds a
+ * with their idle connections), the outbound tls_policy map and the
+ * addresses this server answers on. SIGHUP builds a
  * new snapshot and swaps it in; sessions and threads keep the snapshot they
  * started with (by reference) until they finish.
  *
@@ -51,6 +52,13 @@ struct runtime {
 	struct dnsbl *dnsbl;		/* the `dnsbl` lists, or NULL */
 	struct dns_resolver *dnsbl_dns;	/* their lookups: dns_timeout per
 					 * query, dns_attempts rounds */
+	struct ip_addr *own_addrs;	/* where this server listens: every
+					 * listen address, and for a wildcard
+					 * listener (0.0.0.0, ::) the addresses
+					 * of that family of the host's
+					 * interfaces when loaded; an address
+					 * literal of one is a local domain */
+	size_t nown_addrs;
 	int refs;		/* atomic; runtime_ref / runtime_unref */
 };
 

@@ -579,6 +579,18 @@ session_mail_begin(struct smtp_session *s)
 	session_reply(s, "250 2.1.0 Ok");
 }
 
+/* addr (user@ a local domain) is a user, an alias or postmaster: NULL,
+ * else the reply. */
+static const char *
+session_rcpt_local(struct smtp_session *s, const char *addr)
+{
+	if (strncasecmp(addr, "postmaster@", 11) == 0)
+		return NULL;
+	if (userdb_lookup(s->rt->udb, addr) == USERDB_NONE)
+		return "550 5.1.1 Recipient address rejected: User unknown in local recipient table";
+	return NULL;
+}
+
 /* The recipient policy (README "Recipient policy"). Returns NULL to accept,
  * else the reply. */
 static const char *
@@ -586,15 +598,19 @@ session_rcpt_policy(struct smtp_session *s, const char *addr)
 {
 	const char *at = strrchr(addr, '@');
 	const char *domain = at ? at + 1 : "";
+	char mailbox[SMTP_PATH_MAX + 256];	/* a local part, '@', a domain */
 
 	if (at == NULL)
 		return NULL;	/* <postmaster>, checked by the parser */
-	if (config_is_local_domain(s->cfg, domain)) {
-		if (strncasecmp(addr, "postmaster@", 11) == 0)
-			return NULL;
-		if (userdb_lookup(s->rt->udb, addr) == USERDB_NONE)
-			return "550 5.1.1 Recipient address rejected: User unknown in local recipient table";
-		return NULL;
+	if (config_is_local_domain(s->cfg, domain))
+		return session_rcpt_local(s, addr);
+	/* user@[one of our addresses] is this host (RFC 5321 4.1.3): the
+	 * mailbox of user at config_literal_domain. The recipient stays as
+	 * written; delivery maps it the same way (local_address). */
+	if (ip_literal_in(domain, s->rt->own_addrs, s->rt->nown_addrs)) {
+		snprintf(mailbox, sizeof mailbox, "%.*s@%s", (int)(at - addr), addr,
+		    config_literal_domain(s->cfg));
+		return session_rcpt_local(s, mailbox);
 	}
 	if (config_is_relay_domain(s->cfg, domain) || s->may_relay)
 		return NULL;

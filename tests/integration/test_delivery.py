@@ -8,7 +8,7 @@ import signal
 import smtplib
 import unittest
 
-from harness import send_message as send, Client, Server, greet, wait_for
+from harness import send_message as send, Client, Server, free_port, greet, wait_for
 
 USERS = "alice@localhost:\nbob@localhost:\ncarol@localhost:\n"
 ALIASES = ("team@localhost: alice@localhost, bob@localhost\n"
@@ -16,8 +16,8 @@ ALIASES = ("team@localhost: alice@localhost, bob@localhost\n"
            "loop1@localhost: loop2@localhost\nloop2@localhost: loop1@localhost\n")
 
 
-def make_server(extra=""):
-    srv = Server(extra)
+def make_server(extra="", **server_args):
+    srv = Server(extra, **server_args)
     with open(os.path.join(srv.dir, "users"), "w") as f:
         f.write(USERS)
     with open(os.path.join(srv.dir, "aliases"), "w") as f:
@@ -313,6 +313,167 @@ class ExpiryTest(unittest.TestCase):
             wait_for(lambda: qid not in {m["id"] for m in srv.queue_json()["messages"]}, 10,
                      "the message to leave the queue")
             self.assertEqual(len(srv.maildir_files("alice@localhost")), 2)
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+
+def ipv6_loopback():
+    """Can a socket be bound to ::1 here?"""
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class AddressLiteralTest(unittest.TestCase):
+    """user@[an address we listen on] is local (RFC 5321 4.1.3, as
+    Postfix's inet_interfaces): the mailbox of user at the first local
+    domain (hostname mx.test is not one here, so localhost), whoever
+    sends; the address as written stays the recipient (log, DSN). A
+    literal of another address stays remote."""
+
+    def setUp(self):
+        self.v6 = ipv6_loopback()
+        port = free_port()
+        listen = "127.0.0.1:%d" % port
+        if self.v6:
+            listen += ";[::1]:%d" % free_port("::1")
+        # a stranger: 127.0.0.1 is not in relay_networks
+        self.srv = make_server("relay_networks = 192.0.2.0/24\nauth_checks = no\n"
+                               "retry_min = 1h\nretry_max = 2h\n", port=port, listen=listen)
+        self.srv.start()
+
+    def tearDown(self):
+        code = self.srv.stop() if self.srv.proc else 0
+        self.srv.cleanup()
+        self.assertEqual(code, 0)
+
+    def wait_files(self, addr):
+        return wait_for(lambda: self.srv.maildir_files(addr), 20, "mail for " + addr)
+
+    def transaction(self, rcpts, sender="x@example.org"):
+        """RCPT replies by recipient, then the message (queue id)."""
+        c, _ = greet(self.srv.port)
+        self.assertEqual(c.cmd("MAIL FROM:<%s>" % sender)[0], 250)
+        codes = {}
+        for r in rcpts:
+            code, lines = c.cmd("RCPT TO:<%s>" % r)
+            codes[r] = "%d %s" % (code, lines[0])
+        qid = None
+        if any(v.startswith("250") for v in codes.values()):
+            self.assertEqual(c.cmd("DATA")[0], 354)
+            code, lines = c.cmd("Subject: literal\r\n\r\nto a literal\r\n.")
+            self.assertEqual(code, 250, lines)
+            qid = lines[0].split()[-1]
+        c.cmd("QUIT")
+        c.close()
+        return codes, qid
+
+    def test_own_literal_from_a_stranger_is_local(self):
+        codes, qid = self.transaction(["alice@[127.0.0.1]", "postmaster@[127.0.0.1]",
+                                       "ghost@[127.0.0.1]", "bob@[127.0.0.2]"])
+        self.assertTrue(codes["alice@[127.0.0.1]"].startswith("250"), codes)
+        self.assertTrue(codes["postmaster@[127.0.0.1]"].startswith("250"), codes)
+        self.assertTrue(codes["ghost@[127.0.0.1]"].startswith("550 5.1.1"), codes)
+        # someone else's address: relaying, refused as before
+        self.assertTrue(codes["bob@[127.0.0.2]"].startswith("554 5.7.1"), codes)
+        for user in ("alice", "postmaster"):
+            data = read(self.wait_files(user + "@localhost")[0])
+            self.assertTrue(data.startswith(b"Return-Path: <x@example.org>\n"
+                                            b"Delivered-To: <%s@localhost>\n" % user.encode()),
+                            data[:200])
+            self.assertIn(b"id " + qid.encode(), data)
+            self.assertTrue(data.endswith(b"\n\nto a literal\n"), data[-100:])
+        self.srv.wait_log(qid + ": to=<alice@[127.0.0.1]>, relay=local")
+        wait_for(lambda: self.srv.queue_json()["messages"] == [], 20, "queue to empty")
+        self.assertNotIn("127.0.0.1]:25", self.srv.logtext())
+
+    def test_ipv6_literal(self):
+        if not self.v6:
+            self.skipTest("no IPv6 loopback")
+        codes, qid = self.transaction(["alice@[IPv6:::1]", "postmaster@[ipv6:0:0::1]",
+                                       "bob@[IPv6:::2]"])
+        self.assertTrue(codes["alice@[IPv6:::1]"].startswith("250"), codes)
+        self.assertTrue(codes["postmaster@[ipv6:0:0::1]"].startswith("250"), codes)
+        self.assertTrue(codes["bob@[IPv6:::2]"].startswith("554 5.7.1"), codes)
+        self.assertIn(b"Delivered-To: <alice@localhost>", read(self.wait_files("alice@localhost")[0]))
+        self.wait_files("postmaster@localhost")
+        wait_for(lambda: self.srv.queue_json()["messages"] == [], 20, "queue to empty")
+
+    def test_success_notice_names_the_literal(self):
+        c, _ = greet(self.srv.port)
+        self.assertEqual(c.cmd("MAIL FROM:<alice@localhost>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<bob@[127.0.0.1]> NOTIFY=SUCCESS "
+                               "ORCPT=rfc822;bob@[127.0.0.1]")[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        self.assertEqual(c.cmd("Subject: dsn\r\n\r\nx\r\n.")[0], 250)
+        c.close()
+        self.wait_files("bob@localhost")
+        report = read(self.wait_files("alice@localhost")[0])
+        self.assertIn(b"Action: delivered", report)
+        self.assertIn(b"Final-Recipient: rfc822; bob@[127.0.0.1]", report)
+        self.assertIn(b"Original-Recipient: rfc822;bob@[127.0.0.1]", report)
+
+
+class LiteralDeliveryTest(unittest.TestCase):
+    """The delivery side: a recipient queued as user@[our address] is
+    delivered here, and one that would only reach our own listener
+    bounces as a mail loop; neither is ever sent to ourselves."""
+
+    def test_queued_literal_is_delivered_here(self):
+        # queued while 127.0.0.9 is not ours (deferred: nobody listens
+        # there), then a reload adds a listener on it
+        port = free_port()
+        srv = make_server("retry_min = 1h\nretry_max = 2h\nconnect_timeout = 2s\n", port=port)
+        try:
+            srv.start()
+            qid = send(srv.port, "alice@localhost", ["bob@[127.0.0.9]", "ghost@[127.0.0.9]"],
+                       b"Subject: queued\r\n\r\nx\r\n")
+            srv.wait_log(qid + ": to=<ghost@[127.0.0.9]>")
+            self.assertIn("status=deferred", srv.logtext())
+            with open(srv.conf, "a") as f:
+                f.write("listen = 127.0.0.9:%d\n" % free_port("127.0.0.9"))
+            srv.signal(signal.SIGHUP)
+            srv.wait_log("reloaded")
+            srv.signal(signal.SIGUSR1)
+            data = read(wait_for(lambda: srv.maildir_files("bob@localhost"), 20, "mail for bob")[0])
+            self.assertIn(b"Delivered-To: <bob@localhost>", data)
+            srv.wait_log(qid + ": to=<bob@[127.0.0.9]>, relay=local")
+            # the failure names the recipient as it was written
+            report = read(wait_for(lambda: srv.maildir_files("alice@localhost"), 20,
+                                   "the bounce")[0])
+            self.assertIn(b"Final-Recipient: rfc822; ghost@[127.0.0.9]", report)
+            self.assertIn(b"Status: 5.1.1", report)
+            wait_for(lambda: srv.queue_json()["messages"] == [], 20, "queue to empty")
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+
+    def test_wildcard_listener(self):
+        # every interface address is ours (getifaddrs); another address
+        # that still reaches us (127.0.0.2 on lo) bounces as a loop
+        port = free_port()
+        srv = make_server("smtp_port = %d\nretry_min = 1h\nretry_max = 2h\n" % port,
+                          port=port, listen="*:%d" % port)
+        try:
+            srv.start()
+            send(srv.port, "alice@localhost", ["bob@[127.0.0.1]"], b"Subject: w\r\n\r\nx\r\n")
+            self.assertIn(b"Delivered-To: <bob@localhost>",
+                          read(wait_for(lambda: srv.maildir_files("bob@localhost"), 20,
+                                        "mail for bob")[0]))
+            send(srv.port, "alice@localhost", ["carol@[127.0.0.2]"], b"Subject: l\r\n\r\nx\r\n")
+            report = read(wait_for(lambda: srv.maildir_files("alice@localhost"), 20,
+                                   "the bounce")[0])
+            self.assertIn(b"Status: 5.4.6", report)
+            self.assertIn(b"loops back to myself", report)
+            wait_for(lambda: srv.queue_json()["messages"] == [], 20, "queue to empty")
+            stats = json.loads(srv.mailctl("--json", "stats").stdout)
+            self.assertEqual(stats["received"], 3)      # two messages, one bounce
+            self.assertEqual(srv.maildir_files("carol@localhost"), [])
             self.assertEqual(srv.stop(), 0)
         finally:
             srv.cleanup()

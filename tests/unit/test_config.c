@@ -854,6 +854,35 @@ test_cross_key_lines(void)
 	free(errs);
 }
 
+/* The domain of user@[our address] (README "Recipient policy"). */
+static void
+test_literal_domain(void)
+{
+	static const struct {
+		const char *text;
+		const char *domain;
+	} cases[] = {
+		{ "hostname = mx.example.org\nlocal_domains = example.org, MX.Example.ORG\n",
+		    "mx.example.org" },
+		{ "hostname = MX.example.org\nlocal_domains = example.org mx.example.org\n",
+		    "mx.example.org" },
+		{ "hostname = mx.example.org\nlocal_domains = example.org example.net\n",
+		    "example.org" },
+		{ "hostname = mx.example.org\n", "localhost" },	/* the default list */
+		{ "hostname = mx.example.org\nlocal_domains =\n", "localhost" },
+	};
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char path[64], *errs;
+		struct config *cfg = load_text(cases[i].text, &errs, path, sizeof path);
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+		CU_ASSERT_STRING_EQUAL(config_literal_domain(cfg), cases[i].domain);
+		config_unref(&cfg);
+		free(errs);
+	}
+}
+
 static void
 test_lookups(void)
 {
@@ -1182,6 +1211,7 @@ main(void)
 		{ "listen variants", test_listen_variants },
 		{ "checks across keys", test_cross_key_lines },
 		{ "domain, route and relay lookups", test_lookups },
+		{ "the domain of our address literals", test_literal_domain },
 		{ "ref and unref", test_refcount },
 		{ "shipped mailserver.conf loads", test_shipped_config },
 		{ "shipped mailserver.conf lists every key", test_shipped_config_mentions_every_key },

@@ -1,6 +1,7 @@
 /*
  * test_netaddr: CIDR parsing (good and hostile text), matching of IPv4,
- * IPv6 and v4-mapped IPv6 clients, and socket address text and ports.
+ * IPv6 and v4-mapped IPv6 clients, socket address text and ports, and
+ * the address literals of mail domains against a set of addresses.
  */
 #include <CUnit/Basic.h>
 #include <arpa/inet.h>
@@ -201,6 +202,113 @@ test_sockaddr_hostile(void)
 	CU_ASSERT_PTR_EQUAL(sockaddr_ntop((struct sockaddr *)&ss, tiny, 0), tiny);
 }
 
+/* The set of our addresses the literal tests match against. */
+static size_t
+own_set(struct ip_addr *set)
+{
+	static const char *const own[] = { "127.0.0.1", "192.0.2.7", "::1",
+	    "2001:db8::25", "::ffff:198.51.100.9" };
+	size_t n = 0;
+
+	for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
+		struct sockaddr_storage ss;
+		make_sa(own[i], 25, &ss);
+		CU_ASSERT_FATAL(ip_addr_from_sockaddr((struct sockaddr *)&ss, &set[n]) == 0);
+		n++;
+	}
+	return n;
+}
+
+static void
+test_ip_literal(void)
+{
+	static const struct {
+		const char *domain;
+		int family;	/* 0: not an address literal */
+		int ours;
+	} cases[] = {
+		{ "[127.0.0.1]", AF_INET, 1 },
+		{ "[192.0.2.7]", AF_INET, 1 },
+		{ "[127.0.0.2]", AF_INET, 0 },
+		{ "[IPv6:::1]", AF_INET6, 1 },
+		{ "[ipv6:0:0:0:0:0:0:0:1]", AF_INET6, 1 },
+		{ "[IPV6:2001:DB8::25]", AF_INET6, 1 },
+		{ "[IPv6:2001:db8::26]", AF_INET6, 0 },
+		/* v4-mapped IPv6 is the IPv4 address, either way round */
+		{ "[IPv6:::ffff:127.0.0.1]", AF_INET, 1 },
+		{ "[198.51.100.9]", AF_INET, 1 },
+		{ "[IPv6:::ffff:198.51.100.9]", AF_INET, 1 },
+		/* names, general literals and broken ones are no literal */
+		{ "localhost", 0, 0 },
+		{ "127.0.0.1", 0, 0 },
+		{ "[::1]", 0, 0 },
+		{ "[IPv6:127.0.0.1]", 0, 0 },
+		{ "[x-tag:127.0.0.1]", 0, 0 },
+		{ "[127.0.0.1", 0, 0 },
+		{ "127.0.0.1]", 0, 0 },
+		{ "[127.0.0.1]x", 0, 0 },
+		{ "[127.0.0.1].", 0, 0 },
+		{ "[127.0.0.01]", 0, 0 },
+		{ "[127.0.0.1 ]", 0, 0 },
+		{ "[]", 0, 0 },
+		{ "[", 0, 0 },
+		{ "", 0, 0 },
+		{ "[IPv6:]", 0, 0 },
+		{ "[IPv6:::1:::]", 0, 0 },
+		{ "[IPv6:ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255.1]", 0, 0 },
+	};
+	struct ip_addr set[8], a;
+	size_t n = own_set(set);
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int r = ip_literal_parse(cases[i].domain, &a);
+
+		CU_ASSERT_EQUAL(r, cases[i].family ? 0 : -1);
+		if (r == 0)
+			CU_ASSERT_EQUAL(a.family, cases[i].family);
+		CU_ASSERT_EQUAL(ip_literal_in(cases[i].domain, set, n), cases[i].ours);
+		if ((r == 0) != (cases[i].family != 0) ||
+		    ip_literal_in(cases[i].domain, set, n) != cases[i].ours)
+			fprintf(stderr, "ip_literal(%s) wrong\n", cases[i].domain);
+	}
+	/* an empty set holds nothing; NULL is no literal */
+	CU_ASSERT_EQUAL(ip_literal_in("[127.0.0.1]", NULL, 0), 0);
+	CU_ASSERT_EQUAL(ip_literal_parse(NULL, &a), -1);
+	CU_ASSERT_EQUAL(ip_literal_in(NULL, set, n), 0);
+	/* a long name is refused without reading past a bound */
+	{
+		char big[600];
+		memset(big, '1', sizeof big);
+		big[0] = '[';
+		big[sizeof big - 2] = ']';
+		big[sizeof big - 1] = '\0';
+		CU_ASSERT_EQUAL(ip_literal_parse(big, &a), -1);
+	}
+}
+
+static void
+test_ip_addr_from_sockaddr(void)
+{
+	struct sockaddr_storage ss;
+	struct ip_addr a, b;
+
+	make_sa("::ffff:10.0.0.1", 0, &ss);
+	CU_ASSERT_EQUAL(ip_addr_from_sockaddr((struct sockaddr *)&ss, &a), 0);
+	make_sa("10.0.0.1", 25, &ss);
+	CU_ASSERT_EQUAL(ip_addr_from_sockaddr((struct sockaddr *)&ss, &b), 0);
+	CU_ASSERT_EQUAL(a.family, AF_INET);
+	CU_ASSERT(ip_addr_in(&a, &b, 1));
+	CU_ASSERT(memcmp(&a, &b, sizeof a) == 0);
+	make_sa("::10.0.0.1", 0, &ss);		/* v4-compatible: stays IPv6 */
+	CU_ASSERT_EQUAL(ip_addr_from_sockaddr((struct sockaddr *)&ss, &a), 0);
+	CU_ASSERT_EQUAL(a.family, AF_INET6);
+	CU_ASSERT(!ip_addr_in(&a, &b, 1));
+	memset(&ss, 0, sizeof ss);
+	ss.ss_family = AF_UNIX;
+	CU_ASSERT_EQUAL(ip_addr_from_sockaddr((struct sockaddr *)&ss, &a), -1);
+	CU_ASSERT_EQUAL(ip_addr_from_sockaddr(NULL, &a), -1);
+}
+
 int
 main(void)
 {
@@ -216,7 +324,9 @@ main(void)
 	    CU_add_test(s, "cidr_match", test_cidr_match) == NULL ||
 	    CU_add_test(s, "cidr_match hostile", test_cidr_match_hostile) == NULL ||
 	    CU_add_test(s, "sockaddr text and port", test_sockaddr_text) == NULL ||
-	    CU_add_test(s, "sockaddr hostile", test_sockaddr_hostile) == NULL) {
+	    CU_add_test(s, "sockaddr hostile", test_sockaddr_hostile) == NULL ||
+	    CU_add_test(s, "address literals", test_ip_literal) == NULL ||
+	    CU_add_test(s, "ip_addr of a sockaddr", test_ip_addr_from_sockaddr) == NULL) {
 		CU_cleanup_registry();
 		return 2;
 	}

@@ -2272,6 +2272,58 @@ test_self_by_address(void)
 	relay_ctx_free(&ctx);
 }
 
+/* A fixed next hop (an address literal, a route, the relayhost) at an
+ * address this server listens on, at that port, is this server: never
+ * connected to, the mail bounces as a loop. */
+static void
+test_self_fixed_hop(void)
+{
+	struct relay_settings st;
+	struct relay_self_addr self;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&self.sa;
+	struct relay_rcpt r = { "user@[127.0.0.2]", NULL, 0 };
+	struct relay_ctx *ctx;
+	struct relay_result res;
+	struct relay_msg m;
+	struct peer *p;
+
+	memset(&self, 0, sizeof self);
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons(peer_port);
+	inet_pton(AF_INET, "127.0.0.2", &sin->sin_addr);
+	self.salen = sizeof *sin;
+	test_settings(&st);
+	st.self = &self;
+	st.nself = 1;
+	msg_init(&m, simple_body);
+	p = peer_start("127.0.0.2", NULL);
+
+	ctx = ctx_with(&st);
+	relay_deliver(ctx, "[127.0.0.2]", "[127.0.0.2]", peer_port, &m, &r, 1, &res);
+	CU_ASSERT_EQUAL(res.status, RELAY_BOUNCED);
+	CU_ASSERT_STRING_EQUAL(res.dsn, "5.4.6");
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.diag, "mail for [127.0.0.2] loops back to myself"));
+	relay_ctx_free(&ctx);
+
+	/* a wildcard listener at the port: any address of this host */
+	sin->sin_addr.s_addr = htonl(INADDR_ANY);
+	ctx = ctx_with(&st);
+	relay_deliver(ctx, "routed.test", "[127.0.0.2]", peer_port, &m, &r, 1, &res);
+	CU_ASSERT_EQUAL(res.status, RELAY_BOUNCED);
+	CU_ASSERT_STRING_EQUAL(res.dsn, "5.4.6");
+	relay_ctx_free(&ctx);
+
+	/* another port is another server */
+	sin->sin_port = htons((uint16_t)(peer_port + 1));
+	ctx = ctx_with(&st);
+	relay_deliver(ctx, "[127.0.0.2]", "[127.0.0.2]", peer_port, &m, &r, 1, &res);
+	CU_ASSERT_EQUAL(res.status, RELAY_SENT);
+	relay_ctx_free(&ctx);
+	peer_stop(p);
+	CU_ASSERT_EQUAL(p->messages, 1);
+	peer_free(p);
+}
+
 /* ------------------------------------------------------------------ */
 
 /* Re-runs this program in a private network namespace when possible. */
@@ -2361,6 +2413,7 @@ main(int argc, char **argv)
 	    test_extension_next_mx);
 	CU_add_test(s, "time limit over all addresses", test_attempt_time_limit);
 	CU_add_test(s, "MX host at our own address", test_self_by_address);
+	CU_add_test(s, "fixed next hop at our own address", test_self_fixed_hop);
 	CU_basic_set_mode(CU_BRM_VERBOSE);
 	CU_basic_run_tests();
 	failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();

@@ -171,6 +171,17 @@ addr_domain(const char *addr)
 	return at != NULL ? at + 1 : "";
 }
 
+/* The {mail_mailer}/{rcpt_mailer} of addr: "local" for our domains and
+ * for an address literal of our own, else "smtp". */
+static const char *
+milter_mailer(const struct smtp_session *s, const char *addr)
+{
+	const char *d = addr_domain(addr);
+
+	return config_is_local_domain(s->cfg, d) ||
+	    ip_literal_in(d, s->rt->own_addrs, s->rt->nown_addrs) ? "local" : "smtp";
+}
+
 static void
 milter_job_free(struct milter_job *j)
 {
@@ -648,8 +659,7 @@ session_milter_mail(struct smtp_session *s)
 	if (s->mail.auth[0] != '\0')
 		milter_param(j, &n, "AUTH", s->mail.auth, 1, 0);
 	milter_session_macros(s, j);
-	job_macro(j, "{mail_mailer}", config_is_local_domain(s->cfg,
-	    addr_domain(s->mail.addr)) ? "local" : "smtp");
+	job_macro(j, "{mail_mailer}", milter_mailer(s, s->mail.addr));
 	job_macro(j, "{mail_host}", addr_domain(s->mail.addr));
 	if (milter_submit(s, j) != 0) {
 		session_reply(s, MILTER_BUSY_REPLY);
@@ -686,8 +696,7 @@ session_milter_rcpt(struct smtp_session *s, const struct smtp_rcpt_args *r)
 	if (r->orcpt[0] != '\0' && strchr(r->orcpt, ';') != NULL)
 		milter_param(j, &n, "ORCPT", r->orcpt, 1,
 		    (size_t)(strchr(r->orcpt, ';') - r->orcpt) + 1);
-	job_macro(j, "{rcpt_mailer}", config_is_local_domain(s->cfg,
-	    addr_domain(r->addr)) ? "local" : "smtp");
+	job_macro(j, "{rcpt_mailer}", milter_mailer(s, r->addr));
 	job_macro(j, "{rcpt_host}", addr_domain(r->addr));
 	milter_session_macros(s, j);
 	if (milter_submit(s, j) != 0) {

@@ -579,6 +579,26 @@ session_mail_begin(struct smtp_session *s)
 	session_reply(s, "250 2.1.0 Ok");
 }
 
+/* The mailbox addr names: user@[one of our addresses] is this host
+ * (RFC 5321 4.1.3), the mailbox of user at config_literal_domain (as
+ * delivery maps it: local_address); any other addr is itself. Returns out,
+ * or addr itself. */
+/* A local part, '@', a domain. */
+#define SESSION_MAILBOX_MAX (SMTP_PATH_MAX + 256)
+
+static const char *
+session_rcpt_mailbox(const struct smtp_session *s, const char *addr, char *out,
+    size_t size)
+{
+	const char *at = strrchr(addr, '@');
+
+	if (at == NULL || !ip_literal_in(at + 1, s->rt->own_addrs, s->rt->nown_addrs))
+		return addr;
+	snprintf(out, size, "%.*s@%s", (int)(at - addr), addr,
+	    config_literal_domain(s->cfg));
+	return out;
+}
+
 /* addr (user@ a local domain) is a user, an alias or postmaster: NULL,
  * else the reply. */
 static const char *
@@ -598,20 +618,16 @@ session_rcpt_policy(struct smtp_session *s, const char *addr)
 {
 	const char *at = strrchr(addr, '@');
 	const char *domain = at ? at + 1 : "";
-	char mailbox[SMTP_PATH_MAX + 256];	/* a local part, '@', a domain */
+	char mailbox[SESSION_MAILBOX_MAX];
+	const char *mb;
 
 	if (at == NULL)
 		return NULL;	/* <postmaster>, checked by the parser */
 	if (config_is_local_domain(s->cfg, domain))
 		return session_rcpt_local(s, addr);
-	/* user@[one of our addresses] is this host (RFC 5321 4.1.3): the
-	 * mailbox of user at config_literal_domain. The recipient stays as
-	 * written; delivery maps it the same way (local_address). */
-	if (ip_literal_in(domain, s->rt->own_addrs, s->rt->nown_addrs)) {
-		snprintf(mailbox, sizeof mailbox, "%.*s@%s", (int)(at - addr), addr,
-		    config_literal_domain(s->cfg));
-		return session_rcpt_local(s, mailbox);
-	}
+	/* An address literal of ours: the recipient stays as written. */
+	if ((mb = session_rcpt_mailbox(s, addr, mailbox, sizeof mailbox)) != addr)
+		return session_rcpt_local(s, mb);
 	if (config_is_relay_domain(s->cfg, domain) || s->may_relay)
 		return NULL;
 	return "554 5.7.1 Relay access denied";
@@ -684,8 +700,14 @@ session_rcpt_refuse(struct smtp_session *s, const char *addr, const char *reply,
 int
 session_rcpt_has(const struct smtp_session *s, const char *addr)
 {
+	char a[SESSION_MAILBOX_MAX], b[SESSION_MAILBOX_MAX];
+	const char *mb = session_rcpt_mailbox(s, addr, a, sizeof a);
+
+	/* One mailbox, however it is written (an address literal of ours
+	 * names a local mailbox too). */
 	for (size_t i = 0; i < s->nrcpts; i++)
-		if (strcasecmp(s->rcpts[i].addr, addr) == 0)
+		if (strcasecmp(session_rcpt_mailbox(s, s->rcpts[i].addr, b, sizeof b),
+		    mb) == 0)
 			return 1;
 	return 0;
 }

@@ -72,8 +72,9 @@ class DeliveryTest(unittest.TestCase):
         self.assertEqual(len(self.srv.maildir_files("alice@localhost")), 1)
 
     def test_one_copy_per_mailbox(self):
-        # the same mailbox named several ways, directly and through two
-        # aliases: every RCPT gets 250, and each mailbox one copy
+        # the same mailbox named several ways (also by our address
+        # literal), directly and through two aliases: every RCPT gets 250,
+        # and each mailbox one copy
         with open(os.path.join(self.srv.dir, "aliases"), "a") as f:
             f.write("staff@localhost: Bob@localhost, carol@localhost\n")
         self.srv.signal(signal.SIGHUP)
@@ -82,7 +83,8 @@ class DeliveryTest(unittest.TestCase):
         self.assertEqual(c.cmd("MAIL FROM:<x@example.org>")[0], 250)
         for rcpt in ("alice@localhost", "ALICE@LOCALHOST", "Alice@localhost",
                      "team@localhost", "staff@localhost", "carol@localhost",
-                     "postmaster", "Postmaster"):
+                     "postmaster", "Postmaster", "alice@[127.0.0.1]",
+                     "Carol@[127.0.0.1]"):
             self.assertEqual(c.cmd("RCPT TO:<%s>" % rcpt)[0], 250, rcpt)
         self.assertEqual(c.cmd("DATA")[0], 354)
         code, text = c.cmd("Subject: once\r\n\r\nonce\r\n.")

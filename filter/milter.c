@@ -69,6 +69,8 @@ struct conn_wait {
 	int progress;		/* SMFIR_PROGRESS replies so far */
 	int body_first;		/* no SMFIR_REPLBODY yet */
 	struct milter_mods *mods;	/* EOM: where changes go */
+	int eom_open;		/* EOM: its changes are to be kept or dropped
+				 * when the exchange ends */
 };
 
 enum conn_state {
@@ -414,6 +416,7 @@ conn_optneg_begin(struct milter_conn *m)
 
 static enum milter_wait conn_step(struct milter_conn *m,
     struct milter_result *res);
+static void conn_wait_end(struct milter_conn *m);
 static void conn_run(struct milter_conn *m, struct milter_result *res);
 
 struct milter_conn *
@@ -786,7 +789,7 @@ conn_step(struct milter_conn *m, struct milter_result *res)
 			return MILTER_WAIT_WRITE;
 		if (filter_connect_finish(m->fd, m->spec->ep.family) != 0) {
 			conn_fail_errno(m, "connect", errno, res);
-			w->active = 0;
+			conn_wait_end(m);
 			return MILTER_WAIT_NONE;
 		}
 		conn_optneg_begin(m);
@@ -823,8 +826,34 @@ conn_step(struct milter_conn *m, struct milter_result *res)
 			return MILTER_WAIT_READ;
 		}
 	}
-	w->active = 0;
+	conn_wait_end(m);
 	return MILTER_WAIT_NONE;
+}
+
+/* The end of the end of body: the filter's changes are kept, or dropped
+ * when it failed, and its transaction is over. */
+static void
+conn_eom_end(struct milter_conn *m)
+{
+	struct conn_wait *w = &m->wait;
+
+	if (!w->eom_open)
+		return;
+	w->eom_open = 0;
+	if (m->state == CS_FAILED)
+		milter_mods_rollback(w->mods);
+	else
+		milter_mods_commit(w->mods);
+	if (m->state == CS_MESSAGE)
+		conn_txn_over(m, CS_SESSION);
+}
+
+/* The exchange under way is over, whichever way it ended. */
+static void
+conn_wait_end(struct milter_conn *m)
+{
+	m->wait.active = 0;
+	conn_eom_end(m);
 }
 
 /*
@@ -864,7 +893,7 @@ conn_run(struct milter_conn *m, struct milter_result *res)
 			return;
 		if (conn_wait_fd(m, want == MILTER_WAIT_READ ? POLLIN : POLLOUT,
 		    m->wait.deadline, res) != 0) {
-			m->wait.active = 0;
+			conn_wait_end(m);
 			return;
 		}
 	}
@@ -900,7 +929,7 @@ milter_conn_expire(struct milter_conn *m, struct milter_result *res)
 		return;
 	conn_fail_errno(m, m->wait.stage == W_CONNECT ? "connect" :
 	    m->out.len > 0 ? "write" : "read", ETIMEDOUT, res);
-	m->wait.active = 0;
+	conn_wait_end(m);
 }
 
 /* The standing answer when the filter is not asked. */
@@ -1179,7 +1208,7 @@ void
 milter_conn_eom(struct milter_conn *m, const struct milter_macros *t,
     struct milter_mods *mods, struct milter_result *res)
 {
-	int sent, rc = 0, nonblocking = m->nonblocking;
+	int sent, rc = 0;
 
 	if (m->state != CS_MESSAGE && m->state != CS_TXN) {
 		conn_standing(m, res);
@@ -1188,14 +1217,9 @@ milter_conn_eom(struct milter_conn *m, const struct milter_macros *t,
 	m->state = CS_MESSAGE;
 	if ((sent = conn_begin(m, t, &EVD_EOM)))
 		rc = milter_encode_simple(&m->out, SMFIC_BODYEOB);
-	/* waited for here, in either mode */
-	m->nonblocking = 0;
+	m->wait.mods = mods;
+	m->wait.eom_open = 1;
 	conn_end(m, &EVD_EOM, sent, rc, mods, res);
-	m->nonblocking = nonblocking;
-	if (m->state == CS_FAILED)
-		milter_mods_rollback(mods);
-	else
-		milter_mods_commit(mods);
-	if (m->state == CS_MESSAGE)
-		conn_txn_over(m, CS_SESSION);
+	if (!m->wait.active)
+		conn_eom_end(m);	/* over already (or never sent) */
 }

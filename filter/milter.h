@@ -197,9 +197,9 @@ void milter_conn_abort(struct milter_conn *m);
 
 /*
  * Non-blocking mode, for an event loop: every event but _rcpt_rejected
- * and _eom (which always wait for their replies) sends what it can and
- * returns at once. When the
- * exchange is not over, milter_conn_waiting says what it waits for (the
+ * (which always waits for its reply) sends what it can and returns at
+ * once (_eom keeps or drops the filter's changes when its exchange
+ * ends). When the exchange is not over, milter_conn_waiting says what it waits for (the
  * socket, readable or writable, before a deadline) and *res is not final:
  * call milter_conn_step with the same res when the socket is ready (it
  * may wait again), or milter_conn_expire once the deadline passed (the

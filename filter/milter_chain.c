@@ -13,10 +13,14 @@
 
 enum part { PART_HEADER, PART_BODY };
 
-/* The event that goes to the milters one after the other (CONNECT, HELO,
- * MAIL, RCPT, DATA): in non-blocking mode it may stop at a milter and
- * resume there. */
-enum chain_ev { CEV_NONE, CEV_CONNECT, CEV_HELO, CEV_MAIL, CEV_RCPT, CEV_DATA };
+/* The event that goes to the milters one after the other: in
+ * non-blocking mode it may stop at a milter and resume there. The
+ * message's events (a header, the end of headers, a body chunk, the end
+ * of body) come one after another from the message stream's parser. */
+enum chain_ev {
+	CEV_NONE, CEV_CONNECT, CEV_HELO, CEV_MAIL, CEV_RCPT, CEV_DATA,
+	CEV_HEADER, CEV_EOH, CEV_BODY, CEV_EOM,
+};
 
 struct milter_chain {
 	const struct milter_spec *specs;
@@ -29,10 +33,20 @@ struct milter_chain {
 	struct milter_verdict decision;
 	/* the message stream */
 	enum part part;
+	const char *in;			/* the caller's bytes not parsed yet */
+	size_t in_len;
 	struct buf line;		/* the header line being read */
+	int line_ready;			/* line holds a whole line, not taken yet */
+	int body_line;			/* line (from body_off) starts the body */
+	size_t body_off;
 	struct buf header;		/* the header being gathered */
 	int have_header;
+	int q_header, q_eoh;		/* to go out next: the header, then the
+					 * end of headers */
 	struct buf chunk;		/* the body chunk being filled */
+	int eom;			/* the call under way is the end of data */
+	int eom_flush;			/* its end of body is still to go */
+	int mods_ok;			/* the last end of data accepted: mods */
 	struct milter_mods mods;
 	/* the event under way */
 	int nonblocking;
@@ -44,6 +58,7 @@ struct milter_chain {
 					 * may wait for its connect first) */
 	struct milter_client ev_cl;	/* CONNECT: the client */
 	char ev_cl_name[256], ev_cl_addr[64];
+	const char *ev_hname, *ev_hvalue;	/* HEADER: in header */
 	struct milter_result ev_res;	/* the answer of milter ev_next */
 	struct milter_verdict ev_v;	/* the verdict so far */
 };
@@ -163,10 +178,18 @@ chain_reset_message(struct milter_chain *c)
 	c->decided = 0;
 	verdict_init(&c->decision);
 	c->part = PART_HEADER;
+	c->in = NULL;
+	c->in_len = 0;
 	buf_reset(&c->line);
+	c->line_ready = 0;
+	c->body_line = 0;
 	buf_reset(&c->header);
 	c->have_header = 0;
+	c->q_header = 0;
+	c->q_eoh = 0;
 	buf_reset(&c->chunk);
+	c->eom = 0;
+	c->eom_flush = 0;
 }
 
 /* ABORT to milter i: in non-blocking mode it waits in the connection for
@@ -255,19 +278,86 @@ chain_send(struct milter_chain *c, size_t i)
 	case CEV_DATA:
 		milter_conn_data(m, &c->macros, &c->ev_res);
 		break;
+	case CEV_HEADER:
+		milter_conn_header(m, &c->macros, c->ev_hname, c->ev_hvalue,
+		    &c->ev_res);
+		break;
+	case CEV_EOH:
+		milter_conn_eoh(m, &c->macros, &c->ev_res);
+		break;
+	case CEV_BODY:
+		milter_conn_body(m, c->chunk.data, c->chunk.len, &c->ev_res);
+		break;
+	case CEV_EOM:
+		milter_conn_eom(m, &c->macros, &c->mods, &c->ev_res);
+		break;
 	case CEV_NONE:
 		break;
 	}
 	milter_conn_set_nonblocking(m, 0);
 }
 
-/* The event is over: what its verdict does to the transaction. */
+/* Is milter i asked for the event under way? (The others answer the
+ * message's events with nothing; the end of body goes to all: those out
+ * of the message give their standing verdict.) */
+static int
+chain_asks(struct milter_chain *c, size_t i)
+{
+	switch (c->ev) {
+	case CEV_HEADER:
+		return milter_conn_wants_headers(c->conns[i]);
+	case CEV_EOH:
+		return milter_conn_in_message(c->conns[i]);
+	case CEV_BODY:
+		return milter_conn_wants_body(c->conns[i]);
+	default:
+		return 1;
+	}
+}
+
+static int chain_message_next(struct milter_chain *c, struct milter_verdict *v);
+
+/* A decision inside the message: kept for the end of data. */
 static void
+chain_decide_message(struct milter_chain *c, const struct milter_verdict *v)
+{
+	c->decided = 1;
+	c->decision = *v;
+	for (size_t i = 0; i < c->n; i++)
+		chain_abort_one(c, i);
+}
+
+/* The event is over: what its verdict does to the transaction. Returns 1
+ * with *v when the call is over, 0 when the message's next event is
+ * under way. */
+static int
 chain_event_end(struct milter_chain *c, struct milter_verdict *v)
 {
 	enum chain_ev ev = c->ev;
 
 	c->ev = CEV_NONE;
+	switch (ev) {
+	case CEV_HEADER:
+	case CEV_EOH:
+	case CEV_BODY:
+		if (c->ev_v.action != MILTER_CONTINUE)
+			chain_decide_message(c, &c->ev_v);
+		if (ev == CEV_HEADER)
+			buf_reset(&c->header);
+		else if (ev == CEV_BODY)
+			buf_reset(&c->chunk);
+		return chain_message_next(c, v);
+	case CEV_EOM:
+		*v = c->ev_v;
+		if (v->action == MILTER_CONTINUE || v->action == MILTER_ACCEPT) {
+			v->action = MILTER_ACCEPT;
+			c->mods_ok = 1;
+		}
+		milter_chain_abort(c);
+		return 1;
+	default:
+		break;
+	}
 	free(c->ev_argv);
 	free(c->ev_first);
 	c->ev_argv = NULL;
@@ -275,13 +365,14 @@ chain_event_end(struct milter_chain *c, struct milter_verdict *v)
 	if (ev == CEV_CONNECT || ev == CEV_HELO) {
 		chain_settle(c, &c->ev_v, milter_conn_live);
 		*v = c->ev_v;
-		return;
+		return 1;
 	}
 	if (ev != CEV_RCPT || c->ev_v.action == MILTER_DISCARD ||
 	    c->ev_v.action == MILTER_SHUTDOWN)
 		chain_after_txn_event(c, &c->ev_v);
 	chain_settle(c, &c->ev_v, milter_conn_in_message);
 	*v = c->ev_v;
+	return 1;
 }
 
 /* Takes the answer of milter c->ev_next; 1 when it decides the event. */
@@ -291,24 +382,37 @@ chain_answered(struct milter_chain *c)
 	return chain_take(c, c->ev_next, &c->ev_res, &c->ev_v);
 }
 
-/* Asks the milters from c->ev_next on. Returns 1 with *v (the event is
- * over), or 0 when a milter's reply is awaited (non-blocking mode). */
+/* Asks the milters from c->ev_next on (and for the message, its next
+ * events). Returns 1 with *v (the call is over), or 0 when a milter's
+ * reply is awaited (non-blocking mode). */
 static int
 chain_run(struct milter_chain *c, struct milter_verdict *v)
 {
 	int fd;
 	int64_t deadline;
 
-	for (; c->conns != NULL && c->ev_next < c->n; c->ev_next++) {
-		chain_send(c, c->ev_next);
-		if (milter_conn_waiting(c->conns[c->ev_next], &fd, &deadline) !=
-		    MILTER_WAIT_NONE)
-			return 0;
-		if (chain_answered(c))
-			break;
-	}
-	chain_event_end(c, v);
+	do {
+		for (; c->conns != NULL && c->ev_next < c->n; c->ev_next++) {
+			if (!chain_asks(c, c->ev_next))
+				continue;
+			chain_send(c, c->ev_next);
+			if (milter_conn_waiting(c->conns[c->ev_next], &fd,
+			    &deadline) != MILTER_WAIT_NONE)
+				return 0;
+			if (chain_answered(c))
+				break;
+		}
+	} while (!chain_event_end(c, v));
 	return 1;
+}
+
+/* Sets event ev under way, from the first milter. */
+static void
+chain_begin(struct milter_chain *c, enum chain_ev ev)
+{
+	c->ev = ev;
+	c->ev_next = 0;
+	verdict_init(&c->ev_v);
 }
 
 /* Starts event ev (argv from addr and params for MAIL and RCPT). */
@@ -316,9 +420,7 @@ static int
 chain_start(struct milter_chain *c, enum chain_ev ev, const char *addr,
     const char *const *params, struct milter_verdict *v)
 {
-	c->ev = ev;
-	c->ev_next = 0;
-	verdict_init(&c->ev_v);
+	chain_begin(c, ev);
 	if (addr != NULL)
 		c->ev_argv = chain_argv(addr, params, &c->ev_first);
 	return chain_run(c, v);
@@ -439,17 +541,13 @@ milter_chain_waiting(const struct milter_chain *c, int *fd_r,
 	return milter_conn_waiting(c->conns[c->ev_next], fd_r, deadline_r);
 }
 
-/* The awaited milter answered (or failed): the event goes on. */
+/* The awaited milter answered (or failed): the event goes on (unless
+ * the answer decided it), or if it was only connected, its CONNECT. */
 static int
 chain_resume(struct milter_chain *c, struct milter_verdict *v)
 {
-	if (!c->ev_sent)
-		return chain_run(c, v);	/* connected: now its CONNECT */
-	if (chain_answered(c)) {
-		chain_event_end(c, v);
-		return 1;
-	}
-	c->ev_next++;
+	if (c->ev_sent)
+		c->ev_next = chain_answered(c) ? c->n : c->ev_next + 1;
 	return chain_run(c, v);
 }
 
@@ -488,112 +586,29 @@ milter_chain_unknown(struct milter_chain *c, const char *line,
 
 /* ---- the message stream ---- */
 
-/* A decision inside the message: kept for the end of data. */
-static void
-chain_decide_message(struct milter_chain *c, const struct milter_verdict *v)
-{
-	c->decided = 1;
-	c->decision = *v;
-	for (size_t i = 0; i < c->n; i++)
-		milter_conn_abort(c->conns[i]);
-}
-
-static void
-chain_send_header(struct milter_chain *c)
+/* The gathered header, ready to go out as name and value (in c->header):
+ * 0 when there is none or it has no colon. */
+static int
+chain_header_ready(struct milter_chain *c)
 {
 	char *h, *colon, *name_end;
-	struct milter_verdict v;
 
 	if (!c->have_header)
-		return;
+		return 0;
 	c->have_header = 0;
-	if (c->decided || c->header.data == NULL) {
-		buf_reset(&c->header);
-		return;
-	}
 	h = c->header.data;
-	colon = strchr(h, ':');
+	colon = h != NULL ? strchr(h, ':') : NULL;
 	if (colon == NULL) {
 		buf_reset(&c->header);
-		return;
+		return 0;
 	}
 	name_end = colon;
 	while (name_end > h && (name_end[-1] == ' ' || name_end[-1] == '\t'))
 		name_end--;
 	*name_end = '\0';
-	verdict_init(&v);
-	for (size_t i = 0; i < c->n; i++) {
-		struct milter_result res;
-
-		if (!milter_conn_wants_headers(c->conns[i]))
-			continue;
-		milter_conn_header(c->conns[i], &c->macros, h, colon + 1, &res);
-		if (chain_take(c, i, &res, &v)) {
-			chain_decide_message(c, &v);
-			break;
-		}
-	}
-	buf_reset(&c->header);
-}
-
-static void
-chain_send_eoh(struct milter_chain *c)
-{
-	struct milter_verdict v;
-
-	chain_send_header(c);
-	c->part = PART_BODY;
-	if (c->decided)
-		return;
-	verdict_init(&v);
-	for (size_t i = 0; i < c->n; i++) {
-		struct milter_result res;
-
-		if (!milter_conn_in_message(c->conns[i]))
-			continue;
-		milter_conn_eoh(c->conns[i], &c->macros, &res);
-		if (chain_take(c, i, &res, &v)) {
-			chain_decide_message(c, &v);
-			break;
-		}
-	}
-}
-
-static void
-chain_send_chunk(struct milter_chain *c)
-{
-	struct milter_verdict v;
-
-	if (c->chunk.len == 0)
-		return;
-	verdict_init(&v);
-	for (size_t i = 0; !c->decided && i < c->n; i++) {
-		struct milter_result res;
-
-		if (!milter_conn_wants_body(c->conns[i]))
-			continue;
-		milter_conn_body(c->conns[i], c->chunk.data, c->chunk.len, &res);
-		if (chain_take(c, i, &res, &v)) {
-			chain_decide_message(c, &v);
-			break;
-		}
-	}
-	buf_reset(&c->chunk);
-}
-
-static void
-chain_body(struct milter_chain *c, const char *data, size_t len)
-{
-	while (len > 0 && !c->decided) {
-		size_t room = MILTER_CHUNK_MAX - c->chunk.len;
-		size_t n = len < room ? len : room;
-
-		(void)buf_append(&c->chunk, data, n);
-		data += n;
-		len -= n;
-		if (c->chunk.len == MILTER_CHUNK_MAX)
-			chain_send_chunk(c);
-	}
+	c->ev_hname = h;
+	c->ev_hvalue = colon + 1;
+	return 1;
 }
 
 /* Is s (n bytes) "field-name WSP* :" ... ? */
@@ -612,121 +627,195 @@ is_header_line(const char *s, size_t n)
 	return i < n && s[i] == ':';
 }
 
-/* One whole line of the header part (with its line end, if any). */
+/* The whole line in c->line (with its line end, if any), in the header
+ * part. A new header waits there while the one before goes out. */
 static void
-chain_header_line(struct milter_chain *c, const char *line, size_t n)
+chain_header_line(struct milter_chain *c)
 {
-	size_t content = n;
+	const char *line = c->line.data;
+	size_t content = c->line.len;
 
 	if (content > 0 && line[content - 1] == '\n')
 		content--;
 	if (content > 0 && line[content - 1] == '\r')
 		content--;
 	if (content == 0) {
-		chain_send_eoh(c);
-		return;
-	}
-	if ((line[0] == ' ' || line[0] == '\t') && c->have_header) {
+		c->q_header = c->q_eoh = 1;
+	} else if ((line[0] == ' ' || line[0] == '\t') && c->have_header) {
 		/* Folded: joined by LF, as Sendmail gives them. The rest of
 		 * a header past MILTER_HEADER_MAX is not seen. */
 		(void)buf_puts(&c->header, "\n");
 		(void)buf_append(&c->header, line,
 		    content < c->header.max - c->header.len ? content :
 		    c->header.max - c->header.len);
-		return;
-	}
-	if (is_header_line(line, content)) {
-		chain_send_header(c);
+	} else if (is_header_line(line, content)) {
+		if (c->have_header) {
+			c->q_header = 1;
+			return;		/* the line waits */
+		}
 		(void)buf_append(&c->header, line,
 		    content < c->header.max ? content : c->header.max);
 		c->have_header = 1;
+	} else {
+		/* Not a header: the body starts with this line. */
+		c->q_header = c->q_eoh = 1;
+		c->line_ready = 0;
+		c->body_line = 1;
+		c->body_off = 0;
 		return;
 	}
-	/* Not a header: the body starts with this line. */
-	chain_send_eoh(c);
-	chain_body(c, line, n);
+	c->line_ready = 0;
+	buf_reset(&c->line);
 }
 
-static int
-chain_wants_message(struct milter_chain *c)
+/* Moves the next piece of the caller's bytes into c->line. */
+static void
+chain_read_line(struct milter_chain *c)
 {
-	return !c->decided && chain_any(c, milter_conn_in_message);
+	const char *nl = memchr(c->in, '\n', c->in_len);
+	size_t take = nl != NULL ? (size_t)(nl - c->in) + 1 : c->in_len;
+
+	if (c->line.len + take <= c->line.max) {
+		(void)buf_append(&c->line, c->in, take);
+	} else {
+		/* Over-long line: keep its start and its line end. */
+		size_t room = c->line.max - c->line.len;
+		(void)buf_append(&c->line, c->in, room > 2 ? room - 2 : 0);
+		if (nl != NULL)
+			(void)buf_puts(&c->line, "\r\n");
+	}
+	c->in += take;
+	c->in_len -= take;
+	c->line_ready = nl != NULL;
 }
 
-void
+/* Fills the body chunk from the line that started the body, then from
+ * the caller's bytes. 0 when there is nothing to take. */
+static int
+chain_fill_chunk(struct milter_chain *c)
+{
+	size_t room = MILTER_CHUNK_MAX - c->chunk.len, n;
+
+	if (c->body_line) {
+		n = c->line.len - c->body_off;
+		n = n < room ? n : room;
+		(void)buf_append(&c->chunk, c->line.data + c->body_off, n);
+		c->body_off += n;
+		if (c->body_off == c->line.len) {
+			c->body_line = 0;
+			buf_reset(&c->line);
+		}
+		return 1;
+	}
+	if (c->in_len == 0)
+		return 0;
+	n = c->in_len < room ? c->in_len : room;
+	(void)buf_append(&c->chunk, c->in, n);
+	c->in += n;
+	c->in_len -= n;
+	return 1;
+}
+
+/* The message's next event, parsed from what the caller gave (and, at
+ * the end of data, what is still buffered): CEV_NONE when the bytes are
+ * used up, the message is decided or no milter wants more of it. */
+static enum chain_ev
+chain_parse(struct milter_chain *c)
+{
+	for (;;) {
+		if (c->decided || !chain_any(c, milter_conn_in_message)) {
+			c->in_len = 0;
+			if (!c->decided && c->eom_flush) {
+				c->eom_flush = 0;
+				return CEV_EOM;	/* the standing verdicts */
+			}
+			return CEV_NONE;
+		}
+		if (c->q_header) {
+			c->q_header = 0;
+			if (chain_header_ready(c))
+				return CEV_HEADER;
+			continue;
+		}
+		if (c->q_eoh) {
+			c->q_eoh = 0;
+			c->part = PART_BODY;
+			return CEV_EOH;
+		}
+		if (c->part == PART_BODY) {
+			if (c->chunk.len == MILTER_CHUNK_MAX)
+				return CEV_BODY;
+			if (chain_fill_chunk(c))
+				continue;
+			if (!c->eom_flush)
+				return CEV_NONE;
+			if (c->chunk.len > 0)
+				return CEV_BODY;
+			c->eom_flush = 0;
+			return CEV_EOM;
+		}
+		if (c->line_ready)
+			chain_header_line(c);
+		else if (c->in_len > 0)
+			chain_read_line(c);
+		else if (!c->eom_flush)
+			return CEV_NONE;
+		else if (c->line.len > 0)
+			c->line_ready = 1;	/* the last line, without its end */
+		else
+			c->q_header = c->q_eoh = 1;
+	}
+}
+
+/* The call under way (message bytes, or the end of data) goes on with
+ * the message's next event: 0 when one is under way (run it), 1 with *v
+ * when the call is over. */
+static int
+chain_message_next(struct milter_chain *c, struct milter_verdict *v)
+{
+	enum chain_ev ev = chain_parse(c);
+
+	if (ev != CEV_NONE) {
+		chain_begin(c, ev);
+		return 0;
+	}
+	if (c->decided) {
+		*v = c->decision;
+		if (c->eom)
+			milter_chain_abort(c);
+	} else {
+		verdict_init(v);
+		chain_settle(c, v, milter_conn_in_message);
+	}
+	return 1;
+}
+
+int
 milter_chain_message(struct milter_chain *c, const void *data, size_t len,
     struct milter_verdict *v)
 {
-	const char *p = data;
-
 	verdict_init(v);
-	while (len > 0 && chain_wants_message(c)) {
-		const char *nl;
-		size_t take;
-
-		if (c->part == PART_BODY) {
-			chain_body(c, p, len);
-			break;
-		}
-		nl = memchr(p, '\n', len);
-		take = nl != NULL ? (size_t)(nl - p) + 1 : len;
-		if (c->line.len + take <= c->line.max)
-			(void)buf_append(&c->line, p, take);
-		else {
-			/* Over-long line: keep its start and its line end. */
-			size_t room = c->line.max - c->line.len;
-			(void)buf_append(&c->line, p, room > 2 ? room - 2 : 0);
-			if (nl != NULL)
-				(void)buf_puts(&c->line, "\r\n");
-		}
-		p += take;
-		len -= take;
-		if (nl == NULL)
-			break;
-		chain_header_line(c, c->line.data, c->line.len);
-		buf_reset(&c->line);
-	}
-	if (c->decided)
-		*v = c->decision;
-	else
-		chain_settle(c, v, milter_conn_in_message);
+	c->in = data;
+	c->in_len = len;
+	return chain_message_next(c, v) || chain_run(c, v);
 }
 
-void
-milter_chain_eom(struct milter_chain *c, struct milter_verdict *v,
-    const struct milter_mods **mods_r)
+int
+milter_chain_eom(struct milter_chain *c, struct milter_verdict *v)
 {
 	verdict_init(v);
-	*mods_r = NULL;
+	c->mods_ok = 0;
 	if (!c->in_txn)
 		milter_mods_reset(&c->mods);
-	if (!c->decided && c->part == PART_HEADER) {
-		if (c->line.len > 0) {
-			chain_header_line(c, c->line.data, c->line.len);
-			buf_reset(&c->line);
-		}
-		if (c->part == PART_HEADER)
-			chain_send_eoh(c);
-	}
-	if (!c->decided)
-		chain_send_chunk(c);
-	if (c->decided) {
-		*v = c->decision;
-		milter_chain_abort(c);
-		return;
-	}
-	for (size_t i = 0; c->conns != NULL && i < c->n; i++) {
-		struct milter_result res;
+	c->in = NULL;
+	c->in_len = 0;
+	c->eom = 1;
+	c->eom_flush = 1;
+	return chain_message_next(c, v) || chain_run(c, v);
+}
 
-		/* Milters out of the message answer with their standing
-		 * verdict (a failed one's default, a rejected session). */
-		milter_conn_eom(c->conns[i], &c->macros, &c->mods, &res);
-		if (chain_take(c, i, &res, v))
-			break;
-	}
-	if (v->action == MILTER_CONTINUE || v->action == MILTER_ACCEPT) {
-		v->action = MILTER_ACCEPT;
-		*mods_r = &c->mods;
-	}
-	milter_chain_abort(c);
+const struct milter_mods *
+milter_chain_mods(const struct milter_chain *c)
+{
+	return c->mods_ok ? &c->mods : NULL;
 }

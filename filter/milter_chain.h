@@ -1,7 +1,8 @@
 /*
  * milter_chain: the milters of one SMTP session, applied in order. This is
- * what the session calls, stage by stage, from a pool thread: each call
- * returns the verdict of the stage; the end of the message also returns
+ * what the session calls, stage by stage (from its event loop in
+ * non-blocking mode, or from a pool thread): each call gives the verdict
+ * of the stage; the end of the message also returns
  * the list of changes to make to the message and envelope before the 250.
  *
  * One chain per SMTP session, made when the session starts; it opens one
@@ -136,20 +137,24 @@ int milter_chain_data(struct milter_chain *c, struct milter_verdict *v);
  * header (one HEADER event per header, folded lines joined by LF), sends
  * end of headers at the empty line (or at the first line that is not a
  * header), then the body in chunks of at most MILTER_CHUNK_MAX bytes.
- * Cheap once the message is decided or no milter wants it.
+ * Cheap once the message is decided or no milter wants it. Returns 1
+ * with the verdict so far in *v; in non-blocking mode it may return 0
+ * (below), and data must then stay as it is until the call is over.
  */
-void milter_chain_message(struct milter_chain *c, const void *data, size_t len,
+int milter_chain_message(struct milter_chain *c, const void *data, size_t len,
     struct milter_verdict *v);
 /*
  * End of data: flushes what is buffered, sends end of body to each milter
  * in order and collects their changes. The verdict is ACCEPT (queue the
- * message, with the changes in *mods_r: owned by the chain, valid until
- * the next call on the chain, n == 0 when nothing changes), or REJECT,
- * TEMPFAIL, DISCARD, SHUTDOWN with *mods_r NULL. The transaction is over
- * for the milters afterwards.
+ * message, with the changes from milter_chain_mods), or REJECT, TEMPFAIL,
+ * DISCARD, SHUTDOWN. The transaction is over for the milters afterwards.
+ * Returns 1, or 0 in non-blocking mode (below).
  */
-void milter_chain_eom(struct milter_chain *c, struct milter_verdict *v,
-    const struct milter_mods **mods_r);
+int milter_chain_eom(struct milter_chain *c, struct milter_verdict *v);
+/* The changes of the end of data that ended last, when its verdict was
+ * ACCEPT (owned by the chain, valid until the next call on the chain;
+ * n == 0 when nothing changes), else NULL. */
+const struct milter_mods *milter_chain_mods(const struct milter_chain *c);
 /* Ends the open transaction, if any, in every milter (RSET, a refused or
  * dropped transaction, a new EHLO). */
 void milter_chain_abort(struct milter_chain *c);
@@ -158,8 +163,10 @@ void milter_chain_unknown(struct milter_chain *c, const char *line,
 
 /*
  * Non-blocking mode (filter/milter.h), for the session's event loop:
- * CONNECT (with the connects and negotiations), HELO, MAIL, RCPT and DATA
- * go to the milters without waiting. When one of them
+ * CONNECT (with the connects and negotiations), HELO, MAIL, RCPT, DATA,
+ * the message and its end go to the milters without waiting (one call
+ * at a time: the message's events, header by header and chunk by chunk,
+ * go on inside the call). When one of them
  * returns 0, milter_chain_waiting names the socket, the readiness and the
  * deadline of the milter it waits for; when the socket is ready call
  * milter_chain_step, and once the deadline passed milter_chain_expire
@@ -167,8 +174,9 @@ void milter_chain_unknown(struct milter_chain *c, const char *line,
  * event's verdict in *v, or 0 when it waits again (perhaps for the next
  * milter: ask milter_chain_waiting again). An ABORT (milter_chain_abort,
  * or a verdict that ends the transaction) goes out with the next event.
- * Every other call waits for its replies in either mode; make calls only
- * between events. The mode is set between events.
+ * The refused recipients and unknown commands wait for their replies in
+ * either mode; make calls only between events. The mode is set between
+ * events.
  */
 void milter_chain_set_nonblocking(struct milter_chain *c, int on);
 enum milter_wait milter_chain_waiting(const struct milter_chain *c, int *fd_r,

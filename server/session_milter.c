@@ -2,12 +2,14 @@
  * session_milter: a session's side of the milters (README "Milters"; the
  * protocol is filter/milter_chain.h). Each session that has milters gets
  * one chain, made at its first HELO/EHLO. HELO (with the connects and
- * CONNECT), MAIL, RCPT and DATA go to the milters from the worker's own
- * event loop (the chain in non-blocking mode, the milter's socket in the
- * worker's epoll, its deadline checked by the session's tick); unknown
- * commands, the message, and the others when refused recipients are
- * still to be told (their replies are waited for) are jobs on the filter
- * pool. The session holds its input meanwhile (PH_MILTER):
+ * CONNECT), MAIL, RCPT, DATA and the message go to the milters from the
+ * worker's own event loop (the chain in non-blocking mode, the milter's
+ * socket in the worker's epoll, its deadline checked by the session's
+ * tick; the message's staged records are read on the worker, one short
+ * read transaction each); unknown commands, and the others when refused
+ * recipients are still to be told (their replies are waited for), are
+ * jobs on the filter pool. The session holds its input meanwhile
+ * (PH_MILTER):
  *   HELO/EHLO   CONNECT (once), then HELO, before the session's reply
  *   a command the session does not know, before its 500
  *   MAIL        after the session's checks and SPF, before the 250
@@ -112,6 +114,10 @@ struct milter_job {
 	uint32_t staged;
 	queue_id_t id;
 	struct queue_store *store;
+	enum { MP_HEAD, MP_STAGED, MP_TAIL, MP_EOM, MP_DONE } mpart;	/* the
+					 * piece to go next */
+	uint32_t mrec;			/* MP_STAGED: the record to go next */
+	struct buf rec;			/* the staged record going now */
 	/* the result */
 	struct milter_verdict v;
 	const struct milter_mods *mods;	/* the chain's: read before its next call */
@@ -190,12 +196,11 @@ milter_job_free(struct milter_job *j)
 	free(j->refused);
 	free(j->head);
 	free(j->tail);
+	buf_free(&j->rec);
 	milter_chain_free(&j->chain);
 	runtime_unref(&j->rt);
 	free(j);
 }
-
-/* ---- on the pool thread ---- */
 
 /* What waited for this event: the ABORT, the refused recipients, the
  * macros of the stage. */
@@ -211,39 +216,72 @@ milter_job_before(struct milter_job *j)
 }
 
 /* The message to the milters: record 0, the staged records from the
- * queue, the rest; then the end of body. */
-static void
-milter_job_message(struct milter_job *j)
+ * queue (one short read transaction each), the rest; then the end of
+ * body. done: the call before is over (always, in blocking mode).
+ * Returns 1 when the end of body's verdict is in j->v (and its changes
+ * in j->mods), 0 when a milter's reply is awaited. */
+static int
+milter_message_go(struct milter_job *j, struct milter_chain *c, int done)
 {
-	struct milter_verdict v;
-	struct buf rec;
-	int st = STORE_OK;
+	int st;
 
-	milter_chain_message(j->chain, j->head, j->head_len, &v);
-	buf_init(&rec, RECORD_CHUNK_MAX);
-	for (uint32_t i = 1; i <= j->staged && v.action == MILTER_CONTINUE; i++) {
-		buf_reset(&rec);
-		if ((st = store_stage_read(j->store, j->id, i, &rec)) != STORE_OK)
+	while (done) {
+		if (j->mpart == MP_DONE) {
+			j->mods = milter_chain_mods(c);
+			return 1;
+		}
+		if (j->mpart < MP_EOM && j->mpart > MP_HEAD &&
+		    j->v.action != MILTER_CONTINUE)
+			j->mpart = MP_EOM;	/* decided, or no milter wants more */
+		switch (j->mpart) {
+		case MP_HEAD:
+			j->mpart = j->staged > 0 ? MP_STAGED : MP_TAIL;
+			j->mrec = 1;
+			done = milter_chain_message(c, j->head, j->head_len, &j->v);
 			break;
-		milter_chain_message(j->chain, rec.data, rec.len, &v);
+		case MP_STAGED:
+			if (j->rec.max == 0)
+				buf_init(&j->rec, RECORD_CHUNK_MAX);
+			buf_reset(&j->rec);
+			if ((st = store_stage_read(j->store, j->id, j->mrec,
+			    &j->rec)) != STORE_OK) {
+				/* The records went (the message was given up
+				 * meanwhile) or cannot be read: the milters
+				 * never see half of it. */
+				milter_chain_abort(c);
+				memset(&j->v, 0, sizeof j->v);
+				j->v.action = MILTER_TEMPFAIL;
+				str_copy(j->v.reply,
+				    "451 4.3.0 Error: queue file read error",
+				    sizeof j->v.reply);
+				log_warn("milter: staged record of a message "
+				    "unreadable: %s", store_status_text(st));
+				j->mpart = MP_DONE;
+				j->mods = NULL;
+				return 1;
+			}
+			if (++j->mrec > j->staged)
+				j->mpart = MP_TAIL;
+			done = milter_chain_message(c, j->rec.data, j->rec.len, &j->v);
+			break;
+		case MP_TAIL:
+			j->mpart = MP_EOM;
+			if (j->tail_len > 0)
+				done = milter_chain_message(c, j->tail, j->tail_len,
+				    &j->v);
+			break;
+		case MP_EOM:
+			j->mpart = MP_DONE;
+			done = milter_chain_eom(c, &j->v);
+			break;
+		case MP_DONE:
+			break;
+		}
 	}
-	buf_free(&rec);
-	if (st != STORE_OK) {
-		/* The records went (the message was given up meanwhile) or
-		 * cannot be read: the milters never see half of it. */
-		milter_chain_abort(j->chain);
-		memset(&j->v, 0, sizeof j->v);
-		j->v.action = MILTER_TEMPFAIL;
-		str_copy(j->v.reply, "451 4.3.0 Error: queue file read error",
-		    sizeof j->v.reply);
-		log_warn("milter: staged record of a message unreadable: %s",
-		    store_status_text(st));
-		return;
-	}
-	if (j->tail_len > 0 && v.action == MILTER_CONTINUE)
-		milter_chain_message(j->chain, j->tail, j->tail_len, &v);
-	milter_chain_eom(j->chain, &j->v, &j->mods);
+	return 0;
 }
+
+/* ---- on the pool thread ---- */
 
 static void
 milter_job_run(struct offloop_job *job)
@@ -278,7 +316,7 @@ milter_job_run(struct offloop_job *job)
 		milter_chain_unknown(j->chain, j->line, &j->v);
 		break;
 	case MSTEP_EOM:
-		milter_job_message(j);
+		(void)milter_message_go(j, j->chain, 1);
 		break;
 	}
 }
@@ -333,7 +371,7 @@ milter_job_new(struct smtp_session *s, enum milter_step stage)
 	return j;
 }
 
-/* ---- on the worker's event loop: MAIL, RCPT, DATA ---- */
+/* ---- on the worker's event loop ---- */
 
 /* Puts the socket of the milter the chain waits for in the worker's
  * epoll (taking out the one of the milter before, if it was another). */
@@ -396,6 +434,8 @@ milter_loop_done(struct smtp_session *s)
 static int
 milter_loop_next(struct smtp_session *s, struct milter_job *j, int done)
 {
+	if (j->stage == MSTEP_EOM)
+		return milter_message_go(j, s->milter->chain, done);
 	if (!done || !j->helo_next)
 		return done;
 	j->helo_next = 0;
@@ -440,7 +480,10 @@ milter_loop_start(struct smtp_session *s, struct milter_job *j)
 	case MSTEP_DATA:
 		done = milter_chain_data(j->chain, &j->v);
 		break;
-	default:
+	case MSTEP_EOM:
+		done = milter_message_go(j, j->chain, 1);
+		break;
+	case MSTEP_UNKNOWN:
 		break;
 	}
 	j->chain = NULL;
@@ -494,8 +537,8 @@ session_milter_expire(struct smtp_session *s)
 /* ---- handing a stage over ---- */
 
 /* Asks the milters for stage j with what waited for it: from the loop
- * (HELO, MAIL, RCPT, DATA when no refused recipient waits to be told), else as
- * a job on the pool, given the chain. Returns 0 (the verdict is carried
+ * (every stage but unknown commands, when no refused recipient waits to
+ * be told), else as a job on the pool, given the chain. Returns 0 (the verdict is carried
  * out, or the session waits in PH_MILTER), or -1 when the pool is full
  * (j freed, the chain stays the session's). */
 static int
@@ -503,8 +546,7 @@ milter_submit(struct smtp_session *s, struct milter_job *j)
 {
 	struct session_milter *sm = s->milter;
 
-	if (j->stage != MSTEP_EOM && j->stage != MSTEP_UNKNOWN &&
-	    sm->nrefused == 0) {
+	if (j->stage != MSTEP_UNKNOWN && sm->nrefused == 0) {
 		milter_loop_start(s, j);
 		return 0;
 	}

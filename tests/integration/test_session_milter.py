@@ -713,6 +713,35 @@ class SessionMilterTest(MilterSessionBase):
         self.delivered("accept-rcpt@example.org", "accepted at mail")
         self.delivered("two@example.org", "after the accept")
 
+    def test_large_message_streams_to_the_milter(self):
+        # About 3 MiB: many records staged in the queue while it arrives,
+        # read back for the milter; a refusal in the middle stops it.
+        line = b"%07d a line of a large message, to the milter in chunks\r\n"
+        body = b"".join(line % i for i in range(50000))
+        c = self.client()
+        self.assertEqual(c.cmd("MAIL FROM:<sender@example.net>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<one@example.org>")[0], 250)
+        code, text = self.data(c, message("large to milter", body=body))
+        self.assertEqual(code, 250, text)
+        m = self.conn(c)
+        pk = current(m)
+        self.assertEqual(b"".join(d for cmd, d in pk if cmd == "B"), body)
+        self.assertEqual([cmd for cmd, _ in pk].count("E"), 1)
+        data = self.delivered("one@example.org", "Message-ID: <large.to.milter@example.net>")
+        self.assertEqual(data.split(b"\n\n", 1)[1], body.replace(b"\r\n", b"\n"))
+        # The token lies inside body chunk 20 (chunks of 65535 bytes).
+        pos = (65535 * 20 + 100) // len(line % 0) * len(line % 0)
+        refused = body[:pos] + b"VERDICT-BODY reject.\r\n" + body[pos:]
+        self.assertEqual(c.cmd("MAIL FROM:<sender@example.net>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<one@example.org>")[0], 250)
+        code, text = self.data(c, message("large refused", body=refused))
+        self.assertEqual((code, text), CONTENT_REJECT)
+        cmds = [cmd for cmd, _ in current(m)]
+        self.assertEqual(cmds.count("B"), 21, cmds)
+        self.assertNotIn("E", cmds)
+        c.close()
+        self.not_delivered("one@example.org", "large.refused")
+
     # ---- changes at the end of data ----
 
     def test_header_and_body_changes(self):

@@ -279,7 +279,8 @@ run_milter(int argc, char **argv)
 		} else if (strcmp(w[0], "eom") == 0) {
 			const struct milter_mods *mods;
 
-			milter_chain_eom(c, &v, &mods);
+			milter_chain_eom(c, &v);
+			mods = milter_chain_mods(c);
 			print_verdict("eom", &v);
 			print_mods(mods);
 			if (mods != NULL)

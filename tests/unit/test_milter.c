@@ -786,6 +786,23 @@ recorder_join(struct recorder *rec)
 	unlink(rec->path);
 }
 
+static int chain_wait_step(struct milter_chain *c, struct milter_verdict *v,
+    int *fd_r);
+
+/* The message through the chain in non-blocking mode (else blocking). */
+static int chain_nb;
+
+/* A call that returned done: in non-blocking mode, stepped to its end. */
+static void
+chain_finish(struct milter_chain *c, struct milter_verdict *v, int done)
+{
+	int fd;
+
+	for (int i = 0; !done && i < 1000000; i++)
+		done = chain_wait_step(c, v, &fd);
+	CU_ASSERT(done);
+}
+
 /* Runs msg through a chain in pieces of piece bytes; rec records it. */
 static void
 chain_run(struct recorder *rec, const char *msg, size_t len, size_t piece,
@@ -808,12 +825,15 @@ chain_run(struct recorder *rec, const char *msg, size_t len, size_t piece,
 	milter_chain_mail(c, "a@b", NULL, &v);
 	milter_chain_rcpt(c, "c@d", NULL, &v);
 	milter_chain_data(c, &v);
+	milter_chain_set_nonblocking(c, chain_nb);
 	for (size_t off = 0; off < len; off += piece) {
 		size_t k = len - off < piece ? len - off : piece;
-		milter_chain_message(c, msg + off, k, &v);
+		chain_finish(c, &v, milter_chain_message(c, msg + off, k, &v));
 		CU_ASSERT_EQUAL(v.action, MILTER_CONTINUE);
 	}
-	milter_chain_eom(c, &v, &mods);
+	chain_finish(c, &v, milter_chain_eom(c, &v));
+	milter_chain_set_nonblocking(c, 0);
+	mods = milter_chain_mods(c);
 	CU_ASSERT_EQUAL(v.action, MILTER_ACCEPT);
 	CU_ASSERT_PTR_NOT_NULL(mods);
 	milter_chain_free(&c);
@@ -844,7 +864,10 @@ test_chain_split(void)
 	static const size_t pieces[] = { 1, 2, 3, 5, 7, 100000 };
 	int n = 0;
 
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+	for (size_t k = 0; k < 2 * sizeof cases / sizeof cases[0]; k++) {
+		size_t i = k % (sizeof cases / sizeof cases[0]);
+
+		chain_nb = k >= sizeof cases / sizeof cases[0];
 		for (size_t j = 0; j < sizeof pieces / sizeof pieces[0]; j++) {
 			struct recorder rec;
 
@@ -860,11 +883,13 @@ test_chain_split(void)
 			CU_ASSERT_EQUAL(rec.eom, 1);
 			if (rec.headers.len != cases[i].hlen ||
 			    rec.body.len != strlen(cases[i].body))
-				printf("\nsplit case %zu piece %zu\n", i, pieces[j]);
+				printf("\nsplit case %zu piece %zu%s\n", i, pieces[j],
+				    chain_nb ? " (non-blocking)" : "");
 			buf_free(&rec.headers);
 			buf_free(&rec.body);
 		}
 	}
+	chain_nb = 0;
 }
 
 /* A large body arrives whole, in chunks of at most MILTER_CHUNK_MAX; an
@@ -884,22 +909,28 @@ test_chain_limits(void)
 	body_start = m.len;
 	for (int i = 0; i < 30000; i++)
 		buf_printf(&m, "%08d body line of the message\r\n", i);
-	chain_run(&rec, m.data, m.len, 4093, 1000);
-	CU_ASSERT_EQUAL(rec.body.len, m.len - body_start);
-	CU_ASSERT(memcmp(rec.body.data, m.data + body_start, rec.body.len) == 0);
-	CU_ASSERT_EQUAL(rec.max_chunk, MILTER_CHUNK_MAX);
-	/* "X-Long\0" + at most MILTER_HEADER_MAX bytes + "\0", then "B\0" "2\0". */
-	CU_ASSERT(rec.headers.len <= 7 + MILTER_HEADER_MAX + 1 + 4);
-	CU_ASSERT(rec.headers.len >= 4 &&
-	    memcmp(rec.headers.data + rec.headers.len - 4, "B\0" "2\0", 4) == 0);
-	buf_free(&rec.headers);
-	buf_free(&rec.body);
+	for (chain_nb = 0; chain_nb < 2; chain_nb++) {
+		chain_run(&rec, m.data, m.len, 4093, 1000 + chain_nb);
+		CU_ASSERT_EQUAL(rec.body.len, m.len - body_start);
+		CU_ASSERT(memcmp(rec.body.data, m.data + body_start,
+		    rec.body.len) == 0);
+		CU_ASSERT_EQUAL(rec.max_chunk, MILTER_CHUNK_MAX);
+		/* "X-Long\0" + at most MILTER_HEADER_MAX bytes + "\0", then
+		 * "B\0" "2\0". */
+		CU_ASSERT(rec.headers.len <= 7 + MILTER_HEADER_MAX + 1 + 4);
+		CU_ASSERT(rec.headers.len >= 4 &&
+		    memcmp(rec.headers.data + rec.headers.len - 4, "B\0" "2\0",
+		    4) == 0);
+		buf_free(&rec.headers);
+		buf_free(&rec.body);
+	}
+	chain_nb = 0;
 	buf_free(&m);
 }
 
 
-/* ---- non-blocking mode: filters that answer MAIL, RCPT and DATA only
- * when the test says so ---- */
+/* ---- non-blocking mode: filters that answer MAIL, RCPT, DATA, headers
+ * and the end of body only when the test says so ---- */
 
 struct gate {
 	int lfd;
@@ -938,7 +969,8 @@ gate_main(void *arg)
 			olen = mkpkt(out, SMFIC_OPTNEG, "\0\0\0\6\0\0\0\0\0\0\0\0", 12);
 		} else {
 			int gated = data[0] == SMFIC_MAIL || data[0] == SMFIC_RCPT ||
-			    data[0] == SMFIC_DATA;
+			    data[0] == SMFIC_DATA || data[0] == SMFIC_HEADER ||
+			    data[0] == SMFIC_BODYEOB;
 
 			/* 'p': a progress reply, and the real one later */
 			while (gated && read_full(g->gate[0], &say, 1) == 0 && say == 'p') {
@@ -1108,6 +1140,81 @@ test_chain_nonblocking(void)
 	CU_ASSERT_EQUAL(cmds[strlen(cmds) - 1], SMFIC_QUIT);
 }
 
+/* How many times cmd is in the command log. */
+static size_t
+cmd_count(const char *cmds, char cmd)
+{
+	size_t n = 0;
+
+	for (; *cmds != '\0'; cmds++)
+		n += *cmds == cmd;
+	return n;
+}
+
+/* The message from the loop: each header and the end of body wait for
+ * their replies; a refusal inside the message ends it at once. */
+static void
+test_chain_nonblocking_message(void)
+{
+	static const char msg[] = "A: 1\r\nB: 2\r\n\r\nbody\r\n";
+	struct gate g;
+	struct milter_spec spec;
+	struct milter_chain *c;
+	struct milter_verdict v;
+	struct milter_client cl = { "client.example", "192.0.2.1", 1234, AF_INET };
+	char cmds[256];
+
+	gate_start(&g, 2, &spec);
+	c = milter_chain_new(&spec, 1, 1 << 20);
+	milter_chain_connect(c, &cl, &v);
+	milter_chain_set_nonblocking(c, 1);
+	for (int round = 0; round < 3; round++) {
+		CU_ASSERT_EQUAL(milter_chain_mail(c, "a@b", NULL, &v), 0);
+		gate_open(&g, 'c');
+		chain_finish(c, &v, 0);
+		CU_ASSERT_EQUAL(milter_chain_rcpt(c, "c@d", NULL, &v), 0);
+		gate_open(&g, 'c');
+		chain_finish(c, &v, 0);
+		CU_ASSERT_EQUAL(milter_chain_data(c, &v), 0);
+		gate_open(&g, 'c');
+		chain_finish(c, &v, 0);
+		/* the first header waits for its reply */
+		CU_ASSERT_EQUAL(milter_chain_message(c, msg, sizeof msg - 1, &v), 0);
+		if (round == 1) {
+			/* refused at the first header: no more of it goes,
+			 * and the end of body answers at once */
+			gate_open(&g, 'r');
+			chain_finish(c, &v, 0);
+			CU_ASSERT_EQUAL(v.action, MILTER_REJECT);
+			CU_ASSERT_EQUAL(milter_chain_eom(c, &v), 1);
+			CU_ASSERT_EQUAL(v.action, MILTER_REJECT);
+			CU_ASSERT_PTR_NULL(milter_chain_mods(c));
+			continue;
+		}
+		gate_open(&g, 'p');	/* A: progress, then continue */
+		gate_open(&g, 'c');
+		gate_open(&g, 'c');	/* B */
+		chain_finish(c, &v, 0);
+		CU_ASSERT_EQUAL(v.action, MILTER_CONTINUE);
+		CU_ASSERT_EQUAL(milter_chain_eom(c, &v), 0);
+		gate_open(&g, round == 0 ? 'r' : 'c');
+		chain_finish(c, &v, 0);
+		CU_ASSERT_EQUAL(v.action, round == 0 ? MILTER_REJECT : MILTER_ACCEPT);
+		CU_ASSERT_EQUAL(milter_chain_mods(c) != NULL, round == 2);
+	}
+	milter_chain_free(&c);
+	gate_join(&g, cmds, sizeof cmds);
+	/* headers A, B; A; A, B. Bodies and ends of body in rounds 0 and 2;
+	 * a refusal ends the filter's transaction by itself (no ABORT). */
+	CU_ASSERT_EQUAL(cmd_count(cmds, SMFIC_HEADER), 5);
+	CU_ASSERT_EQUAL(cmd_count(cmds, SMFIC_EOH), 2);
+	CU_ASSERT_EQUAL(cmd_count(cmds, SMFIC_BODY), 2);
+	CU_ASSERT_EQUAL(cmd_count(cmds, SMFIC_BODYEOB), 2);
+	CU_ASSERT_EQUAL(cmd_count(cmds, SMFIC_MAIL), 3);
+	CU_ASSERT_EQUAL(cmd_count(cmds, SMFIC_ABORT), 0);
+	CU_ASSERT_EQUAL(cmds[strlen(cmds) - 1], SMFIC_QUIT);
+}
+
 int
 main(void)
 {
@@ -1133,7 +1240,9 @@ main(void)
 	    CU_add_test(s, "endpoints", test_endpoints) == NULL ||
 	    CU_add_test(s, "message split, every piece size", test_chain_split) == NULL ||
 	    CU_add_test(s, "message limits", test_chain_limits) == NULL ||
-	    CU_add_test(s, "non-blocking events", test_chain_nonblocking) == NULL) {
+	    CU_add_test(s, "non-blocking events", test_chain_nonblocking) == NULL ||
+	    CU_add_test(s, "non-blocking message", test_chain_nonblocking_message) ==
+	    NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

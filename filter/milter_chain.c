@@ -11,8 +11,6 @@
 
 #include "lib/util.h"
 
-enum part { PART_HEADER, PART_BODY };
-
 /* The event that goes to the milters one after the other: in
  * non-blocking mode it may stop at a milter and resume there. The
  * message's events (a header, the end of headers, a body chunk, the end
@@ -31,19 +29,7 @@ struct milter_chain {
 	int in_txn;
 	int decided;			/* the message has its verdict */
 	struct milter_verdict decision;
-	/* the message stream */
-	enum part part;
-	const char *in;			/* the caller's bytes not parsed yet */
-	size_t in_len;
-	struct buf line;		/* the header line being read */
-	int line_ready;			/* line holds a whole line, not taken yet */
-	int body_line;			/* line (from body_off) starts the body */
-	size_t body_off;
-	struct buf header;		/* the header being gathered */
-	int have_header;
-	int q_header, q_eoh;		/* to go out next: the header, then the
-					 * end of headers */
-	struct buf chunk;		/* the body chunk being filled */
+	struct milter_split split;	/* the message stream */
 	int eom;			/* the call under way is the end of data */
 	int eom_flush;			/* its end of body is still to go */
 	int mods_ok;			/* the last end of data accepted: mods */
@@ -58,7 +44,9 @@ struct milter_chain {
 					 * may wait for its connect first) */
 	struct milter_client ev_cl;	/* CONNECT: the client */
 	char ev_cl_name[256], ev_cl_addr[64];
-	const char *ev_hname, *ev_hvalue;	/* HEADER: in header */
+	const char *ev_hname, *ev_hvalue;	/* HEADER, BODY: in split */
+	const char *ev_data;
+	size_t ev_len;
 	struct milter_result ev_res;	/* the answer of milter ev_next */
 	struct milter_verdict ev_v;	/* the verdict so far */
 };
@@ -85,9 +73,7 @@ milter_chain_new(const struct milter_spec *specs, size_t n, size_t body_max)
 	c->specs = specs;
 	c->n = n;
 	milter_macros_init(&c->macros);
-	buf_init(&c->line, MILTER_HEADER_MAX + 2);
-	buf_init(&c->header, MILTER_HEADER_MAX);
-	buf_init(&c->chunk, MILTER_CHUNK_MAX);
+	milter_split_init(&c->split);
 	milter_mods_init(&c->mods, body_max);
 	return c;
 }
@@ -107,9 +93,7 @@ milter_chain_free(struct milter_chain **cp)
 		free(c->conns);
 	}
 	milter_macros_free(&c->macros);
-	buf_free(&c->line);
-	buf_free(&c->header);
-	buf_free(&c->chunk);
+	milter_split_free(&c->split);
 	milter_mods_free(&c->mods);
 	free(c);
 	*cp = NULL;
@@ -177,17 +161,7 @@ chain_reset_message(struct milter_chain *c)
 {
 	c->decided = 0;
 	verdict_init(&c->decision);
-	c->part = PART_HEADER;
-	c->in = NULL;
-	c->in_len = 0;
-	buf_reset(&c->line);
-	c->line_ready = 0;
-	c->body_line = 0;
-	buf_reset(&c->header);
-	c->have_header = 0;
-	c->q_header = 0;
-	c->q_eoh = 0;
-	buf_reset(&c->chunk);
+	milter_split_reset(&c->split);
 	c->eom = 0;
 	c->eom_flush = 0;
 }
@@ -286,7 +260,7 @@ chain_send(struct milter_chain *c, size_t i)
 		milter_conn_eoh(m, &c->macros, &c->ev_res);
 		break;
 	case CEV_BODY:
-		milter_conn_body(m, c->chunk.data, c->chunk.len, &c->ev_res);
+		milter_conn_body(m, c->ev_data, c->ev_len, &c->ev_res);
 		break;
 	case CEV_EOM:
 		milter_conn_eom(m, &c->macros, &c->mods, &c->ev_res);
@@ -342,10 +316,6 @@ chain_event_end(struct milter_chain *c, struct milter_verdict *v)
 	case CEV_BODY:
 		if (c->ev_v.action != MILTER_CONTINUE)
 			chain_decide_message(c, &c->ev_v);
-		if (ev == CEV_HEADER)
-			buf_reset(&c->header);
-		else if (ev == CEV_BODY)
-			buf_reset(&c->chunk);
 		return chain_message_next(c, v);
 	case CEV_EOM:
 		*v = c->ev_v;
@@ -586,185 +556,34 @@ milter_chain_unknown(struct milter_chain *c, const char *line,
 
 /* ---- the message stream ---- */
 
-/* The gathered header, ready to go out as name and value (in c->header):
- * 0 when there is none or it has no colon. */
-static int
-chain_header_ready(struct milter_chain *c)
-{
-	char *h, *colon, *name_end;
-
-	if (!c->have_header)
-		return 0;
-	c->have_header = 0;
-	h = c->header.data;
-	colon = h != NULL ? strchr(h, ':') : NULL;
-	if (colon == NULL) {
-		buf_reset(&c->header);
-		return 0;
-	}
-	name_end = colon;
-	while (name_end > h && (name_end[-1] == ' ' || name_end[-1] == '\t'))
-		name_end--;
-	*name_end = '\0';
-	c->ev_hname = h;
-	c->ev_hvalue = colon + 1;
-	return 1;
-}
-
-/* Is s (n bytes) "field-name WSP* :" ... ? */
-static int
-is_header_line(const char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n && (unsigned char)s[i] >= 33 && (unsigned char)s[i] <= 126 &&
-	    s[i] != ':')
-		i++;
-	if (i == 0)
-		return 0;
-	while (i < n && (s[i] == ' ' || s[i] == '\t'))
-		i++;
-	return i < n && s[i] == ':';
-}
-
-/* The whole line in c->line (with its line end, if any), in the header
- * part. A new header waits there while the one before goes out. */
-static void
-chain_header_line(struct milter_chain *c)
-{
-	const char *line = c->line.data;
-	size_t content = c->line.len;
-
-	if (content > 0 && line[content - 1] == '\n')
-		content--;
-	if (content > 0 && line[content - 1] == '\r')
-		content--;
-	if (content == 0) {
-		c->q_header = c->q_eoh = 1;
-	} else if ((line[0] == ' ' || line[0] == '\t') && c->have_header) {
-		/* Folded: joined by LF, as Sendmail gives them. The rest of
-		 * a header past MILTER_HEADER_MAX is not seen. */
-		(void)buf_puts(&c->header, "\n");
-		(void)buf_append(&c->header, line,
-		    content < c->header.max - c->header.len ? content :
-		    c->header.max - c->header.len);
-	} else if (is_header_line(line, content)) {
-		if (c->have_header) {
-			c->q_header = 1;
-			return;		/* the line waits */
-		}
-		(void)buf_append(&c->header, line,
-		    content < c->header.max ? content : c->header.max);
-		c->have_header = 1;
-	} else {
-		/* Not a header: the body starts with this line. */
-		c->q_header = c->q_eoh = 1;
-		c->line_ready = 0;
-		c->body_line = 1;
-		c->body_off = 0;
-		return;
-	}
-	c->line_ready = 0;
-	buf_reset(&c->line);
-}
-
-/* Moves the next piece of the caller's bytes into c->line. */
-static void
-chain_read_line(struct milter_chain *c)
-{
-	const char *nl = memchr(c->in, '\n', c->in_len);
-	size_t take = nl != NULL ? (size_t)(nl - c->in) + 1 : c->in_len;
-
-	if (c->line.len + take <= c->line.max) {
-		(void)buf_append(&c->line, c->in, take);
-	} else {
-		/* Over-long line: keep its start and its line end. */
-		size_t room = c->line.max - c->line.len;
-		(void)buf_append(&c->line, c->in, room > 2 ? room - 2 : 0);
-		if (nl != NULL)
-			(void)buf_puts(&c->line, "\r\n");
-	}
-	c->in += take;
-	c->in_len -= take;
-	c->line_ready = nl != NULL;
-}
-
-/* Fills the body chunk from the line that started the body, then from
- * the caller's bytes. 0 when there is nothing to take. */
-static int
-chain_fill_chunk(struct milter_chain *c)
-{
-	size_t room = MILTER_CHUNK_MAX - c->chunk.len, n;
-
-	if (c->body_line) {
-		n = c->line.len - c->body_off;
-		n = n < room ? n : room;
-		(void)buf_append(&c->chunk, c->line.data + c->body_off, n);
-		c->body_off += n;
-		if (c->body_off == c->line.len) {
-			c->body_line = 0;
-			buf_reset(&c->line);
-		}
-		return 1;
-	}
-	if (c->in_len == 0)
-		return 0;
-	n = c->in_len < room ? c->in_len : room;
-	(void)buf_append(&c->chunk, c->in, n);
-	c->in += n;
-	c->in_len -= n;
-	return 1;
-}
-
-/* The message's next event, parsed from what the caller gave (and, at
- * the end of data, what is still buffered): CEV_NONE when the bytes are
- * used up, the message is decided or no milter wants more of it. */
+/* The message's next event, from the splitter: CEV_NONE when the bytes
+ * are used up, the message is decided or no milter wants more of it. */
 static enum chain_ev
 chain_parse(struct milter_chain *c)
 {
-	for (;;) {
-		if (c->decided || !chain_any(c, milter_conn_in_message)) {
-			c->in_len = 0;
-			if (!c->decided && c->eom_flush) {
-				c->eom_flush = 0;
-				return CEV_EOM;	/* the standing verdicts */
-			}
-			return CEV_NONE;
-		}
-		if (c->q_header) {
-			c->q_header = 0;
-			if (chain_header_ready(c))
-				return CEV_HEADER;
-			continue;
-		}
-		if (c->q_eoh) {
-			c->q_eoh = 0;
-			c->part = PART_BODY;
-			return CEV_EOH;
-		}
-		if (c->part == PART_BODY) {
-			if (c->chunk.len == MILTER_CHUNK_MAX)
-				return CEV_BODY;
-			if (chain_fill_chunk(c))
-				continue;
-			if (!c->eom_flush)
-				return CEV_NONE;
-			if (c->chunk.len > 0)
-				return CEV_BODY;
+	if (c->decided || !chain_any(c, milter_conn_in_message)) {
+		milter_split_drop(&c->split);
+		if (!c->decided && c->eom_flush) {
 			c->eom_flush = 0;
-			return CEV_EOM;
+			return CEV_EOM;		/* the standing verdicts */
 		}
-		if (c->line_ready)
-			chain_header_line(c);
-		else if (c->in_len > 0)
-			chain_read_line(c);
-		else if (!c->eom_flush)
-			return CEV_NONE;
-		else if (c->line.len > 0)
-			c->line_ready = 1;	/* the last line, without its end */
-		else
-			c->q_header = c->q_eoh = 1;
+		return CEV_NONE;
 	}
+	switch (milter_split_next(&c->split, &c->ev_hname, &c->ev_hvalue,
+	    &c->ev_data, &c->ev_len)) {
+	case MILTER_SPLIT_HEADER:
+		return CEV_HEADER;
+	case MILTER_SPLIT_EOH:
+		return CEV_EOH;
+	case MILTER_SPLIT_BODY:
+		return CEV_BODY;
+	case MILTER_SPLIT_END:
+		c->eom_flush = 0;
+		return CEV_EOM;
+	case MILTER_SPLIT_NONE:
+		break;
+	}
+	return CEV_NONE;
 }
 
 /* The call under way (message bytes, or the end of data) goes on with
@@ -795,8 +614,7 @@ milter_chain_message(struct milter_chain *c, const void *data, size_t len,
     struct milter_verdict *v)
 {
 	verdict_init(v);
-	c->in = data;
-	c->in_len = len;
+	milter_split_feed(&c->split, data, len);
 	return chain_message_next(c, v) || chain_run(c, v);
 }
 
@@ -807,8 +625,8 @@ milter_chain_eom(struct milter_chain *c, struct milter_verdict *v)
 	c->mods_ok = 0;
 	if (!c->in_txn)
 		milter_mods_reset(&c->mods);
-	c->in = NULL;
-	c->in_len = 0;
+	milter_split_drop(&c->split);
+	milter_split_finish(&c->split);
 	c->eom = 1;
 	c->eom_flush = 1;
 	return chain_message_next(c, v) || chain_run(c, v);

@@ -68,10 +68,7 @@
 
 #include "filter/milter.h"
 #include "filter/milter_mods.h"
-
-/* Bytes of one header the milters see; the rest of a longer header is cut
- * off in what they see (the queued message keeps it whole). */
-#define MILTER_HEADER_MAX	(64 * 1024)
+#include "filter/milter_split.h"	/* MILTER_HEADER_MAX */
 
 struct milter_verdict {
 	enum milter_action action;

@@ -95,6 +95,15 @@ buf_consume(struct buf *b, size_t n)
 }
 
 void
+buf_truncate(struct buf *b, size_t n)
+{
+	if (n >= b->len)
+		return;
+	b->len = n;
+	b->data[n] = '\0';
+}
+
+void
 buf_reset(struct buf *b)
 {
 	b->len = 0;

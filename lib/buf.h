@@ -42,6 +42,9 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
 /* Drops the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
 
+/* Keeps the first n bytes (nothing changes when n >= len). */
+void buf_truncate(struct buf *b, size_t n);
+
 /* len = 0; keeps the allocation. */
 void buf_reset(struct buf *b);
 

@@ -696,8 +696,9 @@ worker_watch_aux(struct worker *w, struct smtp_session *s, int fd,
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, &ev);
 		return;
 	}
-	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 && errno == ENOENT)
-		epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev);
+	/* Mostly new here (taken out at the end of each stage). */
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 && errno == EEXIST)
+		epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev);
 }
 
 void

@@ -929,6 +929,110 @@ test_chain_limits(void)
 }
 
 
+/* ---- the splitter alone, with hostile input ---- */
+
+/* Splits msg fed in pieces of piece bytes: the events as text into out
+ * ("H name=value|", "E|", "B n|", "Z|"), and the body into body. */
+static void
+split_run(const char *msg, size_t len, size_t piece, struct buf *out,
+    struct buf *body)
+{
+	struct milter_split sp;
+	const char *name, *value, *data;
+	size_t n;
+	enum milter_split_ev ev;
+
+	milter_split_init(&sp);
+	for (size_t off = 0;; off += piece) {
+		if (off < len)
+			milter_split_feed(&sp, msg + off, len - off < piece ?
+			    len - off : piece);
+		else
+			milter_split_finish(&sp);
+		while ((ev = milter_split_next(&sp, &name, &value, &data, &n)) !=
+		    MILTER_SPLIT_NONE) {
+			if (ev == MILTER_SPLIT_HEADER)
+				buf_printf(out, "H %s=%zu|", name, strlen(value));
+			else if (ev == MILTER_SPLIT_EOH)
+				buf_puts(out, "E|");
+			else if (ev == MILTER_SPLIT_BODY) {
+				CU_ASSERT(n > 0 && n <= MILTER_CHUNK_MAX);
+				buf_append(body, data, n);
+			} else if (ev == MILTER_SPLIT_END)
+				buf_puts(out, "Z|");
+		}
+		if (off >= len)
+			break;
+	}
+	milter_split_free(&sp);
+}
+
+static void
+test_split_hostile(void)
+{
+	static const struct {
+		const char *msg;
+		size_t len;
+		const char *events;
+		const char *body;
+	} cases[] = {
+#define M(s) s, sizeof s - 1
+		{ M(""), "E|Z|", "" },
+		{ M("\r\r\r"), "E|Z|", "\r\r\r" },
+		{ M("A: x\0y\r\n\r\nb"), "H A=2|E|Z|", "b" },
+		{ M(":\r\nA:\r\n"), "E|Z|", ":\r\nA:\r\n" },
+		{ M("A:\r\n\r\n"), "H A=0|E|Z|", "" },
+		{ M("A: 1\r\n\t\r\n\r\n"), "H A=4|E|Z|", "" },
+		{ M("\x80: 1\r\n"), "E|Z|", "\x80: 1\r\n" },
+		{ M("A: 1\n\r\n\n"), "H A=2|E|Z|", "\n" },
+#undef M
+	};
+	struct buf long_msg, out, body, out2, body2;
+	char want[64];
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		for (size_t piece = 1; piece <= 8; piece += 7) {
+			buf_init(&out, 4096);
+			buf_init(&body, 4096);
+			split_run(cases[i].msg, cases[i].len, piece, &out, &body);
+			CU_ASSERT_STRING_EQUAL(out.data ? out.data : "",
+			    cases[i].events);
+			CU_ASSERT(body.len == strlen(cases[i].body) &&
+			    memcmp(body.data ? body.data : "", cases[i].body,
+			    body.len) == 0);
+			if (strcmp(out.data ? out.data : "", cases[i].events) != 0 ||
+			    body.len != strlen(cases[i].body))
+				printf("\nsplit case %zu piece %zu: %s body %zu\n", i,
+				    piece, out.data ? out.data : "", body.len);
+			buf_free(&out);
+			buf_free(&body);
+		}
+	}
+	/* A header line three times the limit, fed whole and a byte at a
+	 * time: cut the same way, and what follows is not lost. */
+	buf_init(&long_msg, 1 << 20);
+	buf_puts(&long_msg, "X: ");
+	for (int i = 0; i < 3 * MILTER_HEADER_MAX; i++)
+		buf_puts(&long_msg, "h");
+	buf_puts(&long_msg, "\r\nB: 2\r\n\r\nthe body\r\n");
+	buf_init(&out, 4096);
+	buf_init(&body, 4096);
+	buf_init(&out2, 4096);
+	buf_init(&body2, 4096);
+	split_run(long_msg.data, long_msg.len, long_msg.len, &out, &body);
+	split_run(long_msg.data, long_msg.len, 1, &out2, &body2);
+	snprintf(want, sizeof want, "H X=%d|H B=2|E|Z|", MILTER_HEADER_MAX - 2);
+	CU_ASSERT_STRING_EQUAL(out.data, want);
+	CU_ASSERT_STRING_EQUAL(out2.data, want);
+	CU_ASSERT_STRING_EQUAL(body.data, "the body\r\n");
+	CU_ASSERT_STRING_EQUAL(body2.data, "the body\r\n");
+	buf_free(&out);
+	buf_free(&body);
+	buf_free(&out2);
+	buf_free(&body2);
+	buf_free(&long_msg);
+}
+
 /* ---- non-blocking mode: filters that answer MAIL, RCPT, DATA, headers
  * and the end of body only when the test says so ---- */
 
@@ -1242,7 +1346,8 @@ main(void)
 	    CU_add_test(s, "message limits", test_chain_limits) == NULL ||
 	    CU_add_test(s, "non-blocking events", test_chain_nonblocking) == NULL ||
 	    CU_add_test(s, "non-blocking message", test_chain_nonblocking_message) ==
-	    NULL) {
+	    NULL ||
+	    CU_add_test(s, "splitter, hostile input", test_split_hostile) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

@@ -125,7 +125,8 @@ class Decider:
       DATA     the sender <VERDICT-data@...>
       HEADER   X-Verdict: VERDICT
       BODY     a chunk with "VERDICT-BODY VERDICT."
-      EOM      X-Eom: VERDICT; X-Do: the changes (eom_actions)
+      EOM      X-Eom: VERDICT (slow: waits for self.slow); X-Do: the
+               changes (eom_actions)
     VERDICT: a key of VERDICTS (custom: 553, custom4: 452)."""
 
     CONNECT = {"127.0.0.66": "reject", "127.0.0.67": "tempfail", "127.0.0.68": "accept",
@@ -164,6 +165,8 @@ class Decider:
             return verdict_reply(data[i + 13:].split(b".")[0].decode() if i >= 0 else None)
         if cmd == "E":
             word = [v for n, v in headers_of(current(conn)) if n.lower() == "x-eom"]
+            if word and word[0] == "slow":
+                self.slow.wait(60)
             return eom_actions(conn) + [verdict_reply(word[0] if word else None)]
         return packet("c")
 
@@ -847,6 +850,36 @@ class SessionMilterTest(MilterSessionBase):
         c.close()
         self.delivered("iso@example.org", "meanwhile")
         self.delivered("iso@example.org", "the slow one")
+
+    def test_slow_end_of_body_delays_only_its_session(self):
+        # The end of body goes out from the one event loop too: while the
+        # milter sits on three of them, another session's message passes.
+        self.decider.slow.clear()
+        slow = []
+        try:
+            for i in range(3):
+                c = self.client(helo="slow-eom%d.test" % i)
+                self.assertEqual(c.cmd("MAIL FROM:<sender@example.net>")[0], 250)
+                self.assertEqual(c.cmd("RCPT TO:<iso@example.org>")[0], 250)
+                self.assertEqual(c.cmd("DATA")[0], 354)
+                c.send(dot_stuff(message("slow eom %d" % i, extra=b"X-Eom: slow\r\n")) +
+                       b".\r\n")
+                slow.append(c)
+            for c in slow:
+                m = self.conn(c)
+                wait_for(lambda m=m: "E" in [cmd for cmd, _ in m.packets], 10 * SLOW,
+                         "the slow end of body of port %d" % c.local_port)
+            code, text = self.send("sender@example.net", ["iso@example.org"],
+                                   message("while the ends wait"))
+            self.assertEqual(code, 250, text)
+            self.assertEqual(select.select([c.sock for c in slow], [], [], 0)[0], [])
+        finally:
+            self.decider.slow.set()
+        for i, c in enumerate(slow):
+            self.assertEqual(c.reply()[0], 250)
+            c.close()
+            self.delivered("iso@example.org", "Message-ID: <slow.eom.%d@example.net>" % i)
+        self.delivered("iso@example.org", "while the ends wait")
 
 
 class MilterConfigTest(unittest.TestCase):

@@ -1,14 +1,15 @@
 /*
  * smtp_session_int: the session's internals, shared by the files that
  * make up one inbound SMTP session and by nothing else:
- *   smtp_session.c   life cycle, the run loop, timers, commit results
- *   smtp_commands.c  the command table and the commands of a transaction
- *   smtp_auth.c      AUTH (smtp_auth_dovecot.c: checked by Dovecot)
- *   session_io.c     socket, TLS and what the session waits for
- *   smtp_message.c   message assembly
- *   session_policy.c the policy services at RCPT and the end of data
- *   session_mailauth.c SPF, DKIM and DMARC checks; DKIM signing
- *   session_milter.c  the milters, stage by stage
+ *   smtp_session.c          life cycle, the run loop, timers, commit results
+ *   smtp_commands.c         the command table and the commands of a transaction
+ *   smtp_auth.c             AUTH (smtp_auth_dovecot.c: checked by Dovecot)
+ *   session_io.c            socket, TLS and what the session waits for
+ *   smtp_message.c          message assembly
+ *   session_policy.c        the policy services at RCPT and the end of data
+ *   session_mailauth.c      SPF, DKIM and DMARC checks; DKIM signing
+ *   session_milter.c        the milters, stage by stage
+ *   session_milter_apply.c  their changes at the end of data
  *
  * Threads: everything here runs on the session's worker thread.
  */
@@ -342,6 +343,12 @@ int session_milter_event(struct smtp_session *s);
 int session_milter_expired(const struct smtp_session *s, int64_t now);
 int session_milter_expire(struct smtp_session *s);
 void session_milter_txn_reset(struct smtp_session *s);
+/* session_milter_apply.c: the end of data's changes m (may be NULL) made
+ * to the message and envelope; a quarantine's text replaces *quarantine.
+ * Returns 0 (commit it), 1 (every recipient was deleted: drop it), or -1
+ * (the message was refused, and answered). */
+int session_milter_changes(struct smtp_session *s, const struct milter_mods *m,
+    char **quarantine);
 void session_milter_free(struct smtp_session *s);
 
 /* smtp_auth_dovecot.c (s->rt->dovecot set) */

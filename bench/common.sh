@@ -163,6 +163,8 @@ ms_write_config() {
 		echo "local_domains = localhost"
 		local l
 		for l in "$@"; do echo "$l"; done
+		# BENCH_MS_EXTRA: more config lines, for A/B runs of one setting
+		[ -z "${BENCH_MS_EXTRA:-}" ] || printf '%s\n' "$BENCH_MS_EXTRA"
 	} >"$dir/mailserver.conf"
 	"$BENCH_MS_BIN" -t -c "$dir/mailserver.conf" >/dev/null 2>"$dir/check.err" || {
 		cat "$dir/check.err" >&2

@@ -1473,7 +1473,7 @@ config_set_defaults(struct config *cfg)
 	cfg->queue_dir = NULL;
 	cfg->smtp_port = 25;
 	cfg->session_workers = 0;
-	cfg->delivery_threads = 16;
+	cfg->delivery_threads = 32;
 	cfg->max_connections = 10000;
 	cfg->max_connections_per_ip = 50;
 	cfg->max_message_size = 25 * MIB;

@@ -136,7 +136,7 @@ test_defaults(void)
 	CU_ASSERT_EQUAL(cfg->ndns_servers, 0);
 	CU_ASSERT_EQUAL(cfg->smtp_port, 25);
 	CU_ASSERT(cfg->session_workers >= 1 && cfg->session_workers <= 256);
-	CU_ASSERT_EQUAL(cfg->delivery_threads, 16);
+	CU_ASSERT_EQUAL(cfg->delivery_threads, 32);
 	CU_ASSERT_EQUAL(cfg->max_connections, 10000);
 	CU_ASSERT_EQUAL(cfg->max_connections_per_ip, 50);
 	CU_ASSERT_EQUAL(cfg->max_message_size, 25u * 1024 * 1024);

@@ -314,30 +314,10 @@ struct field {
 	char *made;		/* owned; NULL: p points into the message */
 };
 
-/* The length of the field name at p (n bytes), 0 when the line is not a
- * header field. */
-static size_t
-field_name_len(const char *p, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n && (unsigned char)p[i] >= 33 && (unsigned char)p[i] <= 126 &&
-	    p[i] != ':')
-		i++;
-	if (i == 0)
-		return 0;
-	{
-		size_t j = i;
-		while (j < n && (p[j] == ' ' || p[j] == '\t'))
-			j++;
-		return j < n && p[j] == ':' ? i : 0;
-	}
-}
-
 static int
 field_is(const struct field *f, const char *name)
 {
-	size_t nl = field_name_len(f->p, f->n);
+	size_t nl = header_name_len(f->p, f->n);
 
 	return nl == strlen(name) && strncasecmp(f->p, name, nl) == 0;
 }

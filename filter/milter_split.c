@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "filter/milter_proto.h"
+#include "lib/util.h"
 
 void
 milter_split_init(struct milter_split *sp)
@@ -90,22 +91,6 @@ split_header_ready(struct milter_split *sp, const char **name,
 	return 1;
 }
 
-/* Is s (n bytes) "field-name WSP* :" ... ? */
-static int
-is_header_line(const char *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n && (unsigned char)s[i] >= 33 && (unsigned char)s[i] <= 126 &&
-	    s[i] != ':')
-		i++;
-	if (i == 0)
-		return 0;
-	while (i < n && (s[i] == ' ' || s[i] == '\t'))
-		i++;
-	return i < n && s[i] == ':';
-}
-
 /* The whole line in sp->line (with its line end, if any), in the header
  * part. A new header waits there while the one before goes. */
 static void
@@ -127,7 +112,7 @@ split_header_line(struct milter_split *sp)
 		(void)buf_append(&sp->header, line,
 		    content < sp->header.max - sp->header.len ? content :
 		    sp->header.max - sp->header.len);
-	} else if (is_header_line(line, content)) {
+	} else if (header_name_len(line, content) > 0) {
 		if (sp->have_header) {
 			sp->q_header = 1;
 			return;		/* the line waits */

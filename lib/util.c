@@ -92,6 +92,19 @@ str_lower(char *s)
 	return s;
 }
 
+size_t
+header_name_len(const char *p, size_t n)
+{
+	size_t i = 0, j;
+
+	while (i < n && (unsigned char)p[i] >= 33 && (unsigned char)p[i] <= 126 &&
+	    p[i] != ':')
+		i++;
+	for (j = i; j < n && (p[j] == ' ' || p[j] == '\t'); j++)
+		;
+	return i > 0 && j < n && p[j] == ':' ? i : 0;
+}
+
 static int64_t
 clock_ms(clockid_t id)
 {

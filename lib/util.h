@@ -31,6 +31,10 @@ void str_format(char *dst, size_t dstsize, const char *fmt, ...)
 /* ASCII lower-casing in place; returns s. */
 char *str_lower(char *s);
 
+/* The length of the header field name that starts the line p (n bytes):
+ * RFC 5322 ftext up to optional WSP and ':'; 0 when p is not a field. */
+size_t header_name_len(const char *p, size_t n);
+
 /* Milliseconds of CLOCK_MONOTONIC / CLOCK_REALTIME. */
 int64_t time_mono_ms(void);
 int64_t time_real_ms(void);

@@ -379,6 +379,8 @@ bounce_action(enum bounce_kind kind)
 		return "delivered";
 	case BOUNCE_RELAYED:
 		return "relayed";
+	case BOUNCE_EXPANDED:
+		return "expanded";
 	}
 	return "failed";
 }
@@ -395,6 +397,8 @@ bounce_subject(enum bounce_kind kind)
 		return "Successful Mail Delivery Report";
 	case BOUNCE_RELAYED:
 		return "Successful Mail Relay Report";
+	case BOUNCE_EXPANDED:
+		return "Successful Mail Expansion Report";
 	}
 	return "Undelivered Mail Returned to Sender";
 }
@@ -409,6 +413,7 @@ bounce_default_status(enum bounce_kind kind)
 		return "4.0.0";
 	case BOUNCE_DELIVERED:
 	case BOUNCE_RELAYED:
+	case BOUNCE_EXPANDED:
 		return "2.0.0";
 	}
 	return "5.0.0";
@@ -450,6 +455,12 @@ bounce_text_part(struct buf *t, enum bounce_kind kind, const char *host,
 		bounce_wrap(t, "", "Your message was successfully passed on to "
 		    "the destinations listed below. Their servers do not "
 		    "confirm delivery, so no further notice will come.", "");
+		break;
+	case BOUNCE_EXPANDED:
+		bounce_wrap(t, "", "Your message was delivered to the addresses "
+		    "listed below, which forward it to several recipients "
+		    "each. No further notice of success will come for "
+		    "them.", "");
 		break;
 	}
 	if (full_too_big)

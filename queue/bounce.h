@@ -32,6 +32,8 @@ enum bounce_kind {
 	BOUNCE_DELIVERED,	/* Action: delivered (NOTIFY=SUCCESS, local) */
 	BOUNCE_RELAYED,		/* Action: relayed (NOTIFY=SUCCESS, passed on
 				 * to a server without DSN) */
+	BOUNCE_EXPANDED,	/* Action: expanded (NOTIFY=SUCCESS, an alias
+				 * of several targets, RFC 3461 5.2.7.3) */
 };
 
 /* One recipient to report on. */

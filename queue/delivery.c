@@ -93,6 +93,41 @@ policy_is_local(const char *domain, void *arg)
 	return ip_literal_in(domain, p->own_addrs, p->nown_addrs);
 }
 
+/*
+ * The next hop of a destination (scheduler_set_hop): a route's server or
+ * the relayhost, as relay_deliver keys it; else the destination itself
+ * (MX delivery, an address literal, local mail). Domains sent to one
+ * host share its limit, so that a hung gateway cannot take every thread
+ * through many domains. Runs under the scheduler's lock (that lock, then
+ * d->lock, as in the quit check).
+ */
+static void
+delivery_hop(const char *dest, char *out, size_t outsize, void *arg)
+{
+	struct delivery *d = arg;
+	const struct delivery_policy *pol;
+	const struct delivery_route *route = NULL;
+
+	str_copy(out, dest, outsize);
+	pthread_mutex_lock(&d->lock);
+	pol = d->policy;	/* d's reference keeps it while locked */
+	if (dest[0] != '\0' && !policy_is_local(dest, (void *)pol)) {
+		for (size_t i = 0; i < pol->nroutes; i++)
+			if (strcasecmp(pol->routes[i].domain, dest) == 0)
+				route = &pol->routes[i];
+		if (route != NULL && route->lmtp && route->lmtp_unix != NULL)
+			str_format(out, outsize, "lmtp:unix:%s", route->lmtp_unix);
+		else if (route != NULL)
+			str_format(out, outsize, "%s[%s]:%u", route->lmtp ?
+			    "lmtp:" : "", route->host, route->port);
+		else if (pol->relayhost != NULL)
+			str_format(out, outsize, "[%s]:%u", pol->relayhost,
+			    pol->relayhost_port);
+	}
+	pthread_mutex_unlock(&d->lock);
+	str_lower(out);
+}
+
 unsigned
 delivery_local_threads(unsigned n)
 {
@@ -622,6 +657,7 @@ delivery_start(struct queue_store *st, struct committer *c,
 	pthread_mutex_init(&d->lock, NULL);
 	scheduler_set_pool(sched, delivery_remote_threads(n));
 	scheduler_set_lifetime(sched, policy->queue_lifetime);
+	scheduler_set_hop(sched, delivery_hop, d);
 	d->want_local = nlocal;
 	d->want_remote = total - nlocal;
 	delivery_grow(d);
@@ -714,6 +750,7 @@ delivery_stop(struct delivery **dp, unsigned timeout_s)
 		return -1;
 	}
 	*dp = NULL;
+	scheduler_set_hop(d->sched, NULL, NULL);
 	policy_put(d, d->policy);
 	pthread_mutex_destroy(&d->lock);
 	free(d->threads);

@@ -28,7 +28,9 @@
  * its final targets, which become recipients of the same message of
  * their own (RCPT_F_ALIAS_TARGET, ORCPT naming the alias unless one was
  * given): each is delivered, deferred, bounced and reported alone, local
- * or remote, and never expanded again.
+ * or remote, and never expanded again. An alias of several targets with
+ * NOTIFY=SUCCESS gets an "expanded" notice, and its targets NOTIFY
+ * without SUCCESS (RFC 3461 5.2.7.3; one target: NOTIFY as it is).
  *
  * Notices never loop: a notice or bounce we made (ENV_NOTICE) that fails
  * is logged and dropped, never answered with another notice. A failure

@@ -28,6 +28,7 @@ enum notice_kind {
 	NOTICE_DELIVERED,	/* to the sender: delivered here */
 	NOTICE_RELAYED,		/* to the sender: passed to a server without DSN */
 	NOTICE_POSTMASTER,	/* a failure of null-sender mail, to postmaster */
+	NOTICE_EXPANDED,	/* to the sender: an alias of several targets */
 };
 
 /* What happened to one recipient in this job. */

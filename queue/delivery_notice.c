@@ -9,7 +9,10 @@
  * to the sender, or to postmaster for other mail from the null sender;
  * one delay notice (NOTIFY=DELAY, the default) after delay_warning;
  * success notices for NOTIFY=SUCCESS, unless the next hop took the
- * NOTIFY along (RFC 3461 5.2.2).
+ * NOTIFY along (RFC 3461 5.2.2). An alias of one target passes NOTIFY
+ * on as it is (5.2.7.2); one of several targets with NOTIFY=SUCCESS gets
+ * an "expanded" notice, and its targets the NOTIFY without SUCCESS
+ * (5.2.7.3), so that the sender hears of success once, not per target.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +77,16 @@ notice_decide(struct job_ctx *jc, int64_t now)
 	for (size_t i = 0; i < jc->nout; i++) {
 		struct outcome *o = &jc->out[i];
 
+		if (o->expand) {
+			unsigned notify = o->r->notify;
+
+			if (o->ntargets > 1 && !(jc->msg.env.flags & ENV_NOTICE) &&
+			    jc->msg.env.sender[0] != '\0' &&
+			    (notify & DSN_NOTIFY_SUCCESS) &&
+			    !(notify & DSN_NOTIFY_NEVER))
+				o->notice = NOTICE_EXPANDED;
+			continue;
+		}
 		if (!o->fact && !o->report_only)
 			continue;
 		o->notice = notice_for(jc, o, now);
@@ -185,6 +198,7 @@ add_expansion(struct job_ctx *jc, struct commit_results *req, size_t *capres,
     struct outcome *o, int64_t now)
 {
 	struct commit_result *r = req_result(req, capres);
+	unsigned notify = o->r->notify;
 	char orcpt[700];
 
 	if (o->r->orcpt != NULL)
@@ -201,10 +215,17 @@ add_expansion(struct job_ctx *jc, struct commit_results *req, size_t *capres,
 	r->next_try = now;
 	r->targets = xcalloc((size_t)o->ntargets, sizeof *r->targets);
 	r->ntargets = (size_t)o->ntargets;
+	/* The "expanded" notice is made (or the request fails with it):
+	 * the targets report no success of their own. */
+	if (o->notice == NOTICE_EXPANDED) {
+		notify &= ~(unsigned)DSN_NOTIFY_SUCCESS;
+		if (notify == 0)
+			notify = DSN_NOTIFY_NEVER;
+	}
 	for (int t = 0; t < o->ntargets; t++) {
 		r->targets[t].addr = o->targets[t];
 		r->targets[t].orcpt = xstrdup(orcpt);
-		r->targets[t].notify = o->r->notify;
+		r->targets[t].notify = notify;
 		o->targets[t] = NULL;
 	}
 }
@@ -221,6 +242,7 @@ notice_request(struct job_ctx *jc, struct commit_results *req, int64_t now)
 		{ NOTICE_DELIVERED, BOUNCE_DELIVERED },
 		{ NOTICE_RELAYED, BOUNCE_RELAYED },
 		{ NOTICE_POSTMASTER, BOUNCE_FAILED },
+		{ NOTICE_EXPANDED, BOUNCE_EXPANDED },
 	};
 	struct outcome **list = xcalloc(jc->nout ? jc->nout : 1, sizeof *list);
 	char postmaster[300];
@@ -235,10 +257,14 @@ notice_request(struct job_ctx *jc, struct commit_results *req, int64_t now)
 		for (size_t i = 0; i < jc->nout; i++)
 			if (jc->out[i].notice == kinds[k].notice)
 				list[n++] = &jc->out[i];
-		if (n > 0)
-			(void)add_notice(jc, req, &capres, kinds[k].kind,
-			    kinds[k].notice == NOTICE_POSTMASTER ? postmaster :
-			    jc->msg.env.sender, list, n, now);
+		if (n > 0 && add_notice(jc, req, &capres, kinds[k].kind,
+		    kinds[k].notice == NOTICE_POSTMASTER ? postmaster :
+		    jc->msg.env.sender, list, n, now) != 0 &&
+		    kinds[k].notice == NOTICE_EXPANDED) {
+			/* Not made: each target reports its own success. */
+			for (size_t i = 0; i < n; i++)
+				list[i]->notice = NOTICE_NONE;
+		}
 	}
 	for (size_t i = 0; i < jc->nout; i++) {
 		struct outcome *o = &jc->out[i];

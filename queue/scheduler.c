@@ -4,11 +4,12 @@
  * for the delivery threads, keeping one job per (message, destination) at
  * a time and at most the limit per destination (scheduler.h).
  *
- * A message whose destination is at its limit waits in that
- * destination's queue (first come, first served) and is skipped by the
- * scans; when a job to the destination ends, and at every full pass for
- * every destination that has a free slot, waiting messages are taken up
- * until the slots are used or the queue is empty.
+ * A message whose next hop is at its limit waits in that next hop's
+ * queue (first come, first served) and is skipped by the scans; when a
+ * job to the next hop ends, and at every full pass for every next hop
+ * that has a free slot, waiting messages are taken up until the slots
+ * are used or the queue is empty. The counts per destination (id 0) are
+ * kept too, for the metrics; the limit counts per next hop (SCHED_HOP).
  */
 #include "queue/scheduler.h"
 
@@ -29,6 +30,10 @@
 #define SCHED_BUCKETS 1024
 #define SCHED_TICK_MS 1000	/* a full pass at least this often */
 
+/* The id under which the jobs of a next hop are counted (no message has
+ * it: ids are never all ones). */
+#define SCHED_HOP UINT64_MAX
+
 /* The key under which report jobs of a message are counted. */
 static const char sched_report_key[] = "\001report";
 
@@ -43,26 +48,27 @@ struct sched_count {
 
 struct sched_dq;
 
-/* A (message, destination) waiting for a slot of the destination. */
+/* A (message, destination) waiting for a slot of its next hop. */
 struct sched_wait {
 	queue_id_t id;
+	char dest[256];
 	int64_t expires;		/* unix s: then it bounces, waiting or
 					 * not; 0 = never */
-	struct sched_dq *q;		/* its destination's queue */
+	struct sched_dq *q;		/* its next hop's queue */
 	struct sched_wait *next;	/* in its hash chain, by (id, dest) */
-	struct sched_wait *qnext;	/* in its destination's queue */
+	struct sched_wait *qnext;	/* in its next hop's queue */
 };
 
-/* The messages waiting for one destination, oldest first. */
+/* The messages waiting for one next hop, oldest first. */
 struct sched_dq {
-	char dest[256];
+	char dest[256];			/* the next hop */
 	struct sched_wait *head, *tail;
 	struct sched_dq *next;		/* hash chain */
 };
 
-/* A destination with a free slot: waiting messages may go. */
+/* A next hop with a free slot: waiting messages may go. */
 struct sched_retry {
-	char dest[256];
+	char dest[256];			/* the next hop */
 	struct sched_retry *next;
 };
 
@@ -77,6 +83,8 @@ struct scheduler {
 	unsigned max_per_dest;
 	unsigned pool;		/* remote threads, 0 = no bound */
 	unsigned lifetime;	/* seconds, 0 = none */
+	void (*hop)(const char *dest, char *out, size_t outsize, void *arg);
+	void *hop_arg;
 	struct sched_job *head, *tail;	/* ready jobs */
 	size_t nready;
 	size_t in_flight;	/* handed out or ready, not done */
@@ -84,8 +92,8 @@ struct scheduler {
 	int joined;		/* main thread only */
 	struct sched_count *table[SCHED_BUCKETS];
 	struct sched_wait *waiting[SCHED_BUCKETS];	/* by (id, dest) */
-	struct sched_dq *queues[SCHED_BUCKETS];		/* by destination */
-	struct sched_retry *retry;	/* destinations with a free slot */
+	struct sched_dq *queues[SCHED_BUCKETS];		/* by next hop */
+	struct sched_retry *retry;	/* next hops with a free slot */
 	_Atomic uint64_t plan_work;
 	/* scheduler thread only */
 	struct store_due cursor;	/* incremental passes resume here */
@@ -179,15 +187,15 @@ sched_is_waiting(struct scheduler *s, queue_id_t id, const char *dest)
 {
 	for (struct sched_wait *w = s->waiting[sched_hash(id, dest)]; w;
 	    w = w->next)
-		if (w->id == id && strcmp(w->q->dest, dest) == 0)
+		if (w->id == id && strcmp(w->dest, dest) == 0)
 			return 1;
 	return 0;
 }
 
-/* Parks (id, dest) until dest has a free slot. Locked. */
+/* Parks (id, dest) until its next hop has a free slot. Locked. */
 static void
 sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest,
-    int64_t expires)
+    const char *hop, int64_t expires)
 {
 	struct sched_wait *w;
 	struct sched_dq *q;
@@ -195,15 +203,16 @@ sched_add_waiting(struct scheduler *s, queue_id_t id, const char *dest,
 
 	if (sched_is_waiting(s, id, dest))
 		return;
-	if ((q = sched_dq_find(s, dest)) == NULL) {
-		unsigned dh = sched_hash(0, dest);
+	if ((q = sched_dq_find(s, hop)) == NULL) {
+		unsigned dh = sched_hash(0, hop);
 		q = xcalloc(1, sizeof *q);
-		str_copy(q->dest, dest, sizeof q->dest);
+		str_copy(q->dest, hop, sizeof q->dest);
 		q->next = s->queues[dh];
 		s->queues[dh] = q;
 	}
 	w = xcalloc(1, sizeof *w);
 	w->id = id;
+	str_copy(w->dest, dest, sizeof w->dest);
 	w->expires = expires;
 	w->q = q;
 	w->next = s->waiting[h];
@@ -229,7 +238,7 @@ sched_unwait(struct scheduler *s, struct sched_wait *w, struct sched_wait *prev)
 		q->head = w->qnext;
 	if (q->tail == w)
 		q->tail = prev;
-	for (wp = &s->waiting[sched_hash(w->id, q->dest)]; *wp != w;
+	for (wp = &s->waiting[sched_hash(w->id, w->dest)]; *wp != w;
 	    wp = &(*wp)->next)
 		;
 	*wp = w->next;
@@ -243,22 +252,34 @@ sched_unwait(struct scheduler *s, struct sched_wait *w, struct sched_wait *prev)
 	}
 }
 
-/* Takes the oldest message waiting for dest off its queue: its id, or 0.
- * Locked. */
+/* Takes the oldest message waiting for hop off its queue: its id (and
+ * its destination into dest), or 0. Locked. */
 static queue_id_t
-sched_pop_waiting(struct scheduler *s, const char *dest)
+sched_pop_waiting(struct scheduler *s, const char *hop, char *dest,
+    size_t destsize)
 {
-	struct sched_dq *q = sched_dq_find(s, dest);
+	struct sched_dq *q = sched_dq_find(s, hop);
 	queue_id_t id;
 
 	if (q == NULL)
 		return 0;
 	id = q->head->id;
+	str_copy(dest, q->head->dest, destsize);
 	sched_unwait(s, q->head, NULL);
 	return id;
 }
 
-/* Queues a retry for dest. Locked. */
+/* The next hop of dest into hop. Locked. */
+static void
+sched_hop_of(struct scheduler *s, const char *dest, char *hop, size_t hopsize)
+{
+	if (s->hop != NULL)
+		s->hop(dest, hop, hopsize, s->hop_arg);
+	else
+		str_copy(hop, dest, hopsize);
+}
+
+/* Queues a retry for a next hop. Locked. */
 static void
 sched_add_retry(struct scheduler *s, const char *dest)
 {
@@ -304,19 +325,22 @@ plan_cmp(const void *a, const void *b, void *arg)
 /* Queues a job of message id for rcpts[0..n) (ascending idx). Locked. */
 static void
 sched_queue_job(struct scheduler *s, queue_id_t id, const char *dest,
-    int report, const struct plan_rcpt *rcpts, size_t n)
+    const char *hop, int report, const struct plan_rcpt *rcpts, size_t n)
 {
 	struct sched_job *job = xcalloc(1, sizeof *job);
 
 	job->id = id;
 	job->report = report;
 	str_copy(job->dest, report ? "" : dest, sizeof job->dest);
+	str_copy(job->hop, report ? "" : hop, sizeof job->hop);
 	job->idx = xcalloc(n, sizeof *job->idx);
 	for (size_t i = 0; i < n; i++)
 		job->idx[i] = rcpts[i].idx;
 	job->n = n;
-	if (!report)
+	if (!report) {
 		sched_count(s, 0, dest, 1)->n++;
+		sched_count(s, SCHED_HOP, job->hop, 1)->n++;
+	}
 	sched_count(s, id, job_key(job), 1)->n++;
 	if (s->tail)
 		s->tail->next = job;
@@ -379,10 +403,11 @@ sched_plan_message(struct scheduler *s, queue_id_t id, int64_t now)
 			if (sched_count_get(s, id, rep[i].dest) == 0)
 				rep[k++] = rep[i];
 		if (k > 0)
-			sched_queue_job(s, id, "", 1, rep, k);
+			sched_queue_job(s, id, "", "", 1, rep, k);
 	}
 	for (size_t i = 0; i < n && !s->stopping;) {
 		const char *dest = rc[i].dest;
+		char hop[256];
 		size_t j = i;
 
 		while (j < n && strcmp(rc[j].dest, dest) == 0)
@@ -391,12 +416,15 @@ sched_plan_message(struct scheduler *s, queue_id_t id, int64_t now)
 		if (sched_count_get(s, id, dest) > 0 ||
 		    sched_is_waiting(s, id, dest)) {
 			/* busy: the next pass after its job ends */
-		} else if (sched_count_get(s, 0, dest) >= sched_limit(s)) {
-			sched_add_waiting(s, id, dest, lifetime > 0 ?
-			    msg.env.arrival + (int64_t)lifetime : 0);
-		} else {
-			sched_queue_job(s, id, dest, 0, rc + i, j - i);
+			i = j;
+			continue;
 		}
+		sched_hop_of(s, dest, hop, sizeof hop);
+		if (sched_count_get(s, SCHED_HOP, hop) >= sched_limit(s))
+			sched_add_waiting(s, id, dest, hop, lifetime > 0 ?
+			    msg.env.arrival + (int64_t)lifetime : 0);
+		else
+			sched_queue_job(s, id, dest, hop, 0, rc + i, j - i);
 		i = j;
 	}
 	pthread_mutex_unlock(&s->lock);
@@ -406,7 +434,7 @@ sched_plan_message(struct scheduler *s, queue_id_t id, int64_t now)
 	queue_msg_free(&msg);
 }
 
-/* Gives the free slots of the destinations in the retry list to their
+/* Gives the free slots of the next hops in the retry list to their
  * waiting messages. Locked on entry and exit. */
 static void
 sched_take_up_waiting(struct scheduler *s)
@@ -419,10 +447,12 @@ sched_take_up_waiting(struct scheduler *s)
 		/* A message that is gone or busy uses no slot: go on with the
 		 * next one until the slots are used or nobody waits. */
 		while (!s->stopping && sched_dq_find(s, r->dest) != NULL &&
-		    sched_count_get(s, 0, r->dest) < sched_limit(s)) {
-			queue_id_t id = sched_pop_waiting(s, r->dest);
+		    sched_count_get(s, SCHED_HOP, r->dest) < sched_limit(s)) {
+			char dest[256];
+			queue_id_t id = sched_pop_waiting(s, r->dest, dest,
+			    sizeof dest);
 
-			if (sched_count_get(s, id, r->dest) > 0)
+			if (sched_count_get(s, id, dest) > 0)
 				continue;	/* planned again when its job ends */
 			pthread_mutex_unlock(&s->lock);
 			sched_plan_message(s, id, time(NULL));
@@ -451,7 +481,7 @@ sched_check_waiting(struct scheduler *s)
 			struct sched_wait *w, *prev = NULL, *wn;
 
 			qn = q->next;	/* q goes when its last entry goes */
-			if (sched_count_get(s, 0, q->dest) < sched_limit(s))
+			if (sched_count_get(s, SCHED_HOP, q->dest) < sched_limit(s))
 				sched_add_retry(s, q->dest);
 			for (w = q->head; w; w = wn) {
 				wn = w->qnext;
@@ -613,6 +643,17 @@ scheduler_set_pool(struct scheduler *s, unsigned remote_threads)
 }
 
 void
+scheduler_set_hop(struct scheduler *s,
+    void (*hop)(const char *dest, char *out, size_t outsize, void *arg),
+    void *arg)
+{
+	pthread_mutex_lock(&s->lock);
+	s->hop = hop;
+	s->hop_arg = arg;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void
 scheduler_set_lifetime(struct scheduler *s, unsigned seconds)
 {
 	pthread_mutex_lock(&s->lock);
@@ -713,8 +754,10 @@ sched_job_free(struct sched_job *job)
 static void
 sched_job_uncount(struct scheduler *s, const struct sched_job *job)
 {
-	if (!job->report)
+	if (!job->report) {
 		sched_count_drop(s, 0, job->dest);
+		sched_count_drop(s, SCHED_HOP, job->hop);
+	}
 	sched_count_drop(s, job->id, job_key(job));
 	s->in_flight--;
 }
@@ -724,8 +767,8 @@ scheduler_job_done(struct scheduler *s, struct sched_job *job)
 {
 	pthread_mutex_lock(&s->lock);
 	sched_job_uncount(s, job);
-	if (!job->report && sched_dq_find(s, job->dest) != NULL)
-		sched_add_retry(s, job->dest);
+	if (!job->report && sched_dq_find(s, job->hop) != NULL)
+		sched_add_retry(s, job->hop);
 	s->woken = 1;
 	pthread_cond_signal(&s->wake);
 	pthread_mutex_unlock(&s->lock);

@@ -9,19 +9,21 @@
  * Its state is the queue's `due` index (rebuilt from LMDB at every start,
  * nothing else to recover) plus, in memory, which (message, destination)
  * pairs have a job in flight, which wait for a free slot of their
- * destination, and how many jobs run per destination. It looks at the
- * index when woken (new mail committed, flush, a job done) and at least
- * once a second (monotonic clock), so changes made by mailctl are seen
- * too.
+ * next hop, and how many jobs run per destination and per next hop. It
+ * looks at the index when woken (new mail committed, flush, a job done)
+ * and at least once a second (monotonic clock), so changes made by
+ * mailctl are seen too.
  *
  * Invariants (DESIGN.md, queue):
  *  - at most one job per (message, destination) at a time, and at most
- *    the limit per destination: min(max_per_dest, pool - 1) where pool is
- *    the number of threads that take remote jobs, so that one destination
+ *    the limit per next hop: min(max_per_dest, pool - 1) where pool is
+ *    the number of threads that take remote jobs, so that one next hop
  *    that hangs cannot take every thread; report jobs count against no
- *    limit;
+ *    limit. The next hop of a destination is what scheduler_set_hop's
+ *    function says (a route's or the relayhost's host: the domains sent
+ *    there share one limit), else the destination itself;
  *  - nothing due is left behind: a due recipient is in a job, or waits
- *    for its destination while that destination has no free slot; a free
+ *    for its next hop while that next hop has no free slot; a free
  *    slot goes to the next waiting message that can use it (one that is
  *    gone or busy is passed over), and a pass at least once a second
  *    gives every destination with waiting messages and free slots its
@@ -47,6 +49,7 @@ struct sched_job {
 	int report;		/* a report job: notices and expiries only */
 	uint32_t *idx;		/* recipient indexes, ascending, owned */
 	size_t n;
+	char hop[256];		/* internal: the next hop it counts against */
 	struct sched_job *next;	/* internal */
 };
 
@@ -59,6 +62,15 @@ void scheduler_set_limit(struct scheduler *s, unsigned max_per_dest);
 /* The number of threads that take remote jobs; the per-destination limit
  * stays below it. 0: no such bound. */
 void scheduler_set_pool(struct scheduler *s, unsigned remote_threads);
+
+/* The next hop of a destination into out (outsize bytes): the key its
+ * limit counts under. hop runs on the scheduler's thread under the
+ * scheduler's lock, so it must not call the scheduler; NULL: each
+ * destination is its own next hop. Once this returns, the old function
+ * is never called again. */
+void scheduler_set_hop(struct scheduler *s,
+    void (*hop)(const char *dest, char *out, size_t outsize, void *arg),
+    void *arg);
 
 /* queue_lifetime in seconds (0: never expire): a recipient not done after
  * it goes into a report job to bounce. */

@@ -533,13 +533,16 @@ main(int argc, char **argv)
 		return 1;
 	}
 	{
-		/* One reader slot per thread that reads the queue, for the
-		 * largest pool a reload may make, and room for mailctl. */
+		/* One reader slot per thread that reads the queue: the
+		 * delivery threads for the largest pool a reload may make, the
+		 * filter pool at its largest (milters read staged records),
+		 * and room for the daemon's own threads and mailctl. */
 		struct store_limits lim = {
 			.map_size = cfg->queue_map_size,
 			.map_max = cfg->queue_map_max,
 			.max_readers = delivery_local_threads(DAEMON_DELIVERY_THREADS_MAX) +
-			    delivery_remote_threads(DAEMON_DELIVERY_THREADS_MAX) + 72,
+			    delivery_remote_threads(DAEMON_DELIVERY_THREADS_MAX) +
+			    DAEMON_FILTER_THREADS_MAX + 72,
 		};
 		d.store = store_open_limits(cfg->queue_dir, &lim, STORE_EXCLUSIVE,
 		    err, sizeof err);

@@ -2,6 +2,7 @@
 limits, timeouts, durability of acknowledged mail, a full queue."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -543,6 +544,26 @@ class CorruptRecordTest(unittest.TestCase):
             c.close()
             self.assertEqual(srv.stop(), 0)
             self.assertEqual(json.loads(srv.mailctl("--json", "stats").stdout)["bad"], 1)
+        finally:
+            srv.cleanup()
+
+
+class ReaderSlotsTest(unittest.TestCase):
+    """LMDB's reader table is sized from the thread counts that may read
+    the queue at once: the delivery pool at its largest (1,024) and the
+    filter pool at its largest (1,024, milters read staged records)."""
+
+    def test_reader_slots_cover_the_pools(self):
+        srv = Server()
+        try:
+            srv.start()
+            r = subprocess.run(["mdb_stat", "-e", os.path.join(srv.dir, "queue")],
+                               capture_output=True, text=True, timeout=30 * SLOW)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            found = re.search(r"Max readers: (\d+)", r.stdout)
+            self.assertIsNotNone(found, r.stdout)
+            self.assertGreaterEqual(int(found.group(1)), 1024 + 1024, r.stdout)
+            self.assertEqual(srv.stop(), 0)
         finally:
             srv.cleanup()
 

@@ -185,6 +185,51 @@ class DeliveryTest(unittest.TestCase):
         self.assertIn(b"Action: delivered", data)
         self.assertIn(b"Original-Envelope-Id: E1", data)
 
+    def notify_send(self, rcpts):
+        c, _ = greet(self.srv.port)
+        self.assertEqual(c.cmd("MAIL FROM:<carol@localhost>")[0], 250)
+        for rcpt, notify in rcpts:
+            self.assertEqual(c.cmd("RCPT TO:<%s> NOTIFY=%s" % (rcpt, notify))[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        code, text = c.cmd("Subject: expand\r\n\r\nx\r\n.")
+        self.assertEqual(code, 250, text)
+        c.close()
+        return text[0].split()[-1]
+
+    def test_alias_of_several_targets_reports_expanded(self):
+        # RFC 3461 5.2.7.3: NOTIFY=SUCCESS to an alias of several targets
+        # gets one "expanded" notice; the targets report no success of
+        # their own, but failures still when FAILURE was asked for.
+        with open(os.path.join(self.srv.dir, "aliases"), "a") as f:
+            f.write("crew@localhost: ghost@localhost, alice@localhost\n")
+        self.srv.signal(signal.SIGHUP)
+        self.srv.wait_log("reloaded")
+        qid = self.notify_send([("team@localhost", "SUCCESS")])
+        self.srv.wait_log(qid + ": removed")
+        wait_for(lambda: self.srv.queue_json()["messages"] == [], 20, "queue to empty")
+        files = self.srv.maildir_files("carol@localhost")
+        self.assertEqual(len(files), 1, files)
+        data = read(files[0])
+        self.assertIn(b"Action: expanded", data)
+        self.assertIn(b"Final-Recipient: rfc822; team@localhost", data)
+        self.assertNotIn(b"Action: delivered", data)
+        for user in ("alice", "bob"):
+            self.assertEqual(len(self.srv.maildir_files(user + "@localhost")), 1, user)
+        qid = self.notify_send([("crew@localhost", "SUCCESS,FAILURE")])
+        self.srv.wait_log(qid + ": removed")
+        wait_for(lambda: self.srv.queue_json()["messages"] == [], 20, "queue to empty")
+        reports = sorted(read(f) for f in self.srv.maildir_files("carol@localhost")
+                         if f not in files)
+        self.assertEqual(len(reports), 2, reports)
+        expanded = [r for r in reports if b"Action: expanded" in r]
+        failed = [r for r in reports if b"Action: failed" in r]
+        self.assertEqual(len(expanded), 1)
+        self.assertIn(b"Final-Recipient: rfc822; crew@localhost", expanded[0])
+        self.assertEqual(len(failed), 1)
+        self.assertIn(b"Final-Recipient: rfc822; ghost@localhost", failed[0])
+        self.assertIn(b"Original-Recipient: rfc822;crew@localhost", failed[0])
+        self.assertFalse(any(b"Action: delivered" in r for r in reports))
+
     def test_null_sender_failure_goes_to_postmaster_once(self):
         send(self.srv.port, "", ["broken@localhost"], b"Subject: from <>\r\n\r\nx\r\n")
         files = self.wait_files("postmaster@localhost")

@@ -420,6 +420,23 @@ class SlowDestinationTest(unittest.TestCase):
         self.assertLessEqual(self.hang1.connections + self.hang2.connections, 2)
         self.assertEqual(srv.stop(), 0)
 
+    def test_domains_through_one_hung_host_share_its_limit(self):
+        # Two domains routed to one host that never greets share that
+        # host's limit (2 of the 3 remote threads): between them they
+        # cannot take every thread, and a healthy destination goes at once.
+        srv = self.server("delivery_threads = 4\nrelay_command_timeout = 60s\n"
+                          "routes = a.test=[127.0.0.6]:%d b.test=[127.0.0.6]:%d\n"
+                          % (self.mx_port, self.mx_port))
+        for dom in ("a.test", "b.test"):
+            for i in range(3):
+                send(srv.port, "carol@localhost", "u%d@%s" % (i, dom),
+                     b"Subject: h\r\n\r\nx\r\n")
+        wait_for(lambda: self.hang1.connections >= 2, 10, "deliveries to hang")
+        send(srv.port, "carol@localhost", "v@ok.test", b"Subject: ok\r\n\r\nx\r\n")
+        self.ok.wait_messages(1, timeout=5 * SLOW)
+        self.assertEqual(self.hang1.connections, 2)
+        self.assertEqual(srv.stop(), 0)
+
     def test_one_time_limit_over_all_addresses(self):
         srv = self.server("relay_command_timeout = 3s\nrelay_attempt_timeout = 2s\n")
         t0 = time.monotonic()

@@ -244,6 +244,8 @@ test_kinds(void)
 		  "delivered", "2.0.0" },
 		{ BOUNCE_RELAYED, "Successful Mail Relay Report",
 		  "relayed", "2.0.0" },
+		{ BOUNCE_EXPANDED, "Successful Mail Expansion Report",
+		  "expanded", "2.0.0" },
 	};
 	struct bounce_orig o;
 	struct bounce_rcpt rc[2];

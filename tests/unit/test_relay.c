@@ -1912,12 +1912,15 @@ test_mx_order(void)
 	peer_free(p2);
 	relay_ctx_free(&ctx);
 
-	/* 5xx greeting, then 4xx to MAIL at mx1: mx2 takes it each time. */
-	static const struct peer_cfg bad1[2] = {
+	/* 5xx greeting, a 421 greeting, a 421 to EHLO, then 4xx to MAIL at
+	 * mx1: mx2 takes it each time. */
+	static const struct peer_cfg bad1[4] = {
 		{ .greeting = "554 5.3.2 not now\r\n" },
+		{ .greeting = "421 4.3.2 busy\r\n" },
+		{ .ehlo = "421 4.3.2 closing\r\n" },
 		{ .mail_reply = "421 4.3.2 shutting down\r\n" },
 	};
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < 4; k++) {
 		ctx = ctx_tls(RELAY_TLS_NONE);
 		p1 = peer_start("127.0.0.2", &bad1[k]);
 		p2 = peer_start("127.0.0.3", NULL);

@@ -3,6 +3,7 @@
  * with the test playing the delivery threads.
  *  - A waiting message whose slot goes to a message that is gone or busy
  *    is not left behind.
+ *  - Destinations with one next hop (scheduler_set_hop) share its limit.
  *  - Nothing is stranded, as an invariant: while simulated deliveries
  *    succeed, defer, hang and vanish at random, every recipient that has
  *    been due for longer than a pass is in a job or waits for a
@@ -180,6 +181,61 @@ test_slot_not_lost(void)
 	CU_ASSERT_EQUAL(j->id, m4);
 	set_state(s, m4, 0, RCPT_SENT, 0);
 	scheduler_job_done(sc, j);
+	scheduler_shutdown(sc);
+	scheduler_free(&sc);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+/* Every destination but c.example goes through one host. */
+static void
+one_gateway(const char *dest, char *out, size_t outsize, void *arg)
+{
+	(void)arg;
+	snprintf(out, outsize, "%s", strcmp(dest, "c.example") == 0 ? dest :
+	    "[gw.example]:25");
+}
+
+/* Destinations with one next hop share its limit: with limit 1, a's job
+ * holds the gateway, b's waits for it; c (another hop) goes at once. */
+static void
+test_hop_shared_limit(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir);
+	static const char *const a[] = { "u@a.example" };
+	static const char *const b[] = { "u@b.example" };
+	static const char *const c[] = { "u@c.example" };
+	struct scheduler *sc;
+	struct sched_job *ja, *jc, *jb;
+	queue_id_t ma, mb, mc;
+
+	sc = scheduler_start(s, 1);
+	CU_ASSERT_FATAL(sc != NULL);
+	scheduler_set_hop(sc, one_gateway, NULL);
+	ma = put(s, a, 1);
+	scheduler_wake(sc);
+	ja = wait_job(sc, WAIT_MS);
+	CU_ASSERT_FATAL(ja != NULL);
+	CU_ASSERT_EQUAL(ja->id, ma);
+	mb = put(s, b, 1);
+	mc = put(s, c, 1);
+	scheduler_wake(sc);
+	jc = wait_job(sc, WAIT_MS);
+	CU_ASSERT_FATAL(jc != NULL);
+	CU_ASSERT_EQUAL(jc->id, mc);
+	CU_ASSERT_PTR_NULL(wait_job(sc, 300));	/* b waits for the gateway */
+	set_state(s, ma, 0, RCPT_SENT, 0);
+	scheduler_job_done(sc, ja);
+	jb = wait_job(sc, WAIT_MS);
+	CU_ASSERT_FATAL(jb != NULL);
+	CU_ASSERT_EQUAL(jb->id, mb);
+	CU_ASSERT_STRING_EQUAL(jb->dest, "b.example");
+	set_state(s, mb, 0, RCPT_SENT, 0);
+	scheduler_job_done(sc, jb);
+	set_state(s, mc, 0, RCPT_SENT, 0);
+	scheduler_job_done(sc, jc);
+	scheduler_set_hop(sc, NULL, NULL);
 	scheduler_shutdown(sc);
 	scheduler_free(&sc);
 	store_close(&s);
@@ -443,6 +499,7 @@ main(void)
 	suite = CU_add_suite("scheduler", NULL, NULL);
 	if (suite == NULL ||
 	    !CU_add_test(suite, "a free slot is not lost", test_slot_not_lost) ||
+	    !CU_add_test(suite, "one next hop, one limit", test_hop_shared_limit) ||
 	    !CU_add_test(suite, "nothing stranded (invariant)", test_nothing_stranded) ||
 	    !CU_add_test(suite, "1,000 recipients: linear planning", test_plan_linear)) {
 		CU_cleanup_registry();

@@ -56,9 +56,7 @@ struct relay_sess {
 	int broken;				/* no QUIT, no reuse */
 	/* The host policy the session was judged by (a cached session is
 	 * reused only under the same), and what protects it. */
-	enum tls_level level;
-	enum tls_auth auth;
-	int tls_required;
+	uint8_t judged[TLS_HOST_POLICY_DIGEST_LEN];	/* tls_host_policy_digest */
 	int verified;				/* authenticated: REQUIRETLS may go */
 	char prot[200];				/* relay_result.tls */
 };
@@ -732,9 +730,7 @@ sess_tls(struct relay_job *job, struct relay_sess *s, size_t hi, int plain)
 	char err[200], line[600];
 	int io;
 
-	s->level = hp->level;
-	s->auth = hp->auth;
-	s->tls_required = hp->tls_required;
+	tls_host_policy_digest(hp, s->judged);
 	if (plain || hp->level == TLS_LEVEL_NONE) {
 		sess_plain(job, s, hi, hp, 0);
 		return 0;
@@ -1327,16 +1323,23 @@ skip:
 }
 
 /* May an idle session s serve this job: a host of its destination policy
- * now, not skipped, under the same host policy it was judged by? */
+ * now, not skipped, under the same host policy it was judged by? The
+ * same means the same names and TLSA records too: destinations routed to
+ * one host share its idle connections, and a session verified for one
+ * domain's match= names proves nothing for another's. */
 static int
 sess_fits(const struct relay_job *job, const struct relay_sess *s)
 {
+	uint8_t d[TLS_HOST_POLICY_DIGEST_LEN];
+
 	for (size_t i = 0; i < job->dp->nhosts; i++) {
 		const struct tls_host_policy *hp = &job->dp->hosts[i];
 		if (strcasecmp(hp->host, s->host) != 0)
 			continue;
-		return !hp->skip && hp->level == s->level && hp->auth == s->auth &&
-		    hp->tls_required == s->tls_required;
+		if (hp->skip)
+			return 0;
+		tls_host_policy_digest(hp, d);
+		return memcmp(d, s->judged, sizeof d) == 0;
 	}
 	return 0;
 }

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gnutls/crypto.h>
+
 #include "lib/log.h"
 #include "lib/util.h"
 #include "relay/tls_dane.h"
@@ -456,6 +458,32 @@ int
 tls_host_policy_authenticates(const struct tls_host_policy *hp)
 {
 	return !hp->skip && hp->auth != TLS_AUTH_NONE && !hp->sts_testing;
+}
+
+void
+tls_host_policy_digest(const struct tls_host_policy *hp,
+    uint8_t out[TLS_HOST_POLICY_DIGEST_LEN])
+{
+	uint32_t head[5] = { (uint32_t)hp->level, (uint32_t)hp->auth,
+	    (uint32_t)hp->tls_required, (uint32_t)hp->sts_testing,
+	    (uint32_t)hp->nnames };
+	gnutls_hash_hd_t h;
+
+	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
+		abort();	/* out of memory */
+	(void)gnutls_hash(h, head, sizeof head);
+	/* Each name with its NUL: no two lists give the same bytes. */
+	for (size_t i = 0; i < hp->nnames; i++)
+		(void)gnutls_hash(h, hp->names[i], strlen(hp->names[i]) + 1);
+	for (size_t i = 0; hp->tlsa != NULL && i < hp->tlsa->n; i++) {
+		const struct dns_tlsa_rr *rr = &hp->tlsa->rrs[i];
+		uint8_t f[3] = { rr->usage, rr->selector, rr->mtype };
+		uint64_t len = rr->len;
+		(void)gnutls_hash(h, f, sizeof f);
+		(void)gnutls_hash(h, &len, sizeof len);
+		(void)gnutls_hash(h, rr->data, rr->len);
+	}
+	gnutls_hash_deinit(h, out);
 }
 
 void

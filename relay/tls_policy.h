@@ -196,6 +196,17 @@ int tls_host_policy_authenticates(const struct tls_host_policy *hp);
 
 void tls_dest_policy_free(struct tls_dest_policy **dpp);
 
+/*
+ * A digest (SHA-256) of what a session to hp is judged by: level,
+ * authentication, whether TLS is required, MTA-STS testing, the reference
+ * names and the TLSA records. Two host policies with the same digest
+ * accept the same sessions, so an idle connection judged under one may
+ * serve the other (relay.c); reports and logs are not part of it.
+ */
+#define TLS_HOST_POLICY_DIGEST_LEN	32
+void tls_host_policy_digest(const struct tls_host_policy *hp,
+    uint8_t out[TLS_HOST_POLICY_DIGEST_LEN]);
+
 /* What a session is worth, in Postfix's words. */
 enum tls_verdict {
 	TLS_VERDICT_ANONYMOUS = 0,	/* no certificate */

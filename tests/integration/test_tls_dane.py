@@ -37,7 +37,9 @@ BASE_POLICY = ("verify.dane.test verify\n"
                "wrongname.dane.test verify\n"
                "old.dane.test verify\n"
                "strip.dane.test encrypt\n"
-               "nostarttls.dane.test verify\n")
+               "nostarttls.dane.test verify\n"
+               "reuse1.test verify\n"
+               "reuse2.test verify match=mx-other.dane.test\n")
 
 
 class DaneDaemonTest(unittest.TestCase):
@@ -125,9 +127,12 @@ class DaneDaemonTest(unittest.TestCase):
             cls.servers.append(cls.b)
             cls.b.start(wait=False)
             cls.b.wait_ready(port, "127.0.0.30")
+            # two domains routed to one host share its idle connections
+            routes = "routes = %s\n" % " ".join(
+                "%s=[mx-ee.dane.test]:%d" % (d, port) for d in ("reuse1.test", "reuse2.test"))
             cls.a = lab_server(common + "local_domains = a.test\ntls_ca_file = %s\n"
                                "tls_policy = %s\ntls_cert_file = %s\ntls_key_file = %s\n"
-                               % (pki.ca.pem, cls.policy, cert, key), lab.port,
+                               % (pki.ca.pem, cls.policy, cert, key) + routes, lab.port,
                                hostname="relay.a.test")
             cls.servers.append(cls.a)
             cls.a.start()
@@ -303,6 +308,26 @@ class DaneDaemonTest(unittest.TestCase):
         self.assertIn("expired", d["diag"])
         self.nothing_sent("127.0.0.10", before)
         self.assertIn("<TLS>", [l for _, l in self.peers["127.0.0.10"].transcript[before[1]:]])
+
+    def test_reused_connection_judged_by_each_domain(self):
+        # reuse1.test and reuse2.test are routed to mx-ee.dane.test; the
+        # certificate names mx-ee (reuse1's verify), not mx-other
+        # (reuse2's match=). The idle connection of reuse1 serves reuse1
+        # again, never reuse2.
+        peer = self.peers["127.0.0.2"]
+        qid, d = self.send("u@reuse1.test")
+        self.assertEqual(d["status"], "sent", d)
+        self.assertRegex(d["tls"], r"^Verified .* \(verify\)$")
+        conns = peer.connections
+        qid, d = self.send("u@reuse1.test")
+        self.assertEqual(d["status"], "sent", d)
+        self.assertEqual(peer.connections, conns)       # the idle one
+        before = self.mark("127.0.0.2")
+        qid, d = self.send("u@reuse2.test")
+        self.assertEqual((d["status"], d["dsn"]), ("deferred", "4.7.5"), d)
+        self.assertIn("TLS policy (verify) not met by host mx-ee.dane.test", d["diag"])
+        self.assertIn("mx-other.dane.test", d["diag"])
+        self.nothing_sent("127.0.0.2", before)
 
     # ---- STARTTLS stripped: refused (454) or not offered ----
 

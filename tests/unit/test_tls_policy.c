@@ -196,6 +196,67 @@ test_plain_levels(void)
 	tls_policy_map_free(&map);
 }
 
+/* The digest of host 0 of domain's policy under c. */
+static void
+digest_of(struct tls_policy_ctx *c, const char *domain, uint8_t *out)
+{
+	struct tls_dest_policy *dp;
+	struct dns_mx_result mx;
+
+	mx_of(&mx, domain, 1, 0);
+	tls_policy_destination(c, domain, &mx, 0, &dp);
+	tls_host_policy_digest(&dp->hosts[0], out);
+	tls_dest_policy_free(&dp);
+}
+
+static void
+test_digest(void)
+{
+	struct tls_policy_map *map;
+	struct tls_policy_ctx *c;
+	struct tls_dest_policy *dp;
+	struct dns_mx_result mx;
+	uint8_t a[TLS_HOST_POLICY_DIGEST_LEN], b[TLS_HOST_POLICY_DIGEST_LEN];
+	static const char text[] = "enc.test encrypt\nenc2.test encrypt\n"
+	    "ver.test verify match=mail.ver.test\nver2.test verify\n"
+	    "ver3.test verify\nver4.test verify match=mx1.secure.test\n"
+	    "secure.test dane\n";
+
+	CU_ASSERT_EQUAL_FATAL(tls_policy_map_parse(text, sizeof text - 1, "p", NULL, &map), 0);
+	c = make_ctx(TLS_LEVEL_MAY, map, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	/* The same judgement for two domains: one digest. */
+	digest_of(c, "enc.test", a);
+	digest_of(c, "enc2.test", b);
+	CU_ASSERT(memcmp(a, b, sizeof a) == 0);
+	digest_of(c, "ver2.test", a);
+	digest_of(c, "ver3.test", b);
+	CU_ASSERT(memcmp(a, b, sizeof a) == 0);
+	/* match= of the host's own name is the same list of names. */
+	digest_of(c, "ver4.test", b);
+	CU_ASSERT(memcmp(a, b, sizeof a) == 0);
+	/* Other names, another level: another digest. */
+	digest_of(c, "ver.test", b);
+	CU_ASSERT(memcmp(a, b, sizeof a) != 0);
+	digest_of(c, "enc.test", b);
+	CU_ASSERT(memcmp(a, b, sizeof a) != 0);
+	digest_of(c, "other.test", b);		/* may */
+	CU_ASSERT(memcmp(a, b, sizeof a) != 0);
+	/* DANE: the TLSA records count, to the last bit. */
+	mx_of(&mx, "secure.test", 1, 0);
+	tls_policy_destination(c, "secure.test", &mx, 0, &dp);
+	CU_ASSERT_EQUAL_FATAL(dp->hosts[0].auth, TLS_AUTH_DANE);
+	tls_host_policy_digest(&dp->hosts[0], a);
+	tls_host_policy_digest(&dp->hosts[0], b);
+	CU_ASSERT(memcmp(a, b, sizeof a) == 0);
+	dp->hosts[0].tlsa->rrs[0].data[0] ^= 1;
+	tls_host_policy_digest(&dp->hosts[0], b);
+	CU_ASSERT(memcmp(a, b, sizeof a) != 0);
+	tls_dest_policy_free(&dp);
+	tls_policy_ctx_free(&c);
+	tls_policy_map_free(&map);
+}
+
 static void
 test_dane_destinations(void)
 {
@@ -431,6 +492,7 @@ main(void)
 	s = CU_add_suite("tls_policy", setup, teardown);
 	CU_add_test(s, "none, may, encrypt, verify", test_plain_levels);
 	CU_add_test(s, "dane and dane-only destinations", test_dane_destinations);
+	CU_add_test(s, "host policy digests", test_digest);
 	CU_add_test(s, "MTA-STS that cannot be fetched", test_sts_unfetchable);
 	CU_add_test(s, "session verdicts", test_check_chain);
 	CU_add_test(s, "report records", test_report);

@@ -762,6 +762,9 @@ sess_tls(struct relay_job *job, struct relay_sess *s, size_t hi, int plain)
 	if (relay_conn_buffered(s->conn) > 0)
 		log_debug("relay %s: discarding %zu bytes received before the "
 		    "TLS handshake", s->hostaddr, relay_conn_buffered(s->conn));
+	/* RFC 7672 8.1: with TLSA records, SNI is their base domain. */
+	if (hp->sni[0] != '\0')
+		str_copy(s->sni, hp->sni, sizeof s->sni);
 	io = relay_conn_starttls(s->conn, job->ctx->cred,
 	    s->sni[0] ? s->sni : NULL, job_ms(job, st->command_timeout_ms), err,
 	    sizeof err);

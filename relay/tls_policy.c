@@ -177,6 +177,8 @@ dane_for_host(struct tls_policy_ctx *ctx, const char *domain,
 			continue;	/* none, or not to be trusted: next base */
 		}
 		hp->tlsa = t;
+		if (strcmp(bases[i], hp->host) != 0)
+			str_copy(hp->sni, bases[i], sizeof hp->sni);
 		add_name(hp, bases[i]);
 		add_name(hp, hp->host);
 		add_name(hp, domain);

@@ -24,7 +24,8 @@
  *     otherwise (hp->tls_required) STARTTLS must be offered and succeed,
  *     else QUIT, record TLS_RPT_STARTTLS_NOT_SUPPORTED (or a handshake
  *     failure as TLS_RPT_VALIDATION_FAILURE) and try the next host;
- *     nothing of the message goes out in plaintext. SNI: hp->host.
+ *     nothing of the message goes out in plaintext. SNI: hp->sni, or
+ *     hp->host when it is empty.
  *  3. right after the handshake, before EHLO is sent again:
  *     tls_policy_check_session(ctx, hp, session, &chk). chk.ok == 0:
  *     QUIT and try the next host (defer when none is left, 4.7.5); the
@@ -114,6 +115,9 @@ struct tls_host_policy {
 	enum tls_rpt_result skip_rpt;
 	enum dns_sec_state addr_state;	/* dane levels: the host's address records */
 	struct dns_tlsa_result *tlsa;	/* TLS_AUTH_DANE or unusable TLSA; owned */
+	char sni[DNS_NAME_MAX];		/* the SNI name when not host: with TLSA
+					 * records, their base domain (RFC 7672
+					 * 8.1; an alias's target); "" otherwise */
 	size_t nnames;			/* reference identifiers for name checks */
 	char names[TLS_POLICY_NAMES_MAX][DNS_NAME_MAX + 1];
 	/* What RFC 8460 reports judge this host's sessions by. */

@@ -35,7 +35,8 @@ Behaviours (keyword arguments of Peer, combinable):
 Recorded: p.connections (accepted count), p.transcript (list of
 (conn_no, line) for every command line, "<TLS>" after a handshake),
 p.messages (list of Message: mail_from, mail_params, rcpts, rcpt_params,
-data (bytes after 354, dot-stuffing undone, CRLF kept), tls, helo).
+data (bytes after 354, dot-stuffing undone, CRLF kept), tls, helo, sni
+(the server name the client sent in its TLS handshake, or None)).
 
 Only loopback is used. Run this file to self-test it.
 """
@@ -68,6 +69,7 @@ class Message:
         self.data = b""
         self.raw = b""        # as received, dot-stuffed, with the "."
         self.tls = tls
+        self.sni = None
 
     def __repr__(self):
         return "Message(from=%r, rcpts=%r, %d bytes, tls=%s)" % (
@@ -93,6 +95,7 @@ class _Session:
         self.conn_no = conn_no
         self.buf = b""
         self.tls = False
+        self.sni = None
         self.helo = None
         self.msg = None
         self.deadline = time.monotonic() + SESSION_LIMIT
@@ -203,6 +206,10 @@ class _Session:
         self.buf = b""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*p.starttls)
+
+        def sni(sslobj, name, c):
+            self.sni = name
+        ctx.sni_callback = sni
         try:
             self.sock.settimeout(IO_TIMEOUT)
             self.sock = ctx.wrap_socket(self.sock, server_side=True)
@@ -227,6 +234,7 @@ class _Session:
             self.reply(p.mail_reply)
             return
         self.msg = Message(self.helo, addr, params, self.tls)
+        self.msg.sni = self.sni
         self.reply(p.mail_reply or "250 2.1.0 Ok")
 
     def cmd_RCPT(self, arg):

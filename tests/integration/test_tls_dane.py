@@ -74,6 +74,8 @@ class DaneDaemonTest(unittest.TestCase):
         lab = DnssecLab()
         lab.zone("dane.test", [
             "ee MX 10 mx-ee", "mx-ee A 127.0.0.2", "%s.mx-ee TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
+            # an MX host that is an alias: the TLSA base domain is its target
+            "alias MX 10 mx-alias", "mx-alias CNAME mx-ee",
             "ta MX 10 mx-ta", "mx-ta A 127.0.0.3", "%s.mx-ta TLSA %s" % (tl, pki.ca.tlsa(2, 0, 1)),
             "bad MX 10 mx-bad", "mx-bad A 127.0.0.4",
             "%s.mx-bad TLSA %s" % (tl, ee.tlsa(3, 1, 1)),        # not the cert it serves
@@ -207,6 +209,20 @@ class DaneDaemonTest(unittest.TestCase):
         msg = self.peers["127.0.0.2"].wait_messages(before[0] + 1)[-1]
         self.assertTrue(msg.tls)
         self.assertEqual(msg.rcpts, ["u@ee.dane.test"])
+
+    def test_dane_sni_is_the_tlsa_base_domain(self):
+        # RFC 7672 8.1: SNI names the TLSA base domain; for an MX host that
+        # is an alias with TLSA records at its target, the target
+        peer = self.peers["127.0.0.2"]
+        n = len(peer.messages)
+        qid, d = self.send("u@ee.dane.test")
+        self.assertEqual(d["status"], "sent", d)
+        self.assertEqual(peer.wait_messages(n + 1)[-1].sni, "mx-ee.dane.test")
+        qid, d = self.send("u@alias.dane.test")
+        self.assertEqual((d["status"], d["relay"]),
+                         ("sent", "mx-alias.dane.test[127.0.0.2]:%d" % self.port), d)
+        self.assertRegex(d["tls"], r"^Verified .* \(dane\)$")
+        self.assertEqual(peer.wait_messages(n + 2)[-1].sni, "mx-ee.dane.test")
 
     def test_dane_ta_2_0_1_verified(self):
         qid, d = self.send("u@ta.dane.test")

@@ -39,6 +39,7 @@ BASE_POLICY = ("verify.dane.test verify\n"
                "strip.dane.test encrypt\n"
                "nostarttls.dane.test verify\n"
                "reuse1.test verify\n"
+               "rtverify.dane.test verify\n"
                "reuse2.test verify match=mx-other.dane.test\n")
 
 
@@ -87,6 +88,7 @@ class DaneDaemonTest(unittest.TestCase):
             "wrongname MX 10 mx-wrongname", "mx-wrongname A 127.0.0.2",
             "rt MX 10 mx-b", "mx-b A 127.0.0.30", "%s.mx-b TLSA %s" % (tl, b_cert.tlsa(3, 1, 1)),
             "mx-c A 127.0.0.31", "%s.mx-c TLSA %s" % (tl, c_cert.tlsa(3, 1, 1)),
+            "rtverify MX 10 mx-c",
             "old MX 10 mx-old", "mx-old A 127.0.0.10",
             "strip MX 10 mx-strip", "mx-strip A 127.0.0.11",
             "stripmay MX 10 mx-strip",
@@ -434,6 +436,19 @@ class DaneDaemonTest(unittest.TestCase):
         self.assertEqual(bd["status"], "sent")
         self.assertRegex(bd["tls"], r"^Verified .* \(dane\)$")
         self.assertEqual(bd["relay"], "mx-c.dane.test[127.0.0.31]:%d" % self.port)
+
+    def test_requiretls_over_verify(self):
+        # the verify level authenticates too (the tls_policy entry; its TLSA
+        # records play no part there)
+        c = self.peers["127.0.0.31"]
+        n = len(c.messages)
+        qid, d = self.send("u@rtverify.dane.test", requiretls=True)
+        self.assertEqual((d["status"], d["relay"]),
+                         ("sent", "mx-c.dane.test[127.0.0.31]:%d" % self.port), d)
+        self.assertRegex(d["tls"], r"^Verified .* \(verify\)$")
+        msg = c.wait_messages(n + 1)[-1]
+        self.assertIn("REQUIRETLS", msg.mail_params)
+        self.assertTrue(msg.tls)
 
     def test_requiretls_refused_toward_unverified_peer(self):
         before = self.mark("127.0.0.7")

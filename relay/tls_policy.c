@@ -134,7 +134,8 @@ tlsa_strings(const struct dns_tlsa_result *t)
 
 /*
  * DANE for one MX host whose name was securely obtained (RFC 7672
- * 2.2.2): 1 when decided (DANE, TLS for an unusable RRset, or a skip for
+ * 2.2.2), whose next-hop domain (a DANE-TA reference name, 3.2.2) is
+ * domain: 1 when decided (DANE, TLS for an unusable RRset, or a skip for
  * a bogus answer), 0 when DANE does not apply (insecure).
  */
 static int
@@ -401,7 +402,9 @@ tls_policy_fixed(struct tls_policy_ctx *ctx, const char *domain,
 		int only = dp->configured == TLS_LEVEL_DANE_ONLY;
 		if (!is_name) {
 			fixed_no_dane(hp, only, "an address literal has no TLSA records");
-		} else if (dane_for_host(ctx, dp->domain, hp)) {
+		} else if (dane_for_host(ctx, hp->host, hp)) {
+			/* The next hop is the host, not the recipient domain:
+			 * DANE-TA names are the host's alone (RFC 7672 3.2.2). */
 			if (only && !hp->skip && hp->auth != TLS_AUTH_DANE)
 				host_skip(hp, TLS_RPT_DANE_REQUIRED, "no DANE for %s: no "
 				    "usable TLSA record", hp->host);

@@ -175,7 +175,8 @@ void tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
  * domain "[...]", whose results are not reported: it is no policy
  * domain). dane and dane-only use the TLSA records
  * of a host name whose address records are DNSSEC-secure (RFC 7672 2.2.2;
- * a configured name counts as securely obtained); without them dane is
+ * a configured name counts as securely obtained; the host is the next-hop
+ * domain, so DANE-TA names are its own, not domain); without them dane is
  * may, dane-only skips the host. MTA-STS does not apply (no MX). verify
  * checks the match= names, else the host name.
  */

@@ -341,6 +341,61 @@ test_dane_destinations(void)
 }
 
 static void
+test_fixed(void)
+{
+	struct tls_policy_map *map;
+	struct tls_policy_ctx *c, *only;
+	struct tls_dest_policy *dp;
+	static const char text[] = "ver.test verify match=relay.ver.test\n";
+
+	CU_ASSERT_EQUAL_FATAL(tls_policy_map_parse(text, sizeof text - 1, "p", NULL, &map), 0);
+	c = make_ctx(TLS_LEVEL_DANE, map, NULL);
+	only = make_ctx(TLS_LEVEL_DANE_ONLY, NULL, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(only);
+	/* A route by name with secure TLSA records: DANE, and the host is
+	 * the next-hop domain: the recipient domain is no reference name. */
+	tls_policy_fixed(c, "x.test", "mx1.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->fixed, 1);
+	CU_ASSERT_EQUAL_FATAL(dp->nhosts, 1);
+	CU_ASSERT_EQUAL(dp->hosts[0].auth, TLS_AUTH_DANE);
+	CU_ASSERT_EQUAL(dp->hosts[0].tls_required, 1);
+	CU_ASSERT_EQUAL_FATAL(dp->hosts[0].nnames, 1);
+	CU_ASSERT_STRING_EQUAL(dp->hosts[0].names[0], "mx1.secure.test");
+	CU_ASSERT_STRING_EQUAL(dp->hosts[0].sni, "");
+	tls_dest_policy_free(&dp);
+	/* No TLSA records, an address literal: may; dane-only skips. */
+	tls_policy_fixed(c, "x.test", "mx2.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].level, TLS_LEVEL_MAY);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip, 0);
+	tls_dest_policy_free(&dp);
+	tls_policy_fixed(c, "x.test", "127.0.0.2", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].level, TLS_LEVEL_MAY);
+	tls_dest_policy_free(&dp);
+	tls_policy_fixed(only, "x.test", "127.0.0.2", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip, 1);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip_rpt, TLS_RPT_DANE_REQUIRED);
+	tls_dest_policy_free(&dp);
+	tls_policy_fixed(only, "x.test", "mx2.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip, 1);
+	tls_dest_policy_free(&dp);
+	/* A bogus TLSA answer: skipped, never plaintext, at dane too. */
+	tls_policy_fixed(c, "x.test", "mx3.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip, 1);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip_rpt, TLS_RPT_DNSSEC_INVALID);
+	tls_dest_policy_free(&dp);
+	/* verify: the entry's match= names. */
+	tls_policy_fixed(c, "ver.test", "mx2.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].auth, TLS_AUTH_VERIFY);
+	CU_ASSERT_EQUAL_FATAL(dp->hosts[0].nnames, 1);
+	CU_ASSERT_STRING_EQUAL(dp->hosts[0].names[0], "relay.ver.test");
+	tls_dest_policy_free(&dp);
+	tls_policy_ctx_free(&c);
+	tls_policy_ctx_free(&only);
+	tls_policy_map_free(&map);
+}
+
+static void
 test_sts_unfetchable(void)
 {
 	struct tls_policy_ctx *c = make_ctx(TLS_LEVEL_DANE, NULL, NULL);
@@ -493,6 +548,7 @@ main(void)
 	CU_add_test(s, "none, may, encrypt, verify", test_plain_levels);
 	CU_add_test(s, "dane and dane-only destinations", test_dane_destinations);
 	CU_add_test(s, "host policy digests", test_digest);
+	CU_add_test(s, "fixed next hops", test_fixed);
 	CU_add_test(s, "MTA-STS that cannot be fetched", test_sts_unfetchable);
 	CU_add_test(s, "session verdicts", test_check_chain);
 	CU_add_test(s, "report records", test_report);

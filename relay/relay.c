@@ -765,9 +765,13 @@ sess_tls(struct relay_job *job, struct relay_sess *s, size_t hi, int plain)
 	/* RFC 7672 8.1: with TLSA records, SNI is their base domain. */
 	if (hp->sni[0] != '\0')
 		str_copy(s->sni, hp->sni, sizeof s->sni);
+	/* A session that is to be authenticated (DANE, MTA-STS enforce,
+	 * verify), or to carry a REQUIRETLS message, gets TLS 1.2 or later
+	 * (RFC 8996); others any version, as better than none. */
 	io = relay_conn_starttls(s->conn, job->ctx->cred,
-	    s->sni[0] ? s->sni : NULL, job_ms(job, st->command_timeout_ms), err,
-	    sizeof err);
+	    s->sni[0] ? s->sni : NULL,
+	    tls_host_policy_authenticates(hp) || job->requiretls,
+	    job_ms(job, st->command_timeout_ms), err, sizeof err);
 	if (io != RELAY_IO_OK) {
 		s->broken = 1;
 		job_report(job, hi, s->addr, s, TLS_RPT_VALIDATION_FAILURE);

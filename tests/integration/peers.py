@@ -27,6 +27,8 @@ Behaviours (keyword arguments of Peer, combinable):
                                 mid-DATA; "final": after ".", unanswered)
   starttls=(cert, key)          offer STARTTLS with this PEM pair (ssl)
   refuse_starttls=True          offer STARTTLS but answer 454
+  tls_max="TLSv1_1"             speak no TLS version above this one (an
+                                old server: TLS 1.0 and 1.1 only)
   ehlo=["PIPELINING", ...]      EHLO keywords (default PIPELINING,
                                 SIZE 10240000, 8BITMIME, DSN, SMTPUTF8,
                                 ENHANCEDSTATUSCODES)
@@ -47,6 +49,7 @@ import socketserver
 import ssl
 import threading
 import time
+import warnings
 
 from harness import SLOW
 
@@ -206,6 +209,12 @@ class _Session:
         self.buf = b""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*p.starttls)
+        if p.tls_max:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ctx.minimum_version = ssl.TLSVersion.TLSv1
+                ctx.maximum_version = getattr(ssl.TLSVersion, p.tls_max)
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
 
         def sni(sslobj, name, c):
             self.sni = name
@@ -360,7 +369,7 @@ class Peer:
     def __init__(self, host="127.0.0.1", port=0, greeting="220 peer.test ESMTP",
                  hang=None, rcpt=None, mail_reply=None, data_reply=None,
                  final_reply=None, drop=None, starttls=None, refuse_starttls=False,
-                 ehlo=None, no_ehlo=False):
+                 ehlo=None, no_ehlo=False, tls_max=None):
         if not (host.startswith("127.") or host == "::1"):
             raise ValueError("peers listen on loopback only")
         self.host = host
@@ -373,6 +382,7 @@ class Peer:
         self.drop = drop
         self.starttls = starttls
         self.refuse_starttls = refuse_starttls
+        self.tls_max = tls_max
         self.ehlo = DEFAULT_EHLO if ehlo is None else ehlo
         self.no_ehlo = no_ehlo
         self.connections = 0

@@ -66,6 +66,8 @@ class DaneDaemonTest(unittest.TestCase):
             "127.0.0.10": dict(starttls=(old.chain, old.key)),   # expired
             # STARTTLS offered, then 454: what a stripping middlebox answers
             "127.0.0.11": dict(refuse_starttls=True),
+            # an old server: TLS 1.1 at most
+            "127.0.0.12": dict(starttls=(ee.chain, ee.key), tls_max="TLSv1_1"),
             # the next hop of B: takes REQUIRETLS over TLS
             "127.0.0.31": dict(starttls=(c_cert.chain, c_cert.key),
                                ehlo=DEFAULT_EHLO + ["REQUIRETLS"]),
@@ -94,6 +96,9 @@ class DaneDaemonTest(unittest.TestCase):
             "stripmay MX 10 mx-strip",
             "nostarttls MX 10 mx-nostls", "mx-nostls A 127.0.0.5",
             "nostlsmay MX 10 mx-nostls",
+            "tls11 MX 10 mx-tls11", "mx-tls11 A 127.0.0.12",
+            "%s.mx-tls11 TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
+            "tls11may MX 10 mx-tls11may", "mx-tls11may A 127.0.0.12",
             # only unusable records (PKIX-EE, RFC 7672 3.1.3): TLS required,
             # not authenticated
             "unus MX 10 mx-unus", "mx-unus A 127.0.0.2",
@@ -275,6 +280,22 @@ class DaneDaemonTest(unittest.TestCase):
         # and it does not count as authenticated for REQUIRETLS
         qid, d = self.send("u@unus.dane.test", requiretls=True)
         self.assertEqual((d["status"], d["dsn"]), ("bounced", "5.7.10"), d)
+
+    def test_authenticated_tls_is_1_2_or_later(self):
+        # RFC 8996: TLS 1.0 and 1.1 authenticate nothing. The TLSA record
+        # matches, but the server speaks TLS 1.1 at most: deferred, nothing
+        # sent; the same server without DANE gets its mail over TLS 1.1
+        peer = self.peers["127.0.0.12"]
+        before = self.mark("127.0.0.12")
+        qid, d = self.send("u@tls11.dane.test")
+        self.assertEqual((d["status"], d["dsn"]), ("deferred", "4.7.5"), d)
+        self.assertIn("handshake failure with mx-tls11.dane.test", d["diag"])
+        self.assertGreater(peer.connections, before[2])
+        self.nothing_sent("127.0.0.12", before)
+        qid, d = self.send("u@tls11may.dane.test")
+        self.assertEqual(d["status"], "sent", d)
+        self.assertRegex(d["tls"], r"^\w+ TLSv1\.1 .* \(may\)$")
+        self.assertTrue(peer.wait_messages(before[0] + 1)[-1].tls)
 
     def test_insecure_zone_is_opportunistic(self):
         qid, d = self.send("u@insecure.test")

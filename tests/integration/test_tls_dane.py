@@ -39,6 +39,7 @@ BASE_POLICY = ("verify.dane.test verify\n"
                "strip.dane.test encrypt\n"
                "nostarttls.dane.test verify\n"
                "reuse1.test verify\n"
+               "reuse3.test verify\n"
                "rtverify.dane.test verify\n"
                "reuse2.test verify match=mx-other.dane.test\n")
 
@@ -138,7 +139,7 @@ class DaneDaemonTest(unittest.TestCase):
             cls.b.wait_ready(port, "127.0.0.30")
             # two domains routed to one host share its idle connections
             routes = "routes = %s\n" % " ".join(
-                "%s=[mx-ee.dane.test]:%d" % (d, port) for d in ("reuse1.test", "reuse2.test"))
+                "%s=[mx-ee.dane.test]:%d" % (d, port) for d in ("reuse1.test", "reuse2.test", "reuse3.test"))
             cls.a = lab_server(common + "local_domains = a.test\ntls_ca_file = %s\n"
                                "tls_policy = %s\ntls_cert_file = %s\ntls_key_file = %s\n"
                                % (pki.ca.pem, cls.policy, cert, key) + routes, lab.port,
@@ -347,6 +348,25 @@ class DaneDaemonTest(unittest.TestCase):
         self.assertIn("expired", d["diag"])
         self.nothing_sent("127.0.0.10", before)
         self.assertIn("<TLS>", [l for _, l in self.peers["127.0.0.10"].transcript[before[1]:]])
+
+    def test_reused_connection_counted_for_each_domain(self):
+        # reuse3.test's mail goes over the idle connection of reuse1.test
+        # (the same host, the same policy); its TLS report counts it
+        peer = self.peers["127.0.0.2"]
+        qid, d = self.send("u@reuse1.test")
+        self.assertEqual(d["status"], "sent", d)
+        conns = peer.connections
+        for _ in range(2):
+            qid, d = self.send("u@reuse3.test")
+            self.assertEqual(d["status"], "sent", d)
+            self.assertRegex(d["tls"], r"^Verified .* \(verify\)$")
+        self.assertEqual(peer.connections, conns)       # the idle one, twice
+        rep = json.loads(self.a.mailctl("tls-report", "--json", "reuse3.test").stdout)
+        (pol,) = rep["policies"]
+        self.assertEqual(pol["policy"]["policy-domain"], "reuse3.test")
+        # one session, however many messages
+        self.assertEqual(pol["summary"]["total-successful-session-count"], 1)
+        self.assertEqual(pol["summary"]["total-failure-session-count"], 0)
 
     def test_reused_connection_judged_by_each_domain(self):
         # reuse1.test and reuse2.test are routed to mx-ee.dane.test; the

@@ -811,7 +811,7 @@ sess_tls(struct relay_job *job, struct relay_sess *s, size_t hi, int plain)
 	 * (RFC 8996); others any version, as better than none. */
 	io = relay_conn_starttls(s->conn, job->ctx->cred,
 	    s->sni[0] ? s->sni : NULL,
-	    tls_host_policy_authenticates(hp) || job->requiretls,
+	    (hp->auth != TLS_AUTH_NONE && !hp->sts_testing) || job->requiretls,
 	    job_ms(job, st->command_timeout_ms), err, sizeof err);
 	if (io != RELAY_IO_OK) {
 		s->broken = 1;

@@ -97,6 +97,7 @@ host_plain(struct tls_host_policy *hp, enum tls_level level)
 	hp->level = level;
 	hp->tls_required = level == TLS_LEVEL_ENCRYPT;
 	hp->auth = TLS_AUTH_NONE;
+	hp->name_validated = 0;
 	hp->via = tls_level_str(level);
 }
 
@@ -186,6 +187,7 @@ dane_for_host(struct tls_policy_ctx *ctx, const char *domain,
 		hp->rpt_type = TLS_RPT_POLICY_TLSA;
 		hp->rpt_strings = tlsa_strings(t);
 		hp->tls_required = 1;
+		hp->name_validated = 1;
 		hp->via = "dane";
 		if (tls_dane_usable(t->rrs, t->n) > 0) {
 			hp->level = TLS_LEVEL_DANE;
@@ -249,6 +251,7 @@ sts_for_host(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 	}
 	hp->level = TLS_LEVEL_VERIFY;
 	hp->tls_required = 1;
+	hp->name_validated = 1;	/* it matched a pattern of the policy */
 }
 
 /* The dane and dane-only levels (RFC 7672 2.2.1). */
@@ -317,9 +320,12 @@ dest_begin(const struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 	return 0;
 }
 
-/* The verify level for hp: the entry's match= names, else the host name. */
+/* The verify level for hp: the entry's match= names, else the host name,
+ * which is validated when secure_name says so (a secure MX RRset, a fixed
+ * next hop). */
 static void
-host_verify(struct tls_host_policy *hp, const struct tls_policy_entry *entry)
+host_verify(struct tls_host_policy *hp, const struct tls_policy_entry *entry,
+    int secure_name)
 {
 	hp->level = TLS_LEVEL_VERIFY;
 	hp->tls_required = 1;
@@ -327,8 +333,33 @@ host_verify(struct tls_host_policy *hp, const struct tls_policy_entry *entry)
 	hp->via = "verify";
 	for (size_t j = 0; entry != NULL && j < entry->nmatch; j++)
 		add_name(hp, entry->match[j]);
+	hp->name_validated = hp->nnames > 0 || secure_name;
 	if (hp->nnames == 0)
 		add_name(hp, hp->host);
+}
+
+/* The verify level for the MX hosts of dp. The DNSSEC state of the MX
+ * RRset says whether the host names count as validated (RFC 8689 4.2.1);
+ * a bogus or unavailable one only makes them not count (the MX lookup
+ * itself succeeded). */
+static void
+verify_hosts(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
+    const struct dns_mx_result *mx, const struct tls_policy_entry *entry)
+{
+	struct dns_sec_mx smx;
+
+	if (entry == NULL || entry->nmatch == 0) {
+		dns_sec_mx_lookup(ctx->cfg.resolver, dp->domain, &smx);
+		dp->mx_state = smx.state;
+	} else {
+		smx.state = DNS_SEC_INSECURE;	/* not needed */
+	}
+	for (size_t i = 0; i < dp->nhosts; i++) {
+		struct tls_host_policy *hp = &dp->hosts[i];
+		int secure_name = smx.state == DNS_SEC_SECURE && (mx->implicit ?
+		    smx.kind == DNS_SEC_NODATA : dns_sec_mx_has(&smx, hp->host));
+		host_verify(hp, entry, secure_name);
+	}
 }
 
 void
@@ -353,8 +384,7 @@ tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
 		dane_hosts(ctx, dp, mx, dp->configured == TLS_LEVEL_DANE_ONLY, now);
 		break;
 	case TLS_LEVEL_VERIFY:
-		for (size_t i = 0; i < dp->nhosts; i++)
-			host_verify(&dp->hosts[i], entry);
+		verify_hosts(ctx, dp, mx, entry);
 		break;
 	default:
 		for (size_t i = 0; i < dp->nhosts; i++)
@@ -416,7 +446,7 @@ tls_policy_fixed(struct tls_policy_ctx *ctx, const char *domain,
 		break;
 	}
 	case TLS_LEVEL_VERIFY:
-		host_verify(hp, entry);
+		host_verify(hp, entry, 1);	/* a configured name */
 		break;
 	default:
 		host_plain(hp, dp->configured);
@@ -462,7 +492,8 @@ tls_dest_policy_relax(struct tls_dest_policy *dp)
 int
 tls_host_policy_authenticates(const struct tls_host_policy *hp)
 {
-	return !hp->skip && hp->auth != TLS_AUTH_NONE && !hp->sts_testing;
+	return !hp->skip && hp->auth != TLS_AUTH_NONE && !hp->sts_testing &&
+	    hp->name_validated;
 }
 
 void

@@ -42,7 +42,8 @@
  *    Anonymous) is computed and logged but never blocks;
  *  - verify: TLS required; the chain must verify against the trust
  *    anchors (system store or ca_file) and the certificate must match a
- *    match= name of the map entry, or the MX host name;
+ *    match= name of the map entry, or the MX host name (which counts for
+ *    REQUIRETLS only when the MX RRset is DNSSEC-secure);
  *  - dane: per host, DANE when the MX RRset is DNSSEC-secure, the host's
  *    address records are secure (or it is a secure alias) and it has a
  *    secure TLSA RRset; a secure TLSA RRset without a usable record means
@@ -108,6 +109,10 @@ struct tls_host_policy {
 	enum tls_auth auth;		/* what the session must prove */
 	int sts_testing;		/* MTA-STS testing: check, report, never block */
 	int sts_mismatch;		/* testing: the host matches no mx pattern */
+	int name_validated;		/* the host name is no attacker's choice: a
+					 * DNSSEC-secure MX RRset, an MTA-STS
+					 * pattern, or configured (match= names,
+					 * a fixed next hop); RFC 8689 4.2.1 */
 	const char *via;		/* for logs: "dane", "mta-sts", "verify",
 					 * "encrypt", "may", "none" (static) */
 	int skip;			/* do not connect (skip_reason, skip_rpt) */
@@ -195,8 +200,10 @@ void tls_dest_policy_plain(const char *domain, const char *const *hosts,
  * dp->relaxed. */
 void tls_dest_policy_relax(struct tls_dest_policy *dp);
 
-/* Can sessions to hp be authenticated (DANE, MTA-STS enforce, verify):
- * what a REQUIRETLS message needs (RFC 8689 4.2.1)? */
+/* Can sessions to hp be authenticated (DANE, MTA-STS enforce, verify)
+ * against a name that was validated (name_validated): what a REQUIRETLS
+ * message needs (RFC 8689 4.2.1)? verify toward an MX host from an
+ * insecure MX RRset checks a name an attacker may have chosen: no. */
 int tls_host_policy_authenticates(const struct tls_host_policy *hp);
 
 void tls_dest_policy_free(struct tls_dest_policy **dpp);

@@ -41,6 +41,8 @@ BASE_POLICY = ("verify.dane.test verify\n"
                "reuse1.test verify\n"
                "reuse3.test verify\n"
                "rtverify.dane.test verify\n"
+               "rtv.insecure.test verify\n"
+               "rtvm.insecure.test verify match=mx-c.dane.test\n"
                "reuse2.test verify match=mx-other.dane.test\n")
 
 
@@ -109,6 +111,8 @@ class DaneDaemonTest(unittest.TestCase):
         ])
         lab.zone("insecure.test", [
             "@ MX 10 mx", "mx A 127.0.0.7", "%s.mx TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
+            # MX RRsets nobody signed, naming a host whose certificate verifies
+            "rtv MX 10 mx-c.dane.test.", "rtvm MX 10 mx-c.dane.test.",
         ], mode="insecure")
         lab.zone("bogus.test", [
             "@ MX 10 mx", "mx A 127.0.0.8", "%s.mx TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
@@ -490,6 +494,25 @@ class DaneDaemonTest(unittest.TestCase):
         msg = c.wait_messages(n + 1)[-1]
         self.assertIn("REQUIRETLS", msg.mail_params)
         self.assertTrue(msg.tls)
+
+    def test_requiretls_verify_needs_a_validated_name(self):
+        # RFC 8689 4.2.1: verify checks the certificate against the MX host
+        # name; from an MX RRset that is not DNSSEC-secure that name may be
+        # an attacker's, so it does not do for REQUIRETLS; match= names do
+        c = self.peers["127.0.0.31"]
+        qid, d = self.send("u@rtv.insecure.test")
+        self.assertEqual(d["status"], "sent", d)
+        self.assertRegex(d["tls"], r"^Verified .* \(verify\)$")
+        n = len(c.messages)
+        qid, d = self.send("u@rtv.insecure.test", requiretls=True)
+        self.assertEqual((d["status"], d["dsn"]), ("bounced", "5.7.10"), d)
+        self.assertEqual(len(c.messages), n)
+        qid, d = self.send("u@rtvm.insecure.test", requiretls=True)
+        self.assertEqual((d["status"], d["relay"]),
+                         ("sent", "mx-c.dane.test[127.0.0.31]:%d" % self.port), d)
+        self.assertRegex(d["tls"], r"^Verified .* \(verify\)$")
+        msg = c.wait_messages(n + 1)[-1]
+        self.assertIn("REQUIRETLS", msg.mail_params)
 
     def test_requiretls_refused_toward_unverified_peer(self):
         before = self.mark("127.0.0.7")

@@ -154,7 +154,8 @@ test_plain_levels(void)
 	struct tls_dest_policy *dp;
 	struct dns_mx_result mx;
 	static const char text[] = "none.test none\nenc.test encrypt\n"
-	    "ver.test verify match=.secure.test:mail.ver.test\nver2.test verify\n";
+	    "ver.test verify match=.secure.test:mail.ver.test\nver2.test verify\n"
+	    "secure.test verify\n";
 
 	CU_ASSERT_EQUAL_FATAL(tls_policy_map_parse(text, sizeof text - 1, "p", NULL, &map), 0);
 	c = make_ctx(TLS_LEVEL_MAY, map, NULL);
@@ -180,11 +181,28 @@ test_plain_levels(void)
 	CU_ASSERT_EQUAL(dp->hosts[0].auth, TLS_AUTH_VERIFY);
 	CU_ASSERT_EQUAL_FATAL(dp->hosts[0].nnames, 2);
 	CU_ASSERT_STRING_EQUAL(dp->hosts[0].names[0], ".secure.test");
+	/* Configured names: good enough for REQUIRETLS (RFC 8689 4.2.1). */
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 1);
 	tls_dest_policy_free(&dp);
 	tls_policy_destination(c, "ver2.test", &mx, 0, &dp);
 	CU_ASSERT_EQUAL_FATAL(dp->hosts[0].nnames, 1);
 	CU_ASSERT_STRING_EQUAL(dp->hosts[0].names[0], "mx1.secure.test");
+	/* The MX host's name from an MX RRset that is not DNSSEC-secure:
+	 * checked, but anybody's choice; not for REQUIRETLS. */
+	CU_ASSERT_EQUAL(dp->hosts[0].name_validated, 0);
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 0);
 	tls_dest_policy_free(&dp);
+	/* The same from a secure MX RRset counts. */
+	mx_of(&mx, "secure.test", 1, 0);
+	tls_policy_destination(c, "secure.test", &mx, 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].auth, TLS_AUTH_VERIFY);
+	CU_ASSERT_EQUAL(dp->mx_state, DNS_SEC_SECURE);
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 1);
+	tls_dest_policy_free(&dp);
+	tls_policy_destination(c, "enc.test", &mx, 0, &dp);
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 0);
+	tls_dest_policy_free(&dp);
+	mx_of(&mx, "x", 1, 0);
 	/* A bad domain defers; no MX result means no hosts. */
 	tls_policy_destination(c, "bad domain", &mx, 0, &dp);
 	CU_ASSERT_EQUAL(dp->defer, 1);
@@ -346,7 +364,8 @@ test_fixed(void)
 	struct tls_policy_map *map;
 	struct tls_policy_ctx *c, *only;
 	struct tls_dest_policy *dp;
-	static const char text[] = "ver.test verify match=relay.ver.test\n";
+	static const char text[] = "ver.test verify match=relay.ver.test\n"
+	    "ver2.test verify\n";
 
 	CU_ASSERT_EQUAL_FATAL(tls_policy_map_parse(text, sizeof text - 1, "p", NULL, &map), 0);
 	c = make_ctx(TLS_LEVEL_DANE, map, NULL);
@@ -389,6 +408,13 @@ test_fixed(void)
 	CU_ASSERT_EQUAL(dp->hosts[0].auth, TLS_AUTH_VERIFY);
 	CU_ASSERT_EQUAL_FATAL(dp->hosts[0].nnames, 1);
 	CU_ASSERT_STRING_EQUAL(dp->hosts[0].names[0], "relay.ver.test");
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 1);
+	tls_dest_policy_free(&dp);
+	/* verify of a configured next hop's own name counts too. */
+	tls_policy_fixed(c, "ver2.test", "mx2.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].auth, TLS_AUTH_VERIFY);
+	CU_ASSERT_STRING_EQUAL(dp->hosts[0].names[0], "mx2.secure.test");
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 1);
 	tls_dest_policy_free(&dp);
 	tls_policy_ctx_free(&c);
 	tls_policy_ctx_free(&only);

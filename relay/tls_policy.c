@@ -797,6 +797,8 @@ tls_dest_policy_describe(const struct tls_dest_policy *dp, struct buf *out)
 		    hp->auth == TLS_AUTH_STS ? ", WebPKI authentication" :
 		    hp->auth == TLS_AUTH_VERIFY ? ", PKIX authentication" : "",
 		    hp->sts_testing ? " (testing: report only)" : "");
+		if (hp->auth == TLS_AUTH_VERIFY && !hp->name_validated)
+			put(out, ", the name is not validated (no REQUIRETLS)");
 		if (dp->configured == TLS_LEVEL_DANE || dp->configured == TLS_LEVEL_DANE_ONLY)
 			put(out, ", address DNSSEC %s", dns_sec_state_str(hp->addr_state));
 		put(out, "\n");

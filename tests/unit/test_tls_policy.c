@@ -191,6 +191,15 @@ test_plain_levels(void)
 	 * checked, but anybody's choice; not for REQUIRETLS. */
 	CU_ASSERT_EQUAL(dp->hosts[0].name_validated, 0);
 	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 0);
+	{
+		struct buf b;
+		buf_init(&b, 4096);
+		tls_dest_policy_describe(dp, &b);
+		CU_ASSERT_PTR_NOT_NULL(strstr(b.data, "host mx1.secure.test: verify via verify, "
+		    "TLS required, PKIX authentication, the name is not validated "
+		    "(no REQUIRETLS)\n"));
+		buf_free(&b);
+	}
 	tls_dest_policy_free(&dp);
 	/* The same from a secure MX RRset counts. */
 	mx_of(&mx, "secure.test", 1, 0);

@@ -58,14 +58,14 @@ struct relay_sess {
 	/* The host policy the session was judged by (a cached session is
 	 * reused only under the same), and what protects it. */
 	uint8_t judged[TLS_HOST_POLICY_DIGEST_LEN];	/* tls_host_policy_digest */
-	int verified;
+	int verified;				/* authenticated: REQUIRETLS may go */
 	/* Its TLS report result, and the policy domains it was counted for:
 	 * a reused session counts once for each domain whose mail it
 	 * carries (RFC 8460 reports are per policy domain). */
 	int reported;
 	enum tls_rpt_result rpt;
 	size_t nrpt_domains;
-	char rpt_domains[RELAY_SESS_RPT_DOMAINS][DNS_NAME_MAX];				/* authenticated: REQUIRETLS may go */
+	char rpt_domains[RELAY_SESS_RPT_DOMAINS][DNS_NAME_MAX];
 	char prot[200];				/* relay_result.tls */
 };
 

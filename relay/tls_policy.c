@@ -500,9 +500,9 @@ void
 tls_host_policy_digest(const struct tls_host_policy *hp,
     uint8_t out[TLS_HOST_POLICY_DIGEST_LEN])
 {
-	uint32_t head[5] = { (uint32_t)hp->level, (uint32_t)hp->auth,
+	uint32_t head[6] = { (uint32_t)hp->level, (uint32_t)hp->auth,
 	    (uint32_t)hp->tls_required, (uint32_t)hp->sts_testing,
-	    (uint32_t)hp->nnames };
+	    (uint32_t)hp->name_validated, (uint32_t)hp->nnames };
 	gnutls_hash_hd_t h;
 
 	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)

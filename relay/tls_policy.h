@@ -210,8 +210,8 @@ void tls_dest_policy_free(struct tls_dest_policy **dpp);
 
 /*
  * A digest (SHA-256) of what a session to hp is judged by: level,
- * authentication, whether TLS is required, MTA-STS testing, the reference
- * names and the TLSA records. Two host policies with the same digest
+ * authentication, whether TLS is required, MTA-STS testing, whether the
+ * name was validated, the reference names and the TLSA records. Two host policies with the same digest
  * accept the same sessions, so an idle connection judged under one may
  * serve the other (relay.c); reports and logs are not part of it.
  */

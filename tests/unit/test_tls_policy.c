@@ -259,9 +259,11 @@ test_digest(void)
 	digest_of(c, "ver2.test", a);
 	digest_of(c, "ver3.test", b);
 	CU_ASSERT(memcmp(a, b, sizeof a) == 0);
-	/* match= of the host's own name is the same list of names. */
+	/* match= of the host's own name is the same list of names, but a
+	 * configured one: validated (REQUIRETLS), unlike the MX host name
+	 * of an MX RRset that is not DNSSEC-secure. */
 	digest_of(c, "ver4.test", b);
-	CU_ASSERT(memcmp(a, b, sizeof a) == 0);
+	CU_ASSERT(memcmp(a, b, sizeof a) != 0);
 	/* Other names, another level: another digest. */
 	digest_of(c, "ver.test", b);
 	CU_ASSERT(memcmp(a, b, sizeof a) != 0);

@@ -113,6 +113,9 @@ class DaneDaemonTest(unittest.TestCase):
             "@ MX 10 mx", "mx A 127.0.0.7", "%s.mx TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
             # MX RRsets nobody signed, naming a host whose certificate verifies
             "rtv MX 10 mx-c.dane.test.", "rtvm MX 10 mx-c.dane.test.",
+            # an unsigned MX RRset naming a signed host whose TLSA record
+            # does not match its certificate
+            "unsignedmx MX 10 mx-bad.dane.test.",
         ], mode="insecure")
         lab.zone("bogus.test", [
             "@ MX 10 mx", "mx A 127.0.0.8", "%s.mx TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
@@ -309,6 +312,17 @@ class DaneDaemonTest(unittest.TestCase):
         # chain is Trusted: A has the test CA as tls_ca_file)
         self.assertRegex(d["tls"], r"^Trusted TLSv1\.[23] .* \(may\)$")
         self.assertTrue(self.peers["127.0.0.7"].messages[-1].tls)
+
+    def test_insecure_mx_rrset_means_no_dane(self):
+        # RFC 7672 2.2.1: the MX host name counts only from a secure MX
+        # RRset; mx-bad's TLSA record (a mismatch) is not looked at
+        peer = self.peers["127.0.0.4"]
+        n = len(peer.messages)
+        qid, d = self.send("u@unsignedmx.insecure.test")
+        self.assertEqual((d["status"], d["relay"]),
+                         ("sent", "mx-bad.dane.test[127.0.0.4]:%d" % self.port), d)
+        self.assertRegex(d["tls"], r"^Trusted TLSv1\.[23] .* \(may\)$")
+        self.assertTrue(peer.wait_messages(n + 1)[-1].tls)
 
     def test_no_tlsa_is_opportunistic(self):
         qid, d = self.send("u@nodane.dane.test")

@@ -377,7 +377,7 @@ sess_starttls(struct lmtp_job *job, struct lmtp_sess *s)
 	}
 	if (job->reply.code != 220)
 		return 0;	/* refused: plaintext on this connection */
-	io = relay_conn_starttls(s->conn, job->ctx->cred, NULL,
+	io = relay_conn_starttls(s->conn, job->ctx->cred, NULL, 0,
 	    job_ms(job, st->command_timeout_ms), err, sizeof err);
 	if (io != RELAY_IO_OK) {
 		s->broken = 1;

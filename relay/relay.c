@@ -40,6 +40,7 @@
 #define RELAY_KEY_MAX		300	/* destination key, with its NUL */
 #define RELAY_MAX_USES		100	/* transactions per connection */
 #define RELAY_QUIT_TIMEOUT_MS	2000
+#define RELAY_SESS_RPT_DOMAINS	8	/* policy domains a session is counted for */
 #define RELAY_CMD_MAX		2048	/* a command line we build */
 
 /* One conversation with one address. */
@@ -56,10 +57,15 @@ struct relay_sess {
 	int broken;				/* no QUIT, no reuse */
 	/* The host policy the session was judged by (a cached session is
 	 * reused only under the same), and what protects it. */
-	enum tls_level level;
-	enum tls_auth auth;
-	int tls_required;
+	uint8_t judged[TLS_HOST_POLICY_DIGEST_LEN];	/* tls_host_policy_digest */
 	int verified;				/* authenticated: REQUIRETLS may go */
+	/* Its TLS report result, and the policy domains it was counted for:
+	 * a reused session counts once for each domain whose mail it
+	 * carries (RFC 8460 reports are per policy domain). */
+	int reported;
+	enum tls_rpt_result rpt;
+	size_t nrpt_domains;
+	char rpt_domains[RELAY_SESS_RPT_DOMAINS][DNS_NAME_MAX];
 	char prot[200];				/* relay_result.tls */
 };
 
@@ -701,6 +707,39 @@ job_report(struct relay_job *job, size_t hi, const char *receiving_ip,
 	    local[0] ? local : NULL, r, job->now);
 }
 
+/* Records r as the result of session s with host hi, for this job's
+ * policy domain and for the other domains whose mail it may carry later
+ * (sess_report_reuse). */
+static void
+sess_report(struct relay_job *job, struct relay_sess *s, size_t hi,
+    enum tls_rpt_result r)
+{
+	job_report(job, hi, s->addr, s, r);
+	if (job->ctx->tlsp == NULL || job->dp->relaxed)
+		return;
+	s->reported = 1;
+	s->rpt = r;
+	s->nrpt_domains = 1;
+	str_copy(s->rpt_domains[0], job->dp->domain, sizeof s->rpt_domains[0]);
+}
+
+/* A reused session s carries mail of this job's domain: counted for it
+ * unless it was already (at most RELAY_SESS_RPT_DOMAINS domains). */
+static void
+sess_report_reuse(struct relay_job *job, struct relay_sess *s, size_t hi)
+{
+	if (!s->reported || job->dp->relaxed || job->dp->domain[0] == '\0')
+		return;
+	for (size_t i = 0; i < s->nrpt_domains; i++)
+		if (strcmp(s->rpt_domains[i], job->dp->domain) == 0)
+			return;
+	if (s->nrpt_domains == RELAY_SESS_RPT_DOMAINS)
+		return;
+	str_copy(s->rpt_domains[s->nrpt_domains++], job->dp->domain,
+	    sizeof s->rpt_domains[0]);
+	job_report(job, hi, s->addr, s, s->rpt);
+}
+
 /* A session that stays in plaintext: what protects it (nothing), and
  * its report. */
 static void
@@ -710,7 +749,7 @@ sess_plain(struct relay_job *job, struct relay_sess *s, size_t hi,
 	str_format(s->prot, sizeof s->prot, "plaintext (%s)", hp->via ? hp->via : "may");
 	/* MTA-STS testing wants TLS: report its absence, deliver anyway. */
 	if (report)
-		job_report(job, hi, s->addr, s, hp->sts_testing ?
+		sess_report(job, s, hi, hp->sts_testing ?
 		    TLS_RPT_STARTTLS_NOT_SUPPORTED : TLS_RPT_SUCCESS);
 }
 
@@ -732,9 +771,7 @@ sess_tls(struct relay_job *job, struct relay_sess *s, size_t hi, int plain)
 	char err[200], line[600];
 	int io;
 
-	s->level = hp->level;
-	s->auth = hp->auth;
-	s->tls_required = hp->tls_required;
+	tls_host_policy_digest(hp, s->judged);
 	if (plain || hp->level == TLS_LEVEL_NONE) {
 		sess_plain(job, s, hi, hp, 0);
 		return 0;
@@ -766,9 +803,16 @@ sess_tls(struct relay_job *job, struct relay_sess *s, size_t hi, int plain)
 	if (relay_conn_buffered(s->conn) > 0)
 		log_debug("relay %s: discarding %zu bytes received before the "
 		    "TLS handshake", s->hostaddr, relay_conn_buffered(s->conn));
+	/* RFC 7672 8.1: with TLSA records, SNI is their base domain. */
+	if (hp->sni[0] != '\0')
+		str_copy(s->sni, hp->sni, sizeof s->sni);
+	/* A session that is to be authenticated (DANE, MTA-STS enforce,
+	 * verify), or to carry a REQUIRETLS message, gets TLS 1.2 or later
+	 * (RFC 8996); others any version, as better than none. */
 	io = relay_conn_starttls(s->conn, job->ctx->cred,
-	    s->sni[0] ? s->sni : NULL, job_ms(job, st->command_timeout_ms), err,
-	    sizeof err);
+	    s->sni[0] ? s->sni : NULL,
+	    (hp->auth != TLS_AUTH_NONE && !hp->sts_testing) || job->requiretls,
+	    job_ms(job, st->command_timeout_ms), err, sizeof err);
 	if (io != RELAY_IO_OK) {
 		s->broken = 1;
 		job_report(job, hi, s->addr, s, TLS_RPT_VALIDATION_FAILURE);
@@ -782,7 +826,7 @@ sess_tls(struct relay_job *job, struct relay_sess *s, size_t hi, int plain)
 	    relay_conn_tls_session(s->conn), &chk);
 	tls_check_describe(&chk, s->host, s->addr, s->port, line, sizeof line);
 	log_info("%s", line);
-	job_report(job, hi, s->addr, s, chk.rpt);
+	sess_report(job, s, hi, chk.rpt);
 	if (!chk.ok) {
 		job_error(job, "4.7.5", s->relay, "TLS policy (%s) not met by "
 		    "host %s: %s", chk.via, s->hostaddr, chk.reason);
@@ -1327,16 +1371,24 @@ skip:
 }
 
 /* May an idle session s serve this job: a host of its destination policy
- * now, not skipped, under the same host policy it was judged by? */
+ * now, not skipped, under the same host policy it was judged by? The
+ * same means the same names and TLSA records too: destinations routed to
+ * one host share its idle connections, and a session verified for one
+ * domain's match= names proves nothing for another's. */
 static int
-sess_fits(const struct relay_job *job, const struct relay_sess *s)
+sess_fits(const struct relay_job *job, const struct relay_sess *s, size_t *hi_r)
 {
+	uint8_t d[TLS_HOST_POLICY_DIGEST_LEN];
+
 	for (size_t i = 0; i < job->dp->nhosts; i++) {
 		const struct tls_host_policy *hp = &job->dp->hosts[i];
 		if (strcasecmp(hp->host, s->host) != 0)
 			continue;
-		return !hp->skip && hp->level == s->level && hp->auth == s->auth &&
-		    hp->tls_required == s->tls_required;
+		if (hp->skip)
+			return 0;
+		tls_host_policy_digest(hp, d);
+		*hi_r = i;
+		return memcmp(d, s->judged, sizeof d) == 0;
 	}
 	return 0;
 }
@@ -1347,11 +1399,12 @@ try_cached(struct relay_job *job)
 {
 	for (int tries = 0; tries < 3 && job->npending > 0; tries++) {
 		struct relay_sess *s = cache_take(job->ctx, job->key);
+		size_t hi;
 		int rc;
 
 		if (s == NULL)
 			return;
-		if (!sess_fits(job, s)) {
+		if (!sess_fits(job, s, &hi)) {
 			log_debug("relay %s: idle connection not reused: the TLS "
 			    "policy changed", s->hostaddr);
 			sess_end(&s, RELAY_QUIT_TIMEOUT_MS);
@@ -1362,6 +1415,7 @@ try_cached(struct relay_job *job)
 			continue;
 		}
 		log_debug("relay %s: reusing connection", s->hostaddr);
+		sess_report_reuse(job, s, hi);
 		job->hosts_tried++;
 		rc = sess_transactions(job, s);
 		sess_release(job->ctx, job->key, &s, rc);

@@ -387,11 +387,12 @@ relay_conn_send_data(struct relay_conn *c, const struct body_reader *r,
 
 int
 relay_conn_starttls(struct relay_conn *c,
-    gnutls_certificate_credentials_t cred, const char *sni,
+    gnutls_certificate_credentials_t cred, const char *sni, int tls12,
     unsigned timeout_ms, char *err, size_t errsize)
 {
 	gnutls_session_t s;
 	int64_t deadline = time_mono_ms() + timeout_ms;
+	const char *epos;
 	int rc;
 
 	/* RFC 3207 5: nothing received before the handshake may be used. */
@@ -399,7 +400,9 @@ relay_conn_starttls(struct relay_conn *c,
 	rc = gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
 	if (rc < 0)
 		goto fail_noinit;
-	if ((rc = gnutls_set_default_priority(s)) < 0 ||
+	if ((rc = tls12 ? gnutls_set_default_priority_append(s,
+	    "-VERS-TLS1.1:-VERS-TLS1.0", &epos, 0) :
+	    gnutls_set_default_priority(s)) < 0 ||
 	    (rc = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred)) < 0)
 		goto fail;
 	if (sni != NULL && *sni != '\0' && strchr(sni, ':') == NULL &&

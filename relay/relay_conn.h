@@ -83,11 +83,13 @@ int relay_conn_send_data(struct relay_conn *c, const struct body_reader *body,
 
 /* Throws away every buffered input byte, then runs the TLS client
  * handshake within timeout_ms; sni (a host name, or NULL) is sent as
- * server name. Certificates are not verified here: the caller judges the
- * session (relay/tls_policy.h) before it sends anything. On failure err
- * gets the GnuTLS reason. cred is borrowed (shared, read-only). */
+ * server name. tls12: offer TLS 1.2 and later only (RFC 8996), else
+ * GnuTLS's default versions. Certificates are not verified here: the
+ * caller judges the session (relay/tls_policy.h) before it sends
+ * anything. On failure err gets the GnuTLS reason. cred is borrowed
+ * (shared, read-only). */
 int relay_conn_starttls(struct relay_conn *c,
-    gnutls_certificate_credentials_t cred, const char *sni,
+    gnutls_certificate_credentials_t cred, const char *sni, int tls12,
     unsigned timeout_ms, char *err, size_t errsize);
 
 /* Input received and not yet parsed (bytes). */

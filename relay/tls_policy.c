@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gnutls/crypto.h>
+
 #include "lib/log.h"
 #include "lib/util.h"
 #include "relay/tls_dane.h"
@@ -95,6 +97,7 @@ host_plain(struct tls_host_policy *hp, enum tls_level level)
 	hp->level = level;
 	hp->tls_required = level == TLS_LEVEL_ENCRYPT;
 	hp->auth = TLS_AUTH_NONE;
+	hp->name_validated = 0;
 	hp->via = tls_level_str(level);
 }
 
@@ -132,7 +135,8 @@ tlsa_strings(const struct dns_tlsa_result *t)
 
 /*
  * DANE for one MX host whose name was securely obtained (RFC 7672
- * 2.2.2): 1 when decided (DANE, TLS for an unusable RRset, or a skip for
+ * 2.2.2), whose next-hop domain (a DANE-TA reference name, 3.2.2) is
+ * domain: 1 when decided (DANE, TLS for an unusable RRset, or a skip for
  * a bogus answer), 0 when DANE does not apply (insecure).
  */
 static int
@@ -175,12 +179,15 @@ dane_for_host(struct tls_policy_ctx *ctx, const char *domain,
 			continue;	/* none, or not to be trusted: next base */
 		}
 		hp->tlsa = t;
+		if (strcmp(bases[i], hp->host) != 0)
+			str_copy(hp->sni, bases[i], sizeof hp->sni);
 		add_name(hp, bases[i]);
 		add_name(hp, hp->host);
 		add_name(hp, domain);
 		hp->rpt_type = TLS_RPT_POLICY_TLSA;
 		hp->rpt_strings = tlsa_strings(t);
 		hp->tls_required = 1;
+		hp->name_validated = 1;
 		hp->via = "dane";
 		if (tls_dane_usable(t->rrs, t->n) > 0) {
 			hp->level = TLS_LEVEL_DANE;
@@ -244,6 +251,7 @@ sts_for_host(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 	}
 	hp->level = TLS_LEVEL_VERIFY;
 	hp->tls_required = 1;
+	hp->name_validated = 1;	/* it matched a pattern of the policy */
 }
 
 /* The dane and dane-only levels (RFC 7672 2.2.1). */
@@ -312,9 +320,12 @@ dest_begin(const struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 	return 0;
 }
 
-/* The verify level for hp: the entry's match= names, else the host name. */
+/* The verify level for hp: the entry's match= names, else the host name,
+ * which is validated when secure_name says so (a secure MX RRset, a fixed
+ * next hop). */
 static void
-host_verify(struct tls_host_policy *hp, const struct tls_policy_entry *entry)
+host_verify(struct tls_host_policy *hp, const struct tls_policy_entry *entry,
+    int secure_name)
 {
 	hp->level = TLS_LEVEL_VERIFY;
 	hp->tls_required = 1;
@@ -322,8 +333,33 @@ host_verify(struct tls_host_policy *hp, const struct tls_policy_entry *entry)
 	hp->via = "verify";
 	for (size_t j = 0; entry != NULL && j < entry->nmatch; j++)
 		add_name(hp, entry->match[j]);
+	hp->name_validated = hp->nnames > 0 || secure_name;
 	if (hp->nnames == 0)
 		add_name(hp, hp->host);
+}
+
+/* The verify level for the MX hosts of dp. The DNSSEC state of the MX
+ * RRset says whether the host names count as validated (RFC 8689 4.2.1);
+ * a bogus or unavailable one only makes them not count (the MX lookup
+ * itself succeeded). */
+static void
+verify_hosts(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
+    const struct dns_mx_result *mx, const struct tls_policy_entry *entry)
+{
+	struct dns_sec_mx smx;
+
+	if (entry == NULL || entry->nmatch == 0) {
+		dns_sec_mx_lookup(ctx->cfg.resolver, dp->domain, &smx);
+		dp->mx_state = smx.state;
+	} else {
+		smx.state = DNS_SEC_INSECURE;	/* not needed */
+	}
+	for (size_t i = 0; i < dp->nhosts; i++) {
+		struct tls_host_policy *hp = &dp->hosts[i];
+		int secure_name = smx.state == DNS_SEC_SECURE && (mx->implicit ?
+		    smx.kind == DNS_SEC_NODATA : dns_sec_mx_has(&smx, hp->host));
+		host_verify(hp, entry, secure_name);
+	}
 }
 
 void
@@ -348,8 +384,7 @@ tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
 		dane_hosts(ctx, dp, mx, dp->configured == TLS_LEVEL_DANE_ONLY, now);
 		break;
 	case TLS_LEVEL_VERIFY:
-		for (size_t i = 0; i < dp->nhosts; i++)
-			host_verify(&dp->hosts[i], entry);
+		verify_hosts(ctx, dp, mx, entry);
 		break;
 	default:
 		for (size_t i = 0; i < dp->nhosts; i++)
@@ -397,7 +432,9 @@ tls_policy_fixed(struct tls_policy_ctx *ctx, const char *domain,
 		int only = dp->configured == TLS_LEVEL_DANE_ONLY;
 		if (!is_name) {
 			fixed_no_dane(hp, only, "an address literal has no TLSA records");
-		} else if (dane_for_host(ctx, dp->domain, hp)) {
+		} else if (dane_for_host(ctx, hp->host, hp)) {
+			/* The next hop is the host, not the recipient domain:
+			 * DANE-TA names are the host's alone (RFC 7672 3.2.2). */
 			if (only && !hp->skip && hp->auth != TLS_AUTH_DANE)
 				host_skip(hp, TLS_RPT_DANE_REQUIRED, "no DANE for %s: no "
 				    "usable TLSA record", hp->host);
@@ -409,7 +446,7 @@ tls_policy_fixed(struct tls_policy_ctx *ctx, const char *domain,
 		break;
 	}
 	case TLS_LEVEL_VERIFY:
-		host_verify(hp, entry);
+		host_verify(hp, entry, 1);	/* a configured name */
 		break;
 	default:
 		host_plain(hp, dp->configured);
@@ -455,7 +492,34 @@ tls_dest_policy_relax(struct tls_dest_policy *dp)
 int
 tls_host_policy_authenticates(const struct tls_host_policy *hp)
 {
-	return !hp->skip && hp->auth != TLS_AUTH_NONE && !hp->sts_testing;
+	return !hp->skip && hp->auth != TLS_AUTH_NONE && !hp->sts_testing &&
+	    hp->name_validated;
+}
+
+void
+tls_host_policy_digest(const struct tls_host_policy *hp,
+    uint8_t out[TLS_HOST_POLICY_DIGEST_LEN])
+{
+	uint32_t head[6] = { (uint32_t)hp->level, (uint32_t)hp->auth,
+	    (uint32_t)hp->tls_required, (uint32_t)hp->sts_testing,
+	    (uint32_t)hp->name_validated, (uint32_t)hp->nnames };
+	gnutls_hash_hd_t h;
+
+	if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
+		abort();	/* out of memory */
+	(void)gnutls_hash(h, head, sizeof head);
+	/* Each name with its NUL: no two lists give the same bytes. */
+	for (size_t i = 0; i < hp->nnames; i++)
+		(void)gnutls_hash(h, hp->names[i], strlen(hp->names[i]) + 1);
+	for (size_t i = 0; hp->tlsa != NULL && i < hp->tlsa->n; i++) {
+		const struct dns_tlsa_rr *rr = &hp->tlsa->rrs[i];
+		uint8_t f[3] = { rr->usage, rr->selector, rr->mtype };
+		uint64_t len = rr->len;
+		(void)gnutls_hash(h, f, sizeof f);
+		(void)gnutls_hash(h, &len, sizeof len);
+		(void)gnutls_hash(h, rr->data, rr->len);
+	}
+	gnutls_hash_deinit(h, out);
 }
 
 void
@@ -733,6 +797,8 @@ tls_dest_policy_describe(const struct tls_dest_policy *dp, struct buf *out)
 		    hp->auth == TLS_AUTH_STS ? ", WebPKI authentication" :
 		    hp->auth == TLS_AUTH_VERIFY ? ", PKIX authentication" : "",
 		    hp->sts_testing ? " (testing: report only)" : "");
+		if (hp->auth == TLS_AUTH_VERIFY && !hp->name_validated)
+			put(out, ", the name is not validated (no REQUIRETLS)");
 		if (dp->configured == TLS_LEVEL_DANE || dp->configured == TLS_LEVEL_DANE_ONLY)
 			put(out, ", address DNSSEC %s", dns_sec_state_str(hp->addr_state));
 		put(out, "\n");

@@ -24,7 +24,8 @@
  *     otherwise (hp->tls_required) STARTTLS must be offered and succeed,
  *     else QUIT, record TLS_RPT_STARTTLS_NOT_SUPPORTED (or a handshake
  *     failure as TLS_RPT_VALIDATION_FAILURE) and try the next host;
- *     nothing of the message goes out in plaintext. SNI: hp->host.
+ *     nothing of the message goes out in plaintext. SNI: hp->sni, or
+ *     hp->host when it is empty.
  *  3. right after the handshake, before EHLO is sent again:
  *     tls_policy_check_session(ctx, hp, session, &chk). chk.ok == 0:
  *     QUIT and try the next host (defer when none is left, 4.7.5); the
@@ -41,7 +42,8 @@
  *    Anonymous) is computed and logged but never blocks;
  *  - verify: TLS required; the chain must verify against the trust
  *    anchors (system store or ca_file) and the certificate must match a
- *    match= name of the map entry, or the MX host name;
+ *    match= name of the map entry, or the MX host name (which counts for
+ *    REQUIRETLS only when the MX RRset is DNSSEC-secure);
  *  - dane: per host, DANE when the MX RRset is DNSSEC-secure, the host's
  *    address records are secure (or it is a secure alias) and it has a
  *    secure TLSA RRset; a secure TLSA RRset without a usable record means
@@ -107,6 +109,10 @@ struct tls_host_policy {
 	enum tls_auth auth;		/* what the session must prove */
 	int sts_testing;		/* MTA-STS testing: check, report, never block */
 	int sts_mismatch;		/* testing: the host matches no mx pattern */
+	int name_validated;		/* the host name is no attacker's choice: a
+					 * DNSSEC-secure MX RRset, an MTA-STS
+					 * pattern, or configured (match= names,
+					 * a fixed next hop); RFC 8689 4.2.1 */
 	const char *via;		/* for logs: "dane", "mta-sts", "verify",
 					 * "encrypt", "may", "none" (static) */
 	int skip;			/* do not connect (skip_reason, skip_rpt) */
@@ -114,6 +120,9 @@ struct tls_host_policy {
 	enum tls_rpt_result skip_rpt;
 	enum dns_sec_state addr_state;	/* dane levels: the host's address records */
 	struct dns_tlsa_result *tlsa;	/* TLS_AUTH_DANE or unusable TLSA; owned */
+	char sni[DNS_NAME_MAX];		/* the SNI name when not host: with TLSA
+					 * records, their base domain (RFC 7672
+					 * 8.1; an alias's target); "" otherwise */
 	size_t nnames;			/* reference identifiers for name checks */
 	char names[TLS_POLICY_NAMES_MAX][DNS_NAME_MAX + 1];
 	/* What RFC 8460 reports judge this host's sessions by. */
@@ -171,7 +180,8 @@ void tls_policy_destination(struct tls_policy_ctx *ctx, const char *domain,
  * domain "[...]", whose results are not reported: it is no policy
  * domain). dane and dane-only use the TLSA records
  * of a host name whose address records are DNSSEC-secure (RFC 7672 2.2.2;
- * a configured name counts as securely obtained); without them dane is
+ * a configured name counts as securely obtained; the host is the next-hop
+ * domain, so DANE-TA names are its own, not domain); without them dane is
  * may, dane-only skips the host. MTA-STS does not apply (no MX). verify
  * checks the match= names, else the host name.
  */
@@ -190,11 +200,24 @@ void tls_dest_policy_plain(const char *domain, const char *const *hosts,
  * dp->relaxed. */
 void tls_dest_policy_relax(struct tls_dest_policy *dp);
 
-/* Can sessions to hp be authenticated (DANE, MTA-STS enforce, verify):
- * what a REQUIRETLS message needs (RFC 8689 4.2.1)? */
+/* Can sessions to hp be authenticated (DANE, MTA-STS enforce, verify)
+ * against a name that was validated (name_validated): what a REQUIRETLS
+ * message needs (RFC 8689 4.2.1)? verify toward an MX host from an
+ * insecure MX RRset checks a name an attacker may have chosen: no. */
 int tls_host_policy_authenticates(const struct tls_host_policy *hp);
 
 void tls_dest_policy_free(struct tls_dest_policy **dpp);
+
+/*
+ * A digest (SHA-256) of what a session to hp is judged by: level,
+ * authentication, whether TLS is required, MTA-STS testing, whether the
+ * name was validated, the reference names and the TLSA records. Two host policies with the same digest
+ * accept the same sessions, so an idle connection judged under one may
+ * serve the other (relay.c); reports and logs are not part of it.
+ */
+#define TLS_HOST_POLICY_DIGEST_LEN	32
+void tls_host_policy_digest(const struct tls_host_policy *hp,
+    uint8_t out[TLS_HOST_POLICY_DIGEST_LEN]);
 
 /* What a session is worth, in Postfix's words. */
 enum tls_verdict {

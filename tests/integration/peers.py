@@ -27,6 +27,8 @@ Behaviours (keyword arguments of Peer, combinable):
                                 mid-DATA; "final": after ".", unanswered)
   starttls=(cert, key)          offer STARTTLS with this PEM pair (ssl)
   refuse_starttls=True          offer STARTTLS but answer 454
+  tls_max="TLSv1_1"             speak no TLS version above this one (an
+                                old server: TLS 1.0 and 1.1 only)
   ehlo=["PIPELINING", ...]      EHLO keywords (default PIPELINING,
                                 SIZE 10240000, 8BITMIME, DSN, SMTPUTF8,
                                 ENHANCEDSTATUSCODES)
@@ -35,7 +37,8 @@ Behaviours (keyword arguments of Peer, combinable):
 Recorded: p.connections (accepted count), p.transcript (list of
 (conn_no, line) for every command line, "<TLS>" after a handshake),
 p.messages (list of Message: mail_from, mail_params, rcpts, rcpt_params,
-data (bytes after 354, dot-stuffing undone, CRLF kept), tls, helo).
+data (bytes after 354, dot-stuffing undone, CRLF kept), tls, helo, sni
+(the server name the client sent in its TLS handshake, or None)).
 
 Only loopback is used. Run this file to self-test it.
 """
@@ -46,6 +49,7 @@ import socketserver
 import ssl
 import threading
 import time
+import warnings
 
 from harness import SLOW
 
@@ -68,6 +72,7 @@ class Message:
         self.data = b""
         self.raw = b""        # as received, dot-stuffed, with the "."
         self.tls = tls
+        self.sni = None
 
     def __repr__(self):
         return "Message(from=%r, rcpts=%r, %d bytes, tls=%s)" % (
@@ -93,6 +98,7 @@ class _Session:
         self.conn_no = conn_no
         self.buf = b""
         self.tls = False
+        self.sni = None
         self.helo = None
         self.msg = None
         self.deadline = time.monotonic() + SESSION_LIMIT
@@ -203,6 +209,16 @@ class _Session:
         self.buf = b""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(*p.starttls)
+        if p.tls_max:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                ctx.minimum_version = ssl.TLSVersion.TLSv1
+                ctx.maximum_version = getattr(ssl.TLSVersion, p.tls_max)
+            ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+
+        def sni(sslobj, name, c):
+            self.sni = name
+        ctx.sni_callback = sni
         try:
             self.sock.settimeout(IO_TIMEOUT)
             self.sock = ctx.wrap_socket(self.sock, server_side=True)
@@ -227,6 +243,7 @@ class _Session:
             self.reply(p.mail_reply)
             return
         self.msg = Message(self.helo, addr, params, self.tls)
+        self.msg.sni = self.sni
         self.reply(p.mail_reply or "250 2.1.0 Ok")
 
     def cmd_RCPT(self, arg):
@@ -352,7 +369,7 @@ class Peer:
     def __init__(self, host="127.0.0.1", port=0, greeting="220 peer.test ESMTP",
                  hang=None, rcpt=None, mail_reply=None, data_reply=None,
                  final_reply=None, drop=None, starttls=None, refuse_starttls=False,
-                 ehlo=None, no_ehlo=False):
+                 ehlo=None, no_ehlo=False, tls_max=None):
         if not (host.startswith("127.") or host == "::1"):
             raise ValueError("peers listen on loopback only")
         self.host = host
@@ -365,6 +382,7 @@ class Peer:
         self.drop = drop
         self.starttls = starttls
         self.refuse_starttls = refuse_starttls
+        self.tls_max = tls_max
         self.ehlo = DEFAULT_EHLO if ehlo is None else ehlo
         self.no_ehlo = no_ehlo
         self.connections = 0

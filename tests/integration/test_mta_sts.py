@@ -16,10 +16,10 @@ import tempfile
 import unittest
 
 from dnssec_lab import DnssecLab
-from harness import free_port, wait_for
+from harness import free_port, test_cert, wait_for
 from https_policy import PolicyServer
 from outbound import PROBE, delivery, lab_server, lines, run_probe, submit
-from peers import Peer
+from peers import DEFAULT_EHLO, Peer
 from pki import Pki
 
 NOW = 1780000000
@@ -45,12 +45,13 @@ class StsLab:
         names = ["mta-sts.%s.sts.test" % d for d in
                  ("enforce", "badcert", "testing", "change", "gone", "redirect", "html",
                   "big", "invalid", "restart", "expire", "none", "nomatch", "pool", "strict",
-                  "stripped")]
+                  "stripped", "rt", "rttesting")]
         web = pki.cert(names)
         wrong = pki.cert(["www.elsewhere.test"])
         mx1 = pki.cert(["mx1.enforce.sts.test", "mx.testing.sts.test", "mx.change.sts.test",
                         "mx.restart.sts.test", "mx.expire.sts.test", "mx.none.sts.test",
                         "mx.nomatch.sts.test", "a.pool.enforce.sts.test", "mx.strict.sts.test"])
+        rt = pki.cert(["mx.rt.sts.test"])
         cls.web = PolicyServer("127.0.0.20", cls.https_port, web.chain, web.key).start()
         cls.web_wrong = PolicyServer("127.0.0.23", cls.https_port, wrong.chain, wrong.key).start()
         cls.peers = {
@@ -58,6 +59,9 @@ class StsLab:
             "127.0.0.22": Peer("127.0.0.22", cls.smtp_port, starttls=(wrong.chain, wrong.key)).start(),
             # STARTTLS stripped on the path: offered, then 454
             "127.0.0.24": Peer("127.0.0.24", cls.smtp_port, refuse_starttls=True).start(),
+            # takes REQUIRETLS (RFC 8689) over TLS
+            "127.0.0.25": Peer("127.0.0.25", cls.smtp_port, starttls=(rt.chain, rt.key),
+                               ehlo=DEFAULT_EHLO + ["REQUIRETLS"]).start(),
         }
         recs = []
         for d in ("enforce", "badcert", "testing", "gone", "redirect", "html", "big",
@@ -83,6 +87,10 @@ class StsLab:
             "strict MX 10 mx.strict",
             '_mta-sts.stripped TXT "v=STSv1; id=1;"', "mta-sts.stripped A 127.0.0.20",
             "stripped MX 10 mx.stripped", "mx.stripped A 127.0.0.24",
+            '_mta-sts.rt TXT "v=STSv1; id=1;"', "mta-sts.rt A 127.0.0.20",
+            "rt MX 10 mx.rt", "mx.rt A 127.0.0.25",
+            '_mta-sts.rttesting TXT "v=STSv1; id=1;"', "mta-sts.rttesting A 127.0.0.20",
+            "rttesting MX 10 mx.rt",
         ]
         for d in ("change", "gone", "redirect", "html", "big", "invalid", "restart", "expire",
                   "none", "webpki", "noaddr"):
@@ -113,6 +121,8 @@ class StsLab:
         w.set("mta-sts.expire.sts.test", policy("enforce", "mx.expire.sts.test", max_age=600))
         w.set("mta-sts.none.sts.test", policy("none"))
         w.set("mta-sts.stripped.sts.test", policy("enforce", "mx.stripped.sts.test"))
+        w.set("mta-sts.rt.sts.test", policy("enforce", "mx.rt.sts.test"))
+        w.set("mta-sts.rttesting.sts.test", policy("testing", "mx.rt.sts.test"))
         cls.web_wrong.set("mta-sts.webpki.sts.test", policy("enforce", "mx.webpki.sts.test"))
         return cls
 
@@ -142,10 +152,12 @@ class MtaStsDaemonTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.w = w = StsLab
+        cert, key = test_cert("relay.a.test")
         cls.a = lab_server("smtp_port = %d\ntls_outbound = dane\ntls_ca_file = %s\n"
                            "mta_sts_ca_file = %s\nmta_sts_port = %d\nlocal_domains = a.test\n"
                            "retry_min = 1h\nretry_max = 2h\nconnect_timeout = 2s\n"
-                           % (w.smtp_port, w.pki.ca.pem, w.pki.ca.pem, w.https_port),
+                           "tls_cert_file = %s\ntls_key_file = %s\n"
+                           % (w.smtp_port, w.pki.ca.pem, w.pki.ca.pem, w.https_port, cert, key),
                            w.lab.port, hostname="relay.a.test")
         try:
             cls.a.start()
@@ -159,8 +171,8 @@ class MtaStsDaemonTest(unittest.TestCase):
         cls.a.cleanup()
         assert code == 0, code
 
-    def send(self, rcpt):
-        qid = submit(self.a.port, "sender@a.test", rcpt)
+    def send(self, rcpt, **kw):
+        qid = submit(self.a.port, "sender@a.test", rcpt, **kw)
         return qid, delivery(self.a, qid, rcpt)
 
     def reload(self):
@@ -284,6 +296,32 @@ class MtaStsDaemonTest(unittest.TestCase):
         self.assertEqual((d["status"], d["relay"].split("[")[0]), ("sent", "mx.restart.sts.test"))
         self.assertRegex(d["tls"], r"^Verified .* \(mta-sts\)$")
         self.assertEqual(rogue.connections, before)      # still skipped: enforce
+
+    def test_requiretls_over_enforce(self):
+        # RFC 8689 4.2.1: an MX host validated by an enforce policy, a
+        # session verified by WebPKI, a server that offers REQUIRETLS
+        peer = self.w.peers["127.0.0.25"]
+        n = len(peer.messages)
+        qid, d = self.send("u@rt.sts.test", requiretls=True)
+        self.assertEqual((d["status"], d["relay"]),
+                         ("sent", "mx.rt.sts.test[127.0.0.25]:%d" % self.w.smtp_port), d)
+        self.assertRegex(d["tls"], r"^Verified .* \(mta-sts\)$")
+        msg = peer.wait_messages(n + 1)[-1]
+        self.assertTrue(msg.tls)
+        self.assertIn("REQUIRETLS", msg.mail_params)
+
+    def test_requiretls_not_over_testing(self):
+        # the same host under a testing policy authenticates nothing:
+        # bounced 5.7.10, never connected (as Mox, stricter than may be read
+        # into RFC 8689 4.2.1)
+        peer = self.w.peers["127.0.0.25"]
+        before = peer.connections
+        qid, d = self.send("u@rttesting.sts.test", requiretls=True)
+        self.assertEqual((d["status"], d["dsn"]), ("bounced", "5.7.10"), d)
+        self.assertEqual(peer.connections, before)
+        # without REQUIRETLS the same message goes
+        qid, d = self.send("u@rttesting.sts.test")
+        self.assertEqual(d["status"], "sent", d)
 
     def test_mailctl_tls(self):
         self.send("u@enforce.sts.test")

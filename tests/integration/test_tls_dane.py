@@ -37,7 +37,13 @@ BASE_POLICY = ("verify.dane.test verify\n"
                "wrongname.dane.test verify\n"
                "old.dane.test verify\n"
                "strip.dane.test encrypt\n"
-               "nostarttls.dane.test verify\n")
+               "nostarttls.dane.test verify\n"
+               "reuse1.test verify\n"
+               "reuse3.test verify\n"
+               "rtverify.dane.test verify\n"
+               "rtv.insecure.test verify\n"
+               "rtvm.insecure.test verify match=mx-c.dane.test\n"
+               "reuse2.test verify match=mx-other.dane.test\n")
 
 
 class DaneDaemonTest(unittest.TestCase):
@@ -63,6 +69,8 @@ class DaneDaemonTest(unittest.TestCase):
             "127.0.0.10": dict(starttls=(old.chain, old.key)),   # expired
             # STARTTLS offered, then 454: what a stripping middlebox answers
             "127.0.0.11": dict(refuse_starttls=True),
+            # an old server: TLS 1.1 at most
+            "127.0.0.12": dict(starttls=(ee.chain, ee.key), tls_max="TLSv1_1"),
             # the next hop of B: takes REQUIRETLS over TLS
             "127.0.0.31": dict(starttls=(c_cert.chain, c_cert.key),
                                ehlo=DEFAULT_EHLO + ["REQUIRETLS"]),
@@ -72,6 +80,8 @@ class DaneDaemonTest(unittest.TestCase):
         lab = DnssecLab()
         lab.zone("dane.test", [
             "ee MX 10 mx-ee", "mx-ee A 127.0.0.2", "%s.mx-ee TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
+            # an MX host that is an alias: the TLSA base domain is its target
+            "alias MX 10 mx-alias", "mx-alias CNAME mx-ee",
             "ta MX 10 mx-ta", "mx-ta A 127.0.0.3", "%s.mx-ta TLSA %s" % (tl, pki.ca.tlsa(2, 0, 1)),
             "bad MX 10 mx-bad", "mx-bad A 127.0.0.4",
             "%s.mx-bad TLSA %s" % (tl, ee.tlsa(3, 1, 1)),        # not the cert it serves
@@ -83,11 +93,15 @@ class DaneDaemonTest(unittest.TestCase):
             "wrongname MX 10 mx-wrongname", "mx-wrongname A 127.0.0.2",
             "rt MX 10 mx-b", "mx-b A 127.0.0.30", "%s.mx-b TLSA %s" % (tl, b_cert.tlsa(3, 1, 1)),
             "mx-c A 127.0.0.31", "%s.mx-c TLSA %s" % (tl, c_cert.tlsa(3, 1, 1)),
+            "rtverify MX 10 mx-c",
             "old MX 10 mx-old", "mx-old A 127.0.0.10",
             "strip MX 10 mx-strip", "mx-strip A 127.0.0.11",
             "stripmay MX 10 mx-strip",
             "nostarttls MX 10 mx-nostls", "mx-nostls A 127.0.0.5",
             "nostlsmay MX 10 mx-nostls",
+            "tls11 MX 10 mx-tls11", "mx-tls11 A 127.0.0.12",
+            "%s.mx-tls11 TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
+            "tls11may MX 10 mx-tls11may", "mx-tls11may A 127.0.0.12",
             # only unusable records (PKIX-EE, RFC 7672 3.1.3): TLS required,
             # not authenticated
             "unus MX 10 mx-unus", "mx-unus A 127.0.0.2",
@@ -97,6 +111,11 @@ class DaneDaemonTest(unittest.TestCase):
         ])
         lab.zone("insecure.test", [
             "@ MX 10 mx", "mx A 127.0.0.7", "%s.mx TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
+            # MX RRsets nobody signed, naming a host whose certificate verifies
+            "rtv MX 10 mx-c.dane.test.", "rtvm MX 10 mx-c.dane.test.",
+            # an unsigned MX RRset naming a signed host whose TLSA record
+            # does not match its certificate
+            "unsignedmx MX 10 mx-bad.dane.test.",
         ], mode="insecure")
         lab.zone("bogus.test", [
             "@ MX 10 mx", "mx A 127.0.0.8", "%s.mx TLSA %s" % (tl, ee.tlsa(3, 1, 1)),
@@ -125,9 +144,12 @@ class DaneDaemonTest(unittest.TestCase):
             cls.servers.append(cls.b)
             cls.b.start(wait=False)
             cls.b.wait_ready(port, "127.0.0.30")
+            # two domains routed to one host share its idle connections
+            routes = "routes = %s\n" % " ".join(
+                "%s=[mx-ee.dane.test]:%d" % (d, port) for d in ("reuse1.test", "reuse2.test", "reuse3.test"))
             cls.a = lab_server(common + "local_domains = a.test\ntls_ca_file = %s\n"
                                "tls_policy = %s\ntls_cert_file = %s\ntls_key_file = %s\n"
-                               % (pki.ca.pem, cls.policy, cert, key), lab.port,
+                               % (pki.ca.pem, cls.policy, cert, key) + routes, lab.port,
                                hostname="relay.a.test")
             cls.servers.append(cls.a)
             cls.a.start()
@@ -203,6 +225,20 @@ class DaneDaemonTest(unittest.TestCase):
         self.assertTrue(msg.tls)
         self.assertEqual(msg.rcpts, ["u@ee.dane.test"])
 
+    def test_dane_sni_is_the_tlsa_base_domain(self):
+        # RFC 7672 8.1: SNI names the TLSA base domain; for an MX host that
+        # is an alias with TLSA records at its target, the target
+        peer = self.peers["127.0.0.2"]
+        n = len(peer.messages)
+        qid, d = self.send("u@ee.dane.test")
+        self.assertEqual(d["status"], "sent", d)
+        self.assertEqual(peer.wait_messages(n + 1)[-1].sni, "mx-ee.dane.test")
+        qid, d = self.send("u@alias.dane.test")
+        self.assertEqual((d["status"], d["relay"]),
+                         ("sent", "mx-alias.dane.test[127.0.0.2]:%d" % self.port), d)
+        self.assertRegex(d["tls"], r"^Verified .* \(dane\)$")
+        self.assertEqual(peer.wait_messages(n + 2)[-1].sni, "mx-ee.dane.test")
+
     def test_dane_ta_2_0_1_verified(self):
         qid, d = self.send("u@ta.dane.test")
         self.assertEqual(d["status"], "sent")
@@ -253,6 +289,22 @@ class DaneDaemonTest(unittest.TestCase):
         qid, d = self.send("u@unus.dane.test", requiretls=True)
         self.assertEqual((d["status"], d["dsn"]), ("bounced", "5.7.10"), d)
 
+    def test_authenticated_tls_is_1_2_or_later(self):
+        # RFC 8996: TLS 1.0 and 1.1 authenticate nothing. The TLSA record
+        # matches, but the server speaks TLS 1.1 at most: deferred, nothing
+        # sent; the same server without DANE gets its mail over TLS 1.1
+        peer = self.peers["127.0.0.12"]
+        before = self.mark("127.0.0.12")
+        qid, d = self.send("u@tls11.dane.test")
+        self.assertEqual((d["status"], d["dsn"]), ("deferred", "4.7.5"), d)
+        self.assertIn("handshake failure with mx-tls11.dane.test", d["diag"])
+        self.assertGreater(peer.connections, before[2])
+        self.nothing_sent("127.0.0.12", before)
+        qid, d = self.send("u@tls11may.dane.test")
+        self.assertEqual(d["status"], "sent", d)
+        self.assertRegex(d["tls"], r"^\w+ TLSv1\.1 .* \(may\)$")
+        self.assertTrue(peer.wait_messages(before[0] + 1)[-1].tls)
+
     def test_insecure_zone_is_opportunistic(self):
         qid, d = self.send("u@insecure.test")
         self.assertEqual(d["status"], "sent")
@@ -260,6 +312,17 @@ class DaneDaemonTest(unittest.TestCase):
         # chain is Trusted: A has the test CA as tls_ca_file)
         self.assertRegex(d["tls"], r"^Trusted TLSv1\.[23] .* \(may\)$")
         self.assertTrue(self.peers["127.0.0.7"].messages[-1].tls)
+
+    def test_insecure_mx_rrset_means_no_dane(self):
+        # RFC 7672 2.2.1: the MX host name counts only from a secure MX
+        # RRset; mx-bad's TLSA record (a mismatch) is not looked at
+        peer = self.peers["127.0.0.4"]
+        n = len(peer.messages)
+        qid, d = self.send("u@unsignedmx.insecure.test")
+        self.assertEqual((d["status"], d["relay"]),
+                         ("sent", "mx-bad.dane.test[127.0.0.4]:%d" % self.port), d)
+        self.assertRegex(d["tls"], r"^Trusted TLSv1\.[23] .* \(may\)$")
+        self.assertTrue(peer.wait_messages(n + 1)[-1].tls)
 
     def test_no_tlsa_is_opportunistic(self):
         qid, d = self.send("u@nodane.dane.test")
@@ -303,6 +366,45 @@ class DaneDaemonTest(unittest.TestCase):
         self.assertIn("expired", d["diag"])
         self.nothing_sent("127.0.0.10", before)
         self.assertIn("<TLS>", [l for _, l in self.peers["127.0.0.10"].transcript[before[1]:]])
+
+    def test_reused_connection_counted_for_each_domain(self):
+        # reuse3.test's mail goes over the idle connection of reuse1.test
+        # (the same host, the same policy); its TLS report counts it
+        peer = self.peers["127.0.0.2"]
+        qid, d = self.send("u@reuse1.test")
+        self.assertEqual(d["status"], "sent", d)
+        conns = peer.connections
+        for _ in range(2):
+            qid, d = self.send("u@reuse3.test")
+            self.assertEqual(d["status"], "sent", d)
+            self.assertRegex(d["tls"], r"^Verified .* \(verify\)$")
+        self.assertEqual(peer.connections, conns)       # the idle one, twice
+        rep = json.loads(self.a.mailctl("tls-report", "--json", "reuse3.test").stdout)
+        (pol,) = rep["policies"]
+        self.assertEqual(pol["policy"]["policy-domain"], "reuse3.test")
+        # one session, however many messages
+        self.assertEqual(pol["summary"]["total-successful-session-count"], 1)
+        self.assertEqual(pol["summary"]["total-failure-session-count"], 0)
+
+    def test_reused_connection_judged_by_each_domain(self):
+        # reuse1.test and reuse2.test are routed to mx-ee.dane.test; the
+        # certificate names mx-ee (reuse1's verify), not mx-other
+        # (reuse2's match=). The idle connection of reuse1 serves reuse1
+        # again, never reuse2.
+        peer = self.peers["127.0.0.2"]
+        qid, d = self.send("u@reuse1.test")
+        self.assertEqual(d["status"], "sent", d)
+        self.assertRegex(d["tls"], r"^Verified .* \(verify\)$")
+        conns = peer.connections
+        qid, d = self.send("u@reuse1.test")
+        self.assertEqual(d["status"], "sent", d)
+        self.assertEqual(peer.connections, conns)       # the idle one
+        before = self.mark("127.0.0.2")
+        qid, d = self.send("u@reuse2.test")
+        self.assertEqual((d["status"], d["dsn"]), ("deferred", "4.7.5"), d)
+        self.assertIn("TLS policy (verify) not met by host mx-ee.dane.test", d["diag"])
+        self.assertIn("mx-other.dane.test", d["diag"])
+        self.nothing_sent("127.0.0.2", before)
 
     # ---- STARTTLS stripped: refused (454) or not offered ----
 
@@ -393,6 +495,38 @@ class DaneDaemonTest(unittest.TestCase):
         self.assertEqual(bd["status"], "sent")
         self.assertRegex(bd["tls"], r"^Verified .* \(dane\)$")
         self.assertEqual(bd["relay"], "mx-c.dane.test[127.0.0.31]:%d" % self.port)
+
+    def test_requiretls_over_verify(self):
+        # the verify level authenticates too (the tls_policy entry; its TLSA
+        # records play no part there)
+        c = self.peers["127.0.0.31"]
+        n = len(c.messages)
+        qid, d = self.send("u@rtverify.dane.test", requiretls=True)
+        self.assertEqual((d["status"], d["relay"]),
+                         ("sent", "mx-c.dane.test[127.0.0.31]:%d" % self.port), d)
+        self.assertRegex(d["tls"], r"^Verified .* \(verify\)$")
+        msg = c.wait_messages(n + 1)[-1]
+        self.assertIn("REQUIRETLS", msg.mail_params)
+        self.assertTrue(msg.tls)
+
+    def test_requiretls_verify_needs_a_validated_name(self):
+        # RFC 8689 4.2.1: verify checks the certificate against the MX host
+        # name; from an MX RRset that is not DNSSEC-secure that name may be
+        # an attacker's, so it does not do for REQUIRETLS; match= names do
+        c = self.peers["127.0.0.31"]
+        qid, d = self.send("u@rtv.insecure.test")
+        self.assertEqual(d["status"], "sent", d)
+        self.assertRegex(d["tls"], r"^Verified .* \(verify\)$")
+        n = len(c.messages)
+        qid, d = self.send("u@rtv.insecure.test", requiretls=True)
+        self.assertEqual((d["status"], d["dsn"]), ("bounced", "5.7.10"), d)
+        self.assertEqual(len(c.messages), n)
+        qid, d = self.send("u@rtvm.insecure.test", requiretls=True)
+        self.assertEqual((d["status"], d["relay"]),
+                         ("sent", "mx-c.dane.test[127.0.0.31]:%d" % self.port), d)
+        self.assertRegex(d["tls"], r"^Verified .* \(verify\)$")
+        msg = c.wait_messages(n + 1)[-1]
+        self.assertIn("REQUIRETLS", msg.mail_params)
 
     def test_requiretls_refused_toward_unverified_peer(self):
         before = self.mark("127.0.0.7")

@@ -154,7 +154,8 @@ test_plain_levels(void)
 	struct tls_dest_policy *dp;
 	struct dns_mx_result mx;
 	static const char text[] = "none.test none\nenc.test encrypt\n"
-	    "ver.test verify match=.secure.test:mail.ver.test\nver2.test verify\n";
+	    "ver.test verify match=.secure.test:mail.ver.test\nver2.test verify\n"
+	    "secure.test verify\n";
 
 	CU_ASSERT_EQUAL_FATAL(tls_policy_map_parse(text, sizeof text - 1, "p", NULL, &map), 0);
 	c = make_ctx(TLS_LEVEL_MAY, map, NULL);
@@ -180,17 +181,106 @@ test_plain_levels(void)
 	CU_ASSERT_EQUAL(dp->hosts[0].auth, TLS_AUTH_VERIFY);
 	CU_ASSERT_EQUAL_FATAL(dp->hosts[0].nnames, 2);
 	CU_ASSERT_STRING_EQUAL(dp->hosts[0].names[0], ".secure.test");
+	/* Configured names: good enough for REQUIRETLS (RFC 8689 4.2.1). */
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 1);
 	tls_dest_policy_free(&dp);
 	tls_policy_destination(c, "ver2.test", &mx, 0, &dp);
 	CU_ASSERT_EQUAL_FATAL(dp->hosts[0].nnames, 1);
 	CU_ASSERT_STRING_EQUAL(dp->hosts[0].names[0], "mx1.secure.test");
+	/* The MX host's name from an MX RRset that is not DNSSEC-secure:
+	 * checked, but anybody's choice; not for REQUIRETLS. */
+	CU_ASSERT_EQUAL(dp->hosts[0].name_validated, 0);
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 0);
+	{
+		struct buf b;
+		buf_init(&b, 4096);
+		tls_dest_policy_describe(dp, &b);
+		CU_ASSERT_PTR_NOT_NULL(strstr(b.data, "host mx1.secure.test: verify via verify, "
+		    "TLS required, PKIX authentication, the name is not validated "
+		    "(no REQUIRETLS)\n"));
+		buf_free(&b);
+	}
 	tls_dest_policy_free(&dp);
+	/* The same from a secure MX RRset counts. */
+	mx_of(&mx, "secure.test", 1, 0);
+	tls_policy_destination(c, "secure.test", &mx, 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].auth, TLS_AUTH_VERIFY);
+	CU_ASSERT_EQUAL(dp->mx_state, DNS_SEC_SECURE);
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 1);
+	tls_dest_policy_free(&dp);
+	tls_policy_destination(c, "enc.test", &mx, 0, &dp);
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 0);
+	tls_dest_policy_free(&dp);
+	mx_of(&mx, "x", 1, 0);
 	/* A bad domain defers; no MX result means no hosts. */
 	tls_policy_destination(c, "bad domain", &mx, 0, &dp);
 	CU_ASSERT_EQUAL(dp->defer, 1);
 	tls_dest_policy_free(&dp);
 	tls_policy_destination(c, "none.test", NULL, 0, &dp);
 	CU_ASSERT_EQUAL(dp->nhosts, 0);
+	tls_dest_policy_free(&dp);
+	tls_policy_ctx_free(&c);
+	tls_policy_map_free(&map);
+}
+
+/* The digest of host 0 of domain's policy under c. */
+static void
+digest_of(struct tls_policy_ctx *c, const char *domain, uint8_t *out)
+{
+	struct tls_dest_policy *dp;
+	struct dns_mx_result mx;
+
+	mx_of(&mx, domain, 1, 0);
+	tls_policy_destination(c, domain, &mx, 0, &dp);
+	tls_host_policy_digest(&dp->hosts[0], out);
+	tls_dest_policy_free(&dp);
+}
+
+static void
+test_digest(void)
+{
+	struct tls_policy_map *map;
+	struct tls_policy_ctx *c;
+	struct tls_dest_policy *dp;
+	struct dns_mx_result mx;
+	uint8_t a[TLS_HOST_POLICY_DIGEST_LEN], b[TLS_HOST_POLICY_DIGEST_LEN];
+	static const char text[] = "enc.test encrypt\nenc2.test encrypt\n"
+	    "ver.test verify match=mail.ver.test\nver2.test verify\n"
+	    "ver3.test verify\nver4.test verify match=mx1.secure.test\n"
+	    "secure.test dane\n";
+
+	CU_ASSERT_EQUAL_FATAL(tls_policy_map_parse(text, sizeof text - 1, "p", NULL, &map), 0);
+	c = make_ctx(TLS_LEVEL_MAY, map, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	/* The same judgement for two domains: one digest. */
+	digest_of(c, "enc.test", a);
+	digest_of(c, "enc2.test", b);
+	CU_ASSERT(memcmp(a, b, sizeof a) == 0);
+	digest_of(c, "ver2.test", a);
+	digest_of(c, "ver3.test", b);
+	CU_ASSERT(memcmp(a, b, sizeof a) == 0);
+	/* match= of the host's own name is the same list of names, but a
+	 * configured one: validated (REQUIRETLS), unlike the MX host name
+	 * of an MX RRset that is not DNSSEC-secure. */
+	digest_of(c, "ver4.test", b);
+	CU_ASSERT(memcmp(a, b, sizeof a) != 0);
+	/* Other names, another level: another digest. */
+	digest_of(c, "ver.test", b);
+	CU_ASSERT(memcmp(a, b, sizeof a) != 0);
+	digest_of(c, "enc.test", b);
+	CU_ASSERT(memcmp(a, b, sizeof a) != 0);
+	digest_of(c, "other.test", b);		/* may */
+	CU_ASSERT(memcmp(a, b, sizeof a) != 0);
+	/* DANE: the TLSA records count, to the last bit. */
+	mx_of(&mx, "secure.test", 1, 0);
+	tls_policy_destination(c, "secure.test", &mx, 0, &dp);
+	CU_ASSERT_EQUAL_FATAL(dp->hosts[0].auth, TLS_AUTH_DANE);
+	tls_host_policy_digest(&dp->hosts[0], a);
+	tls_host_policy_digest(&dp->hosts[0], b);
+	CU_ASSERT(memcmp(a, b, sizeof a) == 0);
+	dp->hosts[0].tlsa->rrs[0].data[0] ^= 1;
+	tls_host_policy_digest(&dp->hosts[0], b);
+	CU_ASSERT(memcmp(a, b, sizeof a) != 0);
 	tls_dest_policy_free(&dp);
 	tls_policy_ctx_free(&c);
 	tls_policy_map_free(&map);
@@ -277,6 +367,69 @@ test_dane_destinations(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(dp->hosts[0].skip_reason, "not DNSSEC-secure"));
 	tls_dest_policy_free(&dp);
 	tls_policy_ctx_free(&c);
+}
+
+static void
+test_fixed(void)
+{
+	struct tls_policy_map *map;
+	struct tls_policy_ctx *c, *only;
+	struct tls_dest_policy *dp;
+	static const char text[] = "ver.test verify match=relay.ver.test\n"
+	    "ver2.test verify\n";
+
+	CU_ASSERT_EQUAL_FATAL(tls_policy_map_parse(text, sizeof text - 1, "p", NULL, &map), 0);
+	c = make_ctx(TLS_LEVEL_DANE, map, NULL);
+	only = make_ctx(TLS_LEVEL_DANE_ONLY, NULL, NULL);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(only);
+	/* A route by name with secure TLSA records: DANE, and the host is
+	 * the next-hop domain: the recipient domain is no reference name. */
+	tls_policy_fixed(c, "x.test", "mx1.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->fixed, 1);
+	CU_ASSERT_EQUAL_FATAL(dp->nhosts, 1);
+	CU_ASSERT_EQUAL(dp->hosts[0].auth, TLS_AUTH_DANE);
+	CU_ASSERT_EQUAL(dp->hosts[0].tls_required, 1);
+	CU_ASSERT_EQUAL_FATAL(dp->hosts[0].nnames, 1);
+	CU_ASSERT_STRING_EQUAL(dp->hosts[0].names[0], "mx1.secure.test");
+	CU_ASSERT_STRING_EQUAL(dp->hosts[0].sni, "");
+	tls_dest_policy_free(&dp);
+	/* No TLSA records, an address literal: may; dane-only skips. */
+	tls_policy_fixed(c, "x.test", "mx2.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].level, TLS_LEVEL_MAY);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip, 0);
+	tls_dest_policy_free(&dp);
+	tls_policy_fixed(c, "x.test", "127.0.0.2", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].level, TLS_LEVEL_MAY);
+	tls_dest_policy_free(&dp);
+	tls_policy_fixed(only, "x.test", "127.0.0.2", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip, 1);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip_rpt, TLS_RPT_DANE_REQUIRED);
+	tls_dest_policy_free(&dp);
+	tls_policy_fixed(only, "x.test", "mx2.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip, 1);
+	tls_dest_policy_free(&dp);
+	/* A bogus TLSA answer: skipped, never plaintext, at dane too. */
+	tls_policy_fixed(c, "x.test", "mx3.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip, 1);
+	CU_ASSERT_EQUAL(dp->hosts[0].skip_rpt, TLS_RPT_DNSSEC_INVALID);
+	tls_dest_policy_free(&dp);
+	/* verify: the entry's match= names. */
+	tls_policy_fixed(c, "ver.test", "mx2.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].auth, TLS_AUTH_VERIFY);
+	CU_ASSERT_EQUAL_FATAL(dp->hosts[0].nnames, 1);
+	CU_ASSERT_STRING_EQUAL(dp->hosts[0].names[0], "relay.ver.test");
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 1);
+	tls_dest_policy_free(&dp);
+	/* verify of a configured next hop's own name counts too. */
+	tls_policy_fixed(c, "ver2.test", "mx2.secure.test", 0, &dp);
+	CU_ASSERT_EQUAL(dp->hosts[0].auth, TLS_AUTH_VERIFY);
+	CU_ASSERT_STRING_EQUAL(dp->hosts[0].names[0], "mx2.secure.test");
+	CU_ASSERT_EQUAL(tls_host_policy_authenticates(&dp->hosts[0]), 1);
+	tls_dest_policy_free(&dp);
+	tls_policy_ctx_free(&c);
+	tls_policy_ctx_free(&only);
+	tls_policy_map_free(&map);
 }
 
 static void
@@ -431,6 +584,8 @@ main(void)
 	s = CU_add_suite("tls_policy", setup, teardown);
 	CU_add_test(s, "none, may, encrypt, verify", test_plain_levels);
 	CU_add_test(s, "dane and dane-only destinations", test_dane_destinations);
+	CU_add_test(s, "host policy digests", test_digest);
+	CU_add_test(s, "fixed next hops", test_fixed);
 	CU_add_test(s, "MTA-STS that cannot be fetched", test_sts_unfetchable);
 	CU_add_test(s, "session verdicts", test_check_chain);
 	CU_add_test(s, "report records", test_report);

@@ -471,18 +471,29 @@ md_batch_dir(struct md_batch *bt, const char *path)
 	return bt->ndirs++;
 }
 
+/* One item between its write and its name in new/. */
+struct md_pending {
+	int fd;			/* -1: none (failed, or done with) */
+	int unnamed;		/* O_TMPFILE: linkat names it; else tmp/ */
+	size_t size;
+	char maildir[PATH_MAX], tmp[PATH_MAX];
+	char name[MAILDIR_NAME_MAX];
+};
+
 /*
- * Writes one item up to its rename into new/. Returns the index of its
- * Maildir in bt, or -1 with the item's status set to a failure.
+ * Writes one item into its file and starts the file's writeback, so that
+ * the fsyncs that follow for the whole batch find most data on its way
+ * (and one journal commit may serve several files). Returns the index of
+ * its Maildir in bt with pd->fd open, or -1 with the item's status set to
+ * a failure.
  */
 static long
-md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
-    struct maildir_item *it, char *chunk)
+md_write_one(struct md_batch *bt, const char *mail_dir, const char *host,
+    struct maildir_item *it, char *chunk, struct md_pending *pd)
 {
 	char domain[MD_COMPONENT_MAX + 1], user[MD_COMPONENT_MAX + 1];
-	char maildir[PATH_MAX], tmp[PATH_MAX], dst[PATH_MAX];
-	char name[MAILDIR_NAME_MAX];
-	size_t di, size = 0;
+	char *maildir = pd->maildir, *tmp = pd->tmp, *name = pd->name;
+	size_t di;
 	int fd = -1, n, attempts = 0, unnamed = 0;
 
 	it->status = MAILDIR_TEMP;
@@ -509,9 +520,10 @@ md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
 		md_fail(it, MAILDIR_PERM, "no message body", 0);
 		return -1;
 	}
-	n = snprintf(maildir, sizeof maildir, "%s/%s/%s", mail_dir, domain,
+	pd->fd = -1;
+	n = snprintf(maildir, sizeof pd->maildir, "%s/%s/%s", mail_dir, domain,
 	    user);
-	if (n < 0 || (size_t)n >= sizeof maildir - 64) {
+	if (n < 0 || (size_t)n >= sizeof pd->maildir - 64) {
 		md_fail_errno(it, "mailbox path", ENAMETOOLONG);
 		return -1;
 	}
@@ -527,8 +539,8 @@ md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
 	/* Fast path: an unnamed file in new/ (O_TMPFILE) that gets its name
 	 * by linkat once written and fsynced: the file appears whole, at
 	 * once, with no tmp/ entry and no rename between directories. */
-	n = snprintf(tmp, sizeof tmp, "%s/new", maildir);
-	if (n < 0 || (size_t)n >= sizeof tmp) {
+	n = snprintf(tmp, sizeof pd->tmp, "%s/new", maildir);
+	if (n < 0 || (size_t)n >= sizeof pd->tmp) {
 		md_fail_errno(it, "new directory name", ENAMETOOLONG);
 		return -1;
 	}
@@ -536,15 +548,15 @@ md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
 	    open(tmp, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
 	if (fd >= 0) {
 		unnamed = 1;
-		md_unique(name, sizeof name - 32, host);
+		md_unique(name, sizeof pd->name - 32, host);
 	} else if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL) {
 		md_fail_errno(it, "open tmp file", errno);
 		return -1;
 	}
 	while (fd < 0) {
-		md_unique(name, sizeof name - 32, host);
-		n = snprintf(tmp, sizeof tmp, "%s/tmp/%s", maildir, name);
-		if (n < 0 || (size_t)n >= sizeof tmp) {
+		md_unique(name, sizeof pd->name - 32, host);
+		n = snprintf(tmp, sizeof pd->tmp, "%s/tmp/%s", maildir, name);
+		if (n < 0 || (size_t)n >= sizeof pd->tmp) {
 			md_fail_errno(it, "tmp file name", ENAMETOOLONG);
 			return -1;
 		}
@@ -555,18 +567,44 @@ md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
 			return -1;
 		}
 	}
-	if ((n = md_write_message(fd, it, chunk, &size)) != 0) {
+	pd->size = 0;
+	if ((n = md_write_message(fd, it, chunk, &pd->size)) != 0) {
 		if (n == -2)
 			md_fail(it, MAILDIR_TEMP, "cannot read the message", 0);
 		else
 			md_fail_errno(it, "write", errno);
 		goto fail;
 	}
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	pd->fd = fd;
+	pd->unnamed = unnamed;
+	return (long)di;
+fail:
+	if (fd >= 0)
+		close(fd);
+	if (!unnamed)
+		(void)unlink(tmp);
+	return -1;
+}
+
+/*
+ * fsyncs the file md_write_one wrote and gives it its name in new/.
+ * Returns 0, or -1 with the item's status set to a failure (nothing of it
+ * left behind).
+ */
+static int
+md_name_one(struct maildir_item *it, struct md_pending *pd)
+{
+	char dst[PATH_MAX];
+	const char *maildir = pd->maildir, *tmp = pd->tmp;
+	int fd = pd->fd, unnamed = pd->unnamed, n;
+
+	pd->fd = -1;
 	if (md_fault(MAILDIR_FAULT_FSYNC) || fsync(fd) != 0) {
 		md_fail_errno(it, "fsync", errno);
 		goto fail;
 	}
-	n = snprintf(dst, sizeof dst, "%s/new/%s,S=%zu", maildir, name, size);
+	n = snprintf(dst, sizeof dst, "%s/new/%s,S=%zu", maildir, pd->name, pd->size);
 	if (n < 0 || (size_t)n >= sizeof dst ||
 	    (size_t)n - strlen(maildir) - 5 >= sizeof it->name) {
 		md_fail_errno(it, "new file name", ENAMETOOLONG);
@@ -595,7 +633,7 @@ md_deliver_one(struct md_batch *bt, const char *mail_dir, const char *host,
 		goto fail;
 	}
 	(void)str_copy(it->name, dst + strlen(maildir) + 5, sizeof it->name);
-	return (long)di;
+	return 0;
 fail:
 	if (fd >= 0)
 		close(fd);
@@ -609,6 +647,7 @@ maildir_deliver_batch(const char *mail_dir, const char *hostname,
     struct maildir_item *items, size_t n)
 {
 	struct md_batch bt = { NULL, 0 };
+	struct md_pending *pd;
 	char host[MD_HOST_MAX + 1];
 	char path[PATH_MAX];
 	long *where;
@@ -620,8 +659,15 @@ maildir_deliver_batch(const char *mail_dir, const char *hostname,
 	md_escape_host(hostname, host, sizeof host);
 	chunk = xmalloc(MD_CHUNK);
 	where = xcalloc(n, sizeof *where);
+	pd = xcalloc(n, sizeof *pd);
+	/* All files written first, then each fsynced and named: the writes
+	 * of the whole batch go to the disk together. */
 	for (size_t i = 0; i < n; i++)
-		where[i] = md_deliver_one(&bt, mail_dir, host, &items[i], chunk);
+		where[i] = md_write_one(&bt, mail_dir, host, &items[i], chunk, &pd[i]);
+	for (size_t i = 0; i < n; i++)
+		if (where[i] >= 0 && md_name_one(&items[i], &pd[i]) != 0)
+			where[i] = -1;
+	free(pd);
 
 	/* One fsync per new/ directory makes all its renames durable. */
 	for (size_t d = 0; d < bt.ndirs; d++) {

@@ -84,6 +84,16 @@ mailauth_check_message(const struct auth_dns *dns,
 		r->refused = 1;
 		snprintf(r->reply, sizeof r->reply, "451 4.7.1 Temporary error "
 		    "checking the DMARC policy of %s; try again later", r->from_domain);
+	} else if (r->dmarc.result == DMARC_PERMERROR && in.from_ambiguous &&
+	    p->dmarc_reject) {
+		/* Two From fields, or authors in several domains: RFC 5322 3.6
+		 * allows one field; RFC 7489 6.6.1 says such mail is typically
+		 * rejected. Let through, it would be a DMARC bypass: a reader
+		 * sees one author, DMARC could check none or another. */
+		r->refused = 1;
+		snprintf(r->reply, sizeof r->reply, "550 5.7.1 Email rejected: "
+		    "several From fields or authors in several domains; "
+		    "DMARC cannot check it");
 	} else if (r->dmarc.result == DMARC_FAIL &&
 	    r->dmarc.disposition == DMARC_P_REJECT && p->dmarc_reject) {
 		r->refused = 1;

@@ -16,6 +16,9 @@
  * the signatures are made off the loop and put on top of the message,
  * once, before it is queued.
  *
+ * Our own mail loses Authentication-Results fields that claim our
+ * authserv-id too (RFC 8601 5: our users are not a trusted MTA).
+ *
  * Either way the work is one job per message on a pool; the session holds
  * its input meanwhile (PH_MAILAUTH), then goes on to the policy services
  * and the commit.
@@ -315,6 +318,15 @@ session_mailauth_end_message(struct smtp_session *s)
 	struct mailauth_job *j;
 	const char *added;
 
+	/* Our own users' mail is not checked, but a field in it claiming our
+	 * authserv-id is no more ours than one from outside (RFC 8601 5): a
+	 * user could forge a verdict for another user to read. It goes too;
+	 * when the header section cannot be edited, the mail goes on (it is
+	 * our users' and relay_networks', refused only if checked). */
+	if (s->may_relay && s->cfg->auth_checks && mailauth_strip(s) != 0)
+		log_warn("mailauth: a message of [%s] has a header section too "
+		    "large to remove Authentication-Results fields claiming %s",
+		    s->peer_ip, s->cfg->authserv_id);
 	if (ma == NULL || (ma->verifier == NULL && ma->signer == NULL))
 		return session_policy_end_message(s);
 	if (ma->verifier != NULL) {

@@ -345,7 +345,9 @@ class SigningTest(MailAuthBase):
         cls.tmp0 = make_dir()
         zone = Zone(cls.tmp0)
         cls.EXTRA = ("dkim_sign = example.test rsa %s\ndkim_sign = example.test ed %s\n" %
-                     (zone.keys[("example.test", "rsa")], zone.keys[("example.test", "ed")]))
+                     (zone.keys[("example.test", "rsa")], zone.keys[("example.test", "ed")]) +
+                     # another domain the server signs for, not alice's
+                     "dkim_sign = pass.test rsa %s\n" % zone.keys[("pass.test", "rsa")])
         super().setUpClass()
         # the module's zone is the one the keys of EXTRA belong to
         cls.zone = zone
@@ -401,6 +403,24 @@ class SigningTest(MailAuthBase):
                b"Subject: not ours\r\n\r\nA body.\r\n")
         self.submit(msg)
         self.assertEqual(header_fields(self.delivered("not ours"), "DKIM-Signature"), [])
+
+    def test_other_hosted_domain_not_signed_for_a_user(self):
+        # alice may not get pass.test's signature on mail "from" its boss
+        msg = (b"From: Boss <ceo@pass.test>\r\nTo: bob@mx.test\r\n"
+               b"Subject: not alice's domain\r\n\r\nA body.\r\n")
+        self.submit(msg)
+        data = self.delivered("not alice's domain")
+        self.assertEqual(header_fields(data, "DKIM-Signature"), [])
+        self.srv.wait_log("not signed for pass.test")
+        # auth_any_sender lets a user send (and be signed) as anyone
+        with open(self.srv.conf) as f:
+            before = f.read()
+        self.reload(before + "auth_any_sender = alice@example.test\n")
+        self.addCleanup(self.reload, before)
+        self.submit(msg.replace(b"not alice's domain", b"any sender"))
+        sigs = header_fields(self.delivered("any sender"), "DKIM-Signature")
+        self.assertEqual(len(sigs), 1, sigs)
+        self.assertIn("d=pass.test", sigs[0])
 
     def reload(self, text):
         self.srv.write_config(text)

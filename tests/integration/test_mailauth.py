@@ -290,6 +290,22 @@ class InboundChecksTest(MailAuthBase):
         self.assertEqual(code, 550, text)
         self.srv.wait_log("dmarc=permerror")
 
+    def test_from_without_author_domain_refused(self):
+        # no domain DMARC can find, though a reader may show one (a NUL
+        # is refused before: 5.6.0)
+        for n, frm in enumerate((b"From: Bank <ceo@reject.test\r\n",
+                                 b"From: ceo@reject.test\x01.pass.test\r\n")):
+            msg = message("a@pass.test", "no author %d" % n).replace(b"From: <a@pass.test>\r\n",
+                                                                    frm)
+            _, code, text = self.send("a@pass.test", msg)
+            self.assertEqual(code, 550, (frm, text))
+            self.assertIn("no author domain", text)
+        # no From field at all: DMARC does not apply, accepted
+        msg = message("a@pass.test", "no from").replace(b"From: <a@pass.test>\r\n", b"")
+        _, code, _ = self.send("a@pass.test", msg)
+        self.assertEqual(code, 250)
+        self.assertIn("dmarc=none", self.authres(self.delivered("no from")))
+
     def test_header_section_past_first_record_refused(self):
         # forged fields could hide past what can be edited: refused
         extra = b"".join(b"X-Pad-%04d: %s\r\n" % (i, b"y" * 60) for i in range(1200))

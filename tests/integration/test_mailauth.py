@@ -18,7 +18,7 @@ import tempfile
 import unittest
 
 from testns_zone import entry, nxdomain_for_the_rest, txt_strings
-from harness import MAILCTL, MAILSERVER, ROOT, DnsServer, Server, wait_for
+from harness import MAILCTL, MAILSERVER, ROOT, Client, DnsServer, Server, wait_for
 
 DKIMPY = os.path.join(ROOT, "tests", "integration", "dkimpy_tool.py")
 PYTHON = "/usr/bin/python3"      # Debian's, with the dkim module
@@ -305,6 +305,28 @@ class InboundChecksTest(MailAuthBase):
         _, code, _ = self.send("a@pass.test", msg)
         self.assertEqual(code, 250)
         self.assertIn("dmarc=none", self.authres(self.delivered("no from")))
+
+    def test_bdat_chunks_checked(self):
+        # CHUNKING: the verifier takes the chunks as they come, one cut
+        # inside the header section, one inside a signed header field's
+        # value and one in the body
+        msg = self.zone.dkimpy_sign(message("a@pass.test", "bdat chunks"), "pass.test", "rsa")
+        cuts = [0, 7, msg.index(b"Subject:") + 12, msg.index(b"\r\n\r\n") + 5, len(msg)]
+        c = Client(self.srv.port)
+        self.assertEqual(c.reply()[0], 220)
+        self.assertEqual(c.cmd("EHLO client.test")[0], 250)
+        self.assertEqual(c.cmd("MAIL FROM:<a@pass.test>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<bob@mx.test>")[0], 250)
+        for i in range(len(cuts) - 1):
+            chunk = msg[cuts[i]:cuts[i + 1]]
+            last = " LAST" if i == len(cuts) - 2 else ""
+            c.send(b"BDAT %d%s\r\n" % (len(chunk), last.encode()) + chunk)
+            self.assertEqual(c.reply()[0], 250)
+        c.cmd("QUIT")
+        c.close()
+        ar = self.authres(self.delivered("bdat chunks"))
+        self.assertRegex(ar, r"dkim=pass .*header\.d=pass\.test")
+        self.assertIn("dmarc=pass", ar)
 
     def test_header_section_past_first_record_refused(self):
         # forged fields could hide past what can be edited: refused

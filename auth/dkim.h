@@ -10,7 +10,8 @@
  *    than they occur, so none can be added), rsa-sha256 and
  *    ed25519-sha256, several keys at once (dual signing, RFC 8463 5).
  *  - Verifying: every DKIM-Signature up to a limit, keys from DNS (TXT at
- *    SELECTOR._domainkey.DOMAIN), t= and x=, l= (only that many body
+ *    SELECTOR._domainkey.DOMAIN; RSA of 1024 to 8192 bits with an
+ *    exponent of 64 bits at most), t= and x=, l= (only that many body
  *    octets are signed; what follows is noted in the result), h= must
  *    list From.
  *
@@ -175,6 +176,10 @@ enum dkim_status {
 	DKIM_ST_PARTIAL,		/* l= left content unsigned and the
 					 * options refuse that */
 	DKIM_ST_HEADERS_TOO_LARGE,	/* the header section was cut */
+	DKIM_ST_KEY_LIMIT,		/* RSA over 8192 bits or with an
+					 * exponent over 64 bits: refused
+					 * unverified (the cost is the
+					 * sender's to choose) */
 };
 
 struct dkim_verify_opts {

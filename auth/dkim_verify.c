@@ -88,6 +88,7 @@ dkim_status_text(enum dkim_status s)
 	case DKIM_ST_BODY_HASH: return "body hash did not verify";
 	case DKIM_ST_SIGNATURE: return "signature did not verify";
 	case DKIM_ST_PARTIAL: return "unsigned content";
+	case DKIM_ST_KEY_LIMIT: return "key outside our limits";
 	default: return "header section too large";
 	}
 }

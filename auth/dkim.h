@@ -189,6 +189,9 @@ struct dkim_verify_opts {
 	unsigned clock_skew;	/* t= may be this far ahead, s [300] */
 	int refuse_partial;	/* l= with unsigned content: policy [0] */
 	size_t max_header_bytes;	/* [256 KiB] */
+	unsigned time_limit_ms;	/* the key lookups of one message: a
+				 * signature whose turn comes later gets
+				 * temperror [20000] */
 };
 
 struct dkim_sig_result {
@@ -224,7 +227,8 @@ void dkim_verifier_update(struct dkim_verifier *v, const void *p, size_t n);
 /*
  * Ends the message, looks the keys up through dns and verifies each
  * signature into *res (res->n == 0: the message carries none, DKIM
- * result "none"). Call once; blocks on DNS.
+ * result "none"). Call once; blocks on DNS, each lookup as long as dns
+ * allows, no new one begun past time_limit_ms.
  */
 void dkim_verifier_finish(struct dkim_verifier *v, const struct auth_dns *dns,
     struct dkim_results *res);

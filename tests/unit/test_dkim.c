@@ -889,6 +889,60 @@ test_key_cost_limits(void)
 	free(signed_msg);
 }
 
+/* A DNS that answers from a table after a pause: the sender's slow
+ * name servers. */
+struct slow_dns {
+	struct auth_dns *table;
+	unsigned delay_ms;
+};
+
+static void
+slow_lookup(void *ctx, const char *name, enum auth_dns_type type,
+    struct auth_dns_answer *ans)
+{
+	struct slow_dns *sd = ctx;
+
+	usleep(sd->delay_ms * 1000);
+	auth_dns_lookup(sd->table, name, type, ans);
+}
+
+static void
+slow_free(void *ctx)
+{
+	(void)ctx;
+}
+
+/* No key lookup begins past the time limit: the signatures whose turn
+ * comes later get temperror, the ones before keep their result. */
+static void
+test_verify_time_limit(void)
+{
+	static const struct auth_dns_ops slow_ops = { slow_lookup, slow_free };
+	char *once = sign(message, "rsa ed", NOW, 0);
+	char *twice = sign(once, "rsa ed", NOW, 0);
+	struct slow_dns sd = { key_zone(rsa_txt.data, ed_txt.data), 300 };
+	struct auth_dns dns = { &slow_ops, &sd };
+	struct dkim_verify_opts o = { .now = NOW, .time_limit_ms = 450 };
+	struct dkim_verifier *v = dkim_verifier_new(&o);
+	struct dkim_results res;
+	int64_t t0 = time_mono_ms();
+
+	dkim_verifier_update(v, twice, strlen(twice));
+	dkim_verifier_finish(v, &dns, &res);
+	CU_ASSERT(time_mono_ms() - t0 < 3000);	/* two lookups */
+	CU_ASSERT_EQUAL(res.n, 4);
+	CU_ASSERT_EQUAL(res.sig[0].result, DKIM_PASS);	/* at 0 ms */
+	CU_ASSERT_EQUAL(res.sig[1].result, DKIM_PASS);	/* at 300 ms */
+	CU_ASSERT_EQUAL(res.sig[2].result, DKIM_TEMPERROR);	/* at 600 */
+	CU_ASSERT_EQUAL(res.sig[2].status, DKIM_ST_KEY_UNAVAILABLE);
+	CU_ASSERT(strstr(res.sig[2].reason, "time limit") != NULL);
+	CU_ASSERT_EQUAL(res.sig[3].result, DKIM_TEMPERROR);
+	dkim_verifier_free(&v);
+	auth_dns_free(&sd.table);
+	free(once);
+	free(twice);
+}
+
 static void
 test_verify_limits(void)
 {
@@ -1085,6 +1139,7 @@ main(void)
 	CU_add_test(s, "key and time failures", test_key_failures);
 	CU_add_test(s, "verifier limits", test_verify_limits);
 	CU_add_test(s, "key cost limits", test_key_cost_limits);
+	CU_add_test(s, "verifier time limit", test_verify_time_limit);
 	CU_add_test(s, "signing errors", test_sign_errors);
 	CU_add_test(s, "threads", test_threads);
 	CU_basic_set_mode(CU_BRM_VERBOSE);

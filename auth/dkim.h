@@ -10,7 +10,8 @@
  *    than they occur, so none can be added), rsa-sha256 and
  *    ed25519-sha256, several keys at once (dual signing, RFC 8463 5).
  *  - Verifying: every DKIM-Signature up to a limit, keys from DNS (TXT at
- *    SELECTOR._domainkey.DOMAIN), t= and x=, l= (only that many body
+ *    SELECTOR._domainkey.DOMAIN; RSA of 1024 to 8192 bits with an
+ *    exponent of 64 bits at most), t= and x=, l= (only that many body
  *    octets are signed; what follows is noted in the result), h= must
  *    list From.
  *
@@ -175,6 +176,10 @@ enum dkim_status {
 	DKIM_ST_PARTIAL,		/* l= left content unsigned and the
 					 * options refuse that */
 	DKIM_ST_HEADERS_TOO_LARGE,	/* the header section was cut */
+	DKIM_ST_KEY_LIMIT,		/* RSA over 8192 bits or with an
+					 * exponent over 64 bits: refused
+					 * unverified (the cost is the
+					 * sender's to choose) */
 };
 
 struct dkim_verify_opts {
@@ -184,6 +189,9 @@ struct dkim_verify_opts {
 	unsigned clock_skew;	/* t= may be this far ahead, s [300] */
 	int refuse_partial;	/* l= with unsigned content: policy [0] */
 	size_t max_header_bytes;	/* [256 KiB] */
+	unsigned time_limit_ms;	/* the key lookups of one message: a
+				 * signature whose turn comes later gets
+				 * temperror [20000] */
 };
 
 struct dkim_sig_result {
@@ -219,7 +227,8 @@ void dkim_verifier_update(struct dkim_verifier *v, const void *p, size_t n);
 /*
  * Ends the message, looks the keys up through dns and verifies each
  * signature into *res (res->n == 0: the message carries none, DKIM
- * result "none"). Call once; blocks on DNS.
+ * result "none"). Call once; blocks on DNS, each lookup as long as dns
+ * allows, no new one begun past time_limit_ms.
  */
 void dkim_verifier_finish(struct dkim_verifier *v, const struct auth_dns *dns,
     struct dkim_results *res);

@@ -112,7 +112,9 @@ int dkim_key_sign(struct dkim_key *key, const void *data, size_t n,
 /*
  * Verifies sig over data with the key of record k for algorithm alg.
  * Returns DKIM_ST_OK, DKIM_ST_SIGNATURE (it does not verify),
- * DKIM_ST_KEY_SYNTAX (p= is not a key) or DKIM_ST_KEY_SIZE.
+ * DKIM_ST_KEY_SYNTAX (p= is not a key), DKIM_ST_KEY_SIZE or
+ * DKIM_ST_KEY_LIMIT (RSA over 8192 bits or with an exponent over 64
+ * bits: not tried).
  */
 enum dkim_status dkim_keyrec_verify(const struct dkim_keyrec *k,
     enum dkim_alg alg, const void *data, size_t n, const uint8_t *sig,

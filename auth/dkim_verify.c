@@ -88,6 +88,7 @@ dkim_status_text(enum dkim_status s)
 	case DKIM_ST_BODY_HASH: return "body hash did not verify";
 	case DKIM_ST_SIGNATURE: return "signature did not verify";
 	case DKIM_ST_PARTIAL: return "unsigned content";
+	case DKIM_ST_KEY_LIMIT: return "key outside our limits";
 	default: return "header section too large";
 	}
 }
@@ -120,6 +121,8 @@ dkim_verifier_new(const struct dkim_verify_opts *opts)
 		v->o.clock_skew = 300;
 	if (v->o.max_header_bytes == 0)
 		v->o.max_header_bytes = DKIM_HEADER_DEFAULT;
+	if (v->o.time_limit_ms == 0)
+		v->o.time_limit_ms = 20000;
 	auth_split_init(&v->split);
 	buf_init(&v->hdr, v->o.max_header_bytes);
 	return v;
@@ -227,7 +230,7 @@ key_fetch(const struct auth_dns *dns, struct vsig *s, struct dkim_keyrec *k)
 /* Verifies one parsed signature whose body hash is complete. */
 static enum dkim_status
 verify_one(struct dkim_verifier *v, const struct auth_dns *dns, struct vsig *s,
-    struct dkim_sig_result *r)
+    int64_t deadline, struct dkim_sig_result *r)
 {
 	time_t now = v->o.now ? v->o.now : time(NULL);
 	struct dkim_keyrec *k;
@@ -240,6 +243,14 @@ verify_one(struct dkim_verifier *v, const struct auth_dns *dns, struct vsig *s,
 		return DKIM_ST_SIG_EXPIRED;
 	if (s->sig.t >= 0 && s->sig.t > (int64_t)now + v->o.clock_skew)
 		return DKIM_ST_SIG_FUTURE;
+	/* Keys come from the sender's DNS, which may answer as slowly as
+	 * the resolver allows, for each of max_signatures selectors. */
+	if (time_mono_ms() > deadline) {
+		why_set(s->why, sizeof s->why, "the time limit of the DKIM "
+		    "checks (%u ms) passed before this key's turn",
+		    v->o.time_limit_ms);
+		return DKIM_ST_KEY_UNAVAILABLE;
+	}
 	k = xmalloc(sizeof *k);
 	st = key_fetch(dns, s, k);
 	r->testing = st == DKIM_ST_OK && k->testing;
@@ -284,6 +295,8 @@ void
 dkim_verifier_finish(struct dkim_verifier *v, const struct auth_dns *dns,
     struct dkim_results *res)
 {
+	int64_t deadline = time_mono_ms() + v->o.time_limit_ms;
+
 	memset(res, 0, sizeof *res);
 	if (!v->ready) {
 		auth_split_end(&v->split, &v->hdr);
@@ -302,7 +315,7 @@ dkim_verifier_finish(struct dkim_verifier *v, const struct auth_dns *dns,
 		str_copy(r->auid, s->sig.auid, sizeof r->auid);
 		str_copy(r->b_prefix, s->sig.b_prefix, sizeof r->b_prefix);
 		if (st == DKIM_ST_OK)
-			st = verify_one(v, dns, s, r);
+			st = verify_one(v, dns, s, deadline, r);
 		r->status = st;
 		r->result = result_of(st);
 		/* verify_one may have noted l= already; else say why */

@@ -244,6 +244,11 @@ dmarc_check(const struct auth_dns *dns, const struct dmarc_input *in,
 		    "several From fields or author domains");
 		return out->result = DMARC_PERMERROR;
 	}
+	if (in->from_unusable) {
+		snprintf(out->problem, sizeof out->problem,
+		    "no author domain in the From field");
+		return out->result = DMARC_PERMERROR;
+	}
 	if (in->from_domain == NULL || in->from_domain[0] == '\0' ||
 	    str_copy(out->from_domain, in->from_domain,
 	    sizeof out->from_domain) != 0) {

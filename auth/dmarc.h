@@ -59,6 +59,8 @@ struct dmarc_input {
 				 * from auth_header_from_domain, or NULL */
 	int from_ambiguous;	/* several From fields or author domains:
 				 * permerror (6.6.1) */
+	int from_unusable;	/* a From field without an author domain:
+				 * permerror */
 	enum spf_result spf_result;	/* of the MAIL FROM identity */
 	const char *spf_domain;	/* the domain SPF checked (spf_outcome.domain) */
 	const struct dkim_results *dkim;	/* may be NULL */

@@ -194,6 +194,15 @@ from_value_domain(const char *v, size_t n, char *out, size_t outsize)
 	return found ? 0 : -1;
 }
 
+static int
+field_8bit(const struct auth_field *f)
+{
+	for (size_t i = 0; i < f->valuelen; i++)
+		if ((unsigned char)f->value[i] >= 0x80)
+			return 1;
+	return 0;
+}
+
 int
 auth_header_from_domain(const char *h, size_t len, char *out, size_t outsize)
 {
@@ -206,6 +215,8 @@ auth_header_from_domain(const char *h, size_t len, char *out, size_t outsize)
 			if (++nfrom > 1)
 				return -2;
 			rc = from_value_domain(f.value, f.valuelen, out, outsize);
+			if (rc == -1)
+				rc = field_8bit(&f) ? -4 : -3;
 		}
 	return rc;
 }

@@ -40,9 +40,12 @@ int auth_field_is(const struct auth_field *f, const char *name);
 /*
  * The domain of the RFC5322.From author (RFC 7489 3.1.1): lower case,
  * without a trailing dot, into out. Returns 0; -1 when there is no From
- * field or no domain in it (a domain literal does not count); -2 when
- * there are several From fields, or several authors in different
- * domains (RFC 7489 6.6.1).
+ * field; -2 when there are several From fields, or several authors in
+ * different domains (RFC 7489 6.6.1); -3 when the one From field holds
+ * no author domain (no '@', a domain literal, junk such as an unclosed
+ * '<' or a control character); -4 the same for a field with 8-bit bytes
+ * (an internationalized address, RFC 6532, whose U-labels are not
+ * looked up here).
  */
 int auth_header_from_domain(const char *h, size_t len, char *out,
     size_t outsize);

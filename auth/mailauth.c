@@ -74,6 +74,7 @@ mailauth_check_message(const struct auth_dns *dns,
 	memset(&in, 0, sizeof in);
 	in.from_domain = from == 0 ? r->from_domain : NULL;
 	in.from_ambiguous = from == -2;
+	in.from_unusable = from == -3 || from == -4;
 	in.spf_result = spf != NULL ? spf->result : SPF_NONE;
 	in.spf_domain = spf != NULL ? spf->domain : NULL;
 	in.dkim = &r->dkim;
@@ -84,6 +85,24 @@ mailauth_check_message(const struct auth_dns *dns,
 		r->refused = 1;
 		snprintf(r->reply, sizeof r->reply, "451 4.7.1 Temporary error "
 		    "checking the DMARC policy of %s; try again later", r->from_domain);
+	} else if (r->dmarc.result == DMARC_PERMERROR && from == -3 &&
+	    p->dmarc_reject) {
+		/* A From field with no domain DMARC can find, e.g. an unclosed
+		 * '<' or a NUL: readers may still show one (a bypass known
+		 * from MUAs). An 8-bit field (EAI, -4) is let through. */
+		r->refused = 1;
+		snprintf(r->reply, sizeof r->reply, "550 5.7.1 Email rejected: "
+		    "no author domain in the From field; DMARC cannot check it");
+	} else if (r->dmarc.result == DMARC_PERMERROR && in.from_ambiguous &&
+	    p->dmarc_reject) {
+		/* Two From fields, or authors in several domains: RFC 5322 3.6
+		 * allows one field; RFC 7489 6.6.1 says such mail is typically
+		 * rejected. Let through, it would be a DMARC bypass: a reader
+		 * sees one author, DMARC could check none or another. */
+		r->refused = 1;
+		snprintf(r->reply, sizeof r->reply, "550 5.7.1 Email rejected: "
+		    "several From fields or authors in several domains; "
+		    "DMARC cannot check it");
 	} else if (r->dmarc.result == DMARC_FAIL &&
 	    r->dmarc.disposition == DMARC_P_REJECT && p->dmarc_reject) {
 		r->refused = 1;

@@ -14,6 +14,11 @@
  *                        temperror, or a reject that a temporary error
  *                        may have caused (SPF or a DKIM signature
  *                        temperror): 451 4.7.1 with auth_tempfail = defer.
+ *                        permerror for several From fields or authors in
+ *                        several domains (RFC 7489 6.6.1), or a From
+ *                        field without an author domain (unless 8-bit:
+ *                        EAI): 550 5.7.1 with dmarc_reject, whatever the
+ *                        domains publish. No From field at all: none.
  *
  * Threads: reentrant. mailauth_check_message blocks on DNS (DKIM keys,
  * the DMARC record): call it from a pool thread.

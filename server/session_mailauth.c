@@ -11,10 +11,14 @@
  * authserv-id is gone (RFC 8601 5), or it is refused.
  *
  * Mail of our own users and of relay_networks whose From: domain has a
- * dkim_sign key: the signer takes the content as it streams in (with
- * the Date and Message-ID that submission adds), and at the end of data
- * the signatures are made off the loop and put on top of the message,
- * once, before it is queued.
+ * dkim_sign key (for a user without auth_any_sender, only the domain of
+ * its login or of its MAIL FROM): the signer takes the content as it
+ * streams in (with the Date and Message-ID that submission adds), and at
+ * the end of data the signatures are made off the loop and put on top of
+ * the message, once, before it is queued.
+ *
+ * Our own mail loses Authentication-Results fields that claim our
+ * authserv-id too (RFC 8601 5: our users are not a trusted MTA).
  *
  * Either way the work is one job per message on a pool; the session holds
  * its input meanwhile (PH_MAILAUTH), then goes on to the policy services
@@ -23,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -66,6 +71,8 @@ struct mailauth_job {
 	struct dkim_signer *signer;	/* owned */
 	struct buf sigs;		/* the DKIM-Signature fields */
 	char from_domain[256];
+	int restricted;			/* a user without auth_any_sender: */
+	char own[2][256];		/* sign only for these From: domains */
 	char err[256];
 	int signed_ok;
 };
@@ -132,6 +139,12 @@ mailauth_job_run(struct offloop_job *job)
 		if (auth_header_from_domain(h, hlen, j->from_domain,
 		    sizeof j->from_domain) != 0)
 			break;
+		if (j->restricted && strcasecmp(j->from_domain, j->own[0]) != 0 &&
+		    strcasecmp(j->from_domain, j->own[1]) != 0) {
+			snprintf(j->err, sizeof j->err, "the From: domain is neither "
+			    "the user's nor the sender's");
+			break;
+		}
 		nkeys = dkim_keyring_find(j->rt->dkim_keys, j->from_domain, keys);
 		if (nkeys == 0)
 			break;
@@ -315,6 +328,15 @@ session_mailauth_end_message(struct smtp_session *s)
 	struct mailauth_job *j;
 	const char *added;
 
+	/* Our own users' mail is not checked, but a field in it claiming our
+	 * authserv-id is no more ours than one from outside (RFC 8601 5): a
+	 * user could forge a verdict for another user to read. It goes too;
+	 * when the header section cannot be edited, the mail goes on (it is
+	 * our users' and relay_networks', refused only if checked). */
+	if (s->may_relay && s->cfg->auth_checks && mailauth_strip(s) != 0)
+		log_warn("mailauth: a message of [%s] has a header section too "
+		    "large to remove Authentication-Results fields claiming %s",
+		    s->peer_ip, s->cfg->authserv_id);
 	if (ma == NULL || (ma->verifier == NULL && ma->signer == NULL))
 		return session_policy_end_message(s);
 	if (ma->verifier != NULL) {
@@ -341,6 +363,18 @@ session_mailauth_end_message(struct smtp_session *s)
 	j = mailauth_job_new(s, JOB_SIGN);
 	j->signer = ma->signer;
 	ma->signer = NULL;
+	/* A user signs for its own domain, or its sender's (which it owns,
+	 * checked at MAIL), never for another domain the server keys: one
+	 * tenant's user must not get DMARC-passing mail "from" another. */
+	if (s->auth_user[0] != '\0' &&
+	    !config_user_may_send_any(s->cfg, s->auth_user)) {
+		const char *at = strrchr(s->auth_user, '@');
+		j->restricted = 1;
+		if (at != NULL)
+			str_copy(j->own[0], at + 1, sizeof j->own[0]);
+		if ((at = strrchr(s->mail.addr, '@')) != NULL)
+			str_copy(j->own[1], at + 1, sizeof j->own[1]);
+	}
 	added = smtp_message_added_fields(s->msg);
 	if (added[0] != '\0')
 		dkim_signer_add_fields(j->signer, added, strlen(added));

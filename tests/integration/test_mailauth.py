@@ -18,7 +18,7 @@ import tempfile
 import unittest
 
 from testns_zone import entry, nxdomain_for_the_rest, txt_strings
-from harness import MAILCTL, MAILSERVER, ROOT, DnsServer, Server, wait_for
+from harness import MAILCTL, MAILSERVER, ROOT, Client, DnsServer, Server, wait_for
 
 DKIMPY = os.path.join(ROOT, "tests", "integration", "dkimpy_tool.py")
 PYTHON = "/usr/bin/python3"      # Debian's, with the dkim module
@@ -119,6 +119,7 @@ def make_dir():
 
 class MailAuthBase(unittest.TestCase):
     EXTRA = ""
+    RELAY = ""      # relay_networks: none, so mail from 127.0.0.1 is checked
 
     @classmethod
     def setUpClass(cls):
@@ -133,7 +134,7 @@ class MailAuthBase(unittest.TestCase):
         with open(users, "w") as f:
             f.write("bob@mx.test:\nalice@example.test:%s\n" % crypt_hash(PASSWORD))
         text += ("local_domains = mx.test example.test\nusers_file = %s\n" % users +
-                 "relay_networks =\nauth_plaintext_networks = 127.0.0.0/8\n"
+                 "relay_networks = %s\nauth_plaintext_networks = 127.0.0.0/8\n" % cls.RELAY +
                  "listen = 127.0.0.1:%d submission\n" % cls.sub_port())
         cls.srv.write_config(text)
         cls.srv.start()
@@ -271,6 +272,62 @@ class InboundChecksTest(MailAuthBase):
         self.assertNotIn("bank.test", data.decode())
         self.assertIn("other.example; spf=pass", fields)
 
+    def test_several_from_fields_refused(self):
+        # RFC 5322 3.6 allows one From field, RFC 7489 6.6.1 says mail
+        # with several (or authors in several domains) is typically
+        # rejected: a reader would see one author, DMARC none of them.
+        # Both would pass for pass.test (SPF aligned), the message is
+        # still refused.
+        for n, extra in enumerate((b"From: <ceo@reject.test>\r\n",
+                                   b"From: <a@pass.test>\r\n")):
+            subject = "two from %d" % n
+            _, code, text = self.send("a@pass.test", message("a@pass.test", subject, extra))
+            self.assertEqual(code, 550, text)
+            self.assertIn("5.7.1", text)
+        msg = message("a@pass.test", "two authors").replace(
+            b"From: <a@pass.test>", b"From: <a@pass.test>, <ceo@reject.test>")
+        _, code, text = self.send("a@pass.test", msg)
+        self.assertEqual(code, 550, text)
+        self.srv.wait_log("dmarc=permerror")
+
+    def test_from_without_author_domain_refused(self):
+        # no domain DMARC can find, though a reader may show one (a NUL
+        # is refused before: 5.6.0)
+        for n, frm in enumerate((b"From: Bank <ceo@reject.test\r\n",
+                                 b"From: ceo@reject.test\x01.pass.test\r\n")):
+            msg = message("a@pass.test", "no author %d" % n).replace(b"From: <a@pass.test>\r\n",
+                                                                    frm)
+            _, code, text = self.send("a@pass.test", msg)
+            self.assertEqual(code, 550, (frm, text))
+            self.assertIn("no author domain", text)
+        # no From field at all: DMARC does not apply, accepted
+        msg = message("a@pass.test", "no from").replace(b"From: <a@pass.test>\r\n", b"")
+        _, code, _ = self.send("a@pass.test", msg)
+        self.assertEqual(code, 250)
+        self.assertIn("dmarc=none", self.authres(self.delivered("no from")))
+
+    def test_bdat_chunks_checked(self):
+        # CHUNKING: the verifier takes the chunks as they come, one cut
+        # inside the header section, one inside a signed header field's
+        # value and one in the body
+        msg = self.zone.dkimpy_sign(message("a@pass.test", "bdat chunks"), "pass.test", "rsa")
+        cuts = [0, 7, msg.index(b"Subject:") + 12, msg.index(b"\r\n\r\n") + 5, len(msg)]
+        c = Client(self.srv.port)
+        self.assertEqual(c.reply()[0], 220)
+        self.assertEqual(c.cmd("EHLO client.test")[0], 250)
+        self.assertEqual(c.cmd("MAIL FROM:<a@pass.test>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<bob@mx.test>")[0], 250)
+        for i in range(len(cuts) - 1):
+            chunk = msg[cuts[i]:cuts[i + 1]]
+            last = " LAST" if i == len(cuts) - 2 else ""
+            c.send(b"BDAT %d%s\r\n" % (len(chunk), last.encode()) + chunk)
+            self.assertEqual(c.reply()[0], 250)
+        c.cmd("QUIT")
+        c.close()
+        ar = self.authres(self.delivered("bdat chunks"))
+        self.assertRegex(ar, r"dkim=pass .*header\.d=pass\.test")
+        self.assertIn("dmarc=pass", ar)
+
     def test_header_section_past_first_record_refused(self):
         # forged fields could hide past what can be edited: refused
         extra = b"".join(b"X-Pad-%04d: %s\r\n" % (i, b"y" * 60) for i in range(1200))
@@ -306,6 +363,12 @@ class TempfailDeferTest(MailAuthBase):
         _, code, text = self.send("a@pass.test", message("a@tempd.test", "t2"))
         self.assertEqual(code, 451)
 
+    def test_several_from_fields_only_headers(self):
+        extra = b"From: <ceo@reject.test>\r\n"
+        _, code, _ = self.send("a@pass.test", message("a@pass.test", "two from hdr", extra))
+        self.assertEqual(code, 250)
+        self.assertIn("dmarc=permerror", self.authres(self.delivered("two from hdr")))
+
     def test_no_reject_only_headers(self):
         code, dcode, _ = self.send("someone@fail.test", message("ceo@reject.test", "hdr only"))
         self.assertEqual((code, dcode), (250, 250))
@@ -320,7 +383,9 @@ class SigningTest(MailAuthBase):
         cls.tmp0 = make_dir()
         zone = Zone(cls.tmp0)
         cls.EXTRA = ("dkim_sign = example.test rsa %s\ndkim_sign = example.test ed %s\n" %
-                     (zone.keys[("example.test", "rsa")], zone.keys[("example.test", "ed")]))
+                     (zone.keys[("example.test", "rsa")], zone.keys[("example.test", "ed")]) +
+                     # another domain the server signs for, not alice's
+                     "dkim_sign = pass.test rsa %s\n" % zone.keys[("pass.test", "rsa")])
         super().setUpClass()
         # the module's zone is the one the keys of EXTRA belong to
         cls.zone = zone
@@ -357,11 +422,43 @@ class SigningTest(MailAuthBase):
         self.assertEqual([f for f in header_fields(data, "Authentication-Results")
                           if f.startswith("mx.test;")], [])
 
+    def test_forged_authentication_results_removed(self):
+        # a user's forged verdict for another user to read (RFC 8601 5)
+        msg = (b"Authentication-Results: mx.test; dkim=pass header.d=bank.test\r\n"
+               b"Authentication-Results: MX.TEST (x); dmarc=pass header.from=bank.test\r\n"
+               b"Authentication-Results: other.example; spf=pass\r\n"
+               b"From: Alice <alice@example.test>\r\nTo: bob@mx.test\r\n"
+               b"Subject: forged by a user\r\n\r\nA body.\r\n")
+        self.submit(msg)
+        data = self.delivered("forged by a user")
+        self.assertNotIn(b"bank.test", data)
+        self.assertEqual(header_fields(data, "Authentication-Results"),
+                         ["other.example; spf=pass"])
+        self.assertEqual(self.zone.dkimpy_verify(data), ["pass", "pass"])
+
     def test_other_from_domain_not_signed(self):
         msg = (b"From: Alice <alice@elsewhere.test>\r\nTo: bob@mx.test\r\n"
                b"Subject: not ours\r\n\r\nA body.\r\n")
         self.submit(msg)
         self.assertEqual(header_fields(self.delivered("not ours"), "DKIM-Signature"), [])
+
+    def test_other_hosted_domain_not_signed_for_a_user(self):
+        # alice may not get pass.test's signature on mail "from" its boss
+        msg = (b"From: Boss <ceo@pass.test>\r\nTo: bob@mx.test\r\n"
+               b"Subject: not alice's domain\r\n\r\nA body.\r\n")
+        self.submit(msg)
+        data = self.delivered("not alice's domain")
+        self.assertEqual(header_fields(data, "DKIM-Signature"), [])
+        self.srv.wait_log("not signed for pass.test")
+        # auth_any_sender lets a user send (and be signed) as anyone
+        with open(self.srv.conf) as f:
+            before = f.read()
+        self.reload(before + "auth_any_sender = alice@example.test\n")
+        self.addCleanup(self.reload, before)
+        self.submit(msg.replace(b"not alice's domain", b"any sender"))
+        sigs = header_fields(self.delivered("any sender"), "DKIM-Signature")
+        self.assertEqual(len(sigs), 1, sigs)
+        self.assertIn("d=pass.test", sigs[0])
 
     def reload(self, text):
         self.srv.write_config(text)
@@ -383,6 +480,38 @@ class SigningTest(MailAuthBase):
         sigs = header_fields(data, "DKIM-Signature")
         self.assertEqual(len(sigs), 1, sigs)
         self.assertIn("s=new", sigs[0])
+        self.assertEqual(self.zone.dkimpy_verify(data), ["pass"])
+
+
+class RelayNetworksTest(MailAuthBase):
+    """Mail from relay_networks: signed when its From: domain has keys,
+    not checked, and without forged fields claiming our authserv-id."""
+    RELAY = "127.0.0.0/8"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp0 = make_dir()
+        zone = Zone(cls.tmp0)
+        cls.EXTRA = "dkim_sign = example.test ed %s\n" % zone.keys[("example.test", "ed")]
+        super().setUpClass()
+        cls.zone = zone
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        shutil.rmtree(cls.tmp0, ignore_errors=True)
+
+    def test_signed_not_checked_forged_results_removed(self):
+        extra = b"Authentication-Results: mx.test; dmarc=pass header.from=bank.test\r\n"
+        # SPF would fail for fail.test and DMARC refuse example.test: not checked
+        _, code, text = self.send("app@fail.test",
+                                  message("app@example.test", "from the app", extra))
+        self.assertEqual(code, 250, text)
+        data = self.delivered("from the app")
+        self.assertEqual(header_fields(data, "Authentication-Results"), [])
+        sigs = header_fields(data, "DKIM-Signature")
+        self.assertEqual(len(sigs), 1, sigs)
+        self.assertIn("d=example.test", sigs[0])
         self.assertEqual(self.zone.dkimpy_verify(data), ["pass"])
 
 

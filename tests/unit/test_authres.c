@@ -232,15 +232,22 @@ test_from_domain(void)
 		{ "From: a@a.example, b@b.example\r\n", -2, NULL },
 		{ "From: a@a.example\r\nFrom: a@a.example\r\n", -2, NULL },
 		{ "From: Friends: a@f.example, b@f.example;\r\n", 0, "f.example" },
-		{ "From: undisclosed-recipients:;\r\n", -1, NULL },
-		{ "From: <a@[192.0.2.1]>\r\n", -1, NULL },
+		{ "From: undisclosed-recipients:;\r\n", -3, NULL },
+		{ "From: <a@[192.0.2.1]>\r\n", -3, NULL },
 		{ "From: Alice <alice@example.com.>\r\n", 0, "example.com" },
-		{ "From: nobody\r\n", -1, NULL },
+		{ "From: nobody\r\n", -3, NULL },
+		{ "From:\r\n", -3, NULL },
+		/* an encoded word some readers show as ceo@bank.example */
+		{ "From: =?utf-8?b?Y2VvQGJhbmsuZXhhbXBsZQ==?=\r\n", -3, NULL },
+		{ "From: ceo@bank.example\x01.evil.example\r\n", -3, NULL },
+		/* 8-bit: an internationalized address (RFC 6532) */
+		{ "From: <jos\xc3\xa9" "@b\xc3\xbc" "cher.example>\r\n", -4, NULL },
+		{ "From: <jos\xc3\xa9" "@ascii.example>\r\n", 0, "ascii.example" },
 		{ "To: a@b.example\r\n", -1, NULL },
 		{ "From:\r\n\t<a@folded.example>\r\n", 0, "folded.example" },
 		{ "From: <@route.example:a@real.example>\r\n", 0, "real.example" },
-		{ "From: a@exa$mple.com\r\n", -1, NULL },
-		{ "From: Mallory <m@evil.example\r\n", -1, NULL },
+		{ "From: a@exa$mple.com\r\n", -3, NULL },
+		{ "From: Mallory <m@evil.example\r\n", -3, NULL },
 	};
 
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -252,6 +259,13 @@ test_from_domain(void)
 		CU_ASSERT_EQUAL(rc, cases[i].rc);
 		if (rc == 0 && cases[i].dom != NULL)
 			CU_ASSERT_STRING_EQUAL(dom, cases[i].dom);
+	}
+	/* a NUL that C-string readers would cut the domain at */
+	{
+		static const char h[] = "From: ceo@bank.example\0.evil.example\r\n";
+		char dom[256];
+		CU_ASSERT_EQUAL(auth_header_from_domain(h, sizeof h - 1, dom,
+		    sizeof dom), -3);
 	}
 }
 

@@ -818,6 +818,131 @@ test_key_failures(void)
 	free(signed_msg);
 }
 
+/* A TXT record of an RSA public key with a random modulus of mbytes and
+ * a public exponent of ebytes (odd, top bit set; 3: 65537) into out. */
+static void
+rsa_raw_txt(size_t mbytes, size_t ebytes, struct buf *out)
+{
+	uint8_t m[2048], e[1024];
+	gnutls_datum_t dm = { m, (unsigned)mbytes }, de = { e, (unsigned)ebytes };
+	gnutls_datum_t der = { NULL, 0 };
+	gnutls_pubkey_t pub;
+
+	CU_ASSERT_FATAL(mbytes <= sizeof m && ebytes <= sizeof e);
+	gnutls_rnd(GNUTLS_RND_NONCE, m, mbytes);
+	gnutls_rnd(GNUTLS_RND_NONCE, e, ebytes);
+	m[0] |= 0x80;
+	m[mbytes - 1] |= 1;
+	e[0] |= 0x80;
+	e[ebytes - 1] |= 1;
+	if (ebytes == 3)
+		memcpy(e, "\x01\x00\x01", 3);
+	CU_ASSERT_FATAL(gnutls_pubkey_init(&pub) == 0);
+	CU_ASSERT_FATAL(gnutls_pubkey_import_rsa_raw(pub, &dm, &de) == 0);
+	CU_ASSERT_FATAL(gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &der) == 0);
+	buf_reset(out);
+	buf_puts(out, "v=DKIM1; k=rsa; p=");
+	CU_ASSERT(dkim_base64_encode(der.data, der.size, out) == 0);
+	gnutls_free(der.data);
+	gnutls_pubkey_deinit(pub);
+}
+
+/* Keys whose cost the sender chose: an exponent of thousands of bits on
+ * a large modulus takes seconds per signature; over the limits they are
+ * refused without trying. */
+static void
+test_key_cost_limits(void)
+{
+	static const struct {
+		size_t mbytes, ebytes;
+		enum dkim_status st;
+	} cases[] = {
+		{ 256, 3, DKIM_ST_SIGNATURE },		/* 2048 bits, 65537 */
+		{ 256, 8, DKIM_ST_SIGNATURE },		/* a 64-bit exponent */
+		{ 256, 9, DKIM_ST_KEY_LIMIT },
+		{ 256, 400, DKIM_ST_KEY_LIMIT },
+		{ 1024, 1000, DKIM_ST_KEY_LIMIT },	/* 8192 bits: seconds */
+		{ 1024, 3, DKIM_ST_SIGNATURE },
+		{ 1032, 3, DKIM_ST_KEY_LIMIT },		/* over 8192 bits */
+		{ 2040, 3, DKIM_ST_KEY_LIMIT },
+	};
+	char *signed_msg = sign(message, "rsa", NOW, 0);
+	struct dkim_results res;
+	struct buf txt;
+
+	buf_init(&txt, 8192);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct auth_dns *d;
+		rsa_raw_txt(cases[i].mbytes, cases[i].ebytes, &txt);
+		d = key_zone(txt.data, NULL);
+		verify(signed_msg, d, NOW, 4096, &res);
+		if (res.sig[0].status != cases[i].st)
+			printf("\n%zu/%zu: %s\n", cases[i].mbytes, cases[i].ebytes,
+			    res.sig[0].reason);
+		CU_ASSERT_EQUAL(res.sig[0].status, cases[i].st);
+		CU_ASSERT_EQUAL(res.sig[0].result, cases[i].st == DKIM_ST_SIGNATURE ?
+		    DKIM_FAIL : DKIM_PERMERROR);
+		auth_dns_free(&d);
+	}
+	CU_ASSERT(strstr(res.sig[0].reason, "key outside our limits") != NULL);
+	buf_free(&txt);
+	free(signed_msg);
+}
+
+/* A DNS that answers from a table after a pause: the sender's slow
+ * name servers. */
+struct slow_dns {
+	struct auth_dns *table;
+	unsigned delay_ms;
+};
+
+static void
+slow_lookup(void *ctx, const char *name, enum auth_dns_type type,
+    struct auth_dns_answer *ans)
+{
+	struct slow_dns *sd = ctx;
+
+	usleep(sd->delay_ms * 1000);
+	auth_dns_lookup(sd->table, name, type, ans);
+}
+
+static void
+slow_free(void *ctx)
+{
+	(void)ctx;
+}
+
+/* No key lookup begins past the time limit: the signatures whose turn
+ * comes later get temperror, the ones before keep their result. */
+static void
+test_verify_time_limit(void)
+{
+	static const struct auth_dns_ops slow_ops = { slow_lookup, slow_free };
+	char *once = sign(message, "rsa ed", NOW, 0);
+	char *twice = sign(once, "rsa ed", NOW, 0);
+	struct slow_dns sd = { key_zone(rsa_txt.data, ed_txt.data), 300 };
+	struct auth_dns dns = { &slow_ops, &sd };
+	struct dkim_verify_opts o = { .now = NOW, .time_limit_ms = 450 };
+	struct dkim_verifier *v = dkim_verifier_new(&o);
+	struct dkim_results res;
+	int64_t t0 = time_mono_ms();
+
+	dkim_verifier_update(v, twice, strlen(twice));
+	dkim_verifier_finish(v, &dns, &res);
+	CU_ASSERT(time_mono_ms() - t0 < 3000);	/* two lookups */
+	CU_ASSERT_EQUAL(res.n, 4);
+	CU_ASSERT_EQUAL(res.sig[0].result, DKIM_PASS);	/* at 0 ms */
+	CU_ASSERT_EQUAL(res.sig[1].result, DKIM_PASS);	/* at 300 ms */
+	CU_ASSERT_EQUAL(res.sig[2].result, DKIM_TEMPERROR);	/* at 600 */
+	CU_ASSERT_EQUAL(res.sig[2].status, DKIM_ST_KEY_UNAVAILABLE);
+	CU_ASSERT(strstr(res.sig[2].reason, "time limit") != NULL);
+	CU_ASSERT_EQUAL(res.sig[3].result, DKIM_TEMPERROR);
+	dkim_verifier_free(&v);
+	auth_dns_free(&sd.table);
+	free(once);
+	free(twice);
+}
+
 static void
 test_verify_limits(void)
 {
@@ -1013,6 +1138,8 @@ main(void)
 	CU_add_test(s, "changes in transit", test_transit);
 	CU_add_test(s, "key and time failures", test_key_failures);
 	CU_add_test(s, "verifier limits", test_verify_limits);
+	CU_add_test(s, "key cost limits", test_key_cost_limits);
+	CU_add_test(s, "verifier time limit", test_verify_time_limit);
 	CU_add_test(s, "signing errors", test_sign_errors);
 	CU_add_test(s, "threads", test_threads);
 	CU_basic_set_mode(CU_BRM_VERBOSE);

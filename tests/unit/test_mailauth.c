@@ -3,7 +3,9 @@
  * temperror at MAIL FROM under spf_reject and auth_tempfail; DMARC at the
  * end of data against an auth_dns_table (reject, quarantine, pct=0, a
  * temporary error, a reject a temporary error may have caused), with
- * dmarc_reject on and off; the Authentication-Results field; and a From
+ * dmarc_reject on and off; several From fields or author domains
+ * (refused, RFC 7489 6.6.1) and a From field without an author domain
+ * (refused unless 8-bit); the Authentication-Results field; and a From
  * field that could inject text into the reply or the field.
  */
 #include <CUnit/Basic.h>
@@ -163,8 +165,51 @@ test_dmarc_verdict(void)
 	check(&p, "From: a@reject.example\r\nFrom: b@other.example\r\n\r\nhi\r\n",
 	    NULL, &r);
 	CU_ASSERT_EQUAL(r.dmarc.result, DMARC_PERMERROR);
-	CU_ASSERT_EQUAL(r.refused, 0);
+	CU_ASSERT_EQUAL(r.refused, 1);
+	CU_ASSERT(strncmp(r.reply, "550 5.7.1 ", 10) == 0);
 	buf_free(&r.header);
+	/* the same domain twice, and one field with two authors' domains:
+	 * refused too; only the header with dmarc_reject = no */
+	check(&p, "From: a@pass.example\r\nFrom: a@pass.example\r\n\r\nhi\r\n",
+	    NULL, &r);
+	CU_ASSERT_EQUAL(r.refused, 1);
+	buf_free(&r.header);
+	check(&p, "From: a@pass.example, \"x\" <b@reject.example>\r\n\r\nhi\r\n",
+	    NULL, &r);
+	CU_ASSERT_EQUAL(r.refused, 1);
+	buf_free(&r.header);
+	check(&p, "From: a@reject.example, b@REJECT.example.\r\n\r\nhi\r\n",
+	    &o, &r);
+	CU_ASSERT_EQUAL(r.dmarc.result, DMARC_FAIL);	/* one author domain */
+	CU_ASSERT_STRING_EQUAL(r.from_domain, "reject.example");
+	buf_free(&r.header);
+	/* a From field with no author domain DMARC can find (readers may
+	 * still show one): refused; an 8-bit (EAI) one only noted */
+	check(&p, "From: Bank <ceo@reject.example\r\n\r\nhi\r\n", NULL, &r);
+	CU_ASSERT_EQUAL(r.dmarc.result, DMARC_PERMERROR);
+	CU_ASSERT_EQUAL(r.refused, 1);
+	CU_ASSERT(strncmp(r.reply, "550 5.7.1 ", 10) == 0);
+	buf_free(&r.header);
+	check(&p, "From: =?utf-8?b?Y2VvQHJlamVjdC5leGFtcGxl?=\r\n\r\nhi\r\n",
+	    NULL, &r);
+	CU_ASSERT_EQUAL(r.refused, 1);
+	buf_free(&r.header);
+	check(&p, "From: <a@b\xc3\xbc" "cher.example>\r\n\r\nhi\r\n", NULL, &r);
+	CU_ASSERT_EQUAL(r.dmarc.result, DMARC_PERMERROR);
+	CU_ASSERT_EQUAL(r.refused, 0);
+	CU_ASSERT(strstr(r.header.data, "no author domain") != NULL);
+	buf_free(&r.header);
+	p.dmarc_reject = 0;
+	check(&p, "From: a@reject.example\r\nFrom: b@other.example\r\n\r\nhi\r\n",
+	    NULL, &r);
+	CU_ASSERT_EQUAL(r.refused, 0);
+	CU_ASSERT(strstr(r.header.data, "dmarc=permerror") != NULL);
+	buf_free(&r.header);
+	check(&p, "From: Bank <ceo@reject.example\r\n\r\nhi\r\n", NULL, &r);
+	CU_ASSERT_EQUAL(r.refused, 0);
+	CU_ASSERT(strstr(r.header.data, "dmarc=permerror") != NULL);
+	buf_free(&r.header);
+	p.dmarc_reject = 1;
 	/* a hostile From cannot break out of the field */
 	check(&p, "From: x@\"quar.example\r\nX-Evil: 1\"\r\n\r\nhi\r\n", NULL, &r);
 	CU_ASSERT(strstr(r.header.data, "X-Evil") == NULL);

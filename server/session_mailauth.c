@@ -365,8 +365,10 @@ mailauth_act(struct smtp_session *s, struct mailauth_job *j)
 		if (j->signed_ok) {
 			if (smtp_message_prepend(s->msg, j->sigs.data) != 0)
 				log_warn("%s: no room for the DKIM signature; sent unsigned", id);
-			else
+			else {
 				log_info("%s: dkim: signed for %s", id, j->from_domain);
+				session_trace_note(s, "dkim", "signed for %s", j->from_domain);
+			}
 		} else if (j->err[0] != '\0') {
 			log_warn("%s: dkim: not signed for %s: %s", id, j->from_domain, j->err);
 		}
@@ -383,6 +385,7 @@ mailauth_act(struct smtp_session *s, struct mailauth_job *j)
 		return;
 	}
 	log_info("%s: mailauth: %s header.from=%s", id, summary, j->res.from_domain);
+	session_trace_note(s, "mailauth", "%s header.from=%s", summary, j->res.from_domain);
 	if (j->res.header.len > 0 &&
 	    smtp_message_prepend(s->msg, j->res.header.data) != 0)
 		log_warn("%s: no room for the Authentication-Results field", id);

@@ -51,6 +51,7 @@ session_txn_reset(struct smtp_session *s)
 	s->bdat_fail_reply = NULL;
 	memset(&s->mail, 0, sizeof s->mail);
 	session_msg_abandon(s);
+	session_trace_notes_clear(s);
 }
 
 /* The Received header's protocol name (RFC 3848). */
@@ -685,6 +686,8 @@ session_rcpt_refuse(struct smtp_session *s, const char *addr, const char *reply,
 	if (strncmp(reply, "550 5.1.1", 9) == 0)
 		session_rate_unknown(s);
 	log_info("reject: RCPT from [%s]: %.3s <%s>", s->peer_ip, reply, addr);
+	if (s->in_txn)
+		session_trace_note(s, "rcpt", "to=<%s> refused (%s)", addr, reply);
 	queue_stats_add_rejected(1);
 	metrics_inc_label(M_REJECTIONS, session_reply_reason(reply));
 	/* Refused recipients are not bad commands: a list with a few

@@ -175,6 +175,7 @@ struct smtp_session {
 	/* operations: the trace (smtp_trace.c), unix us; 0: not yet */
 	int64_t trace_helo_us, trace_tls_us, trace_auth_us;
 	int64_t trace_mail_us, trace_rcpt_us;
+	struct session_trace_notes *trace_notes;	/* the transaction's other events */
 };
 
 /* smtp_session.c */
@@ -396,5 +397,14 @@ void session_abuse_free(struct smtp_session *s);
 int64_t session_trace_now(void);
 /* The message of c was committed: its events until now go to the trace. */
 void session_trace_queued(struct smtp_session *s, const struct commit_msg *c);
+/* Notes an event of the transaction now (kind at most TRACE_KIND_MAX
+ * bytes; the text is cut at TRACE_TEXT_MAX), for the trace of its message
+ * once it is queued. */
+#define SESSION_TRACE_NOTES 64
+void session_trace_note(struct smtp_session *s, const char *kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Forgets the notes (a new transaction); _free at the session's end. */
+void session_trace_notes_clear(struct smtp_session *s);
+void session_trace_notes_free(struct smtp_session *s);
 
 #endif

@@ -8,6 +8,7 @@ apply; the SPF records name 127.0.0.1 (pass) or not (fail). Messages are
 signed by dkimpy (Debian python3-dkim) with keys made by mailctl
 dkim-keygen, and our signatures are checked by dkimpy, reading the
 delivered Maildir files."""
+import json
 import os
 import re
 import shutil
@@ -177,6 +178,16 @@ class MailAuthBase(unittest.TestCase):
             return None
         return wait_for(find, 20, "delivery of %r" % subject)
 
+    def trace_texts(self, qid, kind):
+        """The texts of qid's trace events of kind, once there are any
+        (the trace is written about once a second)."""
+        def texts():
+            r = self.srv.mailctl("--json", "trace", qid, check=False)
+            got = [] if r.returncode else [e["text"] for e in json.loads(r.stdout)["events"]
+                                           if e["kind"] == kind]
+            return got or None
+        return wait_for(texts, 10, "%s events in the trace of %s" % (kind, qid))
+
     def authres(self, data):
         fields = header_fields(data, "Authentication-Results")
         ours = [f for f in fields if f.startswith("mx.test;")]
@@ -198,12 +209,16 @@ class InboundChecksTest(MailAuthBase):
 
     def test_aligned_pass(self):
         msg = self.zone.dkimpy_sign(message("a@pass.test", "aligned pass"), "pass.test", "rsa")
-        _, code, _ = self.send("a@pass.test", msg)
+        _, code, text = self.send("a@pass.test", msg)
         self.assertEqual(code, 250)
         ar = self.authres(self.delivered("aligned pass"))
         self.assertRegex(ar, r"spf=pass .*smtp\.mailfrom=a@pass\.test")
         self.assertRegex(ar, r"dkim=pass .*header\.d=pass\.test")
         self.assertRegex(ar, r"dmarc=pass .*header\.from=pass\.test")
+        # the verdicts are in the message's trace too
+        ev = self.trace_texts(text.split()[-1], "mailauth")
+        self.assertEqual(len(ev), 1, ev)
+        self.assertRegex(ev[0], r"spf=pass.*dkim=pass.*dmarc=pass.*header\.from=pass\.test$")
 
     def test_spf_only_pass(self):
         _, code, _ = self.send("a@pass.test", message("a@pass.test", "spf only"))

@@ -2,10 +2,13 @@
 by smtplib over STARTTLS: the connection, HELO, TLS, MAIL, each
 recipient, a hold rule, the commit, every delivery attempt, mailctl's
 own changes and the removal, in time order, still there after the
-message left the queue and after a restart. And the daemon's sd_notify
-messages (READY=1, RELOADING=1, STOPPING=1) to a $NOTIFY_SOCKET."""
+message left the queue and after a restart; the decisions made on the
+way (a recipient refused, a policy service's answers) and the TLS of a
+delivery to a peer over STARTTLS. And the daemon's sd_notify messages
+(READY=1, RELOADING=1, STOPPING=1) to a $NOTIFY_SOCKET."""
 import json
 import os
+import shutil
 import signal
 import smtplib
 import socket
@@ -14,6 +17,8 @@ import tempfile
 import unittest
 
 from harness import SLOW, Server, free_port, test_cert, wait_for
+from peers import Peer, make_cert
+from policy_peers import PolicyPeer
 
 
 def kinds(trace):
@@ -128,6 +133,70 @@ class TraceTest(unittest.TestCase):
         self.assertIn("no trace", r.stderr)
         r = self.srv.mailctl("trace", "not-an-id", check=False)
         self.assertEqual(r.returncode, 1)
+
+
+def policy_answer(attrs, n):
+    """At RCPT, by the recipient's local part."""
+    what = {"prepend": "PREPEND X-Policy-Test: yes", "bcc": "BCC copy@localhost",
+            "reject": "REJECT not here"}.get(attrs.get("recipient", "").split("@")[0],
+                                              "DUNNO")
+    return b"action=" + what.encode() + b"\n\n"
+
+
+class TraceDecisionsTest(unittest.TestCase):
+    """What the session decided besides accepting (a recipient refused by
+    a policy service, its header and its copy) and the TLS of a delivery
+    are in the trace."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="ms-trace-")
+        cls.peer = Peer("127.0.0.1", starttls=make_cert(cls.dir)).start()
+        cls.policy = PolicyPeer(policy_answer)
+        cls.srv = Server("routes = tls.test=[127.0.0.1]:%d\n" % cls.peer.port +
+                         "policy_services = %s\npolicy_stages = rcpt\n" %
+                         cls.policy.endpoint).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            assert cls.srv.stop() == 0
+        finally:
+            cls.srv.cleanup()
+            cls.policy.stop()
+            cls.peer.stop()
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_decisions_and_delivery_tls(self):
+        srv = self.srv
+        with smtplib.SMTP("127.0.0.1", srv.port, timeout=10 * SLOW) as c:
+            c.ehlo("trace-client.test")
+            c.mail("sender@example.org")
+            self.assertEqual(c.rcpt("prepend@localhost")[0], 250)
+            refused = c.rcpt("reject@localhost")
+            self.assertEqual(refused[0] // 100, 5)
+            self.assertEqual(c.rcpt("bcc@localhost")[0], 250)
+            self.assertEqual(c.rcpt("far@tls.test")[0], 250)
+            code, reply = c.data(b"Subject: decisions\r\n\r\nbody\r\n")
+            self.assertEqual(code, 250)
+            qid = reply.decode().split()[-1]
+        self.peer.wait_messages(1)
+        wait_for(lambda: "removed" in kinds(TraceTest.trace(self, qid)), 20,
+                 "the message to leave the queue")
+        events = TraceTest.trace(self, qid)["events"]
+        texts = [(e["kind"], e["text"]) for e in events]
+        self.assertIn(("rcpt", "to=<reject@localhost> refused (%d %s)" % (
+            refused[0], refused[1].decode())), texts)
+        self.assertIn(("policy", "header fields of the policy services added"), texts)
+        self.assertIn(("policy", "copy for <copy@localhost>"), texts)
+        k = kinds({"events": events})
+        self.assertLess(k.index("policy"), k.index("queued"))
+        tls = [t for kind, t in texts if kind == "delivery" and "to=<far@tls.test>" in t]
+        self.assertEqual(len(tls), 1, texts)
+        self.assertRegex(tls[0], r"relay=\S+ tls=.*TLSv1\.[23] .* dsn=2\.0\.0 status=sent")
+        local = [t for kind, t in texts if kind == "delivery" and "relay=local" in t]
+        self.assertEqual(len(local), 3, texts)   # prepend, bcc and the copy
+        self.assertNotIn("tls=", " ".join(local))
 
 
 class NotifyTest(unittest.TestCase):

@@ -773,6 +773,18 @@ class SessionMilterTest(MilterSessionBase):
             data = self.delivered(addr, "Subject: envelope")
             self.assertTrue(data.startswith(b"Return-Path: <changed@example.net>\n"), data[:80])
         self.not_delivered("victim@example.org", "Subject: envelope")
+        # The changes are in the message's trace (mailctl trace).
+        qid = qid_of(text)
+
+        def milter_events():
+            r = self.server.mailctl("--json", "trace", qid, check=False)
+            ev = [] if r.returncode else [e["text"] for e in json.loads(r.stdout)["events"]
+                                          if e["kind"] == "milter"]
+            return ev if len(ev) == 3 else None
+        self.assertEqual(sorted(wait_for(milter_events, 10, "the milter's changes traced")),
+                         ["recipient <added@example.org> added",
+                          "recipient <victim@example.org> deleted",
+                          "sender <sender@example.net> -> <changed@example.net>"])
 
     def test_envelope_changes_with_parameters(self):
         # The DSN parameters a milter gives with a new sender or recipient

@@ -176,6 +176,7 @@ mailauth_spf_act(struct smtp_session *s, struct mailauth_job *j)
 		log_info("reject: MAIL from [%s]: spf=%s <%s>: %s", s->peer_ip,
 		    spf_result_name(j->spf.result), s->mail.addr, reply);
 		queue_stats_add_rejected(1);
+		metrics_inc_label(M_REJECTIONS, MR_SENDER_AUTH);
 		memset(&s->mail, 0, sizeof s->mail);
 		ma->spf_done = 0;
 		return;
@@ -381,7 +382,7 @@ mailauth_act(struct smtp_session *s, struct mailauth_job *j)
 	if (j->res.refused) {
 		log_info("%s: mailauth: %s from=<%s> header.from=%s [%s]", id, summary,
 		    s->mail.addr, j->res.from_domain, s->peer_ip);
-		session_message_refused(s, j->res.reply);
+		session_message_refused_reason(s, j->res.reply, MR_SENDER_AUTH);
 		return;
 	}
 	log_info("%s: mailauth: %s header.from=%s", id, summary, j->res.from_domain);

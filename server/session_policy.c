@@ -250,7 +250,8 @@ session_policy_act(struct smtp_session *s, struct policy_job *j)
 		if (o->result == SMTP_POLICY_REFUSE) {
 			/* Greylisting defers many good recipients: only a
 			 * 5xx counts toward max_unknown_recipients. */
-			session_rcpt_refuse(s, j->rcpt.addr, o->reply, o->reply[0] == '5');
+			session_rcpt_refuse_reason(s, j->rcpt.addr, o->reply, o->reply[0] == '5',
+			    MR_POLICY);
 			return;
 		}
 		if ((dropped = smtp_policy_txn_take(&s->policy->txn, o)) > 0)
@@ -260,7 +261,7 @@ session_policy_act(struct smtp_session *s, struct policy_job *j)
 		return;
 	}
 	if (o->result == SMTP_POLICY_REFUSE) {
-		session_message_refused(s, o->reply);
+		session_message_refused_reason(s, o->reply, MR_POLICY);
 		return;
 	}
 	if ((dropped = smtp_policy_txn_take(&s->policy->txn, o)) > 0)

@@ -210,10 +210,14 @@ void session_msg_abandon(struct smtp_session *s);
 /* Content bytes for the message in DATA or BDAT; returns bytes consumed
  * (fewer when the message's buffers are all with the committer). */
 size_t session_content(struct smtp_session *s, const char *p, size_t avail);
-/* Recipients: refused with reply (counts: toward max_unknown_recipients);
- * accepted (250); appended without a reply; all dropped. */
+/* Recipients: refused with reply (counts: toward max_unknown_recipients;
+ * the metrics reason from the reply, or with _reason the enum
+ * metric_reason given); accepted (250); appended without a reply; all
+ * dropped. */
 void session_rcpt_refuse(struct smtp_session *s, const char *addr,
     const char *reply, int counts);
+void session_rcpt_refuse_reason(struct smtp_session *s, const char *addr,
+    const char *reply, int counts, unsigned reason);
 void session_rcpt_accept(struct smtp_session *s, const struct smtp_rcpt_args *r);
 /* Adds a recipient to the transaction, unless it has it already (the
  * address compared without case, as Postfix's duplicate filter does):
@@ -239,8 +243,11 @@ void session_rcpt_take(struct smtp_session *s, const struct smtp_rcpt_args *r);
  * or the chunk is read), else it is the reply (it must stay valid for
  * the transaction: BDAT refuses every chunk with it). */
 void session_data_decided(struct smtp_session *s, const char *refusal);
-/* The message is refused at its end with reply; the transaction ends. */
+/* The message is refused at its end with reply; the transaction ends.
+ * The metrics reason comes from the reply, or with _reason is given. */
 void session_message_refused(struct smtp_session *s, const char *reply);
+void session_message_refused_reason(struct smtp_session *s, const char *reply,
+    unsigned reason);
 /* Is the message waiting for one of its records to come back? */
 int session_msg_blocked(const struct smtp_session *s);
 /* A record came back (smtp_session_stage_done): the message goes on, is

@@ -19,7 +19,8 @@ import tempfile
 import unittest
 
 from testns_zone import entry, nxdomain_for_the_rest, txt_strings
-from harness import MAILCTL, MAILSERVER, ROOT, DnsServer, Server, wait_for
+from harness import MAILCTL, MAILSERVER, ROOT, DnsServer, Server, free_port, wait_for
+from ops import parse, scrape, value
 
 DKIMPY = os.path.join(ROOT, "tests", "integration", "dkimpy_tool.py")
 PYTHON = "/usr/bin/python3"      # Debian's, with the dkim module
@@ -136,6 +137,8 @@ class MailAuthBase(unittest.TestCase):
         text += ("local_domains = mx.test example.test\nusers_file = %s\n" % users +
                  "relay_networks =\nauth_plaintext_networks = 127.0.0.0/8\n"
                  "listen = 127.0.0.1:%d submission\n" % cls.sub_port())
+        cls.mport = free_port()
+        text += "metrics_listen = 127.0.0.1:%d\n" % cls.mport
         cls.srv.write_config(text)
         cls.srv.start()
 
@@ -178,6 +181,9 @@ class MailAuthBase(unittest.TestCase):
             return None
         return wait_for(find, 20, "delivery of %r" % subject)
 
+    def rejections(self, reason):
+        return value(parse(scrape(self.mport)), "mailserver_rejections_total", reason=reason)
+
     def trace_texts(self, qid, kind):
         """The texts of qid's trace events of kind, once there are any
         (the trace is written about once a second)."""
@@ -202,10 +208,12 @@ def crypt_hash(password):
 
 class InboundChecksTest(MailAuthBase):
     def test_spf_fail_refused_at_mail_from(self):
+        before = self.rejections("sender_auth")
         code, _, text = self.send("someone@fail.test", message("someone@fail.test", "spf fail"))
         self.assertEqual(code, 550)
         self.assertIn("5.7.23", text)
         self.srv.wait_log("spf=fail <someone@fail.test>")
+        self.assertEqual(self.rejections("sender_auth"), before + 1)
 
     def test_aligned_pass(self):
         msg = self.zone.dkimpy_sign(message("a@pass.test", "aligned pass"), "pass.test", "rsa")
@@ -243,11 +251,13 @@ class InboundChecksTest(MailAuthBase):
         # reject.test: nothing aligns
         msg = self.zone.dkimpy_sign(message("ceo@reject.test", "misaligned"),
                                     "pass.test", "rsa")
+        before = self.rejections("sender_auth")
         _, code, text = self.send("a@pass.test", msg)
         self.assertEqual(code, 550)
         self.assertIn("5.7.1", text)
         self.assertIn("reject.test", text)
         self.srv.wait_log("dmarc=fail p=reject")
+        self.assertEqual(self.rejections("sender_auth"), before + 1)
 
     def test_tampered_signature_fails_dmarc(self):
         msg = self.zone.dkimpy_sign(message("x@pass.test", "tampered"), "pass.test", "rsa")

@@ -18,6 +18,7 @@ import unittest
 
 from harness import SLOW, Server, free_port, test_cert, wait_for
 from peers import Peer, make_cert
+from ops import parse, scrape, value
 from policy_peers import PolicyPeer
 
 
@@ -153,7 +154,9 @@ class TraceDecisionsTest(unittest.TestCase):
         cls.dir = tempfile.mkdtemp(prefix="ms-trace-")
         cls.peer = Peer("127.0.0.1", starttls=make_cert(cls.dir)).start()
         cls.policy = PolicyPeer(policy_answer)
+        cls.mport = free_port()
         cls.srv = Server("routes = tls.test=[127.0.0.1]:%d\n" % cls.peer.port +
+                         "metrics_listen = 127.0.0.1:%d\n" % cls.mport +
                          "policy_services = %s\npolicy_stages = rcpt\n" %
                          cls.policy.endpoint).start()
 
@@ -197,6 +200,11 @@ class TraceDecisionsTest(unittest.TestCase):
         local = [t for kind, t in texts if kind == "delivery" and "relay=local" in t]
         self.assertEqual(len(local), 3, texts)   # prepend, bcc and the copy
         self.assertNotIn("tls=", " ".join(local))
+        # the policy service's refusal is counted as its own (its 554
+        # 5.7.1 is not a relay refusal)
+        s = parse(scrape(self.mport))
+        self.assertEqual(value(s, "mailserver_rejections_total", reason="policy"), 1)
+        self.assertEqual(value(s, "mailserver_rejections_total", reason="relay_denied"), 0)
 
 
 class NotifyTest(unittest.TestCase):

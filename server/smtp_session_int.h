@@ -164,7 +164,8 @@ struct smtp_session {
 	int64_t commit_us;		/* the message went to the committer */
 
 	/* operations: abuse control (smtp_ops.c) */
-	int rate_exempt;		/* relay_networks: no client rates, no DNSBL */
+	int rate_exempt;		/* relay_networks: no client rates, no DNSBL,
+					 * no greeting test */
 	int greet_delayed;		/* the greeting test applies to this client */
 	int64_t greet_at;		/* PH_GREET_WAIT: the greeting is due then */
 	struct session_job *dnsbl_job;	/* the DNSBL lookups, in flight */

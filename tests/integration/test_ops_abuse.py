@@ -214,7 +214,10 @@ class PregreetTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = start_server("greeting_delay = %ds\npregreet_ttl = 1h\n" % cls.DELAY)
+        cls.sub = free_port()
+        cls.srv = start_server("greeting_delay = %ds\npregreet_ttl = 1h\n" % cls.DELAY +
+                               "relay_networks = 127.0.0.30/32\n"
+                               "listen = 127.0.0.1:%d submission\n" % cls.sub)
 
     @classmethod
     def tearDownClass(cls):
@@ -223,9 +226,9 @@ class PregreetTest(unittest.TestCase):
         finally:
             cls.srv.cleanup()
 
-    def timed_greeting(self, source):
+    def timed_greeting(self, source, port=None):
         start = time.monotonic()
-        code, _, c = greeting_from(self.srv.port, source)
+        code, _, c = greeting_from(port or self.srv.port, source)
         took = time.monotonic() - start
         c.close()
         self.assertEqual(code, 220)
@@ -245,6 +248,16 @@ class PregreetTest(unittest.TestCase):
         self.srv.wait_log("pregreet from [127.0.0.23]: refused")
         self.assertGreaterEqual(self.timed_greeting("127.0.0.23"), self.DELAY - 0.05)
         self.assertEqual(rejections(self.srv, "pregreet"), 1)
+
+    def test_trusted_clients_and_submission_not_delayed(self):
+        # relay_networks (postscreen's permit_mynetworks), and users
+        # submitting from wherever they are: never delayed, though never
+        # seen before
+        self.assertLess(self.timed_greeting("127.0.0.30"), self.DELAY - 0.5)
+        self.assertLess(self.timed_greeting("127.0.0.24", self.sub), self.DELAY - 0.5)
+        # and the smtp listener still delays that stranger: it never
+        # waited there
+        self.assertGreaterEqual(self.timed_greeting("127.0.0.24"), self.DELAY - 0.05)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ relay_networks and for submission; the greeting test with its
 whitelist. Every client here is its own 127.0.0.x address, since the
 limits count per address."""
 import os
+import socket
+import subprocess
 import time
 import unittest
 
-from harness import DnsServer, SLOW, Server, free_port, wait_for
+from harness import Client, DnsServer, SLOW, Server, free_port, wait_for
 from ops import auth_plain, client_from, crypt_hash, greeting_from, parse, scrape, value
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -207,6 +209,76 @@ class DnsblTest(unittest.TestCase):
         self.assertEqual(code, 220)
         self.assertLess(waited, 8 * SLOW)
         self.srv.wait_log("dnsbl: no answer about [127.0.0.8]")
+
+
+IPV6_LISTED = "2001:db8::1"         # bl.test lists it (dns/dnsbl.data)
+IPV6_CLEAN = "2001:db8:1::1"
+IPV6_SAME_64 = ["2001:db8:2::1", "2001:db8:2::2"]
+IPV6_OTHER_64 = "2001:db8:3::1"
+
+
+@unittest.skipUnless(os.environ.get("MS_IN_NETNS") == "1" and os.geteuid() == 0,
+                     "needs the private network namespace (run_integration.sh)")
+class Ipv6ClientTest(unittest.TestCase):
+    """IPv6 clients through the daemon: the connection rate counts a /64
+    as one client; the DNSBL asks the lists by the 32 nibbles of the
+    address. The addresses exist only in this test's network namespace."""
+
+    ADDRS = [IPV6_LISTED, IPV6_CLEAN] + IPV6_SAME_64 + [IPV6_OTHER_64]
+
+    @classmethod
+    def setUpClass(cls):
+        for a in cls.ADDRS:
+            subprocess.run(["ip", "-6", "addr", "add", a + "/64", "dev", "lo", "nodad"],
+                           check=True, capture_output=True)
+        cls.dns = DnsServer(os.path.join(HERE, "dns", "dnsbl.data"))
+        port = free_port("::1")
+        srv = Server(port=port, listen="[::1]:%d" % port)
+        srv.mport = free_port()
+        srv.write_config(open(srv.conf).read() +
+                         "metrics_listen = 127.0.0.1:%d\n" % srv.mport +
+                         "dns_server = 127.0.0.1:%d\n" % cls.dns.port +
+                         "dns_timeout = 1s\ndns_attempts = 1\n"
+                         "relay_networks = 10.255.0.0/16\n"
+                         "rate_window = 1h\nmax_connection_rate = 2\n"
+                         "dnsbl = bl.test\ndnsbl_threshold = 1\n")
+        srv.start(wait=False)
+        srv.wait_ready(port, "::1")
+        cls.srv = srv
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            assert cls.srv.stop() == 0
+        finally:
+            cls.srv.cleanup()
+            cls.dns.stop()
+            for a in cls.ADDRS:
+                subprocess.run(["ip", "-6", "addr", "del", a + "/64", "dev", "lo"],
+                               capture_output=True)
+
+    def greeting(self, source):
+        c = Client.__new__(Client)
+        c.sock = socket.create_connection(("::1", self.srv.port), timeout=10 * SLOW,
+                                          source_address=(source, 0))
+        c.buf = b""
+        code, lines = c.reply()
+        c.close()
+        return code, lines[0] if lines else ""
+
+    def test_connection_rate_per_64(self):
+        # two addresses of one /64 share its allowance; the next /64 has its own
+        codes = [self.greeting(a)[0] for a in IPV6_SAME_64 + IPV6_SAME_64[:1]]
+        self.assertEqual(codes, [220, 220, 421])
+        self.assertEqual(self.greeting(IPV6_OTHER_64)[0], 220)
+        self.assertEqual(rejections(self.srv, "connection_rate"), 1)
+
+    def test_dnsbl_by_nibbles(self):
+        code, text = self.greeting(IPV6_LISTED)
+        self.assertEqual(code, 554)
+        self.assertIn("[%s] blocked using bl.test" % IPV6_LISTED, text)
+        self.assertEqual(self.greeting(IPV6_CLEAN)[0], 220)
+        self.assertEqual(rejections(self.srv, "dnsbl"), 1)
 
 
 class PregreetTest(unittest.TestCase):

@@ -44,7 +44,7 @@ class TraceTest(unittest.TestCase):
         finally:
             cls.srv.cleanup()
 
-    def send(self, rcpts):
+    def send(self, rcpts, sender="sender@example.org"):
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -52,7 +52,7 @@ class TraceTest(unittest.TestCase):
             c.ehlo("trace-client.test")
             c.starttls(context=ctx)
             c.ehlo("trace-client.test")
-            c.mail("sender@example.org")
+            c.mail(sender)
             for r in rcpts:
                 self.assertEqual(c.rcpt(r)[0], 250)
             code, reply = c.data(b"Subject: traced\r\n\r\nbody\r\n")
@@ -127,6 +127,35 @@ class TraceTest(unittest.TestCase):
             self.assertEqual(kinds(self.trace(qid)), k)
         finally:
             srv.start()
+
+    def test_find_by_address(self):
+        """trace ADDRESS: the messages that name it as the sender or a
+        recipient (any case), with their IDs for trace ID."""
+        srv = self.srv
+        first = self.send(["carol@localhost"], sender="finder@example.org")
+        second = self.send(["dave@localhost", "erin@localhost"], sender="finder@example.org")
+
+        def found(addr):
+            r = srv.mailctl("--json", "trace", addr, check=False)
+            if r.returncode != 0:
+                return None
+            return [m["id"] for m in json.loads(r.stdout)["messages"]]
+        wait_for(lambda: found("erin@localhost") == [second], 20, "the second traced")
+        self.assertEqual(found("<Carol@LOCALHOST>"), [first])
+        self.assertEqual(sorted(found("finder@example.org")), sorted([first, second]))
+        out = json.loads(srv.mailctl("--json", "trace", "dave@localhost").stdout)
+        self.assertEqual(out["address"], "dave@localhost")
+        self.assertEqual(out["messages"][0]["from"], "finder@example.org")
+        self.assertGreaterEqual(out["messages"][0]["events"], 5)
+        text = srv.mailctl("trace", "carol@localhost").stdout.splitlines()
+        self.assertEqual(len(text), 1)
+        self.assertRegex(text[0], r"^%s  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  "
+                         r"from=<finder@example\.org>  \d+ events$" % first)
+        # a part of an address is not the address
+        self.assertIsNone(found("arol@localhost"))
+        r = srv.mailctl("trace", "nobody@nowhere.test", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no message from or to <nobody@nowhere.test>", r.stderr)
 
     def test_unknown_id(self):
         r = self.srv.mailctl("trace", "0000000000001", check=False)

@@ -288,7 +288,7 @@ class PregreetTest(unittest.TestCase):
     def setUpClass(cls):
         cls.sub = free_port()
         cls.srv = start_server("greeting_delay = %ds\npregreet_ttl = 1h\n" % cls.DELAY +
-                               "relay_networks = 127.0.0.30/32\n"
+                               "relay_networks = 127.0.0.28/30\n"
                                "listen = 127.0.0.1:%d submission\n" % cls.sub)
 
     @classmethod
@@ -324,7 +324,9 @@ class PregreetTest(unittest.TestCase):
     def test_trusted_clients_and_submission_not_delayed(self):
         # relay_networks (postscreen's permit_mynetworks), and users
         # submitting from wherever they are: never delayed, though never
-        # seen before
+        # seen before. (A first session, untimed: a sanitized daemon's
+        # first one can take a second or more.)
+        self.timed_greeting("127.0.0.28")
         self.assertLess(self.timed_greeting("127.0.0.30"), self.DELAY - 0.5)
         self.assertLess(self.timed_greeting("127.0.0.24", self.sub), self.DELAY - 0.5)
         # and the smtp listener still delays that stranger: it never

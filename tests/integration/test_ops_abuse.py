@@ -7,6 +7,7 @@ relay_networks and for submission; the greeting test with its
 whitelist. Every client here is its own 127.0.0.x address, since the
 limits count per address."""
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -148,6 +149,45 @@ class RateLimitTest(unittest.TestCase):
             self.assertEqual(srv.stop(), 0)
         finally:
             srv.cleanup()
+
+
+class ReloadTest(unittest.TestCase):
+    """SIGHUP brings new limits and lists to the running daemon; the
+    counts so far are kept."""
+
+    def test_reload_changes_limits_keeps_counts(self):
+        dns = DnsServer(os.path.join(HERE, "dns", "dnsbl.data"))
+        base = ("relay_networks = 10.255.0.0/16\nrate_window = 1h\n"
+                "dns_timeout = 1s\ndns_attempts = 1\n")
+        srv = start_server(base + "max_connection_rate = 3\n")
+        conf = open(srv.conf).read()
+        try:
+            def reload(extra):
+                text = conf.replace("max_connection_rate = 3\n", extra)
+                if "dns_server" in extra:   # the harness's dead one goes
+                    text = text.replace("dns_server = 127.0.0.1:1\n", "")
+                srv.write_config(text)
+                n = srv.logtext().count("reloaded")
+                srv.signal(signal.SIGHUP)
+                wait_for(lambda: srv.logtext().count("reloaded") > n, 10, "the reload")
+
+            def code(source):
+                c, _, conn = greeting_from(srv.port, source)
+                conn.close()
+                return c
+            self.assertEqual([code("127.0.0.41") for i in range(2)], [220, 220])
+            # a lower limit: the two connections so far count against it
+            reload("max_connection_rate = 2\n")
+            self.assertEqual(code("127.0.0.41"), 421)
+            # no limit, and a list: 127.0.0.2 is listed, 127.0.0.41 greeted
+            reload("max_connection_rate = 0\ndns_server = 127.0.0.1:%d\n" % dns.port +
+                   "dnsbl = bl.test\ndnsbl_threshold = 1\n")
+            self.assertEqual(code("127.0.0.41"), 220)
+            self.assertEqual(code("127.0.0.2"), 554)
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+            dns.stop()
 
 
 class DnsblTest(unittest.TestCase):

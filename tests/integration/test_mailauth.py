@@ -356,17 +356,23 @@ class SigningTest(MailAuthBase):
         shutil.rmtree(cls.tmp0, ignore_errors=True)
 
     def submit(self, msg, rcpt="bob@mx.test"):
+        """Returns the queue ID."""
         with smtplib.SMTP("127.0.0.1", self.sub_port(), timeout=30) as s:
             s.ehlo("laptop.test")
             s.login("alice@example.test", PASSWORD)
-            s.sendmail("alice@example.test", [rcpt], msg)
+            self.assertEqual(s.mail("alice@example.test")[0], 250)
+            self.assertEqual(s.rcpt(rcpt)[0], 250)
+            code, text = s.data(msg)
+            self.assertEqual(code, 250, text)
+            return text.decode().split()[-1]
 
     def test_submission_is_dual_signed_and_verifies(self):
         # no Date, no Message-ID: the server adds them, and signs them
         msg = (b"From: Alice <alice@example.test>\r\nTo: bob@mx.test\r\n"
                b"Subject: signed by us\r\n\r\nA body.\r\n")
-        self.submit(msg)
+        qid = self.submit(msg)
         data = self.delivered("signed by us")
+        self.assertEqual(self.trace_texts(qid, "dkim"), ["signed for example.test"])
         sigs = header_fields(data, "DKIM-Signature")
         self.assertEqual(len(sigs), 2, sigs)
         self.assertTrue(any("a=rsa-sha256" in s for s in sigs))

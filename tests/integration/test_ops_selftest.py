@@ -197,7 +197,7 @@ class SelftestTest(unittest.TestCase):
                       by["dns_mta_sts"]["fix"])
 
 
-BARE_END = re.compile(rb"\r?\n\.\r?\n")
+BARE_END = re.compile(rb"(\r\n|\n|\r)\.(\r\n|\n|\r)")
 
 
 class _Vulnerable(socketserver.BaseRequestHandler):
@@ -294,7 +294,7 @@ class SelftestVulnerableTest(unittest.TestCase):
                       "<selftest@relay-test.invalid.>"):
             self.assertIn(trick, by["open_relay"]["detail"])
         self.assertEqual(by["smtp_smuggling"]["detail"],
-                         "the data ended at \\n.\\n \\r\\n.\\n \\n.\\r\\n")
+                         "the data ended at \\n.\\n \\r\\n.\\n \\n.\\r\\n \\r.\\r\\n \\r\\n.\\r")
         self.assertIn("answered inside it", by["starttls_inject"]["detail"])
         self.assertIn("CVE-2011-0411", by["starttls_inject"]["fix"])
         # the certificate itself is fine

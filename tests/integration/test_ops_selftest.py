@@ -12,8 +12,9 @@ validating resolver's would, and its association data is computed apart
 from the code under test (pki.py).
 
 The SMTP probes are also run against a deliberately vulnerable fake
-server (a relay for anybody, bare-LF ends of data, commands buffered
-across STARTTLS answered inside TLS, AUTH before TLS), which they must
+server (a relay for anybody, bare-LF and bare-CR ends of data, commands
+buffered across STARTTLS answered inside TLS, AUTH before TLS, TLS 1.0
+and 1.1 where this OpenSSL still has them), which they must
 each fail: a probe that always passed would go unnoticed against our own
 daemon."""
 import json
@@ -223,6 +224,12 @@ class _Vulnerable(socketserver.BaseRequestHandler):
                     # the flaw: what came with STARTTLS stays in self.buf
                     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                     ctx.load_cert_chain(*self.server.cert)
+                    # and it takes TLS 1.0, where this OpenSSL still can
+                    try:
+                        ctx.minimum_version = ssl.TLSVersion.TLSv1
+                        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+                    except (ValueError, ssl.SSLError):
+                        pass
                     self.sock = ctx.wrap_socket(self.sock, server_side=True)
                 elif verb == b"DATA":
                     self.send(b"354 go\r\n")
@@ -299,6 +306,11 @@ class SelftestVulnerableTest(unittest.TestCase):
         self.assertIn("CVE-2011-0411", by["starttls_inject"]["fix"])
         # the certificate itself is fine
         self.assertEqual(by["tls_cert"]["result"], "pass", by["tls_cert"])
+        # TLS 1.1 taken: a failure, where both ends can still speak it
+        if ssl.HAS_TLSv1_1 and by["tls_version"]["result"] != "skip":
+            self.assertEqual(by["tls_version"]["result"], "fail", by["tls_version"])
+            self.assertIn("handshake succeeded", by["tls_version"]["detail"])
+            self.assertIn("tls_priority", by["tls_version"]["fix"])
 
 
 if __name__ == "__main__":

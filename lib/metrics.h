@@ -89,6 +89,8 @@ enum metric_reason {
 	MR_BAD_CONTENT,			/* bare CR/LF, NUL: 550 5.5.2 / 5.6.0 */
 	MR_MAIL_LOOP,			/* 554 5.4.6 */
 	MR_QUEUE_FULL,			/* 452 4.3.1, 451 4.3.x */
+	MR_SENDER_AUTH,			/* SPF at MAIL, DMARC at the end of data */
+	MR_POLICY,			/* a policy service's or a milter's refusal */
 	MR_OTHER,
 	MR_COUNT
 };

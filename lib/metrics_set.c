@@ -24,6 +24,8 @@ static const char *const reason_values[MR_COUNT] = {
 	[MR_BAD_CONTENT] = "bad_content",
 	[MR_MAIL_LOOP] = "mail_loop",
 	[MR_QUEUE_FULL] = "queue_full",
+	[MR_SENDER_AUTH] = "sender_auth",
+	[MR_POLICY] = "policy",
 	[MR_OTHER] = "other",
 };
 

@@ -387,8 +387,9 @@ job_log(struct job_ctx *jc, int expansions)
 		    (long long)delay, o->dsn, o->tls[0] ? "tls=" : "", o->tls,
 		    o->tls[0] ? ", " : "", rcpt_state_name(o->state), o->diag);
 		trace_add(jc->msg.env.id, jc->decided_us, expansions ? "expand" : "delivery",
-		    "to=<%s> relay=%s dsn=%s status=%s (%s)%s", o->r->addr,
-		    o->relay[0] ? o->relay : "none", o->dsn, rcpt_state_name(o->state),
+		    "to=<%s> relay=%s %s%s%sdsn=%s status=%s (%s)%s", o->r->addr,
+		    o->relay[0] ? o->relay : "none", o->tls[0] ? "tls=" : "", o->tls,
+		    o->tls[0] ? " " : "", o->dsn, rcpt_state_name(o->state),
 		    o->diag, !expansions && o->notice != NOTICE_NONE ?
 		    "; a notice to the sender follows" : "");
 	}

@@ -295,6 +295,45 @@ fail:
 	return -1;
 }
 
+long
+trace_db_scan(struct trace_db *db,
+    int (*fn)(queue_id_t id, const struct trace_rec *r, void *arg), void *arg)
+{
+	struct trace_rec *r = xmalloc(sizeof *r);
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val key, val;
+	long n = 0;
+	int rc;
+
+	if ((rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)) != 0)
+		goto fail;
+	if ((rc = mdb_cursor_open(txn, db->ev, &c)) != 0) {
+		mdb_txn_abort(txn);
+		goto fail;
+	}
+	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0;
+	    rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+		if (key.mv_size != TRACE_KEY_LEN ||
+		    trace_record_decode(val.mv_data, val.mv_size, r) != 0)
+			continue;	/* not ours to judge: skipped */
+		r->time_us = (int64_t)get_be64((const uint8_t *)key.mv_data + 8);
+		n++;
+		if (fn(get_be64(key.mv_data), r, arg) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		goto fail;
+	free(r);
+	return n;
+fail:
+	free(r);
+	log_warn("trace: reading: %s", mdb_strerror(rc));
+	return -1;
+}
+
 int
 trace_db_write(struct trace_db *db, queue_id_t id, const char *kind,
     const char *text, int done)

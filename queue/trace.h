@@ -113,6 +113,14 @@ void trace_db_close(struct trace_db **dbp);
 int trace_db_read(struct trace_db *db, queue_id_t id,
     int (*fn)(const struct trace_rec *r, void *arg), void *arg);
 
+/* Calls fn for every event of every message, by message and in time
+ * order within each, inside one read transaction (fn must not use db;
+ * r is valid during the call only); fn returns 0 to go on. Undecodable
+ * records are skipped. Returns the number of events seen, or -1 on a
+ * read error (logged). For mailctl: it reads the whole trace. */
+long trace_db_scan(struct trace_db *db,
+    int (*fn)(queue_id_t id, const struct trace_rec *r, void *arg), void *arg);
+
 /* Writes one event of id now, and with done set its end, in one synced
  * transaction of its own. Returns 0 or -1 (logged). */
 int trace_db_write(struct trace_db *db, queue_id_t id, const char *kind,

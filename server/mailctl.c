@@ -8,7 +8,7 @@
  *   mailctl [-c FILE] tls-report --send DOMAIN [--date YYYY-MM-DD]
  *   mailctl [-c FILE] hold ID... | hold all | release ID... | release all
  *                   | requeue ID... | bounce ID... | cat ID
- *   mailctl [-c FILE] [--json] trace ID | sessions | selftest
+ *   mailctl [-c FILE] [--json] trace ID | trace ADDRESS | sessions | selftest
  *   mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] [--out FILE]
  *
  * It reads queue_dir and queue_map_size from the config file (default
@@ -62,7 +62,7 @@ usage(FILE *f)
 	    "       mailctl [-c FILE] tls-report --send DOMAIN [--date YYYY-MM-DD]\n"
 	    "       mailctl [-c FILE] hold ID... | hold all | release ID... | "
 	    "release all | requeue ID... | bounce ID... | cat ID\n"
-	    "       mailctl [-c FILE] [--json] trace ID | sessions | selftest\n"
+	    "       mailctl [-c FILE] [--json] trace ID | trace ADDRESS | sessions | selftest\n"
 	    "       mailctl dkim-keygen DOMAIN SELECTOR [--type rsa|ed25519] "
 	    "[--out FILE]\n");
 }

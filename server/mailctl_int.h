@@ -72,7 +72,9 @@ int mailctl_selftest(struct mailctl *mc);
 
 /* ---- mailctl_trace.c ---- */
 
-/* trace ID: every event recorded about the message, oldest first. */
+/* trace ID: every event recorded about the message, oldest first.
+ * trace ADDRESS (arg has an '@'): each message whose trace names it as
+ * the sender or a recipient: its ID, first event, sender, events. */
 int mailctl_trace(struct mailctl *mc, const char *arg);
 
 /* Adds "WHAT by mailctl" (kind admin) to the trace of id, and with done

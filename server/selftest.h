@@ -13,8 +13,8 @@
  *   open_relay       a foreign recipient, also with address tricks
  *                    (source route, a second @, an address literal, a
  *                    trailing dot), must be refused;
- *   smtp_smuggling   a bare-LF end of data ("\n.\n", "\r\n.\n", "\n.\r\n")
- *                    must not end the data;
+ *   smtp_smuggling   a bare-LF or bare-CR end of data ("\n.\n", "\r\n.\n",
+ *                    "\n.\r\n", "\r.\r\n", "\r\n.\r") must not end the data;
  *   starttls_inject  commands sent after STARTTLS in the same packet must
  *                    not be answered inside TLS;
  *   auth_plaintext   AUTH must not be offered before TLS;

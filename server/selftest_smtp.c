@@ -355,6 +355,8 @@ check_smuggling(const struct config *cfg, const struct listen_spec *ls,
 		const char *name, *end;
 	} ends[] = {
 		{ "\\n.\\n", "\n.\n" }, { "\\r\\n.\\n", "\r\n.\n" }, { "\\n.\\r\\n", "\n.\r\n" },
+		/* bare CRs, as in the 2023 SMTP smuggling research */
+		{ "\\r.\\r\\n", "\r.\r\n" }, { "\\r\\n.\\r", "\r\n.\r" },
 	};
 	char cmd[400], err[256], ended[128] = "";
 	struct probe p;

@@ -189,6 +189,7 @@ mailauth_spf_act(struct smtp_session *s, struct mailauth_job *j)
 		log_info("reject: MAIL from [%s]: spf=%s <%s>: %s", s->peer_ip,
 		    spf_result_name(j->spf.result), s->mail.addr, reply);
 		queue_stats_add_rejected(1);
+		metrics_inc_label(M_REJECTIONS, MR_SENDER_AUTH);
 		memset(&s->mail, 0, sizeof s->mail);
 		ma->spf_done = 0;
 		return;
@@ -399,8 +400,10 @@ mailauth_act(struct smtp_session *s, struct mailauth_job *j)
 		if (j->signed_ok) {
 			if (smtp_message_prepend(s->msg, j->sigs.data) != 0)
 				log_warn("%s: no room for the DKIM signature; sent unsigned", id);
-			else
+			else {
 				log_info("%s: dkim: signed for %s", id, j->from_domain);
+				session_trace_note(s, "dkim", "signed for %s", j->from_domain);
+			}
 		} else if (j->err[0] != '\0') {
 			log_warn("%s: dkim: not signed for %s: %s", id, j->from_domain, j->err);
 		}
@@ -413,10 +416,11 @@ mailauth_act(struct smtp_session *s, struct mailauth_job *j)
 	if (j->res.refused) {
 		log_info("%s: mailauth: %s from=<%s> header.from=%s [%s]", id, summary,
 		    s->mail.addr, j->res.from_domain, s->peer_ip);
-		session_message_refused(s, j->res.reply);
+		session_message_refused_reason(s, j->res.reply, MR_SENDER_AUTH);
 		return;
 	}
 	log_info("%s: mailauth: %s header.from=%s", id, summary, j->res.from_domain);
+	session_trace_note(s, "mailauth", "%s header.from=%s", summary, j->res.from_domain);
 	if (j->res.header.len > 0 &&
 	    smtp_message_prepend(s->msg, j->res.header.data) != 0)
 		log_warn("%s: no room for the Authentication-Results field", id);

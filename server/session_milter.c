@@ -945,7 +945,7 @@ milter_act(struct smtp_session *s, struct milter_job *j)
 		if (refused) {
 			session_reply(s, "%s", v->reply);
 			queue_stats_add_rejected(1);
-			metrics_inc_label(M_REJECTIONS, session_reply_reason(v->reply));
+			metrics_inc_label(M_REJECTIONS, MR_POLICY);
 			memset(&s->mail, 0, sizeof s->mail);
 			return;
 		}
@@ -956,7 +956,8 @@ milter_act(struct smtp_session *s, struct milter_job *j)
 	case MSTEP_RCPT:
 		if (refused) {
 			sm->own_refusal = 1;
-			session_rcpt_refuse(s, j->rcpt.addr, v->reply, v->reply[0] == '5');
+			session_rcpt_refuse_reason(s, j->rcpt.addr, v->reply, v->reply[0] == '5',
+			    MR_POLICY);
 			sm->own_refusal = 0;
 			return;
 		}
@@ -973,7 +974,7 @@ milter_act(struct smtp_session *s, struct milter_job *j)
 		return;
 	case MSTEP_EOM:
 		if (refused) {
-			session_message_refused(s, v->reply);
+			session_message_refused_reason(s, v->reply, MR_POLICY);
 			return;
 		}
 		if (v->action == MILTER_DISCARD) {

@@ -172,6 +172,8 @@ session_milter_changes(struct smtp_session *s, const struct milter_mods *m,
 				break;
 			}
 			log_info("%s: milter: sender <%s> -> <%s>", id, s->mail.addr, d->addr);
+			session_trace_note(s, "milter", "sender <%s> -> <%s>", s->mail.addr,
+			    d->addr);
 			str_copy(s->mail.addr, d->addr, sizeof s->mail.addr);
 			milter_sender_args(s, id, d);
 			break;
@@ -185,14 +187,17 @@ session_milter_changes(struct smtp_session *s, const struct milter_mods *m,
 				struct smtp_rcpt_args r;
 
 				log_info("%s: milter: recipient <%s> added", id, d->addr);
+				session_trace_note(s, "milter", "recipient <%s> added", d->addr);
 				milter_rcpt_args(s, id, d, &r);
 				session_rcpt_append(s, d->addr, r.orcpt[0] ? r.orcpt : NULL,
 				    r.notify);
 			}
 			break;
 		case MILTER_MOD_DELETE_RCPT:
-			if (session_rcpt_has(s, d->addr))
+			if (session_rcpt_has(s, d->addr)) {
 				log_info("%s: milter: recipient <%s> deleted", id, d->addr);
+				session_trace_note(s, "milter", "recipient <%s> deleted", d->addr);
+			}
 			milter_rcpt_delete(s, d->addr);
 			break;
 		case MILTER_MOD_QUARANTINE:

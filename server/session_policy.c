@@ -200,13 +200,17 @@ session_policy_apply(struct smtp_session *s)
 	}
 	if (t->headers.len > 0 && smtp_message_prepend(s->msg, t->headers.data) != 0)
 		log_warn("%s: no room for the headers of the policy services; not added", id);
+	else if (t->headers.len > 0)
+		session_trace_note(s, "policy", "header fields of the policy services added");
 	if (t->redirect != NULL) {
 		log_info("%s: redirected by a policy service to <%s>", id, t->redirect);
+		session_trace_note(s, "policy", "redirected to <%s>", t->redirect);
 		session_rcpt_clear(s);
 		session_rcpt_append(s, t->redirect, NULL, 0);
 	}
 	for (size_t i = 0; i < t->nbcc; i++) {
 		log_info("%s: copy for <%s> asked by a policy service", id, t->bcc[i]);
+		session_trace_note(s, "policy", "copy for <%s>", t->bcc[i]);
 		session_rcpt_append(s, t->bcc[i], NULL, 0);
 	}
 	return 0;
@@ -246,7 +250,8 @@ session_policy_act(struct smtp_session *s, struct policy_job *j)
 		if (o->result == SMTP_POLICY_REFUSE) {
 			/* Greylisting defers many good recipients: only a
 			 * 5xx counts toward max_unknown_recipients. */
-			session_rcpt_refuse(s, j->rcpt.addr, o->reply, o->reply[0] == '5');
+			session_rcpt_refuse_reason(s, j->rcpt.addr, o->reply, o->reply[0] == '5',
+			    MR_POLICY);
 			return;
 		}
 		if ((dropped = smtp_policy_txn_take(&s->policy->txn, o)) > 0)
@@ -256,7 +261,7 @@ session_policy_act(struct smtp_session *s, struct policy_job *j)
 		return;
 	}
 	if (o->result == SMTP_POLICY_REFUSE) {
-		session_message_refused(s, o->reply);
+		session_message_refused_reason(s, o->reply, MR_POLICY);
 		return;
 	}
 	if ((dropped = smtp_policy_txn_take(&s->policy->txn, o)) > 0)

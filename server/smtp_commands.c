@@ -51,6 +51,7 @@ session_txn_reset(struct smtp_session *s)
 	s->bdat_fail_reply = NULL;
 	memset(&s->mail, 0, sizeof s->mail);
 	session_msg_abandon(s);
+	session_trace_notes_clear(s);
 }
 
 /* The Received header's protocol name (RFC 3848). */
@@ -390,9 +391,16 @@ session_end_message(struct smtp_session *s)
 void
 session_message_refused(struct smtp_session *s, const char *reply)
 {
+	session_message_refused_reason(s, reply, session_reply_reason(reply));
+}
+
+void
+session_message_refused_reason(struct smtp_session *s, const char *reply,
+    unsigned reason)
+{
 	session_reply(s, "%s", reply);
 	queue_stats_add_rejected(1);
-	metrics_inc_label(M_REJECTIONS, session_reply_reason(reply));
+	metrics_inc_label(M_REJECTIONS, reason);
 	log_info("reject: %s from [%s]: %s", s->mail.addr, s->peer_ip, reply);
 	session_txn_reset(s);
 	session_set_deadline(s);
@@ -680,13 +688,22 @@ void
 session_rcpt_refuse(struct smtp_session *s, const char *addr, const char *reply,
     int counts)
 {
+	session_rcpt_refuse_reason(s, addr, reply, counts, session_reply_reason(reply));
+}
+
+void
+session_rcpt_refuse_reason(struct smtp_session *s, const char *addr, const char *reply,
+    int counts, unsigned reason)
+{
 	session_reply(s, "%s", reply);
 	session_milter_rcpt_refused(s, addr);
 	if (strncmp(reply, "550 5.1.1", 9) == 0)
 		session_rate_unknown(s);
 	log_info("reject: RCPT from [%s]: %.3s <%s>", s->peer_ip, reply, addr);
+	if (s->in_txn)
+		session_trace_note(s, "rcpt", "to=<%s> refused (%s)", addr, reply);
 	queue_stats_add_rejected(1);
-	metrics_inc_label(M_REJECTIONS, session_reply_reason(reply));
+	metrics_inc_label(M_REJECTIONS, reason);
 	/* Refused recipients are not bad commands: a list with a few
 	 * stale addresses goes on; a harvest of names does not. */
 	if (counts && ++s->refused_rcpts >= s->cfg->max_unknown_recipients) {

@@ -233,10 +233,11 @@ session_admit(struct smtp_session *s)
 	}
 	if (s->kind == LISTEN_SMTP && !s->rate_exempt && s->rt->dnsbl != NULL)
 		session_dnsbl_start(s);
-	/* The greeting test: clients not known to have waited before. The
-	 * smtps greeting follows the TLS handshake, where an early talker
-	 * cannot be told apart. */
-	if (s->kind != LISTEN_SMTPS && s->cfg->greeting_delay > 0 &&
+	/* The greeting test, as postscreen's: on smtp listeners (users
+	 * submit on any network; the smtps greeting follows the TLS
+	 * handshake, where an early talker cannot be told apart), for
+	 * clients neither trusted nor known to have waited before. */
+	if (s->kind == LISTEN_SMTP && !s->rate_exempt && s->cfg->greeting_delay > 0 &&
 	    (wp->greeted == NULL || !pregreet_known(wp->greeted, peer_of(s), now))) {
 		s->greet_delayed = 1;
 		s->greet_at = now + (int64_t)s->cfg->greeting_delay * 1000;

@@ -582,6 +582,7 @@ smtp_session_free(struct smtp_session **sp)
 	smtp_sasl_clear(&s->sasl);
 	session_dovecot_free(s);
 	session_abuse_free(s);
+	session_trace_notes_free(s);
 	session_txn_reset(s);
 	session_policy_free(s);
 	session_mailauth_free(s);

@@ -164,7 +164,8 @@ struct smtp_session {
 	int64_t commit_us;		/* the message went to the committer */
 
 	/* operations: abuse control (smtp_ops.c) */
-	int rate_exempt;		/* relay_networks: no client rates, no DNSBL */
+	int rate_exempt;		/* relay_networks: no client rates, no DNSBL,
+					 * no greeting test */
 	int greet_delayed;		/* the greeting test applies to this client */
 	int64_t greet_at;		/* PH_GREET_WAIT: the greeting is due then */
 	struct session_job *dnsbl_job;	/* the DNSBL lookups, in flight */
@@ -175,6 +176,7 @@ struct smtp_session {
 	/* operations: the trace (smtp_trace.c), unix us; 0: not yet */
 	int64_t trace_helo_us, trace_tls_us, trace_auth_us;
 	int64_t trace_mail_us, trace_rcpt_us;
+	struct session_trace_notes *trace_notes;	/* the transaction's other events */
 };
 
 /* smtp_session.c */
@@ -209,10 +211,14 @@ void session_msg_abandon(struct smtp_session *s);
 /* Content bytes for the message in DATA or BDAT; returns bytes consumed
  * (fewer when the message's buffers are all with the committer). */
 size_t session_content(struct smtp_session *s, const char *p, size_t avail);
-/* Recipients: refused with reply (counts: toward max_unknown_recipients);
- * accepted (250); appended without a reply; all dropped. */
+/* Recipients: refused with reply (counts: toward max_unknown_recipients;
+ * the metrics reason from the reply, or with _reason the enum
+ * metric_reason given); accepted (250); appended without a reply; all
+ * dropped. */
 void session_rcpt_refuse(struct smtp_session *s, const char *addr,
     const char *reply, int counts);
+void session_rcpt_refuse_reason(struct smtp_session *s, const char *addr,
+    const char *reply, int counts, unsigned reason);
 void session_rcpt_accept(struct smtp_session *s, const struct smtp_rcpt_args *r);
 /* Adds a recipient to the transaction, unless it has it already (the
  * address compared without case, as Postfix's duplicate filter does):
@@ -238,8 +244,11 @@ void session_rcpt_take(struct smtp_session *s, const struct smtp_rcpt_args *r);
  * or the chunk is read), else it is the reply (it must stay valid for
  * the transaction: BDAT refuses every chunk with it). */
 void session_data_decided(struct smtp_session *s, const char *refusal);
-/* The message is refused at its end with reply; the transaction ends. */
+/* The message is refused at its end with reply; the transaction ends.
+ * The metrics reason comes from the reply, or with _reason is given. */
 void session_message_refused(struct smtp_session *s, const char *reply);
+void session_message_refused_reason(struct smtp_session *s, const char *reply,
+    unsigned reason);
 /* Is the message waiting for one of its records to come back? */
 int session_msg_blocked(const struct smtp_session *s);
 /* A record came back (smtp_session_stage_done): the message goes on, is
@@ -396,5 +405,14 @@ void session_abuse_free(struct smtp_session *s);
 int64_t session_trace_now(void);
 /* The message of c was committed: its events until now go to the trace. */
 void session_trace_queued(struct smtp_session *s, const struct commit_msg *c);
+/* Notes an event of the transaction now (kind at most TRACE_KIND_MAX
+ * bytes; the text is cut at TRACE_TEXT_MAX), for the trace of its message
+ * once it is queued. */
+#define SESSION_TRACE_NOTES 64
+void session_trace_note(struct smtp_session *s, const char *kind, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Forgets the notes (a new transaction); _free at the session's end. */
+void session_trace_notes_clear(struct smtp_session *s);
+void session_trace_notes_free(struct smtp_session *s);
 
 #endif

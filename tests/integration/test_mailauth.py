@@ -8,6 +8,7 @@ apply; the SPF records name 127.0.0.1 (pass) or not (fail). Messages are
 signed by dkimpy (Debian python3-dkim) with keys made by mailctl
 dkim-keygen, and our signatures are checked by dkimpy, reading the
 delivered Maildir files."""
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,8 @@ import tempfile
 import unittest
 
 from testns_zone import entry, nxdomain_for_the_rest, txt_strings
-from harness import MAILCTL, MAILSERVER, ROOT, Client, DnsServer, Server, wait_for
+from harness import MAILCTL, MAILSERVER, ROOT, Client, DnsServer, Server, free_port, wait_for
+from ops import parse, scrape, value
 
 DKIMPY = os.path.join(ROOT, "tests", "integration", "dkimpy_tool.py")
 PYTHON = "/usr/bin/python3"      # Debian's, with the dkim module
@@ -136,6 +138,8 @@ class MailAuthBase(unittest.TestCase):
         text += ("local_domains = mx.test example.test\nusers_file = %s\n" % users +
                  "relay_networks = %s\nauth_plaintext_networks = 127.0.0.0/8\n" % cls.RELAY +
                  "listen = 127.0.0.1:%d submission\n" % cls.sub_port())
+        cls.mport = free_port()
+        text += "metrics_listen = 127.0.0.1:%d\n" % cls.mport
         cls.srv.write_config(text)
         cls.srv.start()
 
@@ -178,6 +182,19 @@ class MailAuthBase(unittest.TestCase):
             return None
         return wait_for(find, 20, "delivery of %r" % subject)
 
+    def rejections(self, reason):
+        return value(parse(scrape(self.mport)), "mailserver_rejections_total", reason=reason)
+
+    def trace_texts(self, qid, kind):
+        """The texts of qid's trace events of kind, once there are any
+        (the trace is written about once a second)."""
+        def texts():
+            r = self.srv.mailctl("--json", "trace", qid, check=False)
+            got = [] if r.returncode else [e["text"] for e in json.loads(r.stdout)["events"]
+                                           if e["kind"] == kind]
+            return got or None
+        return wait_for(texts, 10, "%s events in the trace of %s" % (kind, qid))
+
     def authres(self, data):
         fields = header_fields(data, "Authentication-Results")
         ours = [f for f in fields if f.startswith("mx.test;")]
@@ -192,19 +209,25 @@ def crypt_hash(password):
 
 class InboundChecksTest(MailAuthBase):
     def test_spf_fail_refused_at_mail_from(self):
+        before = self.rejections("sender_auth")
         code, _, text = self.send("someone@fail.test", message("someone@fail.test", "spf fail"))
         self.assertEqual(code, 550)
         self.assertIn("5.7.23", text)
         self.srv.wait_log("spf=fail <someone@fail.test>")
+        self.assertEqual(self.rejections("sender_auth"), before + 1)
 
     def test_aligned_pass(self):
         msg = self.zone.dkimpy_sign(message("a@pass.test", "aligned pass"), "pass.test", "rsa")
-        _, code, _ = self.send("a@pass.test", msg)
+        _, code, text = self.send("a@pass.test", msg)
         self.assertEqual(code, 250)
         ar = self.authres(self.delivered("aligned pass"))
         self.assertRegex(ar, r"spf=pass .*smtp\.mailfrom=a@pass\.test")
         self.assertRegex(ar, r"dkim=pass .*header\.d=pass\.test")
         self.assertRegex(ar, r"dmarc=pass .*header\.from=pass\.test")
+        # the verdicts are in the message's trace too
+        ev = self.trace_texts(text.split()[-1], "mailauth")
+        self.assertEqual(len(ev), 1, ev)
+        self.assertRegex(ev[0], r"spf=pass.*dkim=pass.*dmarc=pass.*header\.from=pass\.test$")
 
     def test_spf_only_pass(self):
         _, code, _ = self.send("a@pass.test", message("a@pass.test", "spf only"))
@@ -229,11 +252,13 @@ class InboundChecksTest(MailAuthBase):
         # reject.test: nothing aligns
         msg = self.zone.dkimpy_sign(message("ceo@reject.test", "misaligned"),
                                     "pass.test", "rsa")
+        before = self.rejections("sender_auth")
         _, code, text = self.send("a@pass.test", msg)
         self.assertEqual(code, 550)
         self.assertIn("5.7.1", text)
         self.assertIn("reject.test", text)
         self.srv.wait_log("dmarc=fail p=reject")
+        self.assertEqual(self.rejections("sender_auth"), before + 1)
 
     def test_tampered_signature_fails_dmarc(self):
         msg = self.zone.dkimpy_sign(message("x@pass.test", "tampered"), "pass.test", "rsa")
@@ -396,17 +421,23 @@ class SigningTest(MailAuthBase):
         shutil.rmtree(cls.tmp0, ignore_errors=True)
 
     def submit(self, msg, rcpt="bob@mx.test"):
+        """Returns the queue ID."""
         with smtplib.SMTP("127.0.0.1", self.sub_port(), timeout=30) as s:
             s.ehlo("laptop.test")
             s.login("alice@example.test", PASSWORD)
-            s.sendmail("alice@example.test", [rcpt], msg)
+            self.assertEqual(s.mail("alice@example.test")[0], 250)
+            self.assertEqual(s.rcpt(rcpt)[0], 250)
+            code, text = s.data(msg)
+            self.assertEqual(code, 250, text)
+            return text.decode().split()[-1]
 
     def test_submission_is_dual_signed_and_verifies(self):
         # no Date, no Message-ID: the server adds them, and signs them
         msg = (b"From: Alice <alice@example.test>\r\nTo: bob@mx.test\r\n"
                b"Subject: signed by us\r\n\r\nA body.\r\n")
-        self.submit(msg)
+        qid = self.submit(msg)
         data = self.delivered("signed by us")
+        self.assertEqual(self.trace_texts(qid, "dkim"), ["signed for example.test"])
         sigs = header_fields(data, "DKIM-Signature")
         self.assertEqual(len(sigs), 2, sigs)
         self.assertTrue(any("a=rsa-sha256" in s for s in sigs))

@@ -7,10 +7,13 @@ relay_networks and for submission; the greeting test with its
 whitelist. Every client here is its own 127.0.0.x address, since the
 limits count per address."""
 import os
+import signal
+import socket
+import subprocess
 import time
 import unittest
 
-from harness import DnsServer, SLOW, Server, free_port, wait_for
+from harness import Client, DnsServer, SLOW, Server, free_port, wait_for
 from ops import auth_plain, client_from, crypt_hash, greeting_from, parse, scrape, value
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -148,6 +151,45 @@ class RateLimitTest(unittest.TestCase):
             srv.cleanup()
 
 
+class ReloadTest(unittest.TestCase):
+    """SIGHUP brings new limits and lists to the running daemon; the
+    counts so far are kept."""
+
+    def test_reload_changes_limits_keeps_counts(self):
+        dns = DnsServer(os.path.join(HERE, "dns", "dnsbl.data"))
+        base = ("relay_networks = 10.255.0.0/16\nrate_window = 1h\n"
+                "dns_timeout = 1s\ndns_attempts = 1\n")
+        srv = start_server(base + "max_connection_rate = 3\n")
+        conf = open(srv.conf).read()
+        try:
+            def reload(extra):
+                text = conf.replace("max_connection_rate = 3\n", extra)
+                if "dns_server" in extra:   # the harness's dead one goes
+                    text = text.replace("dns_server = 127.0.0.1:1\n", "")
+                srv.write_config(text)
+                n = srv.logtext().count("reloaded")
+                srv.signal(signal.SIGHUP)
+                wait_for(lambda: srv.logtext().count("reloaded") > n, 10, "the reload")
+
+            def code(source):
+                c, _, conn = greeting_from(srv.port, source)
+                conn.close()
+                return c
+            self.assertEqual([code("127.0.0.41") for i in range(2)], [220, 220])
+            # a lower limit: the two connections so far count against it
+            reload("max_connection_rate = 2\n")
+            self.assertEqual(code("127.0.0.41"), 421)
+            # no limit, and a list: 127.0.0.2 is listed, 127.0.0.41 greeted
+            reload("max_connection_rate = 0\ndns_server = 127.0.0.1:%d\n" % dns.port +
+                   "dnsbl = bl.test\ndnsbl_threshold = 1\n")
+            self.assertEqual(code("127.0.0.41"), 220)
+            self.assertEqual(code("127.0.0.2"), 554)
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+            dns.stop()
+
+
 class DnsblTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -209,12 +251,85 @@ class DnsblTest(unittest.TestCase):
         self.srv.wait_log("dnsbl: no answer about [127.0.0.8]")
 
 
+IPV6_LISTED = "2001:db8::1"         # bl.test lists it (dns/dnsbl.data)
+IPV6_CLEAN = "2001:db8:1::1"
+IPV6_SAME_64 = ["2001:db8:2::1", "2001:db8:2::2"]
+IPV6_OTHER_64 = "2001:db8:3::1"
+
+
+@unittest.skipUnless(os.environ.get("MS_IN_NETNS") == "1" and os.geteuid() == 0,
+                     "needs the private network namespace (run_integration.sh)")
+class Ipv6ClientTest(unittest.TestCase):
+    """IPv6 clients through the daemon: the connection rate counts a /64
+    as one client; the DNSBL asks the lists by the 32 nibbles of the
+    address. The addresses exist only in this test's network namespace."""
+
+    ADDRS = [IPV6_LISTED, IPV6_CLEAN] + IPV6_SAME_64 + [IPV6_OTHER_64]
+
+    @classmethod
+    def setUpClass(cls):
+        for a in cls.ADDRS:
+            subprocess.run(["ip", "-6", "addr", "add", a + "/64", "dev", "lo", "nodad"],
+                           check=True, capture_output=True)
+        cls.dns = DnsServer(os.path.join(HERE, "dns", "dnsbl.data"))
+        port = free_port("::1")
+        srv = Server(port=port, listen="[::1]:%d" % port)
+        srv.mport = free_port()
+        srv.write_config(open(srv.conf).read() +
+                         "metrics_listen = 127.0.0.1:%d\n" % srv.mport +
+                         "dns_server = 127.0.0.1:%d\n" % cls.dns.port +
+                         "dns_timeout = 1s\ndns_attempts = 1\n"
+                         "relay_networks = 10.255.0.0/16\n"
+                         "rate_window = 1h\nmax_connection_rate = 2\n"
+                         "dnsbl = bl.test\ndnsbl_threshold = 1\n")
+        srv.start(wait=False)
+        srv.wait_ready(port, "::1")
+        cls.srv = srv
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            assert cls.srv.stop() == 0
+        finally:
+            cls.srv.cleanup()
+            cls.dns.stop()
+            for a in cls.ADDRS:
+                subprocess.run(["ip", "-6", "addr", "del", a + "/64", "dev", "lo"],
+                               capture_output=True)
+
+    def greeting(self, source):
+        c = Client.__new__(Client)
+        c.sock = socket.create_connection(("::1", self.srv.port), timeout=10 * SLOW,
+                                          source_address=(source, 0))
+        c.buf = b""
+        code, lines = c.reply()
+        c.close()
+        return code, lines[0] if lines else ""
+
+    def test_connection_rate_per_64(self):
+        # two addresses of one /64 share its allowance; the next /64 has its own
+        codes = [self.greeting(a)[0] for a in IPV6_SAME_64 + IPV6_SAME_64[:1]]
+        self.assertEqual(codes, [220, 220, 421])
+        self.assertEqual(self.greeting(IPV6_OTHER_64)[0], 220)
+        self.assertEqual(rejections(self.srv, "connection_rate"), 1)
+
+    def test_dnsbl_by_nibbles(self):
+        code, text = self.greeting(IPV6_LISTED)
+        self.assertEqual(code, 554)
+        self.assertIn("[%s] blocked using bl.test" % IPV6_LISTED, text)
+        self.assertEqual(self.greeting(IPV6_CLEAN)[0], 220)
+        self.assertEqual(rejections(self.srv, "dnsbl"), 1)
+
+
 class PregreetTest(unittest.TestCase):
     DELAY = 2
 
     @classmethod
     def setUpClass(cls):
-        cls.srv = start_server("greeting_delay = %ds\npregreet_ttl = 1h\n" % cls.DELAY)
+        cls.sub = free_port()
+        cls.srv = start_server("greeting_delay = %ds\npregreet_ttl = 1h\n" % cls.DELAY +
+                               "relay_networks = 127.0.0.28/30\n"
+                               "listen = 127.0.0.1:%d submission\n" % cls.sub)
 
     @classmethod
     def tearDownClass(cls):
@@ -223,9 +338,9 @@ class PregreetTest(unittest.TestCase):
         finally:
             cls.srv.cleanup()
 
-    def timed_greeting(self, source):
+    def timed_greeting(self, source, port=None):
         start = time.monotonic()
-        code, _, c = greeting_from(self.srv.port, source)
+        code, _, c = greeting_from(port or self.srv.port, source)
         took = time.monotonic() - start
         c.close()
         self.assertEqual(code, 220)
@@ -245,6 +360,18 @@ class PregreetTest(unittest.TestCase):
         self.srv.wait_log("pregreet from [127.0.0.23]: refused")
         self.assertGreaterEqual(self.timed_greeting("127.0.0.23"), self.DELAY - 0.05)
         self.assertEqual(rejections(self.srv, "pregreet"), 1)
+
+    def test_trusted_clients_and_submission_not_delayed(self):
+        # relay_networks (postscreen's permit_mynetworks), and users
+        # submitting from wherever they are: never delayed, though never
+        # seen before. (A first session, untimed: a sanitized daemon's
+        # first one can take a second or more.)
+        self.timed_greeting("127.0.0.28")
+        self.assertLess(self.timed_greeting("127.0.0.30"), self.DELAY - 0.5)
+        self.assertLess(self.timed_greeting("127.0.0.24", self.sub), self.DELAY - 0.5)
+        # and the smtp listener still delays that stranger: it never
+        # waited there
+        self.assertGreaterEqual(self.timed_greeting("127.0.0.24"), self.DELAY - 0.05)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,27 @@ fix, and the exit code tells the two apart. The probes queue nothing.
 The MTA-STS policies come from a loopback HTTPS server (https_policy.py)
 with a certificate of a test CA; the TLSA answer carries the AD bit, as a
 validating resolver's would, and its association data is computed apart
-from the code under test (pki.py)."""
+from the code under test (pki.py).
+
+The SMTP probes are also run against a deliberately vulnerable fake
+server (a relay for anybody, bare-LF and bare-CR ends of data, commands
+buffered across STARTTLS answered inside TLS, AUTH before TLS, TLS 1.0
+and 1.1 where this OpenSSL still has them), which they must
+each fail: a probe that always passed would go unnoticed against our own
+daemon."""
 import json
 import os
 import re
 import shutil
+import socket
+import socketserver
+import ssl
 import subprocess
 import tempfile
+import threading
 import unittest
 
-from harness import MAILCTL, DnsServer, Server, free_port, test_cert
+from harness import MAILCTL, SLOW, DnsServer, Server, free_port, test_cert
 from https_policy import PolicyServer
 from pki import Cert, Pki
 from testns_zone import entry, nxdomain_for_the_rest
@@ -185,6 +196,121 @@ class SelftestTest(unittest.TestCase):
         self.assertIn("cannot be fetched", by["dns_mta_sts"]["detail"])
         self.assertIn("https://mta-sts.good.test/.well-known/mta-sts.txt",
                       by["dns_mta_sts"]["fix"])
+
+
+BARE_END = re.compile(rb"(\r\n|\n|\r)\.(\r\n|\n|\r)")
+
+
+class _Vulnerable(socketserver.BaseRequestHandler):
+    """One session of a server with every flaw the probes look for."""
+
+    def handle(self):
+        self.sock = self.request
+        self.sock.settimeout(10 * SLOW)
+        self.buf = b""
+        try:
+            self.send(b"220 fake.test ESMTP\r\n")
+            while True:
+                line = self.line()
+                if line is None:
+                    return
+                verb = line.split(b" ", 1)[0].upper()
+                if verb == b"EHLO":
+                    ext = [b"AUTH PLAIN LOGIN"] + ([] if self.tls() else [b"STARTTLS"])
+                    self.send(b"250-fake.test\r\n" + b"".join(
+                        b"250-" + e + b"\r\n" for e in ext[:-1]) + b"250 " + ext[-1] + b"\r\n")
+                elif verb == b"STARTTLS":
+                    self.send(b"220 go ahead\r\n")
+                    # the flaw: what came with STARTTLS stays in self.buf
+                    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                    ctx.load_cert_chain(*self.server.cert)
+                    # and it takes TLS 1.0, where this OpenSSL still can
+                    try:
+                        ctx.minimum_version = ssl.TLSVersion.TLSv1
+                        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+                    except (ValueError, ssl.SSLError):
+                        pass
+                    self.sock = ctx.wrap_socket(self.sock, server_side=True)
+                elif verb == b"DATA":
+                    self.send(b"354 go\r\n")
+                    while not BARE_END.search(self.buf):
+                        if not self.more():
+                            return
+                    self.buf = self.buf[BARE_END.search(self.buf).end():]
+                    self.send(b"250 2.0.0 queued\r\n")
+                elif verb == b"QUIT":
+                    self.send(b"221 bye\r\n")
+                    return
+                else:   # MAIL, RCPT (anybody to anywhere), NOOP, RSET
+                    self.send(b"250 ok\r\n")
+        except (OSError, ssl.SSLError):
+            return
+
+    def tls(self):
+        return isinstance(self.sock, ssl.SSLSocket)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def more(self):
+        d = self.sock.recv(65536)
+        self.buf += d
+        return bool(d)
+
+    def line(self):
+        while b"\n" not in self.buf:
+            if not self.more():
+                return None
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.rstrip(b"\r")
+
+
+class _VulnerableServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class SelftestVulnerableTest(unittest.TestCase):
+    def test_probes_fail_a_vulnerable_server(self):
+        port = free_port()
+        fake = _VulnerableServer(("127.0.0.1", port), _Vulnerable)
+        fake.cert = test_cert()
+        t = threading.Thread(target=fake.serve_forever, kwargs={"poll_interval": 0.05},
+                             daemon=True)
+        t.start()
+        # mailctl alone, against the listener of this config (no daemon)
+        srv = Server(port=port, extra="local_domains = fake.test\n"
+                     "relay_networks = 127.0.0.1/32\n")
+        try:
+            r = srv.mailctl("--json", "selftest", check=False)
+        finally:
+            fake.shutdown()
+            fake.server_close()
+            t.join(10)
+            srv.cleanup()
+        self.assertEqual(r.returncode, 1, r.stderr)
+        by = {c["check"]: c for c in json.loads(r.stdout)["checks"]
+              if c["target"] == "127.0.0.1:%d" % port}
+        for check in ("auth_plaintext", "open_relay", "smtp_smuggling", "starttls_inject"):
+            self.assertEqual(by[check]["result"], "fail", by[check])
+            self.assertTrue(by[check]["fix"], by[check])
+        self.assertEqual(by["auth_plaintext"]["detail"], "AUTH offered before TLS")
+        # every address trick is reported
+        for trick in ("<selftest@relay-test.invalid>", "<@fake.test:selftest@relay-test.invalid>",
+                      "<selftest@relay-test.invalid@fake.test>", "<selftest@[192.0.2.1]>",
+                      "<selftest@relay-test.invalid.>"):
+            self.assertIn(trick, by["open_relay"]["detail"])
+        self.assertEqual(by["smtp_smuggling"]["detail"],
+                         "the data ended at \\n.\\n \\r\\n.\\n \\n.\\r\\n \\r.\\r\\n \\r\\n.\\r")
+        self.assertIn("answered inside it", by["starttls_inject"]["detail"])
+        self.assertIn("CVE-2011-0411", by["starttls_inject"]["fix"])
+        # the certificate itself is fine
+        self.assertEqual(by["tls_cert"]["result"], "pass", by["tls_cert"])
+        # TLS 1.1 taken: a failure, where both ends can still speak it
+        if ssl.HAS_TLSv1_1 and by["tls_version"]["result"] != "skip":
+            self.assertEqual(by["tls_version"]["result"], "fail", by["tls_version"])
+            self.assertIn("handshake succeeded", by["tls_version"]["detail"])
+            self.assertIn("tls_priority", by["tls_version"]["fix"])
 
 
 if __name__ == "__main__":

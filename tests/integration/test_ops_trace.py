@@ -2,10 +2,13 @@
 by smtplib over STARTTLS: the connection, HELO, TLS, MAIL, each
 recipient, a hold rule, the commit, every delivery attempt, mailctl's
 own changes and the removal, in time order, still there after the
-message left the queue and after a restart. And the daemon's sd_notify
-messages (READY=1, RELOADING=1, STOPPING=1) to a $NOTIFY_SOCKET."""
+message left the queue and after a restart; the decisions made on the
+way (a recipient refused, a policy service's answers) and the TLS of a
+delivery to a peer over STARTTLS. And the daemon's sd_notify messages
+(READY=1, RELOADING=1, STOPPING=1) to a $NOTIFY_SOCKET."""
 import json
 import os
+import shutil
 import signal
 import smtplib
 import socket
@@ -14,6 +17,9 @@ import tempfile
 import unittest
 
 from harness import SLOW, Server, free_port, test_cert, wait_for
+from peers import Peer, make_cert
+from ops import parse, scrape, value
+from policy_peers import PolicyPeer
 
 
 def kinds(trace):
@@ -38,7 +44,7 @@ class TraceTest(unittest.TestCase):
         finally:
             cls.srv.cleanup()
 
-    def send(self, rcpts):
+    def send(self, rcpts, sender="sender@example.org"):
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -46,7 +52,7 @@ class TraceTest(unittest.TestCase):
             c.ehlo("trace-client.test")
             c.starttls(context=ctx)
             c.ehlo("trace-client.test")
-            c.mail("sender@example.org")
+            c.mail(sender)
             for r in rcpts:
                 self.assertEqual(c.rcpt(r)[0], 250)
             code, reply = c.data(b"Subject: traced\r\n\r\nbody\r\n")
@@ -122,12 +128,112 @@ class TraceTest(unittest.TestCase):
         finally:
             srv.start()
 
+    def test_find_by_address(self):
+        """trace ADDRESS: the messages that name it as the sender or a
+        recipient (any case), with their IDs for trace ID."""
+        srv = self.srv
+        first = self.send(["carol@localhost"], sender="finder@example.org")
+        second = self.send(["dave@localhost", "erin@localhost"], sender="finder@example.org")
+
+        def found(addr):
+            r = srv.mailctl("--json", "trace", addr, check=False)
+            if r.returncode != 0:
+                return None
+            return [m["id"] for m in json.loads(r.stdout)["messages"]]
+        wait_for(lambda: found("erin@localhost") == [second], 20, "the second traced")
+        self.assertEqual(found("<Carol@LOCALHOST>"), [first])
+        self.assertEqual(sorted(found("finder@example.org")), sorted([first, second]))
+        out = json.loads(srv.mailctl("--json", "trace", "dave@localhost").stdout)
+        self.assertEqual(out["address"], "dave@localhost")
+        self.assertEqual(out["messages"][0]["from"], "finder@example.org")
+        self.assertGreaterEqual(out["messages"][0]["events"], 5)
+        text = srv.mailctl("trace", "carol@localhost").stdout.splitlines()
+        self.assertEqual(len(text), 1)
+        self.assertRegex(text[0], r"^%s  \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  "
+                         r"from=<finder@example\.org>  \d+ events$" % first)
+        # a part of an address is not the address
+        self.assertIsNone(found("arol@localhost"))
+        r = srv.mailctl("trace", "nobody@nowhere.test", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no message from or to <nobody@nowhere.test>", r.stderr)
+
     def test_unknown_id(self):
         r = self.srv.mailctl("trace", "0000000000001", check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn("no trace", r.stderr)
         r = self.srv.mailctl("trace", "not-an-id", check=False)
         self.assertEqual(r.returncode, 1)
+
+
+def policy_answer(attrs, n):
+    """At RCPT, by the recipient's local part."""
+    what = {"prepend": "PREPEND X-Policy-Test: yes", "bcc": "BCC copy@localhost",
+            "reject": "REJECT not here"}.get(attrs.get("recipient", "").split("@")[0],
+                                              "DUNNO")
+    return b"action=" + what.encode() + b"\n\n"
+
+
+class TraceDecisionsTest(unittest.TestCase):
+    """What the session decided besides accepting (a recipient refused by
+    a policy service, its header and its copy) and the TLS of a delivery
+    are in the trace."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="ms-trace-")
+        cls.peer = Peer("127.0.0.1", starttls=make_cert(cls.dir)).start()
+        cls.policy = PolicyPeer(policy_answer)
+        cls.mport = free_port()
+        cls.srv = Server("routes = tls.test=[127.0.0.1]:%d\n" % cls.peer.port +
+                         "metrics_listen = 127.0.0.1:%d\n" % cls.mport +
+                         "policy_services = %s\npolicy_stages = rcpt\n" %
+                         cls.policy.endpoint).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            assert cls.srv.stop() == 0
+        finally:
+            cls.srv.cleanup()
+            cls.policy.stop()
+            cls.peer.stop()
+            shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_decisions_and_delivery_tls(self):
+        srv = self.srv
+        with smtplib.SMTP("127.0.0.1", srv.port, timeout=10 * SLOW) as c:
+            c.ehlo("trace-client.test")
+            c.mail("sender@example.org")
+            self.assertEqual(c.rcpt("prepend@localhost")[0], 250)
+            refused = c.rcpt("reject@localhost")
+            self.assertEqual(refused[0] // 100, 5)
+            self.assertEqual(c.rcpt("bcc@localhost")[0], 250)
+            self.assertEqual(c.rcpt("far@tls.test")[0], 250)
+            code, reply = c.data(b"Subject: decisions\r\n\r\nbody\r\n")
+            self.assertEqual(code, 250)
+            qid = reply.decode().split()[-1]
+        self.peer.wait_messages(1)
+        wait_for(lambda: "removed" in kinds(TraceTest.trace(self, qid)), 20,
+                 "the message to leave the queue")
+        events = TraceTest.trace(self, qid)["events"]
+        texts = [(e["kind"], e["text"]) for e in events]
+        self.assertIn(("rcpt", "to=<reject@localhost> refused (%d %s)" % (
+            refused[0], refused[1].decode())), texts)
+        self.assertIn(("policy", "header fields of the policy services added"), texts)
+        self.assertIn(("policy", "copy for <copy@localhost>"), texts)
+        k = kinds({"events": events})
+        self.assertLess(k.index("policy"), k.index("queued"))
+        tls = [t for kind, t in texts if kind == "delivery" and "to=<far@tls.test>" in t]
+        self.assertEqual(len(tls), 1, texts)
+        self.assertRegex(tls[0], r"relay=\S+ tls=.*TLSv1\.[23] .* dsn=2\.0\.0 status=sent")
+        local = [t for kind, t in texts if kind == "delivery" and "relay=local" in t]
+        self.assertEqual(len(local), 3, texts)   # prepend, bcc and the copy
+        self.assertNotIn("tls=", " ".join(local))
+        # the policy service's refusal is counted as its own (its 554
+        # 5.7.1 is not a relay refusal)
+        s = parse(scrape(self.mport))
+        self.assertEqual(value(s, "mailserver_rejections_total", reason="policy"), 1)
+        self.assertEqual(value(s, "mailserver_rejections_total", reason="relay_denied"), 0)
 
 
 class NotifyTest(unittest.TestCase):

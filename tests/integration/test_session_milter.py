@@ -25,6 +25,7 @@ from harness import (MAILCTL, MAILSERVER, Client, DnsServer, Server, SLOW, dot_s
                      test_cert, wait_for)
 from milter_peer import MilterPeer, packet, parse_connect, parse_macros, \
     parse_strings, strings
+from ops import parse, scrape, value
 from test_dovecot import crypt_hash
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -328,6 +329,7 @@ class SessionMilterTest(MilterSessionBase):
         cls.port = free_port()
         cls.sub_port = free_port()
         cls.smtps_port = free_port()
+        cls.mport = free_port()
         cls.server = Server(
             "local_domains = example.org\n"
             "tls_cert_file = %s\ntls_key_file = %s\n" % (cert, key) +
@@ -336,6 +338,7 @@ class SessionMilterTest(MilterSessionBase):
             "session_workers = 1\n"
             "dkim_sign = example.org sel %s\n" % cls.dkim_key +
             "routes = remote.test=[127.0.0.1]:9\nretry_min = 1h\nretry_max = 1h\n"
+            "metrics_listen = 127.0.0.1:%d\n" % cls.mport +
             "milters = %s command_timeout=%ds eom_timeout=%ds\n" % (
                 cls.peer.endpoint, 30 * SLOW, 30 * SLOW),
             port=cls.port,
@@ -631,12 +634,18 @@ class SessionMilterTest(MilterSessionBase):
         c.close()
 
     def test_reject_at_end_of_data_says_content(self):
+        def policy_rejections():
+            return value(parse(scrape(self.mport)), "mailserver_rejections_total",
+                         reason="policy")
+        before = policy_rejections()
         for extra, body in ((b"X-Eom: reject\r\n", b"x\r\n"),
                             (b"X-Verdict: reject\r\n", b"x\r\n"),
                             (b"", b"VERDICT-BODY reject.\r\n")):
             code, text = self.send("sender@example.net", ["one@example.org"],
                                    message("content", extra=extra, body=body))
             self.assertEqual((code, text), CONTENT_REJECT)
+        # counted as a milter's refusal, whatever its code
+        self.assertEqual(policy_rejections(), before + 3)
 
     def test_tls_version_named_as_postfix_does(self):
         c = self.client(helo="tlsname.test")
@@ -773,6 +782,18 @@ class SessionMilterTest(MilterSessionBase):
             data = self.delivered(addr, "Subject: envelope")
             self.assertTrue(data.startswith(b"Return-Path: <changed@example.net>\n"), data[:80])
         self.not_delivered("victim@example.org", "Subject: envelope")
+        # The changes are in the message's trace (mailctl trace).
+        qid = qid_of(text)
+
+        def milter_events():
+            r = self.server.mailctl("--json", "trace", qid, check=False)
+            ev = [] if r.returncode else [e["text"] for e in json.loads(r.stdout)["events"]
+                                          if e["kind"] == "milter"]
+            return ev if len(ev) == 3 else None
+        self.assertEqual(sorted(wait_for(milter_events, 10, "the milter's changes traced")),
+                         ["recipient <added@example.org> added",
+                          "recipient <victim@example.org> deleted",
+                          "sender <sender@example.net> -> <changed@example.net>"])
 
     def test_envelope_changes_with_parameters(self):
         # The DSN parameters a milter gives with a new sender or recipient

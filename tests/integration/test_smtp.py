@@ -667,7 +667,7 @@ class PolicyTest(unittest.TestCase):
     refused."""
 
     def test_pregreet_refused(self):
-        srv = Server("greeting_delay = 1s\n")
+        srv = Server("greeting_delay = 1s\nrelay_networks = 10.255.0.0/16\n")
         try:
             srv.start()
             s = socket.create_connection(("127.0.0.1", srv.port))

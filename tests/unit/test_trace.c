@@ -150,6 +150,23 @@ test_daemon_writer(void)
 	CU_ASSERT_EQUAL(trace_dropped(), dropped + 1);
 }
 
+struct scan_seen {
+	queue_id_t last, from;		/* count the events of ids >= from */
+	int n, ours, ordered, stop_at;
+};
+
+static int
+scan_event(queue_id_t id, const struct trace_rec *r, void *arg)
+{
+	struct scan_seen *s = arg;
+
+	if (id < s->last || r->kind[0] == '\0')
+		s->ordered = 0;
+	s->last = id;
+	s->ours += id >= s->from;
+	return ++s->n == s->stop_at;
+}
+
 static void
 test_direct_and_sweep(void)
 {
@@ -168,6 +185,18 @@ test_direct_and_sweep(void)
 	CU_ASSERT_EQUAL(trace_db_write(db, kept, "queued", "size=2", 0), 0);
 	CU_ASSERT_EQUAL(trace_db_write(db, open, "queued", "size=3", 0), 0);
 	CU_ASSERT_EQUAL(count_events(db, gone), 2);
+	/* A scan sees every event, message by message; fn can stop it. */
+	{
+		/* (the daemon writer's test left events too, of older ids) */
+		struct scan_seen all = { 0, gone, 0, 0, 1, 0 }, first = { 0, gone, 0, 0, 1, 1 };
+
+		CU_ASSERT_EQUAL(trace_db_scan(db, scan_event, &all), all.n);
+		CU_ASSERT_EQUAL(all.ours, 4);
+		CU_ASSERT_EQUAL(all.last, open);
+		CU_ASSERT(all.ordered);
+		CU_ASSERT_EQUAL(trace_db_scan(db, scan_event, &first), 1);
+		CU_ASSERT_EQUAL(first.n, 1);
+	}
 	/* Within the retention: everything stays. */
 	CU_ASSERT_EQUAL(trace_db_sweep(db, now + 100, 3600), 0);
 	CU_ASSERT_EQUAL(count_events(db, gone), 2);

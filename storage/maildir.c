@@ -471,6 +471,17 @@ md_batch_dir(struct md_batch *bt, const char *path)
 	return bt->ndirs++;
 }
 
+/* Takes back a file that failed before its name in new/: its descriptor
+ * (fd >= 0) and, when it has one, its tmp/ name. */
+static void
+md_discard(int fd, int unnamed, const char *tmp)
+{
+	if (fd >= 0)
+		close(fd);
+	if (!unnamed)
+		(void)unlink(tmp);
+}
+
 /* One item between its write and its name in new/. */
 struct md_pending {
 	int fd;			/* -1: none (failed, or done with) */
@@ -580,10 +591,7 @@ md_write_one(struct md_batch *bt, const char *mail_dir, const char *host,
 	pd->unnamed = unnamed;
 	return (long)di;
 fail:
-	if (fd >= 0)
-		close(fd);
-	if (!unnamed)
-		(void)unlink(tmp);
+	md_discard(fd, unnamed, tmp);
 	return -1;
 }
 
@@ -635,10 +643,7 @@ md_name_one(struct maildir_item *it, struct md_pending *pd)
 	(void)str_copy(it->name, dst + strlen(maildir) + 5, sizeof it->name);
 	return 0;
 fail:
-	if (fd >= 0)
-		close(fd);
-	if (!unnamed)
-		(void)unlink(tmp);
+	md_discard(fd, unnamed, tmp);
 	return -1;
 }
 

@@ -360,6 +360,34 @@ class LimitsTest(unittest.TestCase):
         finally:
             srv.cleanup()
 
+    def test_soft_descriptor_limit_raised(self):
+        """Started with a soft RLIMIT_NOFILE below the hard one, the daemon
+        takes the hard limit, and warns only when max_connections does not
+        fit in it."""
+        import resource
+
+        def max_open_files(pid):
+            with open("/proc/%d/limits" % pid) as f:
+                line = [l for l in f if l.startswith("Max open files")][0]
+            return [int(x) for x in line.split()[3:5]]
+        for conns, hard, warned in ((1000, 4096, False), (8000, 4096, True)):
+            with self.subTest(max_connections=conns):
+                srv = Server("max_connections = %d\n" % conns)
+                try:
+                    srv.proc = subprocess.Popen(
+                        [MAILSERVER, "-c", srv.conf], cwd=srv.dir, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                              (256, hard)))
+                    srv.wait_ready()
+                    self.assertEqual(max_open_files(srv.proc.pid), [hard, hard])
+                    log = srv.logtext()
+                    self.assertEqual("does not fit in the descriptor limit %d" % hard in log,
+                                     warned, log)
+                    self.assertEqual(srv.stop(), 0)
+                finally:
+                    srv.cleanup()
+
     def test_closed_standard_descriptors(self):
         """Started with fds 0, 1 and 2 closed and logging to stderr: the
         log lines must not land in the queue's LMDB file."""

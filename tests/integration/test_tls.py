@@ -272,11 +272,16 @@ class TlsTest(unittest.TestCase):
         import base64
         bad = base64.b64encode(b"admin@localhost\0carol@localhost\0s3cret").decode()
         self.assertEqual(c.cmd("AUTH PLAIN " + bad)[0], 535)
-        # a SASL line over the AUTH limit
+        # a SASL line over the AUTH limit (RFC 4954 4 and 6: 500 5.5.6),
+        # as a response and as an initial response
         self.assertEqual(c.cmd("AUTH PLAIN")[0], 334)
-        code, _ = c.cmd("A" * 13000)
-        self.assertEqual(code, 500)
+        code, lines = c.cmd("A" * 13000)
+        self.assertEqual((code, lines[0][:5]), (500, "5.5.6"), lines)
         self.assertEqual(c.cmd("NOOP")[0], 250)   # back to commands
+        code, lines = c.cmd("AUTH PLAIN " + "A" * 13000)
+        self.assertEqual((code, lines[0][:5]), (500, "5.5.6"), lines)
+        code, lines = c.cmd("NOOP " + "A" * 13000)
+        self.assertEqual((code, lines[0][:5]), (500, "5.5.2"), lines)
         c.close()
         # repeated failures end the session
         c, _ = greet(self.sub_port)

@@ -171,6 +171,30 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(c.cmd("NOOP")[0], 250)
         c.close()
 
+    def test_bdat_over_the_size_limit_refused_at_its_chunk(self):
+        """BDAT: the chunk that passes max_message_size gets the 552, not
+        only LAST; the chunks after it are read and refused, and the next
+        transaction is clean."""
+        before = self.queued_ids()
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        chunk = (b"x" * 98 + b"\r\n") * 400          # 40,000 octets
+        c.send(b"BDAT %d\r\n" % len(chunk) + chunk)
+        self.assertEqual(c.reply()[1][0], "2.0.0 40000 octets received")
+        c.send(b"BDAT %d\r\n" % len(chunk) + chunk)  # 80,000 > 64K
+        code, lines = c.reply()
+        self.assertEqual((code, lines[0][:5]), (552, "5.3.4"), lines)
+        c.send(b"BDAT %d\r\n" % len(chunk) + chunk)
+        self.assertEqual(c.reply()[0], 552)
+        self.assertEqual(c.cmd("BDAT 0 LAST")[0], 552)
+        self.assertEqual(c.cmd("RCPT TO:<alice@localhost>")[0], 503)   # the transaction is over
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        self.assertEqual(c.cmd("BDAT 0 LAST")[0], 250)
+        c.close()
+        self.assertEqual(len(self.queued_ids() - before), 1)
+
     def test_long_command_line(self):
         c, _ = greet(self.srv.port)
         code, lines = c.cmd("NOOP " + "x" * 600)

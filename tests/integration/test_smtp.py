@@ -137,6 +137,10 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(c.cmd("RCPT TO:<team@localhost>")[0], 250)  # alias
         self.assertEqual(c.cmd("RCPT TO:<postmaster>")[0], 250)
         self.assertEqual(c.cmd("RCPT TO:<postmaster@localhost>")[0], 250)
+        # quotes that were not needed are not part of the name (RFC 5322
+        # 3.2.4); ones that are needed name another mailbox
+        self.assertEqual(c.cmd('RCPT TO:<"alice"@localhost>')[0], 250)
+        self.assertEqual(c.cmd('RCPT TO:<"alice x"@localhost>')[0], 550)
         c.cmd("RSET")
         c.cmd("MAIL FROM:<a@b.example>")
         self.assertEqual(c.cmd("RCPT TO:<x@relayed.test>")[0], 250)

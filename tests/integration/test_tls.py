@@ -488,6 +488,7 @@ class AuthTest(unittest.TestCase):
 
         c = login("carol@localhost")
         for sender, want in (("carol@localhost", 250), ("Carol@LocalHost", 250),
+                             ('"carol"@localhost', 250), ('"carol "@localhost', 553),
                              ("c@localhost", 250), ("team@localhost", 250), ("", 250),
                              ("dave@localhost", 553), ("ceo@example.org", 553),
                              ("carol@localhost.example", 553)):

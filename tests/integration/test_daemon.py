@@ -209,6 +209,57 @@ class PrivilegeDropTest(unittest.TestCase):
         finally:
             srv.cleanup()
 
+    def test_reload_after_drop_with_root_only_dkim_key(self):
+        """The same for a dkim_sign key only root may read: SIGHUP keeps
+        the key loaded at start (and says so), and mailctl as nobody does
+        not need it. A key that is missing is still an error."""
+        import pwd
+        import shutil
+        import tempfile
+        nobody = pwd.getpwnam("nobody")
+        keydir = tempfile.mkdtemp(prefix="ms-dkim-")     # 0700, root's
+        key = os.path.join(keydir, "sel.example.test.pem")
+        subprocess.run([MAILCTL, "dkim-keygen", "example.test", "sel", "--type", "ed25519",
+                        "--out", key], check=True, capture_output=True)
+        os.chmod(key, 0o600)
+        srv = Server("user = nobody\ndkim_sign = example.test sel %s\n" % key)
+        try:
+            os.chmod(srv.dir, 0o755)
+            shutil.chown(srv.dir, nobody.pw_uid, nobody.pw_gid)
+            srv.start()
+            with open(srv.conf, "a") as f:
+                f.write("max_recipients = 7\n")
+            srv.signal(signal.SIGHUP)
+            wait_for(lambda: "reloaded" in srv.logtext() or "keeping the old" in srv.logtext(),
+                     10, "the reload")
+            log = srv.logtext()
+            self.assertIn("keeping the DKIM keys loaded before", log)
+            self.assertNotIn("keeping the old configuration", log)
+            # the key still signs: a message from our own user
+            code, text = send_one(srv.port, rcpt="x@localhost",
+                                  body=b"From: someone@example.test\r\nSubject: s\r\n\r\nhi\r\n")
+            self.assertEqual(code, 250)
+            qid = text.split()[-1]
+            self.assertIn("DKIM-Signature:", srv.mailctl("show", qid).stdout)
+            mailctl = os.path.join(srv.dir, "mailctl")
+            shutil.copy(MAILCTL, mailctl)
+            os.chmod(mailctl, 0o755)
+            r = subprocess.run([mailctl, "-c", srv.conf, "--json", "stats"], cwd=srv.dir,
+                               capture_output=True, text=True, timeout=60 * SLOW,
+                               preexec_fn=lambda: (os.setgid(nobody.pw_gid),
+                                                   os.setuid(nobody.pw_uid)))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            # a key that is gone is not kept
+            with open(srv.conf, "a") as f:
+                f.write("dkim_sign = example.test other %s/missing.pem\n" % keydir)
+            srv.signal(signal.SIGHUP)
+            wait_for(lambda: "keeping the old configuration" in srv.logtext(), 10,
+                     "the reload refused")
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+            shutil.rmtree(keydir, ignore_errors=True)
+
 
 class DurabilityTest(unittest.TestCase):
     def test_kill9_after_250_keeps_message(self):

@@ -444,6 +444,24 @@ class SmtpTest(unittest.TestCase):
                 qid = data.split(b"\r\n")[0].split()[-1].decode()
                 self.assertEqual(self.queued_ids() - before, {qid})
 
+    def test_pipelined_bdat_last_quit_and_fin(self):
+        """The same with BDAT ... LAST, the chunk, QUIT and the FIN at once."""
+        for size in (200, 49152):
+            with self.subTest(size=size):
+                before = self.queued_ids()
+                c, _ = greet(self.srv.port)
+                c.cmd("MAIL FROM:<a@b.example>")
+                c.cmd("RCPT TO:<alice@localhost>")
+                body = b"Subject: fin\r\n\r\n" + (b"z" * 70 + b"\r\n") * (size // 72)
+                with frozen(self.srv):
+                    c.send(b"BDAT %d LAST\r\n" % len(body) + body + b"QUIT\r\n")
+                    c.sock.shutdown(socket.SHUT_WR)
+                data = read_to_eof(c.sock)
+                c.close()
+                self.assertRegex(data, rb"^250 2\.0\.0 Ok: queued as [0-9A-F]{13}\r\n221 ")
+                qid = data.split(b"\r\n")[0].split()[-1].decode()
+                self.assertEqual(self.queued_ids() - before, {qid})
+
     def test_pipelined_body_after_rejected_data_not_commands(self):
         before = self.queued_ids()
         c, _ = greet(self.srv.port)

@@ -113,8 +113,8 @@ class TlsTest(unittest.TestCase):
         return reply()
 
     def test_large_message_in_small_records(self):
-        """8 MiB over STARTTLS and over smtps, in 10,000-byte records: no
-        stall with bytes left inside GnuTLS."""
+        """8 MiB over STARTTLS and over smtps, in 10,000-byte records, by
+        DATA and by BDAT: no stall with bytes left inside GnuTLS."""
         size = 8 * 1024 * 1024
         raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=30 * SLOW)
         reply = line_reader(raw)
@@ -148,6 +148,30 @@ class TlsTest(unittest.TestCase):
             delivered = f.read()
         self.assertIn(qid.encode(), delivered)
         self.assertTrue(delivered.endswith(big_body(size).replace(b"\r\n", b"\n")[-100000:]))
+        # and BDAT over STARTTLS: four 2 MiB chunks, in 10,000-byte records
+        raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=30 * SLOW)
+        reply = line_reader(raw)
+        self.assertEqual(reply()[0], 220)
+        raw.sendall(b"EHLO client.test\r\nSTARTTLS\r\n")
+        reply()
+        self.assertEqual(reply()[0], 220)
+        tls = client_ctx().wrap_socket(raw)
+        reply = line_reader(tls)
+        tls.sendall(b"EHLO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<carol@localhost>\r\n")
+        self.assertEqual([reply()[0] for _ in range(3)], [250, 250, 250])
+        data = big_body(size)
+        quarter = len(data) // 4
+        stream = b""
+        for i in range(4):
+            chunk = data[i * quarter:] if i == 3 else data[i * quarter:(i + 1) * quarter]
+            stream += b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if i == 3 else b"") + chunk
+        for i in range(0, len(stream), 10000):
+            tls.sendall(stream[i:i + 10000])
+        codes = [reply() for _ in range(4)]
+        self.assertEqual([c for c, _ in codes], [250] * 4, codes)
+        self.assertIn("queued as", codes[3][1])
+        tls.close()
+        self.srv.wait_log(codes[3][1].split()[-1] + ": to=<carol@localhost>")
 
     def test_close_notify_after_pipelined_quit(self):
         """'.' CRLF QUIT CRLF then close_notify at once: the 250 and the 221

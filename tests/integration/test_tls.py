@@ -423,13 +423,14 @@ class TlsSettingsTest(unittest.TestCase):
 
     @unittest.skipUnless(shutil.which("testssl"), "needs testssl.sh (tests/deps.sh)")
     def test_testssl_protocols_and_cipher_order(self):
-        """testssl.sh (protocols, server preferences): nothing rated MEDIUM
-        or worse but the self-signed test certificate."""
+        """testssl.sh (protocols, server preferences, forward secrecy,
+        vulnerabilities): nothing rated MEDIUM or worse but the self-signed
+        test certificate."""
         out = os.path.join(self.srv.dir, "testssl.json")
         subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off",
-                        "--jsonfile", out, "-p", "-P",
+                        "--jsonfile", out, "-p", "-P", "-f", "-U",
                         "127.0.0.1:%d" % self.smtps],
-                       capture_output=True, timeout=180 * SLOW)
+                       capture_output=True, timeout=300 * SLOW)
         with open(out) as f:
             findings = json.load(f)
         bad = [(x["id"], x["severity"], x.get("finding")) for x in findings
@@ -439,6 +440,8 @@ class TlsSettingsTest(unittest.TestCase):
         ids = {x["id"]: x.get("finding", "") for x in findings}
         self.assertIn("offered", ids.get("TLS1_3", ""), findings)
         self.assertIn("not offered", ids.get("TLS1", ""), findings)
+        for check in ("PFS", "secure_client_renego", "ROBOT", "SWEET32", "LUCKY13", "BEAST"):
+            self.assertIn(check, ids, findings)
 
 
 class AuthTest(unittest.TestCase):

@@ -471,6 +471,44 @@ class LimitsTest(unittest.TestCase):
         finally:
             srv.cleanup()
 
+    def test_mailctl_with_closed_standard_descriptors(self):
+        """mailctl started with fds 0, 1 and 2 closed: its listing does not
+        land in the queue's LMDB files (they would take those fds)."""
+        srv = Server("relay_domains = hold.test\nroutes = hold.test=[127.0.0.1]:9\n"
+                     "retry_min = 1h\nretry_max = 2h\n")
+        try:
+            srv.start()
+            c, _ = greet(srv.port)
+            for i in range(60):      # a listing longer than stdio's buffer
+                c.cmd("MAIL FROM:<a@example.org>")
+                c.cmd("RCPT TO:<listed%d@hold.test>" % i)
+                c.cmd("DATA")
+                c.send(MSG + b".\r\n")
+                self.assertEqual(c.reply()[0], 250)
+            c.close()
+            self.assertEqual(srv.stop(), 0)
+            qdir = os.path.join(srv.dir, "queue")
+            sizes = {f: os.path.getsize(os.path.join(qdir, f)) for f in ("lock.mdb", "data.mdb")}
+
+            def close_std():
+                for fd in (0, 1, 2):
+                    os.close(fd)
+            for args in (["queue"], ["flush"]):
+                subprocess.run([MAILCTL, "-c", srv.conf] + args, cwd=srv.dir,
+                               preexec_fn=close_std, timeout=60 * SLOW)
+            for f, size in sizes.items():
+                with open(os.path.join(qdir, f), "rb") as fh:
+                    data = fh.read()
+                # the listing's last line, flush's line (no dump of the file)
+                self.assertFalse(b" messages, " in data, f)
+                self.assertFalse(b"made due now" in data, f)
+                if f == "lock.mdb":
+                    self.assertFalse(b"listed" in data, f)
+                    self.assertEqual(len(data), size)
+            self.assertIn("listed59@hold.test", srv.mailctl("queue").stdout)
+        finally:
+            srv.cleanup()
+
     def test_data_timeout(self):
         srv = Server("data_timeout = 1s\n")
         try:

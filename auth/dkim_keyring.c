@@ -1,4 +1,5 @@
 /* dkim_keyring: signing keys by domain (dkim_keyring.h). */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +17,23 @@ struct keyring_domain {
 struct dkim_keyring {
 	struct keyring_domain *d;
 	size_t n;
+	atomic_int refs;
 };
 
 struct dkim_keyring *
 dkim_keyring_new(void)
 {
-	return xcalloc(1, sizeof(struct dkim_keyring));
+	struct dkim_keyring *kr = xcalloc(1, sizeof *kr);
+
+	atomic_init(&kr->refs, 1);
+	return kr;
+}
+
+struct dkim_keyring *
+dkim_keyring_ref(struct dkim_keyring *kr)
+{
+	atomic_fetch_add(&kr->refs, 1);
+	return kr;
 }
 
 /* The domain without a trailing dot equals name (case-insensitive). */
@@ -97,7 +109,7 @@ dkim_keyring_free(struct dkim_keyring **krp)
 	struct dkim_keyring *kr = *krp;
 
 	*krp = NULL;
-	if (kr == NULL)
+	if (kr == NULL || atomic_fetch_sub(&kr->refs, 1) != 1)
 		return;
 	for (size_t i = 0; i < kr->n; i++) {
 		for (size_t k = 0; k < kr->d[i].nkeys; k++)

@@ -10,7 +10,8 @@
  * Errors: dkim_keyring_add returns -1 with a message in err (a key that
  * does not load or fails its check, too many keys for a domain).
  * Threads: built on one thread; afterwards read-only, and its keys may
- * sign on any number of threads (dkim.h).
+ * sign on any number of threads (dkim.h). References (dkim_keyring_ref,
+ * dkim_keyring_free) may be taken and dropped on any thread.
  */
 #ifndef AUTH_DKIM_KEYRING_H
 #define AUTH_DKIM_KEYRING_H
@@ -38,6 +39,12 @@ size_t dkim_keyring_find(const struct dkim_keyring *kr, const char *domain,
 /* Domains with keys. */
 size_t dkim_keyring_count(const struct dkim_keyring *kr);
 
+/* Another reference to kr (a runtime reloaded keeps the keys it could
+ * not read again); returns kr. */
+struct dkim_keyring *dkim_keyring_ref(struct dkim_keyring *kr);
+
+/* Drops a reference; the last frees the keys. Sets *krp to NULL; NULL is
+ * fine. */
 void dkim_keyring_free(struct dkim_keyring **krp);
 
 #endif

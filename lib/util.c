@@ -2,10 +2,13 @@
 #include "lib/util.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void
 oom(void)
@@ -147,4 +150,22 @@ time_rfc5322(time_t t, char *out, size_t outsize)
 	if (strftime(out, outsize, "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
 		out[0] = '\0';
 	return out;
+}
+
+int
+fd_std_ensure(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		int n = open("/dev/null", O_RDWR);
+
+		if (n < 0)
+			return -1;
+		if (n != fd) {
+			dup2(n, fd);
+			close(n);
+		}
+	}
+	return 0;
 }

@@ -1,5 +1,6 @@
 /*
- * util: allocation that cannot fail, bounded string copies, time.
+ * util: allocation that cannot fail, bounded string copies, time, the
+ * standard descriptors.
  *
  * Errors: x* allocators abort the process when memory is exhausted; there
  * is no sensible way for a mail server to go on without memory, and a crash
@@ -47,5 +48,11 @@ void time_mono_deadline(struct timespec *ts, int64_t ms);
 /* RFC 5322 date-time ("Mon, 29 Nov 2026 23:14:07 +0000") of t in local
  * time, into out (size >= 40). Returns out. */
 char *time_rfc5322(time_t t, char *out, size_t outsize);
+
+/* Opens /dev/null on any of the descriptors 0, 1 and 2 that is closed, so
+ * that no file opened later (the queue's LMDB files) gets one and receives
+ * what is written to stdout or stderr. Returns 0, or -1 (errno) when
+ * /dev/null cannot be opened. Call it first in main, before any thread. */
+int fd_std_ensure(void);
 
 #endif

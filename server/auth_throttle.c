@@ -33,11 +33,7 @@ static int64_t throttle_last_full_log;		/* guarded */
 static unsigned
 throttle_hash(const uint8_t key[16])
 {
-	uint32_t h = 2166136261u;
-
-	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h % THROTTLE_BUCKETS;
+	return (unsigned)(connlimit_key_hash(key) % THROTTLE_BUCKETS);
 }
 
 static int

@@ -1217,7 +1217,10 @@ key_dkim_sign(struct config_parse *p, const struct config_key *k, char *value)
 		    k->name, SHOW(item[0]), SHOW(item[1]));
 		return;
 	}
-	if (access(item[2], R_OK) != 0) {
+	/* A key we may not read (root's, read at start before the drop of
+	 * privileges) is left to the daemon, which loads the keys: mailctl
+	 * needs none of them. */
+	if (access(item[2], R_OK) != 0 && errno != EACCES && errno != EPERM) {
 		config_error(p, p->lineno, "%s: %s: %s", k->name, SHOW(item[2]),
 		    strerror(errno));
 		return;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/siphash.h"
 #include "lib/util.h"
 
 struct connlimit_entry {
@@ -40,14 +41,26 @@ connlimit_key(const struct sockaddr *sa, uint8_t key[16])
 	}
 }
 
+static pthread_once_t connlimit_secret_once = PTHREAD_ONCE_INIT;
+static uint8_t connlimit_secret[16];	/* written once, then read only */
+
+static void
+connlimit_secret_init(void)
+{
+	siphash_key_random(connlimit_secret, sizeof connlimit_secret);
+}
+
+uint64_t
+connlimit_key_hash(const uint8_t key[16])
+{
+	pthread_once(&connlimit_secret_once, connlimit_secret_init);
+	return siphash24(connlimit_secret, key, 16);
+}
+
 static unsigned
 connlimit_hash(const uint8_t key[16])
 {
-	uint32_t h = 2166136261u;
-
-	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h % CONNLIMIT_BUCKETS;
+	return (unsigned)(connlimit_key_hash(key) % CONNLIMIT_BUCKETS);
 }
 
 int

@@ -18,6 +18,11 @@
  * the rest zero. Unknown families give all zeros. */
 void connlimit_key(const struct sockaddr *sa, uint8_t key[16]);
 
+/* A hash of a connlimit_key for the tables of per-address state: SipHash
+ * under a random key made once per process, so that a client with many
+ * addresses (IPv6 networks are plentiful) cannot aim them at one bucket. */
+uint64_t connlimit_key_hash(const uint8_t key[16]);
+
 /* Counts a new session from sa unless that passes a limit.
  * Returns 0 (counted), or -1 (over a limit; nothing counted). */
 int connlimit_acquire(const struct sockaddr *sa, unsigned max_total,

@@ -577,6 +577,12 @@ main(int argc, char **argv)
 	int nwords = 0, rc, writes, send;
 	const char *cmd;
 
+	/* A closed stdout or stderr would be taken by the queue's files and
+	 * get the listing (or a warning) written into them. */
+	if (fd_std_ensure() < 0) {
+		free(words);
+		return 1;
+	}
 	log_set_level(LOG_LVL_WARN);
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {

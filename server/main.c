@@ -177,26 +177,6 @@ raise_fd_limit(const struct config *cfg)
 		    cfg->max_connections, (unsigned long long)rl.rlim_cur, need);
 }
 
-/* fds 0, 1 and 2 are open (on /dev/null if need be), so that no file the
- * server opens later (the queue's LMDB file) gets one and receives log
- * lines or stray writes meant for stderr. */
-static int
-ensure_std_fds(void)
-{
-	for (int fd = 0; fd <= 2; fd++) {
-		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
-			continue;
-		int n = open("/dev/null", O_RDWR);
-
-		if (n < 0)
-			return -1;
-		if (n != fd) {
-			dup2(n, fd);
-			close(n);
-		}
-	}
-	return 0;
-}
 
 /* The control socket's answers (on its thread; worker_set_describe keeps
  * the workers from a reload's changes meanwhile). */
@@ -489,7 +469,7 @@ main(int argc, char **argv)
 	}
 	if (optind != argc)
 		usage();
-	if (ensure_std_fds() < 0)
+	if (fd_std_ensure() < 0)
 		return 1;
 
 	/* Every thread inherits this mask; only sigwait below takes them. */

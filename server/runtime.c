@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/log.h"
 #include "lib/util.h"
@@ -91,8 +92,28 @@ runtime_milters(struct runtime *rt, const char *path, FILE *errs)
 	return 0;
 }
 
+/* prev signs with the same dkim_sign lines, in the same order. */
 static int
-runtime_mailauth(struct runtime *rt, const char *path, FILE *errs)
+runtime_same_dkim(const struct runtime *prev, const struct config *cfg)
+{
+	if (prev == NULL || prev->dkim_keys == NULL ||
+	    prev->cfg->ndkim_sign != cfg->ndkim_sign)
+		return 0;
+	for (size_t i = 0; i < cfg->ndkim_sign; i++) {
+		const struct config_dkim_sign *a = &prev->cfg->dkim_sign[i];
+		const struct config_dkim_sign *b = &cfg->dkim_sign[i];
+
+		if (strcmp(a->domain, b->domain) != 0 ||
+		    strcmp(a->selector, b->selector) != 0 ||
+		    strcmp(a->key_file, b->key_file) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+static int
+runtime_mailauth(struct runtime *rt, const char *path, FILE *errs,
+    const struct runtime *prev)
 {
 	const struct config *cfg = rt->cfg;
 	char err[512];
@@ -114,6 +135,19 @@ runtime_mailauth(struct runtime *rt, const char *path, FILE *errs)
 
 		if (dkim_keyring_add(rt->dkim_keys, d->domain, d->selector, d->key_file,
 		    err, sizeof err) != 0) {
+			/* After the drop of privileges a key only root may
+			 * read cannot be read again: the keys of the same
+			 * lines, read at start, stay. */
+			if (access(d->key_file, R_OK) != 0 &&
+			    (errno == EACCES || errno == EPERM) &&
+			    runtime_same_dkim(prev, cfg)) {
+				log_warn("reload: dkim_sign %s %s: %s; keeping the DKIM keys "
+				    "loaded before (read at start, before dropping "
+				    "privileges)", d->domain, d->selector, err);
+				dkim_keyring_free(&rt->dkim_keys);
+				rt->dkim_keys = dkim_keyring_ref(prev->dkim_keys);
+				return 0;
+			}
 			if (errs)
 				fprintf(errs, "%s:0: dkim_sign %s %s: %s\n", path, d->domain,
 				    d->selector, err);
@@ -248,7 +282,7 @@ runtime_load(const char *path, FILE *errs, const struct runtime *prev)
 	}
 	if (runtime_milters(rt, path, errs) != 0)
 		goto fail;
-	if (runtime_mailauth(rt, path, errs) != 0)
+	if (runtime_mailauth(rt, path, errs, prev) != 0)
 		goto fail;
 	if (rt->cfg->ndnsbl > 0) {
 		struct dnsbl_options o;

@@ -190,6 +190,35 @@ args_local_part(const unsigned char *s, size_t n, int utf8)
 }
 
 /*
+ * Copies the mailbox m[0..n) into out (which holds n + 1 bytes at least),
+ * without the quotes of a quoted local part that did not need them:
+ * "alice"@example.org is alice@example.org (RFC 5322 3.2.4: a quoted
+ * string is the same as an atom), as users_file, aliases and the
+ * Maildirs know it. A local part that needs its quotes is kept as sent.
+ */
+static void
+args_copy_mailbox(char *out, const char *m, size_t n, int utf8)
+{
+	const char *at = memrchr(m, '@', n);
+	size_t o = 0;
+
+	if (n > 0 && m[0] == '"' && at != NULL && at - m >= 2 && at[-1] == '"') {
+		for (const char *p = m + 1; p < at - 1; p++) {
+			if (*p == '\\')
+				p++;
+			out[o++] = *p;
+		}
+		if (o > 0 && args_local_part((const unsigned char *)out, o, utf8) == o) {
+			memcpy(out + o, at, (size_t)(m + n - at));
+			out[o + (size_t)(m + n - at)] = '\0';
+			return;
+		}
+	}
+	memcpy(out, m, n);
+	out[n] = '\0';
+}
+
+/*
  * Checks the text between < and > (not empty) and finds the mailbox in it,
  * dropping a source route. utf8: non-ASCII allowed (then valid UTF-8).
  */
@@ -745,8 +774,7 @@ smtp_parse_mail(const char *arg, struct smtp_mail_args *out,
 	if (st != ARGS_OK)
 		return args_path_error(st, "MAIL FROM", "sender", "5.1.7", err,
 		    errsize);
-	memcpy(out->addr, mbox, mbox_len);
-	out->addr[mbox_len] = '\0';
+	args_copy_mailbox(out->addr, mbox, mbox_len, out->smtputf8);
 	return 0;
 }
 
@@ -807,8 +835,7 @@ smtp_parse_rcpt(const char *arg, int utf8_ok, struct smtp_rcpt_args *out,
 			return args_path_error(st, "RCPT TO", "recipient",
 			    "5.1.3", err, errsize);
 	}
-	memcpy(out->addr, mbox, mbox_len);
-	out->addr[mbox_len] = '\0';
+	args_copy_mailbox(out->addr, mbox, mbox_len, utf8_ok);
 	while ((r = args_next_param(&rest, &pa, utf8_ok)) > 0)
 		if (args_rcpt_param(&pa, &seen, utf8_ok, out, err, errsize) < 0)
 			return -1;

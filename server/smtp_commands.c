@@ -864,6 +864,20 @@ session_bdat_chunk_done(struct smtp_session *s)
 			session_txn_reset(s);
 		return;
 	}
+	if (!s->bdat_last && s->msg_bytes > s->cfg->max_message_size) {
+		/* Refused at the chunk that passes the limit, not at LAST:
+		 * the client stops sending; the chunks up to LAST are still
+		 * read, and refused (RFC 3030 2). */
+		session_msg_abandon(s);
+		s->bdat_failed = 1;
+		s->bdat_fail_reply = "552 5.3.4 Message size exceeds fixed limit";
+		session_reply(s, "%s", s->bdat_fail_reply);
+		queue_stats_add_rejected(1);
+		metrics_inc_label(M_REJECTIONS, session_reply_reason(s->bdat_fail_reply));
+		log_info("reject: %s from [%s]: %s", s->mail.addr, s->peer_ip,
+		    s->bdat_fail_reply);
+		return;
+	}
 	if (!s->bdat_last) {
 		/* RFC 3030: the octets of this chunk, as read. */
 		session_reply(s, "250 2.0.0 %llu octets received",

@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "lib/log.h"
@@ -119,6 +120,7 @@ session_process(struct smtp_session *s)
 		const char *p = io->in.data + io->in_off;
 		size_t avail = io->in.len - io->in_off, n;
 		enum smtp_cmd_result res;
+		int in_auth;
 
 		switch (s->phase) {
 		case PH_GREET_WAIT:
@@ -133,9 +135,16 @@ session_process(struct smtp_session *s)
 				break;
 			/* The next command's time starts now. */
 			session_set_deadline(s);
-			if (res != SMTP_CMD_READY && s->phase == PH_AUTH)
+			in_auth = s->phase == PH_AUTH;
+			if (res != SMTP_CMD_READY && in_auth)
 				session_auth_abort(s);
-			if (res == SMTP_CMD_TOO_LONG) {
+			if (res == SMTP_CMD_TOO_LONG && (in_auth ||
+			    (s->cp.len >= 5 && strncasecmp(s->cp.line, "AUTH ", 5) == 0))) {
+				/* RFC 4954 4 and 6: a SASL response, or an
+				 * initial response, over our limit. */
+				session_reply(s, "500 5.5.6 Authentication Exchange line is too long");
+				session_error(s);
+			} else if (res == SMTP_CMD_TOO_LONG) {
 				session_reply(s, "500 5.5.2 Error: line too long");
 				session_error(s);
 			} else if (res == SMTP_CMD_BARE_EOL) {

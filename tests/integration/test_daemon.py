@@ -210,6 +210,59 @@ class PrivilegeDropTest(unittest.TestCase):
         finally:
             srv.cleanup()
 
+    def test_reload_after_drop_with_root_only_dkim_key(self):
+        """The same for a dkim_sign key only root may read: SIGHUP keeps
+        the key loaded at start (and says so), and mailctl as nobody does
+        not need it. A key that is missing is still an error."""
+        import pwd
+        import shutil
+        import tempfile
+        nobody = pwd.getpwnam("nobody")
+        keydir = tempfile.mkdtemp(prefix="ms-dkim-")     # 0700, root's
+        key = os.path.join(keydir, "sel.example.test.pem")
+        subprocess.run([MAILCTL, "dkim-keygen", "example.test", "sel", "--type", "ed25519",
+                        "--out", key], check=True, capture_output=True)
+        os.chmod(key, 0o600)
+        srv = Server("user = nobody\ndkim_sign = example.test sel %s\n" % key +
+                     # mail for hold.test waits in the queue (nothing listens there)
+                     "relay_domains = hold.test\nroutes = hold.test=[127.0.0.1]:9\n")
+        try:
+            os.chmod(srv.dir, 0o755)
+            shutil.chown(srv.dir, nobody.pw_uid, nobody.pw_gid)
+            srv.start()
+            with open(srv.conf, "a") as f:
+                f.write("max_recipients = 7\n")
+            srv.signal(signal.SIGHUP)
+            wait_for(lambda: "reloaded" in srv.logtext() or "keeping the old" in srv.logtext(),
+                     10, "the reload")
+            log = srv.logtext()
+            self.assertIn("keeping the DKIM keys loaded before", log)
+            self.assertNotIn("keeping the old configuration", log)
+            # the key still signs: a message from our own user
+            code, text = send_one(srv.port, rcpt="x@hold.test",
+                                  body=b"From: someone@example.test\r\nSubject: s\r\n\r\nhi\r\n")
+            self.assertEqual(code, 250)
+            qid = text.split()[-1]
+            self.assertIn("DKIM-Signature:", srv.mailctl("show", qid).stdout)
+            mailctl = os.path.join(srv.dir, "mailctl")
+            shutil.copy(MAILCTL, mailctl)
+            os.chmod(mailctl, 0o755)
+            r = subprocess.run([mailctl, "-c", srv.conf, "--json", "stats"], cwd=srv.dir,
+                               capture_output=True, text=True, timeout=60 * SLOW,
+                               preexec_fn=lambda: (os.setgid(nobody.pw_gid),
+                                                   os.setuid(nobody.pw_uid)))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            # a key that is gone is not kept
+            with open(srv.conf, "a") as f:
+                f.write("dkim_sign = example.test other %s/missing.pem\n" % keydir)
+            srv.signal(signal.SIGHUP)
+            wait_for(lambda: "keeping the old configuration" in srv.logtext(), 10,
+                     "the reload refused")
+            self.assertEqual(srv.stop(), 0)
+        finally:
+            srv.cleanup()
+            shutil.rmtree(keydir, ignore_errors=True)
+
 
 class DurabilityTest(unittest.TestCase):
     def test_kill9_after_250_keeps_message(self):
@@ -361,6 +414,34 @@ class LimitsTest(unittest.TestCase):
         finally:
             srv.cleanup()
 
+    def test_soft_descriptor_limit_raised(self):
+        """Started with a soft RLIMIT_NOFILE below the hard one, the daemon
+        takes the hard limit, and warns only when max_connections does not
+        fit in it."""
+        import resource
+
+        def max_open_files(pid):
+            with open("/proc/%d/limits" % pid) as f:
+                line = [l for l in f if l.startswith("Max open files")][0]
+            return [int(x) for x in line.split()[3:5]]
+        for conns, hard, warned in ((1000, 4096, False), (8000, 4096, True)):
+            with self.subTest(max_connections=conns):
+                srv = Server("max_connections = %d\n" % conns)
+                try:
+                    srv.proc = subprocess.Popen(
+                        [MAILSERVER, "-c", srv.conf], cwd=srv.dir, stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE,
+                                                              (256, hard)))
+                    srv.wait_ready()
+                    self.assertEqual(max_open_files(srv.proc.pid), [hard, hard])
+                    log = srv.logtext()
+                    self.assertEqual("does not fit in the descriptor limit %d" % hard in log,
+                                     warned, log)
+                    self.assertEqual(srv.stop(), 0)
+                finally:
+                    srv.cleanup()
+
     def test_closed_standard_descriptors(self):
         """Started with fds 0, 1 and 2 closed and logging to stderr: the
         log lines must not land in the queue's LMDB file."""
@@ -388,6 +469,44 @@ class LimitsTest(unittest.TestCase):
             self.assertNotIn(b"mailserver started", data)
             self.assertNotIn(b"info:", data)
             srv.mailctl("stats")   # the queue still opens
+        finally:
+            srv.cleanup()
+
+    def test_mailctl_with_closed_standard_descriptors(self):
+        """mailctl started with fds 0, 1 and 2 closed: its listing does not
+        land in the queue's LMDB files (they would take those fds)."""
+        srv = Server("relay_domains = hold.test\nroutes = hold.test=[127.0.0.1]:9\n"
+                     "retry_min = 1h\nretry_max = 2h\n")
+        try:
+            srv.start()
+            c, _ = greet(srv.port)
+            for i in range(60):      # a listing longer than stdio's buffer
+                c.cmd("MAIL FROM:<a@example.org>")
+                c.cmd("RCPT TO:<listed%d@hold.test>" % i)
+                c.cmd("DATA")
+                c.send(MSG + b".\r\n")
+                self.assertEqual(c.reply()[0], 250)
+            c.close()
+            self.assertEqual(srv.stop(), 0)
+            qdir = os.path.join(srv.dir, "queue")
+            sizes = {f: os.path.getsize(os.path.join(qdir, f)) for f in ("lock.mdb", "data.mdb")}
+
+            def close_std():
+                for fd in (0, 1, 2):
+                    os.close(fd)
+            for args in (["queue"], ["flush"]):
+                subprocess.run([MAILCTL, "-c", srv.conf] + args, cwd=srv.dir,
+                               preexec_fn=close_std, timeout=60 * SLOW)
+            for f, size in sizes.items():
+                with open(os.path.join(qdir, f), "rb") as fh:
+                    data = fh.read()
+                # the listing's last line, flush's line (no dump of the file)
+                self.assertFalse(b" messages, " in data, f)
+                self.assertFalse(b"made due now" in data, f)
+                if f == "lock.mdb":
+                    self.assertFalse(b"listed" in data, f)
+                    self.assertEqual(len(data), size)
+            self.assertIn("listed59@hold.test", srv.mailctl("queue").stdout)
         finally:
             srv.cleanup()
 

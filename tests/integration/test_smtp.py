@@ -137,6 +137,10 @@ class SmtpTest(unittest.TestCase):
         self.assertEqual(c.cmd("RCPT TO:<team@localhost>")[0], 250)  # alias
         self.assertEqual(c.cmd("RCPT TO:<postmaster>")[0], 250)
         self.assertEqual(c.cmd("RCPT TO:<postmaster@localhost>")[0], 250)
+        # quotes that were not needed are not part of the name (RFC 5322
+        # 3.2.4); ones that are needed name another mailbox
+        self.assertEqual(c.cmd('RCPT TO:<"alice"@localhost>')[0], 250)
+        self.assertEqual(c.cmd('RCPT TO:<"alice x"@localhost>')[0], 550)
         c.cmd("RSET")
         c.cmd("MAIL FROM:<a@b.example>")
         self.assertEqual(c.cmd("RCPT TO:<x@relayed.test>")[0], 250)
@@ -170,6 +174,30 @@ class SmtpTest(unittest.TestCase):
         # the session goes on
         self.assertEqual(c.cmd("NOOP")[0], 250)
         c.close()
+
+    def test_bdat_over_the_size_limit_refused_at_its_chunk(self):
+        """BDAT: the chunk that passes max_message_size gets the 552, not
+        only LAST; the chunks after it are read and refused, and the next
+        transaction is clean."""
+        before = self.queued_ids()
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        chunk = (b"x" * 98 + b"\r\n") * 400          # 40,000 octets
+        c.send(b"BDAT %d\r\n" % len(chunk) + chunk)
+        self.assertEqual(c.reply()[1][0], "2.0.0 40000 octets received")
+        c.send(b"BDAT %d\r\n" % len(chunk) + chunk)  # 80,000 > 64K
+        code, lines = c.reply()
+        self.assertEqual((code, lines[0][:5]), (552, "5.3.4"), lines)
+        c.send(b"BDAT %d\r\n" % len(chunk) + chunk)
+        self.assertEqual(c.reply()[0], 552)
+        self.assertEqual(c.cmd("BDAT 0 LAST")[0], 552)
+        self.assertEqual(c.cmd("RCPT TO:<alice@localhost>")[0], 503)   # the transaction is over
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        self.assertEqual(c.cmd("BDAT 0 LAST")[0], 250)
+        c.close()
+        self.assertEqual(len(self.queued_ids() - before), 1)
 
     def test_long_command_line(self):
         c, _ = greet(self.srv.port)
@@ -409,6 +437,24 @@ class SmtpTest(unittest.TestCase):
                 self.assertEqual(len(body + tail), size)
                 with frozen(self.srv):
                     c.send(body + tail)
+                    c.sock.shutdown(socket.SHUT_WR)
+                data = read_to_eof(c.sock)
+                c.close()
+                self.assertRegex(data, rb"^250 2\.0\.0 Ok: queued as [0-9A-F]{13}\r\n221 ")
+                qid = data.split(b"\r\n")[0].split()[-1].decode()
+                self.assertEqual(self.queued_ids() - before, {qid})
+
+    def test_pipelined_bdat_last_quit_and_fin(self):
+        """The same with BDAT ... LAST, the chunk, QUIT and the FIN at once."""
+        for size in (200, 49152):
+            with self.subTest(size=size):
+                before = self.queued_ids()
+                c, _ = greet(self.srv.port)
+                c.cmd("MAIL FROM:<a@b.example>")
+                c.cmd("RCPT TO:<alice@localhost>")
+                body = b"Subject: fin\r\n\r\n" + (b"z" * 70 + b"\r\n") * (size // 72)
+                with frozen(self.srv):
+                    c.send(b"BDAT %d LAST\r\n" % len(body) + body + b"QUIT\r\n")
                     c.sock.shutdown(socket.SHUT_WR)
                 data = read_to_eof(c.sock)
                 c.close()

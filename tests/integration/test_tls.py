@@ -113,8 +113,8 @@ class TlsTest(unittest.TestCase):
         return reply()
 
     def test_large_message_in_small_records(self):
-        """8 MiB over STARTTLS and over smtps, in 10,000-byte records: no
-        stall with bytes left inside GnuTLS."""
+        """8 MiB over STARTTLS and over smtps, in 10,000-byte records, by
+        DATA and by BDAT: no stall with bytes left inside GnuTLS."""
         size = 8 * 1024 * 1024
         raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=30 * SLOW)
         reply = line_reader(raw)
@@ -148,6 +148,30 @@ class TlsTest(unittest.TestCase):
             delivered = f.read()
         self.assertIn(qid.encode(), delivered)
         self.assertTrue(delivered.endswith(big_body(size).replace(b"\r\n", b"\n")[-100000:]))
+        # and BDAT over STARTTLS: four 2 MiB chunks, in 10,000-byte records
+        raw = socket.create_connection(("127.0.0.1", self.srv.port), timeout=30 * SLOW)
+        reply = line_reader(raw)
+        self.assertEqual(reply()[0], 220)
+        raw.sendall(b"EHLO client.test\r\nSTARTTLS\r\n")
+        reply()
+        self.assertEqual(reply()[0], 220)
+        tls = client_ctx().wrap_socket(raw)
+        reply = line_reader(tls)
+        tls.sendall(b"EHLO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<carol@localhost>\r\n")
+        self.assertEqual([reply()[0] for _ in range(3)], [250, 250, 250])
+        data = big_body(size)
+        quarter = len(data) // 4
+        stream = b""
+        for i in range(4):
+            chunk = data[i * quarter:] if i == 3 else data[i * quarter:(i + 1) * quarter]
+            stream += b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if i == 3 else b"") + chunk
+        for i in range(0, len(stream), 10000):
+            tls.sendall(stream[i:i + 10000])
+        codes = [reply() for _ in range(4)]
+        self.assertEqual([c for c, _ in codes], [250] * 4, codes)
+        self.assertIn("queued as", codes[3][1])
+        tls.close()
+        self.srv.wait_log(codes[3][1].split()[-1] + ": to=<carol@localhost>")
 
     def test_close_notify_after_pipelined_quit(self):
         """'.' CRLF QUIT CRLF then close_notify at once: the 250 and the 221
@@ -272,11 +296,16 @@ class TlsTest(unittest.TestCase):
         import base64
         bad = base64.b64encode(b"admin@localhost\0carol@localhost\0s3cret").decode()
         self.assertEqual(c.cmd("AUTH PLAIN " + bad)[0], 535)
-        # a SASL line over the AUTH limit
+        # a SASL line over the AUTH limit (RFC 4954 4 and 6: 500 5.5.6),
+        # as a response and as an initial response
         self.assertEqual(c.cmd("AUTH PLAIN")[0], 334)
-        code, _ = c.cmd("A" * 13000)
-        self.assertEqual(code, 500)
+        code, lines = c.cmd("A" * 13000)
+        self.assertEqual((code, lines[0][:5]), (500, "5.5.6"), lines)
         self.assertEqual(c.cmd("NOOP")[0], 250)   # back to commands
+        code, lines = c.cmd("AUTH PLAIN " + "A" * 13000)
+        self.assertEqual((code, lines[0][:5]), (500, "5.5.6"), lines)
+        code, lines = c.cmd("NOOP " + "A" * 13000)
+        self.assertEqual((code, lines[0][:5]), (500, "5.5.2"), lines)
         c.close()
         # repeated failures end the session
         c, _ = greet(self.sub_port)
@@ -394,13 +423,14 @@ class TlsSettingsTest(unittest.TestCase):
 
     @unittest.skipUnless(shutil.which("testssl"), "needs testssl.sh (tests/deps.sh)")
     def test_testssl_protocols_and_cipher_order(self):
-        """testssl.sh (protocols, server preferences): nothing rated MEDIUM
-        or worse but the self-signed test certificate."""
+        """testssl.sh (protocols, server preferences, forward secrecy,
+        vulnerabilities): nothing rated MEDIUM or worse but the self-signed
+        test certificate."""
         out = os.path.join(self.srv.dir, "testssl.json")
         subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off",
-                        "--jsonfile", out, "-p", "-P",
+                        "--jsonfile", out, "-p", "-P", "-f", "-U",
                         "127.0.0.1:%d" % self.smtps],
-                       capture_output=True, timeout=180 * SLOW)
+                       capture_output=True, timeout=300 * SLOW)
         with open(out) as f:
             findings = json.load(f)
         bad = [(x["id"], x["severity"], x.get("finding")) for x in findings
@@ -410,6 +440,8 @@ class TlsSettingsTest(unittest.TestCase):
         ids = {x["id"]: x.get("finding", "") for x in findings}
         self.assertIn("offered", ids.get("TLS1_3", ""), findings)
         self.assertIn("not offered", ids.get("TLS1", ""), findings)
+        for check in ("PFS", "secure_client_renego", "ROBOT", "SWEET32", "LUCKY13", "BEAST"):
+            self.assertIn(check, ids, findings)
 
 
 class AuthTest(unittest.TestCase):
@@ -483,6 +515,7 @@ class AuthTest(unittest.TestCase):
 
         c = login("carol@localhost")
         for sender, want in (("carol@localhost", 250), ("Carol@LocalHost", 250),
+                             ('"carol"@localhost', 250), ('"carol "@localhost', 553),
                              ("c@localhost", 250), ("team@localhost", 250), ("", 250),
                              ("dave@localhost", 553), ("ceo@example.org", 553),
                              ("carol@localhost.example", 553)):

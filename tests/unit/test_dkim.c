@@ -687,7 +687,14 @@ test_added_fields_and_keyring(void)
 	CU_ASSERT_EQUAL(res.sig[1].result, DKIM_PASS);
 	buf_free(&out);
 	dkim_signer_free(&s);
+	/* another reference (a reload keeping the keys) outlives the first */
+	struct dkim_keyring *kept = dkim_keyring_ref(kr);
+	struct dkim_key *found[DKIM_KEYRING_PER_DOMAIN];
+
 	dkim_keyring_free(&kr);
+	CU_ASSERT_PTR_NULL(kr);
+	CU_ASSERT_EQUAL(dkim_keyring_find(kept, "example.com", found), 4);
+	dkim_keyring_free(&kept);
 	dkim_keyring_free(&kr);	/* NULL is fine */
 	auth_dns_free(&d);
 }

@@ -533,6 +533,11 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		memset(&s->mail, 0, sizeof s->mail);
 		return;
 	}
+	/* AUTH= from a client that has not logged in vouches for nothing:
+	 * taken as AUTH=<> (RFC 4954 5), so it reaches no milter or policy
+	 * service. */
+	if (s->auth_user[0] == '\0')
+		s->mail.auth[0] = '\0';
 	if (s->mail.requiretls && !s->io.tls_active) {
 		/* Offered only inside TLS: the message would have crossed in
 		 * clear already (RFC 8689 4.1). */

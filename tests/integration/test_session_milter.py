@@ -566,6 +566,17 @@ class SessionMilterTest(MilterSessionBase):
         self.assertTrue(c.closed())
         c.close()
 
+    def test_auth_param_of_an_unauthenticated_client_is_dropped(self):
+        # RFC 4954 5: as if AUTH=<> was given; no milter hears the claim.
+        c = self.client(helo="noauth.test")
+        self.assertEqual(c.cmd("MAIL FROM:<sender@example.net> "
+                               "AUTH=sam@example.org")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<one@example.org>")[0], 250)
+        self.assertEqual(c.cmd("QUIT")[0], 221)
+        m = self.ended(c)
+        self.assertEqual([parse_strings(d) for cmd, d in m.packets if cmd == "M"],
+                         [["<sender@example.net>"]])
+
     def test_verdicts_at_rcpt(self):
         c = self.client()
         self.assertEqual(c.cmd("MAIL FROM:<sender@example.net>")[0], 250)

@@ -247,6 +247,31 @@ ev_delete(struct trace_db *db, MDB_txn *txn, queue_id_t id)
 	return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
+/* A read transaction and a cursor over the events. Returns 0 or an LMDB
+ * error (nothing left open). */
+static int
+trace_cursor_open(struct trace_db *db, MDB_txn **txn, MDB_cursor **c)
+{
+	int rc;
+
+	if ((rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, txn)) != 0)
+		return rc;
+	if ((rc = mdb_cursor_open(*txn, db->ev, c)) != 0)
+		mdb_txn_abort(*txn);
+	return rc;
+}
+
+/* The event at key/val (a key of TRACE_KEY_LEN) into r; -1 if it does
+ * not decode. */
+static int
+trace_rec_of(const MDB_val *key, const MDB_val *val, struct trace_rec *r)
+{
+	if (trace_record_decode(val->mv_data, val->mv_size, r) != 0)
+		return -1;
+	r->time_us = (int64_t)get_be64((const uint8_t *)key->mv_data + 8);
+	return 0;
+}
+
 int
 trace_db_read(struct trace_db *db, queue_id_t id,
     int (*fn)(const struct trace_rec *r, void *arg), void *arg)
@@ -259,12 +284,8 @@ trace_db_read(struct trace_db *db, queue_id_t id,
 	MDB_val key, val;
 	int rc;
 
-	if ((rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)) != 0)
+	if ((rc = trace_cursor_open(db, &txn, &c)) != 0)
 		goto fail;
-	if ((rc = mdb_cursor_open(txn, db->ev, &c)) != 0) {
-		mdb_txn_abort(txn);
-		goto fail;
-	}
 	be64(k, id);
 	key = (MDB_val){ 8, k };
 	for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE);
@@ -275,9 +296,8 @@ trace_db_read(struct trace_db *db, queue_id_t id,
 			recs = xrealloc(recs, cap * sizeof *recs);
 		}
 		r = &recs[n];
-		if (trace_record_decode(val.mv_data, val.mv_size, r) != 0)
+		if (trace_rec_of(&key, &val, r) != 0)
 			continue;	/* not ours to judge: skipped */
-		r->time_us = (int64_t)get_be64((const uint8_t *)key.mv_data + 8);
 		n++;
 	}
 	mdb_cursor_close(c);
@@ -306,18 +326,12 @@ trace_db_scan(struct trace_db *db,
 	long n = 0;
 	int rc;
 
-	if ((rc = mdb_txn_begin(db->env, NULL, MDB_RDONLY, &txn)) != 0)
+	if ((rc = trace_cursor_open(db, &txn, &c)) != 0)
 		goto fail;
-	if ((rc = mdb_cursor_open(txn, db->ev, &c)) != 0) {
-		mdb_txn_abort(txn);
-		goto fail;
-	}
 	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0;
 	    rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-		if (key.mv_size != TRACE_KEY_LEN ||
-		    trace_record_decode(val.mv_data, val.mv_size, r) != 0)
+		if (key.mv_size != TRACE_KEY_LEN || trace_rec_of(&key, &val, r) != 0)
 			continue;	/* not ours to judge: skipped */
-		r->time_us = (int64_t)get_be64((const uint8_t *)key.mv_data + 8);
 		n++;
 		if (fn(get_be64(key.mv_data), r, arg) != 0)
 			break;

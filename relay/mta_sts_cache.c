@@ -8,6 +8,8 @@
  */
 #include "relay/mta_sts_cache.h"
 
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,101 @@
 
 #define REC_VERSION 1
 #define REC_HEAD (1 + 8 + 8 + 1)
+
+/* ---- failed fetches, remembered for MTA_STS_RETRY_S ---- */
+
+struct failed_fetch {
+	char domain[DNS_NAME_MAX];	/* "" : a free slot */
+	char id[MTA_STS_ID_MAX + 1];
+	int64_t at;			/* Unix time of the fetch */
+	enum mta_sts_failure failure;
+	char detail[sizeof ((struct mta_sts_state *)0)->detail];
+};
+
+struct mta_sts_failed {
+	pthread_mutex_t lock;
+	struct failed_fetch slot[MTA_STS_FAILED_MAX];
+};
+
+struct mta_sts_failed *
+mta_sts_failed_new(void)
+{
+	struct mta_sts_failed *f = xcalloc(1, sizeof *f);
+
+	pthread_mutex_init(&f->lock, NULL);
+	return f;
+}
+
+void
+mta_sts_failed_free(struct mta_sts_failed **fp)
+{
+	if (*fp == NULL)
+		return;
+	pthread_mutex_destroy(&(*fp)->lock);
+	free(*fp);
+	*fp = NULL;
+}
+
+/* FNV-1a: the slot of a domain (lower case). A sender who picks colliding
+ * domains only makes fetches as they were without the table. */
+static struct failed_fetch *
+failed_slot(struct mta_sts_failed *f, const char *domain)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *p = domain; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	return &f->slot[h % MTA_STS_FAILED_MAX];
+}
+
+/* Did the fetch of domain's policy id fail less than MTA_STS_RETRY_S
+ * ago? Then 1 with out's failure and detail filled. */
+static int
+failed_recent(struct mta_sts_failed *f, const char *domain, const char *id,
+    int64_t now, struct mta_sts_state *out)
+{
+	struct failed_fetch *e;
+	int hit;
+
+	if (f == NULL)
+		return 0;
+	pthread_mutex_lock(&f->lock);
+	e = failed_slot(f, domain);
+	hit = strcmp(e->domain, domain) == 0 && strcmp(e->id, id) == 0 &&
+	    now >= e->at && now - e->at < MTA_STS_RETRY_S;
+	if (hit) {
+		out->failure = e->failure;
+		str_format(out->detail, sizeof out->detail, "%s (%" PRId64
+		    " s ago; next fetch in %" PRId64 " s)", e->detail, now - e->at,
+		    MTA_STS_RETRY_S - (now - e->at));
+	}
+	pthread_mutex_unlock(&f->lock);
+	return hit;
+}
+
+/* Remembers the failed fetch out describes, or (failure NONE) forgets
+ * domain's. */
+static void
+failed_note(struct mta_sts_failed *f, const char *domain, const char *id,
+    int64_t now, const struct mta_sts_state *out)
+{
+	struct failed_fetch *e;
+
+	if (f == NULL)
+		return;
+	pthread_mutex_lock(&f->lock);
+	e = failed_slot(f, domain);
+	if (out->failure != MTA_STS_FAIL_NONE) {
+		str_copy(e->domain, domain, sizeof e->domain);
+		str_copy(e->id, id, sizeof e->id);
+		e->at = now;
+		e->failure = out->failure;
+		str_copy(e->detail, out->detail, sizeof e->detail);
+	} else if (strcmp(e->domain, domain) == 0) {
+		e->domain[0] = '\0';
+	}
+	pthread_mutex_unlock(&f->lock);
+}
 
 const char *
 mta_sts_failure_result_type(enum mta_sts_failure f)
@@ -201,10 +298,12 @@ mta_sts_cache_lookup(const struct mta_sts_env *env, const char *domain,
 	have_id = txt_id(env->resolver, name, id, why, sizeof why) == 0;
 	if (have_id && (!valid || strcmp(id, cached.id) != 0 ||
 	    now - cached.fetched >= MTA_STS_REFRESH_S)) {
-		if (!env->no_fetch)
-			fetch_policy(env, name, id, now, out, &fresh);
-		else
+		if (env->no_fetch) {
 			str_format(why, sizeof why, "policy %s not fetched yet", id);
+		} else if (!failed_recent(env->failed, name, id, now, out)) {
+			fetch_policy(env, name, id, now, out, &fresh);
+			failed_note(env->failed, name, id, now, out);
+		}
 	}
 	if (fresh.have) {
 		if (env->store != NULL)

@@ -21,7 +21,13 @@
  *    the failure is told (for TLS reports: RFC 8460 sts-policy-invalid,
  *    sts-webpki-invalid, sts-policy-fetch-error);
  *  - an expired cached policy is never used; a policy of mode none is a
- *    policy that asks nothing (the result says mode none).
+ *    policy that asks nothing (the result says mode none);
+ *  - a fetch that failed (or fetched no valid policy) for a domain and
+ *    TXT id is not made again for MTA_STS_RETRY_S seconds when env has a
+ *    table of failures: lookups meanwhile get the same failure without a
+ *    fetch (fetch_tried 0), so a domain whose policy host is down costs
+ *    one fetch timeout in that time, not one per delivery. A new id, a
+ *    policy fetched, or the time passing ends it.
  * A cached record that does not decode is logged and ignored.
  *
  * Errors: a lookup always fills its result; nothing above warn level is
@@ -42,6 +48,9 @@
 
 #define MTA_STS_REFRESH_S	86400	/* refetch an unchanged policy daily */
 #define MTA_STS_TXT_MAX		16	/* TXT records at _mta-sts looked at */
+#define MTA_STS_RETRY_S		300	/* a failed fetch: the next one */
+#define MTA_STS_FAILED_MAX	256	/* domains remembered (one slot each,
+					 * by hash: a collision forgets one) */
 
 /* Why a lookup has no fresh policy (RFC 8460 result types in brackets). */
 enum mta_sts_failure {
@@ -51,6 +60,12 @@ enum mta_sts_failure {
 	MTA_STS_FAIL_INVALID,	/* fetched, did not parse [sts-policy-invalid] */
 };
 
+/* Failed fetches remembered (above); any number of threads at once. */
+struct mta_sts_failed;
+
+struct mta_sts_failed *mta_sts_failed_new(void);
+void mta_sts_failed_free(struct mta_sts_failed **fp);
+
 /* What the cache needs to do its work; all borrowed. */
 struct mta_sts_env {
 	struct dns_resolver *resolver;	/* the TXT record, the policy host */
@@ -58,6 +73,7 @@ struct mta_sts_env {
 	struct mta_sts_fetch_opts fetch;
 	int no_fetch;			/* the cache alone, never a fetch
 					 * (mailctl tls: what is known now) */
+	struct mta_sts_failed *failed;	/* NULL: every lookup may fetch */
 };
 
 struct mta_sts_state {

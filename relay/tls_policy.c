@@ -24,6 +24,7 @@ struct tls_policy_ctx {
 	char *ca_file, *sts_ca_file;	/* copies of the config's strings */
 	struct tls_trust *trust;	/* NULL: no trust anchors at all */
 	struct tls_dane *dane;
+	struct mta_sts_failed *sts_failed;	/* fetches that failed lately */
 };
 
 struct tls_policy_ctx *
@@ -47,6 +48,7 @@ tls_policy_ctx_new(const struct tls_policy_config *cfg, char *err, size_t errsiz
 		log_warn("outbound TLS: %s: verify and MTA-STS cannot succeed", err);
 	if ((c->dane = tls_dane_new(err, errsize)) == NULL)
 		goto fail;
+	c->sts_failed = mta_sts_failed_new();
 	return c;
 fail:
 	tls_policy_ctx_free(&c);
@@ -62,6 +64,7 @@ tls_policy_ctx_free(struct tls_policy_ctx **cp)
 		return;
 	tls_trust_free(&c->trust);
 	tls_dane_free(&c->dane);
+	mta_sts_failed_free(&c->sts_failed);
 	free(c->ca_file);
 	free(c->sts_ca_file);
 	free(c);
@@ -224,7 +227,8 @@ sts_for_host(struct tls_policy_ctx *ctx, struct tls_dest_policy *dp,
 
 	if (!dp->sts_looked_up) {
 		struct mta_sts_env env = { ctx->cfg.resolver,
-		    ctx->cfg.store, ctx->cfg.sts_fetch, ctx->cfg.sts_no_fetch };
+		    ctx->cfg.store, ctx->cfg.sts_fetch, ctx->cfg.sts_no_fetch,
+		    ctx->sts_failed };
 		mta_sts_cache_lookup(&env, dp->domain, now, &dp->sts);
 		dp->sts_looked_up = 1;
 	}

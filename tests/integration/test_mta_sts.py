@@ -45,7 +45,7 @@ class StsLab:
         names = ["mta-sts.%s.sts.test" % d for d in
                  ("enforce", "badcert", "testing", "change", "gone", "redirect", "html",
                   "big", "invalid", "restart", "expire", "none", "nomatch", "pool", "strict",
-                  "stripped", "rt", "rttesting")]
+                  "stripped", "rt", "rttesting", "down")]
         web = pki.cert(names)
         wrong = pki.cert(["www.elsewhere.test"])
         mx1 = pki.cert(["mx1.enforce.sts.test", "mx.testing.sts.test", "mx.change.sts.test",
@@ -65,7 +65,8 @@ class StsLab:
         }
         recs = []
         for d in ("enforce", "badcert", "testing", "gone", "redirect", "html", "big",
-                  "invalid", "restart", "expire", "none", "nomatch", "webpki", "noaddr", "strict"):
+                  "invalid", "restart", "expire", "none", "nomatch", "webpki", "noaddr", "strict",
+                  "down"):
             recs.append('_mta-sts.%s TXT "v=STSv1; id=1;"' % d)
             if d == "webpki":
                 recs.append("mta-sts.%s A 127.0.0.23" % d)
@@ -93,7 +94,7 @@ class StsLab:
             "rttesting MX 10 mx.rt",
         ]
         for d in ("change", "gone", "redirect", "html", "big", "invalid", "restart", "expire",
-                  "none", "webpki", "noaddr"):
+                  "none", "webpki", "noaddr", "down"):
             recs.append("%s MX 10 mx.%s" % (d, d))
         cls.recs = recs
         lab = DnssecLab()
@@ -120,6 +121,7 @@ class StsLab:
         w.set("mta-sts.restart.sts.test", policy("enforce", "mx.restart.sts.test"))
         w.set("mta-sts.expire.sts.test", policy("enforce", "mx.expire.sts.test", max_age=600))
         w.set("mta-sts.none.sts.test", policy("none"))
+        w.set("mta-sts.down.sts.test", "down\n", status=503)
         w.set("mta-sts.stripped.sts.test", policy("enforce", "mx.stripped.sts.test"))
         w.set("mta-sts.rt.sts.test", policy("enforce", "mx.rt.sts.test"))
         w.set("mta-sts.rttesting.sts.test", policy("testing", "mx.rt.sts.test"))
@@ -280,6 +282,20 @@ class MtaStsDaemonTest(unittest.TestCase):
         self.assertEqual(web.fetches("mta-sts.change.sts.test"), fetches + 1)
         self.assertIn("mta-sts cache: policy 2 mode enforce",
                       self.a.mailctl("tls", "change.sts.test").stdout)
+
+    def test_failed_fetch_not_repeated_by_each_delivery(self):
+        # a policy host that fails: one fetch serves the deliveries of the
+        # next MTA_STS_RETRY_S (300 s), each still reporting the failure
+        web = self.w.web
+        before = web.fetches("mta-sts.down.sts.test")
+        for _ in range(3):
+            qid, d = self.send("u@down.sts.test")
+            self.assertEqual(d["status"], "sent")
+            self.assertEqual(web.fetches("mta-sts.down.sts.test"), before + 1)
+        rep = json.loads(self.a.mailctl("tls-report", "--json", "down.sts.test").stdout)
+        fails = [f for p in rep["policies"] for f in p.get("failure-details", [])
+                 if f["result-type"] == "sts-policy-fetch-error"]
+        self.assertEqual(sum(f["failed-session-count"] for f in fails), 3, rep)
 
     def test_cache_survives_restart(self):
         rogue = self.w.peers["127.0.0.22"]

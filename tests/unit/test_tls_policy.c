@@ -451,6 +451,47 @@ test_sts_unfetchable(void)
 	tls_policy_ctx_free(&c);
 }
 
+/* A failed fetch is made once per MTA_STS_RETRY_S for a domain and id
+ * when the env has a table of failures; without one, every lookup
+ * fetches. */
+static void
+test_sts_failed_fetch_remembered(void)
+{
+	struct mta_sts_failed *failed = mta_sts_failed_new();
+	struct mta_sts_env env = { resolver, NULL, { NULL, 0, 0, 0 }, 0, failed };
+	struct mta_sts_env bare = { resolver, NULL, { NULL, 0, 0, 0 }, 0, NULL };
+	struct mta_sts_state st;
+	const int64_t t0 = 1780000000;
+
+	mta_sts_cache_lookup(&env, "sts.test", t0, &st);
+	CU_ASSERT_EQUAL(st.fetch_tried, 1);
+	CU_ASSERT_EQUAL(st.failure, MTA_STS_FAIL_FETCH);
+	mta_sts_state_clear(&st);
+	/* Within the time: the same failure, no fetch. */
+	mta_sts_cache_lookup(&env, "STS.test.", t0 + 10, &st);
+	CU_ASSERT_EQUAL(st.have, 0);
+	CU_ASSERT_EQUAL(st.fetch_tried, 0);
+	CU_ASSERT_EQUAL(st.failure, MTA_STS_FAIL_FETCH);
+	CU_ASSERT_PTR_NOT_NULL(strstr(st.detail, "next fetch in 290 s"));
+	mta_sts_state_clear(&st);
+	/* A clock that went back is no reason to wait. */
+	mta_sts_cache_lookup(&env, "sts.test", t0 - 1, &st);
+	CU_ASSERT_EQUAL(st.fetch_tried, 1);
+	mta_sts_state_clear(&st);
+	/* The time passed: fetched again. */
+	mta_sts_cache_lookup(&env, "sts.test", t0 - 1 + MTA_STS_RETRY_S, &st);
+	CU_ASSERT_EQUAL(st.fetch_tried, 1);
+	mta_sts_state_clear(&st);
+	/* No table: every lookup fetches. */
+	for (int i = 0; i < 2; i++) {
+		mta_sts_cache_lookup(&bare, "sts.test", t0 + i, &st);
+		CU_ASSERT_EQUAL(st.fetch_tried, 1);
+		mta_sts_state_clear(&st);
+	}
+	mta_sts_failed_free(&failed);
+	CU_ASSERT_PTR_NULL(failed);
+}
+
 static struct tls_host_policy *
 dane_host(struct tls_policy_ctx *c, struct tls_dest_policy **dp)
 {
@@ -587,6 +628,8 @@ main(void)
 	CU_add_test(s, "host policy digests", test_digest);
 	CU_add_test(s, "fixed next hops", test_fixed);
 	CU_add_test(s, "MTA-STS that cannot be fetched", test_sts_unfetchable);
+	CU_add_test(s, "a failed MTA-STS fetch is remembered",
+	    test_sts_failed_fetch_remembered);
 	CU_add_test(s, "session verdicts", test_check_chain);
 	CU_add_test(s, "report records", test_report);
 	CU_add_test(s, "context errors", test_ctx);

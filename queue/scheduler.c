@@ -26,7 +26,8 @@
 #include "queue/store.h"
 
 #define SCHED_SCAN_PAGE 256	/* due entries read per read transaction */
-#define SCHED_SCAN_MAX 4096	/* due entries looked at per pass */
+#define SCHED_SCAN_MAX 4096	/* due entries planned per pass */
+#define SCHED_SCAN_SEEN_MAX 65536 /* due entries looked at per pass */
 #define SCHED_BUCKETS 1024
 #define SCHED_TICK_MS 1000	/* a full pass at least this often */
 
@@ -88,7 +89,7 @@ struct scheduler {
 	struct sched_job *head, *tail;	/* ready jobs */
 	size_t nready;
 	size_t in_flight;	/* handed out or ready, not done */
-	int full_scan;		/* next pass starts at the beginning */
+	int full_scan;		/* next pass is a full one (sched_scan) */
 	int joined;		/* main thread only */
 	struct sched_count *table[SCHED_BUCKETS];
 	struct sched_wait *waiting[SCHED_BUCKETS];	/* by (id, dest) */
@@ -507,24 +508,26 @@ sched_check_waiting(struct scheduler *s)
 }
 
 /*
- * One pass over the due index: from the beginning (once a second, after a
- * flush), else from where the last pass stopped, which is where new mail
- * lands. A due entry whose (message, destination) has a job in flight or
- * waits costs one hash lookup.
+ * One pass over the due index from where the last pass stopped, which is
+ * where new mail lands. A full pass (once a second, after a flush) goes
+ * on from the beginning when it reaches the end, so that successive full
+ * passes cover the whole index however many entries wait at its front: a
+ * pass plans at most SCHED_SCAN_MAX entries and looks at most at
+ * SCHED_SCAN_SEEN_MAX. A due entry whose (message, destination) has a job
+ * in flight or waits costs one hash lookup and is not planned again.
  */
 static void
 sched_scan(struct scheduler *s, int full)
 {
 	struct store_due *page = xcalloc(SCHED_SCAN_PAGE, sizeof *page);
 	int64_t now = time(NULL);
-	size_t seen = 0, n;
+	size_t seen = 0, planned = 0, n;
 	queue_id_t last_planned = 0;
+	int wrap = full && s->have_cursor;	/* else it starts at the beginning */
 
-	if (full)
-		s->have_cursor = 0;
-	while (seen < SCHED_SCAN_MAX) {
+	while (planned < SCHED_SCAN_MAX && seen < SCHED_SCAN_SEEN_MAX) {
 		if (store_due_list(s->st, s->have_cursor ? &s->cursor : NULL, now, page,
-		    SCHED_SCAN_PAGE, &n) != STORE_OK || n == 0)
+		    SCHED_SCAN_PAGE, &n) != STORE_OK)
 			break;
 		for (size_t i = 0; i < n; i++) {
 			int busy;
@@ -537,13 +540,21 @@ sched_scan(struct scheduler *s, int full)
 			if (!busy && page[i].id != last_planned) {
 				sched_plan_message(s, page[i].id, now);
 				last_planned = page[i].id;
+				planned++;
 			}
 		}
 		seen += n;
-		s->cursor = page[n - 1];
-		s->have_cursor = 1;
-		if (n < SCHED_SCAN_PAGE)
-			break;
+		if (n > 0) {
+			s->cursor = page[n - 1];
+			s->have_cursor = 1;
+		}
+		if (n < SCHED_SCAN_PAGE) {
+			/* The end: a full pass goes round once. */
+			if (!wrap)
+				break;
+			wrap = 0;
+			s->have_cursor = 0;
+		}
 	}
 	free(page);
 }

@@ -93,6 +93,31 @@ put(struct queue_store *s, const char *const *addrs, size_t n)
 	return id;
 }
 
+/* n messages to addr, in one transaction. */
+static void
+put_many(struct queue_store *s, const char *addr, size_t n)
+{
+	struct store_wtxn *t;
+
+	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
+	for (size_t i = 0; i < n; i++) {
+		struct envelope env;
+
+		memset(&env, 0, sizeof env);
+		env.id = queue_id_next();
+		env.arrival = time(NULL);
+		env.sender = xstrdup("sender@example.org");
+		env.helo = xstrdup("client.example");
+		env.client_addr = xstrdup("192.0.2.1");
+		env.nrcpts = 1;
+		env.rcpts = xcalloc(1, sizeof *env.rcpts);
+		env.rcpts[0].addr = xstrdup(addr);
+		CU_ASSERT(store_put_msg(t, &env, "x\r\n", 3) == STORE_OK);
+		envelope_free(&env);
+	}
+	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+}
+
 static void
 set_state(struct queue_store *s, queue_id_t id, uint32_t idx,
     enum rcpt_state state, int64_t next_try)
@@ -182,6 +207,48 @@ test_slot_not_lost(void)
 	CU_ASSERT_EQUAL(j->id, m4);
 	set_state(s, m4, 0, RCPT_SENT, 0);
 	scheduler_job_done(sc, j);
+	scheduler_shutdown(sc);
+	scheduler_free(&sc);
+	store_close(&s);
+	tmpdir_remove(&dir);
+}
+
+/* More messages wait for a hung destination than one pass looks at:
+ * a message for another destination behind them is still planned, with
+ * no wake-up (full passes go on where the last one stopped). */
+static void
+test_backlog_does_not_hide_due_mail(void)
+{
+	char *dir = tmpdir_make();
+	struct queue_store *s = open_store(dir);
+	static const char *const fast[] = { "u@fast.example" };
+	struct scheduler *sc;
+	struct sched_job *slow = NULL, *found = NULL;
+	queue_id_t m;
+	int64_t end;
+
+	put_many(s, "u@slow.example", 5000);
+	m = put(s, fast, 1);
+	sc = scheduler_start(s, 1);
+	CU_ASSERT_FATAL(sc != NULL);
+	end = time_mono_ms() + WAIT_MS;
+	while (found == NULL && time_mono_ms() < end) {
+		struct sched_job *j = scheduler_take_job(sc, NULL, NULL);
+		if (j == NULL)
+			usleep(5000);
+		else if (strcmp(j->dest, "fast.example") == 0)
+			found = j;
+		else if (slow == NULL)
+			slow = j;	/* hangs: never done until the end */
+		else
+			CU_FAIL("two jobs at once for a destination of limit 1");
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(found);
+	CU_ASSERT_EQUAL(found->id, m);
+	set_state(s, m, 0, RCPT_SENT, 0);
+	scheduler_job_done(sc, found);
+	if (slow != NULL)
+		scheduler_job_done(sc, slow);
 	scheduler_shutdown(sc);
 	scheduler_free(&sc);
 	store_close(&s);
@@ -538,6 +605,8 @@ main(void)
 	    !CU_add_test(suite, "a free slot is not lost", test_slot_not_lost) ||
 	    !CU_add_test(suite, "one next hop, one limit", test_hop_shared_limit) ||
 	    !CU_add_test(suite, "nothing stranded (invariant)", test_nothing_stranded) ||
+	    !CU_add_test(suite, "a backlog does not hide due mail",
+	    test_backlog_does_not_hide_due_mail) ||
 	    !CU_add_test(suite, "1,000 recipients: linear planning", test_plan_linear)) {
 		CU_cleanup_registry();
 		return 1;

@@ -509,6 +509,10 @@ cmd_mail(struct smtp_session *s, const char *arg)
 		session_bad_sequence(s, "send HELO/EHLO first");
 		return;
 	}
+	/* A refused BDAT chunk failed the transaction: the client sends no
+	 * more chunks (RFC 3030 2), so no LAST ends it; a new MAIL does. */
+	if (s->in_txn && s->bdat_failed)
+		session_txn_reset(s);
 	if (s->in_txn) {
 		session_bad_sequence(s, "nested MAIL command");
 		return;

@@ -136,7 +136,8 @@ struct smtp_session {
 	size_t nrcpts, caprcpts;
 	int bdat_used;			/* BDAT seen in this transaction */
 	int bdat_failed;		/* the transaction's chunks are refused
-					 * until LAST (no valid recipients) */
+					 * until LAST or a new MAIL (a chunk
+					 * refused, no valid recipients) */
 	const char *bdat_refusal;	/* this chunk is read and refused so */
 	const char *bdat_fail_reply;	/* with bdat_failed: the chunks' reply */
 	uint64_t bdat_left;		/* bytes of the current chunk still to read */

@@ -199,6 +199,29 @@ class SmtpTest(unittest.TestCase):
         c.close()
         self.assertEqual(len(self.queued_ids() - before), 1)
 
+    def test_new_mail_after_a_refused_bdat_chunk(self):
+        """RFC 3030 2: after a 4xx/5xx to a chunk the client sends no more
+        chunks; its next MAIL (no RSET, no LAST) starts a new
+        transaction, and the pipelined chunk behind the refused one is
+        still refused."""
+        before = self.queued_ids()
+        c, _ = greet(self.srv.port)
+        c.cmd("MAIL FROM:<a@b.example>")
+        c.cmd("RCPT TO:<alice@localhost>")
+        chunk = (b"x" * 98 + b"\r\n") * 400          # 40,000 octets
+        c.send(b"BDAT %d\r\n" % len(chunk) + chunk)
+        self.assertEqual(c.reply()[0], 250)
+        c.send(b"BDAT %d\r\n" % len(chunk) + chunk + b"BDAT %d\r\n" % len(chunk) + chunk)
+        self.assertEqual(c.reply()[0], 552)
+        self.assertEqual(c.reply()[0], 552)
+        self.assertEqual(c.cmd("MAIL FROM:<a@b.example>")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<alice@localhost>")[0], 250)
+        c.send(b"BDAT 4 LAST\r\nhi\r\n")
+        self.assertEqual(c.reply()[0], 250)
+        self.assertEqual(c.cmd("QUIT")[0], 221)
+        c.close()
+        self.assertEqual(len(self.queued_ids() - before), 1)
+
     def test_long_command_line(self):
         c, _ = greet(self.srv.port)
         code, lines = c.cmd("NOOP " + "x" * 600)

@@ -100,6 +100,15 @@ struct dns_mx_result {
 	struct dns_mx_host hosts[DNS_MAX_MX_HOSTS];
 	size_t ntargets;		/* at most options.max_addrs */
 	struct dns_target targets[DNS_MAX_TARGETS];
+	/* MX hosts left out of hosts for want of an address: a client must
+	 * still see its own name among them (RFC 5321 5.1) and know whether
+	 * a better host only failed for now. */
+	size_t ndropped;
+	struct dns_mx_dropped {
+		char name[DNS_NAME_MAX];
+		uint16_t pref;
+		int temp;		/* the address lookup failed for now */
+	} dropped[DNS_MAX_MX_HOSTS];
 };
 
 struct dns_addr_result {

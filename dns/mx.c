@@ -836,6 +836,10 @@ dns_mx_lookup(struct dns_resolver *r, const char *domain,
 		struct dns_mx_host *h = &res->hosts[i];
 		host_lookup(r, h->name, deadline, &rnd, &ha);
 		if (ha.n == 0) {
+			struct dns_mx_dropped *d = &res->dropped[res->ndropped++];
+			str_copy(d->name, h->name, sizeof d->name);
+			d->pref = h->pref;
+			d->temp = ha.temp;
 			if (ha.temp)
 				ntemp++;
 			detail_set(last_why, sizeof last_why, "%s: %s", h->name,

@@ -1694,24 +1694,38 @@ deliver_mx(struct relay_job *job, const char *domain)
 		return;
 	}
 	status = dns_mx_lookup(ctx->dns, domain, &res);
-	if (status != DNS_OK) {
-		dns_failed(job, status, domain, "MX", res->detail);
-		dns_mx_result_free(&res);
-		return;
-	}
-	/* RFC 5321 5.1: when this server is one of the MX hosts, only hosts
-	 * of a better preference may be tried; if there is none, the mail
-	 * would loop back to us. */
+	/* RFC 5321 5.1: when this server is one of the MX hosts (by name
+	 * also when its name has no address here), only hosts of a better
+	 * preference may be tried; if none of them has an address, the mail
+	 * would loop back to us, unless one failed only for now. */
 	uint32_t self_pref = UINT32_MAX;
 	for (size_t h = 0; h < res->nhosts; h++)
 		if (host_is_self(ctx, &res->hosts[h]) &&
 		    res->hosts[h].pref < self_pref)
 			self_pref = res->hosts[h].pref;
+	for (size_t h = 0; h < res->ndropped; h++)
+		if (strcasecmp(res->dropped[h].name, ctx->helo) == 0 &&
+		    res->dropped[h].pref < self_pref)
+			self_pref = res->dropped[h].pref;
 	if (self_pref != UINT32_MAX && (res->nhosts == 0 ||
 	    res->hosts[0].pref >= self_pref)) {
-		char diag[DNS_NAME_MAX + 40];
-		snprintf(diag, sizeof diag, "mail for %s loops back to myself", domain);
-		job_final_all(job, 0, RELAY_BOUNCED, "5.4.6", "none", diag);
+		char diag[DNS_NAME_MAX + 80];
+		int later = 0;
+		for (size_t h = 0; h < res->ndropped; h++)
+			later |= res->dropped[h].temp && res->dropped[h].pref < self_pref;
+		if (later) {
+			job_error(job, "4.4.3", "none", "the MX hosts of %s better "
+			    "than myself have no address for now", domain);
+		} else {
+			snprintf(diag, sizeof diag, "mail for %s loops back to myself",
+			    domain);
+			job_final_all(job, 0, RELAY_BOUNCED, "5.4.6", "none", diag);
+		}
+		dns_mx_result_free(&res);
+		return;
+	}
+	if (status != DNS_OK) {
+		dns_failed(job, status, domain, "MX", res->detail);
 		dns_mx_result_free(&res);
 		return;
 	}

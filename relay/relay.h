@@ -9,9 +9,11 @@
  *    host (no MX lookup). A permanent DNS failure bounces (5.1.10 null MX,
  *    5.1.2 no such domain); a temporary one defers. An MX host is this
  *    server itself when its name is helo_name or one of its addresses is
- *    an address this server listens on at smtp_port (settings.self): then
- *    only MX hosts of a better preference are tried, and with none the
- *    mail bounces (5.4.6, it would loop back to us; RFC 5321 5.1). An
+ *    an address this server listens on at smtp_port (settings.self), by
+ *    name also when that name has no address: then only MX hosts of a
+ *    better preference are tried, and with none that has an address the
+ *    mail bounces (5.4.6, it would loop back to us; RFC 5321 5.1), or
+ *    defers (4.4.3) when a better host's address lookup failed for now. An
  *    address of a fixed host (an address literal, a route, the
  *    relayhost) that is ours at its port is never tried either; when
  *    every address is, the mail bounces the same way.

@@ -10,6 +10,16 @@ from harness import send_message as send, DnsServer, Server, free_port, greet, w
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+def relay_server(smtp_port, hostname, dns):
+    """A relay (not started) that asks dns and delivers to smtp_port."""
+    srv = Server("smtp_port = %d\nretry_min = 1h\nretry_max = 2h\n"
+                 "connect_timeout = 2s\n" % smtp_port, hostname=hostname)
+    # the test DNS server (the harness default is a dead port)
+    srv.write_config(open(srv.conf).read().replace(
+        "dns_server = 127.0.0.1:1", "dns_server = 127.0.0.1:%d" % dns.port))
+    return srv
+
+
 
 
 class RelayTest(unittest.TestCase):
@@ -25,12 +35,7 @@ class RelayTest(unittest.TestCase):
         cls.b.start(wait=False)
         cls.b.wait_ready(cls.mx_port, "127.0.0.2")
         cls.b.wait_ready(cls.mx_port, "127.0.0.3")
-        cls.a = Server("smtp_port = %d\nretry_min = 1h\nretry_max = 2h\n"
-                       "connect_timeout = 2s\n" % cls.mx_port, hostname="relay.a.test")
-        # point A at the test DNS server (the harness default is a dead port)
-        text = open(cls.a.conf).read().replace("dns_server = 127.0.0.1:1",
-                                                "dns_server = 127.0.0.1:%d" % cls.dns.port)
-        cls.a.write_config(text)
+        cls.a = relay_server(cls.mx_port, "relay.a.test", cls.dns)
         cls.a.start()
 
     @classmethod
@@ -96,6 +101,50 @@ class RelayTest(unittest.TestCase):
                                                if qid + ": to=" in l][0], 10, "deferral")
         q = {m["id"]: m for m in self.a.queue_json()["messages"]}
         self.assertEqual(q[qid]["recipients"][0]["state"], "deferred")
+
+
+class SelfWithoutAddressTest(unittest.TestCase):
+    """RFC 5321 5.1 for a relay whose own name (ghost.a.test) has no
+    address in the DNS: it still finds itself among the MX hosts by name,
+    tries only better ones, and never hands the mail to a worse one."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dns = DnsServer(os.path.join(HERE, "dns", "mail.data"))
+        cls.a = relay_server(free_port("127.0.0.2"), "ghost.a.test", cls.dns)
+        cls.a.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.a.stop()
+        cls.a.cleanup()
+        cls.dns.stop()
+        assert code == 0, code
+
+    def bounce_for(self, rcpt):
+        user = rcpt.split("@")[0]
+        send(self.a.port, user + "-sender@localhost", rcpt, b"Subject: b\r\n\r\nx\r\n")
+        files = wait_for(lambda: self.a.maildir_files(user + "-sender@localhost"), 30,
+                         "the bounce for " + rcpt)
+        with open(files[0], "rb") as f:
+            report = f.read()
+        self.assertIn(b"Status: 5.4.6", report)
+        self.assertIn(b"loops back to myself", report)
+
+    def test_only_mx_is_myself(self):
+        self.bounce_for("u@selfghost.test")
+
+    def test_worse_mx_is_never_tried(self):
+        # down.b.test (10) has no address; mx.b.test (30) is worse than us
+        self.bounce_for("u@backupghost.test")
+
+    def test_better_mx_failing_for_now_defers(self):
+        qid = send(self.a.port, "sender@localhost", "u@tempghost.test", b"Subject: t\r\n\r\nx\r\n")
+        line = wait_for(lambda: [l for l in self.a.logtext().splitlines()
+                                 if qid + ": to=<u@tempghost.test>" in l], 30, "the attempt")[0]
+        self.assertIn("status=deferred", line)
+        self.assertIn("better than myself have no address for now", line)
+        self.assertNotIn("127.0.0.2", line)
 
 
 if __name__ == "__main__":

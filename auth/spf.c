@@ -277,11 +277,17 @@ target(struct spf_check *c, const struct spf_term *t, char *out,
 {
 	if (t->spec == NULL)
 		return str_copy(out, c->env.domain, outsize) == 0 ? M_NO : M_PERM;
-	if (spf_expand_domain(&c->env, t->spec, t->speclen, out, outsize) != 0) {
+	switch (spf_expand_domain(&c->env, t->spec, t->speclen, out, outsize)) {
+	case 0:
+		return M_NO;
+	case -2:
+		/* Queried as a name that does not exist (spf.h). */
+		out[0] = '\0';
+		return M_NO;
+	default:
 		problem(c, "cannot expand %.*s", (int)t->speclen, t->spec);
 		return M_PERM;
 	}
-	return M_NO;
 }
 
 static enum match

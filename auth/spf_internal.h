@@ -107,7 +107,8 @@ int spf_macro_expand(const struct spf_macro_env *env, const char *s,
 /*
  * Expands a domain-spec into a name to query: macros expanded, a trailing
  * dot dropped, then labels cut from the left while longer than 253
- * octets (7.3). Returns 0, or -1 (bad syntax, nothing left).
+ * octets (7.3). Returns 0, -1 (bad syntax, nothing left), or -2 when
+ * what is left is one label too long to be cut (no query can be made).
  */
 int spf_expand_domain(const struct spf_macro_env *env, const char *spec,
     size_t len, char *out, size_t outsize);

@@ -281,7 +281,13 @@ spf_expand_domain(const struct spf_macro_env *env, const char *spec,
 		n -= (size_t)(dot + 1 - p);
 		p = dot + 1;
 	}
-	if (n == 0 || n > SPF_NAME_MAX || n >= outsize) {
+	if (n > SPF_NAME_MAX) {
+		/* One label too long to cut: no DNS query can be made of it,
+		 * a name that does not exist (spf.h). */
+		buf_free(&b);
+		return -2;
+	}
+	if (n == 0 || n >= outsize) {
 		buf_free(&b);
 		return -1;
 	}

@@ -319,10 +319,10 @@ test_macro_bounds(void)
 	CU_ASSERT(strlen(name) > 200);
 	CU_ASSERT(strcmp(name + strlen(name) - 12, ".example.net") == 0);
 	CU_ASSERT(name[0] != '.');
-	/* One label too long to cut. */
+	/* One label too long to cut: no query can be made of it. */
 	memset(spec, 'a', 300);
 	CU_ASSERT_EQUAL(spf_expand_domain(&env, spec, 300, name, sizeof name),
-	    -1);
+	    -2);
 }
 
 /* ---- whole checks ---- */
@@ -354,7 +354,8 @@ static const char zone[] =
 	"c10.example.test TXT \"v=spf1 ip4:192.0.2.1\"\n"
 	"self.example.test TXT \"v=spf1 include:self.example.test\"\n"
 	"voids.example.test TXT \"v=spf1 a:n1.example.test a:n2.example.test "
-	"exists:n3.example.test +all\"\n";
+	"exists:n3.example.test +all\"\n"
+	"longlabel.example.test TXT \"v=spf1 exists:%{l}%{l}%{l}%{l}%{l} ?all\"\n";
 
 static struct auth_dns *
 zone_dns(void)
@@ -408,6 +409,12 @@ test_check_results(void)
 	CU_ASSERT_STRING_EQUAL(out.mechanism, "-all");
 	CU_ASSERT_STRING_EQUAL(out.explanation,
 	    "203.0.113.1 is not one of example.test's servers");
+
+	/* An expansion of one label past 253 octets is a name that does not
+	 * exist (a void lookup), not a permerror. */
+	CU_ASSERT_EQUAL(check(d, "203.0.113.1", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaa@longlabel.example.test", &out), SPF_NEUTRAL);
+	CU_ASSERT_EQUAL(out.void_lookups, 1);
 
 	CU_ASSERT_EQUAL(check(d, "203.0.113.1", "a@soft.example.test", &out),
 	    SPF_SOFTFAIL);

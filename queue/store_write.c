@@ -515,12 +515,18 @@ store_rcpt_update(struct store_wtxn *t, queue_id_t id, uint32_t idx,
 		return STORE_INVALID;
 	if ((st = rcpt_get(t, id, idx, &r)) != STORE_OK)
 		return st;
-	if (RCPT_IS_FINAL(r.state)) {
+	if (RCPT_IS_FINAL(r.state) && !(u->state == RCPT_SENT &&
+	    r.state == RCPT_BOUNCED && (r.flags & RCPT_F_NOTICE_PENDING))) {
 		queue_rcpt_clear(&r);
 		return STORE_OK;	/* a repeated result */
 	}
+	/* Else a delivery that went through while the recipient was bounced
+	 * apart from it (mailctl bounce, its lifetime) and the notice is not
+	 * out yet: the mail arrived, so the notice saying it did not goes. */
 	if ((st = due_del(t, id, &r)) != STORE_OK)
 		goto out;
+	if (RCPT_IS_FINAL(r.state))
+		r.flags &= ~(unsigned)RCPT_F_NOTICE_PENDING;
 	r.state = u->state;
 	r.flags = (r.flags & ~u->clear_flags) | u->set_flags;
 	if (u->attempt_time > 0) {

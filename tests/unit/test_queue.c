@@ -1414,11 +1414,25 @@ test_notice_pending(void)
 	CU_ASSERT_EQUAL_FATAL(n, 1);
 	CU_ASSERT_EQUAL(due[0].when, now + 60);
 	/* A repeated result changes nothing. */
-	CU_ASSERT(upd(s, id, 0, RCPT_SENT, 0, 0, &removed) == STORE_OK);
+	CU_ASSERT(upd(s, id, 0, RCPT_BOUNCED, RCPT_F_NOTICE_PENDING, now + 90,
+	    &removed) == STORE_OK);
 	CU_ASSERT_EQUAL(removed, 0);
+	CU_ASSERT(store_due_list(s, NULL, INT64_MAX, due, 4, &n) == STORE_OK);
+	CU_ASSERT_EQUAL_FATAL(n, 1);
+	CU_ASSERT_EQUAL(due[0].when, now + 60);
 	CU_ASSERT_FATAL(store_wtxn_begin(s, NULL, &t) == STORE_OK);
 	CU_ASSERT(store_rcpt_notice_done(t, id, 0, 0, &removed) == STORE_OK);
 	CU_ASSERT(store_wtxn_commit(&t) == STORE_OK);
+	CU_ASSERT_EQUAL(removed, 1);
+	CU_ASSERT(store_msg_load(s, id, &m) == STORE_NOTFOUND);
+	CU_ASSERT_EQUAL(due_count(s), 0);
+	/* A delivery that went through while the recipient was bounced
+	 * apart from it (mailctl bounce, its lifetime), before the notice
+	 * went out: sent, and no failure notice. */
+	id = put_direct(s, 1, 10);
+	CU_ASSERT(upd(s, id, 0, RCPT_BOUNCED, RCPT_F_NOTICE_PENDING, now + 60,
+	    &removed) == STORE_OK);
+	CU_ASSERT(upd(s, id, 0, RCPT_SENT, 0, 0, &removed) == STORE_OK);
 	CU_ASSERT_EQUAL(removed, 1);
 	CU_ASSERT(store_msg_load(s, id, &m) == STORE_NOTFOUND);
 	CU_ASSERT_EQUAL(due_count(s), 0);

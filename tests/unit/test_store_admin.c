@@ -311,6 +311,25 @@ test_requeue_bounce(void)
 	CU_ASSERT(!(m.env.flags & ENV_HELD));
 	queue_msg_free(&m);
 	CU_ASSERT_EQUAL(due_count(&f, now + 10), 2);
+	/* a delivery under way meanwhile went through: that recipient is
+	 * sent, and its failure notice no longer pending */
+	ua = (struct update_arg){ id, 0, { .state = RCPT_SENT, .attempt_time = now,
+	    .diag = "250 2.0.0 ok", .status = "2.0.0" } };
+	CU_ASSERT_EQUAL(in_txn(&f, do_update, &ua), STORE_OK);
+	load(&f, id, &m);
+	CU_ASSERT_EQUAL(m.rcpts[0].state, RCPT_SENT);
+	CU_ASSERT(!(m.rcpts[0].flags & RCPT_F_NOTICE_PENDING));
+	CU_ASSERT_EQUAL(m.rcpts[1].state, RCPT_BOUNCED);
+	CU_ASSERT(m.rcpts[1].flags & RCPT_F_NOTICE_PENDING);
+	queue_msg_free(&m);
+	CU_ASSERT_EQUAL(due_count(&f, now + 10), 1);
+	/* a failure after it changes nothing (a repeated result) */
+	ua = (struct update_arg){ id, 0, { .state = RCPT_BOUNCED, .attempt_time = now,
+	    .set_flags = RCPT_F_NOTICE_PENDING, .diag = "550 no", .status = "5.0.0" } };
+	CU_ASSERT_EQUAL(in_txn(&f, do_update, &ua), STORE_OK);
+	load(&f, id, &m);
+	CU_ASSERT_EQUAL(m.rcpts[0].state, RCPT_SENT);
+	queue_msg_free(&m);
 	/* bounced again: nothing left to bounce */
 	CU_ASSERT_EQUAL(in_txn(&f, do_bounce, &ba), STORE_OK);
 	CU_ASSERT_EQUAL(ba.n, 0);

@@ -255,7 +255,7 @@ store_hold_all(struct queue_store *s, int hold, int64_t now, uint64_t *count_r)
 	int st;
 
 	*count_r = 0;
-	do {
+	for (;;) {
 		struct store_wtxn *t;
 		uint64_t changed = 0;
 
@@ -278,13 +278,15 @@ store_hold_all(struct queue_store *s, int hold, int64_t now, uint64_t *count_r)
 		else
 			store_wtxn_abort(&t);
 		if (st == STORE_FULL && store_grow(s)) {
-			after = n > 0 ? ids[0] - 1 : after;	/* this batch again */
+			after = ids[0] - 1;	/* this batch again */
 			continue;
 		}
 		if (st != STORE_OK)
 			return st;
 		*count_r += changed;
-	} while (n == STORE_HOLD_CHUNK);
+		if (n < STORE_HOLD_CHUNK)
+			break;
+	}
 	return STORE_OK;
 }
 

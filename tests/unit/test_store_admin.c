@@ -355,6 +355,60 @@ test_hold_all(void)
 	fixture_close(&f);
 }
 
+/* A map full to the last page at open: hold all grows it and holds the
+ * batch it had to give up, also when that batch is the last one. */
+static void
+test_hold_all_full(void)
+{
+	struct fixture f;
+	struct store_limits lim = { 0 };
+	int64_t now = time(NULL);
+	uint64_t n;
+	char err[256];
+	int st, k = 0;
+
+	str_copy(f.dir, "/tmp/test_store_admin.XXXXXX", sizeof f.dir);
+	CU_ASSERT_FATAL(mkdtemp(f.dir) != NULL);
+	lim.map_size = 1;
+	lim.map_max = 256 << 20;
+	f.s = store_open_limits(f.dir, &lim, 0, err, sizeof err);
+	CU_ASSERT_FATAL(f.s != NULL);
+	do {	/* new mail until the map is full (new mail does not grow it) */
+		struct envelope env;
+		struct store_wtxn *t;
+		char body[3000];
+
+		memset(body, 'x', sizeof body);
+		memset(&env, 0, sizeof env);
+		env.id = queue_id_next();
+		env.arrival = now;
+		env.sender = xstrdup("s@example.org");
+		env.helo = xstrdup("h.example");
+		env.client_addr = xstrdup("192.0.2.1");
+		env.nrcpts = 30;
+		env.rcpts = xcalloc(30, sizeof *env.rcpts);
+		for (size_t i = 0; i < 30; i++) {
+			char a[64];
+			snprintf(a, sizeof a, "r%zu@example.net", i);
+			env.rcpts[i].addr = xstrdup(a);
+		}
+		CU_ASSERT_FATAL(store_wtxn_begin(f.s, NULL, &t) == STORE_OK);
+		st = store_put_msg(t, &env, body, sizeof body);
+		if (st == STORE_OK)
+			st = store_wtxn_commit(&t);
+		else
+			store_wtxn_abort(&t);
+		envelope_free(&env);
+		k += st == STORE_OK;
+	} while (st == STORE_OK && k < 2000);
+	CU_ASSERT_FATAL(st == STORE_FULL);
+	CU_ASSERT_FATAL(k > 0 && k < 256);	/* one batch (STORE_HOLD_CHUNK), the last */
+	CU_ASSERT_EQUAL(store_hold_all(f.s, 1, now, &n), STORE_OK);
+	CU_ASSERT_EQUAL(n, (uint64_t)k);
+	CU_ASSERT_EQUAL(due_count(&f, STORE_HOLD_TIME - 1), 0);
+	fixture_close(&f);
+}
+
 struct collect {
 	struct buf b;
 	size_t calls;
@@ -445,6 +499,7 @@ main(void)
 	    !CU_add_test(suite, "outcomes of a held message", test_held_outcomes) ||
 	    !CU_add_test(suite, "requeue and bounce", test_requeue_bounce) ||
 	    !CU_add_test(suite, "hold all, release all", test_hold_all) ||
+	    !CU_add_test(suite, "hold all, map full", test_hold_all_full) ||
 	    !CU_add_test(suite, "body chunks, queue size", test_body_chunks) ||
 	    !CU_add_test(suite, "queue size in batches", test_size_many)) {
 		CU_cleanup_registry();

@@ -701,7 +701,7 @@ bounce_put(const struct bounce_sink *out, const struct buf *b)
 int
 bounce_build(enum bounce_kind kind, const char *hostname,
     const struct bounce_orig *orig, const struct bounce_rcpt *rcpts, size_t n,
-    int64_t retry_until, const struct bounce_sink *sink)
+    int64_t retry_until, const struct bounce_sink *sink, int *eightbit_r)
 {
 	struct buf out, text, dsn, tmp;
 	struct bounce_scan sc;
@@ -823,6 +823,8 @@ bounce_build(enum bounce_kind kind, const char *hostname,
 	buf_printf(&out, "\r\n--%s--\r\n", boundary);
 	if (bounce_put(sink, &out) != 0)
 		goto out;
+	if (eightbit_r != NULL)
+		*eightbit_r = eightbit;
 	rc = 0;
 out:
 	buf_free(&out);

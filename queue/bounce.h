@@ -76,10 +76,12 @@ struct bounce_sink {
  * the original headers (text/rfc822-headers) or, with RET=FULL, the whole
  * message (message/rfc822), into out (CRLF line ends). Returns 0, or -1
  * when the original could not be read or out refused a piece (what was
- * written then is not a report).
+ * written then is not a report). With 0, *eightbit_r (if not NULL) says
+ * whether the report holds 8-bit data: it must then go with BODY=8BITMIME
+ * (RFC 6152 3).
  */
 int bounce_build(enum bounce_kind kind, const char *hostname,
     const struct bounce_orig *orig, const struct bounce_rcpt *rcpts, size_t n,
-    int64_t retry_until, const struct bounce_sink *out);
+    int64_t retry_until, const struct bounce_sink *out, int *eightbit_r);
 
 #endif

@@ -140,7 +140,7 @@ add_notice(struct job_ctx *jc, struct commit_results *req, size_t *capres,
 	struct msg_writer w;
 	struct bounce_sink sink = { msg_writer_write, &w };
 	enum commit_status st;
-	int built;
+	int built, eightbit = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		struct outcome *o = list[i];
@@ -158,7 +158,7 @@ add_notice(struct job_ctx *jc, struct commit_results *req, size_t *capres,
 	memset(&made, 0, sizeof made);
 	msg_writer_init(&w, jc->committer);
 	built = bounce_build(kind, jc->pol->hostname, &orig, br, n,
-	    jc->msg.env.arrival + jc->pol->queue_lifetime, &sink) == 0;
+	    jc->msg.env.arrival + jc->pol->queue_lifetime, &sink, &eightbit) == 0;
 	st = built ? msg_writer_finish(&w, &made) : msg_writer_status(&w);
 	free(br);
 	free(diag);
@@ -187,8 +187,8 @@ add_notice(struct job_ctx *jc, struct commit_results *req, size_t *capres,
 	 * as the original was; where that cannot be, it is lost, not sent in
 	 * clear (a notice of a notice is never made). */
 	msg_writer_own_envelope(m, jc->pol->hostname, "", to,
-	    (orig.smtputf8 ? ENV_SMTPUTF8 : 0) | (jc->msg.env.flags & ENV_REQUIRETLS),
-	    now);
+	    (orig.smtputf8 ? ENV_SMTPUTF8 : 0) | (eightbit ? ENV_8BITMIME : 0) |
+	    (jc->msg.env.flags & ENV_REQUIRETLS), now);
 	return 0;
 }
 

@@ -53,6 +53,22 @@ class PeerTest(unittest.TestCase):
         wait_for(lambda: self.states(qid) == {}, 20, "the message to leave the queue")
         self.assertIn("status=sent", self.srv.logtext())
 
+    def test_bounce_of_8bit_mail_declares_8bitmime(self):
+        """RFC 6152 3: a notice that returns an 8-bit original (RET=FULL)
+        goes out with BODY=8BITMIME."""
+        self.start(rcpt={"bounce": "550 5.1.1 no such user"})
+        c, _ = greet(self.srv.port)
+        self.assertEqual(c.cmd("MAIL FROM:<s@p.test> BODY=8BITMIME RET=FULL")[0], 250)
+        self.assertEqual(c.cmd("RCPT TO:<bounce1@p.test>")[0], 250)
+        self.assertEqual(c.cmd("DATA")[0], 354)
+        c.send(b"Subject: 8\r\n\r\ncaf\xc3\xa9\r\n.\r\n")
+        self.assertEqual(c.reply()[0], 250)
+        c.close()
+        msg = self.peer.wait_messages(1)[0]
+        self.assertEqual((msg.mail_from, msg.rcpts), ("", ["s@p.test"]))
+        self.assertIn("BODY=8BITMIME", [p.upper() for p in msg.mail_params])
+        self.assertIn(b"caf\xc3\xa9", msg.data)
+
     def test_partial_recipient_failures(self):
         self.start(rcpt={"defer": "451 4.3.0 try later", "bounce": "550 5.1.1 no such user"})
         qid = send(self.srv.port, "alice@localhost",

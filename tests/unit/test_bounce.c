@@ -70,6 +70,9 @@ sink_buf(void *arg, const char *p, size_t n)
 	return buf_append(arg, p, n);
 }
 
+/* What the last build_mem said of 8-bit data in its report. */
+static int built_eightbit;
+
 /* The report in memory (the tests' way to read it). */
 static char *
 build_mem(enum bounce_kind kind, const struct bounce_orig *o,
@@ -79,8 +82,9 @@ build_mem(enum bounce_kind kind, const struct bounce_orig *o,
 	struct bounce_sink sink = { sink_buf, &b };
 
 	buf_init(&b, (size_t)1 << 30);
+	built_eightbit = -1;
 	if (bounce_build(kind, "mx.example.com", o, rc, n, retry_until,
-	    &sink) != 0) {
+	    &sink, &built_eightbit) != 0) {
 		buf_free(&b);
 		return NULL;
 	}
@@ -645,6 +649,32 @@ test_smtputf8(void)
 	report_free(&r);
 }
 
+/* A report that holds 8-bit data says so (its envelope must then carry
+ * BODY=8BITMIME, RFC 6152 3); one of 7-bit data does not. */
+static void
+test_eightbit_flag(void)
+{
+	static const char orig8[] = "From: a@example.org\r\nSubject: x\r\n\r\n"
+	    "caf\xc3\xa9\r\n";
+	struct bounce_orig o;
+	struct bounce_rcpt rc;
+	struct report r;
+
+	rcpt_init(&rc, "bob@example.net", "5.1.1", NULL);
+	orig_init(&o, orig8, DSN_RET_FULL);
+	report_build(&r, BOUNCE_FAILED, &o, &rc, 1, 0);
+	CU_ASSERT_EQUAL(built_eightbit, 1);
+	report_free(&r);
+	orig_init(&o, orig8, DSN_RET_HDRS);	/* the 8-bit body stays out */
+	report_build(&r, BOUNCE_FAILED, &o, &rc, 1, 0);
+	CU_ASSERT_EQUAL(built_eightbit, 0);
+	report_free(&r);
+	orig_init(&o, ORIG, DSN_RET_FULL);
+	report_build(&r, BOUNCE_FAILED, &o, &rc, 1, 0);
+	CU_ASSERT_EQUAL(built_eightbit, 0);
+	report_free(&r);
+}
+
 static void
 test_python_parses(void)
 {
@@ -716,6 +746,7 @@ main(void)
 	    CU_add_test(s, "long lines", test_long_lines) == NULL ||
 	    CU_add_test(s, "20 MiB original", test_large_original) == NULL ||
 	    CU_add_test(s, "SMTPUTF8", test_smtputf8) == NULL ||
+	    CU_add_test(s, "8-bit data is told", test_eightbit_flag) == NULL ||
 	    CU_add_test(s, "python email parses it",
 	    test_python_parses) == NULL) {
 		CU_cleanup_registry();

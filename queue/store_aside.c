@@ -75,7 +75,11 @@ setaside_record(struct store_wtxn *t, MDB_dbi dbi, char tag, const MDB_val *key)
 	bk[0] = (uint8_t)tag;
 	memcpy(bk + 1, key->mv_data, key->mv_size);
 	bkey = (MDB_val){ key->mv_size + 1, bk };
-	if ((rc = s_put(s, t->txn, s->dbi_bad, &bkey, &v, 0)) != 0 ||
+	/* A record set aside before under this key (a bad recipient whose
+	 * placeholder follows its envelope to bad later) keeps its first,
+	 * original copy. */
+	rc = s_put(s, t->txn, s->dbi_bad, &bkey, &v, MDB_NOOVERWRITE);
+	if ((rc != 0 && rc != MDB_KEYEXIST) ||
 	    (rc = s_del(s, t->txn, dbi, (MDB_val *)key)) != 0)
 		return wtxn_fail(t, rc, "set aside");
 	log_warn("queue: %c/%s: record set aside (moved to bad)",

@@ -138,4 +138,28 @@ raw_put(const char *dir, const char *db, const void *key, size_t klen,
 	mdb_env_close(env);
 }
 
+/* Does db hold key with exactly the value val? Read directly with LMDB. */
+static inline int
+raw_equals(const char *dir, const char *db, const void *key, size_t klen,
+    const void *val, size_t vlen)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = { klen, (void *)key }, v;
+	int same;
+
+	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
+	mdb_env_set_maxdbs(env, 12);
+	mdb_env_set_mapsize(env, STORE_MAP_SIZE_DEFAULT);
+	CU_ASSERT_FATAL(mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(txn, db, 0, &dbi) == 0);
+	same = mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size == vlen &&
+	    memcmp(v.mv_data, val, vlen) == 0;
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return same;
+}
+
 #endif

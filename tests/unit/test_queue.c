@@ -676,6 +676,20 @@ test_store_corrupt(void)
 	CU_ASSERT_EQUAL(len, 10);
 	free(body);
 	store_close(&s);
+
+	/* c's envelope goes bad too: its records follow it to bad, and the
+	 * placeholder of c#1 does not overwrite the original set aside. */
+	be64(key, c);
+	raw_put(dir, "msg", key, 8, "\x01\xff\xff", 3);
+	s = open_store(dir, 0, 0);
+	CU_ASSERT_EQUAL(count_msgs(s), 1);
+	store_close(&s);
+	{
+		uint8_t bk[13] = { 'r' };
+		be64(bk + 1, c);
+		bk[12] = 1;
+		CU_ASSERT(raw_equals(dir, "bad", bk, sizeof bk, "\x07garbage", 8));
+	}
 	tmpdir_remove(&dir);
 }
 

@@ -126,6 +126,12 @@ query_for_usage(const struct tls_dane *d, const struct dns_tlsa_rr *rrs,
 	return q;
 }
 
+static int
+same_der(const gnutls_datum_t *a, const gnutls_datum_t *b)
+{
+	return a->size == b->size && memcmp(a->data, b->data, a->size) == 0;
+}
+
 /* 1 when GnuTLS says chain[0..n-1] matches q under vflags. */
 static int
 gnutls_matches(const gnutls_datum_t *chain, unsigned n, dane_query_t q,
@@ -174,9 +180,21 @@ tls_dane_check(const struct tls_dane *d, const gnutls_datum_t *chain,
 	if (q != NULL) {
 		for (unsigned k = 1; k < n && r != TLS_DANE_MATCH_TA; k++) {
 			enum tls_cert c;
-			/* Does chain[k] match, and did it issue chain[k - 1]? */
-			if (!gnutls_matches(&chain[k - 1], 2, q,
-			    DANE_VFLAG_ONLY_CHECK_CA_USAGE))
+			unsigned j;
+
+			/* The server's own certificate sent again is no TA. */
+			if (same_der(&chain[k], &chain[0]))
+				continue;
+			/* Does chain[k] match, as the issuer of a certificate of
+			 * the chain? Any order, extra certificates too (RFC 8446
+			 * 4.4.2): GnuTLS is asked of each pair. */
+			for (j = 0; j < n; j++) {
+				gnutls_datum_t pair[2] = { chain[j], chain[k] };
+				if (j != k && gnutls_matches(pair, 2, q,
+				    DANE_VFLAG_ONLY_CHECK_CA_USAGE))
+					break;
+			}
+			if (j == n)
 				continue;
 			c = tls_verify_chain_to(chain, n, k, names, nnames, ta_why,
 			    sizeof ta_why);

@@ -248,7 +248,11 @@ tls_verify_chain_to(const gnutls_datum_t *chain, unsigned n, unsigned anchor,
 		snprintf(why, whysize, "no trust anchor in the chain");
 		return TLS_CERT_UNTRUSTED;
 	}
-	if (chain_import(chain, anchor + 1, crts) < 0) {
+	if (n > TLS_VERIFY_MAX_CHAIN)
+		n = TLS_VERIFY_MAX_CHAIN;
+	/* The whole chain as sent: GnuTLS puts it in order and leaves out
+	 * what is not on the path (RFC 8446 4.4.2). */
+	if (chain_import(chain, n, crts) < 0) {
 		snprintf(why, whysize, "a certificate cannot be decoded");
 		return TLS_CERT_BAD;
 	}
@@ -261,9 +265,9 @@ tls_verify_chain_to(const gnutls_datum_t *chain, unsigned n, unsigned anchor,
 		snprintf(why, whysize, "unusable trust anchor");
 		r = TLS_CERT_UNTRUSTED;
 	} else {
-		r = list_verify(list, crts, anchor + 1, names, nnames, why, whysize);
+		r = list_verify(list, crts, n, names, nnames, why, whysize);
 	}
 	gnutls_x509_trust_list_deinit(list, 1);
-	chain_free(crts, anchor + 1);
+	chain_free(crts, n);
 	return r;
 }

@@ -61,8 +61,9 @@ enum tls_cert tls_verify_chain(const struct tls_trust *t,
 
 /*
  * The same with chain[anchor] (0 < anchor < n) as the only trust anchor
- * (DANE-TA, RFC 7672 3.1.2): chain[0..anchor] must be a valid chain up to
- * it, and a name must match when nnames > 0.
+ * (DANE-TA, RFC 7672 3.1.2): the chain as sent (in any order, with extra
+ * certificates: RFC 8446 4.4.2) must hold a valid path from chain[0] up
+ * to it, and a name must match when nnames > 0.
  */
 enum tls_cert tls_verify_chain_to(const gnutls_datum_t *chain, unsigned n,
     unsigned anchor, const char *const *names, size_t nnames, char *why,

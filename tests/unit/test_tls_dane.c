@@ -199,9 +199,29 @@ test_ta(void)
 		rr[0] = rr_for(&other_ca, 2, 0, 1, b1);
 		CU_ASSERT_EQUAL(check(forged, 2, rr, 1, MX, 1), TLS_DANE_MISMATCH);
 	}
-	/* A usage-2 record for the server's own certificate is no TA. */
+	/* Chains out of order or with extra certificates (RFC 8446 4.4.2):
+	 * the TA still matches, and a forged one still does not. */
+	{
+		gnutls_datum_t unord[] = { ee_inter.der, ca.der, inter.der };
+		gnutls_datum_t extra[] = { ee.der, other_ca.der, ca.der };
+		gnutls_datum_t forged[] = { ee.der, ca.der, other_ca.der };
+		rr[0] = rr_for(&ca, 2, 1, 1, b1);
+		CU_ASSERT_EQUAL(check(unord, 3, rr, 1, MX, 1), TLS_DANE_MATCH_TA);
+		CU_ASSERT_EQUAL(check(extra, 3, rr, 1, MX, 1), TLS_DANE_MATCH_TA);
+		rr[0] = rr_for(&ca, 2, 0, 1, b1);
+		CU_ASSERT_EQUAL(check(unord, 3, rr, 1, MX, 1), TLS_DANE_MATCH_TA);
+		rr[0] = rr_for(&other_ca, 2, 0, 1, b1);
+		CU_ASSERT_EQUAL(check(forged, 3, rr, 1, MX, 1), TLS_DANE_MISMATCH);
+		CU_ASSERT_EQUAL(check(extra, 3, rr, 1, MX, 1), TLS_DANE_MISMATCH);
+	}
+	/* A usage-2 record for the server's own certificate is no TA, also
+	 * when the server sends it again further down. */
 	rr[0] = rr_for(&ee, 2, 0, 1, b1);
 	CU_ASSERT_EQUAL(check(chain, 2, rr, 1, MX, 1), TLS_DANE_MISMATCH);
+	{
+		gnutls_datum_t twice[] = { ee.der, ca.der, ee.der };
+		CU_ASSERT_EQUAL(check(twice, 3, rr, 1, MX, 1), TLS_DANE_MISMATCH);
+	}
 	/* EE and TA records together: either may match. */
 	rr[0] = rr_for(&ee_wild, 3, 1, 1, b1);
 	rr[1] = rr_for(&ca, 2, 1, 1, b2);

@@ -13,6 +13,7 @@
 
 #include "lib/log.h"
 #include "lib/util.h"
+#include "lib/utf8.h"
 
 #define POL_VERSION 1
 #define AGG_POLICIES_MAX 64
@@ -370,18 +371,28 @@ out_hand(struct buf *tmp, struct buf *out, int n)
 	return n;
 }
 
+/* A JSON string of s[0..n); a byte that is not part of valid UTF-8 (a
+ * policy's 8-bit junk, a character cut by a bound) becomes U+FFFD, so the
+ * report stays JSON (RFC 8259 8.1). */
 static void
 json_str(struct buf *b, const char *s, size_t n)
 {
 	out_put(b, buf_puts(b, "\""));
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0, len; i < n; i += len) {
 		unsigned char c = (unsigned char)s[i];
+		len = 1;
 		if (c == '"' || c == '\\')
 			out_put(b, buf_printf(b, "\\%c", c));
 		else if (c < 0x20 || c == 0x7f)
 			out_put(b, buf_printf(b, "\\u%04x", c));
-		else
+		else if (c < 0x80)
 			out_put(b, buf_append(b, &s[i], 1));
+		else if ((len = utf8_char_len((const unsigned char *)s + i, n - i)) > 0)
+			out_put(b, buf_append(b, &s[i], len));
+		else {
+			len = 1;
+			out_put(b, buf_puts(b, "\\ufffd"));
+		}
 	}
 	out_put(b, buf_puts(b, "\""));
 }

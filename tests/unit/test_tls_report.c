@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lib/utf8.h"
 #include "relay/mta_sts_cache.h"
 #include "relay/tls_report.h"
 #include "relay/tls_store.h"
@@ -231,6 +232,41 @@ test_report_hostile(void)
 	tls_store_close(&s);
 }
 
+/* A policy with 8-bit junk, and one whose stored text is cut inside a
+ * character: the report is still UTF-8 (RFC 8259 8.1), the junk shown as
+ * U+FFFD and a valid character kept. */
+static void
+test_report_utf8(void)
+{
+	static char big[20000];
+	struct tls_store *s;
+	struct buf out;
+	struct tls_rpt_policy p = { TLS_RPT_POLICY_STS, "example.com",
+	    "version: STSv1\nx-ext: \xff\xfe caf\xc3\xa9\nmx: mx.example.com",
+	    "mx.example.com" };
+	struct tls_rpt_event e = { TLS_RPT_SUCCESS, NULL, NULL, NULL };
+
+	fresh_dir();
+	s = open_store(0);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+	CU_ASSERT_EQUAL(tls_report_record(s, &p, &e, T0), 0);
+	memset(big, 'a', sizeof big - 1);
+	memcpy(big, "x-ext: ", 7);
+	big[16383] = '\xc3';	/* a character across the stored text's end */
+	big[16384] = '\xa9';
+	p.strings = big;
+	CU_ASSERT_EQUAL(tls_report_record(s, &p, &e, T0 + DAY), 0);
+	buf_init(&out, 1 << 20);
+	CU_ASSERT_EQUAL(tls_report_json(s, "example.com", T0, NULL, &out), 1);
+	CU_ASSERT(utf8_valid((const unsigned char *)out.data, out.len));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "x-ext: \\ufffd\\ufffd caf\xc3\xa9"));
+	buf_reset(&out);
+	CU_ASSERT_EQUAL(tls_report_json(s, "example.com", T0 + DAY, NULL, &out), 1);
+	CU_ASSERT(utf8_valid((const unsigned char *)out.data, out.len));
+	buf_free(&out);
+	tls_store_close(&s);
+}
+
 struct worker {
 	struct tls_store *s;
 	int id;
@@ -391,6 +427,7 @@ main(void)
 	CU_add_test(s, "store basics", test_store_basic);
 	CU_add_test(s, "daily JSON aggregate", test_report_json);
 	CU_add_test(s, "hostile strings", test_report_hostile);
+	CU_add_test(s, "UTF-8 out, whatever came in", test_report_utf8);
 	CU_add_test(s, "threads", test_threads);
 	CU_add_test(s, "corrupt MTA-STS cache record", test_sts_cache_record);
 	CU_add_test(s, "_smtp._tls records", test_rpt_txt);

@@ -50,6 +50,24 @@ test_valid(void)
 }
 
 static void
+test_char_len(void)
+{
+	const unsigned char *u = (const unsigned char *)"a\xc3\xa9\xe2\x82\xac"
+	    "\xf0\x9f\x98\x80";
+
+	CU_ASSERT_EQUAL(utf8_char_len(u, 10), 1);
+	CU_ASSERT_EQUAL(utf8_char_len(u + 1, 9), 2);
+	CU_ASSERT_EQUAL(utf8_char_len(u + 3, 7), 3);
+	CU_ASSERT_EQUAL(utf8_char_len(u + 6, 4), 4);
+	CU_ASSERT_EQUAL(utf8_char_len(u + 6, 3), 0);	/* cut short */
+	CU_ASSERT_EQUAL(utf8_char_len(u + 2, 8), 0);	/* a continuation */
+	CU_ASSERT_EQUAL(utf8_char_len(u, 0), 0);
+	CU_ASSERT_EQUAL(utf8_char_len((const unsigned char *)"\xc0\x80", 2), 0);
+	CU_ASSERT_EQUAL(utf8_char_len((const unsigned char *)"\xed\xa0\x80", 3), 0);
+	CU_ASSERT_EQUAL(utf8_char_len((const unsigned char *)"\xff", 1), 0);
+}
+
+static void
 test_c1(void)
 {
 	CU_ASSERT(utf8_has_c1(S("a\xc2\x85z")));
@@ -70,7 +88,8 @@ main(void)
 		return 1;
 	s = CU_add_suite("utf8", NULL, NULL);
 	if (s == NULL || CU_add_test(s, "valid", test_valid) == NULL ||
-	    CU_add_test(s, "C1 controls", test_c1) == NULL) {
+	    CU_add_test(s, "C1 controls", test_c1) == NULL ||
+	    CU_add_test(s, "character length", test_char_len) == NULL) {
 		CU_cleanup_registry();
 		return 1;
 	}

@@ -23,6 +23,7 @@ struct tls_store {
 						 * daemon never made (empty) */
 	int rdonly;
 	int64_t last_sync_ms;	/* atomic */
+	int unsynced;		/* atomic: a commit since the last sync */
 };
 
 static const char *const db_names[TLS_STORE_NDB] = { "sts", "rpt", "rpol", "rsent" };
@@ -111,15 +112,34 @@ maybe_sync(struct tls_store *s, int force)
 	int64_t last = __atomic_load_n(&s->last_sync_ms, __ATOMIC_RELAXED);
 	int rc;
 
+	__atomic_store_n(&s->unsynced, 1, __ATOMIC_RELAXED);
 	if (!force && now - last < SYNC_EVERY_MS)
 		return;
 	if (!force && !__atomic_compare_exchange_n(&s->last_sync_ms, &last, now, 0,
 	    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		return;		/* another thread syncs now */
+	__atomic_store_n(&s->unsynced, 0, __ATOMIC_RELAXED);
 	if ((rc = mdb_env_sync(s->env, 1)) != 0)
 		store_warn("sync", rc);
 	if (force)
 		__atomic_store_n(&s->last_sync_ms, now, __ATOMIC_RELAXED);
+}
+
+void
+tls_store_sync_pending(struct tls_store *s)
+{
+	int64_t now = time_mono_ms();
+	int64_t last = __atomic_load_n(&s->last_sync_ms, __ATOMIC_RELAXED);
+	int rc;
+
+	if (s->rdonly || !__atomic_load_n(&s->unsynced, __ATOMIC_RELAXED) ||
+	    now - last < SYNC_EVERY_MS ||
+	    !__atomic_compare_exchange_n(&s->last_sync_ms, &last, now, 0,
+	    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&s->unsynced, 0, __ATOMIC_RELAXED);
+	if ((rc = mdb_env_sync(s->env, 1)) != 0)
+		store_warn("sync", rc);
 }
 
 /* A write transaction, or -1 (logged). */

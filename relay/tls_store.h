@@ -14,7 +14,9 @@
  * disk (policies); tls_store_add syncs at most once a second (report
  * counters: many small writes, each already safe from a crash of the
  * process, the last second of them at risk only from a crash of the
- * machine); tls_store_close syncs.
+ * machine, as long as tls_store_sync_pending is called about once a
+ * second: it syncs the writes the last add left unsynced);
+ * tls_store_close syncs.
  *
  * LMDB rules kept here: open once per process (tls_store_open) and share
  * it between threads; MDB_NOTLS, so any thread may call anything; each
@@ -56,6 +58,10 @@ struct tls_store;
 struct tls_store *tls_store_open(const char *queue_dir, unsigned flags,
     char *err, size_t errsize);
 void tls_store_close(struct tls_store **sp);
+
+/* Syncs writes left unsynced when the last sync is a second old or more
+ * (the daemon's main loop calls it about once a second). */
+void tls_store_sync_pending(struct tls_store *s);
 
 /* Stores val under key (klen 1..TLS_STORE_KEY_MAX); with sync set, on
  * disk when it returns 0. */

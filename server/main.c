@@ -593,6 +593,7 @@ main(int argc, char **argv)
 		/* The housekeeping of the main thread runs about once a
 		 * second, between signals; the TLS upkeep is daily. */
 		sig = sigtimedwait(&sigs, NULL, &tick);
+		tls_store_sync_pending(d.tls);
 		daemon_tls_upkeep(&d);
 		worker_set_reap(d.workers);
 		if (sig < 0) {

@@ -304,7 +304,7 @@ static int
 cmd_sts(struct dns_resolver *s, struct world *w, int argc, char **argv)
 {
 	struct mta_sts_env env = { w->resolver, w->store, { w->o.sts_ca_file,
-	    w->o.sts_port, 10000, 0 }, 0 };
+	    w->o.sts_port, 10000, 0 }, 0, NULL };
 	struct mta_sts_state st;
 
 	(void)s;

@@ -45,6 +45,7 @@ struct smtp_message {
 	const struct smtp_message_stager *stager;
 	struct buf head;		/* the first buffer; record 0 after the cut */
 	int cut;			/* records are being staged */
+	int head_split;			/* the header section passed record 0 */
 	struct smtp_message_rec *cur;	/* after the cut: the buffer filling;
 					 * NULL while every buffer is out */
 	struct smtp_message_rec *recs;
@@ -149,6 +150,7 @@ message_header_end(struct smtp_message *m)
 	m->hs = HS_BODY;
 	m->facts.header_done = 1;
 	m->facts.header_end = m->line_start;
+	m->head_split = m->cut;	/* cut before it ended */
 	if (!m->submission || m->dp.flags != 0)
 		return;
 	/* Both fit: add is as large as the two together. */
@@ -526,7 +528,8 @@ smtp_message_added_fields(const struct smtp_message *m)
 int
 smtp_message_header(const struct smtp_message *m, const char **p, size_t *len)
 {
-	if (!m->facts.header_done || m->facts.header_end > m->head.len ||
+	if (!m->facts.header_done || m->head_split ||
+	    m->facts.header_end > m->head.len ||
 	    m->facts.header_end < m->received_len)
 		return -1;
 	*p = m->head.data + m->received_len;
@@ -570,7 +573,8 @@ smtp_message_head_fields(const struct smtp_message *m, const char **p,
 {
 	size_t end = m->facts.header_end + m->added;
 
-	if (!m->facts.header_done || end > m->head.len || end < m->received_len)
+	if (!m->facts.header_done || m->head_split || end > m->head.len ||
+	    end < m->received_len)
 		return -1;
 	*p = m->head.data;
 	*len = end;

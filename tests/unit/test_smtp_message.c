@@ -653,6 +653,58 @@ test_tap_and_header_edit(void)
 	}
 }
 
+/* A submission whose header section ends just past the cut of record 0
+ * (within the Date and Message-ID we insert there): the accessors give
+ * the client's section whole, or -1; never a part of it. */
+static void
+test_header_just_past_the_cut(void)
+{
+	struct buf in;
+	int whole = 0, refused = 0;
+
+	buf_init(&in, 1 << 20);
+	for (size_t n = SMTP_MESSAGE_CHUNK - 700; n < SMTP_MESSAGE_CHUNK + 700; n++) {
+		struct smtp_message_info info = info_default(1, DOT, 1 << 22);
+		struct smtp_message *m;
+		struct fake f;
+		const char *h;
+		char reply[128];
+		size_t hlen, lines = (n - 8) / 100, r = n - lines * 100;
+		int done = 0;
+
+		buf_reset(&in);
+		for (size_t i = 0; i < lines; i++)
+			buf_printf(&in, "X-F: %093zu\r\n", i);
+		buf_printf(&in, "X-R: %0*d\r\n", (int)(r - 7), 0);
+		CU_ASSERT_EQUAL_FATAL(in.len, n);
+		buf_puts(&in, "\r\nbody\r\n.\r\n");
+		fake_init(&f, 1 << 30);
+		info.stager = &f.st;
+		m = smtp_message_new(&info);
+		f.m = m;
+		for (size_t off = 0; off < in.len && !done; ) {
+			size_t want = in.len - off < 512 ? in.len - off : 512;
+			off += smtp_message_feed(m, in.data + off, want, &done);
+			if (smtp_message_blocked(m))
+				fake_return(&f, 0);
+		}
+		fake_return(&f, 0);
+		CU_ASSERT_EQUAL_FATAL(smtp_message_finish(m, reply, sizeof reply), 0);
+		if (smtp_message_header(m, &h, &hlen) == 0) {
+			CU_ASSERT(hlen == n && memcmp(h, in.data, n) == 0);
+			whole++;
+		} else {
+			refused++;
+		}
+		if (smtp_message_head_fields(m, &h, &hlen) == 0)
+			CU_ASSERT(memmem(h, hlen, in.data, n) != NULL);
+		smtp_message_free(&m);
+		fake_free(&f);
+	}
+	CU_ASSERT(whole > 0 && refused > 0);	/* the cut was in the range */
+	buf_free(&in);
+}
+
 /* What the milters see and change: the whole header section from byte 0
  * (a field on top, our Received, the client's, the submission fields),
  * peeked without taking, replaced, and a body replaced in a message that
@@ -948,6 +1000,8 @@ main(void)
 	    CU_add_test(s, "staged: a long header section", test_staged_long_header) == NULL ||
 	    CU_add_test(s, "staged: a record refused", test_staged_refused) == NULL ||
 	    CU_add_test(s, "tap and header edits", test_tap_and_header_edit) == NULL ||
+	    CU_add_test(s, "a header section just past the cut",
+	    test_header_just_past_the_cut) == NULL ||
 	    CU_add_test(s, "the milters' edits", test_milter_edits) == NULL) {
 		CU_cleanup_registry();
 		return 1;

@@ -112,7 +112,6 @@ maybe_sync(struct tls_store *s, int force)
 	int64_t last = __atomic_load_n(&s->last_sync_ms, __ATOMIC_RELAXED);
 	int rc;
 
-	__atomic_store_n(&s->unsynced, 1, __ATOMIC_RELAXED);
 	if (!force && now - last < SYNC_EVERY_MS)
 		return;
 	if (!force && !__atomic_compare_exchange_n(&s->last_sync_ms, &last, now, 0,
@@ -128,18 +127,8 @@ maybe_sync(struct tls_store *s, int force)
 void
 tls_store_sync_pending(struct tls_store *s)
 {
-	int64_t now = time_mono_ms();
-	int64_t last = __atomic_load_n(&s->last_sync_ms, __ATOMIC_RELAXED);
-	int rc;
-
-	if (s->rdonly || !__atomic_load_n(&s->unsynced, __ATOMIC_RELAXED) ||
-	    now - last < SYNC_EVERY_MS ||
-	    !__atomic_compare_exchange_n(&s->last_sync_ms, &last, now, 0,
-	    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
-		return;
-	__atomic_store_n(&s->unsynced, 0, __ATOMIC_RELAXED);
-	if ((rc = mdb_env_sync(s->env, 1)) != 0)
-		store_warn("sync", rc);
+	if (!s->rdonly && __atomic_load_n(&s->unsynced, __ATOMIC_RELAXED))
+		maybe_sync(s, 0);
 }
 
 /* A write transaction, or -1 (logged). */
@@ -169,6 +158,7 @@ wtxn_end(struct tls_store *s, MDB_txn *txn, int rc, const char *what, int sync)
 		store_warn("commit", rc);
 		return -1;
 	}
+	__atomic_store_n(&s->unsynced, 1, __ATOMIC_RELAXED);
 	maybe_sync(s, sync);
 	return 0;
 }

@@ -116,6 +116,21 @@ put_direct(struct queue_store *s, size_t nrcpts, size_t body_len)
 	return id;
 }
 
+/* Opens db of the queue in dir directly with LMDB, in one transaction
+ * (read-only when rdonly). */
+static inline void
+raw_open(const char *dir, const char *db, int rdonly, MDB_env **env,
+    MDB_txn **txn, MDB_dbi *dbi)
+{
+	CU_ASSERT_FATAL(mdb_env_create(env) == 0);
+	mdb_env_set_maxdbs(*env, 12);
+	mdb_env_set_mapsize(*env, STORE_MAP_SIZE_DEFAULT);
+	CU_ASSERT_FATAL(mdb_env_open(*env, dir, MDB_NOTLS |
+	    (rdonly ? MDB_RDONLY : 0), 0600) == 0);
+	CU_ASSERT_FATAL(mdb_txn_begin(*env, NULL, rdonly ? MDB_RDONLY : 0, txn) == 0);
+	CU_ASSERT_FATAL(mdb_dbi_open(*txn, db, 0, dbi) == 0);
+}
+
 /* Overwrites (or adds) a record directly with LMDB, as a disk fault or an
  * old program might have left it. */
 static inline void
@@ -127,12 +142,7 @@ raw_put(const char *dir, const char *db, const void *key, size_t klen,
 	MDB_dbi dbi;
 	MDB_val k = { klen, (void *)key }, v = { vlen, (void *)val };
 
-	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
-	mdb_env_set_maxdbs(env, 12);
-	mdb_env_set_mapsize(env, STORE_MAP_SIZE_DEFAULT);
-	CU_ASSERT_FATAL(mdb_env_open(env, dir, MDB_NOTLS, 0600) == 0);
-	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, 0, &txn) == 0);
-	CU_ASSERT_FATAL(mdb_dbi_open(txn, db, 0, &dbi) == 0);
+	raw_open(dir, db, 0, &env, &txn, &dbi);
 	CU_ASSERT(mdb_put(txn, dbi, &k, &v, 0) == 0);
 	CU_ASSERT(mdb_txn_commit(txn) == 0);
 	mdb_env_close(env);
@@ -149,12 +159,7 @@ raw_equals(const char *dir, const char *db, const void *key, size_t klen,
 	MDB_val k = { klen, (void *)key }, v;
 	int same;
 
-	CU_ASSERT_FATAL(mdb_env_create(&env) == 0);
-	mdb_env_set_maxdbs(env, 12);
-	mdb_env_set_mapsize(env, STORE_MAP_SIZE_DEFAULT);
-	CU_ASSERT_FATAL(mdb_env_open(env, dir, MDB_NOTLS | MDB_RDONLY, 0600) == 0);
-	CU_ASSERT_FATAL(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn) == 0);
-	CU_ASSERT_FATAL(mdb_dbi_open(txn, db, 0, &dbi) == 0);
+	raw_open(dir, db, 1, &env, &txn, &dbi);
 	same = mdb_get(txn, dbi, &k, &v) == 0 && v.mv_size == vlen &&
 	    memcmp(v.mv_data, val, vlen) == 0;
 	mdb_txn_abort(txn);
